@@ -1,0 +1,1 @@
+"""The `commonlab` command: a client of a facility's HTTP API, plus `up`."""

@@ -1,0 +1,110 @@
+"""The CLI's HTTP client: where the facility is, which token to send, and turning a
+problem+json answer into one line a person can act on."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["CliError", "Client", "Login", "config_path", "load_login", "save_login"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CliError(Exception):
+    """Printed as one line, exit status 1."""
+
+
+@dataclass(frozen=True)
+class Login:
+    url: str
+    token: str | None
+
+
+def config_path() -> Path:
+    if explicit := os.environ.get("COMMONLAB_CLI_CONFIG"):
+        return Path(explicit)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "commonlab" / "cli.toml"
+
+
+def load_login(*, url: str | None = None, token: str | None = None) -> Login:
+    """Flags win over COMMONLAB_URL / COMMONLAB_TOKEN, which win over the saved login."""
+    saved: dict[str, Any] = {}
+    path = config_path()
+    if path.exists():
+        try:
+            saved = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise CliError(f"{path} is not valid TOML ({exc}): fix or delete it") from None
+    url = url or os.environ.get("COMMONLAB_URL") or saved.get("url") or DEFAULT_URL
+    if token is None:
+        token = os.environ.get("COMMONLAB_TOKEN")
+    if token is None and saved.get("url", "").rstrip("/") == url.rstrip("/"):
+        token = saved.get("token")
+    return Login(url=url.rstrip("/"), token=token or None)
+
+
+def save_login(login: Login) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f'url = "{login.url}"\n' + (f'token = "{login.token}"\n' if login.token else "")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+class Client:
+    def __init__(self, login: Login, *, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {login.token}"} if login.token else {}
+        self.login = login
+        self._http = httpx.Client(
+            base_url=login.url, headers=headers, timeout=30.0, transport=transport
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise CliError(
+                f"cannot reach {self.login.url}: is the facility running (commonlab up)?"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.login.url} failed: {exc}") from None
+        if response.status_code >= 400:
+            raise CliError(_problem_line(response))
+        if not response.content:
+            return None
+        if "json" in response.headers.get("content-type", ""):
+            return response.json()
+        return response.content
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _problem_line(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code} from {response.request.url}"
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return f"{detail or body} (HTTP {response.status_code})"

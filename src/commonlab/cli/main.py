@@ -1,0 +1,109 @@
+"""The `commonlab` command. `up` runs a facility here; every other command is an HTTP
+client of a facility (this one or a remote one: `--url`, `COMMONLAB_URL`, or `login`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from commonlab.cli import admin, record_cmd
+from commonlab.cli.client import CliError, Client, Login, load_login, save_login
+from commonlab.cli.render import print_json
+from commonlab.errors import CommonlabError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="commonlab",
+    help="Run and use a commonlab facility: an open, publicly overseen AI research facility.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="bind address [default 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default 8000]")] = None,
+    demo: Annotated[bool, typer.Option(help="seed a small demo facility on first start")] = False,
+) -> None:
+    """Run the facility here: API and portal, on the embedded defaults unless configured."""
+    from commonlab.serve import serve
+
+    serve(host=host, port=port, demo=demo, console=console)
+
+
+@app.command()
+def login(
+    url: Annotated[str, typer.Option(help="facility URL")] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(help="API token (prompted for, hidden, when left out)")
+    ] = None,
+) -> None:
+    """Check a token against a facility and save both for later commands."""
+    if token is None:
+        token = typer.prompt("Token", hide_input=True)
+    creds = Login(url=url.rstrip("/"), token=token.strip())
+    me = Client(creds).get("/api/v1/me")
+    if not me.get("authenticated"):
+        raise CliError("the facility did not accept this token")
+    path = save_login(creds)
+    console.print(f"Logged in to {creds.url} as {_who(me)}; saved in {path}")
+
+
+@app.command()
+def whoami(url: Url = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Who the facility thinks you are (GET /api/v1/me)."""
+    me = Client(load_login(url=url)).get("/api/v1/me")
+    if as_json:
+        print_json(me)
+        return
+    if not me["authenticated"]:
+        console.print("You are the public (not signed in). Use `commonlab login`.")
+        return
+    person = me["person"]
+    console.print(f"[bold]{person['name']}[/bold] ({person['pseudonym']})")
+    console.print(f"roles: {', '.join(person['roles']) or 'none'}")
+    console.print(f"token scopes: {', '.join(me['scopes'])}")
+    clearance = me.get("clearance")
+    if clearance:
+        console.print(f"clearance: CL-{clearance['level']} until {clearance['expires_at'][:10]}")
+
+
+def _who(me: dict[str, object]) -> str:
+    person = me.get("person") or {}
+    assert isinstance(person, dict)
+    return f"{person.get('name')} ({person.get('pseudonym')})"
+
+
+admin.register(app)
+record_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error a person can cause becomes one line and exit status 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except (CliError, CommonlabError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors, with their own messages
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

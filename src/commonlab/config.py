@@ -1,0 +1,116 @@
+"""One settings object for the whole facility.
+
+Values come from `COMMONLAB_*` environment variables, then from an optional TOML file named by
+`COMMONLAB_CONFIG`, then from the embedded defaults (SQLite, local executor, local store, all
+under `$COMMONLAB_HOME`, default `./.commonlab`). A bad value stops start-up with one line
+that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from commonlab.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+ENV_PREFIX = "COMMONLAB_"
+
+
+class Settings(BaseModel):
+    """Everything an operator may set. Paths left empty are derived from `home`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default=Path(".commonlab"), description="where the embedded data lives")
+    database_url: str = Field(default="", description="SQLAlchemy URL; SQLite under home")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = Field(default="", description="how clients reach this facility")
+    executor: Literal["local", "slurm"] = "local"
+    signing_key_path: Path | None = Field(default=None, description="record signing key")
+    log_origin: str = Field(default="", description="the record's checkpoint origin line")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30)
+    secure_cookies: bool = False
+    sequencer_interval_ms: int = Field(default=50, ge=1, le=60_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return url
+
+    @field_validator("log_origin")
+    @classmethod
+    def _origin_has_no_spaces(cls, origin: str) -> str:
+        if any(ch.isspace() for ch in origin) or "+" in origin:
+            raise ValueError("must be one word without spaces or '+', e.g. lab.example.org/log")
+        return origin
+
+    # Derived values: one place decides where things live.
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'commonlab.db').resolve()}"
+
+    @property
+    def key_path(self) -> Path:
+        return self.signing_key_path or self.home / "keys" / "record.key"
+
+    @property
+    def origin(self) -> str:
+        """The origin line of a newly generated record key (a supplied key names its own)."""
+        return self.log_origin or "commonlab.localhost/log"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    return values
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"COMMONLAB_CONFIG: no such file {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"COMMONLAB_CONFIG: {path} is not valid TOML ({exc})") from None
+    return data.get("commonlab", data)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from overrides, then the environment, then the TOML file, then defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    if config_file := environ.get(ENV_PREFIX + "CONFIG"):
+        values.update(_from_toml(Path(config_file)))
+    values.update(_from_env(environ))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "settings"
+    setting = ENV_PREFIX + name.upper()
+    if first["type"] == "extra_forbidden":
+        return f"{name}: unknown setting (known: {', '.join(Settings.model_fields)})"
+    return f"{setting}={first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}"

@@ -1,0 +1,1 @@
+"""Who people are: institutions, people, roles, API tokens and clearances."""

@@ -1,0 +1,71 @@
+"""Who is asking: the principal every service call is made on behalf of.
+
+Pure data, no database: the API builds a Principal from a token (or the public one for an
+anonymous request) and hands it to services, which hand it to `policy.authorize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from commonlab.policy.levels import Clearance
+
+__all__ = ["PUBLIC", "SYSTEM", "Principal", "Role", "Scope"]
+
+
+class Role(StrEnum):
+    RESEARCHER = "researcher"
+    PI = "pi"
+    REVIEWER = "reviewer"
+    DELEGATE = "delegate"
+    OPERATOR = "operator"
+    SAFETY_OFFICER = "safety_officer"
+    AUDITOR = "auditor"
+
+
+class Scope(StrEnum):
+    """What a token may be used for. `admin` implies `write` implies `read`."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    def covers(self, needed: Scope) -> bool:
+        order = [Scope.READ, Scope.WRITE, Scope.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A person acting through a token, the anonymous public, or the system itself."""
+
+    pseudonym: str
+    person_id: int | None = None
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
+    clearance: Clearance | None = None
+    institution_id: int | None = None
+    projects: frozenset[str] = field(default_factory=frozenset)
+    token_id: int | None = None
+    # Shown on the record only where the public is entitled to know who acted (public roles).
+    name: str | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.person_id is None and self.pseudonym == "public"
+
+    @property
+    def is_system(self) -> bool:
+        return self.person_id is None and self.pseudonym == "system"
+
+    def has_role(self, role: Role) -> bool:
+        return role in self.roles
+
+    def has_scope(self, needed: Scope) -> bool:
+        return any(scope.covers(needed) for scope in self.scopes)
+
+
+PUBLIC = Principal(pseudonym="public")
+# Start-up and migrations act as the system: it is on the record, never behind a token.
+SYSTEM = Principal(pseudonym="system")

@@ -1,0 +1,562 @@
+"""Identity use cases. Each one authorizes, applies its rules, writes its rows and its record
+entry in one transaction, and returns what the caller renders."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.db import utcnow
+from commonlab.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from commonlab.identity.events import IdentityEvent
+from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
+from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
+from commonlab.identity.schemas import (
+    ClearanceCreate,
+    InstitutionCreate,
+    InstitutionUpdate,
+    PersonCreate,
+    PersonUpdate,
+    TokenCreate,
+)
+from commonlab.pagination import PageParams
+from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.levels import Clearance, Level
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "authenticate",
+    "bootstrap_operator",
+    "create_institution",
+    "create_person",
+    "current_clearance",
+    "get_institution",
+    "get_person",
+    "grant_clearance",
+    "grant_role",
+    "institutions_query",
+    "issue_token",
+    "list_clearances",
+    "list_tokens",
+    "people_query",
+    "revoke_clearance",
+    "revoke_role",
+    "revoke_token",
+    "update_institution",
+    "update_person",
+]
+
+TOKEN_PREFIX = "clab"
+
+
+# Institutions -------------------------------------------------------------------------------
+
+
+def create_institution(db: Session, actor: Principal, req: InstitutionCreate) -> Institution:
+    with db.begin():
+        authorize(actor, Action.InstitutionCreate, Resource.institution())
+        _ensure_unique_institution_name(db, req.name)
+        institution = Institution(name=req.name, country=req.country, kind=req.kind)
+        db.add(institution)
+        db.flush()
+        record.append(
+            db,
+            IdentityEvent.InstitutionCreated,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"institution/{institution.id}",
+            data={"name": req.name, "country": req.country, "kind": req.kind},
+        )
+    return institution
+
+
+def update_institution(
+    db: Session, actor: Principal, institution_id: int, req: InstitutionUpdate
+) -> Institution:
+    changes = req.model_dump(exclude_unset=True, exclude_none=True)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one of name, country, kind")
+    with db.begin():
+        institution = _get(db, Institution, institution_id, "institution")
+        authorize(actor, Action.InstitutionUpdate, _institution_resource(institution))
+        if "name" in changes and changes["name"] != institution.name:
+            _ensure_unique_institution_name(db, changes["name"])
+        for field, value in changes.items():
+            setattr(institution, field, value)
+        record.append(
+            db,
+            IdentityEvent.InstitutionUpdated,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"institution/{institution.id}",
+            data={"changes": {k: str(v) for k, v in changes.items()}},
+        )
+    return institution
+
+
+def get_institution(db: Session, actor: Principal, institution_id: int) -> Institution:
+    with db.begin():
+        institution = _get(db, Institution, institution_id, "institution")
+        authorize(actor, Action.InstitutionRead, _institution_resource(institution))
+    return institution
+
+
+def institutions_query(
+    actor: Principal, *, country: str | None = None, kind: str | None = None, q: str | None = None
+) -> Any:
+    """The filtered query behind the institutions list (paginated by the caller)."""
+    authorize(actor, Action.InstitutionRead, Resource.institution())
+    query = select(Institution)
+    if country:
+        query = query.where(Institution.country == country.upper())
+    if kind:
+        query = query.where(Institution.kind == kind)
+    if q:
+        query = query.where(func.lower(Institution.name).contains(q.lower()))
+    return query
+
+
+def _ensure_unique_institution_name(db: Session, name: str) -> None:
+    if db.scalar(select(exists().where(func.lower(Institution.name) == name.lower()))):
+        raise Conflict(f"an institution named {name!r} already exists")
+
+
+def _institution_resource(institution: Institution) -> Resource:
+    return Resource.institution(institution.id)
+
+
+# People -------------------------------------------------------------------------------------
+
+
+def create_person(db: Session, actor: Principal, req: PersonCreate) -> Person:
+    with db.begin():
+        authorize(actor, Action.PersonCreate, Resource.people())
+        person = _new_person(db, req)
+        record.append(
+            db,
+            IdentityEvent.PersonCreated,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"person/{person.pseudonym}",
+            data={
+                "institution": person.institution_id,
+                "roles": sorted(str(role) for role in req.roles),
+            },
+            private=_private_fields(person),
+        )
+    return person
+
+
+def _new_person(db: Session, req: PersonCreate) -> Person:
+    if req.institution_id is not None:
+        _get(db, Institution, req.institution_id, "institution")
+    _ensure_unique_contact(db, email=req.email, orcid=req.orcid)
+    person = Person(
+        pseudonym=_new_pseudonym(),
+        name=req.name,
+        email=req.email,
+        orcid=req.orcid,
+        institution_id=req.institution_id,
+    )
+    db.add(person)
+    db.flush()
+    for role in sorted(set(req.roles)):
+        db.add(RoleGrant(person_id=person.id, role=role, granted_by=SYSTEM.pseudonym))
+    db.flush()
+    return person
+
+
+def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpdate) -> Person:
+    changes = req.model_dump(exclude_unset=True)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one field")
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.PersonUpdate, Resource.person(person.id))
+        if "active" in changes and not actor.has_role(Role.OPERATOR):
+            raise InvalidInput("only an operator may activate or deactivate an account")
+        if changes.get("institution_id") is not None:
+            _get(db, Institution, changes["institution_id"], "institution")
+        _ensure_unique_contact(
+            db, email=changes.get("email"), orcid=changes.get("orcid"), except_id=person.id
+        )
+        for field, value in changes.items():
+            setattr(person, field, value)
+        public = {k: v for k, v in changes.items() if k in {"institution_id", "active"}}
+        private = {k: v for k, v in changes.items() if k in {"name", "email", "orcid"}}
+        record.append(
+            db,
+            IdentityEvent.PersonUpdated,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"person/{person.pseudonym}",
+            data={"changes": public},
+            private=private,
+        )
+    return person
+
+
+def get_person(db: Session, actor: Principal, person_id: int) -> Person:
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.PersonRead, Resource.person(person.id))
+    return person
+
+
+def people_query(
+    actor: Principal,
+    *,
+    institution_id: int | None = None,
+    role: Role | None = None,
+    q: str | None = None,
+) -> Any:
+    authorize(actor, Action.PersonList, Resource.people())
+    query = select(Person)
+    if institution_id is not None:
+        query = query.where(Person.institution_id == institution_id)
+    if role is not None:
+        query = query.where(
+            exists().where(RoleGrant.person_id == Person.id, RoleGrant.role == role)
+        )
+    if q:
+        query = query.where(func.lower(Person.name).contains(q.lower()))
+    return query
+
+
+def _ensure_unique_contact(
+    db: Session, *, email: str | None, orcid: str | None, except_id: int | None = None
+) -> None:
+    for column, value, label in ((Person.email, email, "e-mail"), (Person.orcid, orcid, "ORCID")):
+        if value is None:
+            continue
+        clash = db.scalar(select(Person.id).where(column == value))
+        if clash is not None and clash != except_id:
+            raise Conflict(f"another person already has this {label}")
+
+
+def _private_fields(person: Person) -> dict[str, Any]:
+    fields = {"name": person.name, "email": person.email, "orcid": person.orcid}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _new_pseudonym() -> str:
+    return "p-" + secrets.token_hex(8)
+
+
+# Roles --------------------------------------------------------------------------------------
+
+
+def grant_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.RoleGrant, Resource.person(person.id))
+        if any(grant.role == role for grant in person.roles):
+            raise Conflict(f"{person.pseudonym} already has the role {role}")
+        person.roles.append(RoleGrant(role=role, granted_by=actor.pseudonym))
+        record.append(
+            db,
+            IdentityEvent.RoleGranted,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"person/{person.pseudonym}",
+            data={"role": role, **_public_name(person, role)},
+        )
+    return person
+
+
+def revoke_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.RoleRevoke, Resource.person(person.id))
+        grant = next((g for g in person.roles if g.role == role), None)
+        if grant is None:
+            raise NotFound(f"{person.pseudonym} does not have the role {role}")
+        if role == Role.OPERATOR and _operator_count(db) <= 1:
+            raise Conflict("this is the last operator: grant the role to someone else first")
+        person.roles.remove(grant)
+        record.append(
+            db,
+            IdentityEvent.RoleRevoked,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"person/{person.pseudonym}",
+            data={"role": role},
+        )
+    return person
+
+
+def _public_name(person: Person, role: Role) -> dict[str, str]:
+    # The public is entitled to know who holds a public role (DESIGN.md).
+    return {"name": person.name} if role in record.PUBLIC_ROLES else {}
+
+
+def _operator_count(db: Session) -> int:
+    return db.scalar(select(func.count()).where(RoleGrant.role == Role.OPERATOR)) or 0
+
+
+# Tokens -------------------------------------------------------------------------------------
+
+
+def issue_token(
+    db: Session, actor: Principal, person_id: int, req: TokenCreate
+) -> tuple[ApiToken, str]:
+    """Issue a token; returns the row and the secret, which is never stored or shown again."""
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.TokenIssue, Resource.token(person.id))
+        if not person.active:
+            raise Conflict(f"{person.pseudonym} is deactivated: reactivate the account first")
+        if actor.person_id == person.id and not actor.is_system:
+            # A token cannot mint a stronger token than itself.
+            stronger = [s for s in req.scopes if not actor.has_scope(s)]
+            if stronger:
+                raise InvalidInput(
+                    f"this token cannot issue scope {', '.join(stronger)}: use a token that has it"
+                )
+        token, secret = _new_token(person, req)
+        db.add(token)
+        db.flush()
+        record.append(
+            db,
+            IdentityEvent.TokenIssued,
+            actor=actor,
+            subject=f"token/{token.key_id}",
+            data={
+                "holder": person.pseudonym,
+                "scopes": sorted(token.scopes),
+                "expires_at": record.format_time(token.expires_at),
+            },
+        )
+    return token, secret
+
+
+def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken(
+        person_id=person.id,
+        name=req.name,
+        key_id=key_id,
+        secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        scopes=sorted({str(scope) for scope in req.scopes}),
+        expires_at=utcnow() + timedelta(days=req.expires_in_days),
+    )
+    return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+
+
+def list_tokens(db: Session, actor: Principal, person_id: int) -> list[ApiToken]:
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.TokenList, Resource.token(person.id))
+        return list(
+            db.scalars(select(ApiToken).where(ApiToken.person_id == person.id).order_by(ApiToken.id))
+        )
+
+
+def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
+    with db.begin():
+        token = _get(db, ApiToken, token_id, "token")
+        authorize(actor, Action.TokenRevoke, Resource.token(token.person_id, token.id))
+        if token.revoked_at is not None:
+            raise Conflict(f"token {token.key_id} was already revoked")
+        token.revoked_at = utcnow()
+        record.append(
+            db,
+            IdentityEvent.TokenRevoked,
+            actor=actor,
+            subject=f"token/{token.key_id}",
+            data={"holder": token.person.pseudonym},
+        )
+    return token
+
+
+def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Principal:
+    """The principal behind a token, or Unauthenticated saying what is wrong with it."""
+    now = now or utcnow()
+    parts = bearer.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+        raise Unauthenticated("malformed token: commonlab tokens look like clab_<id>_<secret>")
+    _, key_id, secret = parts
+    with db.begin():
+        token = db.scalar(select(ApiToken).where(ApiToken.key_id == key_id))
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if token is None or not hmac.compare_digest(digest, token.secret_sha256):
+            raise Unauthenticated("unknown token: check it was copied whole, or issue a new one")
+        if token.revoked_at is not None:
+            raise Unauthenticated(f"token {key_id} was revoked: issue a new one")
+        if token.expires_at <= now:
+            raise Unauthenticated(
+                f"token {key_id} expired on {token.expires_at:%Y-%m-%d}: issue a new one"
+            )
+        person = token.person
+        if not person.active:
+            raise Unauthenticated("this account is deactivated: ask an operator")
+        return Principal(
+            pseudonym=person.pseudonym,
+            person_id=person.id,
+            name=person.name,
+            roles=frozenset(Role(grant.role) for grant in person.roles),
+            scopes=frozenset(Scope(scope) for scope in token.scopes),
+            clearance=_effective_clearance(current_clearance(db, person.id), now),
+            institution_id=person.institution_id,
+            token_id=token.id,
+        )
+
+
+# Clearances ---------------------------------------------------------------------------------
+
+
+def grant_clearance(
+    db: Session, actor: Principal, person_id: int, req: ClearanceCreate
+) -> ClearanceGrant:
+    expires_at = _aware(req.expires_at)
+    if expires_at <= utcnow():
+        raise InvalidInput("expires_at is in the past: a clearance must expire in the future")
+    level = Level(req.level)
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        # Council approval for CL-4 arrives with governance; until then nothing is approved.
+        decision = authorize(
+            actor,
+            Action.ClearanceGrant,
+            Resource.clearance(person.id, level, frozenset(req.compartments)),
+            {"council_approved": False},
+        )
+        previous = current_clearance(db, person.id)
+        if previous is not None:
+            previous.revoked_at = utcnow()
+        grant = ClearanceGrant(
+            person_id=person.id,
+            level=int(level),
+            compartments=sorted(set(req.compartments)),
+            granted_by_id=actor.person_id,
+            expires_at=expires_at,
+        )
+        db.add(grant)
+        db.flush()
+        record.append(
+            db,
+            IdentityEvent.ClearanceGranted,
+            actor=actor,
+            as_role=Role.SAFETY_OFFICER if actor.has_role(Role.SAFETY_OFFICER) else Role.OPERATOR,
+            subject=f"clearance/{grant.id}",
+            data={
+                "holder": person.pseudonym,
+                "level": level.label,
+                "compartments": grant.compartments,
+                "expires_at": record.format_time(expires_at),
+                "supersedes": previous.id if previous else None,
+                "policy_set": decision.policy_hash,
+            },
+        )
+    return grant
+
+
+def revoke_clearance(db: Session, actor: Principal, clearance_id: int) -> ClearanceGrant:
+    with db.begin():
+        grant = _get(db, ClearanceGrant, clearance_id, "clearance")
+        authorize(
+            actor, Action.ClearanceRevoke, Resource.clearance(grant.person_id, Level(grant.level))
+        )
+        if grant.revoked_at is not None:
+            raise Conflict(f"clearance {grant.id} was already revoked")
+        grant.revoked_at = utcnow()
+        record.append(
+            db,
+            IdentityEvent.ClearanceRevoked,
+            actor=actor,
+            as_role=Role.SAFETY_OFFICER if actor.has_role(Role.SAFETY_OFFICER) else Role.OPERATOR,
+            subject=f"clearance/{grant.id}",
+            data={"holder": grant.person.pseudonym, "level": Level(grant.level).label},
+        )
+    return grant
+
+
+def list_clearances(db: Session, actor: Principal, person_id: int) -> list[ClearanceGrant]:
+    with db.begin():
+        person = _get(db, Person, person_id, "person")
+        authorize(actor, Action.ClearanceRead, Resource.clearance(person.id))
+        return list(
+            db.scalars(
+                select(ClearanceGrant)
+                .where(ClearanceGrant.person_id == person.id)
+                .order_by(ClearanceGrant.id)
+            )
+        )
+
+
+def current_clearance(db: Session, person_id: int) -> ClearanceGrant | None:
+    """The person's unrevoked clearance (expired or not: expiry is the policy's business)."""
+    return db.scalar(
+        select(ClearanceGrant)
+        .where(ClearanceGrant.person_id == person_id, ClearanceGrant.revoked_at.is_(None))
+        .order_by(ClearanceGrant.id.desc())
+        .limit(1)
+    )
+
+
+def _effective_clearance(grant: ClearanceGrant | None, now: datetime) -> Clearance | None:
+    if grant is None:
+        return None
+    return Clearance(
+        level=Level(grant.level),
+        expires_at=grant.expires_at,
+        compartments=frozenset(grant.compartments),
+    )
+
+
+# Bootstrap ----------------------------------------------------------------------------------
+
+
+def bootstrap_operator(db: Session, *, name: str = "Facility operator") -> str | None:
+    """On first start, create an operator and return its admin token; None if one exists."""
+    with db.begin():
+        if _operator_count(db) > 0:
+            return None
+        person = _new_person(db, PersonCreate(name=name, roles=[Role.OPERATOR]))
+        record.append(
+            db,
+            IdentityEvent.PersonCreated,
+            actor=SYSTEM,
+            subject=f"person/{person.pseudonym}",
+            data={"institution": None, "roles": [Role.OPERATOR], "bootstrap": True},
+            private=_private_fields(person),
+        )
+        token, secret = _new_token(
+            person, TokenCreate(name="bootstrap", scopes=list(Scope), expires_in_days=365)
+        )
+        db.add(token)
+        db.flush()
+        record.append(
+            db,
+            IdentityEvent.TokenIssued,
+            actor=SYSTEM,
+            subject=f"token/{token.key_id}",
+            data={
+                "holder": person.pseudonym,
+                "scopes": sorted(token.scopes),
+                "expires_at": record.format_time(token.expires_at),
+            },
+        )
+    return secret
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+def _get(db: Session, model: type[Any], ident: int, label: str) -> Any:
+    row = db.get(model, ident)
+    if row is None:
+        raise NotFound(f"no {label} with id {ident}")
+    return row
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

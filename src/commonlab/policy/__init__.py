@@ -1,0 +1,21 @@
+"""Containment levels, the Cedar policy set, and the one authorization point."""
+
+from commonlab.policy.actions import Action
+from commonlab.policy.engine import (
+    Decision,
+    authorize,
+    decide,
+    policy_set_hash,
+    validate_policy_set,
+)
+from commonlab.policy.resources import Resource
+
+__all__ = [
+    "Action",
+    "Decision",
+    "Resource",
+    "authorize",
+    "decide",
+    "policy_set_hash",
+    "validate_policy_set",
+]

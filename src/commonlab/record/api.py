@@ -1,0 +1,114 @@
+"""Record routes: the C2SP tiled log under /log/ (byte-exact, for independent verifiers) and
+convenience JSON under /api/v1/record."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from commonlab.http import MAX_ID, DbSession, Pagination
+from commonlab.pagination import paginate
+from commonlab.record import log
+from commonlab.record.models import Entry
+
+__all__ = ["log_router", "router"]
+
+log_router = APIRouter(prefix="/log", tags=["record: tiled log"])
+router = APIRouter(prefix="/api/v1/record", tags=["record"])
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+Size = Annotated[int | None, Query(ge=0, le=MAX_ID, description="tree size; latest if omitted")]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@log_router.get("/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)")
+def checkpoint(db: DbSession) -> Response:
+    return Response(
+        log.checkpoint_with_cosignatures(db),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@log_router.get("/tile/{path:path}", summary="A tile or entry bundle (C2SP tlog-tiles)")
+def tile(path: str, db: DbSession) -> Response:
+    data, full = log.tile_bytes(db, "tile/" + path)
+    cache = IMMUTABLE if full else "no-cache"
+    return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
+@router.get("/key", summary="The log's origin and verifier key")
+def key(request: Request) -> dict[str, str]:
+    signer = request.app.state.facility.signer
+    return {
+        "origin": signer.name,
+        "verifier_key": signer.verifier_key(),
+        "checkpoint_url": "/log/checkpoint",
+        "tiles": "C2SP tlog-tiles under /log/tile/",
+    }
+
+
+@router.get("/checkpoint", summary="The latest checkpoint, parsed")
+def checkpoint_json(db: DbSession) -> dict[str, Any]:
+    note = log.checkpoint_with_cosignatures(db).decode()
+    origin, size, root = note.split("\n")[:3]
+    return {"origin": origin, "size": int(size), "root_hash": root, "note": note}
+
+
+@router.get("/entries", summary="Sequenced entries, oldest first, filtered by type or subject")
+def entries(
+    db: DbSession,
+    page: Pagination,
+    type: Annotated[
+        str | None, Query(max_length=80, description="a type or prefix, e.g. identity:token")
+    ] = None,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    query = log.entries_query(type_prefix=type, subject=subject)
+    with db.begin():
+        result = paginate(db, query, Entry.seq, page, log.entry_json, cursor=lambda e: e.seq)
+    return result.model_dump()
+
+
+@router.get("/entries/{index}", summary="One entry by its index in the log")
+def entry(index: Annotated[int, Path(ge=0, le=MAX_ID)], db: DbSession) -> dict[str, Any]:
+    return log.entry_json(log.entry_at(db, index))
+
+
+@router.get("/proofs/inclusion", summary="Inclusion proof for an entry (RFC 9162 §2.1.3)")
+def inclusion_proof(
+    db: DbSession,
+    index: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    hash: Annotated[str | None, Query(max_length=64, description="leaf hash, hex")] = None,
+    size: Size = None,
+) -> dict[str, Any]:
+    proof = log.inclusion(db, index=index, leaf_hash_hex=hash, size=size)
+    return {
+        "index": proof.index,
+        "size": proof.size,
+        "leaf_hash": proof.leaf_hash.hex(),
+        "root_hash": _b64(proof.root_hash),
+        "proof": [_b64(h) for h in proof.proof],
+    }
+
+
+@router.get("/proofs/consistency", summary="Consistency proof between two sizes (§2.1.4)")
+def consistency_proof(
+    db: DbSession,
+    old: Annotated[int, Query(ge=0, le=MAX_ID)],
+    new: Size = None,
+) -> dict[str, Any]:
+    proof = log.consistency(db, old=old, new=new)
+    return {
+        "old_size": proof.old_size,
+        "new_size": proof.new_size,
+        "old_root": _b64(proof.old_root),
+        "new_root": _b64(proof.new_root),
+        "proof": [_b64(h) for h in proof.proof],
+    }

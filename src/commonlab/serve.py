@@ -1,0 +1,58 @@
+"""`commonlab up`: open the facility, create the first operator, optionally seed the demo,
+and serve the API and portal with uvicorn."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+
+from commonlab.cli.client import Login, config_path, load_login, save_login
+from commonlab.config import load_settings
+from commonlab.facility import open_facility
+from commonlab.identity.service import bootstrap_operator
+
+__all__ = ["serve"]
+
+
+def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -> None:
+    import uvicorn
+
+    from commonlab.app import create_app
+
+    settings = load_settings(host=host, port=port)
+    facility = open_facility(settings)
+    url = settings.base_url
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    if token is not None:
+        _announce_operator(console, token, url)
+    if demo:
+        from commonlab.demo import seed_demo
+
+        with facility.db.session() as session:
+            if seed_demo(session):
+                console.print("Seeded the demo facility (institutions, people, clearances).")
+    console.print(
+        f"commonlab on [bold]{url}[/bold]  (portal {url}/, API {url}/api/v1/docs, "
+        f"record {url}/log/checkpoint)\n"
+        f"home {settings.home.resolve()}, database {settings.db_url.split('://')[0]}, "
+        f"executor {settings.executor}"
+    )
+    uvicorn.run(create_app(facility), host=settings.host, port=settings.port, log_level="info")
+
+
+def _announce_operator(console: Console, token: str, url: str) -> None:
+    console.print(
+        Panel(
+            f"First start: created the operator account. Its admin token, shown only now:\n\n"
+            f"[bold]{token}[/bold]",
+            title="operator token",
+        )
+    )
+    # A newcomer's second shell should just work: save it as this user's CLI login
+    # unless the user already logged in somewhere else.
+    if load_login().token is None:
+        path = save_login(Login(url=url, token=token))
+        console.print(f"Saved as your CLI login in {path} (`commonlab whoami` to check).")
+    else:
+        console.print(f"Your CLI login ({config_path()}) was left as it is.")

@@ -1,0 +1,144 @@
+"""Shared fixtures: a facility on SQLite and on PostgreSQL, an API client, tokens.
+
+Every test that takes `facility` (or anything built on it) runs twice: once on a fresh
+SQLite file and once on PostgreSQL (COMMONLAB_TEST_DATABASE_URL, set by ./scripts/test).
+Without PostgreSQL those cases skip on a laptop, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from commonlab.app import create_app
+from commonlab.config import Settings
+from commonlab.db import Database
+from commonlab.facility import Facility, open_facility
+from commonlab.identity.service import bootstrap_operator
+from commonlab.migrations import migrate
+from commonlab.models import Base
+from tests.helpers import auth
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("COMMONLAB_TEST_DATABASE_URL", "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database") == "postgres":
+            item.add_marker(pytest.mark.postgres)
+
+
+# Databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating each time is slower)."""
+    path = tmp_path_factory.mktemp("template") / "commonlab.db"
+    database = Database(f"sqlite:///{path}")
+    migrate(database.engine)
+    database.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(worker_id: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of this xdist worker's own."""
+    if not PG_URL:
+        if IN_CI:
+            pytest.fail("CI=true but COMMONLAB_TEST_DATABASE_URL is not set: run ./scripts/test")
+        pytest.skip("no PostgreSQL: set COMMONLAB_TEST_DATABASE_URL or run ./scripts/test")
+    name = f"commonlab_test_{worker_id}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    migrate(database.engine)
+    database.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    """Empty every table (keeping the schema) and put back the record's head row."""
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "INSERT INTO record_head (id, size, root_hash, updated_at) "
+                "VALUES (1, 0, :root, now())"
+            ),
+            {"root": bytes.fromhex(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )},
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "commonlab.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    _reset_postgres(url)
+    return url
+
+
+# The facility and its API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: str) -> Settings:
+    return Settings(home=tmp_path / "home", database_url=database)
+
+
+@pytest.fixture
+def facility(settings: Settings) -> Iterator[Facility]:
+    fac = open_facility(settings)
+    yield fac
+    fac.close()
+
+
+@pytest.fixture
+def app(facility: Facility) -> Any:
+    # Tests sequence the record explicitly (sequence_now) so every assertion is deterministic.
+    return create_app(facility, run_sequencer=False)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def operator_token(facility: Facility) -> str:
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    assert token is not None
+    return token
+
+
+@pytest.fixture
+def operator(operator_token: str) -> dict[str, str]:
+    """Headers that act as the facility's first operator."""
+    return auth(operator_token)

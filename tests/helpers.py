@@ -1,0 +1,40 @@
+"""Small helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sequence_now(app: Any) -> int:
+    """Fold every committed entry into the tree and sign, as the sequencer thread would."""
+    return int(app.state.sequencer.run_once())
+
+
+def record_entries(client: TestClient, app: Any, **filters: Any) -> list[dict[str, Any]]:
+    """Every sequenced record entry (sequencing first), filtered like the API filters."""
+    sequence_now(app)
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        params = {**filters, "limit": 500, **({"after": after} if after is not None else {})}
+        page = client.get("/api/v1/record/entries", params=params).json()
+        items.extend(item["entry"] for item in page["items"])
+        after = page["next"]
+        if after is None:
+            return items
+
+
+def problem(response: Any) -> dict[str, Any]:
+    """The problem+json body of an error response, checked to be one."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body = json.loads(response.text)
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == response.status_code
+    return body
