@@ -49,6 +49,7 @@ __all__ = [
     "revoke_clearance",
     "revoke_role",
     "revoke_token",
+    "summary",
     "update_institution",
     "update_person",
 ]
@@ -560,3 +561,26 @@ def _get(db: Session, model: type[Any], ident: int, label: str) -> Any:
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# Public summary ------------------------------------------------------------------------------
+
+
+def summary(db: Session) -> dict[str, Any]:
+    """Counts the public may see: institutions by kind and country, people by public role."""
+    with db.begin():
+        by_kind = dict(
+            db.execute(select(Institution.kind, func.count()).group_by(Institution.kind)).all()
+        )
+        countries = db.scalar(select(func.count(func.distinct(Institution.country)))) or 0
+        people = db.scalar(select(func.count()).select_from(Person)) or 0
+        by_role = dict(
+            db.execute(select(RoleGrant.role, func.count()).group_by(RoleGrant.role)).all()
+        )
+    return {
+        "institutions": sum(by_kind.values()),
+        "institutions_by_kind": by_kind,
+        "countries": countries,
+        "people": people,
+        "people_by_role": by_role,
+    }
