@@ -13,7 +13,7 @@ from commonlab.db import Database
 from commonlab.errors import ConfigError
 from commonlab.migrations import migrate
 from commonlab.policy import validate_policy_set
-from commonlab.record.note import NoteError, Signer, generate_signer
+from commonlab.record.note import NoteError, Signer, Verifier, generate_signer
 
 __all__ = ["Facility", "open_facility"]
 
@@ -28,6 +28,9 @@ class Facility:
     @property
     def origin(self) -> str:
         return self.signer.name
+
+    def signer_verifier(self) -> Verifier:
+        return Verifier.from_key(self.signer.verifier_key())
 
     def close(self) -> None:
         self.db.dispose()

@@ -1,12 +1,149 @@
-"""`commonlab record ...`: the verifier key, verification, and watching a facility's log."""
+"""`commonlab record ...`: the verifier key, verifying a log, and watching one as a witness."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from commonlab.cli.client import CliError, Client, load_login
+from commonlab.cli.render import console, print_json
 
 __all__ = ["register"]
 
-record = typer.Typer(help="The public record: key, verify, watch.")
+record = typer.Typer(help="The public record: its key, verifying it, watching it.")
+
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+
+
+@record.command("key")
+def key(url: Url = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the log's origin and verifier key (name+keyid+base64)."""
+    answer = Client(load_login(url=url)).get("/api/v1/record/key")
+    if as_json:
+        print_json(answer)
+        return
+    console.print(f"origin        {answer['origin']}")
+    console.print(f"verifier key  {answer['verifier_key']}", highlight=False, soft_wrap=True)
+
+
+@record.command("verify")
+def verify(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="verify a remote log over HTTP instead of the local store"),
+    ] = None,
+    verifier_key: Annotated[str | None, typer.Option("--key", help="expected verifier key")] = None,
+) -> None:
+    """Check the whole log from scratch: every entry, tile, root and checkpoint signature."""
+    if url:
+        _verify_remote(url, verifier_key)
+        return
+    _verify_local(verifier_key)
+
+
+def _verify_local(verifier_key: str | None) -> None:
+    from sqlalchemy import func, select
+
+    from commonlab.config import load_settings
+    from commonlab.facility import open_facility
+    from commonlab.record.models import Entry
+    from commonlab.record.note import Verifier
+    from commonlab.record.verify import verify_store
+
+    facility = open_facility(load_settings())
+    verifier = Verifier.from_key(verifier_key or facility.signer.verifier_key())
+    with facility.db.session() as session:
+        with session.begin():
+            total = session.scalar(select(func.count()).where(Entry.seq.is_not(None))) or 0
+        with _progress() as progress:
+            task = progress.add_task("verifying entries", total=total)
+            report = verify_store(
+                session, verifier, progress=lambda done: progress.update(task, completed=done)
+            )
+    facility.close()
+    console.print(
+        f"{report.entries} entries, {report.checkpoints} checkpoints, {report.tiles} tiles "
+        f"checked; {report.pending} entries waiting to be sequenced"
+    )
+    if not report.ok:
+        for problem in report.problems[:50]:
+            console.print(f"[red]✗[/red] {problem}")
+        raise CliError(f"the log does not verify: {len(report.problems)} problem(s)")
+    console.print("[green]✓ the log verifies[/green]")
+
+
+def _verify_remote(url: str, verifier_key: str | None) -> None:
+    import tempfile
+
+    from commonlab.record.watch import LogForked, Watcher
+
+    with tempfile.TemporaryDirectory() as tmp:
+        watcher = Watcher(url, state_path=Path(tmp) / "state.json", verifier_key=verifier_key)
+        try:
+            seen = watcher.check_once()
+        except LogForked as exc:
+            raise CliError(str(exc)) from None
+    console.print(f"[green]✓[/green] {seen.size} entries verified against the signed checkpoint")
+
+
+@record.command("watch")
+def watch(
+    url: Annotated[str, typer.Argument(help="the facility's base URL")],
+    state: Annotated[
+        Path, typer.Option(help="where the last verified checkpoint is kept")
+    ] = Path("commonlab-watch.json"),
+    verifier_key: Annotated[
+        str | None, typer.Option("--key", help="pin this verifier key (else trust on first use)")
+    ] = None,
+    interval: Annotated[float, typer.Option(min=1, help="seconds between checks")] = 60,
+    once: Annotated[bool, typer.Option(help="check once and exit")] = False,
+    cosign_key: Annotated[
+        Path | None, typer.Option(help="a witness signer key file: cosign each verified checkpoint")
+    ] = None,
+) -> None:
+    """Follow a log: verify each new checkpoint against the last one; fail loudly on a fork."""
+    from commonlab.record.watch import LogForked, Watcher
+
+    watcher = Watcher(url, state_path=state, verifier_key=verifier_key)
+    while True:
+        try:
+            seen = watcher.check_once()
+        except LogForked as exc:
+            raise CliError(f"the log at {url} is inconsistent: {exc}") from None
+        grew = "" if seen.previous_size is None else f" (was {seen.previous_size})"
+        console.print(f"✓ size {seen.size}{grew}, consistent; {seen.checked_entries} new entries checked")
+        if cosign_key is not None:
+            _cosign(url, seen.note, cosign_key)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def _cosign(url: str, note: str, key_file: Path) -> None:
+    from commonlab.record.checkpoint import CosignatureSigner, cosign
+
+    signer = CosignatureSigner.from_key(key_file.read_text().strip())
+    body = note.split("\n\n", 1)[0] + "\n"
+    line = cosign(body, signer, timestamp=int(time.time()))
+    size = int(body.split("\n")[1])
+    Client(load_login(url=url)).post(
+        "/api/v1/record/cosignatures", json={"size": size, "cosignature": line}
+    )
+    console.print(f"  cosigned size {size} as {signer.name}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def register(app: typer.Typer) -> None:

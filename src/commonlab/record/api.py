@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from commonlab.http import MAX_ID, DbSession, Pagination
+from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import paginate
 from commonlab.record import log
 from commonlab.record.models import Entry
+from commonlab.record.witnesses import accept_cosignature, list_witnesses, register_witness
 
 __all__ = ["log_router", "router"]
 
@@ -112,3 +114,36 @@ def consistency_proof(
         "new_root": _b64(proof.new_root),
         "proof": [_b64(h) for h in proof.proof],
     }
+
+
+class WitnessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    verifier_key: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class CosignatureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: Annotated[int, Field(ge=0, le=MAX_ID)]
+    cosignature: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+@router.get("/witnesses", summary="Witness keys whose cosignatures the facility accepts")
+def witnesses(db: DbSession) -> list[dict[str, Any]]:
+    return [
+        {"name": w.name, "verifier_key": w.verifier_key, "registered_at": w.registered_at}
+        for w in list_witnesses(db)
+    ]
+
+
+@router.post("/witnesses", status_code=201, summary="Register a witness key")
+def add_witness(req: WitnessIn, db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+    witness = register_witness(db, principal, name=req.name, verifier_key=req.verifier_key)
+    return {"name": witness.name, "verifier_key": witness.verifier_key}
+
+
+@router.post("/cosignatures", status_code=201, summary="Submit a witness cosignature")
+def add_cosignature(req: CosignatureIn, db: DbSession) -> dict[str, Any]:
+    # Anyone may deliver a cosignature: it is only kept if a registered witness key made it.
+    cosignature = accept_cosignature(db, size=req.size, line=req.cosignature)
+    return {"size": cosignature.checkpoint_size, "witness": cosignature.witness}

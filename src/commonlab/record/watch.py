@@ -1,0 +1,171 @@
+"""A witness's monitor: follow a facility's log over HTTP and fail loudly on a fork or a
+rollback. Only the C2SP endpoints are used (checkpoint and tiles), so the same monitor
+would work on any tiled log; the verifier key is pinned on first use or given up front."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from commonlab.record.checkpoint import Checkpoint, open_checkpoint
+from commonlab.record.merkle import ProofError, consistency_proof, tree_root, verify_consistency
+from commonlab.record.note import Verifier
+from commonlab.record.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TileHashReader,
+    decode_entry_bundle,
+    entries_path,
+    tile_path,
+)
+
+__all__ = ["LogForked", "WatchState", "Watcher"]
+
+
+class LogForked(Exception):
+    """The log contradicted what this watcher verified before: a fork, rollback or tampering."""
+
+
+@dataclass
+class WatchState:
+    url: str
+    verifier_key: str
+    size: int
+    root_hash: str  # base64, as in the checkpoint
+    note: str
+
+    @classmethod
+    def load(cls, path: Path) -> WatchState | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)  # atomic: a crash never leaves half a state
+
+
+@dataclass(frozen=True)
+class Observation:
+    size: int
+    previous_size: int | None
+    checked_entries: int
+    note: str
+
+
+class Watcher:
+    def __init__(
+        self,
+        url: str,
+        *,
+        state_path: Path,
+        verifier_key: str | None = None,
+        http: httpx.Client | None = None,
+        check_entries: bool = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.state_path = state_path
+        self._http = http or httpx.Client(timeout=30.0)
+        self._given_key = verifier_key
+        self.check_entries = check_entries
+
+    def _get(self, path: str) -> bytes:
+        response = self._http.get(f"{self.url}/{path.lstrip('/')}")
+        if response.status_code != 200:
+            raise LogForked(f"GET {path}: HTTP {response.status_code} ({response.text[:200]})")
+        return response.content
+
+    def verifier_key(self, state: WatchState | None) -> str:
+        if state is not None:
+            if self._given_key and self._given_key != state.verifier_key:
+                raise LogForked("the given verifier key differs from the one pinned in the state")
+            return state.verifier_key
+        if self._given_key:
+            return self._given_key
+        # Trust on first use; the key is pinned from here on.
+        return json.loads(self._get("/api/v1/record/key"))["verifier_key"]
+
+    def check_once(self) -> Observation:
+        state = WatchState.load(self.state_path)
+        vkey = self.verifier_key(state)
+        verifier = Verifier.from_key(vkey)
+        note = self._get("/log/checkpoint")
+        checkpoint, _ = open_checkpoint(note, origin=verifier.name, verifier=verifier)
+        reader = self._tile_reader(checkpoint.size)
+        try:
+            root = tree_root(checkpoint.size, reader)
+        except (KeyError, ValueError) as exc:
+            raise LogForked(f"tiles at size {checkpoint.size} are incomplete: {exc}") from None
+        if root != checkpoint.root_hash:
+            raise LogForked(f"the tiles do not hash to the signed root at size {checkpoint.size}")
+        previous = None if state is None else state.size
+        if state is not None:
+            self._check_consistent(state, checkpoint, reader)
+        checked = 0
+        if self.check_entries:
+            checked = self._check_entries(previous or 0, checkpoint.size, reader)
+        WatchState(
+            url=self.url,
+            verifier_key=vkey,
+            size=checkpoint.size,
+            root_hash=base64.b64encode(checkpoint.root_hash).decode(),
+            note=note.decode(),
+        ).save(self.state_path)
+        return Observation(checkpoint.size, previous, checked, note.decode())
+
+    def _check_consistent(self, state: WatchState, new: Checkpoint, reader: TileHashReader) -> None:
+        old_root = base64.b64decode(state.root_hash)
+        if new.size < state.size:
+            raise LogForked(
+                f"ROLLBACK: the log shrank from {state.size} to {new.size} entries since the "
+                "last verified checkpoint"
+            )
+        if new.size == state.size:
+            if new.root_hash != old_root:
+                raise LogForked(f"FORK: two different trees of size {new.size} were signed")
+            return
+        try:
+            proof = consistency_proof(state.size, new.size, reader)
+            verify_consistency(state.size, new.size, proof, old_root, new.root_hash)
+        except (ProofError, KeyError, ValueError) as exc:
+            raise LogForked(
+                f"FORK: the checkpoint of size {new.size} is not an extension of the verified "
+                f"one of size {state.size} ({exc})"
+            ) from None
+
+    def _check_entries(self, start: int, size: int, reader: TileHashReader) -> int:
+        """Fetch the entry bundles of new entries and check them against the leaf tiles."""
+        from commonlab.record.merkle import leaf_hash
+
+        checked = 0
+        first_bundle = start // TILE_WIDTH
+        for bundle in range(first_bundle, (size + TILE_WIDTH - 1) // TILE_WIDTH):
+            width = min(TILE_WIDTH, size - bundle * TILE_WIDTH)
+            entries = decode_entry_bundle(self._get("/log/" + entries_path(bundle, width)))
+            if len(entries) != width:
+                raise LogForked(f"entry bundle {bundle} has {len(entries)} entries, not {width}")
+            for offset, entry in enumerate(entries):
+                index = bundle * TILE_WIDTH + offset
+                if index >= start and leaf_hash(entry) != reader.read(0, index):
+                    raise LogForked(f"entry {index} does not hash to its leaf in the tiles")
+                checked += index >= start
+        return checked
+
+    def _tile_reader(self, size: int) -> TileHashReader:
+        def get_tile(level: int, index: int) -> bytes:
+            hashes_at_level = size >> (TILE_HEIGHT * level)
+            width = min(TILE_WIDTH, hashes_at_level - index * TILE_WIDTH)
+            if width <= 0:
+                raise KeyError(f"tile {level}/{index} is beyond tree size {size}")
+            data = self._get("/log/" + tile_path(level, index, width))
+            if len(data) != width * 32:
+                raise LogForked(f"tile {level}/{index} has {len(data)} bytes, not {width * 32}")
+            return data
+
+        return TileHashReader(get_tile)
