@@ -1,0 +1,78 @@
+"""The names of everything a principal can ask to do, and the token scope each one needs.
+
+An `Action` value is also its Cedar action id (`Action::"identity:person:create"`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from commonlab.identity.principal import Scope
+
+__all__ = ["Action"]
+
+
+class Action(StrEnum):
+    """An action a principal asks `policy.authorize` about; `.scope` is the token scope it needs."""
+
+    # identity/
+    InstitutionCreate = "identity:institution:create"
+    InstitutionUpdate = "identity:institution:update"
+    InstitutionRead = "identity:institution:read"
+    PersonCreate = "identity:person:create"
+    PersonUpdate = "identity:person:update"
+    PersonRead = "identity:person:read"
+    PersonList = "identity:person:list"
+    RoleGrant = "identity:role:grant"
+    RoleRevoke = "identity:role:revoke"
+    TokenIssue = "identity:token:issue"
+    TokenList = "identity:token:list"
+    TokenRevoke = "identity:token:revoke"
+    ClearanceGrant = "identity:clearance:grant"
+    ClearanceRevoke = "identity:clearance:revoke"
+    ClearanceRead = "identity:clearance:read"
+    # record/
+    RecordRead = "record:read"
+    RecordCosign = "record:cosign"
+    # the containment lattice
+    ResourceRead = "resource:read"
+    ResourceWrite = "resource:write"
+    JobPlace = "compute:job:place"
+
+    @property
+    def scope(self) -> Scope:
+        """The least token scope this action needs (`admin` covers `write` covers `read`)."""
+        return _SCOPES[self]
+
+    @property
+    def domain(self) -> str:
+        """The part before the first colon: `identity`, `record`, `resource`, `compute`."""
+        return self.value.partition(":")[0]
+
+
+_SCOPES: dict[Action, Scope] = {
+    Action.InstitutionCreate: Scope.ADMIN,
+    Action.InstitutionUpdate: Scope.ADMIN,
+    Action.InstitutionRead: Scope.READ,
+    Action.PersonCreate: Scope.ADMIN,
+    Action.PersonUpdate: Scope.WRITE,
+    Action.PersonRead: Scope.READ,
+    Action.PersonList: Scope.READ,
+    Action.RoleGrant: Scope.ADMIN,
+    Action.RoleRevoke: Scope.ADMIN,
+    Action.TokenIssue: Scope.WRITE,
+    Action.TokenList: Scope.WRITE,
+    Action.TokenRevoke: Scope.WRITE,
+    Action.ClearanceGrant: Scope.ADMIN,
+    Action.ClearanceRevoke: Scope.ADMIN,
+    Action.ClearanceRead: Scope.READ,
+    Action.RecordRead: Scope.READ,
+    Action.RecordCosign: Scope.WRITE,
+    Action.ResourceRead: Scope.READ,
+    Action.ResourceWrite: Scope.WRITE,
+    Action.JobPlace: Scope.WRITE,
+}
+
+# A new Action without a scope would fail at its first request; fail at import instead.
+if _unscoped := set(Action) - set(_SCOPES):
+    raise RuntimeError(f"actions without a token scope: {sorted(_unscoped)}")

@@ -1,0 +1,108 @@
+"""Why a request was denied, in words a person can act on.
+
+Cedar decides; these pure functions only explain a denial Cedar has already made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from commonlab.identity.principal import Principal, Scope
+from commonlab.policy.actions import Action
+from commonlab.policy.levels import Level, placement_denial, read_denials, write_denials
+from commonlab.policy.resources import Resource
+
+__all__ = ["lattice_denials", "scope_denial", "who_may"]
+
+# Who may do each non-lattice action: said when no policy permitted the request.
+_WHO: dict[Action, str] = {
+    Action.InstitutionCreate: "only operators may create institutions",
+    Action.InstitutionUpdate: "only operators may update institutions",
+    Action.InstitutionRead: "institutions are public; this request was malformed",
+    Action.PersonCreate: "only operators may create accounts",
+    Action.PersonUpdate: "only operators, or the person themself, may update an account",
+    Action.PersonRead: (
+        "only the person themself, operators, auditors and safety officers may read an account"
+    ),
+    Action.PersonList: "only operators, auditors and safety officers may list accounts",
+    Action.RoleGrant: "only operators may grant roles",
+    Action.RoleRevoke: "only operators may revoke roles",
+    Action.TokenIssue: "only the person themself, or an operator, may issue their tokens",
+    Action.TokenList: "only the person themself, or an operator, may list their tokens",
+    Action.TokenRevoke: "only the person themself, or an operator, may revoke their tokens",
+    Action.ClearanceRevoke: "only operators and safety officers may revoke clearances",
+    Action.ClearanceRead: (
+        "only the person themself, operators, safety officers and auditors may read a clearance"
+    ),
+    Action.RecordRead: "the public record is public; this request was malformed",
+    Action.RecordCosign: "only auditors may cosign checkpoints",
+}
+
+
+def scope_denial(principal: Principal, action: Action) -> str | None:
+    """Why this token may not be used for `action`; None when its scope covers it."""
+    if principal.is_public or principal.is_system or principal.has_scope(action.scope):
+        return None
+    order = [Scope.READ, Scope.WRITE, Scope.ADMIN]
+    held = [scope for scope in order if scope in principal.scopes]
+    has = f"scope {held[-1]}" if held else "no scope"
+    return f"this token has {has}; {action} needs {action.scope} — issue a token with that scope"
+
+
+def who_may(action: Action, resource: Resource, context: Mapping[str, object]) -> str:
+    """Who may do a non-lattice action: the line shown when no policy permitted it."""
+    if action is Action.ClearanceGrant:
+        level = resource.level
+        if level <= Level.CL2:
+            return f"only operators and safety officers may grant a {level.label} clearance"
+        if level == Level.CL3:
+            return "only safety officers may grant a CL-3 clearance"
+        if context.get("council_approved") is not True:
+            return (
+                "a CL-4 clearance needs an approved council vote (council_approved) "
+                "before a safety officer may grant it"
+            )
+        return "only safety officers may grant a CL-4 clearance"
+    return _WHO.get(action, f"no policy permits {action}")
+
+
+def lattice_denials(
+    principal: Principal,
+    action: Action,
+    resource: Resource,
+    context: Mapping[str, object],
+    *,
+    now: datetime,
+) -> list[str]:
+    """What the containment lattice finds wrong with a read, write or placement request."""
+    if action is Action.JobPlace:
+        denial = placement_denial(_level_or_none(context.get("job_level")), resource.level)
+        return [denial] if denial else []
+    session_grant = context.get("session_grant") is True
+    if action is Action.ResourceRead:
+        return read_denials(
+            principal.clearance,
+            resource.level,
+            resource.compartments,
+            now=now,
+            project=resource.project,
+            projects=principal.projects,
+            session_grant=session_grant,
+        )
+    if action is Action.ResourceWrite:
+        return write_denials(
+            principal.clearance,
+            resource.level,
+            resource.compartments,
+            data_level=_level_or_none(context.get("data_level")),
+            now=now,
+            project=resource.project,
+            projects=principal.projects,
+            session_grant=session_grant,
+        )
+    return []
+
+
+def _level_or_none(value: object) -> Level | None:
+    return None if value is None else Level.parse(value)
