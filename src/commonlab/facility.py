@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from commonlab.config import Settings
@@ -14,6 +14,7 @@ from commonlab.errors import ConfigError
 from commonlab.migrations import migrate
 from commonlab.policy import validate_policy_set
 from commonlab.record.note import NoteError, Signer, Verifier, generate_signer
+from commonlab.record.store import ProofReader
 
 __all__ = ["Facility", "open_facility"]
 
@@ -24,6 +25,9 @@ class Facility:
     db: Database
     signer: Signer
     session_secret: bytes
+    # Tiles only grow, so one cache serves every request of this process. After restoring
+    # a database backup, restart the process: its cache may hold tiles the backup lacks.
+    proofs: ProofReader = field(default_factory=ProofReader)
 
     @property
     def origin(self) -> str:

@@ -43,16 +43,17 @@ n = 0
 while True:
     with facility.db.session() as session:
         with session.begin():
-            ids = []
+            entries = []
             for _ in range(1 + n % 7):
-                entry = record.append(session, "test:crash", actor=SYSTEM, subject="s", data={"n": n})
-                ids.append(entry.id)
+                entries.append(
+                    record.append(session, "test:crash", actor=SYSTEM, subject="s", data={"n": n})
+                )
                 n += 1
-        print(" ".join(map(str, ids)), flush=True)
+        print(" ".join(entry.leaf_hash.hex() for entry in entries), flush=True)
 """
 
 
-def _run_and_kill(home: Path, url: str, after: float) -> set[int]:
+def _run_and_kill(home: Path, url: str, after: float) -> set[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(home), url],
         stdout=subprocess.PIPE,
@@ -67,7 +68,7 @@ def _run_and_kill(home: Path, url: str, after: float) -> set[int]:
     proc.wait()
     committed = set()
     for line in proc.stdout.read().splitlines():
-        committed.update(int(x) for x in line.split())
+        committed.update(bytes.fromhex(x) for x in line.split())
     return committed
 
 
@@ -76,7 +77,7 @@ def test_sigkill_during_appends_and_sequencing_loses_nothing(tmp_path, database)
     settings = Settings(home=tmp_path / "home", database_url=database)
     facility = open_facility(settings)
     signed_before: dict[int, bytes] = {}
-    committed: set[int] = set()
+    committed: set[bytes] = set()
     rng = random.Random(7)
     for _round in range(4):
         committed |= _run_and_kill(settings.home, settings.db_url, rng.uniform(0.3, 1.2))
@@ -91,7 +92,7 @@ def test_sigkill_during_appends_and_sequencing_loses_nothing(tmp_path, database)
     sequencer.stop()
     with facility.db.session() as session:
         with session.begin():
-            stored = set(session.scalars(select(Entry.id).where(Entry.seq.is_not(None))))
+            stored = set(session.scalars(select(Entry.leaf_hash).where(Entry.seq.is_not(None))))
         assert committed <= stored, f"lost {len(committed - stored)} committed entries"
         report = verify_store(session, facility.signer_verifier())
         assert report.ok, report.problems

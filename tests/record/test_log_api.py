@@ -247,7 +247,7 @@ def test_bad_witnesses_and_cosignatures_are_refused(client, app, facility, opera
     stranger_key, _ = generate_witness("stranger")
     for line, fragment in [
         (cosign(body, CosignatureSigner.from_key(stranger_key), timestamp=1), "not a registered"),
-        ("— w1 AAAA\n", "does not verify"),
+        ("— w1 " + base64.b64encode(bytes(76)).decode() + "\n", "does not verify"),
         ("garbage", "signature line"),
     ]:
         response = client.post(

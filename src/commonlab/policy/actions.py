@@ -34,6 +34,7 @@ class Action(StrEnum):
     # record/
     RecordRead = "record:read"
     RecordCosign = "record:cosign"
+    WitnessRegister = "record:witness:register"
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
@@ -68,6 +69,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.ClearanceRead: Scope.READ,
     Action.RecordRead: Scope.READ,
     Action.RecordCosign: Scope.WRITE,
+    Action.WitnessRegister: Scope.ADMIN,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,

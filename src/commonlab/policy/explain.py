@@ -37,6 +37,7 @@ _WHO: dict[Action, str] = {
     ),
     Action.RecordRead: "the public record is public; this request was malformed",
     Action.RecordCosign: "only auditors may cosign checkpoints",
+    Action.WitnessRegister: "only operators may register witness keys (the council decides)",
 }
 
 

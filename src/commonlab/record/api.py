@@ -85,12 +85,14 @@ def entry(index: Annotated[int, Path(ge=0, le=MAX_ID)], db: DbSession) -> dict[s
 
 @router.get("/proofs/inclusion", summary="Inclusion proof for an entry (RFC 9162 §2.1.3)")
 def inclusion_proof(
+    request: Request,
     db: DbSession,
     index: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     hash: Annotated[str | None, Query(max_length=64, description="leaf hash, hex")] = None,
     size: Size = None,
 ) -> dict[str, Any]:
-    proof = log.inclusion(db, index=index, leaf_hash_hex=hash, size=size)
+    proofs = request.app.state.facility.proofs
+    proof = log.inclusion(db, proofs, index=index, leaf_hash_hex=hash, size=size)
     return {
         "index": proof.index,
         "size": proof.size,
@@ -102,11 +104,12 @@ def inclusion_proof(
 
 @router.get("/proofs/consistency", summary="Consistency proof between two sizes (§2.1.4)")
 def consistency_proof(
+    request: Request,
     db: DbSession,
     old: Annotated[int, Query(ge=0, le=MAX_ID)],
     new: Size = None,
 ) -> dict[str, Any]:
-    proof = log.consistency(db, old=old, new=new)
+    proof = log.consistency(db, request.app.state.facility.proofs, old=old, new=new)
     return {
         "old_size": proof.old_size,
         "new_size": proof.new_size,

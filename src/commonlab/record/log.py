@@ -28,9 +28,6 @@ __all__ = [
     "tile_bytes",
 ]
 
-PROOFS = ProofReader()
-
-
 @dataclass(frozen=True)
 class InclusionProof:
     index: int
@@ -117,7 +114,12 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 def inclusion(
-    db: Session, *, index: int | None, leaf_hash_hex: str | None, size: int | None
+    db: Session,
+    proofs: ProofReader,
+    *,
+    index: int | None,
+    leaf_hash_hex: str | None,
+    size: int | None,
 ) -> InclusionProof:
     if (index is None) == (leaf_hash_hex is None):
         raise InvalidInput("give exactly one of index or hash")
@@ -134,8 +136,8 @@ def inclusion(
             raise InvalidInput(
                 f"entry {entry.seq} is not in the tree of size {size}: ask for a larger size"
             )
-        proof = PROOFS.inclusion(db, entry.seq, size)
-        root = PROOFS.root(db, size)
+        proof = proofs.inclusion(db, entry.seq, size)
+        root = proofs.root(db, size)
     return InclusionProof(entry.seq, size, entry.leaf_hash, root, proof)
 
 
@@ -148,13 +150,13 @@ class ConsistencyProof:
     proof: list[bytes]
 
 
-def consistency(db: Session, *, old: int, new: int | None) -> ConsistencyProof:
+def consistency(db: Session, proofs: ProofReader, *, old: int, new: int | None) -> ConsistencyProof:
     with db.begin():
         new = _tree_size(db, new)
         if old > new:
             raise InvalidInput(f"old size {old} is larger than new size {new}")
-        proof = PROOFS.consistency(db, old, new)
-        return ConsistencyProof(old, new, PROOFS.root(db, old), PROOFS.root(db, new), proof)
+        proof = proofs.consistency(db, old, new)
+        return ConsistencyProof(old, new, proofs.root(db, old), proofs.root(db, new), proof)
 
 
 def _tree_size(db: Session, size: int | None) -> int:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from commonlab.db import utcnow
@@ -23,12 +25,31 @@ from commonlab.record.canonical import canonical_json
 from commonlab.record.merkle import leaf_hash
 from commonlab.record.models import Entry, PrivateOpening
 
-__all__ = ["MAX_ENTRY_BYTES", "PUBLIC_ROLES", "actor_ref", "append", "commitment", "format_time"]
+__all__ = [
+    "MAX_ENTRY_BYTES",
+    "PUBLIC_ROLES",
+    "AppendedEntry",
+    "actor_ref",
+    "append",
+    "commitment",
+    "format_time",
+]
 
 # tlog-tiles entry bundles prefix each entry with a uint16 length.
 MAX_ENTRY_BYTES = 65_535
 PUBLIC_ROLES = frozenset({Role.DELEGATE, Role.SAFETY_OFFICER, Role.OPERATOR})
 APPENDED_FLAG = "record_appended"
+_PENDING = "record_pending_entries"
+
+
+@dataclass(frozen=True)
+class AppendedEntry:
+    """What `append` wrote: the entry's exact bytes and leaf hash (its index comes later)."""
+
+    type: str
+    subject: str
+    body: bytes
+    leaf_hash: bytes
 
 
 def format_time(moment: datetime) -> str:
@@ -55,8 +76,8 @@ def append(
     data: Mapping[str, Any] | None = None,
     private: Mapping[str, Any] | None = None,
     as_role: Role | None = None,
-) -> Entry:
-    """Add one entry in the caller's open transaction and return it (not yet sequenced)."""
+) -> AppendedEntry:
+    """Add one entry in the caller's open transaction (it is sequenced after commit)."""
     data = dict(data or {})
     private = dict(private or {})
     if clash := data.keys() & private.keys():
@@ -79,12 +100,36 @@ def append(
     )
     if len(body) > MAX_ENTRY_BYTES:
         raise ValueError(f"record entry of {len(body)} bytes exceeds {MAX_ENTRY_BYTES}")
-    entry = Entry(
-        type=str(event), subject=subject, time=moment, body=body, leaf_hash=leaf_hash(body)
-    )
-    db.add(entry)
-    db.flush()
-    for field, salt, value_json in openings:
-        db.add(PrivateOpening(entry_id=entry.id, field=field, salt=salt, value=value_json))
+    row = {
+        "type": str(event),
+        "subject": subject,
+        "time": moment,
+        "body": body,
+        "leaf_hash": leaf_hash(body),
+    }
+    if openings:
+        # The openings need the entry's id: write what is pending first, to keep the order.
+        _write_pending(db)
+        entry_id = db.execute(insert(Entry).values(**row).returning(Entry.id)).scalar_one()
+        db.execute(
+            insert(PrivateOpening),
+            [{"entry_id": entry_id, "field": f, "salt": salt, "value": v} for f, salt, v in openings],
+        )
+    else:
+        # Plain entries are inserted together just before commit: one executemany per
+        # transaction instead of one statement (or ORM object) per entry.
+        db.info.setdefault(_PENDING, []).append(row)
     db.info[APPENDED_FLAG] = True
-    return entry
+    return AppendedEntry(row["type"], subject, body, row["leaf_hash"])
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(db: Session) -> None:
+    rows = db.info.pop(_PENDING, None)
+    if rows:
+        db.execute(insert(Entry), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(db: Session) -> None:
+    db.info.pop(_PENDING, None)
