@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from commonlab import record
 from commonlab.config import Settings
@@ -111,11 +111,10 @@ def bench_proofs(size: int, samples: int) -> None:
                 leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(done, done + n)]
                 tiles = new_tile_contents(done, leaves, get_tile=lambda l, i: partial[(l, i)])
                 with session.begin():
-                    session.execute(
-                        Tile.__table__.delete().where(
-                            Tile.level.in_({l for l, _ in tiles}), Tile.idx.in_({i for _, i in tiles})
+                    for level, index in tiles.keys() & partial.keys():  # tiles that grew
+                        session.execute(
+                            delete(Tile).where(Tile.level == level, Tile.idx == index)
                         )
-                    )
                     session.execute(insert(Tile), [
                         {"level": l, "idx": i, "hashes": h} for (l, i), h in tiles.items()
                     ])

@@ -38,7 +38,8 @@ def _all_pages(client: Client, path: str, params: dict[str, Any]) -> list[dict[s
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = client.get(path, params={**params, "after": cursor, "limit": 500})
+        query = {**params, "after": cursor, "limit": 500}
+        page = client.get(path, params={k: v for k, v in query.items() if v is not None})
         items.extend(page["items"])
         cursor = page["next"]
         if cursor is None:
@@ -159,8 +160,11 @@ def token_issue(
     if as_json:
         print_json(issued)
         return
-    console.print(f"Token {issued['key_id']} ({', '.join(issued['scopes'])}), "
-                  f"expires {issued['expires_at'][:10]}. Copy it now; it is not shown again:")
+    console.print(
+        f"Token {issued['key_id']} ({', '.join(issued['scopes'])}), "
+        f"expires {issued['expires_at'][:10]}."
+    )
+    console.print("Copy it now; it is not shown again:")
     console.print(issued["token"], highlight=False, soft_wrap=True)
 
 

@@ -1,0 +1,69 @@
+"""A real facility on a real port for the CLI to talk to over HTTP (SQLite)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from commonlab.app import create_app
+from commonlab.config import Settings
+from commonlab.facility import Facility, open_facility
+from commonlab.identity.service import bootstrap_operator
+
+
+@dataclass
+class Served:
+    url: str
+    token: str
+    facility: Facility
+    settings: Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    settings = Settings(home=tmp_path / "home", port=port, sequencer_interval_ms=5)
+    facility = open_facility(settings)
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    assert token
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(facility), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                break
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    yield Served(url=url, token=token, facility=facility, settings=settings)
+    server.should_exit = True
+    thread.join(timeout=10)
+    facility.close()
+
+
+@pytest.fixture(autouse=True)
+def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep every CLI test's saved login out of the real home directory."""
+    path = tmp_path / "cli.toml"
+    monkeypatch.setenv("COMMONLAB_CLI_CONFIG", str(path))
+    monkeypatch.delenv("COMMONLAB_URL", raising=False)
+    monkeypatch.delenv("COMMONLAB_TOKEN", raising=False)
+    return path

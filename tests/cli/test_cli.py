@@ -1,0 +1,194 @@
+"""The `commonlab` command against a real facility over HTTP: what it prints, and that every
+mistake is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from commonlab.cli.main import main
+from commonlab.record.models import Entry
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_whoami_as_the_public_and_as_the_operator(capsys, served, monkeypatch):
+    code, out, _ = run(capsys, "whoami", "--url", served.url)
+    assert code == 0 and "the public" in out
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "whoami", "--url", served.url)
+    assert code == 0
+    assert "Facility operator" in out and "operator" in out
+    code, out, _ = run(capsys, "whoami", "--url", served.url, "--json")
+    assert json.loads(out)["person"]["roles"] == ["operator"]
+
+
+def test_login_saves_a_private_config_and_later_commands_use_it(capsys, served, cli_config):
+    code, out, _ = run(capsys, "login", "--url", served.url, "--token", served.token)
+    assert code == 0 and "Logged in" in out
+    assert stat.S_IMODE(cli_config.stat().st_mode) == 0o600
+    code, out, _ = run(capsys, "whoami")
+    assert "Facility operator" in out
+
+
+def test_admin_commands_walk_identity(capsys, served, monkeypatch):
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "institution", "create", "University of Tartu",
+                       "--country", "EE", "--kind", "university", "--json")
+    assert code == 0
+    institution = json.loads(out)
+    code, out, _ = run(capsys, "institution", "list")
+    assert "University of Tartu" in out
+    code, out, _ = run(capsys, "person", "create", "Kadri Tamm", "--institution",
+                       str(institution["id"]), "--role", "delegate", "--json")
+    person = json.loads(out)
+    assert person["roles"] == ["delegate"]
+    code, out, _ = run(capsys, "role", "grant", str(person["id"]), "reviewer")
+    assert code == 0 and "reviewer" in out
+    code, out, _ = run(capsys, "token", "issue", str(person["id"]), "--scope", "read")
+    assert code == 0 and "not shown again" in out and "clab_" in out
+    code, out, _ = run(capsys, "clearance", "grant", str(person["id"]), "--level", "2")
+    assert code == 0
+    code, out, _ = run(capsys, "clearance", "list", str(person["id"]), "--json")
+    assert json.loads(out)[0]["level"] == 2
+    code, out, _ = run(capsys, "person", "list", "--role", "delegate")
+    assert "Kadri Tamm" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["institution", "create", "X", "--country", "XX", "--kind", "university"], "ISO 3166"),
+        (["institution", "create", "X", "--country", "EE", "--kind", "castle"], "kind"),
+        (["person", "show", "999"], "no person with id 999"),
+        (["clearance", "grant", "1", "--level", "9"], "--level"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_non_zero(capsys, served, monkeypatch, argv, fragment):
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, err = run(capsys, *argv)
+    assert code != 0
+    assert fragment in err
+    assert len(err.strip().splitlines()) <= 3
+
+
+def test_unreachable_facility_and_bad_token(capsys, served, monkeypatch):
+    code, _, err = run(capsys, "whoami", "--url", "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach" in err
+    monkeypatch.setenv("COMMONLAB_TOKEN", "clab_nope_nope")
+    code, _, err = run(capsys, "whoami", "--url", served.url)
+    assert code == 1 and "unknown token" in err
+
+
+def _wait_for_checkpoint(url: str, size: int) -> None:
+    for _ in range(200):
+        if httpx.get(f"{url}/api/v1/record/checkpoint").json()["size"] >= size:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the sequencer did not sign in time")
+
+
+def test_record_key_watch_and_remote_verify(capsys, served, tmp_path, monkeypatch):
+    _wait_for_checkpoint(served.url, 2)  # the operator and its token
+    code, out, _ = run(capsys, "record", "key", "--url", served.url)
+    assert served.facility.signer.verifier_key() in out.replace("\n", "")
+    state = tmp_path / "watch.json"
+    code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    assert code == 0 and "size 2" in out
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    run(capsys, "institution", "create", "Lab", "--country", "IT", "--kind", "sme", "--url", served.url)
+    _wait_for_checkpoint(served.url, 3)
+    code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    assert code == 0 and "size 3 (was 2)" in out
+    code, out, _ = run(capsys, "record", "verify", "--url", served.url)
+    assert code == 0 and "3 entries verified" in out
+
+
+def test_watch_fails_loudly_on_a_rollback(capsys, served, tmp_path):
+    _wait_for_checkpoint(served.url, 2)
+    state = tmp_path / "watch.json"
+    run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    saved = json.loads(state.read_text())
+    saved["size"] += 5  # as if we had verified a longer log that has since been rolled back
+    state.write_text(json.dumps(saved))
+    code, _, err = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    assert code == 1 and "ROLLBACK" in err
+
+
+def test_local_verify_passes_then_detects_a_tampered_entry(capsys, served, monkeypatch):
+    _wait_for_checkpoint(served.url, 2)
+    monkeypatch.setenv("COMMONLAB_HOME", str(served.settings.home))
+    code, out, _ = run(capsys, "record", "verify")
+    assert code == 0 and "the log verifies" in out
+    with served.facility.db.session() as session, session.begin():
+        session.execute(update(Entry).where(Entry.seq == 0).values(body=b'{"forged":true}'))
+    code, out, err = run(capsys, "record", "verify")
+    assert code == 1
+    assert "does not verify" in err and "entry 0" in out
+
+
+def test_watch_detects_a_tampered_tile(capsys, served, tmp_path):
+    from commonlab.record.models import Tile
+
+    _wait_for_checkpoint(served.url, 2)
+    with served.facility.db.session() as session, session.begin():
+        session.execute(update(Tile).values(hashes=bytes(64)))
+    code, _, err = run(capsys, "record", "verify", "--url", served.url)
+    assert code == 1 and "signed root" in err
+
+
+def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
+    """The newcomer's path: `commonlab up --demo`, then `commonlab whoami` elsewhere."""
+    from tests.cli.conftest import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "COMMONLAB_HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    env.pop("COMMONLAB_CLI_CONFIG", None)
+    env.pop("COMMONLAB_TOKEN", None)
+    env.pop("COMMONLAB_URL", None)
+    cli = [sys.executable, "-m", "commonlab.cli"]
+    server = subprocess.Popen(
+        [*cli, "up", "--demo", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                    break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        whoami = subprocess.run(
+            [*cli, "whoami", "--url", f"http://127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert whoami.returncode == 0, whoami.stderr
+        assert "Facility operator" in whoami.stdout
+        institutions = httpx.get(f"http://127.0.0.1:{port}/api/v1/institutions").json()
+        assert len(institutions["items"]) >= 5
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "operator token" in output and "clab_" in output
