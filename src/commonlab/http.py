@@ -6,6 +6,7 @@ Routes stay thin: parse, get the principal, call one service function, render.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commonlab.errors import CommonlabError, Unauthenticated
+from commonlab.errors import AccessDenied, CommonlabError, Unauthenticated
 from commonlab.identity.principal import PUBLIC, Principal
 from commonlab.pagination import MAX_LIMIT, PageParams
 
@@ -185,11 +186,25 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def _principal(request: Request, db: DbSession) -> Principal:
     from commonlab.identity.service import authenticate
-    from commonlab.portal.session import token_from_cookie
+    from commonlab.portal.session import SESSION_COOKIE, csrf_token, token_from_cookie
 
-    token = bearer_token(request) or token_from_cookie(request)
+    token = bearer_token(request)
+    if token is None and (token := token_from_cookie(request)) is not None:
+        # A browser sends the cookie on any site's request: changes need the CSRF token too.
+        if request.method not in SAFE_METHODS:
+            secret = request.app.state.facility.session_secret
+            expected = csrf_token(secret, request.cookies.get(SESSION_COOKIE))
+            sent = request.headers.get("x-csrf-token", "")
+            if not hmac.compare_digest(sent, expected):
+                raise AccessDenied(
+                    "a signed-in browser must send the X-CSRF-Token header to change "
+                    "anything; scripts should use 'Authorization: Bearer <token>'"
+                )
     if token is None:
         return PUBLIC
     return authenticate(db, token)

@@ -484,3 +484,23 @@ def test_every_identity_change_writes_exactly_one_entry(client, app, operator):
         "identity:person:updated",
     ]
     assert all(token["token"] not in str(e) for e in after)
+
+
+def test_a_browser_cookie_cannot_change_anything_through_the_api_without_csrf(
+    client, app, operator_token, facility
+):
+    from commonlab.portal.session import SESSION_COOKIE, csrf_token, session_value
+
+    cookie = session_value(facility.session_secret, operator_token)
+    client.cookies.set(SESSION_COOKIE, cookie)
+    assert client.get("/api/v1/me").json()["authenticated"] is True
+    refused = client.post("/api/v1/institutions", json=NAIROBI)
+    assert refused.status_code == 403
+    assert "X-CSRF-Token" in problem(refused)["detail"]
+    assert client.get("/api/v1/institutions").json()["items"] == []
+    allowed = client.post(
+        "/api/v1/institutions",
+        json=NAIROBI,
+        headers={"X-CSRF-Token": csrf_token(facility.session_secret, cookie)},
+    )
+    assert allowed.status_code == 201

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +53,8 @@ class AppendedEntry:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds, e.g. 2026-11-27T23:47:47.000000Z."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def actor_ref(actor: Principal, *, as_role: Role | None = None) -> dict[str, str]:
@@ -127,7 +128,7 @@ def append(
 def _write_pending(db: Session) -> None:
     rows = db.info.pop(_PENDING, None)
     if rows:
-        db.execute(insert(Entry), rows)
+        db.execute(insert(Entry.__table__), rows)  # Core executemany: no ORM bookkeeping
 
 
 @event.listens_for(Session, "after_rollback")
