@@ -34,7 +34,7 @@ from commonlab.record.merkle import leaf_hash, verify_consistency, verify_inclus
 from commonlab.record.models import Checkpoint, Entry, Tile
 from commonlab.record.sequencer import Sequencer, sequence
 from commonlab.record.store import ProofReader
-from commonlab.record.tiles import TILE_WIDTH, new_tile_contents
+from commonlab.record.tiles import TILE_WIDTH, inner_hashes, new_tile_contents
 
 
 def _facility(db_url: str | None, home: Path, **extra: object):
@@ -116,7 +116,9 @@ def bench_proofs(size: int, samples: int) -> None:
                             delete(Tile).where(Tile.level == level, Tile.idx == index)
                         )
                     session.execute(insert(Tile), [
-                        {"level": l, "idx": i, "hashes": h} for (l, i), h in tiles.items()
+                        {"level": l, "idx": i, "hashes": h,
+                         "inner": inner_hashes(h) if len(h) == TILE_WIDTH * 32 else None}
+                        for (l, i), h in tiles.items()
                     ])
                 for key, data in tiles.items():
                     if len(data) < TILE_WIDTH * 32:

@@ -31,3 +31,27 @@ def test_the_first_migration_seeds_the_empty_tree(database):
         assert (head.size, head.root_hash) == (0, EMPTY_ROOT)
         assert session.scalar(select(Head.id).where(Head.id != 1)) is None
     db.dispose()
+
+
+def test_0002_fills_the_inner_hashes_of_tiles_that_were_already_full(tmp_path):
+    import os
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from commonlab.migrations import alembic_config
+    from commonlab.record.tiles import inner_hashes
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(db.engine), "0001")
+    full, partial = os.urandom(256 * 32), os.urandom(3 * 32)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO record_tiles (level, idx, hashes) VALUES (0, 0, :a), (0, 1, :b)"),
+            {"a": full, "b": partial},
+        )
+    migrate(db.engine)
+    with db.engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT idx, inner FROM record_tiles")).all())
+    db.dispose()
+    assert rows == {0: inner_hashes(full), 1: None}

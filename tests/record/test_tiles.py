@@ -284,3 +284,20 @@ def test_hash_from_tiles_matches_memory_tree() -> None:
 def test_bad_tile_data_is_rejected() -> None:
     with pytest.raises(ValueError, match="not 32 x"):
         TileHashReader(lambda level, index: b"x" * 33).read(0, 0)
+
+
+def test_inner_hashes_give_the_same_reads_as_rehashing() -> None:
+    import os
+
+    from commonlab.record.merkle import root_from_leaf_hashes
+    from commonlab.record.tiles import TileHashReader, inner_hashes
+
+    tile = os.urandom(256 * 32)
+    inner = inner_hashes(tile)
+    assert len(inner) == 255 * 32
+    assert inner[-32:] == root_from_leaf_hashes([tile[i : i + 32] for i in range(0, 8192, 32)])
+    plain = TileHashReader(lambda level, index: tile)
+    stored = TileHashReader(lambda level, index: (tile, inner))
+    for level in range(9):
+        for index in range(256 >> level):
+            assert stored.read(level, index) == plain.read(level, index)

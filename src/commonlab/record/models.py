@@ -51,6 +51,8 @@ class Tile(Base):
     level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     hashes: Mapped[bytes] = mapped_column(LargeBinary)
+    # A full tile's inner hashes (tiles.inner_hashes), so proofs never rehash a stored tile.
+    inner: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Head(Base):

@@ -12,18 +12,18 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from commonlab.config import Settings
 from commonlab.db import Database, utcnow
 from commonlab.record.checkpoint import Checkpoint as CheckpointBody
 from commonlab.record.checkpoint import sign_checkpoint
-from commonlab.record.merkle import tree_root
+from commonlab.record.merkle import HASH_SIZE, tree_root
 from commonlab.record.models import Checkpoint, Entry, Head, Tile
 from commonlab.record.note import Signer
 from commonlab.record.service import APPENDED_FLAG
-from commonlab.record.tiles import TileHashReader, new_tile_contents
+from commonlab.record.tiles import TILE_WIDTH, TileHashReader, inner_hashes, new_tile_contents
 
 __all__ = ["DEFAULT_BATCH", "Sequencer", "sequence"]
 
@@ -85,20 +85,20 @@ def _store_tiles(db: Session, tiles: dict[tuple[int, int], bytes]) -> None:
             )
         )
     }
-    updates = [
-        {"level": level, "idx": index, "hashes": data}
+    rows = [
+        {"level": level, "idx": index, "hashes": data, "inner": _inner_if_full(data)}
         for (level, index), data in tiles.items()
-        if (level, index) in existing
     ]
-    inserts = [
-        Tile(level=level, idx=index, hashes=data)
-        for (level, index), data in tiles.items()
-        if (level, index) not in existing
-    ]
+    updates = [row for row in rows if (row["level"], row["idx"]) in existing]
+    inserts = [row for row in rows if (row["level"], row["idx"]) not in existing]
     if updates:
         db.execute(update(Tile), updates)
-    db.add_all(inserts)
-    db.flush()
+    if inserts:
+        db.execute(insert(Tile), inserts)
+
+
+def _inner_if_full(data: bytes) -> bytes | None:
+    return inner_hashes(data) if len(data) == TILE_WIDTH * HASH_SIZE else None
 
 
 def _sign(db: Session, signer: Signer, current: Head, size: int, root: bytes) -> None:

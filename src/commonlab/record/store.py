@@ -18,11 +18,14 @@ from commonlab.record.tiles import TileHashReader
 __all__ = ["ProofReader", "entry_by_hash", "head", "latest_checkpoint", "stored_tile"]
 
 
-def stored_tile(db: Session, level: int, index: int) -> bytes:
-    data = db.scalar(select(Tile.hashes).where(Tile.level == level, Tile.idx == index))
-    if data is None:
+def stored_tile(db: Session, level: int, index: int) -> tuple[bytes, bytes | None]:
+    """A tile's bottom row and, for a full tile, its inner hashes."""
+    row = db.execute(
+        select(Tile.hashes, Tile.inner).where(Tile.level == level, Tile.idx == index)
+    ).first()
+    if row is None:
         raise KeyError(f"no tile {level}/{index}")
-    return data
+    return row[0], row[1]
 
 
 def head(db: Session) -> Head:
@@ -52,7 +55,7 @@ class ProofReader:
         self._session: Session | None = None
         self._reader = TileHashReader(self._get_tile, cache_size=cache_tiles)
 
-    def _get_tile(self, level: int, index: int) -> bytes:
+    def _get_tile(self, level: int, index: int) -> tuple[bytes, bytes | None]:
         assert self._session is not None
         return stored_tile(self._session, level, index)
 

@@ -21,6 +21,7 @@ __all__ = [
     "encode_entry_bundle",
     "entries_path",
     "hash_from_tiles",
+    "inner_hashes",
     "new_tile_contents",
     "parse_tile_path",
     "tile_path",
@@ -35,8 +36,9 @@ _MAX_ENTRY = 0xFFFF  # entries are uint16 length-prefixed
 _MAX_INDEX = 2**64  # far beyond any real log; keeps hostile paths bounded
 
 # get_tile(tile_level, tile_index) -> the stored hashes of that tile (its bottom
-# row), 32 bytes each; a partial tile has fewer than 256.
-GetTile = Callable[[int, int], bytes]
+# row), 32 bytes each; a partial tile has fewer than 256. A store that also keeps a
+# full tile's inner hashes (see `inner_hashes`) may return (bottom, inner) instead.
+GetTile = Callable[[int, int], "bytes | tuple[bytes, bytes | None]"]
 
 
 # --- paths ------------------------------------------------------------------
@@ -226,6 +228,27 @@ def _old_partial(get_tile: GetTile, level: int, index: int, width: int, old_size
     return data
 
 
+def inner_hashes(tile: bytes) -> bytes:
+    """A full tile's inner hashes, levels 1..8 of its subtree, concatenated bottom-up.
+
+    Storing them beside a full tile lets proofs read any hash in it without rehashing
+    (255 hashes of 32 bytes; the last is the tile's root).
+    """
+    if len(tile) != TILE_WIDTH * HASH_SIZE:
+        raise ValueError(f"only a full tile has inner hashes; got {len(tile)} bytes")
+    return b"".join(h for level in _tile_levels(tile, TILE_HEIGHT)[1:] for h in level)
+
+
+def _levels_from_inner(tile: bytes, inner: bytes) -> list[list[bytes]]:
+    levels = [[tile[i : i + HASH_SIZE] for i in range(0, len(tile), HASH_SIZE)]]
+    offset, width = 0, TILE_WIDTH // 2
+    while width:
+        end = offset + width * HASH_SIZE
+        levels.append([inner[i : i + HASH_SIZE] for i in range(offset, end, HASH_SIZE)])
+        offset, width = end, width // 2
+    return levels
+
+
 def _tile_root(tile: bytes) -> bytes:
     """Merkle root of a full tile's 256 hashes (a perfect subtree of height 8)."""
     return _tile_levels(tile, TILE_HEIGHT)[TILE_HEIGHT][0]
@@ -280,7 +303,8 @@ class TileHashReader:
         if levels is not None and len(levels[0]) >= need:
             self._cache.move_to_end(key)
             return levels
-        data = self._get_tile(tile_level, tile_index)
+        stored = self._get_tile(tile_level, tile_index)
+        data, inner = stored if isinstance(stored, tuple) else (stored, None)
         if len(data) % HASH_SIZE or len(data) > TILE_WIDTH * HASH_SIZE:
             raise ValueError(
                 f"tile {tile_level}/{tile_index} is {len(data)} bytes, not 32 x 1..256"
@@ -290,7 +314,12 @@ class TileHashReader:
                 f"tile {tile_level}/{tile_index} has {len(data) // HASH_SIZE} hashes; "
                 f"this subtree needs the first {need}"
             )
-        levels = _tile_levels(data, 0)
+        if inner is not None and len(data) == TILE_WIDTH * HASH_SIZE:
+            if len(inner) != (TILE_WIDTH - 1) * HASH_SIZE:
+                raise ValueError(f"tile {tile_level}/{tile_index}: inner hashes are {len(inner)} bytes")
+            levels = _levels_from_inner(data, inner)
+        else:
+            levels = _tile_levels(data, 0)
         if self._cache_size > 0:
             self._cache[key] = levels
             if len(self._cache) > self._cache_size:

@@ -18,7 +18,7 @@ from commonlab.record.checkpoint import open_checkpoint
 from commonlab.record.merkle import EMPTY_ROOT, leaf_hash, node_hash
 from commonlab.record.models import Checkpoint, Entry, Head, Tile
 from commonlab.record.note import NoteError, Verifier
-from commonlab.record.tiles import TILE_WIDTH, new_tile_contents, tiles_for_tree
+from commonlab.record.tiles import TILE_WIDTH, inner_hashes, new_tile_contents, tiles_for_tree
 
 __all__ = ["CompactRange", "VerifyReport", "verify_store"]
 
@@ -157,7 +157,13 @@ def _check_tiles(
 
 
 def _compare_tile(db: Session, level: int, index: int, data: bytes, report: VerifyReport) -> None:
-    stored = db.scalar(select(Tile.hashes).where(Tile.level == level, Tile.idx == index))
+    stored = db.execute(
+        select(Tile.hashes, Tile.inner).where(Tile.level == level, Tile.idx == index)
+    ).first()
     report.tiles += 1
-    if stored != data:
+    if stored is None or stored[0] != data:
         report.problems.append(f"tile {level}/{index} differs from the hashes of its entries")
+        return
+    full = len(data) == TILE_WIDTH * 32
+    if stored[1] != (inner_hashes(data) if full else None):
+        report.problems.append(f"tile {level}/{index}: its stored inner hashes are wrong")
