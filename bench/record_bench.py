@@ -158,11 +158,9 @@ def bench_latency(db_url: str | None, commits: int) -> None:
     for label, wake in (("tick only, 50 ms (baseline)", False), ("woken by commit", True)):
         with tempfile.TemporaryDirectory() as tmp:
             settings, facility = _facility(db_url, Path(tmp) / "home", sequencer_interval_ms=50)
-            sequencer = Sequencer(facility.db, facility.signer, settings=settings)
-            if not wake:
-                sequencer._after_commit = lambda session: None  # type: ignore[method-assign]
-                from sqlalchemy import event
-                event.remove(facility.db.sessions, "after_commit", Sequencer._after_commit)  # noqa
+            sequencer = Sequencer(
+                facility.db, facility.signer, settings=settings, wake_on_commit=wake
+            )
             sequencer.start()
             latencies = []
             with facility.db.session() as session:

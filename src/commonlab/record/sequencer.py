@@ -118,15 +118,19 @@ def _sign_if_unsigned(db: Session, signer: Signer, current: Head) -> None:
 class Sequencer:
     """Runs `sequence` in a thread: woken by commits that appended entries, else on a tick."""
 
-    def __init__(self, db: Database, signer: Signer, *, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, signer: Signer, *, settings: Settings, wake_on_commit: bool = True
+    ) -> None:
         self._db = db
         self._signer = signer
         self._interval = settings.sequencer_interval_ms / 1000
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        event.listen(db.sessions, "after_commit", self._after_commit)
-        event.listen(db.sessions, "after_rollback", self._after_rollback)
+        self._listening = wake_on_commit
+        if wake_on_commit:
+            event.listen(db.sessions, "after_commit", self._after_commit)
+            event.listen(db.sessions, "after_rollback", self._after_rollback)
 
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(APPENDED_FLAG, False):
@@ -159,8 +163,10 @@ class Sequencer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        event.remove(self._db.sessions, "after_commit", self._after_commit)
-        event.remove(self._db.sessions, "after_rollback", self._after_rollback)
+        if self._listening:
+            event.remove(self._db.sessions, "after_commit", self._after_commit)
+            event.remove(self._db.sessions, "after_rollback", self._after_rollback)
+            self._listening = False
 
     def wake(self) -> None:
         self._wake.set()
