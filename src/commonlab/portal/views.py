@@ -1,11 +1,260 @@
-"""Portal pages (filled in by the portal work)."""
+"""Portal pages: the facility at a glance, sign-in and the signed-in person, and the public
+record with an inclusion proof for every entry. Server-rendered; no page needs JavaScript.
+
+Views are thin: parse, call one read or service function, render. Every POST checks its
+CSRF token and origin before anything else happens.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-__all__ = ["mount_portal"]
+from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from commonlab.db import utcnow
+from commonlab.errors import Unauthenticated
+from commonlab.http import MAX_ID, DbSession
+from commonlab.identity import service as identity
+from commonlab.identity.principal import PUBLIC, Principal
+from commonlab.portal import reads
+from commonlab.portal.charts import column_chart, row_chart
+from commonlab.portal.errors import PortalError, install_portal_errors
+from commonlab.portal.session import (
+    SESSION_COOKIE,
+    check_same_origin,
+    cookie_max_age,
+    csrf_matches,
+    csrf_token,
+    raw_session,
+    session_value,
+    token_from_cookie,
+)
+from commonlab.portal.templating import STATIC_DIR, render
+from commonlab.record import log
+
+__all__ = ["Viewer", "mount_portal", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+MAX_TOKEN_CHARS = 512
+# Entry types are lower-case words joined by ':'; anything else cannot match and is refused
+# (it also keeps LIKE wildcards out of the prefix filter).
+TYPE_PATTERN = r"^[a-z0-9_.:-]*$"
+# No control characters: PostgreSQL refuses NUL in text, and nothing legitimate has them.
+SUBJECT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at a page: the principal behind the session cookie, or the public."""
+
+    principal: Principal
+    session: str | None
+    csrf: str
+    # Why a session cookie this browser still sends no longer signs it in.
+    ended: str | None = None
+
+    @property
+    def signed_in(self) -> bool:
+        return self.principal.person_id is not None
+
+
+def _viewer(request: Request, db: DbSession) -> Viewer:
+    session = raw_session(request)
+    csrf = csrf_token(request.app.state.facility.session_secret, session)
+    token = token_from_cookie(request)
+    if token is None:
+        ended = "this browser's sign-in is not valid here" if session else None
+        return Viewer(PUBLIC, session, csrf, ended)
+    try:
+        return Viewer(identity.authenticate(db, token), session, csrf)
+    except Unauthenticated as exc:
+        return Viewer(PUBLIC, session, csrf, exc.message)
+
+
+CurrentViewer = Annotated[Viewer, Depends(_viewer)]
+
+
+def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+    """Refuse a POST that did not come from one of this site's own forms."""
+    if reason := check_same_origin(request):
+        raise PortalError(403, f"Refused: {reason}. Nothing was changed.")
+    if not csrf_matches(request, csrf):
+        raise PortalError(
+            403,
+            "This form is out of date or did not come from this site, so nothing was changed. "
+            "Reload the page and try again.",
+        )
+
+
+CheckedForm = Annotated[None, Depends(_checked_form)]
+
+
+def _page(
+    request: Request, viewer: Viewer, name: str, *, status: int = 200, **context: Any
+) -> Response:
+    facility = request.app.state.facility
+    base = facility.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return render(
+        name,
+        {
+            "viewer": viewer,
+            "has_session": viewer.session is not None,
+            "origin": facility.origin,
+            "base_url": base,
+            **context,
+        },
+        status=status,
+        private=viewer.session is not None,
+    )
+
+
+# Home ---------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
+    facts = reads.facility_facts(db)
+    chart = row_chart(facts.institutions_by_kind)
+    return _page(request, viewer, "home.html", nav="home", facts=facts, kind_chart=chart)
+
+
+# Sign-in ------------------------------------------------------------------------------------
+
+
+@router.get("/signin")
+def signin_form(request: Request, viewer: CurrentViewer) -> Response:
+    return _page(request, viewer, "signin.html", nav="signin", error=None)
+
+
+@router.post("/signin")
+def signin(
+    request: Request,
+    db: DbSession,
+    viewer: CurrentViewer,
+    _: CheckedForm,
+    token: Annotated[str, Form()] = "",
+) -> Response:
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        error = (
+            "Paste your API token (it starts with clab_)."
+            if not token
+            else ("That is far longer than a commonlab token: paste only the token.")
+        )
+        return _page(request, viewer, "signin.html", status=400, nav="signin", error=error)
+    try:
+        principal = identity.authenticate(db, token)
+    except Unauthenticated as exc:
+        return _page(request, viewer, "signin.html", status=401, nav="signin", error=exc.message)
+    facility = request.app.state.facility
+    response = RedirectResponse("/me", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(facility.session_secret, token),
+        max_age=cookie_max_age(reads.token_expires_at(db, principal.token_id), utcnow()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=facility.settings.secure_cookies,
+    )
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, _: CheckedForm) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.facility.settings.secure_cookies,
+    )
+    return response
+
+
+@router.get("/me")
+def me(request: Request, viewer: CurrentViewer) -> Response:
+    return _page(request, viewer, "me.html", nav="me")
+
+
+# The public record --------------------------------------------------------------------------
+
+
+@router.get("/record")
+def record(
+    request: Request,
+    db: DbSession,
+    viewer: CurrentViewer,
+    type: Annotated[str | None, Query(max_length=80, pattern=TYPE_PATTERN)] = None,
+    subject: Annotated[str | None, Query(max_length=200, pattern=SUBJECT_PATTERN)] = None,
+    before: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+) -> Response:
+    # An empty GET-form field means "any", not "the empty string".
+    type, subject = (type or None), (subject.strip() if subject else None) or None
+    overview = reads.record_overview(
+        db, type_prefix=type, subject=subject, before=before, limit=PAGE_SIZE
+    )
+    chart = column_chart([(day.strftime("%d %b"), n) for day, n in overview.per_day])
+    filters = {k: v for k, v in (("type", type), ("subject", subject)) if v}
+    older = overview.page.older
+    return _page(
+        request,
+        viewer,
+        "record.html",
+        nav="record",
+        overview=overview,
+        day_chart=chart,
+        filters={"type": type or "", "subject": subject or ""},
+        before=before,
+        newest_url=_record_url(filters) if before is not None else None,
+        older_url=_record_url({**filters, "before": str(older)}) if older is not None else None,
+        verifier_key=request.app.state.facility.signer.verifier_key(),
+    )
+
+
+def _record_url(params: dict[str, str]) -> str:
+    return "/record" + ("?" + urlencode(params) if params else "")
+
+
+EntryIndex = Annotated[int, Path(ge=0, le=MAX_ID)]
+
+
+@router.get("/record/entries/{index}")
+def entry(request: Request, index: EntryIndex, db: DbSession, viewer: CurrentViewer) -> Response:
+    detail = reads.entry_detail(db, request.app.state.facility.proofs, index)
+    return _page(
+        request,
+        viewer,
+        "entry.html",
+        nav="record",
+        detail=detail,
+        entry_literal=repr(detail.body.encode()),
+        verifier_key=request.app.state.facility.signer.verifier_key(),
+    )
+
+
+@router.get("/record/entries/{index}/raw")
+def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
+    """The entry's exact bytes, as hashed into the tree: for `sha256sum` and scripts."""
+    return Response(
+        log.entry_at(db, index).body,
+        media_type="application/json",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
+    )
+
+
+# Mounting -----------------------------------------------------------------------------------
 
 
 def mount_portal(app: FastAPI) -> None:
-    return None
+    """Add the pages, their static files, and HTML error pages for every non-API path."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
+    install_portal_errors(app)
