@@ -264,3 +264,34 @@ def test_bad_witnesses_and_cosignatures_are_refused(client, app, facility, opera
     assert client.post(
         "/api/v1/record/cosignatures", json={"size": size, "cosignature": forged}
     ).status_code == 422
+
+
+def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, operator):
+    import hashlib
+
+    from commonlab.record.canonical import canonical_json
+    from tests.helpers import auth, record_entries
+
+    person = client.post(
+        "/api/v1/people", json={"name": "Marco Bianchi", "email": "m@mef.gov.it", "roles": ["auditor"]},
+        headers=operator,
+    ).json()
+    auditor = auth(
+        client.post(f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator).json()["token"]
+    )
+    sequence_now(app)
+    created = client.get(
+        "/api/v1/record/entries", params={"subject": f"person/{person['pseudonym']}"}
+    ).json()["items"][0]
+    url = f"/api/v1/record/entries/{created['index']}/openings/email"
+    assert client.get(url).status_code == 403
+    opened = client.get(url, headers=auditor).json()
+    assert opened["value"] == "m@mef.gov.it"
+    digest = hashlib.sha256(bytes.fromhex(opened["salt"]) + canonical_json(opened["value"])).hexdigest()
+    assert created["entry"]["data"]["email"]["commitment"] == f"sha256:{digest}"
+    assert client.get(
+        f"/api/v1/record/entries/{created['index']}/openings/nothing", headers=auditor
+    ).status_code == 404
+    opened_entries = record_entries(client, app, type="record:commitment:opened")
+    assert [e["data"] for e in opened_entries] == [{"field": "email"}]
+    assert "m@mef.gov.it" not in str(opened_entries)

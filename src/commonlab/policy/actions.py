@@ -35,6 +35,7 @@ class Action(StrEnum):
     RecordRead = "record:read"
     RecordCosign = "record:cosign"
     WitnessRegister = "record:witness:register"
+    CommitmentOpen = "record:commitment:open"
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
@@ -70,6 +71,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.RecordRead: Scope.READ,
     Action.RecordCosign: Scope.WRITE,
     Action.WitnessRegister: Scope.ADMIN,
+    Action.CommitmentOpen: Scope.READ,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,

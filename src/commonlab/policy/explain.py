@@ -38,6 +38,7 @@ _WHO: dict[Action, str] = {
     Action.RecordRead: "the public record is public; this request was malformed",
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",
+    Action.CommitmentOpen: "only operators and auditors may open a private commitment",
 }
 
 

@@ -14,6 +14,7 @@ from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import paginate
 from commonlab.record import log
 from commonlab.record.models import Entry
+from commonlab.record.openings import open_commitment
 from commonlab.record.witnesses import accept_cosignature, list_witnesses, register_witness
 
 __all__ = ["log_router", "router"]
@@ -150,3 +151,24 @@ def add_cosignature(req: CosignatureIn, db: DbSession) -> dict[str, Any]:
     # Anyone may deliver a cosignature: it is only kept if a registered witness key made it.
     cosignature = accept_cosignature(db, size=req.size, line=req.cosignature)
     return {"size": cosignature.checkpoint_size, "witness": cosignature.witness}
+
+
+@router.get(
+    "/entries/{index}/openings/{field}",
+    summary="Open a private commitment (operators and auditors; the opening is recorded)",
+)
+def open_private_field(
+    index: Annotated[int, Path(ge=0, le=MAX_ID)],
+    field: Annotated[str, Path(max_length=100)],
+    db: DbSession,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    opening = open_commitment(db, principal, index=index, field=field)
+    return {
+        "index": opening.index,
+        "field": opening.field,
+        "value": opening.value,
+        "salt": opening.salt_hex,
+        "commitment": opening.commitment,
+        "check": "commitment == 'sha256:' + hex(SHA-256(salt bytes || RFC 8785 JSON of value))",
+    }

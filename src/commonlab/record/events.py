@@ -10,3 +10,4 @@ __all__ = ["RecordEvent"]
 class RecordEvent(StrEnum):
     WitnessRegistered = "record:witness:registered"
     WitnessRetired = "record:witness:retired"
+    CommitmentOpened = "record:commitment:opened"
