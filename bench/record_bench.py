@@ -17,7 +17,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -60,10 +59,24 @@ def bench_append(db_url: str | None, entries: int, batch: int) -> None:
         rows = []
         now = utcnow()
         for i, d in enumerate(data):
-            body = canonical_json({"type": "bench:bare", "time": "t", "actor": {"id": "system"},
-                                   "subject": f"s/{i}", "data": d})
-            rows.append({"type": "bench:bare", "subject": f"s/{i}", "time": now, "body": body,
-                         "leaf_hash": leaf_hash(body)})
+            body = canonical_json(
+                {
+                    "type": "bench:bare",
+                    "time": "t",
+                    "actor": {"id": "system"},
+                    "subject": f"s/{i}",
+                    "data": d,
+                }
+            )
+            rows.append(
+                {
+                    "type": "bench:bare",
+                    "subject": f"s/{i}",
+                    "time": now,
+                    "body": body,
+                    "leaf_hash": leaf_hash(body),
+                }
+            )
         start = time.perf_counter()
         with facility.db.session() as session:
             for i in range(0, entries, batch):
@@ -76,8 +89,9 @@ def bench_append(db_url: str | None, entries: int, batch: int) -> None:
             for i in range(0, entries, batch):
                 with session.begin():
                     for j, d in enumerate(data[i : i + batch]):
-                        record.append(session, "bench:append", actor=SYSTEM,
-                                      subject=f"s/{i + j}", data=d)
+                        record.append(
+                            session, "bench:append", actor=SYSTEM, subject=f"s/{i + j}", data=d
+                        )
         appended = entries / (time.perf_counter() - start)
 
         start = time.perf_counter()
@@ -109,17 +123,22 @@ def bench_proofs(size: int, samples: int) -> None:
             while done < size:
                 n = min(chunk, size - done)
                 leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(done, done + n)]
-                tiles = new_tile_contents(done, leaves, get_tile=lambda l, i: partial[(l, i)])
+                tiles = new_tile_contents(done, leaves, get_tile=lambda lv, ix: partial[(lv, ix)])
                 with session.begin():
                     for level, index in tiles.keys() & partial.keys():  # tiles that grew
-                        session.execute(
-                            delete(Tile).where(Tile.level == level, Tile.idx == index)
-                        )
-                    session.execute(insert(Tile), [
-                        {"level": l, "idx": i, "hashes": h,
-                         "inner": inner_hashes(h) if len(h) == TILE_WIDTH * 32 else None}
-                        for (l, i), h in tiles.items()
-                    ])
+                        session.execute(delete(Tile).where(Tile.level == level, Tile.idx == index))
+                    session.execute(
+                        insert(Tile),
+                        [
+                            {
+                                "level": lv,
+                                "idx": ix,
+                                "hashes": h,
+                                "inner": inner_hashes(h) if len(h) == TILE_WIDTH * 32 else None,
+                            }
+                            for (lv, ix), h in tiles.items()
+                        ],
+                    )
                 for key, data in tiles.items():
                     if len(data) < TILE_WIDTH * 32:
                         partial[key] = data
@@ -129,8 +148,10 @@ def bench_proofs(size: int, samples: int) -> None:
         print(f"built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         rng = random.Random(1)
         with db.session() as session:
-            for label, reader in (("uncached tile reads (baseline)", ProofReader(cache_tiles=0)),
-                                  ("cached tile reader", ProofReader())):
+            for label, reader in (
+                ("uncached tile reads (baseline)", ProofReader(cache_tiles=0)),
+                ("cached tile reader", ProofReader()),
+            ):
                 root = reader.root(session, size)
                 incl, cons = [], []
                 for _ in range(samples):
@@ -146,8 +167,10 @@ def bench_proofs(size: int, samples: int) -> None:
                     verify_consistency(old, size, proof, reader.root(session, old), root)
                 print(f"proofs at {size:,} entries, {samples} random each — {label}")
                 for name, values in (("inclusion", incl), ("consistency", cons)):
-                    print(f"  {name:12} p50 {1e3 * statistics.median(values):7.3f} ms   "
-                          f"p99 {1e3 * _percentile(values, 0.99):7.3f} ms")
+                    print(
+                        f"  {name:12} p50 {1e3 * statistics.median(values):7.3f} ms   "
+                        f"p99 {1e3 * _percentile(values, 0.99):7.3f} ms"
+                    )
         db.dispose()
 
 
@@ -166,14 +189,17 @@ def bench_latency(db_url: str | None, commits: int) -> None:
             with facility.db.session() as session:
                 for i in range(commits):
                     with session.begin():
-                        entry = record.append(session, "bench:latency", actor=SYSTEM,
-                                              subject="s", data={"i": i})
+                        entry = record.append(
+                            session, "bench:latency", actor=SYSTEM, subject="s", data={"i": i}
+                        )
                     committed = time.perf_counter()
                     while True:
                         with session.begin():
                             seq = session.scalar(select(Entry.seq).where(Entry.id == entry.id))
-                            covered = seq is not None and session.scalar(
-                                select(func.max(Checkpoint.size))) > seq
+                            covered = (
+                                seq is not None
+                                and session.scalar(select(func.max(Checkpoint.size))) > seq
+                            )
                         if covered:
                             break
                         time.sleep(0.0005)
@@ -183,8 +209,10 @@ def bench_latency(db_url: str | None, commits: int) -> None:
             facility.close()
             dialect = facility.db.engine.dialect.name
         print(f"commit → signed checkpoint [{dialect}] {commits} commits — {label}")
-        print(f"  p50 {1e3 * statistics.median(latencies):7.2f} ms   "
-              f"p99 {1e3 * _percentile(latencies, 0.99):7.2f} ms")
+        print(
+            f"  p50 {1e3 * statistics.median(latencies):7.2f} ms   "
+            f"p99 {1e3 * _percentile(latencies, 0.99):7.2f} ms"
+        )
 
 
 def main() -> None:

@@ -84,9 +84,11 @@ def _reset_postgres(url: str) -> None:
                 "INSERT INTO record_head (id, size, root_hash, updated_at) "
                 "VALUES (1, 0, :root, now())"
             ),
-            {"root": bytes.fromhex(
-                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            )},
+            {
+                "root": bytes.fromhex(
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                )
+            },
         )
     engine.dispose()
 

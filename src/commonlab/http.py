@@ -6,7 +6,6 @@ Routes stay thin: parse, get the principal, call one service function, render.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -14,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commonlab.errors import AccessDenied, CommonlabError, Unauthenticated
+from commonlab.errors import CommonlabError, Unauthenticated
 from commonlab.identity.principal import PUBLIC, Principal
 from commonlab.pagination import MAX_LIMIT, PageParams
 
@@ -93,22 +92,39 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "no such route: see /api/v1/openapi.json for the routes"
         if exc.status_code == 405:
             detail = "this route does not take that method: see /api/v1/openapi.json"
-        return problem(exc.status_code, detail.split(":")[0], detail, slug=f"http-{exc.status_code}")
+        return problem(
+            exc.status_code, detail.split(":")[0], detail, slug=f"http-{exc.status_code}"
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         # Two requests raced past a uniqueness check; the database kept only one.
         log.info("integrity error: %s", exc.orig)
         return problem(
-            409, "Conflict", "this conflicts with an existing record: reload and retry",
+            409,
+            "Conflict",
+            "this conflicts with an existing record: reload and retry",
             slug="conflict",
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character, which PostgreSQL text cannot hold; nothing was written.
+        return problem(
+            422,
+            "Invalid input",
+            "a value contains characters or a size the database cannot store (such as a NUL "
+            "character): remove them",
+            slug="invalid-input",
         )
 
     @app.exception_handler(OperationalError)
     async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.orig)
         return problem(
-            503, "Database busy", "the database is busy or unreachable: retry shortly",
+            503,
+            "Database busy",
+            "the database is busy or unreachable: retry shortly",
             slug="database-busy",
         )
 
@@ -116,7 +132,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem(
-            500, "Internal error", "an unexpected error occurred; it has been logged",
+            500,
+            "Internal error",
+            "an unexpected error occurred; it has been logged",
             slug="internal",
         )
 
@@ -186,25 +204,14 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def _principal(request: Request, db: DbSession) -> Principal:
     from commonlab.identity.service import authenticate
-    from commonlab.portal.session import SESSION_COOKIE, csrf_token, token_from_cookie
+    from commonlab.portal.session import require_api_csrf, token_from_cookie
 
     token = bearer_token(request)
     if token is None and (token := token_from_cookie(request)) is not None:
         # A browser sends the cookie on any site's request: changes need the CSRF token too.
-        if request.method not in SAFE_METHODS:
-            secret = request.app.state.facility.session_secret
-            expected = csrf_token(secret, request.cookies.get(SESSION_COOKIE))
-            sent = request.headers.get("x-csrf-token", "")
-            if not hmac.compare_digest(sent, expected):
-                raise AccessDenied(
-                    "a signed-in browser must send the X-CSRF-Token header to change "
-                    "anything; scripts should use 'Authorization: Bearer <token>'"
-                )
+        require_api_csrf(request)
     if token is None:
         return PUBLIC
     return authenticate(db, token)

@@ -50,14 +50,32 @@ def test_login_saves_a_private_config_and_later_commands_use_it(capsys, served, 
 def test_admin_commands_walk_identity(capsys, served, monkeypatch):
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
-    code, out, _ = run(capsys, "institution", "create", "University of Tartu",
-                       "--country", "EE", "--kind", "university", "--json")
+    code, out, _ = run(
+        capsys,
+        "institution",
+        "create",
+        "University of Tartu",
+        "--country",
+        "EE",
+        "--kind",
+        "university",
+        "--json",
+    )
     assert code == 0
     institution = json.loads(out)
     code, out, _ = run(capsys, "institution", "list")
     assert "University of Tartu" in out
-    code, out, _ = run(capsys, "person", "create", "Kadri Tamm", "--institution",
-                       str(institution["id"]), "--role", "delegate", "--json")
+    code, out, _ = run(
+        capsys,
+        "person",
+        "create",
+        "Kadri Tamm",
+        "--institution",
+        str(institution["id"]),
+        "--role",
+        "delegate",
+        "--json",
+    )
     person = json.loads(out)
     assert person["roles"] == ["delegate"]
     code, out, _ = run(capsys, "role", "grant", str(person["id"]), "reviewer")
@@ -84,7 +102,7 @@ def test_admin_commands_walk_identity(capsys, served, monkeypatch):
 def test_mistakes_are_one_line_and_exit_non_zero(capsys, served, monkeypatch, argv, fragment):
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
     assert code != 0
     assert fragment in err
     assert len(err.strip().splitlines()) <= 3
@@ -114,7 +132,18 @@ def test_record_key_watch_and_remote_verify(capsys, served, tmp_path, monkeypatc
     code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
     assert code == 0 and "size 2" in out
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
-    run(capsys, "institution", "create", "Lab", "--country", "IT", "--kind", "sme", "--url", served.url)
+    run(
+        capsys,
+        "institution",
+        "create",
+        "Lab",
+        "--country",
+        "IT",
+        "--kind",
+        "sme",
+        "--url",
+        served.url,
+    )
     _wait_for_checkpoint(served.url, 3)
     code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
     assert code == 0 and "size 3 (was 2)" in out
@@ -171,7 +200,10 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
     cli = [sys.executable, "-m", "commonlab.cli"]
     server = subprocess.Popen(
         [*cli, "up", "--demo", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         for _ in range(300):
@@ -182,7 +214,10 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
                 time.sleep(0.1)
         whoami = subprocess.run(
             [*cli, "whoami", "--url", f"http://127.0.0.1:{port}"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert whoami.returncode == 0, whoami.stderr
         assert "Facility operator" in whoami.stdout

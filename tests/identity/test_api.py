@@ -87,8 +87,8 @@ def test_revoked_and_expired_tokens_stop_working(client, operator, facility):
     assert response.status_code == 401
     assert "revoked" in problem(response)["detail"]
 
-    from commonlab.identity.service import authenticate
     from commonlab.errors import Unauthenticated
+    from commonlab.identity.service import authenticate
 
     other = token_for(client, operator, person["id"])
     with facility.db.session() as session, pytest.raises(Unauthenticated, match="expired"):
@@ -147,11 +147,12 @@ def test_institutions_create_list_filter_and_page(client, operator):
     italian = client.get("/api/v1/institutions", params={"country": "it"}).json()["items"]
     assert [row["name"] for row in italian] == ["Lab 1", "Lab 3"]
     first = client.get("/api/v1/institutions", params={"limit": 2}).json()
-    second = client.get(
-        "/api/v1/institutions", params={"limit": 2, "after": first["next"]}
-    ).json()
+    second = client.get("/api/v1/institutions", params={"limit": 2, "after": first["next"]}).json()
     assert [r["name"] for r in first["items"] + second["items"]] == [f"Lab {i}" for i in range(4)]
-    assert client.get("/api/v1/institutions", params={"q": "LAB 3"}).json()["items"][0]["name"] == "Lab 3"
+    assert (
+        client.get("/api/v1/institutions", params={"q": "LAB 3"}).json()["items"][0]["name"]
+        == "Lab 3"
+    )
 
 
 def test_institution_update_is_recorded(client, app, operator):
@@ -332,9 +333,12 @@ def test_a_person_reads_and_updates_themself_but_not_others(client, operator):
     assert client.get(f"/api/v1/people/{other['id']}", headers=mine).status_code == 403
     updated = client.patch(f"/api/v1/people/{me['id']}", json={"name": "Me Too"}, headers=mine)
     assert updated.json()["name"] == "Me Too"
-    assert client.patch(
-        f"/api/v1/people/{other['id']}", json={"name": "Hacked"}, headers=mine
-    ).status_code == 403
+    assert (
+        client.patch(
+            f"/api/v1/people/{other['id']}", json={"name": "Hacked"}, headers=mine
+        ).status_code
+        == 403
+    )
     refused = client.patch(f"/api/v1/people/{me['id']}", json={"active": False}, headers=mine)
     assert refused.status_code == 422
 
@@ -365,10 +369,11 @@ def test_operator_cannot_grant_themself_a_role_or_remove_the_last_operator(clien
     assert response.status_code == 403
     other = make_person(client, operator, roles=["operator"])
     other_token = auth(token_for(client, operator, other["id"], scopes=("admin",)))
-    assert client.delete(f"/api/v1/people/{me['id']}/roles/operator", headers=other_token).status_code == 200
-    response = client.delete(
-        f"/api/v1/people/{other['id']}/roles/operator", headers=operator
+    assert (
+        client.delete(f"/api/v1/people/{me['id']}/roles/operator", headers=other_token).status_code
+        == 200
     )
+    response = client.delete(f"/api/v1/people/{other['id']}/roles/operator", headers=operator)
     # `operator` is no longer an operator, so it is refused before the last-operator rule.
     assert response.status_code == 403
 
@@ -441,9 +446,9 @@ def test_bad_clearances_are_refused(client, app, operator, body):
         f"/api/v1/people/{researcher['id']}/clearances", json=body, headers=operator
     )
     assert response.status_code == 422, response.text
-    assert client.get(
-        f"/api/v1/people/{researcher['id']}/clearances", headers=operator
-    ).json() == []
+    assert (
+        client.get(f"/api/v1/people/{researcher['id']}/clearances", headers=operator).json() == []
+    )
 
 
 def test_new_clearance_supersedes_and_revocation_is_recorded(client, app, operator):
@@ -504,3 +509,21 @@ def test_a_browser_cookie_cannot_change_anything_through_the_api_without_csrf(
         headers={"X-CSRF-Token": csrf_token(facility.session_secret, cookie)},
     )
     assert allowed.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("get", "/api/v1/institutions", {"params": {"q": "a\x00b"}}),
+        ("get", "/api/v1/record/entries", {"params": {"subject": "\x00"}}),
+        ("get", "/api/v1/record/entries", {"params": {"type": "%"}}),
+        ("post", "/api/v1/institutions", {"json": {**NAIROBI, "name": "Nul\x00Lab"}}),
+        ("post", "/api/v1/institutions", {"json": {**NAIROBI, "name": "Two\nLines"}}),
+    ],
+)
+def test_nul_characters_and_wildcards_never_500(client, operator, method, path, kwargs):
+    response = getattr(client, method)(path, headers=operator, **kwargs)
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        assert response.json()["items"] == []
+    assert client.get("/api/v1/institutions").json()["items"] == []

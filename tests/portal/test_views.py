@@ -378,12 +378,6 @@ def test_the_api_refuses_a_cookie_only_post_without_the_csrf_header(client, oper
     assert created.status_code == 201, created.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commonlab.http._principal compares the X-CSRF-Token header as str with "
-    "hmac.compare_digest, which raises TypeError on non-ASCII: a 500. Calling "
-    "portal.session.require_api_csrf there fixes it; then remove this mark.",
-)
 def test_a_non_ascii_csrf_header_is_refused_not_a_500(client, operator_token):
     assert _sign_in(client, operator_token).status_code == 303
     response = client.post(

@@ -9,14 +9,13 @@ import pytest
 
 from commonlab import record
 from commonlab.identity.principal import SYSTEM
-from commonlab.record.checkpoint import cosign, generate_witness, open_checkpoint, CosignatureSigner
+from commonlab.record.checkpoint import CosignatureSigner, cosign, generate_witness, open_checkpoint
 from commonlab.record.merkle import (
     leaf_hash,
     root_from_leaf_hashes,
     verify_consistency,
     verify_inclusion,
 )
-from commonlab.record.note import Verifier
 from commonlab.record.tiles import decode_entry_bundle
 from commonlab.record.watch import Watcher
 from tests.helpers import problem, sequence_now
@@ -171,10 +170,9 @@ def test_entries_filter_by_type_prefix_and_subject(client, app, facility):
 
 
 def test_a_rolled_back_change_leaves_no_entry(client, app, facility):
-    with facility.db.session() as session:
-        with pytest.raises(RuntimeError), session.begin():
-            record.append(session, "test:doomed", actor=SYSTEM, subject="x", data={})
-            raise RuntimeError("the change failed after its entry was written")
+    with facility.db.session() as session, pytest.raises(RuntimeError), session.begin():
+        record.append(session, "test:doomed", actor=SYSTEM, subject="x", data={})
+        raise RuntimeError("the change failed after its entry was written")
     assert sequence_now(app) == 0
     assert client.get("/api/v1/record/entries").json()["items"] == []
 
@@ -192,7 +190,9 @@ def test_entries_are_canonical_json_and_private_fields_are_commitments(facility,
     sequence_now(app)
     bundle = decode_entry_bundle(client.get("/log/tile/entries/000.p/1").content)
     text = bundle[0].decode()
-    assert text.startswith('{"actor":{"id":"system"},"data":{"a":[1,2],"b":1,"secret":{"commitment":"sha256:')
+    assert text.startswith(
+        '{"actor":{"id":"system"},"data":{"a":[1,2],"b":1,"secret":{"commitment":"sha256:'
+    )
     assert "the tenant's data" not in text
 
 
@@ -229,18 +229,29 @@ def test_witness_cosigns_and_the_checkpoint_carries_it(client, app, facility, op
 
 def test_bad_witnesses_and_cosignatures_are_refused(client, app, facility, operator):
     skey, vkey = generate_witness("w1")
-    assert client.post(
-        "/api/v1/record/witnesses", json={"name": "w1", "verifier_key": vkey}
-    ).status_code == 403
-    assert client.post(
-        "/api/v1/record/witnesses", json={"name": "w2", "verifier_key": vkey}, headers=operator
-    ).status_code == 422
-    assert client.post(
-        "/api/v1/record/witnesses",
-        json={"name": "w1", "verifier_key": facility.signer.verifier_key()},
-        headers=operator,
-    ).status_code == 422
-    client.post("/api/v1/record/witnesses", json={"name": "w1", "verifier_key": vkey}, headers=operator)
+    assert (
+        client.post(
+            "/api/v1/record/witnesses", json={"name": "w1", "verifier_key": vkey}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/api/v1/record/witnesses", json={"name": "w2", "verifier_key": vkey}, headers=operator
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/api/v1/record/witnesses",
+            json={"name": "w1", "verifier_key": facility.signer.verifier_key()},
+            headers=operator,
+        ).status_code
+        == 422
+    )
+    client.post(
+        "/api/v1/record/witnesses", json={"name": "w1", "verifier_key": vkey}, headers=operator
+    )
     sequence_now(app)
     size = client.get("/api/v1/record/checkpoint").json()["size"]
     body = client.get("/log/checkpoint").text.split("\n\n", 1)[0] + "\n"
@@ -256,14 +267,20 @@ def test_bad_witnesses_and_cosignatures_are_refused(client, app, facility, opera
         assert response.status_code == 422, response.text
         assert fragment in problem(response)["detail"]
     good = cosign(body, CosignatureSigner.from_key(skey), timestamp=5)
-    assert client.post(
-        "/api/v1/record/cosignatures", json={"size": size + 50, "cosignature": good}
-    ).status_code == 404
+    assert (
+        client.post(
+            "/api/v1/record/cosignatures", json={"size": size + 50, "cosignature": good}
+        ).status_code
+        == 404
+    )
     other_body = body.replace(f"\n{size}\n", f"\n{size + 1}\n")
     forged = cosign(other_body, CosignatureSigner.from_key(skey), timestamp=5)
-    assert client.post(
-        "/api/v1/record/cosignatures", json={"size": size, "cosignature": forged}
-    ).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/record/cosignatures", json={"size": size, "cosignature": forged}
+        ).status_code
+        == 422
+    )
 
 
 def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, operator):
@@ -273,11 +290,14 @@ def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, 
     from tests.helpers import auth, record_entries
 
     person = client.post(
-        "/api/v1/people", json={"name": "Marco Bianchi", "email": "m@mef.gov.it", "roles": ["auditor"]},
+        "/api/v1/people",
+        json={"name": "Marco Bianchi", "email": "m@mef.gov.it", "roles": ["auditor"]},
         headers=operator,
     ).json()
     auditor = auth(
-        client.post(f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator).json()["token"]
+        client.post(
+            f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator
+        ).json()["token"]
     )
     sequence_now(app)
     created = client.get(
@@ -287,11 +307,16 @@ def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, 
     assert client.get(url).status_code == 403
     opened = client.get(url, headers=auditor).json()
     assert opened["value"] == "m@mef.gov.it"
-    digest = hashlib.sha256(bytes.fromhex(opened["salt"]) + canonical_json(opened["value"])).hexdigest()
+    digest = hashlib.sha256(
+        bytes.fromhex(opened["salt"]) + canonical_json(opened["value"])
+    ).hexdigest()
     assert created["entry"]["data"]["email"]["commitment"] == f"sha256:{digest}"
-    assert client.get(
-        f"/api/v1/record/entries/{created['index']}/openings/nothing", headers=auditor
-    ).status_code == 404
+    assert (
+        client.get(
+            f"/api/v1/record/entries/{created['index']}/openings/nothing", headers=auditor
+        ).status_code
+        == 404
+    )
     opened_entries = record_entries(client, app, type="record:commitment:opened")
     assert [e["data"] for e in opened_entries] == [{"field": "email"}]
     assert "m@mef.gov.it" not in str(opened_entries)

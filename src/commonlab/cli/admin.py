@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from commonlab.cli.client import CliError, Client, load_login
+from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
 
 __all__ = ["register"]
@@ -143,7 +143,9 @@ def role_revoke(person_id: int, role_name: str, url: Url = None, as_json: Json =
 
 @token.command("issue")
 def token_issue(
-    person_id: Annotated[int | None, typer.Argument(help="whose token; yourself if left out")] = None,
+    person_id: Annotated[
+        int | None, typer.Argument(help="whose token; yourself if left out")
+    ] = None,
     name: Annotated[str, typer.Option()] = "cli",
     scopes: Annotated[list[str] | None, typer.Option("--scope", help="read|write|admin")] = None,
     days: Annotated[int, typer.Option(help="valid for this many days (1-365)")] = 90,
@@ -170,7 +172,9 @@ def token_issue(
 
 @token.command("list")
 def token_list(
-    person_id: Annotated[int | None, typer.Argument()] = None, url: Url = None, as_json: Json = False
+    person_id: Annotated[int | None, typer.Argument()] = None,
+    url: Url = None,
+    as_json: Json = False,
 ) -> None:
     """List a person's tokens (never their secrets)."""
     client = _client(url)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from commonlab.cli import admin, record_cmd
-from commonlab.cli.client import CliError, Client, Login, load_login, save_login
+from commonlab.cli.client import Client, CliError, Login, load_login, save_login
 from commonlab.cli.render import print_json
 from commonlab.errors import CommonlabError
 

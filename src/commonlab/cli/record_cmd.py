@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from commonlab.cli.client import CliError, Client, load_login
+from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json
 
 __all__ = ["register"]
@@ -93,9 +93,9 @@ def _verify_remote(url: str, verifier_key: str | None) -> None:
 @record.command("watch")
 def watch(
     url: Annotated[str, typer.Argument(help="the facility's base URL")],
-    state: Annotated[
-        Path, typer.Option(help="where the last verified checkpoint is kept")
-    ] = Path("commonlab-watch.json"),
+    state: Annotated[Path, typer.Option(help="where the last verified checkpoint is kept")] = Path(
+        "commonlab-watch.json"
+    ),
     verifier_key: Annotated[
         str | None, typer.Option("--key", help="pin this verifier key (else trust on first use)")
     ] = None,
@@ -115,7 +115,9 @@ def watch(
         except LogForked as exc:
             raise CliError(f"the log at {url} is inconsistent: {exc}") from None
         grew = "" if seen.previous_size is None else f" (was {seen.previous_size})"
-        console.print(f"✓ size {seen.size}{grew}, consistent; {seen.checked_entries} new entries checked")
+        console.print(
+            f"✓ size {seen.size}{grew}, consistent; {seen.checked_entries} new entries checked"
+        )
         if cosign_key is not None:
             _cosign(url, seen.note, cosign_key)
         if once:

@@ -7,6 +7,7 @@ anonymous request) and hands it to services, which hand it to `policy.authorize`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from commonlab.policy.levels import Clearance
@@ -48,6 +49,7 @@ class Principal:
     institution_id: int | None = None
     projects: frozenset[str] = field(default_factory=frozenset)
     token_id: int | None = None
+    token_expires_at: datetime | None = None
     # Shown on the record only where the public is entitled to know who acted (public roles).
     name: str | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -67,7 +68,13 @@ def _compartment(name: str) -> str:
     return name
 
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+def _printable(text: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValueError("must not contain control characters (NUL, newlines, tabs)")
+    return text
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)]
 Country = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_country)]
 Orcid = Annotated[str, AfterValidator(_orcid)]
 Email = Annotated[
@@ -130,7 +137,9 @@ class RoleChange(Input):
 
 
 class TokenCreate(Input):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "cli"
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=100), AfterValidator(_printable)
+    ] = "cli"
     scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ], min_length=1, max_length=3)
     expires_in_days: StrictInt = Field(default=90, ge=1, le=365)
 

@@ -26,7 +26,6 @@ from commonlab.identity.schemas import (
     PersonUpdate,
     TokenCreate,
 )
-from commonlab.pagination import PageParams
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Clearance, Level
 
@@ -357,7 +356,9 @@ def list_tokens(db: Session, actor: Principal, person_id: int) -> list[ApiToken]
         person = _get(db, Person, person_id, "person")
         authorize(actor, Action.TokenList, Resource.token(person.id))
         return list(
-            db.scalars(select(ApiToken).where(ApiToken.person_id == person.id).order_by(ApiToken.id))
+            db.scalars(
+                select(ApiToken).where(ApiToken.person_id == person.id).order_by(ApiToken.id)
+            )
         )
 
 
@@ -408,6 +409,7 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
             clearance=_effective_clearance(current_clearance(db, person.id), now),
             institution_id=person.institution_id,
             token_id=token.id,
+            token_expires_at=token.expires_at,
         )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from commonlab.db import utcnow
 from commonlab.errors import NotFound
 from commonlab.identity import service as identity
-from commonlab.identity.models import ApiToken, InstitutionKind
+from commonlab.identity.models import InstitutionKind
 from commonlab.record import log
 from commonlab.record.models import Checkpoint, Entry
 from commonlab.record.store import ProofReader
@@ -37,7 +37,6 @@ __all__ = [
     "record_head",
     "record_overview",
     "record_page",
-    "token_expires_at",
 ]
 
 KIND_LABELS = {
@@ -270,15 +269,3 @@ def _row(entry: Entry) -> EntryRow:
         actor=str(name),
         actor_role=actor.get("role"),
     )
-
-
-def token_expires_at(db: Session, token_id: int | None) -> datetime | None:
-    """When an authenticated token expires, so a session cookie never outlives it.
-
-    A stopgap read of identity's table: `Principal` does not carry the expiry, and
-    `identity.list_tokens` needs the write scope, which a browsing (read) token lacks.
-    """
-    if token_id is None:
-        return None
-    with db.begin():
-        return db.scalar(select(ApiToken.expires_at).where(ApiToken.id == token_id))

@@ -157,7 +157,7 @@ def signin(
     response.set_cookie(
         SESSION_COOKIE,
         session_value(facility.session_secret, token),
-        max_age=cookie_max_age(reads.token_expires_at(db, principal.token_id), utcnow()),
+        max_age=cookie_max_age(principal.token_expires_at, utcnow()),
         path="/",
         httponly=True,
         samesite="lax",

@@ -28,6 +28,7 @@ __all__ = [
     "tile_bytes",
 ]
 
+
 @dataclass(frozen=True)
 class InclusionProof:
     index: int
@@ -76,9 +77,7 @@ def _entry_bundle(db: Session, index: int, width: int, size: int) -> bytes:
     if start + width > size:
         raise NotFound(f"entry bundle {index} with {width} entries is beyond tree size {size}")
     bodies = db.scalars(
-        select(Entry.body)
-        .where(Entry.seq >= start, Entry.seq < start + width)
-        .order_by(Entry.seq)
+        select(Entry.body).where(Entry.seq >= start, Entry.seq < start + width).order_by(Entry.seq)
     ).all()
     if len(bodies) != width:  # pragma: no cover - a damaged store
         raise NotFound(f"entry bundle {index} is incomplete in the store")
@@ -90,7 +89,8 @@ def entries_query(*, type_prefix: str | None = None, subject: str | None = None)
     if type_prefix:
         # `identity:token` matches every token event; an exact type matches itself.
         query = query.where(
-            (Entry.type == type_prefix) | Entry.type.startswith(type_prefix.rstrip(":") + ":")
+            (Entry.type == type_prefix)
+            | Entry.type.startswith(type_prefix.rstrip(":") + ":", autoescape=True)
         )
     if subject:
         query = query.where(Entry.subject == subject)

@@ -83,9 +83,7 @@ class Cosignature(Base):
     __tablename__ = "record_cosignatures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    checkpoint_size: Mapped[int] = mapped_column(
-        ForeignKey("record_checkpoints.size"), index=True
-    )
+    checkpoint_size: Mapped[int] = mapped_column(ForeignKey("record_checkpoints.size"), index=True)
     witness: Mapped[str] = mapped_column(String(200))
     line: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[int] = mapped_column(BigInteger)

@@ -114,7 +114,10 @@ def append(
         entry_id = db.execute(insert(Entry).values(**row).returning(Entry.id)).scalar_one()
         db.execute(
             insert(PrivateOpening),
-            [{"entry_id": entry_id, "field": f, "salt": salt, "value": v} for f, salt, v in openings],
+            [
+                {"entry_id": entry_id, "field": f, "salt": salt, "value": v}
+                for f, salt, v in openings
+            ],
         )
     else:
         # Plain entries are inserted together just before commit: one executemany per

@@ -316,7 +316,9 @@ class TileHashReader:
             )
         if inner is not None and len(data) == TILE_WIDTH * HASH_SIZE:
             if len(inner) != (TILE_WIDTH - 1) * HASH_SIZE:
-                raise ValueError(f"tile {tile_level}/{tile_index}: inner hashes are {len(inner)} bytes")
+                raise ValueError(
+                    f"tile {tile_level}/{tile_index}: inner hashes are {len(inner)} bytes"
+                )
             levels = _levels_from_inner(data, inner)
         else:
             levels = _tile_levels(data, 0)

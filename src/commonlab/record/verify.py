@@ -78,7 +78,9 @@ def verify_store(
         next_cp = _next_checkpoint(checkpoints, tree, verifier, report)
         last_seq = -1
         query = select(Entry.seq, Entry.body, Entry.leaf_hash).where(Entry.seq.is_not(None))
-        for chunk in db.execute(query.order_by(Entry.seq).execution_options(yield_per=CHUNK)).partitions():
+        for chunk in db.execute(
+            query.order_by(Entry.seq).execution_options(yield_per=CHUNK)
+        ).partitions():
             leaves = []
             for seq, body, stored_hash in chunk:
                 if seq != last_seq + 1:
@@ -105,7 +107,9 @@ def verify_store(
         expected_tiles = len(tiles_for_tree(tree.size))
         stored_tiles = db.scalar(select(func.count()).select_from(Tile)) or 0
         if stored_tiles != expected_tiles:
-            problems.append(f"{stored_tiles} tiles stored, a tree of {tree.size} has {expected_tiles}")
+            problems.append(
+                f"{stored_tiles} tiles stored, a tree of {tree.size} has {expected_tiles}"
+            )
         if head.size != tree.size or head.root_hash != tree.root():
             problems.append(f"the head (size {head.size}) does not match the entries ({tree.size})")
     return report

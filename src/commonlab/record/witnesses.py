@@ -49,7 +49,9 @@ def register_witness(db: Session, actor: Principal, *, name: str, verifier_key: 
 
 def list_witnesses(db: Session) -> list[Witness]:
     with db.begin():
-        return list(db.scalars(select(Witness).where(Witness.retired_at.is_(None)).order_by(Witness.id)))
+        return list(
+            db.scalars(select(Witness).where(Witness.retired_at.is_(None)).order_by(Witness.id))
+        )
 
 
 def accept_cosignature(db: Session, *, size: int, line: str) -> Cosignature:

@@ -43,7 +43,9 @@ def _inner(tile: bytes) -> bytes:
     row = [tile[i : i + 32] for i in range(0, len(tile), 32)]
     out = []
     while len(row) > 1:
-        row = [hashlib.sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+        row = [
+            hashlib.sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)
+        ]
         out.extend(row)
     return b"".join(out)
 
