@@ -239,13 +239,31 @@ def inner_hashes(tile: bytes) -> bytes:
     return b"".join(h for level in _tile_levels(tile, TILE_HEIGHT)[1:] for h in level)
 
 
-def _levels_from_inner(tile: bytes, inner: bytes) -> list[list[bytes]]:
-    levels = [[tile[i : i + HASH_SIZE] for i in range(0, len(tile), HASH_SIZE)]]
+class _HashRow:
+    """A row of hashes over one bytes object, sliced only when a hash is read."""
+
+    __slots__ = ("_count", "_data", "_start")
+
+    def __init__(self, data: bytes, start: int, count: int) -> None:
+        self._data, self._start, self._count = data, start, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: int) -> bytes:
+        if not 0 <= i < self._count:
+            raise IndexError(i)
+        at = self._start + i * HASH_SIZE
+        return self._data[at : at + HASH_SIZE]
+
+
+def _levels_from_inner(tile: bytes, inner: bytes) -> list[_HashRow]:
+    # A proof reads a handful of hashes from a tile: slicing all 511 up front cost more.
+    levels = [_HashRow(tile, 0, TILE_WIDTH)]
     offset, width = 0, TILE_WIDTH // 2
     while width:
-        end = offset + width * HASH_SIZE
-        levels.append([inner[i : i + HASH_SIZE] for i in range(offset, end, HASH_SIZE)])
-        offset, width = end, width // 2
+        levels.append(_HashRow(inner, offset, width))
+        offset, width = offset + width * HASH_SIZE, width // 2
     return levels
 
 
