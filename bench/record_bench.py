@@ -195,7 +195,9 @@ def bench_latency(db_url: str | None, commits: int) -> None:
                     committed = time.perf_counter()
                     while True:
                         with session.begin():
-                            seq = session.scalar(select(Entry.seq).where(Entry.id == entry.id))
+                            seq = session.scalar(
+                                select(Entry.seq).where(Entry.leaf_hash == entry.leaf_hash)
+                            )
                             covered = (
                                 seq is not None
                                 and session.scalar(select(func.max(Checkpoint.size))) > seq

@@ -100,7 +100,7 @@ def test_token_secret_is_shown_once_and_stored_hashed(client, operator, facility
     issued = client.post(
         f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator
     ).json()
-    listed = client.get(f"/api/v1/people/{person['id']}/tokens", headers=operator).json()
+    listed = client.get(f"/api/v1/people/{person['id']}/tokens", headers=operator).json()["items"]
     assert all("token" not in row for row in listed)
     secret = issued["token"].split("_", 2)[2]
     from sqlalchemy import select
@@ -447,7 +447,10 @@ def test_bad_clearances_are_refused(client, app, operator, body):
     )
     assert response.status_code == 422, response.text
     assert (
-        client.get(f"/api/v1/people/{researcher['id']}/clearances", headers=operator).json() == []
+        client.get(f"/api/v1/people/{researcher['id']}/clearances", headers=operator).json()[
+            "items"
+        ]
+        == []
     )
 
 
@@ -456,7 +459,7 @@ def test_new_clearance_supersedes_and_revocation_is_recorded(client, app, operat
     url = f"/api/v1/people/{researcher['id']}/clearances"
     first = client.post(url, json={"level": 1, "expires_at": in_days(9)}, headers=operator).json()
     second = client.post(url, json={"level": 2, "expires_at": in_days(9)}, headers=operator).json()
-    rows = client.get(url, headers=operator).json()
+    rows = client.get(url, headers=operator).json()["items"]
     assert [r["revoked_at"] is None for r in rows] == [False, True]
     assert client.delete(f"/api/v1/clearances/{second['id']}", headers=operator).status_code == 200
     assert client.delete(f"/api/v1/clearances/{second['id']}", headers=operator).status_code == 409

@@ -56,3 +56,16 @@ def test_known_encodings(value, expected):
 def test_non_finite_numbers_are_refused_with_where(bad):
     with pytest.raises(ValueError, match="NaN and infinity"):
         canonical_json(bad)
+
+
+@settings(max_examples=300)
+@given(st.text(), st.text(), st.dictionaries(st.text(), values, max_size=4))
+def test_canonical_entry_is_canonical_json_of_the_entry(kind, subject, data):
+    from commonlab.record.canonical import canonical_entry
+
+    entry = {"type": kind, "time": "t", "actor": {"id": "p-1"}, "subject": subject, "data": data}
+    try:
+        expected = rfc8785.dumps(entry)
+    except rfc8785.CanonicalizationError:
+        return
+    assert canonical_entry(**entry) == expected

@@ -178,7 +178,7 @@ def token_list(
 ) -> None:
     """List a person's tokens (never their secrets)."""
     client = _client(url)
-    rows = client.get(f"/api/v1/people/{person_id or _my_id(client)}/tokens")
+    rows = _all_pages(client, f"/api/v1/people/{person_id or _my_id(client)}/tokens", {})
     _show(rows, as_json, TOKEN_COLUMNS, "Tokens")
 
 
@@ -209,7 +209,7 @@ def clearance_grant(
 @clearance.command("list")
 def clearance_list(person_id: int, url: Url = None, as_json: Json = False) -> None:
     """A person's clearances, current and past."""
-    rows = _client(url).get(f"/api/v1/people/{person_id}/clearances")
+    rows = _all_pages(_client(url), f"/api/v1/people/{person_id}/clearances", {})
     _show(rows, as_json, CLEARANCE_COLUMNS, "Clearances")
 
 

@@ -177,9 +177,13 @@ def issue_token(
     return TokenIssued(**token_out(token).model_dump(), token=secret)
 
 
-@router.get("/people/{person_id}/tokens", response_model=list[TokenOut])
-def list_tokens(person_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[TokenOut]:
-    return [token_out(t) for t in service.list_tokens(db, principal, person_id)]
+@router.get("/people/{person_id}/tokens", response_model=Page[TokenOut])
+def list_tokens(
+    person_id: Id, db: DbSession, principal: CurrentPrincipal, page: Pagination
+) -> Page[TokenOut]:
+    query = service.tokens_query(db, principal, person_id)
+    with db.begin():
+        return paginate(db, query, ApiToken.id, page, token_out)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut)
@@ -197,11 +201,13 @@ def grant_clearance(
     return clearance_out(service.grant_clearance(db, principal, person_id, req))
 
 
-@router.get("/people/{person_id}/clearances", response_model=list[ClearanceOut])
+@router.get("/people/{person_id}/clearances", response_model=Page[ClearanceOut])
 def list_clearances(
-    person_id: Id, db: DbSession, principal: CurrentPrincipal
-) -> list[ClearanceOut]:
-    return [clearance_out(c) for c in service.list_clearances(db, principal, person_id)]
+    person_id: Id, db: DbSession, principal: CurrentPrincipal, page: Pagination
+) -> Page[ClearanceOut]:
+    query = service.clearances_query(db, principal, person_id)
+    with db.begin():
+        return paginate(db, query, ClearanceGrant.id, page, clearance_out)
 
 
 @router.delete("/clearances/{clearance_id}", response_model=ClearanceOut)

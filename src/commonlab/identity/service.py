@@ -33,6 +33,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "authenticate",
     "bootstrap_operator",
+    "clearances_query",
     "create_institution",
     "create_person",
     "current_clearance",
@@ -42,13 +43,12 @@ __all__ = [
     "grant_role",
     "institutions_query",
     "issue_token",
-    "list_clearances",
-    "list_tokens",
     "people_query",
     "revoke_clearance",
     "revoke_role",
     "revoke_token",
     "summary",
+    "tokens_query",
     "update_institution",
     "update_person",
 ]
@@ -351,15 +351,12 @@ def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
     return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
 
 
-def list_tokens(db: Session, actor: Principal, person_id: int) -> list[ApiToken]:
+def tokens_query(db: Session, actor: Principal, person_id: int) -> Any:
+    """The query behind a person's token list (paginated by the caller)."""
     with db.begin():
         person = _get(db, Person, person_id, "person")
         authorize(actor, Action.TokenList, Resource.token(person.id))
-        return list(
-            db.scalars(
-                select(ApiToken).where(ApiToken.person_id == person.id).order_by(ApiToken.id)
-            )
-        )
+    return select(ApiToken).where(ApiToken.person_id == person.id)
 
 
 def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
@@ -482,17 +479,12 @@ def revoke_clearance(db: Session, actor: Principal, clearance_id: int) -> Cleara
     return grant
 
 
-def list_clearances(db: Session, actor: Principal, person_id: int) -> list[ClearanceGrant]:
+def clearances_query(db: Session, actor: Principal, person_id: int) -> Any:
+    """The query behind a person's clearances, current and past (paginated by the caller)."""
     with db.begin():
         person = _get(db, Person, person_id, "person")
         authorize(actor, Action.ClearanceRead, Resource.clearance(person.id))
-        return list(
-            db.scalars(
-                select(ClearanceGrant)
-                .where(ClearanceGrant.person_id == person.id)
-                .order_by(ClearanceGrant.id)
-            )
-        )
+    return select(ClearanceGrant).where(ClearanceGrant.person_id == person.id)
 
 
 def current_clearance(db: Session, person_id: int) -> ClearanceGrant | None:

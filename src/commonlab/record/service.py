@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from commonlab.db import utcnow
 from commonlab.identity.principal import Principal, Role
-from commonlab.record.canonical import canonical_json
+from commonlab.record.canonical import canonical_entry, canonical_json
 from commonlab.record.merkle import leaf_hash
 from commonlab.record.models import Entry, PrivateOpening
 
@@ -39,6 +39,7 @@ __all__ = [
 MAX_ENTRY_BYTES = 65_535
 PUBLIC_ROLES = frozenset({Role.DELEGATE, Role.SAFETY_OFFICER, Role.OPERATOR})
 APPENDED_FLAG = "record_appended"
+_ZERO = timedelta(0)
 _PENDING = "record_pending_entries"
 
 
@@ -54,7 +55,9 @@ class AppendedEntry:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, e.g. 2026-11-27T23:47:47.000000Z."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.utcoffset() != _ZERO:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def actor_ref(actor: Principal, *, as_role: Role | None = None) -> dict[str, str]:
@@ -90,14 +93,12 @@ def append(
         data[field] = {"commitment": commitment(salt, value_json)}
         openings.append((field, salt, value_json))
     moment = utcnow()
-    body = canonical_json(
-        {
-            "type": str(event),
-            "time": format_time(moment),
-            "actor": actor_ref(actor, as_role=as_role),
-            "subject": subject,
-            "data": data,
-        }
+    body = canonical_entry(
+        type=str(event),
+        time=format_time(moment),
+        actor=actor_ref(actor, as_role=as_role),
+        subject=subject,
+        data=data,
     )
     if len(body) > MAX_ENTRY_BYTES:
         raise ValueError(f"record entry of {len(body)} bytes exceeds {MAX_ENTRY_BYTES}")
