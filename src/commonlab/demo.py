@@ -31,7 +31,7 @@ PEOPLE = [
     ("Otieno Odhiambo", 0, [Role.RESEARCHER], None),
     ("Giulia Rossi", 1, [Role.DELEGATE], None),
     ("Kadri Tamm", 2, [Role.DELEGATE, Role.REVIEWER], None),
-    ("Amélie Durand", 3, [Role.SAFETY_OFFICER], 4),
+    ("Amélie Durand", 3, [Role.SAFETY_OFFICER], 3),
     ("Erik Lindqvist", 4, [Role.RESEARCHER], 2),
     ("Marco Bianchi", 5, [Role.AUDITOR], None),
 ]

@@ -779,3 +779,14 @@ def test_time_passing_never_turns_deny_into_allow(p, r, session, later_s):
         p, Action.ResourceRead, r, _ctx(session), now=NOW + timedelta(seconds=later_s)
     ).allowed
     assert before or not after
+
+
+def test_not_even_the_system_grants_cl4_without_the_council() -> None:
+    from commonlab.identity.principal import SYSTEM
+    from commonlab.policy import Action, Resource, decide
+    from commonlab.policy.levels import Level
+
+    resource = Resource.clearance(7, Level.CL4)
+    assert not decide(SYSTEM, Action.ClearanceGrant, resource, {"council_approved": False}).allowed
+    assert decide(SYSTEM, Action.ClearanceGrant, resource, {"council_approved": True}).allowed
+    assert decide(SYSTEM, Action.ClearanceGrant, Resource.clearance(7, Level.CL3), {}).allowed
