@@ -1,0 +1,1 @@
+"""Compute: the fleet (sites, partitions, certification), jobs, admission and executors."""
