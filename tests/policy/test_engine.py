@@ -23,12 +23,23 @@ from commonlab.policy import (
     Decision,
     Resource,
     authorize,
-    decide,
     policy_set_hash,
     validate_policy_set,
 )
+from commonlab.policy import decide as policy_decide
 from commonlab.policy.engine import PolicyEngine
 from commonlab.policy.levels import Clearance, Level, read_denials, write_denials
+
+# A clearance grant must say how long it lasts and what the regulation allows; the tests
+# below are about who may grant, so they ask for a length within the limit.
+_WITHIN_REGULATION = {"requested_days": 30, "max_clearance_days": 365}
+
+
+def decide(principal, action, resource, context=None, **kwargs):
+    if action is Action.ClearanceGrant:
+        context = {**_WITHIN_REGULATION, **(context or {})}
+    return policy_decide(principal, action, resource, context, **kwargs)
+
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=90)
@@ -113,7 +124,7 @@ def test_every_decision_carries_the_policy_hash():
 def test_every_action_has_a_scope_and_a_domain():
     for action in Action:
         assert isinstance(action.scope, Scope)
-        assert action.domain in {"identity", "record", "resource", "compute"}
+        assert action.domain in {"identity", "record", "resource", "compute", "governance"}
     assert Action("identity:person:create") is Action.PersonCreate
     assert Action.PersonCreate.scope is Scope.ADMIN
 
@@ -329,7 +340,12 @@ def test_public_and_system_carry_no_token():
 
 # --- the public and the system ------------------------------------------------------------
 
-PUBLIC_ACTIONS = {Action.InstitutionRead, Action.RecordRead, Action.ResourceRead}
+PUBLIC_ACTIONS = {
+    Action.InstitutionRead,
+    Action.RecordRead,
+    Action.ResourceRead,
+    Action.GovernanceRead,
+}
 
 
 @pytest.mark.parametrize("action", list(Action))
@@ -787,6 +803,24 @@ def test_not_even_the_system_grants_cl4_without_the_council() -> None:
     from commonlab.policy.levels import Level
 
     resource = Resource.clearance(7, Level.CL4)
-    assert not decide(SYSTEM, Action.ClearanceGrant, resource, {"council_approved": False}).allowed
-    assert decide(SYSTEM, Action.ClearanceGrant, resource, {"council_approved": True}).allowed
-    assert decide(SYSTEM, Action.ClearanceGrant, Resource.clearance(7, Level.CL3), {}).allowed
+    days = {"requested_days": 10, "max_clearance_days": 30}
+    refused = decide(SYSTEM, Action.ClearanceGrant, resource, {**days, "council_approved": False})
+    assert not refused.allowed
+    approved = {**days, "council_approved": True}
+    assert decide(SYSTEM, Action.ClearanceGrant, resource, approved).allowed
+    assert decide(SYSTEM, Action.ClearanceGrant, Resource.clearance(7, Level.CL3), days).allowed
+
+
+def test_the_regulation_caps_clearance_length() -> None:
+    from commonlab.identity.principal import SYSTEM
+    from commonlab.policy import Action, Resource
+    from commonlab.policy.levels import Level
+
+    resource = Resource.clearance(7, Level.CL2)
+    too_long = policy_decide(
+        SYSTEM, Action.ClearanceGrant, resource, {"requested_days": 31, "max_clearance_days": 30}
+    )
+    assert not too_long.allowed
+    assert "regulation in force" in too_long.reason
+    unstated = policy_decide(SYSTEM, Action.ClearanceGrant, resource, {})
+    assert not unstated.allowed  # fail closed: a grant must say how long it lasts

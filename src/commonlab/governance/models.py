@@ -21,8 +21,10 @@ class MemberState(Base):
     code: Mapped[str] = mapped_column(String(2), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     admitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # None for the founding members; otherwise the motion that admitted the state.
-    admitted_by_motion: Mapped[int | None] = mapped_column(ForeignKey("governance_motions.id"))
+    # None for the founding members; otherwise the motion that admitted the state. A plain
+    # id, not a foreign key: motions already point at member states, and a cycle of keys
+    # would leave no order to create (or empty) the two tables in.
+    admitted_by_motion: Mapped[int | None] = mapped_column(Integer)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     delegates: Mapped[list[Delegate]] = relationship(back_populates="member_state")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from commonlab import record
 from commonlab.db import utcnow
 from commonlab.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
 from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
@@ -40,6 +42,7 @@ __all__ = [
     "get_institution",
     "get_person",
     "grant_clearance",
+    "grant_clearance_in",
     "grant_role",
     "institutions_query",
     "issue_token",
@@ -416,46 +419,67 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
 def grant_clearance(
     db: Session, actor: Principal, person_id: int, req: ClearanceCreate
 ) -> ClearanceGrant:
+    with db.begin():
+        return grant_clearance_in(db, actor, person_id, req, council_approved=False)
+
+
+def grant_clearance_in(
+    db: Session,
+    actor: Principal,
+    person_id: int,
+    req: ClearanceCreate,
+    *,
+    council_approved: bool,
+    motion_id: int | None = None,
+) -> ClearanceGrant:
+    """Grant a clearance inside the caller's transaction (the council's CL-4 grants use this)."""
+    now = utcnow()
     expires_at = _aware(req.expires_at)
-    if expires_at <= utcnow():
+    if expires_at <= now:
         raise InvalidInput("expires_at is in the past: a clearance must expire in the future")
     level = Level(req.level)
-    with db.begin():
-        person = _get(db, Person, person_id, "person")
-        # Council approval for CL-4 arrives with governance; until then nothing is approved.
-        decision = authorize(
-            actor,
-            Action.ClearanceGrant,
-            Resource.clearance(person.id, level, frozenset(req.compartments)),
-            {"council_approved": False},
-        )
-        previous = current_clearance(db, person.id)
-        if previous is not None:
-            previous.revoked_at = utcnow()
-        grant = ClearanceGrant(
-            person_id=person.id,
-            level=int(level),
-            compartments=sorted(set(req.compartments)),
-            granted_by_id=actor.person_id,
-            expires_at=expires_at,
-        )
-        db.add(grant)
-        db.flush()
-        record.append(
-            db,
-            IdentityEvent.ClearanceGranted,
-            actor=actor,
-            as_role=Role.SAFETY_OFFICER if actor.has_role(Role.SAFETY_OFFICER) else Role.OPERATOR,
-            subject=f"clearance/{grant.id}",
-            data={
-                "holder": person.pseudonym,
-                "level": level.label,
-                "compartments": grant.compartments,
-                "expires_at": record.format_time(expires_at),
-                "supersedes": previous.id if previous else None,
-                "policy_set": decision.policy_hash,
-            },
-        )
+    person = _get(db, Person, person_id, "person")
+    in_force = regulation_in_force(db)
+    rules = in_force.regulation.containment.for_level(level)
+    decision = authorize(
+        actor,
+        Action.ClearanceGrant,
+        Resource.clearance(person.id, level, frozenset(req.compartments)),
+        {
+            "council_approved": council_approved,
+            "requested_days": math.ceil((expires_at - now).total_seconds() / 86400),
+            "max_clearance_days": rules.max_clearance_days,
+        },
+    )
+    previous = current_clearance(db, person.id)
+    if previous is not None:
+        previous.revoked_at = now
+    grant = ClearanceGrant(
+        person_id=person.id,
+        level=int(level),
+        compartments=sorted(set(req.compartments)),
+        granted_by_id=actor.person_id,
+        expires_at=expires_at,
+    )
+    db.add(grant)
+    db.flush()
+    record.append(
+        db,
+        IdentityEvent.ClearanceGranted,
+        actor=actor,
+        as_role=Role.SAFETY_OFFICER if actor.has_role(Role.SAFETY_OFFICER) else Role.OPERATOR,
+        subject=f"clearance/{grant.id}",
+        data={
+            "holder": person.pseudonym,
+            "level": level.label,
+            "compartments": grant.compartments,
+            "expires_at": record.format_time(expires_at),
+            "supersedes": previous.id if previous else None,
+            "policy_set": decision.policy_hash,
+            "regulation": {"version": in_force.version, "sha256": in_force.sha256},
+            **({"motion": motion_id} if motion_id is not None else {}),
+        },
+    )
     return grant
 
 

@@ -36,10 +36,24 @@ class Action(StrEnum):
     RecordCosign = "record:cosign"
     WitnessRegister = "record:witness:register"
     CommitmentOpen = "record:commitment:open"
+    # governance/
+    GovernanceRead = "governance:read"
+    MembersFound = "governance:members:found"
+    DelegateAppoint = "governance:delegate:appoint"
+    DelegateEnd = "governance:delegate:end"
+    MotionTable = "governance:motion:table"
+    MotionVote = "governance:motion:vote"
+    MotionClose = "governance:motion:close"
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
     JobPlace = "compute:job:place"
+    # artifacts/
+    ArtifactsRepoCreate = "artifacts:repo:create"
+    ArtifactsWrite = "artifacts:write"
+    ArtifactsRead = "artifacts:read"
+    ArtifactsDownload = "artifacts:download"
+    ArtifactsCollect = "artifacts:collect"
 
     @property
     def scope(self) -> Scope:
@@ -72,9 +86,21 @@ _SCOPES: dict[Action, Scope] = {
     Action.RecordCosign: Scope.WRITE,
     Action.WitnessRegister: Scope.ADMIN,
     Action.CommitmentOpen: Scope.READ,
+    Action.GovernanceRead: Scope.READ,
+    Action.MembersFound: Scope.ADMIN,
+    Action.DelegateAppoint: Scope.ADMIN,
+    Action.DelegateEnd: Scope.ADMIN,
+    Action.MotionTable: Scope.WRITE,
+    Action.MotionVote: Scope.WRITE,
+    Action.MotionClose: Scope.WRITE,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,
+    Action.ArtifactsRepoCreate: Scope.WRITE,
+    Action.ArtifactsWrite: Scope.WRITE,
+    Action.ArtifactsRead: Scope.READ,
+    Action.ArtifactsDownload: Scope.READ,
+    Action.ArtifactsCollect: Scope.ADMIN,
 }
 
 # A new Action without a scope would fail at its first request; fail at import instead.

@@ -36,9 +36,30 @@ _WHO: dict[Action, str] = {
         "only the person themself, operators, safety officers and auditors may read a clearance"
     ),
     Action.RecordRead: "the public record is public; this request was malformed",
+    Action.GovernanceRead: "the council's work is public; this request was malformed",
+    Action.MembersFound: "only operators may found the council",
+    Action.DelegateAppoint: "only operators may record a member state's delegates",
+    Action.DelegateEnd: "only operators may record a member state's delegates",
+    Action.MotionTable: "only delegates may table motions",
+    Action.MotionVote: "only delegates may vote",
+    Action.MotionClose: "only delegates and operators may close a vote",
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",
     Action.CommitmentOpen: "only operators and auditors may open a private commitment",
+    Action.ArtifactsRepoCreate: (
+        "a repository belongs to you or to a project you are a member of; operators create "
+        "repositories for projects"
+    ),
+    Action.ArtifactsWrite: (
+        "only the repository's owner, members of its project and operators may publish to it"
+    ),
+    Action.ArtifactsRead: (
+        "this repository is not public: only its owner or its project's members may read it"
+    ),
+    Action.ArtifactsDownload: (
+        "this repository is not public: only its owner or its project's members may download it"
+    ),
+    Action.ArtifactsCollect: "only operators may collect unreferenced objects",
 }
 
 

@@ -1,0 +1,183 @@
+"""Artifacts input and output shapes. Inputs forbid unknown fields and say what is wrong."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+from commonlab.artifacts.models import Relation, RepoKind, Visibility
+
+__all__ = [
+    "FileEntry",
+    "FileOut",
+    "LineageRef",
+    "RepoCreate",
+    "RepoOut",
+    "TagOut",
+    "TagSet",
+    "UploadCreate",
+    "UploadOut",
+    "VersionCreate",
+    "VersionOut",
+    "VersionSummary",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+TAG_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _no_dots(name: str) -> str:
+    if ".." in name or name.endswith("."):
+        raise ValueError("must not contain '..' or end with '.'")
+    return name
+
+
+RepoName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), AfterValidator(_no_dots)]
+Namespace = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"), AfterValidator(_no_dots)
+]
+TagName = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+Hex64 = Annotated[str, StringConstraints(pattern=HEX64)]
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+def _compartment(name: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise ValueError("a compartment is lower-case letters, digits, '-' or '_', e.g. 'bio'")
+    return name
+
+
+class RepoCreate(Input):
+    kind: RepoKind
+    name: RepoName
+    project: Namespace | None = Field(
+        default=None, description="the owning project's id; left out, the repository is yours"
+    )
+    visibility: Visibility = Visibility.PUBLIC
+    level: StrictInt = Field(default=1, ge=1, le=4, description="containment level 1..4")
+    compartments: list[Annotated[str, AfterValidator(_compartment)]] = Field(
+        default_factory=list, max_length=20
+    )
+    description: Text = ""
+
+
+class RepoOut(BaseModel):
+    id: int
+    kind: RepoKind
+    namespace: str
+    name: str
+    repo_id: str
+    project: str | None
+    owner: str | None
+    visibility: Visibility
+    level: int
+    description: str
+    created_at: datetime
+    latest: int | None
+    tags: dict[str, int]
+
+
+class UploadCreate(Input):
+    size: StrictInt = Field(ge=0, le=1 << 44, description="the file's size in bytes")
+    sha256: Hex64
+    blake3: Hex64 | None = Field(
+        default=None, description="when given and the repository already holds it: no upload"
+    )
+
+
+class UploadOut(BaseModel):
+    id: str | None
+    state: str
+    size: int
+    received: int
+    blake3: str | None
+    chunk_bytes: int = Field(description="send the bytes in PUTs of at most this many bytes")
+
+
+class FileEntry(Input):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    blake3: Hex64
+    media_type: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+class LineageRef(Input):
+    ref: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^(models|datasets)/[A-Za-z0-9_-]{1,64}/[A-Za-z0-9._-]{1,96}@[0-9]{1,9}$"
+        ),
+    ] = Field(description="e.g. datasets/speech-lab/swahili-asr@3")
+    relation: Relation = Relation.DERIVED_FROM
+
+
+class VersionCreate(Input):
+    files: list[FileEntry] = Field(min_length=1, max_length=100_000)
+    message: Text = ""
+    tag: TagName | None = None
+    licenses: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    croissant: dict[str, Any] | None = Field(
+        default=None, description="declared Croissant fields (name, description, rai:*, ...)"
+    )
+    sources: list[dict[str, str]] = Field(
+        default_factory=list, max_length=1000, description="where the data came from"
+    )
+    lineage: list[LineageRef] = Field(default_factory=list, max_length=100)
+    job: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+    blake3: str
+    sha256: str
+    media_type: str
+    meta: dict[str, Any]
+
+
+class VersionSummary(BaseModel):
+    number: int
+    commit: str
+    message: str
+    created_at: datetime
+    total_bytes: int
+    files: int
+
+
+class VersionOut(BaseModel):
+    repo: str
+    kind: RepoKind
+    number: int
+    commit: str
+    message: str
+    created_at: datetime
+    created_by: str
+    level: int
+    licenses: list[str]
+    license_flags: list[str]
+    job: str | None
+    total_bytes: int
+    statement_sha256: str
+    card: dict[str, Any] | None
+    files: list[FileOut]
+    tags: list[str]
+
+
+class TagSet(Input):
+    version: StrictInt = Field(ge=1)
+    move: bool = Field(default=False, description="move the tag if it names another version")
+
+
+class TagOut(BaseModel):
+    name: str
+    version: int
+    moved: bool

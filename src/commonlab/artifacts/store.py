@@ -1,0 +1,299 @@
+"""The content-addressed object store: every file stored once, named by its BLAKE3 digest,
+with its SHA-256 kept beside it for tools that speak only SHA-256.
+
+Objects live under `<root>/<b3[:2]>/<b3[2:4]>/<b3>`; a write goes to a temporary file in the
+same file system, is fsynced and renamed into place, so a reader never sees half an object
+and two writers of the same bytes leave one. Uploads are resumable: an upload's bytes grow
+in `<root>/uploads/<id>.part` until it is complete, and only then become an object. Nothing
+here touches the database: the service decides what is referenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+
+__all__ = [
+    "CHUNK",
+    "ObjectStore",
+    "StoredObject",
+    "UploadOffsetMismatch",
+    "hash_file",
+]
+
+CHUNK = 1 << 20
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's address (BLAKE3), its SHA-256 and its size in bytes."""
+
+    blake3: str
+    sha256: str
+    size: int
+
+
+class UploadOffsetMismatch(Exception):
+    """A chunk was sent for an offset the upload is not at; `received` says where it is."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"the upload holds {received} bytes")
+        self.received = received
+
+
+def hash_file(path: Path) -> StoredObject:
+    """BLAKE3, SHA-256 and size of a file, read in chunks."""
+    b3, sha, size = blake3.blake3(max_threads=blake3.blake3.AUTO), hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            b3.update(chunk)
+            sha.update(chunk)
+            size += len(chunk)
+    return StoredObject(b3.hexdigest(), sha.hexdigest(), size)
+
+
+class _Hashing:
+    """Both digests of a byte stream as it passes through."""
+
+    def __init__(self) -> None:
+        self.b3 = blake3.blake3()
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.b3.update(chunk)
+        self.sha.update(chunk)
+        self.size += len(chunk)
+
+    def result(self) -> StoredObject:
+        return StoredObject(self.b3.hexdigest(), self.sha.hexdigest(), self.size)
+
+
+class ObjectStore:
+    """Objects on a POSIX path (`$COMMONLAB_HOME/objects`, or a shared file system)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+        self._uploads = self.root / "uploads"
+        for folder in (self.root, self._tmp, self._uploads):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._gc_lock_path = self.root / ".gc.lock"
+        self._gc_lock_path.touch(exist_ok=True)
+        # Digests of uploads whose chunks arrived in order in this process: saves a re-read.
+        self._running: dict[str, _Hashing] = {}
+        self._running_lock = threading.Lock()
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def path(self, b3: str) -> Path:
+        if not _HEX64.match(b3):
+            raise ValueError(f"not a BLAKE3 hex digest: {b3!r}")
+        return self.root / b3[:2] / b3[2:4] / b3
+
+    def exists(self, b3: str) -> bool:
+        return self.path(b3).is_file()
+
+    def open(self, b3: str) -> BinaryIO:
+        return self.path(b3).open("rb")
+
+    def iter_bytes(self, b3: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The object's bytes [start, end) in chunks, never the whole file at once."""
+        with self.open(b3) as fh:
+            fh.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = fh.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    def all_objects(self) -> Iterator[str]:
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in first.iterdir():
+                for item in second.iterdir():
+                    if _HEX64.match(item.name):
+                        yield item.name
+
+    # Writing ---------------------------------------------------------------------------------
+
+    def put_stream(self, chunks: Iterable[bytes]) -> StoredObject:
+        """Store a stream of bytes; returns its address. Existing bytes are not stored twice."""
+        hashing = _Hashing()
+        fd, tmp_name = _mkstemp(self._tmp)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    hashing.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            stored = hashing.result()
+            self._place(tmp, stored.blake3)
+            return stored
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def put_file(self, path: Path) -> StoredObject:
+        with path.open("rb") as fh:
+            return self.put_stream(iter(lambda: fh.read(CHUNK), b""))
+
+    def _place(self, tmp: Path, b3: str) -> None:
+        with self._shared_gc_lock():
+            final = self.path(b3)
+            if final.exists():
+                return  # deduplicated: the same bytes are already here
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+
+    # Resumable uploads -----------------------------------------------------------------------
+
+    def _part(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id):
+            raise ValueError(f"not an upload id: {upload_id!r}")
+        return self._uploads / f"{upload_id}.part"
+
+    def begin_upload(self, upload_id: str) -> None:
+        self._part(upload_id).touch(exist_ok=True)
+        with self._running_lock:
+            self._running[upload_id] = _Hashing()
+
+    def received(self, upload_id: str) -> int:
+        try:
+            return self._part(upload_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append(
+        self, upload_id: str, offset: int, chunks: Iterable[bytes], *, limit: int
+    ) -> int:
+        """Append a chunk at `offset` (which must be where the upload is); returns the new size.
+
+        Writing stops with ValueError past `limit` total bytes; what was received before the
+        chunk stays, so the client resumes from `received()`.
+        """
+        part = self._part(upload_id)
+        if not part.exists():
+            raise FileNotFoundError(upload_id)
+        with part.open("r+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            size = os.fstat(fh.fileno()).st_size
+            if size != offset:
+                raise UploadOffsetMismatch(size)
+            with self._running_lock:
+                running = self._running.get(upload_id)
+                if running is not None and running.size != offset:
+                    running = None
+                    self._running.pop(upload_id, None)
+            fh.seek(offset)
+            written = offset
+            try:
+                for chunk in chunks:
+                    if written + len(chunk) > limit:
+                        raise ValueError(f"more than the declared {limit} bytes")
+                    fh.write(chunk)
+                    if running is not None:
+                        running.update(chunk)
+                    written += len(chunk)
+            except BaseException:
+                # A chunk counts whole or not at all: cut back to where it started.
+                fh.flush()
+                fh.truncate(offset)
+                with self._running_lock:
+                    self._running.pop(upload_id, None)
+                raise
+            fh.flush()
+            return written
+
+    def finish_upload(self, upload_id: str) -> StoredObject:
+        """Turn a complete upload into an object (fsynced, renamed); the part file is gone."""
+        part = self._part(upload_id)
+        with self._running_lock:
+            running = self._running.pop(upload_id, None)
+        with part.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        size = part.stat().st_size
+        stored = running.result() if running and running.size == size else hash_file(part)
+        self._place(part, stored.blake3)
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        return stored
+
+    def discard_upload(self, upload_id: str) -> None:
+        with self._running_lock:
+            self._running.pop(upload_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            self._part(upload_id).unlink()
+
+    # Garbage collection ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _shared_gc_lock(self) -> Iterator[None]:
+        with self._gc_lock_path.open("rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held by the collector: no object is placed while it decides what to remove."""
+        with self._gc_lock_path.open("rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def open_part_files(self) -> list[str]:
+        return [p.stem for p in self._uploads.glob("*.part")]
+
+    def remove(self, b3: str) -> int:
+        path = self.path(b3)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+
+def _mkstemp(folder: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(dir=folder, prefix="obj-", suffix=".tmp")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:  # pragma: no cover - platforms without directory fds
+        if exc.errno in (errno.EACCES, errno.EISDIR):
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

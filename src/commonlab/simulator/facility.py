@@ -1,0 +1,132 @@
+"""The simulated facility: partitions and interconnect domains read from a fleet document,
+and the entitled share of every pool read from a regulation and a contribution scale."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from commonlab.compute.fleet_spec import FleetSpec
+from commonlab.errors import InvalidInput
+from commonlab.governance.regulation import ContributionScale, Regulation
+
+__all__ = [
+    "Entitlements",
+    "Partition",
+    "RegulationDocument",
+    "entitlements",
+    "load_regulation",
+    "partitions",
+    "pool_of_member",
+]
+
+NATIONAL_PREFIX = "national:"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One fleet partition as the engine sees it: a class and its interconnect domains (runs
+    of `nodes_per_domain` consecutive nodes; the last one is smaller when they do not divide)."""
+
+    name: str
+    accelerator: str
+    domain_sizes: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.domain_sizes)
+
+    @property
+    def largest_domain(self) -> int:
+        return max(self.domain_sizes)
+
+
+def partitions(fleet: FleetSpec) -> list[Partition]:
+    """The fleet's partitions that have accelerators, in document order."""
+    result = []
+    for spec in fleet.partitions:
+        if spec.accelerators == 0:
+            continue
+        per_domain = min(spec.domain_size, spec.nodes)
+        whole, rest = divmod(spec.nodes, per_domain)
+        sizes = [per_domain * spec.accelerators_per_node] * whole
+        if rest:
+            sizes.append(rest * spec.accelerators_per_node)
+        result.append(Partition(spec.name, spec.accelerator, tuple(sizes)))
+    if not result:
+        raise InvalidInput("fleet: no partition has accelerators")
+    return result
+
+
+class RegulationDocument(BaseModel):
+    """What `--regulation` reads: the regulation and the contribution scale adopted with it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regulation: Regulation
+    contribution_scale: ContributionScale
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    """Entitled share of capacity per pool, as fractions summing to 1. Member states are the
+    pools `national:<CC>`; the others are open_calls, smes_and_public_bodies and
+    directors_reserve."""
+
+    shares: dict[str, float]
+    tolerance: float
+
+    @property
+    def pools(self) -> list[str]:
+        return list(self.shares)
+
+
+def pool_of_member(code: str) -> str:
+    return f"{NATIONAL_PREFIX}{code}"
+
+
+def entitlements(document: RegulationDocument) -> Entitlements:
+    """National pools split by the contribution scale; the other pools as the split says."""
+    regulation, scale = document.regulation, document.contribution_scale
+    try:
+        scale.check(ceiling=regulation.contribution_ceiling_percent)
+    except ValueError as exc:
+        raise InvalidInput(f"contribution_scale.shares: {exc}") from None
+    split = regulation.capacity.pools()
+    shares: dict[str, float] = {}
+    national = split.pop("national_pools")
+    for code, share in sorted(scale.shares.items()):
+        if share > 0:
+            shares[pool_of_member(code)] = float(national * share / Decimal(10_000))
+    for pool, percent in split.items():
+        if percent > 0:
+            shares[pool] = float(percent / 100)
+    tolerance = float(regulation.allocation.share_tolerance_percent / 100)
+    return Entitlements(shares=shares, tolerance=tolerance)
+
+
+def load_regulation(path: Path) -> RegulationDocument:
+    """Read `{"regulation": {...}, "contribution_scale": {"shares": {...}}}` (JSON)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the regulation ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "capacity" in data and "regulation" not in data:
+        raise InvalidInput(
+            f"{path}: a bare regulation; wrap it as {{\"regulation\": ..., "
+            '"contribution_scale": {"shares": {"DE": 20, ...}}}'
+        )
+    try:
+        return RegulationDocument.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "regulation"
+        message = re.sub(r"^Value error, ", "", first["msg"])
+        raise InvalidInput(f"{path}: {where}: {message}") from None

@@ -1,0 +1,251 @@
+"""A workload: jobs from one or more traces, each tenant mapped to a pool (a member state or
+another pool of the regulation), stacked and time-scaled to fill a facility. `Workload.how`
+says exactly how it was built, for the report."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from commonlab.errors import InvalidInput
+from commonlab.simulator.facility import Partition
+from commonlab.simulator.traces import Trace
+
+__all__ = ["Workload", "bind_classes", "build_workload"]
+
+# Copies of a trace are shifted in time by multiples of this fraction of its span (mod the
+# span): irrational, so no two copies line up and their bursts spread out.
+_SHIFT = (math.sqrt(5) - 1) / 2
+
+
+@dataclass
+class Workload:
+    """Jobs sorted by submit time, as numpy columns; tenants and pools by index."""
+
+    submit: np.ndarray  # float64 seconds from the first submission
+    runtime: np.ndarray  # float64 seconds
+    accelerators: np.ndarray  # int64
+    tenant: np.ndarray  # int32 index into tenants
+    pool: np.ndarray  # int32 index into pools
+    class_set: np.ndarray  # int32 index into class_sets; 0 is "any class"
+    one_domain: np.ndarray  # bool
+    recorded_wait: np.ndarray  # float64, NaN where the trace has none
+    origin: np.ndarray  # int64: trace index * 2**32 + line, to name a job's source line
+    tenants: list[str]
+    pools: list[str]
+    class_sets: list[tuple[str, ...]]
+    sources: list[str]
+    set_aside: Counter[str] = field(default_factory=Counter)
+    how: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.submit)
+
+    def where(self, index: int) -> str:
+        trace, line = divmod(int(self.origin[index]), 2**32)
+        return f"{self.sources[trace]} line {line}"
+
+    def select(self, keep: np.ndarray) -> Workload:
+        """The jobs where `keep` is true, in the same order."""
+        columns = {
+            name: getattr(self, name)[keep]
+            for name in ("submit", "runtime", "accelerators", "tenant", "pool", "class_set",
+                         "one_domain", "recorded_wait", "origin")
+        }
+        return Workload(
+            **columns,
+            tenants=self.tenants,
+            pools=self.pools,
+            class_sets=self.class_sets,
+            sources=self.sources,
+            set_aside=Counter(self.set_aside),
+            how=list(self.how),
+        )
+
+
+def build_workload(
+    traces: Sequence[Trace],
+    *,
+    pools: Sequence[str],
+    jobs: int | None = None,
+    load: float | None = None,
+    accelerators: int | None = None,
+    tenant_pools: Mapping[str, str] | None = None,
+) -> Workload:
+    """Stack `traces` into one workload for pools `pools`.
+
+    - `jobs`: stack enough copies of the traces to reach this many jobs (then keep the
+      first `jobs` by submit time). Copy k of a trace is shifted by k * 0.618 of its span,
+      modulo the span, so copies do not burst together.
+    - `load`: compress or stretch all submit times so that the offered work (accelerator-
+      seconds) over the submit span is `load` times the facility's `accelerators`.
+    - Pools: `tenant_pools` maps trace tenants to pools; otherwise each (trace, copy) is a
+      cluster dealt to the pools round-robin (when there are fewer clusters than pools, the
+      tenants are dealt instead, sorted by name).
+    """
+    if not traces:
+        raise InvalidInput("no trace given: pass at least one --trace")
+    if not pools:
+        raise InvalidInput("no pools: the regulation gives no pool a share")
+    base = sum(len(t) for t in traces)
+    if base == 0:
+        raise InvalidInput("the traces hold no job that can run (see what was set aside)")
+    if jobs is not None and jobs < 1:
+        raise InvalidInput(f"--jobs must be at least 1, not {jobs}")
+    copies = max(1, math.ceil(jobs / base)) if jobs else 1
+    pool_index = {p: i for i, p in enumerate(pools)}
+    unknown = sorted({p for p in (tenant_pools or {}).values() if p not in pool_index})
+    if unknown:
+        raise InvalidInput(f"tenant map names unknown pool(s) {', '.join(unknown)}")
+
+    clusters = [(t, c) for t in range(len(traces)) for c in range(copies)]
+    deal_clusters = len(clusters) >= len(pools)
+    all_tenants = sorted({name for t in traces for name in t.tenant})
+    tenant_rank = {name: i for i, name in enumerate(all_tenants)}
+
+    tenants: list[str] = []
+    tenant_ids: dict[str, int] = {}
+    class_sets: list[tuple[str, ...]] = [()]
+    class_ids: dict[tuple[str, ...], int] = {(): 0}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "submit", "runtime", "accelerators", "tenant", "pool", "class_set", "one_domain",
+        "recorded_wait", "origin")}
+    for cluster, (t, copy) in enumerate(clusters):
+        trace = traces[t]
+        if not len(trace):
+            continue
+        submit = np.asarray(trace.submit, dtype=np.float64)
+        submit = submit - submit.min()
+        span = float(submit.max()) + 1.0
+        if copy:
+            submit = (submit + (copy * _SHIFT % 1.0) * span) % span
+        label = f"{trace.name}#{copy}" if copies > 1 else trace.name
+        local_tenant = np.empty(len(trace), dtype=np.int32)
+        local_pool = np.empty(len(trace), dtype=np.int32)
+        names = {}
+        for name in set(trace.tenant):
+            full = f"{label}/{name}"
+            names[name] = tenant_ids.setdefault(full, len(tenant_ids))
+            if names[name] == len(tenants):
+                tenants.append(full)
+        pool_of = {}
+        for name in names:
+            if tenant_pools and name in tenant_pools:
+                pool_of[name] = pool_index[tenant_pools[name]]
+            elif deal_clusters:
+                pool_of[name] = cluster % len(pools)
+            else:
+                pool_of[name] = tenant_rank[name] % len(pools)
+        for i, name in enumerate(trace.tenant):
+            local_tenant[i] = names[name]
+            local_pool[i] = pool_of[name]
+        local_class = np.empty(len(trace), dtype=np.int32)
+        for i, classes in enumerate(trace.classes):
+            local_class[i] = class_ids.setdefault(classes, len(class_ids))
+            if local_class[i] == len(class_sets):
+                class_sets.append(classes)
+        parts["submit"].append(submit)
+        parts["runtime"].append(np.asarray(trace.runtime, dtype=np.float64))
+        parts["accelerators"].append(np.asarray(trace.accelerators, dtype=np.int64))
+        parts["tenant"].append(local_tenant)
+        parts["pool"].append(local_pool)
+        parts["class_set"].append(local_class)
+        parts["one_domain"].append(np.asarray(trace.one_domain, dtype=bool))
+        parts["recorded_wait"].append(np.asarray(trace.recorded_wait, dtype=np.float64))
+        parts["origin"].append(t * 2**32 + np.asarray(trace.line, dtype=np.int64))
+
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    order = np.argsort(columns["submit"], kind="stable")
+    if jobs:
+        order = order[:jobs]
+    columns = {k: v[order] for k, v in columns.items()}
+    columns["submit"] = columns["submit"] - columns["submit"][0]
+
+    how = [
+        f"{t.name} ({t.kind}, {t.path}): {len(t)} jobs"
+        + (f" from a cluster of {t.source_accelerators} accelerators"
+           if t.source_accelerators else "")
+        + "".join(f"; {note}" for note in t.notes)
+        for t in traces
+    ]
+    if copies > 1:
+        how.append(
+            f"stacked {copies} copies of each trace, copy k shifted by k x 0.618 of its span "
+            f"(mod span); kept the first {len(order):,} jobs by submit time"
+        )
+    if tenant_pools:
+        how.append(f"tenants mapped to pools by the given map ({len(tenant_pools)} entries)")
+    elif deal_clusters:
+        how.append(f"each (trace, copy) is one cluster; {len(clusters)} clusters dealt "
+                   f"round-robin to {len(pools)} pools")
+    else:
+        how.append(f"{len(all_tenants)} tenants dealt round-robin (by name) to "
+                   f"{len(pools)} pools")
+    if load is not None:
+        if not accelerators or load <= 0:
+            raise InvalidInput("--load needs a positive load and a fleet with accelerators")
+        work = float(np.dot(columns["accelerators"], columns["runtime"]))
+        span = float(columns["submit"][-1]) or 1.0
+        target_span = work / (load * accelerators)
+        factor = target_span / span
+        columns["submit"] = columns["submit"] * factor
+        how.append(
+            f"submit times scaled by {factor:.4g} (arrival rate x {1 / factor:.4g}) so the "
+            f"offered work is {load:g} x {accelerators:,} accelerators over "
+            f"{target_span / 86400:.2f} days of submissions"
+        )
+    else:
+        how.append("submit times as recorded (no arrival-rate scaling)")
+    set_aside: Counter[str] = Counter()
+    for trace in traces:
+        set_aside.update({reason: n * copies for reason, n in trace.set_aside.items()})
+    return Workload(
+        **columns,
+        tenants=tenants,
+        pools=list(pools),
+        class_sets=class_sets,
+        sources=[str(t.path) for t in traces],
+        set_aside=set_aside,
+        how=how,
+    )
+
+
+def bind_classes(
+    workload: Workload, parts: Sequence[Partition]
+) -> tuple[Workload, list[tuple[int, ...]]]:
+    """Eligible partitions per class set, and the workload without jobs no partition can
+    ever hold (counted in `set_aside`). An unknown class is an error naming the line."""
+    known = {p.accelerator for p in parts}
+    eligible: list[tuple[int, ...]] = []
+    for index, classes in enumerate(workload.class_sets):
+        missing = [c for c in classes if c not in known]
+        if missing:
+            first = int(np.flatnonzero(workload.class_set == index)[0])
+            raise InvalidInput(
+                f"{workload.where(first)}: unknown accelerator class {missing[0]!r} "
+                f"(the fleet has {', '.join(sorted(known))})"
+            )
+        eligible.append(
+            tuple(i for i, p in enumerate(parts) if not classes or p.accelerator in classes)
+        )
+    largest = np.array([max(parts[i].size for i in e) for e in eligible], dtype=np.int64)
+    largest_domain = np.array(
+        [max(parts[i].largest_domain for i in e) for e in eligible], dtype=np.int64
+    )
+    room = np.where(workload.one_domain, largest_domain[workload.class_set],
+                    largest[workload.class_set])
+    too_big = workload.accelerators > room
+    if not too_big.any():
+        return workload, eligible
+    kept = workload.select(~too_big)
+    domain_big = int((too_big & workload.one_domain).sum())
+    if domain_big:
+        kept.set_aside["larger than any interconnect domain of its classes"] += domain_big
+    if int(too_big.sum()) - domain_big:
+        kept.set_aside["larger than any partition of its classes"] += (
+            int(too_big.sum()) - domain_big)
+    return kept, eligible
