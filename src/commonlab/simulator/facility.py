@@ -120,7 +120,7 @@ def load_regulation(path: Path) -> RegulationDocument:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
     if isinstance(data, dict) and "capacity" in data and "regulation" not in data:
         raise InvalidInput(
-            f"{path}: a bare regulation; wrap it as {{\"regulation\": ..., "
+            f'{path}: a bare regulation; wrap it as {{"regulation": ..., '
             '"contribution_scale": {"shares": {"DE": 20, ...}}}'
         )
     try:

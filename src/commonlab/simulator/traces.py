@@ -25,8 +25,14 @@ __all__ = [
     "load_trace",
 ]
 
-ALIBABA_COLUMNS = ("name", "num_gpu", "gpu_milli", "creation_time", "deletion_time",
-                   "scheduled_time")
+ALIBABA_COLUMNS = (
+    "name",
+    "num_gpu",
+    "gpu_milli",
+    "creation_time",
+    "deletion_time",
+    "scheduled_time",
+)
 SACCT_COLUMNS = ("JobID", "Account", "Submit", "Start", "End")
 PLAIN_COLUMNS = ("job_id", "tenant", "submit", "runtime", "accelerators")
 
@@ -273,8 +279,7 @@ def _rows(
         for row in reader:
             if None in row or any(row[c] is None for c in required):
                 raise InvalidInput(
-                    f"{path} line {reader.line_num}: expected {len(reader.fieldnames or [])} "
-                    "fields"
+                    f"{path} line {reader.line_num}: expected {len(reader.fieldnames or [])} fields"
                 )
             yield reader.line_num, row
 

@@ -53,8 +53,17 @@ class Workload:
         """The jobs where `keep` is true, in the same order."""
         columns = {
             name: getattr(self, name)[keep]
-            for name in ("submit", "runtime", "accelerators", "tenant", "pool", "class_set",
-                         "one_domain", "recorded_wait", "origin")
+            for name in (
+                "submit",
+                "runtime",
+                "accelerators",
+                "tenant",
+                "pool",
+                "class_set",
+                "one_domain",
+                "recorded_wait",
+                "origin",
+            )
         }
         return Workload(
             **columns,
@@ -74,6 +83,7 @@ def build_workload(
     jobs: int | None = None,
     load: float | None = None,
     accelerators: int | None = None,
+    max_runtime: float | None = None,
     tenant_pools: Mapping[str, str] | None = None,
 ) -> Workload:
     """Stack `traces` into one workload for pools `pools`.
@@ -83,9 +93,11 @@ def build_workload(
       modulo the span, so copies do not burst together.
     - `load`: compress or stretch all submit times so that the offered work (accelerator-
       seconds) over the submit span is `load` times the facility's `accelerators`.
+    - `max_runtime`: cut longer jobs to this many seconds, as a facility's maximum job time
+      would (long jobs checkpoint and resubmit); applied before `load` is computed.
     - Pools: `tenant_pools` maps trace tenants to pools; otherwise each (trace, copy) is a
-      cluster dealt to the pools round-robin (when there are fewer clusters than pools, the
-      tenants are dealt instead, sorted by name).
+      cluster dealt to the pools round-robin (when there are fewer clusters than pools, each
+      cluster's tenants are dealt instead, in order).
     """
     if not traces:
         raise InvalidInput("no trace given: pass at least one --trace")
@@ -104,16 +116,26 @@ def build_workload(
 
     clusters = [(t, c) for t in range(len(traces)) for c in range(copies)]
     deal_clusters = len(clusters) >= len(pools)
-    all_tenants = sorted({name for t in traces for name in t.tenant})
-    tenant_rank = {name: i for i, name in enumerate(all_tenants)}
+    dealt = 0
 
     tenants: list[str] = []
     tenant_ids: dict[str, int] = {}
     class_sets: list[tuple[str, ...]] = [()]
     class_ids: dict[tuple[str, ...], int] = {(): 0}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "submit", "runtime", "accelerators", "tenant", "pool", "class_set", "one_domain",
-        "recorded_wait", "origin")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "submit",
+            "runtime",
+            "accelerators",
+            "tenant",
+            "pool",
+            "class_set",
+            "one_domain",
+            "recorded_wait",
+            "origin",
+        )
+    }
     for cluster, (t, copy) in enumerate(clusters):
         trace = traces[t]
         if not len(trace):
@@ -133,13 +155,14 @@ def build_workload(
             if names[name] == len(tenants):
                 tenants.append(full)
         pool_of = {}
-        for name in names:
+        for name in sorted(names):
             if tenant_pools and name in tenant_pools:
                 pool_of[name] = pool_index[tenant_pools[name]]
             elif deal_clusters:
                 pool_of[name] = cluster % len(pools)
             else:
-                pool_of[name] = tenant_rank[name] % len(pools)
+                pool_of[name] = dealt % len(pools)
+                dealt += 1
         for i, name in enumerate(trace.tenant):
             local_tenant[i] = names[name]
             local_pool[i] = pool_of[name]
@@ -167,8 +190,11 @@ def build_workload(
 
     how = [
         f"{t.name} ({t.kind}, {t.path}): {len(t)} jobs"
-        + (f" from a cluster of {t.source_accelerators} accelerators"
-           if t.source_accelerators else "")
+        + (
+            f" from a cluster of {t.source_accelerators} accelerators"
+            if t.source_accelerators
+            else ""
+        )
         + "".join(f"; {note}" for note in t.notes)
         for t in traces
     ]
@@ -180,23 +206,37 @@ def build_workload(
     if tenant_pools:
         how.append(f"tenants mapped to pools by the given map ({len(tenant_pools)} entries)")
     elif deal_clusters:
-        how.append(f"each (trace, copy) is one cluster; {len(clusters)} clusters dealt "
-                   f"round-robin to {len(pools)} pools")
+        how.append(
+            f"each (trace, copy) is one cluster; {len(clusters)} clusters dealt "
+            f"round-robin to {len(pools)} pools"
+        )
     else:
-        how.append(f"{len(all_tenants)} tenants dealt round-robin (by name) to "
-                   f"{len(pools)} pools")
+        how.append(
+            f"{len(clusters)} cluster(s) for {len(pools)} pools: {dealt} (cluster, "
+            "tenant) pairs dealt round-robin (tenants by name) to the pools"
+        )
+    if max_runtime:
+        cut = columns["runtime"] > max_runtime
+        columns["runtime"] = np.minimum(columns["runtime"], max_runtime)
+        how.append(
+            f"runtimes cut to at most {max_runtime / 3600:g} h (maximum job time): "
+            f"{int(cut.sum()):,} jobs cut"
+        )
     if load is not None:
         if not accelerators or load <= 0:
             raise InvalidInput("--load needs a positive load and a fleet with accelerators")
-        work = float(np.dot(columns["accelerators"], columns["runtime"]))
-        span = float(columns["submit"][-1]) or 1.0
-        target_span = work / (load * accelerators)
-        factor = target_span / span
+        factor, reached = _rate_factor(columns, load=load, accelerators=accelerators)
         columns["submit"] = columns["submit"] * factor
+        window = float(columns["submit"][-1])
         how.append(
-            f"submit times scaled by {factor:.4g} (arrival rate x {1 / factor:.4g}) so the "
-            f"offered work is {load:g} x {accelerators:,} accelerators over "
-            f"{target_span / 86400:.2f} days of submissions"
+            f"submit times scaled by {factor:.4g} (arrival rate x {1 / factor:.4g}): over the "
+            f"{window / 3600:.1f} h of submissions the work that fits in that window is "
+            f"{reached:.2f} x the capacity of {accelerators:,} accelerators"
+            + (
+                ""
+                if abs(reached - load) < 0.01
+                else f" (asked for {load:g}: the jobs are too few to offer more)"
+            )
         )
     else:
         how.append("submit times as recorded (no arrival-rate scaling)")
@@ -212,6 +252,37 @@ def build_workload(
         set_aside=set_aside,
         how=how,
     )
+
+
+def _rate_factor(
+    columns: dict[str, np.ndarray], *, load: float, accelerators: int
+) -> tuple[float, float]:
+    """The time factor f for submit times such that the work that can be done inside the
+    submission window (each job counted up to the window's end) is `load` x capacity x
+    window. Counting only the work inside the window keeps a heavy tail of long jobs from
+    stretching the window into one the facility never fills. Found by bisection; the ratio
+    falls as f grows."""
+    submit, runtime = columns["submit"], columns["runtime"]
+    acc = columns["accelerators"].astype(np.float64)
+    last = float(submit[-1]) or 1.0
+
+    def ratio(f: float) -> float:
+        window = last * f
+        inside = np.minimum(runtime, window - submit * f)
+        return float(np.dot(acc, inside)) / (accelerators * window)
+
+    low, high = 1e-9, 1.0
+    while ratio(high) > load and high < 1e9:
+        high *= 10
+    if ratio(low) < load:
+        return low, ratio(low)
+    for _ in range(60):
+        mid = (low * high) ** 0.5
+        if ratio(mid) > load:
+            low = mid
+        else:
+            high = mid
+    return high, ratio(high)
 
 
 def bind_classes(
@@ -236,8 +307,9 @@ def bind_classes(
     largest_domain = np.array(
         [max(parts[i].largest_domain for i in e) for e in eligible], dtype=np.int64
     )
-    room = np.where(workload.one_domain, largest_domain[workload.class_set],
-                    largest[workload.class_set])
+    room = np.where(
+        workload.one_domain, largest_domain[workload.class_set], largest[workload.class_set]
+    )
     too_big = workload.accelerators > room
     if not too_big.any():
         return workload, eligible
@@ -247,5 +319,6 @@ def bind_classes(
         kept.set_aside["larger than any interconnect domain of its classes"] += domain_big
     if int(too_big.sum()) - domain_big:
         kept.set_aside["larger than any partition of its classes"] += (
-            int(too_big.sum()) - domain_big)
+            int(too_big.sum()) - domain_big
+        )
     return kept, eligible

@@ -1,0 +1,165 @@
+"""The scheduling policies the simulator compares, each a `Policy` (see engine.py): FIFO with
+EASY backfill, Slurm multifactor (age + Fair Tree), dominant-resource fair sharing with
+borrowing (Kueue cohorts), and commonlab's: multifactor steered by the share controller."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from commonlab.errors import InvalidInput
+from commonlab.simulator.controller import ControllerSettings, next_weights
+from commonlab.simulator.engine import Policy, State
+from commonlab.simulator.fairtree import fair_tree_factors
+
+__all__ = [
+    "POLICIES",
+    "CommonlabPolicy",
+    "DominantResourceFair",
+    "FifoBackfill",
+    "Multifactor",
+    "make_policy",
+]
+
+
+class FifoBackfill(Policy):
+    """One queue in submit order; EASY backfill around the first job that cannot start."""
+
+    name = "fifo"
+
+    def bind(self, state: State) -> np.ndarray:
+        self._submit = state.workload.submit
+        return np.zeros(len(state.workload), dtype=np.int64)
+
+    def priority(self, key: int, job: int) -> float:
+        return -float(self._submit[job])
+
+
+class Multifactor(Policy):
+    """Slurm's priority/multifactor with age and Fair Tree fair share, EASY backfill.
+
+    priority = w_fairshare * F(tenant) + w_age * (now - submit) / max_age, with F from Fair
+    Tree over decayed usage (half-life `half_life`), recomputed every `tick` seconds
+    (PriorityCalcPeriod). Age is not capped at max_age (PriorityMaxAge), which keeps the
+    order of waiting jobs fixed between recomputations: each tenant is one FIFO queue and the
+    engine merges their heads."""
+
+    name = "multifactor"
+    tick = 300.0
+    w_fairshare = 10_000.0
+    w_age = 1_000.0
+    max_age = 7 * 86_400.0
+    half_life = 7 * 86_400.0
+
+    def bind(self, state: State) -> np.ndarray:
+        self.state = state
+        workload = state.workload
+        self._submit = workload.submit.tolist()
+        self.tenant_pool = [0] * len(workload.tenants)
+        for t, p in zip(workload.tenant.tolist(), workload.pool.tolist(), strict=True):
+            self.tenant_pool[t] = p
+        self.weights = list(state.entitled)
+        self._decayed = [0.0] * len(workload.tenants)
+        self._seen = [0.0] * len(workload.tenants)
+        self._last = 0.0
+        self.factor = [1.0] * len(workload.tenants)
+        return workload.tenant.astype(np.int64)
+
+    def priority(self, key: int, job: int) -> float:
+        # -w_age * submit / max_age orders like the age term and does not change with time.
+        return self.w_fairshare * self.factor[key] - self.w_age * self._submit[job] / self.max_age
+
+    def on_tick(self, now: float) -> None:
+        used = self.state.tenant_usage()
+        decay = 0.5 ** ((now - self._last) / self.half_life)
+        self._last = now
+        for t, total in enumerate(used):
+            self._decayed[t] = self._decayed[t] * decay + (total - self._seen[t])
+            self._seen[t] = total
+        self.factor = fair_tree_factors(
+            pool_shares=self.weights, tenant_pool=self.tenant_pool, tenant_usage=self._decayed
+        )
+
+
+class CommonlabPolicy(Multifactor):
+    """Multifactor whose pool shares are the share controller's weights: every `window`
+    seconds the controller compares each pool's delivered share over the window with its
+    entitlement and moves the pool's weight by a bounded step."""
+
+    name = "commonlab"
+    window = 3_600.0
+
+    def __init__(self, settings: ControllerSettings | None = None) -> None:
+        self.settings = settings or ControllerSettings()
+
+    def bind(self, state: State) -> np.ndarray:
+        keys = super().bind(state)
+        self._pools = list(range(len(state.workload.pools)))
+        self._window_start = 0.0
+        self._window_used = [0.0] * len(self._pools)
+        self._window_waited = [False] * len(self._pools)
+        self.history: list[tuple[float, list[float]]] = []
+        return keys
+
+    def on_tick(self, now: float) -> None:
+        state = self.state
+        for p in self._pools:
+            self._window_waited[p] |= state.pool_waiting[p] > 0
+        if now - self._window_start >= self.window:
+            used = state.tenant_usage()
+            by_pool = [0.0] * len(self._pools)
+            for t, total in enumerate(used):
+                by_pool[self.tenant_pool[t]] += total
+            delivered = {str(p): by_pool[p] - self._window_used[p] for p in self._pools}
+            self._window_used = by_pool
+            weights = next_weights(
+                entitled={str(p): state.entitled[p] for p in self._pools},
+                delivered=delivered,
+                weights={str(p): self.weights[p] for p in self._pools},
+                waiting={str(p): self._window_waited[p] for p in self._pools},
+                settings=self.settings,
+            )
+            self.weights = [weights[str(p)] for p in self._pools]
+            self.history.append((now, list(self.weights)))
+            self._window_start = now
+            self._window_waited = [state.pool_waiting[p] > 0 for p in self._pools]
+        super().on_tick(now)
+
+
+class DominantResourceFair(Policy):
+    """Kueue-style fair sharing: one queue per pool (a ClusterQueue in one cohort) with a
+    nominal quota of every accelerator class equal to its entitled share. The pool with the
+    lowest dominant share (max over classes of usage / quota) goes first, so a pool below
+    its quota is served before one that borrows; borrowing is unlimited when capacity is
+    free. Kueue can also reclaim borrowed quota by preemption; this policy does not."""
+
+    name = "drf"
+    dynamic = True
+
+    def bind(self, state: State) -> np.ndarray:
+        self.state = state
+        workload = state.workload
+        self._submit = workload.submit.tolist()
+        self._running = state.pool_running
+        # Classes are pooled: the dominant share is the pool's accelerators in use over its
+        # quota of the whole facility (exact when every class is split by the same shares).
+        self._quota = [max(share, 1e-9) * state.capacity for share in state.entitled]
+        return workload.pool.astype(np.int64)
+
+    def priority(self, key: int, job: int) -> float:
+        # Lowest dominant share first; the engine breaks ties by the older head job.
+        return -self._running[key] / self._quota[key]
+
+
+POLICIES: dict[str, type[Policy]] = {
+    "fifo": FifoBackfill,
+    "multifactor": Multifactor,
+    "drf": DominantResourceFair,
+    "commonlab": CommonlabPolicy,
+}
+
+
+def make_policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise InvalidInput(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}") from None
