@@ -12,8 +12,9 @@ import numpy as np
 from commonlab.simulator.engine import Outcome
 from commonlab.simulator.workload import Workload
 
-__all__ = ["DAY", "WEEK", "fidelity", "jain", "measure", "share_windows"]
+__all__ = ["DAY", "HOUR", "WEEK", "fidelity", "jain", "measure", "share_windows"]
 
+HOUR = 3_600.0
 DAY = 86_400.0
 WEEK = 7 * DAY
 # A pool "has work waiting" in a window when some of its jobs wait for at least this much of it.
@@ -129,6 +130,7 @@ def measure(
     queued = np.cumsum(wait_delta[order])
     dt = np.diff(t)
     idle_waiting = float(np.sum((capacity - running[:-1]) * (queued[:-1] > 0) * dt))
+    hour = share_windows(workload, outcome, entitled, HOUR)
     day = share_windows(workload, outcome, entitled, DAY)
     week = share_windows(workload, outcome, entitled, WEEK)
     # Utilisation while jobs arrive or wait (up to the last start) is what a policy controls;
@@ -149,12 +151,14 @@ def measure(
         "backfilled_jobs": outcome.backfilled,
         "preemptions": outcome.preemptions,
         "lost_accelerator_hours": outcome.lost_accelerator_seconds / 3600,
+        "share_hour": _deviation(hour, workload.pools),
         "share_day": _deviation(day, workload.pools),
         "share_week": _deviation(week, workload.pools),
-        "daily_share": {
-            "edges_days": (day["edges"] / DAY).tolist(),
-            "pools": {name: day["share"][p].tolist() for p, name in enumerate(workload.pools)},
-            "entitled": dict(zip(workload.pools, day["entitled"].tolist(), strict=True)),
+        "hourly_share": {
+            "edges_h": (hour["edges"] / HOUR).tolist(),
+            "pools": {name: hour["share"][p].tolist() for p, name in enumerate(workload.pools)},
+            "waiting": {name: hour["waiting"][p].tolist() for p, name in enumerate(workload.pools)},
+            "entitled": dict(zip(workload.pools, hour["entitled"].tolist(), strict=True)),
         },
     }
 
