@@ -274,28 +274,50 @@ def simulate(
     def main_pass() -> None:
         blocked: set[int] = set()
         held = []
+        # Jobs behind a blocked one in its own queue, as (priority, submit, key, index).
+        behind: list[tuple[float, float, int, int]] = []
         tried = 0
-        while key_heap and tried < depth and free_total:
-            entry = heapq.heappop(key_heap)
-            key = entry[3]
-            if entry[2] != version[key]:
-                continue
-            j = queue[key][head[key]]
+        while (key_heap or behind) and tried < depth and free_total:
+            if behind and (not key_heap or behind[0][:2] < key_heap[0][:2]):
+                _, _, key, i = heapq.heappop(behind)
+                entry = None
+            else:
+                entry = heapq.heappop(key_heap)
+                key = entry[3]
+                if entry[2] != version[key]:
+                    continue
+                i = head[key]
+            q = queue[key]
+            j = q[i]
             tried += 1
             p = choose(j, blocked)
             if p >= 0:
                 start(j, p)
-                touch(key)
+                if entry is not None:
+                    touch(key)
+                else:
+                    _behind(key, i, behind)
                 continue
-            # j keeps its place: lower-priority jobs may not take the partitions it waits for.
-            held.append(entry)
+            # j keeps its place: lower-priority jobs may not take the partitions it waits for,
+            # but may take others (Slurm's main scheduler does the same per partition).
+            if entry is not None:
+                held.append(entry)
             blocked.update(job_eligible[j])
             if len(blocked) == n_parts or not any(
                 free[p] for p in range(n_parts) if p not in blocked
             ):
                 break
+            _behind(key, i, behind)
         for entry in held:
             heapq.heappush(key_heap, entry)
+
+    def _behind(key: int, i: int, behind: list) -> None:
+        q = queue[key]
+        i += 1
+        while i < len(q) and not waiting[q[i]]:
+            i += 1
+        if i < len(q):
+            heapq.heappush(behind, (-priority(key, q[i]), submit[q[i]], key, i))
 
     window = settings.backfill_window
 
