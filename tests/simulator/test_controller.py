@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from commonlab.simulator.controller import ControllerSettings, next_weights
@@ -37,7 +39,7 @@ def test_a_share_recovers_under_the_controller() -> None:
         )
     assert shares[0] == pytest.approx(1 / 3)
     assert abs(shares[-1] - 0.5) < 0.02
-    steps = [abs(b / a - 1) for a, b in zip(shares, shares[1:], strict=False)]
+    steps = [abs(b / a - 1) for a, b in itertools.pairwise(shares)]
     assert max(steps) < 0.5
 
 

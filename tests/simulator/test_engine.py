@@ -75,7 +75,7 @@ def test_a_job_asking_for_one_domain_waits_for_one(one_domain: bool, expected: f
 
 def test_jobs_larger_than_any_partition_are_set_aside_and_counted() -> None:
     jobs = [{"submit": 0, "runtime": 10, "size": 5}, {"submit": 0, "runtime": 10, "size": 1}]
-    workload, outcome, _ = run(FOUR, jobs)
+    workload, _, _ = run(FOUR, jobs)
     assert len(workload) == 1
     assert workload.set_aside == {"larger than any partition of its classes": 1}
 
