@@ -58,7 +58,8 @@ def postgres_url(worker_id: str) -> Iterator[str]:
         if IN_CI:
             pytest.fail("CI=true but COMMONLAB_TEST_DATABASE_URL is not set: run ./scripts/test")
         pytest.skip("no PostgreSQL: set COMMONLAB_TEST_DATABASE_URL or run ./scripts/test")
-    name = f"commonlab_test_{worker_id}"
+    # The pid keeps two test runs sharing one server (two shells, two agents) apart.
+    name = f"commonlab_test_{worker_id}_{os.getpid()}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

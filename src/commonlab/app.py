@@ -9,13 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from commonlab import __version__
+from commonlab.artifacts.mount import mount_artifacts
 from commonlab.facility import Facility
+from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_error_handlers
 from commonlab.identity.api import router as identity_router
 from commonlab.portal.views import mount_portal
 from commonlab.record.api import log_router
 from commonlab.record.api import router as record_router
 from commonlab.record.sequencer import Sequencer
+from commonlab.ticker import Ticker
 
 __all__ = ["create_app"]
 
@@ -27,15 +30,19 @@ Lists take `limit` and `after` and return `{"items": [...], "next": cursor-or-nu
 
 
 def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
+    """The app; `run_sequencer=False` (tests) leaves sequencing and vote closing to the caller."""
     sequencer = Sequencer(facility.db, facility.signer, settings=facility.settings)
+    closer = Ticker("governance-closer", 5.0, lambda: _close_due_motions(facility))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_sequencer:
             sequencer.start()
+            closer.start()
         try:
             yield
         finally:
+            closer.stop()
             sequencer.stop()
 
     app = FastAPI(
@@ -58,7 +65,16 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__, "origin": facility.origin}
 
     app.include_router(identity_router)
+    app.include_router(governance_router)
     app.include_router(record_router)
     app.include_router(log_router)
     mount_portal(app)
+    mount_artifacts(app)
     return app
+
+
+def _close_due_motions(facility: Facility) -> None:
+    from commonlab.governance.service import close_due_motions
+
+    with facility.db.session() as session:
+        close_due_motions(session)

@@ -48,7 +48,9 @@ def test_outcomes(rule, votes, weights, passed, fragment):
 
 
 def test_no_members_never_passes():
-    assert not decide(VotingRule.SIMPLE_MAJORITY, votes={}, members=frozenset(), contributions={}).passed
+    assert not decide(
+        VotingRule.SIMPLE_MAJORITY, votes={}, members=frozenset(), contributions={}
+    ).passed
 
 
 codes = st.sampled_from([chr(ord("A") + i) + "X" for i in range(9)])
@@ -65,7 +67,9 @@ def councils(draw):
 @given(councils())
 def test_a_double_majority_never_passes_without_a_majority_of_states(council):
     members, weights, votes = council
-    outcome = decide(VotingRule.DOUBLE_MAJORITY, votes=votes, members=members, contributions=weights)
+    outcome = decide(
+        VotingRule.DOUBLE_MAJORITY, votes=votes, members=members, contributions=weights
+    )
     if outcome.passed:
         yes = sum(1 for code, c in votes.items() if code in members and c == Y)
         assert yes * 2 > len(members)

@@ -320,3 +320,18 @@ def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, 
     opened_entries = record_entries(client, app, type="record:commitment:opened")
     assert [e["data"] for e in opened_entries] == [{"field": "email"}]
     assert "m@mef.gov.it" not in str(opened_entries)
+
+
+def test_a_savepoint_rollback_takes_back_only_its_own_entries(client, app, facility):
+    with facility.db.session() as session, session.begin():
+        record.append(session, "test:kept", actor=SYSTEM, subject="a", data={})
+        with pytest.raises(RuntimeError), record.savepoint(session):
+            record.append(session, "test:undone", actor=SYSTEM, subject="b", data={})
+            raise RuntimeError("the effect failed")
+        record.append(session, "test:kept", actor=SYSTEM, subject="c", data={})
+    sequence_now(app)
+    items = client.get("/api/v1/record/entries").json()["items"]
+    assert [(i["entry"]["type"], i["entry"]["subject"]) for i in items] == [
+        ("test:kept", "a"),
+        ("test:kept", "c"),
+    ]

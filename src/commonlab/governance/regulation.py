@@ -27,6 +27,7 @@ __all__ = [
     "regulation_hash",
 ]
 
+
 def _plain(value: Decimal) -> str:
     # "50", "50.0" and "50.00" are one share, and must hash as one.
     return format(value.normalize(), "f")

@@ -119,8 +119,7 @@ def decide(
     if participating < QUORUM[rule]:
         return outcome(
             False,
-            f"no quorum: {len(counted)} of {len(members)} states took part, "
-            f"{QUORUM[rule]} needed",
+            f"no quorum: {len(counted)} of {len(members)} states took part, {QUORUM[rule]} needed",
         )
     if rule is VotingRule.SIMPLE_MAJORITY:
         if yes > no:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import event, insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from commonlab.db import utcnow
 from commonlab.identity.principal import Principal, Role
@@ -33,6 +34,7 @@ __all__ = [
     "append",
     "commitment",
     "format_time",
+    "savepoint",
 ]
 
 # tlog-tiles entry bundles prefix each entry with a uint16 length.
@@ -135,6 +137,22 @@ def _write_pending(db: Session) -> None:
         db.execute(insert(Entry.__table__), rows)  # Core executemany: no ORM bookkeeping
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(db: Session) -> None:
-    db.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(db: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without writing them (a commit pops them first):
+    # they belonged to changes that were rolled back.
+    if transaction.parent is None:
+        db.info.pop(_PENDING, None)
+
+
+@contextmanager
+def savepoint(db: Session) -> Iterator[None]:
+    """A SAVEPOINT whose rollback also takes back the entries appended inside it."""
+    mark = len(db.info.get(_PENDING, ()))
+    try:
+        with db.begin_nested():
+            yield
+    except BaseException:
+        if (rows := db.info.get(_PENDING)) is not None:
+            del rows[mark:]
+        raise

@@ -19,32 +19,52 @@ from commonlab.record.events import RecordEvent
 from commonlab.record.models import Checkpoint, Cosignature, Witness
 from commonlab.record.note import NoteError, parse_signature_line
 
-__all__ = ["accept_cosignature", "list_witnesses", "register_witness"]
+__all__ = [
+    "accept_cosignature",
+    "check_witness_key",
+    "list_witnesses",
+    "register_witness",
+    "register_witness_in",
+]
 
 
 def register_witness(db: Session, actor: Principal, *, name: str, verifier_key: str) -> Witness:
+    with db.begin():
+        return register_witness_in(db, actor, name=name, verifier_key=verifier_key)
+
+
+def register_witness_in(
+    db: Session, actor: Principal, *, name: str, verifier_key: str, motion_id: int | None = None
+) -> Witness:
+    """Register a witness inside the caller's transaction (a council motion's effect uses it)."""
+    check_witness_key(name=name, verifier_key=verifier_key)
+    authorize(actor, Action.WitnessRegister, Resource.record())
+    if db.scalar(select(Witness.id).where(Witness.name == name)) is not None:
+        raise Conflict(f"a witness named {name!r} is already registered")
+    witness = Witness(name=name, verifier_key=verifier_key)
+    db.add(witness)
+    db.flush()
+    record.append(
+        db,
+        RecordEvent.WitnessRegistered,
+        actor=actor,
+        as_role=Role.OPERATOR,
+        subject=f"witness/{name}",
+        data={
+            "verifier_key": verifier_key,
+            **({"motion": motion_id} if motion_id is not None else {}),
+        },
+    )
+    return witness
+
+
+def check_witness_key(*, name: str, verifier_key: str) -> None:
     try:
         parsed = CosignatureVerifier.from_key(verifier_key)
     except (NoteError, ValueError) as exc:
         raise InvalidInput(f"not a cosignature/v1 witness verifier key: {exc}") from None
     if parsed.name != name:
         raise InvalidInput(f"the key is for witness {parsed.name!r}, not {name!r}")
-    with db.begin():
-        authorize(actor, Action.WitnessRegister, Resource.record())
-        if db.scalar(select(Witness.id).where(Witness.name == name)) is not None:
-            raise Conflict(f"a witness named {name!r} is already registered")
-        witness = Witness(name=name, verifier_key=verifier_key)
-        db.add(witness)
-        db.flush()
-        record.append(
-            db,
-            RecordEvent.WitnessRegistered,
-            actor=actor,
-            as_role=Role.OPERATOR,
-            subject=f"witness/{name}",
-            data={"verifier_key": verifier_key},
-        )
-    return witness
 
 
 def list_witnesses(db: Session) -> list[Witness]:

@@ -1,0 +1,516 @@
+"""Governance use cases: founding the council, delegates, motions, votes, closing votes
+(and applying what passed), and reading regulations. One transaction per use case; every
+change writes its record entry in it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.db import utcnow
+from commonlab.errors import AccessDenied, CommonlabError, Conflict, InvalidInput, NotFound
+from commonlab.governance import effects
+from commonlab.governance.events import GovernanceEvent
+from commonlab.governance.in_force import InForce, regulation_in_force
+from commonlab.governance.models import (
+    Delegate,
+    MemberState,
+    Motion,
+    RegulationVersion,
+    ScaleVersion,
+    Vote,
+)
+from commonlab.governance.regulation import ContributionScale, Regulation, default_regulation
+from commonlab.governance.rules import Choice, MotionKind, decide, rule_for
+from commonlab.governance.schemas import (
+    DelegateOut,
+    FoundCouncil,
+    MemberOut,
+    MotionCreate,
+    MotionOut,
+    RollCall,
+)
+from commonlab.identity.models import Person
+from commonlab.identity.principal import SYSTEM, Principal, Role
+from commonlab.policy import Action, Resource, authorize
+
+__all__ = [
+    "appoint_delegate",
+    "cast_vote",
+    "close_due_motions",
+    "close_motion",
+    "delegate_seat",
+    "end_delegate",
+    "found_council",
+    "member_views",
+    "motion_view",
+    "motion_views",
+    "motions_query",
+    "regulation_diff",
+    "regulation_history",
+    "regulation_version",
+    "scale_history",
+    "table_motion",
+]
+
+GOVERNANCE = Resource("governance", "council")
+MIN_VOTING_WINDOW = timedelta(minutes=1)
+MAX_VOTING_WINDOW = timedelta(days=90)
+
+
+# Members and delegates ----------------------------------------------------------------------
+
+
+def found_council(db: Session, actor: Principal, req: FoundCouncil) -> list[MemberState]:
+    """Create the founding member states and their scale; only once, before any member exists."""
+    with db.begin():
+        authorize(actor, Action.MembersFound, GOVERNANCE)
+        if db.scalar(select(MemberState.id).limit(1)) is not None:
+            raise Conflict("the council is already founded: new members join by a council vote")
+        codes = [m.code for m in req.members]
+        if len(set(codes)) != len(codes):
+            raise InvalidInput("each member state may appear once")
+        shares = {m.code: m.contribution for m in req.members}
+        ceiling = regulation_in_force(db).regulation.contribution_ceiling_percent
+        try:
+            ContributionScale(shares=shares).check(ceiling=ceiling)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        members = [MemberState(code=m.code, name=m.name) for m in req.members]
+        db.add_all(members)
+        db.add(ScaleVersion(shares={c: str(v) for c, v in sorted(shares.items())}))
+        db.flush()
+        record.append(
+            db,
+            GovernanceEvent.CouncilFounded,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject="council",
+            data={
+                "members": [{"code": m.code, "name": m.name} for m in req.members],
+                "scale": {c: str(v) for c, v in sorted(shares.items())},
+            },
+        )
+    return members
+
+
+def appoint_delegate(db: Session, actor: Principal, code: str, person_id: int) -> Delegate:
+    with db.begin():
+        authorize(actor, Action.DelegateAppoint, GOVERNANCE)
+        member = _active_member(db, code)
+        person = db.get(Person, person_id)
+        if person is None:
+            raise NotFound(f"no person with id {person_id}")
+        if not any(grant.role == Role.DELEGATE for grant in person.roles):
+            raise InvalidInput(f"{person.name} does not have the delegate role: grant it first")
+        if _seat_of(db, person_id) is not None:
+            raise Conflict(f"{person.name} already sits for a member state")
+        delegate = Delegate(person_id=person.id, member_state_id=member.id)
+        db.add(delegate)
+        db.flush()
+        record.append(
+            db,
+            GovernanceEvent.DelegateAppointed,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"member/{member.code}",
+            data={"delegate": person.pseudonym, "name": person.name},
+        )
+    return delegate
+
+
+def end_delegate(db: Session, actor: Principal, code: str, person_id: int) -> Delegate:
+    with db.begin():
+        authorize(actor, Action.DelegateEnd, GOVERNANCE)
+        member = _active_member(db, code)
+        seat = _seat_of(db, person_id)
+        if seat is None or seat.member_state_id != member.id:
+            raise NotFound(f"person {person_id} is not a delegate of {member.code}")
+        seat.ended_at = utcnow()
+        person = db.get_one(Person, person_id)
+        record.append(
+            db,
+            GovernanceEvent.DelegateEnded,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"member/{member.code}",
+            data={"delegate": person.pseudonym, "name": person.name},
+        )
+    return seat
+
+
+def delegate_seat(db: Session, person_id: int | None) -> MemberState | None:
+    """The member state a person sits for, if any (for the portal and `me`)."""
+    if person_id is None:
+        return None
+    with db.begin():
+        seat = _seat_of(db, person_id)
+        return None if seat is None else seat.member_state
+
+
+def _seat_of(db: Session, person_id: int) -> Delegate | None:
+    return db.scalar(
+        select(Delegate).where(Delegate.person_id == person_id, Delegate.ended_at.is_(None))
+    )
+
+
+def _active_member(db: Session, code: str) -> MemberState:
+    member = db.scalar(select(MemberState).where(MemberState.code == code.upper()))
+    if member is None or not member.active:
+        raise NotFound(f"{code.upper()} is not a member state")
+    return member
+
+
+def scale_history(db: Session, actor: Principal) -> list[ScaleVersion]:
+    authorize(actor, Action.GovernanceRead, GOVERNANCE)
+    with db.begin():
+        return list(db.scalars(select(ScaleVersion).order_by(ScaleVersion.id.desc())))
+
+
+# Motions and votes --------------------------------------------------------------------------
+
+
+def table_motion(
+    db: Session, actor: Principal, req: MotionCreate, *, now: datetime | None = None
+) -> Motion:
+    now = now or utcnow()
+    opens_at = _aware(req.opens_at) if req.opens_at else now
+    closes_at = _aware(req.closes_at)
+    if opens_at < now - timedelta(minutes=5):
+        raise InvalidInput("opens_at is in the past: a vote cannot open before it is tabled")
+    if not MIN_VOTING_WINDOW <= closes_at - opens_at <= MAX_VOTING_WINDOW:
+        raise InvalidInput("the vote must stay open between one minute and 90 days")
+    with db.begin():
+        authorize(actor, Action.MotionTable, GOVERNANCE)
+        seat = _sitting_delegate(db, actor)
+        payload = effects.parse_payload(req.kind, req.payload)
+        effects.EFFECTS[req.kind].check(db, payload)
+        motion = Motion(
+            kind=req.kind,
+            title=req.title,
+            text=req.text,
+            payload=payload.model_dump(mode="json"),
+            rule=rule_for(req.kind),
+            tabled_by=actor.person_id,
+            tabled_for=seat.member_state_id,
+            opens_at=opens_at,
+            closes_at=closes_at,
+        )
+        db.add(motion)
+        db.flush()
+        record.append(
+            db,
+            GovernanceEvent.MotionTabled,
+            actor=actor,
+            as_role=Role.DELEGATE,
+            subject=f"motion/{motion.id}",
+            data={
+                "kind": motion.kind,
+                "title": motion.title,
+                "payload": motion.payload,
+                "rule": motion.rule,
+                "for": seat.member_state.code,
+                "opens_at": record.format_time(opens_at),
+                "closes_at": record.format_time(closes_at),
+            },
+        )
+    return motion
+
+
+def cast_vote(
+    db: Session,
+    actor: Principal,
+    motion_id: int,
+    choice: Choice,
+    *,
+    member: str | None = None,
+    now: datetime | None = None,
+) -> Vote:
+    """Cast (or change) the vote of the state the delegate sits for."""
+    now = now or utcnow()
+    with db.begin():
+        authorize(actor, Action.MotionVote, GOVERNANCE)
+        motion = _motion(db, motion_id)
+        seat = _sitting_delegate(db, actor)
+        if member is not None and member != seat.member_state.code:
+            raise AccessDenied(
+                f"you sit for {seat.member_state.code}: you cannot vote for {member}"
+            )
+        if motion.status != "open":
+            raise Conflict(f"motion {motion.id} is {motion.status}: its vote is over")
+        if now < motion.opens_at:
+            raise Conflict(
+                f"voting on motion {motion.id} opens at {motion.opens_at:%Y-%m-%d %H:%M} UTC"
+            )
+        if now >= motion.closes_at:
+            raise Conflict(
+                f"voting on motion {motion.id} closed at {motion.closes_at:%Y-%m-%d %H:%M} UTC"
+            )
+        vote = db.scalar(
+            select(Vote).where(
+                Vote.motion_id == motion.id, Vote.member_state_id == seat.member_state_id
+            )
+        )
+        changed = vote is not None
+        if vote is not None and vote.choice == choice:
+            raise Conflict(f"{seat.member_state.code} already voted {choice} on motion {motion.id}")
+        if vote is None:
+            vote = Vote(
+                motion_id=motion.id,
+                member_state_id=seat.member_state_id,
+                choice=choice,
+                cast_by=actor.person_id,
+            )
+            db.add(vote)
+        else:
+            vote.choice, vote.cast_by, vote.cast_at = choice, actor.person_id, now
+        db.flush()
+        record.append(
+            db,
+            GovernanceEvent.VoteCast,
+            actor=actor,
+            as_role=Role.DELEGATE,
+            subject=f"motion/{motion.id}",
+            data={"member": seat.member_state.code, "choice": choice, "changed": changed},
+        )
+    return vote
+
+
+def close_motion(
+    db: Session, actor: Principal, motion_id: int, *, now: datetime | None = None
+) -> Motion:
+    with db.begin():
+        authorize(actor, Action.MotionClose, GOVERNANCE)
+        motion = _motion(db, motion_id)
+        _close(db, actor, motion, now or utcnow())
+    return motion
+
+
+def close_due_motions(db: Session, *, now: datetime | None = None) -> list[int]:
+    """Close every open motion whose time is up, as the system. Returns their ids."""
+    now = now or utcnow()
+    with db.begin():
+        due = list(
+            db.scalars(
+                select(Motion.id)
+                .where(Motion.status == "open", Motion.closes_at <= now)
+                .order_by(Motion.id)
+            )
+        )
+    for motion_id in due:
+        close_motion(db, SYSTEM, motion_id, now=now)
+    return due
+
+
+def _close(db: Session, actor: Principal, motion: Motion, now: datetime) -> None:
+    if motion.status != "open":
+        raise Conflict(f"motion {motion.id} is already {motion.status}")
+    if now < motion.closes_at:
+        raise Conflict(f"motion {motion.id} is open until {motion.closes_at:%Y-%m-%d %H:%M} UTC")
+    members = effects.active_codes(db)
+    votes = {vote.member_state.code: Choice(vote.choice) for vote in motion.votes}
+    outcome = decide(
+        rule_for(MotionKind(motion.kind)),
+        votes=votes,
+        members=frozenset(members),
+        contributions=effects.current_shares(db),
+    )
+    result: dict[str, Any] = outcome.as_dict()
+    motion.status = "passed" if outcome.passed else "failed"
+    if outcome.passed:
+        kind = MotionKind(motion.kind)
+        payload = effects.parse_payload(kind, motion.payload)
+        try:
+            with record.savepoint(db):
+                effects.EFFECTS[kind].apply(db, motion, payload)
+        except CommonlabError as exc:
+            # The vote passed but the facility changed under it: record why nothing happened.
+            motion.status = "lapsed"
+            result["effect_error"] = exc.message
+    motion.result = result
+    motion.decided_at = now
+    record.append(
+        db,
+        GovernanceEvent.MotionDecided,
+        actor=actor,
+        subject=f"motion/{motion.id}",
+        data={
+            "status": motion.status,
+            "outcome": result,
+            "roll_call": {code: str(choice) for code, choice in sorted(votes.items())},
+        },
+    )
+
+
+def _sitting_delegate(db: Session, actor: Principal) -> Delegate:
+    seat = None if actor.person_id is None else _seat_of(db, actor.person_id)
+    if seat is None or not seat.member_state.active:
+        raise InvalidInput("you do not sit on the council for a member state")
+    return seat
+
+
+def _motion(db: Session, motion_id: int) -> Motion:
+    motion = db.get(Motion, motion_id)
+    if motion is None:
+        raise NotFound(f"no motion with id {motion_id}")
+    return motion
+
+
+def motions_query(
+    actor: Principal, *, status: str | None = None, kind: MotionKind | None = None
+) -> Any:
+    authorize(actor, Action.GovernanceRead, GOVERNANCE)
+    query = select(Motion)
+    if status:
+        query = query.where(Motion.status == status)
+    if kind:
+        query = query.where(Motion.kind == kind)
+    return query
+
+
+def regulation_history(db: Session, actor: Principal = SYSTEM) -> list[InForce]:
+    """Every adopted version, newest first, then the provisional one (version 0)."""
+    authorize(actor, Action.GovernanceRead, GOVERNANCE)
+    from commonlab.governance.regulation import regulation_hash
+
+    with db.begin():
+        rows = list(
+            db.scalars(select(RegulationVersion).order_by(RegulationVersion.version.desc()))
+        )
+    provisional = default_regulation()
+    return [
+        InForce(r.version, Regulation.model_validate(r.document), r.sha256, r.adopted_at)
+        for r in rows
+    ] + [InForce(0, provisional, regulation_hash(provisional), None)]
+
+
+def regulation_version(
+    db: Session, version: int | None = None, *, at: datetime | None = None
+) -> InForce:
+    if version is None:
+        with db.begin():
+            return regulation_in_force(db, at=at)
+    for item in regulation_history(db):
+        if item.version == version:
+            return item
+    raise NotFound(f"no regulation version {version}")
+
+
+def regulation_diff(db: Session, old: int, new: int) -> list[dict[str, Any]]:
+    """What changed between two versions: one row per changed field, by dotted path."""
+    before = _flatten(regulation_version(db, old).regulation.model_dump(mode="json"))
+    after = _flatten(regulation_version(db, new).regulation.model_dump(mode="json"))
+    return [
+        {"field": key, "from": before.get(key), "to": after.get(key)}
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def contributions(db: Session) -> dict[str, Decimal]:
+    with db.begin():
+        return effects.current_shares(db)
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# Read models: what the API and the portal show ----------------------------------------------
+
+
+def member_views(
+    db: Session, actor: Principal, *, include_removed: bool = False
+) -> list[MemberOut]:
+    authorize(actor, Action.GovernanceRead, GOVERNANCE)
+    with db.begin():
+        query = select(MemberState).order_by(MemberState.code)
+        if not include_removed:
+            query = query.where(MemberState.removed_at.is_(None))
+        members = list(db.scalars(query))
+        shares = effects.current_shares(db)
+        seats = [d for m in members for d in m.delegates if d.ended_at is None]
+        people = _people(db, {d.person_id for d in seats})
+        return [
+            MemberOut(
+                code=m.code,
+                name=m.name,
+                admitted_at=m.admitted_at,
+                admitted_by_motion=m.admitted_by_motion,
+                removed_at=m.removed_at,
+                contribution=format(shares.get(m.code, Decimal(0)).normalize(), "f"),
+                delegates=[
+                    DelegateOut(
+                        person_id=d.person_id,
+                        name=people[d.person_id].name,
+                        pseudonym=people[d.person_id].pseudonym,
+                    )
+                    for d in m.delegates
+                    if d.ended_at is None
+                ],
+            )
+            for m in members
+        ]
+
+
+def motion_views(db: Session, motions: list[Motion]) -> list[MotionOut]:
+    """Render motions with names (in the caller's transaction)."""
+    people = _people(
+        db, {m.tabled_by for m in motions} | {v.cast_by for m in motions for v in m.votes}
+    )
+    codes = {i: c for i, c in db.execute(select(MemberState.id, MemberState.code))}
+    return [
+        MotionOut(
+            id=m.id,
+            kind=MotionKind(m.kind),
+            title=m.title,
+            text=m.text,
+            payload=m.payload,
+            rule=m.rule,
+            tabled_by=people[m.tabled_by].name,
+            tabled_for=codes[m.tabled_for],
+            opens_at=m.opens_at,
+            closes_at=m.closes_at,
+            status=m.status,
+            result=m.result,
+            decided_at=m.decided_at,
+            votes=[
+                RollCall(
+                    member=codes[v.member_state_id],
+                    choice=Choice(v.choice),
+                    delegate=people[v.cast_by].name,
+                    cast_at=v.cast_at,
+                )
+                for v in m.votes
+            ],
+        )
+        for m in motions
+    ]
+
+
+def motion_view(db: Session, actor: Principal, motion_id: int) -> MotionOut:
+    authorize(actor, Action.GovernanceRead, GOVERNANCE)
+    with db.begin():
+        return motion_views(db, [_motion(db, motion_id)])[0]
+
+
+def _people(db: Session, ids: set[int]) -> dict[int, Person]:
+    if not ids:
+        return {}
+    return {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(ids)))}
