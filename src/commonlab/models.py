@@ -1,8 +1,9 @@
 """Every domain's tables, imported in one place so Alembic and tests see the whole schema."""
 
+from commonlab.artifacts import models as artifacts_models
 from commonlab.db import Base
 from commonlab.governance import models as governance_models
 from commonlab.identity import models as identity_models
 from commonlab.record import models as record_models
 
-__all__ = ["Base", "governance_models", "identity_models", "record_models"]
+__all__ = ["Base", "artifacts_models", "governance_models", "identity_models", "record_models"]

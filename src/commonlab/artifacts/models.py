@@ -76,9 +76,7 @@ class Repo(Base):
     created_by: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    versions: Mapped[list[Version]] = relationship(
-        back_populates="repo", order_by="Version.number"
-    )
+    versions: Mapped[list[Version]] = relationship(back_populates="repo", order_by="Version.number")
     tags: Mapped[list[Tag]] = relationship(back_populates="repo", order_by="Tag.name")
 
     @property

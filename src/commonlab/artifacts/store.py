@@ -185,9 +185,7 @@ class ObjectStore:
         except FileNotFoundError:
             return 0
 
-    def append(
-        self, upload_id: str, offset: int, chunks: Iterable[bytes], *, limit: int
-    ) -> int:
+    def append(self, upload_id: str, offset: int, chunks: Iterable[bytes], *, limit: int) -> int:
         """Append a chunk at `offset` (which must be where the upload is); returns the new size.
 
         Writing stops with ValueError past `limit` total bytes; what was received before the
@@ -226,8 +224,11 @@ class ObjectStore:
             fh.flush()
             return written
 
-    def finish_upload(self, upload_id: str) -> StoredObject:
-        """Turn a complete upload into an object (fsynced, renamed); the part file is gone."""
+    def finish_upload(self, upload_id: str, *, expected_sha256: str) -> StoredObject | None:
+        """Turn a complete upload into an object (fsynced, renamed); the part file is gone.
+
+        None, and the bytes discarded, when they do not have the expected SHA-256.
+        """
         part = self._part(upload_id)
         with self._running_lock:
             running = self._running.pop(upload_id, None)
@@ -235,6 +236,9 @@ class ObjectStore:
             os.fsync(fh.fileno())
         size = part.stat().st_size
         stored = running.result() if running and running.size == size else hash_file(part)
+        if stored.sha256 != expected_sha256:
+            self.discard_upload(upload_id)
+            return None
         self._place(part, stored.blake3)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

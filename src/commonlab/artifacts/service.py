@@ -1,0 +1,884 @@
+"""Artifacts use cases: repositories, resumable uploads, signed versions, tags, downloads,
+lineage and garbage collection. Each one authorizes first, applies its rules, and writes its
+rows and its record entry in one transaction; object bytes live in `store.ObjectStore`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.artifacts import croissant as croissant_doc
+from commonlab.artifacts import metadata, signing
+from commonlab.artifacts.events import ArtifactsEvent
+from commonlab.artifacts.models import (
+    LineageEdge,
+    Relation,
+    Repo,
+    RepoKind,
+    Tag,
+    Upload,
+    UploadState,
+    Version,
+    VersionFile,
+    Visibility,
+)
+from commonlab.artifacts.schemas import RepoCreate, TagSet, UploadCreate, VersionCreate
+from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
+from commonlab.db import utcnow
+from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from commonlab.identity.principal import Principal, Role
+from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.levels import Level
+from commonlab.record.note import Signer
+
+__all__ = [
+    "FileNotInVersion",
+    "Registry",
+    "RevisionNotFound",
+    "collect_garbage",
+    "commit_version",
+    "create_repo",
+    "get_repo",
+    "get_version",
+    "lineage",
+    "open_file",
+    "parse_ref",
+    "prov_document",
+    "put_chunk",
+    "repos_query",
+    "set_tag",
+    "start_upload",
+    "upload_status",
+]
+
+UPLOAD_LIFETIME = timedelta(days=1)
+MAX_LINEAGE_NODES = 10_000
+
+
+class RevisionNotFound(NotFound):
+    """The repository exists, but no version answers to that revision."""
+
+
+class FileNotInVersion(NotFound):
+    """The version exists, but holds no file at that path."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the use cases need beyond the database: the object store and the facility key."""
+
+    store: ObjectStore
+    signer: Signer
+    base_url: str
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    id: str | None
+    state: str
+    size: int
+    received: int
+    blake3: str | None
+
+
+# Repositories --------------------------------------------------------------------------------
+
+
+def _resource(repo: Repo) -> Resource:
+    return Resource(
+        "artifact",
+        f"{repo.kind}/{repo.namespace}/{repo.name}",
+        level=Level(repo.level),
+        compartments=frozenset(repo.compartments),
+        project=repo.project,
+        owner=repo.owner_id,
+    )
+
+
+def _ctx(repo: Repo) -> dict[str, object]:
+    return {"visibility": repo.visibility}
+
+
+def _public(repo: Repo) -> bool:
+    return repo.visibility == Visibility.PUBLIC and repo.level == Level.CL1
+
+
+def _subject(repo: Repo, number: int | None = None) -> str:
+    # Non-public repositories appear on the record by id; their names enter as commitments.
+    base = f"{repo.kind}s/{repo.repo_id}" if _public(repo) else f"artifact/{repo.id}"
+    return base if number is None else f"{base}@{number}"
+
+
+def create_repo(db: Session, actor: Principal, req: RepoCreate) -> Repo:
+    namespace = req.project or actor.pseudonym
+    with db.begin():
+        repo = Repo(
+            kind=req.kind,
+            namespace=namespace,
+            name=req.name,
+            project=req.project,
+            owner_id=None if req.project else actor.person_id,
+            visibility=req.visibility,
+            level=req.level,
+            compartments=sorted(set(req.compartments)),
+            description=req.description,
+            created_by=actor.pseudonym,
+        )
+        authorize(actor, Action.ArtifactsRepoCreate, _resource(repo), _ctx(repo))
+        authorize(actor, Action.ResourceWrite, _resource(repo), {"data_level": req.level})
+        if req.visibility == Visibility.PROJECT and not req.project:
+            raise InvalidInput("visibility 'project' needs a project: give project, or 'private'")
+        if db.scalar(
+            select(Repo.id).where(
+                Repo.kind == req.kind,
+                func.lower(Repo.namespace) == namespace.lower(),
+                func.lower(Repo.name) == req.name.lower(),
+            )
+        ):
+            raise Conflict(f"the {req.kind} repository {namespace}/{req.name} already exists")
+        db.add(repo)
+        db.flush()
+        public = {"level": Level(req.level).label, "visibility": req.visibility}
+        names = {"repository": repo.repo_id, "kind": req.kind}
+        record.append(
+            db,
+            ArtifactsEvent.RepoCreated,
+            actor=actor,
+            as_role=Role.OPERATOR if req.project else None,
+            subject=_subject(repo),
+            data={**public, **(names if _public(repo) else {})},
+            private=None if _public(repo) else names,
+        )
+    return repo
+
+
+def _find_repo(db: Session, kind: RepoKind | str, namespace: str, name: str) -> Repo:
+    repo = db.scalar(
+        select(Repo).where(Repo.kind == kind, Repo.namespace == namespace, Repo.name == name)
+    )
+    if repo is None:
+        raise NotFound(f"no {kind} repository {namespace}/{name}")
+    return repo
+
+
+def _authorize_read(actor: Principal, repo: Repo) -> None:
+    try:
+        authorize(actor, Action.ArtifactsRead, _resource(repo), _ctx(repo))
+        authorize(actor, Action.ResourceRead, _resource(repo))
+    except AccessDenied:
+        # Whether a non-public repository exists is itself not public.
+        if repo.visibility != Visibility.PUBLIC and actor.is_public:
+            raise NotFound(f"no {repo.kind} repository {repo.repo_id}") from None
+        raise
+
+
+def _authorize_write(actor: Principal, repo: Repo, *, data_level: int | None = None) -> None:
+    authorize(actor, Action.ArtifactsWrite, _resource(repo), _ctx(repo))
+    level = max(repo.level, data_level or 0)
+    authorize(actor, Action.ResourceWrite, _resource(repo), {"data_level": level})
+
+
+def get_repo(
+    db: Session, actor: Principal, kind: RepoKind | str, namespace: str, name: str
+) -> Repo:
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_read(actor, repo)
+        _ = repo.versions, repo.tags
+    return repo
+
+
+def repos_query(actor: Principal, *, kind: RepoKind | None = None, q: str | None = None) -> Any:
+    """The repositories this principal may see (paginated by the caller)."""
+    query = select(Repo)
+    oversight = actor.roles & {Role.OPERATOR, Role.AUDITOR, Role.SAFETY_OFFICER}
+    if not oversight:
+        clearance = actor.clearance
+        reach = int(clearance.level) if clearance and clearance.expires_at > utcnow() else 1
+        visible = [Repo.visibility == Visibility.PUBLIC]
+        if actor.person_id is not None:
+            visible.append(Repo.owner_id == actor.person_id)
+        if actor.projects:
+            visible.append(
+                (Repo.project.in_(sorted(actor.projects))) & (Repo.visibility != Visibility.PRIVATE)
+            )
+        query = query.where(or_(*visible), Repo.level <= reach)
+    if kind is not None:
+        query = query.where(Repo.kind == kind)
+    if q:
+        needle = q.lower()
+        query = query.where(
+            or_(
+                func.lower(Repo.name).contains(needle, autoescape=True),
+                func.lower(Repo.namespace).contains(needle, autoescape=True),
+                func.lower(Repo.description).contains(needle, autoescape=True),
+            )
+        )
+    return query
+
+
+# Uploads -------------------------------------------------------------------------------------
+
+
+def start_upload(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    req: UploadCreate,
+) -> UploadStatus:
+    """Open a resumable upload, or none when this repository already holds the bytes."""
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_write(actor, repo)
+        if req.blake3 and registry.store.exists(req.blake3):
+            known = db.scalar(
+                select(VersionFile)
+                .join(Version)
+                .where(Version.repo_id == repo.id, VersionFile.blake3 == req.blake3)
+                .limit(1)
+            )
+            if known is not None:
+                if known.sha256 != req.sha256 or known.size != req.size:
+                    raise InvalidInput(
+                        "this BLAKE3 digest is held with another SHA-256 or size: check the file"
+                    )
+                return UploadStatus(None, UploadState.COMPLETE, req.size, req.size, req.blake3)
+        upload = Upload(
+            id=secrets.token_urlsafe(18),
+            repo_id=repo.id,
+            person_id=actor.person_id,
+            size=req.size,
+            sha256=req.sha256,
+            state=UploadState.OPEN,
+            expires_at=utcnow() + UPLOAD_LIFETIME,
+        )
+        db.add(upload)
+        db.flush()
+        registry.store.begin_upload(upload.id)
+    if req.size == 0:
+        return put_chunk(db, actor, registry, upload.id, 0, [])
+    return UploadStatus(upload.id, upload.state, upload.size, 0, None)
+
+
+def _own_upload(db: Session, actor: Principal, upload_id: str) -> Upload:
+    upload = db.get(Upload, upload_id) if len(upload_id) <= 40 else None
+    if upload is None or upload.person_id != actor.person_id:
+        raise NotFound(f"no upload {upload_id[:40]!r} of yours: start one with POST .../uploads")
+    return upload
+
+
+def upload_status(
+    db: Session, actor: Principal, registry: Registry, upload_id: str
+) -> UploadStatus:
+    with db.begin():
+        upload = _own_upload(db, actor, upload_id)
+        received = (
+            upload.size
+            if upload.state == UploadState.COMPLETE
+            else registry.store.received(upload.id)
+        )
+        return UploadStatus(upload.id, upload.state, upload.size, received, upload.blake3)
+
+
+def put_chunk(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    upload_id: str,
+    offset: int,
+    chunks: Iterable[bytes],
+) -> UploadStatus:
+    """Append bytes at `offset`; the last chunk checks the SHA-256 and makes the object."""
+    with db.begin():
+        upload = _own_upload(db, actor, upload_id)
+        repo = db.get_one(Repo, upload.repo_id)
+        _authorize_write(actor, repo)
+        if upload.state != UploadState.OPEN:
+            raise Conflict(f"upload {upload.id} is already complete: commit a version with it")
+        if upload.expires_at <= utcnow():
+            raise Conflict(f"upload {upload.id} expired: start a new one")
+        size, expected = upload.size, upload.sha256
+    store = registry.store
+    try:
+        received = store.append(upload_id, offset, chunks, limit=size)
+    except UploadOffsetMismatch as exc:
+        raise Conflict(
+            f"this upload holds {exc.received} bytes: send the chunk at offset {exc.received}",
+            received=exc.received,
+        ) from None
+    except ValueError:
+        raise InvalidInput(
+            f"the chunk runs past the declared size of {size} bytes: nothing of it was kept"
+        ) from None
+    except FileNotFoundError:
+        raise Conflict(f"upload {upload_id} has no bytes on this facility: start again") from None
+    if received < size:
+        return UploadStatus(upload_id, UploadState.OPEN, size, received, None)
+    stored = store.finish_upload(upload_id, expected_sha256=expected)
+    with db.begin():
+        upload = db.get_one(Upload, upload_id)
+        if stored is None:
+            db.delete(upload)
+        else:
+            upload.state = UploadState.COMPLETE
+            upload.blake3 = stored.blake3
+    if stored is None:
+        raise InvalidInput(
+            f"the {size} bytes received do not match the declared SHA-256 {expected}: the upload "
+            "was discarded; check the file and upload it again"
+        )
+    return UploadStatus(upload_id, UploadState.COMPLETE, size, size, stored.blake3)
+
+
+# Versions -----------------------------------------------------------------------------------
+
+
+def _resolve(db: Session, repo: Repo, rev: str | None) -> Version:
+    query = select(Version).where(Version.repo_id == repo.id)
+    rev = (rev or "main").strip()
+    if rev in ("main", "latest", "HEAD"):
+        version = db.scalar(query.order_by(Version.number.desc()).limit(1))
+    elif rev.isdigit() and len(rev) < 10:
+        version = db.scalar(query.where(Version.number == int(rev)))
+    else:
+        tag = db.scalar(select(Tag).where(Tag.repo_id == repo.id, Tag.name == rev))
+        if tag is not None:
+            version = tag.version
+        elif 7 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
+            found = db.scalars(query.where(Version.commit.startswith(rev)).limit(2)).all()
+            version = found[0] if len(found) == 1 else None
+        else:
+            version = None
+    if version is None:
+        raise RevisionNotFound(
+            f"{repo.repo_id} has no revision {rev!r}: use a version number, a tag, a commit "
+            "or 'main'"
+        )
+    return version
+
+
+def parse_ref(ref: str) -> tuple[RepoKind, str, str, int]:
+    """`datasets/ns/name@3` → (dataset, ns, name, 3)."""
+    kinds, _, rest = ref.partition("/")
+    repo_id, _, number = rest.rpartition("@")
+    namespace, _, name = repo_id.partition("/")
+    return RepoKind(kinds.removesuffix("s")), namespace, name, int(number)
+
+
+def commit_version(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    req: VersionCreate,
+) -> Version:
+    """Publish an immutable, signed version from uploaded (or already held) files."""
+    paths = [metadata.check_path(f.path) for f in req.files]
+    if len(set(paths)) != len(paths):
+        raise InvalidInput("a path appears twice in files: each path names one file")
+    folders = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    if clash := sorted(folders & set(paths)):
+        raise InvalidInput(f"{clash[0]}: is both a file and a folder in files")
+    store = registry.store
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_write(actor, repo)
+        sources = _lineage_sources(db, actor, req)
+        if sources:
+            _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
+        files = _gather_files(db, actor, repo, store, req)
+        card = _card(store, files)
+        licenses = sorted(
+            {
+                metadata.normalise_license(x)
+                for x in [*req.licenses, *(card.licenses if card else [])]
+            }
+        )
+        number = (db.scalar(select(func.max(Version.number)).where(Version.repo_id == repo.id))
+                  or 0) + 1  # fmt: skip
+        statement = signing.make_statement(
+            repository=f"{repo.kind}s/{repo.repo_id}",
+            version=number,
+            files=files,
+            licenses=licenses,
+        )
+        envelope = signing.sign_statement(
+            statement, registry.signer, registry.signer.verifier_key()
+        )
+        digest = signing.statement_digest(envelope)
+        commit = digest[:40]
+        doc = None
+        if repo.kind == RepoKind.DATASET:
+            doc = croissant_doc.describe(
+                repository=repo.repo_id,
+                version=number,
+                files=files,
+                locals_={f["path"]: store.path(f["blake3"]) for f in files},
+                base_url=registry.base_url,
+                commit=commit,
+                licenses=licenses,
+                declared=req.croissant,
+            )
+            if req.croissant is not None or _croissant_available():
+                croissant_doc.validate(doc)
+        elif req.croissant is not None:
+            raise InvalidInput("croissant describes datasets; a model carries a model card")
+        version = Version(
+            repo_id=repo.id,
+            number=number,
+            commit=commit,
+            statement_sha256=digest,
+            envelope=envelope,
+            message=req.message,
+            licenses=licenses,
+            license_flags=metadata.license_flags(licenses),
+            card={"meta": card.meta, "body": card.body} if card else None,
+            croissant=doc,
+            sources=req.sources,
+            job=req.job,
+            total_bytes=sum(f["size"] for f in files),
+            created_by=actor.pseudonym,
+        )
+        db.add(version)
+        db.flush()
+        db.add_all(VersionFile(version_id=version.id, **f) for f in files)
+        for source, relation in sources:
+            db.add(
+                LineageEdge(
+                    version_id=version.id, source_id=source.id, relation=relation, job=req.job
+                )
+            )
+        db.execute(
+            delete(Upload).where(
+                Upload.repo_id == repo.id,
+                Upload.state == UploadState.COMPLETE,
+                Upload.person_id == actor.person_id,
+                Upload.blake3.in_({f["blake3"] for f in files}),
+            )
+        )
+        event = (
+            ArtifactsEvent.DatasetPublished
+            if repo.kind == RepoKind.DATASET
+            else ArtifactsEvent.ModelPublished
+        )
+        signature = envelope["signatures"][0]
+        public = {
+            "commit": commit,
+            "statement_sha256": digest,
+            "signature": signature["sig"],
+            "key": signature["keyid"],
+            "files": len(files),
+            "bytes": version.total_bytes,
+            "level": Level(repo.level).label,
+        }
+        details = {
+            "licenses": licenses,
+            "lineage": [f"{r.relation}:{r.ref}" for r in req.lineage],
+            "job": req.job,
+        }
+        record.append(
+            db,
+            event,
+            actor=actor,
+            subject=_subject(repo, number),
+            data={**public, **(details if _public(repo) else {})},
+            private=None if _public(repo) else details,
+        )
+        if req.tag:
+            _set_tag(db, actor, repo, req.tag, version, move=False)
+    return version
+
+
+def _croissant_available() -> bool:
+    try:
+        import mlcroissant  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _lineage_sources(
+    db: Session, actor: Principal, req: VersionCreate
+) -> list[tuple[Version, Relation]]:
+    sources = []
+    for item in req.lineage:
+        kind, ns, name, number = parse_ref(item.ref)
+        source_repo = _find_repo(db, kind, ns, name)
+        _authorize_read(actor, source_repo)
+        source = _resolve(db, source_repo, str(number))
+        sources.append((source, item.relation))
+    return sources
+
+
+def _gather_files(
+    db: Session, actor: Principal, repo: Repo, store: ObjectStore, req: VersionCreate
+) -> list[dict[str, Any]]:
+    """Each file's size and hashes, from this person's finished uploads or earlier versions."""
+    wanted = {f.blake3 for f in req.files}
+    held: dict[str, tuple[int, str]] = {}
+    for b3, size, sha in db.execute(
+        select(Upload.blake3, Upload.size, Upload.sha256).where(
+            Upload.repo_id == repo.id,
+            Upload.person_id == actor.person_id,
+            Upload.state == UploadState.COMPLETE,
+            Upload.blake3.in_(wanted),
+        )
+    ):
+        held[b3] = (size, sha)
+    for b3, size, sha in db.execute(
+        select(VersionFile.blake3, VersionFile.size, VersionFile.sha256)
+        .join(Version)
+        .where(Version.repo_id == repo.id, VersionFile.blake3.in_(wanted - held.keys()))
+    ):
+        held[b3] = (size, sha)
+    files = []
+    for entry in req.files:
+        if entry.blake3 not in held or not store.exists(entry.blake3):
+            raise InvalidInput(
+                f"{entry.path}: no finished upload of yours, and no earlier version of this "
+                f"repository, holds BLAKE3 {entry.blake3}: upload the file first"
+            )
+        size, sha = held[entry.blake3]
+        media = entry.media_type or metadata.media_type(entry.path)
+        meta: dict[str, Any] = {}
+        if entry.path.endswith(".safetensors"):
+            with store.open(entry.blake3) as fh:
+                meta = metadata.read_safetensors_header(fh, size, path=entry.path)
+        files.append(
+            {
+                "path": entry.path,
+                "size": size,
+                "blake3": entry.blake3,
+                "sha256": sha,
+                "media_type": media,
+                "meta": meta,
+            }
+        )
+    return files
+
+
+def _card(store: ObjectStore, files: list[dict[str, Any]]) -> metadata.ModelCard | None:
+    readme = next((f for f in files if f["path"] == "README.md"), None)
+    if readme is None:
+        return None
+    if readme["size"] > 1 << 20:
+        raise InvalidInput("README.md: a card is at most 1 MiB")
+    with store.open(readme["blake3"]) as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("README.md: the card is not UTF-8 text") from None
+    return metadata.parse_card(text)
+
+
+def get_version(
+    db: Session,
+    actor: Principal,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    rev: str | None,
+) -> Version:
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_read(actor, repo)
+        version = _resolve(db, repo, rev)
+        if repo.level >= Level.CL2:
+            record.append(
+                db,
+                ArtifactsEvent.Read,
+                actor=actor,
+                subject=_subject(repo, version.number),
+                data={"level": Level(repo.level).label},
+            )
+        _ = version.files, version.repo.tags
+    return version
+
+
+def open_file(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    rev: str | None,
+    path: str,
+) -> tuple[Version, VersionFile, Path]:
+    """Authorize a download (recorded before it is served above CL-1); the file to send."""
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_read(actor, repo)
+        version = _resolve(db, repo, rev)
+        entry = db.scalar(
+            select(VersionFile).where(
+                VersionFile.version_id == version.id, VersionFile.path == path
+            )
+        )
+        if entry is None:
+            raise FileNotInVersion(f"{repo.repo_id}@{version.number} has no file {path!r}")
+        subject = _subject(repo, version.number)
+        try:
+            authorize(actor, Action.ArtifactsDownload, _resource(repo), _ctx(repo))
+        except AccessDenied as exc:
+            denial = exc
+        else:
+            denial = None
+            if repo.level >= Level.CL2:
+                record.append(
+                    db,
+                    ArtifactsEvent.Downloaded,
+                    actor=actor,
+                    subject=subject,
+                    private={"path": path},
+                    data={"level": Level(repo.level).label, "sha256": entry.sha256},
+                )
+    if denial is not None:
+        if repo.level >= Level.CL2:
+            with db.begin():
+                record.append(
+                    db,
+                    ArtifactsEvent.DownloadRefused,
+                    actor=actor,
+                    subject=subject,
+                    data={"level": Level(repo.level).label, "reason": denial.message},
+                    private={"path": path},
+                )
+        raise denial
+    return version, entry, registry.store.path(entry.blake3)
+
+
+# Tags ---------------------------------------------------------------------------------------
+
+
+def set_tag(
+    db: Session,
+    actor: Principal,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    tag: str,
+    req: TagSet,
+) -> tuple[Tag, bool]:
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_write(actor, repo)
+        version = _resolve(db, repo, str(req.version))
+        row, moved = _set_tag(db, actor, repo, tag, version, move=req.move)
+    return row, moved
+
+
+def _set_tag(
+    db: Session, actor: Principal, repo: Repo, name: str, version: Version, *, move: bool
+) -> tuple[Tag, bool]:
+    if name in ("main", "latest", "HEAD"):
+        raise InvalidInput(f"{name!r} always names the newest version; choose another tag")
+    tag = db.scalar(select(Tag).where(Tag.repo_id == repo.id, Tag.name == name))
+    if tag is not None and tag.version_id == version.id:
+        return tag, False
+    if tag is not None and not move:
+        raise Conflict(
+            f"tag {name!r} already names version {tag.version.number}: pass move=true to move "
+            "it (the move is recorded)"
+        )
+    previous = tag.version.number if tag is not None else None
+    if tag is None:
+        tag = Tag(repo_id=repo.id, name=name, version_id=version.id)
+        db.add(tag)
+    else:
+        tag.version_id = version.id
+        tag.moved_at = utcnow()
+    db.flush()
+    db.refresh(tag)
+    record.append(
+        db,
+        ArtifactsEvent.TagMoved if previous is not None else ArtifactsEvent.TagCreated,
+        actor=actor,
+        subject=_subject(repo),
+        data={"tag": name, "version": version.number, "commit": version.commit, "from": previous},
+    )
+    return tag, previous is not None
+
+
+# Lineage -----------------------------------------------------------------------------------
+
+
+def _ref(version: Version) -> str:
+    return f"{version.repo.kind}s/{version.repo.repo_id}@{version.number}"
+
+
+def lineage(
+    db: Session,
+    actor: Principal,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    rev: str | None,
+    *,
+    direction: str = "up",
+) -> dict[str, Any]:
+    """'up': what went into it, down to dataset versions and their sources; 'down': what was
+    built from it. Versions the principal may not read appear only as 'withheld'."""
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_read(actor, repo)
+        root = _resolve(db, repo, rev)
+        nodes: dict[int, dict[str, Any]] = {}
+        edges: list[dict[str, Any]] = []
+        frontier, seen = [root], {root.id}
+        while frontier and len(seen) < MAX_LINEAGE_NODES:
+            current = frontier.pop()
+            nodes[current.id] = _node(actor, current)
+            if nodes[current.id].get("withheld"):
+                continue
+            column = LineageEdge.version_id if direction == "up" else LineageEdge.source_id
+            for edge in db.scalars(select(LineageEdge).where(column == current.id)):
+                other = edge.source if direction == "up" else edge.version
+                edges.append(
+                    {
+                        "from": _ref(edge.version),
+                        "to": _ref(edge.source),
+                        "relation": edge.relation,
+                        "job": edge.job,
+                    }
+                )
+                if other.id not in seen:
+                    seen.add(other.id)
+                    frontier.append(other)
+        return {
+            "root": _ref(root),
+            "direction": direction,
+            "nodes": sorted(nodes.values(), key=lambda n: n["ref"]),
+            "edges": edges,
+        }
+
+
+def _node(actor: Principal, version: Version) -> dict[str, Any]:
+    ref = _ref(version)
+    try:
+        _authorize_read(actor, version.repo)
+    except (AccessDenied, NotFound):
+        return {"ref": f"artifact/{version.repo.id}@{version.number}", "withheld": True}
+    return {
+        "ref": ref,
+        "kind": version.repo.kind,
+        "commit": version.commit,
+        "licenses": version.licenses,
+        "job": version.job,
+        "sources": version.sources,
+        "created_at": record.format_time(version.created_at),
+    }
+
+
+def prov_document(graph: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+    """A lineage graph as W3C PROV-JSON: versions are entities, jobs are activities."""
+    entity: dict[str, Any] = {}
+    activity: dict[str, Any] = {}
+    used: dict[str, Any] = {}
+    generated: dict[str, Any] = {}
+    derived: dict[str, Any] = {}
+    for node in graph["nodes"]:
+        attrs: dict[str, Any] = {"prov:type": node.get("kind", "withheld")}
+        if not node.get("withheld"):
+            attrs["prov:label"] = node["ref"]
+            attrs["commonlab:commit"] = node["commit"]
+            attrs["commonlab:licenses"] = " ".join(node["licenses"])
+            if node.get("job"):
+                job = f"job:{node['job']}"
+                activity.setdefault(job, {"prov:type": "commonlab:job"})
+                generated[f"_:gen{len(generated)}"] = {
+                    "prov:entity": node["ref"],
+                    "prov:activity": job,
+                }
+            for i, source in enumerate(node.get("sources") or []):
+                src_id = f"source:{node['ref']}#{i}"
+                entity[src_id] = {
+                    "prov:type": "commonlab:source",
+                    **{f"commonlab:{k}": str(v) for k, v in source.items()},
+                }
+                derived[f"_:src{len(derived)}"] = {
+                    "prov:generatedEntity": node["ref"],
+                    "prov:usedEntity": src_id,
+                }
+        entity[node["ref"]] = attrs
+    for i, edge in enumerate(graph["edges"]):
+        derived[f"_:der{i}"] = {
+            "prov:generatedEntity": edge["from"],
+            "prov:usedEntity": edge["to"],
+            "prov:type": f"commonlab:{edge['relation']}",
+        }
+        if edge.get("job"):
+            job = f"job:{edge['job']}"
+            activity.setdefault(job, {"prov:type": "commonlab:job"})
+            used[f"_:use{i}"] = {"prov:activity": job, "prov:entity": edge["to"]}
+    return {
+        "prefix": {
+            "commonlab": f"{base_url}/ns/prov#",
+            "models": f"{base_url}/artifacts/models/",
+            "datasets": f"{base_url}/artifacts/datasets/",
+            "job": f"{base_url}/jobs/",
+            "source": f"{base_url}/sources/",
+        },
+        "entity": entity,
+        "activity": activity,
+        "used": used,
+        "wasGeneratedBy": generated,
+        "wasDerivedFrom": derived,
+    }
+
+
+# Garbage collection ------------------------------------------------------------------------
+
+
+def collect_garbage(db: Session, actor: Principal, registry: Registry) -> dict[str, int]:
+    """Remove objects no version references; refused while any upload is open."""
+    store = registry.store
+    with db.begin():
+        authorize(actor, Action.ArtifactsCollect, Resource("artifact", "*"))
+        now = utcnow()
+        expired = db.scalars(select(Upload).where(Upload.expires_at <= now)).all()
+        for upload in expired:
+            store.discard_upload(upload.id)
+            db.delete(upload)
+        db.flush()
+        open_count = db.scalar(
+            select(func.count()).where(Upload.state == UploadState.OPEN)
+        ) or 0  # fmt: skip
+        if open_count or set(store.open_part_files()) - {u.id for u in expired}:
+            raise Conflict(
+                f"{open_count or 'some'} upload(s) are open: collect when they finish or expire"
+            )
+        with store.exclusive():
+            referenced = set(db.scalars(select(VersionFile.blake3).distinct()))
+            referenced |= {
+                b3 for b3 in db.scalars(select(Upload.blake3).where(Upload.blake3.is_not(None)))
+            }
+            removed = freed = 0
+            for b3 in list(store.all_objects()):
+                if b3 not in referenced:
+                    freed += store.remove(b3)
+                    removed += 1
+        record.append(
+            db,
+            ArtifactsEvent.GarbageCollected,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject="artifacts/store",
+            data={"removed": removed, "bytes": freed, "expired_uploads": len(expired)},
+        )
+    return {"removed": removed, "bytes": freed, "expired_uploads": len(expired)}
