@@ -117,7 +117,7 @@ _ROWS = [
     ("max |deviation| / day", "", lambda f: f"{f['share_day']['max_abs_deviation']:.1%}"),
     ("Jain (hourly)", "", lambda f: f"{f['share_hour']['jain']:.3f}"),
     ("backfilled jobs", "", lambda f: f"{f['backfilled_jobs']:,}"),
-    ("preemptions", "", lambda f: str(f['preemptions'])),
+    ("preemptions", "", lambda f: str(f["preemptions"])),
     ("jobs/s simulated", "", lambda f: f"{f['jobs_per_s']:,.0f}"),
 ]
 

@@ -1,0 +1,318 @@
+"""`commonlab dataset|model push|pull` and `commonlab verify`: moving artifacts between a
+directory and a facility, with progress bars, and checking a local copy against its signed
+manifest offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import blake3
+import httpx
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.render import console
+
+__all__ = ["register"]
+
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+LOCAL_DIR = ".commonlab"
+READ_CHUNK = 1 << 20
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _local_files(root: Path) -> list[tuple[str, Path]]:
+    """Every regular file under root (sorted); a symlink is an error, not a file."""
+    if not root.is_dir():
+        raise CliError(f"{root} is not a directory")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not (base == root and d == LOCAL_DIR))
+        for name in [*dirnames, *filenames]:
+            if (base / name).is_symlink():
+                raise CliError(
+                    f"{(base / name).relative_to(root)} is a symbolic link: copy the file it "
+                    "points to instead (a version holds only regular files)"
+                )
+        for name in sorted(filenames):
+            path = base / name
+            found.append((path.relative_to(root).as_posix(), path))
+    if not found:
+        raise CliError(f"{root} holds no files to push")
+    return sorted(found)
+
+
+def _digest(path: Path, progress: Progress, task: Any) -> dict[str, Any]:
+    b3, sha, size = blake3.blake3(max_threads=blake3.blake3.AUTO), hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(READ_CHUNK * 8):
+            b3.update(chunk)
+            sha.update(chunk)
+            size += len(chunk)
+            progress.advance(task, len(chunk))
+    return {"size": size, "sha256": sha.hexdigest(), "blake3": b3.hexdigest()}
+
+
+def _split(repo: str) -> tuple[str | None, str]:
+    if repo.count("/") > 1:
+        raise CliError(f"--repo {repo!r}: give namespace/name, or just name for your own")
+    ns, _, name = repo.rpartition("/")
+    return ns or None, name
+
+
+def _ensure_repo(client: Client, kind: str, ns: str | None, name: str, opts: dict[str, Any]) -> str:
+    me = client.get("/api/v1/me")
+    if not me.get("authenticated"):
+        raise CliError("pushing needs a token: run `commonlab login` or set COMMONLAB_TOKEN")
+    namespace = ns or me["pseudonym"]
+    path = f"{kind}s/{namespace}/{name}"
+    try:
+        client.get(f"/api/v1/artifacts/{path}")
+        return path
+    except CliError as exc:
+        if "(HTTP 404)" not in str(exc):
+            raise
+    body = {"kind": kind, "name": name, **opts}
+    if namespace != me["pseudonym"]:
+        body["project"] = namespace
+    client.post("/api/v1/artifacts/repos", json=body)
+    console.print(f"created the {kind} repository {namespace}/{name}")
+    return path
+
+
+def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], progress: Progress,
+            task: Any) -> None:  # fmt: skip
+    answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digest)
+    if answer["state"] == "complete":
+        progress.advance(task, digest["size"])  # the facility already holds these bytes
+        return
+    upload_id, chunk_bytes, offset = answer["id"], answer["chunk_bytes"], 0
+    with path.open("rb") as fh:
+        while offset < digest["size"]:
+            fh.seek(offset)
+            chunk = fh.read(chunk_bytes)
+            for attempt in range(3):
+                try:
+                    answer = client.request(
+                        "PUT",
+                        f"/api/v1/artifacts/uploads/{upload_id}",
+                        params={"offset": offset},
+                        content=chunk,
+                        headers={"content-type": "application/octet-stream"},
+                    )
+                    break
+                except CliError:
+                    if attempt == 2:
+                        raise
+                    # Resume where the facility says the upload is.
+                    status = client.get(f"/api/v1/artifacts/uploads/{upload_id}")
+                    if status["received"] != offset:
+                        answer = status
+                        break
+            progress.advance(task, answer["received"] - offset)
+            offset = answer["received"]
+
+
+def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any) -> None:
+    client = Client(load_login(url=url))
+    ns, name = _split(repo)
+    files = _local_files(directory)
+    total = sum(p.stat().st_size for _, p in files)
+    create = {k: options.pop(k) for k in ("visibility", "level") if options.get(k) is not None}
+    repo_path = _ensure_repo(client, kind, ns, name, create)
+    with _bar() as progress:
+        hashing = progress.add_task("hashing  ", total=total)
+        digests = {rel: _digest(p, progress, hashing) for rel, p in files}
+        sending = progress.add_task("uploading", total=total)
+        for rel, p in files:
+            _upload(client, repo_path, p, digests[rel], progress, sending)
+    body: dict[str, Any] = {
+        "files": [{"path": rel, "blake3": digests[rel]["blake3"]} for rel, _ in files],
+        "message": options.get("message") or "",
+        "licenses": options.get("licenses") or [],
+    }
+    if options.get("tag"):
+        body["tag"] = options["tag"]
+    if options.get("job"):
+        body["job"] = options["job"]
+    if options.get("lineage"):
+        body["lineage"] = [_lineage(item) for item in options["lineage"]]
+    if options.get("croissant"):
+        body["croissant"] = json.loads(Path(options["croissant"]).read_text())
+    version = client.post(f"/api/v1/artifacts/{repo_path}/versions", json=body)
+    console.print(
+        f"[green]✓[/green] {repo_path}@{version['number']} published and signed: "
+        f"{len(files)} files, {total} bytes, commit {version['commit']}"
+    )
+    for flag in version.get("license_flags", []):
+        console.print(f"[yellow]![/yellow] {flag}")
+
+
+def _lineage(item: str) -> dict[str, str]:
+    relation, sep, ref = item.partition(":")
+    if not sep or "@" not in ref:
+        raise CliError(f"--from {item!r}: write relation:kinds/ns/name@version, e.g. "
+                       "trained_on:datasets/lab/asr@3")  # fmt: skip
+    return {"ref": ref, "relation": relation}
+
+
+def _pull(kind: str, ref: str, directory: Path, url: str | None) -> None:
+    login = load_login(url=url)
+    client = Client(login)
+    repo_id, _, rev = ref.partition("@")
+    ns, name = _split(repo_id)
+    if ns is None:
+        raise CliError(f"{ref!r}: give namespace/name[@version]")
+    base = f"/api/v1/artifacts/{kind}s/{ns}/{name}/versions/{rev or 'main'}"
+    version = client.get(base)
+    signature = client.get(f"{base}/signature")
+    directory.mkdir(parents=True, exist_ok=True)
+    headers = {"Authorization": f"Bearer {login.token}"} if login.token else {}
+    with httpx.Client(base_url=login.url, headers=headers, timeout=60) as http, _bar() as progress:
+        task = progress.add_task("downloading", total=version["total_bytes"])
+        for f in version["files"]:
+            target = directory / f["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            sha = hashlib.sha256()
+            with http.stream("GET", f"{base}/files/{f['path']}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    detail = response.json().get("detail", response.text)
+                    raise CliError(f"{f['path']}: {detail} (HTTP {response.status_code})")
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes(READ_CHUNK):
+                        out.write(chunk)
+                        sha.update(chunk)
+                        progress.advance(task, len(chunk))
+            if sha.hexdigest() != f["sha256"]:
+                partial.unlink()
+                raise CliError(f"{f['path']}: the bytes received do not match the manifest")
+            partial.replace(target)
+    local = directory / LOCAL_DIR
+    local.mkdir(exist_ok=True)
+    (local / "signature.json").write_text(json.dumps(signature, indent=2))
+    console.print(
+        f"[green]✓[/green] {kind}s/{ns}/{name}@{version['number']} in {directory} "
+        f"({len(version['files'])} files); check it any time with "
+        f"`commonlab verify {kind}s/{ns}/{name}@{version['number']} {directory}`"
+    )
+
+
+def _kind_group(kind: str) -> typer.Typer:
+    group = typer.Typer(help=f"{kind.capitalize()} repositories: push a directory, pull a version.")
+
+    @group.command("push")
+    def push(
+        directory: Annotated[Path, typer.Argument(help="the directory to publish")],
+        repo: Annotated[str, typer.Option("--repo", help="namespace/name (or name: yours)")],
+        message: Annotated[str, typer.Option("--message", "-m")] = "",
+        tag: Annotated[str | None, typer.Option(help="tag the new version")] = None,
+        license_: Annotated[
+            list[str] | None, typer.Option("--license", help="SPDX id (repeatable)")
+        ] = None,
+        lineage: Annotated[
+            list[str] | None,
+            typer.Option("--from", help="relation:kinds/ns/name@version (repeatable)"),
+        ] = None,
+        job: Annotated[str | None, typer.Option(help="the job that produced it")] = None,
+        croissant: Annotated[
+            Path | None, typer.Option(help="JSON file of declared Croissant fields")
+        ] = None,
+        visibility: Annotated[str | None, typer.Option(help="for a new repository")] = None,
+        level: Annotated[int | None, typer.Option(help="for a new repository: 1..4")] = None,
+        url: Url = None,
+    ) -> None:
+        """Upload a directory (resumable, deduplicated) and publish it as a signed version."""
+        _push(
+            kind, directory, repo, url, message=message, tag=tag, licenses=license_,
+            lineage=lineage, job=job, croissant=croissant, visibility=visibility, level=level,
+        )  # fmt: skip
+
+    @group.command("pull")
+    def pull(
+        ref: Annotated[str, typer.Argument(help="namespace/name[@version|tag|commit]")],
+        directory: Annotated[Path, typer.Argument(help="where to put the files")],
+        url: Url = None,
+    ) -> None:
+        """Download a version, checking every file's SHA-256 against the manifest."""
+        _pull(kind, ref, directory, url)
+
+    return group
+
+
+def verify(
+    ref: Annotated[str, typer.Argument(help="[models/|datasets/]namespace/name@version")],
+    directory: Annotated[Path, typer.Argument(help="the local copy to check")],
+    key: Annotated[
+        str | None, typer.Option(help="the facility's verifier key (name+id+base64)")
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="signature bundle (default: DIR/.commonlab/signature.json)")
+    ] = None,
+    url: Url = None,
+) -> None:
+    """Check a local copy against its signed manifest: offline with --bundle and --key."""
+    from commonlab.artifacts.signing import SignatureError, open_envelope, verify_directory
+
+    kinds, _, rest = ref.partition("/")
+    if kinds not in ("models", "datasets"):
+        kinds, rest = "models", ref
+    repo_id, _, rev = rest.partition("@")
+    saved = bundle or directory / LOCAL_DIR / "signature.json"
+    if saved.exists():
+        signature = json.loads(saved.read_text())
+    else:
+        client = Client(load_login(url=url))
+        path = f"/api/v1/artifacts/{kinds}/{repo_id}/versions/{rev or 'main'}/signature"
+        signature = client.get(path)
+    expected = f"{kinds}/{repo_id}"
+    try:
+        statement = open_envelope(signature["envelope"], key or signature["verifier_key"])
+    except (SignatureError, KeyError) as exc:
+        raise CliError(f"the signature does not verify: {exc}") from None
+    predicate = statement["predicate"]
+    if predicate["repository"] != expected or (rev.isdigit() and predicate["version"] != int(rev)):
+        raise CliError(
+            f"the bundle signs {predicate['repository']}@{predicate['version']}, not {ref}"
+        )
+    report = verify_directory(statement, directory)
+    for problem in report.problems:
+        console.print(f"[red]✗[/red] {problem}")
+    if not report.ok:
+        raise CliError(f"{directory} does not match the signed manifest of {ref}")
+    console.print(
+        f"[green]✓[/green] {report.checked} files match the manifest of "
+        f"{predicate['repository']}@{predicate['version']} signed by "
+        f"{(key or signature['verifier_key']).split('+')[0]}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(_kind_group("dataset"), name="dataset")
+    app.add_typer(_kind_group("model"), name="model")
+    app.command("verify")(verify)
