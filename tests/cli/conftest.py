@@ -66,4 +66,6 @@ def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COMMONLAB_CLI_CONFIG", str(path))
     monkeypatch.delenv("COMMONLAB_URL", raising=False)
     monkeypatch.delenv("COMMONLAB_TOKEN", raising=False)
+    # Wide enough that Rich does not wrap table cells the tests read.
+    monkeypatch.setenv("COLUMNS", "200")
     return path
