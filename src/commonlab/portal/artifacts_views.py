@@ -1,10 +1,128 @@
-"""Portal pages for open models and datasets: browse, a repository, a version (card, files,
-licences, lineage, signature status). Server-rendered; no page needs JavaScript."""
+"""Portal pages for open models and datasets: browse and search, a repository, and a version
+with its card, files, licences, lineage and signature status. Server-rendered; no page needs
+JavaScript. Views are thin: they call the artifacts service as the viewer and render."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from commonlab.artifacts import service, signing
+from commonlab.artifacts.models import Repo, RepoKind
+from commonlab.http import DbSession
+from commonlab.portal.templating import render
+from commonlab.portal.views import CurrentViewer, Viewer
 
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+_KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
+Kinds = Annotated[str, Path(pattern="^(models|datasets)$")]
+Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+def _page(request: Request, viewer: Viewer, name: str, **context: Any) -> Response:
+    facility = request.app.state.facility
+    return render(
+        name,
+        {
+            "viewer": viewer,
+            "has_session": viewer.session is not None,
+            "origin": facility.origin,
+            "nav": "artifacts",
+            **context,
+        },
+        private=viewer.session is not None,
+    )
+
+
+@router.get("/artifacts")
+def browse(
+    request: Request,
+    db: DbSession,
+    viewer: CurrentViewer,
+    kind: Annotated[str | None, Query(pattern="^(model|dataset)?$")] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+) -> Response:
+    kind_ = RepoKind(kind) if kind else None
+    query = service.repos_query(viewer.principal, kind=kind_, q=(q or "").strip() or None)
+    with db.begin():
+        repos = db.scalars(query.order_by(Repo.id.desc()).limit(PAGE_SIZE)).all()
+        rows = [
+            {
+                "kinds": f"{r.kind}s",
+                "repo_id": r.repo_id,
+                "kind": r.kind,
+                "level": r.level,
+                "visibility": r.visibility,
+                "description": r.description,
+                "latest": r.versions[-1].number if r.versions else None,
+            }
+            for r in repos
+        ]
+    return _page(request, viewer, "artifacts.html", rows=rows, kind=kind or "", q=q or "")
+
+
+@router.get("/artifacts/{kinds}/{namespace}/{name}")
+def repo_page(
+    kinds: Kinds, namespace: Namespace, name: Name, db: DbSession, viewer: CurrentViewer
+) -> Response:
+    repo = service.get_repo(db, viewer.principal, _KINDS[kinds], namespace, name)
+    if not repo.versions:
+        return RedirectResponse("/artifacts?q=" + name, status_code=303)
+    return RedirectResponse(
+        f"/artifacts/{kinds}/{namespace}/{name}/versions/{repo.versions[-1].number}",
+        status_code=303,
+    )
+
+
+@router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}")
+def version_page(
+    request: Request,
+    kinds: Kinds,
+    namespace: Namespace,
+    name: Name,
+    rev: Rev,
+    db: DbSession,
+    viewer: CurrentViewer,
+) -> Response:
+    principal = viewer.principal
+    kind = _KINDS[kinds]
+    version = service.get_version(db, principal, kind, namespace, name, rev)
+    up = service.lineage(db, principal, kind, namespace, name, str(version.number))
+    down = service.lineage(
+        db, principal, kind, namespace, name, str(version.number), direction="down"
+    )
+    key = request.app.state.facility.signer.verifier_key()
+    try:
+        statement = signing.open_envelope(version.envelope, key)
+        signed = {f["path"]: f["sha256"] for f in (
+            {"path": s["name"], "sha256": s["digest"]["sha256"]} for s in statement["subject"]
+        )}  # fmt: skip
+        matches = signed == {f.path: f.sha256 for f in version.files}
+        signature = {"ok": matches, "why": "" if matches else "the manifest differs from the files"}
+    except signing.SignatureError as exc:
+        signature = {"ok": False, "why": str(exc)}
+    repo = version.repo
+    return _page(
+        request,
+        viewer,
+        "artifact_version.html",
+        kinds=kinds,
+        repo=repo,
+        version=version,
+        versions=[v.number for v in repo.versions],
+        tags=sorted(t.name for t in repo.tags if t.version_id == version.id),
+        upstream=[n for n in up["nodes"] if n["ref"] != up["root"]],
+        downstream=[n for n in down["nodes"] if n["ref"] != down["root"]],
+        edges=up["edges"],
+        signature=signature,
+        verifier_key=key,
+        hub_url=("" if kinds == "models" else "datasets/") + repo.repo_id,
+    )

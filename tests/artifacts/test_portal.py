@@ -1,0 +1,60 @@
+"""The artifacts pages: browse, a version with card, files, licences, lineage and signature
+status; private repositories stay hidden from the public."""
+
+from __future__ import annotations
+
+from tests.artifacts.helpers import push, safetensors_bytes
+from tests.artifacts.test_api import TEXT, make_repo
+
+
+def test_browse_and_version_page(client, operator):
+    data = make_repo(client, operator, name="swahili-text", project="speech-lab",
+                     description="Radio transcripts")  # fmt: skip
+    source = {"name": "radio-1", "url": "https://radio.example", "license": "CC-BY-4.0"}
+    push(client, operator, data, {"train.jsonl": TEXT}, licenses=["CC-BY-4.0"], sources=[source])
+    model = make_repo(client, operator, kind="model", name="tiny", project="speech-lab")
+    card = b"---\nlicense: apache-2.0\n---\n# Tiny <script>alert(1)</script>\n"
+    response = push(
+        client, operator, model, {"README.md": card, "model.safetensors": safetensors_bytes()},
+        lineage=[{"ref": f"{data}@1", "relation": "trained_on"}], job="job-9",
+        licenses=["GPL-3.0-only", "CC-BY-NC-4.0"],
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+
+    page = client.get("/artifacts")
+    assert page.status_code == 200
+    assert "speech-lab/swahili-text" in page.text and "speech-lab/tiny" in page.text
+    only_models = client.get("/artifacts?kind=model").text
+    assert "speech-lab/tiny" in only_models and "swahili-text" not in only_models
+    assert "swahili-text" in client.get("/artifacts?q=radio").text
+
+    repo = client.get("/artifacts/models/speech-lab/tiny", follow_redirects=False)
+    assert repo.status_code == 303 and repo.headers["location"].endswith("/versions/1")
+    html = client.get("/artifacts/models/speech-lab/tiny/versions/1").text
+    assert "Signed by the facility" in html
+    assert "model.safetensors" in html and "job-9" in html
+    assert "datasets/speech-lab/swahili-text@1" in html and "source: radio-1" in html
+    assert "incompatible licences" in html.lower()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    down = client.get("/artifacts/datasets/speech-lab/swahili-text/versions/1").text
+    assert "models/speech-lab/tiny@1" in down and "Croissant 1.1" in down
+
+
+def test_private_repository_pages_are_not_found_for_the_public(client, operator):
+    repo = make_repo(client, operator, name="backroom", project="speech-lab", visibility="project")
+    push(client, operator, repo, {"a.txt": b"x"})
+    assert client.get("/artifacts/datasets/speech-lab/backroom/versions/1").status_code == 404
+    assert "backroom" not in client.get("/artifacts").text
+
+
+def test_bad_portal_input_is_a_page_not_a_500(client):
+    for url in (
+        "/artifacts/weights/a/b",
+        "/artifacts/models/a/b",
+        "/artifacts/models/a/b/versions/1",
+        "/artifacts?kind=weights",
+        "/artifacts?q=%00",
+    ):
+        response = client.get(url)
+        assert 400 <= response.status_code < 500, url
+        assert response.headers["content-type"].startswith("text/html")
