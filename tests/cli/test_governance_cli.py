@@ -65,8 +65,8 @@ def test_found_table_vote_close_and_read_the_regulation(capsys, served, monkeypa
     assert "allocation.council_threshold_hours" in out and "10000" in out
     code, out, _ = run(capsys, "regulation", "history")
     assert "Provisional" in out
-    code, out, _ = run(capsys, "motion", "list", "--status", "passed")
-    assert "Lower the threshold" in out
+    code, out, _ = run(capsys, "motion", "list", "--status", "passed", "--json")
+    assert [m["title"] for m in json.loads(out)] == ["Lower the threshold"]
 
 
 def test_governance_mistakes_are_one_line(capsys, served, monkeypatch):
