@@ -1,0 +1,135 @@
+"""Artifacts benchmarks: ingest throughput of `commonlab dataset push` against `cp` of the
+same files in the same run, and bytes stored for ten versions that each change 1% of a
+dataset (content addressing should store close to the changed bytes, not ten copies).
+
+    .venv/bin/python bench/artifacts_bench.py --ingest-mb 2048 --dedup-mb 512
+
+The facility runs in this process (uvicorn, SQLite, 64 MiB upload chunks); the push runs as
+the real CLI in a child process, as a researcher would run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _files(root: Path, total_mb: int, count: int) -> list[Path]:
+    root.mkdir(parents=True)
+    size = total_mb * (1 << 20) // count
+    paths = []
+    for i in range(count):
+        path = root / f"shard-{i:04d}.bin"
+        with path.open("wb") as fh:
+            left = size
+            while left:
+                n = min(left, 8 << 20)
+                fh.write(os.urandom(n))
+                left -= n
+        paths.append(path)
+    return paths
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _serve(home: Path):
+    import uvicorn
+
+    from commonlab.app import create_app
+    from commonlab.config import Settings
+    from commonlab.facility import open_facility
+    from commonlab.identity.service import bootstrap_operator
+
+    facility = open_facility(Settings(home=home, max_body_bytes=64 << 20))
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(facility), log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", token, server, thread
+
+
+def _push(url: str, token: str, folder: Path, repo: str, cfg: Path) -> float:
+    env = {**os.environ, "COMMONLAB_URL": url, "COMMONLAB_TOKEN": token,
+           "COMMONLAB_CLI_CONFIG": str(cfg), "TERM": "dumb"}  # fmt: skip
+    cli = [sys.executable, "-m", "commonlab.cli", "dataset", "push", str(folder), "--repo", repo]
+    start = time.perf_counter()
+    subprocess.run(cli, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ingest-mb", type=int, default=2048)
+    parser.add_argument("--ingest-files", type=int, default=16)
+    parser.add_argument("--dedup-mb", type=int, default=512)
+    parser.add_argument("--dedup-files", type=int, default=100)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="artifacts-bench-") as tmp:
+        work = Path(tmp)
+        url, token, server, thread = _serve(work / "home")
+        objects = work / "home" / "objects"
+
+        # 1. Ingest: push versus cp, the same files, same run, page cache warm for both.
+        src = work / "ingest"
+        _files(src, args.ingest_mb, args.ingest_files)
+        total = _du(src)
+        subprocess.run(["cat", *map(str, src.iterdir())], stdout=subprocess.DEVNULL, check=True)
+        start = time.perf_counter()
+        subprocess.run(["cp", "-r", str(src), str(work / "copy")], check=True)
+        subprocess.run(["sync"], check=True)
+        cp_s = time.perf_counter() - start
+        push_s = _push(url, token, src, "bench/ingest", work / "cli.toml")
+        shutil.rmtree(work / "copy")
+        mb = total / (1 << 20)
+        print(f"ingest {mb:.0f} MiB in {args.ingest_files} files")
+        print(f"  cp -r + sync           {cp_s:7.2f} s  {mb / cp_s:8.1f} MiB/s")
+        print(f"  commonlab dataset push {push_s:7.2f} s  {mb / push_s:8.1f} MiB/s")
+        print(f"  push / cp throughput   {cp_s / push_s:7.2f}x  (target >= 0.7x)")
+        shutil.rmtree(src)
+
+        # 2. Ten versions, each rewriting 1% of the dataset.
+        before = _du(objects)
+        data = work / "dedup"
+        shards = _files(data, args.dedup_mb, args.dedup_files)
+        dataset = _du(data)
+        changed = 0
+        per_push = []
+        for version in range(10):
+            if version:
+                victim = shards[(version * 7) % len(shards)]
+                size = victim.stat().st_size
+                victim.write_bytes(os.urandom(size))
+                changed += size
+            per_push.append(_push(url, token, data, "bench/dedup", work / "cli.toml"))
+        stored = _du(objects) - before
+        ideal = dataset + changed
+        print(f"ten versions of a {dataset / (1 << 20):.0f} MiB dataset, each changing 1%")
+        print(f"  ten full copies        {10 * dataset / (1 << 20):9.1f} MiB")
+        print(f"  first + changed bytes  {ideal / (1 << 20):9.1f} MiB")
+        print(f"  stored                 {stored / (1 << 20):9.1f} MiB  "
+              f"({stored / ideal:.3f}x the changed bytes)")  # fmt: skip
+        print(f"  push of an unchanged-but-1% version: {min(per_push[1:]):.2f} s")
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
