@@ -172,7 +172,11 @@ def fidelity(workload: Workload, outcome: Outcome) -> dict[str, float]:
         return {"jobs": len(recorded)}
 
     def ranks(x: np.ndarray) -> np.ndarray:
-        return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+        # Tied values share their average rank (Spearman's convention).
+        position = np.empty(len(x))
+        position[np.argsort(x, kind="stable")] = np.arange(len(x))
+        _, tie, count = np.unique(x, return_inverse=True, return_counts=True)
+        return (np.bincount(tie, position) / count)[tie]
 
     def corr(a: np.ndarray, b: np.ndarray) -> float:
         if a.std() == 0 or b.std() == 0:
