@@ -1,0 +1,2 @@
+"""Allocation: open calls, proposals, conflict-free review, allocations, the usage ledger and
+member-state share accounting."""
