@@ -38,7 +38,10 @@ def simulate(
     ] = None,
     scale_to: Annotated[
         int | None,
-        typer.Option(help="require a fleet of at least this many accelerators"),
+        typer.Option(
+            help="scale arrival rates for this many accelerators (default: the fleet's; "
+            "--load defaults to 0.95 with it)"
+        ),
     ] = None,
     max_runtime_h: Annotated[
         float, typer.Option(help="cut longer jobs to this many hours (0: no cut)")
@@ -63,11 +66,10 @@ def simulate(
             "commonlab.simulator.run.compare_regulations meanwhile"
         )
     fleet_spec = load_fleet(fleet)
-    if scale_to is not None and fleet_spec.accelerators < scale_to:
-        raise CliError(
-            f"the fleet has {fleet_spec.accelerators:,} accelerators, fewer than "
-            f"--scale-to {scale_to:,}: describe a larger fleet"
-        )
+    if scale_to is not None and scale_to < 1:
+        raise CliError(f"--scale-to must be at least 1, not {scale_to}")
+    if scale_to is not None and load is None:
+        load = 0.95
     document = load_regulation(regulation)
     traces = [load_trace(path) for path in trace]
     scenario = prepare(
@@ -77,6 +79,7 @@ def simulate(
         jobs=jobs,
         load=load,
         max_runtime=max_runtime_h * 3600 if max_runtime_h > 0 else None,
+        scale_to=scale_to,
     )
     with Progress(
         TextColumn("{task.description:<12}"),

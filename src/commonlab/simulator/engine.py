@@ -7,11 +7,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from commonlab.simulator.facility import Partition
+
+if TYPE_CHECKING:
+    from commonlab.simulator.workload import Workload
 
 __all__ = ["EngineSettings", "Outcome", "Policy", "State", "simulate"]
 
@@ -59,15 +63,21 @@ class Outcome:
     partition: np.ndarray
     events: int
     backfilled: int
+    # No policy preempts yet; the fields are here so reports have one shape when one does.
     preemptions: int = 0
     lost_accelerator_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 class State:
     """The facility as the engine runs it. Policies read (never write) its public fields."""
 
-    def __init__(self, workload, parts: Sequence[Partition], eligible, shares) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        parts: Sequence[Partition],
+        eligible: Sequence[tuple[int, ...]],
+        shares: Sequence[float],
+    ) -> None:
         self.workload = workload
         self.parts = list(parts)
         self.eligible = eligible
@@ -115,7 +125,7 @@ def _sorted_heap(heap: list) -> Iterator:
 
 
 def simulate(
-    workload,
+    workload: Workload,
     parts: Sequence[Partition],
     eligible: Sequence[tuple[int, ...]],
     policy: Policy,
@@ -404,7 +414,7 @@ def simulate(
     report_every = max(1, n // 200)
     dynamic = policy.dynamic
     events = 0
-    while arrival < n or completions:
+    while arrival < n or completions or queued_total:
         t_arrival = submit[arrival] if arrival < n else math.inf
         t_end = completions[0][0] if completions else math.inf
         now = min(t_arrival, t_end)

@@ -54,7 +54,10 @@ def prepare(
     jobs: int | None = None,
     load: float | None = None,
     max_runtime: float | None = None,
+    scale_to: int | None = None,
 ) -> Scenario:
+    """Build the workload for `fleet` under `document`; `load` is relative to `scale_to`
+    accelerators when given (a workload for a fleet of that size), else to the fleet's."""
     parts = partitions(fleet)
     shares = entitlements(document)
     capacity = sum(p.size for p in parts)
@@ -63,7 +66,7 @@ def prepare(
         pools=shares.pools,
         jobs=jobs,
         load=load,
-        accelerators=capacity,
+        accelerators=scale_to or capacity,
         max_runtime=max_runtime,
     )
     workload, eligible = bind_classes(workload, parts)

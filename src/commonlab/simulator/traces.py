@@ -161,7 +161,8 @@ _GPU_TRES = re.compile(r"gres/gpu(?::([A-Za-z0-9_.-]+))?=(\d+)")
 def load_sacct(path: Path) -> Trace:
     """`sacct -P -o JobID,Account,Submit,Start,End,AllocTRES,Partition` (or ReqTRES). Job
     steps (`123.batch`, `123.0`) are skipped; the accelerator count and class come from
-    `gres/gpu[:TYPE]=N` in AllocTRES (ReqTRES when AllocTRES is absent or empty)."""
+    `gres/gpu[:TYPE]=N` in AllocTRES (ReqTRES when AllocTRES is absent or empty). Partition
+    may be present but is not read: the simulated fleet has its own partitions."""
     trace = Trace(name=path.stem, path=path, kind="sacct")
     header = _header(path, delimiter="|")
     tres_columns = [c for c in ("AllocTRES", "ReqTRES") if c in header]
