@@ -58,7 +58,12 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.state.db = facility.db
     app.state.sequencer = sequencer
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=facility.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=facility.settings.max_body_bytes,
+        # Artifact uploads arrive in resumable chunks, far larger than any JSON body.
+        larger={"/api/v1/artifacts/uploads/": facility.settings.max_upload_chunk_bytes},
+    )
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness, version and record size")
     def health() -> dict[str, object]:

@@ -36,6 +36,7 @@ class Settings(BaseModel):
     signing_key_path: Path | None = Field(default=None, description="record signing key")
     log_origin: str = Field(default="", description="the record's checkpoint origin line")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30)
+    max_upload_chunk_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 32)
     secure_cookies: bool = False
     sequencer_interval_ms: int = Field(default=50, ge=1, le=60_000)
 

@@ -31,7 +31,9 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
     import uvicorn
 
     # Small chunks, so every push here takes several resumable PUTs.
-    settings = Settings(home=tmp_path / "live", max_body_bytes=64 * 1024, sequencer_interval_ms=5)
+    settings = Settings(
+        home=tmp_path / "live", max_upload_chunk_bytes=64 * 1024, sequencer_interval_ms=5
+    )
     facility = open_facility(settings)
     with facility.db.session() as session:
         token = bootstrap_operator(session)

@@ -17,7 +17,7 @@ def registry_for(facility: object) -> Registry:
         store=ObjectStore(settings.home / "objects"),
         signer=facility.signer,  # type: ignore[attr-defined]
         base_url=settings.base_url,
-        chunk_bytes=settings.max_body_bytes,
+        chunk_bytes=settings.max_upload_chunk_bytes,
     )
 
 
