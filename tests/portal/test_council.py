@@ -405,3 +405,18 @@ def test_junk_votes_get_error_pages_and_change_nothing(client, app, council, adm
     assert client.get(f"/motions/{admission}/vote").status_code == 405
     assert _votes(client, admission) == [("IT", "yes")]
     assert len(record_entries(client, app, type="governance:vote:cast")) == 1
+
+
+def test_the_home_page_counts_member_states_once_the_council_is_founded(client, operator):
+    before = client.get("/").text
+    assert "No member states yet" in before
+    founders = [
+        {"code": "IT", "name": "Italy", "contribution": "25"},
+        {"code": "FR", "name": "France", "contribution": "25"},
+        {"code": "DE", "name": "Germany", "contribution": "25"},
+        {"code": "ES", "name": "Spain", "contribution": "25"},
+    ]
+    assert client.post("/api/v1/members", json={"members": founders}, headers=operator).status_code == 201
+    after = client.get("/").text
+    assert "No member states yet" not in after
+    assert "4</span>" in after and "Germany" in after and 'href="/council"' in after

@@ -25,6 +25,7 @@ class InForce:
     regulation: Regulation
     sha256: str
     adopted_at: datetime | None
+    motion_id: int | None = None  # the motion that adopted it (None for the provisional one)
 
 
 def regulation_in_force(db: Session, *, at: datetime | None = None) -> InForce:
@@ -36,4 +37,10 @@ def regulation_in_force(db: Session, *, at: datetime | None = None) -> InForce:
     if row is None:
         provisional = default_regulation()
         return InForce(0, provisional, regulation_hash(provisional), None)
-    return InForce(row.version, Regulation.model_validate(row.document), row.sha256, row.adopted_at)
+    return InForce(
+        row.version,
+        Regulation.model_validate(row.document),
+        row.sha256,
+        row.adopted_at,
+        row.motion_id,
+    )

@@ -51,6 +51,7 @@ __all__ = [
     "motion_view",
     "motion_views",
     "motions_query",
+    "regulation_changes",
     "regulation_diff",
     "regulation_history",
     "regulation_version",
@@ -383,10 +384,13 @@ def regulation_history(db: Session, actor: Principal = SYSTEM) -> list[InForce]:
             db.scalars(select(RegulationVersion).order_by(RegulationVersion.version.desc()))
         )
     provisional = default_regulation()
-    return [
-        InForce(r.version, Regulation.model_validate(r.document), r.sha256, r.adopted_at)
+    adopted = [
+        InForce(
+            r.version, Regulation.model_validate(r.document), r.sha256, r.adopted_at, r.motion_id
+        )
         for r in rows
-    ] + [InForce(0, provisional, regulation_hash(provisional), None)]
+    ]
+    return [*adopted, InForce(0, provisional, regulation_hash(provisional), None)]
 
 
 def regulation_version(
@@ -402,13 +406,20 @@ def regulation_version(
 
 
 def regulation_diff(db: Session, old: int, new: int) -> list[dict[str, Any]]:
-    """What changed between two versions: one row per changed field, by dotted path."""
-    before = _flatten(regulation_version(db, old).regulation.model_dump(mode="json"))
-    after = _flatten(regulation_version(db, new).regulation.model_dump(mode="json"))
+    """What changed between two stored versions: one row per changed field, by dotted path."""
+    return regulation_changes(
+        regulation_version(db, old).regulation, regulation_version(db, new).regulation
+    )
+
+
+def regulation_changes(before: Regulation, after: Regulation) -> list[dict[str, Any]]:
+    """What changes from one regulation document to another (a proposal, say)."""
+    old = _flatten(before.model_dump(mode="json"))
+    new = _flatten(after.model_dump(mode="json"))
     return [
-        {"field": key, "from": before.get(key), "to": after.get(key)}
-        for key in sorted(before.keys() | after.keys())
-        if before.get(key) != after.get(key)
+        {"field": key, "from": old.get(key), "to": new.get(key)}
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
     ]
 
 

@@ -12,8 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from commonlab.artifacts import service, signing
 from commonlab.artifacts.models import Repo, RepoKind
 from commonlab.http import DbSession
-from commonlab.portal.templating import render
-from commonlab.portal.views import CurrentViewer, Viewer
+from commonlab.portal.views import CurrentViewer, Viewer, render_page
 
 __all__ = ["router"]
 
@@ -28,18 +27,7 @@ Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 def _page(request: Request, viewer: Viewer, name: str, **context: Any) -> Response:
-    facility = request.app.state.facility
-    return render(
-        name,
-        {
-            "viewer": viewer,
-            "has_session": viewer.session is not None,
-            "origin": facility.origin,
-            "nav": "artifacts",
-            **context,
-        },
-        private=viewer.session is not None,
-    )
+    return render_page(request, viewer, name, nav="artifacts", **context)
 
 
 @router.get("/artifacts")

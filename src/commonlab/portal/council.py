@@ -25,12 +25,12 @@ from commonlab.errors import CommonlabError, NotFound
 from commonlab.governance import service as governance
 from commonlab.governance.in_force import InForce
 from commonlab.governance.models import Motion
-from commonlab.governance.regulation import Regulation, regulation_hash
+from commonlab.governance.regulation import Regulation
 from commonlab.governance.rules import QUORUM, Choice, MotionKind, Outcome, VotingRule, decide
 from commonlab.governance.schemas import MemberOut, MotionOut
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity.principal import Principal
-from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, _page
+from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
 
 __all__ = [
     "CouncilOverview",
@@ -326,11 +326,7 @@ def motion_detail(db: Session, actor: Principal, motion_id: int) -> MotionDetail
 
 def regulations_overview(db: Session, actor: Principal) -> RegulationsOverview:
     history = governance.regulation_history(db, actor)
-    query = governance.motions_query(actor, status="passed", kind=MotionKind.ADOPT_REGULATION)
-    with db.begin():
-        adopted = list(db.scalars(query.order_by(Motion.id)))
-        documents = [(m.id, m.payload.get("regulation")) for m in adopted]
-    links = _version_motions(history, documents)
+    links = {item.version: item.motion_id for item in history if item.motion_id is not None}
     current = history[0]
     capacity = current.regulation.capacity.pools()
     chart = percent_chart([(POOL_LABELS.get(k, k), v) for k, v in capacity.items()])
@@ -449,47 +445,7 @@ def _regulation_change(
         return None, None, None
     at = None if motion.status == "open" else motion.opens_at
     base = governance.regulation_version(db, at=at)
-    return proposed.title, base, _changes(base.regulation, proposed)
-
-
-def _changes(before: Regulation, after: Regulation) -> list[dict[str, Any]]:
-    # The same rows as governance.service.regulation_diff, for a document not yet adopted.
-    old = _flatten(before.model_dump(mode="json"))
-    new = _flatten(after.model_dump(mode="json"))
-    return [
-        {"field": key, "from": old.get(key), "to": new.get(key)}
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    ]
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
-
-
-def _version_motions(history: list[InForce], documents: list[tuple[int, Any]]) -> dict[int, int]:
-    """Version → the motion that adopted it, matched by the document's hash in order.
-
-    (The service's history does not carry the motion id; each passing adopt_regulation
-    motion made exactly one version, in the order they passed.)
-    """
-    by_hash: dict[str, list[int]] = {}
-    for motion_id, document in documents:
-        try:
-            sha = regulation_hash(Regulation.model_validate(document))
-        except ValidationError:
-            continue
-        by_hash.setdefault(sha, []).append(motion_id)
-    links: dict[int, int] = {}
-    for item in sorted(history, key=lambda i: i.version):
-        if item.version and by_hash.get(item.sha256):
-            links[item.version] = by_hash[item.sha256].pop(0)
-    return links
+    return proposed.title, base, governance.regulation_changes(base.regulation, proposed)
 
 
 # Pages --------------------------------------------------------------------------------------------
@@ -498,7 +454,7 @@ def _version_motions(history: list[InForce], documents: list[tuple[int, Any]]) -
 @router.get("/council")
 def council(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
     overview = council_overview(db, viewer.principal)
-    return _page(request, viewer, "council.html", nav="council", overview=overview)
+    return render_page(request, viewer, "council.html", nav="council", overview=overview)
 
 
 @router.get("/motions/{motion_id}")
@@ -543,7 +499,7 @@ def _motion_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    return _page(
+    return render_page(
         request,
         viewer,
         "motion.html",
@@ -558,7 +514,7 @@ def _motion_page(
 @router.get("/regulations")
 def regulations(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
     overview = regulations_overview(db, viewer.principal)
-    return _page(request, viewer, "regulations.html", nav="regulations", overview=overview)
+    return render_page(request, viewer, "regulations.html", nav="regulations", overview=overview)
 
 
 @router.get("/regulations/diff")
@@ -570,7 +526,7 @@ def regulation_diff(
     new: Annotated[int, Query(alias="to", ge=0, le=1_000_000)],
 ) -> Response:
     changes = governance.regulation_diff(db, old, new)
-    return _page(
+    return render_page(
         request,
         viewer,
         "regulation_diff.html",

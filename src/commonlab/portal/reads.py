@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session
 
 from commonlab.db import utcnow
 from commonlab.errors import NotFound
+from commonlab.governance import service as governance
+from commonlab.governance.schemas import MemberOut
 from commonlab.identity import service as identity
+from commonlab.identity.principal import PUBLIC
 from commonlab.identity.models import InstitutionKind
 from commonlab.record import log
 from commonlab.record.models import Checkpoint, Entry
@@ -101,6 +104,7 @@ class Facts:
     people: int
     head: RecordHead | None
     recent: list[EntryRow]
+    members: list[MemberOut]
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ def facility_facts(db: Session, *, recent: int = 5) -> Facts:
         people=int(counts["people"]),
         head=record_head(db),
         recent=record_page(db, limit=recent).rows,
+        members=governance.member_views(db, PUBLIC),
     )
 
 

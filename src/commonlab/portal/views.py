@@ -95,9 +95,10 @@ def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
 CheckedForm = Annotated[None, Depends(_checked_form)]
 
 
-def _page(
+def render_page(
     request: Request, viewer: Viewer, name: str, *, status: int = 200, **context: Any
 ) -> Response:
+    """A page in the shared layout; every portal view (council, artifacts too) renders here."""
     facility = request.app.state.facility
     base = facility.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
     return render(
@@ -121,7 +122,7 @@ def _page(
 def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
     facts = reads.facility_facts(db)
     chart = row_chart(facts.institutions_by_kind)
-    return _page(request, viewer, "home.html", nav="home", facts=facts, kind_chart=chart)
+    return render_page(request, viewer, "home.html", nav="home", facts=facts, kind_chart=chart)
 
 
 # Sign-in ------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
 
 @router.get("/signin")
 def signin_form(request: Request, viewer: CurrentViewer) -> Response:
-    return _page(request, viewer, "signin.html", nav="signin", error=None)
+    return render_page(request, viewer, "signin.html", nav="signin", error=None)
 
 
 @router.post("/signin")
@@ -147,11 +148,13 @@ def signin(
             if not token
             else ("That is far longer than a commonlab token: paste only the token.")
         )
-        return _page(request, viewer, "signin.html", status=400, nav="signin", error=error)
+        return render_page(request, viewer, "signin.html", status=400, nav="signin", error=error)
     try:
         principal = identity.authenticate(db, token)
     except Unauthenticated as exc:
-        return _page(request, viewer, "signin.html", status=401, nav="signin", error=exc.message)
+        return render_page(
+            request, viewer, "signin.html", status=401, nav="signin", error=exc.message
+        )
     facility = request.app.state.facility
     response = RedirectResponse("/me", status_code=303)
     response.set_cookie(
@@ -181,7 +184,7 @@ def signout(request: Request, _: CheckedForm) -> Response:
 
 @router.get("/me")
 def me(request: Request, viewer: CurrentViewer) -> Response:
-    return _page(request, viewer, "me.html", nav="me")
+    return render_page(request, viewer, "me.html", nav="me")
 
 
 # The public record --------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def record(
     chart = column_chart([(day.strftime("%d %b"), n) for day, n in overview.per_day])
     filters = {k: v for k, v in (("type", type), ("subject", subject)) if v}
     older = overview.page.older
-    return _page(
+    return render_page(
         request,
         viewer,
         "record.html",
@@ -229,7 +232,7 @@ EntryIndex = Annotated[int, Path(ge=0, le=MAX_ID)]
 @router.get("/record/entries/{index}")
 def entry(request: Request, index: EntryIndex, db: DbSession, viewer: CurrentViewer) -> Response:
     detail = reads.entry_detail(db, request.app.state.facility.proofs, index)
-    return _page(
+    return render_page(
         request,
         viewer,
         "entry.html",
