@@ -18,6 +18,7 @@ from commonlab.portal.views import mount_portal
 from commonlab.record.api import log_router
 from commonlab.record.api import router as record_router
 from commonlab.record.sequencer import Sequencer
+from commonlab.simulator.api import router as simulator_router
 from commonlab.ticker import Ticker
 
 __all__ = ["create_app"]
@@ -71,6 +72,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
 
     app.include_router(identity_router)
     app.include_router(governance_router)
+    app.include_router(simulator_router)
     app.include_router(record_router)
     app.include_router(log_router)
     mount_portal(app)

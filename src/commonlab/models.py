@@ -5,5 +5,13 @@ from commonlab.db import Base
 from commonlab.governance import models as governance_models
 from commonlab.identity import models as identity_models
 from commonlab.record import models as record_models
+from commonlab.simulator import models as simulator_models
 
-__all__ = ["Base", "artifacts_models", "governance_models", "identity_models", "record_models"]
+__all__ = [
+    "Base",
+    "artifacts_models",
+    "governance_models",
+    "identity_models",
+    "record_models",
+    "simulator_models",
+]

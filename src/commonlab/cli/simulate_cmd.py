@@ -4,6 +4,9 @@ a regulation, print them side by side and write the JSON report and charts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,24 +14,31 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from commonlab.cli.client import CliError
+from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console
 
 __all__ = ["register"]
 
 
 def simulate(
-    fleet: Annotated[Path, typer.Option(help="fleet document (TOML or JSON, compute's schema)")],
+    fleet: Annotated[
+        Path | None, typer.Option(help="fleet document (TOML or JSON, compute's schema)")
+    ] = None,
     trace: Annotated[
-        list[Path], typer.Option(help="trace file (Alibaba openb pod list, sacct -P, or CSV)")
-    ],
+        list[Path] | None,
+        typer.Option(help="trace file (Alibaba openb pod list, sacct -P, or CSV)"),
+    ] = None,
     regulation: Annotated[
-        Path, typer.Option(help="JSON: {regulation: ..., contribution_scale: ...}")
-    ],
-    out: Annotated[Path, typer.Option(help="folder for report.json and the charts")],
+        Path | None, typer.Option(help="JSON: {regulation: ..., contribution_scale: ...}")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for report.json and the charts")] = None,
     policy: Annotated[
-        list[str], typer.Option(help="fifo, multifactor, drf or commonlab (repeat to compare)")
-    ] = ["fifo", "multifactor", "drf", "commonlab"],  # noqa: B006
+        list[str] | None,
+        typer.Option(
+            help="fifo, multifactor, drf or commonlab (repeat to compare; default all four, "
+            "or commonlab with --motion)"
+        ),
+    ] = None,
     jobs: Annotated[
         int | None, typer.Option(help="stack copies of the traces up to this many jobs")
     ] = None,
@@ -47,40 +57,200 @@ def simulate(
         float, typer.Option(help="cut longer jobs to this many hours (0: no cut)")
     ] = 24.0,
     motion: Annotated[
-        int | None, typer.Option(help="simulate a motion's proposed regulation (not yet)")
+        int | None,
+        typer.Option(
+            min=1,
+            help="an adopt_regulation motion: run its regulation and the one in force on the "
+            "workload, and attach the comparison to the motion",
+        ),
     ] = None,
     fidelity: Annotated[
         bool, typer.Option(help="compare simulated with recorded queueing delays")
     ] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", help="facility URL, with --motion [env: COMMONLAB_URL]")
+    ] = None,
 ) -> None:
-    """Compare scheduling policies on a trace-driven workload of the facility."""
+    """Compare scheduling policies on a trace-driven workload of the facility, or (--motion)
+    a motion's proposed regulation with the one in force."""
     from commonlab.compute.fleet_spec import load_fleet
-    from commonlab.simulator.charts import write_charts
-    from commonlab.simulator.facility import load_regulation
-    from commonlab.simulator.run import prepare, run_policies
     from commonlab.simulator.traces import load_trace
 
-    if motion is not None:
-        raise CliError(
-            "--motion comes with governance's motions; call "
-            "commonlab.simulator.run.compare_regulations meanwhile"
-        )
-    fleet_spec = load_fleet(fleet)
     if scale_to is not None and scale_to < 1:
         raise CliError(f"--scale-to must be at least 1, not {scale_to}")
     if scale_to is not None and load is None:
         load = 0.95
+    if fleet is None or not trace:
+        raise CliError("name the workload: --fleet FLEET and at least one --trace TRACE")
+    max_runtime = max_runtime_h * 3600 if max_runtime_h > 0 else None
+    if motion is not None:
+        if regulation is not None:
+            raise CliError("--motion reads both regulations from the facility: drop --regulation")
+        names = policy or ["commonlab"]
+        if len(names) != 1:
+            raise CliError("--motion compares two regulations under one --policy: name one")
+        _simulate_motion(
+            motion,
+            fleet=load_fleet(fleet),
+            traces=trace,
+            policy=names[0],
+            url=url,
+            out=out,
+            jobs=jobs,
+            load=load,
+            max_runtime=max_runtime,
+            scale_to=scale_to,
+        )
+        return
+    if regulation is None or out is None:
+        raise CliError("name the --regulation to simulate and the --out folder for the report")
+    _simulate_policies(
+        load_fleet(fleet),
+        regulation,
+        [load_trace(path) for path in trace],
+        out=out,
+        policies=policy or ["fifo", "multifactor", "drf", "commonlab"],
+        jobs=jobs,
+        load=load,
+        max_runtime=max_runtime,
+        scale_to=scale_to,
+        fidelity=fidelity,
+    )
+
+
+def _simulate_policies(
+    fleet_spec: Any,
+    regulation: Path,
+    traces: list[Any],
+    *,
+    out: Path,
+    policies: list[str],
+    jobs: int | None,
+    load: float | None,
+    max_runtime: float | None,
+    scale_to: int | None,
+    fidelity: bool,
+) -> None:
+    from commonlab.simulator.charts import write_charts
+    from commonlab.simulator.facility import load_regulation
+    from commonlab.simulator.run import prepare, run_policies
+
     document = load_regulation(regulation)
-    traces = [load_trace(path) for path in trace]
     scenario = prepare(
         fleet_spec,
         document,
         traces,
         jobs=jobs,
         load=load,
-        max_runtime=max_runtime_h * 3600 if max_runtime_h > 0 else None,
+        max_runtime=max_runtime,
         scale_to=scale_to,
     )
+    with _progress() as progress:
+        report = run_policies(scenario, policies, progress=progress, with_fidelity=fidelity)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    charts = write_charts(report, out)
+    _print(report)
+    console.print(
+        f"wrote {out / 'report.json'} and {', '.join(str(c) for c in charts)}", highlight=False
+    )
+
+
+def _simulate_motion(
+    motion_id: int,
+    *,
+    fleet: Any,
+    traces: list[Path],
+    policy: str,
+    url: str | None,
+    out: Path | None,
+    jobs: int | None,
+    load: float | None,
+    max_runtime: float | None,
+    scale_to: int | None,
+) -> None:
+    """Fetch the motion, the regulation and the scale in force when its vote opened, run
+    both regulations on one workload and attach the comparison to the motion."""
+    from pydantic import ValidationError
+
+    from commonlab.governance.regulation import Regulation, regulation_hash
+    from commonlab.simulator.facility import RegulationDocument
+    from commonlab.simulator.traces import load_trace
+    from commonlab.simulator.whatif import compare, summarise
+
+    client = Client(load_login(url=url))
+    motion = client.get(f"/api/v1/motions/{motion_id}")
+    if motion["kind"] != "adopt_regulation":
+        raise CliError(
+            f"motion {motion_id} is a {motion['kind']} motion: only adopt_regulation motions "
+            "change the shares a simulation compares"
+        )
+    # The vote opens when the motion is tabled unless the tabler set a later time; the portal
+    # compares a decided motion with the regulation in force then too.
+    at = motion["opens_at"]
+    in_force = client.get("/api/v1/regulations/in-force", params={"at": at})
+    scale = _scale_at(client.get("/api/v1/contribution-scale")["history"], at)
+    proposed = Regulation.model_validate(motion["payload"]["regulation"])
+    try:
+        before = RegulationDocument.model_validate(
+            {"regulation": in_force["document"], "contribution_scale": {"shares": scale}}
+        )
+        after = RegulationDocument.model_validate(
+            {"regulation": proposed, "contribution_scale": {"shares": scale}}
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CliError(
+            f"the facility's regulation or contribution scale is unusable: {first['msg']}"
+        ) from None
+    comparison, pools = compare(
+        fleet,
+        before,
+        after,
+        [load_trace(path) for path in traces],
+        policy=policy,
+        jobs=jobs,
+        load=load,
+        max_runtime=max_runtime,
+        scale_to=scale_to,
+    )
+    body = summarise(
+        comparison,
+        pools=pools,
+        traces=[path.name for path in traces],
+        in_force={
+            "title": in_force["document"]["title"],
+            "sha256": in_force["sha256"],
+            "version": in_force["version"],
+        },
+        proposed={"title": proposed.title, "sha256": regulation_hash(proposed)},
+        scale=scale,
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(json.dumps(comparison, indent=1))
+    _print_comparison(motion, body)
+    attached = client.post(f"/api/v1/motions/{motion_id}/simulations", json=body)
+    console.print(
+        f"Attached simulation {attached['id']} to motion {motion_id} (sha256 "
+        f"{attached['sha256'][:16]}…); it shows on the motion's page.",
+        highlight=False,
+    )
+
+
+def _scale_at(history: list[dict[str, Any]], at: str) -> dict[str, str]:
+    """The contribution scale adopted last at or before `at` (ISO 8601)."""
+    moment = datetime.fromisoformat(at)
+    adopted = [s for s in history if datetime.fromisoformat(s["adopted_at"]) <= moment] or history[
+        -1:
+    ]
+    if not adopted:
+        raise CliError("the council has no contribution scale: found the council first")
+    return dict(max(adopted, key=lambda s: s["id"])["shares"])
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
     with Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -96,14 +266,7 @@ def simulate(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        report = run_policies(scenario, policy, progress=progress, with_fidelity=fidelity)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    charts = write_charts(report, out)
-    _print(report)
-    console.print(
-        f"wrote {out / 'report.json'} and {', '.join(str(c) for c in charts)}", highlight=False
-    )
+        yield progress
 
 
 _ROWS = [
@@ -154,6 +317,48 @@ def _print(report: dict[str, Any]) -> None:
                     f"{fid['simulated_p90_s']:.0f} s; Spearman {fid['spearman']:.2f}",
                     highlight=False,
                 )
+
+
+_WHATIF_ROWS = [
+    ("utilisation", lambda f: f"{f['utilisation']:.1%}"),
+    ("mean wait", lambda f: f"{f['mean_wait_h'] * 60:.1f} min"),
+    ("p99 wait", lambda f: f"{f['p99_wait_h'] * 60:.1f} min"),
+    ("mean JCT", lambda f: f"{f['mean_jct_h']:.2f} h"),
+    ("max shortfall / hour", lambda f: f"{f['max_shortfall_hour']:.1%}"),
+    ("Jain (hourly)", lambda f: f"{f['jain_hour']:.3f}"),
+]
+
+
+def _print_comparison(motion: dict[str, Any], body: dict[str, Any]) -> None:
+    workload = body["workload"]
+    before, after = body["in_force"], body["proposed"]
+    console.print(
+        f"[bold]Motion {motion['id']}[/bold]: {motion['title']} — {workload['jobs']:,} jobs on "
+        f"{workload['fleet_accelerators']:,} accelerators, policy {body['policy']}",
+        highlight=False,
+    )
+    for line in workload["how"]:
+        console.print(f"  · {line}", highlight=False, soft_wrap=True)
+    in_force_label = f"in force (v{before['regulation']['version']})"
+    table = Table(title="The regulation in force and the proposal", title_justify="left")
+    for column in ("", in_force_label, "proposed"):
+        table.add_column(column, justify="left" if not column else "right")
+    for label, render in _WHATIF_ROWS:
+        table.add_row(label, render(before["figures"]), render(after["figures"]))
+    console.print(table)
+    pools = Table(title="Per pool: entitled · mean / p99 wait · delivered", title_justify="left")
+    for column in ("pool", in_force_label, "proposed"):
+        pools.add_column(column, justify="left" if column == "pool" else "right")
+
+    def cell(p: dict[str, Any]) -> str:
+        return (
+            f"{p['entitled']:.1%} · {p['mean_wait_h'] * 60:.1f} / {p['p99_wait_h'] * 60:.1f} min"
+            f" · {p['delivered']:.1%}"
+        )
+
+    for name, figures in before["figures"]["pools"].items():
+        pools.add_row(name, cell(figures), cell(after["figures"]["pools"][name]))
+    console.print(pools)
 
 
 def register(app: typer.Typer) -> None:

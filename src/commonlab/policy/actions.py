@@ -44,6 +44,8 @@ class Action(StrEnum):
     MotionTable = "governance:motion:table"
     MotionVote = "governance:motion:vote"
     MotionClose = "governance:motion:close"
+    # simulator/
+    WhatIfAttach = "simulator:whatif:attach"
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
@@ -93,6 +95,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.MotionTable: Scope.WRITE,
     Action.MotionVote: Scope.WRITE,
     Action.MotionClose: Scope.WRITE,
+    Action.WhatIfAttach: Scope.WRITE,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,

@@ -43,6 +43,7 @@ _WHO: dict[Action, str] = {
     Action.MotionTable: "only delegates may table motions",
     Action.MotionVote: "only delegates may vote",
     Action.MotionClose: "only delegates and operators may close a vote",
+    Action.WhatIfAttach: "only delegates and operators may attach a simulation to a motion",
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",
     Action.CommitmentOpen: "only operators and auditors may open a private commitment",

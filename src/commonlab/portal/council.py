@@ -31,6 +31,7 @@ from commonlab.governance.schemas import MemberOut, MotionOut
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity.principal import Principal
 from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
+from commonlab.simulator.page import WhatIfPanel, motion_whatif
 
 __all__ = [
     "CouncilOverview",
@@ -226,6 +227,8 @@ class MotionDetail:
     seat: str | None
     seat_choice: str | None
     member_names: dict[str, str]
+    # adopt_regulation: the latest what-if simulation attached to the motion, if any.
+    simulation: WhatIfPanel | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,11 @@ def motion_detail(db: Session, actor: Principal, motion_id: int) -> MotionDetail
         seat=seat_code,
         seat_choice=seat_choice,
         member_names={m.code: m.name for m in members},
+        simulation=(
+            motion_whatif(db, actor, motion_id)
+            if motion.kind == MotionKind.ADOPT_REGULATION
+            else None
+        ),
     )
 
 

@@ -136,7 +136,8 @@ def measure(
     # Utilisation while jobs arrive or wait (up to the last start) is what a policy controls;
     # over the makespan the drain of the last long jobs dominates.
     horizon = float(start.max() - submit.min()) if len(workload) else 0.0
-    in_horizon = float(np.dot(acc, np.clip(end, None, horizon) - np.clip(start, None, horizon)))
+    done_in_horizon = acc * (np.clip(end, None, horizon) - np.clip(start, None, horizon))
+    in_horizon = float(done_in_horizon.sum())
     return {
         "jobs": len(workload),
         "utilisation": in_horizon / (capacity * horizon) if horizon else 0.0,
@@ -154,6 +155,7 @@ def measure(
         "share_hour": _deviation(hour, workload.pools),
         "share_day": _deviation(day, workload.pools),
         "share_week": _deviation(week, workload.pools),
+        "per_pool": _per_pool(workload, wait, done_in_horizon, entitled),
         "hourly_share": {
             "edges_h": (hour["edges"] / HOUR).tolist(),
             "pools": {name: hour["share"][p].tolist() for p, name in enumerate(workload.pools)},
@@ -161,6 +163,26 @@ def measure(
             "entitled": dict(zip(workload.pools, hour["entitled"].tolist(), strict=True)),
         },
     }
+
+
+def _per_pool(
+    workload: Workload, wait: np.ndarray, done: np.ndarray, entitled: Sequence[float]
+) -> dict[str, dict[str, float]]:
+    """Queueing delay and delivered share (of the accelerator-time delivered while jobs
+    arrived or waited) per pool: what a regulation changes for each member state."""
+    total = float(done.sum())
+    result = {}
+    for p, name in enumerate(workload.pools):
+        mine = workload.pool == p
+        waits = wait[mine]
+        result[name] = {
+            "entitled": float(entitled[p]),
+            "jobs": int(mine.sum()),
+            "mean_wait_h": float(waits.mean() / 3600) if len(waits) else 0.0,
+            "p99_wait_h": float(np.percentile(waits, 99) / 3600) if len(waits) else 0.0,
+            "delivered": float(done[mine].sum()) / total if total else 0.0,
+        }
+    return result
 
 
 def fidelity(workload: Workload, outcome: Outcome) -> dict[str, float]:
