@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from commonlab import __version__
+from commonlab.allocation.api import router as allocation_router
 from commonlab.artifacts.mount import mount_artifacts
 from commonlab.facility import Facility
 from commonlab.governance.api import router as governance_router
@@ -72,6 +73,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
 
     app.include_router(identity_router)
     app.include_router(governance_router)
+    app.include_router(allocation_router)
     app.include_router(simulator_router)
     app.include_router(record_router)
     app.include_router(log_router)

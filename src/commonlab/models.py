@@ -1,5 +1,6 @@
 """Every domain's tables, imported in one place so Alembic and tests see the whole schema."""
 
+from commonlab.allocation import models as allocation_models
 from commonlab.artifacts import models as artifacts_models
 from commonlab.db import Base
 from commonlab.governance import models as governance_models
@@ -9,6 +10,7 @@ from commonlab.simulator import models as simulator_models
 
 __all__ = [
     "Base",
+    "allocation_models",
     "artifacts_models",
     "governance_models",
     "identity_models",

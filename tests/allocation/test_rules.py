@@ -30,7 +30,9 @@ PI = Candidate(person_id=1, institution_id=10, country="KE")
         (Candidate(3, 20, "IT"), {"team": [3]}, ["named on the proposal"]),
         (Candidate(1, 10, "KE"), {}, ["named on the proposal", "same institution as the PI"]),
         (Candidate(4, 20, "IT"), {"co_authors": [4]}, ["co-author of the PI"]),
-        (Candidate(5, 20, "IT"), {"declared": [5]}, ["declared a conflict"]),
+        (Candidate(5, 20, "IT"), {"declared": [1]}, ["declared a conflict"]),
+        (Candidate(5, 20, "IT"), {"declared": [3], "team": [3]}, ["declared a conflict"]),
+        (Candidate(5, 20, "IT"), {"declared": [8]}, []),
         (Candidate(6, 20, "KE"), {}, []),
         (
             Candidate(6, 20, "KE"),

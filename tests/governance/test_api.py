@@ -228,7 +228,8 @@ def test_voting_before_the_window_opens(client, council):
 @pytest.mark.parametrize(
     ("kind", "payload", "extra", "status", "fragment"),
     [
-        ("approve_allocation", {}, {}, 422, "allocation domain"),
+        ("approve_allocation", {}, {}, 422, "payload.allocation_id"),
+        ("approve_allocation", {"allocation_id": 99}, {}, 404, "no allocation"),
         ("certify_partition", {}, {}, 422, "compute domain"),
         (
             "adopt_regulation",

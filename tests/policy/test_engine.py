@@ -347,6 +347,7 @@ PUBLIC_ACTIONS = {
     Action.RecordRead,
     Action.ResourceRead,
     Action.GovernanceRead,
+    Action.AllocationRead,
 }
 
 

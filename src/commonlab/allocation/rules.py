@@ -50,15 +50,19 @@ def conflicts(
     declared: Iterable[int],
     exclude_same_country: bool,
 ) -> list[str]:
-    """Every reason `reviewer` may not review this proposal (empty when free to)."""
+    """Every reason `reviewer` may not review this proposal (empty when free to).
+
+    `declared` is whom the reviewer declared a conflict with.
+    """
+    team = set(team)
     reasons = []
-    if reviewer.person_id == pi.person_id or reviewer.person_id in set(team):
+    if reviewer.person_id == pi.person_id or reviewer.person_id in team:
         reasons.append("named on the proposal")
     if reviewer.institution_id is not None and reviewer.institution_id == pi.institution_id:
         reasons.append("same institution as the PI")
     if reviewer.person_id in set(co_authors):
         reasons.append("co-author of the PI")
-    if reviewer.person_id in set(declared):
+    if set(declared) & {pi.person_id, *team}:
         reasons.append("declared a conflict")
     if exclude_same_country and reviewer.country is not None and reviewer.country == pi.country:
         reasons.append("same country as the PI (the call's rule)")

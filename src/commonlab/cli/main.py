@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from commonlab.cli import admin, artifacts_cmd, governance_cmd, record_cmd, simulate_cmd
+from commonlab.cli import (
+    admin,
+    allocation_cmd,
+    artifacts_cmd,
+    governance_cmd,
+    record_cmd,
+    simulate_cmd,
+)
 from commonlab.cli.client import Client, CliError, Login, load_login, save_login
 from commonlab.cli.render import print_json
 from commonlab.errors import CommonlabError
@@ -88,6 +95,7 @@ admin.register(app)
 record_cmd.register(app)
 artifacts_cmd.register(app)
 governance_cmd.register(app)
+allocation_cmd.register(app)
 simulate_cmd.register(app)
 
 

@@ -26,6 +26,7 @@ from commonlab.governance.schemas import (
     PAYLOADS,
     AdmitMember,
     AdoptRegulation,
+    ApproveAllocation,
     GrantCl4,
     RegisterWitness,
     RemoveMember,
@@ -42,10 +43,7 @@ def parse_payload(kind: MotionKind, payload: dict[str, Any]) -> Any:
 
     model = PAYLOADS.get(kind)
     if model is None:
-        later = "allocation" if kind is MotionKind.APPROVE_ALLOCATION else "compute"
-        raise InvalidInput(
-            f"{kind} motions arrive with the {later} domain: they cannot be tabled yet"
-        )
+        raise InvalidInput(f"{kind} motions arrive with the compute domain: not yet")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -234,6 +232,21 @@ def apply_cl4(db: Session, motion: Motion, p: GrantCl4) -> None:
     )
 
 
+# Allocation above the council threshold -------------------------------------------------------
+
+
+def check_allocation(db: Session, p: ApproveAllocation) -> None:
+    from commonlab.allocation.service import check_awaiting_council
+
+    check_awaiting_council(db, p.allocation_id)
+
+
+def apply_allocation(db: Session, motion: Motion, p: ApproveAllocation) -> None:
+    from commonlab.allocation.service import activate_allocation
+
+    activate_allocation(db, p.allocation_id, motion_id=motion.id)
+
+
 @dataclass(frozen=True)
 class Effect:
     check: Callable[[Session, Any], None]
@@ -247,4 +260,5 @@ EFFECTS: dict[MotionKind, Effect] = {
     MotionKind.ADOPT_REGULATION: Effect(check_regulation, apply_regulation),
     MotionKind.REGISTER_WITNESS: Effect(check_witness, apply_witness),
     MotionKind.GRANT_CL4_CLEARANCE: Effect(check_cl4, apply_cl4),
+    MotionKind.APPROVE_ALLOCATION: Effect(check_allocation, apply_allocation),
 }

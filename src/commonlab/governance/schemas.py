@@ -15,6 +15,7 @@ from commonlab.identity.schemas import Country, Name
 __all__ = [
     "AdmitMember",
     "AdoptRegulation",
+    "ApproveAllocation",
     "DelegateIn",
     "FoundCouncil",
     "FoundingMember",
@@ -88,6 +89,10 @@ class RegisterWitness(Input):
     verifier_key: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
+class ApproveAllocation(Input):
+    allocation_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
+
+
 class GrantCl4(Input):
     person_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
     compartments: Annotated[list[str], Field(max_length=20)] = []
@@ -101,6 +106,7 @@ PAYLOADS: dict[MotionKind, type[Input]] = {
     MotionKind.ADOPT_REGULATION: AdoptRegulation,
     MotionKind.REGISTER_WITNESS: RegisterWitness,
     MotionKind.GRANT_CL4_CLEARANCE: GrantCl4,
+    MotionKind.APPROVE_ALLOCATION: ApproveAllocation,
 }
 
 

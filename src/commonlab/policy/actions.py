@@ -46,6 +46,18 @@ class Action(StrEnum):
     MotionClose = "governance:motion:close"
     # simulator/
     WhatIfAttach = "simulator:whatif:attach"
+    # allocation/
+    AllocationRead = "allocation:read"
+    CallCreate = "allocation:call:create"
+    ProposalSubmit = "allocation:proposal:submit"
+    ProposalRead = "allocation:proposal:read"
+    ConflictDeclare = "allocation:conflict:declare"
+    ReviewAssign = "allocation:review:assign"
+    ReviewScore = "allocation:review:score"
+    ProposalReply = "allocation:proposal:reply"
+    ProposalDecide = "allocation:proposal:decide"
+    SubAllocate = "allocation:sub_allocate"
+    LedgerCharge = "allocation:ledger:charge"
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
@@ -96,6 +108,17 @@ _SCOPES: dict[Action, Scope] = {
     Action.MotionVote: Scope.WRITE,
     Action.MotionClose: Scope.WRITE,
     Action.WhatIfAttach: Scope.WRITE,
+    Action.AllocationRead: Scope.READ,
+    Action.CallCreate: Scope.ADMIN,
+    Action.ProposalSubmit: Scope.WRITE,
+    Action.ProposalRead: Scope.READ,
+    Action.ConflictDeclare: Scope.WRITE,
+    Action.ReviewAssign: Scope.ADMIN,
+    Action.ReviewScore: Scope.WRITE,
+    Action.ProposalReply: Scope.WRITE,
+    Action.ProposalDecide: Scope.ADMIN,
+    Action.SubAllocate: Scope.WRITE,
+    Action.LedgerCharge: Scope.ADMIN,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,

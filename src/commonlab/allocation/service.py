@@ -1,0 +1,759 @@
+"""Allocation use cases: calls, proposals, conflict-free review, decisions, allocations and
+sub-allocations, the usage ledger, and member-state share accounting.
+
+One transaction per use case; `authorize()` first; every change writes its record entry in
+the same transaction. The arithmetic lives in `rules.py`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.allocation import rules
+from commonlab.allocation.events import AllocationEvent
+from commonlab.allocation.models import Allocation, Call, Charge, Conflict, Proposal, Reply, Review
+from commonlab.allocation.schemas import (
+    CallCreate,
+    ConflictIn,
+    ProposalCreate,
+    ReserveIn,
+    ReviewScore,
+    SubAllocationIn,
+)
+from commonlab.db import utcnow
+from commonlab.errors import AccessDenied, InvalidInput, NotFound
+from commonlab.errors import Conflict as ConflictError
+from commonlab.governance.effects import active_codes, current_shares
+from commonlab.governance.in_force import regulation_in_force
+from commonlab.identity.models import Institution, Person
+from commonlab.identity.principal import Principal, Role
+from commonlab.policy import Action, Resource, authorize
+
+__all__ = [
+    "activate_allocation",
+    "allocations_query",
+    "assign_reviewer",
+    "calls_query",
+    "create_call",
+    "decide_proposal",
+    "declare_conflict",
+    "get_allocation",
+    "get_call",
+    "rank_call",
+    "release",
+    "reply",
+    "reserve",
+    "score_review",
+    "settle",
+    "share_accounting",
+    "sub_allocate",
+    "submit_proposal",
+    "usage",
+]
+
+ALLOCATION = Resource("allocation", "*")
+ZERO = Decimal(0)
+
+
+def _hours(budget: dict[str, Any]) -> dict[str, Decimal]:
+    return {cls: Decimal(str(h)) for cls, h in budget.items()}
+
+
+def _text(budget: dict[str, Decimal]) -> dict[str, str]:
+    return {cls: format(h.normalize(), "f") for cls, h in sorted(budget.items())}
+
+
+def _get(db: Session, model: type[Any], ident: int, label: str) -> Any:
+    row = db.get(model, ident)
+    if row is None:
+        raise NotFound(f"no {label} with id {ident}")
+    return row
+
+
+# Calls -----------------------------------------------------------------------------------------
+
+
+def create_call(db: Session, actor: Principal, req: CallCreate) -> Call:
+    with db.begin():
+        authorize(actor, Action.CallCreate, ALLOCATION)
+        split = regulation_in_force(db).regulation.capacity.pools()
+        if split[req.pool] <= 0:
+            raise InvalidInput(f"the regulation in force gives the {req.pool} pool no capacity")
+        call = Call(
+            title=req.title,
+            description=req.description,
+            pool=req.pool,
+            budget=_text(req.budget),
+            opens_at=req.opens_at.astimezone(UTC),
+            closes_at=req.closes_at.astimezone(UTC),
+            eligible_kinds=None if req.eligible_kinds is None else sorted(req.eligible_kinds),
+            eligible_countries=None
+            if req.eligible_countries is None
+            else sorted(req.eligible_countries),
+            rubric=[{"criterion": c.criterion, "weight": str(c.weight)} for c in req.rubric],
+            exclude_same_country=req.exclude_same_country,
+        )
+        db.add(call)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.CallOpened,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"call/{call.id}",
+            data={
+                "title": call.title,
+                "pool": call.pool,
+                "pool_percent": format(split[req.pool].normalize(), "f"),
+                "budget": call.budget,
+                "opens_at": record.format_time(call.opens_at),
+                "closes_at": record.format_time(call.closes_at),
+            },
+        )
+    return call
+
+
+# Proposals -------------------------------------------------------------------------------------
+
+
+def submit_proposal(
+    db: Session, actor: Principal, req: ProposalCreate, *, now: datetime | None = None
+) -> Proposal:
+    now = now or utcnow()
+    with db.begin():
+        authorize(actor, Action.ProposalSubmit, ALLOCATION)
+        call = _get(db, Call, req.call_id, "call")
+        if not call.opens_at <= now < call.closes_at:
+            raise ConflictError(
+                f"call {call.id} takes proposals from {call.opens_at:%Y-%m-%d %H:%M} "
+                f"to {call.closes_at:%Y-%m-%d %H:%M} UTC"
+            )
+        institution = _get(db, Institution, req.institution_id, "institution")
+        _check_eligible(call, institution)
+        missing = sorted(set(req.requested) - set(call.budget))
+        if missing:
+            raise InvalidInput(
+                f"the call offers no {', '.join(missing)} hours "
+                f"(it offers {', '.join(sorted(call.budget))})"
+            )
+        limit = regulation_in_force(db).regulation.allocation.max_request_hours
+        if sum(req.requested.values(), ZERO) > limit:
+            raise InvalidInput(
+                f"a proposal may ask for at most {limit} hours in all under the regulation"
+            )
+        for person_id in {*req.team, *req.co_authors}:
+            _get(db, Person, person_id, "person")
+        proposal = Proposal(
+            call_id=call.id,
+            pi_id=actor.person_id,
+            institution_id=institution.id,
+            title=req.title,
+            abstract=req.abstract,
+            team=sorted(set(req.team)),
+            co_authors=sorted(set(req.co_authors)),
+            requested=_text(req.requested),
+            starts_on=req.starts_on,
+            ends_on=req.ends_on,
+            level=req.level,
+            datasets=req.datasets,
+            models=req.models,
+            release_plan=req.release_plan.model_dump(),
+        )
+        db.add(proposal)
+        db.flush()
+        # Proposals are confidential until decided: the record keeps a commitment to the text.
+        record.append(
+            db,
+            AllocationEvent.ProposalSubmitted,
+            actor=actor,
+            subject=f"proposal/{proposal.id}",
+            data={
+                "call": call.id,
+                "requested": proposal.requested,
+                "level": f"CL-{proposal.level}",
+            },
+            private={"title": proposal.title, "abstract": proposal.abstract},
+        )
+    return proposal
+
+
+def _check_eligible(call: Call, institution: Institution) -> None:
+    if call.eligible_kinds is not None and institution.kind not in call.eligible_kinds:
+        raise InvalidInput(
+            f"call {call.id} is open to {', '.join(call.eligible_kinds)}; "
+            f"{institution.name} is a {institution.kind}"
+        )
+    if call.eligible_countries is not None and institution.country not in call.eligible_countries:
+        raise InvalidInput(
+            f"call {call.id} is open to institutions in {', '.join(call.eligible_countries)}"
+        )
+
+
+def get_proposal(db: Session, actor: Principal, proposal_id: int) -> Proposal:
+    with db.begin():
+        authorize(actor, Action.ProposalRead, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        _check_may_read(actor, proposal)
+        _ = [r.scores for r in proposal.reviews], [r.text for r in proposal.replies]
+    return proposal
+
+
+def _check_may_read(actor: Principal, proposal: Proposal) -> None:
+    if actor.has_role(Role.OPERATOR):
+        return
+    involved = {proposal.pi_id, *proposal.team} | {r.reviewer_id for r in proposal.reviews}
+    if actor.person_id not in involved:
+        raise AccessDenied("a proposal is read by its PI and team, its reviewers and operators")
+
+
+# Review ----------------------------------------------------------------------------------------
+
+
+def declare_conflict(db: Session, actor: Principal, req: ConflictIn) -> Conflict:
+    with db.begin():
+        authorize(actor, Action.ConflictDeclare, ALLOCATION)
+        _get(db, Person, req.person_id, "person")
+        if req.person_id == actor.person_id:
+            raise InvalidInput("a conflict is with someone else")
+        conflict = Conflict(reviewer_id=actor.person_id, person_id=req.person_id, reason=req.reason)
+        db.add(conflict)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.ConflictDeclared,
+            actor=actor,
+            subject=f"reviewer/{actor.pseudonym}",
+            data={},
+            private={"with": req.person_id, "reason": req.reason},
+        )
+    return conflict
+
+
+def assign_reviewer(db: Session, actor: Principal, proposal_id: int, reviewer_id: int) -> Review:
+    with db.begin():
+        authorize(actor, Action.ReviewAssign, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        if proposal.status not in {"submitted", "under_review"}:
+            raise ConflictError(f"proposal {proposal.id} is {proposal.status}: review is over")
+        reviewer = _get(db, Person, reviewer_id, "person")
+        if not any(g.role == Role.REVIEWER for g in reviewer.roles):
+            raise InvalidInput(f"{reviewer.name} is not a reviewer: grant the reviewer role first")
+        call = db.get_one(Call, proposal.call_id)
+        reasons = rules.conflicts(
+            _candidate(db, reviewer),
+            pi=_candidate(db, db.get_one(Person, proposal.pi_id)),
+            team=proposal.team,
+            co_authors=proposal.co_authors,
+            declared=_declared(db, reviewer.id, {proposal.pi_id, *proposal.team}),
+            exclude_same_country=call.exclude_same_country,
+        )
+        if reasons:
+            raise ConflictError(
+                f"{reviewer.name} may not review proposal {proposal.id}: {'; '.join(reasons)}"
+            )
+        if any(r.reviewer_id == reviewer.id for r in proposal.reviews):
+            raise ConflictError(f"{reviewer.name} already reviews proposal {proposal.id}")
+        review = Review(proposal_id=proposal.id, reviewer_id=reviewer.id)
+        db.add(review)
+        proposal.status = "under_review"
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.ReviewerAssigned,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"proposal/{proposal.id}",
+            data={"reviewer": reviewer.pseudonym},
+        )
+    return review
+
+
+def eligible_reviewers(
+    db: Session, actor: Principal, proposal_id: int
+) -> list[tuple[Person, list[str]]]:
+    """Every reviewer with the reasons (if any) they are excluded from this proposal."""
+    with db.begin():
+        authorize(actor, Action.ReviewAssign, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        call = db.get_one(Call, proposal.call_id)
+        pi = _candidate(db, db.get_one(Person, proposal.pi_id))
+        from commonlab.identity.models import RoleGrant
+
+        reviewers = db.scalars(
+            select(Person)
+            .join(RoleGrant)
+            .where(RoleGrant.role == Role.REVIEWER)
+            .order_by(Person.id)
+        ).all()
+        return [
+            (
+                person,
+                rules.conflicts(
+                    _candidate(db, person),
+                    pi=pi,
+                    team=proposal.team,
+                    co_authors=proposal.co_authors,
+                    declared=_declared(db, person.id, {proposal.pi_id, *proposal.team}),
+                    exclude_same_country=call.exclude_same_country,
+                ),
+            )
+            for person in reviewers
+        ]
+
+
+def _candidate(db: Session, person: Person) -> rules.Candidate:
+    country = None
+    if person.institution_id is not None:
+        country = db.get_one(Institution, person.institution_id).country
+    return rules.Candidate(person.id, person.institution_id, country)
+
+
+def _declared(db: Session, reviewer_id: int, people: set[int]) -> list[int]:
+    return list(
+        db.scalars(
+            select(Conflict.person_id).where(
+                Conflict.reviewer_id == reviewer_id, Conflict.person_id.in_(people)
+            )
+        )
+    )
+
+
+def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewScore) -> Review:
+    with db.begin():
+        authorize(actor, Action.ReviewScore, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        review = next((r for r in proposal.reviews if r.reviewer_id == actor.person_id), None)
+        if review is None:
+            raise AccessDenied(f"you are not assigned to review proposal {proposal.id}")
+        if proposal.status != "under_review":
+            raise ConflictError(f"proposal {proposal.id} is {proposal.status}: review is over")
+        criteria = {c["criterion"] for c in db.get_one(Call, proposal.call_id).rubric}
+        if set(req.scores) != criteria:
+            raise InvalidInput(f"score exactly the call's criteria: {', '.join(sorted(criteria))}")
+        review.scores, review.comment, review.submitted_at = dict(req.scores), req.comment, utcnow()
+        record.append(
+            db,
+            AllocationEvent.ReviewSubmitted,
+            actor=actor,
+            subject=f"proposal/{proposal.id}",
+            data={"reviewer": actor.pseudonym},
+            private={"scores": review.scores, "comment": review.comment},
+        )
+    return review
+
+
+def reply(db: Session, actor: Principal, proposal_id: int, text: str) -> Reply:
+    with db.begin():
+        authorize(actor, Action.ProposalReply, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        if proposal.pi_id != actor.person_id:
+            raise AccessDenied("only the proposal's PI may reply to its reviews")
+        if proposal.status != "under_review":
+            raise ConflictError(
+                f"proposal {proposal.id} is {proposal.status}: there is nothing to reply to"
+            )
+        answer = Reply(proposal_id=proposal.id, text=text)
+        db.add(answer)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.ReplyGiven,
+            actor=actor,
+            subject=f"proposal/{proposal.id}",
+            data={},
+            private={"text": text},
+        )
+    return answer
+
+
+def rank_call(db: Session, actor: Principal, call_id: int) -> list[tuple[Proposal, Decimal | None]]:
+    """Proposals of a call by weighted mean score, best first (unscored last). Stores scores."""
+    with db.begin():
+        authorize(actor, Action.ProposalDecide, ALLOCATION)
+        call = _get(db, Call, call_id, "call")
+        weights = {c["criterion"]: Decimal(c["weight"]) for c in call.rubric}
+        total_weight = sum(weights.values(), ZERO)
+        ranked = []
+        for proposal in db.scalars(select(Proposal).where(Proposal.call_id == call.id)):
+            done = [r.scores for r in proposal.reviews if r.scores]
+            score = None
+            if done:
+                per_review = [
+                    sum(weights[c] * s for c, s in scores.items()) / total_weight for scores in done
+                ]
+                score = (sum(per_review, ZERO) / len(per_review)).quantize(Decimal("0.01"))
+                proposal.score = str(score)
+            ranked.append((proposal, score))
+    ranked.sort(key=lambda item: (item[1] is None, -(item[1] or 0), item[0].id))
+    return ranked
+
+
+# Decisions and allocations ---------------------------------------------------------------------
+
+
+def decide_proposal(
+    db: Session, actor: Principal, proposal_id: int, *, award: bool
+) -> Allocation | None:
+    """Record the panel's decision. An award above the council threshold waits for a motion."""
+    with db.begin():
+        authorize(actor, Action.ProposalDecide, ALLOCATION)
+        proposal = _get(db, Proposal, proposal_id, "proposal")
+        if proposal.status not in {"submitted", "under_review"}:
+            raise ConflictError(f"proposal {proposal.id} is already {proposal.status}")
+        if award and not any(r.scores for r in proposal.reviews):
+            raise ConflictError(f"proposal {proposal.id} has no submitted review yet")
+        proposal.decided_at = utcnow()
+        allocation = None
+        if award:
+            requested = _hours(proposal.requested)
+            threshold = regulation_in_force(db).regulation.allocation.council_threshold_hours
+            needs_council = sum(requested.values(), ZERO) > threshold
+            institution = db.get_one(Institution, proposal.institution_id)
+            allocation = Allocation(
+                proposal_id=proposal.id,
+                project=f"proj-{proposal.id}",
+                title=proposal.title,
+                pi_id=proposal.pi_id,
+                institution_id=institution.id,
+                country=institution.country,
+                pool=db.get_one(Call, proposal.call_id).pool,
+                budget=proposal.requested,
+                starts_on=proposal.starts_on,
+                ends_on=proposal.ends_on,
+                status="awaiting_council" if needs_council else "active",
+            )
+            db.add(allocation)
+            proposal.status = "awaiting_council" if needs_council else "awarded"
+            db.flush()
+        else:
+            proposal.status = "rejected"
+        record.append(
+            db,
+            AllocationEvent.ProposalDecided,
+            actor=actor,
+            as_role=Role.OPERATOR,
+            subject=f"proposal/{proposal.id}",
+            data={"decision": proposal.status, "score": proposal.score},
+        )
+        if allocation is not None:
+            # Awards are public: title, institution country and hours.
+            record.append(
+                db,
+                AllocationEvent.AllocationGranted,
+                actor=actor,
+                as_role=Role.OPERATOR,
+                subject=f"allocation/{allocation.id}",
+                data={
+                    "project": allocation.project,
+                    "title": allocation.title,
+                    "country": allocation.country,
+                    "pool": allocation.pool,
+                    "budget": allocation.budget,
+                    "starts_on": allocation.starts_on.isoformat(),
+                    "ends_on": allocation.ends_on.isoformat(),
+                    "status": allocation.status,
+                },
+            )
+    return allocation
+
+
+def check_awaiting_council(db: Session, allocation_id: int) -> Allocation:
+    allocation = _get(db, Allocation, allocation_id, "allocation")
+    if allocation.status != "awaiting_council":
+        raise ConflictError(
+            f"allocation {allocation.id} is {allocation.status}, not awaiting the council"
+        )
+    return allocation
+
+
+def activate_allocation(db: Session, allocation_id: int, *, motion_id: int) -> Allocation:
+    """The council approved it: in the caller's transaction (a motion's effect)."""
+    from commonlab.identity.principal import SYSTEM
+
+    allocation = check_awaiting_council(db, allocation_id)
+    allocation.status = "active"
+    if allocation.proposal_id is not None:
+        db.get_one(Proposal, allocation.proposal_id).status = "awarded"
+    record.append(
+        db,
+        AllocationEvent.AllocationApproved,
+        actor=SYSTEM,
+        subject=f"allocation/{allocation.id}",
+        data={"motion": motion_id},
+    )
+    return allocation
+
+
+def sub_allocate(
+    db: Session, actor: Principal, allocation_id: int, req: SubAllocationIn
+) -> Allocation:
+    with db.begin():
+        authorize(actor, Action.SubAllocate, ALLOCATION)
+        parent = _get(db, Allocation, allocation_id, "allocation")
+        if parent.pi_id != actor.person_id:
+            raise AccessDenied("only the PI of an allocation may divide it")
+        if parent.status != "active":
+            raise ConflictError(f"allocation {parent.id} is {parent.status}")
+        siblings = db.scalars(select(Allocation).where(Allocation.parent_id == parent.id)).all()
+        try:
+            rules.check_sub_allocation(
+                _hours(parent.budget), [_hours(s.budget) for s in siblings], dict(req.budget)
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        child = Allocation(
+            parent_id=parent.id,
+            project=f"{parent.project}.{len(siblings) + 1}",
+            title=req.title,
+            pi_id=parent.pi_id,
+            institution_id=parent.institution_id,
+            country=parent.country,
+            pool=parent.pool,
+            budget=_text(dict(req.budget)),
+            starts_on=parent.starts_on,
+            ends_on=parent.ends_on,
+            status="active",
+        )
+        db.add(child)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.SubAllocated,
+            actor=actor,
+            subject=f"allocation/{child.id}",
+            data={"parent": parent.id, "project": child.project, "budget": child.budget},
+        )
+    return child
+
+
+# The usage ledger ------------------------------------------------------------------------------
+
+
+def usage(db: Session, allocation: Allocation) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """(settled hours, open reservations) per class, this allocation and its sub-allocations."""
+    ids = [
+        allocation.id,
+        *db.scalars(select(Allocation.id).where(Allocation.parent_id == allocation.id)),
+    ]
+    rows = db.scalars(select(Charge).where(Charge.allocation_id.in_(ids))).all()
+    closed = {r.reservation_id for r in rows if r.reservation_id is not None}
+    used: dict[str, Decimal] = defaultdict(Decimal)
+    held: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row.kind == "settle":
+            used[row.accelerator] += Decimal(row.hours)
+        elif row.kind == "reserve" and row.id not in closed:
+            held[row.accelerator] += Decimal(row.hours)
+    return dict(used), dict(held)
+
+
+def _drawn_by_quarter(
+    db: Session, allocation: Allocation, cls: str, tranches: list[rules.Quarter]
+) -> dict[int, Decimal]:
+    ids = [
+        allocation.id,
+        *db.scalars(select(Allocation.id).where(Allocation.parent_id == allocation.id)),
+    ]
+    rows = db.scalars(
+        select(Charge).where(Charge.allocation_id.in_(ids), Charge.accelerator == cls)
+    ).all()
+    closed = {r.reservation_id for r in rows if r.reservation_id is not None}
+    drawn: dict[int, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        counts = row.kind == "settle" or (row.kind == "reserve" and row.id not in closed)
+        if counts:
+            quarter = next((q.index for q in tranches if q.starts <= row.on < q.ends), None)
+            if quarter is not None:
+                drawn[quarter] += Decimal(row.hours)
+    return dict(drawn)
+
+
+def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -> Charge:
+    """Hold hours for a job at admission; refused if it would overdraw (beyond the grace margin)."""
+    on = req.on or utcnow().date()
+    with db.begin():
+        authorize(actor, Action.LedgerCharge, ALLOCATION)
+        allocation = _get(db, Allocation, allocation_id, "allocation")
+        if allocation.status != "active":
+            raise ConflictError(
+                f"allocation {allocation.id} is {allocation.status}: it cannot be charged"
+            )
+        budget = _hours(allocation.budget)
+        if req.accelerator not in budget:
+            raise InvalidInput(f"allocation {allocation.id} has no {req.accelerator} hours")
+        if not allocation.starts_on <= on < allocation.ends_on:
+            raise ConflictError(
+                f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
+            )
+        _check_budget(db, allocation, req.accelerator, req.hours, on)
+        if allocation.parent_id is not None:
+            parent = db.get_one(Allocation, allocation.parent_id)
+            _check_budget(db, parent, req.accelerator, req.hours, on)
+        charge = Charge(
+            allocation_id=allocation.id,
+            kind="reserve",
+            accelerator=req.accelerator,
+            hours=req.hours,
+            job=req.job,
+            on=on,
+        )
+        db.add(charge)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.HoursReserved,
+            actor=actor,
+            subject=f"allocation/{allocation.id}",
+            data={
+                "ledger": charge.id,
+                "class": req.accelerator,
+                "hours": str(req.hours),
+                "job": req.job,
+            },
+        )
+    return charge
+
+
+def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal, on: date) -> None:
+    rules_in_force = regulation_in_force(db).regulation.allocation
+    budget = _hours(allocation.budget)[cls]
+    tranches = rules.quarters(budget, allocation.starts_on, allocation.ends_on)
+    drawn = _drawn_by_quarter(db, allocation, cls, tranches)
+    left = rules.available_hours(
+        tranches, drawn, on=on, carry_over_percent=rules_in_force.carry_over_percent
+    )
+    grace = budget * rules_in_force.grace_margin_percent / 100
+    if hours > left + grace:
+        raise ConflictError(
+            f"allocation {allocation.id} has {max(left, ZERO):.2f} {cls} hours left this quarter"
+            + (f" (plus a {rules_in_force.grace_margin_percent}% grace margin)" if grace else "")
+            + f"; {hours} asked"
+        )
+
+
+def settle(db: Session, actor: Principal, reservation_id: int, hours: Decimal) -> Charge:
+    """Charge what a job used (at most what it reserved) and close its reservation."""
+    return _close_reservation(db, actor, reservation_id, hours, kind="settle")
+
+
+def release(db: Session, actor: Principal, reservation_id: int) -> Charge:
+    """Close a reservation without charge (a refused or cancelled job)."""
+    return _close_reservation(db, actor, reservation_id, ZERO, kind="release")
+
+
+def _close_reservation(
+    db: Session, actor: Principal, reservation_id: int, hours: Decimal, *, kind: str
+) -> Charge:
+    with db.begin():
+        authorize(actor, Action.LedgerCharge, ALLOCATION)
+        held = _get(db, Charge, reservation_id, "reservation")
+        if held.kind != "reserve":
+            raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
+        if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
+            raise ConflictError(
+                f"reservation {held.id} is already closed: a job is charged exactly once"
+            )
+        if hours > Decimal(held.hours):
+            raise InvalidInput(
+                f"{hours} hours is more than the {held.hours} reserved for {held.job}"
+            )
+        charge = Charge(
+            allocation_id=held.allocation_id,
+            kind=kind,
+            accelerator=held.accelerator,
+            hours=hours,
+            reservation_id=held.id,
+            job=held.job,
+            on=held.on,
+        )
+        db.add(charge)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.HoursSettled if kind == "settle" else AllocationEvent.HoursReleased,
+            actor=actor,
+            subject=f"allocation/{held.allocation_id}",
+            data={
+                "ledger": charge.id,
+                "reservation": held.id,
+                "class": held.accelerator,
+                "hours": str(hours),
+                "job": held.job,
+            },
+        )
+    return charge
+
+
+# Member-state shares ---------------------------------------------------------------------------
+
+
+def share_accounting(db: Session, actor: Principal, *, start: date, end: date) -> dict[str, Any]:
+    """Delivered versus entitled share per member state over [start, end)."""
+    with db.begin():
+        authorize(actor, Action.AllocationRead, ALLOCATION)
+        members = active_codes(db)
+        delivered: dict[str, Decimal] = {code: ZERO for code in members}
+        rows = db.execute(
+            select(Allocation.country, func.sum(Charge.hours))
+            .join(Allocation, Allocation.id == Charge.allocation_id)
+            .where(Charge.kind == "settle", Charge.on >= start, Charge.on < end)
+            .group_by(Allocation.country)
+        ).all()
+        for country, hours in rows:
+            if country in members:
+                delivered[country] = Decimal(hours or 0)
+        tolerance = regulation_in_force(db).regulation.allocation.share_tolerance_percent
+        lines = rules.share_report(delivered, current_shares(db), tolerance=tolerance)
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "tolerance_percent": format(tolerance.normalize(), "f"),
+        "states": [
+            {
+                "code": line.code,
+                "entitled_percent": str(line.entitled_percent),
+                "delivered_hours": str(line.delivered_hours),
+                "delivered_percent": str(line.delivered_percent),
+                "deviation": str(line.deviation),
+                "outside_band": line.outside_band,
+            }
+            for line in lines
+        ],
+    }
+
+
+# Reads -----------------------------------------------------------------------------------------
+
+
+def calls_query(actor: Principal) -> Any:
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    return select(Call)
+
+
+def get_call(db: Session, actor: Principal, call_id: int) -> Call:
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    with db.begin():
+        return _get(db, Call, call_id, "call")
+
+
+def allocations_query(actor: Principal) -> Any:
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    return select(Allocation)
+
+
+def get_allocation(
+    db: Session, actor: Principal, allocation_id: int
+) -> tuple[Allocation, dict[str, Decimal], dict[str, Decimal]]:
+    """An allocation with its settled hours and open reservations per class."""
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    with db.begin():
+        allocation = _get(db, Allocation, allocation_id, "allocation")
+        used, held = usage(db, allocation)
+    return allocation, used, held

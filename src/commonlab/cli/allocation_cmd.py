@@ -1,0 +1,181 @@
+"""Calls, proposals, review, allocations and share reports from the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.render import console, print_json, print_table
+
+__all__ = ["register"]
+
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+Json = Annotated[bool, typer.Option("--json", help="print the API's JSON answer")]
+
+call = typer.Typer(help="Calls for proposals.")
+proposal = typer.Typer(help="Proposals: submit, show.")
+review = typer.Typer(help="Review: assign reviewers (with their conflicts), score.")
+allocation = typer.Typer(help="Allocations and their usage.")
+report = typer.Typer(help="Reports: member-state shares.")
+
+
+def _client(url: str | None) -> Client:
+    return Client(load_login(url=url))
+
+
+def _document(text: str) -> dict[str, Any]:
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise CliError("give a JSON object")
+    return value
+
+
+@call.command("create")
+def call_create(
+    spec: Annotated[str, typer.Argument(help="the call as JSON, or @file.json")],
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Open a call (operators)."""
+    created = _client(url).post("/api/v1/calls", json=_document(spec))
+    if as_json:
+        print_json(created)
+        return
+    console.print(f"Call {created['id']} opened: {created['title']} ({created['pool']})")
+
+
+@call.command("list")
+def call_list(url: Url = None, as_json: Json = False) -> None:
+    """Calls for proposals."""
+    items = _client(url).get("/api/v1/calls", params={"limit": 500})["items"]
+    if as_json:
+        print_json(items)
+        return
+    rows = [{**c, "budget": ", ".join(f"{k} {v} h" for k, v in c["budget"].items())} for c in items]
+    print_table(rows, ["id", "title", "pool", "budget", "closes_at"], title="Calls")
+
+
+@proposal.command("submit")
+def proposal_submit(
+    spec: Annotated[str, typer.Argument(help="the proposal as JSON, or @file.json")],
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Submit a proposal to an open call (as its PI)."""
+    created = _client(url).post("/api/v1/proposals", json=_document(spec))
+    if as_json:
+        print_json(created)
+        return
+    console.print(f"Proposal {created['id']} submitted to call {created['call_id']}.")
+
+
+@proposal.command("show")
+def proposal_show(proposal_id: int, url: Url = None) -> None:
+    """A proposal, its reviews and replies (PI, team, reviewers and operators)."""
+    print_json(_client(url).get(f"/api/v1/proposals/{proposal_id}"))
+
+
+@review.command("candidates")
+def review_candidates(proposal_id: int, url: Url = None) -> None:
+    """Every reviewer, and why any of them is excluded from this proposal."""
+    rows = _client(url).get(f"/api/v1/proposals/{proposal_id}/reviewers")
+    print_table(
+        [{**r, "conflicts": "; ".join(r["conflicts"]) or "none"} for r in rows],
+        ["person_id", "name", "eligible", "conflicts"],
+        title=f"Reviewers for proposal {proposal_id}",
+    )
+
+
+@review.command("assign")
+def review_assign(proposal_id: int, reviewer_id: int, url: Url = None) -> None:
+    """Assign a reviewer; refused with the reasons when there is a conflict of interest."""
+    _client(url).post(
+        f"/api/v1/proposals/{proposal_id}/reviewers", json={"reviewer_id": reviewer_id}
+    )
+    console.print(f"Reviewer {reviewer_id} assigned to proposal {proposal_id}.")
+
+
+@review.command("score")
+def review_score(
+    proposal_id: int,
+    scores: Annotated[list[str], typer.Argument(help="criterion=1..5 for each criterion")],
+    comment: Annotated[str, typer.Option()] = "",
+    url: Url = None,
+) -> None:
+    """Score a proposal you are assigned to."""
+    parsed: dict[str, int] = {}
+    for item in scores:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise CliError(f"{item!r}: write each score as criterion=1..5")
+        parsed[name] = int(value)
+    _client(url).post(
+        f"/api/v1/proposals/{proposal_id}/review", json={"scores": parsed, "comment": comment}
+    )
+    console.print(f"Scores for proposal {proposal_id} submitted.")
+
+
+@allocation.command("show")
+def allocation_show(allocation_id: int, url: Url = None, as_json: Json = False) -> None:
+    """An allocation: budget, hours used and reserved."""
+    a = _client(url).get(f"/api/v1/allocations/{allocation_id}")
+    if as_json:
+        print_json(a)
+        return
+    console.print(
+        f"[bold]{a['project']}[/bold] {a['title']} — {a['status']}, "
+        f"{a['starts_on']} → {a['ends_on']}"
+    )
+    rows = [
+        {
+            "class": cls,
+            "budget": hours,
+            "used": a["used"].get(cls, "0"),
+            "reserved": a["reserved"].get(cls, "0"),
+        }
+        for cls, hours in a["budget"].items()
+    ]
+    print_table(rows, ["class", "budget", "used", "reserved"], title="Accelerator-hours")
+
+
+@report.command("shares")
+def report_shares(
+    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="day after the last, YYYY-MM-DD")],
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    url: Url = None,
+) -> None:
+    """Delivered versus entitled share per member state."""
+    for value in (start, end):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise CliError(f"{value!r} is not a date: write YYYY-MM-DD") from None
+    params = {"start": start, "end": end, "format": "csv" if csv else "json"}
+    answer = _client(url).get("/api/v1/reports/shares", params=params)
+    if csv:
+        console.print(answer.decode() if isinstance(answer, bytes) else answer, end="")
+        return
+    rows = [{**s, "flag": "outside band" if s["outside_band"] else ""} for s in answer["states"]]
+    print_table(
+        rows,
+        ["code", "entitled_percent", "delivered_percent", "delivered_hours", "flag"],
+        title=f"Member-state shares {start} → {end} (±{answer['tolerance_percent']}%)",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(call, name="call")
+    app.add_typer(proposal, name="proposal")
+    app.add_typer(review, name="review")
+    app.add_typer(allocation, name="allocation")
+    app.add_typer(report, name="report")

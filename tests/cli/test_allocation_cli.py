@@ -1,0 +1,103 @@
+"""Calls, proposals, review and share reports from the command line, against a live facility."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+from tests.cli.test_cli import run
+
+
+def _person(capsys, name, role, institution=None):
+    argv = ["person", "create", name, "--role", role, "--json"]
+    if institution:
+        argv += ["--institution", str(institution)]
+    person = json.loads(run(capsys, *argv)[1])
+    token = json.loads(
+        run(capsys, "token", "issue", str(person["id"]), "--scope", "write", "--json")[1]
+    )
+    return person, token["token"]
+
+
+def test_call_to_report(capsys, served, monkeypatch, tmp_path):
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    kenya = json.loads(
+        run(
+            capsys,
+            "institution",
+            "create",
+            "University of Nairobi",
+            "--country",
+            "KE",
+            "--kind",
+            "university",
+            "--json",
+        )[1]
+    )
+    italy = json.loads(
+        run(
+            capsys,
+            "institution",
+            "create",
+            "Sapienza",
+            "--country",
+            "IT",
+            "--kind",
+            "university",
+            "--json",
+        )[1]
+    )
+    run(capsys, "member", "found", "IT=Italy=25", "FR=France=25", "DE=Germany=25", "ES=Spain=25")
+    pi, pi_token = _person(capsys, "Wanjiru", "pi", kenya["id"])
+    rome, rome_token = _person(capsys, "Reviewer Rome", "reviewer", italy["id"])
+    local, _ = _person(capsys, "Reviewer Nairobi", "reviewer", kenya["id"])
+    now = datetime.now(UTC)
+    spec = tmp_path / "call.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "title": "Speech",
+                "pool": "open_calls",
+                "budget": {"H100": "10000"},
+                "opens_at": (now - timedelta(minutes=1)).isoformat(),
+                "closes_at": (now + timedelta(days=9)).isoformat(),
+                "rubric": [{"criterion": "excellence", "weight": 1}],
+            }
+        )
+    )
+    code, out, err = run(capsys, "call", "create", f"@{spec}")
+    assert code == 0, err
+    assert "Call 1 opened" in out
+    assert "Speech" in run(capsys, "call", "list")[1]
+
+    monkeypatch.setenv("COMMONLAB_TOKEN", pi_token)
+    body = {
+        "call_id": 1,
+        "institution_id": kenya["id"],
+        "title": "Swahili ASR",
+        "abstract": "Open ASR.",
+        "requested": {"H100": "400"},
+        "starts_on": date.today().isoformat(),
+        "ends_on": (date.today() + timedelta(days=365)).isoformat(),
+        "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
+    }
+    code, out, err = run(capsys, "proposal", "submit", json.dumps(body))
+    assert code == 0, err
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "review", "candidates", "1")
+    assert "same institution as the PI" in out
+    code, _, err = run(capsys, "review", "assign", "1", str(local["id"]))
+    assert code == 1 and "same institution" in err
+    assert run(capsys, "review", "assign", "1", str(rome["id"]))[0] == 0
+    monkeypatch.setenv("COMMONLAB_TOKEN", rome_token)
+    code, _, err = run(capsys, "review", "score", "1", "excellence=4")
+    assert code == 0, err
+    code, _, err = run(capsys, "review", "score", "1", "excellence=high")
+    assert code == 1 and "criterion=1..5" in err
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, err = run(capsys, "report", "shares", "--start", "2027-01-01", "--end", "2028-01-01")
+    assert code == 0, err
+    assert "IT" in out and "25" in out
+    code, _, err = run(capsys, "report", "shares", "--start", "soon", "--end", "2028-01-01")
+    assert code == 1 and "YYYY-MM-DD" in err
