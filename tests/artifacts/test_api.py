@@ -100,6 +100,14 @@ def test_a_second_version_stores_only_what_changed(client, researcher, facility,
     # The unchanged file needs no upload: the repository already holds it.
     answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digests(big), headers=h)
     assert answer.json()["state"] == "complete" and answer.json()["id"] is None
+    # The CLI declares no BLAKE3 (it hashes once): SHA-256 and size decide, and the answer
+    # names the address to commit.
+    by_sha = {k: v for k, v in digests(big).items() if k != "blake3"}
+    answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=by_sha, headers=h).json()
+    assert answer["state"] == "complete" and answer["blake3"] == digests(big)["blake3"]
+    other_size = {**by_sha, "size": len(big) + 1}
+    answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=other_size, headers=h).json()
+    assert answer["state"] == "open"
     assert push(client, h, repo, {"a.bin": big, "b.bin": b"two"}).status_code == 201
     assert len(set(store.all_objects()) - before) == 1
 
@@ -129,6 +137,21 @@ def test_resumable_upload_and_wrong_offset(client, researcher, app):
     assert done["state"] == "complete" and done["blake3"] == digests(data)["blake3"]
     too_much = put(1000, b"more")
     assert too_much.status_code == 409
+
+
+def test_a_chunk_streams_to_the_store_in_batches(client, researcher):
+    """A chunk larger than one batch, sent as a stream without a declared length."""
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    data = bytes(range(256)) * (9 * 4096)  # 9 MiB: three batches of the route's reader
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digests(data), headers=h).json()
+    pieces = (data[i : i + 100_000] for i in range(0, len(data), 100_000))
+    done = client.put(
+        f"/api/v1/artifacts/uploads/{up['id']}", params={"offset": 0}, content=pieces,
+        headers={**h, "content-type": "application/octet-stream"},
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "complete" and done.json()["blake3"] == digests(data)["blake3"]
 
 
 def test_bytes_that_do_not_match_their_sha256_are_refused(client, researcher, app):

@@ -5,9 +5,11 @@ Repositories are addressed as `/api/v1/artifacts/{models|datasets}/{namespace}/{
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -183,11 +185,44 @@ async def put_chunk(
     offset: Annotated[int, Query(ge=0, le=1 << 44, description="where this chunk starts")],
 ) -> UploadOut:
     """Send the next chunk (at most `chunk_bytes`); the body is the raw bytes."""
-    body = await request.body()  # bounded by the body limit: one chunk, never a whole file
+    # The body streams into the part file: at most one batch of it is ever in memory.
+    chunks = _BodyBatches(request)
     answer = await run_in_threadpool(
-        service.put_chunk, db, principal, reg, upload_id, offset, [body] if body else []
+        service.put_chunk, db, principal, reg, upload_id, offset, chunks
     )
     return _upload_out(answer, reg)
+
+
+class _BodyBatches:
+    """A request body as a blocking iterator of its pieces, for a worker thread.
+
+    The body arrives on the event loop in pieces of up to a few hundred KiB; the worker (which
+    hashes and writes them) fetches ~4 MiB of them at a time, so it rarely crosses threads.
+    """
+
+    BATCH = 4 << 20
+
+    def __init__(self, request: Request) -> None:
+        self._pieces = request.stream().__aiter__()
+        self._done = False
+
+    async def _take(self) -> list[bytes]:
+        # The pieces as they came: joining them would copy every byte once more.
+        pieces: list[bytes] = []
+        size = 0
+        while size < self.BATCH:
+            try:
+                piece = await self._pieces.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            pieces.append(piece)
+            size += len(piece)
+        return pieces
+
+    def __iter__(self) -> Iterator[bytes]:
+        while not self._done:
+            yield from anyio.from_thread.run(self._take)
 
 
 # Versions

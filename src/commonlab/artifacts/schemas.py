@@ -89,7 +89,9 @@ class UploadCreate(Input):
     size: StrictInt = Field(ge=0, le=1 << 44, description="the file's size in bytes")
     sha256: Hex64
     blake3: Hex64 | None = Field(
-        default=None, description="when given and the repository already holds it: no upload"
+        default=None,
+        description="when given and the repository already holds it: no upload (without it, "
+        "the SHA-256 and size decide)",
     )
 
 

@@ -242,19 +242,21 @@ def start_upload(
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
-        if req.blake3 and registry.store.exists(req.blake3):
-            known = db.scalar(
-                select(VersionFile)
-                .join(Version)
-                .where(Version.repo_id == repo.id, VersionFile.blake3 == req.blake3)
-                .limit(1)
-            )
-            if known is not None:
-                if known.sha256 != req.sha256 or known.size != req.size:
-                    raise InvalidInput(
-                        "this BLAKE3 digest is held with another SHA-256 or size: check the file"
-                    )
-                return UploadStatus(None, UploadState.COMPLETE, req.size, req.size, req.blake3)
+        # Without a BLAKE3 (the CLI sends none, to hash once), the SHA-256 and size answer.
+        same = (
+            VersionFile.blake3 == req.blake3
+            if req.blake3
+            else (VersionFile.sha256 == req.sha256) & (VersionFile.size == req.size)
+        )
+        known = db.scalar(
+            select(VersionFile).join(Version).where(Version.repo_id == repo.id, same).limit(1)
+        )
+        if known is not None and registry.store.exists(known.blake3):
+            if known.sha256 != req.sha256 or known.size != req.size:
+                raise InvalidInput(
+                    "this BLAKE3 digest is held with another SHA-256 or size: check the file"
+                )
+            return UploadStatus(None, UploadState.COMPLETE, req.size, req.size, known.blake3)
         upload = Upload(
             id=secrets.token_urlsafe(18),
             repo_id=repo.id,

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-import blake3
 import httpx
 import typer
 from rich.progress import (
@@ -67,14 +69,21 @@ def _local_files(root: Path) -> list[tuple[str, Path]]:
 
 
 def _digest(path: Path, progress: Progress, task: Any) -> dict[str, Any]:
-    b3, sha, size = blake3.blake3(max_threads=blake3.blake3.AUTO), hashlib.sha256(), 0
+    # SHA-256 only: the facility computes the BLAKE3 address as the bytes arrive.
+    # Mapped, not read: hashing needs no copy of the bytes.
+    sha = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(READ_CHUNK * 8):
-            b3.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
-            progress.advance(task, len(chunk))
-    return {"size": size, "sha256": sha.hexdigest(), "blake3": b3.hexdigest()}
+        size = os.fstat(fh.fileno()).st_size
+        if size:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                for start in range(0, size, READ_CHUNK * 4):
+                    block = view[start : start + READ_CHUNK * 4]
+                    sha.update(block)
+                    progress.advance(task, len(block))
+                    block.release()
+                view.release()
+    return {"size": size, "sha256": sha.hexdigest()}
 
 
 def _split(repo: str) -> tuple[str | None, str]:
@@ -104,37 +113,51 @@ def _ensure_repo(client: Client, kind: str, ns: str | None, name: str, opts: dic
     return path
 
 
+def _read(path: Path, start: int, end: int) -> Iterator[bytes]:
+    """The file's bytes [start, end) in blocks: a chunk is streamed, never held whole."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while start < end and (block := fh.read(min(READ_CHUNK * 4, end - start))):
+            start += len(block)
+            yield block
+
+
 def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], progress: Progress,
-            task: Any) -> None:  # fmt: skip
+            task: Any) -> str:  # fmt: skip
+    """Send one file unless the repository already holds it; returns its BLAKE3."""
     answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digest)
     if answer["state"] == "complete":
         progress.advance(task, digest["size"])  # the facility already holds these bytes
-        return
+        return str(answer["blake3"])
     upload_id, chunk_bytes, offset = answer["id"], answer["chunk_bytes"], 0
-    with path.open("rb") as fh:
-        while offset < digest["size"]:
-            fh.seek(offset)
-            chunk = fh.read(chunk_bytes)
-            for attempt in range(3):
-                try:
-                    answer = client.request(
-                        "PUT",
-                        f"/api/v1/artifacts/uploads/{upload_id}",
-                        params={"offset": offset},
-                        content=chunk,
-                        headers={"content-type": "application/octet-stream"},
-                    )
+    while offset < digest["size"]:
+        end = min(offset + chunk_bytes, digest["size"])
+        for attempt in range(3):
+            try:
+                answer = client.request(
+                    "PUT",
+                    f"/api/v1/artifacts/uploads/{upload_id}",
+                    params={"offset": offset},
+                    content=_read(path, offset, end),
+                    headers={
+                        "content-type": "application/octet-stream",
+                        "content-length": str(end - offset),
+                    },
+                )
+                break
+            except CliError:
+                if attempt == 2:
+                    raise
+                # Resume where the facility says the upload is.
+                status = client.get(f"/api/v1/artifacts/uploads/{upload_id}")
+                if status["received"] != offset:
+                    answer = status
                     break
-                except CliError:
-                    if attempt == 2:
-                        raise
-                    # Resume where the facility says the upload is.
-                    status = client.get(f"/api/v1/artifacts/uploads/{upload_id}")
-                    if status["received"] != offset:
-                        answer = status
-                        break
-            progress.advance(task, answer["received"] - offset)
-            offset = answer["received"]
+        progress.advance(task, answer["received"] - offset)
+        offset = answer["received"]
+    if answer.get("blake3") is None:  # resumed past the end: ask where it stands
+        answer = client.get(f"/api/v1/artifacts/uploads/{upload_id}")
+    return str(answer["blake3"])
 
 
 def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any) -> None:
@@ -144,14 +167,21 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     total = sum(p.stat().st_size for _, p in files)
     create = {k: options.pop(k) for k in ("visibility", "level") if options.get(k) is not None}
     repo_path = _ensure_repo(client, kind, ns, name, create)
-    with _bar() as progress:
-        hashing = progress.add_task("hashing  ", total=total)
-        digests = {rel: _digest(p, progress, hashing) for rel, p in files}
-        sending = progress.add_task("uploading", total=total)
-        for rel, p in files:
-            _upload(client, repo_path, p, digests[rel], progress, sending)
+    addresses: dict[str, str] = {}
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="hash")
+    try:
+        with _bar() as progress:
+            hashing = progress.add_task("hashing  ", total=total)
+            sending = progress.add_task("uploading", total=total)
+            # A file's SHA-256 is declared before its bytes are sent (it decides whether they
+            # need sending at all), so a thread hashes ahead while earlier files are sent.
+            digests = [hasher.submit(_digest, p, progress, hashing) for _, p in files]
+            for (rel, p), digest in zip(files, digests, strict=True):
+                addresses[rel] = _upload(client, repo_path, p, digest.result(), progress, sending)
+    finally:
+        hasher.shutdown(cancel_futures=True)
     body: dict[str, Any] = {
-        "files": [{"path": rel, "blake3": digests[rel]["blake3"]} for rel, _ in files],
+        "files": [{"path": rel, "blake3": addresses[rel]} for rel, _ in files],
         "message": options.get("message") or "",
         "licenses": options.get("licenses") or [],
     }
