@@ -197,6 +197,13 @@ def test_the_whole_cycle(client, app, facility, operator, world):
     with facility.db.session() as session:
         close_motion(session, SYSTEM, motion["id"], now=datetime.now(UTC) + timedelta(hours=1))
     assert client.get(f"/api/v1/allocations/{allocation['id']}").json()["status"] == "active"
+    assert client.get("/api/v1/me", headers=pi_auth).json()["projects"] == [allocation["project"]]
+    newcomer, newcomer_auth = person(client, operator, "Second student", ["researcher"])
+    members_url = f"/api/v1/allocations/{allocation['id']}/members"
+    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=operator).status_code == 403
+    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=pi_auth).status_code == 201
+    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=pi_auth).status_code == 409
+    assert client.get("/api/v1/me", headers=newcomer_auth).json()["projects"] == [allocation["project"]]
 
     sub = client.post(
         f"/api/v1/allocations/{allocation['id']}/sub-allocations",

@@ -50,6 +50,7 @@ def test_anonymous_request_acts_as_the_public(client):
         "person": None,
         "scopes": [],
         "clearance": None,
+        "projects": [],
     }
 
 

@@ -42,6 +42,11 @@ class ReviewerIn(BaseModel):
     reviewer_id: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
 
 
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person_id: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+
+
 def call_out(call: Call) -> CallOut:
     return CallOut.model_validate(call, from_attributes=True)
 
@@ -190,6 +195,14 @@ def sub(
     allocation_id: Id, req: SubAllocationIn, db: DbSession, principal: CurrentPrincipal
 ) -> AllocationOut:
     return allocation_out(service.sub_allocate(db, principal, allocation_id, req))
+
+
+@router.post("/allocations/{allocation_id}/members", status_code=201, summary="Add a member")
+def add_member(
+    allocation_id: Id, req: MemberIn, db: DbSession, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    member = service.add_member(db, principal, allocation_id, req.person_id)
+    return {"project": member.project, "person_id": member.person_id, "role": member.role}
 
 
 @router.post("/allocations/{allocation_id}/reservations", status_code=201, summary="Reserve hours")

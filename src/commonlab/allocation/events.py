@@ -18,6 +18,7 @@ class AllocationEvent(StrEnum):
     AllocationGranted = "allocation:allocation:granted"
     AllocationApproved = "allocation:allocation:approved"
     SubAllocated = "allocation:allocation:sub_allocated"
+    MemberAdded = "allocation:project:member_added"
     HoursReserved = "allocation:ledger:reserved"
     HoursSettled = "allocation:ledger:settled"
     HoursReleased = "allocation:ledger:released"

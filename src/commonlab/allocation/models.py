@@ -11,7 +11,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commonlab.db import Base, UTCDateTime, utcnow
 
-__all__ = ["Allocation", "Call", "Charge", "Conflict", "Proposal", "Reply", "Review"]
+__all__ = [
+    "Allocation",
+    "Call",
+    "Charge",
+    "Conflict",
+    "ProjectMember",
+    "Proposal",
+    "Reply",
+    "Review",
+]
 
 Hours = Numeric(14, 2)
 
@@ -143,3 +152,17 @@ class Charge(Base):
     job: Mapped[str] = mapped_column(String(100))
     on: Mapped[date] = mapped_column(Date)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProjectMember(Base):
+    """Who belongs to an awarded project: its PI and the team (who may then use its hours,
+    its project datasets and models)."""
+
+    __tablename__ = "allocation_members"
+    __table_args__ = (UniqueConstraint("project", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project: Mapped[str] = mapped_column(String(40), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("identity_people.id"), index=True)
+    role: Mapped[str] = mapped_column(String(10))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

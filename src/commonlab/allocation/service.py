@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 from commonlab import record
 from commonlab.allocation import rules
 from commonlab.allocation.events import AllocationEvent
-from commonlab.allocation.models import Allocation, Call, Charge, Conflict, Proposal, Reply, Review
+from commonlab.allocation.models import (
+    Allocation,
+    Call,
+    Charge,
+    Conflict,
+    ProjectMember,
+    Proposal,
+    Reply,
+    Review,
+)
 from commonlab.allocation.schemas import (
     CallCreate,
     ConflictIn,
@@ -38,6 +47,7 @@ from commonlab.policy import Action, Resource, authorize
 
 __all__ = [
     "activate_allocation",
+    "add_member",
     "allocations_query",
     "assign_reviewer",
     "calls_query",
@@ -46,6 +56,7 @@ __all__ = [
     "declare_conflict",
     "get_allocation",
     "get_call",
+    "projects_of",
     "rank_call",
     "release",
     "reply",
@@ -431,6 +442,9 @@ def decide_proposal(
             )
             db.add(allocation)
             proposal.status = "awaiting_council" if needs_council else "awarded"
+            db.add(ProjectMember(project=allocation.project, person_id=proposal.pi_id, role="pi"))
+            for member in proposal.team:
+                db.add(ProjectMember(project=allocation.project, person_id=member, role="member"))
             db.flush()
         else:
             proposal.status = "rejected"
@@ -727,6 +741,44 @@ def share_accounting(db: Session, actor: Principal, *, start: date, end: date) -
             for line in lines
         ],
     }
+
+
+# Project membership ----------------------------------------------------------------------------
+
+
+def add_member(db: Session, actor: Principal, allocation_id: int, person_id: int) -> ProjectMember:
+    """The PI adds someone (a student, a collaborator) to an awarded project."""
+    with db.begin():
+        authorize(actor, Action.SubAllocate, ALLOCATION)
+        allocation = _get(db, Allocation, allocation_id, "allocation")
+        if allocation.pi_id != actor.person_id:
+            raise AccessDenied("only the PI of a project adds its members")
+        person = _get(db, Person, person_id, "person")
+        existing = db.scalar(
+            select(ProjectMember).where(
+                ProjectMember.project == allocation.project, ProjectMember.person_id == person.id
+            )
+        )
+        if existing is not None:
+            raise ConflictError(f"{person.name} is already a member of {allocation.project}")
+        member = ProjectMember(project=allocation.project, person_id=person.id, role="member")
+        db.add(member)
+        db.flush()
+        record.append(
+            db,
+            AllocationEvent.MemberAdded,
+            actor=actor,
+            subject=f"project/{allocation.project}",
+            data={"member": person.pseudonym},
+        )
+    return member
+
+
+def projects_of(db: Session, person_id: int) -> frozenset[str]:
+    """The projects a person belongs to (in the caller's transaction): for `authenticate`."""
+    return frozenset(
+        db.scalars(select(ProjectMember.project).where(ProjectMember.person_id == person_id))
+    )
 
 
 # Reads -----------------------------------------------------------------------------------------

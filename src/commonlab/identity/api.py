@@ -79,6 +79,7 @@ def me(db: DbSession, principal: CurrentPrincipal) -> Me:
         person=person_out(person),
         scopes=sorted(principal.scopes),
         clearance=clearance_out(grant) if grant else None,
+        projects=sorted(principal.projects),
     )
 
 

@@ -181,3 +181,4 @@ class Me(BaseModel):
     person: PersonOut | None = None
     scopes: list[Scope] = Field(default_factory=list)
     clearance: ClearanceOut | None = None
+    projects: list[str] = Field(default_factory=list, description="projects you belong to")

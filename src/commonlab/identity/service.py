@@ -410,6 +410,7 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
             institution_id=person.institution_id,
             token_id=token.id,
             token_expires_at=token.expires_at,
+            projects=_projects_of(db, person.id),
         )
 
 
@@ -519,6 +520,13 @@ def current_clearance(db: Session, person_id: int) -> ClearanceGrant | None:
         .order_by(ClearanceGrant.id.desc())
         .limit(1)
     )
+
+
+def _projects_of(db: Session, person_id: int) -> frozenset[str]:
+    # Project membership comes from awarded allocations (allocation/ owns it).
+    from commonlab.allocation.service import projects_of
+
+    return projects_of(db, person_id)
 
 
 def _effective_clearance(grant: ClearanceGrant | None, now: datetime) -> Clearance | None:
