@@ -1,4 +1,5 @@
-"""A live facility on a real port (SQLite) for the CLI and the Hub clients to talk to."""
+"""A live facility on a real port (SQLite) for the CLI and the Hub clients to talk to; the
+portal's live server and Chromium fixtures for the browser tests of the artifact pages."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from commonlab.app import create_app
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
+from tests.portal.conftest import browser_page, chromium, live_server, screenshot
+
+__all__ = ["Live", "browser_page", "chromium", "live", "live_server", "screenshot"]
 
 
 @dataclass(frozen=True)
