@@ -11,13 +11,22 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commonlab.allocation import service as allocation
+from commonlab.allocation.schemas import (
+    CallCreate,
+    Criterion,
+    ProposalCreate,
+    ReleasePlan,
+    ReserveIn,
+    ReviewScore,
+)
 from commonlab.db import utcnow
 from commonlab.governance import service as governance
 from commonlab.governance.regulation import CapacitySplit, default_regulation
 from commonlab.governance.rules import Choice, MotionKind
 from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
 from commonlab.identity import service
-from commonlab.identity.models import Institution, InstitutionKind, Person
+from commonlab.identity.models import Institution, InstitutionKind, Person, RoleGrant
 from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
 from commonlab.identity.schemas import ClearanceCreate, InstitutionCreate, PersonCreate
 
@@ -39,12 +48,15 @@ PEOPLE = [
     ("Giulia Rossi", 1, [Role.DELEGATE], None),
     ("Kadri Tamm", 2, [Role.DELEGATE, Role.REVIEWER], None),
     ("Amélie Durand", 3, [Role.SAFETY_OFFICER], 3),
-    ("Erik Lindqvist", 4, [Role.RESEARCHER], 2),
+    ("Erik Lindqvist", 4, [Role.PI, Role.RESEARCHER], 2),
     ("Marco Bianchi", 5, [Role.AUDITOR], None),
     ("Claire Martin", 3, [Role.DELEGATE], None),
     ("Jonas Weber", None, [Role.DELEGATE], None),
     ("Lucía García", None, [Role.DELEGATE], None),
     ("Sofia Lindberg", None, [Role.DELEGATE], None),
+    ("Francesca Conti", 1, [Role.REVIEWER], None),
+    ("Asha Mwangi", 0, [Role.REVIEWER], None),
+    ("Luca Ferri", 1, [Role.PI, Role.RESEARCHER], None),
 ]
 
 # code, name, contribution, the delegate's name
@@ -81,6 +93,7 @@ def seed_demo(db: Session) -> bool:
                 ClearanceCreate(level=level, expires_at=utcnow() + timedelta(days=90)),
             )
     _seed_council(db, people)
+    _seed_allocations(db, people, institutions)
     return True
 
 
@@ -142,6 +155,130 @@ def _seed_council(db: Session, people: dict[str, Person]) -> None:
     )
     for code in ("SE", "IT"):
         governance.cast_vote(db, seats[code], estonia.id, Choice.YES)
+
+
+def _seed_allocations(
+    db: Session, people: dict[str, Person], institutions: list[Institution]
+) -> None:
+    """An open call for speech models; Wanjiru's proposal reviewed (Asha, at her own
+    university, is excluded), awarded, used; a second, larger one waiting for the council."""
+    with db.begin():  # resolve who acts before the use cases open their own transactions
+        first_operator = db.scalars(
+            select(Person).join(RoleGrant).where(RoleGrant.role == Role.OPERATOR)
+        ).first()
+        assert first_operator is not None
+        operator = _acting(first_operator)
+        pi = _acting(people["Wanjiru Kamau"])
+        reviewer = _acting(people["Francesca Conti"])
+        giulia = _acting(people["Giulia Rossi"])
+        asha = _acting(people["Asha Mwangi"])
+        others = {name: _acting(people[name]) for name in ("Erik Lindqvist", "Luca Ferri")}
+    now = utcnow()
+    call = allocation.create_call(
+        db,
+        operator,
+        CallCreate(
+            title="Multilingual speech models",
+            description="Open speech recognition and synthesis for under-served languages.",
+            pool="open_calls",
+            budget={"H100": Decimal(200_000)},
+            opens_at=now - timedelta(days=1),
+            closes_at=now + timedelta(days=60),
+            rubric=[
+                Criterion(criterion="excellence", weight=Decimal(2)),
+                Criterion(criterion="openness", weight=Decimal(1)),
+            ],
+        ),
+    )
+    today = now.date()
+    plan = ReleasePlan(weights=True, data=True, code=True, licence="Apache-2.0")
+    small, large = (
+        allocation.submit_proposal(
+            db,
+            pi,
+            ProposalCreate(
+                call_id=call.id,
+                institution_id=institutions[0].id,
+                title=title,
+                abstract=abstract,
+                team=[people["Otieno Odhiambo"].id],
+                requested={"H100": Decimal(hours)},
+                starts_on=today,
+                ends_on=today + timedelta(days=365),
+                release_plan=plan,
+            ),
+        )
+        for title, abstract, hours in [
+            ("Swahili speech recognition", "An open ASR model and corpus for Swahili.", 20_000),
+            ("East African speech at scale", "Twelve languages, one open model.", 80_000),
+        ]
+    )
+    for proposal in (small, large):
+        allocation.assign_reviewer(db, operator, proposal.id, reviewer.person_id)
+        allocation.score_review(
+            db,
+            reviewer,
+            proposal.id,
+            ReviewScore(scores={"excellence": 5, "openness": 4}, comment="Strong, fully open."),
+        )
+    allocation.reply(db, pi, small.id, "Thank you: the corpus will carry per-record licences.")
+    awarded = allocation.decide_proposal(db, operator, small.id, award=True)
+    pending = allocation.decide_proposal(db, operator, large.id, award=True)
+    assert awarded is not None and pending is not None
+    held = allocation.reserve(
+        db, operator, awarded.id, ReserveIn(accelerator="H100", hours=Decimal(1200), job="demo-1")
+    )
+    allocation.settle(db, operator, held.id, Decimal(1130))
+    # Two projects from member states, so the share accounting has something to count.
+    for name, where, hours, used, reviewed_by in [
+        ("Erik Lindqvist", 4, 6_000, 800, reviewer),
+        ("Luca Ferri", 1, 9_000, 1_400, asha),
+    ]:
+        proposal = allocation.submit_proposal(
+            db,
+            others[name],
+            ProposalCreate(
+                call_id=call.id,
+                institution_id=institutions[where].id,
+                title=f"Speech technology at {institutions[where].name}",
+                abstract="Open models for the facility's languages.",
+                requested={"H100": Decimal(hours)},
+                starts_on=today,
+                ends_on=today + timedelta(days=365),
+                release_plan=plan,
+            ),
+        )
+        allocation.assign_reviewer(db, operator, proposal.id, reviewed_by.person_id)
+        allocation.score_review(
+            db, reviewed_by, proposal.id, ReviewScore(scores={"excellence": 4, "openness": 4})
+        )
+        granted = allocation.decide_proposal(db, operator, proposal.id, award=True)
+        assert granted is not None
+        hold = allocation.reserve(
+            db, operator, granted.id, ReserveIn(accelerator="H100", hours=Decimal(used), job=name)
+        )
+        allocation.settle(db, operator, hold.id, Decimal(used))
+    governance.table_motion(
+        db,
+        giulia,
+        MotionCreate(
+            kind=MotionKind.APPROVE_ALLOCATION,
+            title="Approve 80,000 H100 hours for East African speech",
+            payload={"allocation_id": pending.id},
+            closes_at=now + timedelta(days=7),
+        ),
+    )
+
+
+def _acting(person: Person) -> Principal:
+    # The demo acts in-process as these people, as their own tokens would.
+    return Principal(
+        pseudonym=person.pseudonym,
+        person_id=person.id,
+        name=person.name,
+        roles=frozenset(Role(grant.role) for grant in person.roles),
+        scopes=frozenset(Scope),
+    )
 
 
 def _delegate(person: Person) -> Principal:

@@ -271,8 +271,8 @@ def assign_reviewer(db: Session, actor: Principal, proposal_id: int, reviewer_id
             )
         if any(r.reviewer_id == reviewer.id for r in proposal.reviews):
             raise ConflictError(f"{reviewer.name} already reviews proposal {proposal.id}")
-        review = Review(proposal_id=proposal.id, reviewer_id=reviewer.id)
-        db.add(review)
+        review = Review(reviewer_id=reviewer.id)
+        proposal.reviews.append(review)  # keeps a session's loaded collection true
         proposal.status = "under_review"
         db.flush()
         record.append(
@@ -370,8 +370,8 @@ def reply(db: Session, actor: Principal, proposal_id: int, text: str) -> Reply:
             raise ConflictError(
                 f"proposal {proposal.id} is {proposal.status}: there is nothing to reply to"
             )
-        answer = Reply(proposal_id=proposal.id, text=text)
-        db.add(answer)
+        answer = Reply(text=text)
+        proposal.replies.append(answer)
         db.flush()
         record.append(
             db,
