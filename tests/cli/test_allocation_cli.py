@@ -49,7 +49,7 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
         )[1]
     )
     run(capsys, "member", "found", "IT=Italy=25", "FR=France=25", "DE=Germany=25", "ES=Spain=25")
-    pi, pi_token = _person(capsys, "Wanjiru", "pi", kenya["id"])
+    _pi, pi_token = _person(capsys, "Wanjiru", "pi", kenya["id"])
     rome, rome_token = _person(capsys, "Reviewer Rome", "reviewer", italy["id"])
     local, _ = _person(capsys, "Reviewer Nairobi", "reviewer", kenya["id"])
     now = datetime.now(UTC)
@@ -95,7 +95,22 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
     assert code == 0, err
     code, _, err = run(capsys, "review", "score", "1", "excellence=high")
     assert code == 1 and "criterion=1..5" in err
+    monkeypatch.setenv("COMMONLAB_TOKEN", pi_token)
+    assert run(capsys, "proposal", "reply", "1", "We will publish everything.")[0] == 0
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "call", "rank", "1")
+    assert "Swahili ASR" in out and "4.00" in out
+    code, out, err = run(capsys, "proposal", "decide", "1", "--award")
+    assert code == 0, err
+    assert "proj-1 is active" in out
+    code, out, err = run(capsys, "allocation", "reserve", "1", "50", "--job", "j1")
+    assert code == 0, err
+    code, out, err = run(capsys, "allocation", "settle", "1", "40")
+    assert code == 0 and "Charged 40" in out
+    code, _, err = run(capsys, "allocation", "settle", "1", "40")
+    assert code == 1 and "exactly once" in err
+    code, out, _ = run(capsys, "allocation", "show", "1", "--json")
+    assert json.loads(out)["used"] == {"H100": "40.00"}
     code, out, err = run(capsys, "report", "shares", "--start", "2027-01-01", "--end", "2028-01-01")
     assert code == 0, err
     assert "IT" in out and "25" in out

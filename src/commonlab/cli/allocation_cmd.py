@@ -84,6 +84,37 @@ def proposal_show(proposal_id: int, url: Url = None) -> None:
     print_json(_client(url).get(f"/api/v1/proposals/{proposal_id}"))
 
 
+@proposal.command("reply")
+def proposal_reply(proposal_id: int, text: str, url: Url = None) -> None:
+    """Reply to the reviews of your proposal (the PI's right to reply)."""
+    _client(url).post(f"/api/v1/proposals/{proposal_id}/replies", json={"text": text})
+    console.print(f"Reply to the reviews of proposal {proposal_id} recorded.")
+
+
+@proposal.command("decide")
+def proposal_decide(
+    proposal_id: int,
+    award: Annotated[bool, typer.Option("--award/--reject", help="the panel's decision")],
+    url: Url = None,
+) -> None:
+    """Record the panel's decision (operators); an award above the threshold waits for a vote."""
+    answer = _client(url).post(f"/api/v1/proposals/{proposal_id}/decision", json={"award": award})
+    granted = answer["allocation"]
+    if granted is None:
+        console.print(f"Proposal {proposal_id} rejected.")
+    else:
+        console.print(
+            f"Proposal {proposal_id} awarded: {granted['project']} is {granted['status']}."
+        )
+
+
+@call.command("rank")
+def call_rank(call_id: int, url: Url = None) -> None:
+    """The panel's ranking of a call's proposals by weighted score (operators)."""
+    rows = _client(url).get(f"/api/v1/calls/{call_id}/ranking")
+    print_table(rows, ["rank", "proposal", "title", "score"], title=f"Call {call_id}")
+
+
 @review.command("candidates")
 def review_candidates(proposal_id: int, url: Url = None) -> None:
     """Every reviewer, and why any of them is excluded from this proposal."""
@@ -145,6 +176,38 @@ def allocation_show(allocation_id: int, url: Url = None, as_json: Json = False) 
         for cls, hours in a["budget"].items()
     ]
     print_table(rows, ["class", "budget", "used", "reserved"], title="Accelerator-hours")
+
+
+@allocation.command("add-member")
+def allocation_add_member(allocation_id: int, person_id: int, url: Url = None) -> None:
+    """Add a person to your project (as its PI)."""
+    answer = _client(url).post(
+        f"/api/v1/allocations/{allocation_id}/members", json={"person_id": person_id}
+    )
+    console.print(f"Person {person_id} is now a member of {answer['project']}.")
+
+
+@allocation.command("reserve")
+def allocation_reserve(
+    allocation_id: int,
+    hours: Annotated[str, typer.Argument(help="accelerator-hours to hold")],
+    accelerator: Annotated[str, typer.Option(help="accelerator class")] = "H100",
+    job: Annotated[str, typer.Option(help="the job the hours are for")] = "manual",
+    url: Url = None,
+) -> None:
+    """Reserve hours on an allocation (operators; jobs do this at admission)."""
+    answer = _client(url).post(
+        f"/api/v1/allocations/{allocation_id}/reservations",
+        json={"accelerator": accelerator, "hours": hours, "job": job},
+    )
+    console.print(f"Reservation {answer['reservation']}: {answer['hours']} {accelerator} hours.")
+
+
+@allocation.command("settle")
+def allocation_settle(reservation_id: int, hours: str, url: Url = None) -> None:
+    """Charge what a job used against its reservation, exactly once (operators)."""
+    answer = _client(url).post(f"/api/v1/ledger/{reservation_id}/settle", json={"hours": hours})
+    console.print(f"Charged {answer['hours']} hours (ledger line {answer['ledger']}).")
 
 
 @report.command("shares")
