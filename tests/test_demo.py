@@ -21,7 +21,12 @@ def test_the_demo_facility(client, app, facility):
     assert [m["status"] for m in motions] == ["passed", "open", "open"]
     assert client.get("/api/v1/regulations/in-force").json()["version"] == 1
     allocations = client.get("/api/v1/allocations").json()["items"]
-    assert sorted(a["status"] for a in allocations) == ["active", "active", "active", "awaiting_council"]
+    assert sorted(a["status"] for a in allocations) == [
+        "active",
+        "active",
+        "active",
+        "awaiting_council",
+    ]
     sequence_now(app)
     with facility.db.session() as session:
         report = verify_store(session, facility.signer_verifier())

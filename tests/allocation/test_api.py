@@ -112,7 +112,7 @@ def council_seats(client, operator):
 
 
 def test_the_whole_cycle(client, app, facility, operator, world):
-    pi, pi_auth = world["pi"]
+    _, pi_auth = world["pi"]
     submitted = client.post("/api/v1/proposals", json=proposal_body(world), headers=pi_auth)
     assert submitted.status_code == 201, submitted.text
     pid = submitted.json()["id"]
@@ -200,10 +200,12 @@ def test_the_whole_cycle(client, app, facility, operator, world):
     assert client.get("/api/v1/me", headers=pi_auth).json()["projects"] == [allocation["project"]]
     newcomer, newcomer_auth = person(client, operator, "Second student", ["researcher"])
     members_url = f"/api/v1/allocations/{allocation['id']}/members"
-    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=operator).status_code == 403
-    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=pi_auth).status_code == 201
-    assert client.post(members_url, json={"person_id": newcomer["id"]}, headers=pi_auth).status_code == 409
-    assert client.get("/api/v1/me", headers=newcomer_auth).json()["projects"] == [allocation["project"]]
+    add = {"person_id": newcomer["id"]}
+    assert client.post(members_url, json=add, headers=operator).status_code == 403
+    assert client.post(members_url, json=add, headers=pi_auth).status_code == 201
+    assert client.post(members_url, json=add, headers=pi_auth).status_code == 409
+    mine = client.get("/api/v1/me", headers=newcomer_auth).json()["projects"]
+    assert mine == [allocation["project"]]
 
     sub = client.post(
         f"/api/v1/allocations/{allocation['id']}/sub-allocations",
@@ -256,7 +258,7 @@ def test_the_whole_cycle(client, app, facility, operator, world):
 
 
 def test_overdraw_is_refused_and_shares_are_reported(client, app, operator, world):
-    pi, pi_auth = world["pi"]
+    _, pi_auth = world["pi"]
     small = proposal_body(
         world, requested={"H100": "4000"}, institution_id=world["inst"]["IT"]["id"]
     )
@@ -373,7 +375,7 @@ def test_eligibility_window_and_roles(client, operator, world):
         headers=pi_auth,
     )
     assert wrong_kind.status_code == 422 and "open to sme" in problem(wrong_kind)["detail"]
-    (r1, r1_auth) = world["reviewers"][0]
+    (_, r1_auth) = world["reviewers"][0]
     assert (
         client.post("/api/v1/proposals", json=proposal_body(world), headers=r1_auth).status_code
         == 403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -84,7 +85,7 @@ def test_tranches_always_sum_to_the_budget_and_tile_the_period(total, start, day
     tranches = quarters(total, start, end)
     assert sum(t.hours for t in tranches) == total
     assert tranches[0].starts == start and tranches[-1].ends == end
-    assert all(a.ends == b.starts for a, b in zip(tranches, tranches[1:], strict=False))
+    assert all(a.ends == b.starts for a, b in pairwise(tranches))
 
 
 def test_carry_over_moves_only_the_allowed_share_of_what_was_left():

@@ -11,9 +11,9 @@ from tests.cli.test_cli import run
 
 
 def _delegate_token(capsys, name):
-    code, out, _ = run(capsys, "person", "create", name, "--role", "delegate", "--json")
+    _, out, _ = run(capsys, "person", "create", name, "--role", "delegate", "--json")
     person = json.loads(out)
-    _code, out, _ = run(capsys, "token", "issue", str(person["id"]), "--scope", "write", "--json")
+    _, out, _ = run(capsys, "token", "issue", str(person["id"]), "--scope", "write", "--json")
     return person["id"], json.loads(out)["token"]
 
 

@@ -416,7 +416,10 @@ def test_the_home_page_counts_member_states_once_the_council_is_founded(client, 
         {"code": "DE", "name": "Germany", "contribution": "25"},
         {"code": "ES", "name": "Spain", "contribution": "25"},
     ]
-    assert client.post("/api/v1/members", json={"members": founders}, headers=operator).status_code == 201
+    assert (
+        client.post("/api/v1/members", json={"members": founders}, headers=operator).status_code
+        == 201
+    )
     after = client.get("/").text
     assert "No member states yet" not in after
     assert "4</span>" in after and "Germany" in after and 'href="/council"' in after
