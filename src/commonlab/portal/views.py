@@ -259,8 +259,9 @@ def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
 def mount_portal(app: FastAPI) -> None:
     """Add the pages, their static files, and HTML error pages for every non-API path."""
     app.include_router(router)
-    from commonlab.portal import council  # it builds on this module, so it is imported here
+    from commonlab.portal import allocation_views, council  # they build on this module
 
     app.include_router(council.router)
+    app.include_router(allocation_views.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
     install_portal_errors(app)
