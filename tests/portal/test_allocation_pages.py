@@ -192,8 +192,9 @@ def test_members_without_usage_lists_entitlements_and_says_so(client, world):
 def test_the_calls_and_a_call_page_show_pool_budget_window_eligibility_and_rubric(client, world):
     listing = _text(client.get("/calls").text)
     assert "Call 1: Multilingual speech models" in listing
-    assert "Open calls" in listing and "100000 H100 h" in listing
-    assert "Open to research labs, universities in any country" in listing and "excellence × 2" in listing
+    assert "Open calls" in listing and "100 000 H100 hours" in listing
+    assert "Open to research labs, universities in any country" in listing
+    assert "excellence × 2" in listing
     page = client.get(f"/calls/{world['call']}")
     text = _text(page.text)
     assert "Open speech recognition" in text
@@ -216,7 +217,7 @@ def test_a_pi_submits_the_form_and_sees_the_confirmation(client, app, world):
     assert "Submitted: proposal" in text
     assert "Speech models for Swahili <script>" in text
     assert "<script>" not in confirmation.text  # escaped
-    assert "4000 H100 h" in text and "CL-2" in text and "Sapienza" in text
+    assert "4 000 H100 hours" in text and "CL-2" in text and "Sapienza" in text
     assert "weights, code under Apache-2.0" in text
     assert "common-voice-sw" in text and "fleurs" in text
     assert len(_proposal_ids(client, app)) == 1
@@ -371,7 +372,7 @@ def test_projects_lists_an_award(client, operator, world):
     text = _text(client.get("/projects").text)
     assert "Speech models for Swahili" in text
     assert "Open ASR for East African languages, awarded." in text
-    assert "Country IT" in text and "4000 H100 h" in text and "Open calls" in text
+    assert "Country IT" in text and "4 000 H100 hours" in text and "Open calls" in text
 
 
 def test_members_shows_the_chart_once_usage_is_settled(client, operator, world):

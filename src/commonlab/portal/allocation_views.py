@@ -39,6 +39,7 @@ __all__ = [
     "QueueItem",
     "ShareChart",
     "SharesOverview",
+    "budget_rows",
     "calls_overview",
     "proposal_form_values",
     "review_queue",
@@ -52,6 +53,7 @@ router = APIRouter(include_in_schema=False)
 CallId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ProposalId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_PROJECTS = 200
+MIN_BAND = 6.0  # SVG units
 LEVELS = (1, 2, 3, 4)
 _FIELD_LABELS = {
     "title": "Title",
@@ -70,6 +72,18 @@ _FIELD_LABELS = {
 }
 
 
+def budget_rows(budget: dict[str, str]) -> list[tuple[str, str]]:
+    """(class, hours) with the hours grouped by thin spaces, as the other pages write numbers."""
+    rows = []
+    for cls, hours in sorted(budget.items()):
+        try:
+            text = format(Decimal(hours).normalize(), ",f").replace(",", "\u2009")
+        except InvalidOperation:
+            text = hours
+        rows.append((cls, text))
+    return rows
+
+
 # Calls -------------------------------------------------------------------------------------------
 
 
@@ -83,7 +97,7 @@ class CallView:
 
     @property
     def budget(self) -> list[tuple[str, str]]:
-        return sorted(self.call.budget.items())
+        return budget_rows(self.call.budget)
 
 
 def _call_view(call: Call, now: datetime) -> CallView:
@@ -257,11 +271,15 @@ def share_chart(
         clamped = min(max(percent, Decimal(0)), Decimal(scale_top))
         return round(top + plot_h - float(clamped) * plot_h / scale_top, 2)
 
-    step = plot_w / max(len(quarters) - 1, 1)
-    xs = [round(left + i * step, 2) for i in range(len(quarters))]
+    inset = 24  # keeps the first and last quarter's label inside the panel
+    step = (plot_w - 2 * inset) / max(len(quarters) - 1, 1)
+    xs = [round(left + inset + i * step, 2) for i in range(len(quarters))]
     panels = []
     for code, name, entitled, delivered, outside in states:
         high, low = y_of(entitled + tolerance), y_of(entitled - tolerance)
+        if low - high < MIN_BAND:  # a narrow band stays visible at this scale
+            middle = (low + high) / 2
+            high, low = round(middle - MIN_BAND / 2, 2), round(middle + MIN_BAND / 2, 2)
         points = tuple(
             SharePoint(label, d, x, None if d is None else y_of(d), out)
             for label, d, x, out in zip(quarters, delivered, xs, outside, strict=True)
@@ -393,6 +411,10 @@ class QueueItem:
     def open(self) -> bool:
         return self.proposal.status == "under_review"
 
+    @property
+    def requested(self) -> list[tuple[str, str]]:
+        return budget_rows(self.proposal.requested)
+
 
 def review_queue(db: Session, actor: Principal) -> list[QueueItem]:
     """Proposals assigned to this reviewer, unscored first (display-only read)."""
@@ -418,6 +440,10 @@ class ProjectRow:
     allocation: Allocation
     abstract: str
     pool_label: str
+
+    @property
+    def budget(self) -> list[tuple[str, str]]:
+        return budget_rows(self.allocation.budget)
 
 
 def _projects(db: Session, actor: Principal) -> list[ProjectRow]:
@@ -570,6 +596,7 @@ def proposal(
         proposal=found,
         view=view,
         institution=institution,
+        requested=budget_rows(found.requested),
         submitted=submitted and found.pi_id == viewer.principal.person_id,
     )
 
