@@ -456,3 +456,49 @@ def test_bad_reads(client, path):
     response = client.get(path)
     assert 400 <= response.status_code < 500
     problem(response)
+
+
+def test_usage_reports_by_group(client, operator, world):
+    _, pi_auth = world["pi"]
+    body = proposal_body(
+        world, requested={"H100": "3000"}, institution_id=world["inst"]["FR"]["id"]
+    )
+    pid = client.post("/api/v1/proposals", json=body, headers=pi_auth).json()["id"]
+    reviewer, reviewer_auth = world["reviewers"][0]
+    client.post(
+        f"/api/v1/proposals/{pid}/reviewers", json={"reviewer_id": reviewer["id"]}, headers=operator
+    )
+    client.post(
+        f"/api/v1/proposals/{pid}/review",
+        json={"scores": {"excellence": 4, "openness": 4}},
+        headers=reviewer_auth,
+    )
+    allocation = client.post(
+        f"/api/v1/proposals/{pid}/decision", json={"award": True}, headers=operator
+    ).json()["allocation"]
+    held = client.post(
+        f"/api/v1/allocations/{allocation['id']}/reservations",
+        json={"accelerator": "H100", "hours": "200", "job": "r"},
+        headers=operator,
+    ).json()
+    client.post(
+        f"/api/v1/ledger/{held['reservation']}/settle", json={"hours": "150"}, headers=operator
+    )
+    window = {
+        "start": (TODAY - timedelta(days=1)).isoformat(),
+        "end": (TODAY + timedelta(days=1)).isoformat(),
+    }
+    for by, group in [
+        ("member", "FR"),
+        ("institution", "Inria"),
+        ("call", f"call/{world['call']['id']}"),
+        ("project", allocation["project"]),
+    ]:
+        rows = client.get("/api/v1/reports/usage", params={**window, "by": by}).json()["rows"]
+        assert rows == [
+            {"group": group, "allocations": 1, "budget_hours": "3000", "delivered_hours": "150.00"}
+        ]
+    csv_text = client.get("/api/v1/reports/usage", params={**window, "format": "csv"}).text
+    assert csv_text.splitlines()[0] == "group,allocations,budget_hours,delivered_hours"
+    bad = client.get("/api/v1/reports/usage", params={**window, "by": "planet"})
+    assert bad.status_code == 422

@@ -111,6 +111,21 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
     assert code == 1 and "exactly once" in err
     code, out, _ = run(capsys, "allocation", "show", "1", "--json")
     assert json.loads(out)["used"] == {"H100": "40.00"}
+    today, tomorrow = date.today(), date.today() + timedelta(days=1)
+    code, out, err = run(
+        capsys,
+        "report",
+        "usage",
+        "--start",
+        today.isoformat(),
+        "--end",
+        tomorrow.isoformat(),
+        "--by",
+        "institution",
+        "--csv",
+    )
+    assert code == 0, err
+    assert "University of Nairobi,1,400,40.00" in out
     code, out, err = run(capsys, "report", "shares", "--start", "2027-01-01", "--end", "2028-01-01")
     assert code == 0, err
     assert "IT" in out and "25" in out

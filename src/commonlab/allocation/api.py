@@ -227,6 +227,33 @@ def release(reservation_id: Id, db: DbSession, principal: CurrentPrincipal) -> d
     return {"ledger": charge.id}
 
 
+@router.get(
+    "/reports/usage", summary="Budget and delivered hours by member, institution, call or project"
+)
+def usage_report(
+    db: DbSession,
+    principal: CurrentPrincipal,
+    start: date,
+    end: date,
+    by: Annotated[Literal["member", "institution", "call", "project"], Query()] = "project",
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Any:
+    if end <= start:
+        raise InvalidInput("end must be after start")
+    rows = service.usage_report(db, principal, by=by, start=start, end=end)
+    if format == "json":
+        return {"by": by, "start": start.isoformat(), "end": end.isoformat(), "rows": rows}
+    return _csv(rows, ["group", "allocations", "budget_hours", "delivered_hours"])
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
+
+
 @router.get("/reports/shares", summary="Delivered vs entitled share per member state")
 def shares(
     db: DbSession,
@@ -240,10 +267,5 @@ def shares(
     report = service.share_accounting(db, principal, start=start, end=end)
     if format == "json":
         return report
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(report["states"][0]) if report["states"] else ["code"]
-    )
-    writer.writeheader()
-    writer.writerows(report["states"])
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
+    columns = ["code", "entitled_percent", "delivered_hours", "delivered_percent", "deviation"]
+    return _csv(report["states"], [*columns, "outside_band"])

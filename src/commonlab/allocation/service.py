@@ -67,6 +67,7 @@ __all__ = [
     "sub_allocate",
     "submit_proposal",
     "usage",
+    "usage_report",
 ]
 
 ALLOCATION = Resource("allocation", "*")
@@ -809,3 +810,59 @@ def get_allocation(
         allocation = _get(db, Allocation, allocation_id, "allocation")
         used, held = usage(db, allocation)
     return allocation, used, held
+
+
+# Usage reports ---------------------------------------------------------------------------------
+
+REPORT_GROUPS = ("member", "institution", "call", "project")
+
+
+def usage_report(
+    db: Session, actor: Principal, *, by: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Awarded budget and hours delivered over [start, end), per member state, institution,
+    call or project (top-level projects; a sub-allocation counts towards its parent)."""
+    if by not in REPORT_GROUPS:
+        raise InvalidInput(f"group by one of {', '.join(REPORT_GROUPS)}")
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    with db.begin():
+        tops = db.scalars(
+            select(Allocation).where(Allocation.parent_id.is_(None), Allocation.status == "active")
+        ).all()
+        calls = {pid: cid for pid, cid in db.execute(select(Proposal.id, Proposal.call_id))}
+        names = {iid: name for iid, name in db.execute(select(Institution.id, Institution.name))}
+        children: dict[int, int] = {
+            child: parent
+            for child, parent in db.execute(
+                select(Allocation.id, Allocation.parent_id).where(Allocation.parent_id.is_not(None))
+            )
+        }
+        delivered: dict[int, Decimal] = defaultdict(Decimal)
+        for allocation_id, hours in db.execute(
+            select(Charge.allocation_id, func.sum(Charge.hours))
+            .where(Charge.kind == "settle", Charge.on >= start, Charge.on < end)
+            .group_by(Charge.allocation_id)
+        ):
+            delivered[children.get(allocation_id, allocation_id)] += Decimal(hours or 0)
+    rows: dict[str, dict[str, Any]] = {}
+    for a in tops:
+        key = {
+            "member": a.country or "—",
+            "institution": names.get(a.institution_id, "—"),
+            "call": f"call/{calls.get(a.proposal_id, '—')}",
+            "project": a.project,
+        }[by]
+        row = rows.setdefault(
+            key, {"group": key, "allocations": 0, "budget_hours": ZERO, "delivered_hours": ZERO}
+        )
+        row["allocations"] += 1
+        row["budget_hours"] += sum(_hours(a.budget).values(), ZERO)
+        row["delivered_hours"] += delivered.get(a.id, ZERO)
+    return [
+        {
+            **row,
+            "budget_hours": str(row["budget_hours"]),
+            "delivered_hours": str(row["delivered_hours"]),
+        }
+        for row in sorted(rows.values(), key=lambda r: r["group"])
+    ]

@@ -210,6 +210,27 @@ def allocation_settle(reservation_id: int, hours: str, url: Url = None) -> None:
     console.print(f"Charged {answer['hours']} hours (ledger line {answer['ledger']}).")
 
 
+@report.command("usage")
+def report_usage(
+    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="day after the last, YYYY-MM-DD")],
+    by: Annotated[str, typer.Option(help="member, institution, call or project")] = "project",
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+    url: Url = None,
+) -> None:
+    """Awarded budget and delivered hours, grouped."""
+    params = {"start": start, "end": end, "by": by, "format": "csv" if csv else "json"}
+    answer = _client(url).get("/api/v1/reports/usage", params=params)
+    if csv:
+        console.print(answer.decode() if isinstance(answer, bytes) else answer, end="")
+        return
+    print_table(
+        answer["rows"],
+        ["group", "allocations", "budget_hours", "delivered_hours"],
+        title=f"Usage by {by}, {start} → {end}",
+    )
+
+
 @report.command("shares")
 def report_shares(
     start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
