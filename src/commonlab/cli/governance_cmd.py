@@ -215,10 +215,7 @@ def regulation_history(url: Url = None) -> None:
     """Every adopted version, newest first."""
     rows = _client(url).get("/api/v1/regulations")
     print_table(
-        [
-            {**r, "title": r["document"]["title"], "sha256": r["sha256"][:12] + "…"}
-            for r in rows
-        ],
+        [{**r, "title": r["document"]["title"], "sha256": r["sha256"][:12] + "…"} for r in rows],
         ["version", "title", "adopted_at", "sha256"],
         title="Regulations",
     )
