@@ -50,6 +50,7 @@ __all__ = [
     "add_member",
     "allocations_query",
     "assign_reviewer",
+    "awarded_projects",
     "calls_query",
     "create_call",
     "decide_proposal",
@@ -61,6 +62,7 @@ __all__ = [
     "release",
     "reply",
     "reserve",
+    "review_queue",
     "score_review",
     "settle",
     "share_accounting",
@@ -866,3 +868,44 @@ def usage_report(
         }
         for row in sorted(rows.values(), key=lambda r: r["group"])
     ]
+
+
+def review_queue(db: Session, actor: Principal) -> list[tuple[Review, Proposal, Call, Institution]]:
+    """The proposals assigned to this reviewer, unscored first."""
+    if actor.person_id is None:
+        return []
+    authorize(actor, Action.ReviewScore, ALLOCATION)
+    query = (
+        select(Review, Proposal, Call, Institution)
+        .join(Proposal, Proposal.id == Review.proposal_id)
+        .join(Call, Call.id == Proposal.call_id)
+        .join(Institution, Institution.id == Proposal.institution_id)
+        .where(Review.reviewer_id == actor.person_id)
+        .order_by(Review.submitted_at.is_not(None), Review.id)
+    )
+    with db.begin():
+        return [(r, p, c, i) for r, p, c, i in db.execute(query)]
+
+
+def awarded_projects(
+    db: Session, actor: Principal, *, limit: int = 200
+) -> list[tuple[Allocation, str]]:
+    """Active top-level allocations, newest first, with their abstracts (public once awarded)."""
+    query = (
+        allocations_query(actor)
+        .where(Allocation.status == "active", Allocation.parent_id.is_(None))
+        .order_by(Allocation.id.desc())
+        .limit(limit)
+    )
+    with db.begin():
+        rows = list(db.scalars(query))
+        ids = [a.proposal_id for a in rows if a.proposal_id is not None]
+        abstracts = {
+            pid: text
+            for pid, text in db.execute(
+                select(Proposal.id, Proposal.abstract).where(
+                    Proposal.id.in_(ids), Proposal.status == "awarded"
+                )
+            )
+        }
+    return [(a, abstracts.get(a.proposal_id, "")) for a in rows]

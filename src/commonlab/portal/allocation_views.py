@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab.allocation import service as allocation
@@ -417,19 +416,8 @@ class QueueItem:
 
 
 def review_queue(db: Session, actor: Principal) -> list[QueueItem]:
-    """Proposals assigned to this reviewer, unscored first (display-only read)."""
-    if actor.person_id is None:
-        return []
-    query = (
-        select(Review, Proposal, Call, Institution)
-        .join(Proposal, Proposal.id == Review.proposal_id)
-        .join(Call, Call.id == Proposal.call_id)
-        .join(Institution, Institution.id == Proposal.institution_id)
-        .where(Review.reviewer_id == actor.person_id)
-        .order_by(Review.submitted_at.is_not(None), Review.id)
-    )
-    with db.begin():
-        return [QueueItem(*row) for row in db.execute(query).all()]
+    """Proposals assigned to this reviewer, unscored first."""
+    return [QueueItem(*row) for row in allocation.review_queue(db, actor)]
 
 
 # Projects ----------------------------------------------------------------------------------------
@@ -447,26 +435,10 @@ class ProjectRow:
 
 
 def _projects(db: Session, actor: Principal) -> list[ProjectRow]:
-    """Active top-level allocations with their public abstracts (display-only read)."""
-    query = (
-        allocation.allocations_query(actor)
-        .where(Allocation.status == "active", Allocation.parent_id.is_(None))
-        .order_by(Allocation.id.desc())
-        .limit(MAX_PROJECTS)
-    )
-    with db.begin():
-        rows = list(db.scalars(query))
-        ids = [a.proposal_id for a in rows if a.proposal_id is not None]
-        abstracts = dict(
-            db.execute(
-                select(Proposal.id, Proposal.abstract).where(
-                    Proposal.id.in_(ids), Proposal.status == "awarded"
-                )
-            ).all()
-        )
+    """Active top-level allocations with their public abstracts."""
     return [
-        ProjectRow(a, abstracts.get(a.proposal_id, ""), POOL_LABELS.get(a.pool, a.pool))
-        for a in rows
+        ProjectRow(a, abstract, POOL_LABELS.get(a.pool, a.pool))
+        for a, abstract in allocation.awarded_projects(db, actor, limit=MAX_PROJECTS)
     ]
 
 
