@@ -28,6 +28,11 @@ from commonlab.models import Base
 from tests.helpers import auth
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Live servers in tests start uvicorn with log_config=None. Uvicorn's default logging setup
+# runs logging.dictConfig, which closes every existing handler; absl's handler (imported with
+# mlcroissant) then closes the stream it captured at import, which under pytest is pytest's
+# own stderr capture file, and every later test in that worker fails to read its output.
 PG_URL = os.environ.get("COMMONLAB_TEST_DATABASE_URL", "")
 
 

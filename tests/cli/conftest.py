@@ -42,7 +42,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
         token = bootstrap_operator(session)
     assert token
     server = uvicorn.Server(
-        uvicorn.Config(create_app(facility), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(facility),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            log_config=None,  # see tests/conftest.py: no logging.dictConfig mid-run
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
