@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ class EngineSettings:
     backfill_window: int = 100
 
 
-class Policy:
+class Policy(ABC):
     """What a scheduling policy decides: which queue a job waits in (`queue_keys`) and the
     priority of a queue's head job. Within one queue, jobs run in submit order, so a later
     job must never outrank an earlier one of the same queue. Higher priority goes first."""
@@ -43,14 +44,15 @@ class Policy:
     # True when priorities depend on running work, so a start or end re-ranks the queue.
     dynamic = False
 
+    @abstractmethod
     def bind(self, state: State) -> np.ndarray:
         """Called once before the run; returns the queue key of every job."""
-        raise NotImplementedError
 
+    @abstractmethod
     def priority(self, key: int, job: int) -> float:
-        raise NotImplementedError
+        """The priority of `job`, the head of queue `key` (higher goes first)."""
 
-    def on_tick(self, now: float) -> None:
+    def on_tick(self, now: float) -> None:  # noqa: B027 - most policies need no tick
         """Periodic recomputation (fair share, the share controller)."""
 
 
