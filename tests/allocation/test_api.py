@@ -253,6 +253,8 @@ def test_the_whole_cycle(client, app, facility, operator, world):
         "allocation:ledger:settled",
     ]:
         assert expected in types
+    granted = record_entries(client, app, type="allocation:allocation:granted")[0]
+    assert len(granted["data"]["members"]) == 2  # the PI and the student named on the proposal
     submitted_entry = record_entries(client, app, type="allocation:proposal:submitted")[0]
     assert "Swahili" not in str(submitted_entry)  # confidential until decided
 

@@ -476,6 +476,10 @@ def decide_proposal(
                     "starts_on": allocation.starts_on.isoformat(),
                     "ends_on": allocation.ends_on.isoformat(),
                     "status": allocation.status,
+                    "members": sorted(
+                        db.get_one(Person, pid).pseudonym
+                        for pid in {proposal.pi_id, *proposal.team}
+                    ),
                 },
             )
     return allocation
