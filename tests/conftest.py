@@ -25,6 +25,7 @@ from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
 from commonlab.migrations import migrate
 from commonlab.models import Base
+from tests.browser_fixtures import browser_page, chromium, live_server, screenshot
 from tests.helpers import auth
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -150,3 +151,6 @@ def operator_token(facility: Facility) -> str:
 def operator(operator_token: str) -> dict[str, str]:
     """Headers that act as the facility's first operator."""
     return auth(operator_token)
+
+
+__all__ = ["browser_page", "chromium", "live_server", "screenshot"]  # shared fixtures, re-exported

@@ -1,5 +1,5 @@
-"""A live facility on a real port (SQLite) for the CLI and the Hub clients to talk to; the
-portal's live server and Chromium fixtures for the browser tests of the artifact pages."""
+"""A live facility on a real port (SQLite) for the CLI and the Hub clients to talk to. The
+browser fixtures come from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from commonlab.app import create_app
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
-from tests.portal.conftest import browser_page, chromium, live_server, screenshot
 
-__all__ = ["Live", "browser_page", "chromium", "live", "live_server", "screenshot"]
+__all__ = ["Live", "live"]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""Portal fixtures: a live facility served by uvicorn on a free local port, and a Chromium page
-driven by Playwright (Debian's /usr/bin/chromium; Playwright's own download is not used).
+"""Browser fixtures for every test package: a live facility served by uvicorn on a free local
+port, and a Chromium page driven by Playwright (Debian's /usr/bin/chromium; Playwright's own
+download is not used). Registered once, in tests/conftest.py: a second definition of the
+session-scoped `chromium` would start a second Playwright in the same worker, which refuses to
+run inside the first one's event loop.
 
 Browser tests skip on a laptop without Chromium, and fail under CI=true.
 """
