@@ -38,3 +38,30 @@ def problem(response: Any) -> dict[str, Any]:
     assert {"type", "title", "status", "detail"} <= body.keys()
     assert body["status"] == response.status_code
     return body
+
+
+def found_council(
+    client: TestClient, operator: dict[str, str], founders: list[dict[str, str]]
+) -> dict[str, str]:
+    """Found the council through the API with one delegate per state; code → their token."""
+    response = client.post("/api/v1/members", json={"members": founders}, headers=operator)
+    assert response.status_code == 201, response.text
+    tokens = {}
+    for member in founders:
+        person = client.post(
+            "/api/v1/people",
+            json={"name": f"Delegate of {member['name']}", "roles": ["delegate"]},
+            headers=operator,
+        ).json()
+        appointed = client.post(
+            f"/api/v1/members/{member['code']}/delegates",
+            json={"person_id": person["id"]},
+            headers=operator,
+        )
+        assert appointed.status_code == 201, appointed.text
+        tokens[member["code"]] = client.post(
+            f"/api/v1/people/{person['id']}/tokens",
+            json={"scopes": ["read", "write"]},
+            headers=operator,
+        ).json()["token"]
+    return tokens

@@ -9,7 +9,7 @@ import pytest
 
 from commonlab.governance.service import close_due_motions, close_motion
 from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth, problem, record_entries
+from tests.helpers import auth, found_council, problem, record_entries
 
 FOUNDERS = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -27,30 +27,7 @@ def soon(minutes=2):
 @pytest.fixture
 def council(client, operator):
     """Founded council of five with one delegate each; returns code → auth headers."""
-    assert (
-        client.post("/api/v1/members", json={"members": FOUNDERS}, headers=operator).status_code
-        == 201
-    )
-    seats = {}
-    for member in FOUNDERS:
-        person = client.post(
-            "/api/v1/people",
-            json={"name": f"Delegate of {member['name']}", "roles": ["delegate"]},
-            headers=operator,
-        ).json()
-        response = client.post(
-            f"/api/v1/members/{member['code']}/delegates",
-            json={"person_id": person["id"]},
-            headers=operator,
-        )
-        assert response.status_code == 201, response.text
-        token = client.post(
-            f"/api/v1/people/{person['id']}/tokens",
-            json={"scopes": ["read", "write"]},
-            headers=operator,
-        ).json()["token"]
-        seats[member["code"]] = auth(token)
-    return seats
+    return {code: auth(token) for code, token in found_council(client, operator, FOUNDERS).items()}
 
 
 def table(client, headers, kind, payload, **extra):

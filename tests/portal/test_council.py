@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from commonlab.governance.service import close_motion
 from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth, record_entries
+from tests.helpers import auth, found_council, record_entries
 
 FOUNDERS = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -94,27 +94,7 @@ def _votes(client: TestClient, motion_id: int) -> list[tuple[str, str]]:
 @pytest.fixture
 def council(client: TestClient, operator: dict[str, str]) -> dict[str, str]:
     """A founded council of five, one delegate each; returns code → the delegate's token."""
-    response = client.post("/api/v1/members", json={"members": FOUNDERS}, headers=operator)
-    assert response.status_code == 201, response.text
-    tokens = {}
-    for member in FOUNDERS:
-        person = client.post(
-            "/api/v1/people",
-            json={"name": f"Delegate of {member['name']}", "roles": ["delegate"]},
-            headers=operator,
-        ).json()
-        appointed = client.post(
-            f"/api/v1/members/{member['code']}/delegates",
-            json={"person_id": person["id"]},
-            headers=operator,
-        )
-        assert appointed.status_code == 201, appointed.text
-        tokens[member["code"]] = client.post(
-            f"/api/v1/people/{person['id']}/tokens",
-            json={"scopes": ["read", "write"]},
-            headers=operator,
-        ).json()["token"]
-    return tokens
+    return found_council(client, operator, FOUNDERS)
 
 
 @pytest.fixture

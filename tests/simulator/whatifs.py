@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commonlab.governance.regulation import Regulation, default_regulation, regulation_hash
-from tests.helpers import auth
+from tests import helpers
 
 FOUNDERS = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -30,28 +30,8 @@ PROPOSED = {
 
 def found_council(client: Any, operator: dict[str, str]) -> dict[str, dict[str, str]]:
     """A founded council of five, one delegate each; returns code → the delegate's headers."""
-    response = client.post("/api/v1/members", json={"members": FOUNDERS}, headers=operator)
-    assert response.status_code == 201, response.text
-    seats = {}
-    for member in FOUNDERS:
-        person = client.post(
-            "/api/v1/people",
-            json={"name": f"Delegate of {member['name']}", "roles": ["delegate"]},
-            headers=operator,
-        ).json()
-        appointed = client.post(
-            f"/api/v1/members/{member['code']}/delegates",
-            json={"person_id": person["id"]},
-            headers=operator,
-        )
-        assert appointed.status_code == 201, appointed.text
-        token = client.post(
-            f"/api/v1/people/{person['id']}/tokens",
-            json={"scopes": ["read", "write"]},
-            headers=operator,
-        ).json()["token"]
-        seats[member["code"]] = auth(token)
-    return seats
+    tokens = helpers.found_council(client, operator, FOUNDERS)
+    return {code: helpers.auth(token) for code, token in tokens.items()}
 
 
 def table(client: Any, headers: dict[str, str], kind: str, payload: dict[str, Any]) -> int:
