@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Database", "UTCDateTime", "utcnow"]
+__all__ = ["Base", "Database", "UTCDateTime", "as_utc", "get_or_404", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,6 +32,21 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A client's datetime in UTC; one without a zone is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def get_or_404(db: Session, model: type[Any], ident: int, label: str) -> Any:
+    """The row with this primary key, or NotFound naming what was looked for."""
+    from commonlab.errors import NotFound
+
+    row = db.get(model, ident)
+    if row is None:
+        raise NotFound(f"no {label} with id {ident}")
+    return row
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -36,8 +36,8 @@ from commonlab.allocation.schemas import (
     ReviewScore,
     SubAllocationIn,
 )
-from commonlab.db import utcnow
-from commonlab.errors import AccessDenied, InvalidInput, NotFound
+from commonlab.db import get_or_404, utcnow
+from commonlab.errors import AccessDenied, InvalidInput
 from commonlab.errors import Conflict as ConflictError
 from commonlab.governance.effects import active_codes, current_shares
 from commonlab.governance.in_force import regulation_in_force
@@ -82,13 +82,6 @@ def _hours(budget: dict[str, Any]) -> dict[str, Decimal]:
 
 def _text(budget: dict[str, Decimal]) -> dict[str, str]:
     return {cls: format(h.normalize(), "f") for cls, h in sorted(budget.items())}
-
-
-def _get(db: Session, model: type[Any], ident: int, label: str) -> Any:
-    row = db.get(model, ident)
-    if row is None:
-        raise NotFound(f"no {label} with id {ident}")
-    return row
 
 
 # Calls -----------------------------------------------------------------------------------------
@@ -143,13 +136,13 @@ def submit_proposal(
     now = now or utcnow()
     with db.begin():
         authorize(actor, Action.ProposalSubmit, ALLOCATION)
-        call = _get(db, Call, req.call_id, "call")
+        call = get_or_404(db, Call, req.call_id, "call")
         if not call.opens_at <= now < call.closes_at:
             raise ConflictError(
                 f"call {call.id} takes proposals from {call.opens_at:%Y-%m-%d %H:%M} "
                 f"to {call.closes_at:%Y-%m-%d %H:%M} UTC"
             )
-        institution = _get(db, Institution, req.institution_id, "institution")
+        institution = get_or_404(db, Institution, req.institution_id, "institution")
         _check_eligible(call, institution)
         missing = sorted(set(req.requested) - set(call.budget))
         if missing:
@@ -163,7 +156,7 @@ def submit_proposal(
                 f"a proposal may ask for at most {limit} hours in all under the regulation"
             )
         for person_id in {*req.team, *req.co_authors}:
-            _get(db, Person, person_id, "person")
+            get_or_404(db, Person, person_id, "person")
         proposal = Proposal(
             call_id=call.id,
             pi_id=actor.person_id,
@@ -213,7 +206,7 @@ def _check_eligible(call: Call, institution: Institution) -> None:
 def get_proposal(db: Session, actor: Principal, proposal_id: int) -> Proposal:
     with db.begin():
         authorize(actor, Action.ProposalRead, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         _check_may_read(actor, proposal)
         _ = [r.scores for r in proposal.reviews], [r.text for r in proposal.replies]
     return proposal
@@ -233,7 +226,7 @@ def _check_may_read(actor: Principal, proposal: Proposal) -> None:
 def declare_conflict(db: Session, actor: Principal, req: ConflictIn) -> Conflict:
     with db.begin():
         authorize(actor, Action.ConflictDeclare, ALLOCATION)
-        _get(db, Person, req.person_id, "person")
+        get_or_404(db, Person, req.person_id, "person")
         if req.person_id == actor.person_id:
             raise InvalidInput("a conflict is with someone else")
         conflict = Conflict(reviewer_id=actor.person_id, person_id=req.person_id, reason=req.reason)
@@ -253,10 +246,10 @@ def declare_conflict(db: Session, actor: Principal, req: ConflictIn) -> Conflict
 def assign_reviewer(db: Session, actor: Principal, proposal_id: int, reviewer_id: int) -> Review:
     with db.begin():
         authorize(actor, Action.ReviewAssign, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         if proposal.status not in {"submitted", "under_review"}:
             raise ConflictError(f"proposal {proposal.id} is {proposal.status}: review is over")
-        reviewer = _get(db, Person, reviewer_id, "person")
+        reviewer = get_or_404(db, Person, reviewer_id, "person")
         if not any(g.role == Role.REVIEWER for g in reviewer.roles):
             raise InvalidInput(f"{reviewer.name} is not a reviewer: grant the reviewer role first")
         call = db.get_one(Call, proposal.call_id)
@@ -295,7 +288,7 @@ def eligible_reviewers(
     """Every reviewer with the reasons (if any) they are excluded from this proposal."""
     with db.begin():
         authorize(actor, Action.ReviewAssign, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         call = db.get_one(Call, proposal.call_id)
         pi = _candidate(db, db.get_one(Person, proposal.pi_id))
         from commonlab.identity.models import RoleGrant
@@ -342,7 +335,7 @@ def _declared(db: Session, reviewer_id: int, people: set[int]) -> list[int]:
 def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewScore) -> Review:
     with db.begin():
         authorize(actor, Action.ReviewScore, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         review = next((r for r in proposal.reviews if r.reviewer_id == actor.person_id), None)
         if review is None:
             raise AccessDenied(f"you are not assigned to review proposal {proposal.id}")
@@ -366,7 +359,7 @@ def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewSco
 def reply(db: Session, actor: Principal, proposal_id: int, text: str) -> Reply:
     with db.begin():
         authorize(actor, Action.ProposalReply, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         if proposal.pi_id != actor.person_id:
             raise AccessDenied("only the proposal's PI may reply to its reviews")
         if proposal.status != "under_review":
@@ -391,7 +384,7 @@ def rank_call(db: Session, actor: Principal, call_id: int) -> list[tuple[Proposa
     """Proposals of a call by weighted mean score, best first (unscored last). Stores scores."""
     with db.begin():
         authorize(actor, Action.ProposalDecide, ALLOCATION)
-        call = _get(db, Call, call_id, "call")
+        call = get_or_404(db, Call, call_id, "call")
         weights = {c["criterion"]: Decimal(c["weight"]) for c in call.rubric}
         total_weight = sum(weights.values(), ZERO)
         ranked = []
@@ -418,7 +411,7 @@ def decide_proposal(
     """Record the panel's decision. An award above the council threshold waits for a motion."""
     with db.begin():
         authorize(actor, Action.ProposalDecide, ALLOCATION)
-        proposal = _get(db, Proposal, proposal_id, "proposal")
+        proposal = get_or_404(db, Proposal, proposal_id, "proposal")
         if proposal.status not in {"submitted", "under_review"}:
             raise ConflictError(f"proposal {proposal.id} is already {proposal.status}")
         if award and not any(r.scores for r in proposal.reviews):
@@ -486,7 +479,7 @@ def decide_proposal(
 
 
 def check_awaiting_council(db: Session, allocation_id: int) -> Allocation:
-    allocation = _get(db, Allocation, allocation_id, "allocation")
+    allocation = get_or_404(db, Allocation, allocation_id, "allocation")
     if allocation.status != "awaiting_council":
         raise ConflictError(
             f"allocation {allocation.id} is {allocation.status}, not awaiting the council"
@@ -517,7 +510,7 @@ def sub_allocate(
 ) -> Allocation:
     with db.begin():
         authorize(actor, Action.SubAllocate, ALLOCATION)
-        parent = _get(db, Allocation, allocation_id, "allocation")
+        parent = get_or_404(db, Allocation, allocation_id, "allocation")
         if parent.pi_id != actor.person_id:
             raise AccessDenied("only the PI of an allocation may divide it")
         if parent.status != "active":
@@ -601,7 +594,7 @@ def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -
     on = req.on or utcnow().date()
     with db.begin():
         authorize(actor, Action.LedgerCharge, ALLOCATION)
-        allocation = _get(db, Allocation, allocation_id, "allocation")
+        allocation = get_or_404(db, Allocation, allocation_id, "allocation")
         if allocation.status != "active":
             raise ConflictError(
                 f"allocation {allocation.id} is {allocation.status}: it cannot be charged"
@@ -674,7 +667,7 @@ def _close_reservation(
 ) -> Charge:
     with db.begin():
         authorize(actor, Action.LedgerCharge, ALLOCATION)
-        held = _get(db, Charge, reservation_id, "reservation")
+        held = get_or_404(db, Charge, reservation_id, "reservation")
         if held.kind != "reserve":
             raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
         if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
@@ -757,10 +750,10 @@ def add_member(db: Session, actor: Principal, allocation_id: int, person_id: int
     """The PI adds someone (a student, a collaborator) to an awarded project."""
     with db.begin():
         authorize(actor, Action.SubAllocate, ALLOCATION)
-        allocation = _get(db, Allocation, allocation_id, "allocation")
+        allocation = get_or_404(db, Allocation, allocation_id, "allocation")
         if allocation.pi_id != actor.person_id:
             raise AccessDenied("only the PI of a project adds its members")
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         existing = db.scalar(
             select(ProjectMember).where(
                 ProjectMember.project == allocation.project, ProjectMember.person_id == person.id
@@ -799,7 +792,7 @@ def calls_query(actor: Principal) -> Any:
 def get_call(db: Session, actor: Principal, call_id: int) -> Call:
     authorize(actor, Action.AllocationRead, ALLOCATION)
     with db.begin():
-        return _get(db, Call, call_id, "call")
+        return get_or_404(db, Call, call_id, "call")
 
 
 def allocations_query(actor: Principal) -> Any:
@@ -813,7 +806,7 @@ def get_allocation(
     """An allocation with its settled hours and open reservations per class."""
     authorize(actor, Action.AllocationRead, ALLOCATION)
     with db.begin():
-        allocation = _get(db, Allocation, allocation_id, "allocation")
+        allocation = get_or_404(db, Allocation, allocation_id, "allocation")
         used, held = usage(db, allocation)
     return allocation, used, held
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.db import utcnow
+from commonlab.db import as_utc, utcnow
 from commonlab.errors import AccessDenied, CommonlabError, Conflict, InvalidInput, NotFound
 from commonlab.governance import effects
 from commonlab.governance.events import GovernanceEvent
@@ -180,8 +180,8 @@ def table_motion(
     db: Session, actor: Principal, req: MotionCreate, *, now: datetime | None = None
 ) -> Motion:
     now = now or utcnow()
-    opens_at = _aware(req.opens_at) if req.opens_at else now
-    closes_at = _aware(req.closes_at)
+    opens_at = as_utc(req.opens_at) if req.opens_at else now
+    closes_at = as_utc(req.closes_at)
     if opens_at < now - timedelta(minutes=5):
         raise InvalidInput("opens_at is in the past: a vote cannot open before it is tabled")
     if not MIN_VOTING_WINDOW <= closes_at - opens_at <= MAX_VOTING_WINDOW:
@@ -435,12 +435,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def contributions(db: Session) -> dict[str, Decimal]:
     with db.begin():
         return effects.current_shares(db)
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # Read models: what the API and the portal show ----------------------------------------------

@@ -7,14 +7,14 @@ import hashlib
 import hmac
 import math
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.db import utcnow
+from commonlab.db import as_utc, get_or_404, utcnow
 from commonlab.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
@@ -87,7 +87,7 @@ def update_institution(
     if not changes:
         raise InvalidInput("nothing to change: give at least one of name, country, kind")
     with db.begin():
-        institution = _get(db, Institution, institution_id, "institution")
+        institution = get_or_404(db, Institution, institution_id, "institution")
         authorize(actor, Action.InstitutionUpdate, _institution_resource(institution))
         if "name" in changes and changes["name"] != institution.name:
             _ensure_unique_institution_name(db, changes["name"])
@@ -106,7 +106,7 @@ def update_institution(
 
 def get_institution(db: Session, actor: Principal, institution_id: int) -> Institution:
     with db.begin():
-        institution = _get(db, Institution, institution_id, "institution")
+        institution = get_or_404(db, Institution, institution_id, "institution")
         authorize(actor, Action.InstitutionRead, _institution_resource(institution))
     return institution
 
@@ -159,7 +159,7 @@ def create_person(db: Session, actor: Principal, req: PersonCreate) -> Person:
 
 def _new_person(db: Session, req: PersonCreate) -> Person:
     if req.institution_id is not None:
-        _get(db, Institution, req.institution_id, "institution")
+        get_or_404(db, Institution, req.institution_id, "institution")
     _ensure_unique_contact(db, email=req.email, orcid=req.orcid)
     person = Person(
         pseudonym=_new_pseudonym(),
@@ -181,12 +181,12 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
     if not changes:
         raise InvalidInput("nothing to change: give at least one field")
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.PersonUpdate, Resource.person(person.id))
         if "active" in changes and not actor.has_role(Role.OPERATOR):
             raise InvalidInput("only an operator may activate or deactivate an account")
         if changes.get("institution_id") is not None:
-            _get(db, Institution, changes["institution_id"], "institution")
+            get_or_404(db, Institution, changes["institution_id"], "institution")
         _ensure_unique_contact(
             db, email=changes.get("email"), orcid=changes.get("orcid"), except_id=person.id
         )
@@ -208,7 +208,7 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
 
 def get_person(db: Session, actor: Principal, person_id: int) -> Person:
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.PersonRead, Resource.person(person.id))
     return person
 
@@ -258,7 +258,7 @@ def _new_pseudonym() -> str:
 
 def grant_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.RoleGrant, Resource.person(person.id))
         if any(grant.role == role for grant in person.roles):
             raise Conflict(f"{person.pseudonym} already has the role {role}")
@@ -276,7 +276,7 @@ def grant_role(db: Session, actor: Principal, person_id: int, role: Role) -> Per
 
 def revoke_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.RoleRevoke, Resource.person(person.id))
         grant = next((g for g in person.roles if g.role == role), None)
         if grant is None:
@@ -312,7 +312,7 @@ def issue_token(
 ) -> tuple[ApiToken, str]:
     """Issue a token; returns the row and the secret, which is never stored or shown again."""
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.TokenIssue, Resource.token(person.id))
         if not person.active:
             raise Conflict(f"{person.pseudonym} is deactivated: reactivate the account first")
@@ -357,14 +357,14 @@ def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
 def tokens_query(db: Session, actor: Principal, person_id: int) -> Any:
     """The query behind a person's token list (paginated by the caller)."""
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.TokenList, Resource.token(person.id))
     return select(ApiToken).where(ApiToken.person_id == person.id)
 
 
 def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
     with db.begin():
-        token = _get(db, ApiToken, token_id, "token")
+        token = get_or_404(db, ApiToken, token_id, "token")
         authorize(actor, Action.TokenRevoke, Resource.token(token.person_id, token.id))
         if token.revoked_at is not None:
             raise Conflict(f"token {token.key_id} was already revoked")
@@ -435,11 +435,11 @@ def grant_clearance_in(
 ) -> ClearanceGrant:
     """Grant a clearance inside the caller's transaction (the council's CL-4 grants use this)."""
     now = utcnow()
-    expires_at = _aware(req.expires_at)
+    expires_at = as_utc(req.expires_at)
     if expires_at <= now:
         raise InvalidInput("expires_at is in the past: a clearance must expire in the future")
     level = Level(req.level)
-    person = _get(db, Person, person_id, "person")
+    person = get_or_404(db, Person, person_id, "person")
     in_force = regulation_in_force(db)
     rules = in_force.regulation.containment.for_level(level)
     decision = authorize(
@@ -486,7 +486,7 @@ def grant_clearance_in(
 
 def revoke_clearance(db: Session, actor: Principal, clearance_id: int) -> ClearanceGrant:
     with db.begin():
-        grant = _get(db, ClearanceGrant, clearance_id, "clearance")
+        grant = get_or_404(db, ClearanceGrant, clearance_id, "clearance")
         authorize(
             actor, Action.ClearanceRevoke, Resource.clearance(grant.person_id, Level(grant.level))
         )
@@ -507,7 +507,7 @@ def revoke_clearance(db: Session, actor: Principal, clearance_id: int) -> Cleara
 def clearances_query(db: Session, actor: Principal, person_id: int) -> Any:
     """The query behind a person's clearances, current and past (paginated by the caller)."""
     with db.begin():
-        person = _get(db, Person, person_id, "person")
+        person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.ClearanceRead, Resource.clearance(person.id))
     return select(ClearanceGrant).where(ClearanceGrant.person_id == person.id)
 
@@ -576,17 +576,6 @@ def bootstrap_operator(db: Session, *, name: str = "Facility operator") -> str |
 
 
 # Helpers ------------------------------------------------------------------------------------
-
-
-def _get(db: Session, model: type[Any], ident: int, label: str) -> Any:
-    row = db.get(model, ident)
-    if row is None:
-        raise NotFound(f"no {label} with id {ident}")
-    return row
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # Public summary ------------------------------------------------------------------------------
