@@ -432,11 +432,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def contributions(db: Session) -> dict[str, Decimal]:
-    with db.begin():
-        return effects.current_shares(db)
-
-
 # Read models: what the API and the portal show ----------------------------------------------
 
 

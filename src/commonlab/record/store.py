@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from commonlab.errors import NotFound
 from commonlab.record.merkle import consistency_proof, inclusion_proof, tree_root
-from commonlab.record.models import Checkpoint, Entry, Head, Tile
+from commonlab.record.models import Checkpoint, Entry, Tile
 from commonlab.record.tiles import TileHashReader
 
-__all__ = ["ProofReader", "entry_by_hash", "head", "latest_checkpoint", "stored_tile"]
+__all__ = ["ProofReader", "entry_by_hash", "latest_checkpoint", "stored_tile"]
 
 
 # Built once: proofs fetch tiles in a tight loop, and building a select each time cost more
@@ -31,13 +31,6 @@ def stored_tile(db: Session, level: int, index: int) -> tuple[bytes, bytes | Non
     if row is None:
         raise KeyError(f"no tile {level}/{index}")
     return row[0], row[1]
-
-
-def head(db: Session) -> Head:
-    row = db.get(Head, 1)
-    if row is None:  # pragma: no cover - the first migration inserts it
-        raise RuntimeError("record head row missing: run the migrations")
-    return row
 
 
 def latest_checkpoint(db: Session) -> Checkpoint:
