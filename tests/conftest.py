@@ -27,6 +27,7 @@ from commonlab.migrations import migrate
 from commonlab.models import Base
 from tests.browser_fixtures import browser_page, chromium, live_server, screenshot
 from tests.helpers import auth
+from tests.slurm_fixtures import _slurm_shared_lock, slurm_account, slurm_cluster
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -153,4 +154,12 @@ def operator(operator_token: str) -> dict[str, str]:
     return auth(operator_token)
 
 
-__all__ = ["browser_page", "chromium", "live_server", "screenshot"]  # shared fixtures, re-exported
+__all__ = [  # shared fixtures, re-exported
+    "_slurm_shared_lock",
+    "browser_page",
+    "chromium",
+    "live_server",
+    "screenshot",
+    "slurm_account",
+    "slurm_cluster",
+]
