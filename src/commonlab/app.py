@@ -3,6 +3,8 @@ and the record sequencer running beside the web workers."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,9 @@ from fastapi import FastAPI
 from commonlab import __version__
 from commonlab.allocation.api import router as allocation_router
 from commonlab.artifacts.mount import mount_artifacts
+from commonlab.compute.api import router as compute_router
+from commonlab.compute.controller import JobController, make_executor
+from commonlab.compute.service import ensure_local_fleet
 from commonlab.facility import Facility
 from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_error_handlers
@@ -32,18 +37,31 @@ Lists take `limit` and `after` and return `{"items": [...], "next": cursor-or-nu
 
 
 def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
-    """The app; `run_sequencer=False` (tests) leaves sequencing and vote closing to the caller."""
-    sequencer = Sequencer(facility.db, facility.signer, settings=facility.settings)
+    """The app; `run_sequencer=False` (tests) leaves sequencing, vote closing and the job
+    controller's ticks to the caller."""
+    settings = facility.settings
+    sequencer = Sequencer(facility.db, facility.signer, settings=settings)
     closer = Ticker("governance-closer", 5.0, lambda: _close_due_motions(facility))
+    if settings.executor == "local":
+        ensure_local_fleet(facility.db.session(), cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
+    jobs = JobController(
+        facility.db,
+        settings,
+        make_executor(settings),
+        tag=hashlib.sha256(facility.signer.verifier_key().encode()).hexdigest()[:8],
+        on_change=sequencer.wake,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_sequencer:
             sequencer.start()
             closer.start()
+            jobs.start()
         try:
             yield
         finally:
+            jobs.stop()
             closer.stop()
             sequencer.stop()
 
@@ -59,6 +77,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.state.facility = facility
     app.state.db = facility.db
     app.state.sequencer = sequencer
+    app.state.jobs = jobs
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
@@ -74,12 +93,23 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(governance_router)
     app.include_router(allocation_router)
+    app.include_router(compute_router)
     app.include_router(simulator_router)
     app.include_router(record_router)
     app.include_router(log_router)
     mount_portal(app)
     mount_artifacts(app)
     return app
+
+
+def _memory_gb() -> int:
+    """This machine's memory in whole GiB (the local partition's node size)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = int(meminfo.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 1
+    return max(1, kib // (1 << 20))
 
 
 def _close_due_motions(facility: Facility) -> None:

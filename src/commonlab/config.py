@@ -33,6 +33,15 @@ class Settings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = Field(default="", description="how clients reach this facility")
     executor: Literal["local", "slurm"] = "local"
+    job_root: Path | None = Field(
+        default=None, description="working directories of jobs (a shared file system for Slurm)"
+    )
+    local_slots: int = Field(default=0, ge=0, le=4096, description="local slots; 0: one per core")
+    slurm_user: str = Field(
+        default="cl-{project}",
+        description="Unix user Slurm jobs run as: a name, or a template with {project}",
+    )
+    compute_poll_ms: int = Field(default=1000, ge=10, le=600_000)
     signing_key_path: Path | None = Field(default=None, description="record signing key")
     log_origin: str = Field(default="", description="the record's checkpoint origin line")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30)
@@ -59,6 +68,10 @@ class Settings(BaseModel):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'commonlab.db').resolve()}"
+
+    @property
+    def jobs_path(self) -> Path:
+        return self.job_root or self.home / "jobs"
 
     @property
     def key_path(self) -> Path:

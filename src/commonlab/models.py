@@ -2,6 +2,7 @@
 
 from commonlab.allocation import models as allocation_models
 from commonlab.artifacts import models as artifacts_models
+from commonlab.compute import models as compute_models
 from commonlab.db import Base
 from commonlab.governance import models as governance_models
 from commonlab.identity import models as identity_models
@@ -12,6 +13,7 @@ __all__ = [
     "Base",
     "allocation_models",
     "artifacts_models",
+    "compute_models",
     "governance_models",
     "identity_models",
     "record_models",

@@ -207,7 +207,10 @@ def test_voting_before_the_window_opens(client, council):
     [
         ("approve_allocation", {}, {}, 422, "payload.allocation_id"),
         ("approve_allocation", {"allocation_id": 99}, {}, 404, "no allocation"),
-        ("certify_partition", {}, {}, 422, "compute domain"),
+        ("certify_partition", {}, {}, 422, "payload.partition"),
+        ("certify_partition", {"partition": "nosuch", "level": 3}, {}, 422, "no partition"),
+        ("certify_partition", {"partition": "local", "level": 5}, {}, 422, "payload.level"),
+        ("certify_partition", {"partition": "local", "level": 1}, {}, 409, "already certified"),
         (
             "adopt_regulation",
             {"regulation": {"title": "x"}},

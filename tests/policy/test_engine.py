@@ -348,6 +348,7 @@ PUBLIC_ACTIONS = {
     Action.ResourceRead,
     Action.GovernanceRead,
     Action.AllocationRead,
+    Action.FleetRead,
 }
 
 

@@ -52,11 +52,13 @@ __all__ = [
     "assign_reviewer",
     "awarded_projects",
     "calls_query",
+    "close_reservation",
     "create_call",
     "decide_proposal",
     "declare_conflict",
     "get_allocation",
     "get_call",
+    "hold_hours",
     "projects_of",
     "rank_call",
     "release",
@@ -591,47 +593,65 @@ def _drawn_by_quarter(
 
 def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -> Charge:
     """Hold hours for a job at admission; refused if it would overdraw (beyond the grace margin)."""
-    on = req.on or utcnow().date()
     with db.begin():
-        authorize(actor, Action.LedgerCharge, ALLOCATION)
-        allocation = get_or_404(db, Allocation, allocation_id, "allocation")
-        if allocation.status != "active":
-            raise ConflictError(
-                f"allocation {allocation.id} is {allocation.status}: it cannot be charged"
-            )
-        budget = _hours(allocation.budget)
-        if req.accelerator not in budget:
-            raise InvalidInput(f"allocation {allocation.id} has no {req.accelerator} hours")
-        if not allocation.starts_on <= on < allocation.ends_on:
-            raise ConflictError(
-                f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
-            )
-        _check_budget(db, allocation, req.accelerator, req.hours, on)
-        if allocation.parent_id is not None:
-            parent = db.get_one(Allocation, allocation.parent_id)
-            _check_budget(db, parent, req.accelerator, req.hours, on)
-        charge = Charge(
-            allocation_id=allocation.id,
-            kind="reserve",
+        return hold_hours(
+            db,
+            actor,
+            allocation_id,
             accelerator=req.accelerator,
             hours=req.hours,
             job=req.job,
-            on=on,
+            on=req.on,
         )
-        db.add(charge)
-        db.flush()
-        record.append(
-            db,
-            AllocationEvent.HoursReserved,
-            actor=actor,
-            subject=f"allocation/{allocation.id}",
-            data={
-                "ledger": charge.id,
-                "class": req.accelerator,
-                "hours": str(req.hours),
-                "job": req.job,
-            },
+
+
+def hold_hours(
+    db: Session,
+    actor: Principal,
+    allocation_id: int,
+    *,
+    accelerator: str,
+    hours: Decimal,
+    job: str,
+    on: date | None = None,
+) -> Charge:
+    """`reserve` inside the caller's transaction: the compute domain admits a job and holds
+    its hours in one transaction, so a refused job leaves neither."""
+    on = on or utcnow().date()
+    authorize(actor, Action.LedgerCharge, ALLOCATION)
+    allocation = get_or_404(db, Allocation, allocation_id, "allocation")
+    if allocation.status != "active":
+        raise ConflictError(
+            f"allocation {allocation.id} is {allocation.status}: it cannot be charged"
         )
+    budget = _hours(allocation.budget)
+    if accelerator not in budget:
+        raise InvalidInput(f"allocation {allocation.id} has no {accelerator} hours")
+    if not allocation.starts_on <= on < allocation.ends_on:
+        raise ConflictError(
+            f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
+        )
+    _check_budget(db, allocation, accelerator, hours, on)
+    if allocation.parent_id is not None:
+        parent = db.get_one(Allocation, allocation.parent_id)
+        _check_budget(db, parent, accelerator, hours, on)
+    charge = Charge(
+        allocation_id=allocation.id,
+        kind="reserve",
+        accelerator=accelerator,
+        hours=hours,
+        job=job,
+        on=on,
+    )
+    db.add(charge)
+    db.flush()
+    record.append(
+        db,
+        AllocationEvent.HoursReserved,
+        actor=actor,
+        subject=f"allocation/{allocation.id}",
+        data={"ledger": charge.id, "class": accelerator, "hours": str(hours), "job": job},
+    )
     return charge
 
 
@@ -654,54 +674,56 @@ def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal,
 
 def settle(db: Session, actor: Principal, reservation_id: int, hours: Decimal) -> Charge:
     """Charge what a job used (at most what it reserved) and close its reservation."""
-    return _close_reservation(db, actor, reservation_id, hours, kind="settle")
+    with db.begin():
+        return close_reservation(db, actor, reservation_id, hours)
 
 
 def release(db: Session, actor: Principal, reservation_id: int) -> Charge:
     """Close a reservation without charge (a refused or cancelled job)."""
-    return _close_reservation(db, actor, reservation_id, ZERO, kind="release")
-
-
-def _close_reservation(
-    db: Session, actor: Principal, reservation_id: int, hours: Decimal, *, kind: str
-) -> Charge:
     with db.begin():
-        authorize(actor, Action.LedgerCharge, ALLOCATION)
-        held = get_or_404(db, Charge, reservation_id, "reservation")
-        if held.kind != "reserve":
-            raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
-        if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
-            raise ConflictError(
-                f"reservation {held.id} is already closed: a job is charged exactly once"
-            )
-        if hours > Decimal(held.hours):
-            raise InvalidInput(
-                f"{hours} hours is more than the {held.hours} reserved for {held.job}"
-            )
-        charge = Charge(
-            allocation_id=held.allocation_id,
-            kind=kind,
-            accelerator=held.accelerator,
-            hours=hours,
-            reservation_id=held.id,
-            job=held.job,
-            on=held.on,
+        return close_reservation(db, actor, reservation_id, None)
+
+
+def close_reservation(
+    db: Session, actor: Principal, reservation_id: int, hours: Decimal | None
+) -> Charge:
+    """Settle `hours` against a reservation, or release it when `hours` is None, inside the
+    caller's transaction. A reservation closes once: a job is charged exactly once."""
+    authorize(actor, Action.LedgerCharge, ALLOCATION)
+    held = get_or_404(db, Charge, reservation_id, "reservation")
+    if held.kind != "reserve":
+        raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
+    if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
+        raise ConflictError(
+            f"reservation {held.id} is already closed: a job is charged exactly once"
         )
-        db.add(charge)
-        db.flush()
-        record.append(
-            db,
-            AllocationEvent.HoursSettled if kind == "settle" else AllocationEvent.HoursReleased,
-            actor=actor,
-            subject=f"allocation/{held.allocation_id}",
-            data={
-                "ledger": charge.id,
-                "reservation": held.id,
-                "class": held.accelerator,
-                "hours": str(hours),
-                "job": held.job,
-            },
-        )
+    if hours is not None and hours > Decimal(held.hours):
+        raise InvalidInput(f"{hours} hours is more than the {held.hours} reserved for {held.job}")
+    kind = "release" if hours is None else "settle"
+    charge = Charge(
+        allocation_id=held.allocation_id,
+        kind=kind,
+        accelerator=held.accelerator,
+        hours=hours or ZERO,
+        reservation_id=held.id,
+        job=held.job,
+        on=held.on,
+    )
+    db.add(charge)
+    db.flush()
+    record.append(
+        db,
+        AllocationEvent.HoursSettled if kind == "settle" else AllocationEvent.HoursReleased,
+        actor=actor,
+        subject=f"allocation/{held.allocation_id}",
+        data={
+            "ledger": charge.id,
+            "reservation": held.id,
+            "class": held.accelerator,
+            "hours": str(charge.hours),
+            "job": held.job,
+        },
+    )
     return charge
 
 

@@ -27,6 +27,7 @@ from commonlab.governance.schemas import (
     AdmitMember,
     AdoptRegulation,
     ApproveAllocation,
+    CertifyPartition,
     GrantCl4,
     RegisterWitness,
     RemoveMember,
@@ -247,6 +248,21 @@ def apply_allocation(db: Session, motion: Motion, p: ApproveAllocation) -> None:
     activate_allocation(db, p.allocation_id, motion_id=motion.id)
 
 
+# Partition certification -----------------------------------------------------------------------
+
+
+def check_certification(db: Session, p: CertifyPartition) -> None:
+    from commonlab.compute.service import check_certification
+
+    check_certification(db, p.partition, p.level)
+
+
+def apply_certification(db: Session, motion: Motion, p: CertifyPartition) -> None:
+    from commonlab.compute.service import certify_partition
+
+    certify_partition(db, p.partition, p.level, motion_id=motion.id)
+
+
 @dataclass(frozen=True)
 class Effect:
     check: Callable[[Session, Any], None]
@@ -261,4 +277,5 @@ EFFECTS: dict[MotionKind, Effect] = {
     MotionKind.REGISTER_WITNESS: Effect(check_witness, apply_witness),
     MotionKind.GRANT_CL4_CLEARANCE: Effect(check_cl4, apply_cl4),
     MotionKind.APPROVE_ALLOCATION: Effect(check_allocation, apply_allocation),
+    MotionKind.CERTIFY_PARTITION: Effect(check_certification, apply_certification),
 }

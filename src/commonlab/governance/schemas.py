@@ -93,6 +93,13 @@ class ApproveAllocation(Input):
     allocation_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
 
 
+class CertifyPartition(Input):
+    """Certify a partition for a containment level (or lower its certification)."""
+
+    partition: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    level: Annotated[int, Field(ge=1, le=4, strict=True)]
+
+
 class GrantCl4(Input):
     person_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
     compartments: Annotated[list[str], Field(max_length=20)] = []
@@ -107,6 +114,7 @@ PAYLOADS: dict[MotionKind, type[Input]] = {
     MotionKind.REGISTER_WITNESS: RegisterWitness,
     MotionKind.GRANT_CL4_CLEARANCE: GrantCl4,
     MotionKind.APPROVE_ALLOCATION: ApproveAllocation,
+    MotionKind.CERTIFY_PARTITION: CertifyPartition,
 }
 
 

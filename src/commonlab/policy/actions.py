@@ -62,6 +62,12 @@ class Action(StrEnum):
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
     JobPlace = "compute:job:place"
+    # compute/
+    FleetRead = "compute:fleet:read"
+    FleetManage = "compute:fleet:manage"
+    JobSubmit = "compute:job:submit"
+    JobRead = "compute:job:read"
+    JobCancel = "compute:job:cancel"
     # artifacts/
     ArtifactsRepoCreate = "artifacts:repo:create"
     ArtifactsWrite = "artifacts:write"
@@ -122,6 +128,11 @@ _SCOPES: dict[Action, Scope] = {
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,
+    Action.FleetRead: Scope.READ,
+    Action.FleetManage: Scope.ADMIN,
+    Action.JobSubmit: Scope.WRITE,
+    Action.JobRead: Scope.READ,
+    Action.JobCancel: Scope.WRITE,
     Action.ArtifactsRepoCreate: Scope.WRITE,
     Action.ArtifactsWrite: Scope.WRITE,
     Action.ArtifactsRead: Scope.READ,

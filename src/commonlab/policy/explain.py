@@ -58,6 +58,11 @@ _WHO: dict[Action, str] = {
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",
     Action.CommitmentOpen: "only operators and auditors may open a private commitment",
+    Action.FleetRead: "the fleet is public; this request was malformed",
+    Action.FleetManage: "only operators manage the fleet and the executor's accounts",
+    Action.JobSubmit: "only members of the project may submit its jobs",
+    Action.JobRead: "a job is read by its project's members, operators and auditors",
+    Action.JobCancel: "only the project's members and operators may cancel its jobs",
     Action.ArtifactsRepoCreate: (
         "a repository belongs to you or to a project you are a member of; operators create "
         "repositories for projects"

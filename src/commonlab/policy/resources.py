@@ -79,6 +79,22 @@ class Resource:
         return cls("record", str(entry))
 
     @classmethod
+    def fleet(cls) -> Resource:
+        """The fleet: sites, partitions, nodes, and the executor's accounts."""
+        return cls("fleet", _ANY)
+
+    @classmethod
+    def job(
+        cls,
+        project: str,
+        level: Level = Level.CL1,
+        owner: int | None = None,
+        job_id: int | str = _ANY,
+    ) -> Resource:
+        """A job of a project, at its containment level; `owner` is who submitted it."""
+        return cls("job", str(job_id), level=level, project=project, owner=owner)
+
+    @classmethod
     def partition(cls, name: str, certified: Level) -> Resource:
         """A compute partition; its level is the level it is certified for."""
         return cls("partition", name, level=certified)

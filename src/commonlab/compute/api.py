@@ -1,0 +1,147 @@
+"""Compute routes under /api/v1: the fleet and jobs. Thin: parse, call one service function,
+wake the job controller, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
+
+from commonlab.compute import service
+from commonlab.compute.fleet_spec import FleetSpec
+from commonlab.compute.models import Job
+from commonlab.compute.rules import JobState
+from commonlab.compute.schemas import FleetOut, JobOut, JobSubmit, NodeStateIn, TransitionOut
+from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
+from commonlab.pagination import Page, paginate
+
+router = APIRouter(prefix="/api/v1", tags=["compute"])
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+NodeName = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+def _wake(request: Request) -> None:
+    controller = getattr(request.app.state, "jobs", None)
+    if controller is not None:
+        controller.wake()
+
+
+# The fleet
+
+
+@router.get("/fleet", response_model=FleetOut, summary="Capacity and use per partition")
+def fleet(db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+    return service.fleet_overview(db, principal)
+
+
+@router.put("/fleet", summary="Make the fleet match a fleet document (operators)")
+def apply_fleet(spec: FleetSpec, db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+    return service.apply_fleet(db, principal, spec)
+
+
+@router.post("/fleet/nodes/{name}/state", summary="Drain a node or bring it back (operators)")
+def node_state(
+    name: NodeName, req: NodeStateIn, db: DbSession, principal: CurrentPrincipal
+) -> dict[str, str]:
+    node = service.set_node_state(db, principal, name, req.state)
+    return {"node": node.name, "state": node.state}
+
+
+# Jobs
+
+
+@router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
+def submit(req: JobSubmit, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
+    levels = service.input_levels(db, principal, req.inputs)
+    executor = request.app.state.facility.settings.executor
+    job = service.submit_job(db, principal, req, executor=executor, input_levels=levels)
+    _wake(request)
+    return _one(db, principal, job.id)
+
+
+@router.get("/jobs", response_model=Page[JobOut], summary="Jobs of your projects")
+def jobs(
+    db: DbSession,
+    principal: CurrentPrincipal,
+    page: Pagination,
+    project: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    state: JobState | None = None,
+) -> Page[JobOut]:
+    query = service.jobs_query(principal, project=project, state=state)
+    with db.begin():
+        names = service.partition_names(db)
+        return paginate(
+            db, query, Job.id, page, lambda j: JobOut(**_fields(j), partition=names[j.partition_id])
+        )
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    return {
+        name: getattr(job, name)
+        for name in JobOut.model_fields
+        if name not in {"transitions", "partition"}
+    }
+
+
+def _one(db: Any, principal: Any, job_id: int) -> JobOut:
+    job = service.get_job(db, principal, job_id)
+    with db.begin():
+        names = service.partition_names(db)
+        history = service.job_history(db, job)
+    return JobOut(
+        **_fields(job),
+        partition=names[job.partition_id],
+        transitions=[TransitionOut(state=t.state, reason=t.reason, at=t.at) for t in history],
+    )
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job and its history")
+def job(job_id: Id, db: DbSession, principal: CurrentPrincipal) -> JobOut:
+    return _one(db, principal, job_id)
+
+
+class LogOut(BaseModel):
+    text: str
+    offset: int
+    size: int
+    finished: bool
+
+
+@router.get("/jobs/{job_id}/logs", response_model=LogOut, summary="Read a job's output")
+def logs(
+    job_id: Id,
+    request: Request,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    stream: Literal["stdout", "stderr"] = "stdout",
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1 << 20)] = 65_536,
+) -> LogOut:
+    root = request.app.state.facility.settings.jobs_path
+    chunk = service.read_log(db, principal, job_id, stream, offset, limit, root)
+    return LogOut(
+        text=chunk.data.decode("utf-8", errors="replace"),
+        offset=chunk.offset,
+        size=chunk.size,
+        finished=chunk.finished,
+    )
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
+def cancel(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
+    service.cancel_job(db, principal, job_id)
+    _wake(request)
+    return _one(db, principal, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/resubmit", response_model=JobOut, status_code=201, summary="Run it again"
+)
+def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
+    old = service.get_job(db, principal, job_id)
+    levels = service.input_levels(db, principal, old.inputs)
+    executor = request.app.state.facility.settings.executor
+    new = service.resubmit_job(db, principal, job_id, executor=executor, input_levels=levels)
+    _wake(request)
+    return _one(db, principal, new.id)

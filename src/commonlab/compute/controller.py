@@ -1,0 +1,285 @@
+"""The job controller: brings commonlab's view of jobs in line with the executor's.
+
+Each tick, as the system: admitted jobs join the queue; jobs with a cancel request are
+stopped; queued jobs are handed to the executor (the local one as slots free up); and what
+the executor reports about every job it has becomes transitions and, at the end, the one
+ledger line that charges the job. The same tick run after a restart is the reconciliation:
+a job handed over just before a crash is found again by its name instead of submitted twice,
+and a finished job is charged once because its hold closes once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from commonlab.compute import service
+from commonlab.compute.executor import (
+    Executor,
+    ExecutorRefused,
+    ExecutorUnavailable,
+    Handoff,
+    Observed,
+    Tracked,
+)
+from commonlab.compute.local import LocalExecutor
+from commonlab.compute.models import Job, Partition
+from commonlab.compute.rules import JobState
+from commonlab.config import Settings
+from commonlab.db import Database, utcnow
+
+__all__ = ["JobController", "make_executor", "project_account"]
+
+log = logging.getLogger("commonlab.compute")
+
+_ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+def project_account(project: str) -> str:
+    """The executor account a project's jobs are charged to (Slurm: under its member state)."""
+    return "p-" + "".join(c if c.isalnum() else "-" for c in project.lower())
+
+
+def make_executor(settings: Settings) -> Executor:
+    if settings.executor == "slurm":
+        from commonlab.compute.slurm_executor import SlurmExecutor
+
+        return SlurmExecutor()
+    return LocalExecutor(settings.local_slots or None)
+
+
+class JobController:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        executor: Executor,
+        *,
+        tag: str,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.executor = executor
+        # Names this facility's jobs in a shared executor: `cl-<tag>-<job id>`.
+        self.tag = tag
+        self._on_change = on_change or (lambda: None)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error = ""
+
+    # The background loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="job-controller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Run a tick now (a job was submitted or cancelled), not at the next interval."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        interval = self.settings.compute_poll_ms / 1000
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("job controller tick failed; will retry")
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    # One tick -------------------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """One pass; returns how many jobs changed state."""
+        with self.db.session() as db:
+            changed = self._enqueue(db)
+            self._cancel_requested(db)
+            changed += self._hand_over(db)
+            changed += self._observe(db)
+        if changed:
+            self._on_change()
+        return changed
+
+    def _enqueue(self, db: Session) -> int:
+        with db.begin():
+            jobs = list(db.scalars(select(Job).where(Job.state == JobState.ADMITTED.value)))
+            for job in jobs:
+                service.move_job(db, job, Observed(state=JobState.QUEUED))
+        return len(jobs)
+
+    def _cancel_requested(self, db: Session) -> None:
+        with db.begin():
+            jobs = list(
+                db.scalars(
+                    select(Job).where(
+                        Job.state.in_(_ACTIVE),
+                        Job.cancel_requested_at.is_not(None),
+                        Job.executor_id.is_not(None),
+                    )
+                )
+            )
+        for job in jobs:
+            try:
+                self.executor.cancel(self._tracked(job))
+            except ExecutorUnavailable as exc:
+                self.last_error = exc.message
+                return
+
+    def _free_slots(self, db: Session) -> int | None:
+        if self.executor.slots is None:
+            return None
+        used = db.scalar(
+            select(func.coalesce(func.sum(Job.cpus), 0)).where(
+                Job.executor == self.executor.name,
+                Job.state.in_(_ACTIVE),
+                Job.handed_over_at.is_not(None),
+            )
+        )
+        return self.executor.slots - int(used or 0)
+
+    def _hand_over(self, db: Session) -> int:
+        with db.begin():
+            free = self._free_slots(db)
+            waiting = list(
+                db.scalars(
+                    select(Job)
+                    .where(
+                        Job.state == JobState.QUEUED.value,
+                        Job.executor_id.is_(None),
+                        Job.executor == self.executor.name,
+                    )
+                    .order_by(Job.id)
+                )
+            )
+        changed = 0
+        for job in waiting:
+            if job.cancel_requested_at is not None:
+                continue
+            handoff = self._handoff(db, job)
+            if job.handed_over_at is None:
+                if free is not None and job.cpus > free:
+                    break  # first come, first served: no overtaking on the local machine
+                if not self._claim(db, job):
+                    continue  # another controller took it
+            try:
+                executor_id = self.executor.find(handoff) or self.executor.submit(handoff)
+            except ExecutorUnavailable as exc:
+                self._note_unavailable(db, job, exc)
+                return changed
+            except ExecutorRefused as exc:
+                with db.begin():
+                    db.refresh(job)
+                    service.move_job(db, job, Observed(state=JobState.REFUSED, reason=str(exc)))
+                changed += 1
+                continue
+            with db.begin():
+                db.execute(
+                    update(Job).where(Job.id == job.id).values(executor_id=executor_id, reason="")
+                )
+            if free is not None:
+                free -= job.cpus
+            self.last_error = ""
+        return changed
+
+    def _claim(self, db: Session, job: Job) -> bool:
+        """Mark a job as being handed over, committed before the executor is asked."""
+        with db.begin():
+            claimed = db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.handed_over_at.is_(None))
+                .values(handed_over_at=utcnow())
+            ).rowcount
+        return claimed == 1
+
+    def _note_unavailable(self, db: Session, job: Job, exc: ExecutorUnavailable) -> None:
+        """The executor did not answer: the job stays queued, nothing is charged, retry later."""
+        self.last_error = exc.message
+        log.warning("%s: %s", job.key, exc.message)
+        with db.begin():
+            db.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(reason=f"{exc.message}; it stays queued and is handed over on recovery")
+            )
+
+    def _observe(self, db: Session) -> int:
+        with db.begin():
+            jobs = list(
+                db.scalars(
+                    select(Job).where(
+                        Job.state.in_(_ACTIVE),
+                        Job.executor_id.is_not(None),
+                        Job.executor == self.executor.name,
+                    )
+                )
+            )
+        if not jobs:
+            return 0
+        try:
+            seen = self.executor.observe([self._tracked(job) for job in jobs])
+        except ExecutorUnavailable as exc:
+            self.last_error = exc.message
+            return 0
+        changed = 0
+        for job in jobs:
+            observed = seen.get(job.executor_id or "")
+            if observed is None or observed.state == JobState(job.state):
+                continue
+            if job.cancel_requested_at is not None and observed.state == JobState.FAILED:
+                observed = Observed(**{**observed.__dict__, "state": JobState.CANCELLED})
+            with db.begin():
+                fresh = db.get(Job, job.id, populate_existing=True)
+                if fresh is None or fresh.state != job.state:
+                    continue  # another controller moved it meanwhile
+                service.move_job(db, fresh, observed)
+            changed += 1
+        return changed
+
+    # Building what the executor sees --------------------------------------------------------
+
+    def _tracked(self, job: Job) -> Tracked:
+        return Tracked(
+            executor_id=job.executor_id or "", workdir=self.settings.jobs_path / str(job.id)
+        )
+
+    def _handoff(self, db: Session, job: Job) -> Handoff:
+        with db.begin():
+            partition = db.get_one(Partition, job.partition_id)
+        env = {
+            **job.env,
+            "COMMONLAB_JOB_ID": str(job.id),
+            "COMMONLAB_PROJECT": job.project,
+            "COMMONLAB_INPUTS": " ".join(job.inputs),
+        }
+        return Handoff(
+            job_id=job.id,
+            name=f"cl-{self.tag}-{job.id}",
+            command=job.command,
+            env=env,
+            workdir=self.settings.jobs_path / str(job.id),
+            partition=partition.executor_name,
+            account=project_account(job.project),
+            run_as=self.settings.slurm_user.format(project=job.project)
+            if self.executor.name == "slurm"
+            else None,
+            accelerator=job.accelerator,
+            accelerators=job.accelerators,
+            cpus=job.cpus,
+            memory_gb=job.memory_gb,
+            time_limit_minutes=job.time_limit_minutes,
+        )

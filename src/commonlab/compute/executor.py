@@ -1,0 +1,100 @@
+"""The one small interface every executor implements, and what passes across it.
+
+An executor runs what commonlab admitted and reports what happened; it never touches the
+database. The job controller (`controller.py`) turns its reports into transitions and charges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from commonlab.compute.rules import JobState
+from commonlab.errors import CommonlabError
+
+__all__ = [
+    "Executor",
+    "ExecutorRefused",
+    "ExecutorUnavailable",
+    "Handoff",
+    "Observed",
+    "Tracked",
+]
+
+
+class ExecutorUnavailable(CommonlabError):
+    """The executor did not answer (Slurm's daemons down): try again later, nothing changes."""
+
+    status = 503
+    title = "Executor unavailable"
+    slug = "executor-unavailable"
+
+
+class ExecutorRefused(Exception):
+    """The executor answered and will not take the job (e.g. Slurm: invalid account)."""
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Everything an executor needs to run one job."""
+
+    job_id: int
+    name: str  # unique per facility and job: how the executor's side is found again
+    command: str
+    env: dict[str, str]
+    workdir: Path
+    partition: str
+    account: str
+    run_as: str | None
+    accelerator: str
+    accelerators: int
+    cpus: int
+    memory_gb: int
+    time_limit_minutes: int
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A job the executor already has: its id there and its working directory."""
+
+    executor_id: str
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the executor says about a job. `elapsed_seconds` and `accelerators` come from
+    the executor's own accounting and are what the job is charged for."""
+
+    state: JobState  # QUEUED, RUNNING or a terminal state
+    exit_code: int | None = None
+    elapsed_seconds: int = 0
+    accelerators: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
+
+
+class Executor(Protocol):
+    name: str
+    # How many CPU slots it runs at once (local), or None when the executor queues itself.
+    slots: int | None
+
+    def submit(self, handoff: Handoff) -> str:
+        """Start or enqueue the job; returns its id in the executor."""
+        ...
+
+    def find(self, handoff: Handoff) -> str | None:
+        """The executor's id for a job handed over before a crash, or None if it never arrived."""
+        ...
+
+    def observe(self, jobs: Sequence[Tracked]) -> dict[str, Observed]:
+        """The state of each job, by executor id; a job the executor lost is reported FAILED."""
+        ...
+
+    def cancel(self, job: Tracked) -> None:
+        """Stop the job (its whole process tree); a job already finished is not an error."""
+        ...

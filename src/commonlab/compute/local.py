@@ -1,0 +1,127 @@
+"""The `local` executor, the embedded default: each job runs under a runner process
+(`runner.py`) in a session of its own, one CPU slot per core, in a working directory per job.
+
+The executor keeps no state of its own: what a job is doing is read back from the files its
+runner writes, so a restart of commonlab finds every job again, finished or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from commonlab.compute.executor import Handoff, Observed, Tracked
+from commonlab.compute.rules import JobState
+from commonlab.compute.runner import write_json
+
+__all__ = ["LocalExecutor"]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = slots or os.cpu_count() or 1
+        # Runners this process started: polled so that finished ones are reaped, not zombies.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def submit(self, handoff: Handoff) -> str:
+        handoff.workdir.mkdir(parents=True, exist_ok=True)
+        write_json(
+            handoff.workdir / "spec.json",
+            {
+                "name": handoff.name,
+                "command": handoff.command,
+                "env": handoff.env,
+                "time_limit_seconds": handoff.time_limit_minutes * 60,
+            },
+        )
+        with open(handoff.workdir / "runner.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "commonlab.compute.runner", str(handoff.workdir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._children[process.pid] = process
+        return str(process.pid)
+
+    def find(self, handoff: Handoff) -> str | None:
+        runner = _read(handoff.workdir / "runner.json")
+        return None if runner is None else str(runner["pid"])
+
+    def observe(self, jobs: Sequence[Tracked]) -> dict[str, Observed]:
+        for pid, process in list(self._children.items()):
+            if process.poll() is not None:
+                del self._children[pid]
+        return {job.executor_id: self._observe(job) for job in jobs}
+
+    def _observe(self, job: Tracked) -> Observed:
+        result = _read(job.workdir / "result.json")
+        if result is not None:
+            return Observed(
+                state=JobState(result["state"]),
+                exit_code=result["exit_code"],
+                elapsed_seconds=int(result["elapsed_seconds"]),
+                started_at=datetime.fromisoformat(result["started_at"]),
+                ended_at=datetime.fromisoformat(result["ended_at"]),
+            )
+        runner = _read(job.workdir / "runner.json")
+        pid = int(job.executor_id)
+        child = self._children.get(pid)
+        if (child is not None and child.poll() is None) or _alive(pid, job.workdir):
+            if runner is None:
+                return Observed(state=JobState.QUEUED, reason="starting")
+            return Observed(
+                state=JobState.RUNNING, started_at=datetime.fromisoformat(runner["started_at"])
+            )
+        # Read again: the runner may have finished between the two reads.
+        if (job.workdir / "result.json").exists():
+            return self._observe(job)
+        last = _last_line(job.workdir / "runner.log")
+        return Observed(
+            state=JobState.FAILED,
+            reason="lost: its runner ended without a result"
+            + (f" ({last})" if last else " (was the machine restarted?)"),
+        )
+
+    def cancel(self, job: Tracked) -> None:
+        pid = int(job.executor_id)
+        if _alive(pid, job.workdir):
+            # The runner stops the job's process group and writes the result itself.
+            os.kill(pid, signal.SIGTERM)
+
+
+def _read(path: Path) -> dict[str, object] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+def _alive(pid: int, workdir: Path) -> bool:
+    """Whether `pid` is still this job's runner (not a recycled pid, not a zombie)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return str(workdir).encode() in cmdline

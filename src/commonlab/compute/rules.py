@@ -1,0 +1,133 @@
+"""The compute rules, pure: the job lifecycle, what a job reserves and is charged, and which
+partition a job may be placed on. No database, no executor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+__all__ = [
+    "TERMINAL",
+    "JobState",
+    "PartitionView",
+    "Shape",
+    "can_move",
+    "charge_hours",
+    "place",
+    "reserve_hours",
+]
+
+
+class JobState(StrEnum):
+    ADMITTED = "admitted"  # passed admission; hours held; not yet with the executor
+    QUEUED = "queued"  # with the executor (or waiting for a local slot)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    REFUSED = "refused"  # the executor would not take it (e.g. Slurm refused the account)
+
+
+TERMINAL = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.REFUSED}
+)
+
+_NEXT: dict[JobState, frozenset[JobState]] = {
+    JobState.ADMITTED: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.REFUSED}),
+    JobState.QUEUED: frozenset(
+        {JobState.RUNNING, JobState.CANCELLED, JobState.REFUSED, JobState.FAILED}
+        | {JobState.SUCCEEDED, JobState.TIMED_OUT}  # a short job can finish between two polls
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+    ),
+}
+
+
+def can_move(current: JobState, target: JobState) -> bool:
+    return target in _NEXT.get(current, frozenset())
+
+
+# One ledger unit is 0.01 accelerator-hours (36 accelerator-seconds): the ledger keeps two
+# decimals, and a job that ran at all is charged at least one unit.
+_UNIT_SECONDS = 36
+
+
+def reserve_hours(accelerators: int, time_limit_minutes: int) -> Decimal:
+    """What admission holds: every requested accelerator for the whole time limit."""
+    units = math.ceil(accelerators * time_limit_minutes * 60 / _UNIT_SECONDS)
+    return Decimal(units) / 100
+
+
+def charge_hours(accelerators: int, elapsed_seconds: int, reserved: Decimal) -> Decimal:
+    """What a finished job is charged: accelerators times elapsed time, rounded up to the
+    ledger's unit, never more than was reserved (the executor enforces the time limit; a
+    few seconds of teardown past it are not the researcher's to pay)."""
+    if elapsed_seconds <= 0 or accelerators <= 0:
+        return Decimal(0)
+    units = math.ceil(accelerators * elapsed_seconds / _UNIT_SECONDS)
+    return min(Decimal(units) / 100, reserved)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a job asks of one partition (a job runs on whole nodes or part of one)."""
+
+    accelerator: str
+    accelerators: int
+    cpus: int
+    memory_gb: int
+
+
+@dataclass(frozen=True)
+class PartitionView:
+    name: str
+    accelerator: str
+    certified_level: int
+    nodes_up: int
+    accelerators_per_node: int
+    cpus_per_node: int
+    memory_gb_per_node: int
+
+
+def _fits(shape: Shape, p: PartitionView) -> bool:
+    if p.nodes_up <= 0:
+        return False
+    if p.accelerators_per_node == 0:
+        nodes = 1
+    else:
+        nodes = math.ceil(shape.accelerators / p.accelerators_per_node)
+    return (
+        nodes <= p.nodes_up
+        and shape.cpus <= nodes * p.cpus_per_node
+        and shape.memory_gb <= nodes * p.memory_gb_per_node
+    )
+
+
+def place(shape: Shape, level: int, partitions: Iterable[PartitionView]) -> PartitionView:
+    """The partition a job goes to: the requested class, certified at or above the job's level,
+    big enough for it; among those the least contained (contained capacity is scarce).
+    Raises ValueError with the reason a person can act on."""
+    of_class = [p for p in partitions if p.accelerator == shape.accelerator]
+    if not of_class:
+        raise ValueError(f"no partition has {shape.accelerator} accelerators")
+    certified = [p for p in of_class if p.certified_level >= level]
+    if not certified:
+        best = max(p.certified_level for p in of_class)
+        raise ValueError(
+            f"no {shape.accelerator} partition is certified for CL-{level} "
+            f"(the highest is CL-{best}); the council certifies partitions by motion"
+        )
+    fitting = [p for p in certified if _fits(shape, p)]
+    if not fitting:
+        biggest = max(certified, key=lambda p: p.nodes_up * max(p.accelerators_per_node, 1))
+        raise ValueError(
+            f"no {shape.accelerator} partition certified for CL-{level} is big enough: "
+            f"{biggest.name} has {biggest.nodes_up} nodes up of {biggest.accelerators_per_node} "
+            f"accelerators, {biggest.cpus_per_node} CPUs and {biggest.memory_gb_per_node} GB each"
+        )
+    return min(fitting, key=lambda p: (p.certified_level, p.name))

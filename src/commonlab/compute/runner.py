@@ -1,0 +1,119 @@
+"""Supervises one local job: `python -m commonlab.compute.runner <workdir>`.
+
+The local executor starts this in a session of its own, so it outlives a restart of
+commonlab. It runs the job's command in its own process group, enforces the time limit, and
+writes what happened to files in the working directory, which is all the executor reads:
+
+    spec.json     what to run (written by the executor)
+    runner.json   the runner's pid and start time (the job is running)
+    stdout.log    the command's standard output, stderr.log its standard error
+    result.json   state, exit code, start, end, elapsed seconds (the job is over)
+
+Files are written to a temporary name and renamed, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "write_json"]
+
+# How long a process group gets between SIGTERM and SIGKILL.
+GRACE_SECONDS = 5.0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _stop_group(pgid: int, process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole group, then SIGKILL what is left after the grace period."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run(workdir: Path) -> int:
+    spec = json.loads((workdir / "spec.json").read_text())
+    cancelled = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancelled.set())
+    signal.signal(signal.SIGINT, lambda *_: cancelled.set())
+    started = time.monotonic()
+    started_at = _now()
+    write_json(workdir / "runner.json", {"pid": os.getpid(), "started_at": started_at})
+    work = workdir / "work"
+    work.mkdir(exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), **spec["env"]}
+    with (
+        open(workdir / "stdout.log", "ab") as out,
+        open(workdir / "stderr.log", "ab") as err,
+    ):
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", spec["command"]],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            process_group=0,
+        )
+        deadline = started + spec["time_limit_seconds"]
+        state = None
+        while state is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.2)
+            if process.returncode is not None:
+                state = "succeeded" if process.returncode == 0 else "failed"
+            elif cancelled.is_set():
+                _stop_group(process.pid, process)
+                state = "cancelled"
+            elif time.monotonic() >= deadline:
+                _stop_group(process.pid, process)
+                state = "timed_out"
+        # Children the command left behind in its group go with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    write_json(
+        workdir / "result.json",
+        {
+            "state": state,
+            "exit_code": process.returncode,
+            "started_at": started_at,
+            "ended_at": _now(),
+            "elapsed_seconds": max(1, round(time.monotonic() - started)),
+        },
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m commonlab.compute.runner <workdir>", file=sys.stderr)
+        return 2
+    return run(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,678 @@
+"""Compute use cases: the fleet, job admission, cancellation and resubmission, and the
+transitions the job controller applies from what the executor reports.
+
+One transaction per use case; `authorize()` first; every change writes its record entry in
+the same transaction. Admission holds the job's hours on the allocation ledger in that same
+transaction, and the transition to a final state closes the hold in its own: a job is
+charged exactly once, by construction of the ledger (a reservation closes once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.allocation import service as allocation
+from commonlab.allocation.models import Allocation
+from commonlab.compute import rules
+from commonlab.compute.events import ComputeEvent, job_event
+from commonlab.compute.executor import Observed
+from commonlab.compute.fleet_spec import FleetSpec
+from commonlab.compute.models import Job, JobTransition, Node, Partition, Site
+from commonlab.compute.rules import TERMINAL, JobState
+from commonlab.compute.schemas import JobSubmit
+from commonlab.db import utcnow
+from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from commonlab.identity.principal import SYSTEM, Principal
+from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.levels import Level
+
+__all__ = [
+    "LogChunk",
+    "apply_fleet",
+    "cancel_job",
+    "certify_partition",
+    "check_certification",
+    "ensure_local_fleet",
+    "fleet_overview",
+    "get_job",
+    "input_levels",
+    "jobs_query",
+    "move_job",
+    "partition_names",
+    "read_log",
+    "resubmit_job",
+    "set_node_state",
+    "submit_job",
+]
+
+FLEET = Resource.fleet()
+
+
+# The fleet --------------------------------------------------------------------------------------
+
+
+def apply_fleet(db: Session, actor: Principal, spec: FleetSpec) -> dict[str, Any]:
+    """Make the fleet match a fleet document: sites, partitions and their nodes are added or
+    resized; nothing is removed that the document does not name. Certification is not taken
+    from the document: only a council motion raises it, so a higher level there is reported
+    as pending."""
+    with db.begin():
+        authorize(actor, Action.FleetManage, FLEET)
+        sites = {s.name: s for s in db.scalars(select(Site))}
+        for site_spec in spec.sites:
+            site = sites.get(site_spec.name)
+            if site is None:
+                site = sites[site_spec.name] = Site(name=site_spec.name, country=site_spec.country)
+                db.add(site)
+            site.country = site_spec.country
+        db.flush()
+        pending: list[dict[str, Any]] = []
+        nodes_added = nodes_removed = 0
+        for p in spec.partitions:
+            partition = db.scalar(select(Partition).where(Partition.name == p.name))
+            if partition is None:
+                partition = Partition(name=p.name, certified_level=1, executor_name=p.name)
+                db.add(partition)
+            partition.site_id = sites[p.site].id
+            partition.accelerator = p.accelerator
+            partition.accelerators_per_node = p.accelerators_per_node
+            partition.cpus_per_node = p.cpus_per_node
+            partition.memory_gb_per_node = p.memory_gb_per_node
+            partition.nodes_per_domain = p.domain_size
+            db.flush()
+            if int(p.certified_level) > partition.certified_level:
+                pending.append({"partition": p.name, "asked": int(p.certified_level)})
+            added, removed = _resize_nodes(db, partition, p.nodes)
+            nodes_added += added
+            nodes_removed += removed
+        document = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
+        summary = {
+            "sites": len(spec.sites),
+            "partitions": len(spec.partitions),
+            "accelerators": spec.accelerators,
+            "nodes_added": nodes_added,
+            "nodes_removed": nodes_removed,
+            "document_sha256": hashlib.sha256(document).hexdigest(),
+        }
+        record.append(db, ComputeEvent.FleetApplied, actor=actor, subject="fleet", data=summary)
+    return {**summary, "certification_pending": pending}
+
+
+def _resize_nodes(db: Session, partition: Partition, wanted: int) -> tuple[int, int]:
+    """Give a partition exactly `wanted` nodes named `<partition>-<n>`, updating their shape."""
+    have = db.scalar(select(func.count()).where(Node.partition_id == partition.id)) or 0
+    db.execute(
+        Node.__table__.update()
+        .where(Node.partition_id == partition.id)
+        .values(
+            accelerators=partition.accelerators_per_node,
+            cpus=partition.cpus_per_node,
+            memory_gb=partition.memory_gb_per_node,
+        )
+    )
+    if have < wanted:
+        db.execute(
+            Node.__table__.insert(),
+            [
+                {
+                    "name": f"{partition.name}-{n}",
+                    "partition_id": partition.id,
+                    "domain": n // partition.nodes_per_domain,
+                    "accelerators": partition.accelerators_per_node,
+                    "cpus": partition.cpus_per_node,
+                    "memory_gb": partition.memory_gb_per_node,
+                    "state": "up",
+                }
+                for n in range(have, wanted)
+            ],
+        )
+        return wanted - have, 0
+    if have > wanted:
+        extra = select(Node.id).where(Node.partition_id == partition.id).order_by(Node.id.desc())
+        ids = list(db.scalars(extra.limit(have - wanted)))
+        db.execute(Node.__table__.delete().where(Node.id.in_(ids)))
+        return 0, have - wanted
+    return 0, 0
+
+
+def ensure_local_fleet(db: Session, *, cpus: int, memory_gb: int) -> bool:
+    """On the embedded default, the machine itself is the fleet: one site, one partition
+    `local` of CPU "accelerators" (one per core), open work only. Done once."""
+    with db.begin():
+        if db.scalar(select(Partition.id).limit(1)) is not None:
+            return False
+        site = Site(name="local", country="ZZ")
+        db.add(site)
+        db.flush()
+        partition = Partition(
+            name="local",
+            site_id=site.id,
+            accelerator="cpu",
+            accelerators_per_node=cpus,
+            cpus_per_node=cpus,
+            memory_gb_per_node=memory_gb,
+            nodes_per_domain=1,
+            certified_level=1,
+            executor_name="local",
+        )
+        db.add(partition)
+        db.flush()
+        _resize_nodes(db, partition, 1)
+        record.append(
+            db,
+            ComputeEvent.FleetApplied,
+            actor=SYSTEM,
+            subject="fleet",
+            data={"sites": 1, "partitions": 1, "accelerators": cpus, "local": True},
+        )
+    return True
+
+
+def fleet_overview(db: Session, actor: Principal) -> dict[str, Any]:
+    """Capacity and current use per partition, in three grouped queries whatever the size."""
+    with db.begin():
+        authorize(actor, Action.FleetRead, FLEET)
+        up = Node.state == "up"
+        capacity = {
+            row.partition_id: row
+            for row in db.execute(
+                select(
+                    Node.partition_id,
+                    func.count().label("nodes"),
+                    func.sum(case((up, 1), else_=0)).label("nodes_up"),
+                    func.sum(Node.accelerators).label("accelerators"),
+                    func.sum(case((up, Node.accelerators), else_=0)).label("accelerators_up"),
+                ).group_by(Node.partition_id)
+            )
+        }
+        running = JobState.RUNNING.value
+        waiting = [JobState.ADMITTED.value, JobState.QUEUED.value]
+        use = {
+            row.partition_id: row
+            for row in db.execute(
+                select(
+                    Job.partition_id,
+                    func.sum(case((Job.state == running, Job.accelerators), else_=0)).label(
+                        "in_use"
+                    ),
+                    func.sum(case((Job.state == running, 1), else_=0)).label("running"),
+                    func.sum(case((Job.state.in_(waiting), 1), else_=0)).label("waiting"),
+                )
+                .where(Job.state.in_([running, *waiting]))
+                .group_by(Job.partition_id)
+            )
+        }
+        sites = {s.id: s for s in db.scalars(select(Site).order_by(Site.name))}
+        partitions = []
+        for p in db.scalars(select(Partition).order_by(Partition.name)):
+            cap, now = capacity.get(p.id), use.get(p.id)
+            partitions.append(
+                {
+                    "name": p.name,
+                    "site": sites[p.site_id].name,
+                    "country": sites[p.site_id].country,
+                    "accelerator": p.accelerator,
+                    "certified_level": p.certified_level,
+                    "nodes": cap.nodes if cap else 0,
+                    "nodes_up": int(cap.nodes_up or 0) if cap else 0,
+                    "accelerators": int(cap.accelerators or 0) if cap else 0,
+                    "accelerators_up": int(cap.accelerators_up or 0) if cap else 0,
+                    "accelerators_in_use": int(now.in_use or 0) if now else 0,
+                    "jobs_running": int(now.running or 0) if now else 0,
+                    "jobs_waiting": int(now.waiting or 0) if now else 0,
+                    "accelerators_per_node": p.accelerators_per_node,
+                    "cpus_per_node": p.cpus_per_node,
+                    "memory_gb_per_node": p.memory_gb_per_node,
+                }
+            )
+    return {
+        "sites": [{"name": s.name, "country": s.country} for s in sites.values()],
+        "partitions": partitions,
+        "accelerators": sum(p["accelerators"] for p in partitions),
+        "accelerators_in_use": sum(p["accelerators_in_use"] for p in partitions),
+    }
+
+
+def set_node_state(db: Session, actor: Principal, name: str, state: str) -> Node:
+    """Take a node out of service (`drain`, `down`) or bring it back (`up`)."""
+    with db.begin():
+        authorize(actor, Action.FleetManage, FLEET)
+        node = db.scalar(select(Node).where(Node.name == name))
+        if node is None:
+            raise NotFound(f"no node {name!r}")
+        before, node.state = node.state, state
+        record.append(
+            db,
+            ComputeEvent.NodeState,
+            actor=actor,
+            subject=f"node/{name}",
+            data={"from": before, "to": state},
+        )
+    return node
+
+
+def check_certification(db: Session, partition_name: str, level: int) -> Partition:
+    """Whether a `certify_partition` motion could take effect (checked when tabled and again
+    when it passes)."""
+    partition = db.scalar(select(Partition).where(Partition.name == partition_name))
+    if partition is None:
+        raise InvalidInput(f"payload.partition: no partition {partition_name!r}")
+    if partition.certified_level == level:
+        raise Conflict(f"partition {partition_name} is already certified for CL-{level}")
+    if level < partition.certified_level:
+        busy = db.scalar(
+            select(func.count()).where(
+                Job.partition_id == partition.id,
+                Job.level > level,
+                Job.state.not_in([s.value for s in TERMINAL]),
+            )
+        )
+        if busy:
+            raise Conflict(
+                f"partition {partition_name} has {busy} unfinished jobs above CL-{level}: "
+                "lower its certification after they end"
+            )
+    return partition
+
+
+def certify_partition(db: Session, partition_name: str, level: int, *, motion_id: int) -> None:
+    """Apply a passed `certify_partition` motion, in the transaction that records the vote."""
+    partition = check_certification(db, partition_name, level)
+    before = partition.certified_level
+    partition.certified_level = level
+    partition.certified_by_motion = motion_id
+    record.append(
+        db,
+        ComputeEvent.PartitionCertified,
+        actor=SYSTEM,
+        subject=f"partition/{partition_name}",
+        data={"from": f"CL-{before}", "to": f"CL-{level}", "motion": motion_id},
+    )
+
+
+# Admission --------------------------------------------------------------------------------------
+
+
+def _partition_views(db: Session) -> list[rules.PartitionView]:
+    up = dict(
+        db.execute(
+            select(Node.partition_id, func.count())
+            .where(Node.state == "up")
+            .group_by(Node.partition_id)
+        ).all()
+    )
+    return [
+        rules.PartitionView(
+            name=p.name,
+            accelerator=p.accelerator,
+            certified_level=p.certified_level,
+            nodes_up=up.get(p.id, 0),
+            accelerators_per_node=p.accelerators_per_node,
+            cpus_per_node=p.cpus_per_node,
+            memory_gb_per_node=p.memory_gb_per_node,
+        )
+        for p in db.scalars(select(Partition))
+    ]
+
+
+def _pick_allocation(db: Session, req: JobSubmit, today: Any) -> Allocation:
+    if req.allocation_id is not None:
+        chosen = db.get(Allocation, req.allocation_id)
+        if chosen is None or chosen.project != req.project:
+            raise InvalidInput(
+                f"allocation_id: project {req.project} has no allocation {req.allocation_id}"
+            )
+        return chosen
+    candidates = [
+        a
+        for a in db.scalars(
+            select(Allocation)
+            .where(Allocation.project == req.project, Allocation.status == "active")
+            .order_by(Allocation.id)
+        )
+        if req.accelerator in a.budget and a.starts_on <= today < a.ends_on
+    ]
+    if not candidates:
+        raise Conflict(
+            f"project {req.project} has no active allocation with {req.accelerator} hours today"
+        )
+    if len(candidates) > 1:
+        ids = ", ".join(str(a.id) for a in candidates)
+        raise InvalidInput(
+            f"project {req.project} has several allocations with {req.accelerator} hours "
+            f"({ids}): say which with allocation_id"
+        )
+    return candidates[0]
+
+
+def input_levels(db: Session, actor: Principal, refs: list[str]) -> dict[str, int]:
+    """The containment level of each input version, read as the submitter (so an input they
+    may not read refuses the job, and a CL-2 read is on the record like any other)."""
+    from commonlab.artifacts import service as artifacts
+
+    levels: dict[str, int] = {}
+    for ref in refs:
+        try:
+            kind, namespace, name, number = artifacts.parse_ref(ref)
+        except ValueError:
+            raise InvalidInput(
+                f"inputs: {ref!r} is not a version reference like datasets/ns/name@3"
+            ) from None
+        version = artifacts.get_version(db, actor, kind, namespace, name, str(number))
+        levels[ref] = int(version.repo.level)
+    return levels
+
+
+def _check_inputs(input_levels: dict[str, int], level: int) -> None:
+    """No write-down: a job's outputs are at least as contained as its inputs."""
+    above = {ref: lvl for ref, lvl in input_levels.items() if lvl > level}
+    if above:
+        ref, lvl = max(above.items(), key=lambda item: item[1])
+        raise InvalidInput(
+            f"inputs: {ref} is CL-{lvl}; a job reading it must run at CL-{lvl} or above "
+            f"(this one is CL-{level})"
+        )
+
+
+def submit_job(
+    db: Session,
+    actor: Principal,
+    req: JobSubmit,
+    *,
+    executor: str,
+    input_levels: dict[str, int] | None = None,
+    resubmit_of: int | None = None,
+) -> Job:
+    """Admit a job or refuse it with the reason, changing nothing. Admission checks, in order:
+    the submitter belongs to the project and is cleared for the job's level; its inputs are
+    no more contained than it; a partition certified for its level has its class and shape;
+    the allocation has the hours (held now, settled at the end)."""
+    level = Level(req.level)
+    input_levels = input_levels or {}
+    with db.begin():
+        if actor.person_id is None:
+            raise AccessDenied("jobs are submitted by people: sign in with your own token")
+        job_resource = Resource.job(req.project, level, owner=actor.person_id)
+        authorize(actor, Action.JobSubmit, job_resource)
+        authorize(actor, Action.ResourceRead, job_resource)
+        _check_inputs(input_levels, int(level))
+        shape = rules.Shape(
+            accelerator=req.accelerator,
+            accelerators=req.accelerators,
+            cpus=req.cpus or req.accelerators,
+            memory_gb=req.memory_gb,
+        )
+        try:
+            view = rules.place(shape, int(level), _partition_views(db))
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        authorize(
+            actor,
+            Action.JobPlace,
+            Resource.partition(view.name, Level(view.certified_level)),
+            {"job_level": int(level)},
+        )
+        partition = db.scalar(select(Partition).where(Partition.name == view.name))
+        today = utcnow().date()
+        chosen = _pick_allocation(db, req, today)
+        hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
+        job = Job(
+            name=req.name,
+            project=req.project,
+            allocation_id=chosen.id,
+            submitter_id=actor.person_id,
+            command=req.command,
+            env=dict(req.env),
+            inputs=list(req.inputs),
+            accelerator=req.accelerator,
+            accelerators=req.accelerators,
+            cpus=shape.cpus,
+            memory_gb=req.memory_gb,
+            time_limit_minutes=req.time_limit_minutes,
+            level=int(level),
+            partition_id=partition.id,
+            executor=executor,
+            state=JobState.ADMITTED.value,
+            reason="",
+            reserved_hours=hours,
+            resubmit_of=resubmit_of,
+        )
+        db.add(job)
+        db.flush()
+        # The ledger refuses (409) when the hours are not there; the job row goes with it.
+        hold = allocation.hold_hours(
+            db, SYSTEM, chosen.id, accelerator=req.accelerator, hours=hours, job=job.key, on=today
+        )
+        job.reservation_id = hold.id
+        db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
+        record.append(
+            db,
+            ComputeEvent.JobAdmitted,
+            actor=actor,
+            subject=job.key,
+            data={
+                "project": job.project,
+                "allocation": chosen.id,
+                "partition": partition.name,
+                "class": job.accelerator,
+                "accelerators": job.accelerators,
+                "level": level.label,
+                "reserved_hours": str(hours),
+                "inputs": job.inputs,
+                **({"resubmit_of": f"job/{resubmit_of}"} if resubmit_of else {}),
+            },
+            private={"command": job.command, "env": job.env},
+        )
+    return job
+
+
+def resubmit_job(
+    db: Session, actor: Principal, job_id: int, *, executor: str, input_levels: dict[str, int]
+) -> Job:
+    """Submit a finished job's spec again, as a new job admitted by today's rules."""
+    old = get_job(db, actor, job_id)
+    if old.state not in TERMINAL:
+        raise Conflict(f"job {job_id} is {old.state}: resubmit it once it has ended")
+    req = JobSubmit(
+        name=old.name,
+        project=old.project,
+        allocation_id=old.allocation_id,
+        command=old.command,
+        env=old.env,
+        inputs=old.inputs,
+        accelerator=old.accelerator,
+        accelerators=old.accelerators,
+        cpus=old.cpus,
+        memory_gb=old.memory_gb,
+        time_limit_minutes=old.time_limit_minutes,
+        level=Level(old.level),
+    )
+    return submit_job(
+        db, actor, req, executor=executor, input_levels=input_levels, resubmit_of=old.id
+    )
+
+
+# Reading jobs -----------------------------------------------------------------------------------
+
+
+def _authorize_job(actor: Principal, action: Action, job: Job) -> None:
+    resource = Resource.job(job.project, Level(job.level), owner=job.submitter_id, job_id=job.id)
+    authorize(actor, action, resource)
+    if not actor.is_system:
+        authorize(actor, Action.ResourceRead, resource)
+
+
+def get_job(db: Session, actor: Principal, job_id: int) -> Job:
+    with db.begin():
+        job = db.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        try:
+            _authorize_job(actor, Action.JobRead, job)
+        except AccessDenied:
+            # Whether a job exists is not public.
+            if actor.is_public:
+                raise NotFound(f"no job {job_id}") from None
+            raise
+        _ = job_history(db, job)
+    return job
+
+
+def partition_names(db: Session) -> dict[int, str]:
+    return dict(db.execute(select(Partition.id, Partition.name)).all())
+
+
+def job_history(db: Session, job: Job) -> list[JobTransition]:
+    return list(
+        db.scalars(
+            select(JobTransition).where(JobTransition.job_id == job.id).order_by(JobTransition.id)
+        )
+    )
+
+
+def jobs_query(
+    actor: Principal, *, project: str | None = None, state: JobState | None = None
+) -> Any:
+    """Jobs the actor may list: their projects' (or every project's for operators and
+    auditors). Containment is enforced when a single job is read."""
+    query = select(Job)
+    if project is not None:
+        authorize(actor, Action.JobRead, Resource.job(project))
+        query = query.where(Job.project == project)
+    elif not ({"operator", "auditor"} & {str(r) for r in actor.roles}):
+        if actor.person_id is None:
+            raise AccessDenied("sign in to list jobs: they belong to projects")
+        query = query.where(Job.project.in_(sorted(actor.projects)))
+    if state is not None:
+        query = query.where(Job.state == state.value)
+    return query
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    data: bytes
+    offset: int  # where the next read should start
+    size: int  # the file's size now
+    finished: bool  # the job has ended: the file will not grow
+
+
+def read_log(
+    db: Session, actor: Principal, job_id: int, stream: str, offset: int, limit: int, root: Any
+) -> LogChunk:
+    """Bytes of a job's stdout or stderr from `offset`, readable while the job runs."""
+    job = get_job(db, actor, job_id)
+    path = root / str(job.id) / f"{stream}.log"
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            size = log.tell()
+            if offset > size:
+                raise InvalidInput(f"offset {offset} is past the end of {stream} ({size} bytes)")
+            log.seek(offset)
+            data = log.read(limit)
+    except FileNotFoundError:
+        if offset > 0:
+            raise InvalidInput(f"offset {offset} is past the end of {stream} (0 bytes)") from None
+        data, size = b"", 0
+    return LogChunk(data, offset + len(data), size, JobState(job.state) in TERMINAL)
+
+
+# Cancelling -------------------------------------------------------------------------------------
+
+
+def cancel_job(db: Session, actor: Principal, job_id: int) -> Job:
+    """Cancel a job. One the executor does not have yet ends now, its hours released; one it
+    has is marked, and the job controller stops it and records the end it reports."""
+    with db.begin():
+        job = db.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        _authorize_job(actor, Action.JobCancel, job)
+        if JobState(job.state) in TERMINAL:
+            raise Conflict(f"job {job_id} has already ended ({job.state}): nothing to cancel")
+        if job.executor_id is None and job.handed_over_at is None:
+            _finish(
+                db,
+                job,
+                Observed(state=JobState.CANCELLED),
+                reason=f"cancelled by {actor.pseudonym}",
+            )
+        elif job.cancel_requested_at is None:
+            job.cancel_requested_at = utcnow()
+            job.reason = f"cancel requested by {actor.pseudonym}"
+    return job
+
+
+# Transitions (the job controller, as the system) ------------------------------------------------
+
+
+def move_job(db: Session, job: Job, observed: Observed) -> None:
+    """Apply what the executor reported, inside the caller's transaction: one transition
+    (two when a short job both started and ended between polls), and at the end the one
+    ledger line that closes the job's hold."""
+    current = JobState(job.state)
+    target = observed.state
+    if target == current or current in TERMINAL:
+        return
+    if target in TERMINAL:
+        if current == JobState.QUEUED and observed.started_at is not None:
+            _enter(db, job, JobState.RUNNING, "", started_at=observed.started_at)
+        _finish(db, job, observed, reason=observed.reason)
+        return
+    if not rules.can_move(current, target):
+        raise ValueError(f"job {job.id}: {current} cannot become {target}")
+    _enter(db, job, target, observed.reason, started_at=observed.started_at)
+
+
+def _enter(
+    db: Session, job: Job, state: JobState, reason: str, *, started_at: datetime | None = None
+) -> None:
+    job.state = state.value
+    job.reason = reason
+    data: dict[str, Any] = {"project": job.project}
+    if state == JobState.RUNNING:
+        job.started_at = started_at or utcnow()
+    if reason:
+        data["reason"] = reason
+    db.add(JobTransition(job_id=job.id, state=state.value, reason=reason))
+    record.append(db, job_event(state), actor=SYSTEM, subject=job.key, data=data)
+
+
+def _finish(db: Session, job: Job, observed: Observed, *, reason: str) -> None:
+    """Enter a final state and close the hold: settle what the executor's accounting says
+    the job used, or release the hold if it never ran."""
+    used = rules.charge_hours(
+        observed.accelerators or job.accelerators,
+        observed.elapsed_seconds,
+        Decimal(job.reserved_hours),
+    )
+    ran = observed.elapsed_seconds > 0
+    assert job.reservation_id is not None, "every admitted job holds hours"
+    allocation.close_reservation(db, SYSTEM, job.reservation_id, used if ran else None)
+    job.charged_hours = used if ran else Decimal(0)
+    job.exit_code = observed.exit_code
+    job.elapsed_seconds = observed.elapsed_seconds if ran else None
+    job.ended_at = observed.ended_at or utcnow()
+    state = observed.state
+    job.state = state.value
+    job.reason = reason
+    db.add(JobTransition(job_id=job.id, state=state.value, reason=reason))
+    data: dict[str, Any] = {
+        "project": job.project,
+        "charged_hours": str(job.charged_hours),
+        "elapsed_seconds": job.elapsed_seconds or 0,
+    }
+    if observed.exit_code is not None:
+        data["exit_code"] = observed.exit_code
+    if reason:
+        data["reason"] = reason
+    record.append(db, job_event(state), actor=SYSTEM, subject=job.key, data=data)

@@ -1,0 +1,150 @@
+"""Setting up a project that may run jobs, through the real API: an institution in a member
+state, a PI with a team, a call, a reviewed proposal, an award."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from commonlab.compute.controller import JobController
+from tests.helpers import auth
+
+
+def person(
+    client: TestClient,
+    operator: dict[str, str],
+    name: str,
+    roles: list[str],
+    institution_id: int | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    body: dict[str, Any] = {"name": name, "roles": roles}
+    if institution_id:
+        body["institution_id"] = institution_id
+    row = client.post("/api/v1/people", json=body, headers=operator).json()
+    token = client.post(
+        f"/api/v1/people/{row['id']}/tokens", json={"scopes": ["read", "write"]}, headers=operator
+    ).json()["token"]
+    return row, auth(token)
+
+
+@dataclass
+class Project:
+    name: str
+    allocation_id: int
+    pi: dict[str, Any]
+    pi_auth: dict[str, str]
+    member_auth: dict[str, str]
+    outsider_auth: dict[str, str]
+
+
+def award_project(
+    client: TestClient,
+    operator: dict[str, str],
+    *,
+    budget: dict[str, str] | None = None,
+    country: str = "IT",
+    found: bool = True,
+) -> Project:
+    """An active allocation with `budget` hours (default 10 cpu-hours) for a new project."""
+    if found:
+        founded = client.post(
+            "/api/v1/members",
+            json={
+                "members": [
+                    {"code": code, "name": name, "contribution": "25"}
+                    for code, name in [
+                        ("IT", "Italy"),
+                        ("FR", "France"),
+                        ("DE", "Germany"),
+                        ("ES", "Spain"),
+                    ]
+                ]
+            },
+            headers=operator,
+        )
+        assert founded.status_code in (200, 201), founded.text
+    stamp = time.monotonic_ns()
+    inst = client.post(
+        "/api/v1/institutions",
+        json={"name": f"Institute {stamp}", "country": country, "kind": "university"},
+        headers=operator,
+    ).json()
+    pi, pi_auth = person(client, operator, f"PI {stamp}", ["pi", "researcher"], inst["id"])
+    member, member_auth = person(client, operator, f"Member {stamp}", ["researcher"], inst["id"])
+    _, outsider_auth = person(client, operator, f"Outsider {stamp}", ["researcher"])
+    reviewer, reviewer_auth = person(client, operator, f"Reviewer {stamp}", ["reviewer"])
+    now = datetime.now(UTC)
+    call = client.post(
+        "/api/v1/calls",
+        json={
+            "title": f"Call {stamp}",
+            "pool": "open_calls",
+            "budget": budget or {"cpu": "10"},
+            "opens_at": (now - timedelta(minutes=5)).isoformat(),
+            "closes_at": (now + timedelta(days=30)).isoformat(),
+            "rubric": [{"criterion": "excellence", "weight": 1}],
+        },
+        headers=operator,
+    )
+    assert call.status_code == 201, call.text
+    proposal = client.post(
+        "/api/v1/proposals",
+        json={
+            "call_id": call.json()["id"],
+            "institution_id": inst["id"],
+            "title": "Small models",
+            "abstract": "Jobs for tests.",
+            "team": [member["id"]],
+            "requested": budget or {"cpu": "10"},
+            "starts_on": date.today().isoformat(),
+            "ends_on": (date.today() + timedelta(days=365)).isoformat(),
+            "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
+        },
+        headers=pi_auth,
+    )
+    assert proposal.status_code == 201, proposal.text
+    pid = proposal.json()["id"]
+    client.post(
+        f"/api/v1/proposals/{pid}/reviewers", json={"reviewer_id": reviewer["id"]}, headers=operator
+    )
+    client.post(
+        f"/api/v1/proposals/{pid}/review", json={"scores": {"excellence": 5}}, headers=reviewer_auth
+    )
+    decided = client.post(
+        f"/api/v1/proposals/{pid}/decision", json={"award": True}, headers=operator
+    )
+    assert decided.status_code == 200, decided.text
+    allocation = decided.json()["allocation"]
+    assert allocation["status"] == "active", allocation
+    return Project(
+        name=allocation["project"],
+        allocation_id=allocation["id"],
+        pi=pi,
+        pi_auth=pi_auth,
+        member_auth=member_auth,
+        outsider_auth=outsider_auth,
+    )
+
+
+def run_until(
+    controller: JobController,
+    client: TestClient,
+    job_id: int,
+    headers: dict[str, str],
+    states: set[str],
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Tick the job controller until the job reaches one of `states`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        controller.tick()
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in states:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['state']} after {timeout}s: {job}")
+        time.sleep(0.05)
