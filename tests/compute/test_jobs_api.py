@@ -230,3 +230,24 @@ def test_log_offset_past_the_end(client, project, jobs):
     run_until(jobs, client, job["id"], project.pi_auth, {"succeeded"})
     past = client.get(f"/api/v1/jobs/{job['id']}/logs?offset=100", headers=project.pi_auth)
     assert past.status_code == 422 and "past the end" in problem(past)["detail"]
+
+
+def test_a_handover_cut_short_by_a_crash_is_found_again_not_repeated(client, project, jobs):
+    """The controller commits `handed_over_at` before asking the executor; if commonlab dies
+    after the executor took the job but before its id was saved, the next tick finds the job
+    by name instead of starting it a second time."""
+    job = submit(client, project.pi_auth, project, command="sleep 1").json()
+    real_submit = jobs.executor.submit
+    started: list[str] = []
+
+    def submit_then_crash(handoff):
+        started.append(real_submit(handoff))
+        raise SystemExit("commonlab died here")
+
+    jobs.executor.submit = submit_then_crash
+    with pytest.raises(SystemExit):
+        jobs.tick()
+    jobs.executor.submit = lambda handoff: pytest.fail("submitted twice")
+    done = run_until(jobs, client, job["id"], project.pi_auth, {"succeeded"})
+    assert done["executor_id"] == started[0]
+    assert len(started) == 1

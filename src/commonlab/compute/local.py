@@ -52,11 +52,16 @@ class LocalExecutor:
                 close_fds=True,
             )
         self._children[process.pid] = process
+        write_json(handoff.workdir / "launched.json", {"pid": process.pid})
         return str(process.pid)
 
     def find(self, handoff: Handoff) -> str | None:
-        runner = _read(handoff.workdir / "runner.json")
-        return None if runner is None else str(runner["pid"])
+        # The runner writes runner.json once it runs; launched.json covers the moment before.
+        for name in ("runner.json", "launched.json"):
+            found = _read(handoff.workdir / name)
+            if found is not None:
+                return str(found["pid"])
+        return None
 
     def observe(self, jobs: Sequence[Tracked]) -> dict[str, Observed]:
         for pid, process in list(self._children.items()):
