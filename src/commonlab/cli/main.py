@@ -13,6 +13,7 @@ from commonlab.cli import (
     admin,
     allocation_cmd,
     artifacts_cmd,
+    compute_cmd,
     governance_cmd,
     record_cmd,
     simulate_cmd,
@@ -96,6 +97,7 @@ record_cmd.register(app)
 artifacts_cmd.register(app)
 governance_cmd.register(app)
 allocation_cmd.register(app)
+compute_cmd.register(app)
 simulate_cmd.register(app)
 
 

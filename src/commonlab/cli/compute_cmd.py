@@ -1,0 +1,342 @@
+"""Jobs and the fleet from the command line: submit and watch a job live, list, show, read
+logs, cancel, resubmit; see the fleet's capacity and use, apply a fleet document."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.render import console, print_json, print_table
+
+__all__ = ["register"]
+
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+Json = Annotated[bool, typer.Option("--json", help="print the API's JSON answer")]
+JobId = Annotated[int, typer.Argument(min=1, help="the job's number")]
+
+job = typer.Typer(help="Jobs: submit (and watch), list, show, logs, cancel, resubmit.")
+fleet = typer.Typer(help="The fleet: capacity and use per partition; apply a fleet document.")
+
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "refused"}
+STATE_STYLE = {
+    "admitted": "cyan",
+    "queued": "cyan",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "timed_out": "red",
+    "refused": "red",
+}
+
+
+def _client(url: str | None) -> Client:
+    return Client(load_login(url=url))
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f"--env {pair!r}: write NAME=value")
+        env[name] = value
+    return env
+
+
+@job.command("submit")
+def submit(
+    command: Annotated[list[str], typer.Argument(help="the command line, after --")],
+    project: Annotated[str, typer.Option("--project", "-p", help="the project to charge")],
+    accelerator: Annotated[
+        str, typer.Option("--accelerator", "-a", help="accelerator class, e.g. H100 or cpu")
+    ] = "cpu",
+    count: Annotated[int, typer.Option("--count", "-n", help="how many accelerators")] = 1,
+    cpus: Annotated[int | None, typer.Option(help="CPUs [default: one per accelerator]")] = None,
+    memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB")] = 1,
+    minutes: Annotated[int, typer.Option("--time", "-t", help="time limit in minutes")] = 60,
+    level: Annotated[str, typer.Option(help="containment level, CL-1 to CL-4")] = "CL-1",
+    name: Annotated[str, typer.Option(help="a name for the job")] = "job",
+    allocation: Annotated[int | None, typer.Option(help="which allocation, if several")] = None,
+    env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable")] = [],  # noqa: B006
+    inputs: Annotated[
+        list[str], typer.Option("--input", "-i", help="datasets/ns/name@N, repeatable")
+    ] = [],  # noqa: B006
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="follow it live to the end")] = False,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Submit a job: `commonlab job submit -p proj-1 -n 2 --watch -- python train.py`."""
+    body: dict[str, Any] = {
+        "name": name,
+        "project": project,
+        "command": " ".join(command),
+        "accelerator": accelerator,
+        "accelerators": count,
+        "memory_gb": memory_gb,
+        "time_limit_minutes": minutes,
+        "level": level,
+        "env": _env(env),
+        "inputs": inputs,
+    }
+    if cpus is not None:
+        body["cpus"] = cpus
+    if allocation is not None:
+        body["allocation_id"] = allocation
+    client = _client(url)
+    created = client.post("/api/v1/jobs", json=body)
+    if as_json:
+        print_json(created)
+        return
+    console.print(
+        f"Job {created['id']} admitted on partition {created['partition']}: "
+        f"{created['reserved_hours']} {created['accelerator']}-hours held on allocation "
+        f"{created['allocation_id']}."
+    )
+    if watch:
+        raise typer.Exit(_watch(client, created["id"]))
+
+
+@job.command("watch")
+def watch(job_id: JobId, url: Url = None) -> None:
+    """Follow a job live: its state, time against its limit, and its output."""
+    raise typer.Exit(_watch(_client(url), job_id))
+
+
+def _watch(client: Client, job_id: int) -> int:
+    """Show the job until it ends; the exit status is 0 only if it succeeded."""
+    current = client.get(f"/api/v1/jobs/{job_id}")
+    limit = current["time_limit_minutes"] * 60
+    offset = 0
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]job {task.fields[id]}[/] {task.fields[state]}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s of its limit"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=limit, id=job_id, state=_styled(current["state"]))
+        while True:
+            current = client.get(f"/api/v1/jobs/{job_id}")
+            chunk = client.get(f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
+            if chunk["text"]:
+                progress.console.print(chunk["text"], end="", markup=False, highlight=False)
+            offset = chunk["offset"]
+            progress.update(task, completed=_ran(current), state=_styled(current["state"]))
+            if current["state"] in TERMINAL and not chunk["text"]:
+                break
+            time.sleep(0.5)
+    charged = current["charged_hours"]
+    console.print(
+        f"Job {job_id} {_styled(current['state'])}"
+        + (f" (exit {current['exit_code']})" if current["exit_code"] is not None else "")
+        + (f": {current['reason']}" if current["reason"] else "")
+        + f"; charged {charged} {current['accelerator']}-hours."
+    )
+    return 0 if current["state"] == "succeeded" else 1
+
+
+def _ran(job: dict[str, Any]) -> float:
+    if not job["started_at"]:
+        return 0.0
+    if job["elapsed_seconds"] is not None:
+        return float(job["elapsed_seconds"])
+    started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def _styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+@job.command("list")
+def job_list(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Jobs of your projects (every project's, for operators)."""
+    params: dict[str, Any] = {"limit": 500}
+    if project:
+        params["project"] = project
+    if state:
+        params["state"] = state
+    items = _client(url).get("/api/v1/jobs", params=params)["items"]
+    if as_json:
+        print_json(items)
+        return
+    rows = [
+        {**j, "resources": f"{j['accelerators']} {j['accelerator']}", "state": j["state"]}
+        for j in items
+    ]
+    print_table(
+        rows,
+        ["id", "name", "project", "state", "resources", "partition", "charged_hours"],
+        title="Jobs",
+    )
+
+
+@job.command("show")
+def show(job_id: JobId, url: Url = None, as_json: Json = False) -> None:
+    """A job, where it ran, what it was charged, and its history."""
+    found = _client(url).get(f"/api/v1/jobs/{job_id}")
+    if as_json:
+        print_json(found)
+        return
+    console.print(f"[bold]Job {found['id']}[/] {found['name']} — {_styled(found['state'])}")
+    if found["reason"]:
+        console.print(f"  {found['reason']}")
+    console.print(
+        f"  project {found['project']} · allocation {found['allocation_id']} · "
+        f"CL-{found['level']} · partition {found['partition']} ({found['executor']})\n"
+        f"  {found['accelerators']} {found['accelerator']}, {found['cpus']} CPUs, "
+        f"{found['memory_gb']} GB, limit {found['time_limit_minutes']} min\n"
+        f"  reserved {found['reserved_hours']} h · charged {found['charged_hours'] or '-'} h"
+        + (f" · exit {found['exit_code']}" if found["exit_code"] is not None else "")
+    )
+    console.print(f"  $ {found['command']}", markup=False, highlight=False)
+    print_table(found["transitions"], ["state", "at", "reason"], title="History")
+
+
+@job.command("logs")
+def logs(
+    job_id: JobId,
+    stderr: Annotated[bool, typer.Option("--stderr", help="standard error instead")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep reading until it ends")
+    ] = False,
+    url: Url = None,
+) -> None:
+    """A job's output, readable while it runs."""
+    client = _client(url)
+    offset = 0
+    stream = "stderr" if stderr else "stdout"
+    while True:
+        chunk = client.get(
+            f"/api/v1/jobs/{job_id}/logs", params={"stream": stream, "offset": offset}
+        )
+        if chunk["text"]:
+            console.print(chunk["text"], end="", markup=False, highlight=False, soft_wrap=True)
+        offset = chunk["offset"]
+        if not follow or (chunk["finished"] and not chunk["text"]):
+            return
+        if not chunk["text"]:
+            time.sleep(0.5)
+
+
+@job.command("cancel")
+def cancel(job_id: JobId, url: Url = None, as_json: Json = False) -> None:
+    """Cancel a job; the executor stops it and it is charged for the time it ran."""
+    client = _client(url)
+    answer = client.post(f"/api/v1/jobs/{job_id}/cancel")
+    deadline = time.monotonic() + 30
+    while answer["state"] not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.3)
+        answer = client.get(f"/api/v1/jobs/{job_id}")
+    if as_json:
+        print_json(answer)
+        return
+    if answer["state"] in TERMINAL:
+        console.print(f"Job {job_id} {_styled(answer['state'])}.")
+    else:
+        console.print(f"Job {job_id}: cancel requested; it is still {answer['state']}.")
+
+
+@job.command("resubmit")
+def resubmit(
+    job_id: JobId,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="follow it live")] = False,
+    url: Url = None,
+) -> None:
+    """Run an ended job's spec again as a new job."""
+    client = _client(url)
+    created = client.post(f"/api/v1/jobs/{job_id}/resubmit")
+    console.print(f"Job {created['id']} admitted (a resubmission of job {job_id}).")
+    if watch:
+        raise typer.Exit(_watch(client, created["id"]))
+
+
+@fleet.command("show")
+def fleet_show(url: Url = None, as_json: Json = False) -> None:
+    """Capacity and current use per site and partition."""
+    answer = _client(url).get("/api/v1/fleet")
+    if as_json:
+        print_json(answer)
+        return
+    rows = [
+        {
+            **p,
+            "level": f"CL-{p['certified_level']}",
+            "use": _bar(p["accelerators_in_use"], p["accelerators_up"]),
+            "jobs": f"{p['jobs_running']} running, {p['jobs_waiting']} waiting",
+        }
+        for p in answer["partitions"]
+    ]
+    print_table(
+        rows,
+        ["name", "site", "accelerator", "level", "nodes_up", "accelerators_up", "use", "jobs"],
+        title=f"Fleet: {answer['accelerators_in_use']} of {answer['accelerators']} accelerators "
+        "in use",
+    )
+
+
+def _bar(used: int, total: int, width: int = 20) -> str:
+    filled = 0 if total <= 0 else round(width * min(used, total) / total)
+    return "█" * filled + "░" * (width - filled) + f" {used}/{total}"
+
+
+@fleet.command("apply")
+def fleet_apply(
+    path: Annotated[Path, typer.Argument(help="a fleet document, .toml or .json")],
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Make the fleet match a fleet document (operators). Certification needs a motion."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({exc})") from None
+    answer = _client(url).put("/api/v1/fleet", json=document)
+    if as_json:
+        print_json(answer)
+        return
+    console.print(
+        f"Fleet applied: {answer['sites']} sites, {answer['partitions']} partitions, "
+        f"{answer['accelerators']} accelerators ({answer['nodes_added']} nodes added, "
+        f"{answer['nodes_removed']} removed)."
+    )
+    for pending in answer["certification_pending"]:
+        console.print(
+            f"  {pending['partition']}: asks CL-{pending['asked']}; table a certify_partition "
+            "motion for the council to certify it."
+        )
+
+
+@fleet.command("node")
+def fleet_node(
+    node: Annotated[str, typer.Argument(help="the node's name")],
+    state: Annotated[str, typer.Option(help="up, drain or down")],
+    url: Url = None,
+) -> None:
+    """Take a node out of service or bring it back (operators)."""
+    answer = _client(url).post(f"/api/v1/fleet/nodes/{node}/state", json={"state": state})
+    console.print(f"Node {answer['node']} is {answer['state']}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(job, name="job")
+    app.add_typer(fleet, name="fleet")

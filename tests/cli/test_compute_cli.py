@@ -1,0 +1,104 @@
+"""The researcher's path on the embedded default: submit a job from the command line, watch
+it to the end, and find its usage in the allocation ledger and the member-state share
+report. A live facility with its job controller running, the local executor, real processes."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from decimal import Decimal
+
+import httpx
+
+from tests.cli.test_cli import run
+from tests.compute.helpers import award_project
+from tests.helpers import auth
+
+
+def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
+    api = httpx.Client(base_url=served.url, timeout=30)
+    project = award_project(api, auth(served.token))
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+
+    code, out, err = run(
+        capsys,
+        "job", "submit", "-p", project.name, "--time", "2", "--watch", "--",
+        "echo", "training; sleep 1; echo", "done",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "admitted on partition local" in out
+    assert "training\ndone\n" in out
+    assert "succeeded" in out and "charged 0.01 cpu-hours" in out
+
+    code, out, _ = run(capsys, "job", "list", "--json")
+    jobs = json.loads(out)
+    assert [j["state"] for j in jobs] == ["succeeded"]
+    code, out, _ = run(capsys, "job", "show", str(jobs[0]["id"]))
+    assert code == 0 and "History" in out and "running" in out
+    code, out, _ = run(capsys, "job", "logs", str(jobs[0]["id"]))
+    assert out == "training\ndone\n"
+
+    allocation = api.get(
+        f"/api/v1/allocations/{project.allocation_id}", headers=project.pi_auth
+    ).json()
+    assert Decimal(allocation["used"]["cpu"]) == Decimal("0.01")
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    today = date.today()
+    code, out, _ = run(
+        capsys,
+        "report", "shares", "--start", today.isoformat(),
+        "--end", (today + timedelta(days=1)).isoformat(),
+    )  # fmt: skip
+    assert code == 0
+    italy = next(line for line in out.splitlines() if "IT" in line.split())
+    assert "0.01" in italy
+
+
+def test_cancel_and_bad_input_from_the_command_line(capsys, served, monkeypatch):
+    api = httpx.Client(base_url=served.url, timeout=30)
+    project = award_project(api, auth(served.token))
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    code, out, _ = run(capsys, "job", "submit", "-p", project.name, "--json", "--", "sleep 60")
+    job = json.loads(out)
+    code, out, _ = run(capsys, "job", "cancel", str(job["id"]))
+    assert code == 0 and "cancelled" in out
+
+    code, _, err = run(capsys, "job", "submit", "-p", project.name, "-n", "0", "--", "true")
+    assert code != 0 and "accelerators" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "job", "submit", "-p", project.name, "-a", "H100", "--", "true")
+    assert code != 0 and "no partition has H100" in err
+    code, _, err = run(capsys, "job", "submit", "-p", project.name, "-e", "oops", "--", "true")
+    assert code != 0 and "NAME=value" in err
+    code, _, err = run(capsys, "job", "cancel", str(job["id"]))
+    assert code != 0 and "already ended" in err
+    code, _, err = run(capsys, "job", "show", "99999")
+    assert code != 0 and "no job 99999" in err
+
+
+def test_the_fleet_from_the_command_line(capsys, served, monkeypatch, tmp_path):
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "fleet", "show")
+    assert code == 0 and "local" in out and "CL-1" in out
+    document = tmp_path / "fleet.toml"
+    document.write_text(
+        '[[sites]]\nname = "bologna"\ncountry = "IT"\n\n'
+        '[[partitions]]\nname = "booster"\nsite = "bologna"\naccelerator = "A100"\n'
+        'nodes = 4\naccelerators_per_node = 4\ncertified_level = "CL-3"\n'
+    )
+    code, out, err = run(capsys, "fleet", "apply", str(document))
+    assert code == 0, err
+    assert "16 accelerators" in out and "certify_partition" in out
+    code, out, _ = run(capsys, "fleet", "show", "--json")
+    booster = next(p for p in json.loads(out)["partitions"] if p["name"] == "booster")
+    assert booster["accelerators"] == 16 and booster["certified_level"] == 1
+    code, out, _ = run(capsys, "fleet", "node", "booster-0", "--state", "drain")
+    assert code == 0 and "drain" in out
+    code, out, _ = run(capsys, "fleet", "show", "--json")
+    booster = next(p for p in json.loads(out)["partitions"] if p["name"] == "booster")
+    assert booster["accelerators_up"] == 12
+    document.write_text("[[sites]]\nname = 'x'\n")
+    code, _, err = run(capsys, "fleet", "apply", str(document))
+    assert code != 0 and "country" in err
