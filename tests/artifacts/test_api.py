@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -100,8 +101,8 @@ def test_a_second_version_stores_only_what_changed(client, researcher, facility,
     # The unchanged file needs no upload: the repository already holds it.
     answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digests(big), headers=h)
     assert answer.json()["state"] == "complete" and answer.json()["id"] is None
-    # The CLI declares no BLAKE3 (it hashes once): SHA-256 and size decide, and the answer
-    # names the address to commit.
+    # Declared without a BLAKE3, the SHA-256 and size decide, and the answer names the
+    # address to commit.
     by_sha = {k: v for k, v in digests(big).items() if k != "blake3"}
     answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=by_sha, headers=h).json()
     assert answer["state"] == "complete" and answer["blake3"] == digests(big)["blake3"]
@@ -166,6 +167,81 @@ def test_bytes_that_do_not_match_their_sha256_are_refused(client, researcher, ap
     assert response.status_code == 422 and "SHA-256" in problem(response)["detail"]
     assert list(app.state.artifacts.store.all_objects()) == []
     assert client.get(f"/api/v1/artifacts/uploads/{up['id']}", headers=h).status_code == 404
+
+
+def test_bytes_that_do_not_match_their_blake3_are_refused(client, researcher, app):
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    claimed = {**digests(b"the real bytes"), "sha256": None}
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json=claimed, headers=h).json()
+    response = client.put(
+        f"/api/v1/artifacts/uploads/{up['id']}", params={"offset": 0}, content=b"other bytes!!!",
+        headers={**h, "content-type": "application/octet-stream"},
+    )  # fmt: skip
+    assert response.status_code == 422 and "BLAKE3" in problem(response)["detail"]
+    assert list(app.state.artifacts.store.all_objects()) == []
+
+
+def test_an_upload_declares_at_least_one_digest(client, researcher):
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    response = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": 3}, headers=h)
+    assert response.status_code == 422 and "blake3 or sha256" in response.text
+
+
+def test_blake3_only_upload_records_the_sha256_the_facility_computed(client, researcher):
+    """The CLI declares only BLAKE3 (the cheapest digest to compute); the facility computes
+    the SHA-256 from the bytes it received, and the version lists it."""
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    data = b"habari" * 1000
+    only_b3 = {k: v for k, v in digests(data).items() if k != "sha256"}
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json=only_b3, headers=h).json()
+    assert up["state"] == "open" and up["local_path"].endswith(f"{up['id']}.part")
+    client.put(
+        f"/api/v1/artifacts/uploads/{up['id']}", params={"offset": 0}, content=data,
+        headers={**h, "content-type": "application/octet-stream"},
+    )  # fmt: skip
+    # Before any version: the finished upload already answers "held" for the same bytes.
+    again = client.post(f"/api/v1/artifacts/{repo}/uploads", json=only_b3, headers=h).json()
+    assert again["state"] == "complete" and again["blake3"] == only_b3["blake3"]
+    version = client.post(
+        f"/api/v1/artifacts/{repo}/versions",
+        json={"files": [{"path": "a.txt", "blake3": only_b3["blake3"]}]},
+        headers=h,
+    ).json()
+    assert version["files"][0]["sha256"] == digests(data)["sha256"]
+
+
+def test_a_client_sharing_the_file_system_writes_the_part_file_itself(client, researcher, app):
+    """The local fast path: the bytes are copied into the upload's part file, an empty chunk
+    at offset=size finishes it, and the facility checks them like any others."""
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    data = bytes(range(256)) * 300
+    wrong = bytes(reversed(data))
+    finish = lambda up, offset: client.put(  # noqa: E731
+        f"/api/v1/artifacts/uploads/{up['id']}", params={"offset": offset}, content=b"",
+        headers={**h, "content-type": "application/octet-stream"},
+    )  # fmt: skip
+    declared = {k: v for k, v in digests(data).items() if k != "sha256"}
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json=declared, headers=h).json()
+    part = Path(up["local_path"])
+    part.write_bytes(data[:100])
+    short = finish(up, len(data))
+    assert short.status_code == 409 and problem(short)["received"] == 100
+    part.write_bytes(wrong)  # the right size, the wrong bytes: refused, nothing stored
+    refused = finish(up, len(data))
+    assert refused.status_code == 422 and "BLAKE3" in problem(refused)["detail"]
+    assert list(app.state.artifacts.store.all_objects()) == [] and not part.exists()
+
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json=declared, headers=h).json()
+    Path(up["local_path"]).write_bytes(data)
+    done = finish(up, len(data))
+    assert done.status_code == 200 and done.json()["state"] == "complete"
+    assert done.json()["local_path"] is None
+    store = app.state.artifacts.store
+    assert store.path(declared["blake3"]).read_bytes() == data
 
 
 @pytest.mark.parametrize(

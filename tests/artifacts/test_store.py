@@ -70,3 +70,46 @@ def test_ids_and_digests_are_checked(tmp_path, bad):
         store.begin_upload(bad)
     with pytest.raises(ValueError):
         store.path(bad)
+
+
+def test_an_upload_checked_by_blake3_alone(tmp_path):
+    store = ObjectStore(tmp_path / "objects")
+    data = b"abc" * 1000
+    store.begin_upload("w" * 20)
+    store.append("w" * 20, 0, [data], limit=len(data))
+    assert store.finish_upload("w" * 20, expected_sha256=None, expected_blake3="0" * 64) is None
+    store.begin_upload("w" * 20)
+    store.part_path("w" * 20).write_bytes(data)  # written in place, as a local client does
+    stored = store.finish_upload(
+        "w" * 20, expected_sha256=None, expected_blake3=blake3.blake3(data).hexdigest()
+    )
+    assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(ValueError):
+        store.finish_upload("w" * 20, expected_sha256=None)
+
+
+def test_a_short_object_left_by_a_crash_is_replaced_and_durable_objects_sync(tmp_path):
+    """Uploads are placed without fsync (a version fsyncs its objects before it is
+    published); an object a crash left short is not 'held', and the next upload replaces it."""
+    store = ObjectStore(tmp_path / "objects")
+    data = bytes(range(256)) * 64
+    b3 = blake3.blake3(data).hexdigest()
+    store.path(b3).parent.mkdir(parents=True)
+    store.path(b3).write_bytes(data[:10])
+    assert store.exists(b3) and not store.holds(b3, len(data))
+    store.begin_upload("x" * 20)
+    store.append("x" * 20, 0, [data], limit=len(data))
+    assert store.finish_upload("x" * 20, expected_sha256=None, expected_blake3=b3) is not None
+    assert store.holds(b3, len(data)) and store.path(b3).read_bytes() == data
+    store.make_durable([b3])
+
+
+def test_hash_file_matches_both_digests(tmp_path):
+    from commonlab.artifacts.store import hash_file
+
+    for data in (b"", b"x", bytes(range(256)) * 40_000):
+        path = tmp_path / "f"
+        path.write_bytes(data)
+        got = hash_file(path)
+        assert got.blake3 == blake3.blake3(data).hexdigest()
+        assert got.sha256 == hashlib.sha256(data).hexdigest() and got.size == len(data)

@@ -107,6 +107,7 @@ def _upload_out(status_: UploadStatus, reg: Registry) -> UploadOut:
         received=status_.received,
         blake3=status_.blake3,
         chunk_bytes=reg.chunk_bytes,
+        local_path=status_.local_path,
     )
 
 

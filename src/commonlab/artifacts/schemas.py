@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from commonlab.artifacts.models import Relation, RepoKind, Visibility
 
@@ -87,12 +95,18 @@ class RepoOut(BaseModel):
 
 class UploadCreate(Input):
     size: StrictInt = Field(ge=0, le=1 << 44, description="the file's size in bytes")
-    sha256: Hex64
+    sha256: Hex64 | None = Field(default=None, description="checked when the upload finishes")
     blake3: Hex64 | None = Field(
         default=None,
-        description="when given and the repository already holds it: no upload (without it, "
-        "the SHA-256 and size decide)",
+        description="checked when the upload finishes; when the repository already holds it, "
+        "nothing needs sending (without it, the SHA-256 and size decide)",
     )
+
+    @model_validator(mode="after")
+    def _one_digest(self) -> UploadCreate:
+        if self.sha256 is None and self.blake3 is None:
+            raise ValueError("declare the file's blake3 or sha256 (or both): the bytes are checked")
+        return self
 
 
 class UploadOut(BaseModel):
@@ -102,6 +116,12 @@ class UploadOut(BaseModel):
     received: int
     blake3: str | None
     chunk_bytes: int = Field(description="send the bytes in PUTs of at most this many bytes")
+    local_path: str | None = Field(
+        default=None,
+        description="where the open upload's bytes grow on the facility: a client that shares "
+        "its file system and may write there can copy the file in, then PUT an empty chunk at "
+        "offset=size to finish (the bytes are checked like any others)",
+    )
 
 
 class FileEntry(Input):

@@ -88,6 +88,7 @@ class UploadStatus:
     size: int
     received: int
     blake3: str | None
+    local_path: str | None = None
 
 
 # Repositories --------------------------------------------------------------------------------
@@ -242,19 +243,34 @@ def start_upload(
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
-        # Without a BLAKE3 (the CLI sends none, to hash once), the SHA-256 and size answer.
+        # By BLAKE3 when declared (what the CLI sends: it hashes fastest), else SHA-256 + size.
+        # Only this repository's bytes count: a digest alone proves no possession of the bytes.
         same = (
             VersionFile.blake3 == req.blake3
             if req.blake3
             else (VersionFile.sha256 == req.sha256) & (VersionFile.size == req.size)
         )
-        known = db.scalar(
-            select(VersionFile).join(Version).where(Version.repo_id == repo.id, same).limit(1)
-        )
-        if known is not None and registry.store.exists(known.blake3):
-            if known.sha256 != req.sha256 or known.size != req.size:
+        known = db.execute(
+            select(VersionFile.blake3, VersionFile.sha256, VersionFile.size)
+            .join(Version)
+            .where(Version.repo_id == repo.id, same)
+            .limit(1)
+        ).first()
+        if known is None and req.blake3:
+            known = db.execute(
+                select(Upload.blake3, Upload.sha256, Upload.size)
+                .where(
+                    Upload.repo_id == repo.id,
+                    Upload.person_id == actor.person_id,
+                    Upload.state == UploadState.COMPLETE,
+                    Upload.blake3 == req.blake3,
+                )
+                .limit(1)
+            ).first()
+        if known is not None and registry.store.holds(known.blake3, known.size):
+            if req.sha256 not in (None, known.sha256) or known.size != req.size:
                 raise InvalidInput(
-                    "this BLAKE3 digest is held with another SHA-256 or size: check the file"
+                    "these bytes are held here with another digest or size: check the file"
                 )
             return UploadStatus(None, UploadState.COMPLETE, req.size, req.size, known.blake3)
         upload = Upload(
@@ -262,7 +278,10 @@ def start_upload(
             repo_id=repo.id,
             person_id=actor.person_id,
             size=req.size,
-            sha256=req.sha256,
+            # While open: the declared digests (either may be missing); once complete: both,
+            # as computed from the bytes received.
+            sha256=req.sha256 or "",
+            blake3=req.blake3,
             state=UploadState.OPEN,
             expires_at=utcnow() + UPLOAD_LIFETIME,
         )
@@ -271,7 +290,12 @@ def start_upload(
         registry.store.begin_upload(upload.id)
     if req.size == 0:
         return put_chunk(db, actor, registry, upload.id, 0, [])
-    return UploadStatus(upload.id, upload.state, upload.size, 0, None)
+    return _open_status(registry, upload.id, req.size, 0)
+
+
+def _open_status(registry: Registry, upload_id: str, size: int, received: int) -> UploadStatus:
+    local = str(registry.store.part_path(upload_id))
+    return UploadStatus(upload_id, UploadState.OPEN, size, received, None, local)
 
 
 def _own_upload(db: Session, actor: Principal, upload_id: str) -> Upload:
@@ -286,12 +310,10 @@ def upload_status(
 ) -> UploadStatus:
     with db.begin():
         upload = _own_upload(db, actor, upload_id)
-        received = (
-            upload.size
-            if upload.state == UploadState.COMPLETE
-            else registry.store.received(upload.id)
-        )
-        return UploadStatus(upload.id, upload.state, upload.size, received, upload.blake3)
+        if upload.state != UploadState.COMPLETE:
+            received = registry.store.received(upload.id)
+            return _open_status(registry, upload.id, upload.size, received)
+        return UploadStatus(upload.id, upload.state, upload.size, upload.size, upload.blake3)
 
 
 def put_chunk(
@@ -311,7 +333,7 @@ def put_chunk(
             raise Conflict(f"upload {upload.id} is already complete: commit a version with it")
         if upload.expires_at <= utcnow():
             raise Conflict(f"upload {upload.id} expired: start a new one")
-        size, expected = upload.size, upload.sha256
+        size, expected_sha, expected_b3 = upload.size, upload.sha256 or None, upload.blake3
     store = registry.store
     try:
         received = store.append(upload_id, offset, chunks, limit=size)
@@ -327,19 +349,27 @@ def put_chunk(
     except FileNotFoundError:
         raise Conflict(f"upload {upload_id} has no bytes on this facility: start again") from None
     if received < size:
-        return UploadStatus(upload_id, UploadState.OPEN, size, received, None)
-    stored = store.finish_upload(upload_id, expected_sha256=expected)
+        return _open_status(registry, upload_id, size, received)
+    stored = store.finish_upload(
+        upload_id, expected_sha256=expected_sha, expected_blake3=expected_b3
+    )
     with db.begin():
         upload = db.get_one(Upload, upload_id)
         if stored is None:
             db.delete(upload)
         else:
             upload.state = UploadState.COMPLETE
+            upload.sha256 = stored.sha256
             upload.blake3 = stored.blake3
     if stored is None:
+        declared = " and ".join(
+            f"{name} {value}"
+            for name, value in (("SHA-256", expected_sha), ("BLAKE3", expected_b3))
+            if value
+        )
         raise InvalidInput(
-            f"the {size} bytes received do not match the declared SHA-256 {expected}: the upload "
-            "was discarded; check the file and upload it again"
+            f"the {size} bytes received do not match the declared {declared}: the upload was "
+            "discarded; check the file and upload it again"
         )
     return UploadStatus(upload_id, UploadState.COMPLETE, size, size, stored.blake3)
 
@@ -403,6 +433,9 @@ def commit_version(
         if sources:
             _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
         files = _gather_files(db, actor, repo, store, req)
+        # Uploads are placed without fsync; a version is published only once its bytes are
+        # on disk (before any row is written, so no write lock is held meanwhile).
+        store.make_durable({f["blake3"] for f in files})
         card = _card(store, files)
         licenses = sorted(
             {
@@ -549,7 +582,7 @@ def _gather_files(
         held[b3] = (size, sha)
     files = []
     for entry in req.files:
-        if entry.blake3 not in held or not store.exists(entry.blake3):
+        if entry.blake3 not in held or not store.holds(entry.blake3, held[entry.blake3][0]):
             raise InvalidInput(
                 f"{entry.path}: no finished upload of yours, and no earlier version of this "
                 f"repository, holds BLAKE3 {entry.blake3}: upload the file first"

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import mmap
 import os
 import re
 import threading
@@ -55,14 +56,28 @@ class UploadOffsetMismatch(Exception):
 
 
 def hash_file(path: Path) -> StoredObject:
-    """BLAKE3, SHA-256 and size of a file, read in chunks."""
-    b3, sha, size = blake3.blake3(max_threads=blake3.blake3.AUTO), hashlib.sha256(), 0
+    """BLAKE3, SHA-256 and size of a file, in one pass over its mapped pages.
+
+    SHA-256 (about 1.3 GiB/s on one core) runs in a helper thread while BLAKE3 runs in this
+    one; both release the GIL, and a mapping needs no copy of the bytes into Python.
+    """
     with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            b3.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
-    return StoredObject(b3.hexdigest(), sha.hexdigest(), size)
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return StoredObject(blake3.blake3().hexdigest(), hashlib.sha256().hexdigest(), 0)
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                sha = hashlib.sha256()
+                helper = threading.Thread(target=sha.update, args=(view,), name="sha256")
+                helper.start()
+                try:
+                    b3 = blake3.blake3(view).hexdigest()
+                finally:
+                    helper.join()
+                return StoredObject(b3, sha.hexdigest(), size)
+            finally:
+                view.release()
 
 
 class _Hashing:
@@ -107,6 +122,13 @@ class ObjectStore:
     def exists(self, b3: str) -> bool:
         return self.path(b3).is_file()
 
+    def holds(self, b3: str, size: int) -> bool:
+        """The object is here, whole (a crash before it was made durable can leave it short)."""
+        try:
+            return self.path(b3).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
     def open(self, b3: str) -> BinaryIO:
         return self.path(b3).open("rb")
 
@@ -147,7 +169,8 @@ class ObjectStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             stored = hashing.result()
-            self._place(tmp, stored.blake3)
+            self._place(tmp, stored.blake3, size=stored.size)
+            self.make_durable([stored.blake3])
             return stored
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -157,15 +180,36 @@ class ObjectStore:
         with path.open("rb") as fh:
             return self.put_stream(iter(lambda: fh.read(CHUNK), b""))
 
-    def _place(self, tmp: Path, b3: str) -> None:
+    def _place(self, tmp: Path, b3: str, *, size: int) -> None:
         with self._shared_gc_lock():
-            final = self.path(b3)
-            if final.exists():
+            if self.holds(b3, size):
                 return  # deduplicated: the same bytes are already here
+            final = self.path(b3)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+
+    def make_durable(self, addresses: Iterable[str]) -> None:
+        """fsync objects and the folders that name them (cheap for those already on disk).
+
+        Uploads are placed without it, so that the disks write a whole push at once, like
+        `cp` then `sync`, instead of stalling on every file: a version is published only
+        after its objects are durable, and an object a crash left short is replaced by the
+        next upload of its bytes (see `holds`).
+        """
+        folders: set[Path] = set()
+        for b3 in addresses:
+            path = self.path(b3)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folders.update((path.parent, path.parent.parent))
+        for folder in sorted(folders, key=lambda f: -len(f.parts)):
+            _fsync_dir(folder)
+        if folders:
+            _fsync_dir(self.root)
 
     # Resumable uploads -----------------------------------------------------------------------
 
@@ -178,6 +222,11 @@ class ObjectStore:
         self._part(upload_id).touch(exist_ok=True)
         with self._running_lock:
             self._running[upload_id] = _Hashing()
+
+    def part_path(self, upload_id: str) -> Path:
+        """Where an upload's bytes grow: a client sharing this file system may write them here
+        itself (the facility checks them when the upload is finished, as for any upload)."""
+        return self._part(upload_id).absolute()
 
     def received(self, upload_id: str) -> int:
         try:
@@ -224,22 +273,30 @@ class ObjectStore:
             fh.flush()
             return written
 
-    def finish_upload(self, upload_id: str, *, expected_sha256: str) -> StoredObject | None:
-        """Turn a complete upload into an object (fsynced, renamed); the part file is gone.
+    def finish_upload(
+        self, upload_id: str, *, expected_sha256: str | None, expected_blake3: str | None = None
+    ) -> StoredObject | None:
+        """Turn a complete upload into an object (renamed; `make_durable` fsyncs it when a
+        version takes it); the part file is gone.
 
-        None, and the bytes discarded, when they do not have the expected SHA-256.
+        Both digests are computed here from the bytes on disk (or as they arrived); None, and
+        the bytes discarded, when they do not have the declared SHA-256 or BLAKE3.
         """
+        if expected_sha256 is None and expected_blake3 is None:
+            raise ValueError("an upload is checked against at least one declared digest")
         part = self._part(upload_id)
         with self._running_lock:
             running = self._running.pop(upload_id, None)
-        with part.open("rb+") as fh:
-            os.fsync(fh.fileno())
         size = part.stat().st_size
-        stored = running.result() if running and running.size == size else hash_file(part)
-        if stored.sha256 != expected_sha256:
+        fresh = running is None or running.size != size
+        stored = hash_file(part) if fresh else running.result()  # type: ignore[union-attr]
+        if expected_sha256 not in (None, stored.sha256) or expected_blake3 not in (
+            None,
+            stored.blake3,
+        ):
             self.discard_upload(upload_id)
             return None
-        self._place(part, stored.blake3)
+        self._place(part, stored.blake3, size=stored.size)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         return stored
