@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import time
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from commonlab.errors import InvalidInput
 from tests.slurm_fixtures import SlurmCluster, unique_name
 
 DATA = Path(__file__).parent / "data"
+NOBODY = pwd.getpwnam("nobody").pw_uid  # a user to submit as where no cluster is needed
 
 
 def _at(epoch: int) -> datetime:
@@ -218,6 +220,7 @@ def test_submit_arguments_and_a_clean_job_environment(tmp_path: Path) -> None:
         workdir=tmp_path,
         stdout=tmp_path / "out",
         stderr=tmp_path / "err",
+        uid=NOBODY,
         comment="commonlab job 7",
         environment={"COMMONLAB_JOB": "7", "ODD": "a,b c"},
     )
@@ -238,19 +241,26 @@ def test_submit_arguments_and_a_clean_job_environment(tmp_path: Path) -> None:
         f"--output={tmp_path / 'out'}",
         f"--error={tmp_path / 'err'}",
         "--gres=gpu:1",
+        f"--uid={NOBODY}",
+        f"--gid={pwd.getpwnam('nobody').pw_gid}",
         "--comment=commonlab job 7",
     ]
     assert args[-1].startswith("--export-file=")
     assert (record / "script").read_text() == "#!/bin/bash\necho hi\n"
     env = dict(item.split("=", 1) for item in (record / "env").read_text().split("\0") if item)
     assert env["COMMONLAB_JOB"] == "7" and env["ODD"] == "a,b c"
-    assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin" and "HOME" in env
+    assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin" and env["USER"] == "nobody"
     assert "SECRET_TOKEN" not in env
 
 
 def test_a_job_environment_name_that_slurm_cannot_carry_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="cannot be passed"):
         _submit(SlurmCli(), tmp_path, account="a", environment={"A=B": "x"})
+
+
+def test_a_job_never_runs_as_root(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="never run as root"):
+        _submit(SlurmCli(env={"PATH": "/nonexistent"}), tmp_path, account="a", uid=0)
 
 
 def test_no_ids_asks_nothing() -> None:
@@ -269,6 +279,7 @@ def _submit(
     cluster: SlurmCluster | None = None,
     cpus: int = 1,
     environment: dict[str, str] | None = None,
+    uid: int | None = NOBODY,
 ) -> int:
     return cli.submit(
         script,
@@ -282,7 +293,7 @@ def _submit(
         workdir=workdir,
         stdout=workdir / "stdout",
         stderr=workdir / "stderr",
-        uid=cluster.uid if cluster else None,
+        uid=cluster.uid if cluster else uid,
         comment="commonlab test",
         environment=environment,
     )
@@ -303,8 +314,9 @@ def _wait_for(
 
 @pytest.mark.slurm
 def test_a_job_runs_to_completion_as_the_run_as_user(
-    slurm_cluster: SlurmCluster, slurm_account: str
+    slurm_cluster: SlurmCluster, slurm_account: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "hush")  # the service's own environment
     cli = SlurmCli()
     cli.ping()
     workdir = slurm_cluster.job_dir("hostname")
@@ -315,7 +327,10 @@ def test_a_job_runs_to_completion_as_the_run_as_user(
         workdir,
         account=slurm_account,
         cluster=slurm_cluster,
-        script='#!/bin/bash\nhostname\nid -un\necho "secret=${SECRET_TOKEN:-none} mine=$MINE"\n',
+        script=(
+            "#!/bin/bash\nhostname\nid -un\n"
+            'echo "secret=${SECRET_TOKEN:-none} mine=$MINE format=${SLURM_TIME_FORMAT:-unset}"\n'
+        ),
         environment={"MINE": "yes"},
     )
     job = _wait_for(cli, slurm_id, {"COMPLETED", "FAILED"})
@@ -325,7 +340,7 @@ def test_a_job_runs_to_completion_as_the_run_as_user(
     assert job.start is not None and job.end is not None and before <= job.start <= job.end
     assert job.elapsed_seconds == int((job.end - job.start).total_seconds())
     lines = (workdir / "stdout").read_text().splitlines()
-    assert lines[1:] == [slurm_cluster.run_as, "secret=none mine=yes"]
+    assert lines[1:] == [slurm_cluster.run_as, "secret=none mine=yes format=unset"]
 
 
 @pytest.mark.slurm

@@ -69,6 +69,7 @@ _UNAVAILABLE_HINTS = (
     "communication connection failure",
     "slurm_persist_conn_open",
     "munge",
+    "protocol authentication error",
     "fatal:",
 )
 # What a job's environment starts from: never the submitter's (it may hold secrets).
@@ -130,7 +131,7 @@ class SlurmCli:
 
     def __init__(self, *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> None:
         self.timeout = timeout
-        self._env = {**os.environ, **(env or {}), "SLURM_TIME_FORMAT": "%s"}
+        self._env = {**os.environ, **(env or {})}
 
     # Commands ------------------------------------------------------------------------------
 
@@ -168,11 +169,15 @@ class SlurmCli:
     ) -> int:
         """Submit a batch script (given on stdin) and return Slurm's job id.
 
-        Root may pass `uid` (and `gid`, else the user's own group) to run the job as that user.
+        Root passes `uid` (and `gid`, else the user's own group) to run the job as that user;
+        a job never runs as root.
         The job's environment is PATH, HOME, USER, LOGNAME and LANG for that user, plus
         `environment`, plus Slurm's own SLURM_* variables: nothing leaks from this process.
         """
-        user = pwd.getpwuid(os.getuid() if uid is None else uid)
+        runs_as = os.getuid() if uid is None else uid
+        if runs_as == 0:
+            raise InvalidInput("Slurm jobs never run as root: pass the uid of the user to run as")
+        user = pwd.getpwuid(runs_as)
         if uid is not None and gid is None:
             gid = user.pw_gid
         job_env = {
@@ -238,7 +243,9 @@ class SlurmCli:
                             "--parsable2",
                             f"--jobs={','.join(map(str, chunk))}",
                             f"--format={','.join(_SACCT_FIELDS)}",
-                        ]
+                        ],
+                        # Only here: sbatch would pass any SLURM_* variable on to the job.
+                        env={"SLURM_TIME_FORMAT": "%s"},
                     )
                 )
             )
@@ -265,7 +272,9 @@ class SlurmCli:
 
     # Plumbing ------------------------------------------------------------------------------
 
-    def _run(self, argv: list[str], *, stdin: str | None = None) -> str:
+    def _run(
+        self, argv: list[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None
+    ) -> str:
         command = argv[0]
         try:
             proc = subprocess.run(
@@ -275,7 +284,7 @@ class SlurmCli:
                 text=True,
                 errors="replace",
                 timeout=self.timeout,
-                env=self._env,
+                env={**self._env, **env} if env else self._env,
                 check=False,
             )
         except FileNotFoundError:
