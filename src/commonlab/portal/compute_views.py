@@ -1,0 +1,172 @@
+"""Portal pages for compute: the fleet's capacity and current use per site and partition (a
+chart: people would rather see a full partition than read its numbers), the jobs of the
+projects one belongs to, and one job with its history, output and a cancel button.
+
+Every read and change goes through compute.service; no page needs JavaScript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from commonlab.compute import service
+from commonlab.compute.models import Job
+from commonlab.compute.rules import TERMINAL, JobState
+from commonlab.errors import AccessDenied, CommonlabError
+from commonlab.http import MAX_ID, DbSession
+from commonlab.portal.errors import PortalError
+from commonlab.portal.views import CheckedForm, CurrentViewer, render_page
+
+__all__ = ["FleetBar", "fleet_bars", "router"]
+
+router = APIRouter(include_in_schema=False)
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+LOG_TAIL = 16_384
+MAX_JOBS = 200
+
+
+@dataclass(frozen=True)
+class FleetBar:
+    """One partition as a horizontal bar: in use, idle and out of service, in SVG units."""
+
+    name: str
+    site: str
+    label: str
+    y: float
+    used_w: float
+    idle_w: float
+    down_w: float
+    used: int
+    up: int
+    total: int
+    level: int
+
+
+def fleet_bars(partitions: list[dict[str, Any]], *, width: float = 420) -> list[FleetBar]:
+    """Bars on one scale (the largest partition spans the width), so sizes compare at a glance."""
+    largest = max((p["accelerators"] for p in partitions), default=0) or 1
+    bars = []
+    for i, p in enumerate(partitions):
+        scale = width / largest
+        used = min(p["accelerators_in_use"], p["accelerators_up"])
+        bars.append(
+            FleetBar(
+                name=p["name"],
+                site=p["site"],
+                label=f"{p['name']} · {p['accelerator']}",
+                y=i * 34,
+                used_w=round(used * scale, 2),
+                idle_w=round((p["accelerators_up"] - used) * scale, 2),
+                down_w=round((p["accelerators"] - p["accelerators_up"]) * scale, 2),
+                used=p["accelerators_in_use"],
+                up=p["accelerators_up"],
+                total=p["accelerators"],
+                level=p["certified_level"],
+            )
+        )
+    return bars
+
+
+@router.get("/fleet")
+def fleet(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
+    overview = service.fleet_overview(db, viewer.principal)
+    return render_page(
+        request,
+        viewer,
+        "fleet.html",
+        nav="fleet",
+        fleet=overview,
+        bars=fleet_bars(overview["partitions"]),
+    )
+
+
+@router.get("/jobs")
+def jobs(
+    request: Request,
+    db: DbSession,
+    viewer: CurrentViewer,
+    project: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    if not viewer.signed_in:
+        return RedirectResponse("/signin", status_code=303)
+    try:
+        query = service.jobs_query(viewer.principal, project=project or None)
+    except AccessDenied as exc:
+        raise PortalError(403, exc.message) from None
+    rows, names = _recent(db, query)
+    return render_page(
+        request,
+        viewer,
+        "jobs.html",
+        nav="jobs",
+        rows=rows,
+        partitions=names,
+        project=project or "",
+        projects=sorted(viewer.principal.projects),
+        limit=MAX_JOBS,
+        counts=_counts(rows),
+    )
+
+
+def _recent(db: Session, query: Any) -> tuple[list[Job], dict[int, str]]:
+    with db.begin():
+        rows = list(db.scalars(query.order_by(Job.id.desc()).limit(MAX_JOBS)))
+        return rows, service.partition_names(db)
+
+
+def _counts(rows: list[Job]) -> dict[str, int]:
+    counts = {state.value: 0 for state in JobState}
+    for row in rows:
+        counts[row.state] += 1
+    return {state: n for state, n in counts.items() if n}
+
+
+@router.get("/jobs/{job_id}")
+def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -> Response:
+    try:
+        found = service.get_job(db, viewer.principal, job_id)
+        root = request.app.state.facility.settings.jobs_path
+        size = service.read_log(db, viewer.principal, job_id, "stdout", 0, 1, root).size
+        start = max(0, size - LOG_TAIL)
+        stdout = service.read_log(db, viewer.principal, job_id, "stdout", start, LOG_TAIL, root)
+        stderr_size = service.read_log(db, viewer.principal, job_id, "stderr", 0, 1, root).size
+        stderr = service.read_log(
+            db, viewer.principal, job_id, "stderr", max(0, stderr_size - LOG_TAIL), LOG_TAIL, root
+        )
+    except CommonlabError as exc:
+        raise PortalError(exc.status, exc.message) from None
+    with db.begin():
+        history = service.job_history(db, found)
+        partition = service.partition_names(db)[found.partition_id]
+    return render_page(
+        request,
+        viewer,
+        "job.html",
+        nav="jobs",
+        job=found,
+        partition=partition,
+        history=history,
+        stdout=stdout.data.decode("utf-8", errors="replace"),
+        stdout_cut=start > 0,
+        stderr=stderr.data.decode("utf-8", errors="replace"),
+        ended=JobState(found.state) in TERMINAL,
+    )
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel(
+    request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer, _: CheckedForm
+) -> Response:
+    try:
+        service.cancel_job(db, viewer.principal, job_id)
+    except CommonlabError as exc:
+        raise PortalError(exc.status, exc.message) from None
+    controller = getattr(request.app.state, "jobs", None)
+    if controller is not None:
+        controller.wake()
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
