@@ -109,7 +109,7 @@ def test_public_record_and_an_entry(browser_page, live_server, screenshot):
             headers=operator,
         )
         assert response.status_code == 201, response.text
-    _wait_for_record(live_server.url, 5)
+    _wait_for_record(live_server.url, 6)  # the operator, their token, the local fleet, three
 
     page = browser_page
     page.goto("/")
@@ -122,7 +122,7 @@ def test_public_record_and_an_entry(browser_page, live_server, screenshot):
     assert page.get_by_role("heading", level=1).inner_text() == "Public record"
     assert "Verifier key" in page.locator("dl.facts").first.inner_text()
     rows = page.locator("table.entries tbody tr")
-    assert rows.count() == 5
+    assert rows.count() == 6
     assert page.locator("figure.chart svg").is_visible()
     screenshot(page, "record")
 
@@ -131,9 +131,9 @@ def test_public_record_and_an_entry(browser_page, live_server, screenshot):
     page.wait_for_url("**/record?type=identity%3Ainstitution*")
     assert page.locator("table.entries tbody tr").count() == 3
 
-    page.get_by_role("link", name="Entry 3", exact=True).click()
-    page.wait_for_url("**/record/entries/3")
-    assert page.get_by_role("heading", level=1).inner_text().startswith("Entry 3")
+    page.get_by_role("link", name="Entry 4", exact=True).click()
+    page.wait_for_url("**/record/entries/4")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Entry 4")
     assert "Politecnico di Milano" in page.locator("#entry-bytes").inner_text()
     assert page.get_by_role("heading", name="Verify it yourself").is_visible()
     assert len(page.locator("#leaf-hash").inner_text()) == 64
