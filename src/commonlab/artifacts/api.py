@@ -8,16 +8,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from commonlab.artifacts import service
+from commonlab.artifacts import records, service
 from commonlab.artifacts.models import Repo, RepoKind, Version
 from commonlab.artifacts.schemas import (
     FileOut,
+    MemberOut,
+    RecordFileOut,
+    RecordFilesOut,
+    RecordOut,
+    RecordPageOut,
+    RecordSummary,
     RepoCreate,
     RepoOut,
     TagOut,
@@ -32,7 +39,7 @@ from commonlab.artifacts.service import Registry, UploadStatus
 from commonlab.http import CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
 
-__all__ = ["registry", "repo_out", "router", "version_out"]
+__all__ = ["media_response", "record_out", "registry", "repo_out", "router", "version_out"]
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
@@ -396,6 +403,206 @@ def get_prov(
     return JSONResponse(
         service.prov_document(graph, base_url=reg.base_url), media_type="application/json"
     )
+
+
+# Records of a dataset version
+
+RecordFile = Annotated[
+    str, Query(min_length=1, max_length=1024, description="the file's path in the version")
+]
+
+
+def _records_base(kinds: Kinds, version: Version) -> str:
+    return f"/api/v1/artifacts/{kinds.value}/{version.repo.repo_id}/versions/{version.number}"
+
+
+def _provenance(record: records.Record) -> dict[str, Any]:
+    return {
+        "source": record.source,
+        "source_from": record.source_from,
+        "license": record.license,
+        "license_from": record.license_from,
+    }
+
+
+@router.get(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/record-files", response_model=RecordFilesOut
+)
+def list_record_files(
+    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev, db: DbSession,
+    principal: CurrentPrincipal,
+) -> RecordFilesOut:  # fmt: skip
+    """The files of a dataset version whose records can be listed and shown."""
+    version = service.get_version(db, principal, kinds.kind, namespace, name, rev)
+    return RecordFilesOut(
+        files=[
+            RecordFileOut(path=f.path, format=fmt, size=f.size, media_type=f.media_type)
+            for f in version.files
+            if (fmt := records.record_format(f.path))
+        ]
+    )
+
+
+@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records", response_model=RecordPageOut)
+def list_records(
+    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev, file: RecordFile, db: DbSession,
+    principal: CurrentPrincipal, reg: Reg,
+    offset: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
+    limit: Annotated[int, Query(ge=1, le=records.MAX_PAGE)] = 20,
+) -> RecordPageOut:  # fmt: skip
+    """A page of a file's records (JSONL and Parquet rows, WebDataset samples), each with its
+    source and licence."""
+    _, local, fallback = service.open_records(
+        db, principal, reg, kinds.kind, namespace, name, rev, file
+    )
+    page = records.read_page(local, file, offset=offset, limit=limit, fallback=fallback)
+    return RecordPageOut(
+        file=file,
+        format=records.record_format(file) or "",
+        offset=offset,
+        limit=limit,
+        total=page.total,
+        has_more=page.has_more,
+        records=[
+            RecordSummary(
+                index=r.index, key=r.key, preview=r.preview, kinds=r.kinds, **_provenance(r)
+            )
+            for r in page.records
+        ],
+    )
+
+
+@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}", response_model=RecordOut)
+def get_record(
+    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
+    index: Annotated[int, Path(ge=0, le=1 << 40)], file: RecordFile, db: DbSession,
+    principal: CurrentPrincipal, reg: Reg,
+) -> RecordOut:  # fmt: skip
+    """One record in full: its text fields, and a URL for each media member."""
+    version, local, fallback = service.open_records(
+        db, principal, reg, kinds.kind, namespace, name, rev, file
+    )
+    record = records.read_record(local, file, index, fallback=fallback)
+    return record_out(record, file, _records_base(kinds, version))
+
+
+def record_out(record: records.Record, file: str, base: str) -> RecordOut:
+    def url(member: str) -> str:
+        query = urlencode({"file": file, "member": member})
+        return f"{base}/records/{record.index}/media?{query}"
+
+    return RecordOut(
+        file=file,
+        format=records.record_format(file) or "",
+        index=record.index,
+        key=record.key,
+        members=[
+            MemberOut(
+                name=m.name,
+                kind=m.kind,
+                media_type=m.media_type,
+                size=m.size,
+                text=m.text,
+                truncated=m.truncated,
+                url=url(m.name),
+            )
+            for m in record.members
+        ],
+        **_provenance(record),
+    )
+
+
+@router.api_route(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media", methods=["GET", "HEAD"]
+)
+def get_record_media(
+    request: Request,
+    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
+    index: Annotated[int, Path(ge=0, le=1 << 40)], file: RecordFile,
+    member: Annotated[str, Query(min_length=1, max_length=256)],
+    db: DbSession, principal: CurrentPrincipal, reg: Reg,
+) -> Response:  # fmt: skip
+    """One member of a record (an image, audio, video, a text field) with its media type;
+    byte ranges are honoured, so players can seek."""
+    version, local, fallback = service.open_records(
+        db, principal, reg, kinds.kind, namespace, name, rev, file
+    )
+    data = records.member_data(local, file, index, member, fallback=fallback)
+    public = version.repo.visibility == "public" and version.repo.level == 1
+    return media_response(request, data, public=public, filename=f"{index}.{member}")
+
+
+def media_response(
+    request: Request, data: records.MemberData, *, public: bool, filename: str
+) -> Response:
+    headers = {
+        "accept-ranges": "bytes",
+        "x-content-type-options": "nosniff",
+        # Even a member that slipped past the type check could not run script or be framed.
+        "content-security-policy": "default-src 'none'; sandbox",
+        "cache-control": "public, max-age=31536000, immutable" if public else "private, no-store",
+        "content-disposition": (
+            "inline" if data.inline else f"attachment; filename*=UTF-8''{quote(filename)}"
+        ),
+    }
+    start, end = 0, data.size
+    status_code = 200
+    wanted = request.headers.get("range")
+    if wanted:
+        span = _byte_range(wanted, data.size)
+        if span is None:
+            return Response(
+                status_code=416, headers={**headers, "content-range": f"bytes */{data.size}"}
+            )
+        if span != (0, data.size):
+            start, end = span
+            status_code = 206
+            headers["content-range"] = f"bytes {start}-{end - 1}/{data.size}"
+    headers["content-length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status_code, headers=headers, media_type=data.media_type)
+    if data.data is not None:
+        return Response(
+            data.data[start:end], status_code=status_code, headers=headers,
+            media_type=data.media_type,
+        )  # fmt: skip
+    return StreamingResponse(
+        _file_range(data.path, data.offset + start, end - start),
+        status_code=status_code,
+        headers=headers,
+        media_type=data.media_type,
+    )
+
+
+def _byte_range(value: str, size: int) -> tuple[int, int] | None:
+    """A single `bytes=a-b` range as [start, end); None when it cannot be satisfied. Several
+    ranges are answered with the whole member, as RFC 9110 allows."""
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return (0, size)
+    first, _, last = spec.strip().partition("-")
+    try:
+        if not first:  # the last N bytes
+            n = int(last)
+            return (max(size - n, 0), size) if n > 0 and size else None
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    except ValueError:
+        return (0, size)
+    if start >= size or start < 0 or end <= start:
+        return None
+    return (start, end)
+
+
+def _file_range(path: Any, offset: int, count: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while count > 0:
+            chunk = fh.read(min(count, 1 << 20))
+            if not chunk:
+                return
+            count -= len(chunk)
+            yield chunk
 
 
 # Tags

@@ -22,6 +22,13 @@ __all__ = [
     "FileEntry",
     "FileOut",
     "LineageRef",
+    "MemberOut",
+    "Provenance",
+    "RecordFileOut",
+    "RecordFilesOut",
+    "RecordOut",
+    "RecordPageOut",
+    "RecordSummary",
     "RepoCreate",
     "RepoOut",
     "TagOut",
@@ -192,6 +199,59 @@ class VersionOut(BaseModel):
     card: dict[str, Any] | None
     files: list[FileOut]
     tags: list[str]
+
+
+class RecordFileOut(BaseModel):
+    path: str
+    format: str = Field(description="jsonl, parquet or webdataset")
+    size: int
+    media_type: str
+
+
+class RecordFilesOut(BaseModel):
+    files: list[RecordFileOut]
+
+
+class MemberOut(BaseModel):
+    name: str = Field(description="a field of a row, or a WebDataset member's extension")
+    kind: str = Field(description="text, json, image, audio, video or binary")
+    media_type: str
+    size: int
+    text: str | None = Field(description="the value, for text and JSON members")
+    truncated: bool
+    url: str = Field(description="the member's bytes, served with its media type")
+
+
+class Provenance(BaseModel):
+    source: str | None
+    source_from: str = Field(description="record (its own fields or sidecar), version, none")
+    license: str | None
+    license_from: str = Field(description="record (its own fields or sidecar), version, none")
+
+
+class RecordSummary(Provenance):
+    index: int
+    key: str
+    preview: str
+    kinds: list[str] = Field(description="the media it holds: image, audio, video")
+
+
+class RecordPageOut(BaseModel):
+    file: str
+    format: str
+    offset: int
+    limit: int
+    total: int | None = Field(description="unknown for JSONL until its end has been read")
+    has_more: bool
+    records: list[RecordSummary]
+
+
+class RecordOut(Provenance):
+    file: str
+    format: str
+    index: int
+    key: str
+    members: list[MemberOut]
 
 
 class TagSet(Input):

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.artifacts import croissant as croissant_doc
-from commonlab.artifacts import metadata, signing
+from commonlab.artifacts import metadata, records, signing
 from commonlab.artifacts.events import ArtifactsEvent
 from commonlab.artifacts.models import (
     LineageEdge,
@@ -50,6 +50,7 @@ __all__ = [
     "get_version",
     "lineage",
     "open_file",
+    "open_records",
     "parse_ref",
     "prov_document",
     "put_chunk",
@@ -696,6 +697,25 @@ def open_file(
                 )
         raise denial
     return version, entry, registry.store.path(entry.blake3)
+
+
+def open_records(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    rev: str | None,
+    path: str,
+) -> tuple[Version, Path, records.Fallback]:
+    """A dataset file to read records from: reading records is reading content, so it is
+    authorized (and above CL-1 recorded) as a download of that file; CL-3+ is never read."""
+    if kind != RepoKind.DATASET:
+        raise NotFound("records are read from dataset versions; a model has files")
+    metadata.check_path(path)
+    version, _, local = open_file(db, actor, registry, kind, namespace, name, rev, path)
+    return version, local, records.Fallback(list(version.licenses), list(version.sources or []))
 
 
 # Tags ---------------------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+"""The record viewer's API, on SQLite and PostgreSQL: a dataset version's JSONL and Parquet
+rows and WebDataset samples (image, audio, video), each with its own source and licence or
+the version's (and saying which); media served with their types, byte ranges, and access
+rules; bad input a clear 4xx, never a 500."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.artifacts import media
+from tests.artifacts.helpers import push
+from tests.artifacts.test_api import cleared, make_repo, person_with_token, researcher  # noqa: F401
+from tests.helpers import problem, record_entries
+
+PNG, WAV = media.png(), media.wav()
+JSONL = (
+    b'{"text": "habari ya asubuhi", "source": "radio-1", "license": "cc-by-4.0"}\n'
+    b"\n"
+    b'{"text": "mvua inanyesha leo", "url": "https://radio.example/2"}\n'
+    b'{"text": "no source here"}\n'
+)
+
+
+def files() -> dict[str, bytes]:
+    return {
+        "data/train.jsonl": JSONL,
+        "data/code.parquet": media.parquet(
+            [
+                {
+                    "code": "print('habari')",
+                    "language": "python",
+                    "source": "git-a",
+                    "license": "MIT",
+                },
+                {"code": "fn main() {}", "language": "rust", "source": "git-b", "license": None},
+                {"code": "SELECT 1;", "language": "sql", "source": None, "license": "Apache-2.0"},
+            ]
+        ),
+        "data/images.parquet": media.parquet(
+            [{"caption": "a red square", "image": {"bytes": PNG, "path": "red.png"}}]
+        ),
+        "shards/train-000000.tar": media.shard(
+            [
+                {
+                    "__key__": "s000",
+                    "png": PNG,
+                    "txt": "a red square",
+                    "json": {"source": "https://photos.example/1", "license": "CC0-1.0"},
+                },
+                {
+                    "__key__": "s001",
+                    "wav": WAV,
+                    "txt": "a tone",
+                    "json": {"source": "https://sounds.example/tone"},
+                },
+                {"__key__": "s002", "webm": media.webm(), "json": {"license": "CC-BY-4.0"}},
+            ]
+        ),
+        "README.md": b"---\nlicense: cc-by-sa-4.0\n---\n# Mixed\n",
+    }
+
+
+@pytest.fixture
+def dataset(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="mixed")
+    source = {"name": "radio archive", "url": "https://radio.example", "license": "CC-BY-SA-4.0"}
+    answer = push(client, h, repo, files(), licenses=["CC-BY-SA-4.0"], sources=[source])
+    assert answer.status_code == 201, answer.text
+    return f"/api/v1/artifacts/{repo}/versions/1"
+
+
+def test_record_files_and_jsonl_rows_with_their_provenance(client, dataset):
+    listed = client.get(f"{dataset}/record-files").json()["files"]
+    assert {(f["path"], f["format"]) for f in listed} == {
+        ("data/train.jsonl", "jsonl"),
+        ("data/code.parquet", "parquet"),
+        ("data/images.parquet", "parquet"),
+        ("shards/train-000000.tar", "webdataset"),
+    }
+    page = client.get(f"{dataset}/records", params={"file": "data/train.jsonl"}).json()
+    assert page["total"] == 3 and page["has_more"] is False
+    first, second, third = page["records"]
+    assert first["preview"] == "habari ya asubuhi"
+    assert (first["source"], first["source_from"]) == ("radio-1", "record")
+    assert (first["license"], first["license_from"]) == ("CC-BY-4.0", "record")
+    assert (second["source"], second["source_from"]) == ("https://radio.example/2", "record")
+    # No licence of its own: the version's, and it says so.
+    assert (second["license"], second["license_from"]) == ("CC-BY-SA-4.0", "version")
+    assert (third["source"], third["source_from"]) == ("https://radio.example", "version")
+    two = client.get(f"{dataset}/records", params={"file": "data/train.jsonl", "limit": 2})
+    assert two.json()["has_more"] is True and two.json()["total"] is None
+    past = client.get(f"{dataset}/records", params={"file": "data/train.jsonl", "offset": 10})
+    assert past.status_code == 200 and past.json()["records"] == []
+
+    record = client.get(f"{dataset}/records/1", params={"file": "data/train.jsonl"}).json()
+    text = next(m for m in record["members"] if m["name"] == "text")
+    assert text["text"] == "mvua inanyesha leo" and text["kind"] == "text"
+    served = client.get(text["url"])
+    assert served.status_code == 200 and served.text == "mvua inanyesha leo"
+    assert served.headers["content-type"].startswith("text/plain")
+
+
+def test_parquet_rows_across_row_groups_and_media_in_a_column(client, dataset):
+    page = client.get(
+        f"{dataset}/records", params={"file": "data/code.parquet", "offset": 1, "limit": 2}
+    ).json()
+    assert page["total"] == 3 and [r["index"] for r in page["records"]] == [1, 2]
+    rust, sql = page["records"]
+    assert rust["preview"] == "fn main() {}" and rust["license_from"] == "version"
+    assert (sql["license"], sql["source_from"]) == ("Apache-2.0", "version")
+
+    record = client.get(f"{dataset}/records/0", params={"file": "data/images.parquet"}).json()
+    image = next(m for m in record["members"] if m["name"] == "image")
+    assert (image["kind"], image["media_type"]) == ("image", "image/png")
+    got = client.get(image["url"])
+    assert got.status_code == 200 and got.content == PNG
+    assert got.headers["content-type"] == "image/png"
+
+
+def test_webdataset_samples_show_image_audio_video_with_sidecar_provenance(client, dataset):
+    shard = {"file": "shards/train-000000.tar"}
+    page = client.get(f"{dataset}/records", params=shard).json()
+    assert page["total"] == 3
+    assert [r["kinds"] for r in page["records"]] == [["image"], ["audio"], ["video"]]
+    assert [r["key"] for r in page["records"]] == ["s000", "s001", "s002"]
+    image, audio, video = page["records"]
+    assert (image["source"], image["license"]) == ("https://photos.example/1", "CC0-1.0")
+    assert image["source_from"] == image["license_from"] == "record"
+    assert audio["license_from"] == "version" and audio["source_from"] == "record"
+    assert video["source_from"] == "version" and video["license"] == "CC-BY-4.0"
+
+    for index, member, media_type in ((0, "png", "image/png"), (1, "wav", "audio/wav"),
+                                      (2, "webm", "video/webm")):  # fmt: skip
+        record = client.get(f"{dataset}/records/{index}", params=shard).json()
+        found = next(m for m in record["members"] if m["name"] == member)
+        assert found["media_type"] == media_type
+        got = client.get(found["url"])
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"] == media_type
+        assert got.headers["content-disposition"] == "inline"
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert int(got.headers["content-length"]) == found["size"] == len(got.content)
+    wav = client.get(f"{dataset}/records/1/media", params={**shard, "member": "wav"})
+    assert wav.content == WAV
+    # Players seek with byte ranges.
+    part = client.get(
+        f"{dataset}/records/1/media", params={**shard, "member": "wav"},
+        headers={"range": "bytes=4-11"},
+    )  # fmt: skip
+    assert part.status_code == 206 and part.content == WAV[4:12]
+    assert part.headers["content-range"] == f"bytes 4-11/{len(WAV)}"
+    tail = client.get(
+        f"{dataset}/records/1/media", params={**shard, "member": "wav"},
+        headers={"range": "bytes=-4"},
+    )  # fmt: skip
+    assert tail.status_code == 206 and tail.content == WAV[-4:]
+    beyond = client.get(
+        f"{dataset}/records/1/media", params={**shard, "member": "wav"},
+        headers={"range": f"bytes={len(WAV) + 5}-"},
+    )  # fmt: skip
+    assert beyond.status_code == 416
+    head = client.head(f"{dataset}/records/0/media", params={**shard, "member": "png"})
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(PNG))
+    sidecar = client.get(f"{dataset}/records/0", params=shard).json()
+    assert json_member(sidecar)["text"].startswith('{"source"')
+
+
+def json_member(record):
+    return next(m for m in record["members"] if m["kind"] == "json")
+
+
+def test_html_in_a_shard_is_never_served_inline(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="hostile")
+    tar = media.shard([{"__key__": "x", "html": "<script>alert(1)</script>", "svg": "<svg/>"}])
+    assert push(client, h, repo, {"s.tar": tar}).status_code == 201
+    base = f"/api/v1/artifacts/{repo}/versions/1/records/0"
+    kinds = {
+        m["name"]: m["kind"] for m in client.get(base, params={"file": "s.tar"}).json()["members"]
+    }
+    assert kinds == {"html": "text", "svg": "binary"}
+    html = client.get(f"{base}/media", params={"file": "s.tar", "member": "html"})
+    assert html.headers["content-type"] == "text/plain; charset=utf-8"
+    svg = client.get(f"{base}/media", params={"file": "s.tar", "member": "svg"})
+    assert svg.headers["content-type"] == "application/octet-stream"
+    assert svg.headers["content-disposition"].startswith("attachment")
+    for got in (html, svg):
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in got.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "status", "words"),
+    [
+        ("records/3", {"file": "data/train.jsonl"}, 404, "holds 3 records"),
+        ("records/3", {"file": "shards/train-000000.tar"}, 404, "holds 3 records"),
+        ("records/9", {"file": "data/code.parquet"}, 404, "holds 3 records"),
+        ("records/-1", {"file": "data/train.jsonl"}, 422, ""),
+        ("records/0", {"file": "nope.jsonl"}, 404, "has no file"),
+        ("records/0", {"file": "../data/train.jsonl"}, 422, "'..'"),
+        ("records/0", {"file": "/etc/passwd"}, 422, "relative"),
+        ("records/0", {"file": "README.md"}, 422, "JSONL, Parquet or WebDataset"),
+        ("records/0", {}, 422, "file"),
+        ("records", {"file": "data/train.jsonl", "limit": 1000}, 422, ""),
+        ("records/0/media", {"file": "shards/train-000000.tar", "member": "../../x"}, 404,
+         "no member"),
+        ("records/0/media", {"file": "shards/train-000000.tar", "member": "jpg"}, 404,
+         "it has"),
+        ("records/0/media", {"file": "shards/train-000000.tar"}, 422, "member"),
+    ],
+)  # fmt: skip
+def test_bad_record_requests_are_clear_4xx(client, dataset, url, params, status, words):
+    got = client.get(f"{dataset}/{url}", params=params)
+    assert got.status_code == status, got.text
+    assert words in problem(got)["detail"]
+
+
+def broken_parquet() -> bytes:
+    """Its footer and schema read (so it publishes), its data pages do not."""
+    data = bytearray(media.parquet([{"text": "x" * 200 + str(i)} for i in range(6)]))
+    for i in range(4, 300):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "words"),
+    [
+        ("bad.tar", os.urandom(3000), "not a readable WebDataset tar shard"),
+        ("half.tar", media.shard([{"__key__": "a", "png": PNG * 20}])[:700], "tar"),
+        ("bad.parquet", broken_parquet(), "a row group of this Parquet file is broken"),
+        ("bad.jsonl", b'{"text": "fine"}\n{not json\n', "line 2 is not JSON"),
+    ],
+)
+def test_corrupt_record_files_are_a_clear_422(client, researcher, path, data, words):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="broken")
+    assert push(client, h, repo, {path: data}).status_code == 201
+    base = f"/api/v1/artifacts/{repo}/versions/1"
+    for url in ("records", "records/1"):
+        got = client.get(f"{base}/{url}", params={"file": path})
+        assert got.status_code == 422, got.text
+        assert words in problem(got)["detail"]
+
+
+def test_records_follow_the_access_rules(client, app, operator):
+    member_person, member = person_with_token(client, operator, name="Project Member")
+    repo = make_repo(client, operator, name="closed", project="speech-lab", visibility="project")
+    assert push(client, operator, repo, files()).status_code == 201
+    base = f"/api/v1/artifacts/{repo}/versions/1"
+    shard = {"file": "shards/train-000000.tar"}
+    # The public cannot tell the repository exists.
+    assert client.get(f"{base}/records", params=shard).status_code == 404
+    assert (
+        client.get(f"{base}/records/0/media", params={**shard, "member": "png"}).status_code == 404
+    )
+    _, outsider = person_with_token(client, operator, name="Not A Member")
+    assert client.get(f"{base}/records", params=shard, headers=outsider).status_code == 403
+    del member_person, member
+
+    # CL-2: readable by the cleared owner, and every read is recorded before it is served.
+    person, h = cleared(client, operator, 2)
+    controlled = make_repo(client, h, name="controlled", visibility="private", level=2)
+    assert (
+        push(client, h, controlled, {"s.tar": files()["shards/train-000000.tar"]}).status_code
+        == 201
+    )
+    cbase = f"/api/v1/artifacts/{controlled}/versions/1"
+    got = client.get(f"{cbase}/records/0/media", params={"file": "s.tar", "member": "png"},
+                     headers=h)  # fmt: skip
+    assert got.status_code == 200 and got.content == PNG
+    assert got.headers["cache-control"] == "private, no-store"
+    downloads = record_entries(client, app, type="artifacts:file:downloaded")
+    assert downloads and downloads[-1]["actor"]["id"] == person["pseudonym"]
+
+    # CL-3: never served, even to the cleared owner; the refusal is recorded.
+    _, h3 = cleared(client, operator, 3)
+    contained = make_repo(client, h3, name="contained", visibility="private", level=3)
+    assert (
+        push(client, h3, contained, {"s.tar": files()["shards/train-000000.tar"]}).status_code
+        == 201
+    )
+    c3 = f"/api/v1/artifacts/{contained}/versions/1"
+    for url, params in (("records", {"file": "s.tar"}), ("records/0", {"file": "s.tar"}),
+                        ("records/0/media", {"file": "s.tar", "member": "png"})):  # fmt: skip
+        refused = client.get(f"{c3}/{url}", params=params, headers=h3)
+        assert refused.status_code == 403, refused.text
+    assert record_entries(client, app, type="artifacts:file:download-refused")
+
+
+def test_models_have_no_records(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, kind="model", name="m")
+    assert push(client, h, repo, {"data.jsonl": JSONL}).status_code == 201
+    got = client.get(f"/api/v1/artifacts/{repo}/versions/1/records", params={"file": "data.jsonl"})
+    assert got.status_code == 404 and "dataset" in problem(got)["detail"]
