@@ -73,3 +73,71 @@ def test_browse_then_read_a_version_and_follow_its_lineage(browser_page, live_se
     )
     assert page.get_by_role("link", name="Croissant 1.1").is_visible()
     screenshot(page, "dataset-version")
+
+
+def _publish_records(url: str, token: str) -> str:
+    from tests.artifacts.test_records import files
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=30) as api:
+        repo = make_repo(api, headers, name="street-sounds", project="speech-lab",
+                         description="Images, audio and video with their sources")  # fmt: skip
+        source = {"name": "archive", "url": "https://archive.example", "license": "CC-BY-SA-4.0"}
+        answer = push(api, headers, repo, files(), licenses=["CC-BY-SA-4.0"], sources=[source])
+        assert answer.status_code == 201, answer.text
+    return repo
+
+
+def _media_state(page, selector: str, expression: str, wanted: int) -> int:
+    """Poll a media element's property until it reaches `wanted` (media load on their own;
+    the page runs no script, the test's probe runs in Playwright's own world)."""
+    value = -1
+    for _ in range(100):
+        value = page.locator(selector).evaluate(expression)
+        if value >= wanted:
+            break
+        page.wait_for_timeout(100)
+    return value
+
+
+def test_record_viewer_shows_an_image_audio_and_video_with_their_sources(
+    browser_page, live_server, screenshot
+):
+    _publish_records(live_server.url, live_server.operator_token)
+    page = browser_page
+    page.goto("/artifacts/datasets/speech-lab/street-sounds/versions/1")
+    page.locator("#record-files").get_by_role("link", name="shards/train-000000.tar").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Records of shards/train-000000.tar"
+    records = page.get_by_role("table", name="Records")
+    assert "https://photos.example/1" in records.inner_text()
+    screenshot(page, "records")
+
+    # An image record: the picture loads, and its sidecar names its source and licence.
+    records.get_by_role("link", name="Record 0", exact=True).click()
+    assert "Record 0" in page.get_by_role("heading", level=1).inner_text()
+    image = page.get_by_role("img", name="Image png of record 0")
+    assert image.is_visible()
+    assert _media_state(page, "img", "e => e.complete ? e.naturalWidth : 0", 1) == 8
+    assert page.locator("#record-source").inner_text().startswith("https://photos.example/1")
+    assert "CC0-1.0" in page.locator("#record-license").inner_text()
+    assert "Stated by the record itself." in page.locator("#record-license").inner_text()
+    screenshot(page, "image-record")
+
+    # An audio record: a player whose metadata loads; the licence falls back to the version's.
+    page.get_by_role("link", name="Record 1").click()
+    audio = page.locator("audio")
+    assert audio.count() == 1 and audio.get_attribute("controls") is not None
+    assert _media_state(page, "audio", "e => e.readyState", 1) >= 1
+    assert page.locator("audio").evaluate("e => e.duration") == pytest.approx(0.5, abs=0.05)
+    license_ = page.locator("#record-license").inner_text()
+    assert "CC-BY-SA-4.0" in license_ and "the version's licence applies" in license_
+    screenshot(page, "audio-record")
+
+    # A video record: a player whose first frame decodes.
+    page.get_by_role("link", name="Record 2").click()
+    video = page.locator("video")
+    assert video.count() == 1 and video.get_attribute("controls") is not None
+    assert _media_state(page, "video", "e => e.readyState", 2) >= 2
+    assert video.evaluate("e => [e.videoWidth, e.videoHeight]") == [32, 32]
+    assert "https://archive.example" in page.locator("#record-source").inner_text()
+    screenshot(page, "video-record")

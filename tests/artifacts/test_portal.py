@@ -4,7 +4,7 @@ status; private repositories stay hidden from the public."""
 from __future__ import annotations
 
 from tests.artifacts.helpers import push, safetensors_bytes
-from tests.artifacts.test_api import TEXT, make_repo
+from tests.artifacts.test_api import TEXT, make_repo, researcher  # noqa: F401
 
 
 def test_browse_and_version_page(client, operator):
@@ -58,3 +58,39 @@ def test_bad_portal_input_is_a_page_not_a_500(client):
         response = client.get(url)
         assert 400 <= response.status_code < 500, url
         assert response.headers["content-type"].startswith("text/html")
+
+
+def test_record_pages_show_text_media_and_provenance(client, researcher):  # noqa: F811
+    from tests.artifacts.test_records import files
+
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="mixed")
+    source = {"name": "radio archive", "url": "https://radio.example", "license": "CC-BY-SA-4.0"}
+    answer = push(client, h, repo, files(), licenses=["CC-BY-SA-4.0"], sources=[source])
+    assert answer.status_code == 201, answer.text
+    base = f"/artifacts/{repo}/versions/1"
+    version = client.get(base).text
+    assert "Records" in version and "records?file=shards/train-000000.tar" in version
+
+    listing = client.get(f"{base}/records", params={"file": "data/train.jsonl"})
+    assert listing.status_code == 200
+    assert "habari ya asubuhi" in listing.text and "version's" in listing.text
+    shard = {"file": "shards/train-000000.tar"}
+    page = client.get(f"{base}/records/0", params=shard)
+    assert page.status_code == 200 and "media-src 'self'" in page.headers["content-security-policy"]
+    assert '<img id="image-' in page.text and "https://photos.example/1" in page.text
+    assert "Stated by the record itself." in page.text
+    audio = client.get(f"{base}/records/1", params=shard).text
+    assert "<audio" in audio and "the version's licence applies" in audio
+    assert "<video" in client.get(f"{base}/records/2", params=shard).text
+
+    for params, status in (({"file": "data/train.jsonl"}, 404), ({"file": "../x"}, 422)):
+        bad = client.get(f"{base}/records/7", params=params)
+        assert bad.status_code == status and bad.headers["content-type"].startswith("text/html")
+
+
+def test_record_pages_of_a_project_repository_are_not_found_for_the_public(client, operator):
+    repo = make_repo(client, operator, name="closed", project="speech-lab", visibility="project")
+    push(client, operator, repo, {"a.jsonl": b'{"text": "x"}\n'})
+    got = client.get(f"/artifacts/{repo}/versions/1/records/0", params={"file": "a.jsonl"})
+    assert got.status_code == 404 and '"text"' not in got.text

@@ -1,17 +1,21 @@
-"""Portal pages for open models and datasets: browse and search, a repository, and a version
-with its card, files, licences, lineage and signature status. Server-rendered; no page needs
-JavaScript. Views are thin: they call the artifacts service as the viewer and render."""
+"""Portal pages for open models and datasets: browse and search, a repository, a version with
+its card, files, licences, lineage and signature status, and a dataset's records (text, an
+image, an audio or video player, each with its source and licence). Server-rendered; no page
+needs JavaScript. Views are thin: they call the artifacts service as the viewer and render."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from commonlab.artifacts import service, signing
+from commonlab.artifacts import records, service, signing
+from commonlab.artifacts.api import record_out
 from commonlab.artifacts.models import Repo, RepoKind
 from commonlab.http import DbSession
+from commonlab.portal.templating import PAGE_HEADERS
 from commonlab.portal.views import CurrentViewer, Viewer, render_page
 
 __all__ = ["router"]
@@ -24,6 +28,10 @@ Kinds = Annotated[str, Path(pattern="^(models|datasets)$")]
 Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+RecordFile = Annotated[str, Query(min_length=1, max_length=1024)]
+RECORDS_PER_PAGE = 25
+# The record page plays audio and video from this facility, and nothing else.
+_RECORD_CSP = PAGE_HEADERS["Content-Security-Policy"] + "; media-src 'self'"
 
 
 def _page(request: Request, viewer: Viewer, name: str, **context: Any) -> Response:
@@ -113,4 +121,74 @@ def version_page(
         signature=signature,
         verifier_key=key,
         hub_url=("" if kinds == "models" else "datasets/") + repo.repo_id,
+        record_files=[
+            {"path": f.path, "format": fmt, "size": f.size}
+            for f in version.files
+            if kinds == "datasets" and (fmt := records.record_format(f.path))
+        ],
     )
+
+
+@router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}/records")
+def records_page(
+    request: Request,
+    kinds: Kinds,
+    namespace: Namespace,
+    name: Name,
+    rev: Rev,
+    file: RecordFile,
+    db: DbSession,
+    viewer: CurrentViewer,
+    offset: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
+) -> Response:
+    registry = request.app.state.artifacts
+    version, local, fallback = service.open_records(
+        db, viewer.principal, registry, _KINDS[kinds], namespace, name, rev, file
+    )
+    page = records.read_page(local, file, offset=offset, limit=RECORDS_PER_PAGE, fallback=fallback)
+    return _page(
+        request,
+        viewer,
+        "dataset_records.html",
+        kinds=kinds,
+        repo=version.repo,
+        version=version,
+        file=file,
+        format=records.record_format(file),
+        page=page,
+        per_page=RECORDS_PER_PAGE,
+        quoted=urlencode({"file": file}),
+    )
+
+
+@router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}")
+def record_page(
+    request: Request,
+    kinds: Kinds,
+    namespace: Namespace,
+    name: Name,
+    rev: Rev,
+    index: Annotated[int, Path(ge=0, le=1 << 40)],
+    file: RecordFile,
+    db: DbSession,
+    viewer: CurrentViewer,
+) -> Response:
+    registry = request.app.state.artifacts
+    version, local, fallback = service.open_records(
+        db, viewer.principal, registry, _KINDS[kinds], namespace, name, rev, file
+    )
+    record = records.read_record(local, file, index, fallback=fallback)
+    base = f"/api/v1/artifacts/{kinds}/{version.repo.repo_id}/versions/{version.number}"
+    response = _page(
+        request,
+        viewer,
+        "dataset_record.html",
+        kinds=kinds,
+        repo=version.repo,
+        version=version,
+        file=file,
+        record=record_out(record, file, base),
+        quoted=urlencode({"file": file}),
+    )
+    response.headers["Content-Security-Policy"] = _RECORD_CSP
+    return response
