@@ -34,12 +34,27 @@ def cli(*args: str) -> None:
 
 
 def make_dataset(root: Path) -> Path:
+    """Text records (JSONL) and image and audio records (a WebDataset shard), each naming its
+    source and licence, except one that leaves them to the version."""
+    from tests.artifacts import media
+
     folder = root / "swahili-text"
     (folder / "data").mkdir(parents=True)
     with (folder / "data" / "train.jsonl").open("w") as fh:
         for i, line in enumerate(LINES):
             fh.write(json.dumps({"text": line, "source": f"radio-{i % 3}", "license": "CC-BY-4.0"}))
             fh.write("\n")
+    (folder / "shards").mkdir()
+    (folder / "shards" / "media-000000.tar").write_bytes(
+        media.shard(
+            [
+                {"__key__": "market", "png": media.png(), "txt": "soko la Kariakoo",
+                 "json": {"source": "https://photos.example/market", "license": "CC0-1.0"}},
+                {"__key__": "greeting", "wav": media.wav(), "txt": "habari ya asubuhi",
+                 "json": {"source": "radio-0"}},
+            ]
+        )
+    )  # fmt: skip
     return folder
 
 
@@ -82,7 +97,7 @@ tok = AutoTokenizer.from_pretrained(model_id)
 ids = tok("habari ya asubuhi", return_tensors="pt")
 with torch.no_grad():
     logits = model(**ids).logits
-ds = datasets.load_dataset(dataset_id, split="train")
+ds = datasets.load_dataset(dataset_id, data_files={"train": "data/train.jsonl"}, split="train")
 print(json.dumps({
     "sha": info.sha,
     "siblings": sorted(s.rfilename for s in info.siblings),
@@ -112,6 +127,22 @@ def test_journey_push_sign_trace_and_load_with_the_hub_libraries(live, tmp_path)
     assert "model.safetensors" in {f["path"] for f in version["files"]}
     lineage = api.get("/api/v1/artifacts/models/speech-lab/tiny-gpt2/versions/1/lineage").json()
     assert "datasets/speech-lab/swahili-text@1" in {n["ref"] for n in lineage["nodes"]}
+
+    # The dataset's records: text, an image and audio, each with its source and licence.
+    data = "/api/v1/artifacts/datasets/speech-lab/swahili-text/versions/1"
+    text = api.get(f"{data}/records", params={"file": "data/train.jsonl", "limit": 2}).json()
+    assert [(r["source"], r["license"]) for r in text["records"]] == [
+        ("radio-0", "CC-BY-4.0"), ("radio-1", "CC-BY-4.0")
+    ]  # fmt: skip
+    shard = {"file": "shards/media-000000.tar"}
+    samples = api.get(f"{data}/records", params=shard).json()["records"]
+    assert [r["kinds"] for r in samples] == [["image"], ["audio"]]
+    assert (samples[0]["license"], samples[0]["license_from"]) == ("CC0-1.0", "record")
+    assert (samples[1]["license"], samples[1]["license_from"]) == ("CC-BY-4.0", "version")
+    image = api.get(f"{data}/records/0/media", params={**shard, "member": "png"})
+    assert image.headers["content-type"] == "image/png"
+    assert api.get("/artifacts/datasets/speech-lab/swahili-text/versions/1/records/1",
+                   params=shard).text.count("<audio") == 1  # fmt: skip
 
     # Pull and verify offline; a tampered copy fails.
     pulled = tmp_path / "pulled"
