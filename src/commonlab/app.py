@@ -52,17 +52,21 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         on_change=sequencer.wake,
     )
 
+    tickers = [closer, *_slurm_tickers(facility, jobs)]
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_sequencer:
             sequencer.start()
-            closer.start()
+            for ticker in tickers:
+                ticker.start()
             jobs.start()
         try:
             yield
         finally:
             jobs.stop()
-            closer.stop()
+            for ticker in tickers:
+                ticker.stop()
             sequencer.stop()
 
     app = FastAPI(
@@ -100,6 +104,29 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     mount_portal(app)
     mount_artifacts(app)
     return app
+
+
+def _slurm_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
+    """With Slurm: keep its accounts in line with governance, and steer member-state shares."""
+    settings = facility.settings
+    if settings.executor != "slurm":
+        return []
+    from commonlab.compute import accounts
+    from commonlab.identity.principal import SYSTEM
+
+    runner = jobs.executor.cli  # type: ignore[attr-defined]
+
+    def sync() -> None:
+        with facility.db.session() as db:
+            accounts.sync_accounts(db, SYSTEM, runner, settings)
+
+    def steer() -> None:
+        with facility.db.session() as db:
+            accounts.steer_shares(db, SYSTEM, runner, settings)
+
+    plan = [("account-sync", settings.account_sync_minutes, sync)]
+    plan.append(("share-controller", settings.share_steer_minutes, steer))
+    return [Ticker(name, minutes * 60.0, job) for name, minutes, job in plan if minutes]
 
 
 def _memory_gb() -> int:

@@ -41,6 +41,17 @@ class Settings(BaseModel):
         default="cl-{project}",
         description="Unix user Slurm jobs run as: a name, or a template with {project}",
     )
+    slurm_account_prefix: str = Field(
+        default="",
+        pattern=r"^[a-z0-9_.-]{0,16}$",
+        description="prefix of the Slurm accounts commonlab manages (when several share Slurm)",
+    )
+    account_sync_minutes: int = Field(
+        default=5, ge=0, le=10_080, description="slurm: sync accounts this often; 0: only by hand"
+    )
+    share_steer_minutes: int = Field(
+        default=60, ge=0, le=10_080, description="slurm: one share-controller step this often"
+    )
     compute_poll_ms: int = Field(default=1000, ge=10, le=600_000)
     signing_key_path: Path | None = Field(default=None, description="record signing key")
     log_origin: str = Field(default="", description="the record's checkpoint origin line")

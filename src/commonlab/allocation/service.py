@@ -8,6 +8,7 @@ the same transaction. The arithmetic lives in `rules.py`.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,15 +48,18 @@ from commonlab.policy import Action, Resource, authorize
 
 __all__ = [
     "activate_allocation",
+    "active_allocations",
     "add_member",
     "allocations_query",
     "assign_reviewer",
     "awarded_projects",
     "calls_query",
     "close_reservation",
+    "countries_of",
     "create_call",
     "decide_proposal",
     "declare_conflict",
+    "delivered_hours",
     "get_allocation",
     "get_call",
     "hold_hours",
@@ -730,21 +734,48 @@ def close_reservation(
 # Member-state shares ---------------------------------------------------------------------------
 
 
+def delivered_hours(db: Session, *, start: date, end: date) -> dict[str, Decimal]:
+    """Hours settled in [start, end) per country of the allocations' institutions (in the
+    caller's transaction): what each member state was delivered."""
+    rows = db.execute(
+        select(Allocation.country, func.sum(Charge.hours))
+        .join(Allocation, Allocation.id == Charge.allocation_id)
+        .where(Charge.kind == "settle", Charge.on >= start, Charge.on < end)
+        .group_by(Allocation.country)
+    ).all()
+    return {country: Decimal(hours or 0) for country, hours in rows if country}
+
+
+def active_allocations(db: Session, on: date) -> list[Allocation]:
+    """Allocations that may be charged on `on` (in the caller's transaction)."""
+    return [
+        a
+        for a in db.scalars(
+            select(Allocation).where(Allocation.status == "active").order_by(Allocation.id)
+        )
+        if a.starts_on <= on < a.ends_on
+    ]
+
+
+def countries_of(db: Session, allocation_ids: Iterable[int]) -> dict[int, str | None]:
+    """The country each allocation is charged to (in the caller's transaction)."""
+    ids = sorted(set(allocation_ids))
+    if not ids:
+        return {}
+    return dict(
+        db.execute(select(Allocation.id, Allocation.country).where(Allocation.id.in_(ids))).all()
+    )
+
+
 def share_accounting(db: Session, actor: Principal, *, start: date, end: date) -> dict[str, Any]:
     """Delivered versus entitled share per member state over [start, end)."""
     with db.begin():
         authorize(actor, Action.AllocationRead, ALLOCATION)
         members = active_codes(db)
         delivered: dict[str, Decimal] = {code: ZERO for code in members}
-        rows = db.execute(
-            select(Allocation.country, func.sum(Charge.hours))
-            .join(Allocation, Allocation.id == Charge.allocation_id)
-            .where(Charge.kind == "settle", Charge.on >= start, Charge.on < end)
-            .group_by(Allocation.country)
-        ).all()
-        for country, hours in rows:
+        for country, hours in delivered_hours(db, start=start, end=end).items():
             if country in members:
-                delivered[country] = Decimal(hours or 0)
+                delivered[country] = hours
         tolerance = regulation_in_force(db).regulation.allocation.share_tolerance_percent
         lines = rules.share_report(delivered, current_shares(db), tolerance=tolerance)
     return {

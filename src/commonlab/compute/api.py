@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from commonlab.compute import service
+from commonlab.compute import accounts, service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
@@ -46,6 +46,41 @@ def node_state(
 ) -> dict[str, str]:
     node = service.set_node_state(db, principal, name, req.state)
     return {"node": node.name, "state": node.state}
+
+
+class SyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = False
+    dry_run: bool = False
+
+
+class SteerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    window_days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
+def _runner(request: Request) -> Any:
+    return getattr(request.app.state.jobs.executor, "cli", None)
+
+
+@router.post("/fleet/accounts/sync", summary="Mirror governance into Slurm's accounts (operators)")
+def sync_accounts(
+    req: SyncIn, request: Request, db: DbSession, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    settings = request.app.state.facility.settings
+    return accounts.sync_accounts(
+        db, principal, _runner(request), settings, force=req.force, dry_run=req.dry_run
+    )
+
+
+@router.post("/fleet/shares/steer", summary="One step of the share controller (operators)")
+def steer(
+    req: SteerIn, request: Request, db: DbSession, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    settings = request.app.state.facility.settings
+    return accounts.steer_shares(
+        db, principal, _runner(request), settings, window_days=req.window_days
+    )
 
 
 # Jobs

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commonlab.compute import service
+from commonlab.compute.accounts import project_account
 from commonlab.compute.executor import (
     Executor,
     ExecutorRefused,
@@ -32,16 +33,11 @@ from commonlab.compute.rules import JobState
 from commonlab.config import Settings
 from commonlab.db import Database, utcnow
 
-__all__ = ["JobController", "make_executor", "project_account"]
+__all__ = ["JobController", "make_executor"]
 
 log = logging.getLogger("commonlab.compute")
 
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
-
-
-def project_account(project: str) -> str:
-    """The executor account a project's jobs are charged to (Slurm: under its member state)."""
-    return "p-" + "".join(c if c.isalnum() else "-" for c in project.lower())
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -254,7 +250,9 @@ class JobController:
 
     def _tracked(self, job: Job) -> Tracked:
         return Tracked(
-            executor_id=job.executor_id or "", workdir=self.settings.jobs_path / str(job.id)
+            executor_id=job.executor_id or "",
+            workdir=self.settings.jobs_path / str(job.id),
+            accelerator=job.accelerator,
         )
 
     def _handoff(self, db: Session, job: Job) -> Handoff:
@@ -273,7 +271,7 @@ class JobController:
             env=env,
             workdir=self.settings.jobs_path / str(job.id),
             partition=partition.executor_name,
-            account=project_account(job.project),
+            account=project_account(job.project, self.settings.slurm_account_prefix),
             run_as=self.settings.slurm_user.format(project=job.project)
             if self.executor.name == "slurm"
             else None,

@@ -62,6 +62,7 @@ class Tracked:
 
     executor_id: str
     workdir: Path
+    accelerator: str = "cpu"  # which allocation counts as its accelerators (GPUs or CPUs)
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,30 @@ class SlurmCli:
             found.update({job_id: job for job_id, job in queued.items() if job_id in live})
         return {job_id: found[job_id] for job_id in wanted if job_id in found}
 
+    def find(self, job_name: str) -> int | None:
+        """The newest job slurmctld holds or accounting remembers under this name, or None.
+
+        commonlab names each job uniquely (facility and job number), so after a crash between
+        `sbatch` and saving its answer, the job is found again instead of submitted twice."""
+        live = json.loads(self._run(["squeue", "--json"]) or "{}").get("jobs", [])
+        named = [int(job["job_id"]) for job in live if job.get("name") == job_name]
+        if named:
+            return max(named)
+        out = self._run(
+            [
+                "sacct",
+                "--allusers",
+                "--allocations",
+                "--noheader",
+                "--parsable2",
+                "--starttime=now-30days",
+                f"--name={job_name}",
+                "--format=JobIDRaw",
+            ]
+        )
+        remembered = [int(line) for line in out.split() if line.strip().isdigit()]
+        return max(remembered) if remembered else None
+
     def cancel(self, slurm_id: int) -> None:
         """Cancel a job; one that has already ended (or that Slurm forgot) is not an error."""
         try:

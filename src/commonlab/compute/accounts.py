@@ -1,0 +1,261 @@
+"""Governance mirrored into the executor's accounts, and the share controller steering them.
+
+`desired_accounts` turns what governance decided into Slurm's association tree: an account
+per member state under root, and under it an account per project with an active allocation
+(its fair share the allocation's size, its hard budget the allocation's hours). Projects led
+from a country that is not a member state sit under their pool's account instead.
+
+A member state's `Fairshare` belongs to the share controller once the account exists: sync
+keeps what it last set, and `steer_shares` moves it in bounded steps so that delivered hours
+follow entitled shares (the same `next_weights` the simulator evaluates).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.allocation import service as allocation_service
+from commonlab.compute import slurm_accounts
+from commonlab.compute.events import ComputeEvent
+from commonlab.compute.models import Job
+from commonlab.compute.rules import JobState
+from commonlab.compute.slurm_accounts import AccountSpec, Sacctmgr, SlurmTree
+from commonlab.compute.slurm_executor import CPU_CLASSES
+from commonlab.config import Settings
+from commonlab.db import utcnow
+from commonlab.errors import Conflict
+from commonlab.governance.effects import active_codes, current_shares
+from commonlab.identity.principal import Principal
+from commonlab.policy import Action, Resource, authorize
+from commonlab.simulator.controller import ControllerSettings, next_weights
+
+__all__ = [
+    "FAIRSHARE_SCALE",
+    "desired_accounts",
+    "member_account",
+    "project_account",
+    "steer_shares",
+    "sync_accounts",
+]
+
+# Slurm's Fairshare is an integer: a member state's weight (a fraction of 1) times this.
+FAIRSHARE_SCALE = 10_000
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
+
+
+def project_account(project: str, prefix: str = "") -> str:
+    """The account a project's jobs are charged to."""
+    return f"{prefix}p-{_slug(project)}"
+
+
+def member_account(code: str, prefix: str = "") -> str:
+    return f"{prefix}ms-{code.lower()}"
+
+
+def pool_account(pool: str, prefix: str = "") -> str:
+    return f"{prefix}pool-{_slug(pool)}"
+
+
+def _tres(accelerator: str) -> str:
+    return "cpu" if accelerator in CPU_CLASSES else "gres/gpu"
+
+
+def desired_accounts(
+    db: Session, settings: Settings, actual: SlurmTree, *, today: date | None = None
+) -> dict[str, AccountSpec]:
+    """The association tree governance wants now (read in the caller's transaction)."""
+    today = today or utcnow().date()
+    prefix = settings.slurm_account_prefix
+    shares = current_shares(db)
+    members = active_codes(db)
+    desired: dict[str, AccountSpec] = {}
+    for code in sorted(members):
+        name = member_account(code, prefix)
+        entitled = round(float(shares.get(code, Decimal(0))) / 100 * FAIRSHARE_SCALE)
+        existing = actual.accounts.get(name)
+        desired[name] = AccountSpec(
+            name=name,
+            parent="root",
+            # The controller owns it once it exists (see the module's docstring).
+            fairshare=existing.fairshare
+            if existing and existing.fairshare > 0
+            else max(1, entitled),
+            budget_minutes=None,
+        )
+    budgets: dict[str, dict[str, int]] = {}
+    parents: dict[str, str] = {}
+    for allocation in allocation_service.active_allocations(db, today):
+        name = project_account(allocation.project, prefix)
+        if allocation.country in members:
+            parents.setdefault(name, member_account(allocation.country, prefix))
+        else:
+            parents.setdefault(name, pool_account(allocation.pool, prefix))
+        minutes = budgets.setdefault(name, {})
+        for accelerator, hours in allocation.budget.items():
+            tres = _tres(accelerator)
+            minutes[tres] = minutes.get(tres, 0) + int(Decimal(hours) * 60)
+    for pool in sorted({p for p in parents.values() if p.startswith(f"{prefix}pool-")}):
+        desired[pool] = AccountSpec(name=pool, parent="root", fairshare=1, budget_minutes=None)
+    for name, parent in parents.items():
+        minutes = dict(budgets[name])
+        project = name.removeprefix(f"{prefix}p-")
+        desired[name] = AccountSpec(
+            name=name,
+            parent=parent,
+            fairshare=max(1, sum(minutes.values()) // 60),
+            budget_minutes=minutes,
+            users=frozenset({settings.slurm_user.format(project=project)}),
+        )
+    return desired
+
+
+def _ours(tree: SlurmTree, prefix: str) -> SlurmTree:
+    """Only the accounts under this facility's prefix (tests and sites may share a Slurm)."""
+    if not prefix:
+        return tree
+    return SlurmTree(
+        accounts={n: a for n, a in tree.accounts.items() if n.startswith(prefix)},
+        qos={n: q for n, q in tree.qos.items() if n.startswith(prefix)},
+        default_accounts=tree.default_accounts,
+    )
+
+
+def sync_accounts(
+    db: Session,
+    actor: Principal,
+    runner: Sacctmgr,
+    settings: Settings,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Bring Slurm's accounts in line with governance; report drift rather than overwrite it.
+    Idempotent: a second sync with nothing changed plans nothing."""
+    with db.begin():
+        authorize(actor, Action.FleetManage, Resource.fleet())
+        if settings.executor != "slurm":
+            raise Conflict("this facility runs the local executor: it has no accounts to sync")
+        actual = _ours(slurm_accounts.read_tree(runner), settings.slurm_account_prefix)
+        desired = desired_accounts(db, settings, actual)
+    plan = slurm_accounts.plan(desired, actual, force=force)
+    if not dry_run and plan.changes:
+        slurm_accounts.apply(plan, runner)
+    result = {
+        "changes": [c.description for c in plan.changes],
+        "drift": [d.description for d in plan.drift],
+        "applied": not dry_run,
+    }
+    if not dry_run:
+        with db.begin():
+            record.append(
+                db,
+                ComputeEvent.AccountsSynced,
+                actor=actor,
+                subject="fleet/accounts",
+                data={
+                    "changes": len(plan.changes),
+                    "drift": len(plan.drift),
+                    "force": force,
+                    "accounts": sorted(desired),
+                },
+            )
+    return result
+
+
+def steer_shares(
+    db: Session,
+    actor: Principal,
+    runner: Sacctmgr,
+    settings: Settings,
+    *,
+    window_days: int = 7,
+    controller: ControllerSettings = ControllerSettings(),
+) -> dict[str, Any]:
+    """One step of the share controller: compare each member state's delivered hours over the
+    window with its entitlement, move its account's Fairshare by a bounded step, and record
+    every change. States without work waiting keep drifting back to their entitlement."""
+    prefix = settings.slurm_account_prefix
+    end = utcnow().date() + timedelta(days=1)
+    with db.begin():
+        authorize(actor, Action.FleetManage, Resource.fleet())
+        if settings.executor != "slurm":
+            raise Conflict("this facility runs the local executor: there are no shares to steer")
+        shares = {code: float(s) / 100 for code, s in current_shares(db).items()}
+        delivered = _delivered(db, start=end - timedelta(days=window_days), end=end)
+        waiting = _waiting(db)
+        actual = _ours(slurm_accounts.read_tree(runner), prefix)
+    weights = {}
+    for code in shares:
+        account = actual.accounts.get(member_account(code, prefix))
+        if account is None:
+            raise Conflict(f"no Slurm account for member state {code}: sync the accounts first")
+        weights[code] = account.fairshare / FAIRSHARE_SCALE
+    new = next_weights(
+        entitled=shares, delivered=delivered, weights=weights, waiting=waiting, settings=controller
+    )
+    moves = {
+        code: (round(weights[code] * FAIRSHARE_SCALE), max(1, round(w * FAIRSHARE_SCALE)))
+        for code, w in new.items()
+    }
+    moves = {code: (old, to) for code, (old, to) in moves.items() if old != to}
+    desired = {
+        member_account(code, prefix): AccountSpec(
+            name=member_account(code, prefix), parent="root", fairshare=to, budget_minutes=None
+        )
+        for code, (_, to) in moves.items()
+    }
+    # Only the member-state accounts move: plan them alone, without reporting the rest as drift.
+    plan = slurm_accounts.plan(
+        desired,
+        SlurmTree(
+            accounts={n: a for n, a in actual.accounts.items() if n in desired},
+            qos={},
+            default_accounts=actual.default_accounts,
+        ),
+    )
+    if plan.changes:
+        slurm_accounts.apply(plan, runner)
+        with db.begin():
+            record.append(
+                db,
+                ComputeEvent.FairshareAdjusted,
+                actor=actor,
+                subject="fleet/shares",
+                data={
+                    "window_days": window_days,
+                    "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
+                    "delivered_hours": {c: round(h, 2) for c, h in sorted(delivered.items())},
+                },
+            )
+    return {
+        "entitled": shares,
+        "delivered_hours": delivered,
+        "waiting": waiting,
+        "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
+        "drift": [d.description for d in plan.drift],
+    }
+
+
+def _delivered(db: Session, *, start: date, end: date) -> dict[str, float]:
+    hours = allocation_service.delivered_hours(db, start=start, end=end)
+    return {country: float(h) for country, h in hours.items()}
+
+
+def _waiting(db: Session) -> dict[str, bool]:
+    """Which member states have jobs admitted or queued now."""
+    waiting_on = db.scalars(
+        select(Job.allocation_id)
+        .where(Job.state.in_([JobState.ADMITTED.value, JobState.QUEUED.value]))
+        .distinct()
+    )
+    countries = allocation_service.countries_of(db, waiting_on)
+    return {country: True for country in countries.values() if country}

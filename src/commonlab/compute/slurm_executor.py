@@ -1,0 +1,150 @@
+"""The `slurm` executor: jobs go to a real Slurm with `sbatch --parsable` under their project's
+account (so Slurm itself enforces budgets and fair share), run as the site's Unix user for
+the project (never commonlab's own account), and are read back from Slurm's accounting.
+
+What a job is charged comes from `sacct`: elapsed time times the accelerators Slurm allocated
+(GPUs for an accelerator class, CPUs for a CPU partition).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+from collections.abc import Sequence
+
+from commonlab.compute.executor import (
+    ExecutorRefused,
+    ExecutorUnavailable,
+    Handoff,
+    Observed,
+    Tracked,
+)
+from commonlab.compute.rules import JobState
+from commonlab.compute.slurm import SlurmCli, SlurmJob, SlurmRefused, SlurmUnavailable
+
+__all__ = ["CPU_CLASSES", "SlurmExecutor", "observed_from"]
+
+# Accelerator classes that are CPU cores: charged by allocated CPUs, not GPUs.
+CPU_CLASSES = frozenset({"cpu", "CPU"})
+
+_STATES = {
+    "PENDING": JobState.QUEUED,
+    "REQUEUED": JobState.QUEUED,
+    "CONFIGURING": JobState.QUEUED,
+    "SUSPENDED": JobState.RUNNING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "COMPLETED": JobState.SUCCEEDED,
+    "CANCELLED": JobState.CANCELLED,
+    "TIMEOUT": JobState.TIMED_OUT,
+    "DEADLINE": JobState.TIMED_OUT,
+    "FAILED": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+}
+
+
+def observed_from(job: SlurmJob, accelerator: str | None = None) -> Observed:
+    """Slurm's view of a job in commonlab's terms (pure)."""
+    state = _STATES.get(job.state, JobState.QUEUED)
+    if accelerator is None or accelerator in CPU_CLASSES:
+        used = job.alloc_tres.get("cpu", 0)
+    else:
+        used = job.alloc_tres.get("gres/gpu", 0)
+    reason = job.reason if state == JobState.QUEUED and job.reason not in ("", "None") else ""
+    if job.state in ("NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED"):
+        reason = f"Slurm: {job.state.lower().replace('_', ' ')}"
+    return Observed(
+        state=state,
+        exit_code=job.exit_code,
+        elapsed_seconds=job.elapsed_seconds,
+        accelerators=used,
+        started_at=job.start,
+        ended_at=job.end if state not in (JobState.QUEUED, JobState.RUNNING) else None,
+        reason=reason,
+    )
+
+
+class SlurmExecutor:
+    name = "slurm"
+    slots = None  # Slurm queues and schedules; commonlab hands everything over at once
+
+    def __init__(self, cli: SlurmCli | None = None) -> None:
+        self.cli = cli or SlurmCli()
+
+    def submit(self, handoff: Handoff) -> str:
+        if not handoff.run_as:
+            raise ExecutorRefused("the site maps no Unix user to run this project's jobs as")
+        try:
+            user = pwd.getpwnam(handoff.run_as)
+        except KeyError:
+            raise ExecutorRefused(
+                f"no Unix user {handoff.run_as!r} to run the project's jobs as: the site creates "
+                "it (setting slurm_user)"
+            ) from None
+        if user.pw_uid == 0:
+            raise ExecutorRefused("jobs never run as root: set slurm_user to a service account")
+        handoff.workdir.mkdir(parents=True, exist_ok=True)
+        work = handoff.workdir / "work"
+        work.mkdir(exist_ok=True)
+        if os.getuid() == 0:
+            for path in (handoff.workdir, work):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        script = f"#!/bin/sh\ncd {shlex.quote(str(work))} || exit 1\n{handoff.command}\n"
+        gpus = 0 if handoff.accelerator in CPU_CLASSES else handoff.accelerators
+        try:
+            slurm_id = self.cli.submit(
+                script,
+                account=handoff.account,
+                partition=handoff.partition,
+                job_name=handoff.name,
+                time_limit_minutes=handoff.time_limit_minutes,
+                cpus=handoff.cpus,
+                memory_mb=handoff.memory_gb * 1024,
+                gpus=gpus,
+                workdir=handoff.workdir,
+                stdout=handoff.workdir / "stdout.log",
+                stderr=handoff.workdir / "stderr.log",
+                uid=user.pw_uid if os.getuid() == 0 else None,
+                gid=user.pw_gid if os.getuid() == 0 else None,
+                comment=handoff.name,
+                environment=handoff.env,
+            )
+        except SlurmUnavailable as exc:
+            raise ExecutorUnavailable(exc.message) from None
+        except SlurmRefused as exc:
+            raise ExecutorRefused(f"Slurm refused it: {exc.slurm_message}") from None
+        return str(slurm_id)
+
+    def find(self, handoff: Handoff) -> str | None:
+        try:
+            found = self.cli.find(handoff.name)
+        except SlurmUnavailable as exc:
+            raise ExecutorUnavailable(exc.message) from None
+        return None if found is None else str(found)
+
+    def observe(self, jobs: Sequence[Tracked]) -> dict[str, Observed]:
+        try:
+            seen = self.cli.jobs(int(job.executor_id) for job in jobs)
+        except SlurmUnavailable as exc:
+            raise ExecutorUnavailable(exc.message) from None
+        result: dict[str, Observed] = {}
+        for job in jobs:
+            slurm_job = seen.get(int(job.executor_id))
+            if slurm_job is None:
+                result[job.executor_id] = Observed(
+                    state=JobState.FAILED,
+                    reason=f"lost: Slurm has no record of job {job.executor_id}",
+                )
+                continue
+            result[job.executor_id] = observed_from(slurm_job, job.accelerator)
+        return result
+
+    def cancel(self, job: Tracked) -> None:
+        try:
+            self.cli.cancel(int(job.executor_id))
+        except SlurmUnavailable as exc:
+            raise ExecutorUnavailable(exc.message) from None
