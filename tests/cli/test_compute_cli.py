@@ -102,3 +102,12 @@ def test_the_fleet_from_the_command_line(capsys, served, monkeypatch, tmp_path):
     document.write_text("[[sites]]\nname = 'x'\n")
     code, _, err = run(capsys, "fleet", "apply", str(document))
     assert code != 0 and "country" in err
+
+
+def test_account_commands_on_the_local_executor_say_why_not(capsys, served, monkeypatch):
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, _, err = run(capsys, "fleet", "sync-accounts")
+    assert code != 0 and "local executor" in err
+    code, _, err = run(capsys, "fleet", "steer", "--window-days", "0")
+    assert code != 0 and "window_days" in err

@@ -268,3 +268,39 @@ def test_the_share_controller_corrects_an_imposed_imbalance(slurm_facility):
         "/api/v1/fleet/shares/steer", json={"window_days": 0}, headers=lab.operator
     )
     assert bad.status_code == 422 and "window_days" in problem(bad)["detail"]
+
+
+def test_sync_and_steer_from_the_command_line(slurm_facility, capsys, monkeypatch):
+    """The operator's commands against a live facility with the slurm executor."""
+    import threading
+
+    import uvicorn
+
+    from tests.cli.conftest import free_port
+    from tests.cli.test_cli import run
+
+    lab = slurm_facility
+    award_project(lab.client, lab.operator)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(lab.app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+        monkeypatch.setenv("COMMONLAB_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("COMMONLAB_TOKEN", lab.operator["Authorization"].split()[1])
+        code, out, err = run(capsys, "fleet", "sync-accounts", "--dry-run")
+        assert code == 0, err
+        assert "would change" in out and "change" in out
+        code, out, err = run(capsys, "fleet", "sync-accounts")
+        assert code == 0 and "0 drift" in out, out + err
+        code, out, err = run(capsys, "fleet", "sync-accounts")
+        assert code == 0 and "0 changed" in out
+        code, out, err = run(capsys, "fleet", "steer")
+        assert code == 0 and "Share controller" in out, err
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -337,6 +337,60 @@ def fleet_node(
     console.print(f"Node {answer['node']} is {answer['state']}.")
 
 
+@fleet.command("sync-accounts")
+def fleet_sync(
+    force: Annotated[bool, typer.Option(help="also overwrite values changed by hand")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only show the plan")] = False,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """Mirror governance into Slurm's accounts (operators); drift is reported, not overwritten."""
+    answer = _client(url).post(
+        "/api/v1/fleet/accounts/sync", json={"force": force, "dry_run": dry_run}
+    )
+    if as_json:
+        print_json(answer)
+        return
+    verb = "would change" if dry_run else "changed"
+    console.print(f"Slurm accounts: {len(answer['changes'])} {verb}, {len(answer['drift'])} drift.")
+    for line in answer["changes"]:
+        console.print(f"  [green]change[/] {line}", highlight=False)
+    for line in answer["drift"]:
+        console.print(f"  [yellow]drift[/]  {line}", highlight=False)
+
+
+@fleet.command("steer")
+def fleet_steer(
+    window_days: Annotated[int, typer.Option(help="compare delivered hours over this window")] = 7,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """One step of the share controller: move member-state fair shares toward entitlement."""
+    answer = _client(url).post("/api/v1/fleet/shares/steer", json={"window_days": window_days})
+    if as_json:
+        print_json(answer)
+        return
+    rows = [
+        {
+            "state": code,
+            "entitled": f"{share:.1%}",
+            "delivered_hours": f"{answer['delivered_hours'].get(code, 0):.2f}",
+            "waiting": "yes" if answer["waiting"].get(code) else "",
+            "fairshare": (
+                f"{answer['fairshare'][code]['from']} → {answer['fairshare'][code]['to']}"
+                if code in answer["fairshare"]
+                else "unchanged"
+            ),
+        }
+        for code, share in sorted(answer["entitled"].items())
+    ]
+    print_table(
+        rows,
+        ["state", "entitled", "delivered_hours", "waiting", "fairshare"],
+        title="Share controller",
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(job, name="job")
     app.add_typer(fleet, name="fleet")
