@@ -28,7 +28,12 @@ from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCre
 from commonlab.identity import service
 from commonlab.identity.models import Institution, InstitutionKind, Person, RoleGrant
 from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
-from commonlab.identity.schemas import ClearanceCreate, InstitutionCreate, PersonCreate
+from commonlab.identity.schemas import (
+    ClearanceCreate,
+    InstitutionCreate,
+    PersonCreate,
+    TokenCreate,
+)
 
 __all__ = ["seed_demo"]
 
@@ -69,11 +74,12 @@ FOUNDERS = [
 ]
 
 
-def seed_demo(db: Session) -> bool:
-    """Seed once; returns False when the facility already has institutions."""
+def seed_demo(db: Session) -> str | None:
+    """Seed once. Returns a write token for the demo's PI (so a newcomer can submit a job to
+    her project at once), or None when the facility already has institutions."""
     with db.begin():
         if db.scalar(select(Institution.id).limit(1)) is not None:
-            return False
+            return None
     institutions = [
         service.create_institution(db, SYSTEM, InstitutionCreate(name=n, country=c, kind=k))
         for n, c, k in INSTITUTIONS
@@ -94,7 +100,11 @@ def seed_demo(db: Session) -> bool:
             )
     _seed_council(db, people)
     _seed_allocations(db, people, institutions)
-    return True
+    pi = people["Wanjiru Kamau"]
+    _, token = service.issue_token(
+        db, SYSTEM, pi.id, TokenCreate(name="demo", scopes=[Scope.READ, Scope.WRITE])
+    )
+    return token
 
 
 def _seed_council(db: Session, people: dict[str, Person]) -> None:
@@ -181,7 +191,7 @@ def _seed_allocations(
             title="Multilingual speech models",
             description="Open speech recognition and synthesis for under-served languages.",
             pool="open_calls",
-            budget={"H100": Decimal(200_000)},
+            budget={"H100": Decimal(200_000), "cpu": Decimal(10_000)},
             opens_at=now - timedelta(days=1),
             closes_at=now + timedelta(days=60),
             rubric=[
@@ -202,7 +212,8 @@ def _seed_allocations(
                 title=title,
                 abstract=abstract,
                 team=[people["Otieno Odhiambo"].id],
-                requested={"H100": Decimal(hours)},
+                # CPU hours too: on the embedded default, the local machine runs the jobs.
+                requested={"H100": Decimal(hours), "cpu": Decimal(500)},
                 starts_on=today,
                 ends_on=today + timedelta(days=365),
                 release_plan=plan,

@@ -30,8 +30,17 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
         from commonlab.demo import seed_demo
 
         with facility.db.session() as session:
-            if seed_demo(session):
-                console.print("Seeded the demo facility (institutions, people, clearances).")
+            pi_token = seed_demo(session)
+        if pi_token is not None:
+            console.print("Seeded the demo facility (institutions, people, clearances).")
+            console.print(
+                Panel(
+                    "Run a job as Wanjiru Kamau, PI of the demo project proj-1, on this machine:"
+                    f"\n\n[bold]COMMONLAB_TOKEN={pi_token} commonlab job submit -p proj-1 "
+                    "--watch -- 'echo hello from the facility'[/bold]",
+                    title="try a job",
+                )
+            )
     console.print(
         f"commonlab on [bold]{url}[/bold]  (portal {url}/, API {url}/api/v1/docs, "
         f"record {url}/log/checkpoint)\n"
