@@ -46,7 +46,7 @@ def write_charts(report: dict[str, Any], out: Path) -> list[Path]:
     )
     for ax, name in zip(axes[0], names, strict=True):
         series = policies[name]["hourly_share"]
-        hours = series["edges_h"][:-1]
+        hours = series["edges"][:-1]
         for pool, shares in series["pools"].items():
             entitled = series["entitled"][pool]
             ax.plot(hours, [100 * (s - entitled) for s in shares], lw=1, label=pool)

@@ -8,7 +8,7 @@ import heapq
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,12 +30,18 @@ class EngineSettings:
     main_depth: int = 100
     backfill_interval: float = 30.0
     backfill_window: int = 100
+    # Jobs a reclaim pass (every backfill_interval, for policies that preempt) may start by
+    # preemption, and the interconnect domains per partition it examines for one job.
+    reclaim_depth: int = 100
+    reclaim_domains: int = 64
 
 
 class Policy(ABC):
     """What a scheduling policy decides: which queue a job waits in (`queue_keys`) and the
-    priority of a queue's head job. Within one queue, jobs run in submit order, so a later
-    job must never outrank an earlier one of the same queue. Higher priority goes first."""
+    priority of a queue's head job. Within one queue, jobs run in the order they were queued
+    (`State.queued_at`), so a later job must never outrank an earlier one of the same queue.
+    Higher priority goes first. A policy that preempts also says which pools may reclaim
+    capacity and which pools' running jobs may be preempted for them."""
 
     name = "policy"
     backfill = True
@@ -43,10 +49,13 @@ class Policy(ABC):
     tick: float | None = None
     # True when priorities depend on running work, so a start or end re-ranks the queue.
     dynamic = False
+    # True when the policy reclaims capacity by preempting running jobs (see `reclaimers`).
+    preempts = False
 
     @abstractmethod
     def bind(self, state: State) -> np.ndarray:
-        """Called once before the run; returns the queue key of every job."""
+        """Called once before the run; returns the queue key of every job. Every key must
+        hold jobs of one pool when the policy preempts."""
 
     @abstractmethod
     def priority(self, key: int, job: int) -> float:
@@ -55,19 +64,38 @@ class Policy(ABC):
     def on_tick(self, now: float) -> None:  # noqa: B027 - most policies need no tick
         """Periodic recomputation (fair share, the share controller)."""
 
+    def reclaimers(self) -> list[int]:
+        """Pools with work waiting that may preempt others' jobs now, first served first."""
+        return []
+
+    def may_reclaim(self, pool: int, size: int) -> bool:
+        """Whether `pool` may preempt others' jobs to start a job of `size` accelerators."""
+        return False
+
+    def is_victim(self, pool: int) -> bool:
+        """Whether a running job of `pool` may be preempted now."""
+        return False
+
 
 @dataclass
 class Outcome:
-    """What happened to every job, plus engine counters."""
+    """What happened to every job (its last run, for a job that was preempted), plus engine
+    counters and the runs that preemption cut short."""
 
     start: np.ndarray
     end: np.ndarray
     partition: np.ndarray
     events: int
     backfilled: int
-    # No policy preempts yet; the fields are here so reports have one shape when one does.
     preemptions: int = 0
     lost_accelerator_seconds: float = 0.0
+    # Per job: seconds it ran before being preempted (0 for most), so that its queueing
+    # delay is start - submit - preempted_seconds.
+    preempted_seconds: np.ndarray | None = None
+    # The runs preemption cut short: job index, start, end (each row one preemption).
+    cut_job: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cut_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cut_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class State:
@@ -89,6 +117,11 @@ class State:
         n_pools, n_tenants = len(workload.pools), len(workload.tenants)
         self.pool_running = [0] * n_pools
         self.pool_waiting = [0] * n_pools
+        # Accelerators asked for by each pool's waiting jobs.
+        self.pool_queued = [0] * n_pools
+        # When each job (or each re-queued run of a preempted job, numbered from
+        # len(workload)) joined its queue: its submit time, or when it was preempted.
+        self.queued_at: list[float] = workload.submit.tolist()
         # Delivered accelerator-seconds per tenant, integrated lazily at starts and ends.
         self._tenant_rate = [0] * n_tenants
         self._tenant_since = [0.0] * n_tenants
@@ -137,11 +170,16 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run `workload` on `parts` under `policy`; every job in the workload must fit some
-    eligible partition (see workload.bind_classes)."""
+    eligible partition (see workload.bind_classes).
+
+    A preempted job goes back to its queue at the back (its age restarts, as after Slurm's
+    requeue or Kueue's eviction) as a new run numbered from len(workload); it restarts from
+    the beginning, so the accelerator-time of the cut run is lost."""
     state = State(workload, parts, eligible, entitled)
     keys = policy.bind(state)
     n = len(workload)
     submit = workload.submit.tolist()
+    # Per run (a job, or a re-queued run of a preempted job): these lists grow on preemption.
     runtime = workload.runtime.tolist()
     size = workload.accelerators.tolist()
     tenant = workload.tenant.tolist()
@@ -149,14 +187,19 @@ def simulate(
     job_eligible = [eligible[c] for c in workload.class_set.tolist()]
     one_domain = workload.one_domain.tolist()
     key_of = keys.tolist()
+    origin = list(range(n))
     n_keys = int(keys.max()) + 1 if n else 1
     priority = policy.priority
+    queued_at = state.queued_at
 
     start_time = [math.nan] * n
     end_time = [math.nan] * n
     placed = [-1] * n
+    running = bytearray(n)
+    last_run = list(range(n))
 
     n_parts = len(parts)
+    n_pools = len(workload.pools)
     free = [p.size for p in parts]
     multi = [len(p.domain_sizes) > 1 for p in parts]
     dfree = [list(p.domain_sizes) for p in parts]
@@ -169,6 +212,30 @@ def simulate(
         buckets.append(levels)
     allocation: dict[int, tuple[tuple[int, int], ...] | None] = {}
 
+    # Only for policies that preempt: running runs per (partition, pool) in start order,
+    # accelerators in use per (partition, pool), and running runs per domain.
+    tracking = policy.preempts
+    run_lists = [[[] for _ in range(n_pools)] for _ in range(n_parts)] if tracking else []
+    used_on = [[0] * n_pools for _ in range(n_parts)] if tracking else []
+    domain_runs = (
+        [[set() for _ in p.domain_sizes] if m else [] for p, m in zip(parts, multi, strict=True)]
+        if tracking
+        else []
+    )
+    key_pools: list[list[int]] = [[] for _ in range(n_pools)]
+    if tracking and n:
+        first = np.full(n_keys, -1, dtype=np.int64)
+        first[keys[::-1]] = workload.pool[::-1]
+        if np.any(first[keys] != workload.pool):
+            raise ValueError(f"policy {policy.name} preempts but a queue holds several pools")
+        for key, p in enumerate(first.tolist()):
+            if p >= 0:
+                key_pools[p].append(key)
+    cut_job: list[int] = []
+    cut_start: list[float] = []
+    cut_end: list[float] = []
+    preempted_seconds = np.zeros(n)
+
     queue: list[list[int]] = [[] for _ in range(n_keys)]
     head = [0] * n_keys
     version = [0] * n_keys
@@ -177,7 +244,8 @@ def simulate(
     completions: list[tuple[float, int]] = []
     queued_total = 0
     free_total = state.capacity
-    counters = {"backfilled": 0, "events": 0}
+    counters = {"backfilled": 0, "events": 0, "preemptions": 0}
+    lost = [0.0]
 
     def touch(key: int) -> None:
         """Re-rank queue `key` after its head or its priority changed."""
@@ -191,7 +259,7 @@ def simulate(
         version[key] += 1
         if h < len(q):
             j = q[h]
-            heapq.heappush(key_heap, (-priority(key, j), submit[j], version[key], key))
+            heapq.heappush(key_heap, (-priority(key, j), queued_at[j], version[key], key))
 
     def best_domain(p: int, need: int) -> int:
         levels = buckets[p]
@@ -246,6 +314,9 @@ def simulate(
                     if not remaining:
                         break
                 allocation[j] = tuple(taken)
+            if tracking:
+                for d, _ in allocation[j]:
+                    domain_runs[p][d].add(j)
         free[p] -= need
         free_total -= need
         waiting[j] = 0
@@ -253,23 +324,65 @@ def simulate(
         now = state.now
         start_time[j] = now
         placed[j] = p
+        running[j] = 1
         state.pool_running[pool[j]] += need
         state.pool_waiting[pool[j]] -= 1
+        state.pool_queued[pool[j]] -= need
         state._account(tenant[j], need)
+        if tracking:
+            run_lists[p][pool[j]].append(j)
+            used_on[p][pool[j]] += need
         heapq.heappush(completions, (now + runtime[j], j))
 
-    def finish(j: int) -> None:
+    def release(j: int) -> None:
         nonlocal free_total
         p = placed[j]
         need = size[j]
         if multi[p]:
             for d, take in allocation.pop(j):
                 move(p, d, take)
+                if tracking:
+                    domain_runs[p][d].discard(j)
         free[p] += need
         free_total += need
-        end_time[j] = state.now
+        running[j] = 0
         state.pool_running[pool[j]] -= need
         state._account(tenant[j], -need)
+        if tracking:
+            used_on[p][pool[j]] -= need
+
+    def finish(j: int) -> None:
+        release(j)
+        end_time[j] = state.now
+
+    def preempt(j: int) -> int:
+        """Stop run j and queue a fresh run of its job at the back; returns its key."""
+        nonlocal queued_total
+        now = state.now
+        release(j)
+        job = origin[j]
+        cut_job.append(job)
+        cut_start.append(start_time[j])
+        cut_end.append(now)
+        preempted_seconds[job] += now - start_time[j]
+        lost[0] += size[j] * (now - start_time[j])
+        counters["preemptions"] += 1
+        r = len(origin)
+        for column in (runtime, size, tenant, pool, job_eligible, one_domain, key_of):
+            column.append(column[j])
+        origin.append(job)
+        queued_at.append(now)
+        start_time.append(math.nan)
+        end_time.append(math.nan)
+        placed.append(-1)
+        running.append(0)
+        waiting.append(1)
+        last_run[job] = r
+        queued_total += 1
+        state.pool_waiting[pool[r]] += 1
+        state.pool_queued[pool[r]] += size[r]
+        queue[key_of[r]].append(r)
+        return key_of[r]
 
     def choose(j: int, blocked: set[int] | None) -> int:
         """Best-fit partition for job j now (least free that fits), or -1."""
@@ -286,7 +399,7 @@ def simulate(
     def main_pass() -> None:
         blocked: set[int] = set()
         held = []
-        # Jobs behind a blocked one in its own queue, as (priority, submit, key, index).
+        # Jobs behind a blocked one in its own queue, as (priority, queued, key, index).
         behind: list[tuple[float, float, int, int]] = []
         tried = 0
         while (key_heap or behind) and tried < depth and free_total:
@@ -329,7 +442,7 @@ def simulate(
         while i < len(q) and not waiting[q[i]]:
             i += 1
         if i < len(q):
-            heapq.heappush(behind, (-priority(key, q[i]), submit[q[i]], key, i))
+            heapq.heappush(behind, (-priority(key, q[i]), queued_at[q[i]], key, i))
 
     window = settings.backfill_window
 
@@ -343,6 +456,8 @@ def simulate(
         avail = {p: free[p] for p in mine}
         davail: dict[tuple[int, int], int] = {}
         for end, k in _sorted_heap(completions):
+            if not running[k]:
+                continue
             p = placed[k]
             if p not in mine:
                 continue
@@ -358,12 +473,11 @@ def simulate(
         return math.inf, -1, -1
 
     def backfill_pass() -> None:
-        nonlocal free_total
         cursor: list[tuple[float, float, int, int]] = []
         for key in range(n_keys):
             if head[key] < len(queue[key]):
                 j = queue[key][head[key]]
-                cursor.append((-priority(key, j), submit[j], key, head[key]))
+                cursor.append((-priority(key, j), queued_at[j], key, head[key]))
         heapq.heapify(cursor)
         examined = 0
         reserved_part, reserved_until, spare = -1, math.inf, -1
@@ -379,7 +493,7 @@ def simulate(
                 nxt += 1
             if nxt < len(q):
                 k = q[nxt]
-                heapq.heappush(cursor, (-priority(key, k), submit[k], key, nxt))
+                heapq.heappush(cursor, (-priority(key, k), queued_at[k], key, nxt))
             if not waiting[j]:
                 continue
             examined += 1
@@ -407,9 +521,118 @@ def simulate(
         for key in touched:
             touch(key)
 
+    def victims_for(j: int, p: int) -> list[int] | None:
+        """Runs to preempt, newest first, so that j fits on partition p; None if the pools
+        that may be preempted do not hold enough there."""
+        need = size[j]
+        if one_domain[j] and multi[p]:
+            # The domains with the most free accelerators first; a bounded scan.
+            scanned = 0
+            levels = buckets[p]
+            for k in range(top[p], -1, -1):
+                for d in levels[k]:
+                    candidates = [r for r in domain_runs[p][d] if policy.is_victim(pool[r])]
+                    gain = sum(t for r in candidates for dd, t in allocation[r] if dd == d)
+                    if k + gain >= need:
+                        candidates.sort(key=start_time.__getitem__, reverse=True)
+                        chosen, have = [], k
+                        for r in candidates:
+                            chosen.append(r)
+                            have += sum(t for dd, t in allocation[r] if dd == d)
+                            if have >= need:
+                                return chosen
+                    scanned += 1
+                    if scanned >= settings.reclaim_domains:
+                        return None
+            return None
+        if free[p] + sum(used_on[p][v] for v in range(n_pools) if policy.is_victim(v)) < need:
+            return None
+        candidates = []
+        for v in range(n_pools):
+            if not used_on[p][v] or not policy.is_victim(v):
+                continue
+            runs = run_lists[p][v]
+            got = 0
+            for r in reversed(runs):
+                if running[r] and placed[r] == p:
+                    candidates.append(r)
+                    got += size[r]
+                    if got >= need:
+                        break
+        candidates.sort(key=start_time.__getitem__, reverse=True)
+        chosen, have = [], free[p]
+        for r in candidates:
+            chosen.append(r)
+            have += size[r]
+            if have >= need:
+                return chosen
+        return None
+
+    def compact(p: int, v: int) -> None:
+        runs = run_lists[p][v]
+        if len(runs) > 64 and len(runs) > 2 * used_on[p][v]:
+            run_lists[p][v] = [r for r in runs if running[r] and placed[r] == p]
+
+    def reclaim_pass() -> None:
+        """Start waiting jobs of pools that may reclaim capacity, preempting the newest runs
+        of pools that may be preempted where nothing is free (Kueue's reclaimWithinCohort)."""
+        budget = settings.reclaim_depth
+        retouch: set[int] = set()
+        for p_pool in policy.reclaimers():
+            cursor = []
+            for key in key_pools[p_pool]:
+                h = head[key]
+                q = queue[key]
+                while h < len(q) and not waiting[q[h]]:
+                    h += 1
+                if h < len(q):
+                    cursor.append((-priority(key, q[h]), queued_at[q[h]], key, h))
+            heapq.heapify(cursor)
+            while cursor and budget:
+                _, _, key, i = heapq.heappop(cursor)
+                q = queue[key]
+                j = q[i]
+                if not policy.may_reclaim(p_pool, size[j]):
+                    break
+                budget -= 1
+                part = choose(j, None)
+                if part < 0:
+                    for candidate in job_eligible[j]:
+                        chosen = victims_for(j, candidate)
+                        if chosen is None:
+                            continue
+                        for r in chosen:
+                            if not policy.is_victim(pool[r]):
+                                break
+                            retouch.add(preempt(r))
+                        if fits(j, candidate):
+                            part = candidate
+                        break
+                if part < 0:
+                    continue
+                start(j, part)
+                retouch.add(key)
+                nxt = i + 1
+                while nxt < len(q) and not waiting[q[nxt]]:
+                    nxt += 1
+                if nxt < len(q):
+                    k = q[nxt]
+                    heapq.heappush(cursor, (-priority(key, k), queued_at[k], key, nxt))
+            if not budget:
+                break
+        if retouch:
+            for p in range(n_parts):
+                for v in range(n_pools):
+                    compact(p, v)
+            for key in retouch:
+                touch(key)
+            if policy.dynamic:
+                for key in range(n_keys):
+                    touch(key)
+
     tick = policy.tick
     next_tick = tick if tick else math.inf
-    interval = settings.backfill_interval if policy.backfill else math.inf
+    interval = settings.backfill_interval if policy.backfill or tracking else math.inf
     next_backfill = interval
     arrival = 0
     done = 0
@@ -428,6 +651,8 @@ def simulate(
         changed = False
         while completions and completions[0][0] <= now:
             _, j = heapq.heappop(completions)
+            if not running[j]:
+                continue  # preempted: this run never ends
             finish(j)
             done += 1
             events += 1
@@ -443,6 +668,7 @@ def simulate(
             waiting[j] = 1
             queued_total += 1
             state.pool_waiting[pool[j]] += 1
+            state.pool_queued[pool[j]] += size[j]
             key = key_of[j]
             queue[key].append(j)
             if head[key] == len(queue[key]) - 1 or not waiting[queue[key][head[key]]]:
@@ -458,7 +684,9 @@ def simulate(
         if changed and queued_total and free_total:
             main_pass()
         if now >= next_backfill:
-            if queued_total and free_total:
+            if queued_total and tracking:
+                reclaim_pass()
+            if queued_total and free_total and policy.backfill:
                 backfill_pass()
             next_backfill = now + interval
         elif not queued_total:
@@ -467,10 +695,17 @@ def simulate(
             next_tick = max(next_tick, now + tick) if tick else math.inf
     if progress:
         progress(done)
+    final = np.array(last_run, dtype=np.int64)
     return Outcome(
-        start=np.array(start_time),
-        end=np.array(end_time),
-        partition=np.array(placed, dtype=np.int32),
+        start=np.array(start_time)[final],
+        end=np.array(end_time)[final],
+        partition=np.array(placed, dtype=np.int32)[final],
         events=events,
         backfilled=counters["backfilled"],
+        preemptions=counters["preemptions"],
+        lost_accelerator_seconds=lost[0],
+        preempted_seconds=preempted_seconds,
+        cut_job=np.array(cut_job, dtype=np.int64),
+        cut_start=np.array(cut_start),
+        cut_end=np.array(cut_end),
     )

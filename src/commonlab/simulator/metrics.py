@@ -5,6 +5,7 @@ day and per week, Jain's fairness index, and fidelity against recorded waits."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,11 @@ __all__ = ["DAY", "HOUR", "WEEK", "fidelity", "jain", "measure", "share_windows"
 HOUR = 3_600.0
 DAY = 86_400.0
 WEEK = 7 * DAY
-# A pool "has work waiting" in a window when some of its jobs wait for at least this much of it.
-WAITING_FRACTION = 0.5
+# Share figures are integrated on cells of this many seconds.
+RESOLUTION = 60.0
+# A pool's window counts when the pool had work waiting for at least this long in it (half
+# the window for windows under two hours).
+MIN_WAITING = 3_600.0
 
 
 def jain(values: Sequence[float]) -> float:
@@ -44,103 +48,243 @@ def _integral_at(times: np.ndarray, deltas: np.ndarray, points: np.ndarray) -> n
     return result
 
 
-def share_windows(
-    workload: Workload, outcome: Outcome, entitled: Sequence[float], window: float
-) -> dict[str, Any]:
-    """Delivered share of each pool per window (of all accelerator-seconds delivered in the
-    window), the entitled share, and whether the pool had work waiting; windows cover the
-    period while jobs arrive or wait (up to the last start)."""
+def _runs(workload: Workload, outcome: Outcome) -> tuple[np.ndarray, ...]:
+    """Every run as (job, start, end): each job's last run, then the runs preemption cut
+    short; and the waiting events as (time, +1 or -1, job): a job waits from its submission
+    to its first start, and again from each preemption to its next start."""
+    n = len(workload)
+    job = np.concatenate((np.arange(n), outcome.cut_job))
+    start = np.concatenate((outcome.start, outcome.cut_start))
+    end = np.concatenate((outcome.end, outcome.cut_end))
+    wait_time = np.concatenate((workload.submit, start, outcome.cut_end))
+    wait_delta = np.concatenate((np.ones(n), -np.ones(len(start)), np.ones(len(outcome.cut_end))))
+    wait_job = np.concatenate((np.arange(n), job, outcome.cut_job))
+    return job, start, end, wait_time, wait_delta, wait_job
+
+
+@dataclass
+class ShareGrid:
+    """Per pool and cell of `step` seconds from 0, up to the last start (whole weeks):
+    `rate`, mean accelerators in use; `waited`, the fraction of the cell the pool had work
+    waiting; `fair`, the accelerators its entitlement gave it then (see `_fair_split`)."""
+
+    step: float
+    horizon: float
+    entitled: np.ndarray
+    rate: np.ndarray
+    waited: np.ndarray
+    fair: np.ndarray
+
+
+def share_grid(
+    workload: Workload,
+    outcome: Outcome,
+    entitled: Sequence[float],
+    *,
+    resolution: float = RESOLUTION,
+) -> ShareGrid:
     horizon = float(np.nanmax(outcome.start)) if len(workload) else 0.0
-    count = max(1, int(np.ceil(horizon / window)))
-    edges = np.arange(count + 1, dtype=np.float64) * window
+    cells = max(1, int(np.ceil(horizon / WEEK))) * round(WEEK / resolution)
+    edges = np.arange(cells + 1, dtype=np.float64) * resolution
+    job, start, end, wait_time, wait_delta, wait_job = _runs(workload, outcome)
     acc = workload.accelerators.astype(np.float64)
-    start, end, submit = outcome.start, outcome.end, workload.submit
-    delivered = np.zeros((len(workload.pools), count))
-    waited = np.zeros((len(workload.pools), count))
-    for p in range(len(workload.pools)):
-        mine = workload.pool == p
-        if not mine.any():
-            continue
+    run_pool, wait_pool = workload.pool[job], workload.pool[wait_job]
+    n_pools = len(workload.pools)
+    rate = np.zeros((n_pools, cells))
+    waited = np.zeros((n_pools, cells))
+    queued = np.zeros((n_pools, cells))
+    for p in range(n_pools):
+        mine = run_pool == p
         times = np.concatenate((start[mine], end[mine]))
-        deltas = np.concatenate((acc[mine], -acc[mine]))
-        delivered[p] = np.diff(_integral_at(times, deltas, edges))
-        # Waiting indicator: count of waiting jobs > 0, integrated.
-        times = np.concatenate((submit[mine], start[mine]))
-        deltas = np.concatenate((np.ones(mine.sum()), -np.ones(mine.sum())))
+        deltas = np.concatenate((acc[job[mine]], -acc[job[mine]]))
+        rate[p] = np.diff(_integral_at(times, deltas, edges)) / resolution
+        mine = wait_pool == p
+        times, deltas = wait_time[mine], wait_delta[mine]
+        queued[p] = np.diff(_integral_at(times, deltas * acc[wait_job[mine]], edges)) / resolution
         order = np.argsort(times, kind="stable")
         t, level = times[order], np.cumsum(deltas[order])
-        indicator = (level > 0).astype(np.float64)
-        steps = np.diff(np.concatenate(([0.0], indicator)))
-        waited[p] = np.diff(_integral_at(t, steps, edges))
-    total = delivered.sum(axis=0)
-    share = np.divide(delivered, total, out=np.zeros_like(delivered), where=total > 0)
-    lengths = np.diff(edges)
-    has_waiting = waited >= WAITING_FRACTION * lengths
+        steps = np.diff(np.concatenate(([0.0], (level > 0.5).astype(np.float64))))
+        waited[p] = np.diff(_integral_at(t, steps, edges)) / resolution
+    e = np.asarray(entitled, dtype=np.float64)
+    fair = _fair_split(rate.sum(axis=0), e, rate + queued)
+    return ShareGrid(resolution, horizon, e, rate, waited, fair)
+
+
+def _fair_split(total: np.ndarray, weights: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Weighted max-min fair split of `total` (per cell) among pools with `demand` (pools x
+    cells): each pool gets min(demand, level x weight), the level chosen so the parts add up
+    to the total; what a pool does not ask for goes to the others in proportion to their
+    weights (water-filling)."""
+    pools, cells = demand.shape
+    if not pools or not cells:
+        return np.zeros_like(demand)
+    ratio = demand / weights[:, None]
+    order = np.argsort(ratio, axis=0, kind="stable")
+    d = np.take_along_axis(demand, order, axis=0)
+    w = weights[order]
+    r = np.take_along_axis(ratio, order, axis=0)
+    capped = np.vstack((np.zeros(cells), np.cumsum(d, axis=0)[:-1]))  # demand of the first k
+    rest = np.cumsum(w[::-1], axis=0)[::-1]  # weight of pools k.. (pools x cells)
+    level = (total[None, :] - capped) / rest
+    ok = level <= r + 1e-9
+    first = np.where(ok.any(axis=0), ok.argmax(axis=0), pools)
+    chosen = np.take_along_axis(level, np.minimum(first, pools - 1)[None, :], axis=0)[0]
+    index = np.arange(pools)[:, None]
+    split = np.where(index < first[None, :], d, chosen[None, :] * w)
+    result = np.empty_like(split)
+    np.put_along_axis(result, order, split, axis=0)
+    return result
+
+
+def share_windows(
+    workload: Workload,
+    outcome: Outcome,
+    entitled: Sequence[float],
+    window: float,
+    *,
+    grid: ShareGrid | None = None,
+) -> dict[str, Any]:
+    """Delivered against entitled share per pool and window, over the period while jobs
+    arrive or wait (up to the last start).
+
+    Per (pool, window), measured over the time inside the window during which the pool had
+    work waiting (cells weighted by the fraction of the cell it waited): `got`, the
+    accelerator-seconds it received; `all`, those the facility delivered to everyone;
+    `fair`, what its entitlement gave it then: the accelerators delivered to everyone,
+    split by weighted max-min fairness over what each pool asked for (its running plus its
+    waiting accelerators), with the entitlements as weights. So a pool that asks for more
+    than its entitled share gets at least its entitled share of what is delivered, and
+    what pools do not ask for is shared among those that do in proportion to their
+    entitlements. Also `share`: each pool's share of all accelerator-seconds delivered in
+    the whole window (the literal reading, and for charts)."""
+    g = grid or share_grid(workload, outcome, entitled)
+    per = round(window / g.step)
+    cells = g.rate.shape[1]
+    count = min(cells // per, max(1, int(np.ceil(g.horizon / window))))
+    used = count * per
+    shape = (g.rate.shape[0], count, per)
+
+    def per_window(x: np.ndarray) -> np.ndarray:
+        return x[:, :used].reshape(shape).sum(axis=2) * g.step
+
+    total = g.rate.sum(axis=0)
+    in_window = per_window(g.rate)
+    window_total = in_window.sum(axis=0)
     return {
-        "edges": edges,
-        "share": share,
-        "waiting": has_waiting,
-        "entitled": np.asarray(entitled, dtype=np.float64),
+        "edges": np.arange(count + 1, dtype=np.float64) * window,
+        "entitled": g.entitled,
+        "waited_s": per_window(g.waited),
+        "got": per_window(g.waited * g.rate),
+        "all": per_window(g.waited * total[None, :]),
+        "fair": per_window(g.waited * g.fair),
+        "share": np.divide(
+            in_window, window_total, out=np.zeros_like(in_window), where=window_total > 0
+        ),
+        "min_waiting_s": min(MIN_WAITING, window / 2),
     }
 
 
 def _deviation(windows: dict[str, Any], pools: Sequence[str]) -> dict[str, Any]:
-    share, waiting, entitled = windows["share"], windows["waiting"], windows["entitled"]
-    gap = share - entitled[:, None]
-    counted = np.where(waiting, gap, np.nan)
+    """Per pool, over the windows it had work waiting for at least `min_waiting_s`, in
+    points of what the facility delivered while the pool waited: the largest |got - fair|
+    (`max_abs_deviation`) and the largest fair - got (`max_shortfall`); and, for the
+    literal reading, the largest |share of the window - entitled| (`max_raw_deviation`:
+    it counts a surplus that pools without work left unused as a deviation)."""
+    entitled = windows["entitled"]
+    counted = windows["waited_s"] >= windows["min_waiting_s"]
+    everyone = windows["all"]
+    safe = np.where(everyone > 0, everyone, 1.0)
+    fair = np.where(everyone > 0, (windows["got"] - windows["fair"]) / safe, 0.0)
+    share = windows["share"]
+    raw = share - entitled[:, None]
     per_pool = {}
     for p, name in enumerate(pools):
-        row = counted[p][~np.isnan(counted[p])]
+        mask = counted[p]
+        rows = fair[p][mask]
         per_pool[name] = {
-            "windows_waiting": len(row),
-            "max_shortfall": float(max(0.0, -row.min())) if len(row) else 0.0,
-            "max_abs_deviation": float(np.abs(row).max()) if len(row) else 0.0,
+            "windows_waiting": int(mask.sum()),
+            "hours_waiting": float(windows["waited_s"][p].sum() / HOUR),
+            "max_abs_deviation": _max_abs(rows),
+            "max_shortfall": float(max(0.0, -rows.min())) if len(rows) else 0.0,
+            "worst_deviation": _signed_worst(rows),
+            "max_raw_deviation": _max_abs(raw[p][mask]),
         }
-    valid = counted[~np.isnan(counted)]
+    # Jain's index of received / fair over the pools that waited, per window.
+    received = np.divide(
+        windows["got"], windows["fair"], out=np.ones_like(share), where=windows["fair"] > 0
+    )
     ratios = [
-        jain(share[waiting[:, w], w] / entitled[waiting[:, w]])
-        for w in range(share.shape[1])
-        if waiting[:, w].sum() > 1
+        jain(received[counted[:, w], w]) for w in range(share.shape[1]) if counted[:, w].sum() > 1
     ]
     return {
-        "max_shortfall": float(max(0.0, -valid.min())) if len(valid) else 0.0,
-        "max_abs_deviation": float(np.abs(valid).max()) if len(valid) else 0.0,
+        "max_abs_deviation": max((v["max_abs_deviation"] for v in per_pool.values()), default=0.0),
+        "max_shortfall": max((v["max_shortfall"] for v in per_pool.values()), default=0.0),
+        "max_raw_deviation": max((v["max_raw_deviation"] for v in per_pool.values()), default=0.0),
         "jain": float(np.mean(ratios)) if ratios else 1.0,
+        "windows": int(share.shape[1]),
         "pools": per_pool,
     }
+
+
+def _max_abs(x: np.ndarray) -> float:
+    return float(np.abs(x).max()) if len(x) else 0.0
+
+
+def _signed_worst(x: np.ndarray) -> float:
+    return float(x[np.argmax(np.abs(x))]) if len(x) else 0.0
 
 
 def measure(
     workload: Workload, outcome: Outcome, *, capacity: int, entitled: Sequence[float]
 ) -> dict[str, Any]:
-    """Every figure of one run, as plain numbers (JSON-ready)."""
+    """Every figure of one run, as plain numbers (JSON-ready). Utilisation counts the work
+    of runs that completed; `utilisation_busy` adds the runs preemption cut short."""
     submit, start, end = workload.submit, outcome.start, outcome.end
     acc = workload.accelerators.astype(np.float64)
-    wait = start - submit
+    cut = outcome.preempted_seconds
+    wait = start - submit - (cut if cut is not None else 0.0)
     jct = end - submit
     makespan = float(end.max() - submit.min()) if len(workload) else 0.0
     busy = float(np.dot(acc, end - start))
-    times = np.concatenate((start, end, submit, start))
-    zeros = np.zeros(len(workload))
-    run_delta = np.concatenate((acc, -acc, zeros, zeros))
-    wait_delta = np.concatenate((zeros, zeros, zeros + 1, zeros - 1))
+    run_job, run_start, run_end, wait_time, wait_delta, _ = _runs(workload, outcome)
+    run_acc = acc[run_job]
+    times = np.concatenate((run_start, run_end, wait_time))
+    run_delta = np.concatenate((run_acc, -run_acc, np.zeros(len(wait_time))))
+    queue_delta = np.concatenate((np.zeros(2 * len(run_start)), wait_delta))
     order = np.argsort(times, kind="stable")
     t = times[order]
     running = np.cumsum(run_delta[order])
-    queued = np.cumsum(wait_delta[order])
+    queued = np.cumsum(queue_delta[order])
     dt = np.diff(t)
-    idle_waiting = float(np.sum((capacity - running[:-1]) * (queued[:-1] > 0) * dt))
-    hour = share_windows(workload, outcome, entitled, HOUR)
-    day = share_windows(workload, outcome, entitled, DAY)
-    week = share_windows(workload, outcome, entitled, WEEK)
+    idle_waiting = float(np.sum((capacity - running[:-1]) * (queued[:-1] > 0.5) * dt))
+    grid = share_grid(workload, outcome, entitled)
+    hour = share_windows(workload, outcome, entitled, HOUR, grid=grid)
+    day = share_windows(workload, outcome, entitled, DAY, grid=grid)
+    week = share_windows(workload, outcome, entitled, WEEK, grid=grid)
     # Utilisation while jobs arrive or wait (up to the last start) is what a policy controls;
     # over the makespan the drain of the last long jobs dominates.
     horizon = float(start.max() - submit.min()) if len(workload) else 0.0
     done_in_horizon = acc * (np.clip(end, None, horizon) - np.clip(start, None, horizon))
     in_horizon = float(done_in_horizon.sum())
+    cut_acc = acc[outcome.cut_job]
+    lost_in_horizon = float(
+        np.dot(
+            cut_acc,
+            np.clip(outcome.cut_end, None, horizon) - np.clip(outcome.cut_start, None, horizon),
+        )
+    )
+    lost_by_pool = np.bincount(
+        workload.pool[outcome.cut_job],
+        weights=cut_acc * (outcome.cut_end - outcome.cut_start),
+        minlength=len(workload.pools),
+    )
+    cuts_by_pool = np.bincount(workload.pool[outcome.cut_job], minlength=len(workload.pools))
     return {
         "jobs": len(workload),
         "utilisation": in_horizon / (capacity * horizon) if horizon else 0.0,
+        "utilisation_busy": (in_horizon + lost_in_horizon) / (capacity * horizon)
+        if horizon
+        else 0.0,
         "utilisation_makespan": busy / (capacity * makespan) if makespan else 0.0,
         "idle_while_waiting_accelerator_hours": idle_waiting / 3600,
         "idle_while_waiting_fraction": idle_waiting / (capacity * makespan) if makespan else 0.0,
@@ -151,22 +295,47 @@ def measure(
         "makespan_days": makespan / DAY,
         "backfilled_jobs": outcome.backfilled,
         "preemptions": outcome.preemptions,
+        "preempted_jobs": len(np.unique(outcome.cut_job)),
         "lost_accelerator_hours": outcome.lost_accelerator_seconds / 3600,
+        "lost_fraction": lost_in_horizon / (in_horizon + lost_in_horizon) if in_horizon else 0.0,
         "share_hour": _deviation(hour, workload.pools),
         "share_day": _deviation(day, workload.pools),
         "share_week": _deviation(week, workload.pools),
-        "per_pool": _per_pool(workload, wait, done_in_horizon, entitled),
-        "hourly_share": {
-            "edges_h": (hour["edges"] / HOUR).tolist(),
-            "pools": {name: hour["share"][p].tolist() for p, name in enumerate(workload.pools)},
-            "waiting": {name: hour["waiting"][p].tolist() for p, name in enumerate(workload.pools)},
-            "entitled": dict(zip(workload.pools, hour["entitled"].tolist(), strict=True)),
+        "per_pool": _per_pool(
+            workload, wait, done_in_horizon, entitled, cuts_by_pool, lost_by_pool
+        ),
+        "hourly_share": _series(hour, workload.pools, HOUR),
+        "weekly_share": _series(week, workload.pools, WEEK),
+    }
+
+
+def _series(windows: dict[str, Any], pools: Sequence[str], unit: float) -> dict[str, Any]:
+    """Per pool and window: share of all delivered, whether counted, and got - fair over the
+    time the pool waited (None where it did not count), for charts."""
+    counted = windows["waited_s"] >= windows["min_waiting_s"]
+    everyone = windows["all"]
+    fair = np.where(
+        everyone > 0, (windows["got"] - windows["fair"]) / np.where(everyone > 0, everyone, 1), 0
+    )
+    return {
+        "edges": (windows["edges"] / unit).tolist(),
+        "pools": {name: windows["share"][p].tolist() for p, name in enumerate(pools)},
+        "waiting": {name: counted[p].tolist() for p, name in enumerate(pools)},
+        "fair_deviation": {
+            name: [float(v) if c else None for v, c in zip(fair[p], counted[p], strict=True)]
+            for p, name in enumerate(pools)
         },
+        "entitled": dict(zip(pools, windows["entitled"].tolist(), strict=True)),
     }
 
 
 def _per_pool(
-    workload: Workload, wait: np.ndarray, done: np.ndarray, entitled: Sequence[float]
+    workload: Workload,
+    wait: np.ndarray,
+    done: np.ndarray,
+    entitled: Sequence[float],
+    cuts: np.ndarray,
+    lost: np.ndarray,
 ) -> dict[str, dict[str, float]]:
     """Queueing delay and delivered share (of the accelerator-time delivered while jobs
     arrived or waited) per pool: what a regulation changes for each member state."""
@@ -181,6 +350,8 @@ def _per_pool(
             "mean_wait_h": float(waits.mean() / 3600) if len(waits) else 0.0,
             "p99_wait_h": float(np.percentile(waits, 99) / 3600) if len(waits) else 0.0,
             "delivered": float(done[mine].sum()) / total if total else 0.0,
+            "preemptions": int(cuts[p]),
+            "lost_accelerator_hours": float(lost[p]) / 3600,
         }
     return result
 

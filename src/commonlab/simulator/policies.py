@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from commonlab.errors import InvalidInput
-from commonlab.simulator.controller import ControllerSettings, next_weights
+from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights
 from commonlab.simulator.engine import Policy, State
 from commonlab.simulator.fairtree import fair_tree_factors
 
@@ -27,11 +27,11 @@ class FifoBackfill(Policy):
     name = "fifo"
 
     def bind(self, state: State) -> np.ndarray:
-        self._submit = state.workload.submit
+        self._queued = state.queued_at
         return np.zeros(len(state.workload), dtype=np.int64)
 
     def priority(self, key: int, job: int) -> float:
-        return -float(self._submit[job])
+        return -self._queued[job]
 
 
 class Multifactor(Policy):
@@ -53,7 +53,7 @@ class Multifactor(Policy):
     def bind(self, state: State) -> np.ndarray:
         self.state = state
         workload = state.workload
-        self._submit = workload.submit.tolist()
+        self._queued = state.queued_at
         self.tenant_pool = [0] * len(workload.tenants)
         for t, p in zip(workload.tenant.tolist(), workload.pool.tolist(), strict=True):
             self.tenant_pool[t] = p
@@ -66,7 +66,7 @@ class Multifactor(Policy):
 
     def priority(self, key: int, job: int) -> float:
         # -w_age * submit / max_age orders like the age term and does not change with time.
-        return self.w_fairshare * self.factor[key] - self.w_age * self._submit[job] / self.max_age
+        return self.w_fairshare * self.factor[key] - self.w_age * self._queued[job] / self.max_age
 
     def on_tick(self, now: float) -> None:
         used = self.state.tenant_usage()
@@ -81,47 +81,63 @@ class Multifactor(Policy):
 
 
 class CommonlabPolicy(Multifactor):
-    """Multifactor whose pool shares are the share controller's weights: every `window`
-    seconds the controller compares each pool's delivered share over the window with its
-    entitlement and moves the pool's weight by a bounded step."""
+    """Multifactor whose pool shares are the share controller's weights. At every priority
+    recomputation the policy samples, for each pool with work waiting, the accelerators it
+    holds and those its entitlement gives it then (`controller.fair_split` over running
+    plus waiting accelerators), in sums that decay with half-life `memory`; every `window`
+    seconds the controller compares the two and moves the pool's weight by a bounded step,
+    leaving it alone while the error is inside the deadband."""
 
     name = "commonlab"
     window = 3_600.0
+    memory = 86_400.0
 
     def __init__(self, settings: ControllerSettings | None = None) -> None:
-        self.settings = settings or ControllerSettings()
+        self.settings = settings or ControllerSettings(
+            gain=1.0, max_step=0.1, deadband=0.005, relax=0.05
+        )
 
     def bind(self, state: State) -> np.ndarray:
         keys = super().bind(state)
-        self._pools = list(range(len(state.workload.pools)))
+        self._names = [str(p) for p in range(len(state.workload.pools))]
+        self._entitled = dict(zip(self._names, state.entitled, strict=True))
+        self._got = [0.0] * len(self._names)
+        self._fair = [0.0] * len(self._names)
+        self._sampled = 0.0
         self._window_start = 0.0
-        self._window_used = [0.0] * len(self._pools)
-        self._window_waited = [False] * len(self._pools)
         self.history: list[tuple[float, list[float]]] = []
         return keys
 
-    def on_tick(self, now: float) -> None:
+    def _sample(self, now: float) -> None:
         state = self.state
-        for p in self._pools:
-            self._window_waited[p] |= state.pool_waiting[p] > 0
+        dt = now - self._sampled
+        self._sampled = now
+        keep = 0.5 ** (dt / self.memory)
+        running, queued = state.pool_running, state.pool_queued
+        fair = fair_split(
+            float(sum(running)),
+            entitled=self._entitled,
+            demand={n: running[p] + queued[p] for p, n in enumerate(self._names)},
+        )
+        for p, name in enumerate(self._names):
+            waits = state.pool_waiting[p] > 0
+            self._got[p] = self._got[p] * keep + (running[p] * dt if waits else 0.0)
+            self._fair[p] = self._fair[p] * keep + (fair[name] * dt if waits else 0.0)
+
+    def on_tick(self, now: float) -> None:
+        self._sample(now)
         if now - self._window_start >= self.window:
-            used = state.tenant_usage()
-            by_pool = [0.0] * len(self._pools)
-            for t, total in enumerate(used):
-                by_pool[self.tenant_pool[t]] += total
-            delivered = {str(p): by_pool[p] - self._window_used[p] for p in self._pools}
-            self._window_used = by_pool
             weights = next_weights(
-                entitled={str(p): state.entitled[p] for p in self._pools},
-                delivered=delivered,
-                weights={str(p): self.weights[p] for p in self._pools},
-                waiting={str(p): self._window_waited[p] for p in self._pools},
+                entitled=self._entitled,
+                delivered=dict(zip(self._names, self._got, strict=True)),
+                weights=dict(zip(self._names, self.weights, strict=True)),
+                waiting={n: self._fair[p] > 0 for p, n in enumerate(self._names)},
+                fair=dict(zip(self._names, self._fair, strict=True)),
                 settings=self.settings,
             )
-            self.weights = [weights[str(p)] for p in self._pools]
+            self.weights = [weights[n] for n in self._names]
             self.history.append((now, list(self.weights)))
             self._window_start = now
-            self._window_waited = [state.pool_waiting[p] > 0 for p in self._pools]
         super().on_tick(now)
 
 
@@ -130,16 +146,18 @@ class DominantResourceFair(Policy):
     nominal quota of every accelerator class equal to its entitled share. The pool with the
     lowest dominant share (max over classes of usage / quota) goes first, so a pool below
     its quota is served before one that borrows; borrowing is unlimited when capacity is
-    free. Kueue can also reclaim borrowed quota by preemption; this policy does not."""
+    free. A pool below its quota with work waiting reclaims what others borrowed by
+    preempting their newest jobs (Kueue's `reclaimWithinCohort: Any`), up to its quota."""
 
     name = "drf"
     dynamic = True
+    preempts = True
 
     def bind(self, state: State) -> np.ndarray:
         self.state = state
         workload = state.workload
-        self._submit = workload.submit.tolist()
         self._running = state.pool_running
+        self._waiting = state.pool_waiting
         # Classes are pooled: the dominant share is the pool's accelerators in use over its
         # quota of the whole facility (exact when every class is split by the same shares).
         self._quota = [max(share, 1e-9) * state.capacity for share in state.entitled]
@@ -148,6 +166,20 @@ class DominantResourceFair(Policy):
     def priority(self, key: int, job: int) -> float:
         # Lowest dominant share first; the engine breaks ties by the older head job.
         return -self._running[key] / self._quota[key]
+
+    def reclaimers(self) -> list[int]:
+        below = [
+            p
+            for p, quota in enumerate(self._quota)
+            if self._waiting[p] and self._running[p] < quota
+        ]
+        return sorted(below, key=lambda p: self._running[p] / self._quota[p])
+
+    def may_reclaim(self, pool: int, size: int) -> bool:
+        return self._running[pool] + size <= self._quota[pool]
+
+    def is_victim(self, pool: int) -> bool:
+        return self._running[pool] > self._quota[pool]
 
 
 POLICIES: dict[str, type[Policy]] = {

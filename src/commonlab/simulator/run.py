@@ -55,6 +55,7 @@ def prepare(
     load: float | None = None,
     max_runtime: float | None = None,
     scale_to: int | None = None,
+    size_scale: int = 1,
 ) -> Scenario:
     """Build the workload for `fleet` under `document`; `load` is relative to `scale_to`
     accelerators when given (a workload for a fleet of that size), else to the fleet's."""
@@ -68,6 +69,7 @@ def prepare(
         load=load,
         accelerators=scale_to or capacity,
         max_runtime=max_runtime,
+        size_scale=size_scale,
     )
     workload, eligible = bind_classes(workload, parts)
     if not len(workload):

@@ -85,6 +85,7 @@ def build_workload(
     accelerators: int | None = None,
     max_runtime: float | None = None,
     tenant_pools: Mapping[str, str] | None = None,
+    size_scale: int = 1,
 ) -> Workload:
     """Stack `traces` into one workload for pools `pools`.
 
@@ -95,6 +96,9 @@ def build_workload(
       seconds) over the submit span is `load` times the facility's `accelerators`.
     - `max_runtime`: cut longer jobs to this many seconds, as a facility's maximum job time
       would (long jobs checkpoint and resubmit); applied before `load` is computed.
+    - `size_scale`: multiply every job's accelerators by this factor (8: each GPU of the
+      trace becomes one 8-accelerator node, so a one-node task becomes a one-domain job of
+      up to 8 nodes); applied before `load` is computed.
     - Pools: `tenant_pools` maps trace tenants to pools; otherwise each (trace, copy) is a
       cluster dealt to the pools round-robin (when there are fewer clusters than pools, each
       cluster's tenants are dealt instead, in order).
@@ -108,6 +112,8 @@ def build_workload(
         raise InvalidInput("the traces hold no job that can run (see what was set aside)")
     if jobs is not None and jobs < 1:
         raise InvalidInput(f"--jobs must be at least 1, not {jobs}")
+    if size_scale < 1:
+        raise InvalidInput(f"--size-scale must be at least 1, not {size_scale}")
     copies = max(1, math.ceil(jobs / base)) if jobs else 1
     pool_index = {p: i for i, p in enumerate(pools)}
     unknown = sorted({p for p in (tenant_pools or {}).values() if p not in pool_index})
@@ -221,6 +227,12 @@ def build_workload(
         how.append(
             f"runtimes cut to at most {max_runtime / 3600:g} h (maximum job time): "
             f"{int(cut.sum()):,} jobs cut"
+        )
+    if size_scale > 1:
+        columns["accelerators"] = columns["accelerators"] * size_scale
+        how.append(
+            f"job sizes x {size_scale} (a job of n accelerators in the trace asks for "
+            f"{size_scale}n; a one-node task stays inside one interconnect domain)"
         )
     if load is not None:
         if not accelerators or load <= 0:
