@@ -4,11 +4,13 @@
     .venv/bin/python bench/simulator_bench.py fidelity
 
 speed: the Alibaba trace stacked to --jobs jobs on examples/fleet-100k.toml (offered load
---load, runtimes cut at 24 h); jobs/s and peak RSS per policy, each run in a forked process,
-and beside them a naive baseline (FIFO with unbounded main-pass depth and backfill window,
-i.e. a full-queue scan at every event and every backfill pass) on the first --baseline-jobs.
+--load, runtimes cut at 24 h, job sizes x --size-scale); jobs/s and peak RSS per policy,
+each run in a forked process, and beside them a naive baseline (FIFO with unbounded
+main-pass depth and backfill window, i.e. a full-queue scan at every event and every
+backfill pass) on the first --baseline-jobs.
 fidelity: the original Alibaba cluster (openb_node_list_gpu_node.csv, one domain per node)
-under FIFO + backfill, simulated against recorded queueing delays.
+under FIFO + backfill at the recorded submit times, simulated against recorded queueing
+delays, and what the recorded delays depend on.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
 
-from commonlab.compute.fleet_spec import FleetSpec, load_fleet  # noqa: E402
 from commonlab.simulator.engine import EngineSettings  # noqa: E402
-from commonlab.simulator.facility import load_regulation  # noqa: E402
+from commonlab.simulator.facility import load_fleet, load_regulation  # noqa: E402
 from commonlab.simulator.run import prepare, run_policies  # noqa: E402
 from commonlab.simulator.traces import load_trace  # noqa: E402
 
@@ -62,10 +63,11 @@ def _one(scenario, policy: str, settings: EngineSettings) -> dict:
             "mean_wait_h",
             "p99_wait_h",
             "backfilled_jobs",
+            "preemptions",
+            "lost_accelerator_hours",
         )
     } | {
-        "max_shortfall_hour": figures["share_hour"]["max_shortfall"],
-        "max_shortfall_day": figures["share_day"]["max_shortfall"],
+        "max_dev_hour": figures["share_hour"]["max_abs_deviation"],
         "jain_hour": figures["share_hour"]["jain"],
     }
 
@@ -76,7 +78,13 @@ def speed(args: argparse.Namespace) -> None:
     trace = load_trace(TRACES / "openb_pod_list_default.csv")
     began = time.perf_counter()
     scenario = prepare(
-        fleet, document, [trace], jobs=args.jobs, load=args.load, max_runtime=24 * 3600
+        fleet,
+        document,
+        [trace],
+        jobs=args.jobs,
+        load=args.load,
+        max_runtime=24 * 3600,
+        size_scale=args.size_scale,
     )
     print(
         f"workload: {len(scenario.workload):,} jobs on {scenario.capacity:,} accelerators, "
@@ -88,7 +96,8 @@ def speed(args: argparse.Namespace) -> None:
     print(f"parent peak RSS with the workload loaded: {base_rss:.0f} MiB\n")
     print(
         f"{'policy':<24}{'jobs':>10}{'seconds':>9}{'jobs/s':>9}{'peak MiB':>10}"
-        f"{'util':>7}{'mean JCT h':>11}{'p99 wait h':>11}{'shortfall/h':>12}"
+        f"{'util':>7}{'mean JCT h':>11}{'p99 wait h':>11}{'dev/h pt':>9}{'preempt':>9}"
+        f"{'lost h':>9}"
     )
     rows = []
     for policy in args.policies:
@@ -99,7 +108,13 @@ def speed(args: argparse.Namespace) -> None:
         import numpy as np
 
         small = prepare(
-            fleet, document, [trace], jobs=args.baseline_jobs, load=args.load, max_runtime=24 * 3600
+            fleet,
+            document,
+            [trace],
+            jobs=args.baseline_jobs,
+            load=args.load,
+            max_runtime=24 * 3600,
+            size_scale=args.size_scale,
         )
         naive = EngineSettings(main_depth=10**9, backfill_window=10**9)
         for label, settings in (
@@ -115,47 +130,85 @@ def _row(policy: str, jobs: int, f: dict, peak: float) -> None:
     print(
         f"{policy:<24}{jobs:>10,}{f['seconds']:>9.1f}{f['jobs_per_s']:>9,.0f}{peak:>10,.0f}"
         f"{f['utilisation']:>7.1%}{f['mean_jct_h']:>11.2f}{f['p99_wait_h']:>11.2f}"
-        f"{f['max_shortfall_hour']:>12.1%}",
+        f"{100 * f['max_dev_hour']:>9.2f}{f['preemptions']:>9,}"
+        f"{f['lost_accelerator_hours']:>9,.0f}",
         flush=True,
     )
 
 
-def alibaba_fleet() -> FleetSpec:
-    """The original cluster: one partition per (GPU model, GPUs per node), one domain per
-    node (a pod never spans nodes)."""
-    import csv
-    from collections import Counter
-
-    with (TRACES / "openb_node_list_gpu_node.csv").open(newline="") as handle:
-        groups = Counter((row["model"], int(row["gpu"])) for row in csv.DictReader(handle))
-    partitions = [
-        {
-            "name": f"{model.lower()}-{gpus}",
-            "site": "alibaba",
-            "accelerator": model,
-            "nodes": nodes,
-            "accelerators_per_node": gpus,
-            "nodes_per_domain": 1,
-        }
-        for (model, gpus), nodes in sorted(groups.items())
-    ]
-    return FleetSpec.model_validate(
-        {"sites": [{"name": "alibaba", "country": "CN"}], "partitions": partitions}
-    )
-
-
 def fidelity(args: argparse.Namespace) -> None:
-    fleet = alibaba_fleet()
+    import numpy as np
+
+    fleet = load_fleet(TRACES / "openb_node_list_gpu_node.csv")
     document = load_regulation(ROOT / "examples" / "regulation.json")
     trace = load_trace(TRACES / "openb_pod_list_default.csv")
     scenario = prepare(fleet, document, [trace])
     report = run_policies(scenario, ["fifo"], with_fidelity=True)
-    fid = report["policies"]["fifo"]["fidelity"]
+    figures = report["policies"]["fifo"]
+    fid = figures["fidelity"]
     print(f"original cluster: {fleet.accelerators:,} GPUs; {len(scenario.workload):,} tasks")
     for line in scenario.workload.how:
         print(f"  {line}")
-    print(json.dumps(fid, indent=1))
-    print(f"utilisation {report['policies']['fifo']['utilisation']:.2%}")
+    for reason, count in sorted(scenario.workload.set_aside.items()):
+        print(f"  set aside: {count:,} {reason}")
+    print(f"{'queueing delay, s':<20}{'recorded':>10}{'simulated':>10}")
+    for key in ("median", "p90", "p99", "mean"):
+        print(f"{key:<20}{fid[f'recorded_{key}_s']:>10,.0f}{fid[f'simulated_{key}_s']:>10,.0f}")
+    print(f"{'under 1 s':<20}{fid['recorded_zero']:>10.1%}{fid['simulated_zero']:>10.1%}")
+    print(f"Spearman {fid['spearman']}, Pearson {fid['pearson']}, KS {fid['ks']:.3f}")
+    print(
+        f"utilisation {figures['utilisation']:.2%}; peak of GPUs in use "
+        f"{_peak_in_use(scenario.workload, report):,}"
+    )
+    # What the recorded delays depend on: the size of the gang, and the tasks' class.
+    wait = scenario.workload.recorded_wait
+    size = scenario.workload.accelerators
+    print("recorded delay by GPUs asked (median / p90 / p99 s):")
+    for n in np.unique(size):
+        mine = wait[size == n]
+        q = np.percentile(mine, [50, 90, 99])
+        print(f"  {n} GPU(s), {len(mine):>5} tasks: {q[0]:>6.0f} {q[1]:>7.0f} {q[2]:>8.0f}")
+
+    # Would a smaller cluster explain them? The same tasks on N GPUs (8-GPU nodes, one
+    # domain each): how close the simulated delays come as N shrinks toward the peak.
+    from commonlab.compute.fleet_spec import FleetSpec
+
+    print("the same tasks on a cluster of N GPUs in 8-GPU nodes (capacity the sample saw):")
+    print(f"{'N':>6}{'median':>8}{'p90':>8}{'p99':>9}{'KS':>7}{'Spearman':>10}")
+    for gpus in args.sweep:
+        small = FleetSpec.model_validate(
+            {
+                "sites": [{"name": "alibaba", "country": "CN"}],
+                "partitions": [
+                    {
+                        "name": "any",
+                        "site": "alibaba",
+                        "accelerator": "GPU",
+                        "nodes": gpus // 8,
+                        "accelerators_per_node": 8,
+                        "nodes_per_domain": 1,
+                    }
+                ],
+            }
+        )
+        f = run_policies(prepare(small, document, [trace]), ["fifo"], with_fidelity=True)
+        f = f["policies"]["fifo"]["fidelity"]
+        rho = "-" if f["spearman"] is None else f"{f['spearman']:.2f}"
+        print(
+            f"{gpus:>6}{f['simulated_median_s']:>8,.0f}{f['simulated_p90_s']:>8,.0f}"
+            f"{f['simulated_p99_s']:>9,.0f}{f['ks']:>7.2f}{rho:>10}"
+        )
+
+
+def _peak_in_use(workload, report) -> int:
+    del report
+    import numpy as np
+
+    # Recorded placements: every task from its recorded start for its runtime.
+    start = workload.submit + workload.recorded_wait
+    times = np.concatenate((start, start + workload.runtime))
+    deltas = np.concatenate((workload.accelerators, -workload.accelerators))
+    return int(np.cumsum(deltas[np.argsort(times, kind="stable")]).max())
 
 
 def main() -> None:
@@ -168,7 +221,9 @@ def main() -> None:
     s.add_argument("--load", type=float, default=0.95)
     s.add_argument("--policies", nargs="+", default=["fifo", "multifactor", "drf", "commonlab"])
     s.add_argument("--baseline-jobs", type=int, default=50_000)
-    sub.add_parser("fidelity")
+    s.add_argument("--size-scale", type=int, default=1)
+    f = sub.add_parser("fidelity")
+    f.add_argument("--sweep", type=int, nargs="*", default=[512, 128, 64, 56, 48, 40, 32])
     args = parser.parse_args()
     {"speed": speed, "fidelity": fidelity}[args.what](args)
 

@@ -56,6 +56,14 @@ def simulate(
     max_runtime_h: Annotated[
         float, typer.Option(help="cut longer jobs to this many hours (0: no cut)")
     ] = 24.0,
+    size_scale: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="multiply every job's accelerators by this factor (8: each GPU of the trace "
+            "becomes an 8-accelerator node)",
+        ),
+    ] = 1,
     motion: Annotated[
         int | None,
         typer.Option(
@@ -73,7 +81,7 @@ def simulate(
 ) -> None:
     """Compare scheduling policies on a trace-driven workload of the facility, or (--motion)
     a motion's proposed regulation with the one in force."""
-    from commonlab.compute.fleet_spec import load_fleet
+    from commonlab.simulator.facility import load_fleet
     from commonlab.simulator.traces import load_trace
 
     if scale_to is not None and scale_to < 1:
@@ -100,6 +108,7 @@ def simulate(
             load=load,
             max_runtime=max_runtime,
             scale_to=scale_to,
+            size_scale=size_scale,
         )
         return
     if regulation is None or out is None:
@@ -114,6 +123,7 @@ def simulate(
         load=load,
         max_runtime=max_runtime,
         scale_to=scale_to,
+        size_scale=size_scale,
         fidelity=fidelity,
     )
 
@@ -129,6 +139,7 @@ def _simulate_policies(
     load: float | None,
     max_runtime: float | None,
     scale_to: int | None,
+    size_scale: int,
     fidelity: bool,
 ) -> None:
     from commonlab.simulator.charts import write_charts
@@ -144,6 +155,7 @@ def _simulate_policies(
         load=load,
         max_runtime=max_runtime,
         scale_to=scale_to,
+        size_scale=size_scale,
     )
     with _progress() as progress:
         report = run_policies(scenario, policies, progress=progress, with_fidelity=fidelity)
@@ -168,6 +180,7 @@ def _simulate_motion(
     load: float | None,
     max_runtime: float | None,
     scale_to: int | None,
+    size_scale: int,
 ) -> None:
     """Fetch the motion, the regulation and the scale in force when its vote opened, run
     both regulations on one workload and attach the comparison to the motion."""
@@ -213,6 +226,7 @@ def _simulate_motion(
         load=load,
         max_runtime=max_runtime,
         scale_to=scale_to,
+        size_scale=size_scale,
     )
     body = summarise(
         comparison,
@@ -270,22 +284,28 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 _ROWS = [
-    ("utilisation", "utilisation", lambda f: f"{f['utilisation']:.1%}"),
-    ("idle while waiting", "idle", lambda f: f"{f['idle_while_waiting_fraction']:.2%}"),
-    ("mean JCT", "", lambda f: f"{f['mean_jct_h']:.2f} h"),
-    ("p99 JCT", "", lambda f: f"{f['p99_jct_h']:.2f} h"),
-    ("mean wait", "", lambda f: f"{f['mean_wait_h'] * 60:.1f} min"),
-    ("p99 wait", "", lambda f: f"{f['p99_wait_h'] * 60:.1f} min"),
-    ("makespan", "", lambda f: f"{f['makespan_days']:.2f} d"),
-    ("max shortfall / hour", "", lambda f: f"{f['share_hour']['max_shortfall']:.1%}"),
-    ("max shortfall / day", "", lambda f: f"{f['share_day']['max_shortfall']:.1%}"),
-    ("max shortfall / week", "", lambda f: f"{f['share_week']['max_shortfall']:.1%}"),
-    ("max |deviation| / day", "", lambda f: f"{f['share_day']['max_abs_deviation']:.1%}"),
-    ("Jain (hourly)", "", lambda f: f"{f['share_hour']['jain']:.3f}"),
-    ("backfilled jobs", "", lambda f: f"{f['backfilled_jobs']:,}"),
-    ("preemptions", "", lambda f: str(f["preemptions"])),
-    ("jobs/s simulated", "", lambda f: f"{f['jobs_per_s']:,.0f}"),
+    ("utilisation (completed work)", lambda f: f"{f['utilisation']:.1%}"),
+    ("utilisation (busy, incl. cut runs)", lambda f: f"{f['utilisation_busy']:.1%}"),
+    ("idle while jobs wait", lambda f: f"{f['idle_while_waiting_fraction']:.2%}"),
+    ("mean JCT", lambda f: f"{f['mean_jct_h']:.2f} h"),
+    ("p99 JCT", lambda f: f"{f['p99_jct_h']:.2f} h"),
+    ("mean wait", lambda f: f"{f['mean_wait_h'] * 60:.1f} min"),
+    ("p99 wait", lambda f: f"{f['p99_wait_h']:.2f} h"),
+    ("makespan", lambda f: f"{f['makespan_days']:.2f} d"),
+    ("max |dev| from fair / week", lambda f: _points(f["share_week"]["max_abs_deviation"])),
+    ("max |dev| from fair / day", lambda f: _points(f["share_day"]["max_abs_deviation"])),
+    ("max |dev| from fair / hour", lambda f: _points(f["share_hour"]["max_abs_deviation"])),
+    ("max |share - entitled| / week", lambda f: _points(f["share_week"]["max_raw_deviation"])),
+    ("Jain (hourly, got/fair)", lambda f: f"{f['share_hour']['jain']:.3f}"),
+    ("backfilled jobs", lambda f: f"{f['backfilled_jobs']:,}"),
+    ("preemptions (jobs)", lambda f: f"{f['preemptions']:,} ({f['preempted_jobs']:,})"),
+    ("accelerator-hours lost", lambda f: f"{f['lost_accelerator_hours']:,.0f}"),
+    ("jobs/s simulated", lambda f: f"{f['jobs_per_s']:,.0f}"),
 ]
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.2f} pt"
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -299,24 +319,89 @@ def _print(report: dict[str, Any]) -> None:
         console.print(f"  · {line}", highlight=False, soft_wrap=True)
     for reason, count in sorted(workload["set_aside"].items()):
         console.print(f"  · set aside: {count:,} jobs {reason}", highlight=False)
+    policies = report["policies"]
     table = Table(title="Policies side by side", title_justify="left")
     table.add_column("")
-    for name in report["policies"]:
+    for name in policies:
         table.add_column(name, justify="right")
-    for label, _, render in _ROWS:
-        table.add_row(label, *(render(f) for f in report["policies"].values()))
+    for label, render in _ROWS:
+        table.add_row(label, *(render(f) for f in policies.values()))
     console.print(table)
-    for name, figures in report["policies"].items():
-        if "fidelity" in figures:
-            fid = figures["fidelity"]
-            if "recorded_median_s" in fid:
-                console.print(
-                    f"fidelity ({name}, {fid['jobs']:,} jobs): recorded wait median "
-                    f"{fid['recorded_median_s']:.0f} s, p90 {fid['recorded_p90_s']:.0f} s; "
-                    f"simulated median {fid['simulated_median_s']:.0f} s, p90 "
-                    f"{fid['simulated_p90_s']:.0f} s; Spearman {fid['spearman']:.2f}",
-                    highlight=False,
-                )
+    weekly = Table(
+        title="Largest weekly deviation from the fair share while the pool waited, points "
+        "(weeks counted)",
+        title_justify="left",
+    )
+    weekly.add_column("pool")
+    weekly.add_column("entitled", justify="right")
+    for name in policies:
+        weekly.add_column(name, justify="right")
+    for pool, share in report["entitlements"].items():
+        cells = []
+        for figures in policies.values():
+            row = figures["share_week"]["pools"].get(pool)
+            cells.append(
+                f"{100 * row['worst_deviation']:+.2f} ({row['windows_waiting']})" if row else "-"
+            )
+        weekly.add_row(pool, f"{share:.1%}", *cells)
+    console.print(weekly)
+    _print_targets(report)
+    for name, figures in policies.items():
+        fid = figures.get("fidelity", {})
+        if "recorded_median_s" in fid:
+            _print_fidelity(name, fid)
+
+
+def _print_targets(report: dict[str, Any]) -> None:
+    """The issue's outcome targets for commonlab's policy, when the run has what they need."""
+    policies = report["policies"]
+    if "commonlab" not in policies:
+        return
+    ours = policies["commonlab"]
+    tolerance = report["tolerance"]
+    worst = ours["share_week"]["max_abs_deviation"]
+    lines = [
+        f"weekly share within ±{100 * tolerance:g} points of the fair share: "
+        f"{'met' if worst <= tolerance else 'NOT met'} (largest {100 * worst:.2f})"
+    ]
+    if "fifo" in policies:
+        fifo = policies["fifo"]["utilisation"]
+        lines.append(
+            f"utilisation at least FIFO's: {'met' if ours['utilisation'] >= fifo else 'NOT met'}"
+            f" ({ours['utilisation']:.2%} vs {fifo:.2%})"
+        )
+    if "multifactor" in policies:
+        jct = policies["multifactor"]["mean_jct_h"]
+        lines.append(
+            f"mean JCT no worse than multifactor's: "
+            f"{'met' if ours['mean_jct_h'] <= jct else 'NOT met'}"
+            f" ({ours['mean_jct_h']:.2f} h vs {jct:.2f} h)"
+        )
+    for line in lines:
+        console.print(f"commonlab target: {line}", highlight=False)
+
+
+def _print_fidelity(name: str, fid: dict[str, Any]) -> None:
+    table = Table(
+        title=f"Fidelity ({name}, {fid['jobs']:,} jobs): queueing delay, s",
+        title_justify="left",
+    )
+    for column in ("", "recorded", "simulated"):
+        table.add_column(column, justify="right" if column else "left")
+    for label, key in (("median", "median"), ("p90", "p90"), ("p99", "p99"), ("mean", "mean")):
+        table.add_row(
+            label, f"{fid[f'recorded_{key}_s']:,.0f}", f"{fid[f'simulated_{key}_s']:,.0f}"
+        )
+    table.add_row("under 1 s", f"{fid['recorded_zero']:.1%}", f"{fid['simulated_zero']:.1%}")
+    console.print(table)
+    spearman = (
+        "undefined (one side constant)" if fid["spearman"] is None else f"{fid['spearman']:.2f}"
+    )
+    console.print(
+        f"fidelity ({name}): Spearman {spearman}; Kolmogorov-Smirnov {fid['ks']:.2f}; "
+        f"mean |recorded - simulated| {fid['mean_abs_error_s']:,.0f} s",
+        highlight=False,
+    )
 
 
 _WHATIF_ROWS = [

@@ -3,14 +3,17 @@ and the entitled share of every pool read from a regulation and a contribution s
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from commonlab.compute import fleet_spec
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.errors import InvalidInput
 from commonlab.governance.regulation import ContributionScale, Regulation
@@ -20,6 +23,7 @@ __all__ = [
     "Partition",
     "RegulationDocument",
     "entitlements",
+    "load_fleet",
     "load_regulation",
     "partitions",
     "pool_of_member",
@@ -44,6 +48,55 @@ class Partition:
     @property
     def largest_domain(self) -> int:
         return max(self.domain_sizes)
+
+
+NODE_LIST_COLUMNS = ("sn", "gpu", "model")
+
+
+def load_fleet(path: Path) -> FleetSpec:
+    """A fleet document in compute's schema (TOML or JSON), or a node list of the Alibaba
+    trace (`openb_node_list_*.csv`: sn, cpu_milli, memory_mib, gpu, model), read as the
+    original cluster: one partition per (GPU model, GPUs per node), each node its own
+    interconnect domain (a pod never spans nodes); nodes without GPUs are left out."""
+    if path.suffix.lower() != ".csv":
+        return fleet_spec.load_fleet(path)
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the node list ({exc.strerror})") from None
+    groups: Counter[tuple[str, int]] = Counter()
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in NODE_LIST_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InvalidInput(f"{path}: missing column(s) {', '.join(missing)}")
+        for row in reader:
+            try:
+                gpus = int(row["gpu"])
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"{path} line {reader.line_num}: gpu must be an integer, not {row['gpu']!r}"
+                ) from None
+            if gpus < 0:
+                raise InvalidInput(f"{path} line {reader.line_num}: gpu {gpus} is negative")
+            if gpus:
+                groups[(row["model"].strip(), gpus)] += 1
+    if not groups:
+        raise InvalidInput(f"{path}: no node has GPUs")
+    parts = [
+        {
+            "name": re.sub(r"[^a-z0-9_.-]", "-", f"{model.lower()}-{gpus}"),
+            "site": "alibaba",
+            "accelerator": model,
+            "nodes": nodes,
+            "accelerators_per_node": gpus,
+            "nodes_per_domain": 1,
+        }
+        for (model, gpus), nodes in sorted(groups.items())
+    ]
+    return FleetSpec.model_validate(
+        {"sites": [{"name": "alibaba", "country": "CN"}], "partitions": parts}
+    )
 
 
 def partitions(fleet: FleetSpec) -> list[Partition]:

@@ -13,7 +13,18 @@ import numpy as np
 from commonlab.simulator.engine import Outcome
 from commonlab.simulator.workload import Workload
 
-__all__ = ["DAY", "HOUR", "WEEK", "fidelity", "jain", "measure", "share_windows"]
+__all__ = [
+    "DAY",
+    "HOUR",
+    "WEEK",
+    "ShareGrid",
+    "fidelity",
+    "jain",
+    "ks_statistic",
+    "measure",
+    "share_grid",
+    "share_windows",
+]
 
 HOUR = 3_600.0
 DAY = 86_400.0
@@ -305,6 +316,7 @@ def measure(
             workload, wait, done_in_horizon, entitled, cuts_by_pool, lost_by_pool
         ),
         "hourly_share": _series(hour, workload.pools, HOUR),
+        "daily_share": _series(day, workload.pools, DAY),
         "weekly_share": _series(week, workload.pools, WEEK),
     }
 
@@ -356,11 +368,17 @@ def _per_pool(
     return result
 
 
-def fidelity(workload: Workload, outcome: Outcome) -> dict[str, float]:
-    """Simulated against recorded queueing delays (seconds), for jobs with a recorded one."""
+def fidelity(workload: Workload, outcome: Outcome) -> dict[str, Any]:
+    """Simulated against recorded queueing delays (seconds), for jobs with a recorded one:
+    quantiles side by side, Spearman's rank correlation (None when either side is
+    constant), Pearson's correlation, the two-sample Kolmogorov-Smirnov statistic (largest
+    gap between the two distribution functions) and both distributions at every percentile
+    (for charts)."""
     known = ~np.isnan(workload.recorded_wait)
     recorded = workload.recorded_wait[known]
     simulated = (outcome.start - workload.submit)[known]
+    if outcome.preempted_seconds is not None:
+        simulated = simulated - outcome.preempted_seconds[known]
     if len(recorded) < 2:
         return {"jobs": len(recorded)}
 
@@ -371,20 +389,42 @@ def fidelity(workload: Workload, outcome: Outcome) -> dict[str, float]:
         _, tie, count = np.unique(x, return_inverse=True, return_counts=True)
         return (np.bincount(tie, position) / count)[tie]
 
-    def corr(a: np.ndarray, b: np.ndarray) -> float:
+    def corr(a: np.ndarray, b: np.ndarray) -> float | None:
         if a.std() == 0 or b.std() == 0:
-            return float("nan")
+            return None
         return float(np.corrcoef(a, b)[0, 1])
 
-    return {
-        "jobs": len(recorded),
-        "recorded_median_s": float(np.median(recorded)),
-        "recorded_p90_s": float(np.percentile(recorded, 90)),
-        "recorded_mean_s": float(recorded.mean()),
-        "simulated_median_s": float(np.median(simulated)),
-        "simulated_p90_s": float(np.percentile(simulated, 90)),
-        "simulated_mean_s": float(simulated.mean()),
-        "pearson": corr(recorded, simulated),
-        "spearman": corr(ranks(recorded), ranks(simulated)),
-        "mean_abs_error_s": float(np.abs(recorded - simulated).mean()),
-    }
+    result: dict[str, Any] = {"jobs": len(recorded)}
+    for label, x in (("recorded", recorded), ("simulated", simulated)):
+        p50, p90, p99 = np.percentile(x, [50, 90, 99])
+        result.update(
+            {
+                f"{label}_median_s": float(p50),
+                f"{label}_p90_s": float(p90),
+                f"{label}_p99_s": float(p99),
+                f"{label}_mean_s": float(x.mean()),
+                f"{label}_zero": float(np.mean(x < 1)),
+            }
+        )
+    result.update(
+        {
+            "pearson": corr(recorded, simulated),
+            "spearman": corr(ranks(recorded), ranks(simulated)),
+            "ks": ks_statistic(recorded, simulated),
+            "mean_abs_error_s": float(np.abs(recorded - simulated).mean()),
+            "percentiles": {
+                "recorded_s": np.percentile(recorded, np.arange(101)).tolist(),
+                "simulated_s": np.percentile(simulated, np.arange(101)).tolist(),
+            },
+        }
+    )
+    return result
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: max |F_a(x) - F_b(x)| over x."""
+    a, b = np.sort(a), np.sort(b)
+    points = np.concatenate((a, b))
+    fa = np.searchsorted(a, points, side="right") / len(a)
+    fb = np.searchsorted(b, points, side="right") / len(b)
+    return float(np.abs(fa - fb).max())

@@ -30,6 +30,7 @@ def compare(
     load: float | None = None,
     max_runtime: float | None = None,
     scale_to: int | None = None,
+    size_scale: int = 1,
 ) -> tuple[dict[str, Any], list[str]]:
     """The comparison and the pools its workload uses: those both regulations give a share
     (a pool the proposal closes has no share to measure against, so its work is dealt to
@@ -44,6 +45,7 @@ def compare(
         load=load,
         accelerators=scale_to or sum(p.size for p in parts),
         max_runtime=max_runtime,
+        size_scale=size_scale,
     )
     dropped = sorted(set(before.pools) ^ set(after.pools))
     if dropped:
