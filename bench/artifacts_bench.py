@@ -106,7 +106,7 @@ def main() -> None:
         _push(http_url, http_token, warm, "bench/warm", work / "cli.toml")
         mb = args.ingest_mb
         print(f"ingest {mb} MiB in {args.ingest_files} files, {args.rounds} rounds")
-        print("  round   cp -r + sync        push (shared FS)          push --no-local (HTTP)")
+        print("  round   cp -r + fsync       push (shared FS)          push --no-local (HTTP)")
         ratios, http_ratios = [], []
         for round_ in range(1, args.rounds + 1):
             src = work / "ingest"
@@ -115,7 +115,10 @@ def main() -> None:
             subprocess.run(["cat", *map(str, src.iterdir())], stdout=subprocess.DEVNULL, check=True)
             start = time.perf_counter()
             subprocess.run(["cp", "-r", str(src), str(work / "copy")], check=True)
-            subprocess.run(["sync"], check=True)
+            # fsync the copies and their folder, as a publish fsyncs its objects: a plain
+            # `sync` would also wait for whatever else this machine has written.
+            copies = sorted(map(str, (work / "copy").iterdir()))
+            subprocess.run(["sync", str(work / "copy"), *copies], check=True)
             cp_s = time.perf_counter() - start
             shutil.rmtree(work / "copy")
             push_s = _push(url, token, src, f"bench/ingest-{round_}", work / "cli.toml")
