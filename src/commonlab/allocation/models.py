@@ -13,6 +13,7 @@ from commonlab.db import Base, UTCDateTime, utcnow
 
 __all__ = [
     "Allocation",
+    "Balance",
     "Call",
     "Charge",
     "Conflict",
@@ -152,6 +153,24 @@ class Charge(Base):
     job: Mapped[str] = mapped_column(String(100))
     on: Mapped[date] = mapped_column(Date)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Balance(Base):
+    """What an allocation has drawn in one quarter for one class: settled hours and hours held
+    by open reservations. A running sum of the ledger, kept in the same transaction as each
+    line (a sub-allocation's lines count toward its parent's balance too), so a budget check
+    reads one row per quarter however long the ledger grows. The ledger stays the truth:
+    `allocation.service.rebuild_balances` recomputes these from it."""
+
+    __tablename__ = "allocation_balances"
+    __table_args__ = (UniqueConstraint("allocation_id", "accelerator", "quarter"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocation_allocations.id"))
+    accelerator: Mapped[str] = mapped_column(String(32))
+    quarter: Mapped[int] = mapped_column(Integer)
+    settled: Mapped[Any] = mapped_column(Hours, default=0)
+    held: Mapped[Any] = mapped_column(Hours, default=0)
 
 
 class ProjectMember(Base):

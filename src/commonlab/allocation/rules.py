@@ -101,6 +101,16 @@ def quarters(total: Decimal, starts: date, ends: date) -> list[Quarter]:
     return out
 
 
+def quarter_index(starts: date, ends: date, on: date) -> int | None:
+    """Which tranche of `quarters(..., starts, ends)` the day `on` falls in, or None."""
+    if not starts <= on < ends:
+        return None
+    index = 0
+    while _add_months(starts, 3 * (index + 1)) <= on:
+        index += 1
+    return index
+
+
 def _add_months(day: date, months: int) -> date:
     month = day.month - 1 + months
     year, month = day.year + month // 12, month % 12 + 1

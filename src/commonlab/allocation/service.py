@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -21,6 +23,7 @@ from commonlab.allocation import rules
 from commonlab.allocation.events import AllocationEvent
 from commonlab.allocation.models import (
     Allocation,
+    Balance,
     Call,
     Charge,
     Conflict,
@@ -65,6 +68,7 @@ __all__ = [
     "hold_hours",
     "projects_of",
     "rank_call",
+    "rebuild_balances",
     "release",
     "reply",
     "reserve",
@@ -558,41 +562,73 @@ def sub_allocate(
 
 def usage(db: Session, allocation: Allocation) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
     """(settled hours, open reservations) per class, this allocation and its sub-allocations."""
-    ids = [
-        allocation.id,
-        *db.scalars(select(Allocation.id).where(Allocation.parent_id == allocation.id)),
-    ]
-    rows = db.scalars(select(Charge).where(Charge.allocation_id.in_(ids))).all()
-    closed = {r.reservation_id for r in rows if r.reservation_id is not None}
-    used: dict[str, Decimal] = defaultdict(Decimal)
-    held: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        if row.kind == "settle":
-            used[row.accelerator] += Decimal(row.hours)
-        elif row.kind == "reserve" and row.id not in closed:
-            held[row.accelerator] += Decimal(row.hours)
-    return dict(used), dict(held)
-
-
-def _drawn_by_quarter(
-    db: Session, allocation: Allocation, cls: str, tranches: list[rules.Quarter]
-) -> dict[int, Decimal]:
-    ids = [
-        allocation.id,
-        *db.scalars(select(Allocation.id).where(Allocation.parent_id == allocation.id)),
-    ]
-    rows = db.scalars(
-        select(Charge).where(Charge.allocation_id.in_(ids), Charge.accelerator == cls)
+    rows = db.execute(
+        select(Balance.accelerator, func.sum(Balance.settled), func.sum(Balance.held))
+        .where(Balance.allocation_id == allocation.id)
+        .group_by(Balance.accelerator)
     ).all()
-    closed = {r.reservation_id for r in rows if r.reservation_id is not None}
-    drawn: dict[int, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        counts = row.kind == "settle" or (row.kind == "reserve" and row.id not in closed)
-        if counts:
-            quarter = next((q.index for q in tranches if q.starts <= row.on < q.ends), None)
-            if quarter is not None:
-                drawn[quarter] += Decimal(row.hours)
-    return dict(drawn)
+    used = {cls: Decimal(s) for cls, s, _ in rows if s}
+    held = {cls: Decimal(h) for cls, _, h in rows if h}
+    return used, held
+
+
+def _drawn_by_quarter(db: Session, allocation: Allocation, cls: str) -> dict[int, Decimal]:
+    rows = db.execute(
+        select(Balance.quarter, Balance.settled + Balance.held).where(
+            Balance.allocation_id == allocation.id, Balance.accelerator == cls
+        )
+    ).all()
+    return {quarter: Decimal(drawn) for quarter, drawn in rows}
+
+
+def _chain(db: Session, allocation: Allocation) -> list[Allocation]:
+    """The allocation, and its parent: a sub-allocation's lines draw on both budgets."""
+    if allocation.parent_id is None:
+        return [allocation]
+    return [allocation, db.get_one(Allocation, allocation.parent_id)]
+
+
+def _move_balance(
+    db: Session, allocation: Allocation, cls: str, on: date, *, settled: Decimal, held: Decimal
+) -> None:
+    """Add to the quarter's running sums, in one statement that also locks the row (so two
+    admissions against one budget check it one after the other)."""
+    quarter = rules.quarter_index(allocation.starts_on, allocation.ends_on, on)
+    if quarter is None:
+        raise ConflictError(
+            f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
+        )
+    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgres_insert
+    statement = insert(Balance).values(
+        allocation_id=allocation.id, accelerator=cls, quarter=quarter, settled=settled, held=held
+    )
+    db.execute(
+        statement.on_conflict_do_update(
+            index_elements=["allocation_id", "accelerator", "quarter"],
+            set_={
+                "settled": Balance.settled + statement.excluded.settled,
+                "held": Balance.held + statement.excluded.held,
+            },
+        )
+    )
+
+
+def rebuild_balances(db: Session) -> int:
+    """Recompute every balance from the ledger (in the caller's transaction); returns how
+    many rows were written. For repairs and audits: the ledger is the truth."""
+    db.execute(Balance.__table__.delete())
+    allocations = {a.id: a for a in db.scalars(select(Allocation))}
+    closed = {
+        line.reservation_id: line
+        for line in db.scalars(select(Charge).where(Charge.reservation_id.is_not(None)))
+    }
+    for line in db.scalars(select(Charge).where(Charge.kind == "reserve")):
+        closing = closed.get(line.id)
+        settled = Decimal(closing.hours) if closing and closing.kind == "settle" else ZERO
+        held = ZERO if closing else Decimal(line.hours)
+        for owner in _chain(db, allocations[line.allocation_id]):
+            _move_balance(db, owner, line.accelerator, line.on, settled=settled, held=held)
+    return db.scalar(select(func.count()).select_from(Balance)) or 0
 
 
 def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -> Charge:
@@ -635,10 +671,12 @@ def hold_hours(
         raise ConflictError(
             f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
         )
-    _check_budget(db, allocation, accelerator, hours, on)
-    if allocation.parent_id is not None:
-        parent = db.get_one(Allocation, allocation.parent_id)
-        _check_budget(db, parent, accelerator, hours, on)
+    for owner in _chain(db, allocation):
+        # Lock this quarter's row first, then check what the budget has left.
+        _move_balance(db, owner, accelerator, on, settled=ZERO, held=ZERO)
+        _check_budget(db, owner, accelerator, hours, on)
+    for owner in _chain(db, allocation):
+        _move_balance(db, owner, accelerator, on, settled=ZERO, held=hours)
     charge = Charge(
         allocation_id=allocation.id,
         kind="reserve",
@@ -663,7 +701,7 @@ def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal,
     rules_in_force = regulation_in_force(db).regulation.allocation
     budget = _hours(allocation.budget)[cls]
     tranches = rules.quarters(budget, allocation.starts_on, allocation.ends_on)
-    drawn = _drawn_by_quarter(db, allocation, cls, tranches)
+    drawn = _drawn_by_quarter(db, allocation, cls)
     left = rules.available_hours(
         tranches, drawn, on=on, carry_over_percent=rules_in_force.carry_over_percent
     )
@@ -704,6 +742,10 @@ def close_reservation(
     if hours is not None and hours > Decimal(held.hours):
         raise InvalidInput(f"{hours} hours is more than the {held.hours} reserved for {held.job}")
     kind = "release" if hours is None else "settle"
+    for owner in _chain(db, db.get_one(Allocation, held.allocation_id)):
+        _move_balance(
+            db, owner, held.accelerator, held.on, settled=hours or ZERO, held=-Decimal(held.hours)
+        )
     charge = Charge(
         allocation_id=held.allocation_id,
         kind=kind,

@@ -7,8 +7,10 @@ importing the council's machinery.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,12 +37,25 @@ def regulation_in_force(db: Session, *, at: datetime | None = None) -> InForce:
         query = query.where(RegulationVersion.adopted_at <= at)
     row = db.scalar(query)
     if row is None:
-        provisional = default_regulation()
-        return InForce(0, provisional, regulation_hash(provisional), None)
+        return _provisional()
     return InForce(
-        row.version,
-        Regulation.model_validate(row.document),
-        row.sha256,
-        row.adopted_at,
-        row.motion_id,
+        row.version, _parsed(row.sha256, row.document), row.sha256, row.adopted_at, row.motion_id
     )
+
+
+@functools.cache
+def _provisional() -> InForce:
+    provisional = default_regulation()
+    return InForce(0, provisional, regulation_hash(provisional), None)
+
+
+# An adopted version never changes, and its hash names it: parse each one once (admission
+# reads the regulation for every job).
+_PARSED: dict[str, Regulation] = {}
+
+
+def _parsed(sha256: str, document: dict[str, Any]) -> Regulation:
+    regulation = _PARSED.get(sha256)
+    if regulation is None:
+        regulation = _PARSED[sha256] = Regulation.model_validate(document)
+    return regulation
