@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from commonlab.simulator.engine import EngineSettings
 from tests.simulator.helpers import fleet, run
 
 FOUR = fleet({"name": "p", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 4})
@@ -101,3 +102,24 @@ def test_fair_share_serves_the_pool_that_has_had_less() -> None:
         FOUR, jobs, "fifo", pools=pools, entitled=(0.5, 0.5), tenant_pools={"x": "px", "y": "py"}
     )
     assert outcome.start.tolist() == [0, 600, 610]
+
+
+def test_backfill_reads_many_queues_lazily_with_the_same_schedule() -> None:
+    # 120 tenants (queues) under multifactor: the lazy read of queue heads and the full scan
+    # must start every job at the same time.
+    spec = fleet({"name": "p", "accelerator": "H100", "nodes": 4, "accelerators_per_node": 8})
+    jobs = [
+        {
+            "submit": i * 7,
+            "runtime": 300 + (i * 37) % 900,
+            "size": 1 + (i * 5) % 8,
+            "tenant": f"t{i % 120}",
+        }
+        for i in range(1500)
+    ]
+    outcomes = [
+        run(spec, jobs, "multifactor", settings=EngineSettings(scan_queues=limit))[1]
+        for limit in (0, 10**9)
+    ]
+    assert outcomes[0].backfilled > 0
+    assert outcomes[0].start.tolist() == outcomes[1].start.tolist()

@@ -34,6 +34,9 @@ class EngineSettings:
     # preemption, and the interconnect domains per partition it examines for one job.
     reclaim_depth: int = 100
     reclaim_domains: int = 64
+    # With more queues than this (and priorities that change only at a tick), a backfill
+    # pass reads queue heads lazily from the ranked heap instead of scanning every queue.
+    scan_queues: int = 64
 
 
 class Policy(ABC):
@@ -211,6 +214,7 @@ def simulate(
             levels[cap].add(d)
         buckets.append(levels)
     allocation: dict[int, tuple[tuple[int, int], ...] | None] = {}
+    starts_on = [0] * len(parts)
 
     # Only for policies that preempt: running runs per (partition, pool) in start order,
     # accelerators in use per (partition, pool), and running runs per domain.
@@ -319,6 +323,7 @@ def simulate(
                     domain_runs[p][d].add(j)
         free[p] -= need
         free_total -= need
+        starts_on[p] += 1
         waiting[j] = 0
         queued_total -= 1
         now = state.now
@@ -445,6 +450,9 @@ def simulate(
             heapq.heappush(behind, (-priority(key, q[i]), queued_at[q[i]], key, i))
 
     window = settings.backfill_window
+    # The last EASY reservation: job, partition, time, spare accelerators, and how many
+    # starts its partition had seen (any later start there outdates it).
+    cache: list = [-1, -1, math.inf, -1, -1]
 
     def shadow(j: int) -> tuple[float, int, int]:
         """EASY reservation for j: when it can start at the latest (running jobs ending at
@@ -474,18 +482,29 @@ def simulate(
 
     def backfill_pass() -> None:
         cursor: list[tuple[float, float, int, int]] = []
-        for key in range(n_keys):
-            if head[key] < len(queue[key]):
-                j = queue[key][head[key]]
-                cursor.append((-priority(key, j), queued_at[j], key, head[key]))
-        heapq.heapify(cursor)
+        if dynamic or n_keys <= settings.scan_queues:
+            for key in range(n_keys):
+                if head[key] < len(queue[key]):
+                    j = queue[key][head[key]]
+                    cursor.append((-priority(key, j), queued_at[j], key, head[key]))
+            heapq.heapify(cursor)
+            heads: Iterator = iter(())
+        else:
+            # Many queues whose priorities change only at a tick: read their heads from the
+            # ranked heap lazily rather than scanning every queue.
+            heads = (e for e in _sorted_heap(key_heap) if e[2] == version[e[3]])
+        pending = next(heads, None)
         examined = 0
         reserved_part, reserved_until, spare = -1, math.inf, -1
-        reserved = False
+        reserved, reserved_job = False, -1
         touched = set()
         now = state.now
-        while cursor and examined < window and free_total:
-            _, _, key, i = heapq.heappop(cursor)
+        while (cursor or pending) and examined < window and free_total:
+            if pending is not None and (not cursor or pending[:2] < cursor[0][:2]):
+                key, i = pending[3], head[pending[3]]
+                pending = next(heads, None)
+            else:
+                _, _, key, i = heapq.heappop(cursor)
             q = queue[key]
             j = q[i]
             nxt = i + 1
@@ -503,8 +522,13 @@ def simulate(
                     start(j, p)
                     touched.add(key)
                     continue
-                reserved_until, reserved_part, spare = shadow(j)
+                if cache[0] == j and cache[4] == starts_on[cache[1]] and cache[2] > now:
+                    # Nothing started on its partition since: the reservation holds.
+                    reserved_part, reserved_until, spare = cache[1], cache[2], cache[3]
+                else:
+                    reserved_until, reserved_part, spare = shadow(j)
                 reserved = True
+                reserved_job = j
                 continue
             # Prefer partitions the reservation does not need; else fit around it.
             p = choose(j, {reserved_part})
@@ -518,6 +542,14 @@ def simulate(
                 start(j, p)
                 counters["backfilled"] += 1
                 touched.add(key)
+        if reserved and reserved_part >= 0:
+            cache[:] = [
+                reserved_job,
+                reserved_part,
+                reserved_until,
+                spare,
+                starts_on[reserved_part],
+            ]
         for key in touched:
             touch(key)
 
@@ -630,6 +662,7 @@ def simulate(
                 for key in range(n_keys):
                     touch(key)
 
+    dynamic = policy.dynamic
     tick = policy.tick
     next_tick = tick if tick else math.inf
     interval = settings.backfill_interval if policy.backfill or tracking else math.inf
