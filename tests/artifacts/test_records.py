@@ -297,3 +297,38 @@ def test_models_have_no_records(client, researcher):  # noqa: F811
     assert push(client, h, repo, {"data.jsonl": JSONL}).status_code == 201
     got = client.get(f"/api/v1/artifacts/{repo}/versions/1/records", params={"file": "data.jsonl"})
     assert got.status_code == 404 and "dataset" in problem(got)["detail"]
+
+
+def test_publishing_reads_what_records_say_into_flags_lineage_and_prov(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="mixed")
+    noncommercial = b'{"text": "x", "source": "forum", "license": "CC-BY-NC-4.0"}\n'
+    data = {**files(), "data/forum.jsonl": noncommercial, "bad.tar": os.urandom(2000)}
+    version = push(client, h, repo, data, licenses=["CC-BY-SA-4.0"]).json()
+    meta = {f["path"]: f["meta"] for f in version["files"]}
+    shard = meta["shards/train-000000.tar"]["records"]
+    assert shard["records"] == 3 and shard["complete"] is True
+    assert shard["licenses"] == {"CC-BY-4.0": 1, "CC0-1.0": 1}
+    assert shard["without_license"] == 1 and shard["distinct_sources"] == 2
+    assert meta["data/train.jsonl"]["records"]["sources"] == [
+        ["https://radio.example/2", 1], ["radio-1", 1]
+    ]  # fmt: skip
+    assert "not a readable WebDataset tar shard" in meta["bad.tar"]["records_error"]
+    # A record's non-commercial licence cannot be combined with the version's share-alike one.
+    assert any(
+        "CC-BY-NC-4.0" in flag and "stated by records" in flag for flag in version["license_flags"]
+    ), version["license_flags"]
+
+    model = make_repo(client, h, kind="model", name="tiny")
+    lineage = [{"ref": f"{repo}@1", "relation": "trained_on"}]
+    assert push(client, h, model, {"w.bin": b"w"}, lineage=lineage).status_code == 201
+    up = client.get(f"/api/v1/artifacts/{model}/versions/1/lineage").json()
+    node = next(n for n in up["nodes"] if n["ref"] == f"{repo}@1")
+    assert "https://photos.example/1" in node["record_sources"]
+    assert node["record_licenses"]["CC-BY-NC-4.0"] == 1
+    prov = client.get(f"/api/v1/artifacts/{model}/versions/1/prov").json()
+    assert "CC-BY-NC-4.0" in prov["entity"][f"{repo}@1"]["commonlab:recordLicenses"]
+    page = client.get(f"/artifacts/{model}/versions/1").text
+    assert "Its records come from" in page and "https://photos.example/1" in page
+    dataset_page = client.get(f"/artifacts/{repo}/versions/1").text
+    assert "3 records; licences stated by records: CC-BY-4.0 (1), CC0-1.0 (1)" in dataset_page

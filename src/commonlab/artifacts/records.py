@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "read_page",
     "read_record",
     "record_format",
+    "summarize",
 ]
 
 # A line of JSONL, a sidecar, a text member: past these, a record is refused or cut short.
@@ -362,7 +364,7 @@ def _sample_record(
     path: Path, index: int, key: str, parts: list[_TarMember], fallback: Fallback
 ) -> Record:
     members: list[Member] = []
-    sidecar: dict[str, Any] = {}
+    sidecar = _sidecar(path, parts)
     for part in parts:
         media = _media_type(part.path)
         kind = _kind(media)
@@ -373,13 +375,6 @@ def _sample_record(
             except UnicodeDecodeError:
                 members.append(Member(part.name, "binary", "application/octet-stream", part.size))
                 continue
-            if kind == "json":
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    parsed = None
-                if isinstance(parsed, dict) and not sidecar:
-                    sidecar = parsed
             text, cut = _text(value)
             members.append(Member(part.name, kind, media, part.size, text, cut))
         else:
@@ -476,3 +471,89 @@ def member_data(
     if found.kind in ("text", "json"):
         media_type = "text/plain; charset=utf-8" if found.kind == "text" else media_type
     return MemberData(media_type, part.size, path=path, offset=part.offset, inline=inline)
+
+
+# What a file's records say about themselves, read once when a version is published --------
+
+SUMMARY_RECORDS = 1_000_000
+SUMMARY_SOURCES = 20
+SUMMARY_LICENSES = 50
+
+
+def summarize(path: Path, name: str, *, limit: int = SUMMARY_RECORDS) -> dict[str, Any]:
+    """How many records a file holds and which sources and licences they state (the most
+    common sources, every licence), for the version's page, its licence flags and its
+    lineage. Past `limit` records it stops and says it saw only part of the file."""
+    fmt = _check_format(name)
+    sources: Counter[str] = Counter()
+    licenses: Counter[str] = Counter()
+    count = without_source = without_license = 0
+    complete = True
+
+    def take(fields: dict[str, Any]) -> None:
+        nonlocal without_source, without_license
+        source, _, license_, _ = _provenance(fields, _NOTHING)
+        if source:
+            sources[source] += 1
+        else:
+            without_source += 1
+        if license_:
+            licenses[license_] += 1
+        else:
+            without_license += 1
+
+    if fmt == "parquet":
+        pf = _parquet(path, name)
+        names = set(pf.schema_arrow.names)
+        wanted = [k for k in (*SOURCE_KEYS, *LICENSE_KEYS) if k in names]
+        total = pf.metadata.num_rows
+        complete = total <= limit
+        try:
+            table = pf.read(columns=wanted).slice(0, limit) if wanted else None
+        except Exception as exc:
+            raise UnreadableRecords(
+                f"{name}: a row group of this Parquet file is broken ({exc})"
+            ) from None
+        rows = table.to_pylist() if table is not None else [{}] * min(total, limit)
+        for row in rows:
+            take(row)
+        count = len(rows)
+    else:
+        items: Iterator[Any] = _jsonl_rows(path, name) if fmt == "jsonl" else _samples(path, name)
+        for item in items:
+            if count == limit:
+                complete = False
+                break
+            count += 1
+            if fmt == "jsonl":
+                take(item if isinstance(item, dict) else {})
+            else:
+                take(_sidecar(path, item[1]))
+    return {
+        "format": fmt,
+        "records": count,
+        "complete": complete,
+        "sources": [[s, n] for s, n in sorted(sources.items(), key=lambda kv: (-kv[1], kv[0]))][
+            :SUMMARY_SOURCES
+        ],
+        "distinct_sources": len(sources),
+        "licenses": dict(sorted(licenses.most_common(SUMMARY_LICENSES))),
+        "without_source": without_source,
+        "without_license": without_license,
+    }
+
+
+_NOTHING = Fallback([], [])
+
+
+def _sidecar(path: Path, parts: list[_TarMember]) -> dict[str, Any]:
+    candidates = [p for p in parts if _kind(_media_type(p.path)) == "json"]
+    candidates.sort(key=lambda p: p.name != "json")  # `key.json` first, as the viewer reads
+    part = next((p for p in candidates if p.size <= MAX_SIDECAR), None)
+    if part is None:
+        return {}
+    try:
+        parsed = json.loads(_read_range(path, part.offset, part.size))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

@@ -437,6 +437,8 @@ def commit_version(
         # Uploads are placed without fsync; a version is published only once its bytes are
         # on disk (before any row is written, so no write lock is held meanwhile).
         store.make_durable({f["blake3"] for f in files})
+        if repo.kind == RepoKind.DATASET:
+            _summarize_records(store, files)
         card = _card(store, files)
         licenses = sorted(
             {
@@ -481,7 +483,7 @@ def commit_version(
             envelope=envelope,
             message=req.message,
             licenses=licenses,
-            license_flags=metadata.license_flags(licenses),
+            license_flags=_license_flags(licenses, files),
             card={"meta": card.meta, "body": card.body} if card else None,
             croissant=doc,
             sources=req.sources,
@@ -605,6 +607,52 @@ def _gather_files(
             }
         )
     return files
+
+
+def _summarize_records(store: ObjectStore, files: list[dict[str, Any]]) -> None:
+    """Read once, at publish, what each record file's records say of their sources and
+    licences (kept in the file's meta: no table holds records). A file that cannot be read
+    is published as given, with the reason, as the record viewer would say it."""
+    for f in files:
+        if records.record_format(f["path"]) is None:
+            continue
+        try:
+            summary = records.summarize(store.path(f["blake3"]), f["path"])
+        except InvalidInput as exc:
+            f["meta"] = {**f["meta"], "records_error": exc.message}
+        else:
+            f["meta"] = {**f["meta"], "records": summary}
+
+
+def record_licenses(files: Iterable[Any]) -> dict[str, int]:
+    """Licences the records of these files state, with how many records state each."""
+    found: dict[str, int] = {}
+    for f in files:
+        meta = f["meta"] if isinstance(f, dict) else f.meta
+        for name, count in ((meta or {}).get("records") or {}).get("licenses", {}).items():
+            found[name] = found.get(name, 0) + count
+    return found
+
+
+def record_sources(files: Iterable[Any]) -> list[str]:
+    """The most common sources the records of these files state."""
+    seen: dict[str, int] = {}
+    for f in files:
+        meta = f["meta"] if isinstance(f, dict) else f.meta
+        for name, count in ((meta or {}).get("records") or {}).get("sources", []):
+            seen[name] = seen.get(name, 0) + count
+    return [name for name, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))][:20]
+
+
+def _license_flags(licenses: list[str], files: list[dict[str, Any]]) -> list[str]:
+    """The version's declared licences and its records' own, checked together: a record under
+    a licence that cannot be combined with the rest is as much a problem as a declared one."""
+    from_records = sorted(set(record_licenses(files)) - set(licenses))
+    flags = metadata.license_flags([*licenses, *from_records])
+    return [
+        f"{flag} (stated by records)" if any(x in flag for x in from_records) else flag
+        for flag in flags
+    ]
 
 
 def _card(store: ObjectStore, files: list[dict[str, Any]]) -> metadata.ModelCard | None:
@@ -836,6 +884,8 @@ def _node(actor: Principal, version: Version) -> dict[str, Any]:
         "licenses": version.licenses,
         "job": version.job,
         "sources": version.sources,
+        "record_sources": record_sources(version.files),
+        "record_licenses": record_licenses(version.files),
         "created_at": record.format_time(version.created_at),
     }
 
@@ -853,6 +903,10 @@ def prov_document(graph: dict[str, Any], *, base_url: str) -> dict[str, Any]:
             attrs["prov:label"] = node["ref"]
             attrs["commonlab:commit"] = node["commit"]
             attrs["commonlab:licenses"] = " ".join(node["licenses"])
+            if node.get("record_licenses"):
+                attrs["commonlab:recordLicenses"] = " ".join(sorted(node["record_licenses"]))
+            if node.get("record_sources"):
+                attrs["commonlab:recordSources"] = " ".join(node["record_sources"])
             if node.get("job"):
                 job = f"job:{node['job']}"
                 activity.setdefault(job, {"prov:type": "commonlab:job"})

@@ -122,7 +122,13 @@ def version_page(
         verifier_key=key,
         hub_url=("" if kinds == "models" else "datasets/") + repo.repo_id,
         record_files=[
-            {"path": f.path, "format": fmt, "size": f.size}
+            {
+                "path": f.path,
+                "format": fmt,
+                "size": f.size,
+                "summary": (f.meta or {}).get("records"),
+                "error": (f.meta or {}).get("records_error"),
+            }
             for f in version.files
             if kinds == "datasets" and (fmt := records.record_format(f.path))
         ],
