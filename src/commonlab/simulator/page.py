@@ -78,7 +78,7 @@ def whatif_panel(whatif: WhatIfOut) -> WhatIfPanel:
         ("p99 queueing delay", _min(before.p99_wait_h), _min(after.p99_wait_h)),
         ("Mean job completion time", _h(before.mean_jct_h), _h(after.mean_jct_h)),
         (
-            "Largest hourly shortfall of a pool with work waiting",
+            "Largest hourly shortfall from the fair share of a pool with work waiting",
             _pct(before.max_shortfall_hour),
             _pct(after.max_shortfall_hour),
         ),

@@ -59,7 +59,10 @@ class Figures(_Input):
     mean_wait_h: Hours
     p99_wait_h: Hours
     makespan_days: Hours
-    max_shortfall_hour: Fraction
+    max_shortfall_hour: Fraction = Field(
+        description="largest shortfall from the fair share, in points of what was delivered, "
+        "in an hour a pool had work waiting (docs/simulator.md, Metrics)"
+    )
     jain_hour: Fraction
     pools: Annotated[dict[PoolName, PoolFigures], Field(min_length=1, max_length=MAX_POOLS)]
 

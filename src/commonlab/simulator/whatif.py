@@ -95,7 +95,7 @@ def summarise(
                         "p99_wait_h": f["per_pool"][pool]["p99_wait_h"],
                         "delivered": _fraction(f["per_pool"][pool]["delivered"]),
                         "max_abs_deviation_hour": _fraction(
-                            hourly["pools"][pool]["max_abs_deviation"]
+                            hourly["pools"][pool]["max_raw_deviation"]
                         ),
                     }
                     for pool in pools
