@@ -332,3 +332,28 @@ def test_publishing_reads_what_records_say_into_flags_lineage_and_prov(client, r
     assert "Its records come from" in page and "https://photos.example/1" in page
     dataset_page = client.get(f"/artifacts/{repo}/versions/1").text
     assert "3 records; licences stated by records: CC-BY-4.0 (1), CC0-1.0 (1)" in dataset_page
+
+
+def test_croissant_describes_the_media_inside_a_shard(client, dataset):
+    """The shard's images, audio and video are file sets contained in it, each with a record
+    set of its content, and mlcroissant validated the whole description at publish."""
+    doc = client.get(f"{dataset}/croissant").json()
+    sets = {d["@id"]: d for d in doc["distribution"] if d["@type"] == "cr:FileSet"}
+    shard = "shards/train-000000.tar"
+    assert {k: (v["includes"], v["encodingFormat"]) for k, v in sets.items()} == {
+        f"{shard}/png": ("*.png", "image/png"),
+        f"{shard}/txt": ("*.txt", "text/plain"),
+        f"{shard}/json": ("*.json", "application/json"),
+        f"{shard}/wav": ("*.wav", "audio/wav"),
+        f"{shard}/webm": ("*.webm", "video/webm"),
+    }
+    assert all(v["containedIn"] == {"@id": shard} for v in sets.values())
+    types = {
+        field["source"]["fileSet"]["@id"]: field["dataType"]
+        for rs in doc["recordSet"]
+        for field in rs["field"]
+        if "fileSet" in field["source"] and field["name"] == "content"
+    }
+    assert types[f"{shard}/png"] == "sc:ImageObject"
+    assert types[f"{shard}/wav"] == "sc:AudioObject"
+    assert types[f"{shard}/webm"] == "sc:VideoObject"

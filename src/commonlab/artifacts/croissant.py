@@ -116,6 +116,59 @@ def _columns(path: str, media: str, local: Path) -> dict[str, str]:
     return {}
 
 
+_OBJECT_TYPES = {
+    "image": "sc:ImageObject",
+    "audio": "sc:AudioObject",
+    "video": "sc:VideoObject",
+    "text": "sc:Text",
+    "json": "sc:Text",
+}
+
+
+def _shard(path: str, local: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A WebDataset shard: one file set per member extension inside it (`*.png`, `*.wav`,
+    `*.json`, ...) and a record set of each one's content and file name."""
+    from commonlab.artifacts.records import shard_members
+
+    sets, record_sets = [], []
+    for ext, (kind, media) in shard_members(local, path).items():
+        if kind not in _OBJECT_TYPES:
+            continue
+        set_id = f"{path}/{ext}"
+        sets.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": set_id,
+                "name": set_id,
+                "containedIn": {"@id": path},
+                "encodingFormat": media,
+                "includes": f"*.{ext}",
+            }
+        )
+        rs_id = _record_set_id(f"{path}.{ext}".replace(".", "_"))
+        record_sets.append(
+            {
+                "@type": "cr:RecordSet",
+                "@id": rs_id,
+                "name": rs_id,
+                "field": [
+                    {
+                        "@type": "cr:Field",
+                        "@id": f"{rs_id}/{name}",
+                        "name": name,
+                        "dataType": data_type,
+                        "source": {"fileSet": {"@id": set_id}, "extract": {"fileProperty": prop}},
+                    }
+                    for name, data_type, prop in (
+                        ("content", _OBJECT_TYPES[kind], "content"),
+                        ("filename", "sc:Text", "filename"),
+                    )
+                ],
+            }
+        )
+    return sets, record_sets
+
+
 def _record_set_id(path: str) -> str:
     stem = path.rsplit(".", 1)[0]
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "records"
@@ -154,6 +207,10 @@ def describe(
                 "sha256": f["sha256"],
             }
         )
+        if f["path"].lower().endswith(".tar"):
+            sets, shard_records = _shard(f["path"], locals_[f["path"]])
+            distribution.extend(sets)
+            record_sets.extend(shard_records)
         columns = _columns(f["path"], f["media_type"], locals_[f["path"]])
         if columns:
             rs_id = _record_set_id(f["path"])

@@ -30,6 +30,7 @@ __all__ = [
     "read_page",
     "read_record",
     "record_format",
+    "shard_members",
     "summarize",
 ]
 
@@ -557,3 +558,18 @@ def _sidecar(path: Path, parts: list[_TarMember]) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def shard_members(path: Path, name: str) -> dict[str, tuple[str, str]]:
+    """A WebDataset shard's member extensions: extension → (kind, media type), in the order
+    first seen. An unreadable shard has none (the viewer says what is wrong with it)."""
+    found: dict[str, tuple[str, str]] = {}
+    try:
+        for _, parts in _samples(path, name):
+            for part in parts:
+                if part.name and part.name not in found:
+                    media = _media_type(part.path)
+                    found[part.name] = (_kind(media), media)
+    except UnreadableRecords:
+        return {}
+    return found
