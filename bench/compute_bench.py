@@ -18,6 +18,7 @@ plain `sbatch` of the same command, in the same run.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import socket
@@ -85,27 +86,32 @@ class Served:
         self.facility.close()
 
 
-def _hammer(clients: int, seconds: float, call: Callable[[httpx.Client], None], url: str):
-    latencies: list[float] = []
-    lock = threading.Lock()
+def _client_process(url, seconds, call, results):  # runs in a child process
+    latencies = []
     stop = time.perf_counter() + seconds
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            call(http)
+            latencies.append(time.perf_counter() - started)
+    results.put(latencies)
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            mine = []
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                call(http)
-                mine.append(time.perf_counter() - started)
-            with lock:
-                latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+def _hammer(clients: int, seconds: float, call: Callable[[httpx.Client], None], url: str):
+    """`clients` processes (not threads: they must not share the server's interpreter lock)
+    calling `call` for `seconds`; returns (calls per second, latencies)."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_client_process, args=(url, seconds, call, results))
+        for _ in range(clients)
+    ]
     began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for worker in workers:
+        worker.start()
+    latencies = [x for _ in workers for x in results.get()]
+    for worker in workers:
+        worker.join()
     return len(latencies) / (time.perf_counter() - began), latencies
 
 

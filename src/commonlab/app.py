@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from commonlab import __version__
 from commonlab.allocation.api import router as allocation_router
 from commonlab.artifacts.mount import mount_artifacts
+from commonlab.compute.admission import Admissions
 from commonlab.compute.api import router as compute_router
 from commonlab.compute.controller import JobController, make_executor
 from commonlab.compute.service import ensure_local_fleet
@@ -52,6 +53,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         on_change=sequencer.wake,
     )
 
+    admissions = Admissions(facility.db, settings.executor)
     tickers = [closer, *_slurm_tickers(facility, jobs)]
 
     @asynccontextmanager
@@ -60,11 +62,13 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
             sequencer.start()
             for ticker in tickers:
                 ticker.start()
+            admissions.start()
             jobs.start()
         try:
             yield
         finally:
             jobs.stop()
+            admissions.stop()
             for ticker in tickers:
                 ticker.stop()
             sequencer.stop()
@@ -82,6 +86,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.state.db = facility.db
     app.state.sequencer = sequencer
     app.state.jobs = jobs
+    app.state.admissions = admissions
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Database", "UTCDateTime", "as_utc", "get_or_404", "utcnow"]
+__all__ = ["Base", "Database", "UTCDateTime", "as_utc", "get_or_404", "lock_for_writing", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -75,6 +75,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def lock_for_writing(db: Session) -> None:
+    """Take SQLite's write lock at the start of a transaction that will write.
+
+    In WAL mode a transaction that reads first and then writes, after another writer has
+    committed in between, fails at once with "database is locked" (its snapshot is stale)
+    instead of waiting for busy_timeout. A no-op UPDATE as the first statement takes the lock
+    up front, so writers queue instead. PostgreSQL needs nothing."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(text("UPDATE record_head SET id = id WHERE 0"))
 
 
 class Database:

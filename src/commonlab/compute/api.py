@@ -89,10 +89,28 @@ def steer(
 @router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
 def submit(req: JobSubmit, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     levels = service.input_levels(db, principal, req.inputs)
-    executor = request.app.state.facility.settings.executor
-    job = service.submit_job(db, principal, req, executor=executor, input_levels=levels)
+    job_id = _admit(request, db, principal, req, levels)
     _wake(request)
-    return _one(db, principal, job.id)
+    return _one(db, principal, job_id)
+
+
+def _admit(
+    request: Request,
+    db: Any,
+    principal: Any,
+    req: JobSubmit,
+    levels: dict[str, int],
+    resubmit_of: int | None = None,
+) -> int:
+    """Through the admission batcher when it runs (a served facility), else directly."""
+    admissions = request.app.state.admissions
+    if admissions.running:
+        return int(admissions.admit(principal, req, input_levels=levels, resubmit_of=resubmit_of))
+    executor = request.app.state.facility.settings.executor
+    job = service.submit_job(
+        db, principal, req, executor=executor, input_levels=levels, resubmit_of=resubmit_of
+    )
+    return job.id
 
 
 @router.get("/jobs", response_model=Page[JobOut], summary="Jobs of your projects")
@@ -176,7 +194,7 @@ def cancel(job_id: Id, request: Request, db: DbSession, principal: CurrentPrinci
 def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     old = service.get_job(db, principal, job_id)
     levels = service.input_levels(db, principal, old.inputs)
-    executor = request.app.state.facility.settings.executor
-    new = service.resubmit_job(db, principal, job_id, executor=executor, input_levels=levels)
+    spec = service.resubmission(old)
+    new_id = _admit(request, db, principal, spec, levels, resubmit_of=old.id)
     _wake(request)
-    return _one(db, principal, new.id)
+    return _one(db, principal, new_id)

@@ -29,7 +29,7 @@ from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job, JobTransition, Node, Partition, Site
 from commonlab.compute.rules import TERMINAL, JobState
 from commonlab.compute.schemas import JobSubmit
-from commonlab.db import utcnow
+from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity.principal import SYSTEM, Principal
 from commonlab.policy import Action, Resource, authorize
@@ -37,6 +37,7 @@ from commonlab.policy.levels import Level
 
 __all__ = [
     "LogChunk",
+    "admit",
     "apply_fleet",
     "cancel_job",
     "certify_partition",
@@ -48,8 +49,9 @@ __all__ = [
     "jobs_query",
     "move_job",
     "partition_names",
+    "partition_views",
     "read_log",
-    "resubmit_job",
+    "resubmission",
     "set_node_state",
     "submit_job",
 ]
@@ -302,7 +304,7 @@ def certify_partition(db: Session, partition_name: str, level: int, *, motion_id
 # Admission --------------------------------------------------------------------------------------
 
 
-def _partition_views(db: Session) -> list[rules.PartitionView]:
+def partition_views(db: Session) -> list[rules.PartitionView]:
     up = dict(
         db.execute(
             select(Node.partition_id, func.count())
@@ -392,97 +394,119 @@ def submit_job(
     input_levels: dict[str, int] | None = None,
     resubmit_of: int | None = None,
 ) -> Job:
+    """Admit one job in a transaction of its own (see `admit`)."""
+    with db.begin():
+        lock_for_writing(db)
+        return admit(
+            db,
+            actor,
+            req,
+            executor=executor,
+            input_levels=input_levels,
+            resubmit_of=resubmit_of,
+        )
+
+
+def admit(
+    db: Session,
+    actor: Principal,
+    req: JobSubmit,
+    *,
+    executor: str,
+    input_levels: dict[str, int] | None = None,
+    resubmit_of: int | None = None,
+    partitions: list[rules.PartitionView] | None = None,
+) -> Job:
     """Admit a job or refuse it with the reason, changing nothing. Admission checks, in order:
     the submitter belongs to the project and is cleared for the job's level; its inputs are
     no more contained than it; a partition certified for its level has its class and shape;
-    the allocation has the hours (held now, settled at the end)."""
+    the allocation has the hours (held now, settled at the end).
+
+    Runs in the caller's transaction (the admission batcher admits several jobs in one, each
+    in its own savepoint); `partitions`, when given, is the fleet read once for all of them."""
     level = Level(req.level)
     input_levels = input_levels or {}
-    with db.begin():
-        if actor.person_id is None:
-            raise AccessDenied("jobs are submitted by people: sign in with your own token")
-        job_resource = Resource.job(req.project, level, owner=actor.person_id)
-        authorize(actor, Action.JobSubmit, job_resource)
-        authorize(actor, Action.ResourceRead, job_resource)
-        _check_inputs(input_levels, int(level))
-        shape = rules.Shape(
-            accelerator=req.accelerator,
-            accelerators=req.accelerators,
-            cpus=req.cpus or req.accelerators,
-            memory_gb=req.memory_gb,
-        )
-        try:
-            view = rules.place(shape, int(level), _partition_views(db))
-        except ValueError as exc:
-            raise Conflict(str(exc)) from None
-        authorize(
-            actor,
-            Action.JobPlace,
-            Resource.partition(view.name, Level(view.certified_level)),
-            {"job_level": int(level)},
-        )
-        partition = db.scalar(select(Partition).where(Partition.name == view.name))
-        today = utcnow().date()
-        chosen = _pick_allocation(db, req, today)
-        hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
-        job = Job(
-            name=req.name,
-            project=req.project,
-            allocation_id=chosen.id,
-            submitter_id=actor.person_id,
-            command=req.command,
-            env=dict(req.env),
-            inputs=list(req.inputs),
-            accelerator=req.accelerator,
-            accelerators=req.accelerators,
-            cpus=shape.cpus,
-            memory_gb=req.memory_gb,
-            time_limit_minutes=req.time_limit_minutes,
-            level=int(level),
-            partition_id=partition.id,
-            executor=executor,
-            state=JobState.ADMITTED.value,
-            reason="",
-            reserved_hours=hours,
-            resubmit_of=resubmit_of,
-        )
-        db.add(job)
-        db.flush()
-        # The ledger refuses (409) when the hours are not there; the job row goes with it.
-        hold = allocation.hold_hours(
-            db, SYSTEM, chosen.id, accelerator=req.accelerator, hours=hours, job=job.key, on=today
-        )
-        job.reservation_id = hold.id
-        db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
-        record.append(
-            db,
-            ComputeEvent.JobAdmitted,
-            actor=actor,
-            subject=job.key,
-            data={
-                "project": job.project,
-                "allocation": chosen.id,
-                "partition": partition.name,
-                "class": job.accelerator,
-                "accelerators": job.accelerators,
-                "level": level.label,
-                "reserved_hours": str(hours),
-                "inputs": job.inputs,
-                **({"resubmit_of": f"job/{resubmit_of}"} if resubmit_of else {}),
-            },
-            private={"command": job.command, "env": job.env},
-        )
+    if actor.person_id is None:
+        raise AccessDenied("jobs are submitted by people: sign in with your own token")
+    job_resource = Resource.job(req.project, level, owner=actor.person_id)
+    authorize(actor, Action.JobSubmit, job_resource)
+    authorize(actor, Action.ResourceRead, job_resource)
+    _check_inputs(input_levels, int(level))
+    shape = rules.Shape(
+        accelerator=req.accelerator,
+        accelerators=req.accelerators,
+        cpus=req.cpus or req.accelerators,
+        memory_gb=req.memory_gb,
+    )
+    try:
+        view = rules.place(shape, int(level), partitions or partition_views(db))
+    except ValueError as exc:
+        raise Conflict(str(exc)) from None
+    authorize(
+        actor,
+        Action.JobPlace,
+        Resource.partition(view.name, Level(view.certified_level)),
+        {"job_level": int(level)},
+    )
+    partition = db.scalar(select(Partition).where(Partition.name == view.name))
+    today = utcnow().date()
+    chosen = _pick_allocation(db, req, today)
+    hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
+    job = Job(
+        name=req.name,
+        project=req.project,
+        allocation_id=chosen.id,
+        submitter_id=actor.person_id,
+        command=req.command,
+        env=dict(req.env),
+        inputs=list(req.inputs),
+        accelerator=req.accelerator,
+        accelerators=req.accelerators,
+        cpus=shape.cpus,
+        memory_gb=req.memory_gb,
+        time_limit_minutes=req.time_limit_minutes,
+        level=int(level),
+        partition_id=partition.id,
+        executor=executor,
+        state=JobState.ADMITTED.value,
+        reason="",
+        reserved_hours=hours,
+        resubmit_of=resubmit_of,
+    )
+    db.add(job)
+    db.flush()
+    # The ledger refuses (409) when the hours are not there; the job row goes with it.
+    hold = allocation.hold_hours(
+        db, SYSTEM, chosen.id, accelerator=req.accelerator, hours=hours, job=job.key, on=today
+    )
+    job.reservation_id = hold.id
+    db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
+    record.append(
+        db,
+        ComputeEvent.JobAdmitted,
+        actor=actor,
+        subject=job.key,
+        data={
+            "project": job.project,
+            "allocation": chosen.id,
+            "partition": partition.name,
+            "class": job.accelerator,
+            "accelerators": job.accelerators,
+            "level": level.label,
+            "reserved_hours": str(hours),
+            "inputs": job.inputs,
+            **({"resubmit_of": f"job/{resubmit_of}"} if resubmit_of else {}),
+        },
+        private={"command": job.command, "env": job.env},
+    )
     return job
 
 
-def resubmit_job(
-    db: Session, actor: Principal, job_id: int, *, executor: str, input_levels: dict[str, int]
-) -> Job:
-    """Submit a finished job's spec again, as a new job admitted by today's rules."""
-    old = get_job(db, actor, job_id)
-    if old.state not in TERMINAL:
-        raise Conflict(f"job {job_id} is {old.state}: resubmit it once it has ended")
-    req = JobSubmit(
+def resubmission(old: Job) -> JobSubmit:
+    """A finished job's spec, to be admitted again by today's rules as a new job."""
+    if JobState(old.state) not in TERMINAL:
+        raise Conflict(f"job {old.id} is {old.state}: resubmit it once it has ended")
+    return JobSubmit(
         name=old.name,
         project=old.project,
         allocation_id=old.allocation_id,
@@ -495,9 +519,6 @@ def resubmit_job(
         memory_gb=old.memory_gb,
         time_limit_minutes=old.time_limit_minutes,
         level=Level(old.level),
-    )
-    return submit_job(
-        db, actor, req, executor=executor, input_levels=input_levels, resubmit_of=old.id
     )
 
 
