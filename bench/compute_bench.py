@@ -2,12 +2,16 @@
 
     python bench/compute_bench.py admission [--db URL] [--seconds S] [--clients C]
     python bench/compute_bench.py latency   [--runs N] [--slurm]
+    python bench/compute_bench.py fleet     [--db URL]
 
 `admission` serves a facility with uvicorn over real HTTP and has C clients submit jobs for
 S seconds (the job controller is left stopped, so admitted jobs wait as on a full cluster and
 only admission is measured); beside it, in the same run, the same clients on `GET /health`
 (the HTTP stack's ceiling) and `compute.service.submit_job` called in-process (the ceiling
 without HTTP).
+
+`fleet` applies examples/fleet-100k.toml (100,352 accelerators, 12,544 nodes) and times the
+fleet API and portal page beside the same reads of the one-partition local fleet.
 
 `latency` measures submit-to-running: the time from a job's submission until its command
 starts (the command prints the clock). Through commonlab on the local executor beside a bare
@@ -46,6 +50,7 @@ from commonlab.facility import Facility, open_facility
 from commonlab.identity import service as identity
 from commonlab.identity.service import bootstrap_operator
 
+ROOT = Path(__file__).resolve().parents[1]
 MARKER = "date +%s.%N"  # the command: it prints when it started
 
 
@@ -274,6 +279,36 @@ def _slurm_latency(runs: int) -> list[str]:
     ]
 
 
+def bench_fleet(db_url: str | None) -> None:
+    import tomllib
+
+    document = tomllib.loads((ROOT / "examples" / "fleet-100k.toml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Served(Settings(home=Path(tmp) / "home", database_url=db_url or ""), controller=False)
+
+        def timed(path: str, n: int = 20) -> float:
+            times = []
+            for _ in range(n):
+                began = time.perf_counter()
+                lab.api.get(path).raise_for_status()
+                times.append(time.perf_counter() - began)
+            return statistics.median(times) * 1000
+
+        small = (timed("/api/v1/fleet"), timed("/fleet"))
+        began = time.perf_counter()
+        applied = lab.api.put("/api/v1/fleet", json=document, headers=lab.operator)
+        applied.raise_for_status()
+        apply_s = time.perf_counter() - began
+        big = (timed("/api/v1/fleet"), timed("/fleet"))
+        total = lab.api.get("/api/v1/fleet").json()["accelerators"]
+        dialect = lab.facility.db.engine.dialect.name
+        lab.close()
+    print(f"fleet reads on {dialect}: one local partition vs {total:,} accelerators")
+    print(f"  apply the 100k fleet document     {apply_s:6.2f} s")
+    print(f"  GET /api/v1/fleet  median {small[0]:6.1f} ms (local)  {big[0]:6.1f} ms (100k)")
+    print(f"  GET /fleet (page)  median {small[1]:6.1f} ms (local)  {big[1]:6.1f} ms (100k)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -284,9 +319,13 @@ def main(argv: list[str] | None = None) -> None:
     latency = sub.add_parser("latency")
     latency.add_argument("--runs", type=int, default=10)
     latency.add_argument("--slurm", action="store_true")
+    fleet = sub.add_parser("fleet")
+    fleet.add_argument("--db", default=None, help="database URL (default: SQLite)")
     args = parser.parse_args(argv)
     if args.what == "admission":
         bench_admission(args.db, args.seconds, args.clients)
+    elif args.what == "fleet":
+        bench_fleet(args.db)
     else:
         bench_latency(args.runs, args.slurm)
 
