@@ -304,3 +304,21 @@ def test_sync_and_steer_from_the_command_line(slurm_facility, capsys, monkeypatc
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_restarting_slurms_daemons_mid_job_loses_nothing(slurm_facility, slurm_cluster):
+    lab = slurm_facility
+    project = award_project(lab.client, lab.operator)
+    sync(lab)
+    job = submit(lab, project, command="sleep 15; echo survived").json()
+    run_until(lab.jobs, lab.client, job["id"], project.pi_auth, {"running"})
+    slurm_cluster.restart_daemons()
+    done = run_until(
+        lab.jobs, lab.client, job["id"], project.pi_auth, {"succeeded", "failed"}, timeout=120
+    )
+    assert done["state"] == "succeeded", done
+    log = lab.client.get(f"/api/v1/jobs/{job['id']}/logs", headers=project.pi_auth).json()
+    assert log["text"].endswith("survived\n")
+    lab.jobs.tick()
+    settled = record_entries(lab.client, lab.app, type="allocation:ledger:settled")
+    assert [e["data"]["job"] for e in settled] == [f"job/{job['id']}"]
