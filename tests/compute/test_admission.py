@@ -32,7 +32,7 @@ def test_a_refusal_in_a_group_takes_back_only_itself(client, app, facility, oper
     assert "members of the project" in str(group[1].error)
     assert "big enough" in str(group[2].error)
     jobs = client.get("/api/v1/jobs", headers=operator).json()["items"]
-    assert sorted(j["id"] for j in jobs) == sorted(r.job_id for r in group if r.error is None)
+    assert sorted(j["id"] for j in jobs) == sorted(r.job.id for r in group if r.error is None)
     held = client.get(f"/api/v1/allocations/{project.allocation_id}", headers=operator).json()
     assert Decimal(held["reserved"]["cpu"]) == 2 * Decimal(jobs[0]["reserved_hours"])
     # Two jobs: each an admitted entry and a hold entry; nothing from the refused ones.
@@ -49,7 +49,7 @@ def test_the_admission_thread_serves_callers(facility, client, operator):
         spec = JobSubmit(
             project=project.name, command="true", accelerator="cpu", time_limit_minutes=1
         )
-        ids = [admissions.admit(pi, spec, input_levels={}) for _ in range(3)]
+        ids = [admissions.admit(pi, spec, input_levels={}).id for _ in range(3)]
         assert ids == sorted(ids) and len(set(ids)) == 3
     finally:
         admissions.stop()

@@ -18,6 +18,7 @@ from typing import Any
 
 from commonlab import record
 from commonlab.compute import service
+from commonlab.compute.models import Job
 from commonlab.compute.schemas import JobSubmit
 from commonlab.db import Database, lock_for_writing
 from commonlab.identity.principal import Principal
@@ -34,7 +35,7 @@ class _Request:
     input_levels: dict[str, int]
     resubmit_of: int | None
     done: threading.Event = field(default_factory=threading.Event)
-    job_id: int | None = None
+    job: Job | None = None
     error: BaseException | None = None
 
 
@@ -68,15 +69,15 @@ class Admissions:
         *,
         input_levels: dict[str, int],
         resubmit_of: int | None = None,
-    ) -> int:
-        """Admit a job (the id) or raise the refusal, as `service.submit_job` would."""
+    ) -> Job:
+        """Admit a job or raise the refusal, as `service.submit_job` would."""
         request = _Request(actor, spec, input_levels, resubmit_of)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
             raise request.error
-        assert request.job_id is not None
-        return request.job_id
+        assert request.job is not None
+        return request.job
 
     def _loop(self) -> None:
         while True:
@@ -113,14 +114,14 @@ class Admissions:
                                 resubmit_of=request.resubmit_of,
                                 partitions=partitions,
                             )
-                        request.job_id = job.id
+                        request.job = job
                     except Exception as exc:  # the caller's thread raises it
                         request.error = exc
         except Exception as exc:
             # The commit itself failed: nothing of this group was admitted.
             log.warning("admission group of %d failed to commit: %s", len(group), exc)
             for request in group:
-                request.job_id = None
+                request.job = None
                 request.error = request.error or exc
         finally:
             for request in group:

@@ -89,9 +89,9 @@ def steer(
 @router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
 def submit(req: JobSubmit, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     levels = service.input_levels(db, principal, req.inputs)
-    job_id = _admit(request, db, principal, req, levels)
+    job = _admit(request, db, principal, req, levels)
     _wake(request)
-    return _one(db, principal, job_id)
+    return _admitted(db, job)
 
 
 def _admit(
@@ -101,16 +101,23 @@ def _admit(
     req: JobSubmit,
     levels: dict[str, int],
     resubmit_of: int | None = None,
-) -> int:
+) -> Job:
     """Through the admission batcher when it runs (a served facility), else directly."""
     admissions = request.app.state.admissions
     if admissions.running:
-        return int(admissions.admit(principal, req, input_levels=levels, resubmit_of=resubmit_of))
+        return admissions.admit(principal, req, input_levels=levels, resubmit_of=resubmit_of)
     executor = request.app.state.facility.settings.executor
-    job = service.submit_job(
+    return service.submit_job(
         db, principal, req, executor=executor, input_levels=levels, resubmit_of=resubmit_of
     )
-    return job.id
+
+
+def _admitted(db: Any, job: Job) -> JobOut:
+    """A job just admitted, from what admission returned (no reading it back)."""
+    with db.begin():
+        partition = service.partition_name(db, job.partition_id)
+    admitted = TransitionOut(state=job.state, reason="admitted", at=job.submitted_at)
+    return JobOut(**_fields(job), partition=partition, transitions=[admitted])
 
 
 @router.get("/jobs", response_model=Page[JobOut], summary="Jobs of your projects")
@@ -195,6 +202,6 @@ def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrin
     old = service.get_job(db, principal, job_id)
     levels = service.input_levels(db, principal, old.inputs)
     spec = service.resubmission(old)
-    new_id = _admit(request, db, principal, spec, levels, resubmit_of=old.id)
+    new = _admit(request, db, principal, spec, levels, resubmit_of=old.id)
     _wake(request)
-    return _one(db, principal, new_id)
+    return _admitted(db, new)

@@ -48,6 +48,7 @@ __all__ = [
     "input_levels",
     "jobs_query",
     "move_job",
+    "partition_name",
     "partition_names",
     "partition_views",
     "read_log",
@@ -550,6 +551,10 @@ def get_job(db: Session, actor: Principal, job_id: int) -> Job:
 
 def partition_names(db: Session) -> dict[int, str]:
     return dict(db.execute(select(Partition.id, Partition.name)).all())
+
+
+def partition_name(db: Session, partition_id: int) -> str:
+    return db.get_one(Partition, partition_id).name
 
 
 def job_history(db: Session, job: Job) -> list[JobTransition]:
