@@ -251,3 +251,11 @@ def test_a_handover_cut_short_by_a_crash_is_found_again_not_repeated(client, pro
     done = run_until(jobs, client, job["id"], project.pi_auth, {"succeeded"})
     assert done["executor_id"] == started[0]
     assert len(started) == 1
+
+
+def test_the_project_page_shows_the_hours_drawn(client, project, jobs):
+    job = submit(client, project.pi_auth, project, command="true").json()
+    run_until(jobs, client, job["id"], project.pi_auth, {"succeeded"})
+    page = client.get("/projects")
+    assert "cpu: 0.01 of 10 hours drawn" in page.text
+    assert '<meter id="drawn-' in page.text

@@ -981,8 +981,9 @@ def review_queue(db: Session, actor: Principal) -> list[tuple[Review, Proposal, 
 
 def awarded_projects(
     db: Session, actor: Principal, *, limit: int = 200
-) -> list[tuple[Allocation, str]]:
-    """Active top-level allocations, newest first, with their abstracts (public once awarded)."""
+) -> list[tuple[Allocation, str, dict[str, Decimal]]]:
+    """Active top-level allocations, newest first, with their abstracts (public once awarded)
+    and the hours each has drawn so far per class (settled on the ledger)."""
     query = (
         allocations_query(actor)
         .where(Allocation.status == "active", Allocation.parent_id.is_(None))
@@ -1000,4 +1001,11 @@ def awarded_projects(
                 )
             )
         }
-    return [(a, abstracts.get(a.proposal_id, "")) for a in rows]
+        drawn: dict[int, dict[str, Decimal]] = defaultdict(dict)
+        for allocation_id, cls, settled in db.execute(
+            select(Balance.allocation_id, Balance.accelerator, func.sum(Balance.settled))
+            .where(Balance.allocation_id.in_([a.id for a in rows]))
+            .group_by(Balance.allocation_id, Balance.accelerator)
+        ):
+            drawn[allocation_id][cls] = Decimal(settled)
+    return [(a, abstracts.get(a.proposal_id, ""), drawn.get(a.id, {})) for a in rows]

@@ -428,17 +428,26 @@ class ProjectRow:
     allocation: Allocation
     abstract: str
     pool_label: str
+    drawn: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def budget(self) -> list[tuple[str, str]]:
         return budget_rows(self.allocation.budget)
 
+    @property
+    def usage(self) -> list[tuple[str, Decimal, Decimal]]:
+        """(class, hours drawn, hours awarded) for the project page's meters."""
+        return [
+            (cls, self.drawn.get(cls, Decimal(0)), Decimal(str(hours)))
+            for cls, hours in sorted(self.allocation.budget.items())
+        ]
+
 
 def _projects(db: Session, actor: Principal) -> list[ProjectRow]:
     """Active top-level allocations with their public abstracts."""
     return [
-        ProjectRow(a, abstract, POOL_LABELS.get(a.pool, a.pool))
-        for a, abstract in allocation.awarded_projects(db, actor, limit=MAX_PROJECTS)
+        ProjectRow(a, abstract, POOL_LABELS.get(a.pool, a.pool), drawn)
+        for a, abstract, drawn in allocation.awarded_projects(db, actor, limit=MAX_PROJECTS)
     ]
 
 
