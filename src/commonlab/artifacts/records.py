@@ -257,9 +257,14 @@ def _row_record(index: int, row: Any, fallback: Fallback) -> tuple[Record, dict[
     return Record(index, str(index), members, *_provenance(row, fallback)), blobs
 
 
-def _jsonl_rows(path: Path, name: str) -> Iterator[Any]:
+_SKIPPED = object()
+
+
+def _jsonl_rows(path: Path, name: str, *, skip: int = 0) -> Iterator[Any]:
+    """Each non-blank line's JSON value; the first `skip` records are counted, not parsed
+    (they yield a placeholder), so paging deep into a file costs a read, not a parse."""
     with path.open("rb") as fh:
-        line_no = 0
+        line_no = records = 0
         while True:
             line = fh.readline(MAX_LINE + 1)
             if not line:
@@ -268,6 +273,10 @@ def _jsonl_rows(path: Path, name: str) -> Iterator[Any]:
             if len(line) > MAX_LINE:
                 raise UnreadableRecords(f"{name}: line {line_no} is longer than {MAX_LINE} bytes")
             if not line.strip():
+                continue
+            records += 1
+            if records <= skip:
+                yield _SKIPPED
                 continue
             try:
                 yield json.loads(line)
@@ -404,7 +413,9 @@ def read_page(path: Path, name: str, *, offset: int, limit: int, fallback: Fallb
         rows, total = _parquet_rows(path, name, offset, offset + limit)
         records = [_row_record(offset + i, row, fallback)[0] for i, row in enumerate(rows)]
         return RecordPage(records, offset, total, offset + len(records) < total)
-    source: Iterator[Any] = _jsonl_rows(path, name) if fmt == "jsonl" else _samples(path, name)
+    source: Iterator[Any] = (
+        _jsonl_rows(path, name, skip=offset) if fmt == "jsonl" else _samples(path, name)
+    )
     records: list[Record] = []
     seen = 0
     has_more = False
@@ -437,7 +448,7 @@ def _find(path: Path, name: str, index: int, fallback: Fallback) -> tuple[Record
         if not rows:
             raise _out_of_range(name, index, total)
         return _row_record(index, rows[0], fallback)
-    source = _jsonl_rows(path, name) if fmt == "jsonl" else _samples(path, name)
+    source = _jsonl_rows(path, name, skip=index) if fmt == "jsonl" else _samples(path, name)
     count = 0
     for i, item in enumerate(source):
         count = i + 1
