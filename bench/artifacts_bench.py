@@ -1,13 +1,20 @@
 """Artifacts benchmarks: ingest throughput of `commonlab dataset push` against `cp` of the
-same files in the same run, and bytes stored for ten versions that each change 1% of a
+same files in the same round, and bytes stored for ten versions that each change 1% of a
 dataset (content addressing should store close to the changed bytes, not ten copies).
 
-    .venv/bin/python bench/artifacts_bench.py --ingest-mb 1024 --dedup-mb 256
+    .venv/bin/python bench/artifacts_bench.py --ingest-mb 2048 --dedup-mb 256
 
 The facility runs in this process (uvicorn, SQLite, the default 64 MiB upload chunks); the
 push runs as the real CLI in a child process, as a researcher would run it. A small push
 warms the facility first (its first publish imports `mlcroissant`, seconds of one-off work a
 running facility has long done); that push is timed and reported on its own.
+
+Each ingest round makes fresh random files (so nothing is already stored), warms the page
+cache with them, then times `cp -r` + fsync of the copies, `commonlab dataset push` (which
+takes the shared-file-system path, as on a laptop or a login node), and `push --no-local`
+into a second facility (every byte over HTTP, as from another machine). The median of the
+rounds' push / cp ratios is the figure; every round is printed, since a shared machine moves
+single rounds by a factor of two.
 """
 
 from __future__ import annotations
