@@ -82,7 +82,9 @@ def test_record_pages_show_text_media_and_provenance(client, researcher):  # noq
     assert "Stated by the record itself." in page.text
     audio = client.get(f"{base}/records/1", params=shard).text
     assert "<audio" in audio and "the version's licence applies" in audio
-    assert "<video" in client.get(f"{base}/records/2", params=shard).text
+    video = client.get(f"{base}/records/2", params=shard).text
+    assert "<video" in video and 'rel="prev"' in video and 'rel="next"' not in video
+    assert 'rel="next"' in audio
 
     for params, status in (({"file": "data/train.jsonl"}, 404), ({"file": "../x"}, 422)):
         bad = client.get(f"{base}/records/7", params=params)

@@ -96,6 +96,9 @@ def test_record_files_and_jsonl_rows_with_their_provenance(client, dataset):
     assert past.status_code == 200 and past.json()["records"] == []
 
     record = client.get(f"{dataset}/records/1", params={"file": "data/train.jsonl"}).json()
+    assert record["has_next"] is True
+    last = client.get(f"{dataset}/records/2", params={"file": "data/train.jsonl"}).json()
+    assert last["has_next"] is False
     text = next(m for m in record["members"] if m["name"] == "text")
     assert text["text"] == "mvua inanyesha leo" and text["kind"] == "text"
     served = client.get(text["url"])
@@ -113,6 +116,7 @@ def test_parquet_rows_across_row_groups_and_media_in_a_column(client, dataset):
     assert (sql["license"], sql["source_from"]) == ("Apache-2.0", "version")
 
     record = client.get(f"{dataset}/records/0", params={"file": "data/images.parquet"}).json()
+    assert record["has_next"] is False
     image = next(m for m in record["members"] if m["name"] == "image")
     assert (image["kind"], image["media_type"]) == ("image", "image/png")
     got = client.get(image["url"])
@@ -165,6 +169,8 @@ def test_webdataset_samples_show_image_audio_video_with_sidecar_provenance(clien
     head = client.head(f"{dataset}/records/0/media", params={**shard, "member": "png"})
     assert head.status_code == 200 and head.headers["content-length"] == str(len(PNG))
     sidecar = client.get(f"{dataset}/records/0", params=shard).json()
+    assert sidecar["has_next"] is True
+    assert client.get(f"{dataset}/records/2", params=shard).json()["has_next"] is False
     assert json_member(sidecar)["text"].startswith('{"source"')
 
 

@@ -483,10 +483,11 @@ def get_record(
         db, principal, reg, kinds.kind, namespace, name, rev, file
     )
     record = records.read_record(local, file, index, fallback=fallback)
-    return record_out(record, file, _records_base(kinds, version))
+    has_next = records.has_record(local, file, index + 1)
+    return record_out(record, file, _records_base(kinds, version), has_next=has_next)
 
 
-def record_out(record: records.Record, file: str, base: str) -> RecordOut:
+def record_out(record: records.Record, file: str, base: str, *, has_next: bool) -> RecordOut:
     def url(member: str) -> str:
         query = urlencode({"file": file, "member": member})
         return f"{base}/records/{record.index}/media?{query}"
@@ -508,6 +509,7 @@ def record_out(record: records.Record, file: str, base: str) -> RecordOut:
             )
             for m in record.members
         ],
+        has_next=has_next,
         **_provenance(record),
     )
 

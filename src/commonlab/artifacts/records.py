@@ -26,6 +26,7 @@ __all__ = [
     "RecordNotFound",
     "RecordPage",
     "UnreadableRecords",
+    "has_record",
     "member_data",
     "read_page",
     "read_record",
@@ -461,6 +462,18 @@ def _find(path: Path, name: str, index: int, fallback: Fallback) -> tuple[Record
 
 def read_record(path: Path, name: str, index: int, *, fallback: Fallback) -> Record:
     return _find(path, name, index, fallback)[0]
+
+
+def has_record(path: Path, name: str, index: int) -> bool:
+    """Whether the file holds a record at `index` (counting, not reading, what comes before)."""
+    fmt = _check_format(name)
+    if fmt == "parquet":
+        return index < _parquet(path, name).metadata.num_rows
+    items = _jsonl_rows(path, name, skip=index + 1) if fmt == "jsonl" else _samples(path, name)
+    try:
+        return any(i == index for i, _ in enumerate(items))
+    except UnreadableRecords:
+        return True  # it is there, and its page will say what is wrong with it
 
 
 def member_data(

@@ -252,6 +252,7 @@ class RecordOut(Provenance):
     index: int
     key: str
     members: list[MemberOut]
+    has_next: bool = Field(description="whether a record follows this one in the file")
 
 
 class TagSet(Input):

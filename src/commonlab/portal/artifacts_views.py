@@ -193,7 +193,7 @@ def record_page(
         repo=version.repo,
         version=version,
         file=file,
-        record=record_out(record, file, base),
+        record=record_out(record, file, base, has_next=records.has_record(local, file, index + 1)),
         quoted=urlencode({"file": file}),
     )
     response.headers["Content-Security-Policy"] = _RECORD_CSP
