@@ -10,7 +10,7 @@ only admission is measured); beside it, in the same run, the same clients on `GE
 (the HTTP stack's ceiling) and `compute.service.submit_job` called in-process (the ceiling
 without HTTP).
 
-`fleet` applies examples/fleet-100k.toml (100,352 accelerators, 12,544 nodes) and times the
+`fleet` applies examples/fleet-100k.toml (100,384 accelerators, 12,548 nodes) and times the
 fleet API and portal page beside the same reads of the one-partition local fleet.
 
 `latency` measures submit-to-running: the time from a job's submission until its command
