@@ -190,6 +190,7 @@ def test_html_in_a_shard_is_never_served_inline(client, researcher):  # noqa: F8
     assert kinds == {"html": "text", "svg": "binary"}
     html = client.get(f"{base}/media", params={"file": "s.tar", "member": "html"})
     assert html.headers["content-type"] == "text/plain; charset=utf-8"
+    assert html.headers["content-disposition"] == "inline"
     svg = client.get(f"{base}/media", params={"file": "s.tar", "member": "svg"})
     assert svg.headers["content-type"] == "application/octet-stream"
     assert svg.headers["content-disposition"].startswith("attachment")

@@ -26,6 +26,7 @@ __all__ = [
     "RecordNotFound",
     "RecordPage",
     "UnreadableRecords",
+    "check_format",
     "has_record",
     "member_data",
     "read_page",
@@ -396,7 +397,7 @@ def _sample_record(
 # Reading -------------------------------------------------------------------------------------
 
 
-def _check_format(name: str) -> str:
+def check_format(name: str) -> str:
     fmt = record_format(name)
     if fmt is None:
         raise InvalidInput(
@@ -408,7 +409,7 @@ def _check_format(name: str) -> str:
 
 def read_page(path: Path, name: str, *, offset: int, limit: int, fallback: Fallback) -> RecordPage:
     """Records [offset, offset + limit) of a stored file (an empty page past its end)."""
-    fmt = _check_format(name)
+    fmt = check_format(name)
     limit = max(1, min(limit, MAX_PAGE))
     if fmt == "parquet":
         rows, total = _parquet_rows(path, name, offset, offset + limit)
@@ -443,7 +444,7 @@ def _out_of_range(name: str, index: int, total: int) -> RecordNotFound:
 
 
 def _find(path: Path, name: str, index: int, fallback: Fallback) -> tuple[Record, Any]:
-    fmt = _check_format(name)
+    fmt = check_format(name)
     if fmt == "parquet":
         rows, total = _parquet_rows(path, name, index, index + 1)
         if not rows:
@@ -466,7 +467,7 @@ def read_record(path: Path, name: str, index: int, *, fallback: Fallback) -> Rec
 
 def has_record(path: Path, name: str, index: int) -> bool:
     """Whether the file holds a record at `index` (counting, not reading, what comes before)."""
-    fmt = _check_format(name)
+    fmt = check_format(name)
     if fmt == "parquet":
         return index < _parquet(path, name).metadata.num_rows
     items = _jsonl_rows(path, name, skip=index + 1) if fmt == "jsonl" else _samples(path, name)
@@ -493,8 +494,8 @@ def member_data(
         text = (found.text or "").encode("utf-8")
         return MemberData("text/plain; charset=utf-8", len(text), data=text, inline=True)
     part = next(p for p in extra if p.name == member)
-    if found.kind in ("text", "json"):
-        media_type = "text/plain; charset=utf-8" if found.kind == "text" else media_type
+    if found.kind == "text":  # whatever it claims (text/html too): plain text, safe inline
+        media_type, inline = "text/plain; charset=utf-8", True
     return MemberData(media_type, part.size, path=path, offset=part.offset, inline=inline)
 
 
@@ -509,7 +510,7 @@ def summarize(path: Path, name: str, *, limit: int = SUMMARY_RECORDS) -> dict[st
     """How many records a file holds and which sources and licences they state (the most
     common sources, every licence), for the version's page, its licence flags and its
     lineage. Past `limit` records it stops and says it saw only part of the file."""
-    fmt = _check_format(name)
+    fmt = check_format(name)
     sources: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
     count = without_source = without_license = 0

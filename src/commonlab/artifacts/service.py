@@ -762,6 +762,7 @@ def open_records(
     if kind != RepoKind.DATASET:
         raise NotFound("records are read from dataset versions; a model has files")
     metadata.check_path(path)
+    records.check_format(path)  # before the read is recorded: nothing to read in other files
     version, _, local = open_file(db, actor, registry, kind, namespace, name, rev, path)
     return version, local, records.Fallback(list(version.licenses), list(version.sources or []))
 
