@@ -557,3 +557,18 @@ def test_unknown_revision_and_file_are_404(client, researcher):
         response = client.get(f"/api/v1/artifacts/{url}")
         assert response.status_code == 404
         assert json.loads(response.text)["detail"]
+
+
+def test_a_publish_fsyncs_the_objects_its_uploads_placed(client, researcher, app, monkeypatch):
+    """Uploads are placed without fsync; the publish that takes them makes them durable, and
+    does not redo it for files an earlier version already made durable."""
+    h = researcher["headers"]
+    repo = make_repo(client, h)
+    store = app.state.artifacts.store
+    synced: list[set[str]] = []
+    real = store.make_durable
+    monkeypatch.setattr(store, "make_durable", lambda b3s: (synced.append(set(b3s)), real(b3s)))
+    assert push(client, h, repo, {"a": b"kept", "b": b"one"}).status_code == 201
+    assert synced == [{digests(b"kept")["blake3"], digests(b"one")["blake3"]}]
+    assert push(client, h, repo, {"a": b"kept", "b": b"two"}).status_code == 201
+    assert synced[1] == {digests(b"two")["blake3"]}

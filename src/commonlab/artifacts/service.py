@@ -433,10 +433,11 @@ def commit_version(
         sources = _lineage_sources(db, actor, req)
         if sources:
             _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
-        files = _gather_files(db, actor, repo, store, req)
+        files, uploaded = _gather_files(db, actor, repo, store, req)
         # Uploads are placed without fsync; a version is published only once its bytes are
-        # on disk (before any row is written, so no write lock is held meanwhile).
-        store.make_durable({f["blake3"] for f in files})
+        # on disk (before any row is written, so no write lock is held meanwhile). Files of
+        # earlier versions were made durable when those were published.
+        store.make_durable(uploaded)
         if repo.kind == RepoKind.DATASET:
             _summarize_records(store, files)
         card = _card(store, files)
@@ -564,8 +565,9 @@ def _lineage_sources(
 
 def _gather_files(
     db: Session, actor: Principal, repo: Repo, store: ObjectStore, req: VersionCreate
-) -> list[dict[str, Any]]:
-    """Each file's size and hashes, from this person's finished uploads or earlier versions."""
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Each file's size and hashes, from this person's finished uploads or earlier versions;
+    and the addresses that came from uploads (not yet made durable by a publish)."""
     wanted = {f.blake3 for f in req.files}
     held: dict[str, tuple[int, str]] = {}
     for b3, size, sha in db.execute(
@@ -577,6 +579,7 @@ def _gather_files(
         )
     ):
         held[b3] = (size, sha)
+    uploaded = set(held)
     for b3, size, sha in db.execute(
         select(VersionFile.blake3, VersionFile.size, VersionFile.sha256)
         .join(Version)
@@ -606,7 +609,7 @@ def _gather_files(
                 "meta": meta,
             }
         )
-    return files
+    return files, uploaded & {f["blake3"] for f in files}
 
 
 def _summarize_records(store: ObjectStore, files: list[dict[str, Any]]) -> None:
