@@ -59,6 +59,8 @@ def test_browse_then_read_a_version_and_follow_its_lineage(browser_page, live_se
     upstream = page.locator("#upstream")
     assert upstream.is_visible()
     assert "source: radio-1" in upstream.inner_text()
+    # Down to the sources and licences its training records state themselves.
+    assert "Its records come from radio-1, under CC-BY-4.0" in upstream.inner_text()
     assert "job-9" in page.locator("section", has=page.locator("#lineage")).inner_text()
     screenshot(page, "model-version")
 
