@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commonlab.compute.fleet_spec import FleetSpec
-from commonlab.simulator.engine import EngineSettings, Outcome, simulate
+from commonlab.simulator.engine import EngineSettings, Outcome, Policy, simulate
 from commonlab.simulator.facility import partitions
 from commonlab.simulator.policies import make_policy
 from commonlab.simulator.traces import Trace
@@ -41,7 +41,7 @@ def trace(jobs: list[dict], name: str = "t") -> Trace:
 def run(
     spec: FleetSpec,
     jobs: list[dict],
-    policy: str = "fifo",
+    policy: str | Policy = "fifo",
     *,
     pools: tuple[str, ...] = ("p",),
     entitled: tuple[float, ...] = (1.0,),
@@ -55,7 +55,7 @@ def run(
         workload,
         parts,
         eligible,
-        make_policy(policy),
+        make_policy(policy) if isinstance(policy, str) else policy,
         entitled=list(entitled),
         settings=settings,
     )

@@ -57,7 +57,7 @@ def test_simulate_compares_policies_and_writes_report_and_charts(
     printed = capsys.readouterr().out
     assert "Policies side by side" in printed and "commonlab" in printed
     assert "utilisation" in printed and "Fidelity (fifo" in printed
-    assert "set aside: 1 jobs larger than any partition of its classes" in printed
+    assert "set aside: 1 jobs: larger than any partition of its classes" in printed
     assert "Largest weekly deviation from the fair share" in printed
     assert "accelerator-hours lost" in printed
     assert "commonlab target: weekly share within ±2 points" in printed

@@ -100,10 +100,11 @@ def test_in_simulation_the_controller_restores_a_pool_that_fair_tree_holds_back(
         x_deviation[policy] = (whole["got"][0][0] - whole["fair"][0][0]) / whole["all"][0][0]
     assert x_share["multifactor"][11:18].max() == 0  # held back for 7 hours and more
     assert x_deviation["multifactor"] < -0.1
-    # Served again within 5 hours; over the backlog x received its fair half within 2
-    # points (the controller repays the hours x was held back).
-    assert x_share["commonlab"][10:15].max() > 0.1
-    assert abs(x_deviation["commonlab"]) < 0.02
+    # Served again within 7 hours (bounded steps of 5% an hour); over the backlog x
+    # received its fair half within 3 points (the controller repays the hours x was held
+    # back), where Fair Tree alone leaves it more than 10 points short.
+    assert x_share["commonlab"][10:17].max() > 0.1
+    assert abs(x_deviation["commonlab"]) < 0.03
 
 
 def test_a_pool_inside_the_deadband_keeps_its_weight_and_relaxes_slowly() -> None:

@@ -23,8 +23,10 @@ def test_three_jobs_by_hand() -> None:
     assert figures["mean_wait_h"] * 3600 == pytest.approx((0 + 10 + 14) / 3)
     assert figures["mean_jct_h"] * 3600 == pytest.approx((10 + 15 + 18) / 3)
     assert figures["makespan_days"] * 86400 == pytest.approx(19)
+    # While jobs arrive (t=0-1): one of two accelerators busy.
+    assert figures["utilisation"] == pytest.approx(0.5)
     # Up to the last start (t=15): 10 + 2*5 busy accelerator-seconds of 30.
-    assert figures["utilisation"] == pytest.approx(20 / 30)
+    assert figures["utilisation_to_last_start"] == pytest.approx(20 / 30)
     assert figures["utilisation_makespan"] == pytest.approx(24 / 38)
     # One accelerator idle from t=0 to t=10 while the 2-accelerator job waits.
     assert figures["idle_while_waiting_accelerator_hours"] * 3600 == pytest.approx(10)

@@ -1,18 +1,23 @@
-"""Preemption by `drf` (Kueue's reclaimWithinCohort), checked by hand: a pool below its
-quota with work waiting takes back what another pool borrowed, newest runs first; the cut
-runs are counted, their accelerator-time is lost and the jobs run again from the start."""
+"""Preemption by `drf` (and `commonlab` with reclaim; Kueue's reclaimWithinCohort), checked
+by hand: a pool below its quota with work waiting takes back what another pool borrowed,
+newest runs first; the cut runs are counted, their accelerator-time is lost and the jobs
+run again from the start."""
 
 from __future__ import annotations
 
 import pytest
 
+from commonlab.simulator.engine import Policy
 from commonlab.simulator.metrics import measure
+from commonlab.simulator.policies import CommonlabPolicy
 from tests.simulator.helpers import fleet, run
 
 POOLS = {"pools": ("pa", "pb"), "entitled": (0.5, 0.5), "tenant_pools": {"a": "pa", "b": "pb"}}
 
 
-def _borrow_then_reclaim(spec, b_size: int, *, one_domain: bool = False):
+def _borrow_then_reclaim(
+    spec, b_size: int, *, one_domain: bool = False, policy: str | Policy = "drf"
+):
     # Pool a borrows the whole machine (quota 2 of 4); pool b asks at t=10.
     jobs = [
         {"submit": 0, "runtime": 100, "size": 1, "tenant": "a", "one_domain": one_domain}
@@ -21,12 +26,13 @@ def _borrow_then_reclaim(spec, b_size: int, *, one_domain: bool = False):
     jobs.append(
         {"submit": 10, "runtime": 50, "size": b_size, "tenant": "b", "one_domain": one_domain}
     )
-    return run(spec, jobs, "drf", **POOLS)
+    return run(spec, jobs, policy, **POOLS)
 
 
-def test_a_pool_below_its_quota_reclaims_borrowed_accelerators() -> None:
+@pytest.mark.parametrize("policy", ["drf", CommonlabPolicy(reclaim=True)])
+def test_a_pool_below_its_quota_reclaims_borrowed_accelerators(policy: str | Policy) -> None:
     spec = fleet({"name": "p", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 4})
-    workload, outcome, _ = _borrow_then_reclaim(spec, 2)
+    workload, outcome, _ = _borrow_then_reclaim(spec, 2, policy=policy)
     # The first reclaim pass (t=30) preempts a's two newest runs; b runs 30-80; a's two
     # jobs wait (a is at its quota) until b's accelerators free at t=80, and run again.
     assert outcome.preemptions == 2
@@ -42,10 +48,12 @@ def test_a_pool_below_its_quota_reclaims_borrowed_accelerators() -> None:
     assert figures["per_pool"]["pb"]["lost_accelerator_hours"] == 0
     # Queueing delay leaves out the 30 s the cut runs held: (0+0+50+50+20)/5.
     assert figures["mean_wait_h"] * 3600 == pytest.approx(24)
-    # Up to the last start (t=80): 4x30 busy, then 2x50 for a and 2x50 for b; the cut runs
-    # (60) were busy but their work is lost.
-    assert figures["utilisation_busy"] == pytest.approx(320 / 320)
-    assert figures["utilisation"] == pytest.approx(260 / 320)
+    # While jobs arrive (t=0-10) all four accelerators are busy, but the work of the two
+    # runs cut at t=30 is lost.
+    assert figures["utilisation_busy"] == pytest.approx(1.0)
+    assert figures["utilisation"] == pytest.approx(0.5)
+    # Up to the last start (t=80): 2x80 for a's first two jobs and 2x50 for b, of 4x80.
+    assert figures["utilisation_to_last_start"] == pytest.approx(260 / 320)
 
 
 def test_reclaim_in_one_domain_preempts_only_inside_it() -> None:

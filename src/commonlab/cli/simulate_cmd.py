@@ -318,7 +318,7 @@ def _print(report: dict[str, Any]) -> None:
     for line in workload["how"]:
         console.print(f"  · {line}", highlight=False, soft_wrap=True)
     for reason, count in sorted(workload["set_aside"].items()):
-        console.print(f"  · set aside: {count:,} jobs {reason}", highlight=False)
+        console.print(f"  · set aside: {count:,} jobs: {reason}", highlight=False)
     policies = report["policies"]
     table = Table(title="Policies side by side", title_justify="left")
     table.add_column("")

@@ -272,18 +272,23 @@ def measure(
     hour = share_windows(workload, outcome, entitled, HOUR, grid=grid)
     day = share_windows(workload, outcome, entitled, DAY, grid=grid)
     week = share_windows(workload, outcome, entitled, WEEK, grid=grid)
-    # Utilisation while jobs arrive or wait (up to the last start) is what a policy controls;
-    # over the makespan the drain of the last long jobs dominates.
-    horizon = float(start.max() - submit.min()) if len(workload) else 0.0
-    done_in_horizon = acc * (np.clip(end, None, horizon) - np.clip(start, None, horizon))
-    in_horizon = float(done_in_horizon.sum())
+    # Utilisation is taken while jobs arrive: a window every policy shares, where what it
+    # controls (packing, reservations, preemption) shows. Up to each policy's last start,
+    # a policy that leaves some jobs to the end is charged for the drain; over the
+    # makespan, the last long jobs dominate.
     cut_acc = acc[outcome.cut_job]
-    lost_in_horizon = float(
-        np.dot(
-            cut_acc,
-            np.clip(outcome.cut_end, None, horizon) - np.clip(outcome.cut_start, None, horizon),
-        )
-    )
+
+    def work_until(limit: float) -> tuple[np.ndarray, float]:
+        done = acc * (np.clip(end, None, limit) - np.clip(start, None, limit))
+        cut = np.clip(outcome.cut_end, None, limit) - np.clip(outcome.cut_start, None, limit)
+        return done, float(np.dot(cut_acc, cut))
+
+    arrivals = float(submit.max()) if len(workload) else 0.0
+    done_arriving, lost_arriving = work_until(arrivals)
+    in_arrivals = float(done_arriving.sum())
+    horizon = float(start.max()) if len(workload) else 0.0
+    done_in_horizon, lost_in_horizon = work_until(horizon)
+    in_horizon = float(done_in_horizon.sum())
     lost_by_pool = np.bincount(
         workload.pool[outcome.cut_job],
         weights=cut_acc * (outcome.cut_end - outcome.cut_start),
@@ -292,10 +297,11 @@ def measure(
     cuts_by_pool = np.bincount(workload.pool[outcome.cut_job], minlength=len(workload.pools))
     return {
         "jobs": len(workload),
-        "utilisation": in_horizon / (capacity * horizon) if horizon else 0.0,
-        "utilisation_busy": (in_horizon + lost_in_horizon) / (capacity * horizon)
-        if horizon
+        "utilisation": in_arrivals / (capacity * arrivals) if arrivals else 0.0,
+        "utilisation_busy": (in_arrivals + lost_arriving) / (capacity * arrivals)
+        if arrivals
         else 0.0,
+        "utilisation_to_last_start": in_horizon / (capacity * horizon) if horizon else 0.0,
         "utilisation_makespan": busy / (capacity * makespan) if makespan else 0.0,
         "idle_while_waiting_accelerator_hours": idle_waiting / 3600,
         "idle_while_waiting_fraction": idle_waiting / (capacity * makespan) if makespan else 0.0,

@@ -34,6 +34,33 @@ class FifoBackfill(Policy):
         return -self._queued[job]
 
 
+class _ReclaimQuota:
+    """Reclaim by preemption up to an entitled quota (Kueue's `reclaimWithinCohort: Any`):
+    a pool with work waiting and fewer accelerators in use than its quota (entitled share x
+    capacity) may preempt the newest runs of pools above theirs, up to its quota."""
+
+    def _bind_quota(self, state: State) -> None:
+        self._running = state.pool_running
+        self._waiting = state.pool_waiting
+        # Classes are pooled: the quota is a share of the whole facility (exact when every
+        # class is split by the same shares).
+        self._quota = [max(share, 1e-9) * state.capacity for share in state.entitled]
+
+    def reclaimers(self) -> list[int]:
+        below = [
+            p
+            for p, quota in enumerate(self._quota)
+            if self._waiting[p] and self._running[p] < quota
+        ]
+        return sorted(below, key=lambda p: self._running[p] / self._quota[p])
+
+    def may_reclaim(self, pool: int, size: int) -> bool:
+        return self._running[pool] + size <= self._quota[pool]
+
+    def is_victim(self, pool: int) -> bool:
+        return self._running[pool] > self._quota[pool]
+
+
 class Multifactor(Policy):
     """Slurm's priority/multifactor with age and Fair Tree fair share, EASY backfill.
 
@@ -80,25 +107,41 @@ class Multifactor(Policy):
         )
 
 
-class CommonlabPolicy(Multifactor):
-    """Multifactor whose pool shares are the share controller's weights. At every priority
-    recomputation the policy samples, for each pool with work waiting, the accelerators it
-    holds and those its entitlement gives it then (`controller.fair_split` over running
-    plus waiting accelerators), in sums that decay with half-life `memory`; every `window`
-    seconds the controller compares the two and moves the pool's weight by a bounded step,
-    leaving it alone while the error is inside the deadband."""
+class CommonlabPolicy(_ReclaimQuota, Multifactor):
+    """Multifactor whose pool shares are the share controller's weights: what production
+    does by setting the member-state accounts' Fairshare.
+
+    At every priority recomputation the policy samples, for each pool with work waiting,
+    the accelerators it holds and those its entitlement gives it then
+    (`controller.fair_split` over running plus waiting accelerators), in sums that decay
+    with half-life `memory`; every `window` seconds the controller compares the two and
+    moves the pool's weight by a bounded step, leaving it alone while the error is inside
+    the deadband. With `reclaim`, a pool below its entitled quota also preempts as `drf`
+    does (in Slurm: accounts above their share in a preemptable QOS, PreemptMode=REQUEUE);
+    off by default, since the production wiring only sets Fairshare."""
 
     name = "commonlab"
     window = 3_600.0
+    # Half-life of the sums the controller compares (0: each window on its own).
     memory = 86_400.0
 
-    def __init__(self, settings: ControllerSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: ControllerSettings | None = None,
+        *,
+        memory: float | None = None,
+        reclaim: bool = False,
+    ) -> None:
         self.settings = settings or ControllerSettings(
-            gain=1.0, max_step=0.1, deadband=0.005, relax=0.05
+            gain=1.0, max_step=0.05, deadband=0.015, relax=0.1
         )
+        if memory is not None:
+            self.memory = memory
+        self.preempts = reclaim
 
     def bind(self, state: State) -> np.ndarray:
         keys = super().bind(state)
+        self._bind_quota(state)
         self._names = [str(p) for p in range(len(state.workload.pools))]
         self._entitled = dict(zip(self._names, state.entitled, strict=True))
         self._got = [0.0] * len(self._names)
@@ -112,7 +155,7 @@ class CommonlabPolicy(Multifactor):
         state = self.state
         dt = now - self._sampled
         self._sampled = now
-        keep = 0.5 ** (dt / self.memory)
+        keep = 0.5 ** (dt / self.memory) if self.memory else 1.0
         running, queued = state.pool_running, state.pool_queued
         fair = fair_split(
             float(sum(running)),
@@ -138,10 +181,14 @@ class CommonlabPolicy(Multifactor):
             self.weights = [weights[n] for n in self._names]
             self.history.append((now, list(self.weights)))
             self._window_start = now
+            if not self.memory:
+                # No memory: each window is judged on its own.
+                self._got = [0.0] * len(self._names)
+                self._fair = [0.0] * len(self._names)
         super().on_tick(now)
 
 
-class DominantResourceFair(Policy):
+class DominantResourceFair(_ReclaimQuota, Policy):
     """Kueue-style fair sharing: one queue per pool (a ClusterQueue in one cohort) with a
     nominal quota of every accelerator class equal to its entitled share. The pool with the
     lowest dominant share (max over classes of usage / quota) goes first, so a pool below
@@ -155,31 +202,12 @@ class DominantResourceFair(Policy):
 
     def bind(self, state: State) -> np.ndarray:
         self.state = state
-        workload = state.workload
-        self._running = state.pool_running
-        self._waiting = state.pool_waiting
-        # Classes are pooled: the dominant share is the pool's accelerators in use over its
-        # quota of the whole facility (exact when every class is split by the same shares).
-        self._quota = [max(share, 1e-9) * state.capacity for share in state.entitled]
-        return workload.pool.astype(np.int64)
+        self._bind_quota(state)
+        return state.workload.pool.astype(np.int64)
 
     def priority(self, key: int, job: int) -> float:
         # Lowest dominant share first; the engine breaks ties by the older head job.
         return -self._running[key] / self._quota[key]
-
-    def reclaimers(self) -> list[int]:
-        below = [
-            p
-            for p, quota in enumerate(self._quota)
-            if self._waiting[p] and self._running[p] < quota
-        ]
-        return sorted(below, key=lambda p: self._running[p] / self._quota[p])
-
-    def may_reclaim(self, pool: int, size: int) -> bool:
-        return self._running[pool] + size <= self._quota[pool]
-
-    def is_victim(self, pool: int) -> bool:
-        return self._running[pool] > self._quota[pool]
 
 
 POLICIES: dict[str, type[Policy]] = {
