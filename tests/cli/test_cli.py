@@ -125,12 +125,12 @@ def _wait_for_checkpoint(url: str, size: int) -> None:
 
 
 def test_record_key_watch_and_remote_verify(capsys, served, tmp_path, monkeypatch):
-    _wait_for_checkpoint(served.url, 2)  # the operator and its token
+    _wait_for_checkpoint(served.url, 3)  # the operator, its token, the local fleet
     code, out, _ = run(capsys, "record", "key", "--url", served.url)
     assert served.facility.signer.verifier_key() in out.replace("\n", "")
     state = tmp_path / "watch.json"
     code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
-    assert code == 0 and "size 2" in out
+    assert code == 0 and "size 3" in out
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
     run(
         capsys,
@@ -144,11 +144,11 @@ def test_record_key_watch_and_remote_verify(capsys, served, tmp_path, monkeypatc
         "--url",
         served.url,
     )
-    _wait_for_checkpoint(served.url, 3)
+    _wait_for_checkpoint(served.url, 4)
     code, out, _ = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
-    assert code == 0 and "size 3 (was 2)" in out
+    assert code == 0 and "size 4 (was 3)" in out
     code, out, _ = run(capsys, "record", "verify", "--url", served.url)
-    assert code == 0 and "3 entries verified" in out
+    assert code == 0 and "4 entries verified" in out
 
 
 def test_watch_fails_loudly_on_a_rollback(capsys, served, tmp_path):
@@ -177,9 +177,9 @@ def test_local_verify_passes_then_detects_a_tampered_entry(capsys, served, monke
 def test_watch_detects_a_tampered_tile(capsys, served, tmp_path):
     from commonlab.record.models import Tile
 
-    _wait_for_checkpoint(served.url, 2)
+    _wait_for_checkpoint(served.url, 3)  # the operator, its token, the local fleet
     with served.facility.db.session() as session, session.begin():
-        session.execute(update(Tile).values(hashes=bytes(64)))
+        session.execute(update(Tile).values(hashes=bytes(3 * 32)))
     code, _, err = run(capsys, "record", "verify", "--url", served.url)
     assert code == 1 and "signed root" in err
 
