@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from commonlab import record
+from commonlab.config import Settings
 from commonlab.identity.principal import SYSTEM
 from commonlab.record.checkpoint import CosignatureSigner, cosign, generate_witness, open_checkpoint
 from commonlab.record.merkle import (
@@ -19,6 +20,13 @@ from commonlab.record.merkle import (
 from commonlab.record.tiles import decode_entry_bundle
 from commonlab.record.watch import Watcher
 from tests.helpers import problem, sequence_now
+
+
+@pytest.fixture
+def settings(tmp_path, database):
+    """These tests count entries from an empty log. On the local executor a facility's first
+    start records the machine as its fleet; a facility on Slurm records nothing at start."""
+    return Settings(home=tmp_path / "home", database_url=database, executor="slurm")
 
 
 def append_many(facility, count, *, kind="test:entry"):
