@@ -270,9 +270,12 @@ def test_the_share_controller_corrects_an_imposed_imbalance(slurm_facility):
     assert bad.status_code == 422 and "window_days" in problem(bad)["detail"]
 
 
-def test_sync_and_steer_from_the_command_line(slurm_facility, capsys, monkeypatch):
-    """The operator's commands against a live facility with the slurm executor."""
+def test_the_researchers_path_on_slurm_from_the_command_line(slurm_facility, capsys, monkeypatch):
+    """The operator syncs the accounts; the PI submits a job with the CLI and watches it run
+    on Slurm to the end; its usage is in the ledger and the member-state share report; and
+    the share controller takes a step — all against a live facility on the slurm executor."""
     import threading
+    from datetime import date, timedelta
 
     import uvicorn
 
@@ -280,7 +283,8 @@ def test_sync_and_steer_from_the_command_line(slurm_facility, capsys, monkeypatc
     from tests.cli.test_cli import run
 
     lab = slurm_facility
-    award_project(lab.client, lab.operator)
+    project = award_project(lab.client, lab.operator)
+    lab.jobs.start()  # the job controller, as `commonlab up` runs it
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(lab.app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
@@ -301,7 +305,28 @@ def test_sync_and_steer_from_the_command_line(slurm_facility, capsys, monkeypatc
         assert code == 0 and "0 changed" in out
         code, out, err = run(capsys, "fleet", "steer")
         assert code == 0 and "Share controller" in out, err
+
+        monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+        code, out, err = run(
+            capsys, "job", "submit", "-p", project.name, "--time", "2", "--watch", "--",
+            "echo", "training on slurm; sleep 1; echo", "done",
+        )  # fmt: skip
+        assert code == 0, out + err
+        assert "training on slurm\ndone\n" in out and "succeeded" in out
+        used = lab.client.get(
+            f"/api/v1/allocations/{project.allocation_id}", headers=lab.operator
+        ).json()["used"]
+        assert Decimal(used["cpu"]) > 0
+        monkeypatch.setenv("COMMONLAB_TOKEN", lab.operator["Authorization"].split()[1])
+        today = date.today()
+        code, out, _ = run(
+            capsys, "report", "shares", "--start", today.isoformat(),
+            "--end", (today + timedelta(days=1)).isoformat(),
+        )  # fmt: skip
+        italy = next(line for line in out.splitlines() if "IT" in line.split())
+        assert used["cpu"] in italy
     finally:
+        lab.jobs.stop()
         server.should_exit = True
         thread.join(10)
 
