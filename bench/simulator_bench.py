@@ -1,6 +1,7 @@
 """Simulator speed and fidelity.
 
     .venv/bin/python bench/simulator_bench.py speed --jobs 1000000
+    .venv/bin/python bench/simulator_bench.py controller --jobs 1000000
     .venv/bin/python bench/simulator_bench.py fidelity
 
 speed: the Alibaba trace stacked to --jobs jobs on examples/fleet-100k.toml (offered load
@@ -8,6 +9,8 @@ speed: the Alibaba trace stacked to --jobs jobs on examples/fleet-100k.toml (off
 each run in a forked process, and beside them a naive baseline (FIFO with unbounded
 main-pass depth and backfill window, i.e. a full-queue scan at every event and every
 backfill pass) on the first --baseline-jobs.
+controller: the study's workload (sizes x 8, load 1.1) at --jobs jobs under multifactor,
+commonlab, and commonlab with reclaim by preemption: what the controller and reclaim change.
 fidelity: the original Alibaba cluster (openb_node_list_gpu_node.csv, one domain per node)
 under FIFO + backfill at the recorded submit times, simulated against recorded queueing
 delays, and what the recorded delays depend on.
@@ -136,6 +139,68 @@ def _row(policy: str, jobs: int, f: dict, peak: float) -> None:
     )
 
 
+def _controller_one(scenario, variant: str) -> dict:
+    from commonlab.simulator.engine import simulate
+    from commonlab.simulator.metrics import measure
+    from commonlab.simulator.policies import CommonlabPolicy, make_policy
+
+    policy = {
+        "fifo": lambda: make_policy("fifo"),
+        "multifactor": lambda: make_policy("multifactor"),
+        "commonlab": CommonlabPolicy,
+        "commonlab+reclaim": lambda: CommonlabPolicy(reclaim=True),
+    }[variant]()
+    workload = scenario.workload
+    entitled = [scenario.entitlements.shares[p] for p in workload.pools]
+    began = time.perf_counter()
+    outcome = simulate(workload, scenario.parts, scenario.eligible, policy, entitled=entitled)
+    seconds = time.perf_counter() - began
+    f = measure(workload, outcome, capacity=scenario.capacity, entitled=entitled)
+    return {
+        "seconds": seconds,
+        "util": f["utilisation"],
+        "busy": f["utilisation_busy"],
+        "jct": f["mean_jct_h"],
+        "week": f["share_week"]["max_abs_deviation"],
+        "day": f["share_day"]["max_abs_deviation"],
+        "hour": f["share_hour"]["max_abs_deviation"],
+        "preemptions": f["preemptions"],
+        "lost": f["lost_accelerator_hours"],
+        "lost_fraction": f["lost_fraction"],
+    }
+
+
+def controller(args: argparse.Namespace) -> None:
+    fleet = load_fleet(ROOT / "examples" / "fleet-100k.toml")
+    document = load_regulation(ROOT / "examples" / "regulation.json")
+    trace = load_trace(TRACES / "openb_pod_list_default.csv")
+    scenario = prepare(
+        fleet,
+        document,
+        [trace],
+        jobs=args.jobs,
+        load=args.load,
+        max_runtime=24 * 3600,
+        size_scale=args.size_scale,
+    )
+    print(f"workload: {len(scenario.workload):,} jobs on {scenario.capacity:,} accelerators")
+    for line in scenario.workload.how:
+        print(f"  {line}")
+    print(
+        f"{'policy':<20}{'seconds':>8}{'util':>8}{'busy':>8}{'JCT h':>8}{'week pt':>8}"
+        f"{'day pt':>8}{'hour pt':>8}{'preempt':>9}{'lost h':>10}{'lost %':>8}"
+    )
+    for variant in args.variants:
+        f, _ = _in_child(_controller_one, scenario, variant)
+        print(
+            f"{variant:<20}{f['seconds']:>8.0f}{f['util']:>8.2%}{f['busy']:>8.2%}"
+            f"{f['jct']:>8.2f}{100 * f['week']:>8.2f}{100 * f['day']:>8.2f}"
+            f"{100 * f['hour']:>8.2f}{f['preemptions']:>9,}{f['lost']:>10,.0f}"
+            f"{f['lost_fraction']:>8.2%}",
+            flush=True,
+        )
+
+
 def fidelity(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -222,10 +287,19 @@ def main() -> None:
     s.add_argument("--policies", nargs="+", default=["fifo", "multifactor", "drf", "commonlab"])
     s.add_argument("--baseline-jobs", type=int, default=50_000)
     s.add_argument("--size-scale", type=int, default=1)
+    c = sub.add_parser("controller")
+    c.add_argument("--jobs", type=int, default=1_000_000)
+    c.add_argument("--load", type=float, default=1.1)
+    c.add_argument("--size-scale", type=int, default=8)
+    c.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fifo", "multifactor", "commonlab", "commonlab+reclaim"],
+    )
     f = sub.add_parser("fidelity")
     f.add_argument("--sweep", type=int, nargs="*", default=[512, 128, 64, 56, 48, 40, 32])
     args = parser.parse_args()
-    {"speed": speed, "fidelity": fidelity}[args.what](args)
+    {"speed": speed, "controller": controller, "fidelity": fidelity}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from commonlab.simulator.facility import load_regulation, partitions
 from commonlab.simulator.traces import load_trace
 from commonlab.simulator.workload import bind_classes, build_workload
 from tests.simulator.helpers import fleet
+from tests.simulator.helpers import trace as helpers_trace
 
 ALIBABA = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
@@ -155,3 +156,17 @@ def test_regulation_shares_must_sum_to_100(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInput, match=r"contribution_scale.shares: .*sums to 90%"):
         entitlements(load_regulation(write(tmp_path, "r2.json", json.dumps(document))))
+
+
+def test_tenants_are_numbered_in_name_order_whatever_the_hash_seed() -> None:
+    # Tenant numbers break ties in Fair Tree and in the queue heap: they must not follow
+    # the iteration order of a set of strings, which changes with PYTHONHASHSEED.
+    trace = helpers_trace(
+        [
+            {"submit": 0, "runtime": 1, "size": 1, "tenant": "zeta"},
+            {"submit": 1, "runtime": 1, "size": 1, "tenant": "alpha"},
+            {"submit": 2, "runtime": 1, "size": 1, "tenant": "mu"},
+        ]
+    )
+    workload = build_workload([trace], pools=["p"])
+    assert workload.tenants == ["t/alpha", "t/mu", "t/zeta"]

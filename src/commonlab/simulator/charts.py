@@ -83,7 +83,7 @@ def write_charts(report: dict[str, Any], out: Path) -> list[Path]:
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("points (days the pool waited)", fontsize=8)
     if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=6, loc="upper right")
+        axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     written.append(_save(fig, out / "shares.svg", plt))
 

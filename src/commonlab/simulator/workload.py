@@ -155,7 +155,7 @@ def build_workload(
         local_tenant = np.empty(len(trace), dtype=np.int32)
         local_pool = np.empty(len(trace), dtype=np.int32)
         names = {}
-        for name in set(trace.tenant):
+        for name in sorted(set(trace.tenant)):
             full = f"{label}/{name}"
             names[name] = tenant_ids.setdefault(full, len(tenant_ids))
             if names[name] == len(tenants):
