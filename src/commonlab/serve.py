@@ -35,11 +35,17 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
             console.print("Seeded the demo facility (institutions, people, clearances).")
             console.print(
                 Panel(
-                    "Run a job as Wanjiru Kamau, PI of the demo project proj-1, on this machine:"
-                    f"\n\n[bold]COMMONLAB_TOKEN={pi_token} commonlab job submit -p proj-1 "
-                    "--watch -- 'echo hello from the facility'[/bold]",
+                    "Run a job as Wanjiru Kamau, PI of the demo project proj-1, on this "
+                    "machine (from another shell):",
                     title="try a job",
                 )
+            )
+            # Printed unwrapped, so the token survives copy and paste.
+            console.print(
+                f"COMMONLAB_TOKEN={pi_token} commonlab job submit -p proj-1 --watch -- "
+                "'echo hello from the facility'",
+                soft_wrap=True,
+                highlight=False,
             )
     console.print(
         f"commonlab on [bold]{url}[/bold]  (portal {url}/, API {url}/api/v1/docs, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -227,3 +228,5 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "operator token" in output and "clab_" in output
+    # The demo PI's command is printed whole on one line, ready to paste.
+    assert re.search(r"^COMMONLAB_TOKEN=clab_\S+ commonlab job submit -p proj-1 ", output, re.M)

@@ -290,7 +290,7 @@ def fleet_show(url: Url = None, as_json: Json = False) -> None:
     )
 
 
-def _bar(used: int, total: int, width: int = 20) -> str:
+def _bar(used: int, total: int, width: int = 10) -> str:
     filled = 0 if total <= 0 else round(width * min(used, total) / total)
     return "█" * filled + "░" * (width - filled) + f" {used}/{total}"
 
