@@ -3,9 +3,7 @@ logs, cancel, resubmit; see the fleet's capacity and use, apply a fleet document
 
 from __future__ import annotations
 
-import json
 import time
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
+from commonlab.compute.fleet_spec import load_fleet
 
 __all__ = ["register"]
 
@@ -302,14 +301,8 @@ def fleet_apply(
     as_json: Json = False,
 ) -> None:
     """Make the fleet match a fleet document (operators). Certification needs a motion."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read it ({exc.strerror})") from None
-    try:
-        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise CliError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({exc})") from None
+    # Checked here first, so a bad file is one line naming the field before anything is sent.
+    document = load_fleet(path).model_dump(mode="json")
     answer = _client(url).put("/api/v1/fleet", json=document)
     if as_json:
         print_json(answer)
