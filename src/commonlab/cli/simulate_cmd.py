@@ -289,8 +289,8 @@ _ROWS = [
     ("idle while jobs wait", lambda f: f"{f['idle_while_waiting_fraction']:.2%}"),
     ("mean JCT", lambda f: f"{f['mean_jct_h']:.2f} h"),
     ("p99 JCT", lambda f: f"{f['p99_jct_h']:.2f} h"),
-    ("mean wait", lambda f: f"{f['mean_wait_h'] * 60:.1f} min"),
-    ("p99 wait", lambda f: f"{f['p99_wait_h']:.2f} h"),
+    ("mean wait", lambda f: _duration(f["mean_wait_h"])),
+    ("p99 wait", lambda f: _duration(f["p99_wait_h"])),
     ("makespan", lambda f: f"{f['makespan_days']:.2f} d"),
     ("max |dev| from fair / week", lambda f: _points(f["share_week"]["max_abs_deviation"])),
     ("max |dev| from fair / day", lambda f: _points(f["share_day"]["max_abs_deviation"])),
@@ -306,6 +306,10 @@ _ROWS = [
 
 def _points(x: float) -> str:
     return f"{100 * x:.2f} pt"
+
+
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.2f} h"
 
 
 def _print(report: dict[str, Any]) -> None:
