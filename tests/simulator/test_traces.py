@@ -74,6 +74,11 @@ def test_sacct_export_loads_jobs_not_steps(tmp_path: Path) -> None:
             "line 2: deletion_time 5 is before scheduled_time 10 (negative duration)",
         ),
         (
+            "openb_pod_list_w.csv",
+            ALIBABA + "p,1,1,1,1000,,LS,Running,10,50,5\n",
+            "line 2: scheduled_time 5 is before creation_time 10 (negative wait)",
+        ),
+        (
             "openb_pod_list_c.csv",
             ALIBABA + "p,1,1,x,1000,,LS,Running,0,5,1\n",
             "line 2: num_gpu must be an integer",
