@@ -255,8 +255,8 @@ def test_the_share_controller_corrects_an_imposed_imbalance(slurm_facility):
     it, fr = member_account("IT", prefix), member_account("FR", prefix)
     assert after[fr].fairshare > before[fr].fairshare  # France is owed: its share goes up
     assert after[it].fairshare < before[it].fairshare
-    # Bounded: at most 25% per step.
-    assert after[fr].fairshare <= math.ceil(before[fr].fairshare * 1.25)
+    # Bounded: at most 5% per step.
+    assert after[fr].fairshare <= math.ceil(before[fr].fairshare * 1.05)
     assert moves["FR"] == {"from": before[fr].fairshare, "to": after[fr].fairshare}
     assert before[fr].fairshare == 25 * FAIRSHARE_SCALE // 100  # entitled 25%
     entries = record_entries(lab.client, lab.app, type="compute:fairshare:adjusted")

@@ -37,6 +37,7 @@ from commonlab.simulator.controller import ControllerSettings, next_weights
 
 __all__ = [
     "FAIRSHARE_SCALE",
+    "STEERING",
     "desired_accounts",
     "member_account",
     "project_account",
@@ -46,6 +47,10 @@ __all__ = [
 
 # Slurm's Fairshare is an integer: a member state's weight (a fraction of 1) times this.
 FAIRSHARE_SCALE = 10_000
+# Small steps, a deadband and a slow return: at 100,000 accelerators the simulator showed the
+# eager defaults (±25% a step) oscillating (docs/simulator.md), these holding every state
+# within ±2 points a week.
+STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
 
 
 def _slug(text: str) -> str:
@@ -178,7 +183,7 @@ def steer_shares(
     settings: Settings,
     *,
     window_days: int = 7,
-    controller: ControllerSettings = ControllerSettings(),
+    controller: ControllerSettings = STEERING,
 ) -> dict[str, Any]:
     """One step of the share controller: compare each member state's delivered hours over the
     window with its entitlement, move its account's Fairshare by a bounded step, and record
