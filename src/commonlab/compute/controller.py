@@ -166,12 +166,12 @@ class JobController:
         for job in waiting:
             if job.cancel_requested_at is not None:
                 continue
-            handoff = self._handoff(db, job)
             if job.handed_over_at is None:
                 if free is not None and job.cpus > free:
                     break  # first come, first served: no overtaking on the local machine
                 if not self._claim(db, job):
                     continue  # another controller took it
+            handoff = self._handoff(db, job)
             try:
                 executor_id = self.executor.find(handoff) or self.executor.submit(handoff)
             except ExecutorUnavailable as exc:

@@ -20,6 +20,7 @@ class ComputeEvent(StrEnum):
     JobRunning = "compute:job:running"
     JobSucceeded = "compute:job:succeeded"
     JobFailed = "compute:job:failed"
+    JobCancelRequested = "compute:job:cancel_requested"
     JobCancelled = "compute:job:cancelled"
     JobTimedOut = "compute:job:timed_out"
     JobRefused = "compute:job:refused"

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -47,6 +48,7 @@ __all__ = [
     "get_job",
     "input_levels",
     "jobs_query",
+    "log_chunk",
     "move_job",
     "partition_name",
     "partition_names",
@@ -592,24 +594,28 @@ class LogChunk:
 
 
 def read_log(
-    db: Session, actor: Principal, job_id: int, stream: str, offset: int, limit: int, root: Any
+    db: Session, actor: Principal, job_id: int, stream: str, offset: int, limit: int, root: Path
 ) -> LogChunk:
     """Bytes of a job's stdout or stderr from `offset`, readable while the job runs."""
-    job = get_job(db, actor, job_id)
+    return log_chunk(get_job(db, actor, job_id), stream, offset, limit, root)
+
+
+def log_chunk(job: Job, stream: str, offset: int | None, limit: int, root: Path) -> LogChunk:
+    """From a job already read and authorized; `offset=None` reads the last `limit` bytes."""
     path = root / str(job.id) / f"{stream}.log"
     try:
         with open(path, "rb") as log:
-            log.seek(0, 2)
-            size = log.tell()
-            if offset > size:
-                raise InvalidInput(f"offset {offset} is past the end of {stream} ({size} bytes)")
-            log.seek(offset)
+            size = log.seek(0, 2)
+            start = max(0, size - limit) if offset is None else offset
+            if start > size:
+                raise InvalidInput(f"offset {start} is past the end of {stream} ({size} bytes)")
+            log.seek(start)
             data = log.read(limit)
     except FileNotFoundError:
-        if offset > 0:
+        if offset:
             raise InvalidInput(f"offset {offset} is past the end of {stream} (0 bytes)") from None
-        data, size = b"", 0
-    return LogChunk(data, offset + len(data), size, JobState(job.state) in TERMINAL)
+        start, data, size = 0, b"", 0
+    return LogChunk(data, start + len(data), size, JobState(job.state) in TERMINAL)
 
 
 # Cancelling -------------------------------------------------------------------------------------
@@ -635,6 +641,13 @@ def cancel_job(db: Session, actor: Principal, job_id: int) -> Job:
         elif job.cancel_requested_at is None:
             job.cancel_requested_at = utcnow()
             job.reason = f"cancel requested by {actor.pseudonym}"
+            record.append(
+                db,
+                ComputeEvent.JobCancelRequested,
+                actor=actor,
+                subject=job.key,
+                data={"project": job.project, "state": job.state},
+            )
     return job
 
 

@@ -130,16 +130,11 @@ def _counts(rows: list[Job]) -> dict[str, int]:
 def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -> Response:
     try:
         found = service.get_job(db, viewer.principal, job_id)
-        root = request.app.state.facility.settings.jobs_path
-        size = service.read_log(db, viewer.principal, job_id, "stdout", 0, 1, root).size
-        start = max(0, size - LOG_TAIL)
-        stdout = service.read_log(db, viewer.principal, job_id, "stdout", start, LOG_TAIL, root)
-        stderr_size = service.read_log(db, viewer.principal, job_id, "stderr", 0, 1, root).size
-        stderr = service.read_log(
-            db, viewer.principal, job_id, "stderr", max(0, stderr_size - LOG_TAIL), LOG_TAIL, root
-        )
     except CommonlabError as exc:
         raise PortalError(exc.status, exc.message) from None
+    root = request.app.state.facility.settings.jobs_path
+    stdout = service.log_chunk(found, "stdout", None, LOG_TAIL, root)
+    stderr = service.log_chunk(found, "stderr", None, LOG_TAIL, root)
     with db.begin():
         history = service.job_history(db, found)
         partition = service.partition_names(db)[found.partition_id]
@@ -152,7 +147,7 @@ def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -
         partition=partition,
         history=history,
         stdout=stdout.data.decode("utf-8", errors="replace"),
-        stdout_cut=start > 0,
+        stdout_cut=stdout.size > len(stdout.data),
         stderr=stderr.data.decode("utf-8", errors="replace"),
         ended=JobState(found.state) in TERMINAL,
     )
