@@ -5,10 +5,14 @@ rules; bad input a clear 4xx, never a 500."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 
 import pytest
 
+from commonlab.artifacts import records
+from commonlab.artifacts.store import ObjectStore
 from tests.artifacts import media
 from tests.artifacts.helpers import push
 from tests.artifacts.test_api import cleared, make_repo, person_with_token, researcher  # noqa: F401
@@ -91,7 +95,8 @@ def test_record_files_and_jsonl_rows_with_their_provenance(client, dataset):
     assert (second["license"], second["license_from"]) == ("CC-BY-SA-4.0", "version")
     assert (third["source"], third["source_from"]) == ("https://radio.example", "version")
     two = client.get(f"{dataset}/records", params={"file": "data/train.jsonl", "limit": 2})
-    assert two.json()["has_more"] is True and two.json()["total"] is None
+    # The line index written at publish knows the count before the page reaches the end.
+    assert two.json()["has_more"] is True and two.json()["total"] == 3
     past = client.get(f"{dataset}/records", params={"file": "data/train.jsonl", "offset": 10})
     assert past.status_code == 200 and past.json()["records"] == []
 
@@ -225,6 +230,14 @@ def test_bad_record_requests_are_clear_4xx(client, dataset, url, params, status,
     assert words in problem(got)["detail"]
 
 
+SHARD = media.shard([{"__key__": "a", "png": PNG * 20}])
+
+
+def bad_crc(gz: bytes) -> bytes:
+    """A whole gzip stream whose trailer's CRC-32 is wrong: its bytes decompress, unsound."""
+    return gz[:-8] + bytes(b ^ 0xFF for b in gz[-8:-4]) + gz[-4:]
+
+
 def broken_parquet() -> bytes:
     """Its footer and schema read (so it publishes), its data pages do not."""
     data = bytearray(media.parquet([{"text": "x" * 200 + str(i)} for i in range(6)]))
@@ -240,6 +253,10 @@ def broken_parquet() -> bytes:
         ("half.tar", media.shard([{"__key__": "a", "png": PNG * 20}])[:700], "tar"),
         ("bad.parquet", broken_parquet(), "a row group of this Parquet file is broken"),
         ("bad.jsonl", b'{"text": "fine"}\n{not json\n', "line 2 is not JSON"),
+        ("bad.tar.gz", os.urandom(3000), "not a readable WebDataset tar shard"),
+        ("half.tgz", gzip.compress(SHARD)[:-40], "not a readable WebDataset tar shard"),
+        ("crc.tar.gz", bad_crc(gzip.compress(SHARD)), "CRC check failed"),
+        ("plain.tar.gz", SHARD, "Not a gzipped file"),
     ],
 )
 def test_corrupt_record_files_are_a_clear_422(client, researcher, path, data, words):  # noqa: F811
@@ -364,3 +381,237 @@ def test_croissant_describes_the_media_inside_a_shard(client, dataset):
     assert types[f"{shard}/png"] == "sc:ImageObject"
     assert types[f"{shard}/wav"] == "sc:AudioObject"
     assert types[f"{shard}/webm"] == "sc:VideoObject"
+
+
+# Compressed shards ----------------------------------------------------------------------------
+
+LONG_WAV = media.wav(seconds=70)  # over a megabyte: unpacked into a spool, not kept in hand
+
+
+def gz_shard() -> bytes:
+    return gzip.compress(
+        media.shard(
+            [
+                {
+                    "__key__": "s000",
+                    "png": PNG,
+                    "txt": "a red square",
+                    "json": {"source": "https://photos.example/1", "license": "CC0-1.0"},
+                },
+                {"__key__": "s001", "wav": LONG_WAV, "json": {"source": "https://sounds.example"}},
+            ]
+        )
+    )
+
+
+def test_a_gzipped_shard_reads_serves_and_summarises_like_a_tar(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="packed")
+    answer = push(client, h, repo, {"s.tar.gz": gz_shard(), "t.tgz": gz_shard()},
+                  licenses=["CC-BY-4.0"])  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    summary = {f["path"]: f["meta"]["records"] for f in answer.json()["files"]}["s.tar.gz"]
+    assert (summary["records"], summary["complete"]) == (2, True)
+    assert summary["licenses"] == {"CC0-1.0": 1} and summary["distinct_sources"] == 2
+    base = f"/api/v1/artifacts/{repo}/versions/1"
+    files = client.get(f"{base}/record-files").json()["files"]
+    assert {(f["path"], f["format"]) for f in files} == {
+        ("s.tar.gz", "webdataset"), ("t.tgz", "webdataset")
+    }  # fmt: skip
+
+    shard = {"file": "s.tar.gz"}
+    page = client.get(f"{base}/records", params=shard).json()
+    assert page["total"] == 2 and [r["kinds"] for r in page["records"]] == [["image"], ["audio"]]
+    image, audio = page["records"]
+    assert (image["source"], image["license"], image["license_from"]) == (
+        "https://photos.example/1", "CC0-1.0", "record"
+    )  # fmt: skip
+    assert (audio["source_from"], audio["license"], audio["license_from"]) == (
+        "record", "CC-BY-4.0", "version"
+    )  # fmt: skip
+    record = client.get(f"{base}/records/0", params=shard).json()
+    assert next(m for m in record["members"] if m["name"] == "txt")["text"] == "a red square"
+    png = client.get(next(m for m in record["members"] if m["name"] == "png")["url"])
+    assert png.status_code == 200 and png.content == PNG
+    assert png.headers["content-type"] == "image/png"
+
+    wav = {**shard, "member": "wav"}
+    whole = client.get(f"{base}/records/1/media", params=wav)
+    assert whole.status_code == 200 and whole.content == LONG_WAV
+    assert whole.headers["content-type"] == "audio/wav"
+    assert whole.headers["content-length"] == str(len(LONG_WAV))
+    part = client.get(f"{base}/records/1/media", params=wav, headers={"range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == LONG_WAV[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(LONG_WAV)}"
+    tail = client.get(f"{base}/records/1/media", params=wav, headers={"range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == LONG_WAV[-10:]
+    beyond = client.get(f"{base}/records/1/media", params=wav,
+                        headers={"range": f"bytes={len(LONG_WAV)}-"})  # fmt: skip
+    assert beyond.status_code == 416
+    head = client.head(f"{base}/records/1/media", params=wav)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(LONG_WAV))
+    assert client.get(f"{base}/records/2", params=shard).status_code == 404
+
+    tgz = client.get(f"{base}/records/1/media", params={"file": "t.tgz", "member": "wav"})
+    assert tgz.content == LONG_WAV
+
+    # Croissant names the tar and its compression; mlcroissant validated it at publish.
+    doc = client.get(f"{base}/croissant").json()
+    objects = {d["@id"]: d for d in doc["distribution"]}
+    assert objects["s.tar.gz"]["encodingFormat"] == ["application/x-tar", "application/gzip"]
+    assert objects["s.tar.gz/wav"]["containedIn"] == {"@id": "s.tar.gz"}
+    assert objects["s.tar.gz/png"]["encodingFormat"] == "image/png"
+
+
+def test_a_compressed_member_is_unpacked_once_and_only_that_one(tmp_path, monkeypatch):
+    """The member asked for is spooled (bounded in memory, then a temporary file); the shard
+    is never unpacked whole, and a member over MAX_UNPACKED is refused with the reason."""
+    path = tmp_path / "s.tar.gz"
+    path.write_bytes(gz_shard())
+    got = records.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
+    assert got.file is not None and got.data is None and got.size == len(LONG_WAV)
+    assert got.file.read() == LONG_WAV
+    got.file.close()
+    small = records.member_data(path, "s.tar.gz", 0, "png", fallback=NOTHING)
+    assert small.data == PNG and small.file is None
+    monkeypatch.setattr(records, "MAX_UNPACKED", 1 << 20)
+    with pytest.raises(records.UnreadableRecords, match=r"publish it in a \.tar shard"):
+        records.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
+
+
+# Deep JSONL records through the line index ----------------------------------------------------
+
+NOTHING = records.Fallback([], [])
+
+
+def deep_jsonl(count: int = 20_000) -> bytes:
+    """`count` records with CRLF and LF endings, blank and whitespace-only lines between them,
+    and no newline after the last."""
+    out = []
+    for i in range(count):
+        out.append(json.dumps({"i": i, "text": f"row {i}"}).encode())
+        out.append(b"\r\n" if i % 3 else b"\n")
+        if i % 7 == 0:
+            out.append((b"\n", b"   \r\n", b"\r\n", b"\t\n")[i % 4])
+    return b"".join(out).rstrip(b"\r\n")
+
+
+def line_by_line(data: bytes, index: int) -> dict:
+    rows = [line for line in data.split(b"\n") if line.strip()]
+    return json.loads(rows[index])
+
+
+@pytest.fixture
+def stored_jsonl(tmp_path):
+    """A 20,000-record JSONL object in a real store, summarised (so indexed) as at publish,
+    and the same bytes outside the store (no index: read from the start)."""
+    store = ObjectStore(tmp_path / "objects")
+    data = deep_jsonl()
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(data)
+    path = store.path(store.put_file(plain).blake3)
+    summary = records.summarize(path, "d.jsonl")
+    assert (summary["records"], summary["complete"]) == (20_000, True)
+    return path, plain, data
+
+
+def test_a_deep_jsonl_record_is_read_through_the_line_index(stored_jsonl, monkeypatch):
+    path, plain, data = stored_jsonl
+    index = records.line_index_path(path)
+    assert index is not None and index.is_file()
+    assert index.stat().st_size < 200  # 5 entries for 20,000 records: sparse
+
+    lines_read = []
+    real_lines = records._lines
+
+    def counted(fh, name, line_no):
+        for item in real_lines(fh, name, line_no):
+            lines_read.append(item[0])
+            yield item
+
+    monkeypatch.setattr(records, "_lines", counted)
+    deep = records.read_record(path, "d.jsonl", 19_999, fallback=NOTHING)
+    assert len(lines_read) <= records.INDEX_EVERY  # from the indexed record 16,384 on, not 0
+    expected = line_by_line(data, 19_999)
+    assert json.loads(next(m.text for m in deep.members if m.name == "i")) == expected["i"]
+    assert next(m.text for m in deep.members if m.name == "text") == expected["text"]
+    assert deep == records.read_record(plain, "d.jsonl", 19_999, fallback=NOTHING)
+
+    for offset in (0, 4095, 4096, 8191, 16_384, 19_990, 20_000, 10**9):
+        indexed = records.read_page(path, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
+        scanned = records.read_page(plain, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
+        assert indexed.records == scanned.records and indexed.has_more == scanned.has_more
+        assert indexed.total == 20_000  # known from the index, even mid-file
+    assert records.has_record(path, "d.jsonl", 19_999)
+    assert not records.has_record(path, "d.jsonl", 20_000)
+    with pytest.raises(records.RecordNotFound, match="holds 20000 records"):
+        records.read_record(path, "d.jsonl", 20_000, fallback=NOTHING)
+
+
+def test_a_line_index_keeps_line_numbers_and_is_ignored_when_it_does_not_fit(tmp_path):
+    store = ObjectStore(tmp_path / "objects")
+    data = deep_jsonl(9_000).replace(b'{"i": 8500,', b'{"i": 8500 oops', 1)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(data)
+    path = store.path(store.put_file(plain).blake3)
+    # Past the tally a line is counted, not parsed: the file publishes, and is indexed.
+    assert records.summarize(path, "d.jsonl", limit=10)["records"] == 9_000
+    index = records.line_index_path(path)
+    assert index is not None and index.is_file()
+    bad_line = 1 + next(n for n, line in enumerate(data.split(b"\n")) if b"oops" in line)
+    with pytest.raises(records.UnreadableRecords) as scanned:
+        records.read_record(plain, "d.jsonl", 8500, fallback=NOTHING)
+    with pytest.raises(records.UnreadableRecords) as indexed:
+        records.read_record(path, "d.jsonl", 8500, fallback=NOTHING)
+    assert indexed.value.message == scanned.value.message
+    assert f"line {bad_line} is not JSON" in indexed.value.message
+
+    # An index whose offsets are not where lines start (not these bytes): read from the start.
+    raw = bytearray(index.read_bytes())
+    raw[-16] ^= 0x01
+    index.write_bytes(bytes(raw))
+    assert records.read_record(path, "d.jsonl", 8_999, fallback=NOTHING) == records.read_record(
+        plain, "d.jsonl", 8_999, fallback=NOTHING
+    )
+    index.write_bytes(b"not an index")
+    assert records.has_record(path, "d.jsonl", 8_999)
+
+
+# Files with more records than the tally reads --------------------------------------------------
+
+
+def test_counts_are_exact_and_a_partial_tally_says_so(client, researcher, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(records, "SUMMARY_RECORDS", 5)
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="many")
+    jsonl = b"".join(
+        json.dumps({"text": str(i), "license": "MIT" if i < 3 else "CC0-1.0"}).encode() + b"\n\n"
+        for i in range(12)
+    )
+    rows = [{"text": str(i), "source": f"s{i % 2}"} for i in range(13)]
+    samples = [{"__key__": f"k{i:02d}", "txt": str(i), "json": {"license": "MIT"}}
+               for i in range(7)]  # fmt: skip
+    files = {
+        "a.jsonl": jsonl,
+        "b.parquet": media.parquet(rows, row_group_size=4),
+        "c.tar": media.shard(samples),
+        "d.tar.gz": gzip.compress(media.shard(samples)),
+    }
+    answer = push(client, h, repo, files)
+    assert answer.status_code == 201, answer.text
+    meta = {f["path"]: f["meta"]["records"] for f in answer.json()["files"]}
+    assert {p: (m["records"], m["tallied"], m["complete"]) for p, m in meta.items()} == {
+        "a.jsonl": (12, 5, False),
+        "b.parquet": (13, 5, False),
+        "c.tar": (7, 5, False),
+        "d.tar.gz": (7, 5, False),
+    }
+    assert meta["a.jsonl"]["licenses"] == {"CC0-1.0": 2, "MIT": 3}
+    assert meta["b.parquet"]["sources"] == [["s0", 3], ["s1", 2]]
+    assert meta["c.tar"]["licenses"] == {"MIT": 5}
+    page = client.get(f"/artifacts/{repo}/versions/1").text
+    assert "12 records; sources and licences read from the first 5 only" in page
+    assert "13 records; sources and licences read from the first 5 only" in page
+    # The viewer reads every record, past the tally too.
+    last = client.get(f"/api/v1/artifacts/{repo}/versions/1/records/11", params={"file": "a.jsonl"})
+    assert last.status_code == 200 and last.json()["license"] == "CC0-1.0"

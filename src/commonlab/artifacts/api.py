@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 from urllib.parse import quote, urlencode
 
 import anyio.from_thread
@@ -537,6 +537,15 @@ def get_record_media(
 def media_response(
     request: Request, data: records.MemberData, *, public: bool, filename: str
 ) -> Response:
+    response = _media_response(request, data, public=public, filename=filename)
+    if data.file is not None and not isinstance(response, StreamingResponse):
+        data.file.close()  # a HEAD or a 416: the unpacked member is not sent
+    return response
+
+
+def _media_response(
+    request: Request, data: records.MemberData, *, public: bool, filename: str
+) -> Response:
     headers = {
         "accept-ranges": "bytes",
         "x-content-type-options": "nosniff",
@@ -568,8 +577,13 @@ def media_response(
             data.data[start:end], status_code=status_code, headers=headers,
             media_type=data.media_type,
         )  # fmt: skip
+    chunks = (
+        _unpacked_range(data.file, start, end - start)
+        if data.file is not None
+        else _file_range(data.path, data.offset + start, end - start)
+    )
     return StreamingResponse(
-        _file_range(data.path, data.offset + start, end - start),
+        chunks,
         status_code=status_code,
         headers=headers,
         media_type=data.media_type,
@@ -605,6 +619,20 @@ def _file_range(path: Any, offset: int, count: int) -> Iterator[bytes]:
                 return
             count -= len(chunk)
             yield chunk
+
+
+def _unpacked_range(file: IO[bytes], offset: int, count: int) -> Iterator[bytes]:
+    """A range of a member unpacked from a compressed shard; the spool goes when it is sent."""
+    try:
+        file.seek(offset)
+        while count > 0:
+            chunk = file.read(min(count, 1 << 20))
+            if not chunk:
+                return
+            count -= len(chunk)
+            yield chunk
+    finally:
+        file.close()
 
 
 # Tags

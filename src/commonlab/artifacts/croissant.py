@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from commonlab.artifacts.records import record_format, shard_compression, shard_members
 from commonlab.errors import InvalidInput
 
 __all__ = ["CONFORMS_TO", "CONTEXT", "describe", "validate"]
@@ -126,10 +127,8 @@ _OBJECT_TYPES = {
 
 
 def _shard(path: str, local: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A WebDataset shard: one file set per member extension inside it (`*.png`, `*.wav`,
-    `*.json`, ...) and a record set of each one's content and file name."""
-    from commonlab.artifacts.records import shard_members
-
+    """A WebDataset shard (`.tar`, `.tar.gz`): one file set per member extension inside it
+    (`*.png`, `*.wav`, `*.json`, ...) and a record set of each one's content and file name."""
     sets, record_sets = [], []
     for ext, (kind, media) in shard_members(local, path).items():
         if kind not in _OBJECT_TYPES:
@@ -169,6 +168,14 @@ def _shard(path: str, local: Path) -> tuple[list[dict[str, Any]], list[dict[str,
     return sets, record_sets
 
 
+def _encoding(path: str, media: str) -> str | list[str]:
+    """A file's Croissant format; a compressed shard is a tar and its compression, both named
+    (mlcroissant unpacks an `application/x-tar` file object, detecting the gzip itself)."""
+    if compression := shard_compression(path):
+        return ["application/x-tar", compression]
+    return _FORMATS.get(media, media)
+
+
 def _record_set_id(path: str) -> str:
     stem = path.rsplit(".", 1)[0]
     return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "records"
@@ -202,12 +209,12 @@ def describe(
                 "@id": f["path"],
                 "name": f["path"],
                 "contentUrl": f"{base_url}/datasets/{ns_name}/resolve/{commit}/{f['path']}",
-                "encodingFormat": _FORMATS.get(f["media_type"], f["media_type"]),
+                "encodingFormat": _encoding(f["path"], f["media_type"]),
                 "contentSize": f"{f['size']} B",
                 "sha256": f["sha256"],
             }
         )
-        if f["path"].lower().endswith(".tar"):
+        if record_format(f["path"]) == "webdataset":
             sets, shard_records = _shard(f["path"], locals_[f["path"]])
             distribution.extend(sets)
             record_sets.extend(shard_records)

@@ -1,19 +1,29 @@
 """The records of a dataset version, read from its files as they are stored: rows of JSONL and
-Parquet files (text, code, media in a column) and samples of WebDataset `.tar` shards (an
-image, audio or video with its `.json` sidecar). Each record says where it came from and
-under which licence: from its own fields or sidecar when it has them, else from the
-version's declaration, and it says which. Nothing here authorizes: callers do, first."""
+Parquet files (text, code, media in a column) and samples of WebDataset `.tar` and `.tar.gz`
+shards (an image, audio or video with its `.json` sidecar). Each record says where it came
+from and under which licence: from its own fields or sidecar when it has them, else from the
+version's declaration, and it says which. Nothing here authorizes: callers do, first. The one
+thing written is a JSONL file's sparse line index, a cache beside the store's objects."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
+import logging
+import os
 import posixpath
+import re
+import shutil
+import struct
 import tarfile
+import tempfile
+import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from commonlab.artifacts import metadata
 from commonlab.errors import InvalidInput, NotFound
@@ -28,10 +38,12 @@ __all__ = [
     "UnreadableRecords",
     "check_format",
     "has_record",
+    "line_index_path",
     "member_data",
     "read_page",
     "read_record",
     "record_format",
+    "shard_compression",
     "shard_members",
     "summarize",
 ]
@@ -42,6 +54,13 @@ MAX_SIDECAR = 1 << 20
 MAX_TEXT = 1 << 20
 PREVIEW = 240
 MAX_PAGE = 100
+# A member of a compressed shard is unpacked to be served (a gzip stream cannot seek): into
+# memory up to SPOOL_IN_MEMORY, then a temporary file, and never past MAX_UNPACKED.
+SPOOL_IN_MEMORY = 8 << 20
+MAX_UNPACKED = 1 << 30
+_CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 SOURCE_KEYS = ("source", "url", "source_url", "origin")
 LICENSE_KEYS = ("license", "licence", "license_id", "spdx")
@@ -114,7 +133,8 @@ class RecordPage:
 
 @dataclass(frozen=True)
 class MemberData:
-    """A member's bytes: a range of the stored object (a tar member), or bytes in hand."""
+    """A member's bytes: a range of the stored object (a tar member), bytes in hand, or a
+    member of a compressed shard unpacked into `file` (seekable; the caller closes it)."""
 
     media_type: str
     size: int
@@ -122,6 +142,7 @@ class MemberData:
     offset: int = 0
     data: bytes | None = None
     inline: bool = field(default=False)
+    file: IO[bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,7 @@ class Fallback:
 
 
 FORMATS = ("jsonl", "parquet", "webdataset")
+_GZIP_SHARDS = (".tar.gz", ".tgz")
 
 
 def record_format(path: str) -> str | None:
@@ -149,9 +171,18 @@ def record_format(path: str) -> str | None:
         return "jsonl"
     if lower.endswith(".parquet"):
         return "parquet"
-    if lower.endswith(".tar"):
+    if lower.endswith((".tar", *_GZIP_SHARDS)):
         return "webdataset"
     return None
+
+
+def _gzipped(name: str) -> bool:
+    return name.lower().endswith(_GZIP_SHARDS)
+
+
+def shard_compression(path: str) -> str | None:
+    """The media type a WebDataset shard is compressed with (`application/gzip`), or None."""
+    return "application/gzip" if _gzipped(path) else None
 
 
 def _media_type(name: str) -> str:
@@ -262,31 +293,134 @@ def _row_record(index: int, row: Any, fallback: Fallback) -> tuple[Record, dict[
 _SKIPPED = object()
 
 
-def _jsonl_rows(path: Path, name: str, *, skip: int = 0) -> Iterator[Any]:
-    """Each non-blank line's JSON value; the first `skip` records are counted, not parsed
-    (they yield a placeholder), so paging deep into a file costs a read, not a parse."""
+def _lines(fh: IO[bytes], name: str, line_no: int) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of each non-blank line from where `fh` is, whose
+    line number is `line_no` + 1. A line is cut at b"\n" (a CRLF line keeps its "\r", which
+    JSON reads as space), and a blank one is only whitespace."""
+    pos = fh.tell()
+    while True:
+        line = fh.readline(MAX_LINE + 1)
+        if not line:
+            return
+        line_no += 1
+        if len(line) > MAX_LINE:
+            raise UnreadableRecords(f"{name}: line {line_no} is longer than {MAX_LINE} bytes")
+        if line.strip():
+            yield line_no, pos, line
+        pos += len(line)
+
+
+def _parse(line: bytes, name: str, line_no: int) -> Any:
+    try:
+        return json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        raise UnreadableRecords(
+            f"{name}: line {line_no} is not JSON: a JSONL file holds one JSON value per line"
+        ) from None
+
+
+def _jsonl_rows(path: Path, name: str, *, skip: int = 0) -> Iterator[tuple[int, Any]]:
+    """(index, JSON value) of each non-blank line. The first `skip` records are counted, not
+    parsed (they yield a placeholder), and with a line index only from the indexed record
+    nearest before `skip`: paging deep into a file costs a seek and at most INDEX_EVERY lines."""
+    index = _line_index(path) if skip >= INDEX_EVERY else None
+    first, offset, line_no = index.start(skip) if index else (0, 0, 0)
     with path.open("rb") as fh:
-        line_no = records = 0
-        while True:
-            line = fh.readline(MAX_LINE + 1)
-            if not line:
-                return
-            line_no += 1
-            if len(line) > MAX_LINE:
-                raise UnreadableRecords(f"{name}: line {line_no} is longer than {MAX_LINE} bytes")
-            if not line.strip():
-                continue
-            records += 1
-            if records <= skip:
-                yield _SKIPPED
-                continue
-            try:
-                yield json.loads(line)
-            except (UnicodeDecodeError, ValueError):
-                raise UnreadableRecords(
-                    f"{name}: line {line_no} is not JSON: a JSONL file holds one JSON value "
-                    "per line"
-                ) from None
+        if offset:
+            fh.seek(offset - 1)
+            if fh.read(1) != b"\n":  # not where a line starts: an index of other bytes
+                log.warning("%s: its line index does not fit it; reading from the start", name)
+                first = line_no = 0
+                fh.seek(0)
+        for i, (n, _, line) in enumerate(_lines(fh, name, line_no), start=first):
+            yield i, (_SKIPPED if i < skip else _parse(line, name, n))
+
+
+# A JSONL file's sparse line index: where every INDEX_EVERY-th record starts and how many lines
+# come before it, and how many records the file holds. Written when a version is published
+# (the summary reads every line anyway) beside the store's objects, named by the object's
+# BLAKE3: those bytes never change, so it is computed once, and no table holds it. A file
+# without one (not in the store, published before indexes) is read from its start.
+INDEX_EVERY = 4096
+_INDEX_MAGIC = b"CLJSONL1"
+_INDEX_HEAD = struct.Struct("<8sQQQ")  # magic, the file's size, INDEX_EVERY, records
+_INDEX_ENTRY = struct.Struct("<QQ")  # byte offset of record k * every, lines before it
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def line_index_path(path: Path) -> Path | None:
+    """Where the line index of a stored object is kept, `<store>/indexes/<b3[:2]>/<b3>.lines`;
+    None for a path outside the store's layout (`<store>/<b3[:2]>/<b3[2:4]>/<b3>`)."""
+    b3 = path.name
+    if not _HEX64.match(b3) or path.parent.name != b3[2:4] or path.parent.parent.name != b3[:2]:
+        return None
+    return path.parent.parent.parent / "indexes" / b3[:2] / f"{b3}.lines"
+
+
+@dataclass(frozen=True)
+class _LineIndex:
+    path: Path
+    every: int
+    records: int
+
+    def start(self, record: int) -> tuple[int, int, int]:
+        """(index, byte offset, lines before) of the indexed record at or before `record`."""
+        if not self.records:
+            return 0, 0, 0
+        k = min(record // self.every, (self.records - 1) // self.every)
+        with self.path.open("rb") as fh:
+            fh.seek(_INDEX_HEAD.size + k * _INDEX_ENTRY.size)
+            offset, lines = _INDEX_ENTRY.unpack(fh.read(_INDEX_ENTRY.size))
+        return k * self.every, offset, lines
+
+
+def _line_index(path: Path) -> _LineIndex | None:
+    """The file's line index, if it has one that fits it (else it is read from its start)."""
+    where = line_index_path(path)
+    if where is None:
+        return None
+    try:
+        with where.open("rb") as fh:
+            head = fh.read(_INDEX_HEAD.size)
+            length = os.fstat(fh.fileno()).st_size
+        magic, size, every, count = _INDEX_HEAD.unpack(head)
+        entries = -(-count // every) if every else -1
+        if (
+            magic != _INDEX_MAGIC
+            or size != path.stat().st_size
+            or length != _INDEX_HEAD.size + entries * _INDEX_ENTRY.size
+        ):
+            return None
+    except (OSError, struct.error):
+        return None
+    return _LineIndex(where, every, count)
+
+
+def _write_line_index(path: Path, entries: list[tuple[int, int]], records: int) -> None:
+    """Keep the index beside the object (temp file + rename: a reader sees all or none). The
+    index is a cache: a store it cannot be written to is read from each file's start."""
+    where = line_index_path(path)
+    if where is None:
+        return
+    body = _INDEX_HEAD.pack(_INDEX_MAGIC, path.stat().st_size, INDEX_EVERY, records) + b"".join(
+        _INDEX_ENTRY.pack(offset, lines) for offset, lines in entries
+    )
+    tmp: str | None = None
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=".lines-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, where)
+        tmp = None
+    except OSError as exc:
+        log.warning("could not keep the line index of %s: %s", path.name, exc)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _parquet(path: Path, name: str) -> Any:
@@ -332,8 +466,10 @@ def _parquet_rows(path: Path, name: str, start: int, stop: int) -> tuple[list[An
 class _TarMember:
     name: str  # the extension part: "jpg", "json", "seg.png"
     path: str
-    offset: int
+    offset: int  # where its bytes are in the stored shard; -1 in a compressed one
     size: int
+    data: bytes | None = None  # a compressed shard's text and JSON members, read on the way
+    spool: IO[bytes] | None = None  # the member asked for, unpacked from a compressed shard
 
 
 def _split_key(path: str) -> tuple[str, str]:
@@ -344,32 +480,83 @@ def _split_key(path: str) -> tuple[str, str]:
     return key, ext if dot else ""
 
 
-def _samples(path: Path, name: str) -> Iterator[tuple[str, list[_TarMember]]]:
-    """The shard's samples in order: runs of regular files sharing a key. Headers only are
-    read (data is skipped over), and nothing is ever extracted to disk."""
+def _samples(
+    path: Path, name: str, *, grab: tuple[int, str] | None = None
+) -> Iterator[tuple[str, list[_TarMember]]]:
+    """The shard's samples in order: runs of regular files sharing a key. Of a `.tar`, headers
+    only are read (data is skipped over); a `.tar.gz` is read as one stream, keeping on the
+    way its small text and JSON members and the member `grab` names (sample index, member
+    name). Nothing is ever extracted to disk under its own name."""
+    gzipped = _gzipped(name)
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with contextlib.ExitStack() as stack:
+            if gzipped:
+                raw = stack.enter_context(gzip.open(path, "rb"))
+                tar = stack.enter_context(tarfile.open(fileobj=raw, mode="r|"))
+            else:
+                tar = stack.enter_context(tarfile.open(path, mode="r:"))
             key: str | None = None
             group: list[_TarMember] = []
+            index = -1
             for info in tar:
                 if not info.isfile():
                     continue  # folders, links, devices: never part of a sample
                 k, ext = _split_key(info.name)
-                if k != key and group:
-                    yield key or "", group
-                    group = []
-                key = k
-                group.append(_TarMember(ext, info.name, info.offset_data, info.size))
+                if k != key:
+                    if group:
+                        yield key or "", group
+                        group = []
+                    index += 1
+                    key = k
+                if not gzipped:
+                    group.append(_TarMember(ext, info.name, info.offset_data, info.size))
+                    continue
+                wanted = grab == (index, ext) and all(p.name != ext for p in group)
+                group.append(_unpack(tar, info, ext, name=name, wanted=wanted))
             if group:
                 yield key or "", group
-    except (tarfile.TarError, EOFError, OSError) as exc:
+            if gzipped:  # to the gzip trailer, whose CRC says whether every byte was sound
+                while raw.read(_CHUNK):
+                    pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise UnreadableRecords(f"{name}: not a readable WebDataset tar shard ({exc})") from None
 
 
-def _read_range(path: Path, offset: int, size: int) -> bytes:
+def _unpack(tar: tarfile.TarFile, info: tarfile.TarInfo, ext: str, *, name: str,
+            wanted: bool) -> _TarMember:  # fmt: skip
+    """A member of a compressed shard as the stream passes it: its bytes kept when it is a
+    small text or JSON member (the viewer shows those) or the one asked for."""
+    small = info.size <= MAX_SIDECAR
+    if small and (wanted or _kind(_media_type(info.name)) in ("text", "json")):
+        return _TarMember(ext, info.name, -1, info.size, data=_extract(tar, info).read())
+    if not wanted:
+        return _TarMember(ext, info.name, -1, info.size)
+    if info.size > MAX_UNPACKED:
+        raise UnreadableRecords(
+            f"{name}: {info.name} is {info.size} bytes, more than the {MAX_UNPACKED} this "
+            "facility unpacks from a compressed shard to serve; publish it in a .tar shard"
+        )
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned
+    shutil.copyfileobj(_extract(tar, info), spool, _CHUNK)
+    spool.seek(0)
+    return _TarMember(ext, info.name, -1, info.size, spool=spool)
+
+
+def _extract(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    member = tar.extractfile(info)
+    if member is None:  # pragma: no cover - regular files always have their bytes
+        raise tarfile.ReadError(f"{info.name} has no bytes")
+    return member
+
+
+def _member_bytes(path: Path, part: _TarMember) -> bytes:
+    if part.data is not None:
+        return part.data
+    if part.offset < 0:  # pragma: no cover - callers ask only for what the stream kept
+        raise UnreadableRecords(f"{part.path} was not kept from its compressed shard")
     with path.open("rb") as fh:
-        fh.seek(offset)
-        return fh.read(size)
+        fh.seek(part.offset)
+        return fh.read(part.size)
 
 
 def _sample_record(
@@ -381,7 +568,7 @@ def _sample_record(
         media = _media_type(part.path)
         kind = _kind(media)
         if kind in ("text", "json") and part.size <= MAX_SIDECAR:
-            raw = _read_range(path, part.offset, part.size)
+            raw = _member_bytes(path, part)
             try:
                 value = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -402,9 +589,19 @@ def check_format(name: str) -> str:
     if fmt is None:
         raise InvalidInput(
             f"{name} holds no records this registry reads: records come from JSONL, Parquet "
-            "or WebDataset .tar files"
+            "or WebDataset .tar (or .tar.gz) files"
         )
     return fmt
+
+
+def _items(
+    path: Path, name: str, fmt: str, *, skip: int = 0, grab: tuple[int, str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """(index, row or sample) of a JSONL file or a shard, from the start or, for JSONL, from
+    an indexed record at or before `skip` (the records before `skip` are placeholders)."""
+    if fmt == "jsonl":
+        return _jsonl_rows(path, name, skip=skip)
+    return enumerate(_samples(path, name, grab=grab))
 
 
 def read_page(path: Path, name: str, *, offset: int, limit: int, fallback: Fallback) -> RecordPage:
@@ -415,13 +612,10 @@ def read_page(path: Path, name: str, *, offset: int, limit: int, fallback: Fallb
         rows, total = _parquet_rows(path, name, offset, offset + limit)
         records = [_row_record(offset + i, row, fallback)[0] for i, row in enumerate(rows)]
         return RecordPage(records, offset, total, offset + len(records) < total)
-    source: Iterator[Any] = (
-        _jsonl_rows(path, name, skip=offset) if fmt == "jsonl" else _samples(path, name)
-    )
     records: list[Record] = []
     seen = 0
     has_more = False
-    for index, item in enumerate(source):
+    for index, item in _items(path, name, fmt, skip=offset):
         seen = index + 1
         if index < offset:
             continue
@@ -432,7 +626,9 @@ def read_page(path: Path, name: str, *, offset: int, limit: int, fallback: Fallb
             records.append(_row_record(index, item, fallback)[0])
         else:
             records.append(_sample_record(path, index, item[0], item[1], fallback))
-    total = None if has_more else seen
+    total: int | None = None if has_more else seen
+    if total is None and fmt == "jsonl" and (index_ := _line_index(path)):
+        total = index_.records
     return RecordPage(records, offset, total, has_more)
 
 
@@ -443,16 +639,18 @@ def _out_of_range(name: str, index: int, total: int) -> RecordNotFound:
     )
 
 
-def _find(path: Path, name: str, index: int, fallback: Fallback) -> tuple[Record, Any]:
+def _find(
+    path: Path, name: str, index: int, fallback: Fallback, *, member: str | None = None
+) -> tuple[Record, Any]:
     fmt = check_format(name)
     if fmt == "parquet":
         rows, total = _parquet_rows(path, name, index, index + 1)
         if not rows:
             raise _out_of_range(name, index, total)
         return _row_record(index, rows[0], fallback)
-    source = _jsonl_rows(path, name, skip=index) if fmt == "jsonl" else _samples(path, name)
+    grab = (index, member) if member is not None else None
     count = 0
-    for i, item in enumerate(source):
+    for i, item in _items(path, name, fmt, skip=index, grab=grab):
         count = i + 1
         if i == index:
             if fmt == "jsonl":
@@ -470,9 +668,10 @@ def has_record(path: Path, name: str, index: int) -> bool:
     fmt = check_format(name)
     if fmt == "parquet":
         return index < _parquet(path, name).metadata.num_rows
-    items = _jsonl_rows(path, name, skip=index + 1) if fmt == "jsonl" else _samples(path, name)
+    if fmt == "jsonl" and (line_index := _line_index(path)):
+        return index < line_index.records
     try:
-        return any(i == index for i, _ in enumerate(items))
+        return any(i == index for i, _ in _items(path, name, fmt, skip=index + 1))
     except UnreadableRecords:
         return True  # it is there, and its page will say what is wrong with it
 
@@ -481,7 +680,7 @@ def member_data(
     path: Path, name: str, index: int, member: str, *, fallback: Fallback
 ) -> MemberData:
     """The bytes of one member of a record, with the type to serve them as."""
-    record, extra = _find(path, name, index, fallback)
+    record, extra = _find(path, name, index, fallback, member=member)
     found = next((m for m in record.members if m.name == member), None)
     if found is None:
         names = ", ".join(m.name for m in record.members) or "none"
@@ -496,6 +695,10 @@ def member_data(
     part = next(p for p in extra if p.name == member)
     if found.kind == "text":  # whatever it claims (text/html too): plain text, safe inline
         media_type, inline = "text/plain; charset=utf-8", True
+    if part.spool is not None:
+        return MemberData(media_type, part.size, file=part.spool, inline=inline)
+    if part.offset < 0:
+        return MemberData(media_type, part.size, data=part.data, inline=inline)
     return MemberData(media_type, part.size, path=path, offset=part.offset, inline=inline)
 
 
@@ -504,17 +707,20 @@ def member_data(
 SUMMARY_RECORDS = 1_000_000
 SUMMARY_SOURCES = 20
 SUMMARY_LICENSES = 50
+_Take = Callable[[dict[str, Any]], None]
 
 
-def summarize(path: Path, name: str, *, limit: int = SUMMARY_RECORDS) -> dict[str, Any]:
-    """How many records a file holds and which sources and licences they state (the most
-    common sources, every licence), for the version's page, its licence flags and its
-    lineage. Past `limit` records it stops and says it saw only part of the file."""
+def summarize(path: Path, name: str, *, limit: int | None = None) -> dict[str, Any]:
+    """How many records a file holds, exactly however many, and which sources and licences
+    the first `limit` of them (SUMMARY_RECORDS) state: the most common sources, every
+    licence, for the version's page, its licence flags and its lineage. `tallied` says how
+    many records the tally covers; `complete`, whether that is all of them. A JSONL file's
+    line index is written on the way."""
+    limit = SUMMARY_RECORDS if limit is None else limit
     fmt = check_format(name)
     sources: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
-    count = without_source = without_license = 0
-    complete = True
+    without_source = without_license = 0
 
     def take(fields: dict[str, Any]) -> None:
         nonlocal without_source, without_license
@@ -529,36 +735,21 @@ def summarize(path: Path, name: str, *, limit: int = SUMMARY_RECORDS) -> dict[st
             without_license += 1
 
     if fmt == "parquet":
-        pf = _parquet(path, name)
-        names = set(pf.schema_arrow.names)
-        wanted = [k for k in (*SOURCE_KEYS, *LICENSE_KEYS) if k in names]
-        total = pf.metadata.num_rows
-        complete = total <= limit
-        try:
-            table = pf.read(columns=wanted).slice(0, limit) if wanted else None
-        except Exception as exc:
-            raise UnreadableRecords(
-                f"{name}: a row group of this Parquet file is broken ({exc})"
-            ) from None
-        rows = table.to_pylist() if table is not None else [{}] * min(total, limit)
-        for row in rows:
-            take(row)
-        count = len(rows)
+        count = _tally_parquet(path, name, limit, take)
+    elif fmt == "jsonl":
+        count = _tally_jsonl(path, name, limit, take)
     else:
-        items: Iterator[Any] = _jsonl_rows(path, name) if fmt == "jsonl" else _samples(path, name)
-        for item in items:
-            if count == limit:
-                complete = False
-                break
-            count += 1
-            if fmt == "jsonl":
-                take(item if isinstance(item, dict) else {})
-            else:
-                take(_sidecar(path, item[1]))
+        count = 0
+        for index, (_, parts) in enumerate(_samples(path, name)):
+            count = index + 1
+            if index < limit:
+                take(_sidecar(path, parts))
+    tallied = min(count, limit)
     return {
         "format": fmt,
         "records": count,
-        "complete": complete,
+        "tallied": tallied,
+        "complete": tallied == count,
         "sources": [[s, n] for s, n in sorted(sources.items(), key=lambda kv: (-kv[1], kv[0]))][
             :SUMMARY_SOURCES
         ],
@@ -567,6 +758,48 @@ def summarize(path: Path, name: str, *, limit: int = SUMMARY_RECORDS) -> dict[st
         "without_source": without_source,
         "without_license": without_license,
     }
+
+
+def _tally_parquet(path: Path, name: str, limit: int, take: _Take) -> int:
+    """The row count from the footer; the first `limit` rows' source and licence columns."""
+    pf = _parquet(path, name)
+    total = pf.metadata.num_rows
+    names = set(pf.schema_arrow.names)
+    wanted = [k for k in (*SOURCE_KEYS, *LICENSE_KEYS) if k in names]
+    if not wanted:
+        for _ in range(min(total, limit)):
+            take({})
+        return total
+    seen = 0
+    try:
+        for batch in pf.iter_batches(batch_size=65_536, columns=wanted):
+            for row in batch.slice(0, limit - seen).to_pylist():
+                take(row)
+            seen += min(batch.num_rows, limit - seen)
+            if seen >= limit:
+                break
+    except Exception as exc:
+        raise UnreadableRecords(
+            f"{name}: a row group of this Parquet file is broken ({exc})"
+        ) from None
+    return total
+
+
+def _tally_jsonl(path: Path, name: str, limit: int, take: _Take) -> int:
+    """Every line counted (the first `limit` records parsed and tallied, as the viewer reads
+    them), and the line index written: where every INDEX_EVERY-th record starts."""
+    entries: list[tuple[int, int]] = []
+    count = 0
+    with path.open("rb") as fh:
+        for line_no, pos, line in _lines(fh, name, 0):
+            if count % INDEX_EVERY == 0:
+                entries.append((pos, line_no - 1))
+            if count < limit:
+                row = _parse(line, name, line_no)
+                take(row if isinstance(row, dict) else {})
+            count += 1
+    _write_line_index(path, entries, count)
+    return count
 
 
 _NOTHING = Fallback([], [])
@@ -579,7 +812,7 @@ def _sidecar(path: Path, parts: list[_TarMember]) -> dict[str, Any]:
     if part is None:
         return {}
     try:
-        parsed = json.loads(_read_range(path, part.offset, part.size))
+        parsed = json.loads(_member_bytes(path, part))
     except (UnicodeDecodeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
