@@ -182,11 +182,31 @@ def test_bytes_that_do_not_match_their_blake3_are_refused(client, researcher, ap
     assert list(app.state.artifacts.store.all_objects()) == []
 
 
-def test_an_upload_declares_at_least_one_digest(client, researcher):
+def test_an_upload_without_a_digest_is_stored_by_its_bytes_unless_its_size_is_held(
+    client, researcher
+):
+    """Without a digest the facility hashes what it receives (the CLI's shared-file-system
+    path). When the repository holds a file of the same size the bytes may be held already:
+    the facility asks for a digest (409, digest_needed) and opens nothing."""
     h = researcher["headers"]
     repo = make_repo(client, h)
-    response = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": 3}, headers=h)
-    assert response.status_code == 422 and "blake3 or sha256" in response.text
+    data = b"bila hash" * 500
+    up = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": len(data)}, headers=h)
+    assert up.status_code == 201 and up.json()["state"] == "open", up.text
+    done = client.put(
+        f"/api/v1/artifacts/uploads/{up.json()['id']}", params={"offset": 0}, content=data,
+        headers={**h, "content-type": "application/octet-stream"},
+    )  # fmt: skip
+    assert done.status_code == 200 and done.json()["blake3"] == digests(data)["blake3"]
+
+    again = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": len(data)}, headers=h)
+    assert again.status_code == 409 and again.json()["digest_needed"] is True
+    assert "declare this file's blake3" in again.json()["detail"]
+    # Declared, the held bytes need no sending; another size opens an upload as before.
+    held = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digests(data), headers=h)
+    assert held.json()["state"] == "complete"
+    other = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": 7}, headers=h)
+    assert other.json()["state"] == "open"
 
 
 def test_blake3_only_upload_records_the_sha256_the_facility_computed(client, researcher):

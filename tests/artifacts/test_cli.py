@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import httpx
+import pytest
 
 from commonlab.cli import artifacts_cmd
 from commonlab.cli.main import main
@@ -34,13 +35,23 @@ def test_push_over_http_and_by_the_local_path(live, tmp_path, monkeypatch):
         return copied
 
     monkeypatch.setattr(artifacts_cmd, "_copy_local", spy)
+    hashed: list[str] = []
+    real_digest = artifacts_cmd._digest
+
+    def digest_spy(path, bars):
+        hashed.append(path.name)
+        return real_digest(path, bars)
+
+    monkeypatch.setattr(artifacts_cmd, "_digest", digest_spy)
 
     # Over HTTP only: 64 KiB chunks on this facility, so a.bin takes five PUTs.
     cli("dataset", "push", str(folder), "--repo", "lab/over-http", "--no-local")
-    assert copies == []
-    # The local path: the CLI runs on the facility's machine, so it copies into part files.
+    assert copies == [] and sorted(hashed) == ["a.bin", "b.bin", "empty"]
+    # The local path: the CLI runs on the facility's machine, so it copies into part files,
+    # and files new to the repository are hashed once, by the facility.
+    hashed.clear()
     cli("dataset", "push", str(folder), "--repo", "lab/local")
-    assert sorted(copies) == [70_000, 300_000]
+    assert sorted(copies) == [70_000, 300_000] and hashed == []
 
     api = httpx.Client(base_url=live.url)
     over_http = api.get("/api/v1/artifacts/datasets/lab/over-http/versions/1").json()
@@ -53,7 +64,63 @@ def test_push_over_http_and_by_the_local_path(live, tmp_path, monkeypatch):
         assert got.content == files[f["path"]]
 
     # A second version that changes one file sends only that file.
+    # Both files have sizes the repository holds, so the CLI hashes them first.
     (folder / "shards" / "b.bin").write_bytes(os.urandom(70_000))
     copies.clear()
     cli("dataset", "push", str(folder), "--repo", "lab/local")
-    assert copies == [70_000]
+    assert copies == [70_000] and sorted(hashed) == ["a.bin", "b.bin"]
+
+
+def _push_fails(*args: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    assert exc.value.code == 1
+
+
+def test_where_the_copy_is_not_possible_the_cli_hashes_and_checks_the_facilitys_digest(
+    live, tmp_path, monkeypatch, capsys
+):
+    """A part file this CLI may not write (the facility on another machine): the new file
+    goes over HTTP, and the digest the facility computed must be the one hashed here."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    data = os.urandom(200_000)
+    (folder / "a.bin").write_bytes(data)
+    monkeypatch.setattr(artifacts_cmd, "_copy_local", lambda *a, **k: None)
+    cli("dataset", "push", str(folder), "--repo", "lab/remote")
+    api = httpx.Client(base_url=live.url)
+    got = api.get("/api/v1/artifacts/datasets/lab/remote/versions/1/files/a.bin")
+    assert got.content == data
+
+    (folder / "b.bin").write_bytes(os.urandom(123_456))
+    real_digest = artifacts_cmd._digest
+    monkeypatch.setattr(
+        artifacts_cmd,
+        "_digest",
+        lambda p, bars: {
+            **real_digest(p, bars),
+            **({"blake3": "0" * 64} if p.name == "b.bin" else {}),
+        },
+    )
+    _push_fails("dataset", "push", str(folder), "--repo", "lab/remote")
+    assert "not this file's" in capsys.readouterr().err
+    assert api.get("/api/v1/artifacts/datasets/lab/remote").json()["latest"] == 1
+
+
+def test_a_file_that_changes_while_it_is_copied_in_is_refused(live, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "growing.log").write_bytes(b"x" * 100_000)
+    real_copy = artifacts_cmd._copy_local
+
+    def copy_then_append(path, *args, **kwargs):
+        copied = real_copy(path, *args, **kwargs)
+        with path.open("ab") as fh:
+            fh.write(b"more")
+        return copied
+
+    monkeypatch.setattr(artifacts_cmd, "_copy_local", copy_then_append)
+    _push_fails("dataset", "push", str(folder), "--repo", "lab/moving")
+    assert "changed while it was being pushed" in capsys.readouterr().err
+    api = httpx.Client(base_url=live.url)
+    assert api.get("/api/v1/artifacts/datasets/lab/moving").json()["latest"] is None

@@ -7,7 +7,7 @@ import hashlib
 import blake3
 import pytest
 
-from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
+from commonlab.artifacts.store import ObjectStore, StoredObject, UploadOffsetMismatch
 
 
 def test_put_addresses_by_blake3_and_dedups(tmp_path):
@@ -84,8 +84,26 @@ def test_an_upload_checked_by_blake3_alone(tmp_path):
         "w" * 20, expected_sha256=None, expected_blake3=blake3.blake3(data).hexdigest()
     )
     assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
-    with pytest.raises(ValueError):
-        store.finish_upload("w" * 20, expected_sha256=None)
+
+
+def test_an_upload_that_declared_no_digest_is_stored_under_its_bytes(tmp_path):
+    """The CLI's shared-file-system path copies new files in without hashing them first:
+    the store computes both digests once, and places the object under them."""
+    store = ObjectStore(tmp_path / "objects")
+    data = b"mpya" * 5000
+    store.begin_upload("n" * 20)
+    store.part_path("n" * 20).write_bytes(data)
+    stored = store.finish_upload("n" * 20, expected_sha256=None, expected_blake3=None)
+    assert stored == StoredObject(
+        blake3.blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), len(data)
+    )
+    assert store.path(stored.blake3).read_bytes() == data
+    assert not store.part_path("n" * 20).exists()
+    # The same bytes again: one object, and the second part file is gone.
+    store.begin_upload("m" * 20)
+    store.part_path("m" * 20).write_bytes(data)
+    assert store.finish_upload("m" * 20, expected_sha256=None, expected_blake3=None) == stored
+    assert list(store.all_objects()) == [stored.blake3]
 
 
 def test_a_short_object_left_by_a_crash_is_replaced_and_durable_objects_sync(tmp_path):

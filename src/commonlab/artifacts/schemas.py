@@ -13,7 +13,6 @@ from pydantic import (
     Field,
     StrictInt,
     StringConstraints,
-    model_validator,
 )
 
 from commonlab.artifacts.models import Relation, RepoKind, Visibility
@@ -101,6 +100,12 @@ class RepoOut(BaseModel):
 
 
 class UploadCreate(Input):
+    """A file to send. Declaring a digest lets the facility skip bytes this repository already
+    holds; without one, the bytes are stored under the digests the facility computes from
+    them (the fast path for a client that copies the file in on a shared file system), and
+    the facility asks for a digest first (409) when the repository holds a file of this size.
+    """
+
     size: StrictInt = Field(ge=0, le=1 << 44, description="the file's size in bytes")
     sha256: Hex64 | None = Field(default=None, description="checked when the upload finishes")
     blake3: Hex64 | None = Field(
@@ -108,12 +113,6 @@ class UploadCreate(Input):
         description="checked when the upload finishes; when the repository already holds it, "
         "nothing needs sending (without it, the SHA-256 and size decide)",
     )
-
-    @model_validator(mode="after")
-    def _one_digest(self) -> UploadCreate:
-        if self.sha256 is None and self.blake3 is None:
-            raise ValueError("declare the file's blake3 or sha256 (or both): the bytes are checked")
-        return self
 
 
 class UploadOut(BaseModel):

@@ -32,6 +32,7 @@ from commonlab.artifacts.models import (
 )
 from commonlab.artifacts.schemas import RepoCreate, TagSet, UploadCreate, VersionCreate
 from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
+from commonlab.compute.models import Job
 from commonlab.db import utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity.principal import Principal, Role
@@ -244,30 +245,11 @@ def start_upload(
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
-        # By BLAKE3 when declared (what the CLI sends: it hashes fastest), else SHA-256 + size.
-        # Only this repository's bytes count: a digest alone proves no possession of the bytes.
-        same = (
-            VersionFile.blake3 == req.blake3
-            if req.blake3
-            else (VersionFile.sha256 == req.sha256) & (VersionFile.size == req.size)
-        )
-        known = db.execute(
-            select(VersionFile.blake3, VersionFile.sha256, VersionFile.size)
-            .join(Version)
-            .where(Version.repo_id == repo.id, same)
-            .limit(1)
-        ).first()
-        if known is None and req.blake3:
-            known = db.execute(
-                select(Upload.blake3, Upload.sha256, Upload.size)
-                .where(
-                    Upload.repo_id == repo.id,
-                    Upload.person_id == actor.person_id,
-                    Upload.state == UploadState.COMPLETE,
-                    Upload.blake3 == req.blake3,
-                )
-                .limit(1)
-            ).first()
+        if req.blake3 is None and req.sha256 is None:
+            _refuse_blind_upload_of_held_size(db, actor, repo, req.size)
+            known = None
+        else:
+            known = _held_copy(db, actor, repo, req)
         if known is not None and registry.store.holds(known.blake3, known.size):
             if req.sha256 not in (None, known.sha256) or known.size != req.size:
                 raise InvalidInput(
@@ -292,6 +274,57 @@ def start_upload(
     if req.size == 0:
         return put_chunk(db, actor, registry, upload.id, 0, [])
     return _open_status(registry, upload.id, req.size, 0)
+
+
+def _held_copy(db: Session, actor: Principal, repo: Repo, req: UploadCreate) -> Any:
+    """The digests and size of a file this repository holds with the declared digest: by
+    BLAKE3 when declared (what the CLI sends: it hashes fastest), else SHA-256 + size. Only
+    this repository's bytes count: a digest alone proves no possession of the bytes."""
+    same = (
+        VersionFile.blake3 == req.blake3
+        if req.blake3
+        else (VersionFile.sha256 == req.sha256) & (VersionFile.size == req.size)
+    )
+    known = db.execute(
+        select(VersionFile.blake3, VersionFile.sha256, VersionFile.size)
+        .join(Version)
+        .where(Version.repo_id == repo.id, same)
+        .limit(1)
+    ).first()
+    if known is None and req.blake3:
+        known = db.execute(
+            select(Upload.blake3, Upload.sha256, Upload.size)
+            .where(
+                Upload.repo_id == repo.id,
+                Upload.person_id == actor.person_id,
+                Upload.state == UploadState.COMPLETE,
+                Upload.blake3 == req.blake3,
+            )
+            .limit(1)
+        ).first()
+    return known
+
+
+def _refuse_blind_upload_of_held_size(db: Session, actor: Principal, repo: Repo, size: int) -> None:
+    """An upload without a digest is for bytes new to this repository: when it holds a file
+    of the same size, those bytes may be held already, and only a digest can say."""
+    same_size = (
+        select(VersionFile.id)
+        .join(Version)
+        .where(Version.repo_id == repo.id, VersionFile.size == size)
+    )
+    uploaded = select(Upload.id).where(
+        Upload.repo_id == repo.id,
+        Upload.person_id == actor.person_id,
+        Upload.state == UploadState.COMPLETE,
+        Upload.size == size,
+    )
+    if size and (db.scalar(same_size.limit(1)) or db.scalar(uploaded.limit(1))):
+        raise Conflict(
+            f"{repo.repo_id} holds a file of {size} bytes: declare this file's blake3 (or "
+            "sha256) so that bytes it already holds are not sent again",
+            digest_needed=True,
+        )
 
 
 def _open_status(registry: Registry, upload_id: str, size: int, received: int) -> UploadStatus:
@@ -431,6 +464,7 @@ def commit_version(
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
         sources = _lineage_sources(db, actor, req)
+        _check_facility_job(db, actor, req.job, sources)
         if sources:
             _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
         files, uploaded = _gather_files(db, actor, repo, store, req)
@@ -561,6 +595,31 @@ def _lineage_sources(
         source = _resolve(db, source_repo, str(number))
         sources.append((source, item.relation))
     return sources
+
+
+def _check_facility_job(
+    db: Session, actor: Principal, job: str | None, sources: list[tuple[Version, Relation]]
+) -> None:
+    """A job named by its number is one of this facility's (compute): it must be the
+    publisher's own, and the lineage may name only what it read (its declared inputs, which
+    admission checked against its containment level). Other names are external jobs,
+    shown as given."""
+    if job is None or not job.isdigit():
+        return
+    found = db.get(Job, int(job)) if len(job) < 12 else None
+    if found is None or found.submitter_id != actor.person_id:
+        raise InvalidInput(
+            f"job {job} is not a job of yours on this facility: name the job that produced "
+            "these files (inside a job, $COMMONLAB_JOB_ID)"
+        )
+    for source, _ in sources:
+        ref = _ref(source)
+        if ref not in found.inputs:
+            read = ", ".join(found.inputs) or "nothing"
+            raise InvalidInput(
+                f"job {job} did not read {ref} (its inputs: {read}): lineage names only what "
+                "the job read"
+            )
 
 
 def _gather_files(

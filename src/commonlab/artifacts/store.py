@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -131,6 +132,8 @@ class ObjectStore:
         # Digests of uploads whose chunks arrived in order in this process: saves a re-read.
         self._running: dict[str, _Hashing] = {}
         self._running_lock = threading.Lock()
+        # Writes placed objects to disk in the background (see `_write_back`).
+        self._writeback = ThreadPoolExecutor(1, thread_name_prefix="writeback")
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -200,14 +203,31 @@ class ObjectStore:
         with path.open("rb") as fh:
             return self.put_stream(iter(lambda: fh.read(CHUNK), b""))
 
-    def _place(self, tmp: Path, b3: str, *, size: int) -> None:
+    def _place(self, tmp: Path, b3: str, *, size: int) -> bool:
+        """Rename `tmp` into place; False when the same bytes are already here."""
         with self._shared_gc_lock():
             if self.holds(b3, size):
-                return  # deduplicated: the same bytes are already here
+                return False  # deduplicated
             final = self.path(b3)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
+            return True
+
+    def _write_back(self, path: Path) -> None:
+        """Start writing a placed object to disk now, in a helper thread, so that the fsync a
+        publish waits for (`make_durable`) finds it written: measured, a 2 GiB push spent its
+        last second in that fsync when the disks were left to start at publish."""
+
+        def fsync() -> None:
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+        self._writeback.submit(fsync)
 
     def make_durable(self, addresses: Iterable[str]) -> None:
         """fsync objects and the folders that name them (cheap for those already on disk).
@@ -310,10 +330,9 @@ class ObjectStore:
         version takes it); the part file is gone.
 
         Both digests are computed here from the bytes on disk (or as they arrived); None, and
-        the bytes discarded, when they do not have the declared SHA-256 or BLAKE3.
+        the bytes discarded, when they do not have the declared SHA-256 or BLAKE3 (an upload
+        that declared neither is stored under the digests its bytes have).
         """
-        if expected_sha256 is None and expected_blake3 is None:
-            raise ValueError("an upload is checked against at least one declared digest")
         part = self._part(upload_id)
         with self._running_lock:
             running = self._running.pop(upload_id, None)
@@ -326,7 +345,8 @@ class ObjectStore:
         ):
             self.discard_upload(upload_id)
             return None
-        self._place(part, stored.blake3, size=stored.size)
+        if self._place(part, stored.blake3, size=stored.size):
+            self._write_back(self.path(stored.blake3))
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         return stored

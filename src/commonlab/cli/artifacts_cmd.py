@@ -77,7 +77,30 @@ def _local_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def _digest(path: Path, progress: Progress, task: Any) -> dict[str, Any]:
+class _Bars:
+    """The push's two progress bars. The hashing bar grows as files turn out to need hashing
+    (on a shared file system most are copied in without it)."""
+
+    def __init__(self, progress: Progress, total: int, *, hash_all: bool) -> None:
+        self.progress = progress
+        self._to_hash = total if hash_all else 0
+        self._lock = threading.Lock()
+        self.hashing = progress.add_task("hashing  ", total=self._to_hash, visible=hash_all)
+        self.sending = progress.add_task("uploading", total=total)
+
+    def will_hash(self, size: int) -> None:
+        with self._lock:
+            self._to_hash += size
+            self.progress.update(self.hashing, total=self._to_hash, visible=True)
+
+    def hashed(self, n: int) -> None:
+        self.progress.advance(self.hashing, n)
+
+    def sent(self, n: int) -> None:
+        self.progress.advance(self.sending, n)
+
+
+def _digest(path: Path, bars: _Bars) -> dict[str, Any]:
     # BLAKE3 only, from the mapped file: the facility computes the SHA-256 as it checks the
     # bytes, so hashing here costs about as much as the copy. One thread: measured, spreading
     # it over every core was slower, not faster, while the copies and the facility's hashing
@@ -91,7 +114,7 @@ def _digest(path: Path, progress: Progress, task: Any) -> dict[str, Any]:
                 for start in range(0, size, HASH_BLOCK):
                     block = view[start : start + HASH_BLOCK]
                     b3.update(block)
-                    progress.advance(task, len(block))
+                    bars.hashed(len(block))
                     block.release()
                 view.release()
     return {"size": size, "blake3": b3.hexdigest()}
@@ -133,7 +156,7 @@ def _read(path: Path, start: int, end: int) -> Iterator[bytes]:
             yield block
 
 
-def _copy_local(path: Path, part: str, size: int, progress: Progress, task: Any) -> int | None:
+def _copy_local(path: Path, part: str, size: int, bars: _Bars) -> int | None:
     """Copy the file into the upload's part file on a shared file system, in the kernel.
 
     None when that path is not ours to write (another machine, another user): the bytes then
@@ -148,14 +171,14 @@ def _copy_local(path: Path, part: str, size: int, progress: Progress, task: Any)
         offset = os.fstat(out.fileno()).st_size
         if offset > size:
             return None
-        progress.advance(task, offset)
+        bars.sent(offset)
         os.lseek(out.fileno(), offset, os.SEEK_SET)
         while offset < size:
             n = _copy_range(src.fileno(), out.fileno(), offset, size - offset)
             if n == 0:
                 raise CliError(f"{path} shrank while it was being pushed: push it again")
             offset += n
-            progress.advance(task, n)
+            bars.sent(n)
     return offset
 
 
@@ -168,37 +191,28 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
     return os.write(dst, os.pread(src, min(step, READ_CHUNK * 4), offset))
 
 
-def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], progress: Progress,
-            task: Any, *, local: bool) -> str:  # fmt: skip
-    """Send one file unless the repository already holds it; returns its BLAKE3."""
-    answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digest)
-    if answer["state"] == "complete":
-        progress.advance(task, digest["size"])  # the facility already holds these bytes
-        return str(answer["blake3"])
-    upload_id, chunk_bytes, offset = answer["id"], answer["chunk_bytes"], 0
-    url = f"/api/v1/artifacts/uploads/{upload_id}"
-    if local and answer.get("local_path") and digest["size"]:
-        # One copy at a time: the next file's copy overlaps the facility checking this one.
-        with _COPYING:
-            copied = _copy_local(path, answer["local_path"], digest["size"], progress, task)
-        if copied is not None:
-            # An empty chunk at the end finishes the upload: the facility checks the bytes.
-            finish = {"offset": copied}
-            try:
-                answer = client.request("PUT", url, params=finish, content=b"", headers=OCTETS)
-            except CliError as exc:
-                if "(HTTP 409)" not in str(exc):
-                    raise
-                # The facility does not see what was copied (not the same file system):
-                # send the bytes over HTTP after all.
-                progress.advance(task, -copied)
-                answer = client.get(url)
-            if answer["state"] == "complete":
-                return str(answer["blake3"])
-            offset = answer["received"]
-            progress.advance(task, offset)
-    while offset < digest["size"]:
-        end = min(offset + chunk_bytes, digest["size"])
+def _finish_copied(client: Client, url: str, copied: int, bars: _Bars) -> dict[str, Any]:
+    """Finish an upload whose bytes were copied in: an empty chunk at the end, and the
+    facility checks what it holds. When it does not see the copy (not the same file system
+    after all), the answer says where the upload stands and the bytes go over HTTP."""
+    try:
+        return client.request("PUT", url, params={"offset": copied}, content=b"", headers=OCTETS)
+    except CliError as exc:
+        if exc.status != 409:
+            raise
+    bars.sent(-copied)
+    answer = client.get(url)
+    bars.sent(answer["received"])
+    return answer
+
+
+def _send(client: Client, url: str, path: Path, answer: dict[str, Any], chunk_bytes: int,
+          size: int, bars: _Bars) -> str:  # fmt: skip
+    """Send the rest of an open upload over HTTP, resuming where the facility says it is;
+    returns the BLAKE3 the facility computed."""
+    offset = answer["received"]
+    while offset < size:
+        end = min(offset + chunk_bytes, size)
         for attempt in range(3):
             try:
                 answer = client.request(
@@ -206,25 +220,93 @@ def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], progr
                     url,
                     params={"offset": offset},
                     content=_read(path, offset, end),
-                    headers={
-                        "content-type": "application/octet-stream",
-                        "content-length": str(end - offset),
-                    },
+                    headers={**OCTETS, "content-length": str(end - offset)},
                 )
                 break
-            except CliError:
-                if attempt == 2:
-                    raise
-                # Resume where the facility says the upload is.
+            except CliError as exc:
+                if attempt == 2 or exc.status not in (None, 409, 500, 502, 503, 504):
+                    raise  # refused (the bytes do not match, no such upload): say why
+                # Cut off, or out of step: resume where the facility says the upload is.
                 status = client.get(url)
                 if status["received"] != offset:
                     answer = status
                     break
-        progress.advance(task, answer["received"] - offset)
+        bars.sent(answer["received"] - offset)
         offset = answer["received"]
     if answer.get("blake3") is None:  # resumed past the end: ask where it stands
         answer = client.get(url)
     return str(answer["blake3"])
+
+
+def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], bars: _Bars, *,
+            local: bool) -> str:  # fmt: skip
+    """Send one file, declared by its digest, unless the repository already holds it;
+    returns its BLAKE3."""
+    answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json=digest)
+    if answer["state"] == "complete":
+        bars.sent(digest["size"])  # the facility already holds these bytes
+        return str(answer["blake3"])
+    url = f"/api/v1/artifacts/uploads/{answer['id']}"
+    if local and answer.get("local_path") and digest["size"]:
+        # One copy at a time: the next file's copy overlaps the facility checking this one.
+        with _COPYING:
+            copied = _copy_local(path, answer["local_path"], digest["size"], bars)
+        if copied is not None:
+            answer = _finish_copied(client, url, copied, bars)
+            if answer["state"] == "complete":
+                return str(answer["blake3"])
+    return _send(client, url, path, answer, answer["chunk_bytes"], digest["size"], bars)
+
+
+def _upload_copying(client: Client, repo: str, path: Path, bars: _Bars) -> str:
+    """Send one file new to the repository without hashing it first: on a shared file
+    system it is copied into the upload in the kernel and hashed once, by the facility.
+
+    Hashing here first is only worth it when the repository may hold the bytes already; the
+    facility says when (a file of this size is held) and the file is then declared by its
+    digest. Where the copy is not possible, the file is hashed here after all and sent over
+    HTTP, and the facility's digest must match.
+    """
+    before = os.stat(path)
+    try:
+        answer = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": before.st_size})
+    except CliError as exc:
+        if not exc.problem.get("digest_needed"):
+            raise
+        bars.will_hash(before.st_size)
+        return _upload(client, repo, path, _digest(path, bars), bars, local=True)
+    if answer["state"] == "complete":  # an empty file
+        return str(answer["blake3"])
+    size = before.st_size
+    url = f"/api/v1/artifacts/uploads/{answer['id']}"
+    copied = None
+    if answer.get("local_path"):
+        with _COPYING:
+            copied = _copy_local(path, answer["local_path"], size, bars)
+    if copied is not None:
+        _unchanged_since(path, before)
+        answer = _finish_copied(client, url, copied, bars)
+        if answer["state"] == "complete":
+            return str(answer["blake3"])
+    bars.will_hash(size)
+    expected = _digest(path, bars)["blake3"]
+    stored = _send(client, url, path, answer, answer["chunk_bytes"], size, bars)
+    if stored != expected:
+        raise CliError(
+            f"{path}: the facility holds bytes with BLAKE3 {stored}, not this file's "
+            f"{expected} (did it change while it was pushed?): push it again"
+        )
+    return stored
+
+
+def _unchanged_since(path: Path, before: os.stat_result) -> None:
+    now = os.stat(path)
+    if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    ):
+        raise CliError(f"{path} changed while it was being pushed: push it again")
 
 
 def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any) -> None:
@@ -239,19 +321,22 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="send")
     try:
         with _bar() as progress:
-            hashing = progress.add_task("hashing  ", total=total)
-            sending = progress.add_task("uploading", total=total)
-            # A file's digest is declared before its bytes are sent (it decides whether they
-            # need sending at all), so a thread hashes ahead while earlier files are sent, and
-            # two files are in flight: one checked by the facility while the next is sent.
-            digests = [hasher.submit(_digest, p, progress, hashing) for _, p in files]
+            bars = _Bars(progress, total, hash_all=not local)
+            if local:
+                # Shared file system first: copied in without hashing (see _upload_copying).
+                sent = [senders.submit(_upload_copying, client, repo_path, p, bars)
+                        for _, p in files]  # fmt: skip
+            else:
+                # A file's digest is declared before its bytes are sent (it decides whether
+                # they need sending at all), so a thread hashes ahead while earlier files are
+                # sent, and two files are in flight: one checked while the next is sent.
+                digests = [hasher.submit(_digest, p, bars) for _, p in files]
 
-            def send(path: Path, digest: Any) -> str:
-                return _upload(
-                    client, repo_path, path, digest.result(), progress, sending, local=local
-                )
+                def send(path: Path, digest: Any) -> str:
+                    return _upload(client, repo_path, path, digest.result(), bars, local=False)
 
-            sent = [senders.submit(send, p, d) for (_, p), d in zip(files, digests, strict=True)]
+                sent = [senders.submit(send, p, d)
+                        for (_, p), d in zip(files, digests, strict=True)]  # fmt: skip
             addresses = {rel: future.result() for (rel, _), future in zip(files, sent, strict=True)}
     finally:
         hasher.shutdown(cancel_futures=True)
@@ -276,6 +361,23 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     )
     for flag in version.get("license_flags", []):
         console.print(f"[yellow]![/yellow] {flag}")
+
+
+def _from_job_environment(
+    kind: str, job: str | None, lineage: list[str] | None
+) -> tuple[str | None, list[str] | None]:
+    job_id = os.environ.get("COMMONLAB_JOB_ID", "").strip()
+    if job is not None or not job_id:
+        return job, lineage
+    inputs = os.environ.get("COMMONLAB_INPUTS", "").split()
+    if not lineage and inputs:
+        relation = "trained_on" if kind == "model" else "derived_from"
+        lineage = [f"{relation}:{ref}" for ref in inputs]
+    console.print(
+        f"inside job {job_id}: the version names it"
+        + (f" and {len(lineage)} input(s) as its lineage" if lineage else "")
+    )
+    return job_id, lineage
 
 
 def _lineage(item: str) -> dict[str, str]:
@@ -360,7 +462,12 @@ def _kind_group(kind: str) -> typer.Typer:
         ] = True,
         url: Url = None,
     ) -> None:
-        """Upload a directory (resumable, deduplicated) and publish it as a signed version."""
+        """Upload a directory (resumable, deduplicated) and publish it as a signed version.
+
+        Inside a facility job, the version names that job and, unless --from is given, what
+        it read ($COMMONLAB_JOB_ID, $COMMONLAB_INPUTS): a model as trained on them, a
+        dataset as derived from them."""
+        job, lineage = _from_job_environment(kind, job, lineage)
         _push(
             kind, directory, repo, url, message=message, tag=tag, licenses=license_,
             lineage=lineage, job=job, croissant=croissant, visibility=visibility, level=level,

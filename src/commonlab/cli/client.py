@@ -17,7 +17,13 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class CliError(Exception):
-    """Printed as one line, exit status 1."""
+    """Printed as one line, exit status 1. From a refused request: its HTTP status and the
+    problem document, for the few callers that act on a particular refusal."""
+
+    def __init__(self, message: str, *, status: int | None = None, problem: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem if isinstance(problem, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,9 @@ class Client:
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.login.url} failed: {exc}") from None
         if response.status_code >= 400:
-            raise CliError(_problem_line(response))
+            raise CliError(
+                _problem_line(response), status=response.status_code, problem=_body(response)
+            )
         if not response.content:
             return None
         if "json" in response.headers.get("content-type", ""):
@@ -104,10 +112,16 @@ class Client:
         self._http.close()
 
 
-def _problem_line(response: httpx.Response) -> str:
+def _body(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
+        return None
+
+
+def _problem_line(response: httpx.Response) -> str:
+    body = _body(response)
+    if body is None:
         return f"HTTP {response.status_code} from {response.request.url}"
     detail = body.get("detail") if isinstance(body, dict) else None
     return f"{detail or body} (HTTP {response.status_code})"

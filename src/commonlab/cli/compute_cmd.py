@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
-from commonlab.compute.fleet_spec import load_fleet
 
 __all__ = ["register"]
 
@@ -302,6 +301,9 @@ def fleet_apply(
 ) -> None:
     """Make the fleet match a fleet document (operators). Certification needs a motion."""
     # Checked here first, so a bad file is one line naming the field before anything is sent.
+    # Imported here: the fleet schema pulls in pydantic, which no other command needs at start.
+    from commonlab.compute.fleet_spec import load_fleet
+
     document = load_fleet(path).model_dump(mode="json")
     answer = _client(url).put("/api/v1/fleet", json=document)
     if as_json:
