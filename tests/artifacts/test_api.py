@@ -427,7 +427,8 @@ def test_model_card_and_safetensors_metadata(client, researcher):
     card = b"---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# Tiny\n"
     weights = safetensors_bytes({"commonlab.job": "job-7"})
     response = push(client, h, repo, {"README.md": card, "model.safetensors": weights},
-                    licenses=["GPL-2.0-only", "CC-BY-SA-4.0", "Made-Up-1.0"])  # fmt: skip
+                    licenses=["GPL-2.0-only", "CC-BY-SA-4.0", "Made-Up-1.0"],
+                    job="job-7")  # fmt: skip
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["card"]["meta"]["library_name"] == "transformers"
@@ -436,6 +437,26 @@ def test_model_card_and_safetensors_metadata(client, researcher):
     assert "unknown licence 'Made-Up-1.0'" in flags and "incompatible" in flags
     weights_meta = next(f for f in body["files"] if f["path"] == "model.safetensors")["meta"]
     assert weights_meta == {"tensors": 1, "metadata": {"commonlab.job": "job-7"}}
+
+
+@pytest.mark.parametrize(
+    ("stamp", "job", "fragment"),
+    [
+        ({"commonlab.version": "2"}, None, "this is version 1"),
+        ({"commonlab.repository": "models/someone/else"}, None, "not 'models/"),
+        ({"commonlab.job": "job-7"}, None, "the version names no job"),
+        ({"commonlab.job": "job-7"}, "job-8", "names job job-8"),
+    ],
+)
+def test_weights_stamped_as_another_version_or_job_are_refused(
+    client, researcher, stamp, job, fragment
+):
+    h = researcher["headers"]
+    repo = make_repo(client, h, kind="model", name="stamped")
+    response = push(client, h, repo, {"model.safetensors": safetensors_bytes(stamp)}, job=job)
+    assert response.status_code == 422 and fragment in problem(response)["detail"], response.text
+    assert "push --stamp" in problem(response)["detail"]
+    assert versions_count(client, h, repo) is None
 
 
 @pytest.mark.parametrize(

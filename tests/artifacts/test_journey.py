@@ -119,12 +119,17 @@ def test_journey_push_sign_trace_and_load_with_the_hub_libraries(live, tmp_path)
     cli("dataset", "push", str(dataset_dir), "--repo", "speech-lab/swahili-text",
         "--license", "CC-BY-4.0", "--tag", "v1", "-m", "radio transcripts")  # fmt: skip
     cli("model", "push", str(model_dir), "--repo", "speech-lab/tiny-gpt2", "--tag", "v1",
-        "--from", "trained_on:datasets/speech-lab/swahili-text@1", "--job", "job-1")  # fmt: skip
+        "--from", "trained_on:datasets/speech-lab/swahili-text@1", "--job", "job-1",
+        "--stamp")  # fmt: skip
 
     api = httpx.Client(base_url=live.url)
     version = api.get("/api/v1/artifacts/models/speech-lab/tiny-gpt2/versions/v1").json()
     assert version["licenses"] == ["Apache-2.0"]
-    assert "model.safetensors" in {f["path"] for f in version["files"]}
+    weights = next(f for f in version["files"] if f["path"] == "model.safetensors")
+    assert weights["meta"]["metadata"] == {
+        "format": "pt", "commonlab.repository": "models/speech-lab/tiny-gpt2",
+        "commonlab.version": "1", "commonlab.job": "job-1",
+    }  # fmt: skip
     lineage = api.get("/api/v1/artifacts/models/speech-lab/tiny-gpt2/versions/1/lineage").json()
     assert "datasets/speech-lab/swahili-text@1" in {n["ref"] for n in lineage["nodes"]}
 

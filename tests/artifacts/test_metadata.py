@@ -35,6 +35,36 @@ def test_safetensors_made_by_the_real_library_validates(tmp_path):
     assert meta == {"tensors": 2, "metadata": {"job": "j-1"}}
 
 
+def test_stamping_writes_the_version_into_the_header_and_keeps_every_tensor(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tensors = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5)}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, path, metadata={"format": "pt"})
+    stamp = {metadata.STAMP_REPOSITORY: "models/lab/tiny", metadata.STAMP_VERSION: "2"}
+    metadata.stamp_safetensors(path, stamp)
+    with safe_open(path, framework="pt") as fh:
+        assert fh.metadata() == {"format": "pt", **stamp}
+    loaded = load_file(path)
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    assert metadata.stamp_mismatches(stamp, repository="models/lab/tiny", version=2, job=None) == []
+    wrong = metadata.stamp_mismatches(
+        {**stamp, metadata.STAMP_JOB: "7"}, repository="models/lab/other", version=3, job="8"
+    )
+    assert len(wrong) == 3 and "not 'models/lab/other'" in wrong[0]
+
+
+def test_stamping_a_corrupt_file_changes_nothing(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(InvalidInput, match="not a valid safetensors"):
+        metadata.stamp_safetensors(path, {metadata.STAMP_VERSION: "1"})
+    assert path.read_bytes() == b"\xff" * 64
+
+
 def test_safetensors_with_overlapping_tensors_is_refused():
     header = {
         "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},

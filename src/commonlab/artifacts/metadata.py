@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import posixpath
 import re
 import struct
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from commonlab.errors import InvalidInput
@@ -134,6 +136,55 @@ def read_safetensors_header(fh: BinaryIO, size: int, *, path: str) -> dict[str, 
     if 8 + length + end != size:
         raise bad(f"the tensors cover {end} bytes but the data section is {size - 8 - length}")
     return {"tensors": len(spans), "metadata": metadata}
+
+
+# Keys commonlab reads in a safetensors file's `__metadata__`: what the weights say they are.
+STAMP_REPOSITORY = "commonlab.repository"
+STAMP_VERSION = "commonlab.version"
+STAMP_JOB = "commonlab.job"
+
+
+def stamp_mismatches(
+    stamp: dict[str, str], *, repository: str, version: int, job: str | None
+) -> list[str]:
+    """How weights' commonlab keys contradict the version being published (none missing is
+    wrong: unstamped weights are published as they are)."""
+    wrong = []
+    if STAMP_REPOSITORY in stamp and stamp[STAMP_REPOSITORY] != repository:
+        wrong.append(f"{STAMP_REPOSITORY} is {stamp[STAMP_REPOSITORY]!r}, not {repository!r}")
+    if STAMP_VERSION in stamp and stamp[STAMP_VERSION] != str(version):
+        wrong.append(f"{STAMP_VERSION} is {stamp[STAMP_VERSION]!r}: this is version {version}")
+    if STAMP_JOB in stamp and stamp[STAMP_JOB] != (job or ""):
+        named = f"job {job}" if job else "no job"
+        wrong.append(f"{STAMP_JOB} is {stamp[STAMP_JOB]!r} but the version names {named}")
+    return wrong
+
+
+def stamp_safetensors(path: Path, stamp: dict[str, str]) -> None:
+    """Write `stamp` into a safetensors file's `__metadata__`, replacing the file atomically.
+
+    Only the header changes: the tensors' bytes are copied after it in the kernel (their
+    offsets are relative to the data section, so they stay valid)."""
+    size = path.stat().st_size
+    with path.open("rb") as src:
+        read_safetensors_header(src, size, path=path.name)
+        src.seek(0)
+        (length,) = struct.unpack("<Q", src.read(8))
+        header = json.loads(src.read(length))
+        header["__metadata__"] = {**(header.get("__metadata__") or {}), **stamp}
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
+        tmp = path.with_name(f".{path.name}.stamping")
+        with tmp.open("wb") as out:
+            out.write(struct.pack("<Q", len(raw)) + raw)
+            out.flush()
+            offset, left = 8 + length, size - 8 - length
+            while left:
+                n = os.copy_file_range(src.fileno(), out.fileno(), left, offset)
+                if n == 0:
+                    raise InvalidInput(f"{path.name} shrank while it was being stamped")
+                offset, left = offset + n, left - n
+    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

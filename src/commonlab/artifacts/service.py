@@ -483,6 +483,8 @@ def commit_version(
         )
         number = (db.scalar(select(func.max(Version.number)).where(Version.repo_id == repo.id))
                   or 0) + 1  # fmt: skip
+        _check_weight_stamps(files, repository=f"{repo.kind}s/{repo.repo_id}", version=number,
+                             job=req.job)  # fmt: skip
         statement = signing.make_statement(
             repository=f"{repo.kind}s/{repo.repo_id}",
             version=number,
@@ -619,6 +621,20 @@ def _check_facility_job(
             raise InvalidInput(
                 f"job {job} did not read {ref} (its inputs: {read}): lineage names only what "
                 "the job read"
+            )
+
+
+def _check_weight_stamps(
+    files: list[dict[str, Any]], *, repository: str, version: int, job: str | None
+) -> None:
+    """Weights that say which version and job they are (`commonlab model push --stamp`)
+    must say what this version is: a stamp left from another push is refused."""
+    for f in files:
+        stamp = (f["meta"] or {}).get("metadata") or {}
+        wrong = metadata.stamp_mismatches(stamp, repository=repository, version=version, job=job)
+        if wrong:
+            raise InvalidInput(
+                f"{f['path']}: {'; '.join(wrong)}: stamp the weights again (push --stamp)"
             )
 
 

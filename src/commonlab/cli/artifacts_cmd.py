@@ -28,8 +28,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from commonlab.artifacts import metadata
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console
+from commonlab.errors import InvalidInput
 
 __all__ = ["register"]
 
@@ -313,9 +315,11 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     client = Client(load_login(url=url))
     ns, name = _split(repo)
     files = _local_files(directory)
-    total = sum(p.stat().st_size for _, p in files)
     create = {k: options.pop(k) for k in ("visibility", "level") if options.get(k) is not None}
     repo_path = _ensure_repo(client, kind, ns, name, create)
+    if options.pop("stamp", False):
+        _stamp_weights(client, repo_path, files, options.get("job"))
+    total = sum(p.stat().st_size for _, p in files)
     local = bool(options.pop("local", True))
     hasher = ThreadPoolExecutor(1, thread_name_prefix="hash")
     senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="send")
@@ -361,6 +365,27 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     )
     for flag in version.get("license_flags", []):
         console.print(f"[yellow]![/yellow] {flag}")
+
+
+def _stamp_weights(
+    client: Client, repo_path: str, files: list[tuple[str, Path]], job: str | None
+) -> None:
+    """Write into every safetensors file the version it is about to become (and the job
+    that made it); the facility refuses the push if another version is published first."""
+    latest = client.get(f"/api/v1/artifacts/{repo_path}")["latest"] or 0
+    stamp = {metadata.STAMP_REPOSITORY: repo_path, metadata.STAMP_VERSION: str(latest + 1)}
+    if job:
+        stamp[metadata.STAMP_JOB] = job
+    weights = [path for rel, path in files if rel.endswith(".safetensors")]
+    for path in weights:
+        try:
+            metadata.stamp_safetensors(path, stamp)
+        except InvalidInput as exc:
+            raise CliError(exc.message) from None
+    console.print(
+        f"stamped {len(weights)} safetensors file(s) as {repo_path}@{latest + 1}"
+        + (f", made by job {job}" if job else "")
+    )
 
 
 def _from_job_environment(
@@ -448,6 +473,13 @@ def _kind_group(kind: str) -> typer.Typer:
             typer.Option("--from", help="relation:kinds/ns/name@version (repeatable)"),
         ] = None,
         job: Annotated[str | None, typer.Option(help="the job that produced it")] = None,
+        stamp: Annotated[
+            bool,
+            typer.Option(
+                help="write the version (and --job) into the safetensors files' metadata "
+                "before pushing (rewrites their headers in place)"
+            ),
+        ] = False,
         croissant: Annotated[
             Path | None, typer.Option(help="JSON file of declared Croissant fields")
         ] = None,
@@ -471,7 +503,7 @@ def _kind_group(kind: str) -> typer.Typer:
         _push(
             kind, directory, repo, url, message=message, tag=tag, licenses=license_,
             lineage=lineage, job=job, croissant=croissant, visibility=visibility, level=level,
-            local=local,
+            local=local, stamp=stamp,
         )  # fmt: skip
 
     @group.command("pull")
