@@ -50,6 +50,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         settings,
         make_executor(settings),
         tag=hashlib.sha256(facility.signer.verifier_key().encode()).hexdigest()[:8],
+        token_key=facility.session_secret,
         on_change=sequencer.wake,
     )
 

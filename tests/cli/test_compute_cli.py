@@ -5,11 +5,15 @@ report. A live facility with its job controller running, the local executor, rea
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
+from sqlalchemy import select
 
+from commonlab.identity.models import ApiToken
 from tests.cli.test_cli import run
 from tests.compute.helpers import award_project
 from tests.helpers import auth
@@ -111,3 +115,56 @@ def test_account_commands_on_the_local_executor_say_why_not(capsys, served, monk
     assert code != 0 and "local executor" in err
     code, _, err = run(capsys, "fleet", "steer", "--window-days", "0")
     assert code != 0 and "window_days" in err
+
+
+TRAIN = """
+import json, pathlib, struct
+out = pathlib.Path("model"); out.mkdir()
+corpus = pathlib.Path("corpus.jsonl").read_text()
+header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+(out / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+print("trained on", len(corpus.splitlines()), "records")
+"""
+
+
+def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
+    capsys, served, monkeypatch, tmp_path
+):
+    """Inside a job, the facility's URL and a token of the job's own are in the
+    environment: `commonlab model push` publishes the output naming the job and what it
+    read, the weights stamped with both; the token stops working when the job ends."""
+    api = httpx.Client(base_url=served.url, timeout=30)
+    project = award_project(api, auth(served.token))
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    data = tmp_path / "corpus"
+    data.mkdir()
+    (data / "corpus.jsonl").write_text('{"text": "habari"}\n{"text": "asante"}\n')
+    code, _, err = run(capsys, "dataset", "push", str(data), "--repo", f"{project.name}/corpus")
+    assert code == 0, err
+
+    python = shlex.quote(sys.executable)
+    command = (
+        f"cp {shlex.quote(str(data / 'corpus.jsonl'))} . && {python} -c {shlex.quote(TRAIN)}"
+        f" && {python} -m commonlab.cli model push model --repo {project.name}/tiny --stamp"
+    )
+    code, out, err = run(
+        capsys, "job", "submit", "-p", project.name, "--time", "5", "--watch",
+        "--input", f"datasets/{project.name}/corpus@1", "--", command,
+    )  # fmt: skip
+    assert code == 0, err + out
+    assert "trained on 2 records" in out and "published and signed" in out
+    job_id = json.loads(run(capsys, "job", "list", "--json")[1])[0]["id"]
+
+    model = f"/api/v1/artifacts/models/{project.name}/tiny/versions/1"
+    version = api.get(model, headers=project.pi_auth).json()
+    assert version["job"] == str(job_id)
+    weights = version["files"][0]["meta"]["metadata"]
+    assert weights["commonlab.job"] == str(job_id) and weights["commonlab.version"] == "1"
+    edges = api.get(f"{model}/lineage", headers=project.pi_auth).json()["edges"]
+    assert edges == [{"from": f"models/{project.name}/tiny@1", "relation": "trained_on",
+                      "to": f"datasets/{project.name}/corpus@1", "job": str(job_id)}]  # fmt: skip
+
+    with served.facility.db.session() as db:
+        token = db.scalar(select(ApiToken).where(ApiToken.name == f"job/{job_id}"))
+        assert token is not None and token.revoked_at is not None

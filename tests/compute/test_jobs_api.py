@@ -178,6 +178,7 @@ def test_listing_is_limited_to_ones_projects(client, operator, project, jobs):
         ({"memory_gb": -5}, "pi", 422, "memory_gb"),
         ({"command": ""}, "pi", 422, "command"),
         ({"env": {"PATH": "/evil"}}, "pi", 422, "sets PATH itself"),
+        ({"env": {"COMMONLAB_TOKEN": "clab_x_y"}}, "pi", 422, "sets COMMONLAB_TOKEN itself"),
         ({"env": {"1BAD": "x"}}, "pi", 422, "env"),
         ({"level": 7}, "pi", 422, "level"),
         ({"bogus": 1}, "pi", 422, "bogus"),

@@ -114,6 +114,38 @@ def test_token_secret_is_shown_once_and_stored_hashed(client, operator, facility
     assert all(len(h) == 64 for h in stored)
 
 
+def test_a_job_token_is_one_per_job_same_on_retry_and_revoked_when_the_job_ends(
+    client, operator, facility
+):
+    """The token a facility job acts with (compute's controller asks for it at handover):
+    a retried handover gets the same secret, no second row; revoking stops it; a person
+    cannot name a token of their own like one."""
+    from datetime import timedelta
+
+    from commonlab.db import utcnow
+    from commonlab.identity import service
+
+    person = make_person(client, operator)
+    key = b"k" * 32
+    with facility.db.session() as db, db.begin():
+        first = service.job_token(db, person["id"], job_key="job/41", expires_at=utcnow()
+                                  + timedelta(hours=1), key=key)  # fmt: skip
+    with facility.db.session() as db, db.begin():
+        again = service.job_token(db, person["id"], job_key="job/41", expires_at=utcnow()
+                                  + timedelta(hours=1), key=key)  # fmt: skip
+    assert first == again
+    me = client.get("/api/v1/me", headers=auth(first)).json()
+    assert me["pseudonym"] == person["pseudonym"]
+    listed = client.get(f"/api/v1/people/{person['id']}/tokens", headers=operator).json()["items"]
+    assert [t["name"] for t in listed] == ["job/41"]
+    with facility.db.session() as db, db.begin():
+        service.revoke_job_token(db, "job/41")
+    assert client.get("/api/v1/me", headers=auth(first)).status_code == 401
+    named = client.post(f"/api/v1/people/{person['id']}/tokens", json={"name": "job/41"},
+                        headers=operator)  # fmt: skip
+    assert named.status_code == 422 and "tokens jobs act with" in named.text
+
+
 def test_a_token_cannot_mint_a_stronger_token(client, operator):
     person = make_person(client, operator)
     weak = token_for(client, operator, person["id"], scopes=("read", "write"))

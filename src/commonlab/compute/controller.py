@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ from commonlab.compute.models import Job, Partition
 from commonlab.compute.rules import JobState
 from commonlab.config import Settings
 from commonlab.db import Database, utcnow
+from commonlab.identity import service as identity
 
 __all__ = ["JobController", "make_executor"]
 
@@ -56,11 +58,14 @@ class JobController:
         executor: Executor,
         *,
         tag: str,
+        token_key: bytes,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.executor = executor
+        # Derives the secret of the token each job acts with (identity.service.job_token).
+        self._token_key = token_key
         # Names this facility's jobs in a shared executor: `cl-<tag>-<job id>`.
         self.tag = tag
         self._on_change = on_change or (lambda: None)
@@ -258,11 +263,22 @@ class JobController:
     def _handoff(self, db: Session, job: Job) -> Handoff:
         with db.begin():
             partition = db.get_one(Partition, job.partition_id)
+            # The job can reach the facility as its submitter (to read its inputs, push its
+            # outputs) until it ends; the expiry only bounds a token nothing revoked.
+            token = identity.job_token(
+                db,
+                job.submitter_id,
+                job_key=job.key,
+                expires_at=utcnow() + timedelta(minutes=job.time_limit_minutes, days=7),
+                key=self._token_key,
+            )
         env = {
             **job.env,
             "COMMONLAB_JOB_ID": str(job.id),
             "COMMONLAB_PROJECT": job.project,
             "COMMONLAB_INPUTS": " ".join(job.inputs),
+            "COMMONLAB_URL": self.settings.base_url,
+            "COMMONLAB_TOKEN": token,
         }
         return Handoff(
             job_id=job.id,

@@ -33,8 +33,11 @@ GRACE_SECONDS = 5.0
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` atomically; readable by this user only (a spec holds the job's token)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(data))
     os.replace(tmp, path)
 
 

@@ -35,7 +35,16 @@ EnvValue = Annotated[str, StringConstraints(max_length=4096)]
 Ref = Annotated[str, StringConstraints(min_length=3, max_length=300)]
 # Variables the facility sets itself: a job may not override them.
 RESERVED_ENV = frozenset(
-    {"COMMONLAB_JOB_ID", "COMMONLAB_PROJECT", "COMMONLAB_INPUTS", "HOME", "PATH", "USER"}
+    {
+        "COMMONLAB_JOB_ID",
+        "COMMONLAB_PROJECT",
+        "COMMONLAB_INPUTS",
+        "COMMONLAB_URL",
+        "COMMONLAB_TOKEN",
+        "HOME",
+        "PATH",
+        "USER",
+    }
 )
 
 

@@ -32,6 +32,7 @@ from commonlab.compute.rules import TERMINAL, JobState
 from commonlab.compute.schemas import JobSubmit
 from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from commonlab.identity import service as identity
 from commonlab.identity.principal import SYSTEM, Principal
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Level
@@ -715,3 +716,4 @@ def _finish(db: Session, job: Job, observed: Observed, *, reason: str) -> None:
     if reason:
         data["reason"] = reason
     record.append(db, job_event(state), actor=SYSTEM, subject=job.key, data=data)
+    identity.revoke_job_token(db, job.key)

@@ -136,9 +136,22 @@ class RoleChange(Input):
     role: Role
 
 
+def _not_a_job_token(name: str) -> str:
+    if name.startswith(JOB_TOKEN_PREFIX):
+        raise ValueError(f"names starting {JOB_TOKEN_PREFIX!r} are the tokens jobs act with")
+    return name
+
+
+# Names the token a facility job acts with: `job/<id>` (see identity.service.job_token).
+JOB_TOKEN_PREFIX = "job/"
+
+
 class TokenCreate(Input):
     name: Annotated[
-        str, StringConstraints(min_length=1, max_length=100), AfterValidator(_printable)
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        AfterValidator(_printable),
+        AfterValidator(_not_a_job_token),
     ] = "cli"
     scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ], min_length=1, max_length=3)
     expires_in_days: StrictInt = Field(default=90, ge=1, le=365)

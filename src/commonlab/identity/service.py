@@ -3,6 +3,7 @@ entry in one transaction, and returns what the caller renders."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
@@ -352,6 +353,70 @@ def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
         expires_at=utcnow() + timedelta(days=req.expires_in_days),
     )
     return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
+
+
+def job_token(
+    db: Session, person_id: int, *, job_key: str, expires_at: datetime, key: bytes
+) -> str:
+    """The bearer token a facility job acts with: its submitter's, read and write, revoked
+    when the job ends (`revoke_job_token`). Inside the caller's transaction.
+
+    One row per job, named by the job; its secret is derived from the facility's key and
+    the row's key id, so a handover retried after an executor outage hands the job the same
+    token again (only its SHA-256 is stored, as for every token)."""
+    token = db.scalar(
+        select(ApiToken).where(
+            ApiToken.name == job_key,
+            ApiToken.person_id == person_id,
+            ApiToken.revoked_at.is_(None),
+        )
+    )
+    if token is None:
+        person = db.get_one(Person, person_id)
+        key_id = secrets.token_hex(6)
+        token = ApiToken(
+            person_id=person_id,
+            name=job_key,
+            key_id=key_id,
+            secret_sha256=hashlib.sha256(_job_secret(key, key_id).encode()).hexdigest(),
+            scopes=sorted([Scope.READ.value, Scope.WRITE.value]),
+            expires_at=expires_at,
+        )
+        db.add(token)
+        db.flush()
+        record.append(
+            db,
+            IdentityEvent.TokenIssued,
+            actor=SYSTEM,
+            subject=f"token/{key_id}",
+            data={
+                "holder": person.pseudonym,
+                "scopes": token.scopes,
+                "expires_at": record.format_time(expires_at),
+                "job": job_key,
+            },
+        )
+    return f"{TOKEN_PREFIX}_{token.key_id}_{_job_secret(key, token.key_id)}"
+
+
+def revoke_job_token(db: Session, job_key: str) -> None:
+    """The job has ended: the token it acted with stops working (caller's transaction)."""
+    for token in db.scalars(
+        select(ApiToken).where(ApiToken.name == job_key, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = utcnow()
+        record.append(
+            db,
+            IdentityEvent.TokenRevoked,
+            actor=SYSTEM,
+            subject=f"token/{token.key_id}",
+            data={"holder": token.person.pseudonym, "job": job_key},
+        )
+
+
+def _job_secret(key: bytes, key_id: str) -> str:
+    mac = hmac.new(key, f"commonlab job token {key_id}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
 def tokens_query(db: Session, actor: Principal, person_id: int) -> Any:
