@@ -256,13 +256,17 @@ def test_the_share_controller_corrects_an_imposed_imbalance(slurm_facility):
     lab.client.post(
         f"/api/v1/ledger/{hold['reservation']}/settle", json={"hours": "40"}, headers=lab.operator
     )
-    # Both have work waiting (held in commonlab's queue: the controller does not run).
-    for project in (italy, france):
-        assert submit(lab, project, command="true").status_code == 201
+    # Both have work waiting (held in commonlab's queue: the controller does not run);
+    # France a day of it, so it is owed its share of the week, not just a short job's.
+    assert submit(lab, italy, command="true").status_code == 201
+    waiting = submit(lab, france, command="true", time_limit_minutes=24 * 60)
+    assert waiting.status_code == 201, waiting.text
     before = read_tree(SlurmCli()).accounts
     steered = lab.client.post("/api/v1/fleet/shares/steer", json={}, headers=lab.operator)
     assert steered.status_code == 200, steered.text
     moves = steered.json()["fairshare"]
+    # The fair split of the 40 hours delivered: 20 each (France asks for 24, Italy had 40).
+    assert steered.json()["fair_hours"]["FR"] == pytest.approx(20.0)
     after = read_tree(SlurmCli()).accounts
     it, fr = member_account("IT", prefix), member_account("FR", prefix)
     assert after[fr].fairshare > before[fr].fairshare  # France is owed: its share goes up

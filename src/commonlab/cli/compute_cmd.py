@@ -370,6 +370,7 @@ def fleet_steer(
             "state": code,
             "entitled": f"{share:.1%}",
             "delivered_hours": f"{answer['delivered_hours'].get(code, 0):.2f}",
+            "fair_hours": f"{answer['fair_hours'].get(code, 0):.2f}",
             "waiting": "yes" if answer["waiting"].get(code) else "",
             "fairshare": (
                 f"{answer['fairshare'][code]['from']} → {answer['fairshare'][code]['to']}"
@@ -381,7 +382,7 @@ def fleet_steer(
     ]
     print_table(
         rows,
-        ["state", "entitled", "delivered_hours", "waiting", "fairshare"],
+        ["state", "entitled", "delivered_hours", "fair_hours", "waiting", "fairshare"],
         title="Share controller",
     )
 

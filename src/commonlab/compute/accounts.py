@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -33,7 +33,7 @@ from commonlab.errors import Conflict
 from commonlab.governance.effects import active_codes, current_shares
 from commonlab.identity.principal import Principal
 from commonlab.policy import Action, Resource, authorize
-from commonlab.simulator.controller import ControllerSettings, next_weights
+from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights
 
 __all__ = [
     "FAIRSHARE_SCALE",
@@ -186,8 +186,13 @@ def steer_shares(
     controller: ControllerSettings = STEERING,
 ) -> dict[str, Any]:
     """One step of the share controller: compare each member state's delivered hours over the
-    window with its entitlement, move its account's Fairshare by a bounded step, and record
-    every change. States without work waiting keep drifting back to their entitlement."""
+    window with its fair share of them, move its account's Fairshare by a bounded step, and
+    record every change. States without work waiting keep drifting back to their entitlement.
+
+    The fair share is the simulator's (`fair_split`, validated at 100,000 accelerators):
+    the hours delivered in the window split by entitlement, each state's part capped at
+    what it asked for — what it was delivered plus the hours its waiting jobs hold now — so
+    a state waiting on a small job is not owed a large share it never asked for."""
     prefix = settings.slurm_account_prefix
     end = utcnow().date() + timedelta(days=1)
     with db.begin():
@@ -196,7 +201,13 @@ def steer_shares(
             raise Conflict("this facility runs the local executor: there are no shares to steer")
         shares = {code: float(s) / 100 for code, s in current_shares(db).items()}
         delivered = _delivered(db, start=end - timedelta(days=window_days), end=end)
-        waiting = _waiting(db)
+        asking = _waiting_hours(db)
+        waiting = {code: True for code, hours in asking.items() if hours > 0}
+        fair = fair_split(
+            sum(delivered.values()),
+            entitled=shares,
+            demand={code: delivered.get(code, 0.0) + asking.get(code, 0.0) for code in shares},
+        )
         actual = _ours(slurm_accounts.read_tree(runner), prefix)
     weights = {}
     for code in shares:
@@ -205,7 +216,12 @@ def steer_shares(
             raise Conflict(f"no Slurm account for member state {code}: sync the accounts first")
         weights[code] = account.fairshare / FAIRSHARE_SCALE
     new = next_weights(
-        entitled=shares, delivered=delivered, weights=weights, waiting=waiting, settings=controller
+        entitled=shares,
+        delivered=delivered,
+        weights=weights,
+        waiting=waiting,
+        fair=fair,
+        settings=controller,
     )
     moves = {
         code: (round(weights[code] * FAIRSHARE_SCALE), max(1, round(w * FAIRSHARE_SCALE)))
@@ -239,12 +255,14 @@ def steer_shares(
                     "window_days": window_days,
                     "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
                     "delivered_hours": {c: round(h, 2) for c, h in sorted(delivered.items())},
+                    "fair_hours": {c: round(h, 2) for c, h in sorted(fair.items()) if h},
                 },
             )
     return {
         "entitled": shares,
         "delivered_hours": delivered,
         "waiting": waiting,
+        "fair_hours": fair,
         "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
         "drift": [d.description for d in plan.drift],
     }
@@ -255,12 +273,18 @@ def _delivered(db: Session, *, start: date, end: date) -> dict[str, float]:
     return {country: float(h) for country, h in hours.items()}
 
 
-def _waiting(db: Session) -> dict[str, bool]:
-    """Which member states have jobs admitted or queued now."""
-    waiting_on = db.scalars(
-        select(Job.allocation_id)
+def _waiting_hours(db: Session) -> dict[str, float]:
+    """Hours held by each member state's jobs admitted or queued now (their time limits:
+    an upper bound of what they ask for)."""
+    held = db.execute(
+        select(Job.allocation_id, func.sum(Job.reserved_hours))
         .where(Job.state.in_([JobState.ADMITTED.value, JobState.QUEUED.value]))
-        .distinct()
-    )
-    countries = allocation_service.countries_of(db, waiting_on)
-    return {country: True for country in countries.values() if country}
+        .group_by(Job.allocation_id)
+    ).all()
+    countries = allocation_service.countries_of(db, [allocation for allocation, _ in held])
+    hours: dict[str, float] = {}
+    for allocation, total in held:
+        country = countries.get(allocation)
+        if country:
+            hours[country] = hours.get(country, 0.0) + float(total)
+    return hours
