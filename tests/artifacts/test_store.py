@@ -131,3 +131,18 @@ def test_hash_file_matches_both_digests(tmp_path):
         got = hash_file(path)
         assert got.blake3 == blake3.blake3(data).hexdigest()
         assert got.sha256 == hashlib.sha256(data).hexdigest() and got.size == len(data)
+
+
+def test_removing_an_object_removes_what_was_derived_from_it(tmp_path):
+    """A JSONL file's line index is named by the object's address: it goes with the object,
+    and another object's index stays."""
+    store = ObjectStore(tmp_path / "objects")
+    kept, gone = store.put_stream([b'{"a": 1}\n']), store.put_stream([b'{"b": 2}\n'])
+    for b3 in (kept.blake3, gone.blake3):
+        index = store.root / "indexes" / b3[:2] / f"{b3}.lines"
+        index.parent.mkdir(parents=True, exist_ok=True)
+        index.write_bytes(b"index")
+    assert store.remove(gone.blake3) == gone.size
+    assert not store.exists(gone.blake3)
+    assert not (store.root / "indexes" / gone.blake3[:2] / f"{gone.blake3}.lines").exists()
+    assert (store.root / "indexes" / kept.blake3[:2] / f"{kept.blake3}.lines").exists()

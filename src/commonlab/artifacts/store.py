@@ -382,7 +382,12 @@ class ObjectStore:
         return [p.stem for p in self._uploads.glob("*.part")]
 
     def remove(self, b3: str) -> int:
+        """Delete an object and what was derived from it (a JSONL file's line index,
+        `indexes/<b3[:2]>/<b3>.*`); returns the object's size."""
         path = self.path(b3)
+        for derived in (self.root / "indexes" / b3[:2]).glob(f"{b3}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                derived.unlink()
         try:
             size = path.stat().st_size
             path.unlink()
