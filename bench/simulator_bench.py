@@ -10,7 +10,8 @@ each run in a forked process, and beside them a naive baseline (FIFO with unboun
 main-pass depth and backfill window, i.e. a full-queue scan at every event and every
 backfill pass) on the first --baseline-jobs.
 controller: the study's workload (sizes x 8, load 1.1) at --jobs jobs under multifactor,
-commonlab, and commonlab with reclaim by preemption: what the controller and reclaim change.
+multifactor with commonlab's job-size factor, commonlab, and commonlab with reclaim by
+preemption: what the size factor, the controller and reclaim change.
 fidelity: the original Alibaba cluster (openb_node_list_gpu_node.csv, one domain per node)
 under FIFO + backfill at the recorded submit times, simulated against recorded queueing
 delays, and what the recorded delays depend on.
@@ -147,6 +148,7 @@ def _controller_one(scenario, variant: str) -> dict:
     policy = {
         "fifo": lambda: make_policy("fifo"),
         "multifactor": lambda: make_policy("multifactor"),
+        "multifactor-size": lambda: make_policy("multifactor-size"),
         "commonlab": CommonlabPolicy,
         "commonlab+reclaim": lambda: CommonlabPolicy(reclaim=True),
     }[variant]()
@@ -284,7 +286,11 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--jobs", type=int, default=1_000_000)
     s.add_argument("--load", type=float, default=0.95)
-    s.add_argument("--policies", nargs="+", default=["fifo", "multifactor", "drf", "commonlab"])
+    s.add_argument(
+        "--policies",
+        nargs="+",
+        default=["fifo", "multifactor", "drf", "commonlab", "multifactor-size"],
+    )
     s.add_argument("--baseline-jobs", type=int, default=50_000)
     s.add_argument("--size-scale", type=int, default=1)
     c = sub.add_parser("controller")
@@ -294,7 +300,7 @@ def main() -> None:
     c.add_argument(
         "--variants",
         nargs="+",
-        default=["fifo", "multifactor", "commonlab", "commonlab+reclaim"],
+        default=["fifo", "multifactor", "multifactor-size", "commonlab", "commonlab+reclaim"],
     )
     f = sub.add_parser("fidelity")
     f.add_argument("--sweep", type=int, nargs="*", default=[512, 128, 64, 56, 48, 40, 32])

@@ -1,0 +1,101 @@
+"""Multifactor's job-size factor (Slurm's PriorityWeightJobSize with PriorityFavorSmall=YES):
+queues per (tenant, job size), a smaller job ahead of a bigger one, fair share per tenant."""
+
+from __future__ import annotations
+
+import pytest
+
+from commonlab.errors import InvalidInput
+from commonlab.simulator.policies import (
+    JOB_SIZE_WEIGHT,
+    CommonlabPolicy,
+    Multifactor,
+    make_policy,
+)
+from tests.simulator.helpers import fleet, run
+
+FOUR = fleet({"name": "p", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 4})
+
+# One tenant: a 4-accelerator job holds the machine until t=100; behind it a big job (t=1)
+# and a small one (t=2) too long to backfill before t=100.
+BIG_THEN_SMALL = [
+    {"submit": 0, "runtime": 100, "size": 4},
+    {"submit": 1, "runtime": 50, "size": 4},
+    {"submit": 2, "runtime": 200, "size": 1},
+]
+
+
+def test_without_a_size_factor_a_tenant_is_one_queue_in_submit_order() -> None:
+    _, outcome, _ = run(FOUR, BIG_THEN_SMALL, "multifactor")
+    assert outcome.start.tolist() == [0, 100, 150]
+    policy = Multifactor()
+    run(FOUR, BIG_THEN_SMALL, policy)
+    assert policy.key_tenant == [0]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        lambda: Multifactor(job_size_weight=1_000),
+        lambda: CommonlabPolicy(job_size_weight=1_000),
+        lambda: make_policy("multifactor-size"),
+        lambda: make_policy("commonlab"),
+    ],
+)
+def test_with_a_size_factor_the_small_job_queued_later_starts_first(policy) -> None:
+    _, outcome, _ = run(FOUR, BIG_THEN_SMALL, policy())
+    # At t=100 both wait: the small one starts, the big one waits for all four.
+    assert outcome.start.tolist() == [0, 300, 100]
+
+
+def test_the_size_term_is_slurms_favor_small_factor() -> None:
+    policy = Multifactor(job_size_weight=1_000)
+    run(FOUR, BIG_THEN_SMALL, policy)
+    # Keys per (tenant, size): (a, 1) and (a, 4); factor 1 - size / capacity (4).
+    assert policy.key_tenant == [0, 0]
+    assert policy.key_size == [1, 4]
+    small = policy.priority(0, 2)
+    big = policy.priority(1, 1)
+    age = policy.w_age * (2 - 1) / policy.max_age  # the big job is older by a second
+    assert small - big == pytest.approx(1_000 * (1 - 1 / 4) - age)
+    assert JOB_SIZE_WEIGHT > 0 and CommonlabPolicy().w_jobsize == JOB_SIZE_WEIGHT
+    assert make_policy("multifactor").w_jobsize == 0  # the baseline is unchanged
+
+
+def test_fair_share_stays_per_tenant_across_its_size_queues() -> None:
+    # Tenant b (pool B) holds the machine with a big job until t=1000; then a (pool A, no
+    # usage) and b both wait. b's small job is a queue of its own, but it carries b's usage:
+    # a's big job, fair share first, starts before it despite the size factor.
+    jobs = [
+        {"submit": 0, "runtime": 1_000, "size": 4, "tenant": "b"},
+        {"submit": 1, "runtime": 10, "size": 1, "tenant": "b"},
+        {"submit": 2, "runtime": 10, "size": 4, "tenant": "a"},
+    ]
+    policy = Multifactor(job_size_weight=1_000)
+    _, outcome, _ = run(
+        FOUR,
+        jobs,
+        policy,
+        pools=("A", "B"),
+        entitled=(0.5, 0.5),
+        tenant_pools={"a": "A", "b": "B"},
+    )
+    assert outcome.start.tolist() == [0, 1_010, 1_000]
+    # Keys (a, 4), (b, 1), (b, 4); the fair-share factor is looked up by the key's tenant.
+    assert policy.key_tenant == [0, 1, 1]
+    assert policy.factor[0] == 1.0 and policy.factor[1] == 0.5
+    # Without the size factor's keys b's small job would still rank by b's usage: same order.
+    _, plain, _ = run(
+        FOUR,
+        jobs,
+        "multifactor",
+        pools=("A", "B"),
+        entitled=(0.5, 0.5),
+        tenant_pools={"a": "A", "b": "B"},
+    )
+    assert plain.start.tolist() == [0, 1_010, 1_000]
+
+
+def test_a_negative_size_weight_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="job-size weight"):
+        Multifactor(job_size_weight=-1)
