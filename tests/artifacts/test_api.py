@@ -186,8 +186,8 @@ def test_an_upload_without_a_digest_is_stored_by_its_bytes_unless_its_size_is_he
     client, researcher
 ):
     """Without a digest the facility hashes what it receives (the CLI's shared-file-system
-    path). When the repository holds a file of the same size the bytes may be held already:
-    the facility asks for a digest (409, digest_needed) and opens nothing."""
+    path). When a version of the repository holds a file of the same size the bytes may be
+    held already: the facility asks for a digest (409, digest_needed) and opens nothing."""
     h = researcher["headers"]
     repo = make_repo(client, h)
     data = b"bila hash" * 500
@@ -198,6 +198,16 @@ def test_an_upload_without_a_digest_is_stored_by_its_bytes_unless_its_size_is_he
         headers={**h, "content-type": "application/octet-stream"},
     )  # fmt: skip
     assert done.status_code == 200 and done.json()["blake3"] == digests(data)["blake3"]
+    # Before a version holds it, another file of that size is opened without a digest too
+    # (the shards of one push are often of one size).
+    twin = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": len(data)}, headers=h)
+    assert twin.status_code == 201 and twin.json()["state"] == "open"
+    published = client.post(
+        f"/api/v1/artifacts/{repo}/versions",
+        json={"files": [{"path": "a.txt", "blake3": done.json()["blake3"]}]},
+        headers=h,
+    )
+    assert published.status_code == 201, published.text
 
     again = client.post(f"/api/v1/artifacts/{repo}/uploads", json={"size": len(data)}, headers=h)
     assert again.status_code == 409 and again.json()["digest_needed"] is True

@@ -246,7 +246,7 @@ def start_upload(
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
         if req.blake3 is None and req.sha256 is None:
-            _refuse_blind_upload_of_held_size(db, actor, repo, req.size)
+            _refuse_blind_upload_of_held_size(db, repo, req.size)
             known = None
         else:
             known = _held_copy(db, actor, repo, req)
@@ -305,21 +305,18 @@ def _held_copy(db: Session, actor: Principal, repo: Repo, req: UploadCreate) -> 
     return known
 
 
-def _refuse_blind_upload_of_held_size(db: Session, actor: Principal, repo: Repo, size: int) -> None:
-    """An upload without a digest is for bytes new to this repository: when it holds a file
-    of the same size, those bytes may be held already, and only a digest can say."""
+def _refuse_blind_upload_of_held_size(db: Session, repo: Repo, size: int) -> None:
+    """An upload without a digest is for bytes new to this repository: when one of its
+    versions holds a file of the same size, those bytes may be held already, and only a
+    digest can say. (Only published files count: the files of one push are often shards of
+    one size, and a digest asked of each would hash every one.)"""
     same_size = (
         select(VersionFile.id)
         .join(Version)
         .where(Version.repo_id == repo.id, VersionFile.size == size)
+        .limit(1)
     )
-    uploaded = select(Upload.id).where(
-        Upload.repo_id == repo.id,
-        Upload.person_id == actor.person_id,
-        Upload.state == UploadState.COMPLETE,
-        Upload.size == size,
-    )
-    if size and (db.scalar(same_size.limit(1)) or db.scalar(uploaded.limit(1))):
+    if size and db.scalar(same_size) is not None:
         raise Conflict(
             f"{repo.repo_id} holds a file of {size} bytes: declare this file's blake3 (or "
             "sha256) so that bytes it already holds are not sent again",
