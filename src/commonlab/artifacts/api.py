@@ -611,18 +611,13 @@ def _byte_range(value: str, size: int) -> tuple[int, int] | None:
 
 
 def _file_range(path: Any, offset: int, count: int) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while count > 0:
-            chunk = fh.read(min(count, 1 << 20))
-            if not chunk:
-                return
-            count -= len(chunk)
-            yield chunk
+    # Opened when the response starts sending, closed by _unpacked_range once it is sent.
+    yield from _unpacked_range(open(path, "rb"), offset, count)  # noqa: SIM115
 
 
 def _unpacked_range(file: IO[bytes], offset: int, count: int) -> Iterator[bytes]:
-    """A range of a member unpacked from a compressed shard; the spool goes when it is sent."""
+    """`count` bytes of an open file from `offset`, in 1 MiB pieces; the file (a shard's
+    member unpacked into a spool, or a stored object) is closed once they are sent."""
     try:
         file.seek(offset)
         while count > 0:

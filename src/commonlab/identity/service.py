@@ -325,20 +325,29 @@ def issue_token(
                     f"this token cannot issue scope {', '.join(stronger)}: use a token that has it"
                 )
         token, secret = _new_token(person, req)
-        db.add(token)
-        db.flush()
-        record.append(
-            db,
-            IdentityEvent.TokenIssued,
-            actor=actor,
-            subject=f"token/{token.key_id}",
-            data={
-                "holder": person.pseudonym,
-                "scopes": sorted(token.scopes),
-                "expires_at": record.format_time(token.expires_at),
-            },
-        )
+        _add_token(db, actor, person, token)
     return token, secret
+
+
+def _add_token(
+    db: Session, actor: Principal, person: Person, token: ApiToken, **context: str
+) -> None:
+    """Store a new token and put its issue on the record (what it may do and until when,
+    never its secret); `context` says what it was issued for."""
+    db.add(token)
+    db.flush()
+    record.append(
+        db,
+        IdentityEvent.TokenIssued,
+        actor=actor,
+        subject=f"token/{token.key_id}",
+        data={
+            "holder": person.pseudonym,
+            "scopes": sorted(token.scopes),
+            "expires_at": record.format_time(token.expires_at),
+            **context,
+        },
+    )
 
 
 def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
@@ -382,20 +391,7 @@ def job_token(
             scopes=sorted([Scope.READ.value, Scope.WRITE.value]),
             expires_at=expires_at,
         )
-        db.add(token)
-        db.flush()
-        record.append(
-            db,
-            IdentityEvent.TokenIssued,
-            actor=SYSTEM,
-            subject=f"token/{key_id}",
-            data={
-                "holder": person.pseudonym,
-                "scopes": token.scopes,
-                "expires_at": record.format_time(expires_at),
-                "job": job_key,
-            },
-        )
+        _add_token(db, SYSTEM, person, token, job=job_key)
     return f"{TOKEN_PREFIX}_{token.key_id}_{_job_secret(key, token.key_id)}"
 
 
@@ -624,19 +620,7 @@ def bootstrap_operator(db: Session, *, name: str = "Facility operator") -> str |
         token, secret = _new_token(
             person, TokenCreate(name="bootstrap", scopes=list(Scope), expires_in_days=365)
         )
-        db.add(token)
-        db.flush()
-        record.append(
-            db,
-            IdentityEvent.TokenIssued,
-            actor=SYSTEM,
-            subject=f"token/{token.key_id}",
-            data={
-                "holder": person.pseudonym,
-                "scopes": sorted(token.scopes),
-                "expires_at": record.format_time(token.expires_at),
-            },
-        )
+        _add_token(db, SYSTEM, person, token)
     return secret
 
 
