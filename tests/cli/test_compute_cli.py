@@ -59,6 +59,20 @@ def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
     assert "0.01" in italy
 
 
+def test_a_failed_job_shows_the_end_of_its_standard_error(capsys, served, monkeypatch):
+    api = httpx.Client(base_url=served.url, timeout=30)
+    project = award_project(api, auth(served.token))
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    code, out, _ = run(
+        capsys, "job", "submit", "-p", project.name, "--watch", "--",
+        "seq 1 30 >&2; no-such-command-here",
+    )  # fmt: skip
+    assert code == 1 and "failed (exit 127)" in out
+    assert "last lines of its standard error" in out and "no-such-command-here" in out
+    assert "\n22\n" in out and "\n21\n" not in out  # the last ten lines only
+
+
 def test_cancel_and_bad_input_from_the_command_line(capsys, served, monkeypatch):
     api = httpx.Client(base_url=served.url, timeout=30)
     project = award_project(api, auth(served.token))
@@ -131,8 +145,9 @@ def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
     capsys, served, monkeypatch, tmp_path
 ):
     """Inside a job, the facility's URL and a token of the job's own are in the
-    environment: `commonlab model push` publishes the output naming the job and what it
-    read, the weights stamped with both; the token stops working when the job ends."""
+    environment, and the facility's `commonlab` on its PATH: `commonlab model push` publishes
+    the output naming the job and what it read, the weights stamped with both; the token
+    stops working when the job ends."""
     api = httpx.Client(base_url=served.url, timeout=30)
     project = award_project(api, auth(served.token))
     monkeypatch.setenv("COMMONLAB_URL", served.url)
@@ -146,7 +161,7 @@ def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
     python = shlex.quote(sys.executable)
     command = (
         f"cp {shlex.quote(str(data / 'corpus.jsonl'))} . && {python} -c {shlex.quote(TRAIN)}"
-        f" && {python} -m commonlab.cli model push model --repo {project.name}/tiny --stamp"
+        f" && commonlab model push model --repo {project.name}/tiny --stamp"
     )
     code, out, err = run(
         capsys, "job", "submit", "-p", project.name, "--time", "5", "--watch",

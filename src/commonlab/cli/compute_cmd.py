@@ -140,7 +140,23 @@ def _watch(client: Client, job_id: int) -> int:
         + (f": {current['reason']}" if current["reason"] else "")
         + f"; charged {charged} {current['accelerator']}-hours."
     )
+    if current["state"] != "succeeded":
+        _print_stderr_tail(client, job_id)
     return 0 if current["state"] == "succeeded" else 1
+
+
+def _print_stderr_tail(client: Client, job_id: int, *, tail_bytes: int = 2048) -> None:
+    """Where a job went wrong is usually at the end of its standard error."""
+    url = f"/api/v1/jobs/{job_id}/logs"
+    size = client.get(url, params={"stream": "stderr", "limit": 1})["size"]
+    if not size:
+        return
+    start = max(0, size - tail_bytes)
+    text = client.get(url, params={"stream": "stderr", "offset": start, "limit": tail_bytes})
+    lines = text["text"].splitlines()[-10:]
+    console.print(f"[dim]last lines of its standard error (commonlab job logs {job_id} "
+                  "--stderr for all):[/dim]")  # fmt: skip
+    console.print("\n".join(lines), markup=False, highlight=False)
 
 
 def _ran(job: dict[str, Any]) -> float:

@@ -104,7 +104,11 @@ simulate_cmd.register(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error a person can cause becomes one line and exit status 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's `typer.Exit(code)` instead of
+        # exiting with it (`job submit --watch` of a failed job must exit 1, not 0).
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (CliError, CommonlabError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

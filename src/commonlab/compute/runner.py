@@ -67,7 +67,12 @@ def run(workdir: Path) -> int:
     write_json(workdir / "runner.json", {"pid": os.getpid(), "started_at": started_at})
     work = workdir / "work"
     work.mkdir(exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), **spec["env"]}
+    # The facility's own `commonlab` (beside this Python) comes first, so that a job can
+    # push what it made with the CLI of the facility that runs it.
+    path = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
+    )
+    env = {"PATH": path, "HOME": str(work), **spec["env"]}
     with (
         open(workdir / "stdout.log", "ab") as out,
         open(workdir / "stderr.log", "ab") as err,
