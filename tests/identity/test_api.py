@@ -125,19 +125,25 @@ def test_a_job_token_is_one_per_job_same_on_retry_and_revoked_when_the_job_ends(
     from commonlab.db import utcnow
     from commonlab.identity import service
 
-    person = make_person(client, operator)
+    person = make_person(client, operator, roles=["operator"])
     key = b"k" * 32
     with facility.db.session() as db, db.begin():
-        first = service.job_token(db, person["id"], job_key="job/41", expires_at=utcnow()
-                                  + timedelta(hours=1), key=key)  # fmt: skip
+        first = service.job_token(db, person["id"], job_key="job/41", project="proj-x",
+                                  expires_at=utcnow() + timedelta(hours=1), key=key)  # fmt: skip
     with facility.db.session() as db, db.begin():
-        again = service.job_token(db, person["id"], job_key="job/41", expires_at=utcnow()
-                                  + timedelta(hours=1), key=key)  # fmt: skip
+        again = service.job_token(db, person["id"], job_key="job/41", project="proj-x",
+                                  expires_at=utcnow() + timedelta(hours=1), key=key)  # fmt: skip
     assert first == again
     me = client.get("/api/v1/me", headers=auth(first)).json()
     assert me["pseudonym"] == person["pseudonym"]
     listed = client.get(f"/api/v1/people/{person['id']}/tokens", headers=operator).json()["items"]
-    assert [t["name"] for t in listed] == ["job/41"]
+    assert [(t["name"], t["project"]) for t in listed] == [("job/41", "proj-x")]
+    # Confined: none of its holder's offices (an operator's job is not an operator), and no
+    # project but the job's.
+    with facility.db.session() as db:
+        acting = service.authenticate(db, first)
+    assert acting.roles == frozenset() and acting.projects == frozenset()
+    assert client.get("/api/v1/people", headers=auth(first)).status_code == 403
     with facility.db.session() as db, db.begin():
         service.revoke_job_token(db, "job/41")
     assert client.get("/api/v1/me", headers=auth(first)).status_code == 401

@@ -269,6 +269,7 @@ class JobController:
                 db,
                 job.submitter_id,
                 job_key=job.key,
+                project=job.project,
                 expires_at=utcnow() + timedelta(minutes=job.time_limit_minutes, days=7),
                 key=self._token_key,
             )

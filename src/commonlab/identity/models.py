@@ -83,6 +83,9 @@ class ApiToken(Base):
     key_id: Mapped[str] = mapped_column(String(24), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # A token confined to one project (a job's): only that project's membership counts, and
+    # none of its holder's roles.
+    project: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -162,6 +162,9 @@ class TokenOut(BaseModel):
     name: str
     key_id: str
     scopes: list[Scope]
+    project: str | None = Field(
+        default=None, description="confined to this project (a job's token), else none"
+    )
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None

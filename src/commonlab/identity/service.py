@@ -365,10 +365,17 @@ def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
 
 
 def job_token(
-    db: Session, person_id: int, *, job_key: str, expires_at: datetime, key: bytes
+    db: Session,
+    person_id: int,
+    *,
+    job_key: str,
+    project: str,
+    expires_at: datetime,
+    key: bytes,
 ) -> str:
-    """The bearer token a facility job acts with: its submitter's, read and write, revoked
-    when the job ends (`revoke_job_token`). Inside the caller's transaction.
+    """The bearer token a facility job acts with: its submitter's, read and write, confined
+    to the job's project (no other project's membership, none of the submitter's roles),
+    revoked when the job ends (`revoke_job_token`). Inside the caller's transaction.
 
     One row per job, named by the job; its secret is derived from the facility's key and
     the row's key id, so a handover retried after an executor outage hands the job the same
@@ -389,9 +396,10 @@ def job_token(
             key_id=key_id,
             secret_sha256=hashlib.sha256(_job_secret(key, key_id).encode()).hexdigest(),
             scopes=sorted([Scope.READ.value, Scope.WRITE.value]),
+            project=project,
             expires_at=expires_at,
         )
-        _add_token(db, SYSTEM, person, token, job=job_key)
+        _add_token(db, SYSTEM, person, token, job=job_key, project=project)
     return f"{TOKEN_PREFIX}_{token.key_id}_{_job_secret(key, token.key_id)}"
 
 
@@ -461,17 +469,22 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
         person = token.person
         if not person.active:
             raise Unauthenticated("this account is deactivated: ask an operator")
+        roles = frozenset(Role(grant.role) for grant in person.roles)
+        projects = _projects_of(db, person.id)
+        if token.project is not None:
+            # Confined (a job's token): its project only, and no office of its holder.
+            roles, projects = frozenset(), projects & {token.project}
         return Principal(
             pseudonym=person.pseudonym,
             person_id=person.id,
             name=person.name,
-            roles=frozenset(Role(grant.role) for grant in person.roles),
+            roles=roles,
             scopes=frozenset(Scope(scope) for scope in token.scopes),
             clearance=_effective_clearance(current_clearance(db, person.id), now),
             institution_id=person.institution_id,
             token_id=token.id,
             token_expires_at=token.expires_at,
-            projects=_projects_of(db, person.id),
+            projects=projects,
         )
 
 
