@@ -21,6 +21,10 @@ def cli(*args: str) -> None:
 
 
 def test_push_over_http_and_by_the_local_path(live, tmp_path, monkeypatch):
+    from commonlab.cli import digest_cache
+
+    # No digest remembered from an earlier push is trusted here (see the cache's own test).
+    monkeypatch.setattr(digest_cache, "RACY_NS", 1 << 62)
     folder = tmp_path / "data"
     (folder / "shards").mkdir(parents=True)
     files = {"a.bin": os.urandom(300_000), "shards/b.bin": os.urandom(70_000), "empty": b""}
@@ -124,3 +128,59 @@ def test_a_file_that_changes_while_it_is_copied_in_is_refused(live, tmp_path, mo
     assert "changed while it was being pushed" in capsys.readouterr().err
     api = httpx.Client(base_url=live.url)
     assert api.get("/api/v1/artifacts/datasets/lab/moving").json()["latest"] is None
+
+
+def test_files_unchanged_since_the_last_push_are_not_hashed_again(live, tmp_path, monkeypatch):
+    """The CLI keeps each pushed file's BLAKE3 in .commonlab/digests.json, keyed by its
+    stat: an unchanged file is declared by it (held: nothing hashed, nothing sent), a
+    changed one is not trusted, nor is one changed within the clock's racy window."""
+    from commonlab.cli import digest_cache
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (folder / name).write_bytes(os.urandom(50_000))
+    hashed, copied = [], []
+    real_digest, real_copy = artifacts_cmd._digest, artifacts_cmd._copy_local
+    monkeypatch.setattr(artifacts_cmd, "_digest",
+                        lambda p, bars: hashed.append(p.name) or real_digest(p, bars))  # fmt: skip
+    monkeypatch.setattr(artifacts_cmd, "_copy_local",
+                        lambda p, *a: copied.append(p.name) or real_copy(p, *a))  # fmt: skip
+
+    cli("dataset", "push", str(folder), "--repo", "lab/cached")
+    assert (folder / ".commonlab" / "digests.json").is_file()
+    # Just written, the files are inside the racy window: the next push hashes them again.
+    hashed.clear()
+    cli("dataset", "push", str(folder), "--repo", "lab/cached")
+    assert sorted(hashed) == ["a.bin", "b.bin", "c.bin"]
+
+    monkeypatch.setattr(digest_cache, "RACY_NS", 0)
+    cli("dataset", "push", str(folder), "--repo", "lab/cached")  # records trusted entries
+    (folder / "b.bin").write_bytes(os.urandom(50_000))  # same size, new bytes
+    hashed.clear()
+    copied.clear()
+    cli("dataset", "push", str(folder), "--repo", "lab/cached")
+    assert hashed == ["b.bin"] and copied == ["b.bin"]
+    api = httpx.Client(base_url=live.url)
+    latest = api.get("/api/v1/artifacts/datasets/lab/cached").json()["latest"]
+    got = api.get(f"/api/v1/artifacts/datasets/lab/cached/versions/{latest}/files/b.bin")
+    assert got.content == (folder / "b.bin").read_bytes()
+
+
+def test_the_digest_cache_trusts_only_an_unchanged_stat(tmp_path, monkeypatch):
+    from commonlab.cli import digest_cache
+
+    monkeypatch.setattr(digest_cache, "RACY_NS", 0)
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    cache = digest_cache.DigestCache(tmp_path / ".commonlab")
+    cache.put("x.bin", f.stat(), "b" * 64)
+    assert cache.get("x.bin", f.stat()) == "b" * 64
+    cache.save(keep={"x.bin"})
+    assert digest_cache.DigestCache(tmp_path / ".commonlab").get("x.bin", f.stat()) == "b" * 64
+    f.write_bytes(b"abd")
+    assert cache.get("x.bin", f.stat()) is None
+    (tmp_path / ".commonlab" / "digests.json").write_text("{not json")
+    assert digest_cache.DigestCache(tmp_path / ".commonlab").get("x.bin", f.stat()) is None
+    # A folder that cannot be written keeps no cache, and says nothing.
+    digest_cache.DigestCache(tmp_path / "missing" / "deeper").save(keep={"x.bin"})

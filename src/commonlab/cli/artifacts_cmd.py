@@ -30,6 +30,7 @@ from rich.progress import (
 
 from commonlab.artifacts import metadata
 from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.digest_cache import DigestCache
 from commonlab.cli.render import console
 from commonlab.errors import InvalidInput
 
@@ -83,11 +84,11 @@ class _Bars:
     """The push's two progress bars. The hashing bar grows as files turn out to need hashing
     (on a shared file system most are copied in without it)."""
 
-    def __init__(self, progress: Progress, total: int, *, hash_all: bool) -> None:
+    def __init__(self, progress: Progress, total: int, *, hash_ahead: int) -> None:
         self.progress = progress
-        self._to_hash = total if hash_all else 0
+        self._to_hash = hash_ahead
         self._lock = threading.Lock()
-        self.hashing = progress.add_task("hashing  ", total=self._to_hash, visible=hash_all)
+        self.hashing = progress.add_task("hashing  ", total=hash_ahead, visible=hash_ahead > 0)
         self.sending = progress.add_task("uploading", total=total)
 
     def will_hash(self, size: int) -> None:
@@ -319,32 +320,47 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     repo_path = _ensure_repo(client, kind, ns, name, create)
     if options.pop("stamp", False):
         _stamp_weights(client, repo_path, files, options.get("job"))
-    total = sum(p.stat().st_size for _, p in files)
+    stats = {rel: path.stat() for rel, path in files}
+    total = sum(st.st_size for st in stats.values())
     local = bool(options.pop("local", True))
+    # Files unchanged since the last push are declared by the digest they had then.
+    cache = DigestCache(directory / LOCAL_DIR)
+    known = {rel: cache.get(rel, stats[rel]) for rel, _ in files}
     hasher = ThreadPoolExecutor(1, thread_name_prefix="hash")
     senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="send")
     try:
         with _bar() as progress:
-            bars = _Bars(progress, total, hash_all=not local)
+            unknown = sum(stats[rel].st_size for rel, _ in files if known[rel] is None)
+            bars = _Bars(progress, total, hash_ahead=0 if local else unknown)
+
+            def declared(rel: str, path: Path) -> str:
+                digest = {"size": stats[rel].st_size, "blake3": known[rel]}
+                return _upload(client, repo_path, path, digest, bars, local=local)
+
             if local:
                 # Shared file system first: copied in without hashing (see _upload_copying).
-                sent = [senders.submit(_upload_copying, client, repo_path, p, bars)
-                        for _, p in files]  # fmt: skip
+                sent = [senders.submit(declared, rel, p) if known[rel]
+                        else senders.submit(_upload_copying, client, repo_path, p, bars)
+                        for rel, p in files]  # fmt: skip
             else:
                 # A file's digest is declared before its bytes are sent (it decides whether
                 # they need sending at all), so a thread hashes ahead while earlier files are
                 # sent, and two files are in flight: one checked while the next is sent.
-                digests = [hasher.submit(_digest, p, bars) for _, p in files]
+                def send(rel: str, path: Path) -> str:
+                    if known[rel] is None:
+                        known[rel] = hashed[rel].result()["blake3"]
+                    return declared(rel, path)
 
-                def send(path: Path, digest: Any) -> str:
-                    return _upload(client, repo_path, path, digest.result(), bars, local=False)
-
-                sent = [senders.submit(send, p, d)
-                        for (_, p), d in zip(files, digests, strict=True)]  # fmt: skip
+                hashed = {rel: hasher.submit(_digest, p, bars)
+                          for rel, p in files if known[rel] is None}  # fmt: skip
+                sent = [senders.submit(send, rel, p) for rel, p in files]
             addresses = {rel: future.result() for (rel, _), future in zip(files, sent, strict=True)}
     finally:
         hasher.shutdown(cancel_futures=True)
         senders.shutdown(cancel_futures=True)
+    for rel, _ in files:
+        cache.put(rel, stats[rel], addresses[rel])
+    cache.save(keep={rel for rel, _ in files})
     body: dict[str, Any] = {
         "files": [{"path": rel, "blake3": addresses[rel]} for rel, _ in files],
         "message": options.get("message") or "",
