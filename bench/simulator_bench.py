@@ -26,6 +26,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
@@ -76,20 +77,23 @@ def _one(scenario, policy: str, settings: EngineSettings) -> dict:
     }
 
 
-def speed(args: argparse.Namespace) -> None:
-    fleet = load_fleet(ROOT / "examples" / "fleet-100k.toml")
-    document = load_regulation(ROOT / "examples" / "regulation.json")
-    trace = load_trace(TRACES / "openb_pod_list_default.csv")
-    began = time.perf_counter()
-    scenario = prepare(
-        fleet,
-        document,
-        [trace],
-        jobs=args.jobs,
+def _study(args: argparse.Namespace, jobs: int | None = None) -> Any:
+    """The study's workload (the shared trace on the 100k fleet) at --load and --size-scale,
+    with --jobs jobs unless `jobs` says otherwise."""
+    return prepare(
+        load_fleet(ROOT / "examples" / "fleet-100k.toml"),
+        load_regulation(ROOT / "examples" / "regulation.json"),
+        [load_trace(TRACES / "openb_pod_list_default.csv")],
+        jobs=jobs or args.jobs,
         load=args.load,
         max_runtime=24 * 3600,
         size_scale=args.size_scale,
     )
+
+
+def speed(args: argparse.Namespace) -> None:
+    began = time.perf_counter()
+    scenario = _study(args)
     print(
         f"workload: {len(scenario.workload):,} jobs on {scenario.capacity:,} accelerators, "
         f"built in {time.perf_counter() - began:.1f} s"
@@ -111,15 +115,7 @@ def speed(args: argparse.Namespace) -> None:
     if args.baseline_jobs:
         import numpy as np
 
-        small = prepare(
-            fleet,
-            document,
-            [trace],
-            jobs=args.baseline_jobs,
-            load=args.load,
-            max_runtime=24 * 3600,
-            size_scale=args.size_scale,
-        )
+        small = _study(args, jobs=args.baseline_jobs)
         naive = EngineSettings(main_depth=10**9, backfill_window=10**9)
         for label, settings in (
             ("fifo (bounded, same jobs)", EngineSettings()),
@@ -173,18 +169,7 @@ def _controller_one(scenario, variant: str) -> dict:
 
 
 def controller(args: argparse.Namespace) -> None:
-    fleet = load_fleet(ROOT / "examples" / "fleet-100k.toml")
-    document = load_regulation(ROOT / "examples" / "regulation.json")
-    trace = load_trace(TRACES / "openb_pod_list_default.csv")
-    scenario = prepare(
-        fleet,
-        document,
-        [trace],
-        jobs=args.jobs,
-        load=args.load,
-        max_runtime=24 * 3600,
-        size_scale=args.size_scale,
-    )
+    scenario = _study(args)
     print(f"workload: {len(scenario.workload):,} jobs on {scenario.capacity:,} accelerators")
     for line in scenario.workload.how:
         print(f"  {line}")
