@@ -85,6 +85,7 @@ class Shape:
 
 @dataclass(frozen=True)
 class PartitionView:
+    id: int
     name: str
     accelerator: str
     certified_level: int

@@ -318,6 +318,7 @@ def partition_views(db: Session) -> list[rules.PartitionView]:
     )
     return [
         rules.PartitionView(
+            id=p.id,
             name=p.name,
             accelerator=p.accelerator,
             certified_level=p.certified_level,
@@ -452,7 +453,6 @@ def admit(
         Resource.partition(view.name, Level(view.certified_level)),
         {"job_level": int(level)},
     )
-    partition = db.scalar(select(Partition).where(Partition.name == view.name))
     today = utcnow().date()
     chosen = _pick_allocation(db, req, today)
     hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
@@ -470,7 +470,7 @@ def admit(
         memory_gb=req.memory_gb,
         time_limit_minutes=req.time_limit_minutes,
         level=int(level),
-        partition_id=partition.id,
+        partition_id=view.id,
         executor=executor,
         state=JobState.ADMITTED.value,
         reason="",
@@ -493,7 +493,7 @@ def admit(
         data={
             "project": job.project,
             "allocation": chosen.id,
-            "partition": partition.name,
+            "partition": view.name,
             "class": job.accelerator,
             "accelerators": job.accelerators,
             "level": level.label,
