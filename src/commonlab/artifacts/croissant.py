@@ -144,28 +144,42 @@ def _shard(path: str, local: Path) -> tuple[list[dict[str, Any]], list[dict[str,
                 "includes": f"*.{ext}",
             }
         )
-        rs_id = _record_set_id(f"{path}.{ext}".replace(".", "_"))
         record_sets.append(
-            {
-                "@type": "cr:RecordSet",
-                "@id": rs_id,
-                "name": rs_id,
-                "field": [
-                    {
-                        "@type": "cr:Field",
-                        "@id": f"{rs_id}/{name}",
-                        "name": name,
-                        "dataType": data_type,
-                        "source": {"fileSet": {"@id": set_id}, "extract": {"fileProperty": prop}},
-                    }
-                    for name, data_type, prop in (
-                        ("content", _OBJECT_TYPES[kind], "content"),
-                        ("filename", "sc:Text", "filename"),
+            _record_set(
+                _record_set_id(f"{path}.{ext}".replace(".", "_")),
+                [
+                    (
+                        name,
+                        data_type,
+                        {"fileSet": {"@id": set_id}, "extract": {"fileProperty": name}},
+                    )
+                    for name, data_type in (
+                        ("content", _OBJECT_TYPES[kind]),
+                        ("filename", "sc:Text"),
                     )
                 ],
-            }
+            )
         )
     return sets, record_sets
+
+
+def _record_set(rs_id: str, fields: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+    """A record set of (name, data type, source) fields."""
+    return {
+        "@type": "cr:RecordSet",
+        "@id": rs_id,
+        "name": rs_id,
+        "field": [
+            {
+                "@type": "cr:Field",
+                "@id": f"{rs_id}/{name}",
+                "name": name,
+                "dataType": data_type,
+                "source": source,
+            }
+            for name, data_type, source in fields
+        ],
+    }
 
 
 def _encoding(path: str, media: str) -> str | list[str]:
@@ -220,26 +234,15 @@ def describe(
             record_sets.extend(shard_records)
         columns = _columns(f["path"], f["media_type"], locals_[f["path"]])
         if columns:
-            rs_id = _record_set_id(f["path"])
+            source = {"fileObject": {"@id": f["path"]}}
             record_sets.append(
-                {
-                    "@type": "cr:RecordSet",
-                    "@id": rs_id,
-                    "name": rs_id,
-                    "field": [
-                        {
-                            "@type": "cr:Field",
-                            "@id": f"{rs_id}/{column}",
-                            "name": column,
-                            "dataType": dtype,
-                            "source": {
-                                "fileObject": {"@id": f["path"]},
-                                "extract": {"column": column},
-                            },
-                        }
+                _record_set(
+                    _record_set_id(f["path"]),
+                    [
+                        (column, dtype, {**source, "extract": {"column": column}})
                         for column, dtype in columns.items()
                     ],
-                }
+                )
             )
     license_urls = [f"https://spdx.org/licenses/{name}.html" for name in licenses]
     doc: dict[str, Any] = {
