@@ -408,14 +408,7 @@ def revoke_job_token(db: Session, job_key: str) -> None:
     for token in db.scalars(
         select(ApiToken).where(ApiToken.name == job_key, ApiToken.revoked_at.is_(None))
     ):
-        token.revoked_at = utcnow()
-        record.append(
-            db,
-            IdentityEvent.TokenRevoked,
-            actor=SYSTEM,
-            subject=f"token/{token.key_id}",
-            data={"holder": token.person.pseudonym, "job": job_key},
-        )
+        _revoke(db, SYSTEM, token, job=job_key)
 
 
 def _job_secret(key: bytes, key_id: str) -> str:
@@ -437,15 +430,20 @@ def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
         authorize(actor, Action.TokenRevoke, Resource.token(token.person_id, token.id))
         if token.revoked_at is not None:
             raise Conflict(f"token {token.key_id} was already revoked")
-        token.revoked_at = utcnow()
-        record.append(
-            db,
-            IdentityEvent.TokenRevoked,
-            actor=actor,
-            subject=f"token/{token.key_id}",
-            data={"holder": token.person.pseudonym},
-        )
+        _revoke(db, actor, token)
     return token
+
+
+def _revoke(db: Session, actor: Principal, token: ApiToken, **context: str) -> None:
+    """Stop a token working and put that on the record; `context` says why."""
+    token.revoked_at = utcnow()
+    record.append(
+        db,
+        IdentityEvent.TokenRevoked,
+        actor=actor,
+        subject=f"token/{token.key_id}",
+        data={"holder": token.person.pseudonym, **context},
+    )
 
 
 def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Principal:
