@@ -19,11 +19,17 @@ from tests.compute.helpers import award_project
 from tests.helpers import auth
 
 
-def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
+def as_pi(served, monkeypatch):
+    """A new project with hours; the CLI acts as its PI. Returns an API client and it."""
     api = httpx.Client(base_url=served.url, timeout=30)
     project = award_project(api, auth(served.token))
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    return api, project
+
+
+def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
+    api, project = as_pi(served, monkeypatch)
 
     code, out, err = run(
         capsys,
@@ -60,10 +66,7 @@ def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
 
 
 def test_a_failed_job_shows_the_end_of_its_standard_error(capsys, served, monkeypatch):
-    api = httpx.Client(base_url=served.url, timeout=30)
-    project = award_project(api, auth(served.token))
-    monkeypatch.setenv("COMMONLAB_URL", served.url)
-    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    _api, project = as_pi(served, monkeypatch)
     code, out, _ = run(
         capsys, "job", "submit", "-p", project.name, "--watch", "--",
         "seq 1 30 >&2; no-such-command-here",
@@ -74,10 +77,7 @@ def test_a_failed_job_shows_the_end_of_its_standard_error(capsys, served, monkey
 
 
 def test_cancel_and_bad_input_from_the_command_line(capsys, served, monkeypatch):
-    api = httpx.Client(base_url=served.url, timeout=30)
-    project = award_project(api, auth(served.token))
-    monkeypatch.setenv("COMMONLAB_URL", served.url)
-    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    _api, project = as_pi(served, monkeypatch)
     code, out, _ = run(capsys, "job", "submit", "-p", project.name, "--json", "--", "sleep 60")
     job = json.loads(out)
     code, out, _ = run(capsys, "job", "cancel", str(job["id"]))
@@ -148,10 +148,7 @@ def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
     environment, and the facility's `commonlab` on its PATH: `commonlab model push` publishes
     the output naming the job and what it read, the weights stamped with both; the token
     stops working when the job ends."""
-    api = httpx.Client(base_url=served.url, timeout=30)
-    project = award_project(api, auth(served.token))
-    monkeypatch.setenv("COMMONLAB_URL", served.url)
-    monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
+    api, project = as_pi(served, monkeypatch)
     data = tmp_path / "corpus"
     data.mkdir()
     (data / "corpus.jsonl").write_text('{"text": "habari"}\n{"text": "asante"}\n')
