@@ -32,7 +32,7 @@ from commonlab.artifacts.models import (
 )
 from commonlab.artifacts.schemas import RepoCreate, TagSet, UploadCreate, VersionCreate
 from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
-from commonlab.compute.models import Job
+from commonlab.compute import service as compute
 from commonlab.db import utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity.principal import Principal, Role
@@ -465,6 +465,10 @@ def commit_version(
         if sources:
             _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
         files, uploaded = _gather_files(db, actor, repo, store, req)
+        number = (db.scalar(select(func.max(Version.number)).where(Version.repo_id == repo.id))
+                  or 0) + 1  # fmt: skip
+        _check_weight_stamps(files, repository=f"{repo.kind}s/{repo.repo_id}", version=number,
+                             job=req.job)  # fmt: skip
         # Uploads are placed without fsync; a version is published only once its bytes are
         # on disk (before any row is written, so no write lock is held meanwhile). Files of
         # earlier versions were made durable when those were published.
@@ -478,10 +482,6 @@ def commit_version(
                 for x in [*req.licenses, *(card.licenses if card else [])]
             }
         )
-        number = (db.scalar(select(func.max(Version.number)).where(Version.repo_id == repo.id))
-                  or 0) + 1  # fmt: skip
-        _check_weight_stamps(files, repository=f"{repo.kind}s/{repo.repo_id}", version=number,
-                             job=req.job)  # fmt: skip
         statement = signing.make_statement(
             repository=f"{repo.kind}s/{repo.repo_id}",
             version=number,
@@ -605,16 +605,16 @@ def _check_facility_job(
     shown as given."""
     if job is None or not job.isdigit():
         return
-    found = db.get(Job, int(job)) if len(job) < 12 else None
-    if found is None or found.submitter_id != actor.person_id:
+    inputs = compute.inputs_of_own_job(db, actor, int(job)) if len(job) < 12 else None
+    if inputs is None:
         raise InvalidInput(
             f"job {job} is not a job of yours on this facility: name the job that produced "
             "these files (inside a job, $COMMONLAB_JOB_ID)"
         )
     for source, _ in sources:
         ref = _ref(source)
-        if ref not in found.inputs:
-            read = ", ".join(found.inputs) or "nothing"
+        if ref not in inputs:
+            read = ", ".join(inputs) or "nothing"
             raise InvalidInput(
                 f"job {job} did not read {ref} (its inputs: {read}): lineage names only what "
                 "the job read"

@@ -622,6 +622,16 @@ def log_chunk(job: Job, stream: str, offset: int | None, limit: int, root: Path)
 # Cancelling -------------------------------------------------------------------------------------
 
 
+def inputs_of_own_job(db: Session, actor: Principal, job_id: int) -> list[str] | None:
+    """What a job of `actor`'s declared as its inputs (checked at admission against its
+    level), or None when there is no such job of theirs. In the caller's transaction: the
+    registry asks when a version names the job that made it."""
+    job = db.get(Job, job_id)
+    if job is None or actor.person_id is None or job.submitter_id != actor.person_id:
+        return None
+    return list(job.inputs)
+
+
 def cancel_job(db: Session, actor: Principal, job_id: int) -> Job:
     """Cancel a job. One the executor does not have yet ends now, its hours released; one it
     has is marked, and the job controller stops it and records the end it reports."""
