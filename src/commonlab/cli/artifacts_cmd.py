@@ -250,15 +250,28 @@ def _upload(client: Client, repo: str, path: Path, digest: dict[str, Any], bars:
         bars.sent(digest["size"])  # the facility already holds these bytes
         return str(answer["blake3"])
     url = f"/api/v1/artifacts/uploads/{answer['id']}"
-    if local and answer.get("local_path") and digest["size"]:
-        # One copy at a time: the next file's copy overlaps the facility checking this one.
-        with _COPYING:
-            copied = _copy_local(path, answer["local_path"], digest["size"], bars)
-        if copied is not None:
-            answer = _finish_copied(client, url, copied, bars)
-            if answer["state"] == "complete":
-                return str(answer["blake3"])
+    if local:
+        answer = _copy_in(client, url, path, answer, bars)
+        if answer["state"] == "complete":
+            return str(answer["blake3"])
     return _send(client, url, path, answer, answer["chunk_bytes"], digest["size"], bars)
+
+
+def _copy_in(client: Client, url: str, path: Path, answer: dict[str, Any],
+             bars: _Bars) -> dict[str, Any]:  # fmt: skip
+    """On a shared file system, copy the file into the open upload's part file and finish
+    it; returns where the upload stands (unchanged where the copy is not possible)."""
+    size = answer["size"]
+    if not (answer.get("local_path") and size):
+        return answer
+    before = os.stat(path)
+    # One copy at a time: the next file's copy overlaps the facility checking this one.
+    with _COPYING:
+        copied = _copy_local(path, answer["local_path"], size, bars)
+    if copied is None:
+        return answer
+    _unchanged_since(path, before)
+    return _finish_copied(client, url, copied, bars)
 
 
 def _upload_copying(client: Client, repo: str, path: Path, bars: _Bars) -> str:
@@ -282,15 +295,9 @@ def _upload_copying(client: Client, repo: str, path: Path, bars: _Bars) -> str:
         return str(answer["blake3"])
     size = before.st_size
     url = f"/api/v1/artifacts/uploads/{answer['id']}"
-    copied = None
-    if answer.get("local_path"):
-        with _COPYING:
-            copied = _copy_local(path, answer["local_path"], size, bars)
-    if copied is not None:
-        _unchanged_since(path, before)
-        answer = _finish_copied(client, url, copied, bars)
-        if answer["state"] == "complete":
-            return str(answer["blake3"])
+    answer = _copy_in(client, url, path, answer, bars)
+    if answer["state"] == "complete":
+        return str(answer["blake3"])
     bars.will_hash(size)
     expected = _digest(path, bars)["blake3"]
     stored = _send(client, url, path, answer, answer["chunk_bytes"], size, bars)
