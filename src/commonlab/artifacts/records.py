@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import posixpath
-import re
 import shutil
 import struct
 import tarfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from commonlab.artifacts import metadata
+from commonlab.artifacts.store import derived_path
 from commonlab.errors import InvalidInput, NotFound
 
 __all__ = [
@@ -345,16 +345,12 @@ INDEX_EVERY = 4096
 _INDEX_MAGIC = b"CLJSONL1"
 _INDEX_HEAD = struct.Struct("<8sQQQ")  # magic, the file's size, INDEX_EVERY, records
 _INDEX_ENTRY = struct.Struct("<QQ")  # byte offset of record k * every, lines before it
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def line_index_path(path: Path) -> Path | None:
-    """Where the line index of a stored object is kept, `<store>/indexes/<b3[:2]>/<b3>.lines`;
-    None for a path outside the store's layout (`<store>/<b3[:2]>/<b3[2:4]>/<b3>`)."""
-    b3 = path.name
-    if not _HEX64.match(b3) or path.parent.name != b3[2:4] or path.parent.parent.name != b3[:2]:
-        return None
-    return path.parent.parent.parent / "indexes" / b3[:2] / f"{b3}.lines"
+    """Where the line index of a stored object is kept (see `store.derived_path`); None for a
+    file outside the store."""
+    return derived_path(path, ".lines")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ __all__ = [
     "ObjectStore",
     "StoredObject",
     "UploadOffsetMismatch",
+    "derived_path",
     "hash_file",
 ]
 
@@ -38,7 +39,20 @@ CHUNK = 1 << 20
 # Pieces of a request body hashed and written together (two digests in two threads).
 _BATCH = 8 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DERIVED = "indexes"
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def derived_path(object_path: Path, suffix: str) -> Path | None:
+    """Where a file derived from a stored object is kept (a JSONL file's line index,
+    `.lines`): `<root>/indexes/<b3[:2]>/<b3><suffix>`, named by the object's address so it is
+    computed once and removed with the object. None for a path outside the store's layout
+    (`<root>/<b3[:2]>/<b3[2:4]>/<b3>`)."""
+    b3 = object_path.name
+    parent = object_path.parent
+    if not _HEX64.match(b3) or parent.name != b3[2:4] or parent.parent.name != b3[:2]:
+        return None
+    return parent.parent.parent / _DERIVED / b3[:2] / f"{b3}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -385,7 +399,7 @@ class ObjectStore:
         """Delete an object and what was derived from it (a JSONL file's line index,
         `indexes/<b3[:2]>/<b3>.*`); returns the object's size."""
         path = self.path(b3)
-        for derived in (self.root / "indexes" / b3[:2]).glob(f"{b3}.*"):
+        for derived in (self.root / _DERIVED / b3[:2]).glob(f"{b3}.*"):
             with contextlib.suppress(FileNotFoundError):
                 derived.unlink()
         try:
