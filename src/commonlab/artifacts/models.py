@@ -121,7 +121,8 @@ class VersionFile(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("artifacts_versions.id"), index=True)
     path: Mapped[str] = mapped_column(String(1024))
-    size: Mapped[int] = mapped_column(BigInteger)
+    # Indexed: an upload without a digest asks whether the repository holds this size.
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
     blake3: Mapped[str] = mapped_column(String(64), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     media_type: Mapped[str] = mapped_column(String(100))
