@@ -78,7 +78,8 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("identity_people.id"), index=True)
-    name: Mapped[str] = mapped_column(String(100))
+    # Indexed: a job's token is found by its name (`job/<id>`) when the job ends.
+    name: Mapped[str] = mapped_column(String(100), index=True)
     # Public half of the token, used to find the row without comparing secrets in SQL.
     key_id: Mapped[str] = mapped_column(String(24), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))

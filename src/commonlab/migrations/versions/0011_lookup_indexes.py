@@ -1,5 +1,6 @@
-"""An index on the size of versions' files: an upload that declares no digest asks whether
-its repository holds a file of that size.
+"""Indexes for two lookups: the size of versions' files (an upload that declares no digest
+asks whether its repository holds a file of that size) and tokens' names (a job's token is
+found by `job/<id>` when the job ends).
 
 Revision ID: 0011
 Revises: 0010
@@ -19,8 +20,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("artifacts_files", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_artifacts_files_size"), ["size"], unique=False)
+    with op.batch_alter_table("identity_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_identity_tokens_name"), ["name"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("identity_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_identity_tokens_name"))
     with op.batch_alter_table("artifacts_files", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_artifacts_files_size"))
