@@ -163,6 +163,44 @@ def test_watch_fails_loudly_on_a_rollback(capsys, served, tmp_path):
     assert code == 1 and "ROLLBACK" in err
 
 
+def test_watch_says_in_one_line_that_the_key_changed(capsys, served, tmp_path):
+    """A rotated (or forged) signing key is what a witness exists to catch: one line, exit 1."""
+    from commonlab.record.note import generate_signer
+
+    _wait_for_checkpoint(served.url, 2)
+    state = tmp_path / "watch.json"
+    run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    saved = json.loads(state.read_text())
+    origin = served.facility.signer.verifier_key().split("+", 1)[0]
+    _, saved["verifier_key"] = generate_signer(origin)  # as if the facility's key had changed
+    state.write_text(json.dumps(saved))
+    code, out, err = run(capsys, "record", "watch", served.url, "--state", str(state), "--once")
+    assert code == 1
+    assert "KEY CHANGED" in err and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) <= 3  # one message (folded by the terminal width)
+
+
+def test_watch_keeps_its_state_in_the_user_state_directory(capsys, served, tmp_path, monkeypatch):
+    _wait_for_checkpoint(served.url, 2)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(capsys, "record", "watch", served.url, "--once")
+    assert code == 0
+    assert not (tmp_path / "commonlab-watch.json").exists()
+    (kept,) = (tmp_path / "state" / "commonlab" / "watch").iterdir()
+    assert json.loads(kept.read_text())["url"] == served.url
+
+
+def test_watch_of_a_facility_that_does_not_answer_is_one_line(capsys, tmp_path):
+    from tests.cli.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = run(
+        capsys, "record", "watch", url, "--state", str(tmp_path / "w.json"), "--once"
+    )
+    assert code == 1 and "did not answer" in err and "Traceback" not in out + err
+
+
 def test_local_verify_passes_then_detects_a_tampered_entry(capsys, served, monkeypatch):
     _wait_for_checkpoint(served.url, 2)
     monkeypatch.setenv("COMMONLAB_HOME", str(served.settings.home))

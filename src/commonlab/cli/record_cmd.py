@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -79,13 +81,13 @@ def _verify_local(verifier_key: str | None) -> None:
 def _verify_remote(url: str, verifier_key: str | None) -> None:
     import tempfile
 
-    from commonlab.record.watch import LogForked, Watcher
+    from commonlab.record.watch import LogForked, LogUnreachable, Watcher
 
     with tempfile.TemporaryDirectory() as tmp:
         watcher = Watcher(url, state_path=Path(tmp) / "state.json", verifier_key=verifier_key)
         try:
             seen = watcher.check_once()
-        except LogForked as exc:
+        except (LogForked, LogUnreachable) as exc:
             raise CliError(str(exc)) from None
     console.print(f"[green]✓[/green] {seen.size} entries verified against the signed checkpoint")
 
@@ -93,9 +95,13 @@ def _verify_remote(url: str, verifier_key: str | None) -> None:
 @record.command("watch")
 def watch(
     url: Annotated[str, typer.Argument(help="the facility's base URL")],
-    state: Annotated[Path, typer.Option(help="where the last verified checkpoint is kept")] = Path(
-        "commonlab-watch.json"
-    ),
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="where the last verified checkpoint is kept "
+            "[default: one file per facility under $XDG_STATE_HOME/commonlab/watch]"
+        ),
+    ] = None,
     verifier_key: Annotated[
         str | None, typer.Option("--key", help="pin this verifier key (else trust on first use)")
     ] = None,
@@ -106,14 +112,23 @@ def watch(
     ] = None,
 ) -> None:
     """Follow a log: verify each new checkpoint against the last one; fail loudly on a fork."""
-    from commonlab.record.watch import LogForked, Watcher
+    from commonlab.record.watch import KeyChanged, LogForked, LogUnreachable, Watcher
 
-    watcher = Watcher(url, state_path=state, verifier_key=verifier_key)
+    watcher = Watcher(url, state_path=state or default_state_path(url), verifier_key=verifier_key)
     while True:
         try:
             seen = watcher.check_once()
+        except KeyChanged as exc:
+            raise CliError(str(exc)) from None
         except LogForked as exc:
             raise CliError(f"the log at {url} is inconsistent: {exc}") from None
+        except LogUnreachable as exc:
+            if once:
+                raise CliError(str(exc)) from None
+            # A facility that is down contradicts nothing: say so and keep watching.
+            console.print(f"[yellow]![/yellow] {exc}; trying again in {interval:g} s")
+            time.sleep(interval)
+            continue
         grew = "" if seen.previous_size is None else f" (was {seen.previous_size})"
         console.print(
             f"✓ size {seen.size}{grew}, consistent; {seen.checked_entries} new entries checked"
@@ -123,6 +138,14 @@ def watch(
         if once:
             return
         time.sleep(interval)
+
+
+def default_state_path(url: str) -> Path:
+    """One state file per facility in the user's state directory (XDG), never the working
+    directory: a witness follows several logs, and a checkout is no place for its state."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[-1].rstrip("/"))
+    return base / "commonlab" / "watch" / f"{slug}.json"
 
 
 def _cosign(url: str, note: str, key_file: Path) -> None:

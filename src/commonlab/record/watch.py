@@ -13,7 +13,7 @@ import httpx
 
 from commonlab.record.checkpoint import Checkpoint, open_checkpoint
 from commonlab.record.merkle import ProofError, consistency_proof, tree_root, verify_consistency
-from commonlab.record.note import Verifier
+from commonlab.record.note import NoteError, Verifier
 from commonlab.record.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -23,11 +23,20 @@ from commonlab.record.tiles import (
     tile_path,
 )
 
-__all__ = ["LogForked", "WatchState", "Watcher"]
+__all__ = ["KeyChanged", "LogForked", "LogUnreachable", "WatchState", "Watcher"]
 
 
 class LogForked(Exception):
     """The log contradicted what this watcher verified before: a fork, rollback or tampering."""
+
+
+class KeyChanged(LogForked):
+    """The checkpoint is no longer signed by the key this watcher pinned: the very event a
+    witness exists to catch (a new key may be a legitimate rotation, announced elsewhere)."""
+
+
+class LogUnreachable(Exception):
+    """The facility did not answer: nothing was verified, nothing contradicted."""
 
 
 @dataclass
@@ -76,7 +85,10 @@ class Watcher:
         self.check_entries = check_entries
 
     def _get(self, path: str) -> bytes:
-        response = self._http.get(f"{self.url}/{path.lstrip('/')}")
+        try:
+            response = self._http.get(f"{self.url}/{path.lstrip('/')}")
+        except httpx.HTTPError as exc:
+            raise LogUnreachable(f"{self.url} did not answer ({exc})") from None
         if response.status_code != 200:
             raise LogForked(f"GET {path}: HTTP {response.status_code} ({response.text[:200]})")
         return response.content
@@ -96,7 +108,14 @@ class Watcher:
         vkey = self.verifier_key(state)
         verifier = Verifier.from_key(vkey)
         note = self._get("/log/checkpoint")
-        checkpoint, _ = open_checkpoint(note, origin=verifier.name, verifier=verifier)
+        try:
+            checkpoint, _ = open_checkpoint(note, origin=verifier.name, verifier=verifier)
+        except NoteError as exc:
+            raise KeyChanged(
+                f"KEY CHANGED: the checkpoint at {self.url} is not signed by the pinned key "
+                f"{verifier.name}+{verifier.key_id:08x} ({exc}); if the facility announced a "
+                "rotation, check the new key out of band and start a new state file"
+            ) from None
         reader = self._tile_reader(checkpoint.size)
         try:
             root = tree_root(checkpoint.size, reader)
