@@ -92,6 +92,7 @@ import datasets, torch
 model_id, dataset_id, target = sys.argv[1], sys.argv[2], sys.argv[3]
 info = HfApi().model_info(model_id)
 path = snapshot_download(model_id, local_dir=target)
+cached = snapshot_download(model_id)  # the cache's snapshot: links into its blob store
 model = AutoModelForCausalLM.from_pretrained(model_id)
 tok = AutoTokenizer.from_pretrained(model_id)
 ids = tok("habari ya asubuhi", return_tensors="pt")
@@ -99,6 +100,7 @@ with torch.no_grad():
     logits = model(**ids).logits
 ds = datasets.load_dataset(dataset_id, data_files={"train": "data/train.jsonl"}, split="train")
 print(json.dumps({
+    "cached": cached,
     "sha": info.sha,
     "siblings": sorted(s.rfilename for s in info.siblings),
     "logits_sum": float(logits.sum()),
@@ -189,3 +191,10 @@ def test_journey_push_sign_trace_and_load_with_the_hub_libraries(live, tmp_path)
     assert answer["logits_sum"] == pytest.approx(expected, rel=1e-5)
     assert answer["rows"] == len(LINES) and answer["first"] == LINES[0]
     assert answer["columns"] == ["license", "source", "text"]
+
+    # What the Hub clients downloaded verifies against the signed manifest, as it lies: the
+    # cache's snapshot (symbolic links into its blobs) and a local_dir copy (with the client's
+    # own .cache/huggingface bookkeeping beside the files).
+    assert (tmp_path / "snapshot" / ".cache" / "huggingface").is_dir()
+    for copy in (answer["cached"], str(tmp_path / "snapshot")):
+        cli("verify", "models/speech-lab/tiny-gpt2@1", copy, "--key", key)

@@ -136,22 +136,30 @@ def open_envelope(envelope: Mapping[str, Any], verifier_key: str) -> dict[str, A
     return statement
 
 
+# Bookkeeping that download clients keep inside a copy: commonlab's own, and the Hub client's
+# (`snapshot_download(local_dir=...)` writes `.cache/huggingface/`). Not part of the artifact.
+CLIENT_DIRS = ((LOCAL_DIR,), (".cache", "huggingface"))
+
+
 def _local_files(root: Path) -> Iterable[str]:
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if rel.parts and rel.parts[0] == LOCAL_DIR:
+        if any(rel.parts[: len(skip)] == skip for skip in CLIENT_DIRS):
             continue
         if path.is_file() or path.is_symlink():
             yield rel.as_posix()
 
 
 def verify_directory(statement: Mapping[str, Any], root: Path) -> VerifyReport:
-    """Check every subject's SHA-256 against `root`, and that nothing else is there."""
+    """Check every subject's SHA-256 against `root`, and that nothing else is there.
+
+    Symbolic links are followed: a Hub cache snapshot is links into its blob store, and what
+    a loader reads through a link is what must match."""
     problems: list[str] = []
     expected = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     for name, digest in sorted(expected.items()):
         path = root / name
-        if path.is_symlink() or not path.is_file():
+        if not path.is_file():
             problems.append(f"{name}: missing")
             continue
         sha = hashlib.sha256()
