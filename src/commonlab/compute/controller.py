@@ -270,6 +270,7 @@ class JobController:
                 job.submitter_id,
                 job_key=job.key,
                 project=job.project,
+                level=job.level,
                 expires_at=utcnow() + timedelta(minutes=job.time_limit_minutes, days=7),
                 key=self._token_key,
             )

@@ -87,6 +87,9 @@ class ApiToken(Base):
     # A token confined to one project (a job's): only that project's membership counts, and
     # none of its holder's roles.
     project: Mapped[str | None] = mapped_column(String(40))
+    # A job's token reads at most at its job's containment level, whatever its holder's
+    # clearance (None for a person's own token).
+    level: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -52,6 +52,9 @@ class Principal:
     token_expires_at: datetime | None = None
     # Shown on the record only where the public is entitled to know who acted (public roles).
     name: str | None = None
+    # The facility job whose token this is (None for people acting themselves): a job's
+    # token is confined, so other domains know a read or write is a job's.
+    job_id: int | None = None
 
     @property
     def is_public(self) -> bool:
@@ -60,6 +63,11 @@ class Principal:
     @property
     def is_system(self) -> bool:
         return self.person_id is None and self.pseudonym == "system"
+
+    @property
+    def is_job(self) -> bool:
+        """Acting through a facility job's confined token: untrusted code, not the person."""
+        return self.job_id is not None
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles

@@ -8,6 +8,9 @@ import hashlib
 import hmac
 import math
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.db import as_utc, get_or_404, utcnow
-from commonlab.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Unauthenticated
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
 from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
 from commonlab.identity.schemas import (
+    JOB_TOKEN_PREFIX,
     ClearanceCreate,
     InstitutionCreate,
     InstitutionUpdate,
@@ -48,6 +52,7 @@ __all__ = [
     "institutions_query",
     "issue_token",
     "people_query",
+    "recover_operator",
     "revoke_clearance",
     "revoke_role",
     "revoke_token",
@@ -181,19 +186,26 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
     changes = req.model_dump(exclude_unset=True)
     if not changes:
         raise InvalidInput("nothing to change: give at least one field")
+    if cleared := [f for f in ("name", "active") if f in changes and changes[f] is None]:
+        raise InvalidInput(f"{', '.join(cleared)} cannot be removed: give a value")
     with db.begin():
         person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.PersonUpdate, Resource.person(person.id))
-        if "active" in changes and not actor.has_role(Role.OPERATOR):
-            raise InvalidInput("only an operator may activate or deactivate an account")
+        if managed := _managed_changes(person, changes):
+            # Others rely on these (conflicts of interest, the council's pages): an operator
+            # makes the change, never on themself, and the record says who.
+            authorize(actor, Action.PersonManage, Resource.person(person.id))
         if changes.get("institution_id") is not None:
             get_or_404(db, Institution, changes["institution_id"], "institution")
         _ensure_unique_contact(
             db, email=changes.get("email"), orcid=changes.get("orcid"), except_id=person.id
         )
-        for field, value in changes.items():
-            setattr(person, field, value)
+        with _keeping_an_operator(db, "deactivating this account"):
+            for field, value in changes.items():
+                setattr(person, field, value)
         public = {k: v for k, v in changes.items() if k in {"institution_id", "active"}}
+        if "name" in managed:
+            public["name"] = changes["name"]  # a public role's holder is named on the record
         private = {k: v for k, v in changes.items() if k in {"name", "email", "orcid"}}
         record.append(
             db,
@@ -202,9 +214,18 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
             as_role=Role.OPERATOR,
             subject=f"person/{person.pseudonym}",
             data={"changes": public},
-            private=private,
+            private={k: v for k, v in private.items() if k not in public},
         )
     return person
+
+
+def _managed_changes(person: Person, changes: dict[str, Any]) -> set[str]:
+    """The fields of `changes` only an operator may change on this person: the institution
+    and activation always, the name while the person holds a public role."""
+    managed = {"institution_id", "active"}
+    if any(grant.role in record.PUBLIC_ROLES for grant in person.roles):
+        managed.add("name")
+    return {f for f in managed & changes.keys() if changes[f] != getattr(person, f)}
 
 
 def get_person(db: Session, actor: Principal, person_id: int) -> Person:
@@ -282,9 +303,8 @@ def revoke_role(db: Session, actor: Principal, person_id: int, role: Role) -> Pe
         grant = next((g for g in person.roles if g.role == role), None)
         if grant is None:
             raise NotFound(f"{person.pseudonym} does not have the role {role}")
-        if role == Role.OPERATOR and _operator_count(db) <= 1:
-            raise Conflict("this is the last operator: grant the role to someone else first")
-        person.roles.remove(grant)
+        with _keeping_an_operator(db, f"revoking {person.pseudonym}'s operator role"):
+            person.roles.remove(grant)
         record.append(
             db,
             IdentityEvent.RoleRevoked,
@@ -305,26 +325,66 @@ def _operator_count(db: Session) -> int:
     return db.scalar(select(func.count()).where(RoleGrant.role == Role.OPERATOR)) or 0
 
 
+@contextmanager
+def _keeping_an_operator(db: Session, change: str) -> Iterator[None]:
+    """Make a change that could take away the last working operator credential; refuse it
+    (Conflict, the caller's transaction rolls back) if it would.
+
+    A working operator is an active person holding the operator role with an unexpired,
+    unrevoked admin token of their own: without one nobody can create accounts, grant
+    roles or issue tokens any more. Every path that can take one away (deactivating,
+    revoking the role, revoking a token) goes through here. The operators' role rows are
+    locked first, so two such changes at once are counted one after the other."""
+    db.execute(select(RoleGrant.id).where(RoleGrant.role == Role.OPERATOR).with_for_update())
+    before = _working_operators(db)
+    yield
+    db.flush()
+    if before and not _working_operators(db):
+        raise Conflict(
+            f"{change} would leave no working operator (an active operator with a valid "
+            "admin token): give someone else the operator role and an admin token first, "
+            "or run `commonlab admin recover` on the facility's machine"
+        )
+
+
+def _working_operators(db: Session) -> set[int]:
+    """The people who can act as operators right now (see `_keeping_an_operator`)."""
+    rows = db.execute(
+        select(ApiToken.person_id, ApiToken.scopes)
+        .join(Person, Person.id == ApiToken.person_id)
+        .join(RoleGrant, RoleGrant.person_id == Person.id)
+        .where(
+            RoleGrant.role == Role.OPERATOR,
+            Person.active.is_(True),
+            ApiToken.revoked_at.is_(None),
+            ApiToken.project.is_(None),
+            ApiToken.expires_at > utcnow(),
+        )
+    )
+    return {person_id for person_id, scopes in rows if Scope.ADMIN.value in scopes}
+
+
 # Tokens -------------------------------------------------------------------------------------
 
 
 def issue_token(
     db: Session, actor: Principal, person_id: int, req: TokenCreate
 ) -> tuple[ApiToken, str]:
-    """Issue a token; returns the row and the secret, which is never stored or shown again."""
+    """Issue a token; returns the row and the secret, which is never stored or shown again.
+
+    A token never makes a token broader than itself: the new one has no scope the issuing
+    token lacks, and expires no later than it (a job's token makes none: policy)."""
     with db.begin():
         person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.TokenIssue, Resource.token(person.id))
         if not person.active:
             raise Conflict(f"{person.pseudonym} is deactivated: reactivate the account first")
-        if actor.person_id == person.id and not actor.is_system:
-            # A token cannot mint a stronger token than itself.
-            stronger = [s for s in req.scopes if not actor.has_scope(s)]
-            if stronger:
-                raise InvalidInput(
-                    f"this token cannot issue scope {', '.join(stronger)}: use a token that has it"
-                )
-        token, secret = _new_token(person, req)
+        if stronger := [s for s in req.scopes if not actor.is_system and not actor.has_scope(s)]:
+            raise AccessDenied(
+                f"this token cannot issue scope {', '.join(stronger)}: a token never issues "
+                "one broader than itself; use a token that has it"
+            )
+        token, secret = _new_token(person, req, not_after=actor.token_expires_at)
         _add_token(db, actor, person, token)
     return token, secret
 
@@ -350,7 +410,14 @@ def _add_token(
     )
 
 
-def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
+def _new_token(
+    person: Person, req: TokenCreate, *, not_after: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """A new token row and its secret; it expires after the days asked for, but never
+    after `not_after` (the expiry of the token that issued it)."""
+    expires_at = utcnow() + timedelta(days=req.expires_in_days)
+    if not_after is not None:
+        expires_at = min(expires_at, as_utc(not_after))
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     token = ApiToken(
@@ -359,7 +426,7 @@ def _new_token(person: Person, req: TokenCreate) -> tuple[ApiToken, str]:
         key_id=key_id,
         secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
         scopes=sorted({str(scope) for scope in req.scopes}),
-        expires_at=utcnow() + timedelta(days=req.expires_in_days),
+        expires_at=expires_at,
     )
     return token, f"{TOKEN_PREFIX}_{key_id}_{secret}"
 
@@ -370,12 +437,14 @@ def job_token(
     *,
     job_key: str,
     project: str,
+    level: int,
     expires_at: datetime,
     key: bytes,
 ) -> str:
     """The bearer token a facility job acts with: its submitter's, read and write, confined
     to the job's project (no other project's membership, none of the submitter's roles),
-    revoked when the job ends (`revoke_job_token`). Inside the caller's transaction.
+    reading at most at the job's containment `level`, revoked when the job ends
+    (`revoke_job_token`). Inside the caller's transaction.
 
     One row per job, named by the job; its secret is derived from the facility's key and
     the row's key id, so a handover retried after an executor outage hands the job the same
@@ -397,9 +466,12 @@ def job_token(
             secret_sha256=hashlib.sha256(_job_secret(key, key_id).encode()).hexdigest(),
             scopes=sorted([Scope.READ.value, Scope.WRITE.value]),
             project=project,
+            level=int(Level(level)),
             expires_at=expires_at,
         )
-        _add_token(db, SYSTEM, person, token, job=job_key, project=project)
+        _add_token(
+            db, SYSTEM, person, token, job=job_key, project=project, level=Level(level).label
+        )
     return f"{TOKEN_PREFIX}_{token.key_id}_{_job_secret(key, token.key_id)}"
 
 
@@ -430,7 +502,8 @@ def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
         authorize(actor, Action.TokenRevoke, Resource.token(token.person_id, token.id))
         if token.revoked_at is not None:
             raise Conflict(f"token {token.key_id} was already revoked")
-        _revoke(db, actor, token)
+        with _keeping_an_operator(db, f"revoking token {token.key_id}"):
+            _revoke(db, actor, token)
     return token
 
 
@@ -447,7 +520,12 @@ def _revoke(db: Session, actor: Principal, token: ApiToken, **context: str) -> N
 
 
 def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Principal:
-    """The principal behind a token, or Unauthenticated saying what is wrong with it."""
+    """The principal behind a token, or Unauthenticated saying what is wrong with it.
+
+    A token works until the instant it expires (at `expires_at` it no longer does), and
+    only while its holder's account is active. A job's token is confined: its project
+    only, none of its holder's offices, and its holder's clearance capped at the job's
+    level (never raised)."""
     now = now or utcnow()
     parts = bearer.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
@@ -469,21 +547,41 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
             raise Unauthenticated("this account is deactivated: ask an operator")
         roles = frozenset(Role(grant.role) for grant in person.roles)
         projects = _projects_of(db, person.id)
+        clearance = _effective_clearance(current_clearance(db, person.id), now)
+        job_id = None
         if token.project is not None:
-            # Confined (a job's token): its project only, and no office of its holder.
+            job_id = _job_of(token)
             roles, projects = frozenset(), projects & {token.project}
+            clearance = _capped(clearance, Level(token.level or Level.CL1))
         return Principal(
             pseudonym=person.pseudonym,
             person_id=person.id,
             name=person.name,
             roles=roles,
             scopes=frozenset(Scope(scope) for scope in token.scopes),
-            clearance=_effective_clearance(current_clearance(db, person.id), now),
+            clearance=clearance,
             institution_id=person.institution_id,
             token_id=token.id,
             token_expires_at=token.expires_at,
             projects=projects,
+            job_id=job_id,
         )
+
+
+def _job_of(token: ApiToken) -> int:
+    """The job a confined token belongs to, from its name (`job/<id>`, which no person's
+    token may take); a confined token naming no job is refused, not trusted."""
+    job = token.name.removeprefix(JOB_TOKEN_PREFIX)
+    if not token.name.startswith(JOB_TOKEN_PREFIX) or not job.isdecimal():
+        raise Unauthenticated(f"token {token.key_id} is confined but belongs to no job")
+    return int(job)
+
+
+def _capped(clearance: Clearance | None, level: Level) -> Clearance | None:
+    """`clearance`, reading no higher than `level`; no clearance stays none."""
+    if clearance is None or clearance.level <= level:
+        return clearance
+    return replace(clearance, level=level)
 
 
 # Clearances ---------------------------------------------------------------------------------
@@ -545,13 +643,14 @@ def grant_clearance_in(
         data={
             "holder": person.pseudonym,
             "level": level.label,
-            "compartments": grant.compartments,
             "expires_at": record.format_time(expires_at),
             "supersedes": previous.id if previous else None,
             "policy_set": decision.policy_hash,
             "regulation": {"version": in_force.version, "sha256": in_force.sha256},
             **({"motion": motion_id} if motion_id is not None else {}),
         },
+        # Compartments name contained programmes: a commitment only (record/fields.py).
+        private={"compartments": grant.compartments},
     )
     return grant
 
@@ -619,20 +718,77 @@ def bootstrap_operator(db: Session, *, name: str = "Facility operator") -> str |
     with db.begin():
         if _operator_count(db) > 0:
             return None
-        person = _new_person(db, PersonCreate(name=name, roles=[Role.OPERATOR]))
-        record.append(
-            db,
-            IdentityEvent.PersonCreated,
-            actor=SYSTEM,
-            subject=f"person/{person.pseudonym}",
-            data={"institution": None, "roles": [Role.OPERATOR], "bootstrap": True},
-            private=_private_fields(person),
-        )
-        token, secret = _new_token(
-            person, TokenCreate(name="bootstrap", scopes=list(Scope), expires_in_days=365)
-        )
+        person = _new_operator(db, name, bootstrap=True)
+        token, secret = _new_token(person, _OPERATOR_TOKEN)
         _add_token(db, SYSTEM, person, token)
     return secret
+
+
+def recover_operator(
+    db: Session, *, person_id: int | None = None, name: str = "Facility operator"
+) -> tuple[Person, str]:
+    """`commonlab admin recover`: a new admin token for an operator, when no working one is
+    left. Whoever can open the facility's home on its machine already holds its keys and
+    database, so this acts as the system; each change is on the record, the token's issue
+    marked as a recovery.
+
+    The token goes to `person_id` (reactivated and made an operator if need be), else to
+    the first active operator, else to the first operator (reactivated), else to a new
+    operator named `name`."""
+    with db.begin():
+        person = _operator_to_recover(db, person_id, name)
+        subject = f"person/{person.pseudonym}"
+        if not person.active:
+            person.active = True
+            record.append(
+                db,
+                IdentityEvent.PersonUpdated,
+                actor=SYSTEM,
+                subject=subject,
+                data={"changes": {"active": True}},
+            )
+        if not any(grant.role == Role.OPERATOR for grant in person.roles):
+            person.roles.append(RoleGrant(role=Role.OPERATOR, granted_by=SYSTEM.pseudonym))
+            record.append(
+                db,
+                IdentityEvent.RoleGranted,
+                actor=SYSTEM,
+                subject=subject,
+                data={"role": Role.OPERATOR, "name": person.name},
+            )
+        token, secret = _new_token(person, _OPERATOR_TOKEN.model_copy(update={"name": "recovery"}))
+        _add_token(db, SYSTEM, person, token, recovery="commonlab admin recover")
+    return person, secret
+
+
+_OPERATOR_TOKEN = TokenCreate(name="bootstrap", scopes=list(Scope), expires_in_days=365)
+
+
+def _operator_to_recover(db: Session, person_id: int | None, name: str) -> Person:
+    if person_id is not None:
+        return get_or_404(db, Person, person_id, "person")
+    operators = (
+        select(Person)
+        .join(RoleGrant, RoleGrant.person_id == Person.id)
+        .where(RoleGrant.role == Role.OPERATOR)
+        .order_by(Person.active.desc(), Person.id)
+        .limit(1)
+    )
+    return db.scalar(operators) or _new_operator(db, name, recovery=True)
+
+
+def _new_operator(db: Session, name: str, **context: bool) -> Person:
+    """Create an operator as the system, on the record; `context` says why."""
+    person = _new_person(db, PersonCreate(name=name, roles=[Role.OPERATOR]))
+    record.append(
+        db,
+        IdentityEvent.PersonCreated,
+        actor=SYSTEM,
+        subject=f"person/{person.pseudonym}",
+        data={"institution": None, "roles": [Role.OPERATOR], **context},
+        private=_private_fields(person),
+    )
+    return person
 
 
 # Helpers ------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class Action(StrEnum):
     PersonUpdate = "identity:person:update"
     PersonRead = "identity:person:read"
     PersonList = "identity:person:list"
+    # What others rely on: an account's institution, whether it is active, a public name.
+    PersonManage = "identity:person:manage"
     RoleGrant = "identity:role:grant"
     RoleRevoke = "identity:role:revoke"
     TokenIssue = "identity:token:issue"
@@ -94,6 +96,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.PersonUpdate: Scope.WRITE,
     Action.PersonRead: Scope.READ,
     Action.PersonList: Scope.READ,
+    Action.PersonManage: Scope.ADMIN,
     Action.RoleGrant: Scope.ADMIN,
     Action.RoleRevoke: Scope.ADMIN,
     Action.TokenIssue: Scope.WRITE,

@@ -298,6 +298,8 @@ def _entities(principal: Principal, resource: Resource) -> str:
     }
     if principal.person_id is not None:
         person["person_id"] = principal.person_id
+    if principal.job_id is not None:
+        person["job_id"] = principal.job_id
     thing: dict[str, object] = {
         "kind": resource.kind,
         "level": int(resource.level),

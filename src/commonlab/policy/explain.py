@@ -26,6 +26,10 @@ _WHO: dict[Action, str] = {
         "only the person themself, operators, auditors and safety officers may read an account"
     ),
     Action.PersonList: "only operators, auditors and safety officers may list accounts",
+    Action.PersonManage: (
+        "only an operator may change an account's institution or activation, or the name of "
+        "a public-role holder"
+    ),
     Action.RoleGrant: "only operators may grant roles",
     Action.RoleRevoke: "only operators may revoke roles",
     Action.TokenIssue: "only the person themself, or an operator, may issue their tokens",
