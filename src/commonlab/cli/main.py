@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from commonlab.cli import (
     admin,
@@ -19,6 +20,7 @@ from commonlab.cli import (
     simulate_cmd,
 )
 from commonlab.cli.client import Client, CliError, Login, load_login, save_login
+from commonlab.cli.extras import extra_for, missing_extra_message
 from commonlab.cli.render import print_json
 from commonlab.errors import CommonlabError
 
@@ -117,6 +119,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        extra = extra_for(exc.name)
+        if extra is None or exc.name is None:
+            raise  # not an optional package: a real bug, keep its traceback
+        message = escape(missing_extra_message(exc.name, extra))
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     except Exception as exc:
         # Usage errors (click's, or the copy of click newer typer ships): one line too.
         message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
