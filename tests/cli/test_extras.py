@@ -38,7 +38,8 @@ def test_simulate_without_the_sim_extra_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", BLOCKED_RUN, "numpy,matplotlib", "simulate",
          "--fleet", str(ROOT / "examples" / "fleet-100k.toml"), "--trace", str(trace),
-         "--regulation", str(ROOT / "examples" / "regulation.json"), "--out", str(tmp_path / "out")],
+         "--regulation", str(ROOT / "examples" / "regulation.json"),
+         "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
