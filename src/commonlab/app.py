@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from commonlab import __version__
 from commonlab.allocation.api import router as allocation_router
+from commonlab.apidocs import OPENAPI_URL, install_openapi, mount_api_docs
 from commonlab.artifacts.mount import mount_artifacts
 from commonlab.compute.admission import Admissions
 from commonlab.compute.api import router as compute_router
@@ -33,6 +34,7 @@ __all__ = ["create_app"]
 API_DESCRIPTION = """\
 The API of a commonlab facility. Every error is RFC 9457 `application/problem+json`.
 Authenticate with `Authorization: Bearer <token>`; without it a request acts as the public.
+Integers are signed 64-bit at most; ids are at most 2^53.
 Lists take `limit` and `after` and return `{"items": [...], "next": cursor-or-null}`.
 """
 
@@ -78,8 +80,8 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         title="commonlab",
         version=__version__,
         description=API_DESCRIPTION,
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served from the package by mount_api_docs, not from a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -109,6 +111,8 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.include_router(log_router)
     mount_portal(app)
     mount_artifacts(app)
+    mount_api_docs(app)
+    install_openapi(app)
     return app
 
 

@@ -6,6 +6,7 @@ Routes stay thin: parse, get the principal, call one service function, render.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -13,11 +14,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from commonlab.bounded import MAX_ID
 from commonlab.errors import CommonlabError, Unauthenticated
 from commonlab.identity.principal import PUBLIC, Principal
 from commonlab.pagination import MAX_LIMIT, PageParams
@@ -27,21 +31,73 @@ __all__ = [
     "CurrentPrincipal",
     "DbSession",
     "Pagination",
+    "Problem",
+    "document_problems",
     "install_error_handlers",
     "problem",
 ]
 
 log = logging.getLogger("commonlab.http")
 PROBLEM_TYPE_BASE = "https://commonlab.example/problems/"
+PROBLEM_JSON = "application/problem+json"
+# The errors any operation may answer, documented on every one of them.
+ERROR_RESPONSES = {
+    400: "Malformed request: the body is not valid JSON",
+    401: "Authentication required: the token is missing, unknown, expired or revoked",
+    403: "Access denied: the policy refuses this principal (the detail says why)",
+    404: "Not found, or not visible to this principal",
+    409: "Conflict with the current state: reload and retry",
+    413: "Request body too large",
+    422: "Invalid input: `errors` names each field and what to fix",
+    503: "Database busy: retry shortly",
+}
 SESSION_COOKIE = "commonlab_session"
-# Path ids stay inside what every database's BIGINT and JSON numbers hold exactly.
-MAX_ID = 2**53
+
+
+class ProblemField(BaseModel):
+    field: str = Field(description="where the bad value is: a body field path, query.x, path.x")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: the body of every error response of the API."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="what went wrong and what to do about it")
+    errors: list[ProblemField] | None = Field(
+        default=None, description="with 422: every invalid field"
+    )
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document the problem+json answers on every operation of an OpenAPI document, in place
+    of FastAPI's `HTTPValidationError` (which the API never sends), so that schema-driven
+    clients and fuzzers see the responses the API gives."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_RESPONSES.items():
+                documented = responses.get(str(status), {})
+                if PROBLEM_JSON not in documented.get("content", {}):
+                    responses[str(status)] = {"description": description, "content": content}
+    return spec
 
 
 def problem(status: int, title: str, detail: str, *, slug: str, **extra: Any) -> JSONResponse:
     body = {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -86,15 +142,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "Invalid input", detail, slug="invalid-input", errors=fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such route: see /api/v1/openapi.json for the routes"
+        headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = "this route does not take that method: see /api/v1/openapi.json"
-        return problem(
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        response = problem(
             exc.status_code, detail.split(":")[0], detail, slug=f"http-{exc.status_code}"
         )
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
@@ -139,6 +199,28 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this request's path (RFC 9110: a 405 names them).
+
+    Starlette's own Allow lists only the first route that matched the path, and one path is
+    often served by several routes (GET and POST of a collection).
+    """
+    allowed = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):
+            # Our mounts serve static files: reads only.
+            if route.matches(request.scope)[0] is not Match.NONE:
+                allowed |= {"GET", "HEAD"}
+            continue
+        for method in _METHODS:
+            if route.matches({**request.scope, "method": method})[0] is Match.FULL:
+                allowed.add(method)
+    return sorted(allowed)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 class BodyLimit:
     """Refuse request bodies above `max_bytes` with 413, whether declared or streamed.
 
@@ -165,18 +247,29 @@ class BodyLimit:
             await self._refuse(scope, receive, send, limit)
             return
         seen = 0
+        exceeded = started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
+                exceeded = True
                 raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
+        async def guarded_send(message: Message) -> None:
+            # Once the body ran over, whatever the app answers (FastAPI turns an error while
+            # reading the body into a 400) gives way to the 413.
+            nonlocal started
+            if exceeded and not started:
+                return
+            started = True
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not started:
             await self._refuse(scope, receive, send, limit)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:

@@ -335,9 +335,9 @@ def get_croissant(
     return JSONResponse(version.croissant, media_type="application/ld+json")
 
 
-@router.api_route(
-    "/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}", methods=["GET", "HEAD"]
-)
+# One route per method: each gets an operation id of its own in the OpenAPI document.
+@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
+@router.head("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
 def download_file(
     kinds: Kinds,
     namespace: Namespace,
@@ -514,9 +514,8 @@ def record_out(record: records.Record, file: str, base: str, *, has_next: bool) 
     )
 
 
-@router.api_route(
-    "/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media", methods=["GET", "HEAD"]
-)
+@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media")
+@router.head("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media")
 def get_record_media(
     request: Request,
     kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
