@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
@@ -54,15 +53,28 @@ def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
     ).json()
     assert Decimal(allocation["used"]["cpu"]) == Decimal("0.01")
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
-    today = date.today()
-    code, out, _ = run(
-        capsys,
-        "report", "shares", "--start", today.isoformat(),
-        "--end", (today + timedelta(days=1)).isoformat(),
-    )  # fmt: skip
+    code, out, _ = run(capsys, "report", "shares")  # the current quarter, as the README says
     assert code == 0
     italy = next(line for line in out.splitlines() if "IT" in line.split())
     assert "0.01" in italy
+
+
+def test_a_non_members_hours_are_reported_apart_from_the_member_states(
+    capsys, served, monkeypatch
+):
+    api = httpx.Client(base_url=served.url, timeout=30)
+    kenya = award_project(api, auth(served.token), country="KE")
+    monkeypatch.setenv("COMMONLAB_URL", served.url)
+    monkeypatch.setenv("COMMONLAB_TOKEN", kenya.pi_auth["Authorization"].split()[1])
+    code, _, err = run(capsys, "job", "submit", "-p", kenya.name, "--watch", "--", "true")
+    assert code == 0, err
+    monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    code, out, _ = run(capsys, "report", "shares")
+    assert code == 0
+    assert "KE" not in {line.split()[0] for line in out.splitlines() if line.split()}
+    assert "Delivered outside the member states: KE 0.01 h" in " ".join(out.split())
+    code, out, _ = run(capsys, "report", "shares", "--start", "2026-12-31", "--end", "2026-01-01")
+    assert code == 1
 
 
 def test_a_failed_job_shows_the_end_of_its_standard_error(capsys, served, monkeypatch):

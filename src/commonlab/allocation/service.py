@@ -815,9 +815,11 @@ def share_accounting(db: Session, actor: Principal, *, start: date, end: date) -
         authorize(actor, Action.AllocationRead, ALLOCATION)
         members = active_codes(db)
         delivered: dict[str, Decimal] = {code: ZERO for code in members}
+        # Hours delivered to institutions of other countries come from the facility's open
+        # share, not from any member state's: shown apart, never counted in a state's share.
+        outside: dict[str, Decimal] = {}
         for country, hours in delivered_hours(db, start=start, end=end).items():
-            if country in members:
-                delivered[country] = hours
+            (delivered if country in members else outside)[country] = hours
         tolerance = regulation_in_force(db).regulation.allocation.share_tolerance_percent
         lines = rules.share_report(delivered, current_shares(db), tolerance=tolerance)
     return {
@@ -834,6 +836,10 @@ def share_accounting(db: Session, actor: Principal, *, start: date, end: date) -
                 "outside_band": line.outside_band,
             }
             for line in lines
+        ],
+        "outside_members": [
+            {"country": country, "delivered_hours": str(hours)}
+            for country, hours in sorted(outside.items())
         ],
     }
 

@@ -557,22 +557,54 @@ def commit_version(
             "bytes": version.total_bytes,
             "level": Level(repo.level).label,
         }
-        details = {
-            "licenses": licenses,
-            "lineage": [f"{r.relation}:{r.ref}" for r in req.lineage],
-            "job": req.job,
-        }
+        clear, committed = _publication_details(repo, licenses, req, sources)
         record.append(
             db,
             event,
             actor=actor,
             subject=_subject(repo, number),
-            data={**public, **(details if _public(repo) else {})},
-            private=None if _public(repo) else details,
+            data={**public, **clear},
+            private=committed,
         )
         if req.tag:
             _set_tag(db, actor, repo, req.tag, version, move=False)
     return version
+
+
+def _publication_details(
+    repo: Repo, licenses: list[str], req: VersionCreate, sources: list[tuple[Version, Relation]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new version's licences, lineage and job as its entry says them: (in clear, committed).
+
+    A non-public version commits to all of it. A public one names its public sources and
+    commits to the others (`lineage_private`): the record cannot be redacted, so the name of
+    a source that is not public never enters it in clear."""
+    lineage = [f"{item.relation}:{item.ref}" for item in req.lineage]
+    details = {"licenses": licenses, "lineage": lineage, "job": req.job}
+    if not _public(repo):
+        return {}, details
+    shown: list[str] = []
+    withheld: list[str] = []
+    for ref, (source, _) in zip(lineage, sources, strict=True):
+        (shown if _public(source.repo) else withheld).append(ref)
+    return {**details, "lineage": shown}, ({"lineage_private": withheld} if withheld else {})
+
+
+def split_public_refs(db: Session, refs: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Version references split into those of public CL-1 repositories and the rest, in order:
+    what the record may name in clear and what it only commits to. A reference that names no
+    repository goes with the rest (fail closed)."""
+    public: list[str] = []
+    others: list[str] = []
+    for ref in refs:
+        try:
+            kind, namespace, name, _ = parse_ref(ref)
+            repo = _find_repo(db, kind, namespace, name)
+        except (ValueError, NotFound):
+            others.append(ref)
+            continue
+        (public if _public(repo) else others).append(ref)
+    return public, others
 
 
 def _croissant_available() -> bool:
@@ -804,8 +836,8 @@ def open_file(
                     ArtifactsEvent.Downloaded,
                     actor=actor,
                     subject=subject,
-                    private={"path": path},
-                    data={"level": Level(repo.level).label, "sha256": entry.sha256},
+                    private={"path": path, "sha256": entry.sha256},
+                    data={"level": Level(repo.level).label},
                 )
     if denial is not None:
         if repo.level >= Level.CL2:
@@ -889,7 +921,13 @@ def _set_tag(
         ArtifactsEvent.TagMoved if previous is not None else ArtifactsEvent.TagCreated,
         actor=actor,
         subject=_subject(repo),
-        data={"tag": name, "version": version.number, "commit": version.commit, "from": previous},
+        data={
+            "version": version.number,
+            "commit": version.commit,
+            "from": previous,
+            **({"tag": name} if _public(repo) else {}),
+        },
+        private=None if _public(repo) else {"tag": name},
     )
     return tag, previous is not None
 
@@ -912,39 +950,44 @@ def lineage(
     direction: str = "up",
 ) -> dict[str, Any]:
     """'up': what went into it, down to dataset versions and their sources; 'down': what was
-    built from it. Versions the principal may not read appear only as 'withheld'."""
+    built from it. A version the principal may not read is a 'withheld' node without its
+    name, and so is every edge's end at it: the API, PROV and the portal all draw this."""
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_read(actor, repo)
         root = _resolve(db, repo, rev)
-        nodes: dict[int, dict[str, Any]] = {}
+        nodes: dict[int, dict[str, Any]] = {root.id: _node(actor, root)}
         edges: list[dict[str, Any]] = []
-        frontier, seen = [root], {root.id}
-        while frontier and len(seen) < MAX_LINEAGE_NODES:
+        frontier = [root]
+        while frontier and len(nodes) < MAX_LINEAGE_NODES:
             current = frontier.pop()
-            nodes[current.id] = _node(actor, current)
             if nodes[current.id].get("withheld"):
-                continue
+                continue  # what lies beyond a withheld version is not the principal's to see
             column = LineageEdge.version_id if direction == "up" else LineageEdge.source_id
             for edge in db.scalars(select(LineageEdge).where(column == current.id)):
                 other = edge.source if direction == "up" else edge.version
-                edges.append(
-                    {
-                        "from": _ref(edge.version),
-                        "to": _ref(edge.source),
-                        "relation": edge.relation,
-                        "job": edge.job,
-                    }
-                )
-                if other.id not in seen:
-                    seen.add(other.id)
+                if other.id not in nodes:
+                    nodes[other.id] = _node(actor, other)
                     frontier.append(other)
+                edges.append(_edge(edge, nodes[edge.version_id], nodes[edge.source_id]))
         return {
             "root": _ref(root),
             "direction": direction,
             "nodes": sorted(nodes.values(), key=lambda n: n["ref"]),
             "edges": edges,
         }
+
+
+def _edge(edge: LineageEdge, version: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """An edge between two drawn nodes, named as they are: its job only when both are shown
+    (the job that made a withheld version is as withheld as the version)."""
+    withheld = version.get("withheld") or source.get("withheld")
+    return {
+        "from": version["ref"],
+        "to": source["ref"],
+        "relation": edge.relation,
+        "job": None if withheld else edge.job,
+    }
 
 
 def _node(actor: Principal, version: Version) -> dict[str, Any]:

@@ -16,6 +16,12 @@ __all__ = ["register"]
 
 Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
 Json = Annotated[bool, typer.Option("--json", help="print the API's JSON answer")]
+Start = Annotated[
+    str | None, typer.Option(help="first day, YYYY-MM-DD [default: this quarter's first]")
+]
+End = Annotated[
+    str | None, typer.Option(help="day after the last, YYYY-MM-DD [default: next quarter's first]")
+]
 
 call = typer.Typer(help="Calls for proposals.")
 proposal = typer.Typer(help="Proposals: submit, show.")
@@ -212,13 +218,14 @@ def allocation_settle(reservation_id: int, hours: str, url: Url = None) -> None:
 
 @report.command("usage")
 def report_usage(
-    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
-    end: Annotated[str, typer.Option(help="day after the last, YYYY-MM-DD")],
+    start: Start = None,
+    end: End = None,
     by: Annotated[str, typer.Option(help="member, institution, call or project")] = "project",
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     url: Url = None,
 ) -> None:
-    """Awarded budget and delivered hours, grouped."""
+    """Awarded budget and delivered hours, grouped (this quarter unless --start/--end)."""
+    start, end = _period(start, end)
     params = {"start": start, "end": end, "by": by, "format": "csv" if csv else "json"}
     answer = _client(url).get("/api/v1/reports/usage", params=params)
     if csv:
@@ -233,17 +240,13 @@ def report_usage(
 
 @report.command("shares")
 def report_shares(
-    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
-    end: Annotated[str, typer.Option(help="day after the last, YYYY-MM-DD")],
+    start: Start = None,
+    end: End = None,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     url: Url = None,
 ) -> None:
-    """Delivered versus entitled share per member state."""
-    for value in (start, end):
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            raise CliError(f"{value!r} is not a date: write YYYY-MM-DD") from None
+    """Delivered versus entitled share per member state (this quarter unless --start/--end)."""
+    start, end = _period(start, end)
     params = {"start": start, "end": end, "format": "csv" if csv else "json"}
     answer = _client(url).get("/api/v1/reports/shares", params=params)
     if csv:
@@ -255,6 +258,31 @@ def report_shares(
         ["code", "entitled_percent", "delivered_percent", "delivered_hours", "flag"],
         title=f"Member-state shares {start} → {end} (±{answer['tolerance_percent']}%)",
     )
+    outside = answer.get("outside_members") or []
+    if outside:
+        hours = ", ".join(f"{o['country']} {o['delivered_hours']} h" for o in outside)
+        console.print(
+            f"Delivered outside the member states: {hours} (from the facility's open share, "
+            "counted in no member state's share)",
+            highlight=False,
+        )
+
+
+def _period(start: str | None, end: str | None) -> tuple[str, str]:
+    """The dates given, checked; what is left out is the current quarter's [first day, first
+    day of the next)."""
+    today = date.today()
+    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    following = date(first.year + first.month // 10, (first.month + 2) % 12 + 1, 1)
+    chosen = []
+    for value, default in ((start, first), (end, following)):
+        try:
+            chosen.append(default if value is None else date.fromisoformat(value))
+        except ValueError:
+            raise CliError(f"{value!r} is not a date: write YYYY-MM-DD") from None
+    if chosen[0] >= chosen[1]:
+        raise CliError(f"--start {chosen[0]} is not before --end {chosen[1]}")
+    return chosen[0].isoformat(), chosen[1].isoformat()
 
 
 def register(app: typer.Typer) -> None:

@@ -485,6 +485,7 @@ def admit(
     )
     job.reservation_id = hold.id
     db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
+    public_inputs, private_inputs = _inputs_on_record(db, job.inputs)
     record.append(
         db,
         ComputeEvent.JobAdmitted,
@@ -498,12 +499,24 @@ def admit(
             "accelerators": job.accelerators,
             "level": level.label,
             "reserved_hours": str(hours),
-            "inputs": job.inputs,
+            "inputs": public_inputs,
             **({"resubmit_of": f"job/{resubmit_of}"} if resubmit_of else {}),
         },
-        private={"command": job.command, "env": job.env},
+        private={
+            "command": job.command,
+            "env": job.env,
+            **({"inputs_private": private_inputs} if private_inputs else {}),
+        },
     )
     return job
+
+
+def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str]]:
+    """A job's inputs as its admission entry gives them: public versions by name, the others
+    only as a commitment (the record cannot be redacted)."""
+    from commonlab.artifacts import service as artifacts
+
+    return artifacts.split_public_refs(db, refs)
 
 
 def resubmission(old: Job) -> JobSubmit:
