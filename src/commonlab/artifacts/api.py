@@ -35,11 +35,28 @@ from commonlab.artifacts.schemas import (
     VersionOut,
     VersionSummary,
 )
-from commonlab.artifacts.service import Registry, UploadStatus
+from commonlab.artifacts.service import Registry, UploadStatus, VersionView
+from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import CurrentPrincipal, DbSession, Pagination
-from commonlab.pagination import Page, paginate
+from commonlab.pagination import Page
 
-__all__ = ["media_response", "record_out", "registry", "repo_out", "router", "version_out"]
+__all__ = [
+    "STORED_BYTES_HEADERS",
+    "media_response",
+    "record_out",
+    "registry",
+    "repo_out",
+    "router",
+    "version_out",
+]
+
+# Every byte served from the store is someone's upload: never sniffed into another type,
+# and, opened in a browser on the facility's origin, unable to run script, load anything or
+# be framed. Downloads, Hub resolves and record members all send these.
+STORED_BYTES_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "sandbox; default-src 'none'; frame-ancestors 'none'",
+}
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
@@ -84,7 +101,8 @@ def repo_out(repo: Repo) -> RepoOut:
     )
 
 
-def version_out(version: Version) -> VersionOut:
+def version_out(view: VersionView) -> VersionOut:
+    version = view.version
     repo = version.repo
     return VersionOut(
         repo=repo.repo_id,
@@ -100,9 +118,20 @@ def version_out(version: Version) -> VersionOut:
         job=version.job,
         total_bytes=version.total_bytes,
         statement_sha256=version.statement_sha256,
-        card=version.card,
-        files=[FileOut.model_validate(f, from_attributes=True) for f in version.files],
+        card=view.card,
+        files=[
+            FileOut(
+                path=f.path,
+                size=f.size,
+                blake3=f.blake3,
+                sha256=f.sha256,
+                media_type=f.media_type,
+                meta=view.meta(f),
+            )
+            for f in version.files
+        ],
         tags=sorted(tag.name for tag in repo.tags if tag.version_id == version.id),
+        withheld=view.withheld,
     )
 
 
@@ -135,9 +164,14 @@ def list_repos(
     kind: RepoKind | None = None,
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
 ) -> Page[RepoOut]:
-    query = service.repos_query(principal, kind=kind, q=q)
-    with db.begin():
-        return paginate(db, query, Repo.id, page, repo_out)
+    repos, after = service.list_repos(
+        db, principal, kind=kind, q=q, after=page.after, limit=page.limit
+    )
+    return Page[RepoOut](items=[repo_out(r) for r in repos], next=_cursor(after))
+
+
+def _cursor(after: int | None) -> str | None:
+    return None if after is None else str(after)
 
 
 @router.get("/{kinds}/{namespace}/{name}", response_model=RepoOut)
@@ -250,7 +284,7 @@ def commit_version(
     reg: Reg,
 ) -> VersionOut:
     version = service.commit_version(db, principal, reg, kinds.kind, namespace, name, req)
-    return version_out(version)
+    return version_out(VersionView(version, withheld=None))
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions", response_model=Page[VersionSummary])
@@ -262,26 +296,23 @@ def list_versions(
     principal: CurrentPrincipal,
     page: Pagination,
 ) -> Page[VersionSummary]:
-    repo = service.get_repo(db, principal, kinds.kind, namespace, name)
-    from sqlalchemy import select
-
-    query = select(Version).where(Version.repo_id == repo.id)
-    with db.begin():
-        return paginate(
-            db,
-            query,
-            Version.number,
-            page,
-            lambda v: VersionSummary(
+    versions, after = service.list_versions(
+        db, principal, kinds.kind, namespace, name, after=page.after, limit=page.limit
+    )
+    return Page[VersionSummary](
+        items=[
+            VersionSummary(
                 number=v.number,
                 commit=v.commit,
                 message=v.message,
                 created_at=v.created_at,
                 total_bytes=v.total_bytes,
                 files=len(v.files),
-            ),
-            cursor=lambda v: v.number,
-        )
+            )
+            for v in versions
+        ],
+        next=_cursor(after),
+    )
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}", response_model=VersionOut)
@@ -293,7 +324,7 @@ def get_version(
     db: DbSession,
     principal: CurrentPrincipal,
 ) -> VersionOut:
-    return version_out(service.get_version(db, principal, kinds.kind, namespace, name, rev))
+    return version_out(service.read_version(db, principal, kinds.kind, namespace, name, rev))
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/signature")
@@ -326,13 +357,15 @@ def get_croissant(
     db: DbSession,
     principal: CurrentPrincipal,
 ) -> JSONResponse:
-    """The dataset version's Croissant 1.1 description (JSON-LD)."""
-    version = service.get_version(db, principal, kinds.kind, namespace, name, rev)
-    if version.croissant is None:
-        from commonlab.errors import NotFound
-
+    """The dataset version's Croissant 1.1 description (JSON-LD). Its record sets are read
+    from the files: it is served to those who may read their content."""
+    view = service.read_version(db, principal, kinds.kind, namespace, name, rev)
+    if view.withheld is not None:
+        raise AccessDenied(view.withheld)
+    if view.croissant is None:
+        version = view.version
         raise NotFound(f"{version.repo.repo_id}@{version.number} has no Croissant description")
-    return JSONResponse(version.croissant, media_type="application/ld+json")
+    return JSONResponse(view.croissant, media_type="application/ld+json")
 
 
 # One route per method: each gets an operation id of its own in the OpenAPI document.
@@ -359,6 +392,7 @@ def file_response(version: Version, entry: Any, local: Any) -> FileResponse:
         local,
         media_type=entry.media_type,
         headers={
+            **STORED_BYTES_HEADERS,
             "etag": f'"{entry.sha256}"',
             "x-repo-commit": version.commit,
             "x-commonlab-version": str(version.number),
@@ -547,9 +581,8 @@ def _media_response(
 ) -> Response:
     headers = {
         "accept-ranges": "bytes",
-        "x-content-type-options": "nosniff",
         # Even a member that slipped past the type check could not run script or be framed.
-        "content-security-policy": "default-src 'none'; sandbox",
+        **STORED_BYTES_HEADERS,
         "cache-control": "public, max-age=31536000, immutable" if public else "private, no-store",
         "content-disposition": (
             "inline" if data.inline else f"attachment; filename*=UTF-8''{quote(filename)}"

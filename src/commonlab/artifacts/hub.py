@@ -76,9 +76,10 @@ def _siblings(version: Version) -> list[dict[str, Any]]:
     ]
 
 
-def _info(version: Version) -> dict[str, Any]:
+def _info(view: service.VersionView) -> dict[str, Any]:
+    version = view.version
     repo = version.repo
-    card = (version.card or {}).get("meta") or {}
+    card = (view.card or {}).get("meta") or {}
     info: dict[str, Any] = {
         "_id": f"{repo.kind}-{repo.id}",
         "id": repo.repo_id,
@@ -165,10 +166,10 @@ async def revision_info(
 async def _repo_info(
     kinds: str, namespace: str, name: str, rev: str, db: Any, principal: Any
 ) -> Response:
-    version = await run_in_threadpool(
-        service.get_version, db, principal, _kind(kinds), namespace, name, rev
+    view = await run_in_threadpool(
+        service.read_version, db, principal, _kind(kinds), namespace, name, rev
     )
-    return JSONResponse(_info(version))
+    return JSONResponse(_info(view))
 
 
 @router.get("/api/{kinds}/{namespace}/{name}/tree/{rev}")

@@ -1,5 +1,6 @@
 """Artifact tables: repositories, their immutable versions and files, tags, resumable
-uploads, and the lineage edges between versions and the jobs that made them."""
+uploads, the lineage edges between versions and the jobs that made them, and what each
+facility job read."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from commonlab.db import Base, UTCDateTime, utcnow
 
 __all__ = [
+    "JobRead",
     "LineageEdge",
     "Relation",
     "Repo",
@@ -56,6 +58,8 @@ class Relation(StrEnum):
     DERIVED_FROM = "derived_from"
     TRAINED_ON = "trained_on"
     EVALUATES = "evaluates"
+    # Not declared: the facility saw the job that made the version read it.
+    READ = "read"
 
 
 class Repo(Base):
@@ -176,3 +180,22 @@ class LineageEdge(Base):
 
     version: Mapped[Version] = relationship(foreign_keys=[version_id])
     source: Mapped[Version] = relationship(foreign_keys=[source_id])
+
+
+class JobRead(Base):
+    """A facility job read this repository (and this version of it, when one was read): the
+    first time it did. Whatever the job publishes is at least as contained as all it read,
+    and names the versions in its lineage."""
+
+    __tablename__ = "artifacts_job_reads"
+    __table_args__ = (UniqueConstraint("job_id", "repo_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("compute_jobs.id"), index=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("artifacts_repos.id"))
+    # Null where only the repository's own metadata was read (its description, its list).
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("artifacts_versions.id"))
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    repo: Mapped[Repo] = relationship()
+    version: Mapped[Version | None] = relationship()

@@ -136,6 +136,15 @@ class FileEntry(Input):
     media_type: Annotated[str, StringConstraints(max_length=100)] | None = None
 
 
+def _declarable(relation: Relation) -> Relation:
+    if relation == Relation.READ:
+        raise ValueError(
+            "'read' is what the facility saw a job read; declare derived_from, trained_on or "
+            "evaluates"
+        )
+    return relation
+
+
 class LineageRef(Input):
     ref: Annotated[
         str,
@@ -143,7 +152,7 @@ class LineageRef(Input):
             pattern=r"^(models|datasets)/[A-Za-z0-9_-]{1,64}/[A-Za-z0-9._-]{1,96}@[0-9]{1,9}$"
         ),
     ] = Field(description="e.g. datasets/speech-lab/swahili-asr@3")
-    relation: Relation = Relation.DERIVED_FROM
+    relation: Annotated[Relation, AfterValidator(_declarable)] = Relation.DERIVED_FROM
 
 
 class VersionCreate(Input):
@@ -198,6 +207,11 @@ class VersionOut(BaseModel):
     card: dict[str, Any] | None
     files: list[FileOut]
     tags: list[str]
+    withheld: str | None = Field(
+        default=None,
+        description="why the card and what was read from the files (meta) are not shown: "
+        "they go with the files' content, which this caller may not read",
+    )
 
 
 class RecordFileOut(BaseModel):

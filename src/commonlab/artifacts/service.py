@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -19,6 +20,7 @@ from commonlab.artifacts import croissant as croissant_doc
 from commonlab.artifacts import metadata, records, signing
 from commonlab.artifacts.events import ArtifactsEvent
 from commonlab.artifacts.models import (
+    JobRead,
     LineageEdge,
     Relation,
     Repo,
@@ -36,7 +38,7 @@ from commonlab.compute import service as compute
 from commonlab.db import utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity.principal import Principal, Role
-from commonlab.policy import Action, Resource, authorize
+from commonlab.policy import Action, Resource, authorize, decide
 from commonlab.policy.levels import Level
 from commonlab.record.note import Signer
 
@@ -50,12 +52,13 @@ __all__ = [
     "get_repo",
     "get_version",
     "lineage",
+    "list_repos",
     "open_file",
     "open_records",
     "parse_ref",
     "prov_document",
     "put_chunk",
-    "repos_query",
+    "read_version",
     "set_tag",
     "start_upload",
     "upload_status",
@@ -164,27 +167,46 @@ def create_repo(db: Session, actor: Principal, req: RepoCreate) -> Repo:
     return repo
 
 
+def _no_such_repo(kind: RepoKind | str, namespace: str, name: str) -> NotFound:
+    return NotFound(f"no {kind} repository {namespace}/{name}")
+
+
 def _find_repo(db: Session, kind: RepoKind | str, namespace: str, name: str) -> Repo:
     repo = db.scalar(
         select(Repo).where(Repo.kind == kind, Repo.namespace == namespace, Repo.name == name)
     )
     if repo is None:
-        raise NotFound(f"no {kind} repository {namespace}/{name}")
+        raise _no_such_repo(kind, namespace, name)
     return repo
 
 
+def _readable(actor: Principal, repo: Repo) -> bool:
+    """The one decision whether `actor` may know `repo` exists: open it, find it in a list, a
+    search or a count, read its metadata. The visibility permit and the containment lattice
+    (clearance, compartments, project, a job's level) must both allow it."""
+    return (
+        decide(actor, Action.ArtifactsRead, _resource(repo), _ctx(repo)).allowed
+        and decide(actor, Action.ResourceRead, _resource(repo)).allowed
+    )
+
+
+def _content_denial(actor: Principal, repo: Repo) -> str | None:
+    """Why `actor` may not read what is inside the files (a download's decision), or None:
+    what was read out of them at publish (a card, records' sources, a Croissant schema)
+    goes with them."""
+    decision = decide(actor, Action.ArtifactsDownload, _resource(repo), _ctx(repo))
+    return None if decision.allowed else decision.reason
+
+
 def _authorize_read(actor: Principal, repo: Repo) -> None:
-    try:
-        authorize(actor, Action.ArtifactsRead, _resource(repo), _ctx(repo))
-        authorize(actor, Action.ResourceRead, _resource(repo))
-    except AccessDenied:
-        # Whether a non-public repository exists is itself not public.
-        if repo.visibility != Visibility.PUBLIC and actor.is_public:
-            raise NotFound(f"no {repo.kind} repository {repo.repo_id}") from None
-        raise
+    # Whether a repository exists is not for those who may not read it: they get the answer
+    # a missing one gets, word for word (a 403 would confirm it exists).
+    if not _readable(actor, repo):
+        raise _no_such_repo(repo.kind, repo.namespace, repo.name)
 
 
 def _authorize_write(actor: Principal, repo: Repo, *, data_level: int | None = None) -> None:
+    _authorize_read(actor, repo)
     authorize(actor, Action.ArtifactsWrite, _resource(repo), _ctx(repo))
     level = max(repo.level, data_level or 0)
     authorize(actor, Action.ResourceWrite, _resource(repo), {"data_level": level})
@@ -196,12 +218,46 @@ def get_repo(
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_read(actor, repo)
-        _ = repo.versions, repo.tags
+        _note_job_read(db, actor, repo)
+        _ = repo.versions, [tag.version for tag in repo.tags]
     return repo
 
 
-def repos_query(actor: Principal, *, kind: RepoKind | None = None, q: str | None = None) -> Any:
-    """The repositories this principal may see (paginated by the caller)."""
+def list_repos(
+    db: Session,
+    actor: Principal,
+    *,
+    kind: RepoKind | None = None,
+    q: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+    newest_first: bool = False,
+) -> tuple[list[Repo], int | None]:
+    """One page of the repositories `actor` may read, and the id to continue after (None at
+    the end). Each is kept by the decision that opening it takes (`_readable`), so a list, a
+    search or a count never names what a read would refuse; the query only narrows the
+    candidates cheaply."""
+    query = _candidates(actor, kind=kind, q=q)
+    order = Repo.id.desc() if newest_first else Repo.id
+    found: list[Repo] = []
+    with db.begin():
+        while len(found) <= limit:
+            batch = query
+            if after is not None:
+                batch = batch.where(Repo.id < after if newest_first else Repo.id > after)
+            rows = db.scalars(batch.order_by(order).limit(max(limit + 1, 100))).all()
+            found.extend(repo for repo in rows if _readable(actor, repo))
+            if len(rows) < max(limit + 1, 100):
+                break
+            after = rows[-1].id
+        page = found[:limit]
+        for repo in page:
+            _ = repo.versions, [tag.version for tag in repo.tags]
+    return page, page[-1].id if len(found) > limit else None
+
+
+def _candidates(actor: Principal, *, kind: RepoKind | None, q: str | None) -> Any:
+    """A superset of what `actor` may read (never a subset: `_readable` decides)."""
     query = select(Repo)
     oversight = actor.roles & {Role.OPERATOR, Role.AUDITOR, Role.SAFETY_OFFICER}
     if not oversight:
@@ -227,6 +283,62 @@ def repos_query(actor: Principal, *, kind: RepoKind | None = None, q: str | None
             )
         )
     return query
+
+
+def list_versions(
+    db: Session,
+    actor: Principal,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    *,
+    after: int | None = None,
+    limit: int = 50,
+) -> tuple[list[Version], int | None]:
+    """One page of a repository's versions (by number), read as the repository is."""
+    with db.begin():
+        repo = _find_repo(db, kind, namespace, name)
+        _authorize_read(actor, repo)
+        _note_job_read(db, actor, repo)
+        query = select(Version).where(Version.repo_id == repo.id)
+        if after is not None:
+            query = query.where(Version.number > after)
+        rows = db.scalars(query.order_by(Version.number).limit(limit + 1)).all()
+        for version in rows:
+            _ = version.files
+    page = list(rows[:limit])
+    return page, page[-1].number if len(rows) > limit else None
+
+
+# What jobs read -----------------------------------------------------------------------------
+
+
+def _job_of(actor: Principal) -> int | None:
+    """The facility job whose token `actor` acts with; None for a person's own token.
+    (identity.authenticate sets `job_id`; read defensively so an older Principal is a person.)"""
+    job_id = getattr(actor, "job_id", None)
+    return int(job_id) if job_id is not None else None
+
+
+def _note_job_read(
+    db: Session, actor: Principal, repo: Repo, version: Version | None = None
+) -> None:
+    """Every read a job makes is known to the facility, the first time it is made: what the
+    job publishes is held to the level of all it read, and names the versions in its lineage.
+    In the read's own transaction, so a read is never served unnoted."""
+    job_id = _job_of(actor)
+    if job_id is None:
+        return
+    version_id = version.id if version is not None else None
+    same = JobRead.version_id.is_(None) if version_id is None else JobRead.version_id == version_id
+    known = select(JobRead.id).where(JobRead.job_id == job_id, JobRead.repo_id == repo.id, same)
+    if db.scalar(known) is not None:
+        return
+    try:
+        with db.begin_nested():
+            db.add(JobRead(job_id=job_id, repo_id=repo.id, version_id=version_id))
+    except IntegrityError:
+        pass  # the same job read the same version in a concurrent request: noted there
 
 
 # Uploads -------------------------------------------------------------------------------------
@@ -461,14 +573,15 @@ def commit_version(
         repo = _find_repo(db, kind, namespace, name)
         _authorize_write(actor, repo)
         sources = _lineage_sources(db, actor, req)
-        _check_facility_job(db, actor, req.job, sources)
+        job, read = _check_facility_job(db, actor, req.job, sources)
+        _check_no_write_down(repo, job, read)
         if sources:
             _authorize_write(actor, repo, data_level=max(v.repo.level for v, _ in sources))
         files, uploaded = _gather_files(db, actor, repo, store, req)
         number = (db.scalar(select(func.max(Version.number)).where(Version.repo_id == repo.id))
                   or 0) + 1  # fmt: skip
         _check_weight_stamps(files, repository=f"{repo.kind}s/{repo.repo_id}", version=number,
-                             job=req.job)  # fmt: skip
+                             job=job)  # fmt: skip
         # Uploads are placed without fsync; a version is published only once its bytes are
         # on disk (before any row is written, so no write lock is held meanwhile). Files of
         # earlier versions were made durable when those were published.
@@ -521,18 +634,16 @@ def commit_version(
             card={"meta": card.meta, "body": card.body} if card else None,
             croissant=doc,
             sources=req.sources,
-            job=req.job,
+            job=job,
             total_bytes=sum(f["size"] for f in files),
             created_by=actor.pseudonym,
         )
         db.add(version)
         db.flush()
         db.add_all(VersionFile(version_id=version.id, **f) for f in files)
-        for source, relation in sources:
+        for source, relation in [*sources, *_read_lineage(repo, read, sources)]:
             db.add(
-                LineageEdge(
-                    version_id=version.id, source_id=source.id, relation=relation, job=req.job
-                )
+                LineageEdge(version_id=version.id, source_id=source.id, relation=relation, job=job)
             )
         db.execute(
             delete(Upload).where(
@@ -630,27 +741,95 @@ def _lineage_sources(
 
 def _check_facility_job(
     db: Session, actor: Principal, job: str | None, sources: list[tuple[Version, Relation]]
-) -> None:
-    """A job named by its number is one of this facility's (compute): it must be the
-    publisher's own, and the lineage may name only what it read (its declared inputs, which
-    admission checked against its containment level). Other names are external jobs,
-    shown as given."""
+) -> tuple[str | None, list[_Read]]:
+    """Which job a version comes from, and everything that job read. A job's own token
+    publishes as that job, named or not. A job named by its number is one of this facility's
+    (compute): it must be the publisher's own, and the lineage may name only what it read
+    (its declared inputs, which admission checked against its level, or what the facility
+    saw it read). Other names are external jobs, shown as given."""
+    acting = _job_of(actor)
+    if acting is not None:
+        if job not in (None, str(acting)):
+            raise InvalidInput(
+                f"this token is job {acting}'s: what it publishes comes from job {acting}; "
+                f"leave job out or name {acting}, not {job!r}"
+            )
+        job = str(acting)
     if job is None or not job.isdigit():
-        return
+        return job, []
     inputs = compute.inputs_of_own_job(db, actor, int(job)) if len(job) < 12 else None
     if inputs is None:
         raise InvalidInput(
             f"job {job} is not a job of yours on this facility: name the job that produced "
             "these files (inside a job, $COMMONLAB_JOB_ID)"
         )
+    read = [
+        _Read(row.repo, row.version)
+        for row in db.scalars(select(JobRead).where(JobRead.job_id == int(job)))
+    ]
+    known = set(inputs) | {_ref(r.version) for r in read if r.version is not None}
     for source, _ in sources:
         ref = _ref(source)
-        if ref not in inputs:
-            read = ", ".join(inputs) or "nothing"
+        if ref not in known:
+            named = ", ".join(sorted(known)) or "nothing"
             raise InvalidInput(
-                f"job {job} did not read {ref} (its inputs: {read}): lineage names only what "
+                f"job {job} did not read {ref} (it read: {named}): lineage names only what "
                 "the job read"
             )
+    for ref in inputs:
+        kind, namespace, name, number = parse_ref(ref)
+        declared = _find_repo(db, kind, namespace, name)
+        version = db.scalar(
+            select(Version).where(Version.repo_id == declared.id, Version.number == number)
+        )
+        read.append(_Read(declared, version))
+    return job, read
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A repository a job read (its declared inputs included), and the version when known."""
+
+    repo: Repo
+    version: Version | None
+
+
+def _check_no_write_down(repo: Repo, job: str | None, read: list[_Read]) -> None:
+    """No write-down: a version a job publishes is at least as contained as everything the
+    job read, declared or not: the level, and every compartment. Refused, not raised: the
+    publisher chooses where it goes, and the answer says which read asks for what."""
+    for item in sorted(read, key=lambda r: -r.repo.level):
+        source = item.repo
+        what = (
+            _ref(item.version) if item.version is not None else f"{source.kind}s/{source.repo_id}"
+        )
+        if source.level > repo.level:
+            raise InvalidInput(
+                f"job {job} read {what} ({Level(source.level).label}): what it publishes must "
+                f"be {Level(source.level).label} or above, and {repo.kind}s/{repo.repo_id} is "
+                f"{Level(repo.level).label}: publish into a repository at "
+                f"{Level(source.level).label} or above"
+            )
+        missing = sorted(set(source.compartments) - set(repo.compartments))
+        if missing:
+            raise InvalidInput(
+                f"job {job} read {what}, in compartment(s) {', '.join(missing)}: what it "
+                f"publishes must be in them too, and {repo.kind}s/{repo.repo_id} is not"
+            )
+
+
+def _read_lineage(
+    repo: Repo, read: list[_Read], sources: list[tuple[Version, Relation]]
+) -> list[tuple[Version, Relation]]:
+    """The versions the job read that the lineage does not name already: added as 'read'
+    (earlier versions of the repository published to are its history, not its lineage)."""
+    named = {source.id for source, _ in sources}
+    added: dict[int, Version] = {}
+    for item in read:
+        version = item.version
+        if version is not None and version.id not in named and version.repo_id != repo.id:
+            added[version.id] = version
+    return [(version, Relation.READ) for version in added.values()]
 
 
 def _check_weight_stamps(
@@ -777,6 +956,33 @@ def _card(store: ObjectStore, files: list[dict[str, Any]]) -> metadata.ModelCard
     return metadata.parse_card(text)
 
 
+@dataclass(frozen=True)
+class VersionView:
+    """A version as one principal may see it: its manifest (files, sizes, digests, licences,
+    signature) whenever they may read the repository; what was read out of its content at
+    publish (the card, the Croissant schema, records' sources and licences, weights' header
+    metadata) only when they may read the content itself, as a download would."""
+
+    version: Version
+    # Why the content (and so what was read from it) is withheld; None when it is not.
+    withheld: str | None
+
+    @property
+    def content(self) -> bool:
+        return self.withheld is None
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        return self.version.card if self.content else None
+
+    @property
+    def croissant(self) -> dict[str, Any] | None:
+        return self.version.croissant if self.content else None
+
+    def meta(self, entry: VersionFile) -> dict[str, Any]:
+        return (entry.meta or {}) if self.content else {}
+
+
 def get_version(
     db: Session,
     actor: Principal,
@@ -785,6 +991,20 @@ def get_version(
     name: str,
     rev: str | None,
 ) -> Version:
+    """A version's manifest, read as the repository is (and recorded above CL-1)."""
+    return read_version(db, actor, kind, namespace, name, rev).version
+
+
+def read_version(
+    db: Session,
+    actor: Principal,
+    kind: RepoKind | str,
+    namespace: str,
+    name: str,
+    rev: str | None,
+) -> VersionView:
+    """A version as `actor` may see it (see VersionView); recorded above CL-1, and noted as
+    read when a job reads it."""
     with db.begin():
         repo = _find_repo(db, kind, namespace, name)
         _authorize_read(actor, repo)
@@ -797,8 +1017,9 @@ def get_version(
                 subject=_subject(repo, version.number),
                 data={"level": Level(repo.level).label},
             )
-        _ = version.files, version.repo.tags
-    return version
+        _note_job_read(db, actor, repo, version)
+        _ = version.repo, version.files, [tag.version for tag in repo.tags], repo.versions
+    return VersionView(version, _content_denial(actor, repo))
 
 
 def open_file(
@@ -821,6 +1042,7 @@ def open_file(
                 VersionFile.version_id == version.id, VersionFile.path == path
             )
         )
+        _note_job_read(db, actor, repo, version)
         if entry is None:
             raise FileNotInVersion(f"{repo.repo_id}@{version.number} has no file {path!r}")
         subject = _subject(repo, version.number)
@@ -1003,8 +1225,15 @@ def _node(actor: Principal, version: Version) -> dict[str, Any]:
         "licenses": version.licenses,
         "job": version.job,
         "sources": version.sources,
-        "record_sources": record_sources(version.files),
-        "record_licenses": record_licenses(version.files),
+        # What the records say is read from their content: shown with the content only.
+        **(
+            {}
+            if _content_denial(actor, version.repo)
+            else {
+                "record_sources": record_sources(version.files),
+                "record_licenses": record_licenses(version.files),
+            }
+        ),
         "created_at": record.format_time(version.created_at),
     }
 

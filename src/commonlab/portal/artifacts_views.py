@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from commonlab.artifacts import records, service, signing
 from commonlab.artifacts.api import record_out
-from commonlab.artifacts.models import Repo, RepoKind
+from commonlab.artifacts.models import RepoKind
 from commonlab.http import DbSession
 from commonlab.portal.templating import PAGE_HEADERS
 from commonlab.portal.views import CurrentViewer, Viewer, render_page
@@ -47,21 +47,26 @@ def browse(
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
 ) -> Response:
     kind_ = RepoKind(kind) if kind else None
-    query = service.repos_query(viewer.principal, kind=kind_, q=(q or "").strip() or None)
-    with db.begin():
-        repos = db.scalars(query.order_by(Repo.id.desc()).limit(PAGE_SIZE)).all()
-        rows = [
-            {
-                "kinds": f"{r.kind}s",
-                "repo_id": r.repo_id,
-                "kind": r.kind,
-                "level": r.level,
-                "visibility": r.visibility,
-                "description": r.description,
-                "latest": r.versions[-1].number if r.versions else None,
-            }
-            for r in repos
-        ]
+    repos, _ = service.list_repos(
+        db,
+        viewer.principal,
+        kind=kind_,
+        q=(q or "").strip() or None,
+        limit=PAGE_SIZE,
+        newest_first=True,
+    )
+    rows = [
+        {
+            "kinds": f"{r.kind}s",
+            "repo_id": r.repo_id,
+            "kind": r.kind,
+            "level": r.level,
+            "visibility": r.visibility,
+            "description": r.description,
+            "latest": r.versions[-1].number if r.versions else None,
+        }
+        for r in repos
+    ]
     return _page(request, viewer, "artifacts.html", rows=rows, kind=kind or "", q=q or "")
 
 
@@ -90,7 +95,8 @@ def version_page(
 ) -> Response:
     principal = viewer.principal
     kind = _KINDS[kinds]
-    version = service.get_version(db, principal, kind, namespace, name, rev)
+    view = service.read_version(db, principal, kind, namespace, name, rev)
+    version = view.version
     up = service.lineage(db, principal, kind, namespace, name, str(version.number))
     down = service.lineage(
         db, principal, kind, namespace, name, str(version.number), direction="down"
@@ -113,6 +119,7 @@ def version_page(
         kinds=kinds,
         repo=repo,
         version=version,
+        card=view.card,
         versions=[v.number for v in repo.versions],
         tags=sorted(t.name for t in repo.tags if t.version_id == version.id),
         upstream=[n for n in up["nodes"] if n["ref"] != up["root"]],
@@ -126,8 +133,8 @@ def version_page(
                 "path": f.path,
                 "format": fmt,
                 "size": f.size,
-                "summary": (f.meta or {}).get("records"),
-                "error": (f.meta or {}).get("records_error"),
+                "summary": view.meta(f).get("records"),
+                "error": view.meta(f).get("records_error"),
             }
             for f in version.files
             if kinds == "datasets" and (fmt := records.record_format(f.path))

@@ -1,4 +1,5 @@
-"""artifacts: what each job read (issue 13). Placeholder reserved while the work lands; filled in by that change.
+"""artifacts: what each facility job read (issue 13), so that what a job publishes is at
+least as contained as everything it read, declared or not, and names it in its lineage.
 
 Revision ID: 0014
 Revises: 0013
@@ -7,6 +8,11 @@ Create Date: 2026-12-06 16:40:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
+from commonlab.db import UTCDateTime
+
 revision = "0014"
 down_revision = "0013"
 branch_labels = None
@@ -14,8 +20,39 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "artifacts_job_reads",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("repo_id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.Integer(), nullable=True),
+        sa.Column("first_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["compute_jobs.id"], name=op.f("fk_artifacts_job_reads_job_id_compute_jobs")
+        ),
+        sa.ForeignKeyConstraint(
+            ["repo_id"],
+            ["artifacts_repos.id"],
+            name=op.f("fk_artifacts_job_reads_repo_id_artifacts_repos"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["artifacts_versions.id"],
+            name=op.f("fk_artifacts_job_reads_version_id_artifacts_versions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_artifacts_job_reads")),
+        sa.UniqueConstraint(
+            "job_id",
+            "repo_id",
+            "version_id",
+            name=op.f("uq_artifacts_job_reads_job_id_repo_id_version_id"),
+        ),
+    )
+    with op.batch_alter_table("artifacts_job_reads", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_artifacts_job_reads_job_id"), ["job_id"], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("artifacts_job_reads", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_artifacts_job_reads_job_id"))
+    op.drop_table("artifacts_job_reads")
