@@ -39,6 +39,7 @@ from commonlab.policy.levels import Clearance, Level
 __all__ = [
     "TOKEN_PREFIX",
     "authenticate",
+    "authenticate_token_id",
     "bootstrap_operator",
     "clearances_query",
     "create_institution",
@@ -536,36 +537,52 @@ def authenticate(db: Session, bearer: str, *, now: datetime | None = None) -> Pr
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if token is None or not hmac.compare_digest(digest, token.secret_sha256):
             raise Unauthenticated("unknown token: check it was copied whole, or issue a new one")
-        if token.revoked_at is not None:
-            raise Unauthenticated(f"token {key_id} was revoked: issue a new one")
-        if token.expires_at <= now:
-            raise Unauthenticated(
-                f"token {key_id} expired on {token.expires_at:%Y-%m-%d}: issue a new one"
-            )
-        person = token.person
-        if not person.active:
-            raise Unauthenticated("this account is deactivated: ask an operator")
-        roles = frozenset(Role(grant.role) for grant in person.roles)
-        projects = _projects_of(db, person.id)
-        clearance = _effective_clearance(current_clearance(db, person.id), now)
-        job_id = None
-        if token.project is not None:
-            job_id = _job_of(token)
-            roles, projects = frozenset(), projects & {token.project}
-            clearance = _capped(clearance, Level(token.level or Level.CL1))
-        return Principal(
-            pseudonym=person.pseudonym,
-            person_id=person.id,
-            name=person.name,
-            roles=roles,
-            scopes=frozenset(Scope(scope) for scope in token.scopes),
-            clearance=clearance,
-            institution_id=person.institution_id,
-            token_id=token.id,
-            token_expires_at=token.expires_at,
-            projects=projects,
-            job_id=job_id,
+        return _principal_of(db, token, now)
+
+
+def authenticate_token_id(db: Session, token_id: int, *, now: datetime | None = None) -> Principal:
+    """The principal behind a token proven earlier (a portal session keeps the token's id,
+    never its secret), checked as `authenticate` checks it: revoked, expired, deactivated."""
+    now = now or utcnow()
+    with db.begin():
+        token = db.get(ApiToken, token_id)
+        if token is None:
+            raise Unauthenticated("the token of this sign-in no longer exists: sign in again")
+        return _principal_of(db, token, now)
+
+
+def _principal_of(db: Session, token: ApiToken, now: datetime) -> Principal:
+    """The principal a found token stands for, or Unauthenticated saying why it does not."""
+    if token.revoked_at is not None:
+        raise Unauthenticated(f"token {token.key_id} was revoked: issue a new one")
+    if token.expires_at <= now:
+        raise Unauthenticated(
+            f"token {token.key_id} expired on {token.expires_at:%Y-%m-%d}: issue a new one"
         )
+    person = token.person
+    if not person.active:
+        raise Unauthenticated("this account is deactivated: ask an operator")
+    roles = frozenset(Role(grant.role) for grant in person.roles)
+    projects = _projects_of(db, person.id)
+    clearance = _effective_clearance(current_clearance(db, person.id), now)
+    job_id = None
+    if token.project is not None:
+        job_id = _job_of(token)
+        roles, projects = frozenset(), projects & {token.project}
+        clearance = _capped(clearance, Level(token.level or Level.CL1))
+    return Principal(
+        pseudonym=person.pseudonym,
+        person_id=person.id,
+        name=person.name,
+        roles=roles,
+        scopes=frozenset(Scope(scope) for scope in token.scopes),
+        clearance=clearance,
+        institution_id=person.institution_id,
+        token_id=token.id,
+        token_expires_at=token.expires_at,
+        projects=projects,
+        job_id=job_id,
+    )
 
 
 def _job_of(token: ApiToken) -> int:
