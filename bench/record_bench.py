@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select, text
@@ -29,11 +30,27 @@ from commonlab.facility import open_facility
 from commonlab.identity.principal import SYSTEM
 from commonlab.migrations import migrate
 from commonlab.record.canonical import canonical_json
+from commonlab.record.fields import Fields, declare
 from commonlab.record.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from commonlab.record.models import Checkpoint, Entry, Tile
 from commonlab.record.sequencer import Sequencer, sequence
 from commonlab.record.store import ProofReader
 from commonlab.record.tiles import TILE_WIDTH, inner_hashes, new_tile_contents
+
+
+class BenchEvent(StrEnum):
+    Append = "bench:append"
+    Latency = "bench:latency"
+
+
+# record.append refuses an undeclared event type (record/fields.py).
+declare(
+    BenchEvent,
+    {
+        BenchEvent.Append: Fields("allocation", "hours", "class"),
+        BenchEvent.Latency: Fields("i"),
+    },
+)
 
 
 def _facility(db_url: str | None, home: Path, **extra: object):
@@ -92,7 +109,7 @@ def bench_append(db_url: str | None, entries: int, batch: int) -> None:
                 with session.begin():
                     for j, d in enumerate(data[i : i + batch]):
                         record.append(
-                            session, "bench:append", actor=SYSTEM, subject=f"s/{i + j}", data=d
+                            session, BenchEvent.Append, actor=SYSTEM, subject=f"s/{i + j}", data=d
                         )
         appended = entries / (time.perf_counter() - start)
 
@@ -206,7 +223,7 @@ def bench_latency(db_url: str | None, commits: int) -> None:
                 for i in range(commits):
                     with session.begin():
                         entry = record.append(
-                            session, "bench:latency", actor=SYSTEM, subject="s", data={"i": i}
+                            session, BenchEvent.Latency, actor=SYSTEM, subject="s", data={"i": i}
                         )
                     committed = time.perf_counter()
                     while True:

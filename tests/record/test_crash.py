@@ -33,6 +33,7 @@ from commonlab.config import Settings
 from commonlab.facility import open_facility
 from commonlab.identity.principal import SYSTEM
 from commonlab.record.sequencer import Sequencer
+from tests.record.events import SampleEvent
 
 settings = Settings(home=sys.argv[1], database_url=sys.argv[2], sequencer_interval_ms=1)
 facility = open_facility(settings)
@@ -45,9 +46,10 @@ while True:
         with session.begin():
             entries = []
             for _ in range(1 + n % 7):
-                entries.append(
-                    record.append(session, "test:crash", actor=SYSTEM, subject="s", data={"n": n})
+                entry = record.append(
+                    session, SampleEvent.Crash, actor=SYSTEM, subject="s", data={"n": n}
                 )
+                entries.append(entry)
                 n += 1
         print(" ".join(entry.leaf_hash.hex() for entry in entries), flush=True)
 """
@@ -60,6 +62,7 @@ def _run_and_kill(home: Path, url: str, after: float) -> set[bytes]:
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=Path(__file__).parents[2],  # the child imports tests.record.events
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"

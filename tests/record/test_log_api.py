@@ -20,6 +20,7 @@ from commonlab.record.merkle import (
 from commonlab.record.tiles import decode_entry_bundle
 from commonlab.record.watch import Watcher
 from tests.helpers import problem, sequence_now
+from tests.record.events import SampleEvent
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def settings(tmp_path, database):
     return Settings(home=tmp_path / "home", database_url=database, executor="slurm")
 
 
-def append_many(facility, count, *, kind="test:entry"):
+def append_many(facility, count, *, kind=SampleEvent.Entry):
     with facility.db.session() as session, session.begin():
         for i in range(count):
             record.append(session, kind, actor=SYSTEM, subject=f"thing/{i}", data={"i": i})
@@ -164,8 +165,8 @@ def test_bad_record_queries_are_4xx(client, app, facility, path, params, status)
 
 
 def test_entries_filter_by_type_prefix_and_subject(client, app, facility):
-    append_many(facility, 3, kind="test:alpha")
-    append_many(facility, 2, kind="test:beta")
+    append_many(facility, 3, kind=SampleEvent.Alpha)
+    append_many(facility, 2, kind=SampleEvent.Beta)
     sequence_now(app)
     alpha = client.get("/api/v1/record/entries", params={"type": "test:alpha"}).json()["items"]
     assert len(alpha) == 3
@@ -179,7 +180,7 @@ def test_entries_filter_by_type_prefix_and_subject(client, app, facility):
 
 def test_a_rolled_back_change_leaves_no_entry(client, app, facility):
     with facility.db.session() as session, pytest.raises(RuntimeError), session.begin():
-        record.append(session, "test:doomed", actor=SYSTEM, subject="x", data={})
+        record.append(session, SampleEvent.Doomed, actor=SYSTEM, subject="x", data={})
         raise RuntimeError("the change failed after its entry was written")
     assert sequence_now(app) == 0
     assert client.get("/api/v1/record/entries").json()["items"] == []
@@ -189,7 +190,7 @@ def test_entries_are_canonical_json_and_private_fields_are_commitments(facility,
     with facility.db.session() as session, session.begin():
         record.append(
             session,
-            "test:private",
+            SampleEvent.Private,
             actor=SYSTEM,
             subject="tenant/1",
             data={"b": 1, "a": [1, 2]},
@@ -332,11 +333,11 @@ def test_an_auditor_opens_a_commitment_and_the_opening_is_recorded(client, app, 
 
 def test_a_savepoint_rollback_takes_back_only_its_own_entries(client, app, facility):
     with facility.db.session() as session, session.begin():
-        record.append(session, "test:kept", actor=SYSTEM, subject="a", data={})
+        record.append(session, SampleEvent.Kept, actor=SYSTEM, subject="a", data={})
         with pytest.raises(RuntimeError), record.savepoint(session):
-            record.append(session, "test:undone", actor=SYSTEM, subject="b", data={})
+            record.append(session, SampleEvent.Undone, actor=SYSTEM, subject="b", data={})
             raise RuntimeError("the effect failed")
-        record.append(session, "test:kept", actor=SYSTEM, subject="c", data={})
+        record.append(session, SampleEvent.Kept, actor=SYSTEM, subject="c", data={})
     sequence_now(app)
     items = client.get("/api/v1/record/entries").json()["items"]
     assert [(i["entry"]["type"], i["entry"]["subject"]) for i in items] == [

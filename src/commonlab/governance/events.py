@@ -1,10 +1,16 @@
-"""The record entries the governance domain writes."""
+"""The record entries the governance domain writes, and what each may say in clear.
+
+The council acts in public: motions, votes, members, scales and regulations are all in clear
+(delegates hold a public role, so their names are too).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["GovernanceEvent"]
+from commonlab.record.fields import Fields, declare
+
+__all__ = ["FIELDS", "GovernanceEvent"]
 
 
 class GovernanceEvent(StrEnum):
@@ -18,3 +24,24 @@ class GovernanceEvent(StrEnum):
     MemberRemoved = "governance:member:removed"
     ScaleAdopted = "governance:scale:adopted"
     RegulationAdopted = "governance:regulation:adopted"
+
+
+_DELEGATE = Fields("delegate", "name")
+
+FIELDS = declare(
+    GovernanceEvent,
+    {
+        GovernanceEvent.CouncilFounded: Fields("members", "scale"),
+        GovernanceEvent.DelegateAppointed: _DELEGATE,
+        GovernanceEvent.DelegateEnded: _DELEGATE,
+        GovernanceEvent.MotionTabled: Fields(
+            "kind", "title", "payload", "rule", "for", "opens_at", "closes_at"
+        ),
+        GovernanceEvent.VoteCast: Fields("member", "choice", "changed"),
+        GovernanceEvent.MotionDecided: Fields("status", "outcome", "roll_call"),
+        GovernanceEvent.MemberAdmitted: Fields("name", "motion"),
+        GovernanceEvent.MemberRemoved: Fields("motion"),
+        GovernanceEvent.ScaleAdopted: Fields("shares", "motion"),
+        GovernanceEvent.RegulationAdopted: Fields("version", "sha256", "motion"),
+    },
+)

@@ -2,8 +2,9 @@
 
 A change and its entry commit or roll back together. Private values enter only as salted
 SHA-256 commitments; the salt and value stay in a private table so the holder can later open
-a commitment to an auditor. People appear by pseudonym, and by name only when they act in a
-public role (delegate, safety officer, operator).
+a commitment to an auditor. Which fields may be in clear is declared per event type
+(`record/fields.py`), and `append` refuses anything else. People appear by pseudonym, and by
+name only when they act in a public role (delegate, safety officer, operator).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from commonlab.db import utcnow
 from commonlab.identity.principal import Principal, Role
+from commonlab.record import fields
 from commonlab.record.canonical import canonical_entry, canonical_json
 from commonlab.record.merkle import leaf_hash
 from commonlab.record.models import Entry, PrivateOpening
@@ -83,9 +85,14 @@ def append(
     private: Mapping[str, Any] | None = None,
     as_role: Role | None = None,
 ) -> AppendedEntry:
-    """Add one entry in the caller's open transaction (it is sequenced after commit)."""
+    """Add one entry in the caller's open transaction (it is sequenced after commit).
+
+    `data` goes in clear and `private` as salted commitments, each field as `event` declares
+    it (record/fields.py): an undeclared event type or a field not declared public in `data`
+    raises, before anything is written."""
     data = dict(data or {})
     private = dict(private or {})
+    fields.check(event, public=data.keys(), private=private.keys())
     if clash := data.keys() & private.keys():
         raise ValueError(f"fields both public and private: {sorted(clash)}")
     openings = []

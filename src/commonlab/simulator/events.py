@@ -1,11 +1,23 @@
-"""The record entries the simulator writes."""
+"""The record entries the simulator writes, and what each may say in clear."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["SimulatorEvent"]
+from commonlab.record.fields import Fields, declare
+
+__all__ = ["FIELDS", "SimulatorEvent"]
 
 
 class SimulatorEvent(StrEnum):
     WhatIfAttached = "simulator:whatif:attached"
+
+
+FIELDS = declare(
+    SimulatorEvent,
+    {
+        SimulatorEvent.WhatIfAttached: Fields(
+            "whatif", "sha256", "policy", "jobs", "in_force", "proposed"
+        ),
+    },
+)
