@@ -37,6 +37,17 @@ class Settings(BaseModel):
         default=None, description="working directories of jobs (a shared file system for Slurm)"
     )
     local_slots: int = Field(default=0, ge=0, le=4096, description="local slots; 0: one per core")
+    sandbox: Literal["auto", "bwrap", "uid", "none"] = Field(
+        default="auto",
+        description="local: how jobs are kept from the facility (compute/sandbox.py); 'none' "
+        "runs only CL-1 work",
+    )
+    job_uid_base: int = Field(
+        default=2_000_000_000, ge=1000, le=4_000_000_000, description="local, root: first job uid"
+    )
+    job_uid_count: int = Field(
+        default=1_000_000, ge=1, le=100_000_000, description="local, as root: how many job uids"
+    )
     slurm_user: str = Field(
         default="cl-{project}",
         description="Unix user Slurm jobs run as: a name, or a template with {project}",

@@ -1,5 +1,9 @@
 """Opening a facility: its home directory, database (migrated), record signing key and
-session secret, and the first operator. `commonlab up` and the tests both start here."""
+session secret, and the first operator. `commonlab up` and the tests both start here.
+
+The home is the facility's alone: at every start it is locked down (keys, database and
+objects unreadable by any other user; see `_lock_down`), and the sandbox its local jobs run
+in is chosen, so that a job, untrusted code, sees nothing of it."""
 
 from __future__ import annotations
 
@@ -8,6 +12,12 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from commonlab.compute.sandbox import (
+    Isolation,
+    Sandbox,
+    jobs_reached_by_path,
+    lock_job_folders,
+)
 from commonlab.config import Settings
 from commonlab.db import Database
 from commonlab.errors import ConfigError
@@ -25,6 +35,8 @@ class Facility:
     db: Database
     signer: Signer
     session_secret: bytes
+    # How local jobs are kept from the facility (chosen at start; compute/sandbox.py).
+    isolation: Isolation
     # Tiles only grow, so one cache serves every request of this process. After restoring
     # a database backup, restart the process: its cache may hold tiles the backup lacks.
     proofs: ProofReader = field(default_factory=ProofReader)
@@ -45,14 +57,53 @@ def open_facility(settings: Settings) -> Facility:
     validate_policy_set()
     home = settings.home
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"COMMONLAB_HOME={home}: cannot create it ({exc.strerror})") from None
+    isolation = Sandbox.from_settings(settings).isolation
     db = Database(settings.db_url)
     migrate(db.engine)
     signer = _load_or_create_signer(settings)
     secret = _load_or_create_secret(home / "keys" / "session.key")
-    return Facility(settings=settings, db=db, signer=signer, session_secret=secret)
+    _lock_down(settings, passage=jobs_reached_by_path(settings, isolation))
+    return Facility(
+        settings=settings, db=db, signer=signer, session_secret=secret, isolation=isolation
+    )
+
+
+def _lock_down(settings: Settings, *, passage: bool) -> None:
+    """No other user reads anything of the home: it and everything in it are the facility's
+    alone (folders 0700, files 0600), the signing key too wherever it lives. Where a job's
+    own user must reach its folder by path (`passage`), the folders from the home down to
+    the jobs' let others through without listing them (0711), and each job's folder is its
+    own (compute/sandbox.py: lock_job_folders). Run at every start, so an older home is
+    brought to the rule as well."""
+    home = settings.home.resolve()
+    jobs = settings.jobs_path.resolve()
+    # Folders filled later are made now, so that none is ever born readable by others.
+    for folder in (jobs, home / "objects"):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    through: set[Path] = set()
+    if passage and jobs.is_relative_to(home):
+        through = {p for p in jobs.parents if p.is_relative_to(home)}
+    for folder in sorted(through | {home}):
+        os.chmod(folder, 0o711 if folder in through else 0o700)
+        for entry in folder.iterdir():
+            if entry.resolve() in through or entry.resolve() == jobs or entry.is_symlink():
+                continue
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+    if jobs.is_dir() and jobs.stat().st_uid == os.geteuid():
+        os.chmod(jobs, 0o711 if passage else 0o700)
+    lock_job_folders(jobs, traverse=passage)
+    key = settings.key_path
+    if key.stat().st_mode & 0o077:
+        try:
+            os.chmod(key, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"COMMONLAB_SIGNING_KEY_PATH={key}: others may read it, and it can't be made "
+                f"private ({exc.strerror}): chmod 600 it"
+            ) from None
 
 
 def _load_or_create_signer(settings: Settings) -> Signer:

@@ -31,6 +31,7 @@ from commonlab.compute.executor import (
 from commonlab.compute.local import LocalExecutor
 from commonlab.compute.models import Job, Partition
 from commonlab.compute.rules import JobState
+from commonlab.compute.sandbox import Sandbox
 from commonlab.config import Settings
 from commonlab.db import Database, utcnow
 from commonlab.identity import service as identity
@@ -47,7 +48,7 @@ def make_executor(settings: Settings) -> Executor:
         from commonlab.compute.slurm_executor import SlurmExecutor
 
         return SlurmExecutor()
-    return LocalExecutor(settings.local_slots or None)
+    return LocalExecutor(settings.local_slots or None, sandbox=Sandbox.from_settings(settings))
 
 
 class JobController:
@@ -298,4 +299,5 @@ class JobController:
             cpus=job.cpus,
             memory_gb=job.memory_gb,
             time_limit_minutes=job.time_limit_minutes,
+            level=job.level,
         )

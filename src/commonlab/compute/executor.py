@@ -54,6 +54,7 @@ class Handoff:
     cpus: int
     memory_gb: int
     time_limit_minutes: int
+    level: int  # its containment level: an executor that can't contain it refuses it
 
 
 @dataclass(frozen=True)

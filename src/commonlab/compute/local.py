@@ -1,5 +1,7 @@
 """The `local` executor, the embedded default: each job runs under a runner process
-(`runner.py`) in a session of its own, one CPU slot per core, in a working directory per job.
+(`runner.py`) in a session of its own, one CPU slot per core, in a working directory per job,
+its command in the sandbox chosen at start (`sandbox.py`): never as the facility's user where
+the machine allows better, and only CL-1 work where it does not.
 
 The executor keeps no state of its own: what a job is doing is read back from the files its
 runner writes, so a restart of commonlab finds every job again, finished or not.
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from commonlab.compute.executor import Handoff, Observed, Tracked
+from commonlab.compute.executor import ExecutorRefused, Handoff, Observed, Tracked
 from commonlab.compute.rules import JobState
-from commonlab.compute.runner import write_json
+from commonlab.compute.runner import open_private, write_json
+from commonlab.compute.sandbox import Isolation, Sandbox, choose
 
 __all__ = ["LocalExecutor"]
 
@@ -26,13 +29,22 @@ __all__ = ["LocalExecutor"]
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, slots: int | None = None) -> None:
+    def __init__(self, slots: int | None = None, *, sandbox: Sandbox | None = None) -> None:
         self.slots = slots or os.cpu_count() or 1
+        self.sandbox = sandbox or Sandbox(choose("auto"))
         # Runners this process started: polled so that finished ones are reaped, not zombies.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def submit(self, handoff: Handoff) -> str:
-        handoff.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.sandbox.isolation.isolates and handoff.level > 1:
+            raise ExecutorRefused(
+                f"CL-{handoff.level} work needs an isolated job, and this facility's local "
+                "executor runs jobs unisolated (no root, no working bubblewrap: single-user "
+                "laptop mode, CL-1 only); run it where jobs are sandboxed"
+            )
+        uid = self.sandbox.job_uid(handoff.workdir, handoff.job_id)
+        work = _prepare(handoff.workdir, uid, traverse=self.sandbox.isolation is Isolation.UID)
+        job = self.sandbox.for_job(work, uid)
         write_json(
             handoff.workdir / "spec.json",
             {
@@ -40,9 +52,11 @@ class LocalExecutor:
                 "command": handoff.command,
                 "env": handoff.env,
                 "time_limit_seconds": handoff.time_limit_minutes * 60,
+                "sandbox": job.prefix,
+                "uid": job.uid,
             },
         )
-        with open(handoff.workdir / "runner.log", "ab") as log:
+        with open_private(handoff.workdir / "runner.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "commonlab.compute.runner", str(handoff.workdir)],
                 stdin=subprocess.DEVNULL,
@@ -103,6 +117,19 @@ class LocalExecutor:
         if _alive(pid, job.workdir):
             # The runner stops the job's process group and writes the result itself.
             os.kill(pid, signal.SIGTERM)
+
+
+def _prepare(workdir: Path, uid: int | None, *, traverse: bool) -> Path:
+    """The job's folder is the facility's (its spec, logs and results; others may at most pass
+    through it to `work/` when the job must reach that by path); `work/` is the job's own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o711 if traverse else 0o700)
+    work = workdir / "work"
+    work.mkdir(exist_ok=True)
+    if uid is not None:
+        os.chown(work, uid, uid)
+    os.chmod(work, 0o700)
+    return work
 
 
 def _read(path: Path) -> dict[str, object] | None:

@@ -4,12 +4,15 @@ The local executor starts this in a session of its own, so it outlives a restart
 commonlab. It runs the job's command in its own process group, enforces the time limit, and
 writes what happened to files in the working directory, which is all the executor reads:
 
-    spec.json     what to run (written by the executor)
+    spec.json     what to run and in which sandbox (written by the executor)
     runner.json   the runner's pid and start time (the job is running)
     stdout.log    the command's standard output, stderr.log its standard error
     result.json   state, exit code, start, end, elapsed seconds (the job is over)
 
-Files are written to a temporary name and renamed, so a reader never sees half of one.
+Files are written to a temporary name and renamed, so a reader never sees half of one. The
+runner is the facility's process and keeps these files to itself (mode 0600); only the job's
+command runs sandboxed, as the job's uid where there is one (`sandbox.py`), writing to the
+logs through the descriptors it is given and to `work/`, the one folder it owns.
 """
 
 from __future__ import annotations
@@ -35,10 +38,30 @@ GRACE_SECONDS = 5.0
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` atomically; readable by this user only (a spec holds the job's token)."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
+    with open_private(tmp, "w", os.O_TRUNC) as fh:
         fh.write(json.dumps(data))
     os.replace(tmp, path)
+
+
+def open_private(path: Path, mode: str, flags: int = os.O_APPEND) -> Any:
+    """Open `path` for writing, created readable by this user only, never through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | flags, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def _end_everything_of(uid: int) -> None:
+    """SIGKILL every process of the job's uid: what escaped its process group (a daemon it
+    forked with setsid) must not outlive the job."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only signals and exits
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def _now() -> str:
@@ -66,7 +89,7 @@ def run(workdir: Path) -> int:
     started_at = _now()
     write_json(workdir / "runner.json", {"pid": os.getpid(), "started_at": started_at})
     work = workdir / "work"
-    work.mkdir(exist_ok=True)
+    uid = spec["uid"]
     # The facility's own `commonlab` (beside this Python) comes first, so that a job can
     # push what it made with the CLI of the facility that runs it.
     path = os.pathsep.join(
@@ -74,11 +97,11 @@ def run(workdir: Path) -> int:
     )
     env = {"PATH": path, "HOME": str(work), **spec["env"]}
     with (
-        open(workdir / "stdout.log", "ab") as out,
-        open(workdir / "stderr.log", "ab") as err,
+        open_private(workdir / "stdout.log", "ab") as out,
+        open_private(workdir / "stderr.log", "ab") as err,
     ):
         process = subprocess.Popen(
-            ["/bin/sh", "-c", spec["command"]],
+            [*spec["sandbox"], "/bin/sh", "-c", spec["command"]],
             cwd=work,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -102,6 +125,11 @@ def run(workdir: Path) -> int:
         # Children the command left behind in its group go with it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+    if uid is not None:
+        _end_everything_of(uid)
+        # Its outputs stay, out of reach of whichever job gets this uid next.
+        os.chown(work, os.getuid(), os.getgid())
+        os.chmod(work, 0o700)
     write_json(
         workdir / "result.json",
         {

@@ -1,0 +1,299 @@
+"""Finding 1 of issue 13, replayed: a job is untrusted code and tries to read the facility.
+
+On a live facility (a real port, the job controller running, real jobs in the sandbox this
+machine gives), job B of one project runs and holds a secret; then job A of another project
+tries what a hostile job would: read the signing key, the session secret, the database and a
+stored object under COMMONLAB_HOME, list the home, read B's spec (its token), B's files and
+B's environment in /proc, and kill B. Every attempt fails, nothing of the home changes, B runs
+on, and A's own token still works from inside A. Without any sandbox (laptop mode) only CL-1
+work runs. The same attack runs on the real Slurm
+(marked `slurm`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from commonlab.app import create_app
+from commonlab.artifacts.store import ObjectStore
+from commonlab.compute.models import Partition
+from commonlab.compute.sandbox import Isolation, bwrap_problem
+from commonlab.config import Settings
+from commonlab.facility import Facility, open_facility
+from commonlab.identity.service import bootstrap_operator
+from tests.cli.conftest import free_port
+from tests.compute.helpers import award_project, run_until
+from tests.helpers import auth
+from tests.security.isolation_helpers import running, unique_sleep
+
+
+def sandboxes_here() -> list[str]:
+    """The `sandbox` settings that isolate jobs on this machine (CI runs as root: both)."""
+    here = []
+    if not bwrap_problem():
+        here.append("bwrap")
+    if os.geteuid() == 0:
+        here.append("uid")
+    return here
+
+
+@dataclass
+class Lab:
+    url: str
+    operator: dict[str, str]
+    facility: Facility
+    settings: Settings
+
+    @property
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def wait(self, job_id: int, headers: dict[str, str], states: set[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + 60
+        while True:
+            job = self.api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+            if job["state"] in states:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} still {job['state']}: {job}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def facility_path() -> Iterator[Path]:
+    """A home any user could reach by path (pytest's tmp folders are 0700 root, which would
+    keep a job out whatever commonlab did): only the facility's own lock-down protects it."""
+    base = Path(tempfile.mkdtemp(prefix="commonlab-isolation-", dir="/var/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=sandboxes_here() or [pytest.param("-", marks=pytest.mark.skip)])
+def lab(request, facility_path) -> Iterator[Lab]:
+    """A live facility on a real port whose local jobs run in the sandbox of the param."""
+    settings = Settings(
+        home=facility_path / "home",
+        port=free_port(),
+        sandbox=request.param,
+        compute_poll_ms=100,
+        sequencer_interval_ms=5,
+    )
+    facility = open_facility(settings)
+    assert facility.isolation.isolates
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(facility), port=settings.port, log_level="warning", log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.05)
+    yield Lab(settings.base_url, auth(token or ""), facility, settings)
+    server.should_exit = True
+    thread.join(timeout=30)
+    facility.close()
+
+
+def submit(lab: Lab, project: Any, command: str, **fields: Any) -> int:
+    body = {"project": project.name, "command": command, "accelerator": "cpu", **fields}
+    made = lab.api.post("/api/v1/jobs", json=body, headers=project.pi_auth)
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+def attempt(name: str, command: str) -> str:
+    """A shell line that prints `READ <name>` and what it got if `command` succeeds."""
+    return (
+        f"if {command} > attempt.out 2>/dev/null; then echo 'READ {name}'; cat attempt.out; "
+        f"else echo 'DENIED {name}'; fi"
+    )
+
+
+def fingerprint(home: Path) -> dict[str, str]:
+    """Every file of the home but the jobs' and the live database's, by content."""
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and "jobs" not in p.parts and not p.name.startswith("commonlab.db")
+    }
+
+
+def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
+    home = lab.settings.home.resolve()
+    jobs = lab.settings.jobs_path.resolve()
+    victim = award_project(lab.api, lab.operator)
+    attacker = award_project(lab.api, lab.operator, found=False)
+    stored = ObjectStore(home / "objects").put_stream([b"a private dataset's bytes"])
+    obj = ObjectStore(home / "objects").path(stored.blake3)
+
+    sleeper = unique_sleep()
+    b = submit(lab, victim, f"echo only-b-knows > secret.txt; echo b-output; {sleeper}")
+    lab.wait(b, victim.pi_auth, {"running"})
+    deadline = time.monotonic() + 30
+    while not running(sleeper) or not (jobs / str(b) / "work" / "secret.txt").exists():
+        assert time.monotonic() < deadline, "job B never started its sleep"
+        time.sleep(0.05)
+    (b_pid,) = running(sleeper)
+    b_token = json.loads((jobs / str(b) / "spec.json").read_text())["env"]["COMMONLAB_TOKEN"]
+    secrets = {
+        "signing key": (home / "keys" / "record.key").read_text().strip(),
+        "session secret": (home / "keys" / "session.key").read_text().strip(),
+        "token of B": b_token,
+    }
+    before = fingerprint(home)
+
+    tries = {
+        "signing key": f"cat {home}/keys/record.key",
+        "session secret": f"cat {home}/keys/session.key",
+        "database": f"cat {home}/commonlab.db",
+        "stored object": f"cat {obj}",
+        "home listing": f"ls -A {home}",
+        "objects listing": f"ls -A {home}/objects",
+        "jobs listing": f"ls -A {jobs}",
+        "spec of B": f"cat {jobs}/{b}/spec.json",
+        "output of B": f"cat {jobs}/{b}/stdout.log",
+        "files of B": f"cat {jobs}/{b}/work/secret.txt",
+        "environment of B": f"cat /proc/{b_pid}/environ",
+        "processes of B": f"kill -9 {b_pid}",
+    }
+    own = 'curl -fsS -H "Authorization: Bearer $COMMONLAB_TOKEN" "$COMMONLAB_URL/api/v1/me"'
+    script = [attempt(name, command) for name, command in tries.items()]
+    # Every environment this job can see: its own token is there, never another job's.
+    script.append("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN= || true")
+    script.append(f"{own} > me.json && echo 'TOKEN WORKS' && cat me.json")
+    if lab.facility.isolation.namespaced:
+        # The facility's own `commonlab` runs in the sandbox too (the job-lineage journey).
+        script.append("commonlab whoami && echo 'CLI WORKS'")
+    a = submit(lab, attacker, "\n".join(script))
+    done = lab.wait(a, attacker.pi_auth, {"succeeded", "failed"})
+    out = lab.api.get(f"/api/v1/jobs/{a}/logs", headers=attacker.pi_auth).json()["text"]
+    out += (jobs / str(a) / "stderr.log").read_text()
+
+    assert done["state"] == "succeeded", out
+    assert "READ" not in out, out
+    assert all(f"DENIED {name}" in out for name in tries), out
+    assert not [name for name, secret in secrets.items() if secret in out], out
+    assert "TOKEN WORKS" in out and victim.name not in out.split("TOKEN WORKS")[1], out
+    if lab.facility.isolation.namespaced:
+        assert "CLI WORKS" in out, out
+    assert fingerprint(home) == before
+    assert running(sleeper) == [b_pid]
+    assert lab.wait(b, victim.pi_auth, {"running"})["state"] == "running"
+    cancelled = lab.api.post(f"/api/v1/jobs/{b}/cancel", headers=victim.pi_auth)
+    assert cancelled.status_code == 200, cancelled.text
+    lab.wait(b, victim.pi_auth, {"cancelled"})
+    assert not running(sleeper)
+
+
+def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facility_path):
+    """A home an older commonlab left readable (umask 022: files 0644, folders 0755) is the
+    facility's alone once it starts again; the folders down to the jobs' at most let others
+    pass through (0711), where a job's own user must reach its folder by path."""
+    home = lab.settings.home
+    old_job = home / "jobs" / "999"
+    (old_job / "work").mkdir(parents=True)
+    (old_job / "stdout.log").write_text("an old job's output")
+    (old_job / "result.json").write_text("{}")
+    for path in [home, *home.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    again = open_facility(lab.settings)
+    again.close()
+    passage = lab.settings.sandbox == "uid"
+    assert home.stat().st_mode & 0o777 == (0o711 if passage else 0o700)
+    for entry in home.iterdir():
+        if entry.name == "jobs":
+            assert entry.stat().st_mode & 0o777 == (0o711 if passage else 0o700)
+        else:
+            assert entry.stat().st_mode & 0o077 == 0, entry
+    assert old_job.stat().st_mode & 0o777 == (0o711 if passage else 0o700)
+    for entry in old_job.iterdir():
+        assert entry.stat().st_mode & 0o077 == 0, entry
+
+
+@pytest.fixture
+def laptop(tmp_path, database) -> Iterator[tuple[Any, TestClient, dict[str, str]]]:
+    """A facility whose local executor has no sandbox (no root, no bubblewrap), its one
+    partition raised to CL-2 as a council motion would."""
+    facility = open_facility(
+        Settings(home=tmp_path / "home", database_url=database, sandbox="none")
+    )
+    assert facility.isolation is Isolation.NONE
+    with facility.db.session() as session:
+        operator = auth(bootstrap_operator(session) or "")
+    app = create_app(facility, run_sequencer=False)
+    with TestClient(app) as client:
+        with facility.db.session() as db, db.begin():
+            db.execute(update(Partition).values(certified_level=2))
+        yield app, client, operator
+    facility.close()
+
+
+def test_without_a_sandbox_only_cl1_work_runs_and_nothing_is_charged(laptop):
+    app, client, operator = laptop
+    project = award_project(client, operator)
+    officer = client.post(
+        "/api/v1/people",
+        json={"name": "Safety Officer", "roles": ["safety_officer"]},
+        headers=operator,
+    ).json()
+    officer_auth = auth(client.post(
+        f"/api/v1/people/{officer['id']}/tokens", json={"scopes": ["admin"]}, headers=operator
+    ).json()["token"])  # fmt: skip
+    cleared = client.post(
+        f"/api/v1/people/{project.pi['id']}/clearances",
+        json={"level": 2, "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()},
+        headers=officer_auth,
+    )
+    assert cleared.status_code == 201, cleared.text
+    body = {"project": project.name, "command": "touch ran", "accelerator": "cpu"}
+    cl2 = client.post("/api/v1/jobs", json={**body, "level": "CL-2"}, headers=project.pi_auth)
+    assert cl2.status_code == 201, cl2.text
+    done = run_until(app.state.jobs, client, cl2.json()["id"], project.pi_auth, {"refused"})
+    assert "not isolated" in done["reason"] or "unisolated" in done["reason"]
+    assert "CL-1 only" in done["reason"]
+    assert not (app.state.jobs.settings.jobs_path / str(done["id"])).exists()
+    allocation = client.get(
+        f"/api/v1/allocations/{project.allocation_id}", headers=project.pi_auth
+    ).json()
+    assert Decimal(allocation["used"].get("cpu", 0)) == 0
+    assert Decimal(allocation["reserved"].get("cpu", 0)) == 0
+
+    cl1 = client.post("/api/v1/jobs", json=body, headers=project.pi_auth)
+    done = run_until(app.state.jobs, client, cl1.json()["id"], project.pi_auth, {"succeeded"})
+    assert done["state"] == "succeeded"
+
+
+def test_start_up_says_how_jobs_are_isolated(tmp_path):
+    """`commonlab up` names the isolation; laptop mode says plainly that jobs are not
+    isolated and only CL-1 work runs; a sandbox asked for and not available stops start-up."""
+    assert "NOT isolated" in Isolation.NONE.describe()
+    assert "CL-1" in Isolation.NONE.describe()
+    for isolation in (Isolation.BWRAP_UID, Isolation.UID, Isolation.BWRAP):
+        assert "NOT" not in isolation.describe()
+    if os.geteuid() != 0:
+        from commonlab.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="needs root"):
+            open_facility(Settings(home=tmp_path / "home", sandbox="uid"))
