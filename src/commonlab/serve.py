@@ -3,10 +3,13 @@ and serve the API and portal with uvicorn."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from rich.console import Console
 from rich.panel import Panel
 
-from commonlab.cli.client import Login, config_path, load_login, save_login
+from commonlab.cli.client import Login, config_path, load_saved_login, save_login
 from commonlab.config import load_settings
 from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
@@ -40,10 +43,12 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
                     title="try a job",
                 )
             )
-            # Printed unwrapped, so the token survives copy and paste.
+            # Printed unwrapped, so the token survives copy and paste; with this facility's
+            # URL and the full path of its CLI, so it works pasted anywhere, whatever login
+            # the shell has saved.
             console.print(
-                f"COMMONLAB_TOKEN={pi_token} commonlab job submit -p proj-1 --watch -- "
-                "'echo hello from the facility'",
+                f"COMMONLAB_URL={url} COMMONLAB_TOKEN={pi_token} {cli_path()} job submit "
+                "-p proj-1 --watch -- 'echo hello from the facility'",
                 soft_wrap=True,
                 highlight=False,
             )
@@ -64,10 +69,30 @@ def _announce_operator(console: Console, token: str, url: str) -> None:
             title="operator token",
         )
     )
-    # A newcomer's second shell should just work: save it as this user's CLI login
-    # unless the user already logged in somewhere else.
-    if load_login().token is None:
+    # A newcomer's second shell should just work: save it as this user's CLI login. A login
+    # saved for this same address belonged to an earlier facility (this one was just created,
+    # so no earlier token can work here): replace it. A login for another facility is kept,
+    # and the command for this one is printed in full.
+    saved = load_saved_login()
+    if saved is None or saved.url == url or saved.token is None:
         path = save_login(Login(url=url, token=token))
-        console.print(f"Saved as your CLI login in {path} (`commonlab whoami` to check).")
+        replaced = f" (it replaces the login for an earlier facility at {url})" if saved else ""
+        console.print(
+            f"Saved as your CLI login in {path}{replaced}: `{cli_path()} whoami` to check.",
+            soft_wrap=True,
+            highlight=False,
+        )
     else:
-        console.print(f"Your CLI login ({config_path()}) was left as it is.")
+        console.print(
+            f"Your CLI login ({config_path()}) names another facility, {saved.url}, and was "
+            f"kept. For this one: COMMONLAB_URL={url} COMMONLAB_TOKEN={token} {cli_path()} "
+            "whoami",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def cli_path() -> str:
+    """The full path of this installation's `commonlab`, so a printed command needs no PATH."""
+    beside = Path(sys.executable).parent / "commonlab"
+    return str(beside) if beside.exists() else "commonlab"

@@ -223,19 +223,27 @@ def test_watch_detects_a_tampered_tile(capsys, served, tmp_path):
     assert code == 1 and "signed root" in err
 
 
-def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
-    """The newcomer's path: `commonlab up --demo`, then `commonlab whoami` elsewhere."""
+@pytest.mark.parametrize("stale_login", ["this-address", "another-facility"])
+def test_up_demo_then_whoami_from_a_second_shell(tmp_path, stale_login):
+    """The newcomer's path: `commonlab up --demo`, then `commonlab whoami` elsewhere, and the
+    printed job command pasted as printed, on a machine where an old login is saved: for an
+    earlier facility at the same address, or for another facility."""
     from tests.cli.conftest import free_port
 
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "COMMONLAB_HOME": str(tmp_path / "home"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
     }
-    env.pop("COMMONLAB_CLI_CONFIG", None)
-    env.pop("COMMONLAB_TOKEN", None)
-    env.pop("COMMONLAB_URL", None)
+    for name in ("COMMONLAB_CLI_CONFIG", "COMMONLAB_TOKEN", "COMMONLAB_URL"):
+        env.pop(name, None)
+    old_url = url if stale_login == "this-address" else "https://facility.example.org"
+    login = tmp_path / "config" / "commonlab" / "cli.toml"
+    login.parent.mkdir(parents=True)
+    login.write_text(f'url = "{old_url}"\ntoken = "clab_from_an_earlier_life"\n')
     cli = [sys.executable, "-m", "commonlab.cli"]
     server = subprocess.Popen(
         [*cli, "up", "--demo", "--port", str(port)],
@@ -245,26 +253,51 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path):
         text=True,
     )
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 180  # a cold start seeds the demo; the machine is shared
+        while time.monotonic() < deadline and server.poll() is None:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                if httpx.get(f"{url}/api/v1/health").status_code == 200:
                     break
             except httpx.ConnectError:
-                time.sleep(0.1)
-        whoami = subprocess.run(
-            [*cli, "whoami", "--url", f"http://127.0.0.1:{port}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert whoami.returncode == 0, whoami.stderr
-        assert "Facility operator" in whoami.stdout
-        institutions = httpx.get(f"http://127.0.0.1:{port}/api/v1/institutions").json()
+                time.sleep(0.2)
+        institutions = httpx.get(f"{url}/api/v1/institutions").json()
         assert len(institutions["items"]) >= 5
+        printed = []  # what `up` printed before serving
+        while not any(" job submit -p proj-1 " in line for line in printed):
+            printed.append(server.stdout.readline())
+
+        def paste(command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["/bin/sh", "-c", command],
+                env={**env, "PATH": "/usr/bin:/bin"},  # not even `commonlab` on the PATH
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        if stale_login == "this-address":
+            # The dead login was replaced: a bare `whoami` reaches this facility.
+            whoami = subprocess.run(
+                [*cli, "whoami"], env=env, capture_output=True, text=True, timeout=60
+            )
+        else:
+            assert old_url in login.read_text()  # another facility's login is kept
+            (told,) = [line for line in printed if "For this one: " in line]
+            whoami = paste(told.split("For this one: ", 1)[1].strip())
+        assert whoami.returncode == 0 and "Facility operator" in whoami.stdout, whoami.stderr
+        # The PI's job command, pasted as printed, runs on this facility.
+        command = next(line for line in printed if " job submit -p proj-1 " in line).strip()
+        pasted = paste(command)
+        assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+        assert "hello from the facility" in pasted.stdout
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
+    output = "".join(printed) + output
     assert "operator token" in output and "clab_" in output
-    # The demo PI's command is printed whole on one line, ready to paste.
-    assert re.search(r"^COMMONLAB_TOKEN=clab_\S+ commonlab job submit -p proj-1 ", output, re.M)
+    # The demo PI's command is printed whole on one line, with this facility's URL.
+    assert re.search(
+        rf"^COMMONLAB_URL={url} COMMONLAB_TOKEN=clab_\S+ /\S+/commonlab job submit -p proj-1 ",
+        output,
+        re.M,
+    )

@@ -11,7 +11,15 @@ from typing import Any
 
 import httpx
 
-__all__ = ["CliError", "Client", "Login", "config_path", "load_login", "save_login"]
+__all__ = [
+    "CliError",
+    "Client",
+    "Login",
+    "config_path",
+    "load_login",
+    "load_saved_login",
+    "save_login",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -39,15 +47,27 @@ def config_path() -> Path:
     return base / "commonlab" / "cli.toml"
 
 
+def _read_saved() -> dict[str, Any]:
+    path = config_path()
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CliError(f"{path} is not valid TOML ({exc}): fix or delete it") from None
+
+
+def load_saved_login() -> Login | None:
+    """The login saved by `commonlab login` (or `up`), ignoring the environment."""
+    saved = _read_saved()
+    if not saved.get("url"):
+        return None
+    return Login(url=str(saved["url"]).rstrip("/"), token=saved.get("token") or None)
+
+
 def load_login(*, url: str | None = None, token: str | None = None) -> Login:
     """Flags win over COMMONLAB_URL / COMMONLAB_TOKEN, which win over the saved login."""
-    saved: dict[str, Any] = {}
-    path = config_path()
-    if path.exists():
-        try:
-            saved = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise CliError(f"{path} is not valid TOML ({exc}): fix or delete it") from None
+    saved = _read_saved()
     url = url or os.environ.get("COMMONLAB_URL") or saved.get("url") or DEFAULT_URL
     if token is None:
         token = os.environ.get("COMMONLAB_TOKEN")
