@@ -105,14 +105,17 @@ def test_home_explains_what_does_not_exist_yet(client):
     assert "No member states yet. States join by a recorded council vote" in _card(
         page, "Member states"
     )
-    assert "No accelerators registered yet" in _card(page, "Fleet")
+    # The embedded default registers this machine as the `local` partition: the card says so,
+    # as /fleet does (it used to claim an empty fleet beside a page that showed one).
+    fleet = client.get("/api/v1/fleet").json()
+    assert _card(page, "Fleet").startswith(f"{fleet['accelerators']} accelerator")
     assert "No projects yet" in _card(page, "Projects")
     assert "No institutions yet" in _card(page, "Institutions")
     assert "No countries yet" in _card(page, "Countries")
     assert "No accounts yet" in _card(page, "People")
     assert "Nothing signed yet" in _card(page, "Public record")
     # Empty states, not zeros pretending to be data.
-    assert 'class="stat-value"' not in page
+    assert page.count('class="stat-value"') == 1  # the fleet's
     assert "Institutions by kind" not in page
     # Nav: home, public record, sign in.
     for href in ('href="/"', 'href="/record"', 'href="/signin"'):
@@ -140,6 +143,30 @@ def test_home_counts_institutions_people_and_the_record(client, app, operator):
     assert "identity:institution:created" in page
     assert f'href="/record/entries/{size - 1}"' in page
     assert "No member states yet" in page  # later domains still say so
+
+
+def test_home_cards_agree_with_the_fleet_and_projects_pages(client, operator):
+    from tests.compute.helpers import award_project
+
+    client.put(
+        "/api/v1/fleet",
+        json={
+            "sites": [{"name": "bologna", "country": "IT"}],
+            "partitions": [
+                {"name": "booster", "site": "bologna", "accelerator": "H100", "nodes": 10,
+                 "accelerators_per_node": 4},
+            ],
+        },
+        headers=operator,
+    )  # fmt: skip
+    award_project(client, operator)
+    award_project(client, operator, found=False)
+    fleet = client.get("/api/v1/fleet").json()
+    page = client.get("/").text
+    assert _card(page, "Fleet").startswith(f"{fleet['accelerators']} accelerators")
+    assert f"{len(fleet['partitions'])} partitions at 2 sites" in _card(page, "Fleet")
+    assert _card(page, "Projects").startswith("2 active projects")
+    assert client.get("/projects").text.count('class="project-card"') == 2
 
 
 def test_pages_carry_no_script_and_a_strict_content_security_policy(client):

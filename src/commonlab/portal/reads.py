@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from commonlab.allocation import service as allocation
+from commonlab.compute import service as compute
 from commonlab.db import utcnow
 from commonlab.errors import NotFound
 from commonlab.governance import service as governance
@@ -105,6 +107,12 @@ class Facts:
     head: RecordHead | None
     recent: list[EntryRow]
     members: list[MemberOut]
+    fleet: dict[str, Any]  # compute's public fleet overview: partitions, accelerators, use
+    projects: int  # active awarded projects (at most PROJECTS_COUNTED)
+
+
+# The home page counts projects up to this many ("200+" beyond): a glance, not a census.
+PROJECTS_COUNTED = 200
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,8 @@ def facility_facts(db: Session, *, recent: int = 5) -> Facts:
         head=record_head(db),
         recent=record_page(db, limit=recent).rows,
         members=governance.member_views(db, PUBLIC),
+        fleet=compute.fleet_overview(db, PUBLIC),
+        projects=len(allocation.awarded_projects(db, PUBLIC, limit=PROJECTS_COUNTED)),
     )
 
 

@@ -122,7 +122,15 @@ def render_page(
 def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
     facts = reads.facility_facts(db)
     chart = row_chart(facts.institutions_by_kind)
-    return render_page(request, viewer, "home.html", nav="home", facts=facts, kind_chart=chart)
+    return render_page(
+        request,
+        viewer,
+        "home.html",
+        nav="home",
+        facts=facts,
+        kind_chart=chart,
+        projects_counted=reads.PROJECTS_COUNTED,
+    )
 
 
 # Sign-in ------------------------------------------------------------------------------------
