@@ -3,6 +3,7 @@ and serve the API and portal with uvicorn."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from rich.panel import Panel
 
 from commonlab.cli.client import Login, config_path, load_saved_login, save_login
 from commonlab.config import load_settings
-from commonlab.facility import open_facility
+from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
 
 __all__ = ["serve"]
@@ -23,6 +24,9 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
     from commonlab.app import create_app
 
     settings = load_settings(host=host, port=port)
+    # Whatever the facility writes from now on (objects, job folders, the database's journal)
+    # is born readable by this user only: a job must never read it (docs/compute.md).
+    os.umask(0o077)
     facility = open_facility(settings)
     url = settings.base_url
     with facility.db.session() as session:
@@ -58,7 +62,17 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
         f"home {settings.home.resolve()}, database {settings.db_url.split('://')[0]}, "
         f"executor {settings.executor}"
     )
+    console.print(_isolation_line(facility), highlight=False)
     uvicorn.run(create_app(facility), host=settings.host, port=settings.port, log_level="info")
+
+
+def _isolation_line(facility: Facility) -> str:
+    """How jobs are kept from the facility, said at every start; plainly when they are not."""
+    settings = facility.settings
+    if settings.executor == "slurm":
+        return f"jobs run on Slurm as {settings.slurm_user}, never as this facility's user"
+    line = f"local jobs: {facility.isolation.describe()}"
+    return line if facility.isolation.isolates else f"[bold yellow]{line}[/bold yellow]"
 
 
 def _announce_operator(console: Console, token: str, url: str) -> None:

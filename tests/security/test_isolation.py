@@ -286,14 +286,23 @@ def test_without_a_sandbox_only_cl1_work_runs_and_nothing_is_charged(laptop):
 
 
 def test_start_up_says_how_jobs_are_isolated(tmp_path):
-    """`commonlab up` names the isolation; laptop mode says plainly that jobs are not
-    isolated and only CL-1 work runs; a sandbox asked for and not available stops start-up."""
-    assert "NOT isolated" in Isolation.NONE.describe()
-    assert "CL-1" in Isolation.NONE.describe()
-    for isolation in (Isolation.BWRAP_UID, Isolation.UID, Isolation.BWRAP):
-        assert "NOT" not in isolation.describe()
-    if os.geteuid() != 0:
-        from commonlab.errors import ConfigError
+    """`commonlab up` names the isolation at every start; laptop mode says plainly that jobs
+    are not isolated and only CL-1 work runs; a sandbox asked for and not available here
+    stops start-up with one line."""
+    from commonlab.errors import ConfigError
+    from commonlab.serve import _isolation_line
 
+    laptop = open_facility(Settings(home=tmp_path / "laptop", sandbox="none"))
+    line = _isolation_line(laptop)
+    laptop.close()
+    assert "jobs are NOT isolated" in line and "only CL-1 work runs here" in line
+    if sandboxes_here():
+        chosen = open_facility(Settings(home=tmp_path / "lab"))
+        assert chosen.isolation.isolates and "NOT" not in _isolation_line(chosen)
+        assert "sandboxed" in _isolation_line(chosen) or "uid of their own" in _isolation_line(
+            chosen
+        )
+        chosen.close()
+    if os.geteuid() != 0:
         with pytest.raises(ConfigError, match="needs root"):
-            open_facility(Settings(home=tmp_path / "home", sandbox="uid"))
+            open_facility(Settings(home=tmp_path / "x", sandbox="uid"))
