@@ -96,7 +96,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.PersonUpdate: Scope.WRITE,
     Action.PersonRead: Scope.READ,
     Action.PersonList: Scope.READ,
-    Action.PersonManage: Scope.ADMIN,
+    Action.PersonManage: Scope.WRITE,
     Action.RoleGrant: Scope.ADMIN,
     Action.RoleRevoke: Scope.ADMIN,
     Action.TokenIssue: Scope.WRITE,
