@@ -168,8 +168,11 @@ def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
     assert code == 0, err
 
     python = shlex.quote(sys.executable)
+    # A job sees nothing of this machine but its own folder (docs/compute.md): it reads its
+    # input through the facility, with its own token.
     command = (
-        f"cp {shlex.quote(str(data / 'corpus.jsonl'))} . && {python} -c {shlex.quote(TRAIN)}"
+        f"commonlab dataset pull {project.name}/corpus data && cp data/corpus.jsonl . && "
+        f"{python} -c {shlex.quote(TRAIN)}"
         f" && commonlab model push model --repo {project.name}/tiny --stamp"
     )
     code, out, err = run(
