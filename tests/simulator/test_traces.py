@@ -135,6 +135,15 @@ def test_stacking_and_rate_scaling_are_reported(tmp_path: Path) -> None:
     assert (workload.submit[1:] >= workload.submit[:-1]).all()
 
 
+def test_a_workload_too_small_for_its_load_is_refused(tmp_path: Path) -> None:
+    """20 jobs cannot fill 100,000 accelerators: squeezing their arrivals would simulate an
+    idle facility and attach a meaningless what-if to a motion."""
+    rows = "".join(f"{i},t{i % 3},{i * 10},100,1,,0,\n" for i in range(20))
+    trace = load_trace(write(tmp_path, "jobs.csv", PLAIN + rows))
+    with pytest.raises(InvalidInput, match=r"20 jobs cannot offer a load of 1.1 on 100,000 "):
+        build_workload([trace], pools=["a"], load=1.1, accelerators=100_000)
+
+
 def test_regulation_shares_must_sum_to_100(tmp_path: Path) -> None:
     document = {
         "regulation": {

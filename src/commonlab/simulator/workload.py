@@ -238,6 +238,15 @@ def build_workload(
         if not accelerators or load <= 0:
             raise InvalidInput("--load needs a positive load and a fleet with accelerators")
         factor, reached = _rate_factor(columns, load=load, accelerators=accelerators)
+        if reached < load / 2:
+            # Even submitted all at once the jobs cannot keep the fleet half as busy as asked:
+            # such a run measures an idle facility and says nothing about the question.
+            enough = int(len(columns["submit"]) * load / max(reached, 1e-12)) + 1
+            raise InvalidInput(
+                f"{len(columns['submit']):,} jobs cannot offer a load of {load:g} on "
+                f"{accelerators:,} accelerators (at most {reached:.2f}, even all submitted at "
+                f"once): give --jobs {enough:,} or more, or a smaller fleet"
+            )
         columns["submit"] = columns["submit"] * factor
         window = float(columns["submit"][-1])
         how.append(
