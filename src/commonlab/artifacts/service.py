@@ -641,7 +641,8 @@ def commit_version(
         db.add(version)
         db.flush()
         db.add_all(VersionFile(version_id=version.id, **f) for f in files)
-        for source, relation in [*sources, *_read_lineage(repo, read, sources)]:
+        edges = [*sources, *_read_lineage(repo, read, sources)]
+        for source, relation in edges:
             db.add(
                 LineageEdge(version_id=version.id, source_id=source.id, relation=relation, job=job)
             )
@@ -668,7 +669,7 @@ def commit_version(
             "bytes": version.total_bytes,
             "level": Level(repo.level).label,
         }
-        clear, committed = _publication_details(repo, licenses, req, sources)
+        clear, committed = _publication_details(repo, licenses, job, edges)
         record.append(
             db,
             event,
@@ -683,20 +684,21 @@ def commit_version(
 
 
 def _publication_details(
-    repo: Repo, licenses: list[str], req: VersionCreate, sources: list[tuple[Version, Relation]]
+    repo: Repo, licenses: list[str], job: str | None, edges: list[tuple[Version, Relation]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A new version's licences, lineage and job as its entry says them: (in clear, committed).
+    """A new version's licences, lineage (named and read) and job as its entry says them:
+    (in clear, committed).
 
     A non-public version commits to all of it. A public one names its public sources and
     commits to the others (`lineage_private`): the record cannot be redacted, so the name of
     a source that is not public never enters it in clear."""
-    lineage = [f"{item.relation}:{item.ref}" for item in req.lineage]
-    details = {"licenses": licenses, "lineage": lineage, "job": req.job}
+    lineage = [f"{relation}:{_ref(source)}" for source, relation in edges]
+    details = {"licenses": licenses, "lineage": lineage, "job": job}
     if not _public(repo):
         return {}, details
     shown: list[str] = []
     withheld: list[str] = []
-    for ref, (source, _) in zip(lineage, sources, strict=True):
+    for ref, (source, _) in zip(lineage, edges, strict=True):
         (shown if _public(source.repo) else withheld).append(ref)
     return {**details, "lineage": shown}, ({"lineage_private": withheld} if withheld else {})
 
