@@ -12,13 +12,15 @@ work runs. The same attack runs on the real Slurm
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,7 @@ from sqlalchemy import update
 
 from commonlab.app import create_app
 from commonlab.artifacts.store import ObjectStore
+from commonlab.compute.accounts import project_account
 from commonlab.compute.models import Partition
 from commonlab.compute.sandbox import Isolation, bwrap_problem
 from commonlab.config import Settings
@@ -86,18 +89,10 @@ def facility_path() -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=sandboxes_here() or [pytest.param("-", marks=pytest.mark.skip)])
-def lab(request, facility_path) -> Iterator[Lab]:
-    """A live facility on a real port whose local jobs run in the sandbox of the param."""
-    settings = Settings(
-        home=facility_path / "home",
-        port=free_port(),
-        sandbox=request.param,
-        compute_poll_ms=100,
-        sequencer_interval_ms=5,
-    )
+@contextlib.contextmanager
+def serve(settings: Settings) -> Iterator[Lab]:
+    """A live facility on a real port, its job controller running: jobs reach it over HTTP."""
     facility = open_facility(settings)
-    assert facility.isolation.isolates
     with facility.db.session() as session:
         token = bootstrap_operator(session)
     server = uvicorn.Server(
@@ -110,10 +105,27 @@ def lab(request, facility_path) -> Iterator[Lab]:
     while not server.started:
         assert thread.is_alive()
         time.sleep(0.05)
-    yield Lab(settings.base_url, auth(token or ""), facility, settings)
-    server.should_exit = True
-    thread.join(timeout=30)
-    facility.close()
+    try:
+        yield Lab(settings.base_url, auth(token or ""), facility, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        facility.close()
+
+
+@pytest.fixture(params=sandboxes_here() or [pytest.param("-", marks=pytest.mark.skip)])
+def lab(request, facility_path) -> Iterator[Lab]:
+    """A live facility whose local jobs run in the sandbox of the param."""
+    settings = Settings(
+        home=facility_path / "home",
+        port=free_port(),
+        sandbox=request.param,
+        compute_poll_ms=100,
+        sequencer_interval_ms=5,
+    )
+    with serve(settings) as lab:
+        assert lab.facility.isolation.isolates
+        yield lab
 
 
 def submit(lab: Lab, project: Any, command: str, **fields: Any) -> int:
@@ -141,10 +153,16 @@ def fingerprint(home: Path) -> dict[str, str]:
 
 
 def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
-    home = lab.settings.home.resolve()
-    jobs = lab.settings.jobs_path.resolve()
     victim = award_project(lab.api, lab.operator)
     attacker = award_project(lab.api, lab.operator, found=False)
+    attack(lab, victim, attacker, cli=lab.facility.isolation.namespaced)
+
+
+def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
+    """Job B of `victim` runs and holds a secret; job A of `attacker` tries to read the
+    facility and B, and to kill B. Nothing succeeds, nothing changes, A's token works."""
+    home = lab.settings.home.resolve()
+    jobs = lab.settings.jobs_path.resolve()
     stored = ObjectStore(home / "objects").put_stream([b"a private dataset's bytes"])
     obj = ObjectStore(home / "objects").path(stored.blake3)
 
@@ -156,7 +174,7 @@ def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
         assert time.monotonic() < deadline, "job B never started its sleep"
         time.sleep(0.05)
     (b_pid,) = running(sleeper)
-    b_token = json.loads((jobs / str(b) / "spec.json").read_text())["env"]["COMMONLAB_TOKEN"]
+    b_token = _environ(b_pid)["COMMONLAB_TOKEN"]
     secrets = {
         "signing key": (home / "keys" / "record.key").read_text().strip(),
         "session secret": (home / "keys" / "session.key").read_text().strip(),
@@ -183,7 +201,7 @@ def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
     # Every environment this job can see: its own token is there, never another job's.
     script.append("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN= || true")
     script.append(f"{own} > me.json && echo 'TOKEN WORKS' && cat me.json")
-    if lab.facility.isolation.namespaced:
+    if cli:
         # The facility's own `commonlab` runs in the sandbox too (the job-lineage journey).
         script.append("commonlab whoami && echo 'CLI WORKS'")
     a = submit(lab, attacker, "\n".join(script))
@@ -196,7 +214,7 @@ def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
     assert all(f"DENIED {name}" in out for name in tries), out
     assert not [name for name, secret in secrets.items() if secret in out], out
     assert "TOKEN WORKS" in out and victim.name not in out.split("TOKEN WORKS")[1], out
-    if lab.facility.isolation.namespaced:
+    if cli:
         assert "CLI WORKS" in out, out
     assert fingerprint(home) == before
     assert running(sleeper) == [b_pid]
@@ -204,7 +222,15 @@ def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
     cancelled = lab.api.post(f"/api/v1/jobs/{b}/cancel", headers=victim.pi_auth)
     assert cancelled.status_code == 200, cancelled.text
     lab.wait(b, victim.pi_auth, {"cancelled"})
-    assert not running(sleeper)
+    deadline = time.monotonic() + 30
+    while running(sleeper):
+        assert time.monotonic() < deadline, "job B's processes outlived its cancel"
+        time.sleep(0.1)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facility_path):
@@ -230,6 +256,64 @@ def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facili
     assert old_job.stat().st_mode & 0o777 == (0o711 if passage else 0o700)
     for entry in old_job.iterdir():
         assert entry.stat().st_mode & 0o077 == 0, entry
+
+
+@pytest.fixture
+def slurm_lab(slurm_cluster, facility_path) -> Iterator[tuple[Lab, Any, Any]]:
+    """A live facility on the real Slurm whose two projects run as Unix users of their own
+    (the site's `cl-{project}` scheme), its jobs' folders in its home: a victim and an
+    attacker project, their accounts synced."""
+    nonce = uuid.uuid4().hex[:6]
+    settings = Settings(
+        home=facility_path / "home",
+        port=free_port(),
+        executor="slurm",
+        slurm_user=f"c{nonce}-{{project}}",
+        slurm_account_prefix=f"t{nonce}-",
+        compute_poll_ms=200,
+        sequencer_interval_ms=5,
+    )
+    users: list[str] = []
+    with serve(settings) as lab:
+        fleet = {
+            "sites": [{"name": "here", "country": "IT"}],
+            "partitions": [
+                {
+                    "name": slurm_cluster.partition,
+                    "site": "here",
+                    "accelerator": "cpu",
+                    "nodes": 1,
+                    "accelerators_per_node": slurm_cluster.cpus,
+                    "cpus_per_node": slurm_cluster.cpus,
+                    "memory_gb_per_node": 8,
+                }
+            ],
+        }
+        assert lab.api.put("/api/v1/fleet", json=fleet, headers=lab.operator).status_code == 200
+        victim = award_project(lab.api, lab.operator)
+        attacker = award_project(lab.api, lab.operator, found=False)
+        try:
+            for project in (victim, attacker):
+                users.append(settings.slurm_user.format(project=project.name))
+                nologin = ["--no-create-home", "--shell", "/usr/sbin/nologin"]
+                subprocess.run(["useradd", "--system", *nologin, users[-1]], check=True)
+            synced = lab.api.post("/api/v1/fleet/accounts/sync", json={}, headers=lab.operator)
+            assert synced.status_code == 200, synced.text
+            yield lab, victim, attacker
+        finally:
+            for project in (victim, attacker):
+                account = project_account(project.name, settings.slurm_account_prefix)
+                subprocess.run(["scancel", f"--account={account}"], check=False, timeout=30)
+            for user in users:
+                subprocess.run(["userdel", user], check=False, timeout=30)
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_reads_nothing_of_the_facility_nor_of_another_project(slurm_lab):
+    """The same attack on the real Slurm: each project's jobs run as its own Unix user, in a
+    folder only that user may enter, under a home locked down to the facility."""
+    lab, victim, attacker = slurm_lab
+    attack(lab, victim, attacker, cli=False)
 
 
 @pytest.fixture

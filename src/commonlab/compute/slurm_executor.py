@@ -1,6 +1,7 @@
 """The `slurm` executor: jobs go to a real Slurm with `sbatch --parsable` under their project's
 account (so Slurm itself enforces budgets and fair share), run as the site's Unix user for
-the project (never commonlab's own account), and are read back from Slurm's accounting.
+the project (never root, never commonlab's own account: commonlab submits as root with
+`--uid`), in a folder only that user may enter, and are read back from Slurm's accounting.
 
 What a job is charged comes from `sacct`: elapsed time times the accelerators Slurm allocated
 (GPUs for an accelerator class, CPUs for a CPU partition).
@@ -87,12 +88,20 @@ class SlurmExecutor:
             ) from None
         if user.pw_uid == 0:
             raise ExecutorRefused("jobs never run as root: set slurm_user to a service account")
-        handoff.workdir.mkdir(parents=True, exist_ok=True)
+        if os.getuid() != 0:
+            # Only root may ask Slurm for another uid: the job would run as commonlab itself.
+            raise ExecutorRefused(
+                "commonlab does not run as root, so Slurm would run the job as commonlab's own "
+                "user, who can read the facility's home: run commonlab as root (it submits "
+                f"with --uid of {handoff.run_as})"
+            )
         work = handoff.workdir / "work"
-        work.mkdir(exist_ok=True)
-        if os.getuid() == 0:
-            for path in (handoff.workdir, work):
-                os.chown(path, user.pw_uid, user.pw_gid)
+        # The job's folder is its run-as user's alone: another project's user (and so its
+        # jobs) can't read its files, its logs or what it writes.
+        for path in (handoff.workdir, work):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chown(path, user.pw_uid, user.pw_gid)
+            os.chmod(path, 0o700)
         script = f"#!/bin/sh\ncd {shlex.quote(str(work))} || exit 1\n{handoff.command}\n"
         gpus = 0 if handoff.accelerator in CPU_CLASSES else handoff.accelerators
         try:
@@ -108,8 +117,8 @@ class SlurmExecutor:
                 workdir=handoff.workdir,
                 stdout=handoff.workdir / "stdout.log",
                 stderr=handoff.workdir / "stderr.log",
-                uid=user.pw_uid if os.getuid() == 0 else None,
-                gid=user.pw_gid if os.getuid() == 0 else None,
+                uid=user.pw_uid,
+                gid=user.pw_gid,
                 comment=handoff.name,
                 environment=handoff.env,
             )
