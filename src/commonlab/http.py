@@ -51,7 +51,6 @@ ERROR_RESPONSES = {
     422: "Invalid input: `errors` names each field and what to fix",
     503: "Database busy: retry shortly",
 }
-SESSION_COOKIE = "commonlab_session"
 
 
 class ProblemField(BaseModel):
@@ -309,15 +308,16 @@ def bearer_token(request: Request) -> str | None:
 
 def _principal(request: Request, db: DbSession) -> Principal:
     from commonlab.identity.service import authenticate
-    from commonlab.portal.session import require_api_csrf, token_from_cookie
+    from commonlab.portal.session import raw_session, require_api_csrf, session_principal
 
     token = bearer_token(request)
-    if token is None and (token := token_from_cookie(request)) is not None:
-        # A browser sends the cookie on any site's request: changes need the CSRF token too.
-        require_api_csrf(request)
-    if token is None:
+    if token is not None:
+        return authenticate(db, token)
+    if raw_session(request) is None:
         return PUBLIC
-    return authenticate(db, token)
+    # A browser sends the cookie on any site's request: changes need the CSRF token too.
+    require_api_csrf(request)
+    return session_principal(db, request) or PUBLIC
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

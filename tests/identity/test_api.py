@@ -538,9 +538,11 @@ def test_every_identity_change_writes_exactly_one_entry(client, app, operator):
 def test_a_browser_cookie_cannot_change_anything_through_the_api_without_csrf(
     client, app, operator_token, facility
 ):
-    from commonlab.portal.session import SESSION_COOKIE, csrf_token, session_value
+    from commonlab.identity.service import authenticate
+    from commonlab.portal.session import SESSION_COOKIE, csrf_token, start_session
 
-    cookie = session_value(facility.session_secret, operator_token)
+    with facility.db.session() as db:
+        cookie = start_session(db, authenticate(db, operator_token))
     client.cookies.set(SESSION_COOKIE, cookie)
     assert client.get("/api/v1/me").json()["authenticated"] is True
     refused = client.post("/api/v1/institutions", json=NAIROBI)

@@ -1,17 +1,28 @@
-"""The portal's sign-in session: the API token in a signed, HttpOnly, SameSite cookie, and
-a CSRF token bound to it for every form (and, for scripts, the X-CSRF-Token header)."""
+"""The portal's sign-in session: an opaque random id in an HttpOnly, SameSite cookie,
+naming a session kept on the server (portal_sessions) that expires there and ends at
+sign-out; and a CSRF token bound to it for every form (and the X-CSRF-Token header).
+
+The API token a person signs in with never goes into the cookie: a copied cookie is worth
+one session at most, and nothing once that session has ended.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
+import secrets
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from commonlab.errors import AccessDenied
+from commonlab.db import utcnow
+from commonlab.errors import AccessDenied, Unauthenticated
+from commonlab.identity import service as identity
+from commonlab.identity.principal import Principal
+from commonlab.portal.models import PortalSession
 
 __all__ = [
     "CSRF_HEADER",
@@ -22,10 +33,11 @@ __all__ = [
     "cookie_max_age",
     "csrf_matches",
     "csrf_token",
+    "end_session",
     "raw_session",
     "require_api_csrf",
-    "session_value",
-    "token_from_cookie",
+    "session_principal",
+    "start_session",
 ]
 
 SESSION_COOKIE = "commonlab_session"
@@ -33,28 +45,71 @@ CSRF_HEADER = "X-CSRF-Token"
 # A browser session outlives no working day, whatever the token's own expiry.
 SESSION_MAX_AGE = 12 * 60 * 60
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_SALT = "commonlab.portal.session"
 
 
-def _serializer(secret: bytes) -> URLSafeSerializer:
-    return URLSafeSerializer(secret, salt=_SALT)
+def _sha256(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
 
 
-def session_value(secret: bytes, token: str) -> str:
-    return _serializer(secret).dumps({"t": token})
+def start_session(db: Session, principal: Principal, *, now: datetime | None = None) -> str:
+    """Open a session for a principal who just proved a token; the id for the cookie.
+
+    A fresh random id at every sign-in (so no id chosen by someone else is ever adopted),
+    expiring on the server after a working day or with the token, whichever comes first.
+    """
+    assert principal.person_id is not None and principal.token_id is not None
+    now = now or utcnow()
+    session_id = secrets.token_urlsafe(32)
+    lifetime = cookie_max_age(principal.token_expires_at, now)
+    with db.begin():
+        db.add(
+            PortalSession(
+                id_sha256=_sha256(session_id),
+                person_id=principal.person_id,
+                token_id=principal.token_id,
+                created_at=now,
+                expires_at=now + timedelta(seconds=lifetime),
+            )
+        )
+    return session_id
 
 
-def token_from_cookie(request: Request) -> str | None:
-    """The token of a signed-in browser, or None. A forged or stale cookie is ignored."""
-    raw = request.cookies.get(SESSION_COOKIE)
-    if not raw:
+def session_principal(
+    db: Session, request: Request, *, now: datetime | None = None
+) -> Principal | None:
+    """The principal of this browser's live session; None when it sends no session cookie.
+
+    Raises Unauthenticated, saying why, when the cookie names no live session (unknown,
+    ended at sign-out, expired) or the session's token no longer works.
+    """
+    session_id = raw_session(request)
+    if session_id is None:
         return None
-    try:
-        data = _serializer(request.app.state.facility.session_secret).loads(raw)
-    except BadSignature:
-        return None
-    token = data.get("t") if isinstance(data, dict) else None
-    return token if isinstance(token, str) else None
+    now = now or utcnow()
+    with db.begin():
+        row = db.scalar(select(PortalSession).where(PortalSession.id_sha256 == _sha256(session_id)))
+        if row is None:
+            raise Unauthenticated("this browser's sign-in is not valid here: sign in again")
+        if row.ended_at is not None:
+            raise Unauthenticated("this sign-in was ended by signing out: sign in again")
+        if row.expires_at <= now:
+            raise Unauthenticated("this sign-in has expired: sign in again")
+        token_id = row.token_id
+    return identity.authenticate_token_id(db, token_id, now=now)
+
+
+def end_session(db: Session, request: Request, *, now: datetime | None = None) -> None:
+    """End this browser's session on the server: its cookie, replayed, signs no one in."""
+    session_id = raw_session(request)
+    if session_id is None:
+        return
+    with db.begin():
+        db.execute(
+            update(PortalSession)
+            .where(PortalSession.id_sha256 == _sha256(session_id))
+            .where(PortalSession.ended_at.is_(None))
+            .values(ended_at=now or utcnow())
+        )
 
 
 def csrf_token(secret: bytes, session: str | None) -> str:
@@ -118,7 +173,7 @@ def require_api_csrf(request: Request) -> None:
 
 
 def cookie_max_age(token_expires_at: datetime | None, now: datetime) -> int:
-    """Seconds the session cookie may live: never past the token's expiry, at most a day's work."""
+    """Seconds a session may live: never past the token's expiry, at most a day's work."""
     if token_expires_at is None:
         return SESSION_MAX_AGE
     left = int((token_expires_at - now).total_seconds())

@@ -29,9 +29,10 @@ from commonlab.portal.session import (
     cookie_max_age,
     csrf_matches,
     csrf_token,
+    end_session,
     raw_session,
-    session_value,
-    token_from_cookie,
+    session_principal,
+    start_session,
 )
 from commonlab.portal.templating import STATIC_DIR, render
 from commonlab.record import log
@@ -67,14 +68,11 @@ class Viewer:
 def _viewer(request: Request, db: DbSession) -> Viewer:
     session = raw_session(request)
     csrf = csrf_token(request.app.state.facility.session_secret, session)
-    token = token_from_cookie(request)
-    if token is None:
-        ended = "this browser's sign-in is not valid here" if session else None
-        return Viewer(PUBLIC, session, csrf, ended)
     try:
-        return Viewer(identity.authenticate(db, token), session, csrf)
+        principal = session_principal(db, request)
     except Unauthenticated as exc:
         return Viewer(PUBLIC, session, csrf, exc.message)
+    return Viewer(principal or PUBLIC, session, csrf)
 
 
 CurrentViewer = Annotated[Viewer, Depends(_viewer)]
@@ -164,10 +162,12 @@ def signin(
             request, viewer, "signin.html", status=401, nav="signin", error=exc.message
         )
     facility = request.app.state.facility
+    end_session(db, request)  # a session this browser held before ends here
+    session_id = start_session(db, principal)
     response = RedirectResponse("/me", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(facility.session_secret, token),
+        session_id,
         max_age=cookie_max_age(principal.token_expires_at, utcnow()),
         path="/",
         httponly=True,
@@ -178,7 +178,8 @@ def signin(
 
 
 @router.post("/signout")
-def signout(request: Request, _: CheckedForm) -> Response:
+def signout(request: Request, db: DbSession, _: CheckedForm) -> Response:
+    end_session(db, request)  # on the server: the cookie, replayed, signs no one in
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE,
