@@ -1,8 +1,10 @@
 """Identity administration from the command line: institutions, people, roles, tokens,
-clearances. Each command is one API call and a rendering of its answer."""
+clearances. Each command is one API call and a rendering of its answer, except
+`admin recover`, which works on the facility's own machine without any token."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,6 +23,9 @@ person = typer.Typer(help="People and their accounts.")
 role = typer.Typer(help="Grant and revoke roles.")
 token = typer.Typer(help="API tokens: issue (shown once), list, revoke.")
 clearance = typer.Typer(help="Containment clearances: grant, list, revoke.")
+facility_admin = typer.Typer(
+    help="On the facility's own machine, with its home: recover operator access."
+)
 
 
 def _client(url: str | None) -> Client:
@@ -220,6 +225,72 @@ def clearance_revoke(clearance_id: int, url: Url = None, as_json: Json = False) 
     _show(row, as_json, CLEARANCE_COLUMNS, "Clearance")
 
 
+@facility_admin.command("recover")
+def admin_recover(
+    person_id: Annotated[
+        int | None,
+        typer.Option("--person", help="give the token to this person (made an active operator)"),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="the name of the operator created when there is none")
+    ] = "Facility operator",
+) -> None:
+    """Issue a new operator admin token when no operator can act any more.
+
+    Run it on the facility's machine as the user that runs it, with the same COMMONLAB_HOME
+    (or COMMONLAB_CONFIG) as `commonlab up`: it opens the facility's home and database
+    directly. The token is printed once; its issue is on the public record."""
+    from commonlab.identity.service import recover_operator
+    from commonlab.record.sequencer import sequence
+
+    facility = _open_facility_home()
+    try:
+        with facility.db.session() as session:
+            person, secret = recover_operator(session, person_id=person_id, name=name)
+            pseudonym = person.pseudonym
+        with facility.db.session() as session:
+            sequence(session, facility.signer)  # signed into the record now, not at next start
+    finally:
+        facility.close()
+    console.print(
+        f"Issued an operator admin token to {pseudonym} (valid 365 days). "
+        "The issue is on the public record. Copy it now; it is not shown again:"
+    )
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+def _open_facility_home() -> Any:
+    """The facility whose home this machine holds, opened as `commonlab up` opens it; a
+    CliError saying what is missing when there is none (never a new, empty facility)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from commonlab.config import load_settings
+    from commonlab.facility import open_facility
+
+    settings = load_settings()
+    home = settings.home.resolve()
+    where = "run this on the facility's machine with the COMMONLAB_HOME of `commonlab up`"
+    if not home.is_dir():
+        raise CliError(f"cannot open the facility's home: {home} does not exist ({where})")
+    if not os.access(home, os.R_OK | os.W_OK | os.X_OK):
+        raise CliError(
+            f"cannot open the facility's home {home}: permission denied (run this as the "
+            "user that runs the facility)"
+        )
+    if not settings.key_path.is_file():
+        raise CliError(
+            f"{home} holds no facility: its record key {settings.key_path} is missing ({where})"
+        )
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and not os.path.isfile(url.database or ""):
+        raise CliError(f"{home} holds no facility: its database {url.database} is missing")
+    try:
+        return open_facility(settings)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot open the facility's database: {exc.__class__.__name__}") from None
+
+
 def _my_id(client: Client) -> int:
     me = client.get("/api/v1/me")
     if not me["authenticated"]:
@@ -233,3 +304,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(role, name="role")
     app.add_typer(token, name="token")
     app.add_typer(clearance, name="clearance")
+    app.add_typer(facility_admin, name="admin")
