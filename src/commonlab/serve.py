@@ -70,7 +70,13 @@ def _isolation_line(facility: Facility) -> str:
     """How jobs are kept from the facility, said at every start; plainly when they are not."""
     settings = facility.settings
     if settings.executor == "slurm":
-        return f"jobs run on Slurm as {settings.slurm_user}, never as this facility's user"
+        line = f"jobs run on Slurm as {settings.slurm_user}, never as this facility's user"
+        if "{project}" in settings.slurm_user:
+            return line
+        return (
+            f"[bold yellow]{line}; every project's jobs share that user, so they can read each "
+            "other's folders (slurm_user = 'cl-{project}' keeps projects apart)[/bold yellow]"
+        )
     line = f"local jobs: {facility.isolation.describe()}"
     return line if facility.isolation.isolates else f"[bold yellow]{line}[/bold yellow]"
 

@@ -371,8 +371,9 @@ def test_without_a_sandbox_only_cl1_work_runs_and_nothing_is_charged(laptop):
 
 def test_start_up_says_how_jobs_are_isolated(tmp_path):
     """`commonlab up` names the isolation at every start; laptop mode says plainly that jobs
-    are not isolated and only CL-1 work runs; a sandbox asked for and not available here
-    stops start-up with one line."""
+    are not isolated and only CL-1 work runs, Slurm with one run-as user for every project
+    that projects can read each other; a sandbox asked for and not available here stops
+    start-up with one line."""
     from commonlab.errors import ConfigError
     from commonlab.serve import _isolation_line
 
@@ -387,6 +388,9 @@ def test_start_up_says_how_jobs_are_isolated(tmp_path):
             chosen
         )
         chosen.close()
+    shared = open_facility(Settings(home=tmp_path / "hpc", executor="slurm", slurm_user="cl"))
+    assert "can read each other's folders" in _isolation_line(shared)
+    shared.close()
     if os.geteuid() != 0:
         with pytest.raises(ConfigError, match="needs root"):
             open_facility(Settings(home=tmp_path / "x", sandbox="uid"))
