@@ -58,9 +58,9 @@ def test_every_event_type_of_every_domain_is_declared():
     assert undeclared == []
 
 
-def test_every_append_in_the_code_names_an_event_not_a_string():
-    """A string literal would dodge the enum (and so the declaration next to it)."""
-    literal = []
+def _appends() -> list[tuple[str, ast.Call]]:
+    """Every `record.append(...)` call in the package, with where it is."""
+    calls = []
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (
@@ -69,11 +69,60 @@ def test_every_append_in_the_code_names_an_event_not_a_string():
                 and node.func.attr == "append"
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "record"
-                and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant)
             ):
-                literal.append(f"{path.relative_to(SRC)}:{node.lineno}")
-    assert literal == []
+                calls.append((f"{path.relative_to(SRC)}:{node.lineno}", node))
+    return calls
+
+
+def _events_named(node: ast.expr, enums: dict[str, type[StrEnum]]) -> list[str]:
+    """The event types an append's event argument names (`X.Y`, or either of a choice)."""
+    if isinstance(node, ast.IfExp):
+        return _events_named(node.body, enums) + _events_named(node.orelse, enums)
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (enum := enums.get(node.value.id)) is not None
+    ):
+        return [str(enum[node.attr])]
+    return []  # computed (e.g. job_event(state)): append checks it when it runs
+
+
+def _literal_keys(node: ast.expr | None) -> list[str]:
+    """The field names a data= or private= argument spells out (through ** and choices)."""
+    if isinstance(node, ast.IfExp):
+        return _literal_keys(node.body) + _literal_keys(node.orelse)
+    if not isinstance(node, ast.Dict):
+        return []
+    keys = []
+    for key, value in zip(node.keys, node.values, strict=True):
+        if key is None:
+            keys += _literal_keys(value)
+        elif isinstance(key, ast.Constant):
+            keys.append(key.value)
+    return keys
+
+
+def test_every_append_in_the_code_names_an_event_and_declared_fields():
+    """What the code spells out is checked here, before any use case runs it: an event given
+    as a string would dodge its enum, and a new field must be declared with its event."""
+    enums = {e.__name__: e for e in _domain_event_enums()}
+    declared = declared_events()
+    wrong = []
+    for where, call in _appends():
+        if isinstance(call.args[1], ast.Constant):
+            wrong.append(f"{where}: event given as a string")
+        arguments = {k.arg: k.value for k in call.keywords}
+        clear = _literal_keys(arguments.get("data"))
+        committed = _literal_keys(arguments.get("private"))
+        for event in _events_named(call.args[1], enums):
+            fields = declared[event]
+            wrong += [f"{where}: {event} {k!r} in clear" for k in clear if k not in fields.public]
+            wrong += [
+                f"{where}: {event} {k!r} undeclared"
+                for k in committed
+                if k not in fields.public | fields.private
+            ]
+    assert wrong == []
 
 
 def test_a_declaration_must_cover_every_member_exactly():

@@ -38,7 +38,7 @@ FIELDS = declare(
             "kind", "title", "payload", "rule", "for", "opens_at", "closes_at"
         ),
         GovernanceEvent.VoteCast: Fields("member", "choice", "changed"),
-        GovernanceEvent.MotionDecided: Fields("status", "outcome", "roll_call"),
+        GovernanceEvent.MotionDecided: Fields("status", "outcome", "roll_call", "closed_early"),
         GovernanceEvent.MemberAdmitted: Fields("name", "motion"),
         GovernanceEvent.MemberRemoved: Fields("motion"),
         GovernanceEvent.ScaleAdopted: Fields("shares", "motion"),
