@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commonlab.db import Base, UTCDateTime, utcnow
@@ -138,6 +149,10 @@ class Charge(Base):
     `reserve` holds hours for a job at admission; `settle` charges what the job used and
     closes its reservation; `release` closes a reservation without charge (a refused or
     cancelled job). Rows are never updated or deleted.
+
+    A reservation closes once, and the database says so: `reservation_id` (set on closing
+    lines only) is unique, so of two concurrent closes one commits and the other fails.
+    `for_job` marks a hold that a job's admission made: only that job's end closes it.
     """
 
     __tablename__ = "allocation_ledger"
@@ -148,9 +163,10 @@ class Charge(Base):
     accelerator: Mapped[str] = mapped_column(String(32))
     hours: Mapped[Any] = mapped_column(Hours)
     reservation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("allocation_ledger.id"), index=True
+        ForeignKey("allocation_ledger.id"), index=True, unique=True
     )
     job: Mapped[str] = mapped_column(String(100))
+    for_job: Mapped[bool] = mapped_column(default=False, server_default=false())
     on: Mapped[date] = mapped_column(Date)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -163,7 +179,14 @@ class Balance(Base):
     `allocation.service.rebuild_balances` recomputes these from it."""
 
     __tablename__ = "allocation_balances"
-    __table_args__ = (UniqueConstraint("allocation_id", "accelerator", "quarter"),)
+    __table_args__ = (
+        UniqueConstraint("allocation_id", "accelerator", "quarter"),
+        # A second close of one reservation would drive `held` below zero; the unique
+        # closing line prevents it, and these checks refuse it should anything else try.
+        # (Half a hundredth of slack: SQLite keeps NUMERIC sums as binary floats.)
+        CheckConstraint("held > -0.005", name="held_not_negative"),
+        CheckConstraint("settled > -0.005", name="settled_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     allocation_id: Mapped[int] = mapped_column(ForeignKey("allocation_allocations.id"))

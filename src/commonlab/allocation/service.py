@@ -13,9 +13,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -40,7 +41,7 @@ from commonlab.allocation.schemas import (
     ReviewScore,
     SubAllocationIn,
 )
-from commonlab.db import get_or_404, utcnow
+from commonlab.db import get_or_404, lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, InvalidInput
 from commonlab.errors import Conflict as ConflictError
 from commonlab.governance.effects import active_codes, current_shares
@@ -598,6 +599,20 @@ def _move_balance(
         raise ConflictError(
             f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
         )
+    if held < 0:
+        # Closing a hold: its row exists (the hold made it). An upsert would propose a row
+        # with negative `held`, which the balance's checks refuse before seeing the conflict.
+        db.execute(
+            update(Balance)
+            .where(
+                Balance.allocation_id == allocation.id,
+                Balance.accelerator == cls,
+                Balance.quarter == quarter,
+            )
+            .values(settled=Balance.settled + settled, held=Balance.held + held)
+            .execution_options(synchronize_session=False)
+        )
+        return
     insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgres_insert
     statement = insert(Balance).values(
         allocation_id=allocation.id, accelerator=cls, quarter=quarter, settled=settled, held=held
@@ -632,7 +647,8 @@ def rebuild_balances(db: Session) -> int:
 
 
 def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -> Charge:
-    """Hold hours for a job at admission; refused if it would overdraw (beyond the grace margin)."""
+    """An operator holds hours by hand (work outside the job controller); refused if it would
+    overdraw (beyond the grace margin). An operator closes it with `settle` or `release`."""
     with db.begin():
         return hold_hours(
             db,
@@ -642,6 +658,7 @@ def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -
             hours=req.hours,
             job=req.job,
             on=req.on,
+            for_job=False,
         )
 
 
@@ -654,9 +671,11 @@ def hold_hours(
     hours: Decimal,
     job: str,
     on: date | None = None,
+    for_job: bool = True,
 ) -> Charge:
     """`reserve` inside the caller's transaction: the compute domain admits a job and holds
-    its hours in one transaction, so a refused job leaves neither."""
+    its hours in one transaction, so a refused job leaves neither. A hold `for_job` closes
+    only with that job's end (`close_reservation(..., job=...)`), never by hand."""
     on = on or utcnow().date()
     authorize(actor, Action.LedgerCharge, ALLOCATION)
     allocation = get_or_404(db, Allocation, allocation_id, "allocation")
@@ -684,6 +703,7 @@ def hold_hours(
         hours=hours,
         job=job,
         on=on,
+        for_job=for_job,
     )
     db.add(charge)
     db.flush()
@@ -715,37 +735,48 @@ def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal,
 
 
 def settle(db: Session, actor: Principal, reservation_id: int, hours: Decimal) -> Charge:
-    """Charge what a job used (at most what it reserved) and close its reservation."""
+    """Charge what was used (at most what was reserved) and close a reservation held by hand."""
     with db.begin():
+        lock_for_writing(db)  # concurrent closes queue, and the losers see the first one
         return close_reservation(db, actor, reservation_id, hours)
 
 
 def release(db: Session, actor: Principal, reservation_id: int) -> Charge:
-    """Close a reservation without charge (a refused or cancelled job)."""
+    """Close a reservation held by hand without charge."""
     with db.begin():
+        lock_for_writing(db)
         return close_reservation(db, actor, reservation_id, None)
 
 
 def close_reservation(
-    db: Session, actor: Principal, reservation_id: int, hours: Decimal | None
+    db: Session,
+    actor: Principal,
+    reservation_id: int,
+    hours: Decimal | None,
+    *,
+    job: str | None = None,
 ) -> Charge:
     """Settle `hours` against a reservation, or release it when `hours` is None, inside the
-    caller's transaction. A reservation closes once: a job is charged exactly once."""
+    caller's transaction. A reservation closes once: a job is charged exactly once.
+
+    The database holds the rule, not this check: the closing line's `reservation_id` is
+    unique, so of two concurrent closes one commits and the other gets 409 (its transaction
+    rolls back whole). A hold a job's admission made closes only with that job (`job`, its
+    key): released by hand, the job would run on with nothing to settle at its end."""
     authorize(actor, Action.LedgerCharge, ALLOCATION)
     held = get_or_404(db, Charge, reservation_id, "reservation")
     if held.kind != "reserve":
         raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
-    if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
+    if held.for_job and job != held.job:
         raise ConflictError(
-            f"reservation {held.id} is already closed: a job is charged exactly once"
+            f"reservation {held.id} holds the hours of {held.job}: it closes when that job "
+            f"ends; cancel the job (POST /api/v1/jobs/<id>/cancel) to end it now"
         )
+    if db.scalar(select(Charge.id).where(Charge.reservation_id == held.id)) is not None:
+        raise _already_closed(held)
     if hours is not None and hours > Decimal(held.hours):
         raise InvalidInput(f"{hours} hours is more than the {held.hours} reserved for {held.job}")
     kind = "release" if hours is None else "settle"
-    for owner in _chain(db, db.get_one(Allocation, held.allocation_id)):
-        _move_balance(
-            db, owner, held.accelerator, held.on, settled=hours or ZERO, held=-Decimal(held.hours)
-        )
     charge = Charge(
         allocation_id=held.allocation_id,
         kind=kind,
@@ -755,8 +786,15 @@ def close_reservation(
         job=held.job,
         on=held.on,
     )
-    db.add(charge)
-    db.flush()
+    try:
+        with db.begin_nested():  # the closing line first: a concurrent close fails here
+            db.add(charge)
+    except IntegrityError:
+        raise _already_closed(held) from None
+    for owner in _chain(db, db.get_one(Allocation, held.allocation_id)):
+        _move_balance(
+            db, owner, held.accelerator, held.on, settled=hours or ZERO, held=-Decimal(held.hours)
+        )
     record.append(
         db,
         AllocationEvent.HoursSettled if kind == "settle" else AllocationEvent.HoursReleased,
@@ -771,6 +809,13 @@ def close_reservation(
         },
     )
     return charge
+
+
+def _already_closed(held: Charge) -> ConflictError:
+    return ConflictError(
+        f"reservation {held.id} is already closed: a reservation closes once and a job is "
+        "charged exactly once; this request changed nothing"
+    )
 
 
 # Member-state shares ---------------------------------------------------------------------------

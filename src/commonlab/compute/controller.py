@@ -203,7 +203,12 @@ class JobController:
         with db.begin():
             claimed = db.execute(
                 update(Job)
-                .where(Job.id == job.id, Job.handed_over_at.is_(None))
+                # Still queued: a job cancelled since it was read is not handed over.
+                .where(
+                    Job.id == job.id,
+                    Job.handed_over_at.is_(None),
+                    Job.state == JobState.QUEUED.value,
+                )
                 .values(handed_over_at=utcnow())
             ).rowcount
         return claimed == 1

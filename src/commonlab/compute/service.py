@@ -17,8 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from commonlab import record
 from commonlab.allocation import service as allocation
@@ -647,24 +648,43 @@ def inputs_of_own_job(db: Session, actor: Principal, job_id: int) -> list[str] |
 
 def cancel_job(db: Session, actor: Principal, job_id: int) -> Job:
     """Cancel a job. One the executor does not have yet ends now, its hours released; one it
-    has is marked, and the job controller stops it and records the end it reports."""
+    has is marked, and the job controller stops it and records the end it reports.
+
+    Of concurrent cancels exactly one acts; the others get 409 and write nothing: the job's
+    row moves only by compare-and-set (see `_move`), and its hold closes once (the ledger)."""
     with db.begin():
+        lock_for_writing(db)  # on SQLite concurrent cancels queue and the later ones see the first
         job = db.get(Job, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
         _authorize_job(actor, Action.JobCancel, job)
         if JobState(job.state) in TERMINAL:
             raise Conflict(f"job {job_id} has already ended ({job.state}): nothing to cancel")
+        if job.cancel_requested_at is not None:
+            raise Conflict(
+                f"job {job_id}: a cancel was already requested at "
+                f"{record.format_time(job.cancel_requested_at)}; the job controller is stopping it"
+            )
         if job.executor_id is None and job.handed_over_at is None:
+            not_handed_over = (Job.executor_id.is_(None), Job.handed_over_at.is_(None))
             _finish(
                 db,
                 job,
                 Observed(state=JobState.CANCELLED),
                 reason=f"cancelled by {actor.pseudonym}",
+                unless_moved=not_handed_over,
             )
-        elif job.cancel_requested_at is None:
-            job.cancel_requested_at = utcnow()
-            job.reason = f"cancel requested by {actor.pseudonym}"
+        else:
+            reason = f"cancel requested by {actor.pseudonym}"
+            marked = db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.state == job.state, Job.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=utcnow(), reason=reason)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if marked != 1:
+                raise _moved_meanwhile(job)
+            db.refresh(job)
             record.append(
                 db,
                 ComputeEvent.JobCancelRequested,
@@ -678,28 +698,62 @@ def cancel_job(db: Session, actor: Principal, job_id: int) -> Job:
 # Transitions (the job controller, as the system) ------------------------------------------------
 
 
-def move_job(db: Session, job: Job, observed: Observed) -> None:
+class _MovedMeanwhile(Conflict):
+    """Another request or controller moved the job after this one read it."""
+
+
+def _moved_meanwhile(job: Job) -> _MovedMeanwhile:
+    return _MovedMeanwhile(
+        f"job {job.id} was changed by another request at the same moment (it was {job.state}); "
+        "this request changed nothing: read the job again"
+    )
+
+
+def _move(
+    db: Session, job: Job, target: JobState, unless_moved: tuple[ColumnElement[bool], ...] = ()
+) -> None:
+    """Compare-and-set the job's row from the state this session read to `target`, with
+    `unless_moved` as further conditions. The database decides, not the earlier read: of two
+    requests that read the same state, the second finds no row to move (on PostgreSQL it
+    waits for the first to commit) and raises before it has written anything."""
+    moved = db.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == job.state, *unless_moved)
+        .values(state=target.value)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        raise _moved_meanwhile(job)
+    set_committed_value(job, "state", target.value)
+
+
+def move_job(db: Session, job: Job, observed: Observed) -> bool:
     """Apply what the executor reported, inside the caller's transaction: one transition
     (two when a short job both started and ended between polls), and at the end the one
-    ledger line that closes the job's hold."""
+    ledger line that closes the job's hold. False, with nothing written, when the job had
+    already moved (a cancel or another controller got there first)."""
     current = JobState(job.state)
     target = observed.state
     if target == current or current in TERMINAL:
-        return
-    if target in TERMINAL:
+        return False
+    if target not in TERMINAL and not rules.can_move(current, target):
+        raise ValueError(f"job {job.id}: {current} cannot become {target}")
+    try:
+        if target not in TERMINAL:
+            _enter(db, job, target, observed.reason, started_at=observed.started_at)
+            return True
         if current == JobState.QUEUED and observed.started_at is not None:
             _enter(db, job, JobState.RUNNING, "", started_at=observed.started_at)
         _finish(db, job, observed, reason=observed.reason)
-        return
-    if not rules.can_move(current, target):
-        raise ValueError(f"job {job.id}: {current} cannot become {target}")
-    _enter(db, job, target, observed.reason, started_at=observed.started_at)
+    except _MovedMeanwhile:
+        return False  # raised by the first compare-and-set, before anything was written
+    return True
 
 
 def _enter(
     db: Session, job: Job, state: JobState, reason: str, *, started_at: datetime | None = None
 ) -> None:
-    job.state = state.value
+    _move(db, job, state)
     job.reason = reason
     data: dict[str, Any] = {"project": job.project}
     if state == JobState.RUNNING:
@@ -710,9 +764,19 @@ def _enter(
     record.append(db, job_event(state), actor=SYSTEM, subject=job.key, data=data)
 
 
-def _finish(db: Session, job: Job, observed: Observed, *, reason: str) -> None:
+def _finish(
+    db: Session,
+    job: Job,
+    observed: Observed,
+    *,
+    reason: str,
+    unless_moved: tuple[ColumnElement[bool], ...] = (),
+) -> None:
     """Enter a final state and close the hold: settle what the executor's accounting says
-    the job used, or release the hold if it never ran."""
+    the job used, or release the hold if it never ran. The state moves first (compare-and-
+    set), so a request that lost the race stops before the ledger."""
+    state = observed.state
+    _move(db, job, state, unless_moved)
     used = rules.charge_hours(
         observed.accelerators or job.accelerators,
         observed.elapsed_seconds,
@@ -720,13 +784,11 @@ def _finish(db: Session, job: Job, observed: Observed, *, reason: str) -> None:
     )
     ran = observed.elapsed_seconds > 0
     assert job.reservation_id is not None, "every admitted job holds hours"
-    allocation.close_reservation(db, SYSTEM, job.reservation_id, used if ran else None)
+    allocation.close_reservation(db, SYSTEM, job.reservation_id, used if ran else None, job=job.key)
     job.charged_hours = used if ran else Decimal(0)
     job.exit_code = observed.exit_code
     job.elapsed_seconds = observed.elapsed_seconds if ran else None
     job.ended_at = observed.ended_at or utcnow()
-    state = observed.state
-    job.state = state.value
     job.reason = reason
     db.add(JobTransition(job_id=job.id, state=state.value, reason=reason))
     data: dict[str, Any] = {
