@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 import anyio.from_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from commonlab.artifacts import records, service
 from commonlab.artifacts.models import Repo, RepoKind, Version
@@ -372,6 +372,7 @@ def get_croissant(
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
 @router.head("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
 def download_file(
+    request: Request,
     kinds: Kinds,
     namespace: Namespace,
     name: Name,
@@ -380,31 +381,34 @@ def download_file(
     db: DbSession,
     principal: CurrentPrincipal,
     reg: Reg,
-) -> FileResponse:
+) -> Response:
     version, entry, local = service.open_file(
         db, principal, reg, kinds.kind, namespace, name, rev, path
     )
-    return file_response(version, entry, local)
+    return file_response(request, version, entry, local)
 
 
-def file_response(version: Version, entry: Any, local: Any) -> FileResponse:
-    return FileResponse(
-        local,
-        media_type=entry.media_type,
-        headers={
-            **STORED_BYTES_HEADERS,
+def file_response(request: Request, version: Version, entry: Any, local: Any) -> Response:
+    """A version's file, whole or a byte range, sent as stored bytes (media_response) with
+    the digests and commit the Hub clients check."""
+    data = records.MemberData(media_type=entry.media_type, size=entry.size, path=local)
+    response = media_response(
+        request, data, public=_public(version), filename=entry.path.rsplit("/", 1)[-1]
+    )
+    response.headers.update(
+        {
             "etag": f'"{entry.sha256}"',
             "x-repo-commit": version.commit,
             "x-commonlab-version": str(version.number),
             "x-content-sha256": entry.sha256,
             "x-content-blake3": entry.blake3,
-            "cache-control": "public, max-age=31536000, immutable"
-            if version.repo.visibility == "public" and version.repo.level == 1
-            else "private, no-store",
-        },
-        content_disposition_type="attachment",
-        filename=entry.path.rsplit("/", 1)[-1],
+        }
     )
+    return response
+
+
+def _public(version: Version) -> bool:
+    return version.repo.visibility == "public" and version.repo.level == 1
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/lineage")
@@ -563,13 +567,14 @@ def get_record_media(
         db, principal, reg, kinds.kind, namespace, name, rev, file
     )
     data = records.member_data(local, file, index, member, fallback=fallback)
-    public = version.repo.visibility == "public" and version.repo.level == 1
-    return media_response(request, data, public=public, filename=f"{index}.{member}")
+    return media_response(request, data, public=_public(version), filename=f"{index}.{member}")
 
 
 def media_response(
     request: Request, data: records.MemberData, *, public: bool, filename: str
 ) -> Response:
+    """Stored bytes (a file, a record's member), whole or one byte range, GET or HEAD: the
+    one way the store's bytes leave the facility, each with STORED_BYTES_HEADERS."""
     response = _media_response(request, data, public=public, filename=filename)
     if data.file is not None and not isinstance(response, StreamingResponse):
         data.file.close()  # a HEAD or a 416: the unpacked member is not sent

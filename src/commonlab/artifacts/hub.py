@@ -256,7 +256,7 @@ async def _resolve(
     version, entry, local = await run_in_threadpool(
         service.open_file, db, principal, reg, kind, namespace, name, rev, path
     )
-    return file_response(version, entry, local)
+    return file_response(request, version, entry, local)
 
 
 @router.api_route("/datasets/{namespace}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
