@@ -313,20 +313,13 @@ def list_versions(
 # What jobs read -----------------------------------------------------------------------------
 
 
-def _job_of(actor: Principal) -> int | None:
-    """The facility job whose token `actor` acts with; None for a person's own token.
-    (identity.authenticate sets `job_id`; read defensively so an older Principal is a person.)"""
-    job_id = getattr(actor, "job_id", None)
-    return int(job_id) if job_id is not None else None
-
-
 def _note_job_read(
     db: Session, actor: Principal, repo: Repo, version: Version | None = None
 ) -> None:
     """Every read a job makes is known to the facility, the first time it is made: what the
     job publishes is held to the level of all it read, and names the versions in its lineage.
     In the read's own transaction, so a read is never served unnoted."""
-    job_id = _job_of(actor)
+    job_id = actor.job_id
     if job_id is None:
         return
     version_id = version.id if version is not None else None
@@ -338,7 +331,9 @@ def _note_job_read(
         with db.begin_nested():
             db.add(JobRead(job_id=job_id, repo_id=repo.id, version_id=version_id))
     except IntegrityError:
-        pass  # the same job read the same version in a concurrent request: noted there
+        # Noted by a concurrent read of the same job; anything else fails the read.
+        if db.scalar(known) is None:
+            raise
 
 
 # Uploads -------------------------------------------------------------------------------------
@@ -749,7 +744,7 @@ def _check_facility_job(
     (compute): it must be the publisher's own, and the lineage may name only what it read
     (its declared inputs, which admission checked against its level, or what the facility
     saw it read). Other names are external jobs, shown as given."""
-    acting = _job_of(actor)
+    acting = actor.job_id
     if acting is not None:
         if job not in (None, str(acting)):
             raise InvalidInput(
