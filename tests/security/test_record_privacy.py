@@ -135,7 +135,9 @@ def lab(client, operator, facility) -> Lab:
                     {"a.jsonl": line})  # fmt: skip
     sauce_repo = _repo(client, pi, SAUCE, project=proj.name, visibility="project", level=2)
     sauce = _pushed(client, pi, sauce_repo, {PATH: b"the recipe"})
-    contained_repo = _repo(client, carol_h, CONTAINED, visibility="private", level=3)
+    contained_repo = _repo(
+        client, carol_h, CONTAINED, visibility="private", level=3, compartments=[COMPARTMENT]
+    )
     _pushed(client, carol_h, contained_repo, {PATH: b"contained"})
 
     # Tags, reads and downloads, a refused one among them.

@@ -53,7 +53,7 @@ FIELDS = declare(
         ArtifactsEvent.TagCreated: _TAG,
         ArtifactsEvent.TagMoved: _TAG,
         ArtifactsEvent.Downloaded: Fields("level", private=("path", "sha256")),
-        ArtifactsEvent.DownloadRefused: Fields("level", "reason", private=("path",)),
+        ArtifactsEvent.DownloadRefused: Fields("level", private=("path", "reason")),
         ArtifactsEvent.Read: Fields("level"),
         ArtifactsEvent.GarbageCollected: Fields("removed", "bytes", "expired_uploads"),
     },

@@ -1066,8 +1066,9 @@ def open_file(
                     ArtifactsEvent.DownloadRefused,
                     actor=actor,
                     subject=subject,
-                    data={"level": Level(repo.level).label, "reason": denial.message},
-                    private={"path": path},
+                    data={"level": Level(repo.level).label},
+                    # The reason may name the repository's compartments or project.
+                    private={"path": path, "reason": denial.message},
                 )
         raise denial
     return version, entry, registry.store.path(entry.blake3)
