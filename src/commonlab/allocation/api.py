@@ -29,22 +29,23 @@ from commonlab.allocation.schemas import (
     ReviewScore,
     SubAllocationIn,
 )
+from commonlab.bounded import Int64
 from commonlab.errors import InvalidInput
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["allocation"])
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
 
 
 class ReviewerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reviewer_id: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+    reviewer_id: Annotated[Int64, Field(ge=1, le=MAX_ID, strict=True)]
 
 
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    person_id: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+    person_id: Annotated[Int64, Field(ge=1, le=MAX_ID, strict=True)]
 
 
 def call_out(call: Call) -> CallOut:

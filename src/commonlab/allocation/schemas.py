@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from commonlab.bounded import Int64
 from commonlab.identity.models import InstitutionKind
 from commonlab.identity.schemas import Country, Name
 
@@ -91,7 +92,7 @@ class ReleasePlan(Input):
     licence: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-PersonId = Annotated[int, Field(ge=1, le=2**53, strict=True)]
+PersonId = Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
 
 
 class ProposalCreate(Input):
@@ -104,7 +105,7 @@ class ProposalCreate(Input):
     requested: Budget
     starts_on: date
     ends_on: date
-    level: Annotated[int, Field(ge=1, le=4, strict=True)] = 1
+    level: Annotated[Int64, Field(ge=1, le=4, strict=True)] = 1
     datasets: Annotated[
         list[Annotated[str, StringConstraints(max_length=200)]], Field(max_length=50)
     ] = []
@@ -130,7 +131,7 @@ class ConflictIn(Input):
 class ReviewScore(Input):
     scores: dict[
         Annotated[str, StringConstraints(max_length=60)],
-        Annotated[int, Field(ge=1, le=5, strict=True)],
+        Annotated[Int64, Field(ge=1, le=5, strict=True)],
     ]
     comment: Text = ""
 

@@ -36,6 +36,7 @@ from commonlab.artifacts.schemas import (
     VersionSummary,
 )
 from commonlab.artifacts.service import Registry, UploadStatus, VersionView
+from commonlab.bounded import Int64
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page
@@ -224,7 +225,7 @@ async def put_chunk(
     db: DbSession,
     principal: CurrentPrincipal,
     reg: Reg,
-    offset: Annotated[int, Query(ge=0, le=1 << 44, description="where this chunk starts")],
+    offset: Annotated[Int64, Query(ge=0, le=1 << 44, description="where this chunk starts")],
 ) -> UploadOut:
     """Send the next chunk (at most `chunk_bytes`); the body is the raw bytes."""
     # The body streams into the part file: at most one batch of it is ever in memory.
@@ -485,8 +486,8 @@ def list_record_files(
 def list_records(
     kinds: Kinds, namespace: Namespace, name: Name, rev: Rev, file: RecordFile, db: DbSession,
     principal: CurrentPrincipal, reg: Reg,
-    offset: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
-    limit: Annotated[int, Query(ge=1, le=records.MAX_PAGE)] = 20,
+    offset: Annotated[Int64, Query(ge=0, le=1 << 40)] = 0,
+    limit: Annotated[Int64, Query(ge=1, le=records.MAX_PAGE)] = 20,
 ) -> RecordPageOut:  # fmt: skip
     """A page of a file's records (JSONL and Parquet rows, WebDataset samples), each with its
     source and licence."""
@@ -513,7 +514,7 @@ def list_records(
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}", response_model=RecordOut)
 def get_record(
     kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
-    index: Annotated[int, Path(ge=0, le=1 << 40)], file: RecordFile, db: DbSession,
+    index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile, db: DbSession,
     principal: CurrentPrincipal, reg: Reg,
 ) -> RecordOut:  # fmt: skip
     """One record in full: its text fields, and a URL for each media member."""
@@ -557,7 +558,7 @@ def record_out(record: records.Record, file: str, base: str, *, has_next: bool) 
 def get_record_media(
     request: Request,
     kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
-    index: Annotated[int, Path(ge=0, le=1 << 40)], file: RecordFile,
+    index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile,
     member: Annotated[str, Query(min_length=1, max_length=256)],
     db: DbSession, principal: CurrentPrincipal, reg: Reg,
 ) -> Response:  # fmt: skip

@@ -11,11 +11,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     StringConstraints,
 )
 
 from commonlab.artifacts.models import Relation, RepoKind, Visibility
+from commonlab.bounded import StrictInt64
 
 __all__ = [
     "FileEntry",
@@ -76,7 +76,7 @@ class RepoCreate(Input):
         default=None, description="the owning project's id; left out, the repository is yours"
     )
     visibility: Visibility = Visibility.PUBLIC
-    level: StrictInt = Field(default=1, ge=1, le=4, description="containment level 1..4")
+    level: Annotated[StrictInt64, Field(ge=1, le=4, description="containment level 1..4")] = 1
     compartments: list[Annotated[str, AfterValidator(_compartment)]] = Field(
         default_factory=list, max_length=20
     )
@@ -106,7 +106,7 @@ class UploadCreate(Input):
     the facility asks for a digest first (409) when the repository holds a file of this size.
     """
 
-    size: StrictInt = Field(ge=0, le=1 << 44, description="the file's size in bytes")
+    size: Annotated[StrictInt64, Field(ge=0, le=1 << 44, description="the file's size in bytes")]
     sha256: Hex64 | None = Field(default=None, description="checked when the upload finishes")
     blake3: Hex64 | None = Field(
         default=None,
@@ -269,7 +269,7 @@ class RecordOut(Provenance):
 
 
 class TagSet(Input):
-    version: StrictInt = Field(ge=1)
+    version: Annotated[StrictInt64, Field(ge=1)]
     move: bool = Field(default=False, description="move the tag if it names another version")
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from commonlab.bounded import Int64
 from commonlab.compute import accounts, service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
@@ -17,7 +18,7 @@ from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["compute"])
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
 NodeName = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
@@ -56,7 +57,7 @@ class SyncIn(BaseModel):
 
 class SteerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    window_days: Annotated[int, Field(ge=1, le=90)] = 7
+    window_days: Annotated[Int64, Field(ge=1, le=90)] = 7
 
 
 def _runner(request: Request) -> Any:
@@ -175,8 +176,8 @@ def logs(
     db: DbSession,
     principal: CurrentPrincipal,
     stream: Literal["stdout", "stderr"] = "stdout",
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1 << 20)] = 65_536,
+    offset: Annotated[Int64, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[Int64, Query(ge=1, le=1 << 20)] = 65_536,
 ) -> LogOut:
     root = request.app.state.facility.settings.jobs_path
     chunk = service.read_log(db, principal, job_id, stream, offset, limit, root)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from commonlab.bounded import Int64
 from commonlab.errors import InvalidInput
 from commonlab.policy.levels import Level
 
@@ -39,11 +40,11 @@ class PartitionSpec(_Spec):
     name: Slug
     site: Slug
     accelerator: Annotated[str, Field(min_length=1, max_length=32, description="class, e.g. H100")]
-    nodes: Annotated[int, Field(ge=1, le=1_000_000)]
-    accelerators_per_node: Annotated[int, Field(ge=0, le=64)]
-    cpus_per_node: Annotated[int, Field(ge=1, le=4096)] = 64
-    memory_gb_per_node: Annotated[int, Field(ge=1, le=65_536)] = 512
-    nodes_per_domain: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    nodes: Annotated[Int64, Field(ge=1, le=1_000_000)]
+    accelerators_per_node: Annotated[Int64, Field(ge=0, le=64)]
+    cpus_per_node: Annotated[Int64, Field(ge=1, le=4096)] = 64
+    memory_gb_per_node: Annotated[Int64, Field(ge=1, le=65_536)] = 512
+    nodes_per_domain: Annotated[Int64, Field(ge=1, le=1_000_000)] | None = None
     certified_level: Level = Level.CL1
 
     @field_validator("certified_level", mode="before")

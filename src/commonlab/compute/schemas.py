@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from commonlab.bounded import Int64
 from commonlab.policy.levels import Level
 
 __all__ = [
@@ -65,17 +66,17 @@ class JobSubmit(Input):
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "job"
     project: Project
-    allocation_id: Annotated[int, Field(ge=1, le=2**53)] | None = None
+    allocation_id: Annotated[Int64, Field(ge=1, le=2**53)] | None = None
     command: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
     env: Annotated[dict[EnvName, EnvValue], Field(max_length=64), AfterValidator(_no_reserved)] = (
         Field(default_factory=dict)
     )
     inputs: Annotated[list[Ref], Field(max_length=64)] = Field(default_factory=list)
     accelerator: Accelerator
-    accelerators: Annotated[int, Field(ge=1, le=100_000)] = 1
-    cpus: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    memory_gb: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    time_limit_minutes: Annotated[int, Field(ge=1, le=43_200)] = 60
+    accelerators: Annotated[Int64, Field(ge=1, le=100_000)] = 1
+    cpus: Annotated[Int64, Field(ge=1, le=1_000_000)] | None = None
+    memory_gb: Annotated[Int64, Field(ge=1, le=1_000_000)] = 1
+    time_limit_minutes: Annotated[Int64, Field(ge=1, le=43_200)] = 60
     level: Level = Level.CL1
 
     @field_validator("level", mode="before")

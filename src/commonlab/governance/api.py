@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
+from commonlab.bounded import Int64
 from commonlab.governance import service
 from commonlab.governance.in_force import InForce
 from commonlab.governance.models import Motion
@@ -26,8 +27,8 @@ from commonlab.pagination import Page, paginate
 router = APIRouter(prefix="/api/v1", tags=["governance"])
 
 Code = Annotated[str, Path(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
-Version = Annotated[int, Path(ge=0, le=1_000_000)]
+Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
+Version = Annotated[Int64, Path(ge=0, le=1_000_000)]
 Status = Annotated[str | None, Query(pattern=r"^(open|passed|failed|lapsed)$")]
 
 
@@ -149,8 +150,8 @@ def in_force(db: DbSession, at: datetime | None = None) -> dict[str, Any]:
 @router.get("/regulations/diff", summary="What changed between two versions")
 def diff(
     db: DbSession,
-    old: Annotated[int, Query(alias="from", ge=0, le=1_000_000)],
-    new: Annotated[int, Query(alias="to", ge=0, le=1_000_000)],
+    old: Annotated[Int64, Query(alias="from", ge=0, le=1_000_000)],
+    new: Annotated[Int64, Query(alias="to", ge=0, le=1_000_000)],
 ) -> dict[str, Any]:
     return {"from": old, "to": new, "changes": service.regulation_diff(db, old, new)}
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
+from commonlab.bounded import Int64
 from commonlab.policy.levels import Level
 from commonlab.record.canonical import canonical_json
 
@@ -69,8 +70,8 @@ class CapacitySplit(_Doc):
 class LevelRules(_Doc):
     """What one containment level requires."""
 
-    max_clearance_days: Annotated[int, Field(ge=1, le=3650)]
-    release_approvals: Annotated[int, Field(ge=0, le=10)]
+    max_clearance_days: Annotated[Int64, Field(ge=1, le=3650)]
+    release_approvals: Annotated[Int64, Field(ge=0, le=10)]
     downloads: Literal["free", "logged", "never"]
     session_grant: bool = False
 
@@ -101,8 +102,8 @@ class ContainmentRules(_Doc):
 
 
 class AllocationRules(_Doc):
-    council_threshold_hours: Annotated[int, Field(ge=0)] = 50_000
-    max_request_hours: Annotated[int, Field(ge=1)] = 1_000_000
+    council_threshold_hours: Annotated[Int64, Field(ge=0)] = 50_000
+    max_request_hours: Annotated[Int64, Field(ge=1)] = 1_000_000
     carry_over_percent: Percent = Decimal(25)
     grace_margin_percent: Percent = Decimal(0)
     share_tolerance_percent: Percent = Decimal(2)

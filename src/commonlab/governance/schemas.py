@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from commonlab.bounded import Int64
 from commonlab.governance.regulation import Percent, Regulation
 from commonlab.governance.rules import Choice, MotionKind
 from commonlab.identity.schemas import Country, Name
@@ -57,7 +58,7 @@ class FoundCouncil(Input):
 
 
 class DelegateIn(Input):
-    person_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
+    person_id: Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
 
 
 # Motion payloads, one per kind --------------------------------------------------------------
@@ -90,18 +91,18 @@ class RegisterWitness(Input):
 
 
 class ApproveAllocation(Input):
-    allocation_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
+    allocation_id: Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
 
 
 class CertifyPartition(Input):
     """Certify a partition for a containment level (or lower its certification)."""
 
     partition: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    level: Annotated[int, Field(ge=1, le=4, strict=True)]
+    level: Annotated[Int64, Field(ge=1, le=4, strict=True)]
 
 
 class GrantCl4(Input):
-    person_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
+    person_id: Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
     compartments: Annotated[list[str], Field(max_length=20)] = []
     expires_at: datetime
 

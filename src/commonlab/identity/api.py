@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from commonlab.bounded import Int64
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, InstitutionKind, Person
@@ -29,7 +30,7 @@ from commonlab.pagination import Page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
 
 
 def institution_out(row: Institution) -> InstitutionOut:
@@ -134,7 +135,7 @@ def list_people(
     db: DbSession,
     principal: CurrentPrincipal,
     page: Pagination,
-    institution_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    institution_id: Annotated[Int64 | None, Query(ge=1, le=MAX_ID)] = None,
     role: Role | None = None,
     q: Annotated[str | None, Query(max_length=200, description="name contains")] = None,
 ) -> Page[PersonOut]:

@@ -12,10 +12,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     StringConstraints,
 )
 
+from commonlab.bounded import StrictInt64
 from commonlab.identity.countries import is_country_code
 from commonlab.identity.models import InstitutionKind
 from commonlab.identity.principal import Role, Scope
@@ -108,7 +108,7 @@ class PersonCreate(Input):
     name: Name
     email: Email | None = None
     orcid: Orcid | None = None
-    institution_id: StrictInt | None = Field(default=None, ge=1)
+    institution_id: StrictInt64 | None = Field(default=None, ge=1)
     roles: list[Role] = Field(default_factory=list, max_length=len(Role))
 
 
@@ -116,7 +116,7 @@ class PersonUpdate(Input):
     name: Name | None = None
     email: Email | None = None
     orcid: Orcid | None = None
-    institution_id: StrictInt | None = Field(default=None, ge=1)
+    institution_id: StrictInt64 | None = Field(default=None, ge=1)
     active: bool | None = None
 
 
@@ -154,7 +154,7 @@ class TokenCreate(Input):
         AfterValidator(_not_a_job_token),
     ] = "cli"
     scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ], min_length=1, max_length=3)
-    expires_in_days: StrictInt = Field(default=90, ge=1, le=365)
+    expires_in_days: Annotated[StrictInt64, Field(ge=1, le=365)] = 90
 
 
 class TokenOut(BaseModel):
@@ -175,7 +175,7 @@ class TokenIssued(TokenOut):
 
 
 class ClearanceCreate(Input):
-    level: StrictInt = Field(ge=1, le=4, description="containment level 1..4")
+    level: Annotated[StrictInt64, Field(ge=1, le=4, description="containment level 1..4")]
     compartments: list[Compartment] = Field(default_factory=list, max_length=20)
     expires_at: datetime
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from commonlab.bounded import Int64
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import paginate
 from commonlab.record import log
@@ -23,7 +24,7 @@ log_router = APIRouter(prefix="/log", tags=["record: tiled log"])
 router = APIRouter(prefix="/api/v1/record", tags=["record"])
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-Size = Annotated[int | None, Query(ge=0, le=MAX_ID, description="tree size; latest if omitted")]
+Size = Annotated[Int64 | None, Query(ge=0, le=MAX_ID, description="tree size; latest if omitted")]
 
 
 def _b64(data: bytes) -> str:
@@ -80,7 +81,7 @@ def entries(
 
 
 @router.get("/entries/{index}", summary="One entry by its index in the log")
-def entry(index: Annotated[int, Path(ge=0, le=MAX_ID)], db: DbSession) -> dict[str, Any]:
+def entry(index: Annotated[Int64, Path(ge=0, le=MAX_ID)], db: DbSession) -> dict[str, Any]:
     return log.entry_json(log.entry_at(db, index))
 
 
@@ -88,7 +89,7 @@ def entry(index: Annotated[int, Path(ge=0, le=MAX_ID)], db: DbSession) -> dict[s
 def inclusion_proof(
     request: Request,
     db: DbSession,
-    index: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    index: Annotated[Int64 | None, Query(ge=0, le=MAX_ID)] = None,
     hash: Annotated[str | None, Query(max_length=64, description="leaf hash, hex")] = None,
     size: Size = None,
 ) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def inclusion_proof(
 def consistency_proof(
     request: Request,
     db: DbSession,
-    old: Annotated[int, Query(ge=0, le=MAX_ID)],
+    old: Annotated[Int64, Query(ge=0, le=MAX_ID)],
     new: Size = None,
 ) -> dict[str, Any]:
     proof = log.consistency(db, request.app.state.facility.proofs, old=old, new=new)
@@ -128,7 +129,7 @@ class WitnessIn(BaseModel):
 
 class CosignatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    size: Annotated[int, Field(ge=0, le=MAX_ID)]
+    size: Annotated[Int64, Field(ge=0, le=MAX_ID)]
     cosignature: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
@@ -158,7 +159,7 @@ def add_cosignature(req: CosignatureIn, db: DbSession) -> dict[str, Any]:
     summary="Open a private commitment (operators and auditors; the opening is recorded)",
 )
 def open_private_field(
-    index: Annotated[int, Path(ge=0, le=MAX_ID)],
+    index: Annotated[Int64, Path(ge=0, le=MAX_ID)],
     field: Annotated[str, Path(max_length=100)],
     db: DbSession,
     principal: CurrentPrincipal,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from commonlab.bounded import Int64
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page
 from commonlab.simulator import service
@@ -16,7 +17,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["simulator"])
 
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
 
 
 @router.post(

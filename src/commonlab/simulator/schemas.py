@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from commonlab.bounded import Int64
 from commonlab.governance.regulation import Percent
 
 __all__ = [
@@ -26,7 +27,7 @@ MAX_JOBS = 100_000_000
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Hours = Annotated[float, Field(ge=0, le=1e7)]
-Count = Annotated[int, Field(ge=0, le=MAX_JOBS)]
+Count = Annotated[Int64, Field(ge=0, le=MAX_JOBS)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Line = Annotated[str, StringConstraints(max_length=1000)]
 # `national:DE` for a member state's pool, else one of the regulation's split (`open_calls`).
@@ -70,7 +71,7 @@ class Figures(_Input):
 class RegulationRef(_Input):
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     sha256: Sha256
-    version: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+    version: Annotated[Int64, Field(ge=0, le=1_000_000)] | None = Field(
         default=None, description="the adopted version (the one in force); null for the proposal"
     )
 
@@ -82,10 +83,10 @@ class Side(_Input):
 
 class WorkloadInfo(_Input):
     traces: Annotated[list[Line], Field(min_length=1, max_length=20)]
-    jobs: Annotated[int, Field(ge=1, le=MAX_JOBS)]
-    accelerators_requested: Annotated[int, Field(ge=0, le=2**53)]
+    jobs: Annotated[Int64, Field(ge=1, le=MAX_JOBS)]
+    accelerators_requested: Annotated[Int64, Field(ge=0, le=2**53)]
     submission_hours: Hours
-    fleet_accelerators: Annotated[int, Field(ge=1, le=MAX_JOBS)]
+    fleet_accelerators: Annotated[Int64, Field(ge=1, le=MAX_JOBS)]
     how: Annotated[list[Line], Field(max_length=40)]
     set_aside: Annotated[dict[Line, Count], Field(max_length=20)] = {}
     contribution_scale: Annotated[
