@@ -65,7 +65,13 @@ def open_facility(settings: Settings) -> Facility:
     migrate(db.engine)
     signer = _load_or_create_signer(settings)
     secret = _load_or_create_secret(home / "keys" / "session.key")
-    _lock_down(settings, passage=jobs_reached_by_path(settings, isolation))
+    try:
+        _lock_down(settings, passage=jobs_reached_by_path(settings, isolation))
+    except OSError as exc:
+        raise ConfigError(
+            f"COMMONLAB_HOME={home}: cannot make {exc.filename} private ({exc.strerror}); "
+            "run commonlab as the user that owns the home"
+        ) from None
     return Facility(
         settings=settings, db=db, signer=signer, session_secret=secret, isolation=isolation
     )
