@@ -12,7 +12,10 @@ from sqlalchemy import update
 
 from commonlab.cli.main import main
 from commonlab.db import utcnow
+from commonlab.errors import Conflict
+from commonlab.identity import service
 from commonlab.identity.models import ApiToken
+from commonlab.identity.principal import SYSTEM, Role
 from tests.compute.helpers import person
 from tests.helpers import auth, problem, record_entries
 from tests.security.identity_helpers import identity_snapshot
@@ -79,6 +82,19 @@ def test_with_another_working_operator_the_same_changes_go_through(client, opera
     # Now the second operator is the last one who can act: their token is guarded.
     refused = client.delete(f"/api/v1/tokens/{issued.json()['id']}", headers=second_admin)
     assert refused.status_code == 409
+
+
+def test_revoking_the_last_operators_role_is_refused_on_every_path(client, operator, facility):
+    """Over HTTP an operator cannot revoke their own role (policy), and whoever revokes
+    another's is a working operator and stays one; the guard holds even for the system
+    (a governance effect, a script), which no policy stops."""
+    mine = me(client, operator)["person"]
+    before = identity_snapshot(facility)
+    with facility.db.session() as db, pytest.raises(Conflict, match=LOCKOUT):
+        service.revoke_role(db, SYSTEM, mine["id"], Role.OPERATOR)
+    own = client.delete(f"/api/v1/people/{mine['id']}/roles/operator", headers=operator)
+    assert own.status_code == 403
+    assert identity_snapshot(facility) == before
 
 
 # Recovery ------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from commonlab.errors import Unauthenticated
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken
+from commonlab.identity.principal import Principal, Role, Scope
+from commonlab.policy import Action, Resource, decide
 from commonlab.policy.levels import Level
 from tests.compute.helpers import award_project, person
 from tests.helpers import auth, problem
@@ -186,3 +188,33 @@ def test_a_token_is_expired_at_exactly_its_expiry(client, operator, facility):
         assert service.authenticate(db, bearer, now=just_before).person_id == someone["id"]
     with facility.db.session() as db, pytest.raises(Unauthenticated, match="expired"):
         service.authenticate(db, bearer, now=expires_at)
+
+
+READS = {Action.InstitutionRead, Action.PersonRead, Action.ClearanceRead}
+
+
+@pytest.mark.parametrize("action", [a for a in Action if a.domain == "identity"])
+def test_the_policy_refuses_a_job_every_identity_change_on_its_own_person(action):
+    """Even with every scope and every office (a job's token has neither), a principal
+    acting for a job may only read; the policy fails closed on everything else."""
+    job = Principal(
+        pseudonym="p-job",
+        person_id=7,
+        job_id=3,
+        roles=frozenset(Role),
+        scopes=frozenset(Scope),
+    )
+    for resource in (
+        Resource.person(7),
+        Resource.people(),
+        Resource.token(7),
+        Resource.token(7, 1),
+        Resource.clearance(8),
+        Resource.institution(),
+        Resource.institution(1),
+    ):
+        decision = decide(job, action, resource)
+        if action not in READS:
+            assert not decision.allowed, (action, resource)
+    if action not in READS:
+        assert "job-token-no-identity" in decide(job, action, Resource.person(7)).policy_ids
