@@ -184,6 +184,8 @@ def _new_person(db: Session, req: PersonCreate) -> Person:
 
 
 def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpdate) -> Person:
+    """Change an account: the person themself or an operator; what others rely on
+    (`_managed_changes`) only another operator, on the record; never the last operator."""
     changes = req.model_dump(exclude_unset=True)
     if not changes:
         raise InvalidInput("nothing to change: give at least one field")
