@@ -65,3 +65,19 @@ def found_council(
             headers=operator,
         ).json()["token"]
     return tokens
+
+
+def close_when_due(db: Any, motion_id: int, *, hours: float = 1) -> None:
+    """Close a motion as its deadline would (`hours` from now), unless it is decided already:
+    the vote of the last member state closes a motion at once."""
+    from datetime import UTC, datetime, timedelta
+
+    from commonlab.governance.models import Motion
+    from commonlab.governance.service import close_motion
+    from commonlab.identity.principal import SYSTEM
+
+    with db.session() as session:
+        with session.begin():
+            status = session.get_one(Motion, motion_id).status
+        if status == "open":
+            close_motion(session, SYSTEM, motion_id, now=datetime.now(UTC) + timedelta(hours=hours))

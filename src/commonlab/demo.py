@@ -146,7 +146,6 @@ def _seed_council(db: Session, people: dict[str, Person]) -> None:
         ("SE", "no"),
     ]:
         governance.cast_vote(db, seats[code], adopted.id, Choice(choice))
-    governance.close_motion(db, SYSTEM, adopted.id, now=now + timedelta(minutes=2))
 
     estonia = governance.table_motion(
         db,

@@ -8,9 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from commonlab.governance.service import close_motion
-from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth, problem, record_entries
+from tests.helpers import auth, close_when_due, problem, record_entries
 
 TODAY = date.today()
 
@@ -194,8 +192,7 @@ def test_the_whole_cycle(client, app, facility, operator, world):
         client.post(
             f"/api/v1/motions/{motion['id']}/votes", json={"choice": "yes"}, headers=seats[code]
         )
-    with facility.db.session() as session:
-        close_motion(session, SYSTEM, motion["id"], now=datetime.now(UTC) + timedelta(hours=1))
+    close_when_due(facility.db, motion["id"])
     assert client.get(f"/api/v1/allocations/{allocation['id']}").json()["status"] == "active"
     assert client.get("/api/v1/me", headers=pi_auth).json()["projects"] == [allocation["project"]]
     newcomer, newcomer_auth = person(client, operator, "Second student", ["researcher"])

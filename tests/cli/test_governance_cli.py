@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
-from commonlab.governance.service import close_motion
-from commonlab.identity.principal import SYSTEM
 from tests.cli.test_cli import run
+from tests.helpers import close_when_due
 
 
 def _delegate_token(capsys, name):
@@ -57,8 +55,7 @@ def test_found_table_vote_close_and_read_the_regulation(capsys, served, monkeypa
         assert code == 0, err
     code, out, _ = run(capsys, "vote", "1", "yes")
     assert code == 1  # DE already voted yes
-    with served.facility.db.session() as session:
-        close_motion(session, SYSTEM, 1, now=datetime.now(UTC) + timedelta(days=2))
+    close_when_due(served.facility.db, 1, hours=48)
     code, out, _ = run(capsys, "motion", "show", "1")
     assert "passed" in out and "double majority" in out
     code, out, _ = run(capsys, "regulation", "diff", "0", "1")

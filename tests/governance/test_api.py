@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commonlab.governance.service import close_due_motions, close_motion
-from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth, found_council, problem, record_entries
+from commonlab.governance.service import close_due_motions
+from tests.helpers import auth, close_when_due, found_council, problem, record_entries
 
 FOUNDERS = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -48,9 +47,7 @@ def vote(client, headers, motion_id, choice, **extra):
 
 
 def close_now(facility, motion_id):
-    later = datetime.now(UTC) + timedelta(hours=1)
-    with facility.db.session() as session:
-        close_motion(session, SYSTEM, motion_id, now=later)
+    close_when_due(facility.db, motion_id)
 
 
 def test_founding_lists_members_with_their_shares(client, council):
@@ -320,6 +317,39 @@ def test_closing_rules(client, facility, council):
         .json()["result"]["reason"]
         .startswith("no quorum")
     )
+
+
+def test_the_last_state_to_vote_closes_the_motion_at_once_on_the_record(client, app, council):
+    key = _witness_key("early.ee")
+    motion = table(
+        client, council["IT"], "register_witness", {"name": "early.ee", "verifier_key": key}
+    ).json()
+    for code in ("IT", "FR", "DE", "ES"):
+        assert vote(client, council[code], motion["id"], "yes").status_code == 201
+    assert client.get(f"/api/v1/motions/{motion['id']}").json()["status"] == "open"
+    assert vote(client, council["SE"], motion["id"], "no").status_code == 201
+    decided = client.get(f"/api/v1/motions/{motion['id']}").json()
+    assert decided["status"] == "passed"  # well before its deadline
+    (entry,) = record_entries(client, app, type="governance:motion:decided")
+    assert entry["data"]["closed_early"] is True
+    assert entry["data"]["roll_call"] == {
+        "DE": "yes", "ES": "yes", "FR": "yes", "IT": "yes", "SE": "no"
+    }  # fmt: skip
+    # Nobody may change their mind once the vote is over.
+    late = vote(client, council["SE"], motion["id"], "yes")
+    assert late.status_code == 409 and "vote is over" in problem(late)["detail"]
+
+
+def test_an_early_close_says_until_when_to_the_second(client, council):
+    motion = table(
+        client,
+        council["IT"],
+        "register_witness",
+        {"name": "w2", "verifier_key": _witness_key("w2")},
+    ).json()
+    early = client.post(f"/api/v1/motions/{motion['id']}/close", headers=council["FR"])
+    closes_at = datetime.fromisoformat(motion["closes_at"].replace("Z", "+00:00"))
+    assert f"open until {closes_at:%Y-%m-%d %H:%M:%S} UTC" in problem(early)["detail"]
 
 
 def test_the_ticker_closes_due_motions_and_applies_them(client, facility, council):

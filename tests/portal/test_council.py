@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from commonlab.governance.service import close_motion
-from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth, found_council, record_entries
+from tests.helpers import auth, close_when_due, found_council, record_entries
 
 FOUNDERS = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -82,8 +80,7 @@ def _api_vote(client: TestClient, headers: dict[str, str], motion_id: int, choic
 
 
 def _close(app: Any, motion_id: int) -> None:
-    with app.state.db.session() as session:
-        close_motion(session, SYSTEM, motion_id, now=datetime.now(UTC) + timedelta(hours=1))
+    close_when_due(app.state.db, motion_id)
 
 
 def _votes(client: TestClient, motion_id: int) -> list[tuple[str, str]]:

@@ -10,9 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from commonlab.governance.service import close_motion
-from commonlab.identity.principal import SYSTEM
-from tests.helpers import auth
+from tests.helpers import auth, close_when_due
 
 pytestmark = pytest.mark.browser
 
@@ -74,9 +72,7 @@ def _vote(live_server: Any, token: str, motion_id: int, choice: str) -> None:
 
 
 def _close(live_server: Any, motion_id: int) -> None:
-    later = datetime.now(UTC) + timedelta(hours=1)
-    with live_server.facility.db.session() as session:
-        close_motion(session, SYSTEM, motion_id, now=later)
+    close_when_due(live_server.facility.db, motion_id)
 
 
 def test_a_delegate_votes_and_reads_the_result_on_the_motion_page(

@@ -246,11 +246,11 @@ def cast_vote(
             raise Conflict(f"motion {motion.id} is {motion.status}: its vote is over")
         if now < motion.opens_at:
             raise Conflict(
-                f"voting on motion {motion.id} opens at {motion.opens_at:%Y-%m-%d %H:%M} UTC"
+                f"voting on motion {motion.id} opens at {motion.opens_at:%Y-%m-%d %H:%M:%S} UTC"
             )
         if now >= motion.closes_at:
             raise Conflict(
-                f"voting on motion {motion.id} closed at {motion.closes_at:%Y-%m-%d %H:%M} UTC"
+                f"voting on motion {motion.id} closed at {motion.closes_at:%Y-%m-%d %H:%M:%S} UTC"
             )
         vote = db.scalar(
             select(Vote).where(
@@ -279,6 +279,10 @@ def cast_vote(
             subject=f"motion/{motion.id}",
             data={"member": seat.member_state.code, "choice": choice, "changed": changed},
         )
+        if effects.active_codes(db) <= set(_ballots(db, motion)):
+            # Every member state has spoken: waiting for the deadline could only let states
+            # change their minds, not let anyone else in. The vote ends now, on the record.
+            _close(db, SYSTEM, motion, now, early=True)
     return vote
 
 
@@ -308,13 +312,20 @@ def close_due_motions(db: Session, *, now: datetime | None = None) -> list[int]:
     return due
 
 
-def _close(db: Session, actor: Principal, motion: Motion, now: datetime) -> None:
+def _close(
+    db: Session, actor: Principal, motion: Motion, now: datetime, *, early: bool = False
+) -> None:
+    """Decide the motion: at or after its deadline, or `early` once every state has voted."""
     if motion.status != "open":
         raise Conflict(f"motion {motion.id} is already {motion.status}")
-    if now < motion.closes_at:
-        raise Conflict(f"motion {motion.id} is open until {motion.closes_at:%Y-%m-%d %H:%M} UTC")
+    if now < motion.closes_at and not early:
+        # To the second: "open until 14:15" read at 14:15:30 looks like a broken clock.
+        raise Conflict(
+            f"motion {motion.id} is open until {motion.closes_at:%Y-%m-%d %H:%M:%S} UTC; it "
+            "closes then, or as soon as every member state has voted"
+        )
     members = effects.active_codes(db)
-    votes = {vote.member_state.code: Choice(vote.choice) for vote in motion.votes}
+    votes = _ballots(db, motion)
     outcome = decide(
         rule_for(MotionKind(motion.kind)),
         votes=votes,
@@ -344,8 +355,21 @@ def _close(db: Session, actor: Principal, motion: Motion, now: datetime) -> None
             "status": motion.status,
             "outcome": result,
             "roll_call": {code: str(choice) for code, choice in sorted(votes.items())},
+            "closed_early": early,
         },
     )
+
+
+def _ballots(db: Session, motion: Motion) -> dict[str, Choice]:
+    """Each state's current vote on `motion`, read now (the session may hold an older list)."""
+    return {
+        code: Choice(choice)
+        for code, choice in db.execute(
+            select(MemberState.code, Vote.choice)
+            .join(Vote, Vote.member_state_id == MemberState.id)
+            .where(Vote.motion_id == motion.id)
+        )
+    }
 
 
 def _sitting_delegate(db: Session, actor: Principal) -> Delegate:
