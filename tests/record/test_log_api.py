@@ -136,6 +136,33 @@ def test_consistency_proofs_verify(client, app, facility):
     )
 
 
+def test_a_consistency_proof_starts_at_the_old_size_asked_for(client, app, facility):
+    """A proof from the wrong old tree still verifies against itself: only its old size and
+    root, compared with what was signed then, show the server honoured `old`."""
+    key = client.get("/api/v1/record/key").json()
+
+    def signed() -> tuple[int, bytes]:
+        note = client.get("/log/checkpoint").content
+        checkpoint, _ = open_checkpoint(note, origin=key["origin"], verifier=key["verifier_key"])
+        return checkpoint.size, checkpoint.root_hash
+
+    append_many(facility, 10)
+    sequence_now(app)
+    then = signed()
+    append_many(facility, 25)
+    sequence_now(app)
+    now = signed()
+    leaves = [bytes.fromhex(item["leaf_hash"]) for item in bodies_in_order(client, app)]
+    for old, old_root in [(then[0], then[1]), (7, root_from_leaf_hashes(leaves[:7]))]:
+        proof = client.get("/api/v1/record/proofs/consistency", params={"old": old}).json()
+        assert proof["old_size"] == old
+        assert base64.b64decode(proof["old_root"]) == old_root
+        assert (proof["new_size"], base64.b64decode(proof["new_root"])) == now
+        verify_consistency(
+            old, now[0], [base64.b64decode(h) for h in proof["proof"]], old_root, now[1]
+        )
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status"),
     [
