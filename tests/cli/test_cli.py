@@ -201,6 +201,41 @@ def test_watch_of_a_facility_that_does_not_answer_is_one_line(capsys, tmp_path):
     assert code == 1 and "did not answer" in err and "Traceback" not in out + err
 
 
+def test_a_witness_makes_its_key_registers_it_and_cosigns(capsys, served, tmp_path):
+    from commonlab.record.checkpoint import open_checkpoint
+
+    key_file = tmp_path / "audit.key"
+    make_key = ("record", "witness-key", "audit.example.ee", "--out", str(key_file))
+    code, out, err = run(capsys, *make_key)
+    assert code == 0, err
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    verifier_key = out.strip().splitlines()[-1]
+    assert verifier_key.startswith("audit.example.ee+")
+    again = run(capsys, *make_key)
+    assert again[0] == 1 and "never overwritten" in again[2]
+    registered = httpx.post(
+        f"{served.url}/api/v1/record/witnesses",
+        json={"name": "audit.example.ee", "verifier_key": verifier_key},
+        headers={"Authorization": f"Bearer {served.token}"},
+    )
+    assert registered.status_code == 201, registered.text
+    _wait_for_checkpoint(served.url, 3)
+    code, out, err = run(
+        capsys, "record", "watch", served.url, "--state", str(tmp_path / "w.json"), "--once",
+        "--cosign-key", str(key_file),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "cosigned size" in out
+    note = httpx.get(f"{served.url}/log/checkpoint").content
+    _, cosignatures = open_checkpoint(
+        note,
+        origin=served.facility.origin,
+        verifier=served.facility.signer.verifier_key(),
+        witnesses=[verifier_key],
+    )
+    assert len(cosignatures) == 1
+
+
 def test_local_verify_passes_then_detects_a_tampered_entry(capsys, served, monkeypatch):
     _wait_for_checkpoint(served.url, 2)
     monkeypatch.setenv("COMMONLAB_HOME", str(served.settings.home))

@@ -140,6 +140,35 @@ def watch(
         time.sleep(interval)
 
 
+@record.command("witness-key")
+def witness_key(
+    name: Annotated[str, typer.Argument(help="the witness's name, e.g. audit.example.org")],
+    out: Annotated[
+        Path, typer.Option(help="where to write the secret signer key (created, mode 0600)")
+    ] = Path("witness.key"),
+) -> None:
+    """Make a witness's key pair: the secret half for `record watch --cosign-key`, the verifier
+    key for the council's `register_witness` motion."""
+    from commonlab.record.checkpoint import generate_witness
+
+    if not name or any(c.isspace() or c == "+" for c in name):
+        raise CliError(f"{name!r} is not a witness name: no spaces, no '+'")
+    signer, verifier = generate_witness(name)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CliError(
+            f"{out} exists: a witness key is never overwritten; name another --out"
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot create {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer + "\n")
+    console.print(f"secret signer key written to {out} (keep it; cosign with --cosign-key {out})")
+    console.print("verifier key, for the council's register_witness motion:")
+    console.print(verifier, highlight=False, soft_wrap=True)
+
+
 def default_state_path(url: str) -> Path:
     """One state file per facility in the user's state directory (XDG), never the working
     directory: a witness follows several logs, and a checkout is no place for its state."""
