@@ -177,7 +177,8 @@ def lab(client, operator, facility) -> Lab:
                     headers=reviewer_h))  # fmt: skip
     proposal = _ok(client.post(
         "/api/v1/proposals",
-        json={"call_id": calls[0]["id"], "title": PROPOSAL_TEXT[0], "abstract": PROPOSAL_TEXT[1],
+        json={"call_id": calls[0]["id"], "institution_id": proj.pi["institution_id"],
+              "title": PROPOSAL_TEXT[0], "abstract": PROPOSAL_TEXT[1],
               "requested": {"cpu": "1"}, "starts_on": date.today().isoformat(),
               "ends_on": (date.today() + timedelta(days=30)).isoformat(),
               "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"}},
