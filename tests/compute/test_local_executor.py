@@ -23,16 +23,11 @@ from tests.security.isolation_helpers import running, unique_sleep
 
 
 def isolations_here() -> list[Isolation]:
-    """Every isolation this machine can give: as root both a uid of its own with and without
-    bubblewrap; always none (the laptop mode)."""
-    here = [Isolation.NONE]
+    """Every isolation that runs jobs on this machine: as root a uid of its own with and
+    without bubblewrap; otherwise bubblewrap if it works, and none (the laptop mode)."""
     if os.geteuid() == 0:
-        here.append(Isolation.UID)
-        if not bwrap_problem():
-            here.append(Isolation.BWRAP_UID)
-    elif not bwrap_problem():
-        here.append(Isolation.BWRAP)
-    return here
+        return [Isolation.UID] + ([] if bwrap_problem() else [Isolation.BWRAP_UID])
+    return [Isolation.NONE] + ([] if bwrap_problem() else [Isolation.BWRAP])
 
 
 @pytest.fixture(params=isolations_here(), ids=str)
@@ -158,13 +153,19 @@ def test_the_facility_keeps_its_files_in_a_job_folder_to_itself(tmp_path, execut
     assert h.workdir.stat().st_mode & 0o077 in (0, 0o011)  # at most passed through
 
 
-def test_without_a_sandbox_only_cl1_work_runs(tmp_path):
-    """Laptop mode: a CL-2 job is refused before anything runs or is written; CL-1 runs."""
+def test_without_a_sandbox_only_cl1_work_runs_and_never_as_root(tmp_path):
+    """Laptop mode: a CL-2 job is refused before anything runs or is written; CL-1 runs as
+    the facility's user, unless that is root: a job never runs as root."""
     laptop = LocalExecutor(slots=2, sandbox=Sandbox(Isolation.NONE))
     with pytest.raises(ExecutorRefused, match="CL-2 work needs an isolated job"):
         laptop.submit(handoff(tmp_path, "touch ran", level=2))
     assert not (tmp_path / "1").exists()
     h = handoff(tmp_path, "id -u", job_id=2)
+    if os.geteuid() == 0:
+        with pytest.raises(ExecutorRefused, match="jobs never run as root"):
+            laptop.submit(h)
+        assert not h.workdir.exists()
+        return
     job = Tracked(laptop.submit(h), h.workdir)
     assert wait_for(laptop, job, set(TERMINAL)).state == JobState.SUCCEEDED
     assert (h.workdir / "stdout.log").read_text() == f"{os.geteuid()}\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 from commonlab.compute.executor import ExecutorRefused, Handoff, Observed, Tracked
 from commonlab.compute.rules import JobState
 from commonlab.compute.runner import open_private, write_json
-from commonlab.compute.sandbox import Isolation, Sandbox, choose
+from commonlab.compute.sandbox import Isolation, JobSandbox, Sandbox, choose
 
 __all__ = ["LocalExecutor"]
 
@@ -36,15 +36,19 @@ class LocalExecutor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def submit(self, handoff: Handoff) -> str:
+        job = self.sandbox.for_job(handoff.workdir, handoff.job_id)
         if not self.sandbox.isolation.isolates and handoff.level > 1:
             raise ExecutorRefused(
                 f"CL-{handoff.level} work needs an isolated job, and this facility's local "
                 "executor runs jobs unisolated (no root, no working bubblewrap: single-user "
                 "laptop mode, CL-1 only); run it where jobs are sandboxed"
             )
-        uid = self.sandbox.job_uid(handoff.workdir, handoff.job_id)
-        work = _prepare(handoff.workdir, uid, traverse=self.sandbox.isolation is Isolation.UID)
-        job = self.sandbox.for_job(work, uid)
+        if job.as_root:
+            raise ExecutorRefused(
+                "jobs never run as root, and without a sandbox this one would: set "
+                "COMMONLAB_SANDBOX to auto (a uid of its own per job)"
+            )
+        _prepare(handoff.workdir, job, traverse=self.sandbox.isolation is Isolation.UID)
         write_json(
             handoff.workdir / "spec.json",
             {
@@ -119,17 +123,15 @@ class LocalExecutor:
             os.kill(pid, signal.SIGTERM)
 
 
-def _prepare(workdir: Path, uid: int | None, *, traverse: bool) -> Path:
+def _prepare(workdir: Path, job: JobSandbox, *, traverse: bool) -> None:
     """The job's folder is the facility's (its spec, logs and results; others may at most pass
     through it to `work/` when the job must reach that by path); `work/` is the job's own."""
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o711 if traverse else 0o700)
-    work = workdir / "work"
-    work.mkdir(exist_ok=True)
-    if uid is not None:
-        os.chown(work, uid, uid)
-    os.chmod(work, 0o700)
-    return work
+    job.work.mkdir(exist_ok=True)
+    if job.uid is not None:
+        os.chown(job.work, job.uid, job.uid)
+    os.chmod(job.work, 0o700)
 
 
 def _read(path: Path) -> dict[str, object] | None:

@@ -80,6 +80,8 @@ class JobSandbox:
 
     prefix: list[str]
     uid: int | None
+    work: Path
+    as_root: bool  # never started: a job never runs as root
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,17 @@ class Sandbox:
         jobs = hashlib.sha256(str(workdir.resolve().parent).encode()).digest()
         return self.uid_base + (int.from_bytes(jobs[:8]) + job_id) % self.uid_count
 
-    def for_job(self, work: Path, uid: int | None) -> JobSandbox:
+    def for_job(self, workdir: Path, job_id: int) -> JobSandbox:
+        """The sandbox of job `job_id`, whose folder is `workdir` (it works in `work/`)."""
+        work = workdir / "work"
+        uid = self.job_uid(workdir, job_id)
         prefix: list[str] = []
         if self.isolation.namespaced:
             prefix += _bwrap_args(work, hidden=self.hidden)
         if uid is not None:
             prefix += _drop_to(uid)
-        return JobSandbox(prefix=prefix, uid=uid)
+        runs_as = os.geteuid() if uid is None else uid
+        return JobSandbox(prefix=prefix, uid=uid, work=work, as_root=runs_as == 0)
 
 
 def choose(wanted: str) -> Isolation:
