@@ -257,7 +257,8 @@ def test_the_whole_cycle(client, app, facility, operator, world):
 
 
 def test_overdraw_is_refused_and_shares_are_reported(client, app, operator, world):
-    _, pi_auth = world["pi"]
+    # A proposal's institution is its PI's: an Italian PI makes an Italian allocation.
+    _, pi_auth = person(client, operator, "Luca Ferri", ["pi"], world["inst"]["IT"]["id"])
     small = proposal_body(
         world, requested={"H100": "4000"}, institution_id=world["inst"]["IT"]["id"]
     )
@@ -458,7 +459,7 @@ def test_bad_reads(client, path):
 
 
 def test_usage_reports_by_group(client, operator, world):
-    _, pi_auth = world["pi"]
+    _, pi_auth = person(client, operator, "Amélie Durand", ["pi"], world["inst"]["FR"]["id"])
     body = proposal_body(
         world, requested={"H100": "3000"}, institution_id=world["inst"]["FR"]["id"]
     )

@@ -77,8 +77,10 @@ def world(client: TestClient, operator: dict[str, str]) -> dict[str, Any]:
             json={"name": name, "country": country, "kind": kind},
             headers=operator,
         ).json()["id"]
-    pi = _person(client, operator, "Wanjiru Kamau", ["pi", "researcher"], inst["KE"])
-    rome = _person(client, operator, "Reviewer Rome", ["reviewer"], inst["IT"])
+    # A proposal's institution is its PI's (issue 13): the PI is at Sapienza, so her
+    # proposals count toward Italy's share; the "Rome" reviewer sits elsewhere.
+    pi = _person(client, operator, "Wanjiru Kamau", ["pi", "researcher"], inst["IT"])
+    rome = _person(client, operator, "Reviewer Rome", ["reviewer"], inst["KE"])
     paris = _person(client, operator, "Reviewer Paris", ["reviewer"], inst["FR"])
     call = client.post(
         "/api/v1/calls",

@@ -49,10 +49,12 @@ def conflicts(
     co_authors: Iterable[int],
     declared: Iterable[int],
     exclude_same_country: bool,
+    institution_id: int | None = None,
 ) -> list[str]:
     """Every reason `reviewer` may not review this proposal (empty when free to).
 
-    `declared` is whom the reviewer declared a conflict with.
+    `declared` is whom the reviewer declared a conflict with; `institution_id` is the
+    proposal's own (its PI's when submitted, which the PI's may since have left).
     """
     team = set(team)
     reasons = []
@@ -60,6 +62,8 @@ def conflicts(
         reasons.append("named on the proposal")
     if reviewer.institution_id is not None and reviewer.institution_id == pi.institution_id:
         reasons.append("same institution as the PI")
+    elif reviewer.institution_id is not None and reviewer.institution_id == institution_id:
+        reasons.append("same institution as the proposal")
     if reviewer.person_id in set(co_authors):
         reasons.append("co-author of the PI")
     if set(declared) & {pi.person_id, *team}:

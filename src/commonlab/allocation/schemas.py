@@ -97,7 +97,8 @@ PersonId = Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
 
 class ProposalCreate(Input):
     call_id: PersonId
-    institution_id: PersonId
+    # A proposal's institution is its PI's: left out, it is taken from the PI; another is refused.
+    institution_id: PersonId | None = None
     title: Name
     abstract: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
     team: Annotated[list[PersonId], Field(max_length=50)] = []

@@ -153,7 +153,7 @@ def submit_proposal(
                 f"call {call.id} takes proposals from {call.opens_at:%Y-%m-%d %H:%M} "
                 f"to {call.closes_at:%Y-%m-%d %H:%M} UTC"
             )
-        institution = get_or_404(db, Institution, req.institution_id, "institution")
+        institution = _pi_institution(db, actor, req.institution_id)
         _check_eligible(call, institution)
         missing = sorted(set(req.requested) - set(call.budget))
         if missing:
@@ -202,6 +202,26 @@ def submit_proposal(
     return proposal
 
 
+def _pi_institution(db: Session, actor: Principal, named: int | None) -> Institution:
+    """A proposal's institution is its PI's, as the facility knows it now (only an operator
+    changes it): one named for another (a ministry abroad, say) would count its hours toward
+    that institution's country."""
+    pi = get_or_404(db, Person, actor.person_id or 0, "person")
+    given = None if named is None else get_or_404(db, Institution, named, "institution")
+    if pi.institution_id is None:
+        raise InvalidInput(
+            "a proposal's institution is its PI's, and you have none on record: "
+            "ask an operator to set your institution"
+        )
+    own = db.get_one(Institution, pi.institution_id)
+    if given is not None and given.id != own.id:
+        raise InvalidInput(
+            f"institution_id: a proposal's institution is its PI's ({own.name}, id {own.id}); "
+            f"you may not submit on behalf of {given.name}"
+        )
+    return own
+
+
 def _check_eligible(call: Call, institution: Institution) -> None:
     if call.eligible_kinds is not None and institution.kind not in call.eligible_kinds:
         raise InvalidInput(
@@ -218,17 +238,28 @@ def get_proposal(db: Session, actor: Principal, proposal_id: int) -> Proposal:
     with db.begin():
         authorize(actor, Action.ProposalRead, ALLOCATION)
         proposal = get_or_404(db, Proposal, proposal_id, "proposal")
-        _check_may_read(actor, proposal)
+        _check_may_read(db, actor, proposal)
         _ = [r.scores for r in proposal.reviews], [r.text for r in proposal.replies]
     return proposal
 
 
-def _check_may_read(actor: Principal, proposal: Proposal) -> None:
-    if actor.has_role(Role.OPERATOR):
+def _check_may_read(db: Session, actor: Principal, proposal: Proposal) -> None:
+    if actor.has_role(Role.OPERATOR) or actor.person_id in {proposal.pi_id, *proposal.team}:
         return
-    involved = {proposal.pi_id, *proposal.team} | {r.reviewer_id for r in proposal.reviews}
-    if actor.person_id not in involved:
+    if actor.person_id not in {r.reviewer_id for r in proposal.reviews}:
         raise AccessDenied("a proposal is read by its PI and team, its reviewers and operators")
+    _check_still_free(db, actor, proposal)
+
+
+def _check_still_free(db: Session, actor: Principal, proposal: Proposal) -> None:
+    """An assigned reviewer reads and scores only while free of conflicts by today's facts:
+    an institution moved to the PI's, or a conflict declared after assignment, ends access."""
+    reasons = _conflicts_now(db, db.get_one(Person, actor.person_id), proposal)
+    if reasons:
+        raise AccessDenied(
+            f"you may no longer read or score proposal {proposal.id}: {'; '.join(reasons)} "
+            "(a conflict of interest since you were assigned); ask an operator to reassign it"
+        )
 
 
 # Review ----------------------------------------------------------------------------------------
@@ -263,15 +294,7 @@ def assign_reviewer(db: Session, actor: Principal, proposal_id: int, reviewer_id
         reviewer = get_or_404(db, Person, reviewer_id, "person")
         if not any(g.role == Role.REVIEWER for g in reviewer.roles):
             raise InvalidInput(f"{reviewer.name} is not a reviewer: grant the reviewer role first")
-        call = db.get_one(Call, proposal.call_id)
-        reasons = rules.conflicts(
-            _candidate(db, reviewer),
-            pi=_candidate(db, db.get_one(Person, proposal.pi_id)),
-            team=proposal.team,
-            co_authors=proposal.co_authors,
-            declared=_declared(db, reviewer.id, {proposal.pi_id, *proposal.team}),
-            exclude_same_country=call.exclude_same_country,
-        )
+        reasons = _conflicts_now(db, reviewer, proposal)
         if reasons:
             raise ConflictError(
                 f"{reviewer.name} may not review proposal {proposal.id}: {'; '.join(reasons)}"
@@ -300,8 +323,6 @@ def eligible_reviewers(
     with db.begin():
         authorize(actor, Action.ReviewAssign, ALLOCATION)
         proposal = get_or_404(db, Proposal, proposal_id, "proposal")
-        call = db.get_one(Call, proposal.call_id)
-        pi = _candidate(db, db.get_one(Person, proposal.pi_id))
         from commonlab.identity.models import RoleGrant
 
         reviewers = db.scalars(
@@ -310,20 +331,21 @@ def eligible_reviewers(
             .where(RoleGrant.role == Role.REVIEWER)
             .order_by(Person.id)
         ).all()
-        return [
-            (
-                person,
-                rules.conflicts(
-                    _candidate(db, person),
-                    pi=pi,
-                    team=proposal.team,
-                    co_authors=proposal.co_authors,
-                    declared=_declared(db, person.id, {proposal.pi_id, *proposal.team}),
-                    exclude_same_country=call.exclude_same_country,
-                ),
-            )
-            for person in reviewers
-        ]
+        return [(person, _conflicts_now(db, person, proposal)) for person in reviewers]
+
+
+def _conflicts_now(db: Session, reviewer: Person, proposal: Proposal) -> list[str]:
+    """Every reason `reviewer` may not review `proposal`, from the facts as they are now
+    (institutions, declared conflicts): at assignment, and again at every read and score."""
+    return rules.conflicts(
+        _candidate(db, reviewer),
+        pi=_candidate(db, db.get_one(Person, proposal.pi_id)),
+        team=proposal.team,
+        co_authors=proposal.co_authors,
+        declared=_declared(db, reviewer.id, {proposal.pi_id, *proposal.team}),
+        exclude_same_country=db.get_one(Call, proposal.call_id).exclude_same_country,
+        institution_id=proposal.institution_id,
+    )
 
 
 def _candidate(db: Session, person: Person) -> rules.Candidate:
@@ -350,6 +372,7 @@ def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewSco
         review = next((r for r in proposal.reviews if r.reviewer_id == actor.person_id), None)
         if review is None:
             raise AccessDenied(f"you are not assigned to review proposal {proposal.id}")
+        _check_still_free(db, actor, proposal)
         if proposal.status != "under_review":
             raise ConflictError(f"proposal {proposal.id} is {proposal.status}: review is over")
         criteria = {c["criterion"] for c in db.get_one(Call, proposal.call_id).rubric}
@@ -1014,7 +1037,8 @@ def usage_report(
 
 
 def review_queue(db: Session, actor: Principal) -> list[tuple[Review, Proposal, Call, Institution]]:
-    """The proposals assigned to this reviewer, unscored first."""
+    """The proposals assigned to this reviewer that they are still free to review (no
+    conflict of interest by today's facts), unscored first."""
     if actor.person_id is None:
         return []
     authorize(actor, Action.ReviewScore, ALLOCATION)
@@ -1027,7 +1051,10 @@ def review_queue(db: Session, actor: Principal) -> list[tuple[Review, Proposal, 
         .order_by(Review.submitted_at.is_not(None), Review.id)
     )
     with db.begin():
-        return [(r, p, c, i) for r, p, c, i in db.execute(query)]
+        reviewer = db.get_one(Person, actor.person_id)
+        return [
+            (r, p, c, i) for r, p, c, i in db.execute(query) if not _conflicts_now(db, reviewer, p)
+        ]
 
 
 def awarded_projects(

@@ -23,7 +23,7 @@ from commonlab.allocation import service as allocation
 from commonlab.allocation.models import Allocation, Call, Proposal, Review
 from commonlab.allocation.schemas import ProposalCreate, ReviewScore
 from commonlab.db import utcnow
-from commonlab.errors import CommonlabError, NotFound
+from commonlab.errors import AccessDenied, CommonlabError, NotFound
 from commonlab.governance import service as governance
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
@@ -638,8 +638,8 @@ def score(
         return _reviews_page(
             request, db, viewer, error=(proposal_id, _one_line(exc)), typed=typed, status=422
         )
-    except NotFound:
-        raise
+    except (NotFound, AccessDenied):
+        raise  # a page of its own: the proposal is not (or no longer) in this reviewer's queue
     except CommonlabError as exc:
         return _reviews_page(
             request, db, viewer, error=(proposal_id, exc.message), typed=typed, status=exc.status
