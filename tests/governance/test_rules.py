@@ -47,6 +47,28 @@ def test_outcomes(rule, votes, weights, passed, fragment):
     assert outcome.yes + outcome.no + outcome.abstain + outcome.absent == 5
 
 
+# Three of five states (a majority of states) hold exactly half the contributions, then
+# a hundredth of a point more: "more than half" is strict, to the hundredth.
+AT_HALF = {"A": Decimal(20), "B": Decimal(20), "C": Decimal(10), "D": Decimal(25), "E": Decimal(25)}
+JUST_OVER = {**AT_HALF, "C": Decimal("10.01"), "D": Decimal("24.99")}
+
+
+@pytest.mark.parametrize(
+    ("weights", "passed", "fragment"),
+    [
+        (AT_HALF, False, "50% of contributions is not a majority"),
+        (JUST_OVER, True, "50.01% of contributions"),
+    ],
+)
+def test_a_double_majority_needs_strictly_more_than_half_the_contributions(
+    weights, passed, fragment
+):
+    votes = {"A": Y, "B": Y, "C": Y, "D": N, "E": N}
+    outcome = decide(VotingRule.DOUBLE_MAJORITY, votes=votes, members=FIVE, contributions=weights)
+    assert outcome.passed is passed and fragment in outcome.reason
+    assert "states is not a majority" not in outcome.reason  # 3 of 5 states was never the issue
+
+
 def test_no_members_never_passes():
     assert not decide(
         VotingRule.SIMPLE_MAJORITY, votes={}, members=frozenset(), contributions={}
