@@ -5,10 +5,12 @@ one and puts that on the record, and refuses clearly where there is no facility 
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
 
 from commonlab.cli.main import main
 from commonlab.db import utcnow
@@ -16,6 +18,7 @@ from commonlab.errors import Conflict
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken
 from commonlab.identity.principal import SYSTEM, Role
+from commonlab.record.models import Entry
 from tests.compute.helpers import person
 from tests.helpers import auth, problem, record_entries
 from tests.security.identity_helpers import identity_snapshot
@@ -95,6 +98,46 @@ def test_revoking_the_last_operators_role_is_refused_on_every_path(client, opera
     own = client.delete(f"/api/v1/people/{mine['id']}/roles/operator", headers=operator)
     assert own.status_code == 403
     assert identity_snapshot(facility) == before
+
+
+@pytest.mark.parametrize("round_", range(3))  # each race is a fresh chance to interleave
+def test_two_operators_revoking_each_others_admin_token_at_once_leave_one(
+    client, app, operator, facility, round_
+):
+    """Each of the last two working operators revokes the other's only admin token, at the
+    same instant, each from a client and thread of its own: one wins, the other is refused
+    (409, or 401 when its own token is already gone), and one operator can still act."""
+    first = me(client, operator)["person"]
+    first_token = client.get(f"/api/v1/people/{first['id']}/tokens", headers=operator).json()
+    second, _ = person(client, operator, "Second operator", ["operator"])
+    issued = client.post(f"/api/v1/people/{second['id']}/tokens", json={"scopes": ["admin"]},
+                         headers=operator).json()  # fmt: skip
+    revokes = [
+        (operator, f"/api/v1/tokens/{issued['id']}"),
+        (auth(issued["token"]), f"/api/v1/tokens/{first_token['items'][0]['id']}"),
+    ]
+    barrier = threading.Barrier(len(revokes))
+    answers: list = [None] * len(revokes)
+
+    def revoke(i: int) -> None:
+        headers, path = revokes[i]
+        own_client = TestClient(app, raise_server_exceptions=False)
+        barrier.wait()
+        answers[i] = own_client.delete(path, headers=headers)
+
+    threads = [threading.Thread(target=revoke, args=(i,)) for i in range(len(revokes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes[0] == 200 and codes[1] in (401, 409), [a.text for a in answers]
+    with facility.db.session() as db:
+        revoked = db.scalars(select(ApiToken.id).where(ApiToken.revoked_at.is_not(None))).all()
+        entries = db.scalar(
+            select(func.count()).select_from(Entry).where(Entry.type == "identity:token:revoked")
+        )
+    assert len(revoked) == 1 and entries == 1
 
 
 # Recovery ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.db import as_utc, get_or_404, utcnow
+from commonlab.db import as_utc, get_or_404, lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Unauthenticated
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
@@ -191,7 +191,7 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
         raise InvalidInput("nothing to change: give at least one field")
     if cleared := [f for f in ("name", "active") if f in changes and changes[f] is None]:
         raise InvalidInput(f"{', '.join(cleared)} cannot be removed: give a value")
-    with db.begin():
+    with db.begin(), _keeping_an_operator(db):
         person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.PersonUpdate, Resource.person(person.id))
         if managed := _managed_changes(person, changes):
@@ -203,9 +203,8 @@ def update_person(db: Session, actor: Principal, person_id: int, req: PersonUpda
         _ensure_unique_contact(
             db, email=changes.get("email"), orcid=changes.get("orcid"), except_id=person.id
         )
-        with _keeping_an_operator(db, "deactivating this account"):
-            for field, value in changes.items():
-                setattr(person, field, value)
+        for field, value in changes.items():
+            setattr(person, field, value)
         public = {k: v for k, v in changes.items() if k in {"institution_id", "active"}}
         if "name" in managed:
             public["name"] = changes["name"]  # a public role's holder is named on the record
@@ -300,14 +299,13 @@ def grant_role(db: Session, actor: Principal, person_id: int, role: Role) -> Per
 
 
 def revoke_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
-    with db.begin():
+    with db.begin(), _keeping_an_operator(db):
         person = get_or_404(db, Person, person_id, "person")
         authorize(actor, Action.RoleRevoke, Resource.person(person.id))
         grant = next((g for g in person.roles if g.role == role), None)
         if grant is None:
             raise NotFound(f"{person.pseudonym} does not have the role {role}")
-        with _keeping_an_operator(db, f"revoking {person.pseudonym}'s operator role"):
-            person.roles.remove(grant)
+        person.roles.remove(grant)
         record.append(
             db,
             IdentityEvent.RoleRevoked,
@@ -329,24 +327,26 @@ def _operator_count(db: Session) -> int:
 
 
 @contextmanager
-def _keeping_an_operator(db: Session, change: str) -> Iterator[None]:
-    """Make a change that could take away the last working operator credential; refuse it
-    (Conflict, the caller's transaction rolls back) if it would.
+def _keeping_an_operator(db: Session) -> Iterator[None]:
+    """Around a use case that could take away the last working operator credential: refuse
+    it (Conflict; the transaction rolls back) if it would.
 
     A working operator is an active person holding the operator role with an unexpired,
     unrevoked admin token of their own: without one nobody can create accounts, grant
     roles or issue tokens any more. Every path that can take one away (deactivating,
-    revoking the role, revoking a token) goes through here. The operators' role rows are
-    locked first, so two such changes at once are counted one after the other."""
+    revoking the role, revoking a token) runs inside this, entered first in its
+    transaction: it takes SQLite's write lock and locks the operators' role rows on
+    PostgreSQL, so two such changes at once are counted one after the other."""
+    lock_for_writing(db)
     db.execute(select(RoleGrant.id).where(RoleGrant.role == Role.OPERATOR).with_for_update())
     before = _working_operators(db)
     yield
     db.flush()
     if before and not _working_operators(db):
         raise Conflict(
-            f"{change} would leave no working operator (an active operator with a valid "
-            "admin token): give someone else the operator role and an admin token first, "
-            "or run `commonlab admin recover` on the facility's machine"
+            "this would leave no working operator (an active operator with a valid admin "
+            "token): give someone else the operator role and an admin token first, or run "
+            "`commonlab admin recover` on the facility's machine"
         )
 
 
@@ -500,13 +500,12 @@ def tokens_query(db: Session, actor: Principal, person_id: int) -> Any:
 
 
 def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
-    with db.begin():
+    with db.begin(), _keeping_an_operator(db):
         token = get_or_404(db, ApiToken, token_id, "token")
         authorize(actor, Action.TokenRevoke, Resource.token(token.person_id, token.id))
         if token.revoked_at is not None:
             raise Conflict(f"token {token.key_id} was already revoked")
-        with _keeping_an_operator(db, f"revoking token {token.key_id}"):
-            _revoke(db, actor, token)
+        _revoke(db, actor, token)
     return token
 
 
