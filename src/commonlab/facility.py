@@ -101,14 +101,20 @@ def _lock_down(settings: Settings, *, passage: bool) -> None:
     if jobs.is_dir() and jobs.stat().st_uid == os.geteuid():
         os.chmod(jobs, 0o711 if passage else 0o700)
     lock_job_folders(jobs, traverse=passage)
-    key = settings.key_path
-    if key.stat().st_mode & 0o077:
+    _make_private("COMMONLAB_SIGNING_KEY_PATH", settings.key_path)
+    if config := os.environ.get("COMMONLAB_CONFIG"):
+        # It may hold the database's password.
+        _make_private("COMMONLAB_CONFIG", Path(config))
+
+
+def _make_private(setting: str, path: Path) -> None:
+    if path.stat().st_mode & 0o077:
         try:
-            os.chmod(key, 0o600)
+            os.chmod(path, 0o600)
         except OSError as exc:
             raise ConfigError(
-                f"COMMONLAB_SIGNING_KEY_PATH={key}: others may read it, and it can't be made "
-                f"private ({exc.strerror}): chmod 600 it"
+                f"{setting}={path}: others may read it, and it can't be made private "
+                f"({exc.strerror}): chmod 600 it"
             ) from None
 
 

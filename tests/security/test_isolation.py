@@ -89,6 +89,17 @@ def facility_path() -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def config_file(facility_path, monkeypatch) -> Path:
+    """The facility's config file, as an operator left it (0644): it may hold the database's
+    password, so a job must not read it either."""
+    path = facility_path / "commonlab.toml"
+    path.write_text('# database_url = "postgresql+psycopg://commonlab:s3cret@db/commonlab"\n')
+    path.chmod(0o644)
+    monkeypatch.setenv("COMMONLAB_CONFIG", str(path))
+    return path
+
+
 @contextlib.contextmanager
 def serve(settings: Settings) -> Iterator[Lab]:
     """A live facility on a real port, its job controller running: jobs reach it over HTTP."""
@@ -184,6 +195,7 @@ def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
 
     tries = {
         "signing key": f"cat {home}/keys/record.key",
+        "config file": f"cat {os.environ['COMMONLAB_CONFIG']}",
         "session secret": f"cat {home}/keys/session.key",
         "database": f"cat {home}/commonlab.db",
         "stored object": f"cat {obj}",
@@ -235,8 +247,9 @@ def _environ(pid: int) -> dict[str, str]:
 
 def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facility_path):
     """A home an older commonlab left readable (umask 022: files 0644, folders 0755) is the
-    facility's alone once it starts again; the folders down to the jobs' at most let others
-    pass through (0711), where a job's own user must reach its folder by path."""
+    facility's alone once it starts again, and so is its config file; the folders down to
+    the jobs' at most let others pass through (0711), where a job's own user must reach its
+    folder by path."""
     home = lab.settings.home
     old_job = home / "jobs" / "999"
     (old_job / "work").mkdir(parents=True)
@@ -256,6 +269,7 @@ def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facili
     assert old_job.stat().st_mode & 0o777 == (0o711 if passage else 0o700)
     for entry in old_job.iterdir():
         assert entry.stat().st_mode & 0o077 == 0, entry
+    assert Path(os.environ["COMMONLAB_CONFIG"]).stat().st_mode & 0o777 == 0o600
 
 
 @pytest.fixture

@@ -242,6 +242,8 @@ def _python_roots() -> tuple[Path, ...]:
 
 def _sensitive_paths(settings: Settings) -> tuple[Path, ...]:
     paths = [settings.home, settings.jobs_path, settings.key_path]
+    if config := os.environ.get("COMMONLAB_CONFIG"):
+        paths.append(Path(config))  # it may hold the database's password
     if settings.db_url.startswith("sqlite:///"):
         db = Path(settings.db_url.removeprefix("sqlite:///"))
         paths += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
