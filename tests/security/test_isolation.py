@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -178,66 +179,70 @@ def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
     obj = ObjectStore(home / "objects").path(stored.blake3)
 
     sleeper = unique_sleep()
-    b = submit(lab, victim, f"echo only-b-knows > secret.txt; echo b-output; {sleeper}")
-    lab.wait(b, victim.pi_auth, {"running"})
-    deadline = time.monotonic() + 30
-    while not running(sleeper) or not (jobs / str(b) / "work" / "secret.txt").exists():
-        assert time.monotonic() < deadline, "job B never started its sleep"
-        time.sleep(0.05)
-    (b_pid,) = running(sleeper)
-    b_token = _environ(b_pid)["COMMONLAB_TOKEN"]
-    secrets = {
-        "signing key": (home / "keys" / "record.key").read_text().strip(),
-        "session secret": (home / "keys" / "session.key").read_text().strip(),
-        "token of B": b_token,
-    }
-    before = fingerprint(home)
+    try:
+        b = submit(lab, victim, f"echo only-b-knows > secret.txt; echo b-output; {sleeper}")
+        lab.wait(b, victim.pi_auth, {"running"})
+        deadline = time.monotonic() + 30
+        while not running(sleeper) or not (jobs / str(b) / "work" / "secret.txt").exists():
+            assert time.monotonic() < deadline, "job B never started its sleep"
+            time.sleep(0.05)
+        (b_pid,) = running(sleeper)
+        b_token = _environ(b_pid)["COMMONLAB_TOKEN"]
+        secrets = {
+            "signing key": (home / "keys" / "record.key").read_text().strip(),
+            "session secret": (home / "keys" / "session.key").read_text().strip(),
+            "token of B": b_token,
+        }
+        before = fingerprint(home)
 
-    tries = {
-        "signing key": f"cat {home}/keys/record.key",
-        "config file": f"cat {os.environ['COMMONLAB_CONFIG']}",
-        "session secret": f"cat {home}/keys/session.key",
-        "database": f"cat {home}/commonlab.db",
-        "stored object": f"cat {obj}",
-        "home listing": f"ls -A {home}",
-        "objects listing": f"ls -A {home}/objects",
-        "jobs listing": f"ls -A {jobs}",
-        "spec of B": f"cat {jobs}/{b}/spec.json",
-        "output of B": f"cat {jobs}/{b}/stdout.log",
-        "files of B": f"cat {jobs}/{b}/work/secret.txt",
-        "environment of B": f"cat /proc/{b_pid}/environ",
-        "processes of B": f"kill -9 {b_pid}",
-    }
-    own = 'curl -fsS -H "Authorization: Bearer $COMMONLAB_TOKEN" "$COMMONLAB_URL/api/v1/me"'
-    script = [attempt(name, command) for name, command in tries.items()]
-    # Every environment this job can see: its own token is there, never another job's.
-    script.append("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN= || true")
-    script.append(f"{own} > me.json && echo 'TOKEN WORKS' && cat me.json")
-    if cli:
-        # The facility's own `commonlab` runs in the sandbox too (the job-lineage journey).
-        script.append("commonlab whoami && echo 'CLI WORKS'")
-    a = submit(lab, attacker, "\n".join(script))
-    done = lab.wait(a, attacker.pi_auth, {"succeeded", "failed"})
-    out = lab.api.get(f"/api/v1/jobs/{a}/logs", headers=attacker.pi_auth).json()["text"]
-    out += (jobs / str(a) / "stderr.log").read_text()
+        tries = {
+            "signing key": f"cat {home}/keys/record.key",
+            "config file": f"cat {os.environ['COMMONLAB_CONFIG']}",
+            "session secret": f"cat {home}/keys/session.key",
+            "database": f"cat {home}/commonlab.db",
+            "stored object": f"cat {obj}",
+            "home listing": f"ls -A {home}",
+            "objects listing": f"ls -A {home}/objects",
+            "jobs listing": f"ls -A {jobs}",
+            "spec of B": f"cat {jobs}/{b}/spec.json",
+            "output of B": f"cat {jobs}/{b}/stdout.log",
+            "files of B": f"cat {jobs}/{b}/work/secret.txt",
+            "environment of B": f"cat /proc/{b_pid}/environ",
+            "processes of B": f"kill -9 {b_pid}",
+        }
+        own = 'curl -fsS -H "Authorization: Bearer $COMMONLAB_TOKEN" "$COMMONLAB_URL/api/v1/me"'
+        script = [attempt(name, command) for name, command in tries.items()]
+        # Every environment this job can see: its own token is there, never another job's.
+        script.append("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN= || true")
+        script.append(f"{own} > me.json && echo 'TOKEN WORKS' && cat me.json")
+        if cli:
+            # The facility's own `commonlab` runs in the sandbox too (the job-lineage journey).
+            script.append("commonlab whoami && echo 'CLI WORKS'")
+        a = submit(lab, attacker, "\n".join(script))
+        done = lab.wait(a, attacker.pi_auth, {"succeeded", "failed"})
+        out = lab.api.get(f"/api/v1/jobs/{a}/logs", headers=attacker.pi_auth).json()["text"]
+        out += (jobs / str(a) / "stderr.log").read_text()
 
-    assert done["state"] == "succeeded", out
-    assert "READ" not in out, out
-    assert all(f"DENIED {name}" in out for name in tries), out
-    assert not [name for name, secret in secrets.items() if secret in out], out
-    assert "TOKEN WORKS" in out and victim.name not in out.split("TOKEN WORKS")[1], out
-    if cli:
-        assert "CLI WORKS" in out, out
-    assert fingerprint(home) == before
-    assert running(sleeper) == [b_pid]
-    assert lab.wait(b, victim.pi_auth, {"running"})["state"] == "running"
-    cancelled = lab.api.post(f"/api/v1/jobs/{b}/cancel", headers=victim.pi_auth)
-    assert cancelled.status_code == 200, cancelled.text
-    lab.wait(b, victim.pi_auth, {"cancelled"})
-    deadline = time.monotonic() + 30
-    while running(sleeper):
-        assert time.monotonic() < deadline, "job B's processes outlived its cancel"
-        time.sleep(0.1)
+        assert done["state"] == "succeeded", out
+        assert "READ" not in out, out
+        assert all(f"DENIED {name}" in out for name in tries), out
+        assert not [name for name, secret in secrets.items() if secret in out], out
+        assert "TOKEN WORKS" in out and victim.name not in out.split("TOKEN WORKS")[1], out
+        if cli:
+            assert "CLI WORKS" in out, out
+        assert fingerprint(home) == before
+        assert running(sleeper) == [b_pid]
+        assert lab.wait(b, victim.pi_auth, {"running"})["state"] == "running"
+        cancelled = lab.api.post(f"/api/v1/jobs/{b}/cancel", headers=victim.pi_auth)
+        assert cancelled.status_code == 200, cancelled.text
+        lab.wait(b, victim.pi_auth, {"cancelled"})
+        deadline = time.monotonic() + 30
+        while running(sleeper):
+            assert time.monotonic() < deadline, "job B's processes outlived its cancel"
+            time.sleep(0.1)
+    finally:
+        for pid in running(sleeper):  # the test failed: B must not outlive it
+            os.kill(pid, signal.SIGKILL)
 
 
 def _environ(pid: int) -> dict[str, str]:
