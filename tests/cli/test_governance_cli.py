@@ -79,3 +79,12 @@ def test_governance_mistakes_are_one_line(capsys, served, monkeypatch):
     assert code == 1 and "not valid JSON" in err
     code, _, err = run(capsys, "vote", "1", "maybe")
     assert code == 1
+
+
+def test_motion_table_help_names_every_kind_the_facility_accepts(capsys):
+    from commonlab.governance.schemas import MotionKind
+
+    code, out, _ = run(capsys, "motion", "table", "--help")
+    assert code == 0
+    for kind in MotionKind:
+        assert kind.value in " ".join(out.split()).replace("│", ""), kind

@@ -11,6 +11,7 @@ import typer
 
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
+from commonlab.governance.schemas import MotionKind
 
 __all__ = ["register"]
 
@@ -96,10 +97,8 @@ def _motion_row(m: dict[str, Any]) -> dict[str, Any]:
 def motion_table(
     kind: Annotated[
         str,
-        typer.Argument(
-            help="admit_member, remove_member, set_contribution_scale, adopt_regulation, "
-            "register_witness or grant_cl4_clearance"
-        ),
+        # From the facility's own list of kinds, so the help cannot fall behind it.
+        typer.Argument(help=", ".join(kind.value for kind in MotionKind)),
     ],
     title: Annotated[str, typer.Option(help="a one-line title")],
     payload: Annotated[str, typer.Option(help="the motion's payload as JSON, or @file.json")],
