@@ -152,6 +152,8 @@ READ_ROUTES = {
     "hub-resolve": "/datasets/{ns_name}/resolve/main/train.jsonl",
     "hub-paths-info": "/api/{repo}/paths-info/main",
     "versions": "/api/v1/artifacts/{repo}/versions",
+    "lineage": "/api/v1/artifacts/{repo}/versions/1/lineage",
+    "prov": "/api/v1/artifacts/{repo}/versions/1/prov",
 }
 
 

@@ -1176,6 +1176,7 @@ def lineage(
         repo = _find_repo(db, kind, namespace, name)
         _authorize_read(actor, repo)
         root = _resolve(db, repo, rev)
+        _note_job_read(db, actor, repo, root)
         nodes: dict[int, dict[str, Any]] = {root.id: _node(actor, root)}
         edges: list[dict[str, Any]] = []
         frontier = [root]
