@@ -59,9 +59,7 @@ def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
     assert "0.01" in italy
 
 
-def test_a_non_members_hours_are_reported_apart_from_the_member_states(
-    capsys, served, monkeypatch
-):
+def test_a_non_members_hours_are_reported_apart_from_the_member_states(capsys, served, monkeypatch):
     api = httpx.Client(base_url=served.url, timeout=30)
     kenya = award_project(api, auth(served.token), country="KE")
     monkeypatch.setenv("COMMONLAB_URL", served.url)
@@ -110,8 +108,13 @@ def test_cancel_and_bad_input_from_the_command_line(capsys, served, monkeypatch)
 def test_the_fleet_from_the_command_line(capsys, served, monkeypatch, tmp_path):
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(capsys, "fleet", "show")
     assert code == 0 and "local" in out and "CL-1" in out
+    header = next(line for line in out.splitlines() if "partition" in line)
+    assert "…" not in header and max(len(line) for line in out.splitlines()) <= 80
+    for label in ("partition", "site", "class", "level", "nodes", "use", "jobs"):
+        assert f" {label} " in header, label
     document = tmp_path / "fleet.toml"
     document.write_text(
         '[[sites]]\nname = "bologna"\ncountry = "IT"\n\n'
@@ -195,3 +198,12 @@ def test_a_job_pushes_the_model_it_trained_as_its_submitter_with_lineage(
     with served.facility.db.session() as db:
         token = db.scalar(select(ApiToken).where(ApiToken.name == f"job/{job_id}"))
         assert token is not None and token.revoked_at is not None
+
+
+def test_a_job_with_output_is_shown_running_before_the_controller_says_so():
+    from commonlab.cli.compute_cmd import shown_state
+
+    assert shown_state("queued", has_output=True) == "running"
+    assert shown_state("admitted", has_output=True) == "running"
+    assert shown_state("queued", has_output=False) == "queued"
+    assert shown_state("failed", has_output=True) == "failed"  # an end is never masked

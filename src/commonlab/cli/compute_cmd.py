@@ -129,7 +129,8 @@ def _watch(client: Client, job_id: int) -> int:
             if chunk["text"]:
                 progress.console.print(chunk["text"], end="", markup=False, highlight=False)
             offset = chunk["offset"]
-            progress.update(task, completed=_ran(current), state=_styled(current["state"]))
+            shown = shown_state(current["state"], has_output=offset > 0)
+            progress.update(task, completed=_ran(current), state=_styled(shown))
             if current["state"] in TERMINAL and not chunk["text"]:
                 break
             time.sleep(0.5)
@@ -157,6 +158,13 @@ def _print_stderr_tail(client: Client, job_id: int, *, tail_bytes: int = 2048) -
     console.print(f"[dim]last lines of its standard error (commonlab job logs {job_id} "
                   "--stderr for all):[/dim]")  # fmt: skip
     console.print("\n".join(lines), markup=False, highlight=False)
+
+
+def shown_state(state: str, *, has_output: bool) -> str:
+    """The state to show beside a job's streaming output. The facility learns that a job
+    started at its controller's next look (up to a second later); a job that has printed
+    something is running, whatever that look has not yet seen."""
+    return "running" if has_output and state in ("admitted", "queued") else state
 
 
 def _ran(job: dict[str, Any]) -> float:
@@ -291,16 +299,19 @@ def fleet_show(url: Url = None, as_json: Json = False) -> None:
         {
             **p,
             "level": f"CL-{p['certified_level']}",
-            "use": _bar(p["accelerators_in_use"], p["accelerators_up"]),
-            "jobs": f"{p['jobs_running']} running, {p['jobs_waiting']} waiting",
+            "nodes": f"{p['nodes_up']} up"
+            + (f" of {p['nodes']}" if p.get("nodes", p["nodes_up"]) != p["nodes_up"] else ""),
+            "use": _bar(p["accelerators_in_use"], p["accelerators_up"], width=8),
+            "jobs": f"{p['jobs_running']} run · {p['jobs_waiting']} wait",
         }
         for p in answer["partitions"]
     ]
     print_table(
         rows,
-        ["name", "site", "accelerator", "level", "nodes_up", "accelerators_up", "use", "jobs"],
+        ["name", "site", "accelerator", "level", "nodes", "use", "jobs"],
         title=f"Fleet: {answer['accelerators_in_use']} of {answer['accelerators']} accelerators "
-        "in use",
+        "in use (use: in use / in service)",
+        headers={"name": "partition", "accelerator": "class"},
     )
 
 
