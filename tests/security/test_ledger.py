@@ -310,6 +310,30 @@ def test_a_second_cancel_of_a_handed_over_job_is_refused_and_writes_nothing(
     run_until(app.state.jobs, client, job["id"], project.pi_auth, {"cancelled"})
 
 
+def test_a_controller_holding_a_stale_read_cannot_move_a_job_a_cancel_ended(
+    client, operator, facility
+):
+    """The job's row moves by compare-and-set: a transition read before a cancel committed
+    finds nothing to move and writes nothing (no transition, no entry, no second close)."""
+    project = award_project(client, operator)
+    job = submit(client, project)
+    with facility.db.session() as stale, stale.begin():
+        row = stale.get_one(Job, job["id"])
+        assert row.state == "admitted"
+        cancelled = client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=project.pi_auth)
+        assert cancelled.status_code == 200, cancelled.text
+        assert compute.move_job(stale, row, Observed(state=JobState.QUEUED)) is False
+        assert compute.move_job(stale, row, Observed(state=JobState.FAILED)) is False
+    assert the_job(facility, job["id"]).state == "cancelled"
+    with facility.db.session() as db:
+        states = list(
+            db.scalars(select(JobTransition.state).where(JobTransition.job_id == job["id"]))
+        )
+    assert states == ["admitted", "cancelled"]
+    assert entries(facility, "compute:job:queued", f"job/{job['id']}") == 0
+    assert len(closes_of(facility, the_job(facility, job["id"]).reservation_id)) == 1
+
+
 # A job's charge is capped at its reservation ---------------------------------------------------
 
 
