@@ -184,3 +184,21 @@ def test_the_digest_cache_trusts_only_an_unchanged_stat(tmp_path, monkeypatch):
     assert digest_cache.DigestCache(tmp_path / ".commonlab").get("x.bin", f.stat()) is None
     # A folder that cannot be written keeps no cache, and says nothing.
     digest_cache.DigestCache(tmp_path / "missing" / "deeper").save(keep={"x.bin"})
+
+
+def test_a_refused_pull_says_why_without_a_progress_bar(live, tmp_path, monkeypatch, capsys):
+    """A CL-3 model's files never leave: the pull stops at the refusal, before any bar."""
+    from tests.artifacts.test_api import cleared, make_repo, push, safetensors_bytes
+
+    api = httpx.Client(base_url=live.url, timeout=30)
+    _, h = cleared(api, {"Authorization": f"Bearer {live.token}"}, 3)
+    repo = make_repo(api, h, kind="model", name="frontier", visibility="private", level=3)
+    assert push(api, h, repo, {"w.safetensors": safetensors_bytes()}).status_code == 201
+    monkeypatch.setenv("COMMONLAB_TOKEN", h["Authorization"].split()[1])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as failed:
+        main(["model", "pull", repo.removeprefix("models/") + "@1", str(tmp_path / "copy")])
+    assert failed.value.code == 1
+    out, err = capsys.readouterr()
+    assert "never served for download" in err and "HTTP 403" in err
+    assert "downloading" not in out + err

@@ -449,7 +449,7 @@ def _pull(kind: str, ref: str, directory: Path, url: str | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {login.token}"} if login.token else {}
     with httpx.Client(base_url=login.url, headers=headers, timeout=60) as http, _bar() as progress:
-        task = progress.add_task("downloading", total=version["total_bytes"])
+        task = None  # the bar appears once the facility starts sending, not before a refusal
         for f in version["files"]:
             target = directory / f["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -460,6 +460,8 @@ def _pull(kind: str, ref: str, directory: Path, url: str | None) -> None:
                     response.read()
                     detail = response.json().get("detail", response.text)
                     raise CliError(f"{f['path']}: {detail} (HTTP {response.status_code})")
+                if task is None:
+                    task = progress.add_task("downloading", total=version["total_bytes"])
                 with partial.open("wb") as out:
                     for chunk in response.iter_bytes(READ_CHUNK):
                         out.write(chunk)
