@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from alembic import command
 from sqlalchemy import select
 
@@ -89,3 +90,59 @@ def test_quarter_index_matches_the_tranches():
         day += timedelta(days=1)
     assert quarter_index(starts, ends, ends) is None
     assert quarter_index(starts, ends, starts - timedelta(days=1)) is None
+
+
+def test_migration_0013_keeps_the_first_close_of_each_reservation_and_rebuilds_balances(
+    client, operator, facility
+):
+    """A facility that the double-close race hit before 0013: the repeated closes go, the
+    balances are the ledger's again (none negative), and then the database refuses any."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from commonlab.allocation.models import Charge
+
+    _ledger_story(client, operator)
+    kept = _balances(facility)
+    command.downgrade(alembic_config(facility.db.engine), "0012")
+    with facility.db.engine.begin() as conn:
+        first = (
+            conn.execute(text("SELECT * FROM allocation_ledger WHERE kind = 'release'"))
+            .mappings()
+            .one()
+        )
+        for _ in range(3):  # what three losing cancels wrote
+            conn.execute(
+                text(
+                    "INSERT INTO allocation_ledger (allocation_id, kind, accelerator, hours, "
+                    'reservation_id, job, "on", at) VALUES (:a, :k, :c, :h, :r, :j, :o, :t)'
+                ),
+                {
+                    "a": first["allocation_id"],
+                    "k": "release",
+                    "c": first["accelerator"],
+                    "h": first["hours"],
+                    "r": first["reservation_id"],
+                    "j": first["job"],
+                    "o": first["on"],
+                    "t": first["at"],
+                },
+            )
+        conn.execute(text("UPDATE allocation_balances SET held = held - 15"))
+    migrate(facility.db.engine)
+    assert _balances(facility) == kept
+    with facility.db.session() as db:
+        closes = list(db.scalars(select(Charge).where(Charge.reservation_id.is_not(None))))
+    assert sorted(c.id for c in closes if c.kind == "release") == [first["id"]]
+    with facility.db.session() as db, pytest.raises(IntegrityError), db.begin():
+        db.add(
+            Charge(
+                allocation_id=first["allocation_id"],
+                kind="release",
+                accelerator=first["accelerator"],
+                hours=0,
+                reservation_id=first["reservation_id"],
+                job=first["job"],
+                on=date.today(),
+            )
+        )
