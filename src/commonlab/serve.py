@@ -78,7 +78,11 @@ def _isolation_line(facility: Facility) -> str:
             "other's folders (slurm_user = 'cl-{project}' keeps projects apart)[/bold yellow]"
         )
     line = f"local jobs: {facility.isolation.describe()}"
-    return line if facility.isolation.isolates else f"[bold yellow]{line}[/bold yellow]"
+    if facility.isolation.isolates:
+        return line
+    if os.geteuid() == 0:
+        line += "; as root it refuses every job (a job never runs as root)"
+    return f"[bold yellow]{line}[/bold yellow]"
 
 
 def _announce_operator(console: Console, token: str, url: str) -> None:

@@ -405,6 +405,7 @@ def test_start_up_says_how_jobs_are_isolated(tmp_path):
     line = _isolation_line(laptop)
     laptop.close()
     assert "jobs are NOT isolated" in line and "only CL-1 work runs here" in line
+    assert ("refuses every job" in line) == (os.geteuid() == 0)
     if sandboxes_here():
         chosen = open_facility(Settings(home=tmp_path / "lab"))
         assert chosen.isolation.isolates and "NOT" not in _isolation_line(chosen)

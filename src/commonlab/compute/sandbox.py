@@ -37,6 +37,8 @@ from commonlab.errors import ConfigError
 
 __all__ = ["Isolation", "JobSandbox", "Sandbox"]
 
+DEFAULT_UID_BASE = 2_000_000_000  # setting job_uid_base
+
 # The system a job may see, read-only (each where it exists; a symlink stays a symlink).
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
@@ -87,7 +89,7 @@ class JobSandbox:
 @dataclass(frozen=True)
 class Sandbox:
     isolation: Isolation
-    uid_base: int = 2_000_000_000
+    uid_base: int = DEFAULT_UID_BASE
     uid_count: int = 1_000_000
     # Paths a job must never see even where they lie under something it is shown.
     hidden: tuple[Path, ...] = ()
@@ -154,7 +156,7 @@ def bwrap_problem() -> str:
         if os.geteuid() == 0:
             if shutil.which("setpriv") is None:
                 return "setpriv is not installed"
-            argv += _drop_to(Sandbox(Isolation.UID).uid_base)
+            argv += _drop_to(DEFAULT_UID_BASE)
         try:
             done = subprocess.run(
                 [*argv, "/bin/sh", "-c", "true"], capture_output=True, timeout=30, check=False
