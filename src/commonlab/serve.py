@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from commonlab.cli.client import Login, config_path, load_saved_login, save_login
+from commonlab.compute.sandbox import Isolation, closed_to_jobs
 from commonlab.config import load_settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
@@ -78,6 +79,8 @@ def _isolation_line(facility: Facility) -> str:
             "other's folders (slurm_user = 'cl-{project}' keeps projects apart)[/bold yellow]"
         )
     line = f"local jobs: {facility.isolation.describe()}"
+    if facility.isolation is Isolation.UID and (closed := closed_to_jobs()):
+        line += f"; {closed} is closed to other users, so a job can't run this `commonlab`"
     if facility.isolation.isolates:
         return line
     if os.geteuid() == 0:

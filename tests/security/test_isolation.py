@@ -39,7 +39,7 @@ from commonlab.app import create_app
 from commonlab.artifacts.store import ObjectStore
 from commonlab.compute.accounts import project_account
 from commonlab.compute.models import Partition
-from commonlab.compute.sandbox import Isolation, bwrap_problem
+from commonlab.compute.sandbox import Isolation, bwrap_problem, closed_to_jobs
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
@@ -413,6 +413,12 @@ def test_start_up_says_how_jobs_are_isolated(tmp_path):
             chosen
         )
         chosen.close()
+    if os.geteuid() == 0:
+        # Without a mount namespace a job needs this Python where its uid can reach it.
+        plain = open_facility(Settings(home=tmp_path / "uid", sandbox="uid"))
+        closed = closed_to_jobs()
+        assert (f"{closed} is closed to other users" in _isolation_line(plain)) == bool(closed)
+        plain.close()
     shared = open_facility(Settings(home=tmp_path / "hpc", executor="slurm", slurm_user="cl"))
     assert "can read each other's folders" in _isolation_line(shared)
     shared.close()
