@@ -232,3 +232,63 @@ def test_read_cannot_be_declared_by_hand(client, facility, lab):
     refused = push(client, lab.project.pi_auth, lab.public, {"x.txt": b"x"},
                    lineage=[{"ref": f"{lab.secret}@1", "relation": "read"}])  # fmt: skip
     assert refused.status_code == 422 and "facility saw" in refused.text
+
+
+AUDIENCE_CASES = {
+    # read from a repository shown to ..., published into one shown to ...
+    "project-to-public": ({"project": True, "visibility": "project"}, "open-copy", "public"),
+    "private-to-public": ({"visibility": "private"}, "open-copy", "public"),
+    "private-to-project": ({"visibility": "private"}, "members", "visible to project"),
+}
+
+
+@pytest.mark.parametrize("publisher", ["job-token", "pi-naming-the-job"])
+@pytest.mark.parametrize("case", sorted(AUDIENCE_CASES))
+def test_a_job_cannot_publish_what_it_read_to_a_wider_audience(
+    client, facility, lab, case, publisher
+):
+    """Write-down of visibility: a CL-1 job reads a CL-1 dataset that only the project (or
+    only its owner) may see and publishes it somewhere more visible, with its own token or
+    by its PI naming it. The levels agree; the audience does not. Refused, naming the read;
+    nothing published, nothing recorded."""
+    source_body, target_name, target_says = AUDIENCE_CASES[case]
+    pi, project = lab.project.pi_auth, lab.project.name
+    if source_body.pop("project", False):
+        source_body["project"] = project
+    source = _repo(client, pi, kind="dataset", name=f"held-{case}", level=1, **source_body)
+    assert push(client, pi, source, {"train.jsonl": SECRET}).status_code == 201
+    if target_name == "open-copy":
+        target = lab.public
+    else:
+        target = _repo(client, pi, kind="dataset", name=target_name, project=project,
+                       visibility="project", level=1)  # fmt: skip
+    job_id, token = job_token(client, facility, lab.project, level=1)
+    stolen = client.get(
+        f"/api/v1/artifacts/{source}/versions/1/files/train.jsonl", headers=auth(token)
+    )
+    assert stolen.status_code == 200 and stolen.content == SECRET
+    headers, job = (auth(token), None) if publisher == "job-token" else (pi, str(job_id))
+    before = snapshot(facility)
+    refused = push(client, headers, target, {"copy.jsonl": stolen.content},
+                   **({"job": job} if job else {}))  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    detail = problem(refused)["detail"]
+    assert f"job {job_id} read {source}@1 (" in detail and target_says in detail, detail
+    assert snapshot(facility) == before
+    assert client.get(f"/api/v1/artifacts/{target}", headers=pi).json()["latest"] is None
+
+
+def test_a_job_publishes_what_it_read_to_an_audience_no_wider(client, facility, lab):
+    """What the project showed the job may go to the project again, or to its PI alone."""
+    pi, project = lab.project.pi_auth, lab.project.name
+    source = _repo(client, pi, kind="dataset", name="members-only", project=project,
+                   visibility="project", level=1)  # fmt: skip
+    assert push(client, pi, source, {"train.jsonl": SECRET}).status_code == 201
+    same = _repo(client, pi, kind="dataset", name="same", project=project,
+                 visibility="project", level=1)  # fmt: skip
+    mine = _repo(client, pi, kind="dataset", name="mine", visibility="private", level=1)
+    _, token = job_token(client, facility, lab.project, level=1)
+    assert client.get(f"/api/v1/artifacts/{source}/versions/1", headers=auth(token)).is_success
+    for target in (same, mine):
+        made = push(client, auth(token), target, {"clean.jsonl": b'{"text": "cleaned"}\n'})
+        assert made.status_code == 201, made.text

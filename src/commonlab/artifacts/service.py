@@ -32,6 +32,7 @@ from commonlab.artifacts.models import (
     VersionFile,
     Visibility,
 )
+from commonlab.artifacts.rules import Audience, reaches_beyond
 from commonlab.artifacts.schemas import RepoCreate, TagSet, UploadCreate, VersionCreate
 from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
 from commonlab.compute import service as compute
@@ -793,8 +794,10 @@ class _Read:
 
 def _check_no_write_down(repo: Repo, job: str | None, read: list[_Read]) -> None:
     """No write-down: a version a job publishes is at least as contained as everything the
-    job read, declared or not: the level, and every compartment. Refused, not raised: the
-    publisher chooses where it goes, and the answer says which read asks for what."""
+    job read, declared or not: the level, every compartment, and the audience (no more
+    visible: `rules.reaches_beyond`). Artifacts has no release path (an approved, recorded
+    lowering) yet, so nothing bypasses this. Refused, not raised: the publisher chooses where
+    it goes, and the answer says which read asks for what."""
     for item in sorted(read, key=lambda r: -r.repo.level):
         source = item.repo
         what = (
@@ -813,6 +816,17 @@ def _check_no_write_down(repo: Repo, job: str | None, read: list[_Read]) -> None
                 f"job {job} read {what}, in compartment(s) {', '.join(missing)}: what it "
                 f"publishes must be in them too, and {repo.kind}s/{repo.repo_id} is not"
             )
+        read_by, shown_to = _audience(source), _audience(repo)
+        if reaches_beyond(shown_to, read_by):
+            raise InvalidInput(
+                f"job {job} read {what} ({read_by.describe()}): what it publishes may be "
+                f"shown to no one that is not, and {repo.kind}s/{repo.repo_id} is "
+                f"{shown_to.describe()}: publish into a repository no more visible"
+            )
+
+
+def _audience(repo: Repo) -> Audience:
+    return Audience(Visibility(repo.visibility), repo.project, repo.owner_id)
 
 
 def _read_lineage(
