@@ -27,6 +27,7 @@ from commonlab.identity.principal import PUBLIC, Principal
 from commonlab.pagination import MAX_LIMIT, PageParams
 
 __all__ = [
+    "BYTES_RESPONSES",
     "BodyLimit",
     "CurrentPrincipal",
     "DbSession",
@@ -50,6 +51,15 @@ ERROR_RESPONSES = {
     413: "Request body too large",
     422: "Invalid input: `errors` names each field and what to fix",
     503: "Database busy: retry shortly",
+}
+
+
+# Routes that answer with stored bytes (of any media type), whole or a byte range.
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+BYTES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the bytes, with their media type", "content": _BYTES},
+    206: {"description": "the byte range asked for (Range)", "content": _BYTES},
+    416: {"description": "the range asked for is outside the file", "content": _BYTES},
 }
 
 

@@ -228,8 +228,16 @@ def release(reservation_id: Id, db: DbSession, principal: CurrentPrincipal) -> d
     return {"ledger": charge.id}
 
 
+# With format=csv a report is a CSV table.
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
+
 @router.get(
-    "/reports/usage", summary="Budget and delivered hours by member, institution, call or project"
+    "/reports/usage",
+    summary="Budget and delivered hours by member, institution, call or project",
+    responses=CSV_RESPONSE,
 )
 def usage_report(
     db: DbSession,
@@ -255,7 +263,11 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> Response:
     return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
 
 
-@router.get("/reports/shares", summary="Delivered vs entitled share per member state")
+@router.get(
+    "/reports/shares",
+    summary="Delivered vs entitled share per member state",
+    responses=CSV_RESPONSE,
+)
 def shares(
     db: DbSession,
     principal: CurrentPrincipal,

@@ -38,7 +38,7 @@ from commonlab.artifacts.schemas import (
 from commonlab.artifacts.service import Registry, UploadStatus, VersionView
 from commonlab.bounded import Int64
 from commonlab.errors import AccessDenied, NotFound
-from commonlab.http import CurrentPrincipal, DbSession, Pagination
+from commonlab.http import BYTES_RESPONSES, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page
 
 __all__ = [
@@ -349,7 +349,10 @@ def get_signature(
     }
 
 
-@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/croissant")
+@router.get(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/croissant",
+    responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}},
+)
 def get_croissant(
     kinds: Kinds,
     namespace: Namespace,
@@ -370,8 +373,16 @@ def get_croissant(
 
 
 # One route per method: each gets an operation id of its own in the OpenAPI document.
-@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
-@router.head("/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}")
+@router.get(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}",
+    response_class=Response,
+    responses=BYTES_RESPONSES,
+)
+@router.head(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/files/{path:path}",
+    response_class=Response,
+    responses=BYTES_RESPONSES,
+)
 def download_file(
     request: Request,
     kinds: Kinds,
@@ -553,8 +564,16 @@ def record_out(record: records.Record, file: str, base: str, *, has_next: bool) 
     )
 
 
-@router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media")
-@router.head("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media")
+@router.get(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media",
+    response_class=Response,
+    responses=BYTES_RESPONSES,
+)
+@router.head(
+    "/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}/media",
+    response_class=Response,
+    responses=BYTES_RESPONSES,
+)
 def get_record_media(
     request: Request,
     kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,

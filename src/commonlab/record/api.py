@@ -31,7 +31,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@log_router.get("/checkpoint", summary="The latest signed checkpoint (C2SP tlog-checkpoint)")
+@log_router.get(
+    "/checkpoint",
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def checkpoint(db: DbSession) -> Response:
     return Response(
         log.checkpoint_with_cosignatures(db),
@@ -40,7 +45,12 @@ def checkpoint(db: DbSession) -> Response:
     )
 
 
-@log_router.get("/tile/{path:path}", summary="A tile or entry bundle (C2SP tlog-tiles)")
+@log_router.get(
+    "/tile/{path:path}",
+    summary="A tile or entry bundle (C2SP tlog-tiles)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
+)
 def tile(path: str, db: DbSession) -> Response:
     data, full = log.tile_bytes(db, "tile/" + path)
     cache = IMMUTABLE if full else "no-cache"
