@@ -7,14 +7,17 @@ declared or not, and names those reads in its lineage. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from commonlab.artifacts.models import JobRead, Version
+from commonlab.artifacts import service as artifacts
+from commonlab.artifacts.models import JobRead, Repo, Version
 from commonlab.compute.service import certify_partition
 from commonlab.identity import service as identity
 from commonlab.record.models import Entry
@@ -292,3 +295,53 @@ def test_a_job_publishes_what_it_read_to_an_audience_no_wider(client, facility, 
     for target in (same, mine):
         made = push(client, auth(token), target, {"clean.jsonl": b'{"text": "cleaned"}\n'})
         assert made.status_code == 201, made.text
+
+
+def repository_reads(facility: Any, job_id: int) -> list[Any]:
+    with facility.db.session() as db:
+        only_repo = (JobRead.job_id == job_id, JobRead.version_id.is_(None))
+        return db.execute(select(JobRead.repo_id).where(*only_repo)).all()
+
+
+@pytest.mark.parametrize("round_", range(3))  # each race is a fresh chance to interleave
+def test_concurrent_reads_of_a_repository_by_one_job_are_noted_once(client, facility, lab, round_):
+    """Many reads of the repository alone (its list of versions) by one job, all at once,
+    each in a session of its own: one row, however they interleave."""
+    job_id, token = job_token(client, facility, lab.project, level=2)
+    _, ns, name = lab.secret.split("/")
+    readers = 8
+    barrier = threading.Barrier(readers)
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        with facility.db.session() as db:
+            principal = identity.authenticate(db, token)
+            barrier.wait()
+            try:
+                artifacts.list_versions(db, principal, "dataset", ns, name)
+            except BaseException as exc:  # reported by the assertion below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert len(repository_reads(facility, job_id)) == 1
+
+
+def test_the_database_itself_refuses_a_second_repository_read_of_a_job(client, facility, lab):
+    """Whatever code writes it: NULL version ids are not distinct to this rule."""
+    job_id, token = job_token(client, facility, lab.project, level=2)
+    assert client.get(f"/api/v1/artifacts/{lab.secret}/versions", headers=auth(token)).is_success
+    [(repo_id,)] = repository_reads(facility, job_id)
+    with facility.db.session() as db, pytest.raises(IntegrityError), db.begin():
+        db.add(JobRead(job_id=job_id, repo_id=repo_id, version_id=None))
+    assert repository_reads(facility, job_id) == [(repo_id,)]
+    # Another repository, or a version of this one, is another row.
+    with facility.db.session() as db, db.begin():
+        other = db.scalar(select(Repo.id).where(Repo.id != repo_id).limit(1))
+        db.add(JobRead(job_id=job_id, repo_id=other, version_id=None))
+        version = db.scalar(select(Version.id).where(Version.repo_id == repo_id))
+        db.add(JobRead(job_id=job_id, repo_id=repo_id, version_id=version))

@@ -12,10 +12,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -188,7 +190,19 @@ class JobRead(Base):
     and names the versions in its lineage."""
 
     __tablename__ = "artifacts_job_reads"
-    __table_args__ = (UniqueConstraint("job_id", "repo_id", "version_id"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "repo_id", "version_id"),
+        # A unique constraint counts every NULL as distinct: one read of the repository alone
+        # per job is the database's rule too (a partial index, on SQLite and PostgreSQL).
+        Index(
+            "uq_artifacts_job_reads_job_id_repo_id_repository",
+            "job_id",
+            "repo_id",
+            unique=True,
+            sqlite_where=text("version_id IS NULL"),
+            postgresql_where=text("version_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("compute_jobs.id"), index=True)

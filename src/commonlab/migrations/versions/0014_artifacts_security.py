@@ -1,5 +1,6 @@
 """artifacts: what each facility job read (issue 13), so that what a job publishes is at
-least as contained as everything it read, declared or not, and names it in its lineage.
+least as contained as everything it read, declared or not, and names it in its lineage; one
+row per job, repository and version (or none: a partial unique index, NULLs being distinct).
 
 Revision ID: 0014
 Revises: 0013
@@ -50,9 +51,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("artifacts_job_reads", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_artifacts_job_reads_job_id"), ["job_id"], unique=False)
+        # NULLs are distinct to the unique constraint: a read of the repository alone (no
+        # version) is unique per job by this partial index.
+        batch_op.create_index(
+            "uq_artifacts_job_reads_job_id_repo_id_repository",
+            ["job_id", "repo_id"],
+            unique=True,
+            sqlite_where=sa.text("version_id IS NULL"),
+            postgresql_where=sa.text("version_id IS NULL"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("artifacts_job_reads", schema=None) as batch_op:
+        batch_op.drop_index("uq_artifacts_job_reads_job_id_repo_id_repository")
         batch_op.drop_index(batch_op.f("ix_artifacts_job_reads_job_id"))
     op.drop_table("artifacts_job_reads")
