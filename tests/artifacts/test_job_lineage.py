@@ -9,6 +9,7 @@ import pytest
 from commonlab.cli import artifacts_cmd
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.compute.helpers import award_project
+from tests.portal.test_compute_pages import sign_in
 
 
 @pytest.fixture
@@ -50,6 +51,12 @@ def test_a_model_names_the_job_that_trained_it_and_what_the_job_read(client, tra
     assert {"from": f"{model}@1", "to": f"{data}@1", "relation": "trained_on", "job": job} in (
         graph.json()["edges"]
     )
+    # The public learns which job made it, without a link to a page it may not see; the
+    # project's PI gets the link.
+    page = client.get(f"/artifacts/{model}/versions/1").text
+    assert f'href="/jobs/{job}"' not in page and f"job {job} of this facility" in page
+    client.cookies.clear()
+    sign_in(client, proj.pi_auth)
     page = client.get(f"/artifacts/{model}/versions/1").text
     assert f'href="/jobs/{job}"' in page
 

@@ -14,6 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from commonlab.artifacts import records, service, signing
 from commonlab.artifacts.api import record_out
 from commonlab.artifacts.models import RepoKind
+from commonlab.compute import service as compute
+from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import DbSession
 from commonlab.portal.templating import PAGE_HEADERS
 from commonlab.portal.views import CurrentViewer, Viewer, render_page
@@ -83,6 +85,18 @@ def repo_page(
     )
 
 
+def _job_page(db: DbSession, principal: Any, job: str | None) -> str | None:
+    """The page of the facility job that made a version, when the viewer may see it: a link
+    only where it leads somewhere (a job's page is for its project's members)."""
+    if not job or not job.isdigit():
+        return None
+    try:
+        compute.get_job(db, principal, int(job))
+    except (NotFound, AccessDenied):
+        return None
+    return f"/jobs/{job}"
+
+
 @router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}")
 def version_page(
     request: Request,
@@ -127,6 +141,7 @@ def version_page(
         edges=up["edges"],
         signature=signature,
         verifier_key=key,
+        job_page=_job_page(db, principal, version.job),
         hub_url=("" if kinds == "models" else "datasets/") + repo.repo_id,
         record_files=[
             {

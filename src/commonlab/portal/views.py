@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from commonlab.db import utcnow
@@ -260,6 +260,12 @@ def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
         media_type="application/json",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
     )
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    # Browsers ask for /favicon.ico whatever the page says: answer with the site's icon.
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
 # Mounting -----------------------------------------------------------------------------------
