@@ -96,7 +96,8 @@ def crawl(client) -> dict[str, tuple[int, str]]:
             continue
         response = client.get(path, follow_redirects=True)
         seen[path] = (response.status_code, source)
-        if path.startswith(CHECK_ONLY) or "text/html" not in response.headers.get("content-type", ""):
+        html = "text/html" in response.headers.get("content-type", "")
+        if path.startswith(CHECK_ONLY) or not html:
             continue
         pages += 1
         for href in HREF.findall(response.text):
