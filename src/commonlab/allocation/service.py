@@ -760,14 +760,12 @@ def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal,
 def settle(db: Session, actor: Principal, reservation_id: int, hours: Decimal) -> Charge:
     """Charge what was used (at most what was reserved) and close a reservation held by hand."""
     with db.begin():
-        lock_for_writing(db)  # concurrent closes queue, and the losers see the first one
         return close_reservation(db, actor, reservation_id, hours)
 
 
 def release(db: Session, actor: Principal, reservation_id: int) -> Charge:
     """Close a reservation held by hand without charge."""
     with db.begin():
-        lock_for_writing(db)
         return close_reservation(db, actor, reservation_id, None)
 
 
@@ -787,6 +785,9 @@ def close_reservation(
     rolls back whole). A hold a job's admission made closes only with that job (`job`, its
     key): released by hand, the job would run on with nothing to settle at its end."""
     authorize(actor, Action.LedgerCharge, ALLOCATION)
+    # On SQLite: concurrent closes queue and the later ones see the first; and the savepoint
+    # below opens inside a write transaction, never as one (pysqlite would commit it alone).
+    lock_for_writing(db)
     held = get_or_404(db, Charge, reservation_id, "reservation")
     if held.kind != "reserve":
         raise InvalidInput(f"ledger line {held.id} is a {held.kind}, not a reservation")
