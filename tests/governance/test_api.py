@@ -445,15 +445,28 @@ def test_cl4_clearance_by_council_vote(client, app, facility, council, operator)
 
 def test_delegates_roll(client, app, operator, council):
     person = client.post("/api/v1/people", json={"name": "Not a delegate"}, headers=operator).json()
-    refused = client.post(
-        "/api/v1/members/IT/delegates", json={"person_id": person["id"]}, headers=operator
-    )
-    assert refused.status_code == 422 and "delegate role" in problem(refused)["detail"]
     assert (
         client.post(
             "/api/v1/members/XX/delegates", json={"person_id": person["id"]}, headers=operator
         ).status_code
         == 404
+    )
+    assert (
+        "delegate"
+        not in client.get(f"/api/v1/people/{person['id']}", headers=operator).json()["roles"]
+    )  # a refused appointment granted nothing
+    # One step: appointing someone without the delegate role grants it, both on the record.
+    appointed = client.post(
+        "/api/v1/members/IT/delegates", json={"person_id": person["id"]}, headers=operator
+    )
+    assert appointed.status_code == 201, appointed.text
+    roles = client.get(f"/api/v1/people/{person['id']}", headers=operator).json()["roles"]
+    assert "delegate" in roles
+    granted = record_entries(client, app, type="identity:role:granted")[-1]
+    assert granted["data"]["role"] == "delegate" and granted["data"]["name"] == "Not a delegate"
+    assert (
+        record_entries(client, app, type="governance:delegate:appointed")[-1]["data"]["name"]
+        == "Not a delegate"
     )
     assert (
         client.post(

@@ -35,6 +35,7 @@ from commonlab.governance.schemas import (
     MotionOut,
     RollCall,
 )
+from commonlab.identity import service as identity
 from commonlab.identity.models import Person
 from commonlab.identity.principal import SYSTEM, Principal, Role
 from commonlab.policy import Action, Resource, authorize
@@ -107,10 +108,11 @@ def appoint_delegate(db: Session, actor: Principal, code: str, person_id: int) -
         person = db.get(Person, person_id)
         if person is None:
             raise NotFound(f"no person with id {person_id}")
-        if not any(grant.role == Role.DELEGATE for grant in person.roles):
-            raise InvalidInput(f"{person.name} does not have the delegate role: grant it first")
         if _seat_of(db, person_id) is not None:
             raise Conflict(f"{person.name} already sits for a member state")
+        # One step: the appointment brings the delegate role with it (recorded as its own
+        # grant), rather than refusing until an operator granted it separately.
+        identity.grant_role_in(db, actor, person, Role.DELEGATE)
         delegate = Delegate(person_id=person.id, member_state_id=member.id)
         db.add(delegate)
         db.flush()

@@ -50,6 +50,7 @@ __all__ = [
     "grant_clearance",
     "grant_clearance_in",
     "grant_role",
+    "grant_role_in",
     "institutions_query",
     "issue_token",
     "people_query",
@@ -286,16 +287,28 @@ def grant_role(db: Session, actor: Principal, person_id: int, role: Role) -> Per
         authorize(actor, Action.RoleGrant, Resource.person(person.id))
         if any(grant.role == role for grant in person.roles):
             raise Conflict(f"{person.pseudonym} already has the role {role}")
-        person.roles.append(RoleGrant(role=role, granted_by=actor.pseudonym))
-        record.append(
-            db,
-            IdentityEvent.RoleGranted,
-            actor=actor,
-            as_role=Role.OPERATOR,
-            subject=f"person/{person.pseudonym}",
-            data={"role": role, **_public_name(person, role)},
-        )
+        _add_role(db, actor, person, role)
     return person
+
+
+def grant_role_in(db: Session, actor: Principal, person: Person, role: Role) -> None:
+    """Grant `role` inside the caller's transaction (appointing a delegate grants the
+    delegate role in the same step); a role already held is left as it is."""
+    authorize(actor, Action.RoleGrant, Resource.person(person.id))
+    if not any(grant.role == role for grant in person.roles):
+        _add_role(db, actor, person, role)
+
+
+def _add_role(db: Session, actor: Principal, person: Person, role: Role) -> None:
+    person.roles.append(RoleGrant(role=role, granted_by=actor.pseudonym))
+    record.append(
+        db,
+        IdentityEvent.RoleGranted,
+        actor=actor,
+        as_role=Role.OPERATOR,
+        subject=f"person/{person.pseudonym}",
+        data={"role": role, **_public_name(person, role)},
+    )
 
 
 def revoke_role(db: Session, actor: Principal, person_id: int, role: Role) -> Person:
