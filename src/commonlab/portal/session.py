@@ -57,7 +57,8 @@ def start_session(db: Session, principal: Principal, *, now: datetime | None = N
     A fresh random id at every sign-in (so no id chosen by someone else is ever adopted),
     expiring on the server after a working day or with the token, whichever comes first.
     """
-    assert principal.person_id is not None and principal.token_id is not None
+    if principal.person_id is None or principal.token_id is None:
+        raise Unauthenticated("only a person's token opens a session: sign in with one")
     now = now or utcnow()
     session_id = secrets.token_urlsafe(32)
     lifetime = cookie_max_age(principal.token_expires_at, now)
