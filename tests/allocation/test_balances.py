@@ -146,3 +146,52 @@ def test_migration_0013_keeps_the_first_close_of_each_reservation_and_rebuilds_b
                 on=date.today(),
             )
         )
+
+
+def test_migration_0013_gives_a_stranded_job_its_hold_back(client, operator, facility):
+    """Before 0013 an operator could release the hold of a job still running, and the job's
+    end then had nothing to close. The migration takes that release back; the job ends."""
+    from sqlalchemy import text
+
+    from commonlab.allocation.models import Charge
+
+    project = award_project(client, operator)
+    job = client.post(
+        "/api/v1/jobs",
+        json={
+            "name": "stranded",
+            "project": project.name,
+            "command": "true",
+            "accelerator": "cpu",
+            "accelerators": 1,
+            "time_limit_minutes": 5,
+        },
+        headers=project.pi_auth,
+    ).json()
+    kept = _balances(facility)
+    command.downgrade(alembic_config(facility.db.engine), "0012")
+    with facility.db.engine.begin() as conn:  # plain SQL: the models are 0013's
+        hold, hours = conn.execute(
+            text(
+                "SELECT id, hours FROM allocation_ledger WHERE id = "
+                "(SELECT reservation_id FROM compute_jobs WHERE id = :job)"
+            ),
+            {"job": job["id"]},
+        ).one()
+        conn.execute(  # what the operator's release wrote
+            text(
+                "INSERT INTO allocation_ledger (allocation_id, kind, accelerator, hours, "
+                'reservation_id, job, "on", at) '
+                "SELECT allocation_id, 'release', accelerator, 0, id, job, \"on\", at "
+                "FROM allocation_ledger WHERE id = :id"
+            ),
+            {"id": hold},
+        )
+        conn.execute(text("UPDATE allocation_balances SET held = held - :h"), {"h": hours})
+    migrate(facility.db.engine)
+    assert _balances(facility) == kept
+    cancelled = client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=project.pi_auth)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    with facility.db.session() as db:
+        closes = db.scalars(select(Charge.kind).where(Charge.reservation_id == hold)).all()
+    assert closes == ["release"]

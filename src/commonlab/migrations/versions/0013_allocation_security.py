@@ -3,9 +3,10 @@
 A closing ledger line's `reservation_id` becomes unique, so of two concurrent closes of one
 reservation only one can commit; balances may not go below zero; a hold made by a job's
 admission is marked (`for_job`) so that only the job's end closes it. Closes written twice
-before this migration (the race it removes) are cut back to the first, and the balances
-rebuilt from the ledger so they hold no negative sums: their record entries stay, as
-every entry does.
+before this migration (the race it removes) are cut back to the first, closes written by
+hand for jobs still running are taken back (the job's end closes the hold), and the
+balances rebuilt from the ledger so they hold no negative sums. Their record entries
+stay, as every entry does.
 
 Revision ID: 0013
 Revises: 0012
@@ -40,7 +41,7 @@ def upgrade() -> None:
         ),
         {"yes": True},
     )
-    if _cut_repeated_closes():
+    if _cut_repeated_closes() + _reopen_holds_of_unfinished_jobs():
         op.execute("DELETE FROM allocation_balances")
         _migration_0009()._fill_from_the_ledger()
     op.drop_index(op.f("ix_allocation_ledger_reservation_id"), table_name="allocation_ledger")
@@ -70,14 +71,36 @@ def _cut_repeated_closes() -> int:
         )
     ).scalars()
     ids = list(repeated)
-    if ids:
+    _delete_lines(ids)
+    return len(ids)
+
+
+def _reopen_holds_of_unfinished_jobs() -> int:
+    """Delete the closes written by hand for jobs that have not ended (an operator's release
+    of a running job's hold stranded the job: its end had nothing left to settle). The job's
+    own end closes the hold again; how many went."""
+    bind = op.get_bind()
+    ids = list(
         bind.execute(
+            sa.text(
+                "SELECT line.id FROM allocation_ledger AS line "
+                "JOIN compute_jobs AS job ON job.reservation_id = line.reservation_id "
+                "WHERE job.state IN ('admitted', 'queued', 'running')"
+            )
+        ).scalars()
+    )
+    _delete_lines(ids)
+    return len(ids)
+
+
+def _delete_lines(ids: list[int]) -> None:
+    if ids:
+        op.get_bind().execute(
             sa.text("DELETE FROM allocation_ledger WHERE id IN :ids").bindparams(
                 sa.bindparam("ids", expanding=True)
             ),
             {"ids": ids},
         )
-    return len(ids)
 
 
 def _migration_0009():  # its ledger-to-balances fill, not copied here
