@@ -9,17 +9,26 @@ publish goes with the files' content. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from commonlab.compute.models import Job
+from commonlab.compute.service import WITHHELD_INPUT, certify_partition
+from commonlab.record.models import Entry
 from tests.artifacts.helpers import digests, push
 from tests.artifacts.test_api import person_with_token
+from tests.cli.test_cli import run
 from tests.compute.helpers import Project, award_project
 from tests.helpers import auth, problem
 from tests.portal.test_compute_pages import sign_in
+from tests.security import test_ledger
 from tests.security.test_write_down import _clear, _repo, job_token, snapshot
+
+live = test_ledger.live  # the test's own app, served on a socket (for the CLI)
 
 NAME, WORDS = "pathogen-notes", "gain-of-function protocol"
 CARD = b"---\nlicense: cc-by-4.0\n---\n# Notes\nSECRET-CARD-BODY: how it was done\n"
@@ -240,3 +249,62 @@ def test_what_was_read_out_of_contained_files_goes_with_their_content(client, op
     assert "SECRET-CARD-BODY" in shown["card"]["body"] and shown["withheld"] is None
     lineage = client.get(f"/api/v1/artifacts/{open_repo}/versions/1/lineage").text
     assert "secret-source-xyz" in lineage
+
+
+@pytest.fixture
+def job_reading_it(client, facility, hidden) -> tuple[int, str]:
+    """A CL-2 job of the PI's that declared the hidden dataset and a public one as inputs
+    (cancelled: ended, so that it may be resubmitted)."""
+    pi, project = hidden.project.pi_auth, hidden.project.name
+    public = _repo(client, pi, kind="dataset", name="open-words", project=project,
+                   visibility="public", level=1)  # fmt: skip
+    assert push(client, pi, public, {"a.txt": b"open"}).status_code == 201
+    with facility.db.session() as db, db.begin():
+        certify_partition(db, "local", 2, motion_id=0)
+    made = client.post(
+        "/api/v1/jobs",
+        json={"name": "train", "project": project, "command": "true", "accelerator": "cpu",
+              "accelerators": 1, "time_limit_minutes": 5, "level": 2,
+              "inputs": [f"{hidden.repo}@1", f"{public}@1"]},
+        headers=pi,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    job_id = made.json()["id"]
+    # Ended, so that it may be resubmitted.
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", headers=pi).status_code == 200
+    return job_id, f"{public}@1"
+
+
+def test_a_jobs_inputs_are_named_only_to_who_may_read_them(
+    client, facility, hidden, job_reading_it, live, capsys, monkeypatch
+):
+    """A CL-2 job's page is for its project's members cleared CL-2, but the names of its
+    inputs are the artifacts': a member without the input's compartment sees it withheld,
+    by the API (one job, the list), the CLI and the portal; and may not resubmit it (the
+    refusal names nothing)."""
+    job_id, public = job_reading_it
+    headers = hidden.viewers["member-without-compartment"]
+    expected = [WITHHELD_INPUT, public]
+    one = client.get(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert one.status_code == 200 and one.json()["inputs"] == expected, one.text
+    listed = client.get("/api/v1/jobs", params={"project": hidden.project.name}, headers=headers)
+    assert [j["inputs"] for j in listed.json()["items"] if j["id"] == job_id] == [expected]
+    monkeypatch.setenv("COMMONLAB_TOKEN", headers["Authorization"].split()[1])
+    code, out, err = run(capsys, "job", "show", str(job_id), "--json", "--url", live.url)
+    assert code == 0 and json.loads(out)["inputs"] == expected, err
+    sign_in(client, headers)
+    page = client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and NAME not in page.text
+    before = snapshot(facility), jobs_and_entries(facility)
+    refused = client.post(f"/api/v1/jobs/{job_id}/resubmit", headers=headers)
+    assert refused.status_code == 403 and NAME not in refused.text, refused.text
+    assert (snapshot(facility), jobs_and_entries(facility)) == before
+    # Its PI, who may read both, sees both.
+    mine = client.get(f"/api/v1/jobs/{job_id}", headers=hidden.project.pi_auth).json()
+    assert mine["inputs"] == [f"{hidden.repo}@1", public]
+
+
+def jobs_and_entries(facility: Any) -> tuple[int, int]:
+    with facility.db.session() as db:
+        jobs = db.scalar(select(func.count()).select_from(Job))
+        return jobs, db.scalar(select(func.count()).select_from(Entry))

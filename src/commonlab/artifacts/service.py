@@ -63,6 +63,7 @@ __all__ = [
     "set_tag",
     "start_upload",
     "upload_status",
+    "visible_refs",
 ]
 
 UPLOAD_LIFETIME = timedelta(days=1)
@@ -714,6 +715,23 @@ def split_public_refs(db: Session, refs: Iterable[str]) -> tuple[list[str], list
             continue
         (public if _public(repo) else others).append(ref)
     return public, others
+
+
+def visible_refs(db: Session, actor: Principal, refs: Iterable[str]) -> set[str]:
+    """Which of these version references `actor` may know exist: by the decision opening the
+    repository takes (`_readable`), so another domain showing a job's inputs names no more
+    than a read would. In the caller's transaction; nothing is noted (naming a version is not
+    reading it). A reference that names no repository is not visible (fail closed)."""
+    visible: set[str] = set()
+    for ref in refs:
+        try:
+            kind, namespace, name, _ = parse_ref(ref)
+            repo = _find_repo(db, kind, namespace, name)
+        except (ValueError, NotFound):
+            continue
+        if _readable(actor, repo):
+            visible.add(ref)
+    return visible
 
 
 def _croissant_available() -> bool:

@@ -118,7 +118,9 @@ def _admitted(db: Any, job: Job) -> JobOut:
     with db.begin():
         partition = service.partition_name(db, job.partition_id)
     admitted = TransitionOut(state=job.state, reason="admitted", at=job.submitted_at)
-    return JobOut(**_fields(job), partition=partition, transitions=[admitted])
+    # Its submitter just read every input to admit it: all are theirs to see.
+    fields = _fields(job, inputs=job.inputs)
+    return JobOut(**fields, partition=partition, transitions=[admitted])
 
 
 @router.get("/jobs", response_model=Page[JobOut], summary="Jobs of your projects")
@@ -133,16 +135,25 @@ def jobs(
     with db.begin():
         names = service.partition_names(db)
         return paginate(
-            db, query, Job.id, page, lambda j: JobOut(**_fields(j), partition=names[j.partition_id])
+            db,
+            query,
+            Job.id,
+            page,
+            lambda j: JobOut(
+                **_fields(j, inputs=service.shown_inputs(db, principal, j)),
+                partition=names[j.partition_id],
+            ),
         )
 
 
-def _fields(job: Job) -> dict[str, Any]:
-    return {
+def _fields(job: Job, *, inputs: list[str]) -> dict[str, Any]:
+    """A job's fields for `JobOut`, with its inputs as the viewer may see them."""
+    fields = {
         name: getattr(job, name)
         for name in JobOut.model_fields
-        if name not in {"transitions", "partition"}
+        if name not in {"transitions", "partition", "inputs"}
     }
+    return {**fields, "inputs": inputs}
 
 
 def _one(db: Any, principal: Any, job_id: int) -> JobOut:
@@ -150,8 +161,9 @@ def _one(db: Any, principal: Any, job_id: int) -> JobOut:
     with db.begin():
         names = service.partition_names(db)
         history = service.job_history(db, job)
+        inputs = service.shown_inputs(db, principal, job)
     return JobOut(
-        **_fields(job),
+        **_fields(job, inputs=inputs),
         partition=names[job.partition_id],
         transitions=[TransitionOut(state=t.state, reason=t.reason, at=t.at) for t in history],
     )
@@ -201,8 +213,10 @@ def cancel(job_id: Id, request: Request, db: DbSession, principal: CurrentPrinci
 )
 def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     old = service.get_job(db, principal, job_id)
-    levels = service.input_levels(db, principal, old.inputs)
-    spec = service.resubmission(old)
+    with db.begin():
+        shown = service.shown_inputs(db, principal, old)
+    spec = service.resubmission(old, shown_inputs=shown)
+    levels = service.input_levels(db, principal, spec.inputs)
     new = _admit(request, db, principal, spec, levels, resubmit_of=old.id)
     _wake(request)
     return _admitted(db, new)

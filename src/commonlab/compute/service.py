@@ -520,10 +520,16 @@ def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str
     return artifacts.split_public_refs(db, refs)
 
 
-def resubmission(old: Job) -> JobSubmit:
-    """A finished job's spec, to be admitted again by today's rules as a new job."""
+def resubmission(old: Job, *, shown_inputs: list[str]) -> JobSubmit:
+    """A finished job's spec, to be admitted again by today's rules as a new job: by one who
+    may see all its inputs (`shown_inputs`), whose names a refusal must not give away."""
     if JobState(old.state) not in TERMINAL:
         raise Conflict(f"job {old.id} is {old.state}: resubmit it once it has ended")
+    if WITHHELD_INPUT in shown_inputs:
+        raise AccessDenied(
+            f"job {old.id} read inputs you may not read: only someone who may read them all "
+            "resubmits it"
+        )
     return JobSubmit(
         name=old.name,
         project=old.project,
@@ -564,6 +570,20 @@ def get_job(db: Session, actor: Principal, job_id: int) -> Job:
             raise
         _ = job_history(db, job)
     return job
+
+
+WITHHELD_INPUT = "withheld"
+
+
+def shown_inputs(db: Session, actor: Principal, job: Job) -> list[str]:
+    """A job's inputs as `actor` may see them: each one they may not read is shown as
+    `WITHHELD_INPUT`. Its name is the artifacts' to give (`artifacts.visible_refs`, the
+    decision a read takes): a member of the project is not cleared for all it holds. In the
+    caller's transaction."""
+    from commonlab.artifacts import service as artifacts
+
+    visible = artifacts.visible_refs(db, actor, job.inputs)
+    return [ref if ref in visible else WITHHELD_INPUT for ref in job.inputs]
 
 
 def partition_names(db: Session) -> dict[int, str]:
