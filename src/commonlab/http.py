@@ -33,6 +33,7 @@ __all__ = [
     "DbSession",
     "Pagination",
     "Problem",
+    "allowed_methods",
     "document_problems",
     "install_error_handlers",
     "problem",
@@ -158,7 +159,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = "this route does not take that method: see /api/v1/openapi.json"
-            headers["Allow"] = ", ".join(_allowed_methods(request))
+            headers["Allow"] = ", ".join(allowed_methods(request))
         response = problem(
             exc.status_code, detail.split(":")[0], detail, slug=f"http-{exc.status_code}"
         )
@@ -208,21 +209,23 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _allowed_methods(request: Request) -> list[str]:
+def allowed_methods(request: Request) -> list[str]:
     """Every method some route takes at this request's path (RFC 9110: a 405 names them).
 
     Starlette's own Allow lists only the first route that matched the path, and one path is
     often served by several routes (GET and POST of a collection).
     """
+    # Matched from the app's top: inside a mount the scope's root_path has grown.
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
     allowed = set()
     for route in request.app.router.routes:
         if isinstance(route, Mount):
             # Our mounts serve static files: reads only.
-            if route.matches(request.scope)[0] is not Match.NONE:
+            if route.matches(scope)[0] is not Match.NONE:
                 allowed |= {"GET", "HEAD"}
             continue
         for method in _METHODS:
-            if route.matches({**request.scope, "method": method})[0] is Match.FULL:
+            if route.matches({**scope, "method": method})[0] is Match.FULL:
                 allowed.add(method)
     return sorted(allowed)
 

@@ -151,6 +151,24 @@ def test_every_405_names_the_methods_the_path_takes(client):
     assert checked > 50
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/signin", "GET, POST"),
+        ("POST", "/", "GET"),
+        ("DELETE", "/record", "GET"),
+        ("DELETE", "/static/portal.css", "GET, HEAD"),
+        ("POST", "/api/v1/docs", "GET"),
+        ("PUT", "/api/v1/docs/assets/swagger-ui.css", "GET, HEAD"),
+    ],
+)
+def test_a_405_on_a_page_or_a_static_file_names_its_methods_too(client, method, path, allowed):
+    """The portal answers HTML errors and mounts answer their own 405s: Allow rides on each."""
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
 def test_the_docs_page_loads_nothing_from_another_origin(client):
     page = client.get("/api/v1/docs")
     assert page.status_code == 200

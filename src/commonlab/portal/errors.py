@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from commonlab.errors import CommonlabError
+from commonlab.http import allowed_methods
 from commonlab.portal.session import raw_session
 from commonlab.portal.templating import render
 
@@ -143,6 +144,9 @@ def _wrap(original: Handler | None) -> Handler:
         status = _status(exc)
         if status >= 500:
             log.exception("portal error on %s", request.url.path, exc_info=exc)
-        return error_page(request, status, _portal_message(status, exc))
+        response = error_page(request, status, _portal_message(status, exc))
+        if status == 405:  # RFC 9110: a 405 names the methods the page takes
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
+        return response
 
     return handler
