@@ -1,0 +1,89 @@
+"""Journey 5, the council tries a rule before voting on it: on the demo facility a delegate
+tables a regulation moving 5% of capacity from the national pools to the SME pool, runs the
+proposal and the regulation in force on one workload with `commonlab simulate --motion`, and
+the motion's page shows both side by side (queueing delay per pool, share error, utilisation)
+before the delegates vote with it in front of them.
+
+The workload is a small trace made here; running the what-if on the facility's own last
+quarter (its accounting as a trace) is issue 19's."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import httpx
+
+from tests.cli.test_cli import run
+from tests.journeys.test_journey_1_a_country_joins import DELEGATES, as_person
+
+
+def _workload(tmp_path):
+    rows = "".join(
+        f"{i},team{i % 10},{i * 20},{600 + (i * 37) % 900},{1 + i % 3}\n" for i in range(300)
+    )
+    trace = tmp_path / "last-quarter.csv"
+    trace.write_text("job_id,tenant,submit,runtime,accelerators\n" + rows)
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        '[[sites]]\nname = "here"\ncountry = "IT"\n\n[[partitions]]\nname = "p"\n'
+        'site = "here"\naccelerator = "H100"\nnodes = 4\naccelerators_per_node = 4\n'
+    )
+    return fleet, trace
+
+
+def test_journey_5_the_council_tries_a_rule_before_voting(demo, capsys, monkeypatch, tmp_path):
+    api = httpx.Client(base_url=demo.url, timeout=30)
+    in_force = api.get("/api/v1/regulations/in-force").json()
+    regulation = in_force["document"]
+    capacity = regulation["capacity"]
+    # 5% of capacity moves from the national pools to the pool for SMEs and public bodies.
+    capacity["national_pools"] = str(Decimal(capacity["national_pools"]) - 5)
+    capacity["smes_and_public_bodies"] = str(Decimal(capacity["smes_and_public_bodies"]) + 5)
+    regulation["title"] = "Five points of capacity for SMEs and public bodies"
+    payload = tmp_path / "proposal.json"
+    payload.write_text(json.dumps({"regulation": regulation}))
+
+    as_person(monkeypatch, demo, demo.token_of(DELEGATES["SE"]))
+    code, out, err = run(
+        capsys, "motion", "table", "adopt_regulation", "--title", regulation["title"],
+        "--payload", f"@{payload}",
+    )  # fmt: skip
+    assert code == 0, err
+    motion_id = int(re.search(r"Motion (\d+) tabled", out).group(1))
+
+    # Before anyone votes, the delegate runs both regulations on the same workload.
+    fleet, trace = _workload(tmp_path)
+    code, out, err = run(
+        capsys, "simulate", "--motion", str(motion_id), "--fleet", str(fleet),
+        "--trace", str(trace), "--load", "1.1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"Attached simulation 1 to motion {motion_id}" in out
+
+    # The motion's page shows the comparison: per pool, under each regulation.
+    page = httpx.get(f"{demo.url}/motions/{motion_id}").text
+    assert "What the simulator says" in page and "No simulation is attached yet" not in page
+    assert "Mean queueing delay per pool" in page  # the chart
+    for column in ("Share error", "Fleet used", "Mean wait"):
+        assert column in page
+    pools = page[page.index('class="whatif-pools"') :]
+    assert "smes_and_public_bodies" in pools and "In force" in pools and "Proposed" in pools
+    [attached] = api.get(f"/api/v1/motions/{motion_id}/simulations").json()["items"]
+    figures = attached["document"]["proposed"]["figures"]["pools"]
+    before = attached["document"]["in_force"]["figures"]["pools"]
+    assert figures["smes_and_public_bodies"]["entitled"] > before["smes_and_public_bodies"][
+        "entitled"
+    ]
+
+    # The delegates vote with that in front of them; the motion is decided by their votes.
+    for code_ in ("SE", "IT", "FR", "DE", "ES"):
+        as_person(monkeypatch, demo, demo.token_of(DELEGATES[code_]))
+        code, out, err = run(capsys, "vote", str(motion_id), "yes")
+        assert code == 0, err
+    decided = api.get(f"/api/v1/motions/{motion_id}").json()
+    assert decided["status"] == "passed"
+    adopted = api.get("/api/v1/regulations/in-force").json()
+    assert adopted["document"]["title"] == regulation["title"]
+    assert adopted["version"] == in_force["version"] + 1
