@@ -73,9 +73,9 @@ def test_journey_5_the_council_tries_a_rule_before_voting(demo, capsys, monkeypa
     [attached] = api.get(f"/api/v1/motions/{motion_id}/simulations").json()["items"]
     figures = attached["document"]["proposed"]["figures"]["pools"]
     before = attached["document"]["in_force"]["figures"]["pools"]
-    assert figures["smes_and_public_bodies"]["entitled"] > before["smes_and_public_bodies"][
-        "entitled"
-    ]
+    assert (
+        figures["smes_and_public_bodies"]["entitled"] > before["smes_and_public_bodies"]["entitled"]
+    )
 
     # The delegates vote with that in front of them; the motion is decided by their votes.
     for code_ in ("SE", "IT", "FR", "DE", "ES"):
