@@ -28,6 +28,8 @@ from commonlab.allocation.schemas import (
     ReserveIn,
     ReviewScore,
     SubAllocationIn,
+    SuggestedReviewerOut,
+    TrancheOut,
 )
 from commonlab.bounded import Int64
 from commonlab.errors import InvalidInput
@@ -82,6 +84,21 @@ def allocation_out(
     return out
 
 
+def tranche_out(t: service.Tranche) -> TrancheOut:
+    return TrancheOut(
+        quarter=t.quarter,
+        starts_on=t.starts_on,
+        ends_on=t.ends_on,
+        accelerator=t.accelerator,
+        released=f"{t.released:.2f}",
+        drawn=f"{t.drawn:.2f}",
+        reserved=f"{t.reserved:.2f}",
+        remaining=f"{t.remaining:.2f}",
+        current=t.current,
+        available=None if t.available is None else f"{t.available:.2f}",
+    )
+
+
 # Calls
 
 
@@ -128,6 +145,25 @@ def reviewers(proposal_id: Id, db: DbSession, principal: CurrentPrincipal) -> li
     return [
         {"person_id": p.id, "name": p.name, "eligible": not reasons, "conflicts": reasons}
         for p, reasons in service.eligible_reviewers(db, principal, proposal_id)
+    ]
+
+
+@router.get(
+    "/proposals/{proposal_id}/reviewers/suggested",
+    response_model=list[SuggestedReviewerOut],
+    summary="Reviewers free of conflicts, least loaded first (operators)",
+)
+def suggested_reviewers(
+    proposal_id: Id, db: DbSession, principal: CurrentPrincipal
+) -> list[SuggestedReviewerOut]:
+    return [
+        SuggestedReviewerOut(
+            person_id=s.person.id,
+            name=s.person.name,
+            open_reviews=s.open_reviews,
+            done_reviews=s.done_reviews,
+        )
+        for s in service.suggested_reviewers(db, principal, proposal_id)
     ]
 
 
@@ -187,6 +223,15 @@ def allocations(
 @router.get("/allocations/{allocation_id}", response_model=AllocationOut)
 def allocation(allocation_id: Id, db: DbSession, principal: CurrentPrincipal) -> AllocationOut:
     return allocation_out(*service.get_allocation(db, principal, allocation_id))
+
+
+@router.get(
+    "/allocations/{allocation_id}/tranches",
+    response_model=list[TrancheOut],
+    summary="Quarterly tranches: released, drawn, reserved, remaining",
+)
+def tranches(allocation_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[TrancheOut]:
+    return [tranche_out(t) for t in service.get_tranches(db, principal, allocation_id)]
 
 
 @router.post(

@@ -212,3 +212,27 @@ class AllocationOut(BaseModel):
     status: str
     used: dict[str, str] = {}
     reserved: dict[str, str] = {}
+
+
+class TrancheOut(BaseModel):
+    """One quarter of one class: hours released, settled (`drawn`), held by open reservations
+    (`reserved`) and `remaining` (released less both); `available` on the current quarter
+    only: what may be drawn today, carry-over included."""
+
+    quarter: int
+    starts_on: date
+    ends_on: date
+    accelerator: str
+    released: str
+    drawn: str
+    reserved: str
+    remaining: str
+    current: bool
+    available: str | None
+
+
+class SuggestedReviewerOut(BaseModel):
+    person_id: int
+    name: str
+    open_reviews: int
+    done_reviews: int

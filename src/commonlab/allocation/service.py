@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,15 +43,19 @@ from commonlab.allocation.schemas import (
     SubAllocationIn,
 )
 from commonlab.db import get_or_404, lock_for_writing, utcnow
-from commonlab.errors import AccessDenied, InvalidInput
+from commonlab.errors import AccessDenied, InvalidInput, NotFound
 from commonlab.errors import Conflict as ConflictError
 from commonlab.governance.effects import active_codes, current_shares
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.models import Institution, Person
 from commonlab.identity.principal import Principal, Role
-from commonlab.policy import Action, Resource, authorize
+from commonlab.policy import Action, Resource, authorize, decide
 
 __all__ = [
+    "MyProject",
+    "ProjectPage",
+    "SuggestedReviewer",
+    "Tranche",
     "activate_allocation",
     "active_allocations",
     "add_member",
@@ -66,7 +71,12 @@ __all__ = [
     "delivered_hours",
     "get_allocation",
     "get_call",
+    "get_tranches",
     "hold_hours",
+    "may_see_inside",
+    "my_projects",
+    "my_proposals",
+    "project_page",
     "projects_of",
     "rank_call",
     "rebuild_balances",
@@ -79,6 +89,7 @@ __all__ = [
     "share_accounting",
     "sub_allocate",
     "submit_proposal",
+    "suggested_reviewers",
     "usage",
     "usage_report",
 ]
@@ -1088,3 +1099,207 @@ def awarded_projects(
         ):
             drawn[allocation_id][cls] = Decimal(settled)
     return [(a, abstracts.get(a.proposal_id, ""), drawn.get(a.id, {})) for a in rows]
+
+
+# A project as its people see it (reads) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tranche:
+    """One quarter of one class of an allocation: the hours the quarter releases, what it has
+    settled and what open reservations hold in it. `available` (the current quarter only) is
+    what a reservation may draw today: the tranche plus the carry-over the regulation allows,
+    less what the quarter drew; it is the figure `hold_hours` checks."""
+
+    quarter: int
+    starts_on: date
+    ends_on: date  # exclusive
+    accelerator: str
+    released: Decimal
+    drawn: Decimal
+    reserved: Decimal
+    current: bool
+    available: Decimal | None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.released - self.drawn - self.reserved
+
+
+def _tranches(db: Session, allocation: Allocation, today: date) -> list[Tranche]:
+    """Every quarter of every class, from the balances (in the caller's transaction)."""
+    carry = regulation_in_force(db).regulation.allocation.carry_over_percent
+    balances = {
+        (cls, quarter): (Decimal(settled or 0), Decimal(held or 0))
+        for cls, quarter, settled, held in db.execute(
+            select(Balance.accelerator, Balance.quarter, Balance.settled, Balance.held).where(
+                Balance.allocation_id == allocation.id
+            )
+        )
+    }
+    out = []
+    for cls, budget in sorted(_hours(allocation.budget).items()):
+        quarters = rules.quarters(budget, allocation.starts_on, allocation.ends_on)
+        drawn = {q.index: sum(balances.get((cls, q.index), (ZERO, ZERO))) for q in quarters}
+        for q in quarters:
+            settled, held = balances.get((cls, q.index), (ZERO, ZERO))
+            current = q.starts <= today < q.ends
+            available = (
+                rules.available_hours(quarters, drawn, on=today, carry_over_percent=carry)
+                if current
+                else None
+            )
+            out.append(
+                Tranche(q.index, q.starts, q.ends, cls, q.hours, settled, held, current, available)
+            )
+    return out
+
+
+def get_tranches(
+    db: Session, actor: Principal, allocation_id: int, *, today: date | None = None
+) -> list[Tranche]:
+    """An allocation's quarterly tranches, read as the allocation is (its usage is public)."""
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    with db.begin():
+        allocation = get_or_404(db, Allocation, allocation_id, "allocation")
+        return _tranches(db, allocation, today or datetime.now(UTC).date())
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """What a viewer may know of a project. The public gets what /projects shows (title,
+    pool, country, awarded hours, abstract once awarded); its members, operators and auditors
+    (those who may read its jobs) also get its members, tranches and hours per class."""
+
+    allocation: Allocation
+    abstract: str
+    insider: bool
+    members: list[tuple[Person, str]]
+    tranches: list[Tranche]
+    used: dict[str, Decimal]
+    reserved: dict[str, Decimal]
+
+
+def may_see_inside(actor: Principal, project: str) -> bool:
+    """Whether `actor` sees a project's insides: the rule that reads its jobs decides."""
+    return decide(actor, Action.JobRead, Resource.job(project)).allowed
+
+
+def project_page(
+    db: Session, actor: Principal, project: str, *, today: date | None = None
+) -> ProjectPage:
+    """A project by name: its top-level allocation (the active one, else the newest) and what
+    the viewer may see of it. The public knows only awarded (active) projects: any other is a
+    404 to them, word for word as a missing one."""
+    authorize(actor, Action.AllocationRead, ALLOCATION)
+    insider = may_see_inside(actor, project)
+    with db.begin():
+        found = db.scalars(
+            select(Allocation)
+            .where(Allocation.project == project, Allocation.parent_id.is_(None))
+            .order_by((Allocation.status == "active").desc(), Allocation.id.desc())
+        ).first()
+        if found is None or (found.status != "active" and not insider):
+            raise NotFound(f"no project {project}")
+        abstract = ""
+        if found.proposal_id is not None:
+            proposal = db.get_one(Proposal, found.proposal_id)
+            if proposal.status == "awarded" or insider:
+                abstract = proposal.abstract
+        if not insider:
+            return ProjectPage(found, abstract, False, [], [], {}, {})
+        members = list(
+            db.execute(
+                select(Person, ProjectMember.role)
+                .join(ProjectMember, ProjectMember.person_id == Person.id)
+                .where(ProjectMember.project == project)
+                .order_by(ProjectMember.role != "pi", ProjectMember.id)
+            ).tuples()
+        )
+        used, held = usage(db, found)
+        tranches = _tranches(db, found, today or datetime.now(UTC).date())
+    return ProjectPage(found, abstract, True, members, tranches, used, held)
+
+
+@dataclass(frozen=True)
+class MyProject:
+    allocation: Allocation
+    role: str
+    awarded: Decimal
+    drawn: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.awarded - self.drawn
+
+
+def my_projects(db: Session, actor: Principal) -> list[MyProject]:
+    """The signed-in person's projects (their top-level allocations, newest first) with the
+    hours awarded, settled so far and left, all classes together."""
+    if actor.person_id is None:
+        return []
+    with db.begin():
+        rows = db.execute(
+            select(Allocation, ProjectMember.role)
+            .join(ProjectMember, ProjectMember.project == Allocation.project)
+            .where(ProjectMember.person_id == actor.person_id, Allocation.parent_id.is_(None))
+            .order_by(Allocation.id.desc())
+        ).all()
+        out = []
+        for allocation, role in rows:
+            used, _ = usage(db, allocation)
+            awarded = sum(_hours(allocation.budget).values(), ZERO)
+            out.append(MyProject(allocation, role, awarded, sum(used.values(), ZERO)))
+    return out
+
+
+def my_proposals(db: Session, actor: Principal) -> list[tuple[Proposal, Call]]:
+    """The proposals the signed-in person submitted as PI, newest first, with their calls."""
+    if actor.person_id is None:
+        return []
+    with db.begin():
+        return list(
+            db.execute(
+                select(Proposal, Call)
+                .join(Call, Call.id == Proposal.call_id)
+                .where(Proposal.pi_id == actor.person_id)
+                .order_by(Proposal.id.desc())
+            ).tuples()
+        )
+
+
+@dataclass(frozen=True)
+class SuggestedReviewer:
+    person: Person
+    open_reviews: int  # assigned and not yet scored, on proposals still under review
+    done_reviews: int
+
+
+def suggested_reviewers(db: Session, actor: Principal, proposal_id: int) -> list[SuggestedReviewer]:
+    """Reviewers free of every conflict with this proposal (`eligible_reviewers`' rules) and
+    not yet on it, least loaded first (fewest open reviews, then fewest done, then by name).
+    Only a suggestion: assigning stays `assign_reviewer`, which checks the conflicts again."""
+    candidates = eligible_reviewers(db, actor, proposal_id)
+    with db.begin():
+        assigned = set(
+            db.scalars(select(Review.reviewer_id).where(Review.proposal_id == proposal_id))
+        )
+        free = [p for p, reasons in candidates if not reasons and p.id not in assigned]
+        load = {
+            (reviewer, scored): count
+            for reviewer, scored, count in db.execute(
+                select(Review.reviewer_id, Review.submitted_at.is_not(None), func.count())
+                .join(Proposal, Proposal.id == Review.proposal_id)
+                .where(
+                    Review.reviewer_id.in_([p.id for p in free]),
+                    Review.submitted_at.is_not(None) | (Proposal.status == "under_review"),
+                )
+                .group_by(Review.reviewer_id, Review.submitted_at.is_not(None))
+            )
+        }
+    ranked = [
+        SuggestedReviewer(p, load.get((p.id, False), 0), load.get((p.id, True), 0)) for p in free
+    ]
+    return sorted(
+        ranked, key=lambda s: (s.open_reviews, s.done_reviews, s.person.name, s.person.id)
+    )
