@@ -87,6 +87,9 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
     code, out, _ = run(capsys, "review", "candidates", "1")
     assert "same institution as the PI" in out
+    code, out, err = run(capsys, "review", "suggest", "1")
+    assert code == 0, err
+    assert "Reviewer Rome" in out and "Reviewer Nairobi" not in out
     code, _, err = run(capsys, "review", "assign", "1", str(local["id"]))
     assert code == 1 and "same institution" in err
     assert run(capsys, "review", "assign", "1", str(rome["id"]))[0] == 0
@@ -111,6 +114,10 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
     assert code == 1 and "exactly once" in err
     code, out, _ = run(capsys, "allocation", "show", "1", "--json")
     assert json.loads(out)["used"] == {"H100": "40.00"}
+    assert json.loads(out)["tranches"][0]["drawn"] == "40.00"
+    code, out, err = run(capsys, "allocation", "show", "1")
+    assert code == 0, err
+    assert "Quarterly tranches" in out and "Q1 (now)" in out and "40.00" in out
     today, tomorrow = date.today(), date.today() + timedelta(days=1)
     code, out, err = run(
         capsys,

@@ -132,6 +132,19 @@ def review_candidates(proposal_id: int, url: Url = None) -> None:
     )
 
 
+@review.command("suggest")
+def review_suggest(proposal_id: int, url: Url = None) -> None:
+    """Reviewers free of conflicts with this proposal and not yet on it, least loaded first
+    (operators). Assign one with `review assign`."""
+    rows = _client(url).get(f"/api/v1/proposals/{proposal_id}/reviewers/suggested")
+    print_table(
+        rows,
+        ["person_id", "name", "open_reviews", "done_reviews"],
+        headers={"person_id": "id", "open_reviews": "open", "done_reviews": "done"},
+        title=f"Suggested reviewers for proposal {proposal_id}",
+    )
+
+
 @review.command("assign")
 def review_assign(proposal_id: int, reviewer_id: int, url: Url = None) -> None:
     """Assign a reviewer; refused with the reasons when there is a conflict of interest."""
@@ -163,10 +176,12 @@ def review_score(
 
 @allocation.command("show")
 def allocation_show(allocation_id: int, url: Url = None, as_json: Json = False) -> None:
-    """An allocation: budget, hours used and reserved."""
-    a = _client(url).get(f"/api/v1/allocations/{allocation_id}")
+    """An allocation: budget, hours used and reserved, and its quarterly tranches."""
+    client = _client(url)
+    a = client.get(f"/api/v1/allocations/{allocation_id}")
+    tranches = client.get(f"/api/v1/allocations/{allocation_id}/tranches")
     if as_json:
-        print_json(a)
+        print_json({**a, "tranches": tranches})
         return
     console.print(
         f"[bold]{a['project']}[/bold] {a['title']} — {a['status']}, "
@@ -182,6 +197,20 @@ def allocation_show(allocation_id: int, url: Url = None, as_json: Json = False) 
         for cls, hours in a["budget"].items()
     ]
     print_table(rows, ["class", "budget", "used", "reserved"], title="Accelerator-hours")
+    print_table(
+        [
+            {
+                **t,
+                "quarter": f"Q{t['quarter'] + 1}{' (now)' if t['current'] else ''}",
+                "from": t["starts_on"],
+                "to": t["ends_on"],
+            }
+            for t in tranches
+        ],
+        ["quarter", "accelerator", "from", "to", "released", "drawn", "reserved", "remaining"],
+        headers={"accelerator": "class", "released": "tranche", "reserved": "held"},
+        title="Quarterly tranches (hours; 'to' is the day after the last)",
+    )
 
 
 @allocation.command("add-member")
