@@ -216,3 +216,17 @@ def test_a_pi_without_an_institution_is_told_to_ask_an_operator(client, operator
     unnamed = {k: v for k, v in proposal_body(world).items() if k != "institution_id"}
     refused = client.post("/api/v1/proposals", json=unnamed, headers=loner_auth)
     assert refused.status_code == 422 and "ask an operator" in problem(refused)["detail"]
+
+
+def test_a_score_given_before_a_conflict_arose_leaves_the_ranking(client, operator, world):
+    read, scored = read_and_score(client, world)
+    assert scored.status_code == 200, scored.text
+    ranking = f"/api/v1/calls/{world['call']['id']}/ranking"
+    assert client.get(ranking, headers=operator).json()[0]["score"] == "5.00"
+    declared = client.post(
+        "/api/v1/conflicts",
+        json={"person_id": world["pi"]["id"], "reason": "we started a company together"},
+        headers=world["reviewer_auth"],
+    )
+    assert declared.status_code == 201, declared.text
+    assert client.get(ranking, headers=operator).json()[0]["score"] is None

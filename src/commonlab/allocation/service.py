@@ -434,7 +434,13 @@ def rank_call(db: Session, actor: Principal, call_id: int) -> list[tuple[Proposa
         total_weight = sum(weights.values(), ZERO)
         ranked = []
         for proposal in db.scalars(select(Proposal).where(Proposal.call_id == call.id)):
-            done = [r.scores for r in proposal.reviews if r.scores]
+            # A score counts only while its reviewer is still free of conflict: one that
+            # arose after the score was given takes the score out of the ranking too.
+            done = [
+                r.scores
+                for r in proposal.reviews
+                if r.scores and not _conflicts_now(db, db.get_one(Person, r.reviewer_id), proposal)
+            ]
             score = None
             if done:
                 per_review = [
