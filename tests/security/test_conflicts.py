@@ -219,7 +219,7 @@ def test_a_pi_without_an_institution_is_told_to_ask_an_operator(client, operator
 
 
 def test_a_score_given_before_a_conflict_arose_leaves_the_ranking(client, operator, world):
-    read, scored = read_and_score(client, world)
+    _, scored = read_and_score(client, world)
     assert scored.status_code == 200, scored.text
     ranking = f"/api/v1/calls/{world['call']['id']}/ranking"
     assert client.get(ranking, headers=operator).json()[0]["score"] == "5.00"
