@@ -5,8 +5,8 @@ is now a row: the cookie holds a random id whose SHA-256 is `id_sha256`; the ses
 the token it was opened with, expires on the server and ends at sign-out. Cookies issued
 before this migration name no session and sign no one in.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06 16:40:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from commonlab.db import UTCDateTime
 
-revision = "0016"
-down_revision = "0015"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
