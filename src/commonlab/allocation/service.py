@@ -1220,7 +1220,7 @@ def project_page(
                 .join(ProjectMember, ProjectMember.person_id == Person.id)
                 .where(ProjectMember.project == project)
                 .order_by(ProjectMember.role != "pi", ProjectMember.id)
-            ).tuples()
+            )
         )
         used, held = usage(db, found)
         tranches = _tranches(db, found, today or datetime.now(UTC).date())
@@ -1270,7 +1270,7 @@ def my_proposals(db: Session, actor: Principal) -> list[tuple[Proposal, Call]]:
                 .join(Call, Call.id == Proposal.call_id)
                 .where(Proposal.pi_id == actor.person_id)
                 .order_by(Proposal.id.desc())
-            ).tuples()
+            )
         )
 
 

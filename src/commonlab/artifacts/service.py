@@ -57,6 +57,7 @@ __all__ = [
     "open_file",
     "open_records",
     "parse_ref",
+    "project_outputs",
     "prov_document",
     "put_chunk",
     "read_version",
@@ -1370,3 +1371,25 @@ def collect_garbage(db: Session, actor: Principal, registry: Registry) -> dict[s
             data={"removed": removed, "bytes": freed, "expired_uploads": len(expired)},
         )
     return {"removed": removed, "bytes": freed, "expired_uploads": len(expired)}
+
+
+def project_outputs(
+    db: Session, actor: Principal, project: str, *, jobs: Iterable[str], limit: int = 50
+) -> list[Version]:
+    """The newest versions a project made: in its repositories, or published by one of its
+    `jobs` (ids as versions name them). Each is kept only if `actor` may read its repository
+    (`_readable`, the one decision), so the list never names what opening it would refuse."""
+    query = (
+        select(Version)
+        .join(Repo, Repo.id == Version.repo_id)
+        .where(or_(Repo.project == project, Version.job.in_(list(jobs))))
+        .order_by(Version.id.desc())
+    )
+    found: list[Version] = []
+    with db.begin():
+        for version in db.scalars(query):
+            if _readable(actor, version.repo):
+                found.append(version)
+                if len(found) == limit:
+                    break
+    return found

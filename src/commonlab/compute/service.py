@@ -49,6 +49,7 @@ __all__ = [
     "fleet_overview",
     "get_job",
     "input_levels",
+    "jobs_of_project",
     "jobs_query",
     "log_chunk",
     "move_job",
@@ -618,6 +619,13 @@ def jobs_query(
     if state is not None:
         query = query.where(Job.state == state.value)
     return query
+
+
+def jobs_of_project(db: Session, actor: Principal, project: str, *, limit: int = 50) -> list[Job]:
+    """A project's newest jobs, for those who may list them (`jobs_query`'s rule)."""
+    query = jobs_query(actor, project=project).order_by(Job.id.desc()).limit(limit)
+    with db.begin():
+        return list(db.scalars(query))
 
 
 @dataclass(frozen=True)

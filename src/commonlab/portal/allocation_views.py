@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 from commonlab.allocation import service as allocation
 from commonlab.allocation.models import Allocation, Call, Proposal, Review
 from commonlab.allocation.schemas import ProposalCreate, ReviewScore
+from commonlab.artifacts import service as artifacts
+from commonlab.compute import service as compute
 from commonlab.db import utcnow
-from commonlab.errors import AccessDenied, CommonlabError, NotFound
+from commonlab.errors import AccessDenied, CommonlabError, InvalidInput, NotFound
 from commonlab.governance import service as governance
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
@@ -34,23 +36,32 @@ from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_pa
 
 __all__ = [
     "CallView",
+    "MyWork",
+    "ProjectView",
     "ProposalFormValues",
     "QueueItem",
     "ShareChart",
     "SharesOverview",
+    "TrancheChart",
     "budget_rows",
     "calls_overview",
+    "hours_text",
+    "my_work",
+    "project_view",
     "proposal_form_values",
     "review_queue",
     "router",
     "share_chart",
     "shares_overview",
+    "tranche_chart",
 ]
 
 router = APIRouter(include_in_schema=False)
 
 CallId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ProposalId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ProjectName = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][\w.-]*$")]
+MAX_PROJECT_JOBS = 50
 MAX_PROJECTS = 200
 MIN_BAND = 6.0  # SVG units
 LEVELS = (1, 2, 3, 4)
@@ -76,11 +87,17 @@ def budget_rows(budget: dict[str, str]) -> list[tuple[str, str]]:
     rows = []
     for cls, hours in sorted(budget.items()):
         try:
-            text = format(Decimal(hours).normalize(), ",f").replace(",", "\u2009")
+            text = hours_text(Decimal(hours))
         except InvalidOperation:
             text = hours
         rows.append((cls, text))
     return rows
+
+
+def hours_text(value: Decimal) -> str:
+    """Hours as every allocation page writes them: digits grouped by thin spaces, no
+    trailing zeros ("1 400", "12.5")."""
+    return format(value.normalize(), ",f").replace(",", "\u2009")
 
 
 # Calls -------------------------------------------------------------------------------------------
@@ -451,6 +468,145 @@ def _projects(db: Session, actor: Principal) -> list[ProjectRow]:
     ]
 
 
+def _hours_top(value: Decimal) -> int:
+    """The scale's top: the first of 1, 2, 5 × 10ⁿ hours at or above `value`."""
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if value <= step * scale:
+                return step * scale
+        scale *= 10
+
+
+@dataclass(frozen=True)
+class TrancheColumn:
+    """One quarter of one class: the tranche as an outlined column, what it drew (settled)
+    filled inside it, each with its number as text."""
+
+    label: str
+    released: str
+    drawn: str
+    current: bool
+    x: float
+    width: float
+    tranche_y: float
+    tranche_height: float
+    drawn_y: float
+    drawn_height: float
+    overdrawn: bool
+
+
+@dataclass(frozen=True)
+class TrancheChart:
+    width: int
+    height: int
+    top: int  # the scale's top, in hours
+    baseline: float
+    columns: tuple[TrancheColumn, ...]
+
+
+def tranche_chart(
+    tranches: list[allocation.Tranche], *, width: int = 560, height: int = 190
+) -> TrancheChart:
+    """Hours drawn per quarter against each quarter's tranche, one column per quarter and
+    class, on one scale (the largest tranche or draw)."""
+    margin_top, margin_bottom = 20, 36
+    plot = height - margin_top - margin_bottom
+    top = _hours_top(max((max(t.released, t.drawn) for t in tranches), default=Decimal(0)))
+    slot = width / max(len(tranches), 1)
+    several = len({t.accelerator for t in tranches}) > 1
+    baseline = margin_top + plot
+    columns = []
+    for i, t in enumerate(tranches):
+        tranche_h = float(t.released) / top * plot if top else 0.0
+        drawn_h = float(t.drawn) / top * plot if top else 0.0
+        drawn_h = max(drawn_h, 1.5 if t.drawn else 0.0)  # a small draw stays visible
+        columns.append(
+            TrancheColumn(
+                label=f"Q{t.quarter + 1}" + (f" {t.accelerator}" if several else ""),
+                released=hours_text(t.released),
+                drawn=hours_text(t.drawn),
+                current=t.current,
+                x=round(i * slot + slot * 0.2, 2),
+                width=round(slot * 0.6, 2),
+                tranche_y=round(baseline - tranche_h, 2),
+                tranche_height=round(tranche_h, 2),
+                drawn_y=round(baseline - drawn_h, 2),
+                drawn_height=round(drawn_h, 2),
+                overdrawn=t.drawn > t.released,
+            )
+        )
+    return TrancheChart(width, height, top, baseline, tuple(columns))
+
+
+@dataclass(frozen=True)
+class ClassHours:
+    accelerator: str
+    awarded: Decimal
+    used: Decimal
+    reserved: Decimal
+
+    @property
+    def left(self) -> Decimal:
+        return self.awarded - self.used - self.reserved
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    page: allocation.ProjectPage
+    pool_label: str
+    chart: TrancheChart | None
+    classes: list[ClassHours]
+    jobs: list[Any]
+    outputs: list[Any]
+
+    @property
+    def budget(self) -> list[tuple[str, str]]:
+        return budget_rows(self.page.allocation.budget)
+
+
+def project_view(db: Session, actor: Principal, name: str) -> ProjectView:
+    """A project's page: what the public may know, and for its members (and operators and
+    auditors) its people, tranches, hours per class, jobs and outputs, each read through the
+    service that owns it (allocation, compute, artifacts)."""
+    page = allocation.project_page(db, actor, name)
+    a = page.allocation
+    jobs = compute.jobs_of_project(db, actor, name, limit=MAX_PROJECT_JOBS) if page.insider else []
+    outputs = artifacts.project_outputs(db, actor, name, jobs=[str(j.id) for j in jobs])
+    classes = [
+        ClassHours(
+            cls,
+            Decimal(str(hours)),
+            page.used.get(cls, Decimal(0)),
+            page.reserved.get(cls, Decimal(0)),
+        )
+        for cls, hours in sorted(a.budget.items())
+    ]
+    return ProjectView(
+        page,
+        POOL_LABELS.get(a.pool, a.pool),
+        tranche_chart(page.tranches) if page.tranches else None,
+        classes if page.insider else [],
+        jobs,
+        outputs,
+    )
+
+
+@dataclass(frozen=True)
+class MyWork:
+    """What /me lists beside the account: the person's projects with their hours, the
+    proposals they submitted with their status, and the reviews assigned to them."""
+
+    projects: list[allocation.MyProject]
+    proposals: list[tuple[Proposal, Call]]
+    reviews: list[QueueItem]
+
+
+def my_work(db: Session, actor: Principal) -> MyWork:
+    reviews = review_queue(db, actor) if actor.has_role(Role.REVIEWER) else []
+    return MyWork(allocation.my_projects(db, actor), allocation.my_proposals(db, actor), reviews)
+
+
 # Pages -------------------------------------------------------------------------------------------
 
 
@@ -565,6 +721,21 @@ def proposal(
     db: DbSession,
     viewer: CurrentViewer,
     submitted: Annotated[bool, Query()] = False,
+    assigned: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Response:
+    return _proposal_page(request, db, viewer, proposal_id, submitted=submitted, assigned=assigned)
+
+
+def _proposal_page(
+    request: Request,
+    db: Session,
+    viewer: Viewer,
+    proposal_id: int,
+    *,
+    submitted: bool = False,
+    assigned: int | None = None,
+    error: str | None = None,
+    status: int = 200,
 ) -> Response:
     found = allocation.get_proposal(db, viewer.principal, proposal_id)
     view = _call_view(allocation.get_call(db, viewer.principal, found.call_id), utcnow())
@@ -573,13 +744,54 @@ def proposal(
         request,
         viewer,
         "proposal.html",
+        status=status,
         nav="calls",
         proposal=found,
         view=view,
         institution=institution,
         requested=budget_rows(found.requested),
         submitted=submitted and found.pi_id == viewer.principal.person_id,
+        suggested=_suggested(db, viewer.principal, found),
+        assigned=assigned,
+        error=error,
     )
+
+
+def _suggested(
+    db: Session, actor: Principal, proposal: Proposal
+) -> list[allocation.SuggestedReviewer] | None:
+    """Reviewers to offer, for those who assign them (None for everyone else), while the
+    proposal is still open to review."""
+    if proposal.status not in {"submitted", "under_review"}:
+        return None
+    try:
+        return allocation.suggested_reviewers(db, actor, proposal.id)
+    except AccessDenied:
+        return None
+
+
+@router.post("/proposals/{proposal_id}/reviewers")
+def assign_reviewer(
+    request: Request,
+    proposal_id: ProposalId,
+    db: DbSession,
+    viewer: CurrentViewer,
+    _: CheckedForm,
+    reviewer_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Assign one reviewer, an explicit act; the service checks every conflict again."""
+    chosen = _id_or_raw(reviewer_id)
+    try:
+        if not isinstance(chosen, int) or chosen < 1:
+            raise InvalidInput("choose a reviewer from the list")
+        allocation.assign_reviewer(db, viewer.principal, proposal_id, chosen)
+    except (NotFound, AccessDenied):
+        raise
+    except CommonlabError as exc:
+        return _proposal_page(
+            request, db, viewer, proposal_id, error=exc.message, status=exc.status
+        )
+    return RedirectResponse(f"/proposals/{proposal_id}?assigned={chosen}#reviewers", 303)
 
 
 @router.get("/reviews")
@@ -653,6 +865,12 @@ def projects(request: Request, db: DbSession, viewer: CurrentViewer) -> Response
     return render_page(
         request, viewer, "projects.html", nav="projects", rows=rows, limit=MAX_PROJECTS
     )
+
+
+@router.get("/projects/{name}")
+def project(request: Request, name: ProjectName, db: DbSession, viewer: CurrentViewer) -> Response:
+    view = project_view(db, viewer.principal, name)
+    return render_page(request, viewer, "project.html", nav="projects", view=view, hours=hours_text)
 
 
 @router.get("/members")

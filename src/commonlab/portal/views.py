@@ -192,8 +192,12 @@ def signout(request: Request, db: DbSession, _: CheckedForm) -> Response:
 
 
 @router.get("/me")
-def me(request: Request, viewer: CurrentViewer) -> Response:
-    return render_page(request, viewer, "me.html", nav="me")
+def me(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
+    # Imported here: allocation_views builds on this module (render_page, CurrentViewer).
+    from commonlab.portal.allocation_views import hours_text, my_work
+
+    work = my_work(db, viewer.principal)
+    return render_page(request, viewer, "me.html", nav="me", work=work, hours=hours_text)
 
 
 # The public record --------------------------------------------------------------------------
