@@ -148,7 +148,9 @@ def test_a_pi_submits_a_proposal_and_the_member_states_page_shows_the_chart(
     form = page.locator("form.proposal-form")
     form.get_by_label("Title").fill("Speech models for Swahili")
     form.get_by_label("Abstract").fill("Open ASR for East African languages.")
-    assert form.get_by_label("Institution").input_value() == str(world["inst"]["IT"])
+    # The proposal's institution is the PI's, shown and not chosen.
+    assert form.locator('input[name="institution_id"]').input_value() == str(world["inst"]["IT"])
+    assert form.locator("select[name=institution_id]").count() == 0
     form.get_by_label("H100 hours").fill("4000")
     form.get_by_label("Containment level").select_option("2")
     form.get_by_label("Datasets needed").fill("common-voice-sw")
