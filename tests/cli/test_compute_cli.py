@@ -71,6 +71,10 @@ def test_a_non_members_hours_are_reported_apart_from_the_member_states(capsys, s
     assert code == 0
     assert "KE" not in {line.split()[0] for line in out.splitlines() if line.split()}
     assert "Delivered outside the member states: KE 0.01 h" in " ".join(out.split())
+    code, out, _ = run(capsys, "report", "usage", "--by", "member", "--csv")
+    assert code == 0
+    groups = {line.split(",")[0] for line in out.splitlines()[1:]}
+    assert "KE" not in groups and "outside the member states" in groups
     code, out, _ = run(capsys, "report", "shares", "--start", "2026-12-31", "--end", "2026-01-01")
     assert code == 1
 

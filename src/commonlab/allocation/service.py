@@ -1003,6 +1003,10 @@ def get_allocation(
 REPORT_GROUPS = ("member", "institution", "call", "project")
 
 
+# The group `usage_report(by="member")` puts allocations of non-member countries in.
+OUTSIDE_MEMBERS = "outside the member states"
+
+
 def usage_report(
     db: Session, actor: Principal, *, by: str, start: date, end: date
 ) -> list[dict[str, Any]]:
@@ -1030,10 +1034,12 @@ def usage_report(
             .group_by(Charge.allocation_id)
         ):
             delivered[children.get(allocation_id, allocation_id)] += Decimal(hours or 0)
+        members = active_codes(db)
     rows: dict[str, dict[str, Any]] = {}
     for a in tops:
         key = {
-            "member": a.country or "—",
+            # Institutions of other countries draw on the open share, not a state's.
+            "member": a.country if a.country in members else OUTSIDE_MEMBERS,
             "institution": names.get(a.institution_id, "—"),
             "call": f"call/{calls.get(a.proposal_id, '—')}",
             "project": a.project,
