@@ -13,7 +13,10 @@ def test_browse_and_version_page(client, operator):
     source = {"name": "radio-1", "url": "https://radio.example", "license": "CC-BY-4.0"}
     push(client, operator, data, {"train.jsonl": TEXT}, licenses=["CC-BY-4.0"], sources=[source])
     model = make_repo(client, operator, kind="model", name="tiny", project="speech-lab")
-    card = b"---\nlicense: apache-2.0\n---\n# Tiny <script>alert(1)</script>\n"
+    card = (
+        b"---\nlicense: apache-2.0\n---\n# Tiny <script>alert(1)</script>\n\n"
+        b"A **one-layer** model. [Read more](javascript:alert(2)), [the paper](https://arxiv.org)\n"
+    )
     response = push(
         client, operator, model, {"README.md": card, "model.safetensors": safetensors_bytes()},
         lineage=[{"ref": f"{data}@1", "relation": "trained_on"}], job="job-9",
@@ -36,6 +39,12 @@ def test_browse_and_version_page(client, operator):
     assert "datasets/speech-lab/swahili-text@1" in html and "source: radio-1" in html
     assert "incompatible licences" in html.lower()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    # The card is rendered, not shown as raw Markdown, and sanitized: its heading sits below
+    # the page's, raw HTML stays text, a javascript: link is not a link.
+    body = html[html.index('class="card-body"') :]
+    assert "<h3>Tiny &lt;script&gt;alert(1)&lt;/script&gt;</h3>" in body and "# Tiny" not in body
+    assert "<strong>one-layer</strong>" in body and '<a href="https://arxiv.org">' in body
+    assert 'href="javascript:' not in html
     down = client.get("/artifacts/datasets/speech-lab/swahili-text/versions/1").text
     assert "models/speech-lab/tiny@1" in down and "Croissant 1.1" in down
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 __all__ = ["PAGE_HEADERS", "STATIC_DIR", "environment", "render"]
 
@@ -58,6 +60,21 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+# CommonMark with tables. Raw HTML in the text is shown as text, never passed through, and
+# markdown-it's link check refuses javascript:, vbscript:, file: and non-image data: links.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def _markdown(text: str) -> Markup:
+    """`{{ card.body | markdown }}`: a card as HTML, safe to put in a page. Its headings sit
+    two levels below the page's own (a card's `# Title` is not the page's heading)."""
+    tokens = _MARKDOWN.parse(text or "")
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + 2)}"
+    return Markup(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
+
+
 def _build() -> Environment:
     env = Environment(
         loader=FileSystemLoader(_HERE / "templates"),
@@ -73,6 +90,7 @@ def _build() -> Environment:
         number=_number,
         plural=_plural,
         sentence=_sentence,
+        markdown=_markdown,
     )
     return env
 
