@@ -6,9 +6,11 @@ reviews; an operator assigns a suggested reviewer with one explicit form."""
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from decimal import Decimal
 
-from commonlab.portal.allocation_views import hours_text
+from commonlab.allocation.service import Tranche
+from commonlab.portal.allocation_views import hours_text, tranche_chart
 from tests.artifacts.helpers import push
 from tests.compute.helpers import award_project, run_until
 from tests.helpers import auth, record_entries
@@ -159,3 +161,30 @@ def test_an_operator_assigns_a_suggested_reviewer_and_a_pi_is_offered_none(
     proposal = client.get(f"/api/v1/proposals/{pid}", headers=operator).json()
     assert [r["reviewer_id"] for r in proposal["reviews"]] == [rome_id]
     assert len(record_entries(client, app, type="allocation:review:assigned")) == 1
+
+
+def _tranche(quarter, released, drawn, current=False):
+    start = date(2030, 1, 1) + timedelta(days=91 * quarter)
+    return Tranche(
+        quarter,
+        start,
+        start + timedelta(days=91),
+        "H100",
+        Decimal(released),
+        Decimal(drawn),
+        Decimal(0),
+        current,
+        None,
+    )
+
+
+def test_the_tranche_chart_scales_to_the_tallest_and_flags_an_overdraw():
+    chart = tranche_chart([_tranche(0, "1000", "1100", current=True), _tranche(1, "1000", "0.01")])
+    first, second = chart.columns
+    assert chart.top == Decimal("1100")
+    assert first.drawn_y == 20 and first.overdrawn and not second.overdrawn  # the top margin
+    assert first.tranche_height == round((chart.baseline - 20) * 1000 / 1100, 2)
+    assert second.drawn_height == 1.5  # a tiny draw stays visible
+    assert [c.label for c in chart.columns] == ["Q1", "Q2"] and first.current
+    assert (first.released, first.drawn) == ("1\u2009000", "1\u2009100")
+    assert tranche_chart([]).columns == ()

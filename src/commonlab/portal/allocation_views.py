@@ -468,16 +468,6 @@ def _projects(db: Session, actor: Principal) -> list[ProjectRow]:
     ]
 
 
-def _hours_top(value: Decimal) -> int:
-    """The scale's top: the first of 1, 2, 5 × 10ⁿ hours at or above `value`."""
-    scale = 1
-    while True:
-        for step in (1, 2, 5):
-            if value <= step * scale:
-                return step * scale
-        scale *= 10
-
-
 @dataclass(frozen=True)
 class TrancheColumn:
     """One quarter of one class: the tranche as an outlined column, what it drew (settled)
@@ -500,7 +490,7 @@ class TrancheColumn:
 class TrancheChart:
     width: int
     height: int
-    top: int  # the scale's top, in hours
+    top: Decimal  # the scale's top, in hours
     baseline: float
     columns: tuple[TrancheColumn, ...]
 
@@ -512,14 +502,15 @@ def tranche_chart(
     class, on one scale (the largest tranche or draw)."""
     margin_top, margin_bottom = 20, 36
     plot = height - margin_top - margin_bottom
-    top = _hours_top(max((max(t.released, t.drawn) for t in tranches), default=Decimal(0)))
+    # The tallest tranche or draw reaches the top; the numbers are written above each column.
+    top = max((max(t.released, t.drawn) for t in tranches), default=Decimal(0))
     slot = width / max(len(tranches), 1)
     several = len({t.accelerator for t in tranches}) > 1
     baseline = margin_top + plot
     columns = []
     for i, t in enumerate(tranches):
-        tranche_h = float(t.released) / top * plot if top else 0.0
-        drawn_h = float(t.drawn) / top * plot if top else 0.0
+        tranche_h = float(t.released / top) * plot if top else 0.0
+        drawn_h = float(t.drawn / top) * plot if top else 0.0
         drawn_h = max(drawn_h, 1.5 if t.drawn else 0.0)  # a small draw stays visible
         columns.append(
             TrancheColumn(
