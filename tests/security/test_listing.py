@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from commonlab.artifacts.models import Repo
 from commonlab.compute.models import Job
 from commonlab.compute.service import WITHHELD_INPUT, certify_partition
 from commonlab.record.models import Entry
@@ -308,3 +309,56 @@ def jobs_and_entries(facility: Any) -> tuple[int, int]:
     with facility.db.session() as db:
         jobs = db.scalar(select(func.count()).select_from(Job))
         return jobs, db.scalar(select(func.count()).select_from(Entry))
+
+
+def repos_and_entries(facility: Any) -> tuple[int, int]:
+    with facility.db.session() as db:
+        repos = db.scalar(select(func.count()).select_from(Repo))
+        return repos, db.scalar(select(func.count()).select_from(Entry))
+
+
+def creating(client: Any, headers: dict[str, str], name: str, **body: Any) -> Any:
+    return client.post(
+        "/api/v1/artifacts/repos", json={"kind": "dataset", "name": name, **body}, headers=headers
+    )
+
+
+@pytest.mark.parametrize("name", [NAME, NAME.upper(), "a-free-name"])
+def test_creating_a_repository_tells_no_one_a_hidden_name_is_taken(client, facility, hidden, name):
+    """A project member without the compartment tries to create the hidden dataset's name in
+    the project (the probe that answered 409 'already exists'). Whatever name is tried, the
+    answer is the same refusal, naming nothing it may not know; nothing is created or
+    recorded."""
+    member = hidden.viewers["member-without-compartment"]
+    before = repos_and_entries(facility)
+    refused = creating(client, member, name, project=hidden.project.name)
+    assert refused.status_code == 403, refused.text
+    free = creating(client, member, "another-free-name", project=hidden.project.name)
+    assert problem(refused) == problem(free)
+    assert "already exists" not in refused.text and NAME not in refused.text.lower()
+    assert repos_and_entries(facility) == before
+
+
+def test_a_jobs_token_learns_no_hidden_name_of_its_owner(client, facility, hidden):
+    """The PI's CL-1 job (untrusted code) probes the PI's own namespace, which holds a CL-2
+    private dataset: the same refusal whatever the name."""
+    pi = hidden.project.pi_auth
+    _repo(client, pi, kind="dataset", name="my-notes", visibility="private", level=2)
+    token = hidden.viewers["job-below-the-level"]
+    before = repos_and_entries(facility)
+    answers = [problem(creating(client, token, name, visibility="private"))
+               for name in ("my-notes", "MY-NOTES", "free-name")]  # fmt: skip
+    assert answers[0]["status"] == 403 and answers[0] == answers[1] == answers[2], answers
+    assert repos_and_entries(facility) == before
+
+
+def test_who_may_read_a_namespace_still_creates_in_it_and_clashes_openly(client, hidden):
+    """The PI reads all the project holds: creates there, and a clash is a plain 409. The
+    member still creates models there (no hidden model), and datasets in their own space."""
+    pi, member, project = hidden.project.pi_auth, hidden.project.member_auth, hidden.project.name
+    assert creating(client, pi, "more-notes", project=project).status_code == 201
+    clash = creating(client, pi, NAME, project=project)
+    assert clash.status_code == 409 and "already exists" in clash.text
+    model = {"kind": "model", "name": "mine", "project": project}
+    assert client.post("/api/v1/artifacts/repos", json=model, headers=member).status_code == 201
+    assert creating(client, member, NAME, visibility="private").status_code == 201

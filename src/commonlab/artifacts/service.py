@@ -146,6 +146,7 @@ def create_repo(db: Session, actor: Principal, req: RepoCreate) -> Repo:
         authorize(actor, Action.ResourceWrite, _resource(repo), {"data_level": req.level})
         if req.visibility == Visibility.PROJECT and not req.project:
             raise InvalidInput("visibility 'project' needs a project: give project, or 'private'")
+        _check_may_know_every_name(db, actor, req.kind, namespace)
         if db.scalar(
             select(Repo.id).where(
                 Repo.kind == req.kind,
@@ -168,6 +169,28 @@ def create_repo(db: Session, actor: Principal, req: RepoCreate) -> Repo:
             private=None if _public(repo) else names,
         )
     return repo
+
+
+def _check_may_know_every_name(
+    db: Session, actor: Principal, kind: RepoKind | str, namespace: str
+) -> None:
+    """A name taken in a namespace is taken for everyone who creates there, so a refused name
+    would tell one who may not read a repository that it exists. One creates only in a
+    namespace whose repositories of that kind one may all read (`_readable`): asked before
+    any name is looked at, so the answer is the same whatever name is tried, and a name
+    clash (409) is only ever with a repository the creator may read."""
+    if actor.is_system:
+        return
+    held = db.scalars(
+        select(Repo).where(Repo.kind == kind, func.lower(Repo.namespace) == namespace.lower())
+    )
+    if all(_readable(actor, repo) for repo in held):
+        return
+    raise AccessDenied(
+        f"you may not create {kind} repositories in {namespace}: it holds {kind}s you may not "
+        "read, and the name you chose could be one of theirs; ask someone who may read them "
+        "all to create it (a job's token reads only up to its job's level)"
+    )
 
 
 def _no_such_repo(kind: RepoKind | str, namespace: str, name: str) -> NotFound:
