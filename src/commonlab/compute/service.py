@@ -53,6 +53,7 @@ __all__ = [
     "jobs_query",
     "log_chunk",
     "move_job",
+    "nodes_out_of_service",
     "partition_name",
     "partition_names",
     "partition_views",
@@ -619,6 +620,21 @@ def jobs_query(
     if state is not None:
         query = query.where(Job.state == state.value)
     return query
+
+
+def nodes_out_of_service(db: Session, actor: Principal) -> list[tuple[Node, str]]:
+    """Nodes not up (drained or down), each with its partition's name, by name."""
+    authorize(actor, Action.FleetRead, FLEET)
+    with db.begin():
+        return [
+            (node, partition)
+            for node, partition in db.execute(
+                select(Node, Partition.name)
+                .join(Partition, Partition.id == Node.partition_id)
+                .where(Node.state != "up")
+                .order_by(Node.name)
+            )
+        ]
 
 
 def jobs_of_project(db: Session, actor: Principal, project: str, *, limit: int = 50) -> list[Job]:

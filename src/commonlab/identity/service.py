@@ -53,6 +53,7 @@ __all__ = [
     "grant_role_in",
     "institutions_query",
     "issue_token",
+    "live_token_counts",
     "people_query",
     "recover_operator",
     "revoke_clearance",
@@ -846,3 +847,20 @@ def summary(db: Session) -> dict[str, Any]:
         "people": people,
         "people_by_role": by_role,
     }
+
+
+def live_token_counts(db: Session, actor: Principal) -> dict[str, int]:
+    """How many tokens work now (neither revoked nor expired): people's, and running jobs'
+    (a job's token names its project). Counts only, for those who list people."""
+    authorize(actor, Action.PersonList, Resource.people())
+    personal = ApiToken.project.is_(None)
+    with db.begin():
+        rows = db.execute(
+            select(personal, func.count())
+            .where(ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow())
+            .group_by(personal)
+        ).all()
+    counts = {"people": 0, "jobs": 0}
+    for is_personal, count in rows:
+        counts["people" if is_personal else "jobs"] += count
+    return counts

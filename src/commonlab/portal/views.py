@@ -278,10 +278,16 @@ def favicon() -> Response:
 def mount_portal(app: FastAPI) -> None:
     """Add the pages, their static files, and HTML error pages for every non-API path."""
     app.include_router(router)
-    from commonlab.portal import allocation_views, compute_views, council  # build on this module
+    from commonlab.portal import (  # build on this module
+        admin_views,
+        allocation_views,
+        compute_views,
+        council,
+    )
 
     app.include_router(council.router)
     app.include_router(allocation_views.router)
     app.include_router(compute_views.router)
+    app.include_router(admin_views.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
     install_portal_errors(app)
