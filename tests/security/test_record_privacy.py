@@ -39,7 +39,7 @@ SAUCE = "secret-sauce-xyz"  # CL-2 project dataset
 BLEND = "project-blend-jjj"  # CL-1, visible to the project only
 PRIVATE = "private-corpus-qqq"  # CL-1, visible to its owner only
 CONTAINED = "contained-pathogen-kkk"  # CL-3
-PROJECT_MODEL = "secret-model-mmm"  # CL-2 model the job made
+PROJECT_MODEL = "secret-model-mmm"  # CL-2 model the job made (private to the PI)
 COMPARTMENT = "omega-programme-qqq"
 NAME = "Carol Zzyzx-Hidden"
 EMAILS = ("carol.secret@example.org", "carol.moved-secret@example.org")
@@ -158,9 +158,9 @@ def lab(client, operator, facility) -> Lab:
               "time_limit_minutes": 5, "level": 2, "inputs": [open_data, private, blend, sauce]},
         headers=pi,
     ))  # fmt: skip
-    project_model = _repo(
-        client, pi, PROJECT_MODEL, kind="model", project=proj.name, visibility="project", level=2
-    )
+    # The PI's own, private: the job read the PI's private dataset, so what it makes may be
+    # shown to no one more (no write-down of visibility; a project model is refused).
+    project_model = _repo(client, pi, PROJECT_MODEL, kind="model", visibility="private", level=2)
     _pushed(client, pi, project_model, {"model.safetensors": safetensors_bytes()},
             job=str(job["id"]), lineage=[{"ref": sauce, "relation": "trained_on"}])  # fmt: skip
     _ok(client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=pi))
