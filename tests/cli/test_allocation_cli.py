@@ -115,9 +115,15 @@ def test_call_to_report(capsys, served, monkeypatch, tmp_path):
     code, out, _ = run(capsys, "allocation", "show", "1", "--json")
     assert json.loads(out)["used"] == {"H100": "40.00"}
     assert json.loads(out)["tranches"][0]["drawn"] == "40.00"
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, err = run(capsys, "allocation", "show", "1")
     assert code == 0, err
     assert "Quarterly tranches" in out and "Q1 (now)" in out and "40.00" in out
+    header = next(line for line in out.splitlines() if "┃ quarter" in line)  # whole at 80
+    labels = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert labels == ["quarter", "class", "starts", "tranche", "drawn", "held", "left"]
+    assert max(len(line) for line in out.splitlines()) <= 80
+    monkeypatch.setenv("COLUMNS", "200")
     today, tomorrow = date.today(), date.today() + timedelta(days=1)
     code, out, err = run(
         capsys,

@@ -197,19 +197,21 @@ def allocation_show(allocation_id: int, url: Url = None, as_json: Json = False) 
         for cls, hours in a["budget"].items()
     ]
     print_table(rows, ["class", "budget", "used", "reserved"], title="Accelerator-hours")
+    # Seven short columns fit 80: a quarter ends where the next one starts.
     print_table(
         [
-            {
-                **t,
-                "quarter": f"Q{t['quarter'] + 1}{' (now)' if t['current'] else ''}",
-                "from": t["starts_on"],
-                "to": t["ends_on"],
-            }
+            {**t, "quarter": f"Q{t['quarter'] + 1}{' (now)' if t['current'] else ''}"}
             for t in tranches
         ],
-        ["quarter", "accelerator", "from", "to", "released", "drawn", "reserved", "remaining"],
-        headers={"accelerator": "class", "released": "tranche", "reserved": "held"},
-        title="Quarterly tranches (hours; 'to' is the day after the last)",
+        ["quarter", "accelerator", "starts_on", "released", "drawn", "reserved", "remaining"],
+        headers={
+            "accelerator": "class",
+            "starts_on": "starts",
+            "released": "tranche",
+            "reserved": "held",
+            "remaining": "left",
+        },
+        title="Quarterly tranches (hours)",
     )
 
 
