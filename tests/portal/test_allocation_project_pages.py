@@ -188,3 +188,38 @@ def test_the_tranche_chart_scales_to_the_tallest_and_flags_an_overdraw():
     assert [c.label for c in chart.columns] == ["Q1", "Q2"] and first.current
     assert (first.released, first.drawn) == ("1\u2009000", "1\u2009100")
     assert tranche_chart([]).columns == ()
+
+
+def test_a_project_awaiting_the_council_is_its_members_only(client, operator, world):
+    body = {
+        "call_id": world["call"],
+        "institution_id": world["inst"]["IT"],
+        "title": "East African speech at scale",
+        "abstract": "Twelve languages, one open model.",
+        "requested": {"H100": "60000"},
+        "starts_on": date.today().isoformat(),
+        "ends_on": (date.today() + timedelta(days=365)).isoformat(),
+        "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
+    }
+    pid = client.post("/api/v1/proposals", json=body, headers=auth(world["pi"][1])).json()["id"]
+    paris_id, paris_token = world["paris"]
+    client.post(
+        f"/api/v1/proposals/{pid}/reviewers", json={"reviewer_id": paris_id}, headers=operator
+    )
+    client.post(
+        f"/api/v1/proposals/{pid}/review",
+        json={"scores": {"excellence": 4, "openness": 5}},
+        headers=auth(paris_token),
+    )
+    decided = client.post(
+        f"/api/v1/proposals/{pid}/decision", json={"award": True}, headers=operator
+    ).json()["allocation"]
+    assert decided["status"] == "awaiting_council"
+    missing = client.get("/projects/proj-999").text
+    hidden = client.get(f"/projects/{decided['project']}")
+    assert hidden.status_code == 404
+    assert _text(hidden.text).replace(decided["project"], "proj-999") == _text(missing)
+    _sign_in(client, world["pi"][1])
+    page = client.get(f"/projects/{decided['project']}")
+    assert page.status_code == 200
+    assert "awaiting council" in _text(page.text) and "Twelve languages" in page.text
