@@ -48,6 +48,7 @@ def award_project(
     budget: dict[str, str] | None = None,
     country: str = "IT",
     found: bool = True,
+    level: int = 1,
 ) -> Project:
     """An active allocation with `budget` hours (default 10 cpu-hours) for a new project."""
     if found:
@@ -103,6 +104,7 @@ def award_project(
             "starts_on": date.today().isoformat(),
             "ends_on": (date.today() + timedelta(days=365)).isoformat(),
             "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
+            "level": level,
         },
         headers=pi_auth,
     )

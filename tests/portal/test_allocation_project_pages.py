@@ -75,6 +75,14 @@ def test_members_see_a_projects_insides_and_the_public_its_public_face(client, a
     assert cells[4] == hours_text(Decimal(tranches[0]["drawn"]))
 
 
+def test_an_uncleared_member_of_a_contained_project_sees_only_its_public_face(client, operator):
+    project = award_project(client, operator, level=3)
+    _sign_in(client, project.member_auth["Authorization"].split()[1])  # a member, no clearance
+    text = _text(client.get(f"/projects/{project.name}").text)
+    assert "Small models" in text
+    assert "Members" not in text and "Quarterly tranches" not in text
+
+
 def test_an_unknown_or_junk_project_is_an_error_page(client, world):
     assert client.get("/projects/proj-999").status_code == 404
     response = client.get("/projects/%3Cscript%3E")

@@ -50,6 +50,7 @@ from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.models import Institution, Person
 from commonlab.identity.principal import Principal, Role
 from commonlab.policy import Action, Resource, authorize, decide
+from commonlab.policy.levels import Level
 
 __all__ = [
     "MyProject",
@@ -1192,9 +1193,14 @@ class ProjectPage:
     reserved: dict[str, Decimal]
 
 
-def may_see_inside(actor: Principal, project: str) -> bool:
-    """Whether `actor` sees a project's insides: the rule that reads its jobs decides."""
-    return decide(actor, Action.JobRead, Resource.job(project)).allowed
+def may_see_inside(actor: Principal, project: str, level: Level = Level.CL1) -> bool:
+    """Whether `actor` sees a project's insides: the rules that read its jobs decide (as
+    compute's job pages apply them), at the project's containment level — an uncleared member
+    of a CL-3 project sees only what the public sees."""
+    resource = Resource.job(project, level=level)
+    return decide(actor, Action.JobRead, resource).allowed and (
+        actor.is_system or decide(actor, Action.ResourceRead, resource).allowed
+    )
 
 
 def project_page(
@@ -1204,20 +1210,22 @@ def project_page(
     the viewer may see of it. The public knows only awarded (active) projects: any other is a
     404 to them, word for word as a missing one."""
     authorize(actor, Action.AllocationRead, ALLOCATION)
-    insider = may_see_inside(actor, project)
     with db.begin():
         found = db.scalars(
             select(Allocation)
             .where(Allocation.project == project, Allocation.parent_id.is_(None))
             .order_by((Allocation.status == "active").desc(), Allocation.id.desc())
         ).first()
-        if found is None or (found.status != "active" and not insider):
+        if found is None:
+            raise NotFound(f"no project {project}")
+        proposal = None if found.proposal_id is None else db.get_one(Proposal, found.proposal_id)
+        level = Level(proposal.level) if proposal is not None else Level.CL1
+        insider = may_see_inside(actor, project, level)
+        if found.status != "active" and not insider:
             raise NotFound(f"no project {project}")
         abstract = ""
-        if found.proposal_id is not None:
-            proposal = db.get_one(Proposal, found.proposal_id)
-            if proposal.status == "awarded" or insider:
-                abstract = proposal.abstract
+        if proposal is not None and (proposal.status == "awarded" or insider):
+            abstract = proposal.abstract
         if not insider:
             return ProjectPage(found, abstract, False, [], [], {}, {})
         members = list(
