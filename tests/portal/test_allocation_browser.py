@@ -189,7 +189,9 @@ def test_a_pi_submits_a_proposal_and_the_member_states_page_shows_the_chart(
     rows = page.locator("table.shares tbody tr")
     assert rows.count() == 4
     italy = page.locator("table.shares tbody tr", has_text="Italy").inner_text()
-    assert "300.00" in italy and "100.00%" in italy and "Outside the band" in italy
+    assert "\t300\t" in italy and "100.00%" in italy and "Outside the band" in italy
+    # One quarter of usage: a bar per state, not a lone point.
+    assert page.locator("figure.share-chart rect.bar").count() == 4
     screenshot(page, "members")
 
     page.set_viewport_size({"width": 390, "height": 844})

@@ -184,7 +184,7 @@ def test_empty_states(client):
 def test_members_without_usage_lists_entitlements_and_says_so(client, world):
     text = _text(client.get("/members").text)
     assert "No compute has been delivered" in text
-    assert "Italy IT 25% 0.00 — — no usage yet" in text
+    assert "Italy IT 25% 0 — — no usage yet" in text
     assert "<svg" not in client.get("/members").text.split("<main", 1)[1]
 
 
@@ -370,11 +370,20 @@ def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
 
 
 def test_projects_lists_an_award(client, operator, world):
-    _award(client, operator, world)
+    allocation_id = _award(client, operator, world)
+    held = client.post(
+        f"/api/v1/allocations/{allocation_id}/reservations",
+        json={"accelerator": "H100", "hours": "900", "job": "job-1"},
+        headers=operator,
+    ).json()
+    client.post(f"/api/v1/ledger/{held['reservation']}/settle", json={"hours": "800"},
+                headers=operator)  # fmt: skip
     text = _text(client.get("/projects").text)
     assert "Speech models for Swahili" in text
     assert "Open ASR for East African languages, awarded." in text
     assert "Country IT" in text and "4 000 H100 hours" in text and "Open calls" in text
+    # One way of writing hours on the page: "800 of 4 000", not "800.00 of 4000".
+    assert "H100: 800 of 4 000 hours drawn" in text
 
 
 def test_members_shows_the_chart_once_usage_is_settled(client, operator, world):
@@ -391,10 +400,12 @@ def test_members_shows_the_chart_once_usage_is_settled(client, operator, world):
     page = client.get("/members")
     assert page.status_code == 200
     assert page.text.count('class="share-panel"') == 4
-    assert '<rect class="band"' in page.text and 'class="point outside"' in page.text
+    assert '<rect class="band"' in page.text
+    # One quarter with usage is no series: each state's share is a bar, not a lone point.
+    assert '<rect class="point bar outside"' in page.text and '<circle class="point' not in page.text
     text = _text(page.text)
-    assert "Italy IT 25% 400.00 100.00% +75.00 Outside the band" in text, text
-    assert "France FR 25% 0.00 0.00% -25.00 Outside the band" in text
+    assert "Italy IT 25% 400 100.00% +75.00 Outside the band" in text, text
+    assert "France FR 25% 0 0.00% -25.00 Outside the band" in text
 
 
 def test_the_share_chart_draws_the_band_and_leaves_gaps_for_quarters_without_usage():
@@ -407,6 +418,12 @@ def test_the_share_chart_draws_the_band_and_leaves_gaps_for_quarters_without_usa
     assert panel.band_height > 0 and panel.band_top < panel.entitled_y
     assert panel.path.startswith("M") and panel.path.count("L") == 1
     assert [p.y is None for p in panel.points] == [True, False, False, True]
+    assert chart.series  # two quarters with usage: a line
+    alone = share_chart(
+        ["Q1", "Q2"], [("IT", "Italy", Decimal("40"), [None, Decimal(50)], [False] * 2)],
+        tolerance=Decimal("5"),
+    )  # fmt: skip
+    assert not alone.series and alone.baseline > alone.panels[0].points[1].y
     spans = _last_quarters(date(2026, 2, 10))
     assert spans[0] == (date(2025, 4, 1), date(2025, 7, 1))
     assert spans[-1] == (date(2026, 1, 1), date(2026, 4, 1))

@@ -32,6 +32,7 @@ from commonlab.identity import service as identity
 from commonlab.identity.models import Institution
 from commonlab.identity.principal import Principal, Role
 from commonlab.portal.council import POOL_LABELS
+from commonlab.portal.templating import hours_text
 from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
 
 __all__ = [
@@ -84,20 +85,7 @@ _FIELD_LABELS = {
 
 def budget_rows(budget: dict[str, str]) -> list[tuple[str, str]]:
     """(class, hours) with the hours grouped by thin spaces, as the other pages write numbers."""
-    rows = []
-    for cls, hours in sorted(budget.items()):
-        try:
-            text = hours_text(Decimal(hours))
-        except InvalidOperation:
-            text = hours
-        rows.append((cls, text))
-    return rows
-
-
-def hours_text(value: Decimal) -> str:
-    """Hours as every allocation page writes them: digits grouped by thin spaces, no
-    trailing zeros ("1 400", "12.5")."""
-    return format(value.normalize(), ",f").replace(",", "\u2009")
+    return [(cls, hours_text(hours)) for cls, hours in sorted(budget.items())]
 
 
 # Calls -------------------------------------------------------------------------------------------
@@ -256,6 +244,10 @@ class ShareChart:
     quarters: tuple[tuple[float, str], ...]  # (x, label)
     panels: tuple[SharePanel, ...]
     tolerance: Decimal
+    # A line needs two quarters with usage: until then each quarter is drawn as a bar up from
+    # the baseline (one point on its own reads as nothing).
+    series: bool = True
+    baseline: float = 0.0
 
 
 def _nice_top(value: Decimal) -> int:
@@ -304,6 +296,7 @@ def share_chart(
             SharePanel(code, name, entitled, high, round(low - high, 2), y_of(entitled), points)
         )
     ticks = tuple((y_of(Decimal(t)), t) for t in (0, scale_top // 2, scale_top))
+    with_usage = sum(any(ds[i] is not None for *_, ds, _ in states) for i in range(len(quarters)))
     return ShareChart(
         width,
         height,
@@ -315,6 +308,8 @@ def share_chart(
         tuple(zip(xs, quarters, strict=True)),
         tuple(panels),
         tolerance,
+        series=with_usage >= 2,
+        baseline=y_of(Decimal(0)),
     )
 
 

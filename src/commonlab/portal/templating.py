@@ -4,6 +4,7 @@ filters the templates share, and the security headers every page carries."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ def _day(value: date) -> str:
 def _number(value: int) -> str:
     # Thin spaces group digits without implying a decimal convention.
     return f"{value:,}".replace(",", "\u2009")
+
+
+def hours_text(value: Decimal | int | str) -> str:
+    """Hours as every page writes them (`{{ x | hours }}`): digits grouped by thin spaces, no
+    trailing zeros ("1 400", "12.5"), whether the service gave a Decimal or its text."""
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return format(number.normalize(), ",f").replace(",", "\u2009")
 
 
 def _plural(singular: str, count: int, plural: str | None = None) -> str:
@@ -88,6 +99,7 @@ def _build() -> Environment:
         when_exact=_when_exact,
         day=_day,
         number=_number,
+        hours=hours_text,
         plural=_plural,
         sentence=_sentence,
         markdown=_markdown,
