@@ -402,7 +402,8 @@ def test_members_shows_the_chart_once_usage_is_settled(client, operator, world):
     assert page.text.count('class="share-panel"') == 4
     assert '<rect class="band"' in page.text
     # One quarter with usage is no series: each state's share is a bar, not a lone point.
-    assert '<rect class="point bar outside"' in page.text and '<circle class="point' not in page.text
+    assert '<rect class="point bar outside"' in page.text
+    assert '<circle class="point' not in page.text
     text = _text(page.text)
     assert "Italy IT 25% 400 100.00% +75.00 Outside the band" in text, text
     assert "France FR 25% 0 0.00% -25.00 Outside the band" in text
