@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from commonlab.config import load_settings
+from commonlab.config import Settings, load_settings
 from commonlab.errors import ConfigError
 
 
-def test_embedded_defaults(tmp_path):
+def test_embedded_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     settings = load_settings({})
-    assert settings.home == Path(".commonlab")
+    assert settings.home == tmp_path / ".commonlab"  # `.commonlab` here, made absolute
     assert settings.db_url.startswith("sqlite:///") and settings.db_url.endswith("commonlab.db")
     assert (settings.host, settings.port, settings.executor) == ("127.0.0.1", 8000, "local")
-    assert settings.key_path == Path(".commonlab/keys/record.key")
+    assert settings.key_path == tmp_path / ".commonlab/keys/record.key"
 
 
 def test_environment_and_toml(tmp_path):
@@ -73,3 +74,13 @@ def test_a_supplied_signing_key_must_exist_and_keeps_its_origin(tmp_path):
     garbage.write_text("not a key")
     with pytest.raises(ConfigError, match="not a signer key"):
         open_facility(load_settings({}, home=tmp_path / "g", signing_key_path=garbage))
+
+
+def test_a_relative_home_is_made_absolute_where_it_is_read(tmp_path, monkeypatch):
+    """Every process that reads the setting (a sandboxed job's runner, a later CLI call) must
+    mean the same folder: the default `.commonlab` is fixed against the working directory."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.home == tmp_path / ".commonlab" and settings.home.is_absolute()
+    assert settings.jobs_path == tmp_path / ".commonlab" / "jobs"
+    assert Settings(home="elsewhere/h", job_root="jobs").job_root == tmp_path / "jobs"

@@ -27,7 +27,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(default=Path(".commonlab"), description="where the embedded data lives")
+    home: Path = Field(
+        default=Path(".commonlab"),
+        validate_default=True,  # made absolute, like a given one
+        description="where the embedded data lives",
+    )
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite under home")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -73,6 +77,14 @@ class Settings(BaseModel):
     # processes appended (another worker, `admin recover`). Polling every 50 ms burnt ~4% of
     # a core on an idle facility.
     sequencer_interval_ms: int = Field(default=2000, ge=1, le=60_000)
+
+    @field_validator("home", "job_root", "signing_key_path")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Fixed where the setting is read: a relative home (the default `.commonlab`) would
+        # mean another place to every process that does not share this one's working
+        # directory — a sandboxed job, the runner, a later `admin recover`.
+        return None if path is None else path.expanduser().absolute()
 
     @field_validator("database_url")
     @classmethod

@@ -269,11 +269,11 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path, stale_login):
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "COMMONLAB_HOME": str(tmp_path / "home"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "XDG_STATE_HOME": str(tmp_path / "state"),
     }
-    for name in ("COMMONLAB_CLI_CONFIG", "COMMONLAB_TOKEN", "COMMONLAB_URL"):
+    # As a newcomer runs it: the default home, `.commonlab` in the working directory.
+    for name in ("COMMONLAB_HOME", "COMMONLAB_CLI_CONFIG", "COMMONLAB_TOKEN", "COMMONLAB_URL"):
         env.pop(name, None)
     old_url = url if stale_login == "this-address" else "https://facility.example.org"
     login = tmp_path / "config" / "commonlab" / "cli.toml"
@@ -283,6 +283,7 @@ def test_up_demo_then_whoami_from_a_second_shell(tmp_path, stale_login):
     server = subprocess.Popen(
         [*cli, "up", "--demo", "--port", str(port)],
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
