@@ -9,11 +9,19 @@ that names the setting.
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from commonlab.errors import ConfigError
 
@@ -53,8 +61,17 @@ class Settings(BaseModel):
         default=1_000_000, ge=1, le=100_000_000, description="local, as root: how many job uids"
     )
     slurm_user: str = Field(
-        default="cl-{project}",
-        description="Unix user Slurm jobs run as: a name, or a template with {project}",
+        default="cl-{project}-{slot}",
+        description="Unix users Slurm jobs run as: a template with {slot} (and {project}); "
+        "a job runs as a user no other running job has",
+    )
+    slurm_user_slots: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        validate_default=True,  # a one-user slurm_user with the default slots is an error
+        description="slurm: run-as users per project ({slot} 0..n-1), so how many of its jobs "
+        "are handed to Slurm at once",
     )
     slurm_account_prefix: str = Field(
         default="",
@@ -93,6 +110,28 @@ class Settings(BaseModel):
             raise ValueError("must start with sqlite:// or postgresql+psycopg://")
         return url
 
+    @field_validator("slurm_user")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = set(_placeholders(template)) - {"project", "slot"}
+        if unknown:
+            raise ValueError(
+                f"only {{project}} and {{slot}} may appear, not {{{sorted(unknown)[0]}}}"
+            )
+        return template
+
+    @field_validator("slurm_user_slots")
+    @classmethod
+    def _a_user_per_slot(cls, slots: int, info: ValidationInfo) -> int:
+        template = info.data.get("slurm_user")
+        if template is not None and slots > 1 and "slot" not in _placeholders(template):
+            raise ValueError(
+                f"{slots} slots need {{slot}} in slurm_user: {template!r} names one user, and "
+                "a running job never shares its user (e.g. 'cl-{project}-{slot}'; or "
+                "slurm_user_slots = 1: one job at a time per user)"
+            )
+        return slots
+
     @field_validator("log_origin")
     @classmethod
     def _origin_has_no_spaces(cls, origin: str) -> str:
@@ -110,6 +149,14 @@ class Settings(BaseModel):
     def jobs_path(self) -> Path:
         return self.job_root or self.home / "jobs"
 
+    def slurm_users(self, project: str) -> tuple[str, ...]:
+        """The Unix users a project's Slurm jobs run as, one per job handed over at once."""
+        names = (
+            self.slurm_user.format(project=project, slot=slot)
+            for slot in range(self.slurm_user_slots)
+        )
+        return tuple(dict.fromkeys(names))
+
     @property
     def key_path(self) -> Path:
         return self.signing_key_path or self.home / "keys" / "record.key"
@@ -122,6 +169,14 @@ class Settings(BaseModel):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def _placeholders(template: str) -> list[str]:
+    """The `{names}` a `str.format` template uses."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a template ({exc})") from None
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:

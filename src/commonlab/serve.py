@@ -71,12 +71,18 @@ def _isolation_line(facility: Facility) -> str:
     """How jobs are kept from the facility, said at every start; plainly when they are not."""
     settings = facility.settings
     if settings.executor == "slurm":
-        line = f"jobs run on Slurm as {settings.slurm_user}, never as this facility's user"
-        if "{project}" in settings.slurm_user:
-            return line
+        users = settings.slurm_users("{project}")
+        named = users[0] if len(users) == 1 else f"{users[0]} … {users[-1]}"
+        line = (
+            f"jobs run on Slurm each as a Unix user no other running job has ({named}, which "
+            "the site creates), never as this facility's user"
+        )
+        scope = "per project" if "{project}" in settings.slurm_user else "in the whole facility"
+        if len(users) > 1:
+            return f"{line}: up to {len(users)} jobs at once {scope}"
         return (
-            f"[bold yellow]{line}; every project's jobs share that user, so they can read each "
-            "other's folders (slurm_user = 'cl-{project}' keeps projects apart)[/bold yellow]"
+            f"[bold yellow]{line}: one job at a time {scope}, the others wait (more need "
+            "{slot} in slurm_user and slurm_user_slots)[/bold yellow]"
         )
     line = f"local jobs: {facility.isolation.describe()}"
     if facility.isolation is Isolation.UID and (closed := closed_to_jobs()):

@@ -65,6 +65,7 @@ def slurm_facility(slurm_cluster, tmp_path, database) -> Iterator[SlurmFacility]
         executor="slurm",
         job_root=slurm_cluster.job_dir("commonlab"),
         slurm_user=slurm_cluster.run_as,
+        slurm_user_slots=1,  # the test cluster's one run-as user: one job at a time
         slurm_account_prefix=prefix,
     )
     lab = SlurmFacility(settings)

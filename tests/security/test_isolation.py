@@ -6,8 +6,9 @@ tries what a hostile job would: read the signing key, the session secret, the da
 stored object under COMMONLAB_HOME, list the home, read B's spec (its token), B's files and
 B's environment in /proc, and kill B. Every attempt fails, nothing of the home changes, B runs
 on, and A's own token still works from inside A. Without any sandbox (laptop mode) only CL-1
-work runs. The same attack runs on the real Slurm
-(marked `slurm`).
+work runs. The same attack runs on the real Slurm (marked `slurm`), where it also comes from
+a job of B's own project: each running job has a Unix user of its own, and a job waits rather
+than share one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from commonlab.artifacts.store import ObjectStore
 from commonlab.compute.accounts import project_account
 from commonlab.compute.models import Partition
 from commonlab.compute.sandbox import Isolation, bwrap_problem, closed_to_jobs
-from commonlab.config import Settings
+from commonlab.config import Settings, load_settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
 from tests.cli.conftest import free_port
@@ -171,8 +172,9 @@ def test_a_job_reads_nothing_of_the_facility_nor_of_another_job(lab):
 
 
 def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
-    """Job B of `victim` runs and holds a secret; job A of `attacker` tries to read the
-    facility and B, and to kill B. Nothing succeeds, nothing changes, A's token works."""
+    """Job B of `victim` runs and holds a secret; job A of `attacker` (the same project or
+    another) tries to read the facility and B, and to kill B. Nothing succeeds, nothing
+    changes, A runs as a uid other than B's, and A's token works."""
     home = lab.settings.home.resolve()
     jobs = lab.settings.jobs_path.resolve()
     stored = ObjectStore(home / "objects").put_stream([b"a private dataset's bytes"])
@@ -187,6 +189,7 @@ def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
             assert time.monotonic() < deadline, "job B never started its sleep"
             time.sleep(0.05)
         (b_pid,) = running(sleeper)
+        b_uid = Path(f"/proc/{b_pid}").stat().st_uid
         b_token = _environ(b_pid)["COMMONLAB_TOKEN"]
         secrets = {
             "signing key": (home / "keys" / "record.key").read_text().strip(),
@@ -214,6 +217,7 @@ def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
         script = [attempt(name, command) for name, command in tries.items()]
         # Every environment this job can see: its own token is there, never another job's.
         script.append("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep TOKEN= || true")
+        script.append('echo "RUNS AS $(id -u)"')
         script.append(f"{own} > me.json && echo 'TOKEN WORKS' && cat me.json")
         if cli:
             # The facility's own `commonlab` runs in the sandbox too (the job-lineage journey).
@@ -227,7 +231,10 @@ def attack(lab: Lab, victim: Any, attacker: Any, *, cli: bool) -> None:
         assert "READ" not in out, out
         assert all(f"DENIED {name}" in out for name in tries), out
         assert not [name for name, secret in secrets.items() if secret in out], out
-        assert "TOKEN WORKS" in out and victim.name not in out.split("TOKEN WORKS")[1], out
+        assert "RUNS AS " in out and f"RUNS AS {b_uid}\n" not in out, out
+        assert "TOKEN WORKS" in out, out
+        if attacker is not victim:
+            assert victim.name not in out.split("TOKEN WORKS")[1], out
         if cli:
             assert "CLI WORKS" in out, out
         assert fingerprint(home) == before
@@ -279,15 +286,16 @@ def test_the_home_is_locked_down_at_start_even_when_it_was_left_open(lab, facili
 
 @pytest.fixture
 def slurm_lab(slurm_cluster, facility_path) -> Iterator[tuple[Lab, Any, Any]]:
-    """A live facility on the real Slurm whose two projects run as Unix users of their own
-    (the site's `cl-{project}` scheme), its jobs' folders in its home: a victim and an
-    attacker project, their accounts synced."""
+    """A live facility on the real Slurm whose jobs each run as a Unix user of their own (the
+    site's `cl-{project}-{slot}` scheme, two per project), its jobs' folders in its home: a
+    victim and an attacker project, their accounts synced."""
     nonce = uuid.uuid4().hex[:6]
     settings = Settings(
         home=facility_path / "home",
         port=free_port(),
         executor="slurm",
-        slurm_user=f"c{nonce}-{{project}}",
+        slurm_user=f"c{nonce}-{{project}}-{{slot}}",
+        slurm_user_slots=2,
         slurm_account_prefix=f"t{nonce}-",
         compute_poll_ms=200,
         sequencer_interval_ms=5,
@@ -313,9 +321,10 @@ def slurm_lab(slurm_cluster, facility_path) -> Iterator[tuple[Lab, Any, Any]]:
         attacker = award_project(lab.api, lab.operator, found=False)
         try:
             for project in (victim, attacker):
-                users.append(settings.slurm_user.format(project=project.name))
-                nologin = ["--no-create-home", "--shell", "/usr/sbin/nologin"]
-                subprocess.run(["useradd", "--system", *nologin, users[-1]], check=True)
+                for user in settings.slurm_users(project.name):
+                    users.append(user)
+                    nologin = ["--no-create-home", "--shell", "/usr/sbin/nologin"]
+                    subprocess.run(["useradd", "--system", *nologin, user], check=True)
             synced = lab.api.post("/api/v1/fleet/accounts/sync", json={}, headers=lab.operator)
             assert synced.status_code == 200, synced.text
             yield lab, victim, attacker
@@ -333,6 +342,78 @@ def test_a_slurm_job_reads_nothing_of_the_facility_nor_of_another_project(slurm_
     folder only that user may enter, under a home locked down to the facility."""
     lab, victim, attacker = slurm_lab
     attack(lab, victim, attacker, cli=False)
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_reads_nothing_of_another_job_of_its_own_project(slurm_lab):
+    """Two jobs of one project, of one PI, run at once on Slurm as two uids: the attacker
+    reads neither the other's environment (its token), nor its folder, nor kills it."""
+    lab, victim, _ = slurm_lab
+    attack(lab, victim, victim, cli=False)
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_waits_for_a_user_of_its_own_and_never_gets_an_ended_jobs_files(slurm_lab):
+    """With both of a project's run-as users held by running jobs, a third job waits queued
+    and says why (another project's job is not held up); once one ends, the third runs as the
+    user freed and cannot enter the folder that user left."""
+    lab, project, other = slurm_lab
+    jobs = lab.settings.jobs_path.resolve()
+    sleepers = [unique_sleep(), unique_sleep()]
+    short = {"time_limit_minutes": 10}  # four jobs within the project's budget
+    try:
+        first, second = (
+            submit(lab, project, f"echo only-it-knows > secret.txt; {sleeper}", **short)
+            for sleeper in sleepers
+        )
+        for job_id in (first, second):
+            lab.wait(job_id, project.pi_auth, {"running"})
+        deadline = time.monotonic() + 30
+        while not all(running(sleeper) for sleeper in sleepers):
+            assert time.monotonic() < deadline, "the two jobs never started their sleeps"
+            time.sleep(0.05)
+        (first_pid,) = running(sleepers[0])
+        first_uid = Path(f"/proc/{first_pid}").stat().st_uid
+
+        probe = [
+            attempt("files of the ended job", f"cat {jobs}/{first}/work/secret.txt"),
+            attempt("output of the ended job", f"cat {jobs}/{first}/stdout.log"),
+            attempt("folder of the ended job", f"ls -A {jobs}/{first}"),
+            'echo "RUNS AS $(id -u)"',
+        ]
+        third = submit(lab, project, "\n".join(probe), **short)
+        elsewhere = submit(lab, other, "true", **short)  # its users are free: handed over
+        deadline = time.monotonic() + 60
+        while (
+            lab.api.get(f"/api/v1/jobs/{elsewhere}", headers=other.pi_auth).json()["executor_id"]
+            is None
+        ):
+            assert time.monotonic() < deadline, "another project's job was held up"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while (
+            "run-as user of its own"
+            not in (waiting := lab.wait(third, project.pi_auth, {"queued"}))["reason"]
+        ):
+            assert time.monotonic() < deadline, waiting
+            time.sleep(0.1)
+        assert waiting["state"] == "queued" and waiting["executor_id"] is None, waiting
+        assert "slurm_user_slots" in waiting["reason"], waiting
+
+        cancelled = lab.api.post(f"/api/v1/jobs/{first}/cancel", headers=project.pi_auth)
+        assert cancelled.status_code == 200, cancelled.text
+        lab.wait(first, project.pi_auth, {"cancelled"})
+        done = lab.wait(third, project.pi_auth, {"succeeded", "failed"})
+        out = lab.api.get(f"/api/v1/jobs/{third}/logs", headers=project.pi_auth).json()["text"]
+        assert done["state"] == "succeeded", out
+        assert f"RUNS AS {first_uid}\n" in out, out  # the freed user, given again
+        assert "READ" not in out and "only-it-knows" not in out, out
+        assert out.count("DENIED") == 3, out
+        assert lab.wait(second, project.pi_auth, {"running"})["state"] == "running"
+    finally:
+        for sleeper in sleepers:
+            for pid in running(sleeper):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -395,9 +476,9 @@ def test_without_a_sandbox_only_cl1_work_runs_and_nothing_is_charged(laptop):
 
 def test_start_up_says_how_jobs_are_isolated(tmp_path):
     """`commonlab up` names the isolation at every start; laptop mode says plainly that jobs
-    are not isolated and only CL-1 work runs, Slurm with one run-as user for every project
-    that projects can read each other; a sandbox asked for and not available here stops
-    start-up with one line."""
+    are not isolated and only CL-1 work runs, Slurm the users jobs run as (with a single one,
+    that jobs run one at a time); a sandbox asked for and not available here, or run-as
+    users that two jobs would share, stop start-up with one line."""
     from commonlab.errors import ConfigError
     from commonlab.serve import _isolation_line
 
@@ -419,9 +500,20 @@ def test_start_up_says_how_jobs_are_isolated(tmp_path):
         closed = closed_to_jobs()
         assert (f"{closed} is closed to other users" in _isolation_line(plain)) == bool(closed)
         plain.close()
-    shared = open_facility(Settings(home=tmp_path / "hpc", executor="slurm", slurm_user="cl"))
-    assert "can read each other's folders" in _isolation_line(shared)
-    shared.close()
+    hpc = open_facility(Settings(home=tmp_path / "hpc", executor="slurm"))
+    line = _isolation_line(hpc)
+    hpc.close()
+    assert "a Unix user no other running job has" in line and "cl-{project}-0" in line
+    assert "up to 4 jobs at once per project" in line
+    single = Settings(home=tmp_path / "hpc", executor="slurm", slurm_user="cl", slurm_user_slots=1)
+    one = open_facility(single)
+    assert "one job at a time in the whole facility" in _isolation_line(one)
+    one.close()
+    # A shared user with several slots would put two running jobs in one uid: refused.
+    with pytest.raises(ConfigError, match=r"COMMONLAB_SLURM_USER_SLOTS=4: 4 slots need \{slot\}"):
+        load_settings({"COMMONLAB_SLURM_USER": "cl-{project}"})
+    with pytest.raises(ConfigError, match=r"only \{project\} and \{slot\}"):
+        load_settings({"COMMONLAB_SLURM_USER": "cl-{user}-{slot}"})
     if os.geteuid() != 0:
         with pytest.raises(ConfigError, match="needs root"):
             open_facility(Settings(home=tmp_path / "x", sandbox="uid"))

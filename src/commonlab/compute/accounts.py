@@ -118,7 +118,7 @@ def desired_accounts(
             parent=parent,
             fairshare=max(1, sum(minutes.values()) // 60),
             budget_minutes=minutes,
-            users=frozenset({settings.slurm_user.format(project=project)}),
+            users=frozenset(settings.slurm_users(project)),  # each job's run-as user
         )
     return desired
 

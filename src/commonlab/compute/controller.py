@@ -11,6 +11,7 @@ and a finished job is charged once because its hold closes once.
 from __future__ import annotations
 
 import logging
+import pwd
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -168,16 +169,23 @@ class JobController:
                     .order_by(Job.id)
                 )
             )
+        held = self._run_as_held(db) if self.executor.name == "slurm" else None
         changed = 0
         for job in waiting:
             if job.cancel_requested_at is not None:
                 continue
+            run_as = None
+            if held is not None:
+                run_as = self._free_run_as(job, held)
+                if run_as is None:
+                    self._note_no_user(db, job)
+                    continue  # another project's jobs may have users free
             if job.handed_over_at is None:
                 if free is not None and job.cpus > free:
                     break  # first come, first served: no overtaking on the local machine
                 if not self._claim(db, job):
                     continue  # another controller took it
-            handoff = self._handoff(db, job)
+            handoff = self._handoff(db, job, run_as)
             try:
                 executor_id = self.executor.find(handoff) or self.executor.submit(handoff)
             except ExecutorUnavailable as exc:
@@ -195,8 +203,60 @@ class JobController:
                 )
             if free is not None:
                 free -= job.cpus
+            if held is not None and run_as is not None:
+                held[run_as] = job.id
             self.last_error = ""
         return changed
+
+    # A Unix user of its own per Slurm job ----------------------------------------------------
+
+    def _run_as_held(self, db: Session) -> dict[str, int]:
+        """The run-as user of every job handed to Slurm and not yet ended, to the job's id.
+
+        The executor makes a job's folder its run-as user's at handover and gives it back to
+        the facility at the end, so the folder's owner is the assignment: no column needed.
+        """
+        with db.begin():
+            ids = db.scalars(
+                select(Job.id).where(
+                    Job.executor == self.executor.name,
+                    Job.state.in_(_ACTIVE),
+                    Job.handed_over_at.is_not(None),
+                )
+            ).all()
+        held: dict[str, int] = {}
+        for job_id in ids:
+            try:
+                uid = (self.settings.jobs_path / str(job_id)).stat().st_uid
+                held[pwd.getpwuid(uid).pw_name] = job_id
+            except (FileNotFoundError, KeyError):
+                continue  # claimed but its folder not made yet: it is given a user again
+        return held
+
+    def _free_run_as(self, job: Job, held: dict[str, int]) -> str | None:
+        """The user job runs as: the one it already holds (a handover cut short is found
+        again), else the first of its project's users no other running job holds — over
+        every project, so no two jobs ever share a uid; None while all are taken."""
+        users = self.settings.slurm_users(job.project)
+        mine = [user for user in users if held.get(user) == job.id]
+        free = [user for user in users if user not in held]
+        return (mine or free or [None])[0]
+
+    def _note_no_user(self, db: Session, job: Job) -> None:
+        """The job stays queued, saying why: a job never shares a run-as user."""
+        users = self.settings.slurm_users(job.project)
+        which = users[0] if len(users) == 1 else f"{users[0]} … {users[-1]}"
+        reason = (
+            f"waiting for a run-as user of its own: all {len(users)} of this project's "
+            f"({which}) run other jobs (slurm_user_slots)"
+        )
+        if job.reason != reason:
+            with db.begin():
+                db.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.executor_id.is_(None))
+                    .values(reason=reason)
+                )
 
     def _claim(self, db: Session, job: Job) -> bool:
         """Mark a job as being handed over, committed before the executor is asked."""
@@ -266,7 +326,7 @@ class JobController:
             accelerator=job.accelerator,
         )
 
-    def _handoff(self, db: Session, job: Job) -> Handoff:
+    def _handoff(self, db: Session, job: Job, run_as: str | None) -> Handoff:
         with db.begin():
             partition = db.get_one(Partition, job.partition_id)
             # The job can reach the facility as its submitter (to read its inputs, push its
@@ -296,9 +356,7 @@ class JobController:
             workdir=self.settings.jobs_path / str(job.id),
             partition=partition.executor_name,
             account=project_account(job.project, self.settings.slurm_account_prefix),
-            run_as=self.settings.slurm_user.format(project=job.project)
-            if self.executor.name == "slurm"
-            else None,
+            run_as=run_as,
             accelerator=job.accelerator,
             accelerators=job.accelerators,
             cpus=job.cpus,

@@ -1,7 +1,9 @@
 """The `slurm` executor: jobs go to a real Slurm with `sbatch --parsable` under their project's
-account (so Slurm itself enforces budgets and fair share), run as the site's Unix user for
-the project (never root, never commonlab's own account: commonlab submits as root with
-`--uid`), in a folder only that user may enter, and are read back from Slurm's accounting.
+account (so Slurm itself enforces budgets and fair share), each run as a Unix user of the
+site's that no other running job has (the controller picks it from the project's
+`slurm_user` slots; never root, never commonlab's own account: commonlab submits as root with
+`--uid`), in a folder only that user may enter until the job ends, and are read back from
+Slurm's accounting.
 
 What a job is charged comes from `sacct`: elapsed time times the accelerators Slurm allocated
 (GPUs for an accelerator class, CPUs for a CPU partition).
@@ -13,6 +15,7 @@ import os
 import pwd
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 from commonlab.compute.executor import (
     ExecutorRefused,
@@ -24,7 +27,7 @@ from commonlab.compute.executor import (
 from commonlab.compute.rules import JobState
 from commonlab.compute.slurm import SlurmCli, SlurmJob, SlurmRefused, SlurmUnavailable
 
-__all__ = ["CPU_CLASSES", "SlurmExecutor", "observed_from"]
+__all__ = ["CPU_CLASSES", "SlurmExecutor", "hand_back", "observed_from"]
 
 # Accelerator classes that are CPU cores: charged by allocated CPUs, not GPUs.
 CPU_CLASSES = frozenset({"cpu", "CPU"})
@@ -78,13 +81,13 @@ class SlurmExecutor:
 
     def submit(self, handoff: Handoff) -> str:
         if not handoff.run_as:
-            raise ExecutorRefused("the site maps no Unix user to run this project's jobs as")
+            raise ExecutorRefused("the site maps no Unix user to run this job as")
         try:
             user = pwd.getpwnam(handoff.run_as)
         except KeyError:
             raise ExecutorRefused(
-                f"no Unix user {handoff.run_as!r} to run the project's jobs as: the site creates "
-                "it (setting slurm_user)"
+                f"no Unix user {handoff.run_as!r} to run the job as: the site creates every "
+                "user of the settings slurm_user and slurm_user_slots"
             ) from None
         if user.pw_uid == 0:
             raise ExecutorRefused("jobs never run as root: set slurm_user to a service account")
@@ -96,8 +99,8 @@ class SlurmExecutor:
                 f"with --uid of {handoff.run_as})"
             )
         work = handoff.workdir / "work"
-        # The job's folder is its run-as user's alone: another project's user (and so its
-        # jobs) can't read its files, its logs or what it writes.
+        # The job's folder is its run-as user's alone while it runs: no other job (each has a
+        # user of its own) can read its files, its logs or what it writes.
         for path in (handoff.workdir, work):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chown(path, user.pw_uid, user.pw_gid)
@@ -125,6 +128,7 @@ class SlurmExecutor:
         except SlurmUnavailable as exc:
             raise ExecutorUnavailable(exc.message) from None
         except SlurmRefused as exc:
+            hand_back(handoff.workdir)
             raise ExecutorRefused(f"Slurm refused it: {exc.slurm_message}") from None
         return str(slurm_id)
 
@@ -150,6 +154,9 @@ class SlurmExecutor:
                 )
                 continue
             result[job.executor_id] = observed_from(slurm_job, job.accelerator)
+        for job in jobs:
+            if result[job.executor_id].state not in (JobState.QUEUED, JobState.RUNNING):
+                hand_back(job.workdir)  # before the end is recorded and its user given again
         return result
 
     def cancel(self, job: Tracked) -> None:
@@ -157,3 +164,13 @@ class SlurmExecutor:
             self.cli.cancel(int(job.executor_id))
         except SlurmUnavailable as exc:
             raise ExecutorUnavailable(exc.message) from None
+
+
+def hand_back(workdir: Path) -> None:
+    """An ended job's folder becomes the facility's (0700): its run-as user, given to a later
+    job, can no longer enter it. What the job wrote stays inside for its logs and outputs."""
+    try:
+        os.chown(workdir, os.getuid(), os.getgid())
+        os.chmod(workdir, 0o700)
+    except FileNotFoundError:
+        pass
