@@ -31,6 +31,8 @@ from commonlab.config import Settings
 from commonlab.demo import seed_demo
 from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
+from tests.artifacts.helpers import push, safetensors_bytes
+from tests.conftest import _reset_postgres
 from tests.helpers import auth
 
 # Examples per operation (each one sent as both principals): about 100 operations.
@@ -44,18 +46,27 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, dict]]:
-    """A demo-like facility on SQLite (where an integer past 64 bits used to be a 500) and
-    the headers of its operator and of a plain member."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, dict]]:
+    """A demo-like facility, on SQLite (where an integer past 64 bits used to be a 500) and
+    on PostgreSQL, with a public dataset and model, and the headers of its operator and of a
+    plain member."""
     home = tmp_path_factory.mktemp("fuzz") / "home"
-    facility = open_facility(Settings(home=home))
+    url = ""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        _reset_postgres(url)
+    facility = open_facility(Settings(home=home, database_url=url))
     with facility.db.session() as db:
         operator = bootstrap_operator(db)
     with facility.db.session() as db:
         member = seed_demo(db)
     assert operator is not None and member is not None
     app = create_app(facility, run_sequencer=False)
+    with TestClient(app) as client:
+        _publish_artifacts(client, auth(member))
     app.state.sequencer.run_once()  # a signed checkpoint, tiles and proofs to read
     try:
         yield app, {"operator": auth(operator), "member": auth(member)}
@@ -63,11 +74,30 @@ def demo_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI
         facility.close()
 
 
+def _publish_artifacts(client: TestClient, member: dict[str, str]) -> None:
+    """A public dataset (records to read) and a model made from it, so that the artifacts
+    routes answer with content, not only 404s."""
+    for kind, files in (
+        ("dataset", {"train.jsonl": b'{"text": "habari", "source": "radio", "license": "MIT"}\n'}),
+        ("model", {"README.md": b"# tiny\n", "model.safetensors": safetensors_bytes()}),
+    ):
+        made = client.post(
+            "/api/v1/artifacts/repos",
+            json={"kind": kind, "name": f"fuzz-{kind}", "project": "proj-1",
+                  "visibility": "public"},
+            headers=member,
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        pushed = push(client, member, f"{kind}s/{made.json()['repo_id']}", files)
+        assert pushed.status_code == 201, pushed.text
+
+
 def _assert_seeded(app: FastAPI, principals: dict[str, dict[str, str]]) -> None:
     """The fuzzer meets real rows and two different principals, not an empty facility."""
     with TestClient(app) as client:
         assert client.get("/api/v1/people", headers=principals["operator"]).json()["items"]
         assert client.get("/api/v1/allocations").json()["items"]
+        assert len(client.get("/api/v1/artifacts/repos").json()["items"]) >= 2
         member = client.get("/api/v1/me", headers=principals["member"]).json()
         assert "operator" not in member["person"]["roles"] and member["projects"]
 
