@@ -60,6 +60,14 @@ def sandboxes_here() -> list[str]:
     return here
 
 
+@pytest.mark.skipif(os.environ.get("CI", "").lower() != "true", reason="CI's machine only")
+def test_ci_attacks_every_sandbox():
+    """scripts/test installs bubblewrap and CI runs as root: the attacks below must meet both
+    sandboxes there, never silently fewer."""
+    assert not bwrap_problem(), f"bubblewrap does not work: {bwrap_problem()}"
+    assert sandboxes_here() == ["bwrap", "uid"]
+
+
 @dataclass
 class Lab:
     url: str
