@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -52,6 +52,23 @@ class SlurmCluster:
     gid: int
     job_root: Path
     state_dir: Path
+
+    def fleet(self) -> dict[str, Any]:
+        """The fleet document of this cluster: its one CPU partition, at a site in Italy."""
+        return {
+            "sites": [{"name": "here", "country": "IT"}],
+            "partitions": [
+                {
+                    "name": self.partition,
+                    "site": "here",
+                    "accelerator": "cpu",
+                    "nodes": 1,
+                    "accelerators_per_node": self.cpus,
+                    "cpus_per_node": self.cpus,
+                    "memory_gb_per_node": 8,
+                }
+            ],
+        }
 
     def job_dir(self, name: str) -> Path:
         """A fresh folder under job_root that the run-as user can write."""

@@ -69,24 +69,7 @@ def slurm_facility(slurm_cluster, tmp_path, database) -> Iterator[SlurmFacility]
         slurm_account_prefix=prefix,
     )
     lab = SlurmFacility(settings)
-    applied = lab.client.put(
-        "/api/v1/fleet",
-        json={
-            "sites": [{"name": "here", "country": "IT"}],
-            "partitions": [
-                {
-                    "name": slurm_cluster.partition,
-                    "site": "here",
-                    "accelerator": "cpu",
-                    "nodes": 1,
-                    "accelerators_per_node": slurm_cluster.cpus,
-                    "cpus_per_node": slurm_cluster.cpus,
-                    "memory_gb_per_node": 8,
-                }
-            ],
-        },
-        headers=lab.operator,
-    )
+    applied = lab.client.put("/api/v1/fleet", json=slurm_cluster.fleet(), headers=lab.operator)
     assert applied.status_code == 200, applied.text
     yield lab
     subprocess.run(["scancel", "--name", "x"], check=False, timeout=30)

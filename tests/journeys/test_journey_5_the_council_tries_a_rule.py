@@ -17,20 +17,7 @@ import httpx
 
 from tests.cli.test_cli import run
 from tests.journeys.test_journey_1_a_country_joins import DELEGATES, as_person
-
-
-def _workload(tmp_path):
-    rows = "".join(
-        f"{i},team{i % 10},{i * 20},{600 + (i * 37) % 900},{1 + i % 3}\n" for i in range(300)
-    )
-    trace = tmp_path / "last-quarter.csv"
-    trace.write_text("job_id,tenant,submit,runtime,accelerators\n" + rows)
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(
-        '[[sites]]\nname = "here"\ncountry = "IT"\n\n[[partitions]]\nname = "p"\n'
-        'site = "here"\naccelerator = "H100"\nnodes = 4\naccelerators_per_node = 4\n'
-    )
-    return fleet, trace
+from tests.simulator.test_motion_cli import _workload  # 300 jobs of ten teams, 16 H100
 
 
 def test_journey_5_the_council_tries_a_rule_before_voting(demo, capsys, monkeypatch, tmp_path):

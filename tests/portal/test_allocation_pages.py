@@ -136,14 +136,17 @@ def _proposal_ids(client: TestClient, app: Any) -> list[str]:
     return [e["subject"] for e in record_entries(client, app, type="allocation:proposal:submitted")]
 
 
-def _award(client: TestClient, operator: dict[str, str], world: dict[str, Any]) -> int:
-    """Submit through the API, review, and award: returns the allocation's id."""
+def _decide(
+    client: TestClient, operator: dict[str, str], world: dict[str, Any], *, hours: str = "4000"
+) -> dict[str, Any]:
+    """Submit through the API, review, and decide to award: the allocation (active, or
+    awaiting the council when `hours` is above its threshold)."""
     body = {
         "call_id": world["call"],
         "institution_id": world["inst"]["IT"],
         "title": "Speech models for Swahili",
         "abstract": "Open ASR for East African languages, awarded.",
-        "requested": {"H100": "4000"},
+        "requested": {"H100": hours},
         "starts_on": TODAY.isoformat(),
         "ends_on": (TODAY + timedelta(days=365)).isoformat(),
         "release_plan": {"weights": True, "data": True, "code": True, "licence": "Apache-2.0"},
@@ -161,8 +164,14 @@ def _award(client: TestClient, operator: dict[str, str], world: dict[str, Any]) 
     decided = client.post(
         f"/api/v1/proposals/{pid}/decision", json={"award": True}, headers=operator
     ).json()
-    assert decided["allocation"]["status"] == "active", decided
-    return int(decided["allocation"]["id"])
+    return decided["allocation"]
+
+
+def _award(client: TestClient, operator: dict[str, str], world: dict[str, Any]) -> int:
+    """Submit through the API, review, and award: returns the allocation's id."""
+    allocation = _decide(client, operator, world)
+    assert allocation["status"] == "active", allocation
+    return int(allocation["id"])
 
 
 # Empty states --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tests.artifacts.helpers import push
 from tests.compute.helpers import award_project, run_until
 from tests.helpers import auth, record_entries
 from tests.portal import test_allocation_pages as pages
-from tests.portal.test_allocation_pages import _award, _csrf, _sign_in, _text
+from tests.portal.test_allocation_pages import _award, _csrf, _decide, _sign_in, _text
 
 world = pages.world  # a fixture: a founded council, a PI, two reviewers and an open call
 
@@ -199,29 +199,7 @@ def test_the_tranche_chart_scales_to_the_tallest_and_flags_an_overdraw():
 
 
 def test_a_project_awaiting_the_council_is_its_members_only(client, operator, world):
-    body = {
-        "call_id": world["call"],
-        "institution_id": world["inst"]["IT"],
-        "title": "East African speech at scale",
-        "abstract": "Twelve languages, one open model.",
-        "requested": {"H100": "60000"},
-        "starts_on": date.today().isoformat(),
-        "ends_on": (date.today() + timedelta(days=365)).isoformat(),
-        "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
-    }
-    pid = client.post("/api/v1/proposals", json=body, headers=auth(world["pi"][1])).json()["id"]
-    paris_id, paris_token = world["paris"]
-    client.post(
-        f"/api/v1/proposals/{pid}/reviewers", json={"reviewer_id": paris_id}, headers=operator
-    )
-    client.post(
-        f"/api/v1/proposals/{pid}/review",
-        json={"scores": {"excellence": 4, "openness": 5}},
-        headers=auth(paris_token),
-    )
-    decided = client.post(
-        f"/api/v1/proposals/{pid}/decision", json={"award": True}, headers=operator
-    ).json()["allocation"]
+    decided = _decide(client, operator, world, hours="60000")  # above the council threshold
     assert decided["status"] == "awaiting_council"
     missing = client.get("/projects/proj-999").text
     hidden = client.get(f"/projects/{decided['project']}")
@@ -230,4 +208,4 @@ def test_a_project_awaiting_the_council_is_its_members_only(client, operator, wo
     _sign_in(client, world["pi"][1])
     page = client.get(f"/projects/{decided['project']}")
     assert page.status_code == 200
-    assert "awaiting council" in _text(page.text) and "Twelve languages" in page.text
+    assert "awaiting council" in _text(page.text) and "Open ASR for East African" in page.text

@@ -310,20 +310,7 @@ def slurm_lab(slurm_cluster, facility_path) -> Iterator[tuple[Lab, Any, Any]]:
     )
     users: list[str] = []
     with serve(settings) as lab:
-        fleet = {
-            "sites": [{"name": "here", "country": "IT"}],
-            "partitions": [
-                {
-                    "name": slurm_cluster.partition,
-                    "site": "here",
-                    "accelerator": "cpu",
-                    "nodes": 1,
-                    "accelerators_per_node": slurm_cluster.cpus,
-                    "cpus_per_node": slurm_cluster.cpus,
-                    "memory_gb_per_node": 8,
-                }
-            ],
-        }
+        fleet = slurm_cluster.fleet()
         assert lab.api.put("/api/v1/fleet", json=fleet, headers=lab.operator).status_code == 200
         victim = award_project(lab.api, lab.operator)
         attacker = award_project(lab.api, lab.operator, found=False)
