@@ -16,10 +16,10 @@ from importlib.resources import files
 
 import cedarpy
 
-from commonlab.identity.principal import PUBLIC, Principal, Role, Scope
 from commonlab.policy import engine
 from commonlab.policy.actions import Action
 from commonlab.policy.levels import Clearance, Level
+from commonlab.policy.principal import PUBLIC, Principal, Role, Scope
 from commonlab.policy.resources import Resource
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

@@ -27,8 +27,8 @@ from commonlab import record
 from commonlab.config import Settings
 from commonlab.db import Database, utcnow
 from commonlab.facility import open_facility
-from commonlab.identity.principal import SYSTEM
 from commonlab.migrations import migrate
+from commonlab.policy.principal import SYSTEM
 from commonlab.record.canonical import canonical_json
 from commonlab.record.fields import Fields, declare
 from commonlab.record.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion

@@ -74,7 +74,7 @@ def close_when_due(db: Any, motion_id: int, *, hours: float = 1) -> None:
 
     from commonlab.governance.models import Motion
     from commonlab.governance.service import close_motion
-    from commonlab.identity.principal import SYSTEM
+    from commonlab.policy.principal import SYSTEM
 
     with db.session() as session:
         with session.begin():

@@ -20,7 +20,8 @@ from commonlab.compute.controller import JobController, make_executor
 from commonlab.compute.service import ensure_local_fleet
 from commonlab.facility import Facility
 from commonlab.governance.api import router as governance_router
-from commonlab.http import BodyLimit, install_error_handlers
+from commonlab.http import BodyLimit, install_authenticator, install_error_handlers
+from commonlab.identity.api import bearer_principal
 from commonlab.identity.api import router as identity_router
 from commonlab.portal.views import mount_portal
 from commonlab.record.api import log_router
@@ -102,6 +103,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     def health() -> dict[str, object]:
         return {"status": "ok", "version": __version__, "origin": facility.origin}
 
+    install_authenticator(app, bearer_principal)
     app.include_router(identity_router)
     app.include_router(governance_router)
     app.include_router(allocation_router)
@@ -122,7 +124,7 @@ def _slurm_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
     if settings.executor != "slurm":
         return []
     from commonlab.compute import accounts
-    from commonlab.identity.principal import SYSTEM
+    from commonlab.policy.principal import SYSTEM
 
     runner = jobs.executor.cli  # type: ignore[attr-defined]
 

@@ -27,13 +27,13 @@ from commonlab.governance.rules import Choice, MotionKind
 from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
 from commonlab.identity import service
 from commonlab.identity.models import Institution, InstitutionKind, Person, RoleGrant
-from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
 from commonlab.identity.schemas import (
     ClearanceCreate,
     InstitutionCreate,
     PersonCreate,
     TokenCreate,
 )
+from commonlab.policy.principal import SYSTEM, Principal, Role, Scope
 
 __all__ = ["seed_demo"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -23,11 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commonlab.bounded import MAX_ID
 from commonlab.errors import CommonlabError, Unauthenticated
-from commonlab.identity.principal import PUBLIC, Principal
 from commonlab.pagination import MAX_LIMIT, PageParams
+from commonlab.policy.principal import PUBLIC, Principal
 
 __all__ = [
     "BYTES_RESPONSES",
+    "Authenticator",
     "BodyLimit",
     "CurrentPrincipal",
     "DbSession",
@@ -35,6 +36,7 @@ __all__ = [
     "Problem",
     "allowed_methods",
     "document_problems",
+    "install_authenticator",
     "install_error_handlers",
     "problem",
 ]
@@ -309,28 +311,27 @@ def _db(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(_db)]
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthenticated("use the header 'Authorization: Bearer <token>'")
-        return value.strip()
-    return None
+# How a request proves who sent it. Each way is installed by the domain that owns it (identity:
+# bearer tokens; the portal: its session cookie), so this module knows none of them. The first
+# that recognises the request decides; one that recognises it but refuses raises
+# Unauthenticated. A request none recognises is the public's: with nothing installed, nobody
+# is anybody (fail closed).
+Authenticator = Callable[[Request, Session], "Principal | None"]
+
+
+def install_authenticator(app: FastAPI, authenticator: Authenticator) -> None:
+    """Let `authenticator` identify the senders of this app's requests, after those before."""
+    if not hasattr(app.state, "authenticators"):
+        app.state.authenticators = []
+    app.state.authenticators.append(authenticator)
 
 
 def _principal(request: Request, db: DbSession) -> Principal:
-    from commonlab.identity.service import authenticate
-    from commonlab.portal.session import raw_session, require_api_csrf, session_principal
-
-    token = bearer_token(request)
-    if token is not None:
-        return authenticate(db, token)
-    if raw_session(request) is None:
-        return PUBLIC
-    # A browser sends the cookie on any site's request: changes need the CSRF token too.
-    require_api_csrf(request)
-    return session_principal(db, request) or PUBLIC
+    for authenticate in getattr(request.app.state, "authenticators", ()):
+        principal = authenticate(request, db)
+        if principal is not None:
+            return principal
+    return PUBLIC
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from commonlab.demo import seed_demo
 from commonlab.identity import service as identity
 from commonlab.identity.models import Person
-from commonlab.identity.principal import SYSTEM, Scope
 from commonlab.identity.schemas import TokenCreate
+from commonlab.policy.principal import SYSTEM, Scope
 from tests.cli.conftest import Served, cli_config, served  # noqa: F401  (fixtures)
 
 

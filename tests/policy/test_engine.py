@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commonlab.errors import AccessDenied, ConfigError
-from commonlab.identity.principal import PUBLIC, SYSTEM, Principal, Role, Scope
 from commonlab.policy import (
     Action,
     Decision,
@@ -30,6 +29,7 @@ from commonlab.policy import (
 from commonlab.policy import decide as policy_decide
 from commonlab.policy.engine import PolicyEngine
 from commonlab.policy.levels import Clearance, Level, read_denials, write_denials
+from commonlab.policy.principal import PUBLIC, SYSTEM, Principal, Role, Scope
 
 # A clearance grant must say how long it lasts and what the regulation allows; the tests
 # below are about who may grant, so they ask for a length within the limit.
@@ -802,9 +802,9 @@ def test_time_passing_never_turns_deny_into_allow(p, r, session, later_s):
 
 
 def test_not_even_the_system_grants_cl4_without_the_council() -> None:
-    from commonlab.identity.principal import SYSTEM
     from commonlab.policy import Action, Resource, decide
     from commonlab.policy.levels import Level
+    from commonlab.policy.principal import SYSTEM
 
     resource = Resource.clearance(7, Level.CL4)
     days = {"requested_days": 10, "max_clearance_days": 30}
@@ -816,9 +816,9 @@ def test_not_even_the_system_grants_cl4_without_the_council() -> None:
 
 
 def test_the_regulation_caps_clearance_length() -> None:
-    from commonlab.identity.principal import SYSTEM
     from commonlab.policy import Action, Resource
     from commonlab.policy.levels import Level
+    from commonlab.policy.principal import SYSTEM
 
     resource = Resource.clearance(7, Level.CL2)
     too_long = policy_decide(

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from commonlab.demo import seed_demo
 from commonlab.identity import service as identity
 from commonlab.identity.models import Person
-from commonlab.identity.principal import SYSTEM, Scope
 from commonlab.identity.schemas import TokenCreate
 from commonlab.identity.service import bootstrap_operator
+from commonlab.policy.principal import SYSTEM, Scope
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.helpers import auth, sequence_now
 

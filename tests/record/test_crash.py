@@ -31,7 +31,7 @@ import sys, threading
 from commonlab import record
 from commonlab.config import Settings
 from commonlab.facility import open_facility
-from commonlab.identity.principal import SYSTEM
+from commonlab.policy.principal import SYSTEM
 from commonlab.record.sequencer import Sequencer
 from tests.record.events import SampleEvent
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 import commonlab
 from commonlab import record
-from commonlab.identity.principal import SYSTEM
+from commonlab.policy.principal import SYSTEM
 from commonlab.record.fields import (
     Fields,
     UndeclaredEventError,

@@ -9,7 +9,7 @@ import pytest
 
 from commonlab import record
 from commonlab.config import Settings
-from commonlab.identity.principal import SYSTEM
+from commonlab.policy.principal import SYSTEM
 from commonlab.record.checkpoint import CosignatureSigner, cosign, generate_witness, open_checkpoint
 from commonlab.record.merkle import (
     leaf_hash,

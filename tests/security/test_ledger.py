@@ -45,8 +45,8 @@ from commonlab.compute.rules import JobState
 from commonlab.db import utcnow
 from commonlab.errors import Conflict, InvalidInput
 from commonlab.identity.models import ApiToken
-from commonlab.identity.principal import SYSTEM
 from commonlab.identity.service import authenticate
+from commonlab.policy.principal import SYSTEM
 from commonlab.record.models import Entry
 from tests.compute.helpers import award_project, run_until
 from tests.helpers import problem

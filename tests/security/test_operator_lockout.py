@@ -17,7 +17,7 @@ from commonlab.db import utcnow
 from commonlab.errors import Conflict
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken
-from commonlab.identity.principal import SYSTEM, Role
+from commonlab.policy.principal import SYSTEM, Role
 from commonlab.record.models import Entry
 from tests.compute.helpers import person
 from tests.helpers import auth, problem, record_entries

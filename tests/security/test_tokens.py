@@ -14,9 +14,9 @@ from sqlalchemy import select
 from commonlab.errors import Unauthenticated
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken
-from commonlab.identity.principal import Principal, Role, Scope
 from commonlab.policy import Action, Resource, decide
 from commonlab.policy.levels import Level
+from commonlab.policy.principal import Principal, Role, Scope
 from tests.compute.helpers import award_project, person
 from tests.helpers import auth, problem
 from tests.security.identity_helpers import identity_snapshot, leaked_job_token

@@ -48,9 +48,9 @@ from commonlab.errors import Conflict as ConflictError
 from commonlab.governance.effects import active_codes, current_shares
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.models import Institution, Person
-from commonlab.identity.principal import Principal, Role
 from commonlab.policy import Action, Resource, authorize, decide
 from commonlab.policy.levels import Level
+from commonlab.policy.principal import Principal, Role
 
 __all__ = [
     "MyProject",
@@ -541,7 +541,7 @@ def check_awaiting_council(db: Session, allocation_id: int) -> Allocation:
 
 def activate_allocation(db: Session, allocation_id: int, *, motion_id: int) -> Allocation:
     """The council approved it: in the caller's transaction (a motion's effect)."""
-    from commonlab.identity.principal import SYSTEM
+    from commonlab.policy.principal import SYSTEM
 
     allocation = check_awaiting_council(db, allocation_id)
     allocation.status = "active"

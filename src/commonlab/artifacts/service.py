@@ -38,9 +38,9 @@ from commonlab.artifacts.store import ObjectStore, UploadOffsetMismatch
 from commonlab.compute import service as compute
 from commonlab.db import utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from commonlab.identity.principal import Principal, Role
 from commonlab.policy import Action, Resource, authorize, decide
 from commonlab.policy.levels import Level
+from commonlab.policy.principal import Principal, Role
 from commonlab.record.note import Signer
 
 __all__ = [

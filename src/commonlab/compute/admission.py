@@ -21,7 +21,7 @@ from commonlab.compute import service
 from commonlab.compute.models import Job
 from commonlab.compute.schemas import JobSubmit
 from commonlab.db import Database, lock_for_writing
-from commonlab.identity.principal import Principal
+from commonlab.policy.principal import Principal
 
 __all__ = ["Admissions"]
 

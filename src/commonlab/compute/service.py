@@ -34,9 +34,9 @@ from commonlab.compute.schemas import JobSubmit
 from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity import service as identity
-from commonlab.identity.principal import SYSTEM, Principal
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Level
+from commonlab.policy.principal import SYSTEM, Principal
 
 __all__ = [
     "LogChunk",

@@ -33,8 +33,8 @@ from commonlab.governance.schemas import (
     RemoveMember,
     SetScale,
 )
-from commonlab.identity.principal import SYSTEM
 from commonlab.policy.levels import Level
+from commonlab.policy.principal import SYSTEM
 
 __all__ = ["EFFECTS", "Effect", "active_codes", "current_shares", "parse_payload"]
 

@@ -37,8 +37,8 @@ from commonlab.governance.schemas import (
 )
 from commonlab.identity import service as identity
 from commonlab.identity.models import Person
-from commonlab.identity.principal import SYSTEM, Principal, Role
 from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.principal import SYSTEM, Principal, Role
 
 __all__ = [
     "appoint_delegate",

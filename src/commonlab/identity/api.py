@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
+from sqlalchemy.orm import Session
 
 from commonlab.bounded import Int64
+from commonlab.errors import Unauthenticated
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.identity import service
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, InstitutionKind, Person
-from commonlab.identity.principal import Role
 from commonlab.identity.schemas import (
     ClearanceCreate,
     ClearanceOut,
@@ -27,10 +28,28 @@ from commonlab.identity.schemas import (
     TokenOut,
 )
 from commonlab.pagination import Page, paginate
+from commonlab.policy.principal import Principal, Role
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
 Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("use the header 'Authorization: Bearer <token>'")
+        return value.strip()
+    return None
+
+
+def bearer_principal(request: Request, db: Session) -> Principal | None:
+    """The principal of the API token in the Authorization header; None when there is none.
+    Installed into the app by `app.py` (`http.install_authenticator`)."""
+    token = _bearer_token(request)
+    return None if token is None else service.authenticate(db, token)
 
 
 def institution_out(row: Institution) -> InstitutionOut:

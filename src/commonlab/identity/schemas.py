@@ -18,7 +18,7 @@ from pydantic import (
 from commonlab.bounded import StrictInt64
 from commonlab.identity.countries import is_country_code
 from commonlab.identity.models import InstitutionKind
-from commonlab.identity.principal import Role, Scope
+from commonlab.policy.principal import Role, Scope
 
 __all__ = [
     "ClearanceCreate",

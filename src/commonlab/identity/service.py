@@ -23,7 +23,6 @@ from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Una
 from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
-from commonlab.identity.principal import SYSTEM, Principal, Role, Scope
 from commonlab.identity.schemas import (
     JOB_TOKEN_PREFIX,
     ClearanceCreate,
@@ -35,6 +34,7 @@ from commonlab.identity.schemas import (
 )
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Clearance, Level
+from commonlab.policy.principal import SYSTEM, Principal, Role, Scope
 
 __all__ = [
     "TOKEN_PREFIX",

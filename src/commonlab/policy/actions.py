@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from commonlab.identity.principal import Scope
+from commonlab.policy.principal import Scope
 
 __all__ = ["Action"]
 

@@ -17,10 +17,10 @@ from importlib.resources.abc import Traversable
 import cedarpy
 
 from commonlab.errors import AccessDenied, ConfigError
-from commonlab.identity.principal import Principal
 from commonlab.policy.actions import Action
 from commonlab.policy.explain import lattice_denials, scope_denial, who_may
 from commonlab.policy.levels import Level, epoch_seconds
+from commonlab.policy.principal import Principal
 from commonlab.policy.resources import Resource
 
 __all__ = [

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from commonlab.identity.principal import Principal, Scope
 from commonlab.policy.actions import Action
 from commonlab.policy.levels import Level, placement_denial, read_denials, write_denials
+from commonlab.policy.principal import Principal, Scope
 from commonlab.policy.resources import Resource
 
 __all__ = ["lattice_denials", "scope_denial", "who_may"]

@@ -15,7 +15,7 @@ from commonlab.compute import service as compute
 from commonlab.http import DbSession
 from commonlab.identity import service as identity
 from commonlab.identity.models import Institution, Person
-from commonlab.identity.principal import Principal, Role
+from commonlab.policy.principal import Principal, Role
 from commonlab.portal.errors import PortalError
 from commonlab.portal.views import CurrentViewer, render_page
 

@@ -30,7 +30,7 @@ from commonlab.governance import service as governance
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
 from commonlab.identity.models import Institution
-from commonlab.identity.principal import Principal, Role
+from commonlab.policy.principal import Principal, Role
 from commonlab.portal.council import POOL_LABELS
 from commonlab.portal.templating import hours_text
 from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page

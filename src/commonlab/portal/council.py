@@ -29,7 +29,7 @@ from commonlab.governance.regulation import Regulation
 from commonlab.governance.rules import QUORUM, Choice, MotionKind, Outcome, VotingRule, decide
 from commonlab.governance.schemas import MemberOut, MotionOut
 from commonlab.http import MAX_ID, DbSession
-from commonlab.identity.principal import Principal
+from commonlab.policy.principal import Principal
 from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
 from commonlab.simulator.page import WhatIfPanel, motion_whatif
 

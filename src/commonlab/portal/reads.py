@@ -23,7 +23,7 @@ from commonlab.governance import service as governance
 from commonlab.governance.schemas import MemberOut
 from commonlab.identity import service as identity
 from commonlab.identity.models import InstitutionKind
-from commonlab.identity.principal import PUBLIC
+from commonlab.policy.principal import PUBLIC
 from commonlab.record import log
 from commonlab.record.models import Checkpoint, Entry
 from commonlab.record.store import ProofReader

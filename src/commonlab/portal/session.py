@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from commonlab.db import utcnow
 from commonlab.errors import AccessDenied, Unauthenticated
 from commonlab.identity import service as identity
-from commonlab.identity.principal import Principal
+from commonlab.policy.principal import PUBLIC, Principal
 from commonlab.portal.models import PortalSession
 
 __all__ = [
@@ -117,6 +117,16 @@ def csrf_token(secret: bytes, session: str | None) -> str:
     """Bound to the session cookie (or to 'anonymous' before sign-in)."""
     message = (session or "anonymous").encode()
     return hmac.new(secret, b"csrf:" + message, hashlib.sha256).hexdigest()
+
+
+def cookie_principal(request: Request, db: Session) -> Principal | None:
+    """The principal of the browser's portal session, for the API as for pages; None when it
+    sends no session cookie. A browser sends the cookie with any site's request, so a change
+    needs the CSRF token too. Installed by `mount_portal` (`http.install_authenticator`)."""
+    if raw_session(request) is None:
+        return None
+    require_api_csrf(request)
+    return session_principal(db, request) or PUBLIC
 
 
 def raw_session(request: Request) -> str | None:

@@ -17,9 +17,9 @@ from fastapi.staticfiles import StaticFiles
 
 from commonlab.db import utcnow
 from commonlab.errors import Unauthenticated
-from commonlab.http import MAX_ID, DbSession
+from commonlab.http import MAX_ID, DbSession, install_authenticator
 from commonlab.identity import service as identity
-from commonlab.identity.principal import PUBLIC, Principal
+from commonlab.policy.principal import PUBLIC, Principal
 from commonlab.portal import reads
 from commonlab.portal.charts import column_chart, row_chart
 from commonlab.portal.errors import PortalError, install_portal_errors
@@ -27,6 +27,7 @@ from commonlab.portal.session import (
     SESSION_COOKIE,
     check_same_origin,
     cookie_max_age,
+    cookie_principal,
     csrf_matches,
     csrf_token,
     end_session,
@@ -291,3 +292,4 @@ def mount_portal(app: FastAPI) -> None:
     app.include_router(admin_views.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
     install_portal_errors(app)
+    install_authenticator(app, cookie_principal)

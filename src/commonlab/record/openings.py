@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.errors import NotFound
-from commonlab.identity.principal import Principal, Role
 from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.principal import Principal, Role
 from commonlab.record.events import RecordEvent
 from commonlab.record.models import Entry, PrivateOpening
 from commonlab.record.service import commitment

@@ -22,7 +22,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.orm import Session, SessionTransaction
 
 from commonlab.db import utcnow
-from commonlab.identity.principal import Principal, Role
+from commonlab.policy.principal import Principal, Role
 from commonlab.record import fields
 from commonlab.record.canonical import canonical_entry, canonical_json
 from commonlab.record.merkle import leaf_hash

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from commonlab.identity.principal import Principal
+from commonlab.policy.principal import Principal
 from commonlab.simulator import service
 from commonlab.simulator.schemas import WhatIfOut
 

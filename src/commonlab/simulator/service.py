@@ -15,9 +15,9 @@ from commonlab.governance.models import Motion, RegulationVersion
 from commonlab.governance.regulation import Regulation, default_regulation, regulation_hash
 from commonlab.governance.rules import MotionKind
 from commonlab.identity.models import Person
-from commonlab.identity.principal import Principal, Role
 from commonlab.pagination import Page, PageParams, paginate
 from commonlab.policy import Action, Resource, authorize
+from commonlab.policy.principal import Principal, Role
 from commonlab.record.canonical import canonical_json
 from commonlab.simulator.events import SimulatorEvent
 from commonlab.simulator.models import WhatIf

@@ -1,4 +1,4 @@
-"""Who is asking: the principal every service call is made on behalf of.
+"""Who is asking: the principal every service call is made on behalf of (policy's subject).
 
 Pure data, no database: the API builds a Principal from a token (or the public one for an
 anonymous request) and hands it to services, which hand it to `policy.authorize`.
