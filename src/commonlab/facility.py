@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from commonlab import wiring
 from commonlab.compute.sandbox import (
     Isolation,
     Sandbox,
@@ -55,6 +56,7 @@ class Facility:
 def open_facility(settings: Settings) -> Facility:
     """Everything a running facility needs, created on first start and reused after."""
     validate_policy_set()
+    wiring.connect()
     home = settings.home
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
