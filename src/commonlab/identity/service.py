@@ -864,3 +864,35 @@ def live_token_counts(db: Session, actor: Principal) -> dict[str, int]:
     for is_personal, count in rows:
         counts["people" if is_personal else "jobs"] += count
     return counts
+
+
+# Reads for other domains ----------------------------------------------------------------------
+# In the caller's transaction and without an authorization of their own: the calling use case
+# has authorized what it reads them for. Other domains read people and institutions only here.
+
+
+def person(db: Session, person_id: int) -> Person:
+    """The person with this id, or NotFound."""
+    return get_or_404(db, Person, person_id, "person")
+
+
+def institution(db: Session, institution_id: int) -> Institution:
+    """The institution with this id, or NotFound."""
+    return get_or_404(db, Institution, institution_id, "institution")
+
+
+def institution_names(db: Session) -> dict[int, str]:
+    """Every institution's name by id."""
+    return dict(db.execute(select(Institution.id, Institution.name)).all())
+
+
+def holds_role(person: Person, role: Role) -> bool:
+    """Whether the person holds `role` now."""
+    return any(grant.role == role for grant in person.roles)
+
+
+def people_with_role(db: Session, role: Role) -> list[Person]:
+    """Everyone who holds `role`, by id."""
+    return list(
+        db.scalars(select(Person).join(RoleGrant).where(RoleGrant.role == role).order_by(Person.id))
+    )
