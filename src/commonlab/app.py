@@ -14,16 +14,19 @@ from commonlab import __version__
 from commonlab.allocation.api import router as allocation_router
 from commonlab.apidocs import OPENAPI_URL, install_openapi, mount_api_docs
 from commonlab.artifacts.mount import mount_artifacts
+from commonlab.compute import accounts
 from commonlab.compute.admission import Admissions
 from commonlab.compute.api import router as compute_router
-from commonlab.compute.controller import JobController, make_executor
+from commonlab.compute.executors.registry import kind_of, make_executor
+from commonlab.compute.job_controller import JobController
 from commonlab.compute.service import ensure_local_fleet
 from commonlab.facility import Facility
 from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_authenticator, install_error_handlers
 from commonlab.identity.api import bearer_principal
 from commonlab.identity.api import router as identity_router
-from commonlab.portal.views import mount_portal
+from commonlab.policy.principal import SYSTEM
+from commonlab.portal.mount import mount_portal
 from commonlab.record.api import log_router
 from commonlab.record.api import router as record_router
 from commonlab.record.sequencer import Sequencer
@@ -46,7 +49,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     settings = facility.settings
     sequencer = Sequencer(facility.db, facility.signer, settings=settings)
     closer = Ticker("governance-closer", 5.0, lambda: _close_due_motions(facility))
-    if settings.executor == "local":
+    if kind_of(settings.executor).local_fleet:
         ensure_local_fleet(facility.db.session(), cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
     jobs = JobController(
         facility.db,
@@ -58,7 +61,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     )
 
     admissions = Admissions(facility.db, settings.executor)
-    tickers = [closer, *_slurm_tickers(facility, jobs)]
+    tickers = [closer, *_account_tickers(facility, jobs)]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,15 +121,13 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     return app
 
 
-def _slurm_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
-    """With Slurm: keep its accounts in line with governance, and steer member-state shares."""
+def _account_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
+    """With an executor that has accounts (Slurm): keep them in line with governance, and
+    steer member-state shares."""
     settings = facility.settings
-    if settings.executor != "slurm":
+    runner = jobs.executor.accounts
+    if runner is None:
         return []
-    from commonlab.compute import accounts
-    from commonlab.policy.principal import SYSTEM
-
-    runner = jobs.executor.cli  # type: ignore[attr-defined]
 
     def sync() -> None:
         with facility.db.session() as db:

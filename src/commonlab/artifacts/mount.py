@@ -1,5 +1,5 @@
 """Adding the artifacts domain to the app: its /api/v1 routes, the Hub-compatible read API,
-its portal pages, and the object store every use case shares."""
+and the object store every use case shares (its portal pages are the portal's to mount)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,8 @@ def registry_for(facility: object) -> Registry:
 def mount_artifacts(app: FastAPI) -> None:
     from commonlab.artifacts.api import router as api_router
     from commonlab.artifacts.hub import router as hub_router
-    from commonlab.portal.artifacts_views import router as portal_router
 
     app.state.artifacts = registry_for(app.state.facility)
     app.include_router(api_router)
-    app.include_router(portal_router)
     # Last: its /{namespace}/{name}/resolve/... pattern must not shadow anything else.
     app.include_router(hub_router)

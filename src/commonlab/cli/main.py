@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from commonlab.cli import (
-    admin,
+    admin_cmd,
     allocation_cmd,
     artifacts_cmd,
     compute_cmd,
@@ -94,7 +94,7 @@ def _who(me: dict[str, object]) -> str:
     return f"{person.get('name')} ({person.get('pseudonym')})"
 
 
-admin.register(app)
+admin_cmd.register(app)
 record_cmd.register(app)
 artifacts_cmd.register(app)
 governance_cmd.register(app)

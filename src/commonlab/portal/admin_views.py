@@ -17,7 +17,7 @@ from commonlab.identity import service as identity
 from commonlab.identity.models import Institution, Person
 from commonlab.policy.principal import Principal, Role
 from commonlab.portal.errors import PortalError
-from commonlab.portal.views import CurrentViewer, render_page
+from commonlab.portal.pages import CurrentViewer, render_page
 
 __all__ = ["AdminOverview", "admin_overview", "router"]
 

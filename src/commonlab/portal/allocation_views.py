@@ -31,9 +31,8 @@ from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
 from commonlab.identity.models import Institution
 from commonlab.policy.principal import Principal, Role
-from commonlab.portal.council import POOL_LABELS
+from commonlab.portal.pages import POOL_LABELS, CheckedForm, CurrentViewer, Viewer, render_page
 from commonlab.portal.templating import hours_text
-from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
 
 __all__ = [
     "CallView",

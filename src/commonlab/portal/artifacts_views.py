@@ -17,8 +17,8 @@ from commonlab.artifacts.models import RepoKind
 from commonlab.compute import service as compute
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import DbSession
+from commonlab.portal.pages import CurrentViewer, Viewer, render_page
 from commonlab.portal.templating import PAGE_HEADERS
-from commonlab.portal.views import CurrentViewer, Viewer, render_page
 
 __all__ = ["router"]
 

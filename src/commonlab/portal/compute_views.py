@@ -20,7 +20,7 @@ from commonlab.compute.rules import TERMINAL, JobState
 from commonlab.errors import AccessDenied, CommonlabError
 from commonlab.http import MAX_ID, DbSession
 from commonlab.portal.errors import PortalError
-from commonlab.portal.views import CheckedForm, CurrentViewer, render_page
+from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
 
 __all__ = ["FleetBar", "fleet_bars", "router"]
 

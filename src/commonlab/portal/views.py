@@ -7,38 +7,25 @@ CSRF token and origin before anything else happens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 from commonlab.db import utcnow
 from commonlab.errors import Unauthenticated
-from commonlab.http import MAX_ID, DbSession, install_authenticator
+from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
-from commonlab.policy.principal import PUBLIC, Principal
 from commonlab.portal import reads
+from commonlab.portal.allocation_views import my_work
 from commonlab.portal.charts import column_chart, row_chart
-from commonlab.portal.errors import PortalError, install_portal_errors
-from commonlab.portal.session import (
-    SESSION_COOKIE,
-    check_same_origin,
-    cookie_max_age,
-    cookie_principal,
-    csrf_matches,
-    csrf_token,
-    end_session,
-    raw_session,
-    session_principal,
-    start_session,
-)
-from commonlab.portal.templating import STATIC_DIR, render
+from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
+from commonlab.portal.session import SESSION_COOKIE, cookie_max_age, end_session, start_session
+from commonlab.portal.templating import STATIC_DIR, hours_text
 from commonlab.record import log
 
-__all__ = ["Viewer", "mount_portal", "router"]
+__all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,69 +36,6 @@ MAX_TOKEN_CHARS = 512
 TYPE_PATTERN = r"^[a-z0-9_.:-]*$"
 # No control characters: PostgreSQL refuses NUL in text, and nothing legitimate has them.
 SUBJECT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who is looking at a page: the principal behind the session cookie, or the public."""
-
-    principal: Principal
-    session: str | None
-    csrf: str
-    # Why a session cookie this browser still sends no longer signs it in.
-    ended: str | None = None
-
-    @property
-    def signed_in(self) -> bool:
-        return self.principal.person_id is not None
-
-
-def _viewer(request: Request, db: DbSession) -> Viewer:
-    session = raw_session(request)
-    csrf = csrf_token(request.app.state.facility.session_secret, session)
-    try:
-        principal = session_principal(db, request)
-    except Unauthenticated as exc:
-        return Viewer(PUBLIC, session, csrf, exc.message)
-    return Viewer(principal or PUBLIC, session, csrf)
-
-
-CurrentViewer = Annotated[Viewer, Depends(_viewer)]
-
-
-def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
-    """Refuse a POST that did not come from one of this site's own forms."""
-    if reason := check_same_origin(request):
-        raise PortalError(403, f"Refused: {reason}. Nothing was changed.")
-    if not csrf_matches(request, csrf):
-        raise PortalError(
-            403,
-            "This form is out of date or did not come from this site, so nothing was changed. "
-            "Reload the page and try again.",
-        )
-
-
-CheckedForm = Annotated[None, Depends(_checked_form)]
-
-
-def render_page(
-    request: Request, viewer: Viewer, name: str, *, status: int = 200, **context: Any
-) -> Response:
-    """A page in the shared layout; every portal view (council, artifacts too) renders here."""
-    facility = request.app.state.facility
-    base = facility.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return render(
-        name,
-        {
-            "viewer": viewer,
-            "has_session": viewer.session is not None,
-            "origin": facility.origin,
-            "base_url": base,
-            **context,
-        },
-        status=status,
-        private=viewer.session is not None,
-    )
 
 
 # Home ---------------------------------------------------------------------------------------
@@ -194,9 +118,6 @@ def signout(request: Request, db: DbSession, _: CheckedForm) -> Response:
 
 @router.get("/me")
 def me(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
-    # Imported here: allocation_views builds on this module (render_page, CurrentViewer).
-    from commonlab.portal.allocation_views import hours_text, my_work
-
     work = my_work(db, viewer.principal)
     return render_page(request, viewer, "me.html", nav="me", work=work, hours=hours_text)
 
@@ -271,25 +192,3 @@ def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
 def favicon() -> Response:
     # Browsers ask for /favicon.ico whatever the page says: answer with the site's icon.
     return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
-
-
-# Mounting -----------------------------------------------------------------------------------
-
-
-def mount_portal(app: FastAPI) -> None:
-    """Add the pages, their static files, and HTML error pages for every non-API path."""
-    app.include_router(router)
-    from commonlab.portal import (  # build on this module
-        admin_views,
-        allocation_views,
-        compute_views,
-        council,
-    )
-
-    app.include_router(council.router)
-    app.include_router(allocation_views.router)
-    app.include_router(compute_views.router)
-    app.include_router(admin_views.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
-    install_portal_errors(app)
-    install_authenticator(app, cookie_principal)

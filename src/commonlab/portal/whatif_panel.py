@@ -1,6 +1,6 @@
-"""What a motion's page shows of its latest what-if: the figures under the regulation in
-force and the proposal side by side, and the geometry of a bar chart of each pool's mean
-queueing delay. The portal renders it as tables and inline SVG."""
+"""What a motion's page shows of its latest what-if simulation: the figures under the
+regulation in force and the proposal side by side, and the geometry of a bar chart of each
+pool's mean queueing delay, rendered as tables and inline SVG."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from commonlab.policy.principal import Principal
+from commonlab.portal.pages import POOL_LABELS
 from commonlab.simulator import service
 from commonlab.simulator.schemas import WhatIfOut
 
@@ -16,11 +17,6 @@ __all__ = ["PoolRow", "WaitBar", "WhatIfPanel", "motion_whatif", "whatif_panel"]
 
 NATIONAL = "national:"
 WIDTH, LABEL_WIDTH, ROW = 600, 190, 34
-POOL_NAMES = {
-    "open_calls": "Open calls",
-    "smes_and_public_bodies": "SMEs and public bodies",
-    "directors_reserve": "Director's reserve",
-}
 
 
 @dataclass(frozen=True)
@@ -125,7 +121,7 @@ def whatif_panel(whatif: WhatIfOut) -> WhatIfPanel:
 def _label(pool: str) -> str:
     if pool.startswith(NATIONAL):
         return pool.removeprefix(NATIONAL)
-    return POOL_NAMES.get(pool, pool)
+    return POOL_LABELS.get(pool, pool)
 
 
 def _length(value: float, largest: float, plot: float) -> float:

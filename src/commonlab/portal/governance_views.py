@@ -23,15 +23,15 @@ from sqlalchemy.orm import Session
 from commonlab.db import utcnow
 from commonlab.errors import CommonlabError, NotFound
 from commonlab.governance import service as governance
-from commonlab.governance.in_force import InForce
 from commonlab.governance.models import Motion
-from commonlab.governance.regulation import Regulation
 from commonlab.governance.rules import QUORUM, Choice, MotionKind, Outcome, VotingRule, decide
 from commonlab.governance.schemas import MemberOut, MotionOut
 from commonlab.http import MAX_ID, DbSession
 from commonlab.policy.principal import Principal
-from commonlab.portal.views import CheckedForm, CurrentViewer, Viewer, render_page
-from commonlab.simulator.page import WhatIfPanel, motion_whatif
+from commonlab.portal.pages import POOL_LABELS, CheckedForm, CurrentViewer, Viewer, render_page
+from commonlab.portal.whatif_panel import WhatIfPanel, motion_whatif
+from commonlab.regulation.document import Regulation
+from commonlab.regulation.service import InForce
 
 __all__ = [
     "CouncilOverview",
@@ -63,12 +63,6 @@ KIND_LABELS = {
     MotionKind.CERTIFY_PARTITION: "Certify a partition",
     MotionKind.REGISTER_WITNESS: "Register a witness key",
     MotionKind.GRANT_CL4_CLEARANCE: "Grant a CL-4 clearance",
-}
-POOL_LABELS = {
-    "national_pools": "Member-state national pools",
-    "open_calls": "Open calls",
-    "smes_and_public_bodies": "SMEs and public bodies",
-    "directors_reserve": "Director's reserve",
 }
 _RULE_WORDS = {
     VotingRule.SIMPLE_MAJORITY: (
