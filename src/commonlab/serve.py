@@ -1,17 +1,18 @@
 """`commonlab up`: open the facility, create the first operator, optionally seed the demo,
-and serve the API and portal with uvicorn."""
+and serve the API and portal with uvicorn. What a client keeps (the CLI's saved login) is
+the caller's: the operator's first token is handed to `remember_operator`."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
 
-from commonlab.cli.client import Login, config_path, load_saved_login, save_login
-from commonlab.compute.sandbox import Isolation, closed_to_jobs
+from commonlab.compute.executors.registry import kind_of
 from commonlab.config import load_settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
@@ -19,7 +20,16 @@ from commonlab.identity.service import bootstrap_operator
 __all__ = ["serve"]
 
 
-def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -> None:
+def serve(
+    *,
+    host: str | None,
+    port: int | None,
+    demo: bool,
+    console: Console,
+    remember_operator: Callable[[str, str], None] | None = None,
+) -> None:
+    """Run the facility. On its first start `remember_operator(url, token)` is given the
+    operator's admin token, shown once here (the CLI saves it as this user's login)."""
     import uvicorn
 
     from commonlab.app import create_app
@@ -33,7 +43,9 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
     with facility.db.session() as session:
         token = bootstrap_operator(session)
     if token is not None:
-        _announce_operator(console, token, url)
+        _announce_operator(console, token)
+        if remember_operator is not None:
+            remember_operator(url, token)
     if demo:
         from commonlab.demo import seed_demo
 
@@ -70,31 +82,11 @@ def serve(*, host: str | None, port: int | None, demo: bool, console: Console) -
 def _isolation_line(facility: Facility) -> str:
     """How jobs are kept from the facility, said at every start; plainly when they are not."""
     settings = facility.settings
-    if settings.executor == "slurm":
-        users = settings.slurm_users("{project}")
-        named = users[0] if len(users) == 1 else f"{users[0]} … {users[-1]}"
-        line = (
-            f"jobs run on Slurm each as a Unix user no other running job has ({named}, which "
-            "the site creates), never as this facility's user"
-        )
-        scope = "per project" if "{project}" in settings.slurm_user else "in the whole facility"
-        if len(users) > 1:
-            return f"{line}: up to {len(users)} jobs at once {scope}"
-        return (
-            f"[bold yellow]{line}: one job at a time {scope}, the others wait (more need "
-            "{slot} in slurm_user and slurm_user_slots)[/bold yellow]"
-        )
-    line = f"local jobs: {facility.isolation.describe()}"
-    if facility.isolation is Isolation.UID and (closed := closed_to_jobs()):
-        line += f"; {closed} is closed to other users, so a job can't run this `commonlab`"
-    if facility.isolation.isolates:
-        return line
-    if os.geteuid() == 0:
-        line += "; as root it refuses every job (a job never runs as root)"
-    return f"[bold yellow]{line}[/bold yellow]"
+    line, warn = kind_of(settings.executor).describe_isolation(settings, facility.isolation)
+    return f"[bold yellow]{line}[/bold yellow]" if warn else line
 
 
-def _announce_operator(console: Console, token: str, url: str) -> None:
+def _announce_operator(console: Console, token: str) -> None:
     console.print(
         Panel(
             f"First start: created the operator account. Its admin token, shown only now:\n\n"
@@ -102,27 +94,6 @@ def _announce_operator(console: Console, token: str, url: str) -> None:
             title="operator token",
         )
     )
-    # A newcomer's second shell should just work: save it as this user's CLI login. A login
-    # saved for this same address belonged to an earlier facility (this one was just created,
-    # so no earlier token can work here): replace it. A login for another facility is kept,
-    # and the command for this one is printed in full.
-    saved = load_saved_login()
-    if saved is None or saved.url == url or saved.token is None:
-        path = save_login(Login(url=url, token=token))
-        replaced = f" (it replaces the login for an earlier facility at {url})" if saved else ""
-        console.print(
-            f"Saved as your CLI login in {path}{replaced}: `{cli_path()} whoami` to check.",
-            soft_wrap=True,
-            highlight=False,
-        )
-    else:
-        console.print(
-            f"Your CLI login ({config_path()}) names another facility, {saved.url}, and was "
-            f"kept. For this one: COMMONLAB_URL={url} COMMONLAB_TOKEN={token} {cli_path()} "
-            "whoami",
-            soft_wrap=True,
-            highlight=False,
-        )
 
 
 def cli_path() -> str:

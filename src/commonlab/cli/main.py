@@ -19,7 +19,15 @@ from commonlab.cli import (
     record_cmd,
     simulate_cmd,
 )
-from commonlab.cli.client import Client, CliError, Login, load_login, save_login
+from commonlab.cli.client import (
+    Client,
+    CliError,
+    Login,
+    config_path,
+    load_login,
+    load_saved_login,
+    save_login,
+)
 from commonlab.cli.extras import extra_for, missing_extra_message
 from commonlab.cli.render import print_json
 from commonlab.errors import CommonlabError
@@ -46,9 +54,36 @@ def up(
     demo: Annotated[bool, typer.Option(help="seed a small demo facility on first start")] = False,
 ) -> None:
     """Run the facility here: API and portal, on the embedded defaults unless configured."""
+    # Imported here: the server's dependencies are loaded by `up` only, not by every command.
     from commonlab.serve import serve
 
-    serve(host=host, port=port, demo=demo, console=console)
+    serve(host=host, port=port, demo=demo, console=console, remember_operator=_save_operator)
+
+
+def _save_operator(url: str, token: str) -> None:
+    """A newcomer's second shell should just work: save the first operator's token as this
+    user's CLI login. A login saved for this same address belonged to an earlier facility
+    (this one was just created, so no earlier token can work here): replace it. A login for
+    another facility is kept, and the command for this one is printed in full."""
+    from commonlab.serve import cli_path  # loaded already: `up` is running
+
+    saved = load_saved_login()
+    if saved is None or saved.url == url or saved.token is None:
+        path = save_login(Login(url=url, token=token))
+        replaced = f" (it replaces the login for an earlier facility at {url})" if saved else ""
+        console.print(
+            f"Saved as your CLI login in {path}{replaced}: `{cli_path()} whoami` to check.",
+            soft_wrap=True,
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Your CLI login ({config_path()}) names another facility, {saved.url}, and was "
+            f"kept. For this one: COMMONLAB_URL={url} COMMONLAB_TOKEN={token} {cli_path()} "
+            "whoami",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()
