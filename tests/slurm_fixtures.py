@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pytest
 
-from commonlab.compute.slurm import SlurmCli, SlurmError, SlurmUnavailable
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError, SlurmUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,12 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from commonlab import wiring
-from commonlab.compute.sandbox import (
-    Isolation,
-    Sandbox,
-    jobs_reached_by_path,
-    lock_job_folders,
-)
+from commonlab.compute.executors.registry import kind_of
+from commonlab.compute.executors.sandbox import Isolation, Sandbox, lock_job_folders
 from commonlab.config import Settings
 from commonlab.db import Database
 from commonlab.errors import ConfigError
@@ -36,7 +32,7 @@ class Facility:
     db: Database
     signer: Signer
     session_secret: bytes
-    # How local jobs are kept from the facility (chosen at start; compute/sandbox.py).
+    # How local jobs are kept from the facility (chosen at start; compute/executors/sandbox.py).
     isolation: Isolation
     # Tiles only grow, so one cache serves every request of this process. After restoring
     # a database backup, restart the process: its cache may hold tiles the backup lacks.
@@ -68,7 +64,7 @@ def open_facility(settings: Settings) -> Facility:
     signer = _load_or_create_signer(settings)
     secret = _load_or_create_secret(home / "keys" / "session.key")
     try:
-        _lock_down(settings, passage=jobs_reached_by_path(settings, isolation))
+        _lock_down(settings, passage=kind_of(settings.executor).reached_by_path(isolation))
     except OSError as exc:
         raise ConfigError(
             f"COMMONLAB_HOME={home}: cannot make {exc.filename} private ({exc.strerror}); "
@@ -84,8 +80,8 @@ def _lock_down(settings: Settings, *, passage: bool) -> None:
     alone (folders 0700, files 0600), the signing key too wherever it lives. Where a job's
     own user must reach its folder by path (`passage`), the folders from the home down to
     the jobs' let others through without listing them (0711), and each job's folder is its
-    own (compute/sandbox.py: lock_job_folders). Run at every start, so an older home is
-    brought to the rule as well."""
+    own (compute/executors/sandbox.py: lock_job_folders). Run at every start, so an older
+    home is brought to the rule as well."""
     home = settings.home.resolve()
     jobs = settings.jobs_path.resolve()
     # Folders filled later are made now, so that none is ever born readable by others.

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from commonlab.compute.controller import JobController
+from commonlab.compute.job_controller import JobController
 from tests.helpers import auth
 
 

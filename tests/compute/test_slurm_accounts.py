@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from commonlab.compute.slurm import SlurmCli, SlurmError
-from commonlab.compute.slurm_accounts import (
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError
+from commonlab.compute.executors.slurm.accounts import (
     AccountSpec,
     SlurmAccount,
     SlurmQos,

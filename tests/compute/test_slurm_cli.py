@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from commonlab.compute.slurm import (
+from commonlab.compute.executors.slurm.cli import (
     SlurmCli,
     SlurmJob,
     SlurmRefused,

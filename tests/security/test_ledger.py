@@ -39,7 +39,7 @@ from commonlab.allocation import service as allocation
 from commonlab.allocation.models import Balance, Charge
 from commonlab.compute import rules as compute_rules
 from commonlab.compute import service as compute
-from commonlab.compute.executor import Observed
+from commonlab.compute.executors.base import Observed
 from commonlab.compute.models import Job, JobTransition
 from commonlab.compute.rules import JobState
 from commonlab.db import utcnow

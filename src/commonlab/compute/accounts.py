@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.allocation import service as allocation_service
-from commonlab.compute import slurm_accounts
 from commonlab.compute.events import ComputeEvent
+from commonlab.compute.executors.slurm import accounts as slurm_accounts
+from commonlab.compute.executors.slurm.accounts import AccountSpec, Sacctmgr, SlurmTree
+from commonlab.compute.executors.slurm.executor import CPU_CLASSES
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.slurm_accounts import AccountSpec, Sacctmgr, SlurmTree
-from commonlab.compute.slurm_executor import CPU_CLASSES
 from commonlab.config import Settings
 from commonlab.db import utcnow
 from commonlab.errors import Conflict
@@ -137,7 +137,7 @@ def _ours(tree: SlurmTree, prefix: str) -> SlurmTree:
 def sync_accounts(
     db: Session,
     actor: Principal,
-    runner: Sacctmgr,
+    runner: Sacctmgr | None,
     settings: Settings,
     *,
     force: bool = False,
@@ -147,8 +147,10 @@ def sync_accounts(
     Idempotent: a second sync with nothing changed plans nothing."""
     with db.begin():
         authorize(actor, Action.FleetManage, Resource.fleet())
-        if settings.executor != "slurm":
-            raise Conflict("this facility runs the local executor: it has no accounts to sync")
+        if runner is None:
+            raise Conflict(
+                f"this facility runs the {settings.executor} executor: it has no accounts to sync"
+            )
         actual = _ours(slurm_accounts.read_tree(runner), settings.slurm_account_prefix)
         desired = desired_accounts(db, settings, actual)
     plan = slurm_accounts.plan(desired, actual, force=force)
@@ -179,7 +181,7 @@ def sync_accounts(
 def steer_shares(
     db: Session,
     actor: Principal,
-    runner: Sacctmgr,
+    runner: Sacctmgr | None,
     settings: Settings,
     *,
     window_days: int = 7,
@@ -197,8 +199,10 @@ def steer_shares(
     end = utcnow().date() + timedelta(days=1)
     with db.begin():
         authorize(actor, Action.FleetManage, Resource.fleet())
-        if settings.executor != "slurm":
-            raise Conflict("this facility runs the local executor: there are no shares to steer")
+        if runner is None:
+            raise Conflict(
+                f"this facility runs the {settings.executor} executor: there are no shares to steer"
+            )
         shares = {code: float(s) / 100 for code, s in current_shares(db).items()}
         delivered = _delivered(db, start=end - timedelta(days=window_days), end=end)
         asking = _waiting_hours(db)

@@ -61,7 +61,8 @@ class SteerIn(BaseModel):
 
 
 def _runner(request: Request) -> Any:
-    return getattr(request.app.state.jobs.executor, "cli", None)
+    """The executor's accounts (Slurm's sacctmgr), or None where it has none."""
+    return request.app.state.jobs.executor.accounts
 
 
 @router.post("/fleet/accounts/sync", summary="Mirror governance into Slurm's accounts (operators)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from commonlab import record
 from commonlab.allocation import service as allocation
-from commonlab.allocation.models import Allocation
 from commonlab.compute import rules
 from commonlab.compute.events import ComputeEvent, job_event
-from commonlab.compute.executor import Observed
+from commonlab.compute.executors.base import Observed
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job, JobTransition, Node, Partition, Site
 from commonlab.compute.rules import TERMINAL, JobState
@@ -39,28 +38,40 @@ from commonlab.policy.levels import Level
 from commonlab.policy.principal import SYSTEM, Principal
 
 __all__ = [
+    "Launch",
     "LogChunk",
     "admit",
     "apply_fleet",
+    "apply_observed",
     "cancel_job",
+    "cancels_to_deliver",
     "certify_partition",
     "check_certification",
+    "claim_handover",
+    "cpus_handed_over",
+    "enqueue_admitted",
     "ensure_local_fleet",
     "fleet_overview",
     "get_job",
+    "handed_over",
+    "handed_over_ids",
     "input_levels",
+    "jobs_at_executor",
     "jobs_of_project",
     "jobs_query",
     "log_chunk",
     "move_job",
     "nodes_out_of_service",
+    "note_waiting",
     "partition_name",
     "partition_names",
     "partition_views",
+    "prepare_launch",
     "read_log",
     "resubmission",
     "set_node_state",
     "submit_job",
+    "waiting_for_handover",
 ]
 
 FLEET = Resource.fleet()
@@ -334,36 +345,6 @@ def partition_views(db: Session) -> list[rules.PartitionView]:
     ]
 
 
-def _pick_allocation(db: Session, req: JobSubmit, today: Any) -> Allocation:
-    if req.allocation_id is not None:
-        chosen = db.get(Allocation, req.allocation_id)
-        if chosen is None or chosen.project != req.project:
-            raise InvalidInput(
-                f"allocation_id: project {req.project} has no allocation {req.allocation_id}"
-            )
-        return chosen
-    candidates = [
-        a
-        for a in db.scalars(
-            select(Allocation)
-            .where(Allocation.project == req.project, Allocation.status == "active")
-            .order_by(Allocation.id)
-        )
-        if req.accelerator in a.budget and a.starts_on <= today < a.ends_on
-    ]
-    if not candidates:
-        raise Conflict(
-            f"project {req.project} has no active allocation with {req.accelerator} hours today"
-        )
-    if len(candidates) > 1:
-        ids = ", ".join(str(a.id) for a in candidates)
-        raise InvalidInput(
-            f"project {req.project} has several allocations with {req.accelerator} hours "
-            f"({ids}): say which with allocation_id"
-        )
-    return candidates[0]
-
-
 def input_levels(db: Session, actor: Principal, refs: list[str]) -> dict[str, int]:
     """The containment level of each input version, read as the submitter (so an input they
     may not read refuses the job, and a CL-2 read is on the record like any other)."""
@@ -457,7 +438,13 @@ def admit(
         {"job_level": int(level)},
     )
     today = utcnow().date()
-    chosen = _pick_allocation(db, req, today)
+    chosen = allocation.allocation_for_job(
+        db,
+        project=req.project,
+        accelerator=req.accelerator,
+        allocation_id=req.allocation_id,
+        on=today,
+    )
     hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
     job = Job(
         name=req.name,
@@ -846,3 +833,171 @@ def _finish(
         data["reason"] = reason
     record.append(db, job_event(state), actor=SYSTEM, subject=job.key, data=data)
     identity.revoke_job_token(db, job.key)
+
+
+# The job controller's bookkeeping (as the system) ------------------------------------------------
+#
+# The controller (job_controller.py) talks to the executor outside any transaction; every row it
+# changes goes through one of these, each one transaction. A state change goes through
+# `move_job` and writes its entry; the rest (a claim, the executor's id, why a job still waits)
+# change no state and write none, as before.
+
+_ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+def enqueue_admitted(db: Session) -> int:
+    """Admitted jobs join the queue, each with its `compute:job:queued` entry; how many."""
+    with db.begin():
+        jobs = list(db.scalars(select(Job).where(Job.state == JobState.ADMITTED.value)))
+        for job in jobs:
+            move_job(db, job, Observed(state=JobState.QUEUED))
+    return len(jobs)
+
+
+def cancels_to_deliver(db: Session) -> list[Job]:
+    """Jobs an executor has whose cancel was requested and which have not ended."""
+    with db.begin():
+        return list(
+            db.scalars(
+                select(Job).where(
+                    Job.state.in_(_ACTIVE),
+                    Job.cancel_requested_at.is_not(None),
+                    Job.executor_id.is_not(None),
+                )
+            )
+        )
+
+
+def cpus_handed_over(db: Session, executor: str) -> int:
+    """CPU slots the executor's unended jobs hold, counted from the moment they are claimed."""
+    with db.begin():
+        used = db.scalar(
+            select(func.coalesce(func.sum(Job.cpus), 0)).where(
+                Job.executor == executor,
+                Job.state.in_(_ACTIVE),
+                Job.handed_over_at.is_not(None),
+            )
+        )
+    return int(used or 0)
+
+
+def waiting_for_handover(db: Session, executor: str) -> list[Job]:
+    """Queued jobs of this executor that it does not have yet, oldest first."""
+    with db.begin():
+        return list(
+            db.scalars(
+                select(Job)
+                .where(
+                    Job.state == JobState.QUEUED.value,
+                    Job.executor_id.is_(None),
+                    Job.executor == executor,
+                )
+                .order_by(Job.id)
+            )
+        )
+
+
+def handed_over_ids(db: Session, executor: str) -> list[int]:
+    """Ids of the executor's jobs claimed for handover and not yet ended."""
+    with db.begin():
+        return list(
+            db.scalars(
+                select(Job.id).where(
+                    Job.executor == executor,
+                    Job.state.in_(_ACTIVE),
+                    Job.handed_over_at.is_not(None),
+                )
+            )
+        )
+
+
+def jobs_at_executor(db: Session, executor: str) -> list[Job]:
+    """Unended jobs the executor has (an id there): what the controller asks it about."""
+    with db.begin():
+        return list(
+            db.scalars(
+                select(Job).where(
+                    Job.state.in_(_ACTIVE),
+                    Job.executor_id.is_not(None),
+                    Job.executor == executor,
+                )
+            )
+        )
+
+
+def claim_handover(db: Session, job_id: int) -> bool:
+    """Mark a job as being handed over, committed before the executor is asked, so a restart
+    looks for it there instead of submitting it twice. False when it is no longer queued (a
+    cancel since it was read) or another controller claimed it."""
+    with db.begin():
+        claimed = db.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.handed_over_at.is_(None),
+                Job.state == JobState.QUEUED.value,
+            )
+            .values(handed_over_at=utcnow())
+        ).rowcount
+    return claimed == 1
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a handover needs from the database: where it runs, and the token it acts with."""
+
+    partition: str  # the partition's name in the executor
+    token: str
+
+
+def prepare_launch(db: Session, job: Job, *, token_key: bytes) -> Launch:
+    """The job's partition in the executor and its token: it reaches the facility as its
+    submitter (to read its inputs, push its outputs) until it ends; the expiry only bounds a
+    token nothing revoked. A retried handover gets the same token again."""
+    with db.begin():
+        partition = db.get_one(Partition, job.partition_id)
+        token = identity.job_token(
+            db,
+            job.submitter_id,
+            job_key=job.key,
+            project=job.project,
+            level=job.level,
+            expires_at=utcnow() + timedelta(minutes=job.time_limit_minutes, days=7),
+            key=token_key,
+        )
+    return Launch(partition=partition.executor_name, token=token)
+
+
+def handed_over(db: Session, job_id: int, executor_id: str) -> None:
+    """The executor has the job, under `executor_id`: it no longer waits for anything."""
+    with db.begin():
+        db.execute(update(Job).where(Job.id == job_id).values(executor_id=executor_id, reason=""))
+
+
+def note_waiting(db: Session, job_id: int, reason: str) -> None:
+    """Why a queued job is not handed over yet (no run-as user free, the executor did not
+    answer); shown on the job. Only while it is still queued and not handed over."""
+    with db.begin():
+        db.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state == JobState.QUEUED.value,
+                Job.executor_id.is_(None),
+                Job.reason != reason,
+            )
+            .values(reason=reason)
+        )
+
+
+def apply_observed(
+    db: Session, job_id: int, observed: Observed, *, expected_state: str | None = None
+) -> bool:
+    """Apply what the executor reported about a job (`move_job`), read afresh; with
+    `expected_state`, only if the job is still in the state the controller read (another
+    controller may have moved it meanwhile). Whether it moved."""
+    with db.begin():
+        job = db.get(Job, job_id, populate_existing=True)
+        if job is None or (expected_state is not None and job.state != expected_state):
+            return False
+        return move_job(db, job, observed)

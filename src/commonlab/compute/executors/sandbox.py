@@ -263,12 +263,6 @@ def _sensitive_paths(settings: Settings) -> tuple[Path, ...]:
     return tuple(p.resolve() for p in paths)
 
 
-def jobs_reached_by_path(settings: Settings, isolation: Isolation) -> bool:
-    """Whether a job's own user must reach its folder by path (on Slurm, or as a uid of its
-    own without a mount namespace), so the folders above it must let others pass through."""
-    return settings.executor == "slurm" or isolation is Isolation.UID
-
-
 def lock_job_folders(jobs: Path, *, traverse: bool) -> None:
     """Bring the folders of jobs already there to what `LocalExecutor` makes today (a
     facility that ran before this rule left them readable by others): a job's folder is

@@ -17,17 +17,20 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from commonlab.compute.executor import (
+from commonlab.compute.executors.base import (
+    ExecutorKind,
     ExecutorRefused,
     ExecutorUnavailable,
     Handoff,
     Observed,
     Tracked,
 )
+from commonlab.compute.executors.sandbox import Isolation
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob, SlurmRefused, SlurmUnavailable
 from commonlab.compute.rules import JobState
-from commonlab.compute.slurm import SlurmCli, SlurmJob, SlurmRefused, SlurmUnavailable
+from commonlab.config import Settings
 
-__all__ = ["CPU_CLASSES", "SlurmExecutor", "hand_back", "observed_from"]
+__all__ = ["CPU_CLASSES", "KIND", "SlurmExecutor", "hand_back", "observed_from"]
 
 # Accelerator classes that are CPU cores: charged by allocated CPUs, not GPUs.
 CPU_CLASSES = frozenset({"cpu", "CPU"})
@@ -75,9 +78,15 @@ def observed_from(job: SlurmJob, accelerator: str | None = None) -> Observed:
 class SlurmExecutor:
     name = "slurm"
     slots = None  # Slurm queues and schedules; commonlab hands everything over at once
+    run_as_users = True
 
     def __init__(self, cli: SlurmCli | None = None) -> None:
         self.cli = cli or SlurmCli()
+
+    @property
+    def accounts(self) -> SlurmCli:
+        """sacctmgr, through the same command line the jobs go through."""
+        return self.cli
 
     def submit(self, handoff: Handoff) -> str:
         if not handoff.run_as:
@@ -174,3 +183,31 @@ def hand_back(workdir: Path) -> None:
         os.chmod(workdir, 0o700)
     except FileNotFoundError:
         pass
+
+
+def _describe_isolation(settings: Settings, isolation: Isolation) -> tuple[str, bool]:
+    """Said at every start; a warning when a single run-as user makes jobs wait in turn."""
+    users = settings.slurm_users("{project}")
+    named = users[0] if len(users) == 1 else f"{users[0]} … {users[-1]}"
+    line = (
+        f"jobs run on Slurm each as a Unix user no other running job has ({named}, which "
+        "the site creates), never as this facility's user"
+    )
+    scope = "per project" if "{project}" in settings.slurm_user else "in the whole facility"
+    if len(users) > 1:
+        return f"{line}: up to {len(users)} jobs at once {scope}", False
+    return (
+        f"{line}: one job at a time {scope}, the others wait (more need "
+        "{slot} in slurm_user and slurm_user_slots)",
+        True,
+    )
+
+
+KIND = ExecutorKind(
+    name="slurm",
+    make=lambda settings: SlurmExecutor(),
+    local_fleet=False,
+    # A job runs as its run-as user, on whichever node: it reaches its folder by path.
+    reached_by_path=lambda isolation: True,
+    describe_isolation=_describe_isolation,
+)

@@ -1,4 +1,4 @@
-"""Supervises one local job: `python -m commonlab.compute.runner <workdir>`.
+"""Supervises one local job: `python -m commonlab.compute.executors.runner <workdir>`.
 
 The local executor starts this in a session of its own, so it outlives a restart of
 commonlab. It runs the job's command in its own process group, enforces the time limit, and
@@ -146,7 +146,7 @@ def run(workdir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m commonlab.compute.runner <workdir>", file=sys.stderr)
+        print("usage: python -m commonlab.compute.executors.runner <workdir>", file=sys.stderr)
         return 2
     return run(Path(args[0]))
 

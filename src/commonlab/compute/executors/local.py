@@ -18,16 +18,31 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from commonlab.compute.executor import ExecutorRefused, Handoff, Observed, Tracked
+from commonlab.compute.executors.base import (
+    ExecutorKind,
+    ExecutorRefused,
+    Handoff,
+    Observed,
+    Tracked,
+)
+from commonlab.compute.executors.runner import open_private, write_json
+from commonlab.compute.executors.sandbox import (
+    Isolation,
+    JobSandbox,
+    Sandbox,
+    choose,
+    closed_to_jobs,
+)
 from commonlab.compute.rules import JobState
-from commonlab.compute.runner import open_private, write_json
-from commonlab.compute.sandbox import Isolation, JobSandbox, Sandbox, choose
+from commonlab.config import Settings
 
-__all__ = ["LocalExecutor"]
+__all__ = ["KIND", "LocalExecutor"]
 
 
 class LocalExecutor:
     name = "local"
+    run_as_users = False  # the sandbox gives a job its uid (sandbox.py)
+    accounts = None
 
     def __init__(self, slots: int | None = None, *, sandbox: Sandbox | None = None) -> None:
         self.slots = slots or os.cpu_count() or 1
@@ -62,7 +77,7 @@ class LocalExecutor:
         )
         with open_private(handoff.workdir / "runner.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "commonlab.compute.runner", str(handoff.workdir)],
+                [sys.executable, "-m", _RUNNER, str(handoff.workdir)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -123,6 +138,10 @@ class LocalExecutor:
             os.kill(pid, signal.SIGTERM)
 
 
+# Started as a module of its own, in a session of its own: it outlives commonlab's process.
+_RUNNER = "commonlab.compute.executors.runner"
+
+
 def _prepare(workdir: Path, job: JobSandbox, *, traverse: bool) -> None:
     """The job's folder is the facility's (its spec, logs and results; others may at most pass
     through it to `work/` when the job must reach that by path); `work/` is the job's own."""
@@ -159,3 +178,27 @@ def _alive(pid: int, workdir: Path) -> bool:
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
         return False
     return str(workdir).encode() in cmdline
+
+
+def _describe_isolation(settings: Settings, isolation: Isolation) -> tuple[str, bool]:
+    """Said at every start; a warning when jobs are not isolated."""
+    line = f"local jobs: {isolation.describe()}"
+    if isolation is Isolation.UID and (closed := closed_to_jobs()):
+        line += f"; {closed} is closed to other users, so a job can't run this `commonlab`"
+    if isolation.isolates:
+        return line, False
+    if os.geteuid() == 0:
+        line += "; as root it refuses every job (a job never runs as root)"
+    return line, True
+
+
+KIND = ExecutorKind(
+    name="local",
+    make=lambda settings: LocalExecutor(
+        settings.local_slots or None, sandbox=Sandbox.from_settings(settings)
+    ),
+    local_fleet=True,
+    # A uid of its own without a mount namespace reaches `work/` through the folders above.
+    reached_by_path=lambda isolation: isolation is Isolation.UID,
+    describe_isolation=_describe_isolation,
+)

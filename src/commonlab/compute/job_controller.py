@@ -6,6 +6,9 @@ the executor reports about every job it has becomes transitions and, at the end,
 ledger line that charges the job. The same tick run after a restart is the reconciliation:
 a job handed over just before a crash is found again by its name instead of submitted twice,
 and a finished job is charged once because its hold closes once.
+
+The controller talks to the executor and decides; every row it changes, it changes through
+the compute service (one transaction each, with the record entry a state change writes).
 """
 
 from __future__ import annotations
@@ -14,14 +17,12 @@ import logging
 import pwd
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from commonlab.compute import service
 from commonlab.compute.accounts import project_account
-from commonlab.compute.executor import (
+from commonlab.compute.executors.base import (
     Executor,
     ExecutorRefused,
     ExecutorUnavailable,
@@ -29,27 +30,14 @@ from commonlab.compute.executor import (
     Observed,
     Tracked,
 )
-from commonlab.compute.local import LocalExecutor
-from commonlab.compute.models import Job, Partition
+from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.sandbox import Sandbox
 from commonlab.config import Settings
-from commonlab.db import Database, utcnow
-from commonlab.identity import service as identity
+from commonlab.db import Database
 
-__all__ = ["JobController", "make_executor"]
+__all__ = ["JobController"]
 
 log = logging.getLogger("commonlab.compute")
-
-_ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
-
-
-def make_executor(settings: Settings) -> Executor:
-    if settings.executor == "slurm":
-        from commonlab.compute.slurm_executor import SlurmExecutor
-
-        return SlurmExecutor()
-    return LocalExecutor(settings.local_slots or None, sandbox=Sandbox.from_settings(settings))
 
 
 class JobController:
@@ -119,24 +107,10 @@ class JobController:
         return changed
 
     def _enqueue(self, db: Session) -> int:
-        with db.begin():
-            jobs = list(db.scalars(select(Job).where(Job.state == JobState.ADMITTED.value)))
-            for job in jobs:
-                service.move_job(db, job, Observed(state=JobState.QUEUED))
-        return len(jobs)
+        return service.enqueue_admitted(db)
 
     def _cancel_requested(self, db: Session) -> None:
-        with db.begin():
-            jobs = list(
-                db.scalars(
-                    select(Job).where(
-                        Job.state.in_(_ACTIVE),
-                        Job.cancel_requested_at.is_not(None),
-                        Job.executor_id.is_not(None),
-                    )
-                )
-            )
-        for job in jobs:
+        for job in service.cancels_to_deliver(db):
             try:
                 self.executor.cancel(self._tracked(job))
             except ExecutorUnavailable as exc:
@@ -146,30 +120,12 @@ class JobController:
     def _free_slots(self, db: Session) -> int | None:
         if self.executor.slots is None:
             return None
-        used = db.scalar(
-            select(func.coalesce(func.sum(Job.cpus), 0)).where(
-                Job.executor == self.executor.name,
-                Job.state.in_(_ACTIVE),
-                Job.handed_over_at.is_not(None),
-            )
-        )
-        return self.executor.slots - int(used or 0)
+        return self.executor.slots - service.cpus_handed_over(db, self.executor.name)
 
     def _hand_over(self, db: Session) -> int:
-        with db.begin():
-            free = self._free_slots(db)
-            waiting = list(
-                db.scalars(
-                    select(Job)
-                    .where(
-                        Job.state == JobState.QUEUED.value,
-                        Job.executor_id.is_(None),
-                        Job.executor == self.executor.name,
-                    )
-                    .order_by(Job.id)
-                )
-            )
-        held = self._run_as_held(db) if self.executor.name == "slurm" else None
+        free = self._free_slots(db)
+        waiting = service.waiting_for_handover(db, self.executor.name)
+        held = self._run_as_held(db) if self.executor.run_as_users else None
         changed = 0
         for job in waiting:
             if job.cancel_requested_at is not None:
@@ -183,8 +139,8 @@ class JobController:
             if job.handed_over_at is None:
                 if free is not None and job.cpus > free:
                     break  # first come, first served: no overtaking on the local machine
-                if not self._claim(db, job):
-                    continue  # another controller took it
+                if not service.claim_handover(db, job.id):
+                    continue  # another controller took it, or it was cancelled since
             handoff = self._handoff(db, job, run_as)
             try:
                 executor_id = self.executor.find(handoff) or self.executor.submit(handoff)
@@ -192,15 +148,11 @@ class JobController:
                 self._note_unavailable(db, job, exc)
                 return changed
             except ExecutorRefused as exc:
-                with db.begin():
-                    db.refresh(job)
-                    service.move_job(db, job, Observed(state=JobState.REFUSED, reason=str(exc)))
+                refused = Observed(state=JobState.REFUSED, reason=str(exc))
+                service.apply_observed(db, job.id, refused)
                 changed += 1
                 continue
-            with db.begin():
-                db.execute(
-                    update(Job).where(Job.id == job.id).values(executor_id=executor_id, reason="")
-                )
+            service.handed_over(db, job.id, executor_id)
             if free is not None:
                 free -= job.cpus
             if held is not None and run_as is not None:
@@ -208,24 +160,16 @@ class JobController:
             self.last_error = ""
         return changed
 
-    # A Unix user of its own per Slurm job ----------------------------------------------------
+    # A Unix user of its own per job (Slurm) --------------------------------------------------
 
     def _run_as_held(self, db: Session) -> dict[str, int]:
-        """The run-as user of every job handed to Slurm and not yet ended, to the job's id.
+        """The run-as user of every job handed over and not yet ended, to the job's id.
 
         The executor makes a job's folder its run-as user's at handover and gives it back to
         the facility at the end, so the folder's owner is the assignment: no column needed.
         """
-        with db.begin():
-            ids = db.scalars(
-                select(Job.id).where(
-                    Job.executor == self.executor.name,
-                    Job.state.in_(_ACTIVE),
-                    Job.handed_over_at.is_not(None),
-                )
-            ).all()
         held: dict[str, int] = {}
-        for job_id in ids:
+        for job_id in service.handed_over_ids(db, self.executor.name):
             try:
                 uid = (self.settings.jobs_path / str(job_id)).stat().st_uid
                 held[pwd.getpwuid(uid).pw_name] = job_id
@@ -246,55 +190,23 @@ class JobController:
         """The job stays queued, saying why: a job never shares a run-as user."""
         users = self.settings.slurm_users(job.project)
         which = users[0] if len(users) == 1 else f"{users[0]} … {users[-1]}"
-        reason = (
+        service.note_waiting(
+            db,
+            job.id,
             f"waiting for a run-as user of its own: all {len(users)} of this project's "
-            f"({which}) run other jobs (slurm_user_slots)"
+            f"({which}) run other jobs (slurm_user_slots)",
         )
-        if job.reason != reason:
-            with db.begin():
-                db.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.executor_id.is_(None))
-                    .values(reason=reason)
-                )
-
-    def _claim(self, db: Session, job: Job) -> bool:
-        """Mark a job as being handed over, committed before the executor is asked."""
-        with db.begin():
-            claimed = db.execute(
-                update(Job)
-                # Still queued: a job cancelled since it was read is not handed over.
-                .where(
-                    Job.id == job.id,
-                    Job.handed_over_at.is_(None),
-                    Job.state == JobState.QUEUED.value,
-                )
-                .values(handed_over_at=utcnow())
-            ).rowcount
-        return claimed == 1
 
     def _note_unavailable(self, db: Session, job: Job, exc: ExecutorUnavailable) -> None:
         """The executor did not answer: the job stays queued, nothing is charged, retry later."""
         self.last_error = exc.message
         log.warning("%s: %s", job.key, exc.message)
-        with db.begin():
-            db.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(reason=f"{exc.message}; it stays queued and is handed over on recovery")
-            )
+        service.note_waiting(
+            db, job.id, f"{exc.message}; it stays queued and is handed over on recovery"
+        )
 
     def _observe(self, db: Session) -> int:
-        with db.begin():
-            jobs = list(
-                db.scalars(
-                    select(Job).where(
-                        Job.state.in_(_ACTIVE),
-                        Job.executor_id.is_not(None),
-                        Job.executor == self.executor.name,
-                    )
-                )
-            )
+        jobs = service.jobs_at_executor(db, self.executor.name)
         if not jobs:
             return 0
         try:
@@ -309,12 +221,9 @@ class JobController:
                 continue
             if job.cancel_requested_at is not None and observed.state == JobState.FAILED:
                 observed = Observed(**{**observed.__dict__, "state": JobState.CANCELLED})
-            with db.begin():
-                fresh = db.get(Job, job.id, populate_existing=True)
-                if fresh is None or fresh.state != job.state:
-                    continue  # another controller moved it meanwhile
-                service.move_job(db, fresh, observed)
-            changed += 1
+            # Only from the state read above: another controller may have moved it meanwhile.
+            if service.apply_observed(db, job.id, observed, expected_state=job.state):
+                changed += 1
         return changed
 
     # Building what the executor sees --------------------------------------------------------
@@ -327,26 +236,14 @@ class JobController:
         )
 
     def _handoff(self, db: Session, job: Job, run_as: str | None) -> Handoff:
-        with db.begin():
-            partition = db.get_one(Partition, job.partition_id)
-            # The job can reach the facility as its submitter (to read its inputs, push its
-            # outputs) until it ends; the expiry only bounds a token nothing revoked.
-            token = identity.job_token(
-                db,
-                job.submitter_id,
-                job_key=job.key,
-                project=job.project,
-                level=job.level,
-                expires_at=utcnow() + timedelta(minutes=job.time_limit_minutes, days=7),
-                key=self._token_key,
-            )
+        launch = service.prepare_launch(db, job, token_key=self._token_key)
         env = {
             **job.env,
             "COMMONLAB_JOB_ID": str(job.id),
             "COMMONLAB_PROJECT": job.project,
             "COMMONLAB_INPUTS": " ".join(job.inputs),
             "COMMONLAB_URL": self.settings.base_url,
-            "COMMONLAB_TOKEN": token,
+            "COMMONLAB_TOKEN": launch.token,
         }
         return Handoff(
             job_id=job.id,
@@ -354,7 +251,7 @@ class JobController:
             command=job.command,
             env=env,
             workdir=self.settings.jobs_path / str(job.id),
-            partition=partition.executor_name,
+            partition=launch.partition,
             account=project_account(job.project, self.settings.slurm_account_prefix),
             run_as=run_as,
             accelerator=job.accelerator,

@@ -1,22 +1,30 @@
 """The one small interface every executor implements, and what passes across it.
 
 An executor runs what commonlab admitted and reports what happened; it never touches the
-database. The job controller (`controller.py`) turns its reports into transitions and charges.
+database. The job controller (`job_controller.py`) turns its reports into transitions and
+charges through the compute service. `ExecutorKind` is what the facility asks of an executor
+before any job runs; `registry.py` holds one per name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from commonlab.compute.executors.sandbox import Isolation
 from commonlab.compute.rules import JobState
+from commonlab.config import Settings
 from commonlab.errors import CommonlabError
+
+if TYPE_CHECKING:
+    from commonlab.compute.executors.slurm.accounts import Sacctmgr
 
 __all__ = [
     "Executor",
+    "ExecutorKind",
     "ExecutorRefused",
     "ExecutorUnavailable",
     "Handoff",
@@ -84,6 +92,16 @@ class Executor(Protocol):
     name: str
     # How many CPU slots it runs at once (local), or None when the executor queues itself.
     slots: int | None
+    # Each job runs as a Unix user no other running job has, which the job controller picks
+    # from the project's `slurm_user` slots (`Handoff.run_as`); False: the executor keeps
+    # jobs apart itself (the local sandbox).
+    run_as_users: bool
+
+    @property
+    def accounts(self) -> Sacctmgr | None:
+        """The account tree it brings (Slurm's), which governance's accounts and the share
+        controller steer (`compute/accounts.py`); None: it has none to steer."""
+        ...
 
     def submit(self, handoff: Handoff) -> str:
         """Start or enqueue the job; returns its id in the executor."""
@@ -100,3 +118,19 @@ class Executor(Protocol):
     def cancel(self, job: Tracked) -> None:
         """Stop the job (its whole process tree); a job already finished is not an error."""
         ...
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """What the facility asks of an executor by its name, before any job runs."""
+
+    name: str
+    # The executor the settings describe (the local one with the sandbox chosen now).
+    make: Callable[[Settings], Executor]
+    # The machine commonlab runs on is the whole fleet: one `local` partition made at start.
+    local_fleet: bool
+    # Whether a job's own user reaches its folder by path, given the local sandbox's
+    # isolation: then the folders above the jobs' must let others pass through.
+    reached_by_path: Callable[[Isolation], bool]
+    # The start-up line saying how jobs are kept from the facility, and whether it warns.
+    describe_isolation: Callable[[Settings, Isolation], tuple[str, bool]]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from commonlab.compute.slurm import SlurmUnavailable
+from commonlab.compute.executors.slurm.cli import SlurmUnavailable
 from commonlab.errors import InvalidInput
 
 __all__ = [
