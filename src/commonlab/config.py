@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from commonlab.errors import ConfigError
+from commonlab.errors import ConfigError, field_and_reason
 
 __all__ = ["Settings", "load_settings"]
 
@@ -51,7 +51,7 @@ class Settings(BaseModel):
     local_slots: int = Field(default=0, ge=0, le=4096, description="local slots; 0: one per core")
     sandbox: Literal["auto", "bwrap", "uid", "none"] = Field(
         default="auto",
-        description="local: how jobs are kept from the facility (compute/sandbox.py); 'none' "
+        description="local: how jobs are kept from the facility (compute/executors/sandbox.py); 'none' "
         "runs only CL-1 work",
     )
     job_uid_base: int = Field(
@@ -219,4 +219,5 @@ def _one_line(exc: ValidationError) -> str:
     setting = ENV_PREFIX + name.upper()
     if first["type"] == "extra_forbidden":
         return f"{name}: unknown setting (known: {', '.join(Settings.model_fields)})"
-    return f"{setting}={first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}"
+    _, reason = field_and_reason(first)
+    return f"{setting}={first.get('input')!r}: {reason}"

@@ -2,6 +2,7 @@
 
 Every error a person can cause carries a message that says what to fix. The API turns these
 into RFC 9457 problem+json responses; the CLI prints the message on one line.
+`from_validation` turns a document pydantic refused into that one line.
 
     CommonlabError
     ├── InvalidInput          422  the request is well-formed but a value is wrong
@@ -14,6 +15,12 @@ into RFC 9457 problem+json responses; the CLI prints the message on one line.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "AccessDenied",
     "CommonlabError",
@@ -22,6 +29,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Unauthenticated",
+    "field_and_reason",
+    "from_validation",
 ]
 
 
@@ -73,3 +82,27 @@ class ConfigError(CommonlabError):
 
     slug = "config"
     title = "Configuration error"
+
+
+def field_and_reason(error: Mapping[str, Any], *, hide: Collection[str] = ()) -> tuple[str, str]:
+    """One of pydantic's complaints as a person reads it: the field's dotted path (`""` for
+    the whole document; without the request parts in `hide`, such as `body`) and the reason,
+    less pydantic's `Value error, ` prefix, which says nothing to the person fixing it."""
+    field = ".".join(str(part) for part in error.get("loc", ()) if part not in hide)
+    return field, str(error.get("msg", "not valid")).removeprefix("Value error, ")
+
+
+def from_validation(
+    exc: ValidationError, *, where: str, document: str | None = None
+) -> InvalidInput:
+    """The first problem pydantic found, on one line that names the field to fix.
+
+    A document read from `where` (a file) names its fields from its top, or `document` when
+    the document as a whole is wrong: `fleet.toml: partitions.0.nodes: ...`. Without
+    `document`, `where` is a part of a request and its fields are named under it:
+    `payload.level: ...`.
+    """
+    field, reason = field_and_reason(exc.errors()[0])
+    if document is not None:
+        return InvalidInput(f"{where}: {field or document}: {reason}")
+    return InvalidInput(f"{where}.{field}: {reason}" if field else f"{where}: {reason}")

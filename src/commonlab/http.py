@@ -22,7 +22,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commonlab.bounded import MAX_ID
-from commonlab.errors import CommonlabError, Unauthenticated
+from commonlab.errors import CommonlabError, Unauthenticated, field_and_reason
 from commonlab.pagination import MAX_LIMIT, PageParams
 from commonlab.policy.principal import PUBLIC, Principal
 
@@ -112,19 +112,15 @@ def problem(status: int, title: str, detail: str, *, slug: str, **extra: Any) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part != "body") or "body"
-
-
 def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
     fields = []
     for err in errors:
-        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        field, message = field_and_reason(err, hide=("body",))
         if err.get("type") == "extra_forbidden":
             message = "unknown field: remove it (see the API schema at /api/v1/openapi.json)"
         if err.get("type") == "missing":
             message = "this field is required"
-        fields.append({"field": _field_path(tuple(err.get("loc", ()))), "message": message})
+        fields.append({"field": field or "body", "message": message})
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
     more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
     return f"{first['field']}: {first['message']}{more}", fields

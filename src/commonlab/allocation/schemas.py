@@ -9,15 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
 from commonlab.bounded import Int64
-from commonlab.identity.models import InstitutionKind
-from commonlab.identity.schemas import Country, Name
+from commonlab.identity.schemas import Country, InstitutionKind, Name
+from commonlab.schemas import Input
 
 __all__ = [
     "AllocationOut",
@@ -52,10 +51,6 @@ def _non_empty(budget: dict[str, Decimal]) -> dict[str, Decimal]:
 
 Budget = Annotated[dict[Accelerator, Hours], AfterValidator(_non_empty)]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Criterion(Input):

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
 )
 
 from commonlab.artifacts.models import Relation, RepoKind, Visibility
 from commonlab.bounded import StrictInt64
+from commonlab.schemas import Input
 
 __all__ = [
     "FileEntry",
@@ -42,10 +42,6 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 TAG_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"
 HEX64 = r"^[0-9a-f]{64}$"
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 def _no_dots(name: str) -> str:

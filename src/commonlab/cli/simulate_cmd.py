@@ -16,6 +16,7 @@ from rich.table import Table
 
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console
+from commonlab.errors import from_validation
 
 __all__ = ["register"]
 
@@ -186,7 +187,7 @@ def _simulate_motion(
     both regulations on one workload and attach the comparison to the motion."""
     from pydantic import ValidationError
 
-    from commonlab.governance.regulation import Regulation, regulation_hash
+    from commonlab.regulation.document import Regulation, regulation_hash
     from commonlab.simulator.facility import RegulationDocument
     from commonlab.simulator.traces import load_trace
     from commonlab.simulator.whatif import compare, summarise
@@ -212,10 +213,8 @@ def _simulate_motion(
             {"regulation": proposed, "contribution_scale": {"shares": scale}}
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise CliError(
-            f"the facility's regulation or contribution scale is unusable: {first['msg']}"
-        ) from None
+        unusable = "the facility's regulation or contribution scale is unusable"
+        raise from_validation(exc, where=unusable, document="regulation") from None
     comparison, pools = compare(
         fleet,
         before,

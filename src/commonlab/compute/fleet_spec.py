@@ -7,17 +7,14 @@ simulator reads the same files, so a facility can simulate exactly what it runs.
 
 from __future__ import annotations
 
-import json
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from commonlab.bounded import Int64
-from commonlab.errors import InvalidInput
 from commonlab.policy.levels import Level
+from commonlab.schemas import read_document
 
 __all__ = ["FleetSpec", "PartitionSpec", "SiteSpec", "load_fleet"]
 
@@ -95,20 +92,4 @@ class FleetSpec(_Spec):
 
 def load_fleet(path: Path) -> FleetSpec:
     """Read a fleet from JSON or TOML; a bad file is one InvalidInput naming the field."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the fleet file ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInput(
-            f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({exc})"
-        ) from None
-    try:
-        return FleetSpec.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "fleet"
-        message = re.sub(r"^Value error, ", "", first["msg"])
-        raise InvalidInput(f"{path}: {where}: {message}") from None
+    return read_document(path, FleetSpec, what="fleet")

@@ -9,18 +9,20 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
 )
 
 from commonlab.bounded import Int64
+from commonlab.compute.rules import JobState
 from commonlab.policy.levels import Level
+from commonlab.schemas import Input
 
 __all__ = [
     "FleetOut",
     "JobOut",
+    "JobState",
     "JobSubmit",
     "NodeStateIn",
     "PartitionOut",
@@ -54,10 +56,6 @@ def _no_reserved(env: dict[str, str]) -> dict[str, str]:
     if clash:
         raise ValueError(f"the facility sets {', '.join(clash)} itself; leave them out")
     return env
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class JobSubmit(Input):

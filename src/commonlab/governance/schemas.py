@@ -6,38 +6,38 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from commonlab.bounded import Int64
-from commonlab.governance.regulation import Percent, Regulation
-from commonlab.governance.rules import Choice, MotionKind
+from commonlab.governance.rules import Choice, MotionKind, Outcome, VotingRule
+from commonlab.identity.countries import is_country_code
 from commonlab.identity.schemas import Country, Name
+from commonlab.regulation.document import Percent, Regulation
+from commonlab.schemas import Input
 
 __all__ = [
     "AdmitMember",
     "AdoptRegulation",
     "ApproveAllocation",
+    "Choice",
     "DelegateIn",
     "FoundCouncil",
     "FoundingMember",
     "GrantCl4",
     "MemberOut",
     "MotionCreate",
+    "MotionKind",
     "MotionOut",
+    "Outcome",
     "RegisterWitness",
     "RemoveMember",
     "SetScale",
     "VoteIn",
+    "VotingRule",
 ]
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
 def _codes(shares: dict[str, Decimal]) -> dict[str, Decimal]:
-    from commonlab.identity.countries import is_country_code
-
     bad = sorted(code for code in shares if not is_country_code(code))
     if bad:
         raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")

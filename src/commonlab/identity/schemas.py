@@ -10,7 +10,6 @@ from typing import Annotated
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
 )
@@ -19,6 +18,7 @@ from commonlab.bounded import StrictInt64
 from commonlab.identity.countries import is_country_code
 from commonlab.identity.models import InstitutionKind
 from commonlab.policy.principal import Role, Scope
+from commonlab.schemas import Input
 
 __all__ = [
     "ClearanceCreate",
@@ -35,10 +35,6 @@ __all__ = [
     "TokenIssued",
     "TokenOut",
 ]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 def _country(code: str) -> str:

@@ -2,9 +2,9 @@
 a reviewer's queue with a scoring form, the public list of awarded projects, and the member
 states' delivered versus entitled share over the last four quarters. No page needs JavaScript.
 
-Every change goes through allocation.service (submit_proposal, score_review). The few reads
-that service has no function for (a reviewer's queue, the abstracts of awarded projects) are
-display-only queries here.
+Every change goes through allocation.service (submit_proposal, score_review), and every read
+through the service that owns it (allocation, identity, compute, artifacts): nothing here
+queries a table.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -20,19 +20,21 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from commonlab.allocation import service as allocation
-from commonlab.allocation.models import Allocation, Call, Proposal, Review
 from commonlab.allocation.schemas import ProposalCreate, ReviewScore
 from commonlab.artifacts import service as artifacts
 from commonlab.compute import service as compute
 from commonlab.db import utcnow
-from commonlab.errors import AccessDenied, CommonlabError, InvalidInput, NotFound
+from commonlab.errors import AccessDenied, CommonlabError, InvalidInput, NotFound, field_and_reason
 from commonlab.governance import service as governance
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
-from commonlab.identity.models import Institution
 from commonlab.policy.principal import Principal, Role
 from commonlab.portal.pages import POOL_LABELS, CheckedForm, CurrentViewer, Viewer, render_page
 from commonlab.portal.templating import hours_text
+
+if TYPE_CHECKING:
+    from commonlab.allocation.models import Allocation, Call, Proposal, Review
+    from commonlab.identity.models import Institution
 
 __all__ = [
     "CallView",
@@ -115,11 +117,8 @@ def _call_view(call: Call, now: datetime) -> CallView:
 
 def calls_overview(db: Session, actor: Principal) -> dict[str, list[CallView]]:
     """Calls by state: open (closing soonest first), upcoming, and past (newest first)."""
-    query = allocation.calls_query(actor).order_by(Call.closes_at, Call.id)
-    with db.begin():
-        calls = list(db.scalars(query))
     now = utcnow()
-    views = [_call_view(c, now) for c in calls]
+    views = [_call_view(c, now) for c in allocation.list_calls(db, actor)]
     return {
         "open": [v for v in views if v.state == "open"],
         "upcoming": [v for v in views if v.state == "upcoming"],
@@ -155,12 +154,6 @@ def proposal_form_values(actor: Principal) -> ProposalFormValues:
     )
 
 
-def _institutions(db: Session, actor: Principal) -> list[Institution]:
-    query = identity.institutions_query(actor).order_by(Institution.name)
-    with db.begin():
-        return list(db.scalars(query))
-
-
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -185,7 +178,7 @@ def _one_line(exc: ValidationError) -> str:
     name = _FIELD_LABELS.get(loc[-1] if loc and loc[0] == "release_plan" else (loc or [""])[0])
     if loc and loc[0] == "requested" and len(loc) > 1:
         name = f"Requested {loc[1]} hours"
-    message = str(first.get("msg", "not valid")).removeprefix("Value error, ")
+    _, message = field_and_reason(first)
     message = message.replace("ends_on", "the end date").replace("starts_on", "the start date")
     if name is None:
         return message
@@ -627,7 +620,7 @@ def _call_page(
         nav="calls",
         view=view,
         may_submit=may_submit,
-        institutions=_institutions(db, principal) if may_submit else [],
+        institutions=identity.list_institutions(db, principal) if may_submit else [],
         values=values,
         levels=LEVELS,
         error=error,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from commonlab.errors import CommonlabError
+from commonlab.errors import CommonlabError, field_and_reason
 from commonlab.http import allowed_methods
 from commonlab.portal.session import raw_session
 from commonlab.portal.templating import render
@@ -81,8 +81,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     if not errors:
         return "this request's parameters are not valid"
     first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "path"))
-    reason = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    where, reason = field_and_reason(first, hide=("query", "path"))
     return f"{where or 'a parameter'}: {reason}. Check the address, or start again from the menu."
 
 

@@ -4,19 +4,20 @@ and the entitled share of every pool read from a regulation and a contribution s
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from commonlab.compute import fleet_spec
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.errors import InvalidInput
-from commonlab.governance.regulation import ContributionScale, Regulation
+from commonlab.regulation.document import ContributionScale, Regulation
+from commonlab.schemas import read_document
 
 __all__ = [
     "Entitlements",
@@ -164,22 +165,14 @@ def entitlements(document: RegulationDocument) -> Entitlements:
 
 
 def load_regulation(path: Path) -> RegulationDocument:
-    """Read `{"regulation": {...}, "contribution_scale": {"shares": {...}}}` (JSON)."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the regulation ({exc.strerror})") from None
-    except ValueError as exc:
-        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+    """Read `{"regulation": {...}, "contribution_scale": {"shares": {...}}}` (JSON, or TOML
+    when the name ends in .toml)."""
+    return read_document(path, RegulationDocument, what="regulation", check=_not_bare)
+
+
+def _not_bare(data: Any) -> None:
     if isinstance(data, dict) and "capacity" in data and "regulation" not in data:
-        raise InvalidInput(
-            f'{path}: a bare regulation; wrap it as {{"regulation": ..., '
+        raise ValueError(
+            'a bare regulation; wrap it as {"regulation": ..., '
             '"contribution_scale": {"shares": {"DE": 20, ...}}}'
         )
-    try:
-        return RegulationDocument.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "regulation"
-        message = re.sub(r"^Value error, ", "", first["msg"])
-        raise InvalidInput(f"{path}: {where}: {message}") from None

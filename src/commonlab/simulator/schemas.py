@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from commonlab.bounded import Int64
-from commonlab.governance.regulation import Percent
+from commonlab.regulation.document import Percent
+from commonlab.schemas import Input
 
 __all__ = [
     "Figures",
@@ -35,8 +36,10 @@ PoolName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}(:[A-Z]{2})?$
 Policy = Literal["fifo", "multifactor", "drf", "commonlab"]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _Input(Input):
+    # Figures a simulation computed: NaN or infinity there is a fault, not a value, and the
+    # text (a hash, a note) is kept exactly as it was sent.
+    model_config = ConfigDict(allow_inf_nan=False, str_strip_whitespace=False)
 
 
 class PoolFigures(_Input):
