@@ -22,7 +22,6 @@ from commonlab.allocation.schemas import (
 )
 from commonlab.db import utcnow
 from commonlab.governance import service as governance
-from commonlab.governance.regulation import CapacitySplit, default_regulation
 from commonlab.governance.rules import Choice, MotionKind
 from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
 from commonlab.identity import service
@@ -34,6 +33,7 @@ from commonlab.identity.schemas import (
     TokenCreate,
 )
 from commonlab.policy.principal import SYSTEM, Principal, Role, Scope
+from commonlab.regulation.document import CapacitySplit, default_regulation
 
 __all__ = ["seed_demo"]
 

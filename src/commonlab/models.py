@@ -8,6 +8,7 @@ from commonlab.governance import models as governance_models
 from commonlab.identity import models as identity_models
 from commonlab.portal import models as portal_models
 from commonlab.record import models as record_models
+from commonlab.regulation import models as regulation_models
 from commonlab.simulator import models as simulator_models
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "identity_models",
     "portal_models",
     "record_models",
+    "regulation_models",
     "simulator_models",
 ]

@@ -7,16 +7,9 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from commonlab.governance.regulation import Regulation, default_regulation, regulation_hash
+from commonlab.regulation.document import Regulation, default_regulation, regulation_hash
 from tests import helpers
 
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "DE", "name": "Germany", "contribution": "20"},
-    {"code": "ES", "name": "Spain", "contribution": "15"},
-    {"code": "SE", "name": "Sweden", "contribution": "15"},
-]
 PROPOSED = {
     "title": "More for open calls",
     "capacity": {
@@ -30,7 +23,7 @@ PROPOSED = {
 
 def found_council(client: Any, operator: dict[str, str]) -> dict[str, dict[str, str]]:
     """A founded council of five, one delegate each; returns code → the delegate's headers."""
-    tokens = helpers.found_council(client, operator, FOUNDERS)
+    tokens = helpers.found_council(client, operator, helpers.FOUNDERS)
     return {code: helpers.auth(token) for code, token in tokens.items()}
 
 

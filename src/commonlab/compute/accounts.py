@@ -30,7 +30,7 @@ from commonlab.compute.rules import JobState
 from commonlab.config import Settings
 from commonlab.db import utcnow
 from commonlab.errors import Conflict
-from commonlab.governance.effects import active_codes, current_shares
+from commonlab.governance.service import active_codes, current_shares
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal
 from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query, status
 
 from commonlab.bounded import Int64
 from commonlab.governance import service
-from commonlab.governance.in_force import InForce
 from commonlab.governance.models import Motion
 from commonlab.governance.rules import MotionKind
 from commonlab.governance.schemas import (
@@ -23,6 +22,7 @@ from commonlab.governance.schemas import (
 )
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
+from commonlab.regulation.service import InForce
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
 

@@ -1,5 +1,5 @@
-"""Governance tables: member states and their delegates, contribution scales, regulation
-versions, motions and the votes cast on them."""
+"""Governance tables: member states and their delegates, contribution scales, motions and the
+votes cast on them (the adopted regulation versions are regulation/'s)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from commonlab.db import Base, UTCDateTime, utcnow
 
-__all__ = ["Delegate", "MemberState", "Motion", "RegulationVersion", "ScaleVersion", "Vote"]
+__all__ = ["Delegate", "MemberState", "Motion", "ScaleVersion", "Vote"]
 
 
 class MemberState(Base):
@@ -57,19 +57,6 @@ class ScaleVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shares: Mapped[dict[str, str]] = mapped_column(JSON)
-    adopted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    motion_id: Mapped[int | None] = mapped_column(ForeignKey("governance_motions.id"))
-
-
-class RegulationVersion(Base):
-    """An adopted regulation. Only adopted versions are stored; proposals live in motions."""
-
-    __tablename__ = "governance_regulations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, unique=True)
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
-    sha256: Mapped[str] = mapped_column(String(64))
     adopted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     motion_id: Mapped[int | None] = mapped_column(ForeignKey("governance_motions.id"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select
@@ -16,17 +17,22 @@ from commonlab.db import as_utc, utcnow
 from commonlab.errors import AccessDenied, CommonlabError, Conflict, InvalidInput, NotFound
 from commonlab.governance import effects
 from commonlab.governance.events import GovernanceEvent
-from commonlab.governance.in_force import InForce, regulation_in_force
 from commonlab.governance.models import (
     Delegate,
     MemberState,
     Motion,
-    RegulationVersion,
     ScaleVersion,
     Vote,
 )
-from commonlab.governance.regulation import ContributionScale, Regulation, default_regulation
-from commonlab.governance.rules import Choice, MotionKind, decide, rule_for
+from commonlab.governance.rules import (
+    QUORUM,
+    Choice,
+    MotionKind,
+    Outcome,
+    VotingRule,
+    decide,
+    rule_for,
+)
 from commonlab.governance.schemas import (
     DelegateOut,
     FoundCouncil,
@@ -36,15 +42,21 @@ from commonlab.governance.schemas import (
     RollCall,
 )
 from commonlab.identity import service as identity
-from commonlab.identity.models import Person
 from commonlab.policy import Action, Resource, authorize
-from commonlab.policy.principal import SYSTEM, Principal, Role
+from commonlab.policy.principal import SYSTEM, Principal, Role, motion_authority
+from commonlab.regulation import service as regulation
+from commonlab.regulation.document import ContributionScale, Regulation
+from commonlab.regulation.in_force import InForce
 
 __all__ = [
+    "GOVERNANCE",
+    "active_codes",
     "appoint_delegate",
     "cast_vote",
     "close_due_motions",
     "close_motion",
+    "council_motions",
+    "current_shares",
     "delegate_seat",
     "end_delegate",
     "found_council",
@@ -52,6 +64,8 @@ __all__ = [
     "motion_view",
     "motion_views",
     "motions_query",
+    "projected_outcome",
+    "quorum",
     "regulation_changes",
     "regulation_diff",
     "regulation_history",
@@ -78,7 +92,7 @@ def found_council(db: Session, actor: Principal, req: FoundCouncil) -> list[Memb
         if len(set(codes)) != len(codes):
             raise InvalidInput("each member state may appear once")
         shares = {m.code: m.contribution for m in req.members}
-        ceiling = regulation_in_force(db).regulation.contribution_ceiling_percent
+        ceiling = regulation.in_force(db).regulation.contribution_ceiling_percent
         try:
             ContributionScale(shares=shares).check(ceiling=ceiling)
         except ValueError as exc:
@@ -105,9 +119,7 @@ def appoint_delegate(db: Session, actor: Principal, code: str, person_id: int) -
     with db.begin():
         authorize(actor, Action.DelegateAppoint, GOVERNANCE)
         member = _active_member(db, code)
-        person = db.get(Person, person_id)
-        if person is None:
-            raise NotFound(f"no person with id {person_id}")
+        person = identity.person(db, person_id)
         if _seat_of(db, person_id) is not None:
             raise Conflict(f"{person.name} already sits for a member state")
         # One step: the appointment brings the delegate role with it (recorded as its own
@@ -135,7 +147,7 @@ def end_delegate(db: Session, actor: Principal, code: str, person_id: int) -> De
         if seat is None or seat.member_state_id != member.id:
             raise NotFound(f"person {person_id} is not a delegate of {member.code}")
         seat.ended_at = utcnow()
-        person = db.get_one(Person, person_id)
+        person = identity.person(db, person_id)
         record.append(
             db,
             GovernanceEvent.DelegateEnded,
@@ -154,6 +166,17 @@ def delegate_seat(db: Session, person_id: int | None) -> MemberState | None:
     with db.begin():
         seat = _seat_of(db, person_id)
         return None if seat is None else seat.member_state
+
+
+def active_codes(db: Session) -> set[str]:
+    """The codes of the member states now on the council (in the caller's transaction)."""
+    return set(db.scalars(select(MemberState.code).where(MemberState.removed_at.is_(None))))
+
+
+def current_shares(db: Session) -> dict[str, Decimal]:
+    """The adopted contribution scale: member state code → percent (caller's transaction)."""
+    row = db.scalar(select(ScaleVersion).order_by(ScaleVersion.id.desc()).limit(1))
+    return {} if row is None else {code: Decimal(v) for code, v in row.shares.items()}
 
 
 def _seat_of(db: Session, person_id: int) -> Delegate | None:
@@ -192,7 +215,7 @@ def table_motion(
         authorize(actor, Action.MotionTable, GOVERNANCE)
         seat = _sitting_delegate(db, actor)
         payload = effects.parse_payload(req.kind, req.payload)
-        effects.EFFECTS[req.kind].check(db, payload)
+        effects.effect_of(req.kind).check(db, payload)
         motion = Motion(
             kind=req.kind,
             title=req.title,
@@ -281,7 +304,7 @@ def cast_vote(
             subject=f"motion/{motion.id}",
             data={"member": seat.member_state.code, "choice": choice, "changed": changed},
         )
-        if effects.active_codes(db) <= set(_ballots(db, motion)):
+        if active_codes(db) <= set(_ballots(db, motion)):
             # Every member state has spoken: waiting for the deadline could only let states
             # change their minds, not let anyone else in. The vote ends now, on the record.
             _close(db, SYSTEM, motion, now, early=True)
@@ -326,13 +349,13 @@ def _close(
             f"motion {motion.id} is open until {motion.closes_at:%Y-%m-%d %H:%M:%S} UTC; it "
             "closes then, or as soon as every member state has voted"
         )
-    members = effects.active_codes(db)
+    members = active_codes(db)
     votes = _ballots(db, motion)
     outcome = decide(
         rule_for(MotionKind(motion.kind)),
         votes=votes,
         members=frozenset(members),
-        contributions=effects.current_shares(db),
+        contributions=current_shares(db),
     )
     result: dict[str, Any] = outcome.as_dict()
     motion.status = "passed" if outcome.passed else "failed"
@@ -341,7 +364,8 @@ def _close(
         payload = effects.parse_payload(kind, motion.payload)
         try:
             with record.savepoint(db):
-                effects.EFFECTS[kind].apply(db, motion, payload)
+                # The effect acts as the passed motion: authorized as it, on the record as it.
+                effects.effect_of(kind).apply(db, motion_authority(motion.id), payload)
         except CommonlabError as exc:
             # The vote passed but the facility changed under it: record why nothing happened.
             motion.status = "lapsed"
@@ -403,32 +427,17 @@ def motions_query(
 def regulation_history(db: Session, actor: Principal = SYSTEM) -> list[InForce]:
     """Every adopted version, newest first, then the provisional one (version 0)."""
     authorize(actor, Action.GovernanceRead, GOVERNANCE)
-    from commonlab.governance.regulation import regulation_hash
-
     with db.begin():
-        rows = list(
-            db.scalars(select(RegulationVersion).order_by(RegulationVersion.version.desc()))
-        )
-    provisional = default_regulation()
-    adopted = [
-        InForce(
-            r.version, Regulation.model_validate(r.document), r.sha256, r.adopted_at, r.motion_id
-        )
-        for r in rows
-    ]
-    return [*adopted, InForce(0, provisional, regulation_hash(provisional), None)]
+        return regulation.history(db)
 
 
 def regulation_version(
     db: Session, version: int | None = None, *, at: datetime | None = None
 ) -> InForce:
-    if version is None:
-        with db.begin():
-            return regulation_in_force(db, at=at)
-    for item in regulation_history(db):
-        if item.version == version:
-            return item
-    raise NotFound(f"no regulation version {version}")
+    with db.begin():
+        if version is None:
+            return regulation.in_force(db, at=at)
+        return regulation.version(db, version)
 
 
 def regulation_diff(db: Session, old: int, new: int) -> list[dict[str, Any]]:
@@ -470,9 +479,9 @@ def member_views(
         if not include_removed:
             query = query.where(MemberState.removed_at.is_(None))
         members = list(db.scalars(query))
-        shares = effects.current_shares(db)
+        shares = current_shares(db)
         seats = [d for m in members for d in m.delegates if d.ended_at is None]
-        people = _people(db, {d.person_id for d in seats})
+        people = identity.people(db, {d.person_id for d in seats})
         return [
             MemberOut(
                 code=m.code,
@@ -497,7 +506,7 @@ def member_views(
 
 def motion_views(db: Session, motions: list[Motion]) -> list[MotionOut]:
     """Render motions with names (in the caller's transaction)."""
-    people = _people(
+    people = identity.people(
         db, {m.tabled_by for m in motions} | {v.cast_by for m in motions for v in m.votes}
     )
     codes = {i: c for i, c in db.execute(select(MemberState.id, MemberState.code))}
@@ -536,7 +545,37 @@ def motion_view(db: Session, actor: Principal, motion_id: int) -> MotionOut:
         return motion_views(db, [_motion(db, motion_id)])[0]
 
 
-def _people(db: Session, ids: set[int]) -> dict[int, Person]:
-    if not ids:
-        return {}
-    return {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(ids)))}
+# Reads for the portal -----------------------------------------------------------------------
+
+
+def council_motions(
+    db: Session, actor: Principal, *, past: int
+) -> tuple[list[MotionOut], list[MotionOut]]:
+    """The open motions, oldest first, and the last `past` decided ones, newest first."""
+    open_query = motions_query(actor, status="open").order_by(Motion.id)
+    past_query = (
+        motions_query(actor).where(Motion.status != "open").order_by(Motion.id.desc()).limit(past)
+    )
+    with db.begin():
+        opened = motion_views(db, list(db.scalars(open_query)))
+        decided = motion_views(db, list(db.scalars(past_query)))
+    return opened, decided
+
+
+def quorum(rule: VotingRule) -> Fraction:
+    """The share of the member states that must take part for a vote under `rule` to count."""
+    return QUORUM[rule]
+
+
+def projected_outcome(motion: MotionOut, members: list[MemberOut]) -> Outcome | None:
+    """What an open motion's vote would decide if it closed now (None under an unknown rule)."""
+    try:
+        rule = VotingRule(motion.rule)
+    except ValueError:
+        return None
+    return decide(
+        rule,
+        votes={v.member: v.choice for v in motion.votes},
+        members=frozenset(m.code for m in members),
+        contributions={m.code: Decimal(m.contribution) for m in members},
+    )

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from commonlab import record
 from commonlab.db import as_utc, get_or_404, lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Unauthenticated
-from commonlab.governance.in_force import regulation_in_force
 from commonlab.identity.events import IdentityEvent
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
+from commonlab.identity.projects import projects_of
 from commonlab.identity.schemas import (
     JOB_TOKEN_PREFIX,
     ClearanceCreate,
@@ -35,12 +35,14 @@ from commonlab.identity.schemas import (
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Clearance, Level
 from commonlab.policy.principal import SYSTEM, Principal, Role, Scope
+from commonlab.regulation import service as regulation
 
 __all__ = [
     "TOKEN_PREFIX",
     "authenticate",
     "authenticate_token_id",
     "bootstrap_operator",
+    "check_clearance_term",
     "clearances_query",
     "create_institution",
     "create_person",
@@ -51,10 +53,18 @@ __all__ = [
     "grant_clearance_in",
     "grant_role",
     "grant_role_in",
+    "holds_role",
+    "institution",
+    "institution_names",
     "institutions_query",
     "issue_token",
+    "list_institutions",
+    "list_people",
     "live_token_counts",
+    "people",
     "people_query",
+    "people_with_role",
+    "person",
     "recover_operator",
     "revoke_clearance",
     "revoke_role",
@@ -578,7 +588,7 @@ def _principal_of(db: Session, token: ApiToken, now: datetime) -> Principal:
     if not person.active:
         raise Unauthenticated("this account is deactivated: ask an operator")
     roles = frozenset(Role(grant.role) for grant in person.roles)
-    projects = _projects_of(db, person.id)
+    projects = projects_of(db, person.id)
     clearance = _effective_clearance(current_clearance(db, person.id), now)
     job_id = None
     if token.project is not None:
@@ -623,33 +633,30 @@ def grant_clearance(
     db: Session, actor: Principal, person_id: int, req: ClearanceCreate
 ) -> ClearanceGrant:
     with db.begin():
-        return grant_clearance_in(db, actor, person_id, req, council_approved=False)
+        return grant_clearance_in(db, actor, person_id, req)
 
 
 def grant_clearance_in(
-    db: Session,
-    actor: Principal,
-    person_id: int,
-    req: ClearanceCreate,
-    *,
-    council_approved: bool,
-    motion_id: int | None = None,
+    db: Session, actor: Principal, person_id: int, req: ClearanceCreate
 ) -> ClearanceGrant:
-    """Grant a clearance inside the caller's transaction (the council's CL-4 grants use this)."""
+    """Grant a clearance inside the caller's transaction.
+
+    A passed council motion acting as `actor` (`policy.principal.motion_authority`: the
+    council's CL-4 grants) is the council's approval a CL-4 grant needs; the entry names it."""
     now = utcnow()
     expires_at = as_utc(req.expires_at)
     if expires_at <= now:
         raise InvalidInput("expires_at is in the past: a clearance must expire in the future")
     level = Level(req.level)
     person = get_or_404(db, Person, person_id, "person")
-    in_force = regulation_in_force(db)
+    in_force = regulation.in_force(db)
     rules = in_force.regulation.containment.for_level(level)
     decision = authorize(
         actor,
         Action.ClearanceGrant,
         Resource.clearance(person.id, level, frozenset(req.compartments)),
         {
-            "council_approved": council_approved,
+            "council_approved": actor.is_motion,
             "requested_days": math.ceil((expires_at - now).total_seconds() / 86400),
             "max_clearance_days": rules.max_clearance_days,
         },
@@ -677,14 +684,27 @@ def grant_clearance_in(
             "level": level.label,
             "expires_at": record.format_time(expires_at),
             "supersedes": previous.id if previous else None,
+            # The deciding policy set (every entry's envelope names it too; a clearance
+            # entry has carried it in its data from the start).
             "policy_set": decision.policy_hash,
             "regulation": {"version": in_force.version, "sha256": in_force.sha256},
-            **({"motion": motion_id} if motion_id is not None else {}),
+            **({"motion": actor.motion_id} if actor.is_motion else {}),
         },
         # Compartments name contained programmes: a commitment only (record/fields.py).
         private={"compartments": grant.compartments},
     )
     return grant
+
+
+def check_clearance_term(db: Session, person_id: int, level: Level, expires_at: datetime) -> None:
+    """Whether the person exists and a clearance at `level` until `expires_at` is within the
+    regulation in force (a council motion granting CL-4 is checked when it is tabled)."""
+    get_or_404(db, Person, person_id, "person")
+    limit = regulation.in_force(db).regulation.containment.for_level(level).max_clearance_days
+    if as_utc(expires_at) - utcnow() > timedelta(days=limit):
+        raise InvalidInput(
+            f"a {level.label} clearance may last at most {limit} days under the regulation"
+        )
 
 
 def revoke_clearance(db: Session, actor: Principal, clearance_id: int) -> ClearanceGrant:
@@ -723,13 +743,6 @@ def current_clearance(db: Session, person_id: int) -> ClearanceGrant | None:
         .order_by(ClearanceGrant.id.desc())
         .limit(1)
     )
-
-
-def _projects_of(db: Session, person_id: int) -> frozenset[str]:
-    # Project membership comes from awarded allocations (allocation/ owns it).
-    from commonlab.allocation.service import projects_of
-
-    return projects_of(db, person_id)
 
 
 def _effective_clearance(grant: ClearanceGrant | None, now: datetime) -> Clearance | None:
@@ -876,6 +889,13 @@ def person(db: Session, person_id: int) -> Person:
     return get_or_404(db, Person, person_id, "person")
 
 
+def people(db: Session, person_ids: Collection[int]) -> dict[int, Person]:
+    """The people with these ids, by id (an id with no person is left out)."""
+    if not person_ids:
+        return {}
+    return {p.id: p for p in db.scalars(select(Person).where(Person.id.in_(person_ids)))}
+
+
 def institution(db: Session, institution_id: int) -> Institution:
     """The institution with this id, or NotFound."""
     return get_or_404(db, Institution, institution_id, "institution")
@@ -896,3 +916,26 @@ def people_with_role(db: Session, role: Role) -> list[Person]:
     return list(
         db.scalars(select(Person).join(RoleGrant).where(RoleGrant.role == role).order_by(Person.id))
     )
+
+
+# Reads for the portal -------------------------------------------------------------------------
+
+
+def list_people(db: Session, actor: Principal, *, limit: int) -> list[Person]:
+    """The first `limit` people by name, with their roles, for those who may list people."""
+    query = people_query(actor).order_by(Person.name).limit(limit)
+    with db.begin():
+        found = list(db.scalars(query))
+        for listed in found:
+            _ = listed.roles  # loaded while the session is open
+    return found
+
+
+def list_institutions(
+    db: Session, actor: Principal, *, newest_first: bool = False, limit: int | None = None
+) -> list[Institution]:
+    """Institutions by name (or newest first), at most `limit`, for those who may read them."""
+    order = Institution.id.desc() if newest_first else Institution.name
+    query = institutions_query(actor).order_by(order).limit(limit)
+    with db.begin():
+        return list(db.scalars(query))

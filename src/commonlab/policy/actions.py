@@ -46,6 +46,11 @@ class Action(StrEnum):
     MotionTable = "governance:motion:table"
     MotionVote = "governance:motion:vote"
     MotionClose = "governance:motion:close"
+    # what a passed motion does to the council itself (its authority is the motion)
+    MemberAdmit = "governance:member:admit"
+    MemberRemove = "governance:member:remove"
+    ScaleAdopt = "governance:scale:adopt"
+    RegulationAdopt = "governance:regulation:adopt"
     # simulator/
     WhatIfAttach = "simulator:whatif:attach"
     # allocation/
@@ -60,6 +65,7 @@ class Action(StrEnum):
     ProposalDecide = "allocation:proposal:decide"
     SubAllocate = "allocation:sub_allocate"
     LedgerCharge = "allocation:ledger:charge"
+    AllocationApprove = "allocation:approve"  # above the council threshold: a motion's effect
     # the containment lattice
     ResourceRead = "resource:read"
     ResourceWrite = "resource:write"
@@ -70,6 +76,7 @@ class Action(StrEnum):
     JobSubmit = "compute:job:submit"
     JobRead = "compute:job:read"
     JobCancel = "compute:job:cancel"
+    PartitionCertify = "compute:partition:certify"  # a motion's effect
     # artifacts/
     ArtifactsRepoCreate = "artifacts:repo:create"
     ArtifactsWrite = "artifacts:write"
@@ -116,6 +123,10 @@ _SCOPES: dict[Action, Scope] = {
     Action.MotionTable: Scope.WRITE,
     Action.MotionVote: Scope.WRITE,
     Action.MotionClose: Scope.WRITE,
+    Action.MemberAdmit: Scope.ADMIN,
+    Action.MemberRemove: Scope.ADMIN,
+    Action.ScaleAdopt: Scope.ADMIN,
+    Action.RegulationAdopt: Scope.ADMIN,
     Action.WhatIfAttach: Scope.WRITE,
     Action.AllocationRead: Scope.READ,
     Action.CallCreate: Scope.ADMIN,
@@ -128,6 +139,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.ProposalDecide: Scope.ADMIN,
     Action.SubAllocate: Scope.WRITE,
     Action.LedgerCharge: Scope.ADMIN,
+    Action.AllocationApprove: Scope.ADMIN,
     Action.ResourceRead: Scope.READ,
     Action.ResourceWrite: Scope.WRITE,
     Action.JobPlace: Scope.WRITE,
@@ -136,6 +148,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.JobSubmit: Scope.WRITE,
     Action.JobRead: Scope.READ,
     Action.JobCancel: Scope.WRITE,
+    Action.PartitionCertify: Scope.ADMIN,
     Action.ArtifactsRepoCreate: Scope.WRITE,
     Action.ArtifactsWrite: Scope.WRITE,
     Action.ArtifactsRead: Scope.READ,

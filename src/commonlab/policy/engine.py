@@ -287,6 +287,8 @@ def _entities(principal: Principal, resource: Resource) -> str:
         kind = "public"
     elif principal.is_system:
         kind = "system"
+    elif principal.is_motion:
+        kind = "motion"
     else:
         kind = "person"
     person: dict[str, object] = {
@@ -300,6 +302,8 @@ def _entities(principal: Principal, resource: Resource) -> str:
         person["person_id"] = principal.person_id
     if principal.job_id is not None:
         person["job_id"] = principal.job_id
+    if principal.motion_id is not None:
+        person["motion_id"] = principal.motion_id
     thing: dict[str, object] = {
         "kind": resource.kind,
         "level": int(resource.level),

@@ -58,6 +58,14 @@ _WHO: dict[Action, str] = {
     Action.MotionTable: "only delegates may table motions",
     Action.MotionVote: "only delegates may vote",
     Action.MotionClose: "only delegates and operators may close a vote",
+    Action.MemberAdmit: "only a passed council motion admits a member state",
+    Action.MemberRemove: "only a passed council motion removes a member state",
+    Action.ScaleAdopt: "only a passed council motion adopts a contribution scale",
+    Action.RegulationAdopt: "only a passed council motion adopts a regulation",
+    Action.AllocationApprove: (
+        "only a passed council motion approves an allocation above the council threshold"
+    ),
+    Action.PartitionCertify: "only a passed council motion certifies a partition",
     Action.WhatIfAttach: "only delegates and operators may attach a simulation to a motion",
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",
@@ -86,7 +94,10 @@ _WHO: dict[Action, str] = {
 
 def scope_denial(principal: Principal, action: Action) -> str | None:
     """Why this token may not be used for `action`; None when its scope covers it."""
-    if principal.is_public or principal.is_system or principal.has_scope(action.scope):
+    # The public asks without a token; the system and a motion's authority act in-process.
+    if principal.is_public or principal.is_system or principal.is_motion:
+        return None
+    if principal.has_scope(action.scope):
         return None
     order = [Scope.READ, Scope.WRITE, Scope.ADMIN]
     held = [scope for scope in order if scope in principal.scopes]

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from commonlab.policy.levels import Clearance
 
-__all__ = ["PUBLIC", "SYSTEM", "Principal", "Role", "Scope"]
+__all__ = ["PUBLIC", "SYSTEM", "Principal", "Role", "Scope", "motion_authority"]
 
 
 class Role(StrEnum):
@@ -39,7 +39,8 @@ class Scope(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """A person acting through a token, the anonymous public, or the system itself."""
+    """A person acting through a token, the anonymous public, the system itself, or a passed
+    council motion taking effect (`motion_authority`)."""
 
     pseudonym: str
     person_id: int | None = None
@@ -55,6 +56,9 @@ class Principal:
     # The facility job whose token this is (None for people acting themselves): a job's
     # token is confined, so other domains know a read or write is a job's.
     job_id: int | None = None
+    # The council motion whose effect this is: set only on a motion's authority, which
+    # governance builds in-process once the vote passed; never behind a token.
+    motion_id: int | None = None
 
     @property
     def is_public(self) -> bool:
@@ -63,6 +67,11 @@ class Principal:
     @property
     def is_system(self) -> bool:
         return self.person_id is None and self.pseudonym == "system"
+
+    @property
+    def is_motion(self) -> bool:
+        """A passed council motion taking effect: the authority its changes are made under."""
+        return self.person_id is None and self.motion_id is not None
 
     @property
     def is_job(self) -> bool:
@@ -79,3 +88,9 @@ class Principal:
 PUBLIC = Principal(pseudonym="public")
 # Start-up and migrations act as the system: it is on the record, never behind a token.
 SYSTEM = Principal(pseudonym="system")
+
+
+def motion_authority(motion_id: int) -> Principal:
+    """The principal a passed motion's effect acts as: the record names it `motion/<id>`, and
+    only it may do what the council decides (policy/policies/*.cedar, `principal.kind`)."""
+    return Principal(pseudonym=f"motion/{motion_id}", motion_id=motion_id)

@@ -95,6 +95,11 @@ class Resource:
         return cls("job", str(job_id), level=level, project=project, owner=owner)
 
     @classmethod
+    def allocation(cls, allocation_id: int) -> Resource:
+        """An allocation (an award's hours): what the council approves above its threshold."""
+        return cls("allocation", str(allocation_id))
+
+    @classmethod
     def partition(cls, name: str, certified: Level) -> Resource:
         """A compute partition; its level is the level it is certified for."""
         return cls("partition", name, level=certified)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from math import ceil
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -23,15 +23,16 @@ from sqlalchemy.orm import Session
 from commonlab.db import utcnow
 from commonlab.errors import CommonlabError, NotFound
 from commonlab.governance import service as governance
-from commonlab.governance.models import Motion
-from commonlab.governance.rules import QUORUM, Choice, MotionKind, Outcome, VotingRule, decide
-from commonlab.governance.schemas import MemberOut, MotionOut
+from commonlab.governance.schemas import Choice, MemberOut, MotionKind, MotionOut, VotingRule
 from commonlab.http import MAX_ID, DbSession
 from commonlab.policy.principal import Principal
 from commonlab.portal.pages import POOL_LABELS, CheckedForm, CurrentViewer, Viewer, render_page
 from commonlab.portal.whatif_panel import WhatIfPanel, motion_whatif
 from commonlab.regulation.document import Regulation
-from commonlab.regulation.service import InForce
+
+if TYPE_CHECKING:
+    from commonlab.governance.schemas import Outcome
+    from commonlab.regulation.service import InForce
 
 __all__ = [
     "CouncilOverview",
@@ -246,7 +247,7 @@ def rule_in_words(rule: str, members: int) -> tuple[str, str, str]:
     except ValueError:
         return (rule, "an unknown rule: the motion cannot pass", "")
     name, text = _RULE_WORDS[voting_rule]
-    quorum = QUORUM[voting_rule]
+    quorum = governance.quorum(voting_rule)
     share = _FRACTION_WORDS.get(quorum, str(quorum))
     needed = ceil(quorum * members) if members else 0
     quorum_text = f"at least {share} of the member states must take part"
@@ -258,16 +259,7 @@ def rule_in_words(rule: str, members: int) -> tuple[str, str, str]:
 def council_overview(db: Session, actor: Principal) -> CouncilOverview:
     members = sorted(governance.member_views(db, actor), key=lambda m: m.name)
     chart = percent_chart([(f"{m.name} ({m.code})", Decimal(m.contribution)) for m in members])
-    open_query = governance.motions_query(actor, status="open").order_by(Motion.id)
-    past_query = (
-        governance.motions_query(actor)
-        .where(Motion.status != "open")
-        .order_by(Motion.id.desc())
-        .limit(PAST_MOTIONS)
-    )
-    with db.begin():
-        opened = governance.motion_views(db, list(db.scalars(open_query)))
-        past = governance.motion_views(db, list(db.scalars(past_query)))
+    opened, past = governance.council_motions(db, actor, past=PAST_MOTIONS)
     codes = {m.code for m in members}
     return CouncilOverview(
         members=members,
@@ -293,7 +285,7 @@ def motion_detail(db: Session, actor: Principal, motion_id: int) -> MotionDetail
         window = "counting"
     projection = None
     if motion.status == "open":
-        projection = _project(motion, members)
+        projection = governance.projected_outcome(motion, members)
     tally = _tally(motion, codes)
     rule_name, rule_text, quorum_text = rule_in_words(motion.rule, tally.members)
     scale_before, scale_rows = _scale_rows(db, actor, motion, members)
@@ -365,19 +357,6 @@ def _tally(motion: MotionOut, codes: set[str]) -> Tally:
         no=counted.count(Choice.NO),
         abstain=counted.count(Choice.ABSTAIN),
         absent=len(codes) - len(counted),
-    )
-
-
-def _project(motion: MotionOut, members: list[MemberOut]) -> Outcome | None:
-    try:
-        rule = VotingRule(motion.rule)
-    except ValueError:
-        return None
-    return decide(
-        rule,
-        votes={v.member: v.choice for v in motion.votes},
-        members=frozenset(m.code for m in members),
-        contributions={m.code: Decimal(m.contribution) for m in members},
     )
 
 

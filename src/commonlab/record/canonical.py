@@ -41,18 +41,28 @@ def canonical_json(value: Any) -> bytes:
 
 
 def canonical_entry(
-    *, type: str, time: str, actor: dict[str, str], subject: str, data: dict[str, Any]
+    *,
+    type: str,
+    time: str,
+    actor: dict[str, str],
+    subject: str,
+    data: dict[str, Any],
+    policy_set: str | None = None,
 ) -> bytes:
     """`canonical_json` of a record entry, checking only the parts a caller supplies.
 
     The hot path of every append: the wrapper's own keys are fixed ASCII, so only the values
-    need the plain-value check before the one-call encode.
+    need the plain-value check before the one-call encode. `policy_set` (the SHA-256 of the
+    policy set the entry's decision was made under) is left out when None.
     """
     entry = {"type": type, "time": time, "actor": actor, "subject": subject, "data": data}
+    if policy_set is not None:
+        entry["policy_set"] = policy_set
     if (
         _plain_text(type)
         and _plain_text(time)
         and _plain_text(subject)
+        and (policy_set is None or _plain_text(policy_set))
         and _is_plain(actor)
         and _is_plain(data)
     ):

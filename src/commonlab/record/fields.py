@@ -5,6 +5,9 @@ which data fields of each event type are public (in clear) and which are private
 a salted commitment); `record.append` refuses a field in clear that is not declared public,
 any field not declared at all, and an event type that has no declaration. Committing a field
 declared public is always allowed: more private is never a leak.
+
+Only `data` is declared here: the envelope (type, time, actor, subject, and `policy_set`, the
+SHA-256 of the policy set in force) is the same for every entry and written by `append`.
 """
 
 from __future__ import annotations

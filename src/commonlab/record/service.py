@@ -4,7 +4,8 @@ A change and its entry commit or roll back together. Private values enter only a
 SHA-256 commitments; the salt and value stay in a private table so the holder can later open
 a commitment to an auditor. Which fields may be in clear is declared per event type
 (`record/fields.py`), and `append` refuses anything else. People appear by pseudonym, and by
-name only when they act in a public role (delegate, safety officer, operator).
+name only when they act in a public role (delegate, safety officer, operator). Every entry
+names the policy set it was decided under (`policy_set`: its SHA-256), beside the actor.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from commonlab.db import utcnow
+from commonlab.policy import policy_set_hash
 from commonlab.policy.principal import Principal, Role
 from commonlab.record import fields
 from commonlab.record.canonical import canonical_entry, canonical_json
+from commonlab.record.log import checkpoint_with_cosignatures, entries_query, entry_at, inclusion
 from commonlab.record.merkle import leaf_hash
-from commonlab.record.models import Entry, PrivateOpening
+from commonlab.record.models import Checkpoint, Entry, PrivateOpening
 
 __all__ = [
     "MAX_ENTRY_BYTES",
@@ -34,9 +37,17 @@ __all__ = [
     "AppendedEntry",
     "actor_ref",
     "append",
+    "checkpoint_signed_at",
+    "checkpoint_with_cosignatures",
     "commitment",
+    "entries_per_day",
+    "entry_at",
+    "entry_types",
     "format_time",
+    "inclusion",
+    "newest_entries",
     "savepoint",
+    "sequenced_count",
 ]
 
 # tlog-tiles entry bundles prefix each entry with a uint16 length.
@@ -89,7 +100,9 @@ def append(
 
     `data` goes in clear and `private` as salted commitments, each field as `event` declares
     it (record/fields.py): an undeclared event type or a field not declared public in `data`
-    raises, before anything is written."""
+    raises, before anything is written. The entry's envelope carries the SHA-256 of the
+    policy set in force (`policy_set`): the rules every decision on the record was made
+    under, whoever the actor, so no domain has to remember to add it."""
     data = dict(data or {})
     private = dict(private or {})
     fields.check(event, public=data.keys(), private=private.keys())
@@ -108,6 +121,7 @@ def append(
         actor=actor_ref(actor, as_role=as_role),
         subject=subject,
         data=data,
+        policy_set=policy_set_hash(),
     )
     if len(body) > MAX_ENTRY_BYTES:
         raise ValueError(f"record entry of {len(body)} bytes exceeds {MAX_ENTRY_BYTES}")
@@ -163,3 +177,59 @@ def savepoint(db: Session) -> Iterator[None]:
         if (rows := db.info.get(_PENDING)) is not None:
             del rows[mark:]
         raise
+
+
+# Reads for the portal -----------------------------------------------------------------------
+# The record as its pages (and `commonlab record verify`) show it, beside the log's own reads
+# (`entry_at`, `inclusion`, `checkpoint_with_cosignatures`). Public, each one transaction.
+
+
+def checkpoint_signed_at(db: Session, size: int) -> datetime | None:
+    """When the checkpoint of this tree size was signed, or None if none was."""
+    with db.begin():
+        signed = db.get(Checkpoint, size)
+        return signed.created_at if signed is not None else None
+
+
+def newest_entries(
+    db: Session,
+    *,
+    type_prefix: str | None = None,
+    subject: str | None = None,
+    before: int | None = None,
+    limit: int,
+) -> list[Entry]:
+    """Up to `limit` sequenced entries, newest first, older than index `before` when given."""
+    query = entries_query(type_prefix=type_prefix, subject=subject)
+    if before is not None:
+        query = query.where(Entry.seq < before)
+    with db.begin():
+        return list(db.scalars(query.order_by(Entry.seq.desc()).limit(limit)))
+
+
+def entry_types(db: Session) -> list[str]:
+    """Every entry type written so far."""
+    with db.begin():
+        return list(db.scalars(select(Entry.type).distinct()))
+
+
+def entries_per_day(db: Session, *, since: datetime) -> dict[str, int]:
+    """Sequenced entries per UTC day ("YYYY-MM-DD") from `since`; days without any left out."""
+    # SQLite keeps UTC text; PostgreSQL must be told the zone, or the session's zone is used.
+    if db.get_bind().dialect.name == "postgresql":
+        day = func.date(func.timezone("UTC", Entry.time))
+    else:
+        day = func.date(Entry.time)
+    with db.begin():
+        counts = db.execute(
+            select(day, func.count())
+            .where(Entry.seq.is_not(None), Entry.time >= since)
+            .group_by(day)
+        ).all()
+    return {str(value)[:10]: int(count) for value, count in counts}
+
+
+def sequenced_count(db: Session) -> int:
+    """How many entries have an index in the log."""
+    with db.begin():
+        return db.scalar(select(func.count()).where(Entry.seq.is_not(None))) or 0

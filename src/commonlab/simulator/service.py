@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.errors import InvalidInput, NotFound
-from commonlab.governance.models import Motion, RegulationVersion
-from commonlab.governance.regulation import Regulation, default_regulation, regulation_hash
+from commonlab.governance.models import Motion
 from commonlab.governance.rules import MotionKind
 from commonlab.identity.models import Person
 from commonlab.pagination import Page, PageParams, paginate
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal, Role
 from commonlab.record.canonical import canonical_json
+from commonlab.regulation import service as regulation
+from commonlab.regulation.document import Regulation, regulation_hash
 from commonlab.simulator.events import SimulatorEvent
 from commonlab.simulator.models import WhatIf
 from commonlab.simulator.schemas import WhatIfIn, WhatIfOut
@@ -121,9 +122,10 @@ def _check_against(db: Session, motion: Motion, req: WhatIfIn) -> None:
 
 
 def _version_hash(db: Session, version: int) -> str | None:
-    if version == 0:
-        return regulation_hash(default_regulation())
-    return db.scalar(select(RegulationVersion.sha256).where(RegulationVersion.version == version))
+    try:
+        return regulation.version(db, version).sha256
+    except NotFound:
+        return None
 
 
 def _motion(db: Session, motion_id: int) -> Motion:
