@@ -27,7 +27,7 @@ __all__ = [
     "Balance",
     "Call",
     "Charge",
-    "Conflict",
+    "ConflictOfInterest",
     "ProjectMember",
     "Proposal",
     "Reply",
@@ -107,7 +107,7 @@ class Reply(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Conflict(Base):
+class ConflictOfInterest(Base):
     """A conflict a reviewer declared with a person (a PI or team member)."""
 
     __tablename__ = "allocation_conflicts"
@@ -176,7 +176,7 @@ class Balance(Base):
     by open reservations. A running sum of the ledger, kept in the same transaction as each
     line (a sub-allocation's lines count toward its parent's balance too), so a budget check
     reads one row per quarter however long the ledger grows. The ledger stays the truth:
-    `allocation.service.rebuild_balances` recomputes these from it."""
+    `allocation.ledger.rebuild_balances` recomputes these from it."""
 
     __tablename__ = "allocation_balances"
     __table_args__ = (

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from itertools import pairwise
+from typing import Any
 
 __all__ = [
+    "ZERO",
     "Candidate",
     "Quarter",
     "ShareLine",
     "available_hours",
+    "budget_hours",
+    "budget_text",
     "check_sub_allocation",
     "conflicts",
     "quarters",
@@ -27,6 +31,16 @@ __all__ = [
 
 ZERO = Decimal(0)
 Budget = Mapping[str, Decimal]
+
+
+def budget_hours(budget: Mapping[str, Any]) -> dict[str, Decimal]:
+    """A budget as the tables keep it (class → hours as text) in Decimal hours."""
+    return {cls: Decimal(str(h)) for cls, h in budget.items()}
+
+
+def budget_text(budget: Budget) -> dict[str, str]:
+    """A budget as the tables and the record keep it: hours as plain text, classes sorted."""
+    return {cls: format(h.normalize(), "f") for cls, h in sorted(budget.items())}
 
 
 # Conflicts of interest -----------------------------------------------------------------------
