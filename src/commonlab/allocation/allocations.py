@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 
+# Awarded allocations and their members ---------------------------------------------------------
+
+
 def check_awaiting_council(db: Session, allocation_id: int) -> Allocation:
     allocation = get_or_404(db, Allocation, allocation_id, "allocation")
     if allocation.status != "awaiting_council":
@@ -156,6 +159,9 @@ def projects_of(db: Session, person_id: int) -> frozenset[str]:
     )
 
 
+# Reads, and which allocation pays for a job ----------------------------------------------------
+
+
 def allocations_query(actor: Principal) -> Any:
     authorize(actor, Action.AllocationRead, ALLOCATION)
     return select(Allocation)
@@ -250,6 +256,9 @@ def awarded_projects(
         }
         drawn = ledger.settled_per_class(db, [a.id for a in rows])
     return [(a, abstracts.get(a.proposal_id, ""), drawn.get(a.id, {})) for a in rows]
+
+
+# A project as its people see it ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
