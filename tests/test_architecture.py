@@ -78,6 +78,12 @@ CLIENT_MAY_ALSO = {
     "commonlab.simulator.whatif",
     # the regulation document, parsed and checked before it is tabled
     "commonlab.regulation.document",
+    # the fleet document, parsed and checked before it is applied
+    "commonlab.compute.fleet_spec",
+    # `artifacts push` stamps safetensors headers and `artifacts verify` checks a download's
+    # signed manifest on the laptop: file-format and signature code only, no tables
+    "commonlab.artifacts.metadata",
+    "commonlab.artifacts.signing",
 }
 
 
@@ -274,7 +280,10 @@ def _scratch(tmp_path: Path, files: dict[str, str]) -> list[Import]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return [
-        imp for path in sorted(tmp_path.rglob("*.py")) for imp in _scratch_imports(path, tmp_path)
+        imp
+        for path in sorted(tmp_path.rglob("*.py"))
+        for imp in _scratch_imports(path, tmp_path)
+        if imp.target.startswith("commonlab.")
     ]
 
 
