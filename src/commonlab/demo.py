@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab.allocation import service as allocation
@@ -25,15 +25,18 @@ from commonlab.governance import service as governance
 from commonlab.governance.rules import Choice, MotionKind
 from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
 from commonlab.identity import service
-from commonlab.identity.models import Institution, InstitutionKind, Person, RoleGrant
 from commonlab.identity.schemas import (
     ClearanceCreate,
     InstitutionCreate,
+    InstitutionKind,
     PersonCreate,
     TokenCreate,
 )
 from commonlab.policy.principal import SYSTEM, Principal, Role, Scope
 from commonlab.regulation.document import CapacitySplit, default_regulation
+
+if TYPE_CHECKING:
+    from commonlab.identity.models import Institution, Person
 
 __all__ = ["seed_demo"]
 
@@ -77,9 +80,8 @@ FOUNDERS = [
 def seed_demo(db: Session) -> str | None:
     """Seed once. Returns a write token for the demo's PI (so a newcomer can submit a job to
     her project at once), or None when the facility already has institutions."""
-    with db.begin():
-        if db.scalar(select(Institution.id).limit(1)) is not None:
-            return None
+    if service.summary(db)["institutions"]:
+        return None
     institutions = [
         service.create_institution(db, SYSTEM, InstitutionCreate(name=n, country=c, kind=k))
         for n, c, k in INSTITUTIONS
@@ -172,11 +174,7 @@ def _seed_allocations(
     """An open call for speech models; Wanjiru's proposal reviewed (Asha, at her own
     university, is excluded), awarded, used; a second, larger one waiting for the council."""
     with db.begin():  # resolve who acts before the use cases open their own transactions
-        first_operator = db.scalars(
-            select(Person).join(RoleGrant).where(RoleGrant.role == Role.OPERATOR)
-        ).first()
-        assert first_operator is not None
-        operator = _acting(first_operator)
+        operator = _acting(service.people_with_role(db, Role.OPERATOR)[0])
         pi = _acting(people["Wanjiru Kamau"])
         reviewer = _acting(people["Francesca Conti"])
         giulia = _acting(people["Giulia Rossi"])
