@@ -78,7 +78,7 @@ def test_browse_then_read_a_version_and_follow_its_lineage(browser_page, live_se
 
 
 def _publish_records(url: str, token: str) -> str:
-    from tests.artifacts.test_records import files
+    from tests.artifacts.test_dataset_rows import files
 
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, timeout=30) as api:

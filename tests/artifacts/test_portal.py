@@ -70,7 +70,7 @@ def test_bad_portal_input_is_a_page_not_a_500(client):
 
 
 def test_record_pages_show_text_media_and_provenance(client, researcher):  # noqa: F811
-    from tests.artifacts.test_records import files
+    from tests.artifacts.test_dataset_rows import files
 
     h = researcher["headers"]
     repo = make_repo(client, h, name="mixed")

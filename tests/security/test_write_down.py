@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from commonlab.artifacts import service as artifacts
-from commonlab.artifacts.models import JobRead, Repo, Version
+from commonlab.artifacts.models import JobRead, Repo, RepoKind, Version
+from commonlab.artifacts.service import RepoRef
 from commonlab.compute.service import certify_partition
 from commonlab.identity import service as identity
 from commonlab.record.models import Entry
 from tests.artifacts.helpers import push
-from tests.artifacts.test_api import person_with_token
 from tests.compute.helpers import Project, award_project
-from tests.helpers import auth, problem
+from tests.helpers import auth, person_with_token, problem
 
 SECRET = b'{"text": "the controlled corpus, word for word"}\n'
 
@@ -318,7 +318,7 @@ def test_concurrent_reads_of_a_repository_by_one_job_are_noted_once(client, faci
             principal = identity.authenticate(db, token)
             barrier.wait()
             try:
-                artifacts.list_versions(db, principal, "dataset", ns, name)
+                artifacts.list_versions(db, principal, RepoRef(RepoKind.DATASET, ns, name))
             except BaseException as exc:  # reported by the assertion below
                 failures.append(exc)
 

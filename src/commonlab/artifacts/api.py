@@ -8,18 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import IO, Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from commonlab.artifacts import records, service
+from commonlab.artifacts import dataset_rows, service
 from commonlab.artifacts.models import Repo, RepoKind, Version
 from commonlab.artifacts.schemas import (
     FileOut,
-    MemberOut,
     RecordFileOut,
     RecordFilesOut,
     RecordOut,
@@ -35,7 +34,7 @@ from commonlab.artifacts.schemas import (
     VersionOut,
     VersionSummary,
 )
-from commonlab.artifacts.service import Registry, UploadStatus, VersionView
+from commonlab.artifacts.service import Registry, RepoRef, UploadStatus, VersionRef, VersionView
 from commonlab.bounded import Int64
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import BYTES_RESPONSES, CurrentPrincipal, DbSession, Pagination
@@ -43,8 +42,9 @@ from commonlab.pagination import Page
 
 __all__ = [
     "STORED_BYTES_HEADERS",
+    "RepoPath",
+    "VersionPath",
     "media_response",
-    "record_out",
     "registry",
     "repo_out",
     "router",
@@ -75,6 +75,22 @@ Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_
 Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 UploadId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def repo_path(kinds: Kinds, namespace: Namespace, name: Name) -> RepoRef:
+    """`/{kinds}/{namespace}/{name}`, parsed once for every route under it."""
+    return RepoRef(kinds.kind, namespace, name)
+
+
+RepoPath = Annotated[RepoRef, Depends(repo_path)]
+
+
+def version_path(repo: RepoPath, rev: Rev) -> VersionRef:
+    """`/{kinds}/{namespace}/{name}/versions/{rev}`, parsed once for every route under it."""
+    return repo.at(rev)
+
+
+VersionPath = Annotated[VersionRef, Depends(version_path)]
 
 
 def registry(request: Request) -> Registry:
@@ -176,10 +192,8 @@ def _cursor(after: int | None) -> str | None:
 
 
 @router.get("/{kinds}/{namespace}/{name}", response_model=RepoOut)
-def get_repo(
-    kinds: Kinds, namespace: Namespace, name: Name, db: DbSession, principal: CurrentPrincipal
-) -> RepoOut:
-    return repo_out(service.get_repo(db, principal, kinds.kind, namespace, name))
+def get_repo(repo: RepoPath, db: DbSession, principal: CurrentPrincipal) -> RepoOut:
+    return repo_out(service.get_repo(db, principal, repo))
 
 
 # Uploads
@@ -190,15 +204,9 @@ def get_repo(
     response_model=UploadOut,
 )  # fmt: skip
 def start_upload(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    req: UploadCreate,
-    db: DbSession,
-    principal: CurrentPrincipal,
-    reg: Reg,
+    repo: RepoPath, req: UploadCreate, db: DbSession, principal: CurrentPrincipal, reg: Reg
 ) -> UploadOut:
-    answer = service.start_upload(db, principal, reg, kinds.kind, namespace, name, req)
+    answer = service.start_upload(db, principal, reg, repo, req)
     return _upload_out(answer, reg)
 
 
@@ -276,30 +284,17 @@ class _BodyBatches:
     response_model=VersionOut,
 )  # fmt: skip
 def commit_version(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    req: VersionCreate,
-    db: DbSession,
-    principal: CurrentPrincipal,
-    reg: Reg,
+    repo: RepoPath, req: VersionCreate, db: DbSession, principal: CurrentPrincipal, reg: Reg
 ) -> VersionOut:
-    version = service.commit_version(db, principal, reg, kinds.kind, namespace, name, req)
+    version = service.commit_version(db, principal, reg, repo, req)
     return version_out(VersionView(version, withheld=None))
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions", response_model=Page[VersionSummary])
 def list_versions(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    db: DbSession,
-    principal: CurrentPrincipal,
-    page: Pagination,
+    repo: RepoPath, db: DbSession, principal: CurrentPrincipal, page: Pagination
 ) -> Page[VersionSummary]:
-    versions, after = service.list_versions(
-        db, principal, kinds.kind, namespace, name, after=page.after, limit=page.limit
-    )
+    versions, after = service.list_versions(db, principal, repo, after=page.after, limit=page.limit)
     return Page[VersionSummary](
         items=[
             VersionSummary(
@@ -317,31 +312,18 @@ def list_versions(
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}", response_model=VersionOut)
-def get_version(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
-) -> VersionOut:
-    return version_out(service.read_version(db, principal, kinds.kind, namespace, name, rev))
+def get_version(version: VersionPath, db: DbSession, principal: CurrentPrincipal) -> VersionOut:
+    return version_out(service.read_version(db, principal, version))
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/signature")
 def get_signature(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
-    reg: Reg,
+    ref: VersionPath, db: DbSession, principal: CurrentPrincipal, reg: Reg
 ) -> dict[str, Any]:
     """The version's DSSE envelope (an in-toto statement) and the facility's verifier key."""
-    version = service.get_version(db, principal, kinds.kind, namespace, name, rev)
+    version = service.get_version(db, principal, ref)
     return {
-        "repository": f"{kinds.value}/{version.repo.repo_id}",
+        "repository": f"{ref.repo.kind}s/{version.repo.repo_id}",
         "version": version.number,
         "commit": version.commit,
         "verifier_key": reg.signer.verifier_key(),
@@ -353,17 +335,10 @@ def get_signature(
     "/{kinds}/{namespace}/{name}/versions/{rev}/croissant",
     responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}},
 )
-def get_croissant(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
-) -> JSONResponse:
+def get_croissant(version: VersionPath, db: DbSession, principal: CurrentPrincipal) -> JSONResponse:
     """The dataset version's Croissant 1.1 description (JSON-LD). Its record sets are read
     from the files: it is served to those who may read their content."""
-    view = service.read_version(db, principal, kinds.kind, namespace, name, rev)
+    view = service.read_version(db, principal, version)
     if view.withheld is not None:
         raise AccessDenied(view.withheld)
     if view.croissant is None:
@@ -385,25 +360,20 @@ def get_croissant(
 )
 def download_file(
     request: Request,
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    ref: VersionPath,
     path: str,
     db: DbSession,
     principal: CurrentPrincipal,
     reg: Reg,
 ) -> Response:
-    version, entry, local = service.open_file(
-        db, principal, reg, kinds.kind, namespace, name, rev, path
-    )
+    version, entry, local = service.open_file(db, principal, reg, ref, path)
     return file_response(request, version, entry, local)
 
 
 def file_response(request: Request, version: Version, entry: Any, local: Any) -> Response:
     """A version's file, whole or a byte range, sent as stored bytes (media_response) with
     the digests and commit the Hub clients check."""
-    data = records.MemberData(media_type=entry.media_type, size=entry.size, path=local)
+    data = dataset_rows.MemberData(media_type=entry.media_type, size=entry.size, path=local)
     response = media_response(
         request, data, public=_public(version), filename=entry.path.rsplit("/", 1)[-1]
     )
@@ -425,31 +395,25 @@ def _public(version: Version) -> bool:
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/lineage")
 def get_lineage(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    version: VersionPath,
     db: DbSession,
     principal: CurrentPrincipal,
     direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
 ) -> dict[str, Any]:
     """'up': what went into this version; 'down': what was built from it."""
-    return service.lineage(db, principal, kinds.kind, namespace, name, rev, direction=direction)
+    return service.lineage(db, principal, version, direction=direction)
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/prov")
 def get_prov(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    version: VersionPath,
     db: DbSession,
     principal: CurrentPrincipal,
     reg: Reg,
     direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
 ) -> JSONResponse:
     """The lineage as W3C PROV-JSON."""
-    graph = service.lineage(db, principal, kinds.kind, namespace, name, rev, direction=direction)
+    graph = service.lineage(db, principal, version, direction=direction)
     return JSONResponse(
         service.prov_document(graph, base_url=reg.base_url), media_type="application/json"
     )
@@ -462,60 +426,52 @@ RecordFile = Annotated[
 ]
 
 
-def _records_base(kinds: Kinds, version: Version) -> str:
-    return f"/api/v1/artifacts/{kinds.value}/{version.repo.repo_id}/versions/{version.number}"
-
-
-def _provenance(record: records.Record) -> dict[str, Any]:
-    return {
-        "source": record.source,
-        "source_from": record.source_from,
-        "license": record.license,
-        "license_from": record.license_from,
-    }
+def _records_base(version: Version) -> str:
+    repo = version.repo
+    return f"/api/v1/artifacts/{repo.kind}s/{repo.repo_id}/versions/{version.number}"
 
 
 @router.get(
     "/{kinds}/{namespace}/{name}/versions/{rev}/record-files", response_model=RecordFilesOut
 )
 def list_record_files(
-    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev, db: DbSession,
-    principal: CurrentPrincipal,
-) -> RecordFilesOut:  # fmt: skip
+    ref: VersionPath, db: DbSession, principal: CurrentPrincipal
+) -> RecordFilesOut:
     """The files of a dataset version whose records can be listed and shown."""
-    version = service.get_version(db, principal, kinds.kind, namespace, name, rev)
+    version = service.get_version(db, principal, ref)
     return RecordFilesOut(
         files=[
             RecordFileOut(path=f.path, format=fmt, size=f.size, media_type=f.media_type)
             for f in version.files
-            if (fmt := records.record_format(f.path))
+            if (fmt := dataset_rows.record_format(f.path))
         ]
     )
 
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records", response_model=RecordPageOut)
 def list_records(
-    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev, file: RecordFile, db: DbSession,
-    principal: CurrentPrincipal, reg: Reg,
+    ref: VersionPath, file: RecordFile, db: DbSession, principal: CurrentPrincipal, reg: Reg,
     offset: Annotated[Int64, Query(ge=0, le=1 << 40)] = 0,
-    limit: Annotated[Int64, Query(ge=1, le=records.MAX_PAGE)] = 20,
+    limit: Annotated[Int64, Query(ge=1, le=dataset_rows.MAX_PAGE)] = 20,
 ) -> RecordPageOut:  # fmt: skip
     """A page of a file's records (JSONL and Parquet rows, WebDataset samples), each with its
     source and licence."""
-    _, local, fallback = service.open_records(
-        db, principal, reg, kinds.kind, namespace, name, rev, file
-    )
-    page = records.read_page(local, file, offset=offset, limit=limit, fallback=fallback)
+    _, local, fallback = service.open_records(db, principal, reg, ref, file)
+    page = dataset_rows.read_page(local, file, offset=offset, limit=limit, fallback=fallback)
     return RecordPageOut(
         file=file,
-        format=records.record_format(file) or "",
+        format=dataset_rows.record_format(file) or "",
         offset=offset,
         limit=limit,
         total=page.total,
         has_more=page.has_more,
         records=[
             RecordSummary(
-                index=r.index, key=r.key, preview=r.preview, kinds=r.kinds, **_provenance(r)
+                index=r.index,
+                key=r.key,
+                preview=r.preview,
+                kinds=r.kinds,
+                **dataset_rows.provenance(r),
             )
             for r in page.records
         ],
@@ -524,44 +480,14 @@ def list_records(
 
 @router.get("/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}", response_model=RecordOut)
 def get_record(
-    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
-    index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile, db: DbSession,
-    principal: CurrentPrincipal, reg: Reg,
+    ref: VersionPath, index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile,
+    db: DbSession, principal: CurrentPrincipal, reg: Reg,
 ) -> RecordOut:  # fmt: skip
     """One record in full: its text fields, and a URL for each media member."""
-    version, local, fallback = service.open_records(
-        db, principal, reg, kinds.kind, namespace, name, rev, file
-    )
-    record = records.read_record(local, file, index, fallback=fallback)
-    has_next = records.has_record(local, file, index + 1)
-    return record_out(record, file, _records_base(kinds, version), has_next=has_next)
-
-
-def record_out(record: records.Record, file: str, base: str, *, has_next: bool) -> RecordOut:
-    def url(member: str) -> str:
-        query = urlencode({"file": file, "member": member})
-        return f"{base}/records/{record.index}/media?{query}"
-
-    return RecordOut(
-        file=file,
-        format=records.record_format(file) or "",
-        index=record.index,
-        key=record.key,
-        members=[
-            MemberOut(
-                name=m.name,
-                kind=m.kind,
-                media_type=m.media_type,
-                size=m.size,
-                text=m.text,
-                truncated=m.truncated,
-                url=url(m.name),
-            )
-            for m in record.members
-        ],
-        has_next=has_next,
-        **_provenance(record),
-    )
+    version, local, fallback = service.open_records(db, principal, reg, ref, file)
+    record = dataset_rows.read_record(local, file, index, fallback=fallback)
+    has_next = dataset_rows.has_record(local, file, index + 1)
+    return dataset_rows.record_out(record, file, _records_base(version), has_next=has_next)
 
 
 @router.get(
@@ -576,22 +502,19 @@ def record_out(record: records.Record, file: str, base: str, *, has_next: bool) 
 )
 def get_record_media(
     request: Request,
-    kinds: Kinds, namespace: Namespace, name: Name, rev: Rev,
-    index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile,
+    ref: VersionPath, index: Annotated[Int64, Path(ge=0, le=1 << 40)], file: RecordFile,
     member: Annotated[str, Query(min_length=1, max_length=256)],
     db: DbSession, principal: CurrentPrincipal, reg: Reg,
 ) -> Response:  # fmt: skip
     """One member of a record (an image, audio, video, a text field) with its media type;
     byte ranges are honoured, so players can seek."""
-    version, local, fallback = service.open_records(
-        db, principal, reg, kinds.kind, namespace, name, rev, file
-    )
-    data = records.member_data(local, file, index, member, fallback=fallback)
+    version, local, fallback = service.open_records(db, principal, reg, ref, file)
+    data = dataset_rows.member_data(local, file, index, member, fallback=fallback)
     return media_response(request, data, public=_public(version), filename=f"{index}.{member}")
 
 
 def media_response(
-    request: Request, data: records.MemberData, *, public: bool, filename: str
+    request: Request, data: dataset_rows.MemberData, *, public: bool, filename: str
 ) -> Response:
     """Stored bytes (a file, a record's member), whole or one byte range, GET or HEAD: the
     one way the store's bytes leave the facility, each with STORED_BYTES_HEADERS."""
@@ -602,7 +525,7 @@ def media_response(
 
 
 def _media_response(
-    request: Request, data: records.MemberData, *, public: bool, filename: str
+    request: Request, data: dataset_rows.MemberData, *, public: bool, filename: str
 ) -> Response:
     headers = {
         "accept-ranges": "bytes",
@@ -692,15 +615,13 @@ def _unpacked_range(file: IO[bytes], offset: int, count: int) -> Iterator[bytes]
 
 @router.put("/{kinds}/{namespace}/{name}/tags/{tag}", response_model=TagOut)
 def set_tag(
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
+    repo: RepoPath,
     tag: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9._-]*$")],
     req: TagSet,
     db: DbSession,
     principal: CurrentPrincipal,
 ) -> TagOut:
-    row, moved = service.set_tag(db, principal, kinds.kind, namespace, name, tag, req)
+    row, moved = service.set_tag(db, principal, repo, tag, req)
     return TagOut(name=row.name, version=req.version, moved=moved)
 
 

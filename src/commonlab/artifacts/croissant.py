@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from commonlab.artifacts.records import record_format, shard_compression, shard_members
+from commonlab.artifacts.dataset_rows import record_format, shard_compression, shard_members
 from commonlab.errors import InvalidInput
 
 __all__ = ["CONFORMS_TO", "CONTEXT", "describe", "validate"]

@@ -11,29 +11,75 @@ through the same service functions (and so the same authorization and recording)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from commonlab.artifacts import service
 from commonlab.artifacts.api import file_response, registry
 from commonlab.artifacts.models import RepoKind, Version, Visibility
-from commonlab.errors import AccessDenied, CommonlabError, NotFound, Unauthenticated
+from commonlab.artifacts.service import RepoRef, VersionRef
+from commonlab.errors import CommonlabError, NotFound, Unauthenticated
 from commonlab.http import CurrentPrincipal, DbSession
 from commonlab.record import format_time
 
 __all__ = ["router"]
 
-router = APIRouter(include_in_schema=False)
+
+class _HubRoute(APIRoute):
+    """Answers domain errors the way the Hub does, not as problem+json or portal pages: those
+    of the route and of its locator (an unknown repository type). How to sign in is the
+    facility's answer, as on every other route."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def hub_errors(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except Unauthenticated:
+                raise
+            except CommonlabError as exc:
+                return _hub_error(exc)
+
+        return hub_errors
+
+
+router = APIRouter(include_in_schema=False, route_class=_HubRoute)
 
 Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Rev = Annotated[str, Path(max_length=64)]
 _KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
+
+
+def _repo(kinds: str, namespace: Namespace, name: Name) -> RepoRef:
+    """`/api/{models|datasets}/{namespace}/{name}`, parsed once for every route under it."""
+    if kinds not in _KINDS:
+        raise NotFound(f"no such repository type {kinds!r}: use models or datasets")
+    return RepoRef(_KINDS[kinds], namespace, name)
+
+
+HubRepo = Annotated[RepoRef, Depends(_repo)]
+
+
+def _version(repo: HubRepo, rev: Rev) -> VersionRef:
+    return repo.at(rev)
+
+
+HubVersion = Annotated[VersionRef, Depends(_version)]
+
+
+def _dataset_version(namespace: Namespace, name: Name, rev: Rev) -> VersionRef:
+    return RepoRef(RepoKind.DATASET, namespace, name).at(rev)
+
+
+def _model_version(namespace: Namespace, name: Name, rev: Rev) -> VersionRef:
+    return RepoRef(RepoKind.MODEL, namespace, name).at(rev)
 
 
 def _hub_error(exc: CommonlabError) -> Response:
@@ -46,22 +92,7 @@ def _hub_error(exc: CommonlabError) -> Response:
         code = "RepoNotFound"
     headers = {"X-Error-Code": code} if code else {}
     headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()
-    if isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
-
-
-def _hub_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Answer domain errors the way the Hub does, not as problem+json or portal pages."""
-
-    @wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except CommonlabError as exc:
-            return _hub_error(exc)
-
-    return wrapper
 
 
 def _siblings(version: Version) -> list[dict[str, Any]]:
@@ -136,78 +167,41 @@ def _file_entry(f: Any) -> dict[str, Any]:
     }
 
 
-def _kind(kinds: str) -> RepoKind:
-    if kinds not in _KINDS:
-        raise NotFound(f"no such repository type {kinds!r}: use models or datasets")
-    return _KINDS[kinds]
+# The principal comes first in each route: an unusable token is refused before the locator
+# is looked at.
 
 
 @router.get("/api/{kinds}/{namespace}/{name}")
-@_hub_errors
-async def repo_info(
-    kinds: str, namespace: Namespace, name: Name, db: DbSession, principal: CurrentPrincipal
-) -> Any:
-    return await _repo_info(kinds, namespace, name, "main", db, principal)
+async def repo_info(db: DbSession, principal: CurrentPrincipal, repo: HubRepo) -> Any:
+    return await _repo_info(repo.at("main"), db, principal)
 
 
 @router.get("/api/{kinds}/{namespace}/{name}/revision/{rev}")
-@_hub_errors
-async def revision_info(
-    kinds: str,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
-) -> Any:
-    return await _repo_info(kinds, namespace, name, rev, db, principal)
+async def revision_info(db: DbSession, principal: CurrentPrincipal, ref: HubVersion) -> Any:
+    return await _repo_info(ref, db, principal)
 
 
-async def _repo_info(
-    kinds: str, namespace: str, name: str, rev: str, db: Any, principal: Any
-) -> Response:
-    view = await run_in_threadpool(
-        service.read_version, db, principal, _kind(kinds), namespace, name, rev
-    )
+async def _repo_info(ref: VersionRef, db: Any, principal: Any) -> Response:
+    view = await run_in_threadpool(service.read_version, db, principal, ref)
     return JSONResponse(_info(view))
 
 
 @router.get("/api/{kinds}/{namespace}/{name}/tree/{rev}")
-@_hub_errors
 async def tree_root(
-    request: Request,
-    kinds: str,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
+    request: Request, db: DbSession, principal: CurrentPrincipal, ref: HubVersion
 ) -> Any:
-    return await _tree(request, kinds, namespace, name, rev, "", db, principal)
+    return await _tree(request, ref, "", db, principal)
 
 
 @router.get("/api/{kinds}/{namespace}/{name}/tree/{rev}/{path:path}")
-@_hub_errors
 async def tree(
-    request: Request,
-    kinds: str,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    path: str,
-    db: DbSession,
-    principal: CurrentPrincipal,
+    request: Request, path: str, db: DbSession, principal: CurrentPrincipal, ref: HubVersion
 ) -> Any:
-    return await _tree(request, kinds, namespace, name, rev, path, db, principal)
+    return await _tree(request, ref, path, db, principal)
 
 
-async def _tree(
-    request: Request, kinds: str, namespace: str, name: str, rev: str, path: str, db: Any,
-    principal: Any,
-) -> Response:  # fmt: skip
-    version = await run_in_threadpool(
-        service.get_version, db, principal, _kind(kinds), namespace, name, rev
-    )
+async def _tree(request: Request, ref: VersionRef, path: str, db: Any, principal: Any) -> Response:
+    version = await run_in_threadpool(service.get_version, db, principal, ref)
     recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
     entries = _entries(version, path, recursive=recursive)
     if path.strip("/") and not entries:
@@ -216,15 +210,8 @@ async def _tree(
 
 
 @router.post("/api/{kinds}/{namespace}/{name}/paths-info/{rev}")
-@_hub_errors
 async def paths_info(
-    request: Request,
-    kinds: str,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
-    db: DbSession,
-    principal: CurrentPrincipal,
+    request: Request, db: DbSession, principal: CurrentPrincipal, ref: HubVersion
 ) -> Any:
     if request.headers.get("content-type", "").startswith("application/json"):
         body = await request.json()
@@ -232,9 +219,7 @@ async def paths_info(
     else:
         form = await request.form()
         wanted = [str(p) for p in form.getlist("paths")]
-    version = await run_in_threadpool(
-        service.get_version, db, principal, _kind(kinds), namespace, name, rev
-    )
+    version = await run_in_threadpool(service.get_version, db, principal, ref)
     by_path = {f.path: f for f in version.files}
     folders = {"/".join(f.path.split("/")[:i]) for f in version.files
                for i in range(1, f.path.count("/") + 1)}  # fmt: skip
@@ -249,42 +234,32 @@ async def paths_info(
 
 
 async def _resolve(
-    request: Request, kind: RepoKind, namespace: str, name: str, rev: str, path: str, db: Any,
-    principal: Any,
-) -> Response:  # fmt: skip
+    request: Request, ref: VersionRef, path: str, db: Any, principal: Any
+) -> Response:
     reg = registry(request)
     version, entry, local = await run_in_threadpool(
-        service.open_file, db, principal, reg, kind, namespace, name, rev, path
+        service.open_file, db, principal, reg, ref, path
     )
     return file_response(request, version, entry, local)
 
 
 @router.api_route("/datasets/{namespace}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
-@_hub_errors
 async def resolve_dataset_file(
     request: Request,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
     path: str,
     db: DbSession,
     principal: CurrentPrincipal,
+    ref: Annotated[VersionRef, Depends(_dataset_version)],
 ) -> Any:
-    return await _resolve(request, RepoKind.DATASET, namespace, name, rev, path, db, principal)
+    return await _resolve(request, ref, path, db, principal)
 
 
 @router.api_route("/{namespace}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
-@_hub_errors
 async def resolve_model_file(
     request: Request,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
     path: str,
     db: DbSession,
     principal: CurrentPrincipal,
+    ref: Annotated[VersionRef, Depends(_model_version)],
 ) -> Any:
-    return await _resolve(request, RepoKind.MODEL, namespace, name, rev, path, db, principal)
-
-
-_ = AccessDenied
+    return await _resolve(request, ref, path, db, principal)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from commonlab.artifacts.service import Registry
+from commonlab.artifacts.api import router as api_router
+from commonlab.artifacts.hub import router as hub_router
+from commonlab.artifacts.registry import Registry
 from commonlab.artifacts.store import ObjectStore
 
 __all__ = ["mount_artifacts", "registry_for"]
@@ -22,9 +24,6 @@ def registry_for(facility: object) -> Registry:
 
 
 def mount_artifacts(app: FastAPI) -> None:
-    from commonlab.artifacts.api import router as api_router
-    from commonlab.artifacts.hub import router as hub_router
-
     app.state.artifacts = registry_for(app.state.facility)
     app.include_router(api_router)
     # Last: its /{namespace}/{name}/resolve/... pattern must not shadow anything else.

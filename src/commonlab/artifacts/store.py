@@ -219,7 +219,7 @@ class ObjectStore:
 
     def _place(self, tmp: Path, b3: str, *, size: int) -> bool:
         """Rename `tmp` into place; False when the same bytes are already here."""
-        with self._shared_gc_lock():
+        with self.shared():
             if self.holds(b3, size):
                 return False  # deduplicated
             final = self.path(b3)
@@ -374,7 +374,9 @@ class ObjectStore:
     # Garbage collection ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _shared_gc_lock(self) -> Iterator[None]:
+    def shared(self) -> Iterator[None]:
+        """Held while an object is placed, or while a version that names objects is written:
+        the collector (`exclusive`) never removes an object in between."""
         with self._gc_lock_path.open("rb") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
             try:
@@ -394,6 +396,13 @@ class ObjectStore:
 
     def open_part_files(self) -> list[str]:
         return [p.stem for p in self._uploads.glob("*.part")]
+
+    def size_of(self, b3: str) -> int:
+        """The object's size in bytes; 0 when it is not here."""
+        try:
+            return self.path(b3).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def remove(self, b3: str) -> int:
         """Delete an object and what was derived from it (a JSONL file's line index,

@@ -11,9 +11,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from commonlab.artifacts import records, service, signing
-from commonlab.artifacts.api import record_out
-from commonlab.artifacts.models import RepoKind
+from commonlab.artifacts import service
+from commonlab.artifacts.service import RepoKind, RepoRef
 from commonlab.compute import service as compute
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import DbSession
@@ -76,7 +75,7 @@ def browse(
 def repo_page(
     kinds: Kinds, namespace: Namespace, name: Name, db: DbSession, viewer: CurrentViewer
 ) -> Response:
-    repo = service.get_repo(db, viewer.principal, _KINDS[kinds], namespace, name)
+    repo = service.get_repo(db, viewer.principal, RepoRef(_KINDS[kinds], namespace, name))
     if not repo.versions:
         return RedirectResponse("/artifacts?q=" + name, status_code=303)
     return RedirectResponse(
@@ -108,22 +107,20 @@ def version_page(
     viewer: CurrentViewer,
 ) -> Response:
     principal = viewer.principal
-    kind = _KINDS[kinds]
-    view = service.read_version(db, principal, kind, namespace, name, rev)
+    repo_ref = RepoRef(_KINDS[kinds], namespace, name)
+    view = service.read_version(db, principal, repo_ref.at(rev))
     version = view.version
-    up = service.lineage(db, principal, kind, namespace, name, str(version.number))
-    down = service.lineage(
-        db, principal, kind, namespace, name, str(version.number), direction="down"
-    )
+    up = service.lineage(db, principal, repo_ref.at(str(version.number)))
+    down = service.lineage(db, principal, repo_ref.at(str(version.number)), direction="down")
     key = request.app.state.facility.signer.verifier_key()
     try:
-        statement = signing.open_envelope(version.envelope, key)
+        statement = service.open_envelope(version.envelope, key)
         signed = {f["path"]: f["sha256"] for f in (
             {"path": s["name"], "sha256": s["digest"]["sha256"]} for s in statement["subject"]
         )}  # fmt: skip
         matches = signed == {f.path: f.sha256 for f in version.files}
         signature = {"ok": matches, "why": "" if matches else "the manifest differs from the files"}
-    except signing.SignatureError as exc:
+    except service.SignatureError as exc:
         signature = {"ok": False, "why": str(exc)}
     repo = version.repo
     return _page(
@@ -152,7 +149,7 @@ def version_page(
                 "error": view.meta(f).get("records_error"),
             }
             for f in version.files
-            if kinds == "datasets" and (fmt := records.record_format(f.path))
+            if kinds == "datasets" and (fmt := service.record_format(f.path))
         ],
     )
 
@@ -170,10 +167,9 @@ def records_page(
     offset: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
 ) -> Response:
     registry = request.app.state.artifacts
-    version, local, fallback = service.open_records(
-        db, viewer.principal, registry, _KINDS[kinds], namespace, name, rev, file
-    )
-    page = records.read_page(local, file, offset=offset, limit=RECORDS_PER_PAGE, fallback=fallback)
+    ref = RepoRef(_KINDS[kinds], namespace, name).at(rev)
+    version, local, fallback = service.open_records(db, viewer.principal, registry, ref, file)
+    page = service.read_page(local, file, offset=offset, limit=RECORDS_PER_PAGE, fallback=fallback)
     return _page(
         request,
         viewer,
@@ -182,7 +178,7 @@ def records_page(
         repo=version.repo,
         version=version,
         file=file,
-        format=records.record_format(file),
+        format=service.record_format(file),
         page=page,
         per_page=RECORDS_PER_PAGE,
         quoted=urlencode({"file": file}),
@@ -202,10 +198,9 @@ def record_page(
     viewer: CurrentViewer,
 ) -> Response:
     registry = request.app.state.artifacts
-    version, local, fallback = service.open_records(
-        db, viewer.principal, registry, _KINDS[kinds], namespace, name, rev, file
-    )
-    record = records.read_record(local, file, index, fallback=fallback)
+    ref = RepoRef(_KINDS[kinds], namespace, name).at(rev)
+    version, local, fallback = service.open_records(db, viewer.principal, registry, ref, file)
+    record = service.read_record(local, file, index, fallback=fallback)
     base = f"/api/v1/artifacts/{kinds}/{version.repo.repo_id}/versions/{version.number}"
     response = _page(
         request,
@@ -215,7 +210,9 @@ def record_page(
         repo=version.repo,
         version=version,
         file=file,
-        record=record_out(record, file, base, has_next=records.has_record(local, file, index + 1)),
+        record=service.record_out(
+            record, file, base, has_next=service.has_record(local, file, index + 1)
+        ),
         quoted=urlencode({"file": file}),
     )
     response.headers["Content-Security-Policy"] = _RECORD_CSP

@@ -1,9 +1,10 @@
-"""The records of a dataset version, read from its files as they are stored: rows of JSONL and
-Parquet files (text, code, media in a column) and samples of WebDataset `.tar` and `.tar.gz`
-shards (an image, audio or video with its `.json` sidecar). Each record says where it came
-from and under which licence: from its own fields or sidecar when it has them, else from the
-version's declaration, and it says which. Nothing here authorizes: callers do, first. The one
-thing written is a JSONL file's sparse line index, a cache beside the store's objects."""
+"""The rows of a dataset version (its "records" in the API; not the public record), read from
+its files as they are stored: rows of JSONL and Parquet files (text, code, media in a column)
+and samples of WebDataset `.tar` and `.tar.gz` shards (an image, audio or video with its
+`.json` sidecar). Each record says where it came from and under which licence: from its own
+fields or sidecar when it has them, else from the version's declaration, and it says which.
+Nothing here authorizes: callers do, first. The one thing written is a JSONL file's sparse
+line index, a cache beside the store's objects."""
 
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlencode
 
 from commonlab.artifacts import metadata
+from commonlab.artifacts.schemas import MemberOut, RecordOut
 from commonlab.artifacts.store import derived_path
 from commonlab.errors import InvalidInput, NotFound
 
 __all__ = [
     "FORMATS",
+    "Fallback",
     "Member",
     "MemberData",
     "Record",
@@ -40,9 +44,11 @@ __all__ = [
     "has_record",
     "line_index_path",
     "member_data",
+    "provenance",
     "read_page",
     "read_record",
     "record_format",
+    "record_out",
     "shard_compression",
     "shard_members",
     "summarize",
@@ -827,3 +833,45 @@ def shard_members(path: Path, name: str) -> dict[str, tuple[str, str]]:
     except UnreadableRecords:
         return {}
     return found
+
+
+# How a record is shown (the API and the portal) ------------------------------------------------
+
+
+def provenance(record: Record) -> dict[str, Any]:
+    """Where a record came from and under which licence, and whether it said so itself."""
+    return {
+        "source": record.source,
+        "source_from": record.source_from,
+        "license": record.license,
+        "license_from": record.license_from,
+    }
+
+
+def record_out(record: Record, file: str, base: str, *, has_next: bool) -> RecordOut:
+    """A record in full, each media member with its URL under `base` (the version's)."""
+
+    def url(member: str) -> str:
+        query = urlencode({"file": file, "member": member})
+        return f"{base}/records/{record.index}/media?{query}"
+
+    return RecordOut(
+        file=file,
+        format=record_format(file) or "",
+        index=record.index,
+        key=record.key,
+        members=[
+            MemberOut(
+                name=m.name,
+                kind=m.kind,
+                media_type=m.media_type,
+                size=m.size,
+                text=m.text,
+                truncated=m.truncated,
+                url=url(m.name),
+            )
+            for m in record.members
+        ],
+        has_next=has_next,
+        **provenance(record),
+    )

@@ -11,12 +11,12 @@ import os
 
 import pytest
 
-from commonlab.artifacts import records
+from commonlab.artifacts import dataset_rows
 from commonlab.artifacts.store import ObjectStore
 from tests.artifacts import media
 from tests.artifacts.helpers import push
-from tests.artifacts.test_api import cleared, make_repo, person_with_token, researcher  # noqa: F401
-from tests.helpers import problem, record_entries
+from tests.artifacts.test_api import cleared, make_repo, researcher  # noqa: F401
+from tests.helpers import person_with_token, problem, record_entries
 
 PNG, WAV = media.png(), media.wav()
 JSONL = (
@@ -468,20 +468,20 @@ def test_a_compressed_member_is_unpacked_once_and_only_that_one(tmp_path, monkey
     is never unpacked whole, and a member over MAX_UNPACKED is refused with the reason."""
     path = tmp_path / "s.tar.gz"
     path.write_bytes(gz_shard())
-    got = records.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
+    got = dataset_rows.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
     assert got.file is not None and got.data is None and got.size == len(LONG_WAV)
     assert got.file.read() == LONG_WAV
     got.file.close()
-    small = records.member_data(path, "s.tar.gz", 0, "png", fallback=NOTHING)
+    small = dataset_rows.member_data(path, "s.tar.gz", 0, "png", fallback=NOTHING)
     assert small.data == PNG and small.file is None
-    monkeypatch.setattr(records, "MAX_UNPACKED", 1 << 20)
-    with pytest.raises(records.UnreadableRecords, match=r"publish it in a \.tar shard"):
-        records.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
+    monkeypatch.setattr(dataset_rows, "MAX_UNPACKED", 1 << 20)
+    with pytest.raises(dataset_rows.UnreadableRecords, match=r"publish it in a \.tar shard"):
+        dataset_rows.member_data(path, "s.tar.gz", 1, "wav", fallback=NOTHING)
 
 
 # Deep JSONL records through the line index ----------------------------------------------------
 
-NOTHING = records.Fallback([], [])
+NOTHING = dataset_rows.Fallback([], [])
 
 
 def deep_jsonl(count: int = 20_000) -> bytes:
@@ -510,42 +510,42 @@ def stored_jsonl(tmp_path):
     plain = tmp_path / "plain.jsonl"
     plain.write_bytes(data)
     path = store.path(store.put_file(plain).blake3)
-    summary = records.summarize(path, "d.jsonl")
+    summary = dataset_rows.summarize(path, "d.jsonl")
     assert (summary["records"], summary["complete"]) == (20_000, True)
     return path, plain, data
 
 
 def test_a_deep_jsonl_record_is_read_through_the_line_index(stored_jsonl, monkeypatch):
     path, plain, data = stored_jsonl
-    index = records.line_index_path(path)
+    index = dataset_rows.line_index_path(path)
     assert index is not None and index.is_file()
     assert index.stat().st_size < 200  # 5 entries for 20,000 records: sparse
 
     lines_read = []
-    real_lines = records._lines
+    real_lines = dataset_rows._lines
 
     def counted(fh, name, line_no):
         for item in real_lines(fh, name, line_no):
             lines_read.append(item[0])
             yield item
 
-    monkeypatch.setattr(records, "_lines", counted)
-    deep = records.read_record(path, "d.jsonl", 19_999, fallback=NOTHING)
-    assert len(lines_read) <= records.INDEX_EVERY  # from the indexed record 16,384 on, not 0
+    monkeypatch.setattr(dataset_rows, "_lines", counted)
+    deep = dataset_rows.read_record(path, "d.jsonl", 19_999, fallback=NOTHING)
+    assert len(lines_read) <= dataset_rows.INDEX_EVERY  # from the indexed record 16,384 on, not 0
     expected = line_by_line(data, 19_999)
     assert json.loads(next(m.text for m in deep.members if m.name == "i")) == expected["i"]
     assert next(m.text for m in deep.members if m.name == "text") == expected["text"]
-    assert deep == records.read_record(plain, "d.jsonl", 19_999, fallback=NOTHING)
+    assert deep == dataset_rows.read_record(plain, "d.jsonl", 19_999, fallback=NOTHING)
 
     for offset in (0, 4095, 4096, 8191, 16_384, 19_990, 20_000, 10**9):
-        indexed = records.read_page(path, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
-        scanned = records.read_page(plain, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
+        indexed = dataset_rows.read_page(path, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
+        scanned = dataset_rows.read_page(plain, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
         assert indexed.records == scanned.records and indexed.has_more == scanned.has_more
         assert indexed.total == 20_000  # known from the index, even mid-file
-    assert records.has_record(path, "d.jsonl", 19_999)
-    assert not records.has_record(path, "d.jsonl", 20_000)
-    with pytest.raises(records.RecordNotFound, match="holds 20000 records"):
-        records.read_record(path, "d.jsonl", 20_000, fallback=NOTHING)
+    assert dataset_rows.has_record(path, "d.jsonl", 19_999)
+    assert not dataset_rows.has_record(path, "d.jsonl", 20_000)
+    with pytest.raises(dataset_rows.RecordNotFound, match="holds 20000 records"):
+        dataset_rows.read_record(path, "d.jsonl", 20_000, fallback=NOTHING)
 
 
 def test_a_line_index_keeps_line_numbers_and_is_ignored_when_it_does_not_fit(tmp_path):
@@ -555,14 +555,14 @@ def test_a_line_index_keeps_line_numbers_and_is_ignored_when_it_does_not_fit(tmp
     plain.write_bytes(data)
     path = store.path(store.put_file(plain).blake3)
     # Past the tally a line is counted, not parsed: the file publishes, and is indexed.
-    assert records.summarize(path, "d.jsonl", limit=10)["records"] == 9_000
-    index = records.line_index_path(path)
+    assert dataset_rows.summarize(path, "d.jsonl", limit=10)["records"] == 9_000
+    index = dataset_rows.line_index_path(path)
     assert index is not None and index.is_file()
     bad_line = 1 + next(n for n, line in enumerate(data.split(b"\n")) if b"oops" in line)
-    with pytest.raises(records.UnreadableRecords) as scanned:
-        records.read_record(plain, "d.jsonl", 8500, fallback=NOTHING)
-    with pytest.raises(records.UnreadableRecords) as indexed:
-        records.read_record(path, "d.jsonl", 8500, fallback=NOTHING)
+    with pytest.raises(dataset_rows.UnreadableRecords) as scanned:
+        dataset_rows.read_record(plain, "d.jsonl", 8500, fallback=NOTHING)
+    with pytest.raises(dataset_rows.UnreadableRecords) as indexed:
+        dataset_rows.read_record(path, "d.jsonl", 8500, fallback=NOTHING)
     assert indexed.value.message == scanned.value.message
     assert f"line {bad_line} is not JSON" in indexed.value.message
 
@@ -570,18 +570,18 @@ def test_a_line_index_keeps_line_numbers_and_is_ignored_when_it_does_not_fit(tmp
     raw = bytearray(index.read_bytes())
     raw[-16] ^= 0x01
     index.write_bytes(bytes(raw))
-    assert records.read_record(path, "d.jsonl", 8_999, fallback=NOTHING) == records.read_record(
+    assert dataset_rows.read_record(path, "d.jsonl", 8_999, fallback=NOTHING) == dataset_rows.read_record(
         plain, "d.jsonl", 8_999, fallback=NOTHING
     )
     index.write_bytes(b"not an index")
-    assert records.has_record(path, "d.jsonl", 8_999)
+    assert dataset_rows.has_record(path, "d.jsonl", 8_999)
 
 
 # Files with more records than the tally reads --------------------------------------------------
 
 
 def test_counts_are_exact_and_a_partial_tally_says_so(client, researcher, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(records, "SUMMARY_RECORDS", 5)
+    monkeypatch.setattr(dataset_rows, "SUMMARY_RECORDS", 5)
     h = researcher["headers"]
     repo = make_repo(client, h, name="many")
     jsonl = b"".join(
