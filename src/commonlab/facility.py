@@ -21,6 +21,7 @@ from commonlab.errors import ConfigError
 from commonlab.migrations import migrate
 from commonlab.policy import validate_policy_set
 from commonlab.record.note import NoteError, Signer, Verifier, generate_signer
+from commonlab.record.sequencer import sequence
 from commonlab.record.store import ProofReader
 
 __all__ = ["Facility", "open_facility"]
@@ -44,6 +45,12 @@ class Facility:
 
     def signer_verifier(self) -> Verifier:
         return Verifier.from_key(self.signer.verifier_key())
+
+    def sequence_now(self) -> None:
+        """Sign what waits into the record now, for a command run beside (or without) the
+        server's sequencer thread, such as `commonlab admin recover`."""
+        with self.db.session() as session:
+            sequence(session, self.signer)
 
     def close(self) -> None:
         self.db.dispose()

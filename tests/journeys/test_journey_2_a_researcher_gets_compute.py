@@ -16,6 +16,7 @@ from decimal import Decimal
 import httpx
 
 from tests.cli.test_cli import run
+from tests.portal.helpers import sign_in
 
 DELEGATES = ["Giulia Rossi", "Claire Martin", "Jonas Weber", "Lucía García", "Sofia Lindberg"]
 
@@ -28,11 +29,7 @@ def as_person(monkeypatch, demo, token: str) -> None:
 def signed_in(demo, token: str) -> httpx.Client:
     """A browser's session on the portal: the sign-in form, its CSRF field, the cookie."""
     web = httpx.Client(base_url=demo.url, timeout=30)
-    form = web.get("/signin")
-    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', form.text)
-    assert csrf, form.text[:300]
-    done = web.post("/signin", data={"csrf": csrf.group(1), "token": token})
-    assert done.status_code == 303, done.text[:300]
+    sign_in(web, token)
     return web
 
 

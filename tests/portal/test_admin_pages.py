@@ -3,7 +3,8 @@ institutions, working tokens and the nodes out of service, for operators only.""
 
 from __future__ import annotations
 
-from tests.portal.test_allocation_pages import _sign_in, _text
+from tests.portal.helpers import sign_in
+from tests.portal.test_allocation_pages import _text
 
 
 def test_an_operator_sees_people_tokens_and_drained_nodes(client, operator, operator_token):
@@ -41,11 +42,11 @@ def test_an_operator_sees_people_tokens_and_drained_nodes(client, operator, oper
     client.delete(f"/api/v1/tokens/{revoked['id']}", headers=operator)
 
     assert client.get("/admin", follow_redirects=False).status_code == 303  # sign in first
-    _sign_in(client, token)
+    sign_in(client, token)
     refused = client.get("/admin")
     assert refused.status_code == 403 and "operators" in refused.text
 
-    _sign_in(client, operator_token)
+    sign_in(client, operator_token)
     assert 'href="/admin"' in client.get("/me").text
     page = client.get("/admin")
     assert page.status_code == 200, page.text[:300]

@@ -10,16 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import auth
+from tests.helpers import auth, founders
+from tests.portal.helpers import sign_in_browser
 
 pytestmark = pytest.mark.browser
-
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "DE", "name": "Germany", "contribution": "25"},
-    {"code": "KE", "name": "Kenya", "contribution": "25"},
-]
 
 
 def _api(live_server: Any, method: str, path: str, headers: dict[str, str], **body: Any) -> Any:
@@ -49,7 +43,13 @@ def _person(live_server: Any, name: str, roles: list[str], institution_id: int) 
 
 def _world(live_server: Any) -> dict[str, Any]:
     operator = auth(live_server.operator_token)
-    _api(live_server, "POST", "/members", operator, json={"members": FOUNDERS})
+    _api(
+        live_server,
+        "POST",
+        "/members",
+        operator,
+        json={"members": founders("IT", "FR", "DE", "KE")},
+    )
     inst = {
         country: _api(
             live_server,
@@ -133,10 +133,7 @@ def test_a_pi_submits_a_proposal_and_the_member_states_page_shows_the_chart(
     assert "The council has not been founded yet" in page.locator("main").inner_text()
     world = _world(live_server)
 
-    page.goto("/signin")
-    page.get_by_label("API token").fill(world["pi"][1])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/me")
+    sign_in_browser(page, world["pi"][1])
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Calls").click()
     page.wait_for_url("**/calls")

@@ -14,34 +14,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commonlab.portal.allocation_views import _last_quarters, share_chart
-from tests.helpers import auth, record_entries
+from tests.helpers import auth, founders, new_person, record_entries, token_for
+from tests.portal.helpers import csrf_of, sign_in
 
 TODAY = date.today()
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "KE", "name": "Kenya", "contribution": "25"},
-    {"code": "SE", "name": "Sweden", "contribution": "25"},
-]
 
 
 def _text(page: str) -> str:
     page = re.sub(r"</?(?:a|strong|em|code|span|time)\b[^>]*>", "", page)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def _csrf(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert match, "no CSRF field on the page"
-    return match.group(1)
-
-
-def _sign_in(client: TestClient, token: str) -> None:
-    form = client.get("/signin")
-    response = client.post(
-        "/signin", data={"csrf": _csrf(form.text), "token": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
 
 
 def _iso(**delta: Any) -> str:
@@ -51,21 +32,17 @@ def _iso(**delta: Any) -> str:
 def _person(
     client: TestClient, operator: dict[str, str], name: str, roles: list[str], inst: int
 ) -> tuple[int, str]:
-    row = client.post(
-        "/api/v1/people",
-        json={"name": name, "roles": roles, "institution_id": inst},
-        headers=operator,
-    ).json()
-    token = client.post(
-        f"/api/v1/people/{row['id']}/tokens", json={"scopes": ["read", "write"]}, headers=operator
-    ).json()["token"]
-    return row["id"], token
+    """A person's id and their bare token, which signs them in to the portal."""
+    person_id = new_person(client, operator, name, roles, inst)["id"]
+    return person_id, token_for(client, operator, person_id)
 
 
 @pytest.fixture
 def world(client: TestClient, operator: dict[str, str]) -> dict[str, Any]:
     """A founded council, three institutions, a PI, two reviewers and one open call."""
-    assert client.post("/api/v1/members", json={"members": FOUNDERS}, headers=operator).is_success
+    assert client.post(
+        "/api/v1/members", json={"members": founders("IT", "FR", "KE", "SE")}, headers=operator
+    ).is_success
     inst = {}
     for name, country, kind in [
         ("University of Nairobi", "KE", "university"),
@@ -127,7 +104,7 @@ def _submit(client: TestClient, world: dict[str, Any], **overrides: Any) -> Any:
     page = client.get(f"/calls/{world['call']}")
     return client.post(
         f"/calls/{world['call']}/proposals",
-        data=_form(world, _csrf(page.text), **overrides),
+        data=_form(world, csrf_of(page.text), **overrides),
         follow_redirects=False,
     )
 
@@ -214,7 +191,7 @@ def test_the_calls_and_a_call_page_show_pool_budget_window_eligibility_and_rubri
 
 
 def test_a_pi_submits_the_form_and_sees_the_confirmation(client, app, world):
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     page = client.get(f"/calls/{world['call']}")
     assert 'name="hours_class" value="MI300X"' in page.text
     assert '<option value="1" selected>' in page.text  # the PI's own institution
@@ -242,9 +219,9 @@ def test_a_pi_submits_the_form_and_sees_the_confirmation(client, app, world):
 def test_the_form_without_or_with_a_wrong_csrf_token_is_refused_and_changes_nothing(
     client, app, world
 ):
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     page = client.get(f"/calls/{world['call']}")
-    data = _form(world, _csrf(page.text))
+    data = _form(world, csrf_of(page.text))
     before = len(record_entries(client, app))
     for csrf in (None, "0" * 64):
         body = {k: v for k, v in data.items() if k != "csrf"}
@@ -279,7 +256,7 @@ def test_the_form_without_or_with_a_wrong_csrf_token_is_refused_and_changes_noth
 def test_a_bad_value_re_renders_the_form_with_the_reason_and_what_was_typed(
     client, app, world, overrides, status, reason
 ):
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     response = _submit(client, world, **overrides)
     assert response.status_code == status, response.text[:500]
     alert = re.search(r'<p class="error-text" role="alert">(.*?)</p>', response.text, re.S)
@@ -292,10 +269,10 @@ def test_a_bad_value_re_renders_the_form_with_the_reason_and_what_was_typed(
 
 
 def test_a_reviewer_or_the_public_cannot_submit(client, app, world):
-    csrf = _csrf(client.get("/signin").text)
+    csrf = csrf_of(client.get("/signin").text)
     response = client.post(f"/calls/{world['call']}/proposals", data=_form(world, csrf))
     assert response.status_code in (401, 403)
-    _sign_in(client, world["rome"][1])
+    sign_in(client, world["rome"][1])
     page = client.get(f"/calls/{world['call']}")
     assert "without the PI role" in _text(page.text)
     response = _submit(client, world)
@@ -308,7 +285,7 @@ def test_a_reviewer_or_the_public_cannot_submit(client, app, world):
 
 
 def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     location = _submit(client, world).headers["location"]
     pid = int(location.split("/")[2].split("?")[0])
     rome_id, rome_token = world["rome"]
@@ -317,7 +294,7 @@ def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
     )
     assert assigned.status_code == 201, assigned.text
     client.cookies.clear()
-    _sign_in(client, rome_token)
+    sign_in(client, rome_token)
     queue = client.get("/reviews")
     text = _text(queue.text)
     assert "Proposal 1: Speech models for Swahili <script>" in text and "To score" in text
@@ -326,14 +303,14 @@ def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
     # A missing criterion: the reason, nothing recorded.
     refused = client.post(
         f"/reviews/{pid}",
-        data={"csrf": _csrf(queue.text), "criterion": ["excellence"], "score": ["5"]},
+        data={"csrf": csrf_of(queue.text), "criterion": ["excellence"], "score": ["5"]},
     )
     assert refused.status_code == 422
     assert "Score exactly the call's criteria" in _text(refused.text)
     out_of_range = client.post(
         f"/reviews/{pid}",
         data={
-            "csrf": _csrf(queue.text),
+            "csrf": csrf_of(queue.text),
             "criterion": ["excellence", "openness"],
             "score": ["9", "1"],
         },
@@ -344,7 +321,7 @@ def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
     scored = client.post(
         f"/reviews/{pid}",
         data={
-            "csrf": _csrf(queue.text),
+            "csrf": csrf_of(queue.text),
             "criterion": ["excellence", "openness"],
             "score": ["5", "4"],
             "comment": "Strong & open.",
@@ -361,13 +338,13 @@ def test_the_reviewer_queue_scores_a_proposal(client, app, operator, world):
 
     # Someone not assigned is refused with the reason.
     client.cookies.clear()
-    _sign_in(client, world["paris"][1])
+    sign_in(client, world["paris"][1])
     page = client.get("/reviews")
     assert "No proposal is assigned to you yet" in _text(page.text)
     refused = client.post(
         f"/reviews/{pid}",
         data={
-            "csrf": _csrf(page.text),
+            "csrf": csrf_of(page.text),
             "criterion": ["excellence", "openness"],
             "score": ["1", "1"],
         },
@@ -461,8 +438,8 @@ def test_junk_addresses_get_error_pages_not_500s(client, world, path, status):
 
 
 def test_junk_posts_get_error_pages_and_change_nothing(client, app, world):
-    _sign_in(client, world["pi"][1])
-    csrf = _csrf(client.get(f"/calls/{world['call']}").text)
+    sign_in(client, world["pi"][1])
+    csrf = csrf_of(client.get(f"/calls/{world['call']}").text)
     before = len(record_entries(client, app))
     for path, status in [
         ("/calls/999/proposals", 404),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import auth
+from tests.portal.helpers import sign_in_browser
 from tests.portal.test_allocation_browser import _api, _award_and_use, _world
 
 pytestmark = pytest.mark.browser
@@ -36,10 +37,7 @@ def test_the_pi_reads_the_tranches_chart_on_the_project_page(browser_page, live_
     )
     _award_and_use(live_server, world, proposal["id"])  # 300 h settled this quarter
     page: Any = browser_page
-    page.goto("/signin")
-    page.get_by_label("API token").fill(pi_token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/me")
+    sign_in_browser(page, pi_token)
     mine = page.locator("ul.my-projects").inner_text()
     assert "300 of 4 000 hours drawn, 3 700 left" in mine.replace("\u2009", " ")
     page.get_by_role("link", name="Speech models for Swahili").first.click()

@@ -15,7 +15,8 @@ from tests.artifacts.helpers import push
 from tests.compute.helpers import award_project, run_until
 from tests.helpers import auth, record_entries
 from tests.portal import test_allocation_pages as pages
-from tests.portal.test_allocation_pages import _award, _csrf, _decide, _sign_in, _text
+from tests.portal.helpers import csrf_of, sign_in
+from tests.portal.test_allocation_pages import _award, _decide, _text
 
 world = pages.world  # a fixture: a founded council, a PI, two reviewers and an open call
 
@@ -53,11 +54,11 @@ def test_members_see_a_projects_insides_and_the_public_its_public_face(client, a
     assert f'href="/artifacts/{public}/versions/1"' in page.text
     assert inner not in page.text  # a project-only model is not named to the public
 
-    _sign_in(client, project.outsider_auth["Authorization"].split()[1])
+    sign_in(client, project.outsider_auth["Authorization"].split()[1])
     outsider = client.get(f"/projects/{project.name}").text
     assert "Quarterly tranches" not in outsider and inner not in outsider
 
-    _sign_in(client, project.pi_auth["Authorization"].split()[1])
+    sign_in(client, project.pi_auth["Authorization"].split()[1])
     page = client.get(f"/projects/{project.name}")
     text = _text(page.text)
     assert "Members" in text and project.pi["name"] in text and "PI" in text
@@ -77,7 +78,7 @@ def test_members_see_a_projects_insides_and_the_public_its_public_face(client, a
 
 def test_an_uncleared_member_of_a_contained_project_sees_only_its_public_face(client, operator):
     project = award_project(client, operator, level=3)
-    _sign_in(client, project.member_auth["Authorization"].split()[1])  # a member, no clearance
+    sign_in(client, project.member_auth["Authorization"].split()[1])  # a member, no clearance
     text = _text(client.get(f"/projects/{project.name}").text)
     assert "Small models" in text
     assert "Members" not in text and "Quarterly tranches" not in text
@@ -107,14 +108,14 @@ def test_me_lists_projects_with_hours_proposals_and_reviews(client, operator, wo
         f"/api/v1/ledger/{held['reservation']}/settle", json={"hours": "400"}, headers=operator
     )
     name = client.get(f"/api/v1/allocations/{allocation_id}").json()["project"]
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     text = _text(client.get("/me").text)
     assert f"Speech models for Swahili {name} PI: 400 of 4 000 hours drawn, 3 600 left" in text
     assert "Your proposals Proposal 1: Speech models for Swahili awarded" in text
     assert "Reviews assigned to you" not in text  # she is no reviewer
     assert f'href="/projects/{name}"' in client.get("/me").text
 
-    _sign_in(client, world["paris"][1])
+    sign_in(client, world["paris"][1])
     text = _text(client.get("/me").text)
     assert "Reviews assigned to you Proposal 1: Speech models for Swahili · scored" in text
     assert "You belong to no project yet" in text
@@ -134,10 +135,10 @@ def test_an_operator_assigns_a_suggested_reviewer_and_a_pi_is_offered_none(
         "release_plan": {"weights": True, "data": True, "code": True, "licence": "MIT"},
     }
     pid = client.post("/api/v1/proposals", json=body, headers=auth(world["pi"][1])).json()["id"]
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     assert "Suggested reviewers" not in client.get(f"/proposals/{pid}").text
 
-    _sign_in(client, operator_token)
+    sign_in(client, operator_token)
     page = client.get(f"/proposals/{pid}")
     text = _text(page.text)
     assert "Suggested reviewers" in text
@@ -145,7 +146,7 @@ def test_an_operator_assigns_a_suggested_reviewer_and_a_pi_is_offered_none(
     rome_id = world["rome"][0]
     done = client.post(
         f"/proposals/{pid}/reviewers",
-        data={"csrf": _csrf(page.text), "reviewer_id": str(rome_id)},
+        data={"csrf": csrf_of(page.text), "reviewer_id": str(rome_id)},
         follow_redirects=False,
     )
     assert done.status_code == 303, done.text
@@ -157,11 +158,11 @@ def test_an_operator_assigns_a_suggested_reviewer_and_a_pi_is_offered_none(
 
     again = client.post(
         f"/proposals/{pid}/reviewers",
-        data={"csrf": _csrf(page.text), "reviewer_id": str(rome_id)},
+        data={"csrf": csrf_of(page.text), "reviewer_id": str(rome_id)},
     )
     assert again.status_code == 409 and "already reviews" in again.text
     junk = client.post(
-        f"/proposals/{pid}/reviewers", data={"csrf": _csrf(page.text), "reviewer_id": "x"}
+        f"/proposals/{pid}/reviewers", data={"csrf": csrf_of(page.text), "reviewer_id": "x"}
     )
     assert junk.status_code == 422 and "choose a reviewer" in _text(junk.text).lower()
     forged = client.post(f"/proposals/{pid}/reviewers", data={"csrf": "0" * 64, "reviewer_id": "1"})
@@ -205,7 +206,7 @@ def test_a_project_awaiting_the_council_is_its_members_only(client, operator, wo
     hidden = client.get(f"/projects/{decided['project']}")
     assert hidden.status_code == 404
     assert _text(hidden.text).replace(decided["project"], "proj-999") == _text(missing)
-    _sign_in(client, world["pi"][1])
+    sign_in(client, world["pi"][1])
     page = client.get(f"/projects/{decided['project']}")
     assert page.status_code == 200
     assert "awaiting council" in _text(page.text) and "Open ASR for East African" in page.text

@@ -11,6 +11,7 @@ import pytest
 
 from tests.compute.helpers import award_project
 from tests.helpers import auth
+from tests.portal.helpers import sign_in_browser
 
 pytestmark = pytest.mark.browser
 
@@ -41,9 +42,7 @@ def test_fleet_chart_and_a_job_page(browser_page, live_server, screenshot):
     assert bar.get_attribute("width") not in (None, "0", "0.0")  # the running job shows
     screenshot(page, "fleet")
 
-    page.goto("/signin")
-    page.get_by_label("API token").fill(project.pi_auth["Authorization"].split()[1])
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_browser(page, project.pi_auth["Authorization"].split()[1])
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("link", name=str(job["id"]), exact=True).click()
     assert "hello from the job" in page.locator("pre.log").inner_text()

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from commonlab.portal.compute_views import fleet_bars
 from tests.compute.helpers import award_project, run_until
-
-
-def sign_in(client, headers):
-    token = headers["Authorization"].split()[1]
-    page = client.get("/signin")
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    done = client.post("/signin", data={"token": token, "csrf": csrf}, follow_redirects=False)
-    assert done.status_code == 303, done.text
+from tests.portal.helpers import csrf_of, sign_in
 
 
 def test_the_fleet_page_draws_each_partition_on_one_scale(client, operator):
@@ -60,13 +53,13 @@ def test_a_member_sees_their_jobs_and_cancels_one(client, operator, app):
     ).json()
     run_until(app.state.jobs, client, job["id"], project.pi_auth, {"running"})
     assert client.get("/jobs", follow_redirects=False).status_code == 303  # sign in first
-    sign_in(client, project.pi_auth)
+    sign_in(client, project.pi_auth["Authorization"].split()[1])
     listing = client.get("/jobs")
     assert f'href="/jobs/{job["id"]}"' in listing.text and "running" in listing.text
     page = client.get(f"/jobs/{job['id']}")
     assert page.status_code == 200
     assert "Cancel this job" in page.text and "admitted" in page.text
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    csrf = csrf_of(page.text)
     refused = client.post(f"/jobs/{job['id']}/cancel", data={"csrf": "forged"})
     assert refused.status_code == 403
     done = client.post(f"/jobs/{job['id']}/cancel", data={"csrf": csrf}, follow_redirects=False)
@@ -85,7 +78,7 @@ def test_outsiders_and_the_public_do_not_see_a_job(client, operator):
         headers=project.pi_auth,
     ).json()
     assert client.get(f"/jobs/{job['id']}").status_code == 404
-    sign_in(client, project.outsider_auth)
+    sign_in(client, project.outsider_auth["Authorization"].split()[1])
     assert client.get(f"/jobs/{job['id']}").status_code == 403
     assert client.get("/jobs/0").status_code == 400
     assert client.get("/jobs/99999").status_code == 404

@@ -12,15 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import auth, close_when_due, found_council, record_entries
+from tests.helpers import FOUNDERS, auth, close_when_due, found_council, record_entries
+from tests.portal.helpers import csrf_of, sign_in
 
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "DE", "name": "Germany", "contribution": "20"},
-    {"code": "ES", "name": "Spain", "contribution": "15"},
-    {"code": "SE", "name": "Sweden", "contribution": "15"},
-]
 NEW_REGULATION = {
     "title": "First regulation of the council",
     "capacity": {
@@ -41,22 +35,8 @@ def _text(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
-def _csrf(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert match, "no CSRF field on the page"
-    return match.group(1)
-
-
 def _is_html(response: Any) -> None:
     assert response.headers["content-type"].startswith("text/html"), response.text[:200]
-
-
-def _sign_in(client: TestClient, token: str) -> None:
-    form = client.get("/signin")
-    response = client.post(
-        "/signin", data={"csrf": _csrf(form.text), "token": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
 
 
 def _table(client: TestClient, headers: dict[str, str], kind: str, payload: dict[str, Any]) -> int:
@@ -174,16 +154,18 @@ def test_a_motion_shows_its_rule_payload_tally_and_roll_call(client, admission):
 def test_the_public_and_non_delegates_get_no_vote_form_and_cannot_vote(
     client, app, admission, operator_token
 ):
-    csrf = _csrf(client.get("/signin").text)
+    csrf = csrf_of(client.get("/signin").text)
     refused = client.post(f"/motions/{admission}/vote", data={"csrf": csrf, "choice": "no"})
     assert 400 <= refused.status_code < 500
     _is_html(refused)
     assert 'role="alert"' in refused.text and "Nothing was changed" in refused.text
 
-    _sign_in(client, operator_token)  # an operator, not a delegate
+    sign_in(client, operator_token)  # an operator, not a delegate
     page = client.get(f"/motions/{admission}").text
     assert f'action="/motions/{admission}/vote"' not in page
-    refused = client.post(f"/motions/{admission}/vote", data={"csrf": _csrf(page), "choice": "no"})
+    refused = client.post(
+        f"/motions/{admission}/vote", data={"csrf": csrf_of(page), "choice": "no"}
+    )
     assert refused.status_code == 403
     assert "Only delegates may vote. Nothing was changed." in _text(refused.text)
     assert _votes(client, admission) == [("IT", "yes")]
@@ -191,7 +173,7 @@ def test_the_public_and_non_delegates_get_no_vote_form_and_cannot_vote(
 
 
 def test_a_delegate_votes_through_the_form_and_it_is_on_the_record(client, app, council, admission):
-    _sign_in(client, council["FR"])
+    sign_in(client, council["FR"])
     page = client.get(f"/motions/{admission}")
     assert page.headers["cache-control"] == "no-store"
     text = _text(page.text)
@@ -202,7 +184,7 @@ def test_a_delegate_votes_through_the_form_and_it_is_on_the_record(client, app, 
 
     response = client.post(
         f"/motions/{admission}/vote",
-        data={"csrf": _csrf(page.text), "choice": "yes"},
+        data={"csrf": csrf_of(page.text), "choice": "yes"},
         follow_redirects=False,
     )
     assert response.status_code == 303
@@ -220,7 +202,7 @@ def test_a_delegate_votes_through_the_form_and_it_is_on_the_record(client, app, 
     # Changing the vote is allowed until it closes; the address cannot fake the notice.
     changed = client.post(
         f"/motions/{admission}/vote",
-        data={"csrf": _csrf(page.text), "choice": "abstain"},
+        data={"csrf": csrf_of(page.text), "choice": "abstain"},
         follow_redirects=False,
     )
     assert changed.status_code == 303
@@ -231,7 +213,7 @@ def test_a_delegate_votes_through_the_form_and_it_is_on_the_record(client, app, 
 def test_a_vote_without_the_csrf_token_is_refused_and_changes_nothing(
     client, app, council, admission
 ):
-    _sign_in(client, council["FR"])
+    sign_in(client, council["FR"])
     before = len(record_entries(client, app, type="governance"))
     for data in ({"choice": "yes"}, {"choice": "yes", "csrf": "0" * 64}):
         response = client.post(f"/motions/{admission}/vote", data=data, follow_redirects=False)
@@ -240,7 +222,7 @@ def test_a_vote_without_the_csrf_token_is_refused_and_changes_nothing(
         assert "nothing was changed" in _text(response.text)
     cross_site = client.post(
         f"/motions/{admission}/vote",
-        data={"choice": "yes", "csrf": _csrf(client.get(f"/motions/{admission}").text)},
+        data={"choice": "yes", "csrf": csrf_of(client.get(f"/motions/{admission}").text)},
         headers={"Origin": "https://evil.example"},
     )
     assert cross_site.status_code == 403
@@ -251,11 +233,11 @@ def test_a_vote_without_the_csrf_token_is_refused_and_changes_nothing(
 def test_voting_the_same_way_twice_shows_the_reason_and_changes_nothing(
     client, app, council, admission
 ):
-    _sign_in(client, council["IT"])  # Italy already voted yes through the API
+    sign_in(client, council["IT"])  # Italy already voted yes through the API
     page = client.get(f"/motions/{admission}").text
     assert "IT has voted yes" in _text(page)
     response = client.post(
-        f"/motions/{admission}/vote", data={"csrf": _csrf(page), "choice": "yes"}
+        f"/motions/{admission}/vote", data={"csrf": csrf_of(page), "choice": "yes"}
     )
     assert response.status_code == 409
     _is_html(response)
@@ -273,7 +255,7 @@ def test_a_closed_motion_shows_its_result_and_roll_call(client, app, council, ad
     for code, choice in (("FR", "yes"), ("DE", "yes"), ("ES", "no"), ("SE", "abstain")):
         _api_vote(client, auth(council[code]), admission, choice)
     _close(app, admission)
-    _sign_in(client, council["FR"])
+    sign_in(client, council["FR"])
     page = client.get(f"/motions/{admission}")
     text = _text(page.text)
     assert "Passed" in text
@@ -288,7 +270,7 @@ def test_a_closed_motion_shows_its_result_and_roll_call(client, app, council, ad
     assert f'action="/motions/{admission}/vote"' not in page.text
 
     late = client.post(
-        f"/motions/{admission}/vote", data={"csrf": _csrf(page.text), "choice": "no"}
+        f"/motions/{admission}/vote", data={"csrf": csrf_of(page.text), "choice": "no"}
     )
     assert late.status_code == 409
     assert f"Motion {admission} is passed: its vote is over" in _text(late.text)
@@ -368,8 +350,8 @@ def test_junk_addresses_get_error_pages_not_500s(client, council, path, status):
 
 
 def test_junk_votes_get_error_pages_and_change_nothing(client, app, council, admission):
-    _sign_in(client, council["FR"])
-    csrf = _csrf(client.get(f"/motions/{admission}").text)
+    sign_in(client, council["FR"])
+    csrf = csrf_of(client.get(f"/motions/{admission}").text)
     for path, data, status in [
         ("/motions/999/vote", {"csrf": csrf, "choice": "yes"}, 404),
         (f"/motions/{admission}/vote", {"csrf": csrf, "choice": "maybe"}, 400),

@@ -10,16 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import auth, close_when_due
+from tests.helpers import auth, close_when_due, founders
+from tests.portal.helpers import sign_in_browser
 
 pytestmark = pytest.mark.browser
-
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "DE", "name": "Germany", "contribution": "25"},
-    {"code": "ES", "name": "Spain", "contribution": "25"},
-]
 
 
 def _api(live_server: Any, method: str, path: str, headers: dict[str, str], **body: Any) -> Any:
@@ -31,7 +25,13 @@ def _api(live_server: Any, method: str, path: str, headers: dict[str, str], **bo
 def _found_council(live_server: Any) -> dict[str, str]:
     """Four founding states; delegates for Italy, France and Germany. Returns code → token."""
     operator = auth(live_server.operator_token)
-    _api(live_server, "POST", "/members", operator, json={"members": FOUNDERS})
+    _api(
+        live_server,
+        "POST",
+        "/members",
+        operator,
+        json={"members": founders("IT", "FR", "DE", "ES")},
+    )
     tokens = {}
     for code, name in (("IT", "Giulia Rossi"), ("FR", "Claire Martin"), ("DE", "Jonas Weber")):
         person = _api(
@@ -95,10 +95,7 @@ def test_a_delegate_votes_and_reads_the_result_on_the_motion_page(
     _vote(live_server, tokens["FR"], motion_id, "yes")
 
     # Signed in as Italy's delegate, through the form.
-    page.goto("/signin")
-    page.get_by_label("API token").fill(tokens["IT"])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/me")
+    sign_in_browser(page, tokens["IT"])
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Council").click()
     page.wait_for_url("**/council")

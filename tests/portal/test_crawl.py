@@ -21,6 +21,7 @@ from commonlab.identity.service import bootstrap_operator
 from commonlab.policy.principal import SYSTEM, Scope
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.helpers import auth, sequence_now
+from tests.portal.helpers import sign_in
 
 HREF = re.compile(r'(?:href|src)="([^"]+)"')
 # A page of the site is followed; these are only checked to answer (they are not HTML pages
@@ -76,13 +77,6 @@ def _publish_a_model_made_by_a_job(client, pi) -> None:
     files = {"model.safetensors": safetensors_bytes()}
     pushed = push(client, pi, model, files, job=str(job.json()["id"]))
     assert pushed.status_code == 201, pushed.text
-
-
-def sign_in(client, token: str) -> None:
-    page = client.get("/signin")
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    done = client.post("/signin", data={"token": token, "csrf": csrf}, follow_redirects=False)
-    assert done.status_code == 303, done.text
 
 
 def crawl(client) -> dict[str, tuple[int, str]]:

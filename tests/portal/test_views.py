@@ -30,6 +30,7 @@ from commonlab.portal.session import (
 )
 from commonlab.record.merkle import leaf_hash, verify_inclusion
 from tests.helpers import problem, sequence_now
+from tests.portal.helpers import csrf_of, post_sign_in
 
 INSTITUTIONS = [
     {"name": "University of Nairobi", "country": "KE", "kind": "university"},
@@ -39,12 +40,6 @@ INSTITUTIONS = [
 
 
 # Helpers -------------------------------------------------------------------------------------
-
-
-def _csrf(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert match, "no CSRF field on the page"
-    return match.group(1)
 
 
 def _card(page: str, title: str) -> str:
@@ -62,13 +57,6 @@ def _text(page: str) -> str:
 
 def _is_html(response: Any) -> None:
     assert response.headers["content-type"].startswith("text/html"), response.text[:200]
-
-
-def _sign_in(client: TestClient, token: str) -> Any:
-    form = client.get("/signin")
-    return client.post(
-        "/signin", data={"csrf": _csrf(form.text), "token": token}, follow_redirects=False
-    )
 
 
 def _set_cookie(response: Any) -> str:
@@ -185,7 +173,7 @@ def test_pages_carry_no_script_and_a_strict_content_security_policy(client):
 
 
 def test_signing_in_sets_an_httponly_cookie_and_me_shows_the_person(client, operator_token):
-    response = _sign_in(client, operator_token)
+    response = post_sign_in(client, operator_token)
     assert response.status_code == 303
     assert response.headers["location"] == "/me"
     cookie = _set_cookie(response)
@@ -216,13 +204,13 @@ def test_signing_in_sets_an_httponly_cookie_and_me_shows_the_person(client, oper
 def test_the_cookie_is_secure_when_the_facility_says_so(client, app, operator_token):
     facility = app.state.facility
     facility.settings = facility.settings.model_copy(update={"secure_cookies": True})
-    cookie = _set_cookie(_sign_in(client, operator_token))
+    cookie = _set_cookie(post_sign_in(client, operator_token))
     assert "Secure" in cookie and "HttpOnly" in cookie
 
 
 def test_the_cookie_never_outlives_the_token(client, operator):
     issued = _issue(client, operator, name="short", scopes=["read"], expires_in_days=1)
-    cookie = _set_cookie(_sign_in(client, issued["token"]))
+    cookie = _set_cookie(post_sign_in(client, issued["token"]))
     assert int(re.search(r"Max-Age=(\d+)", cookie).group(1)) <= SESSION_MAX_AGE
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert cookie_max_age(now + timedelta(minutes=5), now) == 300
@@ -243,7 +231,7 @@ def test_the_cookie_never_outlives_the_token(client, operator):
 def test_a_bad_token_shows_the_reason_and_sets_no_cookie(
     client, operator_token, token, status, reason
 ):
-    response = _sign_in(client, token)
+    response = post_sign_in(client, token)
     assert response.status_code == status
     _is_html(response)
     assert reason.lower() in html.unescape(response.text).lower()
@@ -260,7 +248,7 @@ def test_an_expired_token_is_refused_with_its_reason(client, app, operator):
             .where(ApiToken.id == issued["id"])
             .values(expires_at=datetime.now(UTC) - timedelta(days=1))
         )
-    response = _sign_in(client, issued["token"])
+    response = post_sign_in(client, issued["token"])
     assert response.status_code == 401
     assert f"Token {issued['key_id']} expired on" in html.unescape(response.text)
     assert SESSION_COOKIE not in _set_cookie(response)
@@ -268,7 +256,7 @@ def test_an_expired_token_is_refused_with_its_reason(client, app, operator):
 
 def test_a_revoked_token_is_refused_and_ends_a_session_that_used_it(client, operator):
     issued = _issue(client, operator, name="browser", scopes=["read"])
-    assert _sign_in(client, issued["token"]).status_code == 303
+    assert post_sign_in(client, issued["token"]).status_code == 303
     assert "Facility operator" in client.get("/me").text
     revoked = client.delete(f"/api/v1/tokens/{issued['id']}", headers=operator)
     assert revoked.status_code == 200, revoked.text
@@ -277,7 +265,7 @@ def test_a_revoked_token_is_refused_and_ends_a_session_that_used_it(client, oper
     assert "Your session on this browser has ended" in me and "was revoked" in me
     assert "Sign in" in me
     client.cookies.clear()
-    response = _sign_in(client, issued["token"])
+    response = post_sign_in(client, issued["token"])
     assert response.status_code == 401
     assert f"Token {issued['key_id']} was revoked" in html.unescape(response.text)
     assert SESSION_COOKIE not in _set_cookie(response)
@@ -317,8 +305,8 @@ def test_signing_in_without_the_right_csrf_token_is_refused(client, operator_tok
 
 
 def test_a_csrf_token_from_before_sign_in_does_not_work_after_it(client, operator_token):
-    anonymous = _csrf(client.get("/signin").text)
-    assert _sign_in(client, operator_token).status_code == 303
+    anonymous = csrf_of(client.get("/signin").text)
+    assert post_sign_in(client, operator_token).status_code == 303
     response = client.post("/signout", data={"csrf": anonymous}, follow_redirects=False)
     assert response.status_code == 403
     assert SESSION_COOKIE not in _set_cookie(response)
@@ -334,7 +322,7 @@ def test_a_post_from_another_site_is_refused(client, operator_token):
     ):
         response = client.post(
             "/signin",
-            data={"csrf": _csrf(form), "token": operator_token},
+            data={"csrf": csrf_of(form), "token": operator_token},
             headers=headers,
             follow_redirects=False,
         )
@@ -342,7 +330,7 @@ def test_a_post_from_another_site_is_refused(client, operator_token):
         assert SESSION_COOKIE not in _set_cookie(response)
     same_site = client.post(
         "/signin",
-        data={"csrf": _csrf(form), "token": operator_token},
+        data={"csrf": csrf_of(form), "token": operator_token},
         headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
         follow_redirects=False,
     )
@@ -356,9 +344,9 @@ def test_a_json_post_is_not_a_form_and_is_refused(client, operator_token):
 
 
 def test_signing_out_clears_the_cookie(client, operator_token):
-    assert _sign_in(client, operator_token).status_code == 303
+    assert post_sign_in(client, operator_token).status_code == 303
     page = client.get("/me").text
-    response = client.post("/signout", data={"csrf": _csrf(page)}, follow_redirects=False)
+    response = client.post("/signout", data={"csrf": csrf_of(page)}, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/"
     cookie = _set_cookie(response)
@@ -391,7 +379,7 @@ def test_api_csrf_guard_refuses_cookie_only_unsafe_requests(app, operator_token)
 
 
 def test_the_api_refuses_a_cookie_only_post_without_the_csrf_header(client, operator_token):
-    assert _sign_in(client, operator_token).status_code == 303
+    assert post_sign_in(client, operator_token).status_code == 303
     response = client.post("/api/v1/institutions", json=INSTITUTIONS[0])
     assert response.status_code == 403
     problem(response)
@@ -405,7 +393,7 @@ def test_the_api_refuses_a_cookie_only_post_without_the_csrf_header(client, oper
 
 
 def test_a_non_ascii_csrf_header_is_refused_not_a_500(client, operator_token):
-    assert _sign_in(client, operator_token).status_code == 303
+    assert post_sign_in(client, operator_token).status_code == 303
     response = client.post(
         "/api/v1/institutions",
         json=INSTITUTIONS[0],

@@ -10,7 +10,6 @@ its PI's. On SQLite and PostgreSQL, through the API and the portal.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,8 +18,9 @@ from sqlalchemy import func, select
 
 from commonlab.allocation.models import Proposal, Review
 from commonlab.record.models import Entry
-from tests.compute.helpers import person
-from tests.helpers import problem
+from tests.helpers import person_with_token, problem
+from tests.portal.helpers import csrf_of
+from tests.portal.helpers import sign_in as portal_sign_in
 
 TODAY = date.today()
 
@@ -41,8 +41,10 @@ def world(client, operator) -> dict[str, Any]:
             ("ministry", "Italian Ministry of Economy", "IT", "government"),
         ]
     }
-    pi, pi_auth = person(client, operator, "Wanjiru", ["pi", "researcher"], inst["nairobi"]["id"])
-    reviewer, reviewer_auth = person(
+    pi, pi_auth = person_with_token(
+        client, operator, "Wanjiru", ["pi", "researcher"], inst["nairobi"]["id"]
+    )
+    reviewer, reviewer_auth = person_with_token(
         client, operator, "Giulia", ["reviewer"], inst["sapienza"]["id"]
     )
     now = datetime.now(UTC)
@@ -94,20 +96,8 @@ def proposal_body(world: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 
 def sign_in(client, headers: dict[str, str]) -> str:
     """Sign in to the portal with the token in `headers`; the session's CSRF token."""
-    form = client.get("/signin")
-    done = client.post(
-        "/signin",
-        data={"csrf": _csrf(form.text), "token": headers["Authorization"].split()[1]},
-        follow_redirects=False,
-    )
-    assert done.status_code == 303, done.text
-    return _csrf(client.get("/reviews").text)
-
-
-def _csrf(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert match, "no CSRF field on the page"
-    return match.group(1)
+    portal_sign_in(client, headers["Authorization"].split()[1])
+    return csrf_of(client.get("/reviews").text)
 
 
 def snapshot(facility) -> tuple[int, int, list[Any]]:
@@ -212,7 +202,7 @@ def test_a_proposals_institution_is_its_pis(client, operator, world):
 
 
 def test_a_pi_without_an_institution_is_told_to_ask_an_operator(client, operator, world):
-    _, loner_auth = person(client, operator, "No affiliation", ["pi", "researcher"])
+    _, loner_auth = person_with_token(client, operator, "No affiliation", ["pi", "researcher"])
     unnamed = {k: v for k, v in proposal_body(world).items() if k != "institution_id"}
     refused = client.post("/api/v1/proposals", json=unnamed, headers=loner_auth)
     assert refused.status_code == 422 and "ask an operator" in problem(refused)["detail"]

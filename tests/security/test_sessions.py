@@ -20,29 +20,20 @@ from commonlab.db import utcnow
 from commonlab.portal.models import PortalSession
 from commonlab.portal.session import SESSION_COOKIE
 from tests.helpers import problem, record_entries
+from tests.portal.helpers import csrf_of, sign_in
 
 NAIROBI = {"name": "University of Nairobi", "country": "KE", "kind": "university"}
 
 
-def _csrf(page: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    assert match, "no CSRF field on the page"
-    return match.group(1)
-
-
 def _sign_in(client: TestClient, token: str) -> str:
     """Sign in through the form; the session cookie the browser now holds."""
-    form = client.get("/signin").text
-    response = client.post(
-        "/signin", data={"csrf": _csrf(form), "token": token}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
+    sign_in(client, token)
     return client.cookies[SESSION_COOKIE]
 
 
 def _sign_out(client: TestClient) -> None:
     page = client.get("/me").text
-    response = client.post("/signout", data={"csrf": _csrf(page)}, follow_redirects=False)
+    response = client.post("/signout", data={"csrf": csrf_of(page)}, follow_redirects=False)
     assert response.status_code == 303
 
 

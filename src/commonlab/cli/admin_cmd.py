@@ -241,15 +241,13 @@ def admin_recover(
     (or COMMONLAB_CONFIG) as `commonlab up`: it opens the facility's home and database
     directly. The token is printed once; its issue is on the public record."""
     from commonlab.identity.service import recover_operator
-    from commonlab.record.sequencer import sequence
 
     facility = _open_facility_home()
     try:
         with facility.db.session() as session:
             person, secret = recover_operator(session, person_id=person_id, name=name)
             pseudonym = person.pseudonym
-        with facility.db.session() as session:
-            sequence(session, facility.signer)  # signed into the record now, not at next start
+        facility.sequence_now()  # signed into the record now, not at next start
     finally:
         facility.close()
     console.print(

@@ -48,19 +48,16 @@ def verify(
 
 
 def _verify_local(verifier_key: str | None) -> None:
-    from sqlalchemy import func, select
-
     from commonlab.config import load_settings
     from commonlab.facility import open_facility
-    from commonlab.record.models import Entry
+    from commonlab.record import service as record
     from commonlab.record.note import Verifier
     from commonlab.record.verify import verify_store
 
     facility = open_facility(load_settings())
     verifier = Verifier.from_key(verifier_key or facility.signer.verifier_key())
     with facility.db.session() as session:
-        with session.begin():
-            total = session.scalar(select(func.count()).where(Entry.seq.is_not(None))) or 0
+        total = record.sequenced_count(session)
         with _progress() as progress:
             task = progress.add_task("verifying entries", total=total)
             report = verify_store(

@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from commonlab import record
 from commonlab.allocation import service as allocation
+from commonlab.artifacts import service as artifacts
 from commonlab.compute import rules
 from commonlab.compute.events import ComputeEvent, job_event
 from commonlab.compute.executors.base import Observed
@@ -61,6 +62,7 @@ __all__ = [
     "jobs_query",
     "log_chunk",
     "move_job",
+    "newest_jobs",
     "nodes_out_of_service",
     "note_waiting",
     "partition_name",
@@ -347,19 +349,16 @@ def partition_views(db: Session) -> list[rules.PartitionView]:
 
 def input_levels(db: Session, actor: Principal, refs: list[str]) -> dict[str, int]:
     """The containment level of each input version, read as the submitter (so an input they
-    may not read refuses the job, and a CL-2 read is on the record like any other)."""
-    from commonlab.artifacts import service as artifacts
-
+    may not read refuses the job, and a CL-2 read is on the record like any other). In the
+    caller's transaction: the job's admission, so a refused job leaves no read behind."""
     levels: dict[str, int] = {}
     for ref in refs:
         try:
-            kind, namespace, name, number = artifacts.parse_ref(ref)
+            levels[ref] = artifacts.version_level(db, actor, ref)
         except ValueError:
             raise InvalidInput(
                 f"inputs: {ref!r} is not a version reference like datasets/ns/name@3"
             ) from None
-        version = artifacts.get_version(db, actor, kind, namespace, name, str(number))
-        levels[ref] = int(version.repo.level)
     return levels
 
 
@@ -380,20 +379,12 @@ def submit_job(
     req: JobSubmit,
     *,
     executor: str,
-    input_levels: dict[str, int] | None = None,
     resubmit_of: int | None = None,
 ) -> Job:
     """Admit one job in a transaction of its own (see `admit`)."""
     with db.begin():
         lock_for_writing(db)
-        return admit(
-            db,
-            actor,
-            req,
-            executor=executor,
-            input_levels=input_levels,
-            resubmit_of=resubmit_of,
-        )
+        return admit(db, actor, req, executor=executor, resubmit_of=resubmit_of)
 
 
 def admit(
@@ -402,25 +393,25 @@ def admit(
     req: JobSubmit,
     *,
     executor: str,
-    input_levels: dict[str, int] | None = None,
     resubmit_of: int | None = None,
     partitions: list[rules.PartitionView] | None = None,
 ) -> Job:
     """Admit a job or refuse it with the reason, changing nothing. Admission checks, in order:
-    the submitter belongs to the project and is cleared for the job's level; its inputs are
-    no more contained than it; a partition certified for its level has its class and shape;
-    the allocation has the hours (held now, settled at the end).
+    the submitter may read every input (read now, as they are); they belong to the project
+    and are cleared for the job's level; its inputs are no more contained than it; a
+    partition certified for its level has its class and shape; the allocation has the hours
+    (held now, settled at the end).
 
     Runs in the caller's transaction (the admission batcher admits several jobs in one, each
     in its own savepoint); `partitions`, when given, is the fleet read once for all of them."""
     level = Level(req.level)
-    input_levels = input_levels or {}
+    levels = input_levels(db, actor, list(req.inputs))
     if actor.person_id is None:
         raise AccessDenied("jobs are submitted by people: sign in with your own token")
     job_resource = Resource.job(req.project, level, owner=actor.person_id)
     authorize(actor, Action.JobSubmit, job_resource)
     authorize(actor, Action.ResourceRead, job_resource)
-    _check_inputs(input_levels, int(level))
+    _check_inputs(levels, int(level))
     shape = rules.Shape(
         accelerator=req.accelerator,
         accelerators=req.accelerators,
@@ -504,8 +495,6 @@ def admit(
 def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str]]:
     """A job's inputs as its admission entry gives them: public versions by name, the others
     only as a commitment (the record cannot be redacted)."""
-    from commonlab.artifacts import service as artifacts
-
     return artifacts.split_public_refs(db, refs)
 
 
@@ -569,8 +558,6 @@ def shown_inputs(db: Session, actor: Principal, job: Job) -> list[str]:
     `WITHHELD_INPUT`. Its name is the artifacts' to give (`artifacts.visible_refs`, the
     decision a read takes): a member of the project is not cleared for all it holds. In the
     caller's transaction."""
-    from commonlab.artifacts import service as artifacts
-
     visible = artifacts.visible_refs(db, actor, job.inputs)
     return [ref if ref in visible else WITHHELD_INPUT for ref in job.inputs]
 
@@ -1001,3 +988,15 @@ def apply_observed(
         if job is None or (expected_state is not None and job.state != expected_state):
             return False
         return move_job(db, job, observed)
+
+
+# Reads for the portal ---------------------------------------------------------------------------
+
+
+def newest_jobs(
+    db: Session, actor: Principal, *, project: str | None = None, limit: int = 50
+) -> list[Job]:
+    """The newest jobs `actor` may list (`jobs_query`'s rule), of one project when named."""
+    query = jobs_query(actor, project=project).order_by(Job.id.desc()).limit(limit)
+    with db.begin():
+        return list(db.scalars(query))

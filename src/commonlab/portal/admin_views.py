@@ -5,7 +5,7 @@ figure comes from the service that owns it (identity, compute); nothing here cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 from commonlab.compute import service as compute
 from commonlab.http import DbSession
 from commonlab.identity import service as identity
-from commonlab.identity.models import Institution, Person
 from commonlab.policy.principal import Principal, Role
 from commonlab.portal.errors import PortalError
 from commonlab.portal.pages import CurrentViewer, render_page
+
+if TYPE_CHECKING:
+    from commonlab.identity.models import Institution, Person
 
 __all__ = ["AdminOverview", "admin_overview", "router"]
 
@@ -36,15 +38,8 @@ class AdminOverview:
 
 def admin_overview(db: Session, actor: Principal) -> AdminOverview:
     """What an operator checks first. Lists stop at MAX_ROWS; the API pages through all."""
-    people_query = identity.people_query(actor).order_by(Person.name).limit(MAX_ROWS)
-    institutions_query = (
-        identity.institutions_query(actor).order_by(Institution.id.desc()).limit(MAX_ROWS)
-    )
-    with db.begin():
-        people = list(db.scalars(people_query))
-        for person in people:
-            _ = person.roles  # loaded while the session is open
-        institutions = list(db.scalars(institutions_query))
+    people = identity.list_people(db, actor, limit=MAX_ROWS)
+    institutions = identity.list_institutions(db, actor, newest_first=True, limit=MAX_ROWS)
     tokens = identity.live_token_counts(db, actor)
     return AdminOverview(people, institutions, tokens, compute.nodes_out_of_service(db, actor))
 

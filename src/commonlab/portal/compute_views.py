@@ -8,19 +8,20 @@ Every read and change goes through compute.service; no page needs JavaScript.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from commonlab.compute import service
-from commonlab.compute.models import Job
-from commonlab.compute.rules import TERMINAL, JobState
+from commonlab.compute.schemas import JobState
 from commonlab.errors import AccessDenied, CommonlabError
 from commonlab.http import MAX_ID, DbSession
 from commonlab.portal.errors import PortalError
 from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
+
+if TYPE_CHECKING:
+    from commonlab.compute.models import Job
 
 __all__ = ["FleetBar", "fleet_bars", "router"]
 
@@ -95,10 +96,11 @@ def jobs(
     if not viewer.signed_in:
         return RedirectResponse("/signin", status_code=303)
     try:
-        query = service.jobs_query(viewer.principal, project=project or None)
+        rows = service.newest_jobs(db, viewer.principal, project=project or None, limit=MAX_JOBS)
     except AccessDenied as exc:
         raise PortalError(403, exc.message) from None
-    rows, names = _recent(db, query)
+    with db.begin():
+        names = service.partition_names(db)
     return render_page(
         request,
         viewer,
@@ -111,12 +113,6 @@ def jobs(
         limit=MAX_JOBS,
         counts=_counts(rows),
     )
-
-
-def _recent(db: Session, query: Any) -> tuple[list[Job], dict[int, str]]:
-    with db.begin():
-        rows = list(db.scalars(query.order_by(Job.id.desc()).limit(MAX_JOBS)))
-        return rows, service.partition_names(db)
 
 
 def _counts(rows: list[Job]) -> dict[str, int]:
@@ -149,7 +145,7 @@ def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -
         stdout=stdout.data.decode("utf-8", errors="replace"),
         stdout_cut=stdout.size > len(stdout.data),
         stderr=stderr.data.decode("utf-8", errors="replace"),
-        ended=JobState(found.state) in TERMINAL,
+        ended=stdout.finished,  # the job is in a final state
     )
 
 

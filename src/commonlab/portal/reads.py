@@ -1,5 +1,5 @@
 """What the portal pages read, shaped for templates: the record's head and entries (through
-record.log and record.store) and the facility's public counts (through identity.service).
+record.service) and the facility's public counts (through each domain's service).
 
 Read-only and public. Each function is one consistent read; views call one of them.
 """
@@ -10,9 +10,8 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commonlab.allocation import service as allocation
@@ -22,11 +21,13 @@ from commonlab.errors import NotFound
 from commonlab.governance import service as governance
 from commonlab.governance.schemas import MemberOut
 from commonlab.identity import service as identity
-from commonlab.identity.models import InstitutionKind
+from commonlab.identity.schemas import InstitutionKind
 from commonlab.policy.principal import PUBLIC
-from commonlab.record import log
-from commonlab.record.models import Checkpoint, Entry
-from commonlab.record.store import ProofReader
+from commonlab.record import service as record
+
+if TYPE_CHECKING:
+    from commonlab.record.models import Entry
+    from commonlab.record.store import ProofReader
 
 __all__ = [
     "EntryDetail",
@@ -36,6 +37,7 @@ __all__ = [
     "RecordHead",
     "RecordOverview",
     "entries_per_day",
+    "entry_bytes",
     "entry_detail",
     "facility_facts",
     "known_types",
@@ -144,19 +146,17 @@ def record_overview(
 def record_head(db: Session) -> RecordHead | None:
     """The latest checkpoint with its cosignatures, or None before the first is signed."""
     try:
-        note = log.checkpoint_with_cosignatures(db).decode()
+        note = record.checkpoint_with_cosignatures(db).decode()
     except NotFound:
         return None
     origin, size_line, root_line = note.split("\n")[:3]
     size = int(size_line)
-    with db.begin():
-        signed = db.get(Checkpoint, size)
     return RecordHead(
         origin=origin,
         size=size,
         root_b64=root_line,
         root_hex=base64.b64decode(root_line).hex(),
-        signed_at=signed.created_at if signed is not None else None,
+        signed_at=record.checkpoint_signed_at(db, size),
         note=note,
     )
 
@@ -187,22 +187,18 @@ def record_page(
     limit: int = 50,
 ) -> EntryPage:
     """Sequenced entries, newest first, older than `before` when given."""
-    query = log.entries_query(type_prefix=type_prefix, subject=subject)
-    if before is not None:
-        query = query.where(Entry.seq < before)
-    with db.begin():
-        rows = db.scalars(query.order_by(Entry.seq.desc()).limit(limit + 1)).all()
-        page = [_row(entry) for entry in rows[:limit]]
+    rows = record.newest_entries(
+        db, type_prefix=type_prefix, subject=subject, before=before, limit=limit + 1
+    )
+    page = [_row(entry) for entry in rows[:limit]]
     older = page[-1].index if len(rows) > limit and page else None
     return EntryPage(rows=page, older=older)
 
 
 def known_types(db: Session) -> list[str]:
     """Every entry type seen, with its prefixes (`identity`, `identity:token`), for filters."""
-    with db.begin():
-        types = db.scalars(select(Entry.type).distinct()).all()
     options: set[str] = set()
-    for kind in types:
+    for kind in record.entry_types(db):
         parts = kind.split(":")
         options.update(":".join(parts[: i + 1]) for i in range(len(parts)))
     return sorted(options)
@@ -215,30 +211,21 @@ def entries_per_day(
     today = (now or utcnow()).astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    day = _utc_day(db)
-    with db.begin():
-        counts = db.execute(
-            select(day, func.count())
-            .where(Entry.seq.is_not(None), Entry.time >= since)
-            .group_by(day)
-        ).all()
-    by_day = {str(value)[:10]: int(count) for value, count in counts}
+    by_day = record.entries_per_day(db, since=since)
     return [
         (first + timedelta(days=i), by_day.get(str(first + timedelta(days=i)), 0))
         for i in range(days)
     ]
 
 
-def _utc_day(db: Session) -> Any:
-    # SQLite keeps UTC text; PostgreSQL must be told the zone, or the session's zone is used.
-    if db.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", Entry.time))
-    return func.date(Entry.time)
+def entry_bytes(db: Session, index: int) -> bytes:
+    """The entry's exact bytes, as hashed into the tree."""
+    return record.entry_at(db, index).body
 
 
 def entry_detail(db: Session, proofs: ProofReader, index: int) -> EntryDetail:
     """One entry, its leaf hash, and its inclusion proof against the latest checkpoint."""
-    entry = log.entry_at(db, index)
+    entry = record.entry_at(db, index)
     head = record_head(db)
     proof: list[str] = []
     proof_note = None
@@ -247,7 +234,7 @@ def entry_detail(db: Session, proofs: ProofReader, index: int) -> EntryDetail:
     if head is None:
         proof_note = "no checkpoint is signed yet, so there is nothing to prove inclusion in"
     else:
-        included = log.inclusion(db, proofs, index=index, leaf_hash_hex=None, size=head.size)
+        included = record.inclusion(db, proofs, index=index, leaf_hash_hex=None, size=head.size)
         proof = [h.hex() for h in included.proof]
         size = included.size
         root_b64 = base64.b64encode(included.root_hash).decode()

@@ -23,7 +23,6 @@ from commonlab.portal.charts import column_chart, row_chart
 from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
 from commonlab.portal.session import SESSION_COOKIE, cookie_max_age, end_session, start_session
 from commonlab.portal.templating import STATIC_DIR, hours_text
-from commonlab.record import log
 
 __all__ = ["router"]
 
@@ -182,7 +181,7 @@ def entry(request: Request, index: EntryIndex, db: DbSession, viewer: CurrentVie
 def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
     """The entry's exact bytes, as hashed into the tree: for `sha256sum` and scripts."""
     return Response(
-        log.entry_at(db, index).body,
+        reads.entry_bytes(db, index),
         media_type="application/json",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
     )
