@@ -3,13 +3,77 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+# The member states most council tests found the council with; contributions sum to 100.
+FOUNDERS = [
+    {"code": "IT", "name": "Italy", "contribution": "25"},
+    {"code": "FR", "name": "France", "contribution": "25"},
+    {"code": "DE", "name": "Germany", "contribution": "20"},
+    {"code": "ES", "name": "Spain", "contribution": "15"},
+    {"code": "SE", "name": "Sweden", "contribution": "15"},
+]
+_STATE_NAMES = {m["code"]: m["name"] for m in FOUNDERS} | {"KE": "Kenya"}
+
+
+def founders(*codes: str) -> list[dict[str, str]]:
+    """Member states that found a council with equal contributions (100 split evenly)."""
+    assert 100 % len(codes) == 0, "equal contributions must sum to exactly 100"
+    share = str(100 // len(codes))
+    return [{"code": code, "name": _STATE_NAMES[code], "contribution": share} for code in codes]
+
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def new_person(
+    client: TestClient,
+    operator: dict[str, str],
+    name: str = "Wanjiru Kamau",
+    roles: Sequence[str] = (),
+    institution_id: int | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A person the operator registers through the API."""
+    body = {"name": name, "roles": list(roles), **fields}
+    if institution_id is not None:
+        body["institution_id"] = institution_id
+    response = client.post("/api/v1/people", json=body, headers=operator)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def token_for(
+    client: TestClient,
+    operator: dict[str, str],
+    person_id: int,
+    *,
+    scopes: Sequence[str] = ("read", "write"),
+) -> str:
+    """A bearer token the operator issues to `person_id`."""
+    response = client.post(
+        f"/api/v1/people/{person_id}/tokens", json={"scopes": list(scopes)}, headers=operator
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+def person_with_token(
+    client: TestClient,
+    operator: dict[str, str],
+    name: str = "Amina Odhiambo",
+    roles: Sequence[str] = (),
+    institution_id: int | None = None,
+    *,
+    scopes: Sequence[str] = ("read", "write"),
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A new person and the Authorization header of a token of theirs."""
+    person = new_person(client, operator, name, roles, institution_id)
+    return person, auth(token_for(client, operator, person["id"], scopes=scopes))
 
 
 def sequence_now(app: Any) -> int:

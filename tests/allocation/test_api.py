@@ -8,24 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from tests.helpers import auth, close_when_due, problem, record_entries
+from tests.helpers import close_when_due, person_with_token, problem, record_entries
 
 TODAY = date.today()
 
 
 def iso(days=0, minutes=0):
     return (datetime.now(UTC) + timedelta(days=days, minutes=minutes)).isoformat()
-
-
-def person(client, operator, name, roles, institution_id=None, scopes=("read", "write")):
-    body = {"name": name, "roles": roles}
-    if institution_id:
-        body["institution_id"] = institution_id
-    row = client.post("/api/v1/people", json=body, headers=operator).json()
-    token = client.post(
-        f"/api/v1/people/{row['id']}/tokens", json={"scopes": list(scopes)}, headers=operator
-    ).json()["token"]
-    return row, auth(token)
 
 
 @pytest.fixture
@@ -53,11 +42,19 @@ def world(client, operator):
         },
         headers=operator,
     )
-    pi, pi_auth = person(client, operator, "Wanjiru Kamau", ["pi", "researcher"], inst["KE"]["id"])
-    student, _ = person(client, operator, "Otieno", ["researcher"], inst["KE"]["id"])
-    r1, r1_auth = person(client, operator, "Reviewer Rome", ["reviewer"], inst["IT"]["id"])
-    r2, r2_auth = person(client, operator, "Reviewer Paris", ["reviewer"], inst["FR"]["id"])
-    r3, r3_auth = person(client, operator, "Reviewer Nairobi", ["reviewer"], inst["KE"]["id"])
+    pi, pi_auth = person_with_token(
+        client, operator, "Wanjiru Kamau", ["pi", "researcher"], inst["KE"]["id"]
+    )
+    student, _ = person_with_token(client, operator, "Otieno", ["researcher"], inst["KE"]["id"])
+    r1, r1_auth = person_with_token(
+        client, operator, "Reviewer Rome", ["reviewer"], inst["IT"]["id"]
+    )
+    r2, r2_auth = person_with_token(
+        client, operator, "Reviewer Paris", ["reviewer"], inst["FR"]["id"]
+    )
+    r3, r3_auth = person_with_token(
+        client, operator, "Reviewer Nairobi", ["reviewer"], inst["KE"]["id"]
+    )
     call = client.post(
         "/api/v1/calls",
         json={
@@ -101,7 +98,7 @@ def proposal_body(world, **overrides):
 def council_seats(client, operator):
     seats = {}
     for code in ("IT", "FR", "DE", "ES"):
-        row, headers = person(client, operator, f"Delegate {code}", ["delegate"])
+        row, headers = person_with_token(client, operator, f"Delegate {code}", ["delegate"])
         client.post(
             f"/api/v1/members/{code}/delegates", json={"person_id": row["id"]}, headers=operator
         )
@@ -195,7 +192,7 @@ def test_the_whole_cycle(client, app, facility, operator, world):
     close_when_due(facility.db, motion["id"])
     assert client.get(f"/api/v1/allocations/{allocation['id']}").json()["status"] == "active"
     assert client.get("/api/v1/me", headers=pi_auth).json()["projects"] == [allocation["project"]]
-    newcomer, newcomer_auth = person(client, operator, "Second student", ["researcher"])
+    newcomer, newcomer_auth = person_with_token(client, operator, "Second student", ["researcher"])
     members_url = f"/api/v1/allocations/{allocation['id']}/members"
     add = {"person_id": newcomer["id"]}
     assert client.post(members_url, json=add, headers=operator).status_code == 403
@@ -258,7 +255,9 @@ def test_the_whole_cycle(client, app, facility, operator, world):
 
 def test_overdraw_is_refused_and_shares_are_reported(client, app, operator, world):
     # A proposal's institution is its PI's: an Italian PI makes an Italian allocation.
-    _, pi_auth = person(client, operator, "Luca Ferri", ["pi"], world["inst"]["IT"]["id"])
+    _, pi_auth = person_with_token(
+        client, operator, "Luca Ferri", ["pi"], world["inst"]["IT"]["id"]
+    )
     small = proposal_body(
         world, requested={"H100": "4000"}, institution_id=world["inst"]["IT"]["id"]
     )
@@ -459,7 +458,9 @@ def test_bad_reads(client, path):
 
 
 def test_usage_reports_by_group(client, operator, world):
-    _, pi_auth = person(client, operator, "Amélie Durand", ["pi"], world["inst"]["FR"]["id"])
+    _, pi_auth = person_with_token(
+        client, operator, "Amélie Durand", ["pi"], world["inst"]["FR"]["id"]
+    )
     body = proposal_body(
         world, requested={"H100": "3000"}, institution_id=world["inst"]["FR"]["id"]
     )

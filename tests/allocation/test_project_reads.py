@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.allocation.test_api import person, proposal_body, world  # noqa: F401 (a fixture)
+from tests.allocation.test_api import proposal_body, world  # noqa: F401 (a fixture)
 from tests.helpers import problem
 
 

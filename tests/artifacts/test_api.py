@@ -12,21 +12,9 @@ import pytest
 
 from commonlab.artifacts import signing
 from tests.artifacts.helpers import digests, push, safetensors_bytes, upload
-from tests.helpers import auth, problem, record_entries
+from tests.helpers import person_with_token, problem, record_entries
 
 TEXT = b'{"text": "habari ya asubuhi", "source": "radio-1", "license": "CC-BY-4.0"}\n' * 3
-
-
-def person_with_token(client, operator, name="Amina Odhiambo", roles=(), scopes=("read", "write")):
-    person = client.post(
-        "/api/v1/people", json={"name": name, "roles": list(roles)}, headers=operator
-    ).json()
-    token = client.post(
-        f"/api/v1/people/{person['id']}/tokens",
-        json={"name": "t", "scopes": list(scopes)},
-        headers=operator,
-    ).json()["token"]
-    return person, auth(token)
 
 
 @pytest.fixture

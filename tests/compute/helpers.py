@@ -1,34 +1,30 @@
-"""Setting up a project that may run jobs, through the real API: an institution in a member
-state, a PI with a team, a call, a reviewed proposal, an award."""
+"""Setting up a project that may run jobs: through the real API (an institution in a member
+state, a PI with a team, a call, a reviewed proposal, an award), or through the services
+alone (`service_lab`: the demo facility), and reading the record entries a use case wrote."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from commonlab.compute import service as compute
 from commonlab.compute.job_controller import JobController
-from tests.helpers import auth
-
-
-def person(
-    client: TestClient,
-    operator: dict[str, str],
-    name: str,
-    roles: list[str],
-    institution_id: int | None = None,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    body: dict[str, Any] = {"name": name, "roles": roles}
-    if institution_id:
-        body["institution_id"] = institution_id
-    row = client.post("/api/v1/people", json=body, headers=operator).json()
-    token = client.post(
-        f"/api/v1/people/{row['id']}/tokens", json={"scopes": ["read", "write"]}, headers=operator
-    ).json()["token"]
-    return row, auth(token)
+from commonlab.db import Database
+from commonlab.demo import seed_demo
+from commonlab.facility import Facility
+from commonlab.identity.service import authenticate, bootstrap_operator
+from commonlab.policy.principal import Principal
+from commonlab.record.models import Entry
+from tests.helpers import person_with_token
 
 
 @dataclass
@@ -74,10 +70,14 @@ def award_project(
         json={"name": f"Institute {stamp}", "country": country, "kind": "university"},
         headers=operator,
     ).json()
-    pi, pi_auth = person(client, operator, f"PI {stamp}", ["pi", "researcher"], inst["id"])
-    member, member_auth = person(client, operator, f"Member {stamp}", ["researcher"], inst["id"])
-    _, outsider_auth = person(client, operator, f"Outsider {stamp}", ["researcher"])
-    reviewer, reviewer_auth = person(client, operator, f"Reviewer {stamp}", ["reviewer"])
+    pi, pi_auth = person_with_token(
+        client, operator, f"PI {stamp}", ["pi", "researcher"], inst["id"]
+    )
+    member, member_auth = person_with_token(
+        client, operator, f"Member {stamp}", ["researcher"], inst["id"]
+    )
+    _, outsider_auth = person_with_token(client, operator, f"Outsider {stamp}", ["researcher"])
+    reviewer, reviewer_auth = person_with_token(client, operator, f"Reviewer {stamp}", ["reviewer"])
     now = datetime.now(UTC)
     call = client.post(
         "/api/v1/calls",
@@ -150,3 +150,37 @@ def run_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['state']} after {timeout}s: {job}")
         time.sleep(0.05)
+
+
+# Through the services, no HTTP -----------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    """The demo facility, seeded through the services: its operator, and Wanjiru Kamau, PI of
+    proj-1, which holds 500 cpu-hours; the local machine registered as the fleet."""
+
+    db: Session
+    operator: Principal
+    pi: Principal
+    database: Database  # for sessions of their own, reading what another session committed
+    project: str = "proj-1"
+
+
+@contextmanager
+def service_lab(facility: Facility) -> Iterator[Lab]:
+    with facility.db.session() as db:
+        operator = authenticate(db, bootstrap_operator(db) or "")
+        pi_token = seed_demo(db)
+        assert pi_token is not None
+        pi = authenticate(db, pi_token)
+        compute.ensure_local_fleet(db, cpus=4, memory_gb=8)
+        yield Lab(db=db, operator=operator, pi=pi, database=facility.db)
+
+
+def entries(db: Session, prefix: str) -> list[dict[str, Any]]:
+    """Record entries written so far whose type starts with `prefix`, oldest first (read from
+    the database: sequencing them is the record's business, not the use case's)."""
+    with db.begin():
+        rows = db.scalars(select(Entry).where(Entry.type.startswith(prefix)).order_by(Entry.id))
+        return [json.loads(row.body) for row in rows]

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from commonlab.governance.service import close_due_motions
-from tests.helpers import auth, close_when_due, found_council, problem, record_entries
-
-FOUNDERS = [
-    {"code": "IT", "name": "Italy", "contribution": "25"},
-    {"code": "FR", "name": "France", "contribution": "25"},
-    {"code": "DE", "name": "Germany", "contribution": "20"},
-    {"code": "ES", "name": "Spain", "contribution": "15"},
-    {"code": "SE", "name": "Sweden", "contribution": "15"},
-]
+from tests.helpers import (
+    FOUNDERS,
+    auth,
+    close_when_due,
+    found_council,
+    person_with_token,
+    problem,
+    record_entries,
+)
 
 
 def soon(minutes=2):
@@ -293,13 +293,8 @@ def test_bad_motions_are_refused_and_change_nothing(
 def test_non_delegates_cannot_table(client, operator, council):
     response = table(client, operator, "admit_member", {"code": "EE", "name": "Estonia"})
     assert response.status_code == 403
-    researcher = client.post(
-        "/api/v1/people", json={"name": "R", "roles": ["delegate"]}, headers=operator
-    ).json()
-    token = client.post(
-        f"/api/v1/people/{researcher['id']}/tokens", json={"scopes": ["write"]}, headers=operator
-    ).json()["token"]
-    unseated = table(client, auth(token), "admit_member", {"code": "EE", "name": "Estonia"})
+    _, unseated_delegate = person_with_token(client, operator, "R", ["delegate"], scopes=["write"])
+    unseated = table(client, unseated_delegate, "admit_member", {"code": "EE", "name": "Estonia"})
     assert unseated.status_code == 422 and "do not sit" in problem(unseated)["detail"]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.helpers import auth, problem, record_entries
+from tests.helpers import auth, new_person, problem, record_entries, token_for
 
 NAIROBI = {"name": "University of Nairobi", "country": "KE", "kind": "university"}
 
@@ -16,23 +16,6 @@ def make_institution(client, operator, **overrides):
     response = client.post("/api/v1/institutions", json={**NAIROBI, **overrides}, headers=operator)
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def make_person(client, operator, **fields):
-    body = {"name": "Wanjiru Kamau", **fields}
-    response = client.post("/api/v1/people", json=body, headers=operator)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def token_for(client, operator, person_id, scopes=("read", "write")):
-    response = client.post(
-        f"/api/v1/people/{person_id}/tokens",
-        json={"name": "t", "scopes": list(scopes)},
-        headers=operator,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["token"]
 
 
 def in_days(days):
@@ -78,7 +61,7 @@ def test_bad_tokens_are_refused_with_a_reason(client, header, fragment):
 
 
 def test_revoked_and_expired_tokens_stop_working(client, operator, facility):
-    person = make_person(client, operator)
+    person = new_person(client, operator)
     issued = client.post(
         f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator
     ).json()
@@ -97,7 +80,7 @@ def test_revoked_and_expired_tokens_stop_working(client, operator, facility):
 
 
 def test_token_secret_is_shown_once_and_stored_hashed(client, operator, facility):
-    person = make_person(client, operator)
+    person = new_person(client, operator)
     issued = client.post(
         f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator
     ).json()
@@ -125,7 +108,7 @@ def test_a_job_token_is_one_per_job_same_on_retry_and_revoked_when_the_job_ends(
     from commonlab.db import utcnow
     from commonlab.identity import service
 
-    person = make_person(client, operator, roles=["operator"])
+    person = new_person(client, operator, roles=["operator"])
     key = b"k" * 32
     with facility.db.session() as db, db.begin():
         first = service.job_token(db, person["id"], job_key="job/41", project="proj-x",
@@ -155,7 +138,7 @@ def test_a_job_token_is_one_per_job_same_on_retry_and_revoked_when_the_job_ends(
 
 
 def test_a_token_cannot_mint_a_stronger_token(client, operator):
-    person = make_person(client, operator)
+    person = new_person(client, operator)
     weak = token_for(client, operator, person["id"], scopes=("read", "write"))
     response = client.post(
         f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["admin"]}, headers=auth(weak)
@@ -169,7 +152,7 @@ def test_a_token_cannot_mint_a_stronger_token(client, operator):
 
 
 def test_read_scoped_token_cannot_write(client, operator):
-    person = make_person(client, operator, roles=["operator"])
+    person = new_person(client, operator, roles=["operator"])
     reader = token_for(client, operator, person["id"], scopes=("read",))
     response = client.post("/api/v1/institutions", json=NAIROBI, headers=auth(reader))
     assert response.status_code == 403
@@ -301,7 +284,7 @@ def test_unknown_route_and_method_are_problems(client):
 
 def test_person_lifecycle_and_record_keeps_private_fields_private(client, app, operator):
     inst = make_institution(client, operator)
-    person = make_person(
+    person = new_person(
         client,
         operator,
         email="wanjiru@uonbi.ac.ke",
@@ -328,7 +311,7 @@ def test_commitment_opens_with_its_private_salt(client, app, operator, facility)
     from commonlab.record.canonical import canonical_json
     from commonlab.record.models import PrivateOpening
 
-    person = make_person(client, operator, email="a@b.org")
+    person = new_person(client, operator, email="a@b.org")
     created = record_entries(client, app, subject=f"person/{person['pseudonym']}")[0]
     with facility.db.session() as session:
         opening = session.scalars(
@@ -359,16 +342,16 @@ def test_bad_person_input(client, operator, fields, fragment):
 
 
 def test_people_list_is_not_public_and_filters_by_role(client, operator):
-    make_person(client, operator, name="A", roles=["delegate"])
-    make_person(client, operator, name="B", roles=["reviewer"])
+    new_person(client, operator, name="A", roles=["delegate"])
+    new_person(client, operator, name="B", roles=["reviewer"])
     assert client.get("/api/v1/people").status_code == 403
     delegates = client.get("/api/v1/people", params={"role": "delegate"}, headers=operator)
     assert [p["name"] for p in delegates.json()["items"]] == ["A"]
 
 
 def test_a_person_reads_and_updates_themself_but_not_others(client, operator):
-    me = make_person(client, operator, name="Me")
-    other = make_person(client, operator, name="Other")
+    me = new_person(client, operator, name="Me")
+    other = new_person(client, operator, name="Other")
     mine = auth(token_for(client, operator, me["id"]))
     assert client.get(f"/api/v1/people/{me['id']}", headers=mine).status_code == 200
     assert client.get(f"/api/v1/people/{other['id']}", headers=mine).status_code == 403
@@ -385,7 +368,7 @@ def test_a_person_reads_and_updates_themself_but_not_others(client, operator):
 
 
 def test_roles_grant_revoke_and_names_of_public_roles(client, app, operator):
-    person = make_person(client, operator, name="Giulia Rossi")
+    person = new_person(client, operator, name="Giulia Rossi")
     granted = client.post(
         f"/api/v1/people/{person['id']}/roles", json={"role": "delegate"}, headers=operator
     )
@@ -408,7 +391,7 @@ def test_operator_cannot_grant_themself_a_role_or_remove_the_last_operator(clien
         f"/api/v1/people/{me['id']}/roles", json={"role": "auditor"}, headers=operator
     )
     assert response.status_code == 403
-    other = make_person(client, operator, roles=["operator"])
+    other = new_person(client, operator, roles=["operator"])
     other_token = auth(token_for(client, operator, other["id"], scopes=("admin",)))
     assert (
         client.delete(f"/api/v1/people/{me['id']}/roles/operator", headers=other_token).status_code
@@ -423,9 +406,9 @@ def test_operator_cannot_grant_themself_a_role_or_remove_the_last_operator(clien
 
 
 def test_safety_officer_grants_cl3_and_it_is_recorded_with_the_policy_hash(client, app, operator):
-    officer = make_person(client, operator, name="Amélie Durand", roles=["safety_officer"])
+    officer = new_person(client, operator, name="Amélie Durand", roles=["safety_officer"])
     officer_token = auth(token_for(client, operator, officer["id"], scopes=("admin",)))
-    researcher = make_person(client, operator, name="R")
+    researcher = new_person(client, operator, name="R")
     response = client.post(
         f"/api/v1/people/{researcher['id']}/clearances",
         json={"level": 3, "compartments": ["bio"], "expires_at": in_days(30)},
@@ -441,7 +424,7 @@ def test_safety_officer_grants_cl3_and_it_is_recorded_with_the_policy_hash(clien
 
 
 def test_operator_cannot_grant_cl3_and_nobody_grants_themself(client, operator):
-    researcher = make_person(client, operator)
+    researcher = new_person(client, operator)
     response = client.post(
         f"/api/v1/people/{researcher['id']}/clearances",
         json={"level": 3, "expires_at": in_days(30)},
@@ -459,9 +442,9 @@ def test_operator_cannot_grant_cl3_and_nobody_grants_themself(client, operator):
 
 
 def test_cl4_needs_a_council_vote(client, operator):
-    officer = make_person(client, operator, roles=["safety_officer"])
+    officer = new_person(client, operator, roles=["safety_officer"])
     officer_token = auth(token_for(client, operator, officer["id"], scopes=("admin",)))
-    researcher = make_person(client, operator)
+    researcher = new_person(client, operator)
     response = client.post(
         f"/api/v1/people/{researcher['id']}/clearances",
         json={"level": 4, "expires_at": in_days(30)},
@@ -482,7 +465,7 @@ def test_cl4_needs_a_council_vote(client, operator):
     ],
 )
 def test_bad_clearances_are_refused(client, app, operator, body):
-    researcher = make_person(client, operator)
+    researcher = new_person(client, operator)
     response = client.post(
         f"/api/v1/people/{researcher['id']}/clearances", json=body, headers=operator
     )
@@ -496,7 +479,7 @@ def test_bad_clearances_are_refused(client, app, operator, body):
 
 
 def test_new_clearance_supersedes_and_revocation_is_recorded(client, app, operator):
-    researcher = make_person(client, operator)
+    researcher = new_person(client, operator)
     url = f"/api/v1/people/{researcher['id']}/clearances"
     first = client.post(url, json={"level": 1, "expires_at": in_days(9)}, headers=operator).json()
     second = client.post(url, json={"level": 2, "expires_at": in_days(9)}, headers=operator).json()
@@ -516,7 +499,7 @@ def test_new_clearance_supersedes_and_revocation_is_recorded(client, app, operat
 def test_every_identity_change_writes_exactly_one_entry(client, app, operator):
     before = len(record_entries(client, app))
     inst = make_institution(client, operator)
-    person = make_person(client, operator, institution_id=inst["id"])
+    person = new_person(client, operator, institution_id=inst["id"])
     client.post(f"/api/v1/people/{person['id']}/roles", json={"role": "pi"}, headers=operator)
     token = client.post(
         f"/api/v1/people/{person['id']}/tokens", json={"scopes": ["read"]}, headers=operator

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.compute.helpers import person
-from tests.helpers import problem, record_entries
+from tests.helpers import person_with_token, problem, record_entries
 from tests.security.identity_helpers import identity_snapshot
 
 SELF_REFUSAL = "no one changes their own institution, activation or public name"
@@ -27,8 +26,8 @@ def institution(client, operator, name, country="IT"):
 def test_a_reviewer_cannot_move_herself_to_another_institution(client, operator, facility):
     home = institution(client, operator, "Politecnico di Milano")
     elsewhere = institution(client, operator, "Sorbonne", "FR")
-    reviewer, mine = person(client, operator, "Reviewer", ["reviewer"], home)
-    other, _ = person(client, operator, "Colleague", ["researcher"], home)
+    reviewer, mine = person_with_token(client, operator, "Reviewer", ["reviewer"], home)
+    other, _ = person_with_token(client, operator, "Colleague", ["researcher"], home)
     before = identity_snapshot(facility)
     for target, refusal in ((reviewer, SELF_REFUSAL), (other, "or the person themself")):
         response = client.patch(
@@ -53,7 +52,7 @@ def test_a_reviewer_cannot_move_herself_to_another_institution(client, operator,
 def test_an_operator_changes_an_institution_on_the_record(client, app, operator, facility):
     home = institution(client, operator, "Politecnico di Milano")
     elsewhere = institution(client, operator, "Sorbonne", "FR")
-    reviewer, _ = person(client, operator, "Reviewer", ["reviewer"], home)
+    reviewer, _ = person_with_token(client, operator, "Reviewer", ["reviewer"], home)
     moved = client.patch(
         f"/api/v1/people/{reviewer['id']}", json={"institution_id": elsewhere}, headers=operator
     )
@@ -79,7 +78,7 @@ def test_an_operator_cannot_change_their_own_institution(client, operator, facil
 
 @pytest.mark.parametrize("role", ["delegate", "safety_officer", "operator"])
 def test_a_public_role_holder_cannot_rename_themself(client, operator, facility, role):
-    holder, mine = person(client, operator, "Giulia Rossi", [role])
+    holder, mine = person_with_token(client, operator, "Giulia Rossi", [role])
     before = identity_snapshot(facility)
     response = client.patch(
         f"/api/v1/people/{holder['id']}", json={"name": "Someone Trusted"}, headers=mine
@@ -94,7 +93,7 @@ def test_a_public_role_holder_cannot_rename_themself(client, operator, facility,
 
 
 def test_an_operator_renames_a_delegate_on_the_record(client, app, operator):
-    delegate, _ = person(client, operator, "Giulia Rossi", ["delegate"])
+    delegate, _ = person_with_token(client, operator, "Giulia Rossi", ["delegate"])
     renamed = client.patch(
         f"/api/v1/people/{delegate['id']}", json={"name": "Giulia Rossi-Bianchi"}, headers=operator
     )
@@ -106,7 +105,7 @@ def test_an_operator_renames_a_delegate_on_the_record(client, app, operator):
 
 
 def test_a_person_without_a_public_role_renames_themself_privately(client, app, operator):
-    researcher, mine = person(client, operator, "Ada", ["researcher"])
+    researcher, mine = person_with_token(client, operator, "Ada", ["researcher"])
     renamed = client.patch(f"/api/v1/people/{researcher['id']}", json={"name": "Ada L."},
                            headers=mine)  # fmt: skip
     assert renamed.status_code == 200, renamed.text
@@ -117,7 +116,7 @@ def test_a_person_without_a_public_role_renames_themself_privately(client, app, 
 
 @pytest.mark.parametrize("field", ["name", "active"])
 def test_removing_a_required_field_is_a_422_not_a_500(client, operator, facility, field):
-    someone, _ = person(client, operator, "Someone", ["researcher"])
+    someone, _ = person_with_token(client, operator, "Someone", ["researcher"])
     before = identity_snapshot(facility)
     response = client.patch(f"/api/v1/people/{someone['id']}", json={field: None},
                             headers=operator)  # fmt: skip

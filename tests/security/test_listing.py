@@ -21,10 +21,9 @@ from commonlab.compute.models import Job
 from commonlab.compute.service import WITHHELD_INPUT, certify_partition
 from commonlab.record.models import Entry
 from tests.artifacts.helpers import digests, push
-from tests.artifacts.test_api import person_with_token
 from tests.cli.test_cli import run
 from tests.compute.helpers import Project, award_project
-from tests.helpers import auth, problem
+from tests.helpers import auth, person_with_token, problem
 from tests.portal.test_compute_pages import sign_in
 from tests.security import test_ledger
 from tests.security.test_write_down import _clear, _repo, job_token, snapshot

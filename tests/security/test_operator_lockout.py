@@ -19,8 +19,7 @@ from commonlab.identity import service
 from commonlab.identity.models import ApiToken
 from commonlab.policy.principal import SYSTEM, Role
 from commonlab.record.models import Entry
-from tests.compute.helpers import person
-from tests.helpers import auth, problem, record_entries
+from tests.helpers import auth, person_with_token, problem, record_entries
 from tests.security.identity_helpers import identity_snapshot
 
 LOCKOUT = "would leave no working operator"
@@ -57,7 +56,7 @@ def test_an_operator_without_admin_cannot_remove_the_last_one_who_has_it(
 ):
     """A second operator whose token is only read/write (no admin: it can neither create
     accounts nor grant roles) tries to revoke, then deactivate, the one working operator."""
-    _, write_only = person(client, operator, "Second operator", ["operator"])
+    _, write_only = person_with_token(client, operator, "Second operator", ["operator"])
     first = me(client, operator)["person"]
     admin_token = client.get(f"/api/v1/people/{first['id']}/tokens", headers=operator).json()
     before = identity_snapshot(facility)
@@ -73,7 +72,7 @@ def test_an_operator_without_admin_cannot_remove_the_last_one_who_has_it(
 
 
 def test_with_another_working_operator_the_same_changes_go_through(client, operator):
-    second, second_admin = person(client, operator, "Second operator", ["operator"])
+    second, second_admin = person_with_token(client, operator, "Second operator", ["operator"])
     issued = client.post(f"/api/v1/people/{second['id']}/tokens", json={"scopes": ["admin"]},
                          headers=operator)  # fmt: skip
     second_admin = auth(issued.json()["token"])
@@ -109,7 +108,7 @@ def test_two_operators_revoking_each_others_admin_token_at_once_leave_one(
     (409, or 401 when its own token is already gone), and one operator can still act."""
     first = me(client, operator)["person"]
     first_token = client.get(f"/api/v1/people/{first['id']}/tokens", headers=operator).json()
-    second, _ = person(client, operator, "Second operator", ["operator"])
+    second, _ = person_with_token(client, operator, "Second operator", ["operator"])
     issued = client.post(f"/api/v1/people/{second['id']}/tokens", json={"scopes": ["admin"]},
                          headers=operator).json()  # fmt: skip
     revokes = [
@@ -189,7 +188,7 @@ def test_recover_gives_the_locked_out_operator_a_new_token_on_the_record(
 def test_recover_reactivates_a_named_operator(
     capsys, monkeypatch, client, app, operator, facility, settings
 ):
-    second, _ = person(client, operator, "Second operator", ["operator"])
+    second, _ = person_with_token(client, operator, "Second operator", ["operator"])
     client.post(f"/api/v1/people/{second['id']}/tokens", json={"scopes": ["admin"]},
                 headers=operator)  # fmt: skip
     off = client.patch(f"/api/v1/people/{second['id']}", json={"active": False}, headers=operator)

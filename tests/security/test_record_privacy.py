@@ -23,9 +23,8 @@ from sqlalchemy import select
 from commonlab.record.models import Entry
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.compute.helpers import Project, award_project
-from tests.compute.helpers import person as make_person
 from tests.governance.test_api import close_now, table, vote
-from tests.helpers import auth, found_council, sequence_now
+from tests.helpers import auth, found_council, person_with_token, sequence_now, token_for
 
 COUNCIL = [
     {"code": "IT", "name": "Italy", "contribution": "25"},
@@ -85,13 +84,6 @@ def _ok(response, status=(200, 201)):
     return response.json()
 
 
-def _token(client, operator, person_id, *scopes) -> dict[str, str]:
-    issued = client.post(
-        f"/api/v1/people/{person_id}/tokens", json={"scopes": list(scopes)}, headers=operator
-    )
-    return auth(_ok(issued)["token"])
-
-
 def _in_days(days: int) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
@@ -111,14 +103,14 @@ def lab(client, operator, facility) -> Lab:
     close_now(facility, motion["id"])
 
     # People: contacts, a compartment, clearances for CL-2 (the PI) and CL-3.
-    officer_row, _ = make_person(client, operator, "Safety Officer", ["safety_officer"])
-    officer = _token(client, operator, officer_row["id"], "admin")
+    officer_row, _ = person_with_token(client, operator, "Safety Officer", ["safety_officer"])
+    officer = auth(token_for(client, operator, officer_row["id"], scopes=("admin",)))
     carol = _ok(client.post(
         "/api/v1/people", json={"name": NAME, "email": EMAILS[0], "roles": ["researcher"]},
         headers=operator,
     ))  # fmt: skip
     _ok(client.patch(f"/api/v1/people/{carol['id']}", json={"email": EMAILS[1]}, headers=operator))
-    carol_h = _token(client, operator, carol["id"], "read", "write")
+    carol_h = auth(token_for(client, operator, carol["id"]))
     for person_id, level in ((proj.pi["id"], 2), (carol["id"], 3)):
         _ok(client.post(
             f"/api/v1/people/{person_id}/clearances",
@@ -172,7 +164,7 @@ def lab(client, operator, facility) -> Lab:
 
     # A proposal that is not decided: its text, a review, a reply and a conflict.
     calls = _ok(client.get("/api/v1/calls", headers=operator))["items"]
-    reviewer, reviewer_h = make_person(client, operator, "Second Reviewer", ["reviewer"])
+    reviewer, reviewer_h = person_with_token(client, operator, "Second Reviewer", ["reviewer"])
     _ok(client.post("/api/v1/conflicts", json={"person_id": carol["id"], "reason": CONFLICT},
                     headers=reviewer_h))  # fmt: skip
     proposal = _ok(client.post(

@@ -17,8 +17,8 @@ from commonlab.identity.models import ApiToken
 from commonlab.policy import Action, Resource, decide
 from commonlab.policy.levels import Level
 from commonlab.policy.principal import Principal, Role, Scope
-from tests.compute.helpers import award_project, person
-from tests.helpers import auth, problem
+from tests.compute.helpers import award_project
+from tests.helpers import auth, person_with_token, problem
 from tests.security.identity_helpers import identity_snapshot, leaked_job_token
 
 JOB_REFUSAL = "a job's token cannot change people, roles, tokens, clearances or institutions"
@@ -108,8 +108,8 @@ def test_a_jobs_token_reads_no_higher_than_the_job(client, app, operator, facili
 
 def test_the_cap_never_raises_a_clearance(client, operator, facility):
     """A job above its holder's clearance reads at the holder's; none stays none."""
-    cleared, _ = person(client, operator, "Cleared", ["researcher"])
-    plain, _ = person(client, operator, "Plain", ["researcher"])
+    cleared, _ = person_with_token(client, operator, "Cleared", ["researcher"])
+    plain, _ = person_with_token(client, operator, "Plain", ["researcher"])
     client.post(
         f"/api/v1/people/{cleared['id']}/clearances",
         json={"level": 1, "expires_at": in_days(30)},
@@ -131,7 +131,7 @@ def test_the_cap_never_raises_a_clearance(client, operator, facility):
 
 
 def test_a_token_cannot_issue_a_broader_or_longer_lived_one(client, operator, facility):
-    someone, mine = person(client, operator, "Someone", ["researcher"])
+    someone, mine = person_with_token(client, operator, "Someone", ["researcher"])
     url = f"/api/v1/people/{someone['id']}/tokens"
     short = client.post(url, json={"scopes": ["read", "write"], "expires_in_days": 2},
                         headers=mine).json()  # fmt: skip
@@ -152,8 +152,8 @@ def test_a_token_cannot_issue_a_broader_or_longer_lived_one(client, operator, fa
 
 
 def test_an_operator_without_admin_cannot_mint_an_admin_token(client, operator, facility):
-    _, op_write = person(client, operator, "Write-only operator", ["operator"])
-    target, _ = person(client, operator, "Accomplice", ["researcher"])
+    _, op_write = person_with_token(client, operator, "Write-only operator", ["operator"])
+    target, _ = person_with_token(client, operator, "Accomplice", ["researcher"])
     before = identity_snapshot(facility)
     response = client.post(
         f"/api/v1/people/{target['id']}/tokens", json={"scopes": ["admin"]}, headers=op_write
@@ -164,7 +164,7 @@ def test_an_operator_without_admin_cannot_mint_an_admin_token(client, operator, 
 
 
 def test_a_deactivated_persons_tokens_stop_working(client, operator):
-    someone, mine = person(client, operator, "Leaver", ["researcher"])
+    someone, mine = person_with_token(client, operator, "Leaver", ["researcher"])
     assert client.get("/api/v1/me", headers=mine).json()["authenticated"] is True
     off = client.patch(f"/api/v1/people/{someone['id']}", json={"active": False}, headers=operator)
     assert off.status_code == 200, off.text
@@ -177,7 +177,7 @@ def test_a_deactivated_persons_tokens_stop_working(client, operator):
 
 
 def test_a_token_is_expired_at_exactly_its_expiry(client, operator, facility):
-    someone, mine = person(client, operator, "Someone", ["researcher"])
+    someone, mine = person_with_token(client, operator, "Someone", ["researcher"])
     bearer = mine["Authorization"].removeprefix("Bearer ")
     with facility.db.session() as db:
         expires_at = db.scalars(

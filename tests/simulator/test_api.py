@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from commonlab.record.canonical import canonical_json
-from tests.helpers import problem, record_entries
+from tests.helpers import person_with_token, problem, record_entries
 from tests.simulator.whatifs import (
     PROPOSED,
     changed,
@@ -144,15 +144,8 @@ def test_malformed_json_and_oversized_simulations_are_refused(client, app, seats
 def test_the_public_and_other_roles_may_not_attach(client, app, operator, motion):
     response = _attach(client, {}, motion, whatif_body())
     assert response.status_code in (401, 403)
-    researcher = client.post(
-        "/api/v1/people", json={"name": "A researcher", "roles": []}, headers=operator
-    ).json()
-    token = client.post(
-        f"/api/v1/people/{researcher['id']}/tokens",
-        json={"scopes": ["read", "write"]},
-        headers=operator,
-    ).json()["token"]
-    response = _attach(client, {"Authorization": f"Bearer {token}"}, motion, whatif_body())
+    _, researcher = person_with_token(client, operator, "A researcher")
+    response = _attach(client, researcher, motion, whatif_body())
     assert response.status_code == 403
     assert "delegates and operators" in problem(response)["detail"]
     assert record_entries(client, app, type="simulator") == []
