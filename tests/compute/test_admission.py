@@ -20,10 +20,10 @@ def test_a_refusal_in_a_group_takes_back_only_itself(client, app, facility, oper
     good = JobSubmit(project=project.name, command="true", accelerator="cpu")
     too_big = JobSubmit(project=project.name, command="true", accelerator="cpu", accelerators=999)
     group = [
-        _Request(pi, good, {}, None),
-        _Request(outsider, good, {}, None),
-        _Request(pi, too_big, {}, None),
-        _Request(pi, good, {}, None),
+        _Request(pi, good, None),
+        _Request(outsider, good, None),
+        _Request(pi, too_big, None),
+        _Request(pi, good, None),
     ]
     before = len(record_entries(client, app))
     Admissions(facility.db, "local").admit_group(group)
@@ -49,7 +49,7 @@ def test_the_admission_thread_serves_callers(facility, client, operator):
         spec = JobSubmit(
             project=project.name, command="true", accelerator="cpu", time_limit_minutes=1
         )
-        ids = [admissions.admit(pi, spec, input_levels={}).id for _ in range(3)]
+        ids = [admissions.admit(pi, spec).id for _ in range(3)]
         assert ids == sorted(ids) and len(set(ids)) == 3
     finally:
         admissions.stop()

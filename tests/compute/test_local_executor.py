@@ -16,9 +16,9 @@ import pytest
 
 from commonlab.compute.executors.base import ExecutorRefused, Handoff, Tracked
 from commonlab.compute.executors.local import LocalExecutor
-from commonlab.compute.rules import TERMINAL, JobState
 from commonlab.compute.executors.runner import write_json
 from commonlab.compute.executors.sandbox import Isolation, Sandbox, bwrap_problem
+from commonlab.compute.rules import TERMINAL, JobState
 from tests.security.isolation_helpers import running, unique_sleep
 
 
@@ -90,7 +90,9 @@ def test_the_time_limit_kills_the_whole_group(tmp_path):
         | {"uid": None},
     )
     subprocess.run(
-        [sys.executable, "-m", "commonlab.compute.executors.runner", str(workdir)], check=True, timeout=60
+        [sys.executable, "-m", "commonlab.compute.executors.runner", str(workdir)],
+        check=True,
+        timeout=60,
     )
     result = json.loads((workdir / "result.json").read_text())
     assert result["state"] == "timed_out" and result["elapsed_seconds"] >= 2

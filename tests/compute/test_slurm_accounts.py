@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError
 from commonlab.compute.executors.slurm.accounts import (
     AccountSpec,
     SlurmAccount,
@@ -23,6 +22,7 @@ from commonlab.compute.executors.slurm.accounts import (
     plan,
     read_tree,
 )
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError
 from commonlab.errors import InvalidInput
 from tests.slurm_fixtures import SlurmCluster, unique_name
 

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from commonlab.app import create_app
 from commonlab.compute.accounts import FAIRSHARE_SCALE, member_account, project_account
-from commonlab.compute.executors.slurm.cli import SlurmCli
 from commonlab.compute.executors.slurm.accounts import read_tree
+from commonlab.compute.executors.slurm.cli import SlurmCli
 from commonlab.config import Settings
 from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator

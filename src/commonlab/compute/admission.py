@@ -32,7 +32,6 @@ log = logging.getLogger("commonlab.compute.admission")
 class _Request:
     actor: Principal
     spec: JobSubmit
-    input_levels: dict[str, int]
     resubmit_of: int | None
     done: threading.Event = field(default_factory=threading.Event)
     job: Job | None = None
@@ -62,16 +61,9 @@ class Admissions:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def admit(
-        self,
-        actor: Principal,
-        spec: JobSubmit,
-        *,
-        input_levels: dict[str, int],
-        resubmit_of: int | None = None,
-    ) -> Job:
+    def admit(self, actor: Principal, spec: JobSubmit, *, resubmit_of: int | None = None) -> Job:
         """Admit a job or raise the refusal, as `service.submit_job` would."""
-        request = _Request(actor, spec, input_levels, resubmit_of)
+        request = _Request(actor, spec, resubmit_of)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -110,7 +102,6 @@ class Admissions:
                                 request.actor,
                                 request.spec,
                                 executor=self.executor,
-                                input_levels=request.input_levels,
                                 resubmit_of=request.resubmit_of,
                                 partitions=partitions,
                             )

@@ -90,8 +90,7 @@ def steer(
 
 @router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
 def submit(req: JobSubmit, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
-    levels = service.input_levels(db, principal, req.inputs)
-    job = _admit(request, db, principal, req, levels)
+    job = _admit(request, db, principal, req)
     _wake(request)
     return _admitted(db, job)
 
@@ -101,17 +100,15 @@ def _admit(
     db: Any,
     principal: Any,
     req: JobSubmit,
-    levels: dict[str, int],
     resubmit_of: int | None = None,
 ) -> Job:
-    """Through the admission batcher when it runs (a served facility), else directly."""
+    """One use case, one transaction (reading the inputs, admitting, holding the hours):
+    through the admission batcher when it runs (a served facility), else directly."""
     admissions = request.app.state.admissions
     if admissions.running:
-        return admissions.admit(principal, req, input_levels=levels, resubmit_of=resubmit_of)
+        return admissions.admit(principal, req, resubmit_of=resubmit_of)
     executor = request.app.state.facility.settings.executor
-    return service.submit_job(
-        db, principal, req, executor=executor, input_levels=levels, resubmit_of=resubmit_of
-    )
+    return service.submit_job(db, principal, req, executor=executor, resubmit_of=resubmit_of)
 
 
 def _admitted(db: Any, job: Job) -> JobOut:
@@ -217,7 +214,6 @@ def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrin
     with db.begin():
         shown = service.shown_inputs(db, principal, old)
     spec = service.resubmission(old, shown_inputs=shown)
-    levels = service.input_levels(db, principal, spec.inputs)
-    new = _admit(request, db, principal, spec, levels, resubmit_of=old.id)
+    new = _admit(request, db, principal, spec, resubmit_of=old.id)
     _wake(request)
     return _admitted(db, new)
