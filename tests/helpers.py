@@ -30,6 +30,24 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def new_institutions(client: TestClient, operator: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Three institutions in three states, registered by the operator: country → institution."""
+    made = {}
+    for name, country, kind in [
+        ("University of Nairobi", "KE", "university"),
+        ("Sapienza", "IT", "university"),
+        ("Inria", "FR", "research_lab"),
+    ]:
+        response = client.post(
+            "/api/v1/institutions",
+            json={"name": name, "country": country, "kind": kind},
+            headers=operator,
+        )
+        assert response.status_code == 201, response.text
+        made[country] = dict(response.json())
+    return made
+
+
 def new_person(
     client: TestClient,
     operator: dict[str, str],

@@ -8,7 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from tests.helpers import close_when_due, person_with_token, problem, record_entries
+from tests.helpers import (
+    close_when_due,
+    new_institutions,
+    person_with_token,
+    problem,
+    record_entries,
+)
 
 TODAY = date.today()
 
@@ -19,17 +25,7 @@ def iso(days=0, minutes=0):
 
 @pytest.fixture
 def world(client, operator):
-    inst = {}
-    for name, country, kind in [
-        ("University of Nairobi", "KE", "university"),
-        ("Sapienza", "IT", "university"),
-        ("Inria", "FR", "research_lab"),
-    ]:
-        inst[country] = client.post(
-            "/api/v1/institutions",
-            json={"name": name, "country": country, "kind": kind},
-            headers=operator,
-        ).json()
+    inst = new_institutions(client, operator)
     client.post(
         "/api/v1/members",
         json={

@@ -14,7 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commonlab.portal.allocation_views import _last_quarters, share_chart
-from tests.helpers import auth, founders, new_person, record_entries, token_for
+from tests.helpers import (
+    auth,
+    founders,
+    new_institutions,
+    new_person,
+    record_entries,
+    token_for,
+)
 from tests.portal.helpers import csrf_of, sign_in
 
 TODAY = date.today()
@@ -43,17 +50,7 @@ def world(client: TestClient, operator: dict[str, str]) -> dict[str, Any]:
     assert client.post(
         "/api/v1/members", json={"members": founders("IT", "FR", "KE", "SE")}, headers=operator
     ).is_success
-    inst = {}
-    for name, country, kind in [
-        ("University of Nairobi", "KE", "university"),
-        ("Sapienza", "IT", "university"),
-        ("Inria", "FR", "research_lab"),
-    ]:
-        inst[country] = client.post(
-            "/api/v1/institutions",
-            json={"name": name, "country": country, "kind": kind},
-            headers=operator,
-        ).json()["id"]
+    inst = {country: row["id"] for country, row in new_institutions(client, operator).items()}
     # A proposal's institution is its PI's (issue 13): the PI is at Sapienza, so her
     # proposals count toward Italy's share; the "Rome" reviewer sits elsewhere.
     pi = _person(client, operator, "Wanjiru Kamau", ["pi", "researcher"], inst["IT"])
