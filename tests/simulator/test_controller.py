@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights
+from commonlab.compute.share_controller import ControllerSettings, fair_split, next_weights
 from commonlab.simulator.fairtree import fair_tree_factors
 from commonlab.simulator.metrics import share_windows
 from tests.simulator.helpers import fleet, run

@@ -27,13 +27,13 @@ from commonlab.compute.executors.slurm.accounts import AccountSpec, Sacctmgr, Sl
 from commonlab.compute.executors.slurm.executor import CPU_CLASSES
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
+from commonlab.compute.share_controller import ControllerSettings, fair_split, next_weights
 from commonlab.config import Settings
 from commonlab.db import utcnow
 from commonlab.errors import Conflict
 from commonlab.governance.service import active_codes, current_shares
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal
-from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights
 
 __all__ = [
     "FAIRSHARE_SCALE",

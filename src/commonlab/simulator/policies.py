@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from commonlab.compute.share_controller import ControllerSettings, fair_split, next_weights
 from commonlab.errors import InvalidInput
-from commonlab.simulator.controller import ControllerSettings, fair_split, next_weights
 from commonlab.simulator.engine import Policy, State
 from commonlab.simulator.fairtree import fair_tree_factors
 

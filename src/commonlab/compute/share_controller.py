@@ -1,7 +1,7 @@
 """The share controller: compares what each pool received with what its entitlement gave it
-over a window and moves each pool's fair-share weight in bounded steps. Pure; the simulator
-calls it, and the production wiring (Slurm `Fairshare` per member-state account) can call it
-the same way, with plain dicts."""
+over a window and moves each pool's fair-share weight in bounded steps. Pure, plain dicts in
+and out; production calls it (accounts.py: Slurm `Fairshare` per member-state account), and
+the simulator runs the same code (simulator/policies.py)."""
 
 from __future__ import annotations
 
