@@ -579,3 +579,13 @@ def projected_outcome(motion: MotionOut, members: list[MemberOut]) -> Outcome | 
         members=frozenset(m.code for m in members),
         contributions={m.code: Decimal(m.contribution) for m in members},
     )
+
+
+# Reads for other domains ----------------------------------------------------------------------
+# In the caller's transaction and without an authorization of their own: the calling use case
+# has authorized what it reads them for.
+
+
+def motion(db: Session, motion_id: int) -> Motion:
+    """The motion with this id, or NotFound (the simulator checks a what-if against it)."""
+    return _motion(db, motion_id)

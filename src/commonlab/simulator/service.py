@@ -4,16 +4,16 @@ transaction per use case; attaching writes its record entry in it."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab import record
 from commonlab.errors import InvalidInput, NotFound
-from commonlab.governance.models import Motion
+from commonlab.governance import service as governance
 from commonlab.governance.rules import MotionKind
-from commonlab.identity.models import Person
+from commonlab.identity import service as identity
 from commonlab.pagination import Page, PageParams, paginate
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal, Role
@@ -23,6 +23,9 @@ from commonlab.regulation.document import Regulation, regulation_hash
 from commonlab.simulator.events import SimulatorEvent
 from commonlab.simulator.models import WhatIf
 from commonlab.simulator.schemas import WhatIfIn, WhatIfOut
+
+if TYPE_CHECKING:
+    from commonlab.governance.models import Motion
 
 __all__ = ["MAX_DOCUMENT_BYTES", "attach_whatif", "latest_whatif", "whatifs"]
 
@@ -43,7 +46,7 @@ def attach_whatif(db: Session, actor: Principal, motion_id: int, req: WhatIfIn) 
                 f"the simulation is {len(body):,} bytes; at most {MAX_DOCUMENT_BYTES:,} are "
                 "kept: send the summary `commonlab simulate --motion` sends, not the full report"
             )
-        motion = _motion(db, motion_id)
+        motion = governance.motion(db, motion_id)
         _check_against(db, motion, req)
         digest = hashlib.sha256(body).hexdigest()
         row = WhatIf(
@@ -76,7 +79,7 @@ def whatifs(db: Session, actor: Principal, motion_id: int, page: PageParams) -> 
     """A motion's simulations, oldest first."""
     authorize(actor, Action.GovernanceRead, GOVERNANCE)
     with db.begin():
-        _motion(db, motion_id)
+        governance.motion(db, motion_id)
         query = select(WhatIf).where(WhatIf.motion_id == motion_id)
         found = paginate(db, query, WhatIf.id, page, lambda row: row)
         return Page[WhatIfOut](items=_views(db, found.items), next=found.next)
@@ -128,20 +131,9 @@ def _version_hash(db: Session, version: int) -> str | None:
         return None
 
 
-def _motion(db: Session, motion_id: int) -> Motion:
-    motion = db.get(Motion, motion_id)
-    if motion is None:
-        raise NotFound(f"no motion with id {motion_id}")
-    return motion
-
-
 def _views(db: Session, rows: list[WhatIf]) -> list[WhatIfOut]:
-    ids = {row.attached_by for row in rows}
-    names: dict[int, Any] = (
-        {i: n for i, n in db.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))}
-        if ids
-        else {}
-    )
+    people = identity.people(db, {row.attached_by for row in rows})
+    names = {i: person.name for i, person in people.items()}
     return [
         WhatIfOut(
             id=row.id,
