@@ -188,7 +188,7 @@ def _check_facility_job(
         declared = find_repo(db, declared_ref.repo)
         version = db.scalar(
             select(Version).where(
-                Version.repo_id == declared.id, Version.number == int(declared_ref.rev or 0)
+                Version.repo_id == declared.id, Version.number == declared_ref.number
             )
         )
         read.append(_Read(declared, version))

@@ -34,6 +34,11 @@ class VersionRef:
     repo: RepoRef
     rev: str | None
 
+    @property
+    def number(self) -> int | None:
+        """The version number when the revision is one (`@3`), else None."""
+        return int(self.rev) if self.rev is not None and self.rev.isdigit() else None
+
     def __str__(self) -> str:
         return f"{self.repo}@{self.rev or 'main'}"
 

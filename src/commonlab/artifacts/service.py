@@ -10,9 +10,6 @@ in one transaction; object bytes live in `store.ObjectStore`. A repository is na
 from __future__ import annotations
 
 from commonlab.artifacts.dataset_rows import (
-    Fallback,
-    Record,
-    RecordPage,
     has_record,
     read_page,
     read_record,
@@ -21,7 +18,7 @@ from commonlab.artifacts.dataset_rows import (
 )
 from commonlab.artifacts.gc import collect_garbage
 from commonlab.artifacts.lineage import lineage, prov_document
-from commonlab.artifacts.models import RepoKind, Visibility
+from commonlab.artifacts.models import RepoKind
 from commonlab.artifacts.ports import JobInputs, provide_job_inputs
 from commonlab.artifacts.publish import commit_version
 from commonlab.artifacts.refs import RepoRef, VersionRef, parse_ref
@@ -46,11 +43,8 @@ from commonlab.artifacts.versions import (
 )
 
 __all__ = [
-    "Fallback",
     "FileNotInVersion",
     "JobInputs",
-    "Record",
-    "RecordPage",
     "Registry",
     "RepoKind",
     "RepoRef",
@@ -59,7 +53,6 @@ __all__ = [
     "UploadStatus",
     "VersionRef",
     "VersionView",
-    "Visibility",
     "collect_garbage",
     "commit_version",
     "create_repo",
