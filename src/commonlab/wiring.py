@@ -25,7 +25,7 @@ __all__ = ["connect"]
 def connect() -> None:
     """Plug every higher domain's answer into the port of the lower one that asks."""
     _connect_motion_effects()
-    projects.connect(projects_of)
+    projects.provide_projects(projects_of)
     artifacts.provide_job_inputs(compute.inputs_of_own_job)
 
 

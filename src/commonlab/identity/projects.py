@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from commonlab.errors import ConfigError
 
-__all__ = ["ProjectsOf", "connect", "projects_of"]
+__all__ = ["ProjectsOf", "projects_of", "provide_projects"]
 
 # (session, person id) -> the projects the person is a member of, in the caller's transaction
 ProjectsOf = Callable[[Session, int], frozenset[str]]
@@ -21,7 +21,7 @@ ProjectsOf = Callable[[Session, int], frozenset[str]]
 _answer: ProjectsOf | None = None
 
 
-def connect(answer: ProjectsOf) -> None:
+def provide_projects(answer: ProjectsOf) -> None:
     """Plug in who answers (allocation); connecting again replaces the answer."""
     global _answer
     _answer = answer
