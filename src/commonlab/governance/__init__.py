@@ -1,2 +1,2 @@
-"""Governance: member states, the contribution scale, the council, motions, votes, and the
-regulations the rest of the system obeys."""
+"""Governance: member states, the contribution scale, the council, motions, votes, and what a
+passed motion does (adopting a regulation, kept by regulation/, is one of them)."""
