@@ -1,6 +1,7 @@
 """Simulator speed and fidelity.
 
     .venv/bin/python bench/simulator_bench.py speed --jobs 1000000
+    .venv/bin/python bench/simulator_bench.py speed --jobs 1000000 --compare
     .venv/bin/python bench/simulator_bench.py controller --jobs 1000000
     .venv/bin/python bench/simulator_bench.py fidelity
 
@@ -8,7 +9,10 @@ speed: the Alibaba trace stacked to --jobs jobs on examples/fleet-100k.toml (off
 --load, runtimes cut at 24 h, job sizes x --size-scale); jobs/s and peak RSS per policy,
 each run in a forked process, and beside them a naive baseline (FIFO with unbounded
 main-pass depth and backfill window, i.e. a full-queue scan at every event and every
-backfill pass) on the first --baseline-jobs.
+backfill pass) on the first --baseline-jobs. With --compare: each policy under the engine
+as it was before issue 14 split it into parts (bench/simulator_engine_before.py) and the
+split one, alternating, --repeat times each; the best times, their ratio, and whether the
+two gave identical results.
 controller: the study's workload (sizes x 8, load 1.1) at --jobs jobs under multifactor,
 multifactor with commonlab's job-size factor, commonlab, and commonlab with reclaim by
 preemption: what the size factor, the controller and reclaim change.
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
 
 from commonlab.simulator.engine import EngineSettings  # noqa: E402
-from commonlab.simulator.facility import load_fleet, load_regulation  # noqa: E402
+from commonlab.simulator.inputs import load_fleet, load_regulation  # noqa: E402
+from commonlab.simulator.metrics import measure  # noqa: E402
+from commonlab.simulator.policies import make_policy  # noqa: E402
 from commonlab.simulator.run import prepare, run_policies  # noqa: E402
 from commonlab.simulator.traces import load_trace  # noqa: E402
 
@@ -55,9 +62,38 @@ def _in_child(fn, *args):
     return answer["result"], answer["peak"]
 
 
-def _one(scenario, policy: str, settings: EngineSettings) -> dict:
-    report = run_policies(scenario, [policy], settings=settings)
-    figures = report["policies"][policy]
+def _simulate(engine: str):
+    """The engine to run: the package's, or the one before issue 14 split it (the baseline
+    kept in bench/simulator_engine_before.py)."""
+    if engine == "before":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from simulator_engine_before import simulate as before
+
+        return before
+    from commonlab.simulator.engine import simulate
+
+    return simulate
+
+
+def _one(scenario, policy: str, settings: EngineSettings, engine: str = "split") -> dict:
+    simulate = _simulate(engine)
+    workload = scenario.workload
+    entitled = [scenario.entitlements.shares[p] for p in workload.pools]
+    began, cpu = time.perf_counter(), time.process_time()
+    outcome = simulate(
+        workload,
+        scenario.parts,
+        scenario.eligible,
+        make_policy(policy),
+        entitled=entitled,
+        settings=settings,
+    )
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    figures = measure(workload, outcome, capacity=scenario.capacity, entitled=entitled)
+    figures["seconds"] = seconds
+    figures["cpu_seconds"] = cpu
+    figures["jobs_per_s"] = len(workload) / seconds
+    figures["digest"] = _digest(outcome)
     return {
         k: figures[k]
         for k in (
@@ -74,7 +110,30 @@ def _one(scenario, policy: str, settings: EngineSettings) -> dict:
     } | {
         "max_dev_hour": figures["share_hour"]["max_abs_deviation"],
         "jain_hour": figures["share_hour"]["jain"],
+        "digest": figures["digest"],
+        "cpu_seconds": figures["cpu_seconds"],
     }
+
+
+def _digest(outcome) -> str:
+    """Every job's start, end and partition and every cut run, hashed: equal digests, equal
+    results."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for column in (
+        outcome.start,
+        outcome.end,
+        outcome.partition.astype(np.int64),
+        outcome.preempted_seconds,
+        outcome.cut_job,
+        outcome.cut_start,
+        outcome.cut_end,
+    ):
+        h.update(np.ascontiguousarray(column).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _study(args: argparse.Namespace, jobs: int | None = None) -> Any:
@@ -102,6 +161,9 @@ def speed(args: argparse.Namespace) -> None:
         print(f"  {line}")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"parent peak RSS with the workload loaded: {base_rss:.0f} MiB\n")
+    if args.compare:
+        _compare(args, scenario)
+        return
     print(
         f"{'policy':<24}{'jobs':>10}{'seconds':>9}{'jobs/s':>9}{'peak MiB':>10}"
         f"{'util':>7}{'mean JCT h':>11}{'p99 wait h':>11}{'dev/h pt':>9}{'preempt':>9}"
@@ -124,6 +186,32 @@ def speed(args: argparse.Namespace) -> None:
             figures, peak = _in_child(_one, small, "fifo", settings)
             _row(label, len(small.workload), figures, peak)
         del np
+
+
+def _compare(args: argparse.Namespace, scenario) -> None:
+    """Each policy under the engine before the split and the split one, alternating, each
+    run in a forked process; per engine the median of --repeat runs (wall and CPU seconds:
+    the machine is shared, and CPU time is what the engine itself spent), their ratio, and
+    whether every run gave the same results."""
+    print(
+        f"{'policy':<18}{'before s':>10}{'split s':>10}{'ratio':>8}"
+        f"{'before CPU s':>14}{'split CPU s':>13}{'ratio':>8}{'results':>11}"
+    )
+    for policy in args.policies:
+        runs: dict[str, list[dict]] = {"before": [], "split": []}
+        for _ in range(args.repeat):
+            for engine in ("before", "split"):
+                figures, _ = _in_child(_one, scenario, policy, EngineSettings(), engine)
+                runs[engine].append(figures)
+        wall = {e: statistics.median(f["seconds"] for f in runs[e]) for e in runs}
+        cpu = {e: statistics.median(f["cpu_seconds"] for f in runs[e]) for e in runs}
+        same = len({f["digest"] for e in runs for f in runs[e]}) == 1
+        print(
+            f"{policy:<18}{wall['before']:>10.1f}{wall['split']:>10.1f}"
+            f"{wall['split'] / wall['before']:>8.3f}{cpu['before']:>14.1f}{cpu['split']:>13.1f}"
+            f"{cpu['split'] / cpu['before']:>8.3f}{'identical' if same else 'DIFFER':>11}",
+            flush=True,
+        )
 
 
 def _row(policy: str, jobs: int, f: dict, peak: float) -> None:
@@ -278,6 +366,12 @@ def main() -> None:
     )
     s.add_argument("--baseline-jobs", type=int, default=50_000)
     s.add_argument("--size-scale", type=int, default=1)
+    s.add_argument(
+        "--compare",
+        action="store_true",
+        help="time the engine before issue 14's split beside the split one",
+    )
+    s.add_argument("--repeat", type=int, default=1, help="runs of each engine with --compare")
     c = sub.add_parser("controller")
     c.add_argument("--jobs", type=int, default=1_000_000)
     c.add_argument("--load", type=float, default=1.1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from commonlab.simulator.facility import Partition
+    from commonlab.simulator.inputs import Partition
     from commonlab.simulator.workload import Workload
 
 __all__ = ["EngineSettings", "Outcome", "Policy", "State", "simulate"]

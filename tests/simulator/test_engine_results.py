@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from commonlab.simulator.engine import EngineSettings, Outcome, Policy, simulate
-from commonlab.simulator.facility import partitions
+from commonlab.simulator.inputs import partitions
 from commonlab.simulator.metrics import measure
 from commonlab.simulator.policies import CommonlabPolicy, make_policy
 from commonlab.simulator.workload import Workload, bind_classes, build_workload
@@ -38,7 +38,7 @@ def workload(jobs: int = 1000, seed: int = 14) -> tuple[Workload, list, list]:
     class or to one domain, offered load above capacity so queues, backfill and reclaim
     all work."""
     rng = np.random.default_rng(seed)
-    submit = np.sort(rng.uniform(0, 4 * 86_400, jobs)).round()
+    submit = np.sort(rng.uniform(0, 4 * 86_400 * jobs / 1000, jobs)).round()
     sizes = rng.choice([1, 1, 2, 4, 8, 8, 16, 24, 32], jobs)
     runtime = rng.lognormal(7.5, 1.2, jobs).round() + 1
     tenant = rng.integers(0, 12, jobs)

@@ -1,0 +1,146 @@
+"""EASY backfill, every `backfill_interval` seconds while jobs wait: the first job of the
+pass that cannot start gets a reservation (when and where it will start at the latest, as
+running jobs end at their runtime), and jobs after it start only where they cannot delay it.
+The reservation is kept from pass to pass until a start on its partition outdates it."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from commonlab.simulator.engine.queues import sorted_heap
+
+if TYPE_CHECKING:
+    from commonlab.simulator.engine.core import Engine
+    from commonlab.simulator.engine.queues import Entry
+
+__all__ = ["Backfill", "Reservation"]
+
+Reservation = tuple[float, int, int]  # (start at the latest, partition, spare accelerators)
+
+
+class Backfill:
+    """Counts the jobs it started (`backfilled`) and keeps the last reservation as [job,
+    partition, time, spare accelerators, starts its partition had seen then]."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backfilled = 0
+        self._kept: list = [-1, -1, math.inf, -1, -1]
+
+    def reservation(self, j: int) -> Reservation:
+        """EASY reservation for run j: when it can start at the latest (running runs ending
+        at their runtime), on which partition, and how many accelerators of that partition
+        are spare then (-1 when j needs one domain: no spare is lent). (inf, -1, -1) when
+        no running run frees enough."""
+        runs, placement = self.engine.runs, self.engine.placement
+        size, running, placed = runs.size, runs.running, runs.placed
+        need = size[j]
+        domain = runs.one_domain[j]
+        mine = set(runs.eligible[j])
+        avail = {p: placement.free[p] for p in mine}
+        multi, dfree, allocation = placement.multi, placement.dfree, placement.allocation
+        davail: dict[tuple[int, int], int] = {}
+        for end, k in sorted_heap(runs.completions):
+            if not running[k]:
+                continue
+            p = placed[k]
+            if p not in mine:
+                continue
+            avail[p] += size[k]
+            if domain and multi[p]:
+                for d, take in allocation[k]:
+                    got = davail.get((p, d), dfree[p][d]) + take
+                    davail[(p, d)] = got
+                    if got >= need:
+                        return end, p, -1
+            elif avail[p] >= need:
+                return end, p, (-1 if domain else avail[p] - need)
+        return math.inf, -1, -1
+
+    def run(self) -> None:
+        engine = self.engine
+        queues, placement, runs = engine.queues, engine.placement, engine.runs
+        queue, head, waiting = queues.queue, queues.head, queues.waiting
+        priority, queued_at = queues.priority, queues.queued_at
+        choose, fits, start = placement.choose, placement.fits, engine.start
+        size, runtime, one_domain, eligible = (
+            runs.size,
+            runs.runtime,
+            runs.one_domain,
+            runs.eligible,
+        )
+        kept = self._kept
+        window = engine.settings.backfill_window
+        heads: Iterator[Entry]
+        if engine.policy.dynamic or engine.n_keys <= engine.settings.scan_queues:
+            cursor = queues.heads()
+            heads = iter(())
+        else:
+            # Many queues whose priorities change only at a tick: read their heads from the
+            # ranked heap lazily rather than scanning every queue.
+            cursor = []
+            heads = queues.ranked_heads()
+        pending = next(heads, None)
+        examined = 0
+        reserved_part, reserved_until, spare = -1, math.inf, -1
+        reserved, reserved_job = False, -1
+        touched = set()
+        now = engine.state.now
+        while (cursor or pending) and examined < window and placement.free_total:
+            if pending is not None and (not cursor or pending[:2] < cursor[0][:2]):
+                key, i = pending[3], head[pending[3]]
+                pending = next(heads, None)
+            else:
+                _, _, key, i = heapq.heappop(cursor)
+            q = queue[key]
+            j = q[i]
+            # The next waiting run of the same queue joins the cursor (queues.push_next,
+            # inlined: this runs for every entry a pass scans, started ones included).
+            nxt = i + 1
+            while nxt < len(q) and not waiting[q[nxt]]:
+                nxt += 1
+            if nxt < len(q):
+                k = q[nxt]
+                heapq.heappush(cursor, (-priority(key, k), queued_at[k], key, nxt))
+            if not waiting[j]:
+                continue
+            examined += 1
+            if not reserved:
+                p = choose(j, None)
+                if p >= 0:
+                    start(j, p)
+                    touched.add(key)
+                    continue
+                if kept[0] == j and kept[4] == placement.starts_on[kept[1]] and kept[2] > now:
+                    # Nothing started on its partition since: the reservation holds.
+                    reserved_part, reserved_until, spare = kept[1], kept[2], kept[3]
+                else:
+                    reserved_until, reserved_part, spare = self.reservation(j)
+                reserved = True
+                reserved_job = j
+                continue
+            # Prefer partitions the reservation does not need; else fit around it.
+            p = choose(j, {reserved_part})
+            if p < 0 and reserved_part in eligible[j] and fits(j, reserved_part):
+                if now + runtime[j] <= reserved_until:
+                    p = reserved_part
+                elif not one_domain[j] and size[j] <= spare:
+                    spare -= size[j]
+                    p = reserved_part
+            if p >= 0:
+                start(j, p)
+                self.backfilled += 1
+                touched.add(key)
+        if reserved and reserved_part >= 0:
+            kept[:] = [
+                reserved_job,
+                reserved_part,
+                reserved_until,
+                spare,
+                placement.starts_on[reserved_part],
+            ]
+        for key in touched:
+            queues.touch(key)

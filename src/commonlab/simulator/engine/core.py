@@ -1,0 +1,117 @@
+"""The engine's parts held together: the run table, placement and wait queues of one
+simulation, and the three changes that must touch them all at once (a run starts, ends, or
+is preempted and queued again), with the engine's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from commonlab.simulator.engine.placement import Placement
+from commonlab.simulator.engine.queues import WaitQueues
+from commonlab.simulator.engine.runs import Runs
+
+if TYPE_CHECKING:
+    from commonlab.simulator.engine.policy import Policy, State
+    from commonlab.simulator.inputs import Partition
+    from commonlab.simulator.workload import Workload
+
+__all__ = ["Engine", "EngineSettings"]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """main_depth: jobs the main pass examines per event (Slurm's default_queue_depth);
+    backfill_interval: seconds between backfill passes (Slurm's bf_interval);
+    backfill_window: jobs a backfill pass examines (Slurm's bf_max_job_test is 500)."""
+
+    main_depth: int = 100
+    backfill_interval: float = 30.0
+    backfill_window: int = 100
+    # Jobs a reclaim pass (every backfill_interval, for policies that preempt) may start by
+    # preemption, and the interconnect domains per partition it examines for one job.
+    reclaim_depth: int = 100
+    reclaim_domains: int = 64
+    # With more queues than this (and priorities that change only at a tick), a backfill
+    # pass reads queue heads lazily from the ranked heap instead of scanning every queue.
+    scan_queues: int = 64
+
+
+class Engine:
+    """One simulation's parts. `on_start` / `on_stop`, when set (by `Preemption`), hear of
+    every run that starts or stops, with its partition."""
+
+    __slots__ = (
+        "n_keys",
+        "on_start",
+        "on_stop",
+        "placement",
+        "policy",
+        "queues",
+        "runs",
+        "settings",
+        "state",
+    )
+
+    def __init__(
+        self,
+        workload: Workload,
+        parts: Sequence[Partition],
+        eligible: Sequence[tuple[int, ...]],
+        policy: Policy,
+        state: State,
+        keys: np.ndarray,
+        settings: EngineSettings,
+    ) -> None:
+        self.policy = policy
+        self.state = state
+        self.settings = settings
+        self.n_keys = int(keys.max()) + 1 if len(workload) else 1
+        self.runs = runs = Runs(workload, eligible, keys, state)
+        self.placement = Placement(
+            parts,
+            size=runs.size,
+            one_domain=runs.one_domain,
+            eligible=runs.eligible,
+            track_domains=policy.preempts,
+        )
+        self.queues = WaitQueues(
+            self.n_keys, len(workload), priority=policy.priority, queued_at=runs.queued_at
+        )
+        self.on_start = None
+        self.on_stop = None
+
+    def start(self, j: int, p: int) -> None:
+        """Run j starts on partition p, which it fits."""
+        self.placement.take(j, p)
+        queues = self.queues
+        queues.waiting[j] = 0
+        queues.total -= 1
+        self.runs.begin(j, p)
+        if self.on_start is not None:
+            self.on_start(j, p)
+
+    def finish(self, j: int) -> None:
+        """Run j ends now, having run its whole runtime."""
+        runs = self.runs
+        p = runs.placed[j]
+        self.placement.give_back(j, p)
+        runs.finish(j)
+        if self.on_stop is not None:
+            self.on_stop(j, p)
+
+    def preempt(self, j: int) -> int:
+        """Stop run j now and queue a fresh run of its job at the back; returns its key."""
+        runs = self.runs
+        p = runs.placed[j]
+        self.placement.give_back(j, p)
+        runs.stop(j)
+        if self.on_stop is not None:
+            self.on_stop(j, p)
+        r = runs.cut(j)
+        key = runs.key[r]
+        self.queues.requeue(r, key)
+        return key

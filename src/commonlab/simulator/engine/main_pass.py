@@ -1,0 +1,69 @@
+"""The main scheduling pass, run after every event that changed something: queue heads in
+priority order, each started on its best-fit partition if it fits; a head that does not fit
+keeps its place by blocking the partitions it may use, until every partition is blocked or
+`main_depth` jobs were tried (Slurm's main scheduler, per partition)."""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from commonlab.simulator.engine.core import Engine
+    from commonlab.simulator.engine.queues import Entry
+
+__all__ = ["MainPass"]
+
+
+class MainPass:
+    """Runs jobs behind a blocked head of their own queue too (as (priority, queued, key,
+    index) in a second heap), so that one queue's blocked head does not stop the jobs behind
+    it from using partitions it cannot."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.depth = engine.settings.main_depth
+
+    def run(self) -> None:
+        engine = self.engine
+        queues, placement = engine.queues, engine.placement
+        key_heap, version, head, queue = queues.heap, queues.version, queues.head, queues.queue
+        free, n_parts = placement.free, placement.n_parts
+        eligible = engine.runs.eligible
+        depth = self.depth
+        blocked: set[int] = set()
+        held = []
+        behind: list[Entry] = []
+        tried = 0
+        while (key_heap or behind) and tried < depth and placement.free_total:
+            if behind and (not key_heap or behind[0][:2] < key_heap[0][:2]):
+                _, _, key, i = heapq.heappop(behind)
+                entry = None
+            else:
+                entry = heapq.heappop(key_heap)
+                key = entry[3]
+                if entry[2] != version[key]:
+                    continue
+                i = head[key]
+            j = queue[key][i]
+            tried += 1
+            p = placement.choose(j, blocked)
+            if p >= 0:
+                engine.start(j, p)
+                if entry is not None:
+                    queues.touch(key)
+                else:
+                    queues.push_next(key, i, behind)
+                continue
+            # j keeps its place: lower-priority jobs may not take the partitions it waits for,
+            # but may take others.
+            if entry is not None:
+                held.append(entry)
+            blocked.update(eligible[j])
+            if len(blocked) == n_parts or not any(
+                free[p] for p in range(n_parts) if p not in blocked
+            ):
+                break
+            queues.push_next(key, i, behind)
+        for entry in held:
+            heapq.heappush(key_heap, entry)
