@@ -72,7 +72,7 @@ CLIENT_MAY_ALSO = {
     "commonlab.record.watch",
     # `commonlab simulate` runs the simulator on the laptop, as a library
     "commonlab.simulator.charts",
-    "commonlab.simulator.facility",
+    "commonlab.simulator.inputs",
     "commonlab.simulator.run",
     "commonlab.simulator.traces",
     "commonlab.simulator.whatif",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.simulator.engine import EngineSettings, Outcome, Policy, simulate
-from commonlab.simulator.facility import partitions
+from commonlab.simulator.inputs import partitions
 from commonlab.simulator.policies import make_policy
 from commonlab.simulator.traces import Trace
 from commonlab.simulator.workload import Workload, bind_classes, build_workload

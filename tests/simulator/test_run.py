@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from commonlab.errors import InvalidInput
-from commonlab.simulator.facility import RegulationDocument, entitlements
+from commonlab.simulator.inputs import RegulationDocument, entitlements
 from commonlab.simulator.run import compare_regulations
 from commonlab.simulator.workload import build_workload
 from tests.simulator.helpers import fleet, trace

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from commonlab.errors import InvalidInput
-from commonlab.simulator.facility import load_regulation, partitions
+from commonlab.simulator.inputs import load_regulation, partitions
 from commonlab.simulator.traces import load_trace
 from commonlab.simulator.workload import bind_classes, build_workload
 from tests.simulator.helpers import fleet
@@ -166,7 +166,7 @@ def test_regulation_shares_must_sum_to_100(tmp_path: Path) -> None:
         load_regulation(path)
     document["regulation"]["capacity"]["directors_reserve"] = 5
     document["contribution_scale"]["shares"] = {"DE": 60, "FR": 30}
-    from commonlab.simulator.facility import entitlements
+    from commonlab.simulator.inputs import entitlements
 
     with pytest.raises(InvalidInput, match=r"contribution_scale.shares: .*sums to 90%"):
         entitlements(load_regulation(write(tmp_path, "r2.json", json.dumps(document))))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from commonlab.simulator.facility import RegulationDocument
+from commonlab.simulator.inputs import RegulationDocument
 from commonlab.simulator.schemas import WhatIfIn
 from commonlab.simulator.whatif import compare, summarise
 from tests.simulator.helpers import fleet, trace

@@ -82,7 +82,7 @@ def simulate(
 ) -> None:
     """Compare scheduling policies on a trace-driven workload of the facility, or (--motion)
     a motion's proposed regulation with the one in force."""
-    from commonlab.simulator.facility import load_fleet
+    from commonlab.simulator.inputs import load_fleet
     from commonlab.simulator.traces import load_trace
 
     if scale_to is not None and scale_to < 1:
@@ -144,7 +144,7 @@ def _simulate_policies(
     fidelity: bool,
 ) -> None:
     from commonlab.simulator.charts import write_charts
-    from commonlab.simulator.facility import load_regulation
+    from commonlab.simulator.inputs import load_regulation
     from commonlab.simulator.run import prepare, run_policies
 
     document = load_regulation(regulation)
@@ -188,7 +188,7 @@ def _simulate_motion(
     from pydantic import ValidationError
 
     from commonlab.regulation.document import Regulation, regulation_hash
-    from commonlab.simulator.facility import RegulationDocument
+    from commonlab.simulator.inputs import RegulationDocument
     from commonlab.simulator.traces import load_trace
     from commonlab.simulator.whatif import compare, summarise
 

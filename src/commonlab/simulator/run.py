@@ -15,7 +15,7 @@ import numpy as np
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.errors import InvalidInput
 from commonlab.simulator.engine import EngineSettings, simulate
-from commonlab.simulator.facility import (
+from commonlab.simulator.inputs import (
     Entitlements,
     Partition,
     RegulationDocument,

@@ -9,7 +9,7 @@ from typing import Any
 
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.errors import InvalidInput
-from commonlab.simulator.facility import RegulationDocument, entitlements, partitions
+from commonlab.simulator.inputs import RegulationDocument, entitlements, partitions
 from commonlab.simulator.run import compare_regulations
 from commonlab.simulator.traces import Trace
 from commonlab.simulator.workload import bind_classes, build_workload

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from commonlab.errors import InvalidInput
-from commonlab.simulator.facility import Partition
+from commonlab.simulator.inputs import Partition
 from commonlab.simulator.traces import Trace
 
 __all__ = ["Workload", "bind_classes", "build_workload"]

@@ -1,5 +1,6 @@
-"""The simulated facility: partitions and interconnect domains read from a fleet document,
-and the entitled share of every pool read from a regulation and a contribution scale."""
+"""What a simulation reads besides its traces: the fleet (compute's fleet document, or a
+trace's node list) as partitions and interconnect domains, and the entitled share of every
+pool from a regulation and a contribution scale."""
 
 from __future__ import annotations
 
