@@ -39,8 +39,8 @@ from sqlalchemy import update
 from commonlab.app import create_app
 from commonlab.artifacts.store import ObjectStore
 from commonlab.compute.accounts import project_account
-from commonlab.compute.models import Partition
 from commonlab.compute.executors.sandbox import Isolation, bwrap_problem, closed_to_jobs
+from commonlab.compute.models import Partition
 from commonlab.config import Settings, load_settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator

@@ -98,16 +98,13 @@ class JobController:
     def tick(self) -> int:
         """One pass; returns how many jobs changed state."""
         with self.db.session() as db:
-            changed = self._enqueue(db)
+            changed = service.enqueue_admitted(db)
             self._cancel_requested(db)
             changed += self._hand_over(db)
             changed += self._observe(db)
         if changed:
             self._on_change()
         return changed
-
-    def _enqueue(self, db: Session) -> int:
-        return service.enqueue_admitted(db)
 
     def _cancel_requested(self, db: Session) -> None:
         for job in service.cancels_to_deliver(db):
