@@ -24,7 +24,7 @@ from tests.artifacts.helpers import digests, push
 from tests.cli.test_cli import run
 from tests.compute.helpers import Project, award_project
 from tests.helpers import auth, person_with_token, problem
-from tests.portal.test_compute_pages import sign_in
+from tests.portal.helpers import sign_in
 from tests.security import test_ledger
 from tests.security.test_write_down import _clear, _repo, job_token, snapshot
 
@@ -168,6 +168,10 @@ def test_what_one_may_not_read_is_neither_listed_nor_found(client, facility, hid
     assert after == before, "a refused read changed rows, the job's reads or the record"
 
 
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
 def _renamed(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v.replace(f"{NAME}-none", NAME) if isinstance(v, str) else v
             for k, v in body.items()}  # fmt: skip
@@ -176,7 +180,7 @@ def _renamed(body: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("viewer", ["public", "member-without-compartment"])
 def test_the_portal_neither_lists_nor_shows_it(client, hidden, viewer):
     if viewer != "public":
-        sign_in(client, hidden.viewers[viewer])
+        sign_in(client, _token(hidden.viewers[viewer]))
     for url in ("/artifacts", "/artifacts?q=pathogen", "/artifacts?kind=dataset"):
         page = client.get(url)
         assert page.status_code == 200 and NAME not in page.text and WORDS not in page.text
@@ -236,7 +240,7 @@ def test_what_was_read_out_of_contained_files_goes_with_their_content(client, op
         assert "SECRET-CARD-BODY" not in got.text and "secret-source-xyz" not in got.text, url
     croissant = client.get(f"/api/v1/artifacts/{repo}/versions/1/croissant", headers=pi)
     assert croissant.status_code == 403 and "never served" in problem(croissant)["detail"]
-    sign_in(client, pi)
+    sign_in(client, _token(pi))
     page = client.get(f"/artifacts/{repo}/versions/1")
     assert page.status_code == 200
     assert "SECRET-CARD-BODY" not in page.text and "secret-source-xyz" not in page.text
@@ -292,7 +296,7 @@ def test_a_jobs_inputs_are_named_only_to_who_may_read_them(
     monkeypatch.setenv("COMMONLAB_TOKEN", headers["Authorization"].split()[1])
     code, out, err = run(capsys, "job", "show", str(job_id), "--json", "--url", live.url)
     assert code == 0 and json.loads(out)["inputs"] == expected, err
-    sign_in(client, headers)
+    sign_in(client, _token(headers))
     page = client.get(f"/jobs/{job_id}")
     assert page.status_code == 200 and NAME not in page.text
     before = snapshot(facility), jobs_and_entries(facility)
