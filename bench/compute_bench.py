@@ -44,7 +44,7 @@ from tests.helpers import auth
 
 from commonlab.app import create_app
 from commonlab.compute import service as compute
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity import service as identity
@@ -146,7 +146,7 @@ def bench_admission(db_url: str | None, seconds: float, clients: int) -> None:
         # In-process, no HTTP: the service alone, one caller.
         with lab.facility.db.session() as db:
             pi = identity.authenticate(db, project.pi_auth["Authorization"].split()[1])
-        spec = JobSubmit(**body)
+        spec = JobCreate(**body)
         n, began = 0, time.perf_counter()
         while time.perf_counter() - began < seconds:
             with lab.facility.db.session() as db:

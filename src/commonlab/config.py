@@ -51,8 +51,8 @@ class Settings(BaseModel):
     local_slots: int = Field(default=0, ge=0, le=4096, description="local slots; 0: one per core")
     sandbox: Literal["auto", "bwrap", "uid", "none"] = Field(
         default="auto",
-        description="local: how jobs are kept from the facility (compute/executors/sandbox.py); 'none' "
-        "runs only CL-1 work",
+        description="local: how jobs are kept from the facility "
+        "(compute/executors/sandbox.py); 'none' runs only CL-1 work",
     )
     job_uid_base: int = Field(
         default=2_000_000_000, ge=1000, le=4_000_000_000, description="local, root: first job uid"

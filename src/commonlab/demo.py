@@ -17,13 +17,13 @@ from commonlab.allocation.schemas import (
     Criterion,
     ProposalCreate,
     ReleasePlan,
-    ReserveIn,
-    ReviewScore,
+    ReservationCreate,
+    ReviewCreate,
 )
 from commonlab.db import utcnow
 from commonlab.governance import service as governance
 from commonlab.governance.rules import Choice, MotionKind
-from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
+from commonlab.governance.schemas import CouncilCreate, FoundingMember, MotionCreate
 from commonlab.identity import service
 from commonlab.identity.schemas import (
     ClearanceCreate,
@@ -112,7 +112,7 @@ def seed_demo(db: Session) -> str | None:
 def _seed_council(db: Session, people: dict[str, Person]) -> None:
     """Found a council of five, adopt a regulation by vote, and leave Estonia's admission open."""
     members = [FoundingMember(code=c, name=n, contribution=Decimal(p)) for c, n, p, _ in FOUNDERS]
-    governance.found_council(db, SYSTEM, FoundCouncil(members=members))
+    governance.found_council(db, SYSTEM, CouncilCreate(members=members))
     seats = {}
     for code, _, _, delegate in FOUNDERS:
         governance.appoint_delegate(db, SYSTEM, code, people[delegate].id)
@@ -227,14 +227,17 @@ def _seed_allocations(
             db,
             reviewer,
             proposal.id,
-            ReviewScore(scores={"excellence": 5, "openness": 4}, comment="Strong, fully open."),
+            ReviewCreate(scores={"excellence": 5, "openness": 4}, comment="Strong, fully open."),
         )
     allocation.reply(db, pi, small.id, "Thank you: the corpus will carry per-record licences.")
     awarded = allocation.decide_proposal(db, operator, small.id, award=True)
     pending = allocation.decide_proposal(db, operator, large.id, award=True)
     assert awarded is not None and pending is not None
     held = allocation.reserve(
-        db, operator, awarded.id, ReserveIn(accelerator="H100", hours=Decimal(1200), job="demo-1")
+        db,
+        operator,
+        awarded.id,
+        ReservationCreate(accelerator="H100", hours=Decimal(1200), job="demo-1"),
     )
     allocation.settle(db, operator, held.id, Decimal(1130))
     # Two projects from member states, so the share accounting has something to count.
@@ -258,12 +261,15 @@ def _seed_allocations(
         )
         allocation.assign_reviewer(db, operator, proposal.id, reviewed_by.person_id)
         allocation.score_review(
-            db, reviewed_by, proposal.id, ReviewScore(scores={"excellence": 4, "openness": 4})
+            db, reviewed_by, proposal.id, ReviewCreate(scores={"excellence": 4, "openness": 4})
         )
         granted = allocation.decide_proposal(db, operator, proposal.id, award=True)
         assert granted is not None
         hold = allocation.reserve(
-            db, operator, granted.id, ReserveIn(accelerator="H100", hours=Decimal(used), job=name)
+            db,
+            operator,
+            granted.id,
+            ReservationCreate(accelerator="H100", hours=Decimal(used), job=name),
         )
         allocation.settle(db, operator, hold.id, Decimal(used))
     governance.table_motion(

@@ -19,11 +19,11 @@ from commonlab.allocation import service as allocation
 from commonlab.allocation.models import Allocation, Proposal
 from commonlab.allocation.schemas import (
     CallCreate,
-    ConflictIn,
+    ConflictCreate,
     ProposalCreate,
-    ReserveIn,
-    ReviewScore,
-    SubAllocationIn,
+    ReservationCreate,
+    ReviewCreate,
+    SubAllocationCreate,
 )
 from commonlab.errors import AccessDenied, Conflict, InvalidInput
 from commonlab.facility import Facility
@@ -139,7 +139,7 @@ def _reviewed(world: World) -> int:
         allocation.score_review,
         world.reviewer,
         proposal_id,
-        ReviewScore(scores={"excellence": 4}),
+        ReviewCreate(scores={"excellence": 4}),
     )
     return proposal_id
 
@@ -229,7 +229,7 @@ def test_a_declared_conflict_is_a_commitment_and_then_refuses_the_assignment(
         lambda: world.run(
             allocation.declare_conflict,
             world.reviewer,
-            ConflictIn(person_id=world.pi.person_id, reason="we wrote a book together"),
+            ConflictCreate(person_id=world.pi.person_id, reason="we wrote a book together"),
         ),
     )
     assert declared.person_id == world.pi.person_id
@@ -276,7 +276,7 @@ def test_assignment_and_a_score_are_on_the_record(world: World) -> None:
             allocation.score_review,
             world.reviewer,
             proposal_id,
-            ReviewScore(scores={"excellence": 4}, comment="Sound."),
+            ReviewCreate(scores={"excellence": 4}, comment="Sound."),
         ),
     )
     [entry] = scored
@@ -291,7 +291,7 @@ def test_assignment_and_a_score_are_on_the_record(world: World) -> None:
             allocation.score_review,
             world.colleague,
             proposal_id,
-            ReviewScore(scores={"excellence": 1}),
+            ReviewCreate(scores={"excellence": 1}),
         ),
     )
 
@@ -341,7 +341,7 @@ def test_a_sub_allocation_is_on_the_record(world: World) -> None:
             allocation.sub_allocate,
             world.pi,
             awarded.id,
-            SubAllocationIn(title="A sub-team", budget={"H100": Decimal(100)}),
+            SubAllocationCreate(title="A sub-team", budget={"H100": Decimal(100)}),
         ),
     )
     [entry] = entries
@@ -373,7 +373,7 @@ def test_the_allocation_a_job_is_charged_to(world: World) -> None:
 
 
 def _reserve(world: World, allocation_id: int, hours: str, job: str = "by-hand") -> int:
-    req = ReserveIn(accelerator="H100", hours=Decimal(hours), job=job)
+    req = ReservationCreate(accelerator="H100", hours=Decimal(hours), job=job)
     return world.run(allocation.reserve, world.operator, allocation_id, req).id
 
 

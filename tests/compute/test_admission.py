@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from commonlab.compute.admission import Admissions, _Request
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.identity.service import authenticate
 from tests.compute.helpers import award_project
 from tests.helpers import record_entries
@@ -17,8 +17,8 @@ def test_a_refusal_in_a_group_takes_back_only_itself(client, app, facility, oper
     with facility.db.session() as db:
         pi = authenticate(db, project.pi_auth["Authorization"].split()[1])
         outsider = authenticate(db, project.outsider_auth["Authorization"].split()[1])
-    good = JobSubmit(project=project.name, command="true", accelerator="cpu")
-    too_big = JobSubmit(project=project.name, command="true", accelerator="cpu", accelerators=999)
+    good = JobCreate(project=project.name, command="true", accelerator="cpu")
+    too_big = JobCreate(project=project.name, command="true", accelerator="cpu", accelerators=999)
     group = [
         _Request(pi, good, None),
         _Request(outsider, good, None),
@@ -46,7 +46,7 @@ def test_the_admission_thread_serves_callers(facility, client, operator):
     admissions = Admissions(facility.db, "local")
     admissions.start()
     try:
-        spec = JobSubmit(
+        spec = JobCreate(
             project=project.name, command="true", accelerator="cpu", time_limit_minutes=1
         )
         ids = [admissions.admit(pi, spec).id for _ in range(3)]

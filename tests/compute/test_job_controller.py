@@ -16,7 +16,7 @@ from commonlab.compute.executors.fake import FakeExecutor
 from commonlab.compute.job_controller import JobController
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.facility import Facility
 from tests.compute.helpers import Lab, entries, service_lab
 
@@ -38,7 +38,7 @@ def controller(facility: Facility, fake: FakeExecutor) -> JobController:
 
 
 def submit(lab: Lab, cpus: int = 1) -> Job:
-    spec = JobSubmit(
+    spec = JobCreate(
         project=lab.project,
         command="echo hello",
         accelerator="cpu",

@@ -15,7 +15,7 @@ from commonlab.compute.executors.base import Observed
 from commonlab.compute.fleet_spec import FleetSpec, PartitionSpec, SiteSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.errors import AccessDenied, Conflict
 from commonlab.facility import Facility
 from commonlab.identity.service import authenticate, bootstrap_operator
@@ -29,7 +29,7 @@ def lab(facility: Facility) -> Iterator[Lab]:
 
 
 def submit(lab: Lab, **overrides: object) -> Job:
-    spec = JobSubmit.model_validate(
+    spec = JobCreate.model_validate(
         {
             "name": "hello",
             "project": lab.project,

@@ -10,7 +10,7 @@ from commonlab.db import Database
 from commonlab.governance import service as governance
 from commonlab.governance.models import Motion
 from commonlab.governance.rules import Choice, MotionKind
-from commonlab.governance.schemas import FoundCouncil, FoundingMember, MotionCreate
+from commonlab.governance.schemas import CouncilCreate, FoundingMember, MotionCreate
 from commonlab.policy.principal import Principal, Role
 from tests.helpers import FOUNDERS
 from tests.identity.people import signed_in
@@ -24,7 +24,7 @@ def found(db: Database, operator: Principal) -> dict[str, Principal]:
         governance.found_council(
             session,
             operator,
-            FoundCouncil(members=[FoundingMember.model_validate(m) for m in FOUNDERS]),
+            CouncilCreate(members=[FoundingMember.model_validate(m) for m in FOUNDERS]),
         )
     delegates = {}
     for member in FOUNDERS:

@@ -19,7 +19,7 @@ from commonlab.allocation.access import ALLOCATION, may_see_inside
 from commonlab.allocation.events import AllocationEvent
 from commonlab.allocation.models import Allocation, ProjectMember, Proposal
 from commonlab.allocation.rules import ZERO, budget_hours, budget_text
-from commonlab.allocation.schemas import SubAllocationIn
+from commonlab.allocation.schemas import SubAllocationCreate
 from commonlab.db import get_or_404
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity import service as identity
@@ -81,7 +81,7 @@ def activate_allocation(db: Session, allocation_id: int, *, motion_id: int) -> A
 
 
 def sub_allocate(
-    db: Session, actor: Principal, allocation_id: int, req: SubAllocationIn
+    db: Session, actor: Principal, allocation_id: int, req: SubAllocationCreate
 ) -> Allocation:
     with db.begin():
         authorize(actor, Action.SubAllocate, ALLOCATION)

@@ -19,15 +19,15 @@ from commonlab.allocation.schemas import (
     AllocationOut,
     CallCreate,
     CallOut,
-    ChargeIn,
-    ConflictIn,
-    DecisionIn,
+    ChargeCreate,
+    ConflictCreate,
+    DecisionCreate,
     ProposalCreate,
     ProposalOut,
-    ReplyIn,
-    ReserveIn,
-    ReviewScore,
-    SubAllocationIn,
+    ReplyCreate,
+    ReservationCreate,
+    ReviewCreate,
+    SubAllocationCreate,
     SuggestedReviewerOut,
     TrancheOut,
 )
@@ -177,7 +177,7 @@ def assign(
 
 @router.post("/proposals/{proposal_id}/review", summary="Submit your scores")
 def score(
-    proposal_id: Id, req: ReviewScore, db: DbSession, principal: CurrentPrincipal
+    proposal_id: Id, req: ReviewCreate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     review = service.score_review(db, principal, proposal_id, req)
     return {"proposal": proposal_id, "scores": review.scores}
@@ -185,7 +185,7 @@ def score(
 
 @router.post("/proposals/{proposal_id}/replies", status_code=201, summary="The PI's reply")
 def reply(
-    proposal_id: Id, req: ReplyIn, db: DbSession, principal: CurrentPrincipal
+    proposal_id: Id, req: ReplyCreate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     service.reply(db, principal, proposal_id, req.text)
     return {"proposal": proposal_id}
@@ -193,7 +193,7 @@ def reply(
 
 @router.post("/proposals/{proposal_id}/decision", summary="Award or reject")
 def decide(
-    proposal_id: Id, req: DecisionIn, db: DbSession, principal: CurrentPrincipal
+    proposal_id: Id, req: DecisionCreate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     allocation = service.decide_proposal(db, principal, proposal_id, award=req.award)
     return {
@@ -203,7 +203,7 @@ def decide(
 
 
 @router.post("/conflicts", status_code=201, summary="Declare a conflict of interest")
-def conflict(req: ConflictIn, db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
+def conflict(req: ConflictCreate, db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
     row = service.declare_conflict(db, principal, req)
     return {"id": row.id, "person_id": row.person_id}
 
@@ -238,7 +238,7 @@ def tranches(allocation_id: Id, db: DbSession, principal: CurrentPrincipal) -> l
     "/allocations/{allocation_id}/sub-allocations", response_model=AllocationOut, status_code=201
 )
 def sub(
-    allocation_id: Id, req: SubAllocationIn, db: DbSession, principal: CurrentPrincipal
+    allocation_id: Id, req: SubAllocationCreate, db: DbSession, principal: CurrentPrincipal
 ) -> AllocationOut:
     return allocation_out(service.sub_allocate(db, principal, allocation_id, req))
 
@@ -253,7 +253,7 @@ def add_member(
 
 @router.post("/allocations/{allocation_id}/reservations", status_code=201, summary="Reserve hours")
 def reserve(
-    allocation_id: Id, req: ReserveIn, db: DbSession, principal: CurrentPrincipal
+    allocation_id: Id, req: ReservationCreate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     charge = service.reserve(db, principal, allocation_id, req)
     return {"reservation": charge.id, "hours": str(charge.hours)}
@@ -261,7 +261,7 @@ def reserve(
 
 @router.post("/ledger/{reservation_id}/settle", summary="Charge what a job used")
 def settle(
-    reservation_id: Id, req: ChargeIn, db: DbSession, principal: CurrentPrincipal
+    reservation_id: Id, req: ChargeCreate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     charge = service.settle(db, principal, reservation_id, req.hours)
     return {"ledger": charge.id, "hours": str(charge.hours)}

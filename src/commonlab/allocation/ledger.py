@@ -23,7 +23,7 @@ from commonlab.allocation.access import ALLOCATION
 from commonlab.allocation.events import AllocationEvent
 from commonlab.allocation.models import Allocation, Balance, Charge
 from commonlab.allocation.rules import ZERO, budget_hours
-from commonlab.allocation.schemas import ReserveIn
+from commonlab.allocation.schemas import ReservationCreate
 from commonlab.db import get_or_404, lock_for_writing, utcnow
 from commonlab.errors import Conflict, InvalidInput
 from commonlab.policy import Action, authorize
@@ -154,7 +154,7 @@ def rebuild_balances(db: Session) -> int:
     return db.scalar(select(func.count()).select_from(Balance)) or 0
 
 
-def reserve(db: Session, actor: Principal, allocation_id: int, req: ReserveIn) -> Charge:
+def reserve(db: Session, actor: Principal, allocation_id: int, req: ReservationCreate) -> Charge:
     """An operator holds hours by hand (work outside the job controller); refused if it would
     overdraw (beyond the grace margin). An operator closes it with `settle` or `release`."""
     with db.begin():

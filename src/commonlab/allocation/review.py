@@ -17,7 +17,7 @@ from commonlab.allocation.access import ALLOCATION
 from commonlab.allocation.events import AllocationEvent
 from commonlab.allocation.models import Call, ConflictOfInterest, Proposal, Reply, Review
 from commonlab.allocation.rules import ZERO
-from commonlab.allocation.schemas import ConflictIn, ReviewScore
+from commonlab.allocation.schemas import ConflictCreate, ReviewCreate
 from commonlab.db import get_or_404, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput
 from commonlab.identity import service as identity
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-def declare_conflict(db: Session, actor: Principal, req: ConflictIn) -> ConflictOfInterest:
+def declare_conflict(db: Session, actor: Principal, req: ConflictCreate) -> ConflictOfInterest:
     with db.begin():
         authorize(actor, Action.ConflictDeclare, ALLOCATION)
         identity.person(db, req.person_id)
@@ -148,7 +148,7 @@ def check_still_free(db: Session, actor: Principal, proposal: Proposal) -> None:
         )
 
 
-def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewScore) -> Review:
+def score_review(db: Session, actor: Principal, proposal_id: int, req: ReviewCreate) -> Review:
     with db.begin():
         authorize(actor, Action.ReviewScore, ALLOCATION)
         proposal = get_or_404(db, Proposal, proposal_id, "proposal")

@@ -22,17 +22,17 @@ __all__ = [
     "AllocationOut",
     "CallCreate",
     "CallOut",
-    "ChargeIn",
-    "ConflictIn",
+    "ChargeCreate",
+    "ConflictCreate",
     "Criterion",
-    "DecisionIn",
+    "DecisionCreate",
     "ProposalCreate",
     "ProposalOut",
     "ReleasePlan",
-    "ReplyIn",
-    "ReserveIn",
-    "ReviewScore",
-    "SubAllocationIn",
+    "ReplyCreate",
+    "ReservationCreate",
+    "ReviewCreate",
+    "SubAllocationCreate",
 ]
 
 POOLS = ("national_pools", "open_calls", "smes_and_public_bodies", "directors_reserve")
@@ -119,12 +119,12 @@ class ProposalCreate(Input):
         return self
 
 
-class ConflictIn(Input):
+class ConflictCreate(Input):
     person_id: PersonId
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
-class ReviewScore(Input):
+class ReviewCreate(Input):
     scores: dict[
         Annotated[str, StringConstraints(max_length=60)],
         Annotated[Int64, Field(ge=1, le=5, strict=True)],
@@ -132,27 +132,27 @@ class ReviewScore(Input):
     comment: Text = ""
 
 
-class ReplyIn(Input):
+class ReplyCreate(Input):
     text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 
 
-class DecisionIn(Input):
+class DecisionCreate(Input):
     award: bool
 
 
-class SubAllocationIn(Input):
+class SubAllocationCreate(Input):
     title: Name
     budget: Budget
 
 
-class ReserveIn(Input):
+class ReservationCreate(Input):
     accelerator: Accelerator
     hours: Hours
     job: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     on: date | None = None
 
 
-class ChargeIn(Input):
+class ChargeCreate(Input):
     hours: Annotated[Decimal, Field(ge=0, le=10**9, max_digits=12, decimal_places=2)]
 
 

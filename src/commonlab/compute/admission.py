@@ -19,7 +19,7 @@ from typing import Any
 from commonlab import record
 from commonlab.compute import service
 from commonlab.compute.models import Job
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.db import Database, lock_for_writing
 from commonlab.policy.principal import Principal
 
@@ -31,7 +31,7 @@ log = logging.getLogger("commonlab.compute.admission")
 @dataclass
 class _Request:
     actor: Principal
-    spec: JobSubmit
+    spec: JobCreate
     resubmit_of: int | None
     done: threading.Event = field(default_factory=threading.Event)
     job: Job | None = None
@@ -61,7 +61,7 @@ class Admissions:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def admit(self, actor: Principal, spec: JobSubmit, *, resubmit_of: int | None = None) -> Job:
+    def admit(self, actor: Principal, spec: JobCreate, *, resubmit_of: int | None = None) -> Job:
         """Admit a job or raise the refusal, as `service.submit_job` would."""
         request = _Request(actor, spec, resubmit_of)
         self._queue.put(request)

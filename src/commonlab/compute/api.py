@@ -13,7 +13,7 @@ from commonlab.compute import accounts, service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.schemas import FleetOut, JobOut, JobSubmit, NodeStateIn, TransitionOut
+from commonlab.compute.schemas import FleetOut, JobCreate, JobOut, NodeStateUpdate, TransitionOut
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
 
@@ -43,7 +43,7 @@ def apply_fleet(spec: FleetSpec, db: DbSession, principal: CurrentPrincipal) -> 
 
 @router.post("/fleet/nodes/{name}/state", summary="Drain a node or bring it back (operators)")
 def node_state(
-    name: NodeName, req: NodeStateIn, db: DbSession, principal: CurrentPrincipal
+    name: NodeName, req: NodeStateUpdate, db: DbSession, principal: CurrentPrincipal
 ) -> dict[str, str]:
     node = service.set_node_state(db, principal, name, req.state)
     return {"node": node.name, "state": node.state}
@@ -89,7 +89,7 @@ def steer(
 
 
 @router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
-def submit(req: JobSubmit, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
+def submit(req: JobCreate, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     job = _admit(request, db, principal, req)
     _wake(request)
     return _admitted(db, job)
@@ -99,7 +99,7 @@ def _admit(
     request: Request,
     db: Any,
     principal: Any,
-    req: JobSubmit,
+    req: JobCreate,
     resubmit_of: int | None = None,
 ) -> Job:
     """One use case, one transaction (reading the inputs, admitting, holding the hours):

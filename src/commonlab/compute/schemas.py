@@ -21,10 +21,10 @@ from commonlab.schemas import Input
 
 __all__ = [
     "FleetOut",
+    "JobCreate",
     "JobOut",
     "JobState",
-    "JobSubmit",
-    "NodeStateIn",
+    "NodeStateUpdate",
     "PartitionOut",
     "TransitionOut",
 ]
@@ -58,7 +58,7 @@ def _no_reserved(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class JobSubmit(Input):
+class JobCreate(Input):
     """A job spec. `accelerators` counts devices of `accelerator` class (CPU partitions count
     cores); `cpus` defaults to one per accelerator."""
 
@@ -83,7 +83,7 @@ class JobSubmit(Input):
         return Level.parse(value)
 
 
-class NodeStateIn(Input):
+class NodeStateUpdate(Input):
     state: Annotated[str, StringConstraints(pattern=r"^(up|drain|down)$")]
 
 

@@ -30,7 +30,7 @@ from commonlab.compute.executors.base import Observed
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job, JobTransition, Node, Partition, Site
 from commonlab.compute.rules import TERMINAL, JobState
-from commonlab.compute.schemas import JobSubmit
+from commonlab.compute.schemas import JobCreate
 from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity import service as identity
@@ -376,7 +376,7 @@ def _check_inputs(input_levels: dict[str, int], level: int) -> None:
 def submit_job(
     db: Session,
     actor: Principal,
-    req: JobSubmit,
+    req: JobCreate,
     *,
     executor: str,
     resubmit_of: int | None = None,
@@ -390,7 +390,7 @@ def submit_job(
 def admit(
     db: Session,
     actor: Principal,
-    req: JobSubmit,
+    req: JobCreate,
     *,
     executor: str,
     resubmit_of: int | None = None,
@@ -498,7 +498,7 @@ def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str
     return artifacts.split_public_refs(db, refs)
 
 
-def resubmission(old: Job, *, shown_inputs: list[str]) -> JobSubmit:
+def resubmission(old: Job, *, shown_inputs: list[str]) -> JobCreate:
     """A finished job's spec, to be admitted again by today's rules as a new job: by one who
     may see all its inputs (`shown_inputs`), whose names a refusal must not give away."""
     if JobState(old.state) not in TERMINAL:
@@ -508,7 +508,7 @@ def resubmission(old: Job, *, shown_inputs: list[str]) -> JobSubmit:
             f"job {old.id} read inputs you may not read: only someone who may read them all "
             "resubmits it"
         )
-    return JobSubmit(
+    return JobCreate(
         name=old.name,
         project=old.project,
         allocation_id=old.allocation_id,

@@ -13,12 +13,12 @@ from commonlab.governance import service
 from commonlab.governance.models import Motion
 from commonlab.governance.rules import MotionKind
 from commonlab.governance.schemas import (
-    DelegateIn,
-    FoundCouncil,
+    CouncilCreate,
+    DelegateCreate,
     MemberOut,
     MotionCreate,
     MotionOut,
-    VoteIn,
+    VoteCreate,
 )
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
@@ -55,7 +55,7 @@ def members(
     status_code=status.HTTP_201_CREATED,
     summary="Found the council (once): the founding member states and their scale",
 )
-def found(req: FoundCouncil, db: DbSession, principal: CurrentPrincipal) -> list[MemberOut]:
+def found(req: CouncilCreate, db: DbSession, principal: CurrentPrincipal) -> list[MemberOut]:
     service.found_council(db, principal, req)
     return service.member_views(db, principal)
 
@@ -67,7 +67,7 @@ def found(req: FoundCouncil, db: DbSession, principal: CurrentPrincipal) -> list
     summary="Record a delegate a member state appointed",
 )
 def appoint(
-    code: Code, req: DelegateIn, db: DbSession, principal: CurrentPrincipal
+    code: Code, req: DelegateCreate, db: DbSession, principal: CurrentPrincipal
 ) -> list[MemberOut]:
     service.appoint_delegate(db, principal, code, req.person_id)
     return service.member_views(db, principal)
@@ -122,7 +122,7 @@ def motion(motion_id: Id, db: DbSession, principal: CurrentPrincipal) -> MotionO
     status_code=201,
     summary="Cast or change your state's vote",
 )
-def vote(motion_id: Id, req: VoteIn, db: DbSession, principal: CurrentPrincipal) -> MotionOut:
+def vote(motion_id: Id, req: VoteCreate, db: DbSession, principal: CurrentPrincipal) -> MotionOut:
     service.cast_vote(db, principal, motion_id, req.choice, member=req.member)
     return service.motion_view(db, principal, motion_id)
 

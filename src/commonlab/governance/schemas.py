@@ -20,8 +20,8 @@ __all__ = [
     "AdoptRegulation",
     "ApproveAllocation",
     "Choice",
-    "DelegateIn",
-    "FoundCouncil",
+    "CouncilCreate",
+    "DelegateCreate",
     "FoundingMember",
     "GrantCl4",
     "MemberOut",
@@ -32,7 +32,7 @@ __all__ = [
     "RegisterWitness",
     "RemoveMember",
     "SetScale",
-    "VoteIn",
+    "VoteCreate",
     "VotingRule",
 ]
 
@@ -53,11 +53,11 @@ class FoundingMember(Input):
     contribution: Percent
 
 
-class FoundCouncil(Input):
+class CouncilCreate(Input):
     members: Annotated[list[FoundingMember], Field(min_length=1, max_length=200)]
 
 
-class DelegateIn(Input):
+class DelegateCreate(Input):
     person_id: Annotated[Int64, Field(ge=1, le=2**53, strict=True)]
 
 
@@ -128,7 +128,7 @@ class MotionCreate(Input):
     closes_at: datetime
 
 
-class VoteIn(Input):
+class VoteCreate(Input):
     choice: Choice
     member: Country | None = Field(
         default=None, description="the state you vote for; it must be the one you sit for"
@@ -154,7 +154,7 @@ class MemberOut(BaseModel):
     delegates: list[DelegateOut]
 
 
-class RollCall(BaseModel):
+class RollCallOut(BaseModel):
     member: str
     choice: Choice
     delegate: str
@@ -175,4 +175,4 @@ class MotionOut(BaseModel):
     status: str
     result: dict[str, Any] | None
     decided_at: datetime | None
-    votes: list[RollCall]
+    votes: list[RollCallOut]

@@ -34,12 +34,12 @@ from commonlab.governance.rules import (
     rule_for,
 )
 from commonlab.governance.schemas import (
+    CouncilCreate,
     DelegateOut,
-    FoundCouncil,
     MemberOut,
     MotionCreate,
     MotionOut,
-    RollCall,
+    RollCallOut,
 )
 from commonlab.identity import service as identity
 from commonlab.policy import Action, Resource, authorize
@@ -82,7 +82,7 @@ MAX_VOTING_WINDOW = timedelta(days=90)
 # Members and delegates ----------------------------------------------------------------------
 
 
-def found_council(db: Session, actor: Principal, req: FoundCouncil) -> list[MemberState]:
+def found_council(db: Session, actor: Principal, req: CouncilCreate) -> list[MemberState]:
     """Create the founding member states and their scale; only once, before any member exists."""
     with db.begin():
         authorize(actor, Action.MembersFound, GOVERNANCE)
@@ -526,7 +526,7 @@ def motion_views(db: Session, motions: list[Motion]) -> list[MotionOut]:
             result=m.result,
             decided_at=m.decided_at,
             votes=[
-                RollCall(
+                RollCallOut(
                     member=codes[v.member_state_id],
                     choice=Choice(v.choice),
                     delegate=people[v.cast_by].name,

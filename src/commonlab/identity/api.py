@@ -18,13 +18,13 @@ from commonlab.identity.schemas import (
     InstitutionCreate,
     InstitutionOut,
     InstitutionUpdate,
-    Me,
+    MeOut,
     PersonCreate,
     PersonOut,
     PersonUpdate,
-    RoleChange,
+    RoleGrantCreate,
     TokenCreate,
-    TokenIssued,
+    TokenIssuedOut,
     TokenOut,
 )
 from commonlab.pagination import Page, paginate
@@ -87,13 +87,13 @@ def clearance_out(row: ClearanceGrant) -> ClearanceOut:
     )
 
 
-@router.get("/me", response_model=Me, summary="Who the request acts as")
-def me(db: DbSession, principal: CurrentPrincipal) -> Me:
+@router.get("/me", response_model=MeOut, summary="Who the request acts as")
+def me(db: DbSession, principal: CurrentPrincipal) -> MeOut:
     if principal.person_id is None:
-        return Me(authenticated=False, pseudonym=principal.pseudonym)
+        return MeOut(authenticated=False, pseudonym=principal.pseudonym)
     person = service.get_person(db, principal, principal.person_id)
     grant = service.current_clearance(db, person.id)
-    return Me(
+    return MeOut(
         authenticated=True,
         pseudonym=person.pseudonym,
         person=person_out(person),
@@ -177,7 +177,7 @@ def update_person(
 
 @router.post("/people/{person_id}/roles", response_model=PersonOut, status_code=201)
 def grant_role(
-    person_id: Id, req: RoleChange, db: DbSession, principal: CurrentPrincipal
+    person_id: Id, req: RoleGrantCreate, db: DbSession, principal: CurrentPrincipal
 ) -> PersonOut:
     return person_out(service.grant_role(db, principal, person_id, req.role))
 
@@ -190,12 +190,12 @@ def revoke_role(person_id: Id, role: Role, db: DbSession, principal: CurrentPrin
 # Tokens
 
 
-@router.post("/people/{person_id}/tokens", response_model=TokenIssued, status_code=201)
+@router.post("/people/{person_id}/tokens", response_model=TokenIssuedOut, status_code=201)
 def issue_token(
     person_id: Id, req: TokenCreate, db: DbSession, principal: CurrentPrincipal
-) -> TokenIssued:
+) -> TokenIssuedOut:
     token, secret = service.issue_token(db, principal, person_id, req)
-    return TokenIssued(**token_out(token).model_dump(), token=secret)
+    return TokenIssuedOut(**token_out(token).model_dump(), token=secret)
 
 
 @router.get("/people/{person_id}/tokens", response_model=Page[TokenOut])

@@ -26,13 +26,13 @@ __all__ = [
     "InstitutionCreate",
     "InstitutionOut",
     "InstitutionUpdate",
-    "Me",
+    "MeOut",
     "PersonCreate",
     "PersonOut",
     "PersonUpdate",
-    "RoleChange",
+    "RoleGrantCreate",
     "TokenCreate",
-    "TokenIssued",
+    "TokenIssuedOut",
     "TokenOut",
 ]
 
@@ -128,7 +128,7 @@ class PersonOut(BaseModel):
     created_at: datetime
 
 
-class RoleChange(Input):
+class RoleGrantCreate(Input):
     role: Role
 
 
@@ -166,7 +166,7 @@ class TokenOut(BaseModel):
     revoked_at: datetime | None
 
 
-class TokenIssued(TokenOut):
+class TokenIssuedOut(TokenOut):
     token: str = Field(description="the secret; shown this once, stored only as a hash")
 
 
@@ -187,7 +187,7 @@ class ClearanceOut(BaseModel):
     revoked_at: datetime | None
 
 
-class Me(BaseModel):
+class MeOut(BaseModel):
     authenticated: bool
     pseudonym: str
     person: PersonOut | None = None

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from commonlab.allocation import service as allocation
-from commonlab.allocation.schemas import ProposalCreate, ReviewScore
+from commonlab.allocation.schemas import ProposalCreate, ReviewCreate
 from commonlab.artifacts import service as artifacts
 from commonlab.compute import service as compute
 from commonlab.db import utcnow
@@ -820,7 +820,7 @@ def score(
     scores = dict(zip(criterion, score, strict=False))
     typed = {"proposal": proposal_id, "scores": scores, "comment": comment}
     try:
-        req = ReviewScore.model_validate(
+        req = ReviewCreate.model_validate(
             {"scores": {c: _id_or_raw(s) for c, s in scores.items()}, "comment": comment}
         )
         allocation.score_review(db, viewer.principal, proposal_id, req)
