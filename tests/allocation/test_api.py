@@ -243,6 +243,8 @@ def test_the_whole_cycle(client, app, facility, operator, world):
         "allocation:ledger:settled",
     ]:
         assert expected in types
+    [approved] = record_entries(client, app, type="allocation:allocation:approved")
+    assert approved["actor"] == {"id": f"motion/{approved['data']['motion']}"}  # its authority
     granted = record_entries(client, app, type="allocation:allocation:granted")[0]
     assert len(granted["data"]["members"]) == 2  # the PI and the student named on the proposal
     submitted_entry = record_entries(client, app, type="allocation:proposal:submitted")[0]

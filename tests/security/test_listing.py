@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from commonlab.artifacts.models import Repo
 from commonlab.compute.models import Job
 from commonlab.compute.service import WITHHELD_INPUT, certify_partition
+from commonlab.policy.principal import motion_authority
 from commonlab.record.models import Entry
 from tests.artifacts.helpers import digests, push
 from tests.cli.test_cli import run
@@ -264,7 +265,7 @@ def job_reading_it(client, facility, hidden) -> tuple[int, str]:
                    visibility="public", level=1)  # fmt: skip
     assert push(client, pi, public, {"a.txt": b"open"}).status_code == 201
     with facility.db.session() as db, db.begin():
-        certify_partition(db, "local", 2, motion_id=0)
+        certify_partition(db, motion_authority(0), "local", 2)
     made = client.post(
         "/api/v1/jobs",
         json={"name": "train", "project": project, "command": "true", "accelerator": "cpu",

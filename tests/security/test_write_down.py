@@ -21,6 +21,7 @@ from commonlab.artifacts.models import JobRead, Repo, RepoKind, Version
 from commonlab.artifacts.service import RepoRef
 from commonlab.compute.service import certify_partition
 from commonlab.identity import service as identity
+from commonlab.policy.principal import motion_authority
 from commonlab.record.models import Entry
 from tests.artifacts.helpers import push
 from tests.compute.helpers import Project, award_project
@@ -67,7 +68,7 @@ def lab(client, operator, facility) -> Lab:
     public = _repo(client, pi, kind="dataset", name="open-copy", project=project.name,
                    visibility="public", level=1)  # fmt: skip
     with facility.db.session() as db, db.begin():
-        certify_partition(db, "local", 2, motion_id=0)
+        certify_partition(db, motion_authority(0), "local", 2)
     return Lab(project, secret, public)
 
 

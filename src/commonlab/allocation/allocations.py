@@ -23,9 +23,9 @@ from commonlab.allocation.schemas import SubAllocationCreate
 from commonlab.db import get_or_404
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity import service as identity
-from commonlab.policy import Action, authorize
+from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.levels import Level
-from commonlab.policy.principal import SYSTEM, Principal
+from commonlab.policy.principal import Principal
 from commonlab.regulation.service import in_force as regulation_in_force
 
 if TYPE_CHECKING:
@@ -64,18 +64,21 @@ def check_awaiting_council(db: Session, allocation_id: int) -> Allocation:
     return allocation
 
 
-def activate_allocation(db: Session, allocation_id: int, *, motion_id: int) -> Allocation:
-    """The council approved it: in the caller's transaction (a motion's effect)."""
+def activate_allocation(db: Session, motion: Principal, allocation_id: int) -> Allocation:
+    """The council approved it: `motion` is the passed motion's authority
+    (`policy.principal.motion_authority`), and this runs in the transaction that records the
+    vote (a motion's effect)."""
     allocation = check_awaiting_council(db, allocation_id)
+    authorize(motion, Action.AllocationApprove, Resource.allocation(allocation.id))
     allocation.status = "active"
     if allocation.proposal_id is not None:
         db.get_one(Proposal, allocation.proposal_id).status = "awarded"
     record.append(
         db,
         AllocationEvent.AllocationApproved,
-        actor=SYSTEM,
+        actor=motion,
         subject=f"allocation/{allocation.id}",
-        data={"motion": motion_id},
+        data={"motion": motion.motion_id},
     )
     return allocation
 

@@ -10,7 +10,6 @@ from commonlab.allocation.service import activate_allocation, check_awaiting_cou
 from commonlab.governance.effects import Effect
 from commonlab.governance.rules import MotionKind
 from commonlab.governance.schemas import ApproveAllocation
-from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal
 
 __all__ = ["EFFECTS"]
@@ -21,9 +20,7 @@ def check_approval(db: Session, p: ApproveAllocation) -> None:
 
 
 def apply_approval(db: Session, motion: Principal, p: ApproveAllocation) -> None:
-    authorize(motion, Action.AllocationApprove, Resource.allocation(p.allocation_id))
-    assert motion.motion_id is not None
-    activate_allocation(db, p.allocation_id, motion_id=motion.motion_id)
+    activate_allocation(db, motion, p.allocation_id)
 
 
 EFFECTS = {MotionKind.APPROVE_ALLOCATION: Effect(check_approval, apply_approval)}

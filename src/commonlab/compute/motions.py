@@ -10,8 +10,6 @@ from commonlab.compute.service import certify_partition, check_certification
 from commonlab.governance.effects import Effect
 from commonlab.governance.rules import MotionKind
 from commonlab.governance.schemas import CertifyPartition
-from commonlab.policy import Action, Resource, authorize
-from commonlab.policy.levels import Level
 from commonlab.policy.principal import Principal
 
 __all__ = ["EFFECTS"]
@@ -22,11 +20,7 @@ def check(db: Session, p: CertifyPartition) -> None:
 
 
 def apply(db: Session, motion: Principal, p: CertifyPartition) -> None:
-    partition = check_certification(db, p.partition, p.level)
-    resource = Resource.partition(partition.name, Level(partition.certified_level))
-    authorize(motion, Action.PartitionCertify, resource)
-    assert motion.motion_id is not None
-    certify_partition(db, p.partition, p.level, motion_id=motion.motion_id)
+    certify_partition(db, motion, p.partition, p.level)
 
 
 EFFECTS = {MotionKind.CERTIFY_PARTITION: Effect(check, apply)}

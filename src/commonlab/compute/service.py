@@ -306,18 +306,20 @@ def check_certification(db: Session, partition_name: str, level: int) -> Partiti
     return partition
 
 
-def certify_partition(db: Session, partition_name: str, level: int, *, motion_id: int) -> None:
-    """Apply a passed `certify_partition` motion, in the transaction that records the vote."""
+def certify_partition(db: Session, motion: Principal, partition_name: str, level: int) -> None:
+    """Apply a passed `certify_partition` motion: `motion` is its authority
+    (`policy.principal.motion_authority`), in the transaction that records the vote."""
     partition = check_certification(db, partition_name, level)
     before = partition.certified_level
+    authorize(motion, Action.PartitionCertify, Resource.partition(partition.name, Level(before)))
     partition.certified_level = level
-    partition.certified_by_motion = motion_id
+    partition.certified_by_motion = motion.motion_id
     record.append(
         db,
         ComputeEvent.PartitionCertified,
-        actor=SYSTEM,
+        actor=motion,
         subject=f"partition/{partition_name}",
-        data={"from": f"CL-{before}", "to": f"CL-{level}", "motion": motion_id},
+        data={"from": f"CL-{before}", "to": f"CL-{level}", "motion": motion.motion_id},
     )
 
 
