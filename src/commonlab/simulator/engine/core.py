@@ -99,7 +99,8 @@ class Engine:
         runs = self.runs
         p = runs.placed[j]
         self.placement.give_back(j, p)
-        runs.finish(j)
+        runs.stop(j)
+        runs.end_time[j] = self.state.now
         if self.on_stop is not None:
             self.on_stop(j, p)
 

@@ -132,11 +132,6 @@ class Runs:
         state.pool_running[self.pool[j]] -= need
         state.account(self.tenant[j], -need)
 
-    def finish(self, j: int) -> None:
-        """Run j ends now, having run its whole runtime."""
-        self.stop(j)
-        self.end_time[j] = self.state.now
-
     def cut(self, j: int) -> int:
         """Run j was preempted now: count what it lost and add the job's next run, queued
         now at the back (its age restarts, as after Slurm's requeue or Kueue's eviction).
