@@ -34,7 +34,7 @@ from commonlab.compute.schemas import JobCreate
 from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from commonlab.identity import service as identity
-from commonlab.policy import Action, Resource, authorize
+from commonlab.policy import Action, Resource, authorize, authorize_inside
 from commonlab.policy.levels import Level
 from commonlab.policy.principal import SYSTEM, Principal
 
@@ -411,8 +411,7 @@ def admit(
     if actor.person_id is None:
         raise AccessDenied("jobs are submitted by people: sign in with your own token")
     job_resource = Resource.job(req.project, level, owner=actor.person_id)
-    authorize(actor, Action.JobSubmit, job_resource)
-    authorize(actor, Action.ResourceRead, job_resource)
+    authorize_inside(actor, Action.JobSubmit, job_resource)
     _check_inputs(levels, int(level))
     shape = rules.Shape(
         accelerator=req.accelerator,
@@ -531,9 +530,7 @@ def resubmission(old: Job, *, shown_inputs: list[str]) -> JobCreate:
 
 def _authorize_job(actor: Principal, action: Action, job: Job) -> None:
     resource = Resource.job(job.project, Level(job.level), owner=job.submitter_id, job_id=job.id)
-    authorize(actor, action, resource)
-    if not actor.is_system:
-        authorize(actor, Action.ResourceRead, resource)
+    authorize_inside(actor, action, resource)
 
 
 def get_job(db: Session, actor: Principal, job_id: int) -> Job:

@@ -7,7 +7,9 @@ from commonlab.policy.actions import Action
 from commonlab.policy.engine import (
     Decision,
     authorize,
+    authorize_inside,
     decide,
+    may_see_inside,
     policy_set_hash,
     validate_policy_set,
 )
@@ -18,7 +20,9 @@ __all__ = [
     "Decision",
     "Resource",
     "authorize",
+    "authorize_inside",
     "decide",
+    "may_see_inside",
     "policy_set_hash",
     "validate_policy_set",
 ]

@@ -27,7 +27,9 @@ __all__ = [
     "Decision",
     "PolicyEngine",
     "authorize",
+    "authorize_inside",
     "decide",
+    "may_see_inside",
     "policy_set_hash",
     "validate_policy_set",
 ]
@@ -208,6 +210,23 @@ def authorize(
 ) -> Decision:
     """The one authorization point: returns the Decision, or raises AccessDenied(reason)."""
     return _default_engine().authorize(principal, action, resource, context, now=now)
+
+
+def authorize_inside(principal: Principal, action: Action | str, resource: Resource) -> None:
+    """`action` on what a contained resource holds (a job's spec and logs, a project's
+    insides): the action's own rule, then reading at the resource's level and compartments —
+    a member not cleared for the level sees only what the public sees. The system is bounded
+    by the action alone. Raises AccessDenied(reason)."""
+    authorize(principal, action, resource)
+    if not principal.is_system:
+        authorize(principal, Action.ResourceRead, resource)
+
+
+def may_see_inside(principal: Principal, action: Action | str, resource: Resource) -> bool:
+    """Whether `authorize_inside` would allow it (for what a page or a list leaves out)."""
+    return decide(principal, action, resource).allowed and (
+        principal.is_system or decide(principal, Action.ResourceRead, resource).allowed
+    )
 
 
 def policy_set_hash() -> str:
