@@ -9,7 +9,7 @@ import pytest
 from commonlab.cli import artifacts_cmd
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.compute.helpers import award_project
-from tests.portal.test_compute_pages import sign_in
+from tests.portal.helpers import sign_in
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_a_model_names_the_job_that_trained_it_and_what_the_job_read(client, tra
     page = client.get(f"/artifacts/{model}/versions/1").text
     assert f'href="/jobs/{job}"' not in page and f"job {job} of this facility" in page
     client.cookies.clear()
-    sign_in(client, proj.pi_auth)
+    sign_in(client, proj.pi_auth["Authorization"].split()[1])
     page = client.get(f"/artifacts/{model}/versions/1").text
     assert f'href="/jobs/{job}"' in page
 
