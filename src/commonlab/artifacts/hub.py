@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from commonlab.artifacts import service
-from commonlab.artifacts.api import file_response, registry
+from commonlab.artifacts.api import Name, Namespace, file_response, registry
 from commonlab.artifacts.models import RepoKind, Version, Visibility
 from commonlab.artifacts.service import RepoRef, VersionRef
 from commonlab.errors import CommonlabError, NotFound, Unauthenticated
@@ -51,8 +51,8 @@ class _HubRoute(APIRoute):
 
 router = APIRouter(include_in_schema=False, route_class=_HubRoute)
 
-Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
-Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# No pattern, unlike the API's: a revision that names nothing is answered as the Hub answers
+# it (RevisionNotFound, which the clients map), not refused as malformed.
 Rev = Annotated[str, Path(max_length=64)]
 _KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
 
