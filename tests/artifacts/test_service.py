@@ -22,7 +22,7 @@ from commonlab.artifacts import gc, ports, publish
 from commonlab.artifacts import service as artifacts
 from commonlab.artifacts.models import Upload, VersionFile
 from commonlab.artifacts.mount import registry_for
-from commonlab.artifacts.schemas import RepoCreate, TagSet, UploadCreate, VersionCreate
+from commonlab.artifacts.schemas import RepoCreate, TagUpdate, UploadCreate, VersionCreate
 from commonlab.artifacts.service import Registry, RepoKind, RepoRef
 from commonlab.db import utcnow
 from commonlab.errors import ConfigError, Conflict
@@ -201,20 +201,20 @@ def test_a_tag_is_moved_only_when_asked_and_the_move_is_recorded(lab: Lab) -> No
     publish_files(lab, repo, {"a.txt": b"one"})
     two = publish_files(lab, repo, {"a.txt": b"two"})
     (_, moved), (created,) = written(
-        lab, lambda: artifacts.set_tag(lab.db, lab.researcher, repo, "stable", TagSet(version=1))
+        lab, lambda: artifacts.set_tag(lab.db, lab.researcher, repo, "stable", TagUpdate(version=1))
     )
     assert not moved and created["type"] == "artifacts:tag:created"
     assert created["subject"] == f"models/{lab.ns}/tiny"
     _, nothing = refused(
         lab,
         Conflict,
-        lambda: artifacts.set_tag(lab.db, lab.researcher, repo, "stable", TagSet(version=2)),
+        lambda: artifacts.set_tag(lab.db, lab.researcher, repo, "stable", TagUpdate(version=2)),
     )
     assert nothing == []
     (_, moved), (entry,) = written(
         lab,
         lambda: artifacts.set_tag(
-            lab.db, lab.researcher, repo, "stable", TagSet(version=2, move=True)
+            lab.db, lab.researcher, repo, "stable", TagUpdate(version=2, move=True)
         ),
     )
     assert moved and entry["type"] == "artifacts:tag:moved"

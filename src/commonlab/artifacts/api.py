@@ -27,12 +27,12 @@ from commonlab.artifacts.schemas import (
     RepoCreate,
     RepoOut,
     TagOut,
-    TagSet,
+    TagUpdate,
     UploadCreate,
     UploadOut,
     VersionCreate,
     VersionOut,
-    VersionSummary,
+    VersionSummaryOut,
 )
 from commonlab.artifacts.service import Registry, RepoRef, UploadStatus, VersionRef, VersionView
 from commonlab.bounded import Int64
@@ -290,14 +290,14 @@ def commit_version(
     return version_out(VersionView(version, withheld=None))
 
 
-@router.get("/{kinds}/{namespace}/{name}/versions", response_model=Page[VersionSummary])
+@router.get("/{kinds}/{namespace}/{name}/versions", response_model=Page[VersionSummaryOut])
 def list_versions(
     repo: RepoPath, db: DbSession, principal: CurrentPrincipal, page: Pagination
-) -> Page[VersionSummary]:
+) -> Page[VersionSummaryOut]:
     versions, after = service.list_versions(db, principal, repo, after=page.after, limit=page.limit)
-    return Page[VersionSummary](
+    return Page[VersionSummaryOut](
         items=[
-            VersionSummary(
+            VersionSummaryOut(
                 number=v.number,
                 commit=v.commit,
                 message=v.message,
@@ -617,7 +617,7 @@ def _unpacked_range(file: IO[bytes], offset: int, count: int) -> Iterator[bytes]
 def set_tag(
     repo: RepoPath,
     tag: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9._-]*$")],
-    req: TagSet,
+    req: TagUpdate,
     db: DbSession,
     principal: CurrentPrincipal,
 ) -> TagOut:

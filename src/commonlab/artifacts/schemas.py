@@ -31,12 +31,12 @@ __all__ = [
     "RepoCreate",
     "RepoOut",
     "TagOut",
-    "TagSet",
+    "TagUpdate",
     "UploadCreate",
     "UploadOut",
     "VersionCreate",
     "VersionOut",
-    "VersionSummary",
+    "VersionSummaryOut",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
@@ -177,7 +177,7 @@ class FileOut(BaseModel):
     meta: dict[str, Any]
 
 
-class VersionSummary(BaseModel):
+class VersionSummaryOut(BaseModel):
     number: int
     commit: str
     message: str
@@ -264,7 +264,7 @@ class RecordOut(Provenance):
     has_next: bool = Field(description="whether a record follows this one in the file")
 
 
-class TagSet(Input):
+class TagUpdate(Input):
     version: Annotated[StrictInt64, Field(ge=1)]
     move: bool = Field(default=False, description="move the tag if it names another version")
 

@@ -11,7 +11,7 @@ from commonlab.artifacts.events import ArtifactsEvent
 from commonlab.artifacts.models import Repo, Tag, Version
 from commonlab.artifacts.refs import RepoRef
 from commonlab.artifacts.repos import authorize_write, find_repo, is_public, subject_of
-from commonlab.artifacts.schemas import TagSet
+from commonlab.artifacts.schemas import TagUpdate
 from commonlab.artifacts.versions import resolve
 from commonlab.db import utcnow
 from commonlab.errors import Conflict, InvalidInput
@@ -20,7 +20,9 @@ from commonlab.policy.principal import Principal
 __all__ = ["set_tag", "tag_version"]
 
 
-def set_tag(db: Session, actor: Principal, ref: RepoRef, tag: str, req: TagSet) -> tuple[Tag, bool]:
+def set_tag(
+    db: Session, actor: Principal, ref: RepoRef, tag: str, req: TagUpdate
+) -> tuple[Tag, bool]:
     """Name `req.version` of the repository `tag`; whether an existing tag was moved."""
     with db.begin():
         repo = find_repo(db, ref)
