@@ -22,14 +22,16 @@ class MainPass:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.queues = engine.queues
+        self.placement = engine.placement
+        self.eligible = engine.runs.eligible
         self.depth = engine.settings.main_depth
 
     def run(self) -> None:
-        engine = self.engine
-        queues, placement = engine.queues, engine.placement
-        key_heap, version, head, queue = queues.heap, queues.version, queues.head, queues.queue
-        free, n_parts = placement.free, placement.n_parts
-        eligible = engine.runs.eligible
+        # Called at almost every event and usually done after a job or two: what a blocked
+        # job needs is read only when one is.
+        queues, placement, start = self.queues, self.placement, self.engine.start
+        key_heap, version = queues.heap, queues.version
         depth = self.depth
         blocked: set[int] = set()
         held = []
@@ -44,12 +46,12 @@ class MainPass:
                 key = entry[3]
                 if entry[2] != version[key]:
                     continue
-                i = head[key]
-            j = queue[key][i]
+                i = queues.head[key]
+            j = queues.queue[key][i]
             tried += 1
             p = placement.choose(j, blocked)
             if p >= 0:
-                engine.start(j, p)
+                start(j, p)
                 if entry is not None:
                     queues.touch(key)
                 else:
@@ -59,7 +61,8 @@ class MainPass:
             # but may take others.
             if entry is not None:
                 held.append(entry)
-            blocked.update(eligible[j])
+            blocked.update(self.eligible[j])
+            free, n_parts = placement.free, placement.n_parts
             if len(blocked) == n_parts or not any(
                 free[p] for p in range(n_parts) if p not in blocked
             ):
