@@ -93,11 +93,11 @@ class WaitQueues:
     def rerank(self) -> None:
         """Every priority may have changed (a policy tick): rank every queue afresh."""
         self.heap.clear()
-        touch = self.touch
-        for key in range(len(self.queue)):
-            touch(key)
+        self.touch_all()
 
     def touch_all(self) -> None:
+        """Re-rank every queue, the entries already in the heap left to go stale (priorities
+        that depend on running work changed)."""
         touch = self.touch
         for key in range(len(self.queue)):
             touch(key)
