@@ -1,5 +1,6 @@
-"""The run table alone: what a start, an end and a cut do to the pools' and tenants'
-counters, and the Outcome built from each job's last run."""
+"""The run table and its accounting: what a start, an end and a cut (core.Engine's, which
+write the table) do to the pools' and tenants' counters, and the Outcome built from each
+job's last run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import pytest
 
-from tests.simulator.engine.helpers import ONE_BOX, engine
+from tests.simulator.engine.helpers import ONE_BOX, arrive, engine
 
 POOLS = {"pools": ("pa", "pb"), "entitled": (0.5, 0.5), "tenant_pools": {"a": "pa", "b": "pb"}}
 JOBS = [
@@ -19,15 +20,13 @@ JOBS = [
 def test_start_and_stop_move_the_pool_counters_and_the_tenants_usage() -> None:
     e = engine(ONE_BOX, JOBS, **POOLS)
     runs, state = e.runs, e.state
-    for j in (0, 1):
-        runs.queued(j)
+    arrive(e, 0, 1)
     assert state.pool_waiting == [1, 1] and state.pool_queued == [3, 1]
-    runs.begin(0, 0)
+    e.start(0, 0)
     assert state.pool_running == [3, 0] and state.pool_waiting == [0, 1]
     assert runs.running[0] and runs.placed[0] == 0 and runs.completions == [(100, 0)]
     state.now = 40.0
-    runs.stop(0)
-    runs.end_time[0] = 40.0
+    e.finish(0)
     assert not runs.running[0] and runs.end_time[0] == 40.0
     assert state.pool_running == [0, 0]
     state.now = 50.0
@@ -37,11 +36,11 @@ def test_start_and_stop_move_the_pool_counters_and_the_tenants_usage() -> None:
 def test_a_cut_run_counts_what_it_lost_and_adds_the_jobs_next_run() -> None:
     e = engine(ONE_BOX, JOBS, **POOLS)
     runs, state = e.runs, e.state
-    runs.queued(0)
-    runs.begin(0, 0)
+    arrive(e, 0)
+    e.start(0, 0)
     state.now = 30.0
-    runs.stop(0)
-    r = runs.cut(0)
+    e.preempt(0)
+    r = len(runs.origin) - 1
     assert r == 2 and runs.origin[r] == 0 and runs.last_run[0] == r
     assert (runs.size[r], runs.runtime[r], runs.pool[r]) == (3, 100, 0)
     assert runs.queued_at[r] == 30.0 and math.isnan(runs.start_time[r])
@@ -54,17 +53,16 @@ def test_a_cut_run_counts_what_it_lost_and_adds_the_jobs_next_run() -> None:
 def test_the_outcome_shows_each_jobs_last_run(cut: bool) -> None:
     e = engine(ONE_BOX, JOBS, **POOLS)
     runs, state = e.runs, e.state
-    runs.queued(0)
-    runs.begin(0, 0)
+    arrive(e, 0)
+    e.start(0, 0)
     j = 0
     if cut:
         state.now = 5.0
-        runs.stop(0)
-        j = runs.cut(0)
-        runs.begin(j, 0)
+        e.preempt(0)
+        j = len(runs.origin) - 1
+        e.start(j, 0)
     state.now = 200.0
-    runs.stop(j)
-    runs.end_time[j] = 200.0
+    e.finish(j)
     outcome = runs.outcome(events=7, backfilled=1)
     assert outcome.start.tolist()[0] == (5.0 if cut else 0.0)
     assert outcome.end.tolist()[0] == 200.0 and outcome.partition.tolist()[0] == 0

@@ -26,6 +26,8 @@ class Preemption:
         runs = engine.runs
         n_parts, n_pools = engine.placement.n_parts, len(engine.state.pool_running)
         self.n_pools = n_pools
+        # The run table's columns (they grow in place as runs are added).
+        self._pool, self._size = runs.pool, runs.size
         self.run_lists: list[list[list[int]]] = [
             [[] for _ in range(n_pools)] for _ in range(n_parts)
         ]
@@ -46,12 +48,12 @@ class Preemption:
         engine.on_stop = self.stopped
 
     def started(self, j: int, p: int) -> None:
-        pool, need = self.engine.runs.pool[j], self.engine.runs.size[j]
+        pool = self._pool[j]
         self.run_lists[p][pool].append(j)
-        self.used_on[p][pool] += need
+        self.used_on[p][pool] += self._size[j]
 
     def stopped(self, j: int, p: int) -> None:
-        self.used_on[p][self.engine.runs.pool[j]] -= self.engine.runs.size[j]
+        self.used_on[p][self._pool[j]] -= self._size[j]
 
     def victims(self, j: int, p: int) -> list[int] | None:
         """Runs to preempt, newest first, so that run j fits on partition p; None if the

@@ -1,11 +1,10 @@
 """The run table and its accounting: a run is a job, or the next run of a preempted job
 (numbered from len(workload)); the table keeps each run's columns, when it started and
-ended, the completions heap, the pools' and tenants' counters in `State`, the runs
-preemption cut short, and turns all of it into the `Outcome`."""
+ended (written by core.Engine as runs start and end), the completions heap, the runs
+preemption cut short and what they lost, and turns all of it into the `Outcome`."""
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,30 +106,6 @@ class Runs:
         state, pool = self.state, self.pool[j]
         state.pool_waiting[pool] += 1
         state.pool_queued[pool] += self.size[j]
-
-    def begin(self, j: int, p: int) -> None:
-        """Run j starts on partition p now; it ends after its runtime unless preempted."""
-        state = self.state
-        now = state.now
-        need = self.size[j]
-        pool = self.pool[j]
-        self.start_time[j] = now
-        self.placed[j] = p
-        self.running[j] = 1
-        state.pool_running[pool] += need
-        state.pool_waiting[pool] -= 1
-        state.pool_queued[pool] -= need
-        state.account(self.tenant[j], need)
-        heapq.heappush(self.completions, (now + self.runtime[j], j))
-
-    def stop(self, j: int) -> None:
-        """Run j stops now, cut short or at its end (its accelerators are given back
-        elsewhere)."""
-        need = self.size[j]
-        state = self.state
-        self.running[j] = 0
-        state.pool_running[self.pool[j]] -= need
-        state.account(self.tenant[j], -need)
 
     def cut(self, j: int) -> int:
         """Run j was preempted now: count what it lost and add the job's next run, queued
