@@ -6,7 +6,6 @@ Repositories are addressed as `/api/v1/artifacts/{models|datasets}/{namespace}/{
 from __future__ import annotations
 
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import IO, Annotated, Any
 from urllib.parse import quote
 
@@ -26,15 +25,17 @@ from commonlab.artifacts.schemas import (
     RecordSummary,
     RepoCreate,
     RepoOut,
+    RepoPath,
     TagOut,
     TagUpdate,
     UploadCreate,
     UploadOut,
     VersionCreate,
     VersionOut,
+    VersionPath,
     VersionSummaryOut,
 )
-from commonlab.artifacts.service import Registry, RepoRef, UploadStatus, VersionRef, VersionView
+from commonlab.artifacts.service import Registry, UploadStatus, VersionView
 from commonlab.bounded import Int64
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import BYTES_RESPONSES, CurrentPrincipal, DbSession, Pagination
@@ -42,8 +43,6 @@ from commonlab.pagination import Page
 
 __all__ = [
     "STORED_BYTES_HEADERS",
-    "RepoPath",
-    "VersionPath",
     "media_response",
     "registry",
     "repo_out",
@@ -62,35 +61,7 @@ STORED_BYTES_HEADERS = {
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
 
 
-class Kinds(StrEnum):
-    models = "models"
-    datasets = "datasets"
-
-    @property
-    def kind(self) -> RepoKind:
-        return RepoKind.MODEL if self is Kinds.models else RepoKind.DATASET
-
-
-Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
-Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 UploadId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-def repo_path(kinds: Kinds, namespace: Namespace, name: Name) -> RepoRef:
-    """`/{kinds}/{namespace}/{name}`, parsed once for every route under it."""
-    return RepoRef(kinds.kind, namespace, name)
-
-
-RepoPath = Annotated[RepoRef, Depends(repo_path)]
-
-
-def version_path(repo: RepoPath, rev: Rev) -> VersionRef:
-    """`/{kinds}/{namespace}/{name}/versions/{rev}`, parsed once for every route under it."""
-    return repo.at(rev)
-
-
-VersionPath = Annotated[VersionRef, Depends(version_path)]
 
 
 def registry(request: Request) -> Registry:

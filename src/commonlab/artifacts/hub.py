@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from commonlab.artifacts import service
-from commonlab.artifacts.api import Name, Namespace, file_response, registry
+from commonlab.artifacts.api import file_response, registry
 from commonlab.artifacts.models import RepoKind, Version, Visibility
+from commonlab.artifacts.schemas import NamePath, NamespacePath
 from commonlab.artifacts.service import RepoRef, VersionRef
 from commonlab.errors import CommonlabError, NotFound, Unauthenticated
 from commonlab.http import CurrentPrincipal, DbSession
@@ -57,7 +58,7 @@ Rev = Annotated[str, Path(max_length=64)]
 _KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
 
 
-def _repo(kinds: str, namespace: Namespace, name: Name) -> RepoRef:
+def _repo(kinds: str, namespace: NamespacePath, name: NamePath) -> RepoRef:
     """`/api/{models|datasets}/{namespace}/{name}`, parsed once for every route under it."""
     if kinds not in _KINDS:
         raise NotFound(f"no such repository type {kinds!r}: use models or datasets")
@@ -74,11 +75,11 @@ def _version(repo: HubRepo, rev: Rev) -> VersionRef:
 HubVersion = Annotated[VersionRef, Depends(_version)]
 
 
-def _dataset_version(namespace: Namespace, name: Name, rev: Rev) -> VersionRef:
+def _dataset_version(namespace: NamespacePath, name: NamePath, rev: Rev) -> VersionRef:
     return RepoRef(RepoKind.DATASET, namespace, name).at(rev)
 
 
-def _model_version(namespace: Namespace, name: Name, rev: Rev) -> VersionRef:
+def _model_version(namespace: NamespacePath, name: NamePath, rev: Rev) -> VersionRef:
     return RepoRef(RepoKind.MODEL, namespace, name).at(rev)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
+from fastapi import Depends, Path
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -14,14 +16,18 @@ from pydantic import (
 )
 
 from commonlab.artifacts.models import Relation, RepoKind, Visibility
+from commonlab.artifacts.refs import RepoRef, VersionRef
 from commonlab.bounded import StrictInt64
 from commonlab.schemas import Input
 
 __all__ = [
     "FileEntry",
     "FileOut",
+    "Kinds",
     "LineageRef",
     "MemberOut",
+    "NamePath",
+    "NamespacePath",
     "Provenance",
     "RecordFileOut",
     "RecordFilesOut",
@@ -30,12 +36,15 @@ __all__ = [
     "RecordSummary",
     "RepoCreate",
     "RepoOut",
+    "RepoPath",
+    "RevPath",
     "TagOut",
     "TagUpdate",
     "UploadCreate",
     "UploadOut",
     "VersionCreate",
     "VersionOut",
+    "VersionPath",
     "VersionSummaryOut",
 ]
 
@@ -57,6 +66,41 @@ Namespace = Annotated[
 TagName = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Hex64 = Annotated[str, StringConstraints(pattern=HEX64)]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+# How URLs name a repository and a version, `/{kinds}/{namespace}/{name}[/versions/{rev}]`:
+# parsed once into a RepoRef / VersionRef by these dependencies, for the API's routes and the
+# portal's pages alike.
+
+
+class Kinds(StrEnum):
+    models = "models"
+    datasets = "datasets"
+
+    @property
+    def kind(self) -> RepoKind:
+        return RepoKind.MODEL if self is Kinds.models else RepoKind.DATASET
+
+
+NamespacePath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+NamePath = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+RevPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+def repo_path(kinds: Kinds, namespace: NamespacePath, name: NamePath) -> RepoRef:
+    """`/{kinds}/{namespace}/{name}`, parsed once for every route under it."""
+    return RepoRef(kinds.kind, namespace, name)
+
+
+RepoPath = Annotated[RepoRef, Depends(repo_path)]
+
+
+def version_path(repo: RepoPath, rev: RevPath) -> VersionRef:
+    """`/{kinds}/{namespace}/{name}/versions/{rev}`, parsed once for every route under it."""
+    return repo.at(rev)
+
+
+VersionPath = Annotated[VersionRef, Depends(version_path)]
 
 
 def _compartment(name: str) -> str:

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from commonlab.artifacts import service
-from commonlab.artifacts.service import RepoKind, RepoRef
+from commonlab.artifacts.schemas import RepoPath, VersionPath
+from commonlab.artifacts.service import RepoKind
 from commonlab.compute import service as compute
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import DbSession
@@ -24,11 +25,6 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
-_KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
-Kinds = Annotated[str, Path(pattern="^(models|datasets)$")]
-Namespace = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
-Name = Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Rev = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 RecordFile = Annotated[str, Query(min_length=1, max_length=1024)]
 RECORDS_PER_PAGE = 25
 # The record page plays audio and video from this facility, and nothing else.
@@ -72,14 +68,12 @@ def browse(
 
 
 @router.get("/artifacts/{kinds}/{namespace}/{name}")
-def repo_page(
-    kinds: Kinds, namespace: Namespace, name: Name, db: DbSession, viewer: CurrentViewer
-) -> Response:
-    repo = service.get_repo(db, viewer.principal, RepoRef(_KINDS[kinds], namespace, name))
+def repo_page(ref: RepoPath, db: DbSession, viewer: CurrentViewer) -> Response:
+    repo = service.get_repo(db, viewer.principal, ref)
     if not repo.versions:
-        return RedirectResponse("/artifacts?q=" + name, status_code=303)
+        return RedirectResponse("/artifacts?q=" + ref.name, status_code=303)
     return RedirectResponse(
-        f"/artifacts/{kinds}/{namespace}/{name}/versions/{repo.versions[-1].number}",
+        f"/artifacts/{ref}/versions/{repo.versions[-1].number}",
         status_code=303,
     )
 
@@ -99,16 +93,13 @@ def _job_page(db: DbSession, principal: Any, job: str | None) -> str | None:
 @router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}")
 def version_page(
     request: Request,
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    ref: VersionPath,
     db: DbSession,
     viewer: CurrentViewer,
 ) -> Response:
     principal = viewer.principal
-    repo_ref = RepoRef(_KINDS[kinds], namespace, name)
-    view = service.read_version(db, principal, repo_ref.at(rev))
+    repo_ref, kinds = ref.repo, f"{ref.repo.kind}s"
+    view = service.read_version(db, principal, ref)
     version = view.version
     up = service.lineage(db, principal, repo_ref.at(str(version.number)))
     down = service.lineage(db, principal, repo_ref.at(str(version.number)), direction="down")
@@ -157,17 +148,13 @@ def version_page(
 @router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}/records")
 def records_page(
     request: Request,
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    ref: VersionPath,
     file: RecordFile,
     db: DbSession,
     viewer: CurrentViewer,
     offset: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
 ) -> Response:
-    registry = request.app.state.artifacts
-    ref = RepoRef(_KINDS[kinds], namespace, name).at(rev)
+    registry, kinds = request.app.state.artifacts, f"{ref.repo.kind}s"
     version, local, fallback = service.open_records(db, viewer.principal, registry, ref, file)
     page = service.read_page(local, file, offset=offset, limit=RECORDS_PER_PAGE, fallback=fallback)
     return _page(
@@ -188,17 +175,13 @@ def records_page(
 @router.get("/artifacts/{kinds}/{namespace}/{name}/versions/{rev}/records/{index}")
 def record_page(
     request: Request,
-    kinds: Kinds,
-    namespace: Namespace,
-    name: Name,
-    rev: Rev,
+    ref: VersionPath,
     index: Annotated[int, Path(ge=0, le=1 << 40)],
     file: RecordFile,
     db: DbSession,
     viewer: CurrentViewer,
 ) -> Response:
-    registry = request.app.state.artifacts
-    ref = RepoRef(_KINDS[kinds], namespace, name).at(rev)
+    registry, kinds = request.app.state.artifacts, f"{ref.repo.kind}s"
     version, local, fallback = service.open_records(db, viewer.principal, registry, ref, file)
     record = service.read_record(local, file, index, fallback=fallback)
     base = f"/api/v1/artifacts/{kinds}/{version.repo.repo_id}/versions/{version.number}"
