@@ -98,9 +98,22 @@ class WaitQueues:
     def touch_all(self) -> None:
         """Re-rank every queue, the entries already in the heap left to go stale (priorities
         that depend on running work changed)."""
-        touch = self.touch
-        for key in range(len(self.queue)):
-            touch(key)
+        # `touch` for every key with the lookups done once: a tick re-ranks thousands of
+        # queues (one per tenant and job size), as often as jobs start.
+        queue, head, version, waiting = self.queue, self.head, self.version, self.waiting
+        heap, priority, queued_at = self.heap, self.priority, self.queued_at
+        for key, q in enumerate(queue):
+            h = head[key]
+            while h < len(q) and not waiting[q[h]]:
+                h += 1
+            head[key] = h
+            if h > 4096 and h * 2 > len(q):
+                del q[:h]
+                head[key] = h = 0
+            version[key] += 1
+            if h < len(q):
+                j = q[h]
+                heapq.heappush(heap, (-priority(key, j), queued_at[j], version[key], key))
 
     def push_next(self, key: int, i: int, heap: list[Entry]) -> None:
         """Push the first waiting run after index i of queue `key` onto `heap`, as
