@@ -539,7 +539,9 @@ def test_a_deep_jsonl_record_is_read_through_the_line_index(stored_jsonl, monkey
 
     for offset in (0, 4095, 4096, 8191, 16_384, 19_990, 20_000, 10**9):
         indexed = dataset_rows.read_page(path, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
-        scanned = dataset_rows.read_page(plain, "d.jsonl", offset=offset, limit=20, fallback=NOTHING)
+        scanned = dataset_rows.read_page(
+            plain, "d.jsonl", offset=offset, limit=20, fallback=NOTHING
+        )
         assert indexed.records == scanned.records and indexed.has_more == scanned.has_more
         assert indexed.total == 20_000  # known from the index, even mid-file
     assert dataset_rows.has_record(path, "d.jsonl", 19_999)
@@ -570,9 +572,9 @@ def test_a_line_index_keeps_line_numbers_and_is_ignored_when_it_does_not_fit(tmp
     raw = bytearray(index.read_bytes())
     raw[-16] ^= 0x01
     index.write_bytes(bytes(raw))
-    assert dataset_rows.read_record(path, "d.jsonl", 8_999, fallback=NOTHING) == dataset_rows.read_record(
-        plain, "d.jsonl", 8_999, fallback=NOTHING
-    )
+    assert dataset_rows.read_record(
+        path, "d.jsonl", 8_999, fallback=NOTHING
+    ) == dataset_rows.read_record(plain, "d.jsonl", 8_999, fallback=NOTHING)
     index.write_bytes(b"not an index")
     assert dataset_rows.has_record(path, "d.jsonl", 8_999)
 

@@ -13,7 +13,7 @@ from commonlab.governance.rules import MotionKind
 from commonlab.pagination import PageParams
 from commonlab.record.canonical import canonical_json
 from commonlab.simulator import service as simulator
-from commonlab.simulator.schemas import WhatIfIn
+from commonlab.simulator.schemas import WhatIfCreate
 from tests.governance.council import found, table
 from tests.identity.people import operator_principal
 from tests.record.entries import last_entry, written
@@ -38,7 +38,7 @@ def motion(facility, delegates):
 
 
 def test_attaching_a_whatif_stores_it_and_records_its_digest(facility, delegates, motion):
-    body = WhatIfIn.model_validate(whatif_body())
+    body = WhatIfCreate.model_validate(whatif_body())
     with facility.db.session() as db:
         attached = simulator.attach_whatif(db, delegates["FR"], motion.id, body)
     assert attached.motion_id == motion.id
@@ -71,7 +71,7 @@ def test_attaching_a_whatif_stores_it_and_records_its_digest(facility, delegates
     ],
 )
 def test_a_refused_whatif_writes_nothing(facility, delegates, motion, path, value, fragment):
-    body = WhatIfIn.model_validate(changed(whatif_body(), path, value))
+    body = WhatIfCreate.model_validate(changed(whatif_body(), path, value))
     with facility.db.session() as db, pytest.raises(InvalidInput, match=fragment):
         simulator.attach_whatif(db, delegates["IT"], motion.id, body)
     assert written(facility.db, "simulator:") == []
@@ -80,7 +80,7 @@ def test_a_refused_whatif_writes_nothing(facility, delegates, motion, path, valu
 
 
 def test_a_whatif_needs_a_motion_that_exists(facility, delegates):
-    body = WhatIfIn.model_validate(whatif_body())
+    body = WhatIfCreate.model_validate(whatif_body())
     with facility.db.session() as db, pytest.raises(NotFound, match="no motion with id 999"):
         simulator.attach_whatif(db, delegates["IT"], 999, body)
     assert written(facility.db, "simulator:") == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from commonlab.simulator.inputs import RegulationDocument
-from commonlab.simulator.schemas import WhatIfIn
+from commonlab.simulator.schemas import WhatIfCreate
 from commonlab.simulator.whatif import compare, summarise
 from tests.simulator.helpers import fleet, trace
 
@@ -42,7 +42,7 @@ def _run(in_force: RegulationDocument, proposed: RegulationDocument) -> dict:
 
 def test_the_summary_compares_each_pool_under_both_regulations() -> None:
     body = _run(*_documents(open_calls=20, national_pools=60))
-    WhatIfIn.model_validate(body)  # what the facility will accept
+    WhatIfCreate.model_validate(body)  # what the facility will accept
     before, after = body["in_force"]["figures"], body["proposed"]["figures"]
     assert set(before["pools"]) == set(after["pools"])
     assert before["pools"]["open_calls"]["entitled"] == pytest.approx(0.3)
@@ -54,6 +54,6 @@ def test_the_summary_compares_each_pool_under_both_regulations() -> None:
 
 def test_a_pool_the_proposal_closes_is_left_out_and_said_so() -> None:
     body = _run(*_documents(directors_reserve=0, open_calls=35))
-    WhatIfIn.model_validate(body)
+    WhatIfCreate.model_validate(body)
     assert "directors_reserve" not in body["in_force"]["figures"]["pools"]
     assert any("directors_reserve" in line for line in body["workload"]["how"])

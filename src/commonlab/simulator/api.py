@@ -11,7 +11,7 @@ from commonlab.bounded import Int64
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page
 from commonlab.simulator import service
-from commonlab.simulator.schemas import WhatIfIn, WhatIfOut
+from commonlab.simulator.schemas import WhatIfCreate, WhatIfOut
 
 __all__ = ["router"]
 
@@ -26,7 +26,9 @@ Id = Annotated[Int64, Path(ge=1, le=MAX_ID)]
     status_code=201,
     summary="Attach a what-if: the motion's regulation against the one in force",
 )
-def attach(motion_id: Id, req: WhatIfIn, db: DbSession, principal: CurrentPrincipal) -> WhatIfOut:
+def attach(
+    motion_id: Id, req: WhatIfCreate, db: DbSession, principal: CurrentPrincipal
+) -> WhatIfOut:
     return service.attach_whatif(db, principal, motion_id, req)
 
 

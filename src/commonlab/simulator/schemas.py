@@ -18,7 +18,7 @@ __all__ = [
     "PoolFigures",
     "RegulationRef",
     "Side",
-    "WhatIfIn",
+    "WhatIfCreate",
     "WhatIfOut",
     "WorkloadInfo",
 ]
@@ -98,7 +98,7 @@ class WorkloadInfo(_Input):
     ]
 
 
-class WhatIfIn(_Input):
+class WhatIfCreate(_Input):
     """What `commonlab simulate --motion N` attaches: the same workload under both rules."""
 
     policy: Policy
@@ -113,4 +113,4 @@ class WhatIfOut(BaseModel):
     sha256: str
     attached_by: str
     attached_at: datetime
-    document: WhatIfIn
+    document: WhatIfCreate

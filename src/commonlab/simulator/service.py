@@ -22,7 +22,7 @@ from commonlab.regulation import service as regulation
 from commonlab.regulation.document import Regulation, regulation_hash
 from commonlab.simulator.events import SimulatorEvent
 from commonlab.simulator.models import WhatIf
-from commonlab.simulator.schemas import WhatIfIn, WhatIfOut
+from commonlab.simulator.schemas import WhatIfCreate, WhatIfOut
 
 if TYPE_CHECKING:
     from commonlab.governance.models import Motion
@@ -34,7 +34,7 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 GOVERNANCE = Resource("governance", "council")
 
 
-def attach_whatif(db: Session, actor: Principal, motion_id: int, req: WhatIfIn) -> WhatIfOut:
+def attach_whatif(db: Session, actor: Principal, motion_id: int, req: WhatIfCreate) -> WhatIfOut:
     """Store a comparison for an adopt_regulation motion, checked against the motion's own
     proposal and the adopted version it names as in force."""
     document = req.model_dump(mode="json")
@@ -95,7 +95,7 @@ def latest_whatif(db: Session, actor: Principal, motion_id: int) -> WhatIfOut | 
         return None if row is None else _views(db, [row])[0]
 
 
-def _check_against(db: Session, motion: Motion, req: WhatIfIn) -> None:
+def _check_against(db: Session, motion: Motion, req: WhatIfCreate) -> None:
     if motion.kind != MotionKind.ADOPT_REGULATION:
         raise InvalidInput(
             f"motion {motion.id} is a {motion.kind} motion: only adopt_regulation motions "
@@ -141,7 +141,7 @@ def _views(db: Session, rows: list[WhatIf]) -> list[WhatIfOut]:
             sha256=row.sha256,
             attached_by=names.get(row.attached_by, "?"),
             attached_at=row.attached_at,
-            document=WhatIfIn.model_validate(row.document),
+            document=WhatIfCreate.model_validate(row.document),
         )
         for row in rows
     ]
