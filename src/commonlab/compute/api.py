@@ -210,10 +210,7 @@ def cancel(job_id: Id, request: Request, db: DbSession, principal: CurrentPrinci
     "/jobs/{job_id}/resubmit", response_model=JobOut, status_code=201, summary="Run it again"
 )
 def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
-    old = service.get_job(db, principal, job_id)
-    with db.begin():
-        shown = service.shown_inputs(db, principal, old)
-    spec = service.resubmission(old, shown_inputs=shown)
-    new = _admit(request, db, principal, spec, resubmit_of=old.id)
+    spec = service.resubmission(db, principal, job_id)
+    new = _admit(request, db, principal, spec, resubmit_of=job_id)
     _wake(request)
     return _admitted(db, new)

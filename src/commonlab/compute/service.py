@@ -499,30 +499,33 @@ def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str
     return artifacts.split_public_refs(db, refs)
 
 
-def resubmission(old: Job, *, shown_inputs: list[str]) -> JobCreate:
-    """A finished job's spec, to be admitted again by today's rules as a new job: by one who
-    may see all its inputs (`shown_inputs`), whose names a refusal must not give away."""
-    if JobState(old.state) not in TERMINAL:
-        raise Conflict(f"job {old.id} is {old.state}: resubmit it once it has ended")
-    if WITHHELD_INPUT in shown_inputs:
-        raise AccessDenied(
-            f"job {old.id} read inputs you may not read: only someone who may read them all "
-            "resubmits it"
+def resubmission(db: Session, actor: Principal, job_id: int) -> JobCreate:
+    """A finished job's spec, read in one transaction, to be admitted again by today's rules
+    as a new job (`submit_job`): only by one who may read the job and every input it read,
+    and a refusal does not name the inputs they may not read."""
+    with db.begin():
+        old = _readable_job(db, actor, job_id)
+        if JobState(old.state) not in TERMINAL:
+            raise Conflict(f"job {old.id} is {old.state}: resubmit it once it has ended")
+        if WITHHELD_INPUT in shown_inputs(db, actor, old):
+            raise AccessDenied(
+                f"job {old.id} read inputs you may not read: only someone who may read them "
+                "all resubmits it"
+            )
+        return JobCreate(
+            name=old.name,
+            project=old.project,
+            allocation_id=old.allocation_id,
+            command=old.command,
+            env=old.env,
+            inputs=old.inputs,
+            accelerator=old.accelerator,
+            accelerators=old.accelerators,
+            cpus=old.cpus,
+            memory_gb=old.memory_gb,
+            time_limit_minutes=old.time_limit_minutes,
+            level=Level(old.level),
         )
-    return JobCreate(
-        name=old.name,
-        project=old.project,
-        allocation_id=old.allocation_id,
-        command=old.command,
-        env=old.env,
-        inputs=old.inputs,
-        accelerator=old.accelerator,
-        accelerators=old.accelerators,
-        cpus=old.cpus,
-        memory_gb=old.memory_gb,
-        time_limit_minutes=old.time_limit_minutes,
-        level=Level(old.level),
-    )
 
 
 # Reading jobs -----------------------------------------------------------------------------------
@@ -535,17 +538,23 @@ def _authorize_job(actor: Principal, action: Action, job: Job) -> None:
 
 def get_job(db: Session, actor: Principal, job_id: int) -> Job:
     with db.begin():
-        job = db.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id}")
-        try:
-            _authorize_job(actor, Action.JobRead, job)
-        except AccessDenied:
-            # Whether a job exists is not public.
-            if actor.is_public:
-                raise NotFound(f"no job {job_id}") from None
-            raise
+        job = _readable_job(db, actor, job_id)
         _ = job_history(db, job)
+    return job
+
+
+def _readable_job(db: Session, actor: Principal, job_id: int) -> Job:
+    """The job, if `actor` may read it; in the caller's transaction."""
+    job = db.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    try:
+        _authorize_job(actor, Action.JobRead, job)
+    except AccessDenied:
+        # Whether a job exists is not public.
+        if actor.is_public:
+            raise NotFound(f"no job {job_id}") from None
+        raise
     return job
 
 
