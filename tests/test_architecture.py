@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"allocation"},
     {"artifacts"},
     {"compute"},
+    {"workloads"},  # train, fine-tune, evaluate: admitted as compute jobs
     {"simulator"},
     {"portal"},
     {"wiring", "models", "migrations", "facility", "app", "demo", "apidocs", "serve"},
@@ -51,6 +52,7 @@ DOMAINS = {
     "compute",
     "artifacts",
     "simulator",
+    "workloads",
     "portal",
 }
 # What a client (the portal, the CLI) may import from a domain.
