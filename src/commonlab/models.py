@@ -10,6 +10,7 @@ from commonlab.portal import models as portal_models
 from commonlab.record import models as record_models
 from commonlab.regulation import models as regulation_models
 from commonlab.simulator import models as simulator_models
+from commonlab.workloads import models as workloads_models
 
 __all__ = [
     "Base",
@@ -22,4 +23,5 @@ __all__ = [
     "record_models",
     "regulation_models",
     "simulator_models",
+    "workloads_models",
 ]
