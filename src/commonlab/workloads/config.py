@@ -43,8 +43,15 @@ class Kind(enum.StrEnum):
 KINDS = tuple(kind.value for kind in Kind)
 
 Column = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-# Keyword arguments for a transformers configuration class: sizes, not code.
-ArchitectureValue = int | float | bool | Annotated[str, StringConstraints(max_length=128)]
+# Keyword arguments for a transformers configuration class: sizes, not code. Lists of
+# integers are per-layer sizes (wav2vec2's conv_dim, conv_kernel, conv_stride).
+ArchitectureValue = (
+    int
+    | float
+    | bool
+    | Annotated[str, StringConstraints(max_length=128)]
+    | Annotated[list[int], Field(max_length=64)]
+)
 
 
 class ModelSpec(Input):
