@@ -57,6 +57,7 @@ __all__ = [
     "handed_over",
     "handed_over_ids",
     "input_levels",
+    "readable_job",
     "jobs_at_executor",
     "jobs_of_project",
     "jobs_query",
@@ -504,7 +505,7 @@ def resubmission(db: Session, actor: Principal, job_id: int) -> JobCreate:
     as a new job (`submit_job`): only by one who may read the job and every input it read,
     and a refusal does not name the inputs they may not read."""
     with db.begin():
-        old = _readable_job(db, actor, job_id)
+        old = readable_job(db, actor, job_id)
         if JobState(old.state) not in TERMINAL:
             raise Conflict(f"job {old.id} is {old.state}: resubmit it once it has ended")
         if WITHHELD_INPUT in shown_inputs(db, actor, old):
@@ -538,12 +539,12 @@ def _authorize_job(actor: Principal, action: Action, job: Job) -> None:
 
 def get_job(db: Session, actor: Principal, job_id: int) -> Job:
     with db.begin():
-        job = _readable_job(db, actor, job_id)
+        job = readable_job(db, actor, job_id)
         _ = job_history(db, job)
     return job
 
 
-def _readable_job(db: Session, actor: Principal, job_id: int) -> Job:
+def readable_job(db: Session, actor: Principal, job_id: int) -> Job:
     """The job, if `actor` may read it; in the caller's transaction."""
     job = db.get(Job, job_id)
     if job is None:

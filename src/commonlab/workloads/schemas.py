@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, Strict, StringConstraints, field_validator
 
-from commonlab.bounded import Int64
-from commonlab.compute.schemas import JobOut
+from commonlab.bounded import MAX_ID, Int64
 from commonlab.policy.levels import Level
 from commonlab.schemas import Input
 
-__all__ = ["WorkloadCreate", "WorkloadOut"]
+__all__ = [
+    "EvaluationCreate",
+    "EvaluationOut",
+    "LeaderboardOut",
+    "Standing",
+    "TaskOut",
+    "WorkloadCreate",
+    "WorkloadOut",
+]
 
 Project = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 # `datasets/ns/name@3`, `models/ns/name@1` (a tag or commit works too: the facility pins it).
@@ -56,7 +63,10 @@ class WorkloadCreate(Input):
 
 
 class WorkloadOut(BaseModel):
-    job: JobOut
+    """What a workload job was asked to do (its resources and state: `GET /api/v1/jobs/{id}`)."""
+
+    job_id: int
+    project: str
     kind: str
     config: dict[str, Any]
     config_sha256: str
@@ -64,3 +74,83 @@ class WorkloadOut(BaseModel):
     model: str | None
     out: str | None
     created_at: datetime
+
+
+# Evaluations: what an evaluate job publishes, and how scores are read back ---------------------
+
+# A leaderboard's name, as `EvaluateConfig.task` takes it.
+TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")]
+# A version pinned to its number: what was evaluated must not move under the score.
+PinnedModel = Annotated[
+    str, StringConstraints(max_length=300, pattern=r"^models/[^@\s/]+/[^@\s/]+@[0-9]{1,9}$")
+]
+PinnedDataset = Annotated[
+    str, StringConstraints(max_length=300, pattern=r"^datasets/[^@\s/]+/[^@\s/]+@[0-9]{1,9}$")
+]
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_./-]{0,63}$")]
+# Finite, a real number (not true or "0.5"), and small enough to print: NaN and infinity
+# cannot go on the record, and no score needs more than fifteen digits.
+MetricValue = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
+
+class EvaluationCreate(Input):
+    """The scores an evaluate job publishes at its end (`POST /api/v1/evaluations`), after
+    pushing its log as a dataset version: the task, harness, model and dataset the job was
+    admitted with, its metrics, how many samples, and the Merkle root of their hashes."""
+
+    job: Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
+    task: TaskName
+    harness: Literal["inspect", "lm_eval"]
+    model: PinnedModel
+    dataset: PinnedDataset
+    # The dataset version holding the Inspect log, samples.jsonl and results.json.
+    log: PinnedDataset | None = None
+    metrics: Annotated[dict[MetricName, MetricValue], Field(min_length=1, max_length=32)]
+    samples: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]
+    sample_root: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class EvaluationOut(BaseModel):
+    """One published evaluation as a reader may see it: `log` is null when there is none or
+    the reader may not read it (`log_withheld` says which)."""
+
+    id: int
+    job: int
+    task: str
+    harness: str
+    model: str
+    dataset: str
+    log: str | None
+    log_withheld: bool
+    metrics: dict[str, float]
+    samples: int
+    sample_root: str
+    level: int
+    # The project owning the model's repository; null when a person owns it.
+    project: str | None
+    created_at: datetime
+
+
+class Standing(BaseModel):
+    """An evaluation's place on its task's leaderboard: ranked by the leaderboard's metric;
+    one that does not report it comes last, unranked."""
+
+    rank: int | None
+    score: float | None
+    evaluation: EvaluationOut
+
+
+class LeaderboardOut(BaseModel):
+    task: str
+    # The metric ranked by (higher is better): see `workloads.evaluations.primary_metric`.
+    metric: str | None
+    standings: list[Standing]
+
+
+class TaskOut(BaseModel):
+    """A task with evaluations the reader may see: how many, and who leads."""
+
+    task: str
+    evaluations: int
+    metric: str | None
+    leader: Standing | None

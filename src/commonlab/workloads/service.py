@@ -1,0 +1,182 @@
+"""Workload use cases: admit a train, finetune or evaluate workload as a compute job, and
+read back what a workload job was asked to do.
+
+A workload is an ordinary job (admission, allocation, level, placement and charging are
+compute's, unchanged) whose command is `commonlab workload run`: inside the job, that reads
+the configuration stored here, pulls the inputs, runs `workloads.runtime`, and pushes what it
+made. The configuration is checked at admission, so a mistake is refused with the field and
+the allowed values before any hours are held.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from commonlab import record
+from commonlab.artifacts import service as artifacts
+from commonlab.compute import service as compute
+from commonlab.compute.schemas import JobCreate
+from commonlab.db import lock_for_writing
+from commonlab.errors import InvalidInput, NotFound, from_validation
+from commonlab.policy.principal import Principal
+from commonlab.workloads.config import ConfigOf, Kind, WorkloadConfig, config_hash
+from commonlab.workloads.events import WorkloadEvent
+from commonlab.workloads.models import Workload
+from commonlab.workloads.schemas import WorkloadCreate, WorkloadOut
+
+if TYPE_CHECKING:
+    from commonlab.compute.models import Job
+
+__all__ = [
+    "WORKLOAD_COMMAND",
+    "admit_workload",
+    "check_config",
+    "workload_of_job",
+    "workload_out",
+]
+
+# What a workload job runs: the facility's own `commonlab` (beside the Python that runs
+# it, which every sandbox and run-as user can reach), so the job speaks this facility's API.
+WORKLOAD_COMMAND = (
+    f"exec {shlex.quote(str(Path(sys.executable).with_name('commonlab')))} workload run"
+)
+
+# Which inputs each kind needs, and which kind of repository its output goes to.
+_NEEDS: dict[Kind, tuple[bool, bool, str]] = {
+    #              dataset, model, output kind
+    Kind.TRAIN: (True, False, "models"),
+    Kind.FINETUNE: (True, True, "models"),
+    Kind.EVALUATE: (True, True, "datasets"),
+}
+
+
+def check_config(kind: Kind, config: dict[str, Any]) -> WorkloadConfig:
+    """The configuration as its kind's schema reads it, or InvalidInput naming the field."""
+    try:
+        return ConfigOf[kind].model_validate(config)
+    except ValidationError as exc:
+        raise from_validation(exc, where="config") from None
+
+
+def _check_refs(kind: Kind, req: WorkloadCreate) -> None:
+    needs_dataset, needs_model, out_kind = _NEEDS[kind]
+    if needs_dataset and req.dataset is None:
+        raise InvalidInput(f"dataset: {kind} needs a dataset version, e.g. datasets/ns/name@1")
+    if req.dataset is not None and not req.dataset.startswith("datasets/"):
+        raise InvalidInput(
+            f"dataset: {req.dataset!r} is not a dataset version (datasets/ns/name@N)"
+        )
+    if needs_model and req.model is None:
+        raise InvalidInput(f"model: {kind} needs a model version, e.g. models/ns/name@1")
+    if not needs_model and req.model is not None:
+        raise InvalidInput(f"model: {kind} starts from no model; leave it out")
+    if req.model is not None and not req.model.startswith("models/"):
+        raise InvalidInput(f"model: {req.model!r} is not a model version (models/ns/name@N)")
+    if req.out is None:
+        raise InvalidInput(f"out: name the repository {kind} publishes to ({out_kind}/ns/name)")
+    if not req.out.startswith(f"{out_kind}/"):
+        raise InvalidInput(
+            f"out: {kind} publishes to a {out_kind[:-1]} repository ({out_kind}/ns/name)"
+        )
+    for field, ref in (("dataset", req.dataset), ("model", req.model)):
+        if ref is not None and not ref.rpartition("@")[2].isdigit():
+            raise InvalidInput(f"{field}: pin {ref!r} to a version number (…@3)")
+
+
+def admit_workload(
+    db: Session, actor: Principal, kind: Kind, req: WorkloadCreate, *, executor: str
+) -> tuple[Job, Workload]:
+    """Admit the workload as one job, in one transaction: compute's admission (which reads
+    the inputs as `actor`, so one they may not read, or one above the job's level, refuses
+    it), the workload's configuration, and its record entry naming the configuration's hash."""
+    config = check_config(kind, req.config)
+    _check_refs(kind, req)
+    inputs = [ref for ref in (req.dataset, req.model) if ref is not None]
+    spec = JobCreate(
+        name=req.name or f"{kind} {req.out}",
+        project=req.project,
+        allocation_id=req.allocation_id,
+        command=WORKLOAD_COMMAND,
+        inputs=inputs,
+        accelerator=req.accelerator,
+        accelerators=req.accelerators,
+        memory_gb=req.memory_gb,
+        time_limit_minutes=req.time_limit_minutes,
+        level=req.level,
+    )
+    stored = config.model_dump(mode="json")
+    digest = config_hash(config)
+    with db.begin():
+        lock_for_writing(db)
+        job = compute.admit(db, actor, spec, executor=executor)
+        workload = Workload(
+            job_id=job.id,
+            kind=kind.value,
+            config=stored,
+            config_sha256=digest,
+            dataset=req.dataset,
+            model=req.model,
+            out=req.out,
+        )
+        db.add(workload)
+        public, private = artifacts.split_public_refs(db, inputs)
+        record.append(
+            db,
+            WorkloadEvent.WorkloadAdmitted,
+            actor=actor,
+            subject=job.key,
+            data={
+                "kind": kind.value,
+                "config_sha256": digest,
+                **({"dataset": req.dataset} if req.dataset in public else {}),
+                **({"model": req.model} if req.model in public else {}),
+            },
+            private={
+                "config": stored,
+                "out": req.out,
+                **({"inputs_private": private} if private else {}),
+            },
+        )
+        db.flush()
+    return job, workload
+
+
+def workload_of_job(db: Session, actor: Principal, job_id: int) -> tuple[Job, Workload]:
+    """The workload job `job_id` runs, for one who may read the job. A resubmitted workload
+    job runs its original's workload (compute copies the job, not the workload): the chain
+    of resubmissions is followed back to it."""
+    with db.begin():
+        job = compute.readable_job(db, actor, job_id)
+        current: Job | None = job
+        seen = 0
+        while current is not None and seen < 1000:
+            workload = db.get(Workload, current.id)
+            if workload is not None:
+                return job, workload
+            current = (
+                compute.readable_job(db, actor, current.resubmit_of)
+                if current.resubmit_of
+                else None
+            )
+            seen += 1
+    raise NotFound(f"job {job_id} runs no workload")
+
+
+def workload_out(job: Job, workload: Workload) -> WorkloadOut:
+    return WorkloadOut(
+        job_id=job.id,
+        project=job.project,
+        kind=workload.kind,
+        config=workload.config,
+        config_sha256=workload.config_sha256,
+        dataset=workload.dataset,
+        model=workload.model,
+        out=workload.out,
+        created_at=workload.created_at,
+    )
