@@ -1,5 +1,6 @@
-"""Jobs and the fleet from the command line: submit and watch a job live, list, show, read
-logs, cancel, resubmit; see the fleet's capacity and use, apply a fleet document."""
+"""Jobs and the fleet from the command line: submit and watch a job live (its state, time,
+output and latest loss), list, show, read logs, cancel, resubmit; see the fleet's capacity
+and use, apply a fleet document."""
 
 from __future__ import annotations
 
@@ -120,9 +121,13 @@ def _watch(client: Client, job_id: int) -> int:
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s of its limit"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[loss]}"),
     )
+    loss = _LatestLoss(client, job_id)
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("", total=limit, id=job_id, state=_styled(current["state"]))
+        task = progress.add_task(
+            "", total=limit, id=job_id, state=_styled(current["state"]), loss=""
+        )
         while True:
             current = client.get(f"/api/v1/jobs/{job_id}")
             chunk = client.get(f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
@@ -130,20 +135,54 @@ def _watch(client: Client, job_id: int) -> int:
                 progress.console.print(chunk["text"], end="", markup=False, highlight=False)
             offset = chunk["offset"]
             shown = shown_state(current["state"], has_output=offset > 0)
-            progress.update(task, completed=_ran(current), state=_styled(shown))
+            progress.update(task, completed=_ran(current), state=_styled(shown), loss=loss.poll())
             if current["state"] in TERMINAL and not chunk["text"]:
                 break
             time.sleep(0.5)
     charged = current["charged_hours"]
+    last = loss.poll()
     console.print(
         f"Job {job_id} {_styled(current['state'])}"
         + (f" (exit {current['exit_code']})" if current["exit_code"] is not None else "")
         + (f": {current['reason']}" if current["reason"] else "")
-        + f"; charged {charged} {current['accelerator']}-hours."
+        + f"; charged {charged} {current['accelerator']}-hours"
+        + (f"; last {last}." if last else ".")
     )
     if current["state"] != "succeeded":
         _print_stderr_tail(client, job_id)
     return 0 if current["state"] == "succeeded" else 1
+
+
+class _LatestLoss:
+    """The job's latest loss and its step, as "loss 2.31 at step 40" ("" until it posts one),
+    read from its metrics at each look."""
+
+    def __init__(self, client: Client, job_id: int) -> None:
+        self._client = client
+        self._url = f"/api/v1/jobs/{job_id}/metrics"
+        self._seen: int | None = None
+        self._text = ""
+        self._available = True
+
+    def poll(self) -> str:
+        if not self._available:
+            return self._text
+        # Only the latest value is wanted: ask for the steps after the one already shown, so
+        # the answer carries no points, only `latest`.
+        params: dict[str, Any] = {"names": "loss", "limit": 1}
+        if self._seen is not None:
+            params["after_step"] = self._seen
+        try:
+            latest = self._client.get(self._url, params=params)["latest"].get("loss")
+        except CliError as exc:
+            # A facility without job metrics (no such route) still shows the job, without a
+            # loss; a passing failure only leaves the last one shown until the next look.
+            self._available = exc.status != 404
+            return self._text
+        if latest is not None:
+            self._seen = latest["step"]
+            self._text = f"loss {latest['value']:.4g} at step {latest['step']}"
+        return self._text
 
 
 def _print_stderr_tail(client: Client, job_id: int, *, tail_bytes: int = 2048) -> None:

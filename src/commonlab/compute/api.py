@@ -13,7 +13,19 @@ from commonlab.compute import accounts, service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
-from commonlab.compute.schemas import FleetOut, JobCreate, JobOut, NodeStateUpdate, TransitionOut
+from commonlab.compute.schemas import (
+    MAX_METRIC_POINTS,
+    FleetOut,
+    JobCreate,
+    JobMetricsCreate,
+    JobMetricsOut,
+    JobMetricsWrittenOut,
+    JobOut,
+    LatestMetricOut,
+    NodeStateUpdate,
+    TransitionOut,
+    metric_names,
+)
 from commonlab.http import MAX_ID, CurrentPrincipal, DbSession, Pagination
 from commonlab.pagination import Page, paginate
 
@@ -214,3 +226,42 @@ def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrin
     new = _admit(request, db, principal, spec, resubmit_of=job_id)
     _wake(request)
     return _admitted(db, new)
+
+
+@router.post(
+    "/jobs/{job_id}/metrics",
+    response_model=JobMetricsWrittenOut,
+    summary="Post a running job's metrics (its submitter, or the job itself)",
+)
+def post_metrics(
+    job_id: Id, req: JobMetricsCreate, db: DbSession, principal: CurrentPrincipal
+) -> JobMetricsWrittenOut:
+    written = service.record_metrics(db, principal, job_id, req.points)
+    return JobMetricsWrittenOut(job_id=job_id, points=len(req.points), values=written)
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=JobMetricsOut, summary="A job's metrics")
+def metrics(
+    job_id: Id,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    names: Annotated[
+        list[str] | None,
+        Query(max_length=32, description="metrics to read (repeat, or comma-separated)"),
+    ] = None,
+    after_step: Annotated[Int64 | None, Query(ge=0, le=2**53)] = None,
+    limit: Annotated[Int64, Query(ge=1, le=MAX_METRIC_POINTS)] = MAX_METRIC_POINTS,
+) -> JobMetricsOut:
+    page = service.metrics_of(
+        db, principal, job_id, names=metric_names(names or []), after_step=after_step, limit=limit
+    )
+    return JobMetricsOut(
+        job_id=page.job_id,
+        names=page.names,
+        latest={
+            name: LatestMetricOut(step=m.step, value=m.value, time=m.at.timestamp())
+            for name, m in page.latest.items()
+        },
+        points=page.points,
+        next_after_step=page.next_after_step,
+    )

@@ -1,4 +1,5 @@
-"""Compute tables: the fleet (sites, partitions, nodes) and jobs with their transitions.
+"""Compute tables: the fleet (sites, partitions, nodes) and jobs with their transitions and
+the metrics they post while they run.
 
 A partition is identical nodes at one site; its `certified_level` only rises by a council
 motion (`certify_partition`). Capacity is summed from node rows, so a 100,000-accelerator
@@ -11,12 +12,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commonlab.db import Base, UTCDateTime, utcnow
 
-__all__ = ["Job", "JobTransition", "Node", "Partition", "Site"]
+__all__ = ["Job", "JobMetric", "JobTransition", "Node", "Partition", "Site"]
 
 
 class Site(Base):
@@ -130,4 +131,19 @@ class JobTransition(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("compute_jobs.id"), index=True)
     state: Mapped[str] = mapped_column(String(12))
     reason: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobMetric(Base):
+    """One value a job reported at one step of its work (a loss, a learning rate), keyed so
+    that a step sent again replaces what was there. Private telemetry, never on the public
+    record: it is high-volume and the project's own (the job's admission and end are)."""
+
+    __tablename__ = "compute_job_metrics"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("compute_jobs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Null where the job said it had no value at this step.
+    value: Mapped[float | None] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -25,9 +25,19 @@ from commonlab import record
 from commonlab.allocation import service as allocation
 from commonlab.artifacts import service as artifacts
 from commonlab.compute import rules
+from commonlab.compute.access import authorize_job as _authorize_job
+from commonlab.compute.access import readable_job
 from commonlab.compute.events import ComputeEvent, job_event
 from commonlab.compute.executors.base import Observed
 from commonlab.compute.fleet_spec import FleetSpec
+from commonlab.compute.metrics import (
+    Curve,
+    Latest,
+    MetricsPage,
+    metric_curves,
+    metrics_of,
+    record_metrics,
+)
 from commonlab.compute.models import Job, JobTransition, Node, Partition, Site
 from commonlab.compute.rules import TERMINAL, JobState
 from commonlab.compute.schemas import JobCreate
@@ -39,8 +49,11 @@ from commonlab.policy.levels import Level
 from commonlab.policy.principal import SYSTEM, Principal
 
 __all__ = [
+    "Curve",
+    "Latest",
     "Launch",
     "LogChunk",
+    "MetricsPage",
     "admit",
     "apply_fleet",
     "apply_observed",
@@ -57,11 +70,12 @@ __all__ = [
     "handed_over",
     "handed_over_ids",
     "input_levels",
-    "readable_job",
     "jobs_at_executor",
     "jobs_of_project",
     "jobs_query",
     "log_chunk",
+    "metric_curves",
+    "metrics_of",
     "move_job",
     "newest_jobs",
     "nodes_out_of_service",
@@ -71,6 +85,8 @@ __all__ = [
     "partition_views",
     "prepare_launch",
     "read_log",
+    "readable_job",
+    "record_metrics",
     "resubmission",
     "set_node_state",
     "submit_job",
@@ -532,30 +548,10 @@ def resubmission(db: Session, actor: Principal, job_id: int) -> JobCreate:
 # Reading jobs -----------------------------------------------------------------------------------
 
 
-def _authorize_job(actor: Principal, action: Action, job: Job) -> None:
-    resource = Resource.job(job.project, Level(job.level), owner=job.submitter_id, job_id=job.id)
-    authorize_inside(actor, action, resource)
-
-
 def get_job(db: Session, actor: Principal, job_id: int) -> Job:
     with db.begin():
         job = readable_job(db, actor, job_id)
         _ = job_history(db, job)
-    return job
-
-
-def readable_job(db: Session, actor: Principal, job_id: int) -> Job:
-    """The job, if `actor` may read it; in the caller's transaction."""
-    job = db.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    try:
-        _authorize_job(actor, Action.JobRead, job)
-    except AccessDenied:
-        # Whether a job exists is not public.
-        if actor.is_public:
-            raise NotFound(f"no job {job_id}") from None
-        raise
     return job
 
 
