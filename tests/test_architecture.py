@@ -72,6 +72,11 @@ CLIENT_MAY_ALSO = {
     "commonlab.record.tiles",
     "commonlab.record.verify",
     "commonlab.record.watch",
+    # `commonlab train|finetune|evaluate` checks a configuration before sending it, and
+    # `workload run` (inside a job) writes the card and forwards the runtime's metrics
+    "commonlab.workloads.config",
+    "commonlab.workloads.card",
+    "commonlab.workloads.runtime.metrics",
     # `commonlab simulate` runs the simulator on the laptop, as a library
     "commonlab.simulator.charts",
     "commonlab.simulator.inputs",

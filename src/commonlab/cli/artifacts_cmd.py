@@ -319,7 +319,7 @@ def _unchanged_since(path: Path, before: os.stat_result) -> None:
         raise CliError(f"{path} changed while it was being pushed: push it again")
 
 
-def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any) -> None:
+def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any) -> str:
     client = Client(load_login(url=url))
     ns, name = _split(repo)
     files = _local_files(directory)
@@ -388,6 +388,15 @@ def _push(kind: str, directory: Path, repo: str, url: str | None, **options: Any
     )
     for flag in version.get("license_flags", []):
         console.print(f"[yellow]![/yellow] {flag}")
+    return f"{repo_path}@{version['number']}"
+
+
+def push_directory(kind: str, directory: Path, repo: str, **options: Any) -> str:
+    """Publish `directory` as the next version of the `kind` repository `repo` (ns/name),
+    creating the repository when it does not exist; the version's reference
+    (`models/ns/name@4`). Options as `push` takes them: message, lineage, job, licenses,
+    level, stamp."""
+    return _push(kind, directory, repo, None, **options)
 
 
 def _stamp_weights(
@@ -436,7 +445,9 @@ def _lineage(item: str) -> dict[str, str]:
     return {"ref": ref, "relation": relation}
 
 
-def _pull(kind: str, ref: str, directory: Path, url: str | None) -> None:
+def pull_version(kind: str, ref: str, directory: Path, url: str | None) -> None:
+    """Download version `ref` (namespace/name[@rev]) of a `kind` repository into `directory`,
+    checking every file against the manifest."""
     login = load_login(url=url)
     client = Client(login)
     repo_id, _, rev = ref.partition("@")
@@ -538,7 +549,7 @@ def _kind_group(kind: str) -> typer.Typer:
         url: Url = None,
     ) -> None:
         """Download a version, checking every file's SHA-256 against the manifest."""
-        _pull(kind, ref, directory, url)
+        pull_version(kind, ref, directory, url)
 
     return group
 

@@ -18,6 +18,7 @@ from commonlab.cli import (
     governance_cmd,
     record_cmd,
     simulate_cmd,
+    workload_cmd,
 )
 from commonlab.cli.client import (
     Client,
@@ -136,6 +137,7 @@ governance_cmd.register(app)
 allocation_cmd.register(app)
 compute_cmd.register(app)
 simulate_cmd.register(app)
+workload_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,317 @@
+"""`commonlab train|finetune|evaluate`: submit a workload, and `commonlab workload run`, what a
+workload job runs inside the facility.
+
+Submitting reads the configuration file (TOML or JSON) and checks it here first, so a
+mistake names the file and the field before anything reaches the facility; references
+without a version (`datasets/lab/corpus`, `…@v1`) are pinned to the version they name now.
+
+Inside the job, `workload run` reads back the configuration the facility stored, pulls the
+dataset and model versions, runs `python -m commonlab.workloads.runtime` (under
+`torch.distributed.run` with one process per accelerator when the job has several), sends
+its metrics to the facility as they come, and publishes what it made with a generated card
+and its lineage: a model version, or an evaluation's log and scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from commonlab.cli import artifacts_cmd, compute_cmd
+from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.render import print_json
+from commonlab.errors import InvalidInput
+from commonlab.schemas import read_document
+from commonlab.workloads.card import model_card
+from commonlab.workloads.config import ConfigOf, Kind
+from commonlab.workloads.runtime.metrics import read_metrics
+
+__all__ = ["register"]
+
+console = Console()
+Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
+
+# The job's work folder, as `workload run` lays it out (the runtime's Paths).
+INPUTS = Path("inputs")
+OUTPUT = Path("output")
+SCRATCH = Path("checkpoints")  # carried to a resubmission of the job
+METRICS = Path("metrics.jsonl")
+# How often metrics go to the facility, and how many at most in one request.
+SEND_EVERY_SECONDS = 2.0
+SEND_AT_MOST = 500
+
+
+# Submitting -------------------------------------------------------------------------------------
+
+
+def _submit(kind: Kind, **options: Any) -> None:
+    url = options.pop("url")
+    as_json = options.pop("as_json")
+    watch = options.pop("watch")
+    path: Path = options.pop("config")
+    try:
+        config = read_document(path, ConfigOf[kind], what=f"{kind} configuration")
+    except InvalidInput as exc:
+        raise CliError(exc.message) from None
+    client = Client(load_login(url=url))
+    body: dict[str, Any] = {
+        "project": options["project"],
+        # As written, not as parsed: the facility fills in the defaults and hashes that.
+        "config": config.model_dump(mode="json", exclude_unset=True),
+        "dataset": _pin(client, "datasets", options["dataset"]),
+        "model": _pin(client, "models", options["model"]),
+        "out": _repo_path(kind, options["out"], options["project"]),
+        "accelerator": options["accelerator"],
+        "accelerators": options["count"],
+        "memory_gb": options["memory_gb"],
+        "time_limit_minutes": options["minutes"],
+        "level": options["level"],
+    }
+    if options["name"]:
+        body["name"] = options["name"]
+    admitted = client.post(f"/api/v1/workloads/{kind}", json=body)
+    if as_json:
+        print_json(admitted)
+        return
+    job_id = admitted["job_id"]
+    console.print(
+        f"{kind.capitalize()} workload admitted as job {job_id} "
+        f"(configuration {admitted['config_sha256'][:12]}…): it publishes to {admitted['out']}."
+    )
+    if watch:
+        raise typer.Exit(compute_cmd._watch(client, job_id))
+    console.print(f"Follow it with `commonlab job watch {job_id}`.")
+
+
+def _pin(client: Client, kinds: str, ref: str | None) -> str | None:
+    """`ns/name`, `ns/name@tag`, `kinds/ns/name@3` → `kinds/ns/name@<number>` (as now)."""
+    if ref is None:
+        return None
+    path = ref if ref.startswith(f"{kinds}/") else f"{kinds}/{ref}"
+    repo, _, rev = path.partition("@")
+    if rev.isdigit():
+        return path
+    version = client.get(f"/api/v1/artifacts/{repo}/versions/{rev or 'main'}")
+    return f"{repo}@{version['number']}"
+
+
+def _repo_path(kind: Kind, out: str | None, project: str) -> str | None:
+    if out is None:
+        return None
+    kinds = "datasets" if kind is Kind.EVALUATE else "models"
+    path = out if out.startswith(("models/", "datasets/")) else f"{kinds}/{out}"
+    if path.count("/") == 1:  # kinds/name: the project's namespace
+        path = f"{kinds}/{project}/{path.split('/', 1)[1]}"
+    return path
+
+
+def _command(kind: Kind) -> Any:
+    def command(
+        project: Annotated[str, typer.Option("--project", "-p", help="the project to charge")],
+        config: Annotated[Path, typer.Option("--config", "-c", help="the TOML configuration")],
+        dataset: Annotated[
+            str | None, typer.Option(help="datasets/ns/name\\[@version] to read")
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(help="models/ns/name\\[@version]: the base model, or the one evaluated"),
+        ] = None,
+        out: Annotated[
+            str | None,
+            typer.Option(help="the repository to publish to (ns/name; name: the project's)"),
+        ] = None,
+        accelerator: Annotated[
+            str, typer.Option("--accelerator", "-a", help="accelerator class, e.g. H100 or cpu")
+        ] = "cpu",
+        count: Annotated[
+            int, typer.Option("--count", "-n", help="accelerators: one process each")
+        ] = 1,
+        memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB")] = 4,
+        minutes: Annotated[int, typer.Option("--time", "-t", help="time limit in minutes")] = 60,
+        level: Annotated[str, typer.Option(help="containment level, CL-1 to CL-4")] = "CL-1",
+        name: Annotated[str | None, typer.Option(help="a name for the job")] = None,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="follow it to the end")] = False,
+        url: Url = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the API's answer")] = False,
+    ) -> None:
+        options = {name: value for name, value in locals().items() if name != "kind"}
+        _submit(kind, **options)
+
+    command.__doc__ = {
+        Kind.TRAIN: "Train a model from scratch on a dataset version, as a job.",
+        Kind.FINETUNE: "Fine-tune a model version (LoRA or full) on a dataset version, as a job.",
+        Kind.EVALUATE: "Evaluate a model version on a task made of a dataset's records, as a job.",
+    }[kind]
+    return command
+
+
+# Inside the job ---------------------------------------------------------------------------------
+
+workload = typer.Typer(help="What runs inside a workload job.")
+
+
+@workload.command("run")
+def run() -> None:
+    """Run this job's workload (inside a facility job: $COMMONLAB_JOB_ID names it)."""
+    job_id = os.environ.get("COMMONLAB_JOB_ID", "").strip()
+    if not job_id.isdigit():
+        raise CliError("`workload run` runs inside a facility job ($COMMONLAB_JOB_ID is not set)")
+    client = Client(load_login())
+    asked = client.get(f"/api/v1/workloads/{job_id}")
+    job = client.get(f"/api/v1/jobs/{job_id}")
+    kind = Kind(asked["kind"])
+    console.print(f"job {job_id}: {kind} workload, configuration {asked['config_sha256'][:12]}…")
+    data = INPUTS / "dataset"
+    model = INPUTS / "model" if asked["model"] else None
+    artifacts_cmd.pull_version("dataset", _unkind(asked["dataset"]), data, None)
+    if model is not None:
+        artifacts_cmd.pull_version("model", _unkind(asked["model"]), model, None)
+    OUTPUT.mkdir(exist_ok=True)
+    config_file = Path("config.json")
+    config_file.write_text(json.dumps(asked["config"]))
+    code = _run_runtime(client, int(job_id), kind, job, config_file, data, model)
+    if code != 0:
+        raise typer.Exit(code)
+    results = json.loads((OUTPUT / "results.json").read_text())
+    if kind is Kind.EVALUATE:
+        _publish_evaluation(client, asked, results)
+    else:
+        _publish_model(client, asked, job, results)
+
+
+def _unkind(ref: str) -> str:
+    return ref.split("/", 1)[1]
+
+
+def _processes(job: dict[str, Any]) -> int:
+    """One process per accelerator: GPUs where there are GPUs, cores on a CPU partition."""
+    return max(1, int(job["accelerators"]))
+
+
+def _run_runtime(
+    client: Client,
+    job_id: int,
+    kind: Kind,
+    job: dict[str, Any],
+    config: Path,
+    data: Path,
+    model: Path | None,
+) -> int:
+    args = [
+        "-m", "commonlab.workloads.runtime", kind.value, "--config", str(config),
+        "--data", str(data), "--out", str(OUTPUT), "--scratch", str(SCRATCH),
+        "--metrics", str(METRICS), *(["--model", str(model)] if model else []),
+    ]  # fmt: skip
+    processes = _processes(job) if kind is not Kind.EVALUATE else 1
+    if processes > 1:
+        args = ["-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={processes}", *args]  # fmt: skip
+    console.print(f"running the {kind} runtime in {processes} process(es)")
+    runtime = subprocess.Popen([sys.executable, *args])
+    offset = 0
+    try:
+        while True:
+            try:
+                runtime.wait(timeout=SEND_EVERY_SECONDS)
+            except subprocess.TimeoutExpired:
+                offset = _send_metrics(client, job_id, offset)
+                continue
+            _send_metrics(client, job_id, offset)
+            return runtime.returncode
+    except BaseException:
+        # Cancelled: the runtime saves a checkpoint on SIGTERM; give it the grace it needs.
+        runtime.terminate()
+        runtime.wait(timeout=30)
+        raise
+
+
+def _send_metrics(client: Client, job_id: int, offset: int) -> int:
+    """Forward what the runtime wrote since `offset`; metrics are telemetry: a refusal is
+    reported and the training goes on."""
+    points, end = read_metrics(METRICS, offset)
+    for start in range(0, len(points), SEND_AT_MOST):
+        try:
+            client.post(
+                f"/api/v1/jobs/{job_id}/metrics",
+                json={"points": points[start : start + SEND_AT_MOST]},
+            )
+        except CliError as exc:
+            console.print(f"[yellow]metrics not sent:[/yellow] {exc}")
+            break
+    return end
+
+
+def _licenses(client: Client, ref: str | None) -> list[str]:
+    if ref is None:
+        return []
+    repo, _, number = ref.partition("@")
+    return list(client.get(f"/api/v1/artifacts/{repo}/versions/{number}").get("licenses", []))
+
+
+def _publish_model(
+    client: Client, asked: dict[str, Any], job: dict[str, Any], results: dict[str, Any]
+) -> None:
+    repo = asked["out"]
+    licenses = _licenses(client, asked["dataset"])
+    card = model_card(repo=repo, workload=asked, job=job, results=results, licenses=licenses)
+    (OUTPUT / "README.md").write_text(card)
+    lineage = [f"trained_on:{asked['dataset']}"]
+    if asked["model"]:
+        lineage.append(f"derived_from:{asked['model']}")
+    artifacts_cmd.push_directory(
+        "model",
+        OUTPUT,
+        _unkind(repo),
+        message=f"{asked['kind']} by job {job['id']}: final loss {results.get('final_loss')}",
+        lineage=lineage,
+        job=str(job["id"]),
+        licenses=licenses or None,
+        level=job["level"],
+        stamp=True,
+    )
+
+
+def _publish_evaluation(client: Client, asked: dict[str, Any], results: dict[str, Any]) -> None:
+    repo = asked["out"]
+    job_id = os.environ["COMMONLAB_JOB_ID"]
+    log_version = artifacts_cmd.push_directory(
+        "dataset",
+        OUTPUT,
+        _unkind(repo),
+        message=f"evaluation of {asked['model']} on {results['task']} by job {job_id}",
+        lineage=[f"evaluates:{asked['model']}", f"derived_from:{asked['dataset']}"],
+        job=job_id,
+        level=None,
+    )
+    published = client.post(
+        "/api/v1/evaluations",
+        json={
+            "job": int(job_id),
+            "task": results["task"],
+            "harness": results["harness"],
+            "model": asked["model"],
+            "dataset": asked["dataset"],
+            "log": log_version,
+            "metrics": results["metrics"],
+            "samples": results["samples"],
+            "sample_root": results["sample_root"],
+        },
+    )
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in published["metrics"].items())
+    console.print(
+        f"evaluation {published['id']} of {asked['model']} on {results['task']}: {scores} "
+        f"over {results['samples']} samples (sample root {results['sample_root'][:12]}…)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    for kind in Kind:
+        app.command(kind.value)(_command(kind))
+    app.add_typer(workload, name="workload")
