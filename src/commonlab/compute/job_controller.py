@@ -17,12 +17,14 @@ import logging
 import pwd
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from commonlab.compute import service
 from commonlab.compute.accounts import project_account
 from commonlab.compute.executors.base import (
+    CARRIED,
     Executor,
     ExecutorRefused,
     ExecutorUnavailable,
@@ -257,4 +259,11 @@ class JobController:
             memory_gb=job.memory_gb,
             time_limit_minutes=job.time_limit_minutes,
             level=job.level,
+            carried=self._carried(job),
         )
+
+    def _carried(self, job: Job) -> Path | None:
+        """A resubmitted job starts with the checkpoints its predecessor left."""
+        if job.resubmit_of is None:
+            return None
+        return self.settings.jobs_path / str(job.resubmit_of) / "work" / CARRIED

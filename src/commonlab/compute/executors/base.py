@@ -8,6 +8,9 @@ before any job runs; `registry.py` holds one per name.
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from commonlab.compute.executors.slurm.accounts import Sacctmgr
 
 __all__ = [
+    "CARRIED",
     "Executor",
     "ExecutorKind",
     "ExecutorRefused",
@@ -30,7 +34,11 @@ __all__ = [
     "Handoff",
     "Observed",
     "Tracked",
+    "carry_checkpoints",
 ]
+
+# What a resubmitted job finds of its predecessor's work folder: this folder, nothing else.
+CARRIED = "checkpoints"
 
 
 class ExecutorUnavailable(CommonlabError):
@@ -63,6 +71,9 @@ class Handoff:
     memory_gb: int
     time_limit_minutes: int
     level: int  # its containment level: an executor that can't contain it refuses it
+    # The `checkpoints/` folder the job it resubmits left, copied into its work folder before
+    # it starts (`carry_checkpoints`), so a cancelled or timed-out run resumes where it stopped.
+    carried: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -134,3 +145,49 @@ class ExecutorKind:
     reached_by_path: Callable[[Isolation], bool]
     # The start-up line saying how jobs are kept from the facility, and whether it warns.
     describe_isolation: Callable[[Settings, Isolation], tuple[str, bool]]
+
+
+def carry_checkpoints(handoff: Handoff, work: Path, *, uid: int | None, gid: int | None) -> int:
+    """Copy `handoff.carried` (a predecessor's `checkpoints/`) into `work`, owned by the job's
+    uid where it has one; the number of files copied.
+
+    The folder was written by untrusted code, and the facility copies it with its own rights:
+    only regular files and folders are copied, never through a link (a link to the facility's
+    keys stays behind), and a folder reached through a link is not entered. The predecessor
+    has ended and everything it ran was stopped, so the tree no longer changes."""
+    source = handoff.carried
+    if source is None or not _is_real_dir(source):
+        return 0
+    target = work / CARRIED
+    copied = 0
+    for folder, dirs, files in os.walk(source, followlinks=False):
+        here = Path(folder)
+        into = target / here.relative_to(source)
+        into.mkdir(mode=0o700, exist_ok=True)
+        _own(into, uid, gid)
+        dirs[:] = [d for d in dirs if _is_real_dir(here / d)]
+        for name in files:
+            try:
+                fd = os.open(here / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # a link, or gone: not carried
+            with os.fdopen(fd, "rb") as src:
+                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                    continue  # a fifo or a device: not carried
+                with open(into / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            _own(into / name, uid, gid)
+            copied += 1
+    return copied
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _own(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is not None:
+        os.chown(path, uid, gid if gid is not None else uid)

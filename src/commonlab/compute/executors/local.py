@@ -24,6 +24,7 @@ from commonlab.compute.executors.base import (
     Handoff,
     Observed,
     Tracked,
+    carry_checkpoints,
 )
 from commonlab.compute.executors.runner import open_private, write_json
 from commonlab.compute.executors.sandbox import (
@@ -64,6 +65,7 @@ class LocalExecutor:
                 "COMMONLAB_SANDBOX to auto (a uid of its own per job)"
             )
         _prepare(handoff.workdir, job, traverse=self.sandbox.isolation is Isolation.UID)
+        carry_checkpoints(handoff, job.work, uid=job.uid, gid=job.uid)
         write_json(
             handoff.workdir / "spec.json",
             {

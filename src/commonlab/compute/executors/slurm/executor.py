@@ -24,6 +24,7 @@ from commonlab.compute.executors.base import (
     Handoff,
     Observed,
     Tracked,
+    carry_checkpoints,
 )
 from commonlab.compute.executors.sandbox import Isolation
 from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob, SlurmRefused, SlurmUnavailable
@@ -114,6 +115,7 @@ class SlurmExecutor:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chown(path, user.pw_uid, user.pw_gid)
             os.chmod(path, 0o700)
+        carry_checkpoints(handoff, work, uid=user.pw_uid, gid=user.pw_gid)
         script = f"#!/bin/sh\ncd {shlex.quote(str(work))} || exit 1\n{handoff.command}\n"
         gpus = 0 if handoff.accelerator in CPU_CLASSES else handoff.accelerators
         try:
