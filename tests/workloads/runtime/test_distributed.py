@@ -24,7 +24,7 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 # batch and gloo adds the halves; one process accumulates micro-batches into .grad; the
 # two runs' matrix products also use different thread counts), and float addition is not
 # associative. Measured here: at most 5e-8 relative over the 8 steps (most steps identical);
-# 1e-4 leaves room for other CPUs' kernels while a wrong data split differs by ~1e-2.
+# 1e-4 leaves room for other CPUs' kernels; a wrong data split fails it on every step.
 RELATIVE = 1e-4
 
 
