@@ -14,7 +14,10 @@ from commonlab.errors import InvalidInput
 from commonlab.workloads.config import ConfigOf, Kind
 from commonlab.workloads.runtime.paths import Paths
 
-__all__ = ["main"]
+__all__ = ["OUT_OF_MEMORY", "main"]
+
+# The exit status of a workload that ran out of memory (`workload run` names it).
+OUT_OF_MEMORY = 3
 
 
 def _run(kind: Kind, config_data: dict, paths: Paths) -> dict:
@@ -36,6 +39,16 @@ def _run(kind: Kind, config_data: dict, paths: Paths) -> dict:
     return train_causal_lm(config, paths)
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (a GPU's; a RuntimeError), the CPU allocator's refusal (a plain
+    RuntimeError that says so), or Python's own MemoryError."""
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "DefaultCPUAllocator: can't allocate memory" in str(exc)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m commonlab.workloads.runtime")
     parser.add_argument("kind", choices=[k.value for k in Kind])
@@ -53,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         # The job's log says what to fix, on one line, without a traceback.
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        where = "the GPU's memory" if "CUDA" in str(exc) else "memory"
+        print(
+            f"error: out of {where}: lower micro_batch_size or sequence_length, or ask for "
+            f"more memory (--memory-gb) or accelerators ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return OUT_OF_MEMORY
     return 0
 
 
