@@ -191,25 +191,37 @@ def _latest(db: Session, job_id: int, name: str) -> Latest | None:
 
 
 def metric_curves(
-    db: Session, actor: Principal, job_id: int, *, names: Sequence[str] = (), buckets: int = 200
+    db: Session,
+    actor: Principal,
+    job_id: int,
+    *,
+    first: Sequence[str] = (),
+    most: int = 8,
+    buckets: int = 200,
 ) -> list[Curve]:
-    """Each of the job's metrics (those in `names`, in that order, else all by name) as a
-    curve to draw, for whoever may read the job. Averaged in the database over runs of
-    steps, so a page reads a few hundred rows per metric however long the job ran."""
+    """The job's metrics as curves to draw, for whoever may read the job: those named in
+    `first` in that order, then the others by name, at most `most`. Averaged in the database
+    over runs of steps, so a page reads a few hundred rows per metric however long the job
+    ran."""
     with db.begin():
         job = readable_job(db, actor, job_id)
         of_job = JobMetric.job_id == job.id
         every = sorted(db.scalars(select(JobMetric.name).where(of_job).distinct()))
-        chosen = [name for name in names if name in every] if names else every
+        chosen = [name for name in first if name in every]
+        chosen += [name for name in every if name not in chosen]
         curves = []
         for name in chosen:
             latest = _latest(db, job.id, name)
             if latest is None:
                 continue  # only nulls so far: nothing to draw
+            if len(curves) == most:
+                break
             has_value = of_job & (JobMetric.name == name) & JobMetric.value.is_not(None)
             first = db.scalar(select(func.min(JobMetric.step)).where(has_value)) or 0
             width = max(1, (latest.step - first) // buckets + 1)
-            bucket = (JobMetric.step - first) // width
+            # The first step is a run of its own and the last run ends at the latest step,
+            # so the curve spans the run exactly.
+            bucket = (JobMetric.step - first + width - 1) // width
             rows = db.execute(
                 select(func.max(JobMetric.step), func.avg(JobMetric.value))
                 .where(has_value)

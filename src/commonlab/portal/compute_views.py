@@ -1,6 +1,7 @@
 """Portal pages for compute: the fleet's capacity and current use per site and partition (a
 chart: people would rather see a full partition than read its numbers), the jobs of the
-projects one belongs to, and one job with its history, output and a cancel button.
+projects one belongs to, and one job with its history, the curves of the metrics it posted
+(loss, learning rate, throughput), its output and a cancel button.
 
 Every read and change goes through compute.service; no page needs JavaScript.
 """
@@ -23,7 +24,7 @@ from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
 if TYPE_CHECKING:
     from commonlab.compute.models import Job
 
-__all__ = ["FleetBar", "fleet_bars", "router"]
+__all__ = ["FleetBar", "MetricChart", "fleet_bars", "metric_chart", "router"]
 
 router = APIRouter(include_in_schema=False)
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -71,6 +72,98 @@ def fleet_bars(partitions: list[dict[str, Any]], *, width: float = 420) -> list[
             )
         )
     return bars
+
+
+# The conventional names a workload posts, charted first and named in words.
+METRIC_LABELS = {
+    "loss": "Loss",
+    "learning_rate": "Learning rate",
+    "tokens_per_second": "Tokens per second",
+    "grad_norm": "Gradient norm",
+}
+MAX_CHARTS = 8
+
+
+def metric_text(value: float) -> str:
+    """A metric's value as people read it: four significant digits (2.313, 0.0003, 1.2e+04)."""
+    return f"{value:.4g}"
+
+
+@dataclass(frozen=True)
+class MetricChart:
+    """One metric over a job's run as a small line chart, in SVG units, with its numbers
+    as text (the first, lowest, highest and latest values) for those who do not see it."""
+
+    name: str
+    label: str
+    width: int
+    height: int
+    left: int
+    top: int  # the plot's top edge (the metric's name sits above it)
+    bottom: float  # the x axis's y
+    right: float  # the plot's right edge
+    path: str
+    last_x: float
+    last_y: float
+    y_ticks: tuple[tuple[float, str], ...]  # (y, value)
+    x_ticks: tuple[tuple[float, str], ...]  # (x, step)
+    first_value: str
+    low: str
+    high: str
+    latest: str
+    latest_step: int
+    points: tuple[tuple[int, str], ...]  # (step, value), what the line is drawn through
+
+
+def metric_chart(curve: service.Curve, *, width: int = 320, height: int = 170) -> MetricChart:
+    """A curve on its own scale (from its lowest to its highest value), steps along x."""
+    # Room on the left for a value like 0.0002735, above for the metric's name.
+    left, right, top, bottom = 66, 12, 24, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    steps = [step for step, _ in curve.points]
+    values = [value for _, value in curve.points]
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.05 or abs(high) * 0.1 or 1.0
+    bottom_value, top_value = low - pad, high + pad
+    first_step, last_step = steps[0], steps[-1]
+
+    def x_of(step: int) -> float:
+        if last_step == first_step:
+            return round(left + plot_w / 2, 2)
+        return round(left + (step - first_step) * plot_w / (last_step - first_step), 2)
+
+    def y_of(value: float) -> float:
+        return round(top + plot_h - (value - bottom_value) * plot_h / (top_value - bottom_value), 2)
+
+    xy = [(x_of(step), y_of(value)) for step, value in curve.points]
+    path = "M" + " L".join(f"{x},{y}" for x, y in xy)
+    x_ticks = ((x_of(first_step), str(first_step)),)
+    if last_step != first_step:
+        x_ticks += ((x_of(last_step), str(last_step)),)
+    y_ticks = ((y_of(high), metric_text(high)),)
+    if high != low:
+        y_ticks += ((y_of(low), metric_text(low)),)
+    return MetricChart(
+        name=curve.name,
+        label=METRIC_LABELS.get(curve.name, curve.name),
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        bottom=top + plot_h,
+        right=width - right,
+        path=path,
+        last_x=xy[-1][0],
+        last_y=xy[-1][1],
+        y_ticks=y_ticks,
+        x_ticks=x_ticks,
+        first_value=metric_text(values[0]),
+        low=metric_text(low),
+        high=metric_text(high),
+        latest=metric_text(curve.latest.value),
+        latest_step=curve.latest.step,
+        points=tuple((step, metric_text(value)) for step, value in curve.points),
+    )
 
 
 @router.get("/fleet")
@@ -134,6 +227,9 @@ def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -
     with db.begin():
         history = service.job_history(db, found)
         partition = service.partition_names(db)[found.partition_id]
+    curves = service.metric_curves(
+        db, viewer.principal, job_id, first=tuple(METRIC_LABELS), most=MAX_CHARTS
+    )
     return render_page(
         request,
         viewer,
@@ -146,6 +242,7 @@ def job(request: Request, job_id: JobId, db: DbSession, viewer: CurrentViewer) -
         stdout_cut=stdout.size > len(stdout.data),
         stderr=stderr.data.decode("utf-8", errors="replace"),
         ended=stdout.finished,  # the job is in a final state
+        charts=[metric_chart(curve) for curve in curves],
     )
 
 
