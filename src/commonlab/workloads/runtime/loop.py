@@ -18,6 +18,8 @@ A workload hands it a task, an object with three methods and a model:
             # The SUMMED loss of the micro-batch over what it counts (tokens, frames,
             # sequences) and that count. Call `model(...)`, not `self.model`: under DDP
             # `model` is the wrapper that synchronises gradients.
+        find_unused_parameters: bool    # optional (default False): set it when some
+            # trainable parameters get no gradient in some steps (DDP must then look)
 
     results = train(task, config, paths=paths, runtime=runtime)
 
@@ -242,7 +244,11 @@ def train(
     wrapped: torch.nn.Module = model
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        wrapped = DistributedDataParallel(
+            model,
+            device_ids=device_ids,
+            find_unused_parameters=bool(getattr(task, "find_unused_parameters", False)),
+        )
 
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast(
