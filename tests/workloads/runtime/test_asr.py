@@ -6,6 +6,7 @@ audio column, undecodable audio, unknown sizes, a text architecture) by name."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
 from collections.abc import Iterator
@@ -20,15 +21,22 @@ import soundfile
 import torch
 
 from commonlab.errors import InvalidInput
-from commonlab.workloads.config import TrainConfig
+from commonlab.workloads.config import DataSpec, TrainConfig
 from commonlab.workloads.runtime.__main__ import main
 from commonlab.workloads.runtime.asr import (
     BLANK,
+    build_model,
     build_processor,
     build_vocabulary,
+    collate,
+    ctc_loss_sum,
     error_rate,
+    frame_bounds,
     model_config,
+    speech_records,
+    survey,
     train_asr,
+    with_vocabulary,
 )
 from commonlab.workloads.runtime.audio import SAMPLING_RATE, audio_length, decode_audio
 from commonlab.workloads.runtime.metrics import read_metrics
@@ -166,6 +174,22 @@ def test_error_rates_count_edits_over_the_reference() -> None:
     assert error_rate([["the", "cat"]], [["a", "cat"]]) == 0.5
 
 
+def test_the_summed_ctc_loss_is_transformers_own_over_the_characters(webdataset: Path) -> None:
+    config = model_config(TINY)
+    bounds = frame_bounds(config, sequence_length=512)
+    found = survey(webdataset, DataSpec(), bounds)
+    processor = build_processor(found.vocabulary)
+    model = build_model(with_vocabulary(config, found.vocabulary), seed=0).eval()
+    records = list(itertools.islice(speech_records(webdataset, DataSpec()), 3))
+    batch = collate(records, processor)
+
+    loss, characters = ctc_loss_sum(model, batch, core=model)
+
+    assert characters == sum(len(r.transcript) for r in records)
+    model.config.ctc_loss_reduction = "sum"
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+
+
 # --- training --------------------------------------------------------------------------
 
 
@@ -216,14 +240,16 @@ def test_training_on_parquet_through_the_job_entry_point(parquet: Path, tmp_path
 def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(
     webdataset: Path, tmp_path: Path
 ) -> None:
-    whole = train_asr(asr_config(max_steps=6), job_paths(webdataset, tmp_path / "whole"))
-    # Stopped after 3 steps, then resubmitted with the same scratch folder. Three steps
-    # of four utterances start the second run inside the data's first epoch of twelve.
+    whole = train_asr(asr_config(max_steps=5), job_paths(webdataset, tmp_path / "whole"))
+    # (A constant learning rate: the schedule then does not depend on max_steps.)
+    # Stopped after 2 steps, then resubmitted with the same scratch folder: the second
+    # run starts at utterance 8 of 12, inside an epoch, where only the data position
+    # the loop restores finds the uninterrupted run's batches.
     interrupted = job_paths(webdataset, tmp_path / "interrupted")
-    train_asr(asr_config(max_steps=3), interrupted)
-    resumed = train_asr(asr_config(max_steps=6), interrupted)
+    train_asr(asr_config(max_steps=2), interrupted)
+    resumed = train_asr(asr_config(max_steps=5), interrupted)
 
-    assert resumed["resumed_from_step"] == 3
+    assert resumed["resumed_from_step"] == 2
     assert resumed["losses"] == pytest.approx(whole["losses"], rel=1e-6)
     assert resumed["cer"] == whole["cer"]
 
