@@ -4,9 +4,10 @@ audio + transcript records, and saved with its processor (feature extractor + ch
 tokenizer) so `Wav2Vec2ForCTC.from_pretrained(out)` and `Wav2Vec2Processor.from_pretrained
 (out)` transcribe with `processor.batch_decode(logits.argmax(-1))`.
 
-A sequence here is one utterance; its tokens are the model's audio frames (what the
-convolutional feature encoder leaves of the samples), the unit `sequence_length` bounds
-and throughput counts.
+A sequence here is one utterance: `sequence_length` bounds its audio frames (what the
+convolutional feature encoder leaves of the samples; longer clips are skipped, never cut,
+which would part them from their transcripts). The loss is per transcript character, and
+`tokens` counts characters (the results' `unit`).
 """
 
 from __future__ import annotations
@@ -411,7 +412,7 @@ def train_asr(config: TrainConfig, paths: Paths) -> dict:
     try:
         results = train(task, config, paths=paths, runtime=runtime)
         if runtime.is_main:
-            results.update(_finish(task, config, paths, results))
+            results.update(_finish(task, paths, results))
     finally:
         stop(runtime)
     results.update(
@@ -432,7 +433,7 @@ def train_asr(config: TrainConfig, paths: Paths) -> dict:
 ERROR_RATE_SAMPLES = 8
 
 
-def _finish(task: SpeechTask, config: TrainConfig, paths: Paths, results: dict) -> dict:
+def _finish(task: SpeechTask, paths: Paths, results: dict) -> dict:
     """Save the model and processor, and measure the error rates of greedy decoding."""
     paths.out.mkdir(parents=True, exist_ok=True)
     task.model.save_pretrained(paths.out)
