@@ -1,8 +1,10 @@
 """The read side of the Hugging Face Hub API, so `huggingface_hub`, `transformers` and
 `datasets` work unchanged with `HF_ENDPOINT` pointing at the facility.
 
-Covered: repository info (`/api/{models,datasets}/{ns}/{name}[/revision/{rev}]`), the tree
-and paths-info listings, and file resolution (`/{ns}/{name}/resolve/{rev}/{path}`, and under
+Covered: listing and searching repositories (`/api/models`, `/api/datasets`: `search`,
+`author`, `limit`, pages linked by a `Link: <...>; rel="next"` header, newest first),
+repository info (`/api/{models,datasets}/{ns}/{name}[/revision/{rev}]`), the tree and
+paths-info listings, and file resolution (`/{ns}/{name}/resolve/{rev}/{path}`, and under
 `/datasets/`) with ETag (the SHA-256), X-Repo-Commit, Content-Length, Range and HEAD.
 Errors carry the `X-Error-Code` the Hub clients map to their exceptions. Every read goes
 through the same service functions (and so the same authorization and recording) as
@@ -12,9 +14,10 @@ through the same service functions (and so the same authorization and recording)
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -24,7 +27,7 @@ from commonlab.artifacts.api import file_response, registry
 from commonlab.artifacts.models import RepoKind, Version, Visibility
 from commonlab.artifacts.schemas import NamePath, NamespacePath
 from commonlab.artifacts.service import RepoRef, VersionRef
-from commonlab.errors import CommonlabError, NotFound, Unauthenticated
+from commonlab.errors import CommonlabError, InvalidInput, NotFound, Unauthenticated
 from commonlab.http import CurrentPrincipal, DbSession
 from commonlab.record import format_time
 
@@ -166,6 +169,108 @@ def _file_entry(f: Any) -> dict[str, Any]:
         "path": f.path,
         "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 134},
     }
+
+
+# Listing --------------------------------------------------------------------------------------
+
+# A page when the client names no limit (it then follows the next links to the end).
+LIST_PAGE = 100
+MAX_LIST_PAGE = 1000
+
+
+def _summary(repo: Any) -> dict[str, Any]:
+    """A repository as the Hub lists it: who, when, its newest version's commit and licence
+    tags. Nothing read out of its files (a card): listing is knowing it exists, not reading
+    what it holds."""
+    newest = repo.versions[-1] if repo.versions else None
+    item: dict[str, Any] = {
+        "_id": f"{repo.kind}-{repo.id}",
+        "id": repo.repo_id,
+        "author": repo.namespace,
+        "private": repo.visibility != Visibility.PUBLIC,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "createdAt": format_time(repo.created_at),
+        "tags": [f"license:{name.lower()}" for name in newest.licenses] if newest else [],
+    }
+    if newest is not None:
+        item["sha"] = newest.commit
+        item["lastModified"] = format_time(newest.created_at)
+    if repo.kind == RepoKind.MODEL:
+        item["modelId"] = repo.repo_id
+    else:
+        item["description"] = repo.description
+    return item
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What a Hub client asks a list for. `search` comes twice from `list_datasets` when it
+    is given `dataset_name` too; `filter` (tags) is refused rather than ignored."""
+
+    search: str | None
+    author: str | None
+    limit: int
+    cursor: int | None
+
+
+def _listing(
+    search: Annotated[list[str] | None, Query(max_length=2)] = None,
+    author: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_PAGE)] = LIST_PAGE,
+    cursor: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    tags: Annotated[list[str] | None, Query(alias="filter", max_length=64)] = None,
+) -> _Listing:
+    if tags:
+        raise InvalidInput(
+            "filter: this facility does not filter repositories by tag; use search or author"
+        )
+    terms = [term.strip() for term in search or [] if term.strip()]
+    if len(terms) > 1:
+        raise InvalidInput("search: give one search term (dataset_name and search are one)")
+    return _Listing(terms[0][:200] if terms else None, author or None, limit, cursor)
+
+
+Listing = Annotated[_Listing, Depends(_listing)]
+
+
+@router.get("/api/models")
+async def list_models(
+    request: Request, db: DbSession, principal: CurrentPrincipal, listing: Listing
+) -> Any:
+    return await _list(request, RepoKind.MODEL, db, principal, listing)
+
+
+@router.get("/api/datasets")
+async def list_datasets(
+    request: Request, db: DbSession, principal: CurrentPrincipal, listing: Listing
+) -> Any:
+    return await _list(request, RepoKind.DATASET, db, principal, listing)
+
+
+async def _list(
+    request: Request, kind: RepoKind, db: Any, principal: Any, listing: _Listing
+) -> Response:
+    """One page of the repositories of `kind` the caller may read (the registry's one rule,
+    as every list), newest first; a `Link` header names the next page while there is one."""
+    repos, after = await run_in_threadpool(
+        service.list_repos,
+        db,
+        principal,
+        kind=kind,
+        q=listing.search,
+        namespace=listing.author,
+        after=listing.cursor,
+        limit=listing.limit,
+        newest_first=True,
+    )
+    headers = {}
+    if after is not None:
+        following = request.url.include_query_params(cursor=str(after))
+        headers["Link"] = f'<{following}>; rel="next"'
+    return JSONResponse([_summary(repo) for repo in repos], headers=headers)
 
 
 # The principal comes first in each route: an unusable token is refused before the locator

@@ -192,15 +192,18 @@ def list_repos(
     *,
     kind: RepoKind | None = None,
     q: str | None = None,
+    namespace: str | None = None,
     after: int | None = None,
     limit: int = 50,
     newest_first: bool = False,
 ) -> tuple[list[Repo], int | None]:
-    """One page of the repositories `actor` may read, and the id to continue after (None at
-    the end). Each is kept by the decision that opening it takes (`readable`), so a list, a
-    search or a count never names what a read would refuse; the query only narrows the
-    candidates cheaply."""
+    """One page of the repositories `actor` may read (of one namespace, when given), and the
+    id to continue after (None at the end). Each is kept by the decision that opening it
+    takes (`readable`), so a list, a search or a count never names what a read would
+    refuse; the query only narrows the candidates cheaply."""
     query = _candidates(actor, kind=kind, q=q)
+    if namespace is not None:
+        query = query.where(func.lower(Repo.namespace) == namespace.lower())
     order = Repo.id.desc() if newest_first else Repo.id
     found: list[Repo] = []
     with db.begin():
