@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from commonlab.errors import InvalidInput
 from commonlab.workloads.config import DataSpec, FinetuneConfig
 from commonlab.workloads.runtime import device
 from commonlab.workloads.runtime.data import columns_of, iter_records
-from commonlab.workloads.runtime.loop import repeat_epochs, train
+from commonlab.workloads.runtime.lm import CausalLMTask
+from commonlab.workloads.runtime.loop import TrainingTask, repeat_epochs, train
 from commonlab.workloads.runtime.paths import Paths
 
 __all__ = [
@@ -49,7 +50,7 @@ CHAT_TEMPLATE = (
 IGNORE = -100  # the label the loss skips
 
 
-def ensure_chat_template(tokenizer: Any) -> None:
+def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     """Give `tokenizer` `CHAT_TEMPLATE` when it has no template of its own."""
     if tokenizer.chat_template:
         return
@@ -80,13 +81,17 @@ def _checked_messages(value: object, record: int) -> list[dict[str, str]]:
     return messages
 
 
-def _render(tokenizer: Any, messages: Sequence[Mapping[str, str]], *, prompt: bool) -> str:
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]], *, prompt: bool
+) -> str:
     return tokenizer.apply_chat_template(
         list(messages), tokenize=False, add_generation_prompt=prompt
     )
 
 
-def _assistant_spans(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> tuple[str, list]:
+def _assistant_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of the assistant's turns in it.
 
     A turn's span runs from the end of the prompt for it (the conversation before it with
@@ -123,7 +128,7 @@ def _assistant_spans(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> t
 
 
 def encode_chat(
-    tokenizer: Any, messages: Sequence[Mapping[str, str]], *, max_length: int
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]], *, max_length: int
 ) -> tuple[list[int], list[int]]:
     """Token ids of the rendered conversation (at most `max_length`) and their labels: the
     id on the assistant's tokens, `IGNORE` on everything else."""
@@ -163,7 +168,13 @@ class ChatTask:
     assistant's tokens only, as the training loop takes them."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, data: Path, spec: DataSpec, sequence_length: int
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        data: Path,
+        spec: DataSpec,
+        sequence_length: int,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -259,7 +270,13 @@ def finetune(config: FinetuneConfig, paths: Paths) -> dict:
         device.stop(runtime)
 
 
-def _task(data_format: str, model: Any, tokenizer: Any, config: FinetuneConfig, paths: Paths):
+def _task(
+    data_format: str,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    config: FinetuneConfig,
+    paths: Paths,
+) -> TrainingTask:
     if data_format == "chat":
         return ChatTask(
             model,
@@ -269,8 +286,6 @@ def _task(data_format: str, model: Any, tokenizer: Any, config: FinetuneConfig, 
             sequence_length=config.sequence_length,
         )
     # Plain text is learnt as a causal language model learns it: documents packed end to end.
-    from commonlab.workloads.runtime.lm import CausalLMTask
-
     return CausalLMTask(
         model,
         tokenizer,
@@ -280,9 +295,7 @@ def _task(data_format: str, model: Any, tokenizer: Any, config: FinetuneConfig, 
     )
 
 
-def _load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
+def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -299,11 +312,9 @@ def _load_tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
-def _load_model(folder: Path, config: FinetuneConfig) -> Any:
+def _load_model(folder: Path, config: FinetuneConfig) -> torch.nn.Module:
     """The base model in fp32 (autocast computes in lower precision where asked), with a
     LoRA adapter on it for `method = "lora"`; what is trainable is set here."""
-    from transformers import AutoModelForCausalLM
-
     try:
         model = AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, dtype=torch.float32
@@ -325,7 +336,8 @@ def _load_model(folder: Path, config: FinetuneConfig) -> Any:
     return _with_lora(model, config)
 
 
-def _with_lora(model: Any, config: FinetuneConfig) -> Any:
+def _with_lora(model: torch.nn.Module, config: FinetuneConfig) -> torch.nn.Module:
+    # peft only for LoRA: full fine-tuning runs without it.
     from peft import LoraConfig, get_peft_model
 
     spec = config.lora
@@ -352,7 +364,13 @@ def _base_model_name(folder: Path) -> str:
     return str(saved.get("_name_or_path") or folder)
 
 
-def _save(model: Any, tokenizer: Any, config: FinetuneConfig, out: Path, results: dict) -> None:
+def _save(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    config: FinetuneConfig,
+    out: Path,
+    results: dict,
+) -> None:
     """An adapter (adapter_config.json, adapter_model.safetensors), or with `merge` or full
     fine-tuning a whole model; the tokenizer beside it either way, with the template the
     model was trained on."""
