@@ -33,6 +33,7 @@ from commonlab.record.sequencer import Sequencer
 from commonlab.simulator.api import router as simulator_router
 from commonlab.ticker import Ticker
 from commonlab.workloads.api import router as workloads_router
+from commonlab.workloads.evaluations_api import router as evaluations_router
 
 __all__ = ["create_app"]
 
@@ -113,6 +114,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.include_router(allocation_router)
     app.include_router(compute_router)
     app.include_router(workloads_router)
+    app.include_router(evaluations_router)
     app.include_router(simulator_router)
     app.include_router(record_router)
     app.include_router(log_router)

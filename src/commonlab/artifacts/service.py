@@ -30,6 +30,7 @@ from commonlab.artifacts.uploads import UploadStatus, put_chunk, start_upload, u
 from commonlab.artifacts.versions import (
     FileNotInVersion,
     RevisionNotFound,
+    VersionFacts,
     VersionView,
     get_version,
     list_versions,
@@ -38,6 +39,7 @@ from commonlab.artifacts.versions import (
     project_outputs,
     read_version,
     split_public_refs,
+    version_facts,
     version_level,
     visible_refs,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "RevisionNotFound",
     "SignatureError",
     "UploadStatus",
+    "VersionFacts",
     "VersionRef",
     "VersionView",
     "collect_garbage",
@@ -79,6 +82,7 @@ __all__ = [
     "split_public_refs",
     "start_upload",
     "upload_status",
+    "version_facts",
     "version_level",
     "visible_refs",
 ]

@@ -37,6 +37,7 @@ from commonlab.policy.principal import Principal
 __all__ = [
     "FileNotInVersion",
     "RevisionNotFound",
+    "VersionFacts",
     "VersionView",
     "get_version",
     "list_versions",
@@ -49,6 +50,7 @@ __all__ = [
     "ref_of",
     "resolve",
     "split_public_refs",
+    "version_facts",
     "version_level",
     "visible_refs",
 ]
@@ -159,6 +161,32 @@ def version_level(db: Session, actor: Principal, ref: str) -> int:
     recorded). In the caller's transaction: a job's admission reads its inputs so.
     ValueError when `ref` is not a version reference."""
     return int(_read(db, actor, parse_ref(ref)).repo.level)
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What another domain may hold of a version it read: its reference pinned to the
+    number, its level, the project owning its repository (None: a person's), whether the
+    public may read it (so the record may name it in clear), and the job that published it
+    (as versions name jobs: a facility job's id, or an external name)."""
+
+    ref: str
+    level: int
+    project: str | None
+    public: bool
+    job: str | None
+
+
+def version_facts(db: Session, actor: Principal, ref: str) -> VersionFacts:
+    """The facts of the version `ref` names, read as `actor` would read it (one they may not
+    read is not found; a read above CL-1 is recorded), in the caller's transaction: a use
+    case that checks what a version is within its own. ValueError when `ref` is not a
+    version reference pinned to a number (`datasets/ns/name@3`)."""
+    version = _read(db, actor, parse_ref(ref))
+    repo = version.repo
+    return VersionFacts(
+        ref_of(version), int(repo.level), repo.project, is_public(repo), version.job
+    )
 
 
 def _read(db: Session, actor: Principal, ref: VersionRef) -> Version:

@@ -17,8 +17,10 @@ from commonlab.artifacts.service import RepoKind
 from commonlab.compute import service as compute
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.http import DbSession
+from commonlab.portal.evaluations_views import score_text
 from commonlab.portal.pages import CurrentViewer, Viewer, render_page
 from commonlab.portal.templating import PAGE_HEADERS
+from commonlab.workloads import service as workloads
 
 __all__ = ["router"]
 
@@ -101,6 +103,12 @@ def version_page(
     repo_ref, kinds = ref.repo, f"{ref.repo.kind}s"
     view = service.read_version(db, principal, ref)
     version = view.version
+    # Read before anything below can end a transaction in a refusal (which expires `version`).
+    evaluations = (
+        workloads.evaluations_of_model(db, principal, f"{repo_ref}@{version.number}")
+        if kinds == "models"
+        else []
+    )
     up = service.lineage(db, principal, repo_ref.at(str(version.number)))
     down = service.lineage(db, principal, repo_ref.at(str(version.number)), direction="down")
     key = request.app.state.facility.signer.verifier_key()
@@ -130,6 +138,8 @@ def version_page(
         signature=signature,
         verifier_key=key,
         job_page=_job_page(db, principal, version.job),
+        evaluations=evaluations,
+        score=score_text,
         hub_url=("" if kinds == "models" else "datasets/") + repo.repo_id,
         record_files=[
             {

@@ -12,6 +12,7 @@ from commonlab.portal import (
     allocation_views,
     artifacts_views,
     compute_views,
+    evaluations_views,
     governance_views,
     views,
 )
@@ -31,6 +32,7 @@ def mount_portal(app: FastAPI) -> None:
         compute_views,
         admin_views,
         artifacts_views,
+        evaluations_views,
     ):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")

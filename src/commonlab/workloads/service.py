@@ -180,3 +180,7 @@ def workload_out(job: Job, workload: Workload) -> WorkloadOut:
         out=workload.out,
         created_at=workload.created_at,
     )
+
+
+# Evaluations (workloads/evaluations.py): the reads the portal shows.
+from commonlab.workloads.evaluations import evaluations_of_model, leaderboard, tasks  # noqa: E402,F401
