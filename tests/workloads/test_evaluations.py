@@ -442,12 +442,13 @@ def _out(id_: int, **metrics: float) -> EvaluationOut:
         ([{"accuracy": 1.0, "mean": 2.0}], "accuracy"),
         ([{"mean": 2.0}, {"score": 1.0}], "mean"),
         ([{"score": 1.0, "bleu": 3.0}], "score"),
+        ([{"acc": 0.5, "acc_stderr": 0.1, "mean": 1.0}], "acc"),
         ([{"rouge": 1.0}, {"bleu": 3.0}], "bleu"),
         ([{"mean": 1.0}, {"accuracy": 0.1}], "accuracy"),
         ([], None),
     ],
 )
-def test_the_primary_metric_is_the_first_of_accuracy_mean_score(reported, metric):
+def test_the_primary_metric_is_the_first_of_accuracy_acc_mean_score(reported, metric):
     assert primary_metric(reported) == metric
 
 

@@ -47,9 +47,9 @@ __all__ = [
 ]
 
 # A leaderboard ranks by the first of these that any of its evaluations reports (Inspect's
-# scorers report `accuracy`, a mean-reducing scorer `mean`, others `score`); failing all
-# three, by the alphabetically first metric name reported. Higher is better for each.
-PRIMARY_METRICS = ("accuracy", "mean", "score")
+# scorers report `accuracy`, lm-eval `acc`, a mean-reducing scorer `mean`, others `score`);
+# failing all, by the alphabetically first metric name reported. Higher is better for each.
+PRIMARY_METRICS = ("accuracy", "acc", "mean", "score")
 # How many evaluations a read looks at per query, filtering by what the reader may see.
 _BATCH = 200
 
