@@ -22,7 +22,7 @@ from commonlab.workloads.evaluations import primary_metric, rank
 from commonlab.workloads.models import Evaluation
 from commonlab.workloads.schemas import EvaluationOut
 from tests.artifacts.helpers import push, safetensors_bytes
-from tests.compute.helpers import Project, award_project, entries
+from tests.compute.helpers import Project, award_project, entries, run_until
 from tests.helpers import auth, person_with_token
 from tests.portal.helpers import sign_in
 
@@ -186,6 +186,23 @@ def test_the_submitter_may_publish_for_their_own_job_without_a_log(client, lab, 
     made = client.post("/api/v1/evaluations", json=body(lab, job), headers=lab.project.pi_auth)
     assert made.status_code == 201, made.text
     assert made.json()["log"] is None and made.json()["log_withheld"] is False
+
+
+def test_a_resubmitted_evaluate_job_publishes_as_its_original_would(client, app, facility, lab):
+    """A resubmission is a new job running its original's workload (its configuration is
+    kept once, on the original): the new job publishes its scores like the first would."""
+    first = evaluate_job(client, facility, lab)
+    # Served by no HTTP server, the job cannot reach the facility and ends failed.
+    run_until(app.state.jobs, client, first.id, lab.project.pi_auth,
+              {"failed", "succeeded", "cancelled", "timed_out"})  # fmt: skip
+    again = client.post(f"/api/v1/jobs/{first.id}/resubmit", headers=lab.project.pi_auth)
+    assert again.status_code == 201, again.text
+    second = EvalJob(again.json()["id"], auth(_job_token(facility, lab, again.json()["id"])))
+    workload = client.get(f"/api/v1/workloads/{second.id}", headers=second.token)
+    assert workload.status_code == 200 and workload.json()["kind"] == "evaluate"
+    made = client.post("/api/v1/evaluations", json=body(lab, second), headers=second.token)
+    assert made.status_code == 201, made.text
+    assert made.json()["job"] == second.id
 
 
 @pytest.mark.parametrize(

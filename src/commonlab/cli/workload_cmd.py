@@ -15,6 +15,7 @@ and its lineage: a model version, or an evaluation's log and scores.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -299,7 +300,12 @@ def _publish_evaluation(client: Client, asked: dict[str, Any], results: dict[str
             "model": asked["model"],
             "dataset": asked["dataset"],
             "log": log_version,
-            "metrics": results["metrics"],
+            # JSON has no NaN: a score a harness could not compute is left out, not sent.
+            "metrics": {
+                name: value
+                for name, value in results["metrics"].items()
+                if isinstance(value, int | float) and math.isfinite(value)
+            },
             "samples": results["samples"],
             "sample_root": results["sample_root"],
         },

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from commonlab import record
 from commonlab.artifacts import service as artifacts
 from commonlab.compute import service as compute
-from commonlab.errors import AccessDenied, Conflict, InvalidInput, Unauthenticated
+from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Unauthenticated
 from commonlab.policy.principal import Principal, Scope
 from commonlab.workloads.config import EvaluateConfig, Kind
 from commonlab.workloads.events import WorkloadEvent
+from commonlab.workloads.jobs import workload_in
 from commonlab.workloads.models import Evaluation, Workload
 from commonlab.workloads.schemas import (
     EvaluationCreate,
@@ -69,7 +70,10 @@ def publish_evaluation(db: Session, actor: Principal, req: EvaluationCreate) -> 
                 f"job {req.job} is not one of your jobs: an evaluation is published by the job "
                 "that ran it, with its own token (inside the job: $COMMONLAB_JOB_ID)"
             )
-        workload = db.get(Workload, req.job)
+        try:
+            _, workload = workload_in(db, actor, req.job)
+        except NotFound:
+            workload = None
         if workload is None or workload.kind != Kind.EVALUATE:
             what = "runs no workload" if workload is None else f"is a {workload.kind} workload"
             raise InvalidInput(

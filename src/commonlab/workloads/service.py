@@ -23,10 +23,11 @@ from commonlab.artifacts import service as artifacts
 from commonlab.compute import service as compute
 from commonlab.compute.schemas import JobCreate
 from commonlab.db import lock_for_writing
-from commonlab.errors import InvalidInput, NotFound, from_validation
+from commonlab.errors import InvalidInput, from_validation
 from commonlab.policy.principal import Principal
 from commonlab.workloads.config import ConfigOf, Kind, WorkloadConfig, config_hash
 from commonlab.workloads.events import WorkloadEvent
+from commonlab.workloads.jobs import workload_in
 from commonlab.workloads.models import Workload
 from commonlab.workloads.schemas import WorkloadCreate, WorkloadOut
 
@@ -148,24 +149,9 @@ def admit_workload(
 
 
 def workload_of_job(db: Session, actor: Principal, job_id: int) -> tuple[Job, Workload]:
-    """The workload job `job_id` runs, for one who may read the job. A resubmitted workload
-    job runs its original's workload (compute copies the job, not the workload): the chain
-    of resubmissions is followed back to it."""
+    """The workload job `job_id` runs (following resubmissions), for one who may read it."""
     with db.begin():
-        job = compute.readable_job(db, actor, job_id)
-        current: Job | None = job
-        seen = 0
-        while current is not None and seen < 1000:
-            workload = db.get(Workload, current.id)
-            if workload is not None:
-                return job, workload
-            current = (
-                compute.readable_job(db, actor, current.resubmit_of)
-                if current.resubmit_of
-                else None
-            )
-            seen += 1
-    raise NotFound(f"job {job_id} runs no workload")
+        return workload_in(db, actor, job_id)
 
 
 def workload_out(job: Job, workload: Workload) -> WorkloadOut:
