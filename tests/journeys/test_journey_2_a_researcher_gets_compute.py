@@ -16,6 +16,7 @@ from decimal import Decimal
 import httpx
 
 from tests.cli.test_cli import run
+from tests.journeys.workloads import SPEECH_TOML, speech_dataset
 from tests.portal.helpers import sign_in
 
 DELEGATES = ["Giulia Rossi", "Claire Martin", "Jonas Weber", "Lucía García", "Sofia Lindberg"]
@@ -175,13 +176,22 @@ def test_journey_2_a_researcher_gets_compute(demo, capsys, monkeypatch, tmp_path
         assert code == 0, err
         assert f"now a member of {project}" in out
 
-    # She submits a training job from the CLI and watches it to the end.
-    code, out, err = run(
-        capsys, "job", "submit", "-p", project, "--time", "2", "--watch", "--",
-        "echo", "epoch 1; echo", "epoch 2",
-    )  # fmt: skip
+    # She publishes the clips her team recorded, then trains a speech recognizer on them
+    # with the facility's own `train` workload, from the CLI, and watches it to the end.
+    corpus = tmp_path / "kiswahili-speech"
+    speech_dataset(corpus)
+    code, _, err = run(capsys, "dataset", "push", str(corpus), "--repo",
+                       f"{project}/kiswahili-speech", "--license", "CC0-1.0")  # fmt: skip
     assert code == 0, err
-    assert "epoch 1\nepoch 2\n" in out and "succeeded" in out
+    config = tmp_path / "asr.toml"
+    config.write_text(SPEECH_TOML)
+    code, out, err = run(
+        capsys, "train", "-p", project, "--config", str(config), "--dataset",
+        f"{project}/kiswahili-speech", "--out", "kiswahili-asr", "--time", "15", "--watch",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert "loss" in out and "succeeded" in out
+    assert f"models/{project}/kiswahili-asr@1 published and signed" in out
     (job,) = api.get("/api/v1/jobs", params={"project": project},
                      headers={"Authorization": f"Bearer {pi_token}"}).json()["items"]  # fmt: skip
     assert job["state"] == "succeeded" and Decimal(job["charged_hours"]) > 0
