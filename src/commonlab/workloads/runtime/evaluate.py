@@ -25,6 +25,7 @@ from commonlab.record.canonical import canonical_json
 from commonlab.record.merkle import leaf_hash, root_from_leaf_hashes
 from commonlab.workloads.config import EvaluateConfig
 from commonlab.workloads.runtime.data import columns_of, iter_records
+from commonlab.workloads.runtime.device import choose_device
 from commonlab.workloads.runtime.metrics import MetricsWriter
 from commonlab.workloads.runtime.paths import Paths
 
@@ -51,8 +52,6 @@ def evaluate(config: EvaluateConfig, paths: Paths) -> dict:
     """Evaluate `paths.model` on the records of `paths.data`; write the harness's log,
     `samples.jsonl` and `results.json` to `paths.out` and return the results."""
     model = _model_folder(paths)
-    from commonlab.workloads.runtime.device import choose_device
-
     device = str(choose_device(config.device))
     paths.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -79,8 +78,8 @@ def evaluate(config: EvaluateConfig, paths: Paths) -> dict:
         "elapsed_seconds": elapsed,
     }
     (paths.out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    with MetricsWriter(paths.metrics) as metrics:
-        metrics.write(0, **{f"eval_{name}": value for name, value in results["metrics"].items()})
+    with MetricsWriter(paths.metrics) as writer:
+        writer.write(0, **{f"eval_{name}": value for name, value in metrics.items()})
     return results
 
 
