@@ -147,6 +147,18 @@ def test_full_finetuning_changes_every_weight_it_trains(tmp_path, chat_data, bas
     assert any(".h.0." in n for n in changed) and any(".h.1." in n for n in changed)
 
 
+def test_a_lora_run_resumed_from_its_checkpoint_follows_the_uninterrupted_one(
+    tmp_path, chat_data, base_model
+):
+    whole = finetune(config(max_steps=4), paths_for(tmp_path / "whole", chat_data, base_model))
+    halves = paths_for(tmp_path / "halves", chat_data, base_model)
+    finetune(config(max_steps=2), halves)
+    resumed = finetune(config(max_steps=4), halves)
+
+    assert resumed["resumed_from_step"] == 2
+    assert resumed["losses"] == pytest.approx(whole["losses"], rel=1e-6)
+
+
 def test_chat_labels_are_the_assistants_tokens_only(base_model):
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     ensure_chat_template(tokenizer)
