@@ -200,11 +200,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import logging
-    import os
 
     from transformers.utils import logging as transformers_logging
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's progress bars
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
