@@ -99,6 +99,13 @@ def test_a_train_workload_is_a_job_with_its_configuration_kept_and_hashed(
                       "out": "models/x/y"}, "out: evaluate publishes to a dataset repository"),
         ("evaluate", {"config": {}}, "config.task: Field required"),
         ("train", {"dataset": "datasets/x/y@main"}, "pin 'datasets/x/y@main' to a version"),
+        ("train", {"config": {"model": {"size": {"n_layers": 2}}}},
+         "config.model.size has keys gpt2 does not know: n_layers (it knows: "),
+        ("train", {"config": {"model": {"architecture": "llama"}}},
+         "memory_gb: training this model (6,509,826,048 parameters) needs at least 98 GB"),
+        ("train", {"config": {"task": "asr", "model": {"architecture": "wav2vec2",
+                                                       "size": {"vocab_size": 9}}}},
+         "config.model.size sets vocab_size, which the transcripts' characters decide"),
     ],
 )  # fmt: skip
 def test_a_mistake_is_refused_with_the_field_and_changes_nothing(

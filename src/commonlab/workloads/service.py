@@ -10,6 +10,8 @@ the allowed values before any hours are held.
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -25,7 +27,7 @@ from commonlab.compute.schemas import JobCreate
 from commonlab.db import lock_for_writing
 from commonlab.errors import InvalidInput, from_validation
 from commonlab.policy.principal import Principal
-from commonlab.workloads.config import ConfigOf, Kind, WorkloadConfig, config_hash
+from commonlab.workloads.config import ConfigOf, Kind, TrainConfig, WorkloadConfig, config_hash
 from commonlab.workloads.events import WorkloadEvent
 from commonlab.workloads.jobs import workload_in
 from commonlab.workloads.models import Workload
@@ -90,6 +92,30 @@ def _check_refs(kind: Kind, req: WorkloadCreate) -> None:
             raise InvalidInput(f"{field}: pin {ref!r} to a version number (…@3)")
 
 
+def _check_fits(config: TrainConfig, req: WorkloadCreate) -> None:
+    """Where the ML packages are installed: the model's size keys are ones its architecture
+    knows, and on CPU the job asked for the memory training it needs at the least. (Without
+    them, the job finds out when it starts.)"""
+    if not all(importlib.util.find_spec(name) for name in ("torch", "transformers")):
+        return
+    from commonlab.workloads.runtime.sizing import BYTES_PER_PARAMETER, estimate
+
+    try:
+        found = estimate(config)
+    except InvalidInput as exc:
+        raise InvalidInput(f"config.{exc.message}") from None
+    if req.accelerator.lower() != "cpu":
+        return  # the weights live in the accelerators' memory, which the job does not size
+    needed = math.ceil(found.training_bytes / 2**30)
+    if needed > req.memory_gb:
+        raise InvalidInput(
+            f"memory_gb: training this model ({found.parameters:,} parameters) needs at least "
+            f"{needed} GB ({BYTES_PER_PARAMETER} bytes a parameter: weights, gradients and "
+            f"AdamW's two moments), and the job asks for {req.memory_gb}: ask for more, or "
+            "shrink config.model.size"
+        )
+
+
 def admit_workload(
     db: Session, actor: Principal, kind: Kind, req: WorkloadCreate, *, executor: str
 ) -> tuple[Job, Workload]:
@@ -98,6 +124,8 @@ def admit_workload(
     it), the workload's configuration, and its record entry naming the configuration's hash."""
     config = check_config(kind, req.config)
     _check_refs(kind, req)
+    if isinstance(config, TrainConfig):
+        _check_fits(config, req)
     inputs = [ref for ref in (req.dataset, req.model) if ref is not None]
     spec = JobCreate(
         name=req.name or f"{kind} {req.out}",

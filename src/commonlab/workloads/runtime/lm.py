@@ -38,6 +38,7 @@ __all__ = [
     "CausalLMTask",
     "allowed_size_keys",
     "build_model",
+    "model_config",
     "packed_sequences",
     "train_causal_lm",
 ]
@@ -60,20 +61,23 @@ def allowed_size_keys(architecture: str) -> list[str]:
     return sorted(set(config_class().to_dict()) - generic - _FROM_TOKENIZER)
 
 
-def build_model(
+def model_config(
     architecture: str,
     size: Mapping[str, object],
     *,
-    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
     sequence_length: int,
-) -> PreTrainedModel:
-    """A freshly initialised model (seed torch first for a reproducible one)."""
+    special: Mapping[str, int | None] | None = None,
+) -> PretrainedConfig:
+    """The transformers configuration `model.size` describes, refused by name when it sets
+    what the tokenizer decides, a key the architecture does not know, or a context shorter
+    than the sequences. `special` holds the tokenizer's bos/eos/pad ids."""
     if architecture not in ARCHITECTURES:
         raise InvalidInput(
             f"model.architecture {architecture!r} is not a causal language model: "
             f"use one of {', '.join(ARCHITECTURES)}"
         )
-    config_class, model_class, context_key = ARCHITECTURES[architecture]
+    config_class, _, context_key = ARCHITECTURES[architecture]
     decided = sorted(set(size) & _FROM_TOKENIZER)
     if decided:
         raise InvalidInput(
@@ -94,14 +98,34 @@ def build_model(
             f"{sequence_length}: raise it or shorten the sequences"
         )
     try:
-        config = config_class(
-            **{**size, context_key: context},
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+        return config_class(
+            **{**size, context_key: context}, vocab_size=vocab_size, **dict(special or {})
         )
-        return model_class(config)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"model.size does not make a {architecture} model: {exc}") from None
+
+
+def build_model(
+    architecture: str,
+    size: Mapping[str, object],
+    *,
+    tokenizer: PreTrainedTokenizerBase,
+    sequence_length: int,
+) -> PreTrainedModel:
+    """A freshly initialised model (seed torch first for a reproducible one)."""
+    config = model_config(
+        architecture,
+        size,
+        vocab_size=len(tokenizer),
+        sequence_length=sequence_length,
+        special={
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+    )
+    try:
+        return ARCHITECTURES[architecture][1](config)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"model.size does not make a {architecture} model: {exc}") from None
 
