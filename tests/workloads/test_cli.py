@@ -111,3 +111,113 @@ def test_a_config_mistake_names_the_file_and_field_before_anything_is_sent(
     assert code == 1 and "not valid TOML" in err
     code, _, err = run(capsys, "train", "-p", "proj-1", "--config", str(tmp_path / "nope.toml"))
     assert code == 1 and "cannot read" in err
+
+
+LORA_TOML = """
+method = "lora"
+format = "chat"
+sequence_length = 64
+batch_size = 4
+max_steps = 4
+log_every = 1
+
+[lora]
+r = 4
+alpha = 8
+"""
+
+EVALUATE_TOML = """
+task = "tiny-arithmetic"
+scorer = "includes"
+max_new_tokens = 4
+"""
+
+
+def push_base_model(capsys, tmp_path: Path) -> None:
+    from tests.workloads.runtime.base_model import make_base_model
+
+    folder = make_base_model(tmp_path / "base")
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# base\n")
+    code, _, err = run(capsys, "model", "push", str(folder), "--repo", "proj-1/base")
+    assert code == 0, err
+
+
+def push_jsonl(capsys, tmp_path: Path, name: str, rows: list[dict]) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, _, err = run(capsys, "dataset", "push", str(folder), "--repo", f"proj-1/{name}",
+                       "--license", "CC0-1.0")  # fmt: skip
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_finetune_from_the_cli_publishes_an_adapter_derived_from_its_base(
+    demo, capsys, monkeypatch, tmp_path
+):
+    as_pi(monkeypatch, demo)
+    push_base_model(capsys, tmp_path)
+    chats = [
+        {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                      {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+        for a in range(4) for b in range(4)
+    ]  # fmt: skip
+    push_jsonl(capsys, tmp_path, "chats", chats)
+    config = tmp_path / "lora.toml"
+    config.write_text(LORA_TOML)
+    code, out, err = run(capsys, "finetune", "-p", "proj-1", "--config", str(config),
+                         "--model", "proj-1/base", "--dataset", "proj-1/chats",
+                         "--out", "base-lora", "--time", "10", "--watch")  # fmt: skip
+    assert code == 0, out + err
+    job_id = re.search(r"admitted as job (\d+)", out).group(1)
+
+    api = httpx.Client(base_url=demo.url, timeout=30)
+    version = api.get("/api/v1/artifacts/models/proj-1/base-lora/versions/1").json()
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {
+        f["path"] for f in version["files"]
+    }
+    assert version["card"]["meta"]["base_model"] == "models/proj-1/base@1"
+    edges = api.get("/api/v1/artifacts/models/proj-1/base-lora/versions/1/lineage").json()
+    relations = {(e["to"], e["relation"], e["job"]) for e in edges["edges"]}
+    assert ("datasets/proj-1/chats@1", "trained_on", job_id) in relations
+    assert ("models/proj-1/base@1", "derived_from", job_id) in relations
+
+
+@pytest.mark.slow
+def test_evaluate_from_the_cli_publishes_the_log_and_the_scores_with_their_root(
+    demo, capsys, monkeypatch, tmp_path
+):
+    from commonlab.workloads.runtime.evaluate import sample_root_of
+
+    as_pi(monkeypatch, demo)
+    push_base_model(capsys, tmp_path)
+    qa = [{"input": f"{a} plus {b} is", "target": str(a + b)} for a in range(3) for b in range(2)]
+    push_jsonl(capsys, tmp_path, "arithmetic", qa)
+    config = tmp_path / "evaluate.toml"
+    config.write_text(EVALUATE_TOML)
+    code, out, err = run(capsys, "evaluate", "-p", "proj-1", "--config", str(config),
+                         "--model", "proj-1/base", "--dataset", "proj-1/arithmetic",
+                         "--out", "base-evals", "--time", "10", "--watch")  # fmt: skip
+    assert code == 0, out + err
+    job_id = int(re.search(r"admitted as job (\d+)", out).group(1))
+
+    api = httpx.Client(base_url=demo.url, timeout=30)
+    (evaluation,) = api.get("/api/v1/evaluations",
+                            params={"model": "models/proj-1/base@1"}).json()["items"]  # fmt: skip
+    assert evaluation["job"] == job_id and evaluation["task"] == "tiny-arithmetic"
+    assert evaluation["samples"] == len(qa) and "accuracy" in evaluation["metrics"]
+    assert evaluation["log"] == "datasets/proj-1/base-evals@1"
+    # Anyone holding the log recomputes the root the record holds.
+    log = "/api/v1/artifacts/datasets/proj-1/base-evals/versions/1/files/samples.jsonl"
+    leaves = [json.loads(line) for line in api.get(log).text.splitlines()]
+    assert sample_root_of(leaves) == evaluation["sample_root"]
+    published = {"type": "workloads:evaluation:published"}
+    entries = api.get("/api/v1/record/entries", params=published).json()["items"]
+    assert entries[-1]["entry"]["data"]["sample_root"] == evaluation["sample_root"]
+    # The scores show on the model's page and on the task's leaderboard.
+    assert "tiny-arithmetic" in api.get("/artifacts/models/proj-1/base/versions/1").text
+    board = api.get("/leaderboards/tiny-arithmetic").text
+    assert "models/proj-1/base@1" in board
+    lineage = api.get("/api/v1/artifacts/datasets/proj-1/base-evals/versions/1/lineage").json()
+    assert {"from": "datasets/proj-1/base-evals@1", "to": "models/proj-1/base@1",
+            "relation": "evaluates", "job": str(job_id)} in lineage["edges"]  # fmt: skip
