@@ -241,6 +241,9 @@ def train(
     else:
         _seed_everything(config.seed + runtime.rank)
     resumed_from = progress.step
+    if resumed is not None and runtime.is_main:
+        print(f"resuming from {resumed.name}: step {resumed_from} of {config.max_steps}",
+              flush=True)  # fmt: skip
     wrapped: torch.nn.Module = model
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -316,6 +319,14 @@ def train(
                     tokens_per_second=window_tokens / max(now - window_start, 1e-9),
                     grad_norm=float(grad_norm),
                 )
+                if runtime.is_main:
+                    # The job's log tells how it goes, as the metrics do on its page.
+                    print(
+                        f"step {progress.step}/{config.max_steps} loss {step_loss:.4f} "
+                        f"lr {learning_rate:.3g} "
+                        f"{window_tokens / max(now - window_start, 1e-9):,.0f} tokens/s",
+                        flush=True,
+                    )
                 window_start, window_tokens = now, 0
             stopping = stop_votes > 0
             if (
