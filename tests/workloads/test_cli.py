@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -221,3 +223,57 @@ def test_evaluate_from_the_cli_publishes_the_log_and_the_scores_with_their_root(
     lineage = api.get("/api/v1/artifacts/datasets/proj-1/base-evals/versions/1/lineage").json()
     assert {"from": "datasets/proj-1/base-evals@1", "to": "models/proj-1/base@1",
             "relation": "evaluates", "job": str(job_id)} in lineage["edges"]  # fmt: skip
+
+
+SLOW_TOML = """
+# Steps slow enough to cancel the job in the middle of its run.
+sequence_length = 128
+batch_size = 16
+max_steps = 150
+checkpoint_every = 5
+log_every = 5
+
+[model]
+architecture = "gpt2"
+size = { n_layer = 2, n_head = 2, n_embd = 64 }
+
+[tokenizer]
+vocab_size = 300
+"""
+
+
+@pytest.mark.slow
+def test_a_cancelled_training_keeps_its_checkpoint_and_a_resubmission_resumes_from_it(
+    demo, capsys, monkeypatch, tmp_path
+):
+    as_pi(monkeypatch, demo)
+    corpus(capsys, tmp_path)
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW_TOML)
+    code, out, err = run(capsys, "train", "-p", "proj-1", "--config", str(config), "--dataset",
+                         "proj-1/stories", "--out", "resumed", "--time", "10")  # fmt: skip
+    assert code == 0, err
+    first = int(re.search(r"admitted as job (\d+)", out).group(1))
+    api = httpx.Client(base_url=demo.url, timeout=30,
+                       headers={"Authorization": f"Bearer {demo.pi_token}"})  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not api.get(f"/api/v1/jobs/{first}/metrics").json()["points"]:
+        assert time.monotonic() < deadline, api.get(f"/api/v1/jobs/{first}").json()
+        time.sleep(0.2)
+    code, _, err = run(capsys, "job", "cancel", str(first))
+    assert code == 0, err
+    while (cancelled := api.get(f"/api/v1/jobs/{first}").json())["state"] != "cancelled":
+        assert time.monotonic() < deadline and cancelled["state"] not in ("succeeded", "failed")
+        time.sleep(0.2)
+    # Cancelled mid-run: its checkpoint stays in its folder; it is charged for what it ran
+    # (once: tests/compute/test_jobs_api.py holds the ledger to one settlement a job).
+    work = demo.served.settings.jobs_path / str(first) / "work" / "checkpoints"
+    stopped_at = int((work / "latest").read_text().strip().rsplit("-", 1)[1])
+    assert 0 < stopped_at < 150
+    assert Decimal(cancelled["charged_hours"]) > 0
+
+    code, out, err = run(capsys, "job", "resubmit", str(first), "--watch")
+    assert code == 0, out + err
+    assert f"resuming from step-{stopped_at:08d}: step {stopped_at} of 150" in out
+    version = api.get("/api/v1/artifacts/models/proj-1/resumed/versions/1").json()
+    assert f"| resumed from step | {stopped_at} |" in version["card"]["body"]
