@@ -277,3 +277,18 @@ def test_a_cancelled_training_keeps_its_checkpoint_and_a_resubmission_resumes_fr
     assert f"resuming from step-{stopped_at:08d}: step {stopped_at} of 150" in out
     version = api.get("/api/v1/artifacts/models/proj-1/resumed/versions/1").json()
     assert f"| resumed from step | {stopped_at} |" in version["card"]["body"]
+
+
+@pytest.mark.slow
+def test_a_job_with_two_accelerators_trains_in_two_processes(demo, capsys, monkeypatch, tmp_path):
+    as_pi(monkeypatch, demo)
+    corpus(capsys, tmp_path)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_TOML)
+    code, out, err = run(capsys, "train", "-p", "proj-1", "--config", str(config), "-n", "2",
+                         "--dataset", "proj-1/stories", "--out", "twice", "--watch")  # fmt: skip
+    assert code == 0, out + err
+    assert "running the train runtime in 2 process(es)" in out
+    api = httpx.Client(base_url=demo.url, timeout=30)
+    card = api.get("/api/v1/artifacts/models/proj-1/twice/versions/1").json()["card"]["body"]
+    assert "| processes | 2 |" in card
