@@ -37,7 +37,8 @@ LAYERS: list[set[str]] = [
     {"workloads"},  # train, fine-tune, evaluate: admitted as compute jobs
     {"simulator"},
     {"portal"},
-    {"wiring", "models", "migrations", "facility", "app", "demo", "apidocs", "serve"},
+    {"wiring", "models", "migrations", "facility", "app", "apidocs", "serve"}
+    | {"demo", "demo_models"},  # what `up --demo` makes, through the domains' services
     {"cli"},
 ]
 

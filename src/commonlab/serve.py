@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -46,6 +49,7 @@ def serve(
         _announce_operator(console, token)
         if remember_operator is not None:
             remember_operator(url, token)
+    pi_token = None
     if demo:
         from commonlab.demo import seed_demo
 
@@ -76,7 +80,40 @@ def serve(
         f"executor {settings.executor}"
     )
     console.print(_isolation_line(facility), highlight=False)
-    uvicorn.run(create_app(facility), host=settings.host, port=settings.port, log_level="info")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(facility), host=settings.host, port=settings.port, log_level="info"
+        )
+    )
+    if demo:
+        _start_demo_models(facility, server, pi_token, console)
+    server.run()
+
+
+def _start_demo_models(
+    facility: Facility, server: Any, pi_token: str | None, console: Console
+) -> None:
+    """Publish the demo's data and train and evaluate its model in the background, once the
+    server answers: the jobs speak its API, and a newcomer's first page must not wait."""
+    from commonlab.artifacts.mount import registry_for
+    from commonlab.demo_models import build_demo_models
+
+    def work() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.1)
+        with facility.db.session() as session:
+            build_demo_models(
+                session,
+                registry_for(facility),
+                pi_token=pi_token,
+                executor=facility.settings.executor,
+                say=lambda line: console.print(line, highlight=False, soft_wrap=True),
+                should_stop=lambda: bool(server.should_exit),
+            )
+
+    threading.Thread(target=work, name="demo-models", daemon=True).start()
 
 
 def _isolation_line(facility: Facility) -> str:
