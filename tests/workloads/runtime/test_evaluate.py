@@ -4,6 +4,7 @@ rebuilt from the published log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -114,13 +115,18 @@ def test_one_altered_output_changes_the_root(inspect_run: tuple[dict, Paths]) ->
     assert sample_root_of(leaves_from_log(altered)) != results["sample_root"]
 
 
-def test_the_same_seed_gives_the_same_outputs(
+def test_the_same_seed_gives_the_same_outputs_even_where_an_event_loop_runs(
     inspect_run: tuple[dict, Paths], qa_data: Path, base_model: Path, tmp_path: Path
 ) -> None:
     first, first_paths = inspect_run
     paths = _paths(tmp_path, qa_data, base_model)
     config = EvaluateConfig(task="qa-sums", scorer="includes", max_new_tokens=6, seed=7)
-    again = evaluate(config, paths)
+
+    async def inside_a_running_loop() -> dict:
+        # As in a notebook, or a test process where Playwright's synchronous API runs one.
+        return evaluate(config, paths)
+
+    again = asyncio.run(inside_a_running_loop())
     assert _leaves_file(paths) == _leaves_file(first_paths)
     assert again["sample_root"] == first["sample_root"]
 

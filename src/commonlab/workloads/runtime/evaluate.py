@@ -10,15 +10,17 @@ that a published score came from it (`leaves_from_log`, then `sample_root_of`).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from commonlab.errors import InvalidInput
 from commonlab.record.canonical import canonical_json
@@ -28,6 +30,8 @@ from commonlab.workloads.runtime.data import columns_of, iter_records
 from commonlab.workloads.runtime.device import choose_device
 from commonlab.workloads.runtime.metrics import MetricsWriter
 from commonlab.workloads.runtime.paths import Paths
+
+T = TypeVar("T")
 
 __all__ = [
     "CHOICES_COLUMN",
@@ -57,7 +61,7 @@ def evaluate(config: EvaluateConfig, paths: Paths) -> dict:
     started = time.perf_counter()
     with _offline_harness():
         if config.harness == "inspect":
-            log = _run_inspect(config, model, device, paths)
+            log = _outside_event_loops(_run_inspect, config, model, device, paths)
         else:
             log = _run_lm_eval(config, model, device, paths)
         # The root is made from the log as written: what is published is what is proved.
@@ -108,6 +112,18 @@ def _read_log(log_path: Path) -> tuple[list[dict], dict[str, float]]:
 
 
 # Inspect ---------------------------------------------------------------------------------
+
+
+def _outside_event_loops(run: Callable[..., T], *args: object) -> T:
+    """`run(*args)` in this thread, or in a thread of its own when an asyncio event loop is
+    already running in this one (a notebook's, or Playwright's synchronous API in a test
+    process): Inspect starts a loop of its own, and asyncio allows one a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run(*args)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inspect") as pool:
+        return pool.submit(run, *args).result()
 
 
 def _run_inspect(config: EvaluateConfig, model: Path, device: str, paths: Paths) -> Path:
