@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
 
-__all__ = ["register"]
+__all__ = ["follow_job", "register"]
 
 Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
 Json = Annotated[bool, typer.Option("--json", help="print the API's JSON answer")]
@@ -101,16 +101,16 @@ def submit(
         f"{created['allocation_id']}."
     )
     if watch:
-        raise typer.Exit(_watch(client, created["id"]))
+        raise typer.Exit(follow_job(client, created["id"]))
 
 
 @job.command("watch")
 def watch(job_id: JobId, url: Url = None) -> None:
     """Follow a job live: its state, time against its limit, and its output."""
-    raise typer.Exit(_watch(_client(url), job_id))
+    raise typer.Exit(follow_job(_client(url), job_id))
 
 
-def _watch(client: Client, job_id: int) -> int:
+def follow_job(client: Client, job_id: int) -> int:
     """Show the job until it ends; the exit status is 0 only if it succeeded."""
     current = client.get(f"/api/v1/jobs/{job_id}")
     limit = current["time_limit_minutes"] * 60
@@ -324,7 +324,7 @@ def resubmit(
     created = client.post(f"/api/v1/jobs/{job_id}/resubmit")
     console.print(f"Job {created['id']} admitted (a resubmission of job {job_id}).")
     if watch:
-        raise typer.Exit(_watch(client, created["id"]))
+        raise typer.Exit(follow_job(client, created["id"]))
 
 
 @fleet.command("show")

@@ -87,7 +87,7 @@ def _submit(kind: Kind, **options: Any) -> None:
         f"(configuration {admitted['config_sha256'][:12]}…): it publishes to {admitted['out']}."
     )
     if watch:
-        raise typer.Exit(compute_cmd._watch(client, job_id))
+        raise typer.Exit(compute_cmd.follow_job(client, job_id))
     console.print(f"Follow it with `commonlab job watch {job_id}`.")
 
 
