@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -174,12 +175,22 @@ def bare_lm_eval(data: Path, model: Path) -> float:
     )
     task.set_fewshot_seed(seed=SEED)
     lm = HFLM(pretrained=str(model), device=_device(), batch_size=32)
-    lm_eval_evaluate(
-        lm=lm,
-        task_dict={"tasks": {TASK: task}, "groups": {}},
-        log_samples=True,
-        bootstrap_iters=1000,
-    )
+    # The bootstrap in this process, as the runtime has it: lm-eval's default pool of worker
+    # processes costs seconds to start and would measure that, not the evaluation.
+    saved = os.environ.get("DISABLE_MULTIPROC")
+    os.environ["DISABLE_MULTIPROC"] = "1"
+    try:
+        lm_eval_evaluate(
+            lm=lm,
+            task_dict={"tasks": {TASK: task}, "groups": {}},
+            log_samples=True,
+            bootstrap_iters=1000,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("DISABLE_MULTIPROC", None)
+        else:
+            os.environ["DISABLE_MULTIPROC"] = saved
     return len(docs) / (time.perf_counter() - started)
 
 
