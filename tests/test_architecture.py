@@ -38,7 +38,8 @@ LAYERS: list[set[str]] = [
     {"simulator"},
     {"portal"},
     {"wiring", "models", "migrations", "facility", "app", "apidocs", "serve"}
-    | {"demo", "demo_models"},  # what `up --demo` makes, through the domains' services
+    # what `up --demo` makes, through the domains' services
+    | {"demo", "demo_models", "demo_media"},
     {"cli"},
 ]
 

@@ -5,13 +5,13 @@ WebDataset shards with tarfile, Parquet with pyarrow."""
 from __future__ import annotations
 
 import io
-import json
 import math
 import struct
-import tarfile
 import wave
 import zlib
 from typing import Any
+
+from commonlab.demo_media import shard  # noqa: F401  (the demo writes its shards so too)
 
 
 def png(width: int = 8, height: int = 6, rgb: tuple[int, int, int] = (200, 30, 60)) -> bytes:
@@ -63,25 +63,6 @@ def webm(frames: int = 12, size: int = 32, fps: int = 12) -> bytes:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return buffer.getvalue()
-
-
-def shard(samples: list[dict[str, bytes | dict[str, Any] | str]]) -> bytes:
-    """A WebDataset tar: each sample's members as `<key>.<ext>`, in order."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for sample in samples:
-            key = str(sample["__key__"])
-            for ext, value in sample.items():
-                if ext == "__key__":
-                    continue
-                if isinstance(value, dict):
-                    value = json.dumps(value).encode()
-                elif isinstance(value, str):
-                    value = value.encode()
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(value)
-                tar.addfile(info, io.BytesIO(value))
     return buffer.getvalue()
 
 
