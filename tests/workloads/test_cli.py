@@ -16,29 +16,8 @@ import pytest
 
 from tests.cli.test_cli import run
 from tests.journeys.conftest import Demo
-
-TRAIN_TOML = """
-# A GPT-2 small enough to train in seconds on a laptop's CPU.
-max_steps = 6
-checkpoint_every = 3
-log_every = 1
-sequence_length = 16
-batch_size = 4
-
-[model]
-architecture = "gpt2"
-size = { n_layer = 1, n_head = 2, n_embd = 16 }
-
-[tokenizer]
-vocab_size = 300
-"""
-
-LINES = [
-    f"{who} {verb} the {thing} in the morning."
-    for who in ("Amina", "Baraka", "Chausiku", "Dalila")
-    for verb in ("reads", "writes", "sings", "finds")
-    for thing in ("book", "song", "letter", "river")
-]
+from tests.journeys.workloads import TEXT_TOML as TRAIN_TOML
+from tests.journeys.workloads import text_dataset
 
 
 def as_pi(monkeypatch, demo: Demo) -> None:
@@ -47,12 +26,9 @@ def as_pi(monkeypatch, demo: Demo) -> None:
 
 
 def corpus(capsys, tmp_path: Path) -> None:
+    """Short stories, each record with its source and licence, as proj-1/stories@1."""
     folder = tmp_path / "corpus"
-    folder.mkdir()
-    (folder / "train.jsonl").write_text(
-        "".join(json.dumps({"text": line, "source": "made up", "license": "CC0-1.0"}) + "\n"
-                for line in LINES)
-    )  # fmt: skip
+    text_dataset(folder)
     code, _, err = run(capsys, "dataset", "push", str(folder), "--repo", "proj-1/stories",
                        "--license", "CC0-1.0", "-m", "stories")  # fmt: skip
     assert code == 0, err
