@@ -80,11 +80,17 @@ def serve(
         f"executor {settings.executor}"
     )
     console.print(_isolation_line(facility), highlight=False)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(facility), host=settings.host, port=settings.port, log_level="info"
-        )
+    # No access log: every running job speaks the API (its inputs, metrics, what it
+    # publishes), and a line per request would bury what the facility itself says. A reverse
+    # proxy in front of a facility keeps the access log where one is wanted.
+    config = uvicorn.Config(
+        create_app(facility),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
     )
+    server = uvicorn.Server(config)
     if demo:
         _start_demo_models(facility, server, pi_token, console)
     server.run()
