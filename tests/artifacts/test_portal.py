@@ -105,3 +105,31 @@ def test_record_pages_of_a_project_repository_are_not_found_for_the_public(clien
     push(client, operator, repo, {"a.jsonl": b'{"text": "x"}\n'})
     got = client.get(f"/artifacts/{repo}/versions/1/records/0", params={"file": "a.jsonl"})
     assert got.status_code == 404 and '"text"' not in got.text
+
+
+def test_declared_sources_show_whatever_they_leave_out_and_nothing_else_is_taken(
+    client, researcher  # noqa: F811
+):
+    """A source needs only a name: a page (the version's, and every page whose lineage
+    reaches it) shows what was declared, and a source that says more than a name, an address
+    and a licence is refused, so nothing a page does not expect is ever stored."""
+    h = researcher["headers"]
+    data = make_repo(client, h)
+    made = push(client, h, data, {"train.jsonl": TEXT}, sources=[{"name": "oral history"}])
+    assert made.status_code == 201, made.text
+    model = make_repo(client, h, kind="model", name="tiny")
+    made = push(client, h, model, {"model.safetensors": safetensors_bytes()},
+                lineage=[{"ref": f"{data}@1", "relation": "trained_on"}])  # fmt: skip
+    assert made.status_code == 201, made.text
+    for page in (f"/artifacts/{data}/versions/1", f"/artifacts/{model}/versions/1"):
+        shown = client.get(page)
+        assert shown.status_code == 200 and "oral history" in shown.text, page
+    for source, field in (
+        ({"name": "x", "licence": "MIT"}, "licence"),
+        ({"name": "x", "url": "javascript:alert(1)"}, "url"),
+        ({"url": "https://radio.example"}, "name"),
+        ({"name": ""}, "name"),
+    ):
+        refused = push(client, h, data, {"b.jsonl": TEXT}, sources=[source])
+        assert refused.status_code == 422 and field in refused.json()["detail"], refused.text
+    assert client.get(f"/api/v1/artifacts/{data}").json()["latest"] == 1

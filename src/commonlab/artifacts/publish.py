@@ -430,7 +430,7 @@ def _write(
         license_flags=_license_flags(prepared.licenses, files),
         card={"meta": prepared.card.meta, "body": prepared.card.body} if prepared.card else None,
         croissant=prepared.croissant,
-        sources=req.sources,
+        sources=[source.model_dump(exclude_none=True) for source in req.sources],
         job=job,
         total_bytes=sum(f["size"] for f in files),
         created_by=actor.pseudonym,

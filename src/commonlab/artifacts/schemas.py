@@ -21,6 +21,7 @@ from commonlab.bounded import StrictInt64
 from commonlab.schemas import Input
 
 __all__ = [
+    "DataSource",
     "FileEntry",
     "FileOut",
     "Kinds",
@@ -195,6 +196,15 @@ class LineageRef(Input):
     relation: Annotated[Relation, AfterValidator(_declarable)] = Relation.DERIVED_FROM
 
 
+class DataSource(Input):
+    """Where a version's data came from, as its publisher declares it: a name, and where known
+    its address and licence. Pages, lineage and PROV show these three and nothing else."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$")] | None = None
+    license: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 class VersionCreate(Input):
     files: list[FileEntry] = Field(min_length=1, max_length=100_000)
     message: Text = ""
@@ -205,7 +215,7 @@ class VersionCreate(Input):
     croissant: dict[str, Any] | None = Field(
         default=None, description="declared Croissant fields (name, description, rai:*, ...)"
     )
-    sources: list[dict[str, str]] = Field(
+    sources: list[DataSource] = Field(
         default_factory=list, max_length=1000, description="where the data came from"
     )
     lineage: list[LineageRef] = Field(default_factory=list, max_length=100)
