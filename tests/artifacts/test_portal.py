@@ -133,3 +133,12 @@ def test_declared_sources_show_whatever_they_leave_out_and_nothing_else_is_taken
         refused = push(client, h, data, {"b.jsonl": TEXT}, sources=[source])
         assert refused.status_code == 422 and field in refused.json()["detail"], refused.text
     assert client.get(f"/api/v1/artifacts/{data}").json()["latest"] == 1
+
+
+def test_models_and_datasets_are_where_people_type_them(client, researcher):  # noqa: F811
+    h = researcher["headers"]
+    push(client, h, make_repo(client, h), {"train.jsonl": TEXT})
+    for path, kind in (("/models", "model"), ("/datasets", "dataset")):
+        moved = client.get(path, follow_redirects=False)
+        assert moved.status_code == 308 and moved.headers["location"] == f"/artifacts?kind={kind}"
+    assert "/artifacts/datasets/" in client.get("/datasets").text

@@ -69,6 +69,17 @@ def browse(
     return _page(request, viewer, "artifacts.html", rows=rows, kind=kind or "", q=q or "")
 
 
+@router.get("/models")
+def models() -> RedirectResponse:
+    """The addresses people type: the registry's list of models."""
+    return RedirectResponse("/artifacts?kind=model", status_code=308)
+
+
+@router.get("/datasets")
+def datasets() -> RedirectResponse:
+    return RedirectResponse("/artifacts?kind=dataset", status_code=308)
+
+
 @router.get("/artifacts/{kinds}/{namespace}/{name}")
 def repo_page(ref: RepoPath, db: DbSession, viewer: CurrentViewer) -> Response:
     repo = service.get_repo(db, viewer.principal, ref)
