@@ -55,7 +55,7 @@ def model_card(
         "",
         "## Training",
         "",
-        "| | |",
+        "| measure | value |",
         "|---|---|",
         *(f"| {label} | {value} |" for label, value in _figures(results, hours)),
         "",
