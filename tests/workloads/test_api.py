@@ -94,6 +94,8 @@ def test_a_train_workload_is_a_job_with_its_configuration_kept_and_hashed(
         ("train", {"dataset": None}, "dataset: train needs a dataset version"),
         ("train", {"out": "datasets/x/y"}, "out: train publishes to a model repository"),
         ("train", {"model": "models/x/y@1"}, "model: train starts from no model"),
+        ("train", {"out": "models/someone-else/tiny"},
+         "out: a workload of proj-1 publishes into its project's namespace"),
         ("finetune", {"config": {}}, "model: finetune needs a model version"),
         ("evaluate", {"config": {"task": "qa"}, "model": "models/x/y@1",
                       "out": "models/x/y"}, "out: evaluate publishes to a dataset repository"),

@@ -87,6 +87,14 @@ def _check_refs(kind: Kind, req: WorkloadCreate) -> None:
         raise InvalidInput(
             f"out: {kind} publishes to a {out_kind[:-1]} repository ({out_kind}/ns/name)"
         )
+    namespace = req.out.split("/")[1]
+    if namespace != req.project:
+        # The job's token is confined to its project: it could publish nowhere else, and
+        # would find out only after the hours were spent.
+        raise InvalidInput(
+            f"out: a workload of {req.project} publishes into its project's namespace "
+            f"({out_kind}/{req.project}/name), not {namespace}"
+        )
     for field, ref in (("dataset", req.dataset), ("model", req.model)):
         if ref is not None and not ref.rpartition("@")[2].isdigit():
             raise InvalidInput(f"{field}: pin {ref!r} to a version number (…@3)")
