@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from commonlab.compute.executors.slurm.accounts import (
+    SETTLE_ATTEMPTS,
     AccountSpec,
     SlurmAccount,
     SlurmQos,
@@ -22,7 +23,7 @@ from commonlab.compute.executors.slurm.accounts import (
     plan,
     read_tree,
 )
-from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmError, SlurmRefused
 from commonlab.errors import InvalidInput
 from tests.slurm_fixtures import SlurmCluster, unique_name
 
@@ -423,6 +424,56 @@ def test_apply_runs_each_change_with_sacctmgr_i_in_order() -> None:
     apply(result, runner)
 
     assert runner.asked == [("-i", *command) for command in _commands(result)]
+
+
+class _Settling(_Recorded):
+    """slurmdbd under load: a command naming `missing` is refused `times` times as if the
+    account did not exist yet (its creation committed, its association not yet visible)."""
+
+    def __init__(self, missing: str, times: int, *, naming: str | None = None) -> None:
+        super().__init__([])
+        # `naming`: the account whose commands are refused (by default the missing one).
+        self.missing, self.times, self.naming = missing, times, naming or missing
+
+    def sacctmgr(self, *args: str) -> str:
+        naming = args[:3] == ("-i", "add", "user") and self.naming in args[-1]
+        if naming and self.times > 0:
+            self.times -= 1
+            self.asked.append(args)
+            message = f"This account '{self.missing}' doesn't exist."
+            raise SlurmRefused(f"sacctmgr refused: {message}", slurm_message=message,
+                               command="sacctmgr")  # fmt: skip
+        return super().sacctmgr(*args)
+
+
+def test_a_command_on_an_account_this_sync_just_created_waits_for_it_to_settle() -> None:
+    result = plan(DESIRED, SlurmTree(accounts={}, qos={}))
+    slept: list[float] = []
+    runner = _Settling(PROJECT.name, times=2)
+
+    apply(result, runner, sleep=slept.append)
+
+    commands = [("-i", *command) for command in _commands(result)]
+    retried = next(c for c in commands if c[2] == "user" and PROJECT.name in c[-1])
+    assert runner.asked.count(retried) == 3 and slept == [0.5, 1.0]
+    assert [c for c in runner.asked if c != retried] == [c for c in commands if c != retried]
+
+
+def test_a_refusal_about_an_account_it_did_not_create_stands_at_once() -> None:
+    """`p-zz` is no account this sync creates: its absence is Slurm's answer, not a lag."""
+    result = plan(DESIRED, SlurmTree(accounts={}, qos={}))
+    slept: list[float] = []
+    with pytest.raises(SlurmRefused, match="p-zz"):
+        apply(result, _Settling("p-zz", times=1, naming=PROJECT.name), sleep=slept.append)
+    assert slept == []
+
+
+def test_an_account_that_never_settles_is_refused_after_the_last_attempt() -> None:
+    result = plan(DESIRED, SlurmTree(accounts={}, qos={}))
+    slept: list[float] = []
+    with pytest.raises(SlurmRefused, match="doesn't exist"):
+        apply(result, _Settling(PROJECT.name, times=100), sleep=slept.append)
+    assert len(slept) == SETTLE_ATTEMPTS - 1
 
 
 # The real cluster ------------------------------------------------------------------------------

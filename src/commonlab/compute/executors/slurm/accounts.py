@@ -16,11 +16,12 @@ budget that decays lets a capped project run again.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from commonlab.compute.executors.slurm.cli import SlurmUnavailable
+from commonlab.compute.executors.slurm.cli import SlurmRefused, SlurmUnavailable
 from commonlab.errors import InvalidInput
 
 __all__ = [
@@ -543,8 +544,32 @@ def _show(value: object) -> str:
 # Applying --------------------------------------------------------------------------------------
 
 
-def apply(plan: SyncPlan, runner: Sacctmgr) -> None:
-    """Make the planned changes, in order. Drift is left as it is."""
+# How often, and how long apart, a command naming an account this sync has just created is
+# tried again when slurmdbd still says the account does not exist.
+SETTLE_ATTEMPTS = 6
+SETTLE_PAUSE_SECONDS = 0.5
+
+
+def apply(plan: SyncPlan, runner: Sacctmgr, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Make the planned changes, in order. Drift is left as it is.
+
+    A slurmdbd under load can answer a command that names an account created a moment before
+    by this same sync (letting a user submit to it, say) with "doesn't exist": the account
+    is committed, its association not yet visible. Such a refusal is tried again a few times;
+    any other refusal, or one about an account this sync did not create, stands at once."""
+    created: set[str] = set()
     for change in plan.changes:
         for command in change.commands:
-            runner.sacctmgr("-i", *command)
+            for attempt in range(1, SETTLE_ATTEMPTS + 1):
+                try:
+                    runner.sacctmgr("-i", *command)
+                    break
+                except SlurmRefused as refused:
+                    unsettled = "doesn't exist" in refused.slurm_message and any(
+                        f"'{name}'" in refused.slurm_message for name in created
+                    )
+                    if not unsettled or attempt == SETTLE_ATTEMPTS:
+                        raise
+                    sleep(SETTLE_PAUSE_SECONDS * attempt)
+            if command[:2] == ("add", "account"):
+                created.add(command[2])
