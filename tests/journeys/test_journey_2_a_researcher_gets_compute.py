@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -44,6 +45,14 @@ def person_id(api, operator, name: str) -> int:
 
 
 def test_journey_2_a_researcher_gets_compute(demo, capsys, monkeypatch, tmp_path):
+    walk_journey_2(demo, capsys, monkeypatch, tmp_path)
+
+
+def walk_journey_2(
+    demo, capsys, monkeypatch, tmp_path, *, before_the_job: Callable[[], None] = lambda: None
+) -> None:
+    """The journey on `demo`, whatever executor runs its jobs; `before_the_job` is what an
+    operator of that executor does once the allocation is active (Slurm: sync its accounts)."""
     api = httpx.Client(base_url=demo.url, timeout=30)
     operator_token = demo.served.token
     operator = {"Authorization": f"Bearer {operator_token}"}
@@ -176,6 +185,7 @@ def test_journey_2_a_researcher_gets_compute(demo, capsys, monkeypatch, tmp_path
         assert code == 0, err
         assert f"now a member of {project}" in out
 
+    before_the_job()
     # She publishes the clips her team recorded, then trains a speech recognizer on them
     # with the facility's own `train` workload, from the CLI, and watches it to the end.
     corpus = tmp_path / "kiswahili-speech"

@@ -21,6 +21,7 @@ from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
 from tests.cli.conftest import Served, free_port
 from tests.journeys.conftest import Demo
+from tests.journeys.test_journey_2_a_researcher_gets_compute import walk_journey_2
 from tests.journeys.test_journey_3_a_model_and_its_data import SPEECH, TEXT, walk_journey_3
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -75,3 +76,15 @@ def slurm_demo(slurm_cluster, tmp_path) -> Iterator[Demo]:
 @pytest.mark.parametrize("modality", [TEXT, SPEECH], ids=lambda m: m.name)
 def test_journey_3_on_slurm(slurm_demo, capsys, monkeypatch, tmp_path, modality):
     walk_journey_3(slurm_demo, capsys, monkeypatch, tmp_path, modality)
+
+
+def test_journey_2_on_slurm(slurm_demo, capsys, monkeypatch, tmp_path):
+    def sync_accounts() -> None:
+        """The operator mirrors the new allocation into Slurm's accounts (the job controller
+        also does every `account_sync_minutes`)."""
+        synced = httpx.post(f"{slurm_demo.url}/api/v1/fleet/accounts/sync", json={},
+                            headers={"Authorization": f"Bearer {slurm_demo.served.token}"},
+                            timeout=60)  # fmt: skip
+        assert synced.status_code == 200, synced.text
+
+    walk_journey_2(slurm_demo, capsys, monkeypatch, tmp_path, before_the_job=sync_accounts)
