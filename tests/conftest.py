@@ -26,7 +26,7 @@ from commonlab.identity.service import bootstrap_operator
 from commonlab.migrations import migrate
 from commonlab.models import Base
 from tests.browser_fixtures import browser_page, chromium, live_server, screenshot
-from tests.helpers import auth
+from tests.helpers import OPEN_CLIENTS, auth
 from tests.slurm_fixtures import _slurm_shared_lock, slurm_account, slurm_cluster
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -46,6 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _close_http_clients() -> Iterator[None]:
+    """Close the clients a test made with tests.helpers.http_client."""
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
 
 
 @pytest.fixture(scope="session")

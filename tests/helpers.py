@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 # The member states most council tests found the council with; contributions sum to 100.
@@ -163,3 +164,16 @@ def close_when_due(db: Any, motion_id: int, *, hours: float = 1) -> None:
             status = session.get_one(Motion, motion_id).status
         if status == "open":
             close_motion(session, SYSTEM, motion_id, now=datetime.now(UTC) + timedelta(hours=hours))
+
+
+# Clients made by `http_client`, closed after every test by tests/conftest.py.
+OPEN_CLIENTS: list[httpx.Client] = []
+
+
+def http_client(**options: Any) -> httpx.Client:
+    """An httpx client closed when the test ends: one left open leaks its socket, and the
+    warning that leak raises surfaces in whichever later test the garbage collector happens
+    to run in, failing it."""
+    client = httpx.Client(**options)
+    OPEN_CLIENTS.append(client)
+    return client

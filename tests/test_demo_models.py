@@ -12,6 +12,7 @@ from commonlab import demo_models
 from commonlab.artifacts.mount import registry_for
 from commonlab.demo_models import CORPUS, EVALS, ML_MISSING, MODEL, QA, build_demo_models
 from tests.cli.conftest import cli_config, served  # noqa: F401  (fixtures)
+from tests.helpers import http_client
 from tests.journeys.conftest import Demo, demo  # noqa: F401  (fixture)
 
 
@@ -68,7 +69,7 @@ def test_without_the_ml_packages_the_demo_publishes_its_data_and_says_how_to_tra
     said = build(demo, pi_token=demo.pi_token)
     assert said == [f"demo: published {CORPUS}@1 (text, images, speech) and {QA}@1", ML_MISSING]
     assert "pip install -e .[ml,data]" in ML_MISSING and "./scripts/up --demo" in ML_MISSING
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     check_corpus(api)
     assert api.get(f"/api/v1/artifacts/{MODEL}").status_code == 404
     assert (
@@ -95,7 +96,7 @@ def test_the_demo_trains_and_evaluates_a_model_with_its_lineage_and_scores(
     assert said[3].startswith(f"demo: evaluating {MODEL}@1 on {QA}@1 as job ")
     assert said[4].startswith(f"demo: evaluated {MODEL}@1 on demo-kiswahili-qa: accuracy ")
 
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     check_corpus(api)
     lineage = api.get(f"/api/v1/artifacts/{MODEL}/versions/1/lineage").json()
     assert any(

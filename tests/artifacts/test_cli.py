@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 
-import httpx
 import pytest
 
 from commonlab.cli import artifacts_cmd
 from commonlab.cli.main import main
+from tests.helpers import http_client
 
 
 def cli(*args: str) -> None:
@@ -57,7 +57,7 @@ def test_push_over_http_and_by_the_local_path(live, tmp_path, monkeypatch):
     cli("dataset", "push", str(folder), "--repo", "lab/local")
     assert sorted(copies) == [70_000, 300_000] and hashed == []
 
-    api = httpx.Client(base_url=live.url)
+    api = http_client(base_url=live.url)
     over_http = api.get("/api/v1/artifacts/datasets/lab/over-http/versions/1").json()
     local = api.get("/api/v1/artifacts/datasets/lab/local/versions/1").json()
     assert [(f["path"], f["sha256"]) for f in over_http["files"]] == [
@@ -92,7 +92,7 @@ def test_where_the_copy_is_not_possible_the_cli_hashes_and_checks_the_facilitys_
     (folder / "a.bin").write_bytes(data)
     monkeypatch.setattr(artifacts_cmd, "_copy_local", lambda *a, **k: None)
     cli("dataset", "push", str(folder), "--repo", "lab/remote")
-    api = httpx.Client(base_url=live.url)
+    api = http_client(base_url=live.url)
     got = api.get("/api/v1/artifacts/datasets/lab/remote/versions/1/files/a.bin")
     assert got.content == data
 
@@ -126,7 +126,7 @@ def test_a_file_that_changes_while_it_is_copied_in_is_refused(live, tmp_path, mo
     monkeypatch.setattr(artifacts_cmd, "_copy_local", copy_then_append)
     _push_fails("dataset", "push", str(folder), "--repo", "lab/moving")
     assert "changed while it was being pushed" in capsys.readouterr().err
-    api = httpx.Client(base_url=live.url)
+    api = http_client(base_url=live.url)
     assert api.get("/api/v1/artifacts/datasets/lab/moving").json()["latest"] is None
 
 
@@ -163,7 +163,7 @@ def test_files_unchanged_since_the_last_push_are_not_hashed_again(live, tmp_path
     copied.clear()
     cli("dataset", "push", str(folder), "--repo", "lab/cached")
     assert hashed == ["b.bin"] and copied == ["b.bin"]
-    api = httpx.Client(base_url=live.url)
+    api = http_client(base_url=live.url)
     latest = api.get("/api/v1/artifacts/datasets/lab/cached").json()["latest"]
     got = api.get(f"/api/v1/artifacts/datasets/lab/cached/versions/{latest}/files/b.bin")
     assert got.content == (folder / "b.bin").read_bytes()
@@ -192,7 +192,7 @@ def test_a_refused_pull_says_why_without_a_progress_bar(live, tmp_path, monkeypa
     """A CL-3 model's files never leave: the pull stops at the refusal, before any bar."""
     from tests.artifacts.test_api import cleared, make_repo, push, safetensors_bytes
 
-    api = httpx.Client(base_url=live.url, timeout=30)
+    api = http_client(base_url=live.url, timeout=30)
     _, h = cleared(api, {"Authorization": f"Bearer {live.token}"}, 3)
     repo = make_repo(api, h, kind="model", name="frontier", visibility="private", level=3)
     assert push(api, h, repo, {"w.safetensors": safetensors_bytes()}).status_code == 201

@@ -17,7 +17,7 @@ from huggingface_hub.utils._pagination import paginate
 
 from tests.artifacts.helpers import push
 from tests.compute.helpers import award_project
-from tests.helpers import auth, person_with_token
+from tests.helpers import auth, http_client, person_with_token
 
 
 def bearer(headers):
@@ -49,7 +49,7 @@ def clear(api, operator, headers, level):
 def world(live):
     """A researcher's public models and dataset; a project's own model, a CL-2 dataset of
     that project and a person's private model; a member, a stranger and another project."""
-    api = httpx.Client(base_url=live.url, timeout=30)
+    api = http_client(base_url=live.url, timeout=30)
     operator = auth(live.token)
     lab = award_project(api, operator)
     other_lab = award_project(api, operator, found=False)

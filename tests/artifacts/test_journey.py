@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from commonlab.cli.main import main
+from tests.helpers import http_client
 
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
@@ -124,7 +124,7 @@ def test_journey_push_sign_trace_and_load_with_the_hub_libraries(live, tmp_path)
         "--from", "trained_on:datasets/speech-lab/swahili-text@1", "--job", "job-1",
         "--stamp")  # fmt: skip
 
-    api = httpx.Client(base_url=live.url)
+    api = http_client(base_url=live.url)
     version = api.get("/api/v1/artifacts/models/speech-lab/tiny-gpt2/versions/v1").json()
     assert version["licenses"] == ["Apache-2.0"]
     weights = next(f for f in version["files"] if f["path"] == "model.safetensors")

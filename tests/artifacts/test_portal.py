@@ -108,7 +108,8 @@ def test_record_pages_of_a_project_repository_are_not_found_for_the_public(clien
 
 
 def test_declared_sources_show_whatever_they_leave_out_and_nothing_else_is_taken(
-    client, researcher  # noqa: F811
+    client,
+    researcher,  # noqa: F811
 ):
     """A source needs only a name: a page (the version's, and every page whose lineage
     reaches it) shows what was declared, and a source that says more than a name, an address

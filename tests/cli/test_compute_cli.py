@@ -9,18 +9,17 @@ import shlex
 import sys
 from decimal import Decimal
 
-import httpx
 from sqlalchemy import select
 
 from commonlab.identity.models import ApiToken
 from tests.cli.test_cli import run
 from tests.compute.helpers import award_project
-from tests.helpers import auth
+from tests.helpers import auth, http_client
 
 
 def as_pi(served, monkeypatch):
     """A new project with hours; the CLI acts as its PI. Returns an API client and it."""
-    api = httpx.Client(base_url=served.url, timeout=30)
+    api = http_client(base_url=served.url, timeout=30)
     project = award_project(api, auth(served.token))
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])
@@ -60,7 +59,7 @@ def test_submit_watch_and_find_the_usage(capsys, served, monkeypatch):
 
 
 def test_a_non_members_hours_are_reported_apart_from_the_member_states(capsys, served, monkeypatch):
-    api = httpx.Client(base_url=served.url, timeout=30)
+    api = http_client(base_url=served.url, timeout=30)
     kenya = award_project(api, auth(served.token), country="KE")
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", kenya.pi_auth["Authorization"].split()[1])

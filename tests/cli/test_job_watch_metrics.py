@@ -6,11 +6,9 @@ from __future__ import annotations
 import shlex
 import sys
 
-import httpx
-
 from tests.cli.test_cli import run
 from tests.compute.helpers import award_project
-from tests.helpers import auth
+from tests.helpers import auth, http_client
 
 # What a training loop does: post each step's loss with the job's own token and URL.
 POST_LOSSES = """
@@ -24,7 +22,7 @@ print("posted", answer.status_code)
 
 
 def test_watch_shows_the_latest_loss_the_job_posted(capsys, served, monkeypatch):
-    api = httpx.Client(base_url=served.url, timeout=30)
+    api = http_client(base_url=served.url, timeout=30)
     project = award_project(api, auth(served.token))
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", project.pi_auth["Authorization"].split()[1])

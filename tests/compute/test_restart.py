@@ -21,7 +21,7 @@ from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
 from tests.cli.conftest import free_port
 from tests.compute.helpers import award_project
-from tests.helpers import auth
+from tests.helpers import auth, http_client
 
 
 def start(settings, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -73,7 +73,7 @@ def test_killing_commonlab_mid_job_loses_nothing_and_charges_once(settings, tmp_
     log = tmp_path / "server.log"
     server = start(settings, port, log)
     try:
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        api = http_client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         job = api.post(
             "/api/v1/jobs",
             json={

@@ -14,6 +14,7 @@ import httpx
 
 from commonlab.record.checkpoint import open_checkpoint
 from tests.cli.test_cli import run
+from tests.helpers import http_client
 
 DELEGATES = {  # the demo's council
     "IT": "Giulia Rossi",
@@ -30,7 +31,7 @@ def as_person(monkeypatch, demo, token: str) -> None:
 
 
 def test_journey_1_a_country_joins(demo, capsys, monkeypatch, tmp_path):
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     operator = {"Authorization": f"Bearer {demo.served.token}"}
 
     # Estonia's audit office makes a witness key; the facility registers the witness.

@@ -17,6 +17,7 @@ from decimal import Decimal
 import httpx
 
 from tests.cli.test_cli import run
+from tests.helpers import http_client
 from tests.journeys.workloads import SPEECH_TOML, speech_dataset
 from tests.portal.helpers import sign_in
 
@@ -30,7 +31,7 @@ def as_person(monkeypatch, demo, token: str) -> None:
 
 def signed_in(demo, token: str) -> httpx.Client:
     """A browser's session on the portal: the sign-in form, its CSRF field, the cookie."""
-    web = httpx.Client(base_url=demo.url, timeout=30)
+    web = http_client(base_url=demo.url, timeout=30)
     sign_in(web, token)
     return web
 
@@ -53,7 +54,7 @@ def walk_journey_2(
 ) -> None:
     """The journey on `demo`, whatever executor runs its jobs; `before_the_job` is what an
     operator of that executor does once the allocation is active (Slurm: sync its accounts)."""
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     operator_token = demo.served.token
     operator = {"Authorization": f"Bearer {operator_token}"}
     pi_token = demo.pi_token  # Wanjiru Kamau's, as `up --demo` prints it

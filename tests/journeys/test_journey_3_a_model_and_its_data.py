@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.cli.test_cli import run
+from tests.helpers import http_client
 from tests.journeys.test_journey_2_a_researcher_gets_compute import as_person, text_of
 from tests.journeys.workloads import (
     SENTENCES,
@@ -99,7 +99,7 @@ def walk_journey_3(demo, capsys, monkeypatch, tmp_path: Path, modality: Modality
     assert "succeeded" in out and "loss" in out
 
     # The model's page: its generated card, its signature, its lineage to the data's sources.
-    api = httpx.Client(base_url=demo.url, timeout=60)
+    api = http_client(base_url=demo.url, timeout=60)
     ref = f"models/proj-1/{modality.model}"
     version = api.get(f"/api/v1/artifacts/{ref}/versions/1").json()
     assert version["job"] == job and version["card"]["meta"]["datasets"] == [

@@ -16,12 +16,13 @@ from decimal import Decimal
 import httpx
 
 from tests.cli.test_cli import run
+from tests.helpers import http_client
 from tests.journeys.test_journey_1_a_country_joins import DELEGATES, as_person
 from tests.simulator.test_motion_cli import _workload  # 300 jobs of ten teams, 16 H100
 
 
 def test_journey_5_the_council_tries_a_rule_before_voting(demo, capsys, monkeypatch, tmp_path):
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     in_force = api.get("/api/v1/regulations/in-force").json()
     regulation = in_force["document"]
     capacity = regulation["capacity"]

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from tests.compute.helpers import award_project
-from tests.helpers import auth
+from tests.helpers import auth, http_client
 from tests.portal.helpers import sign_in_browser
 
 pytestmark = pytest.mark.browser
 
 
 def test_fleet_chart_and_a_job_page(browser_page, live_server, screenshot):
-    api = httpx.Client(base_url=live_server.url, timeout=30)
+    api = http_client(base_url=live_server.url, timeout=30)
     project = award_project(api, auth(live_server.operator_token))
     job = api.post(
         "/api/v1/jobs",

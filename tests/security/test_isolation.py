@@ -46,7 +46,7 @@ from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
 from tests.cli.conftest import free_port
 from tests.compute.helpers import award_project, run_until
-from tests.helpers import auth
+from tests.helpers import auth, http_client
 from tests.security.isolation_helpers import running, unique_sleep
 
 
@@ -77,7 +77,7 @@ class Lab:
 
     @property
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        return http_client(base_url=self.url, timeout=30)
 
     def wait(self, job_id: int, headers: dict[str, str], states: set[str]) -> dict[str, Any]:
         deadline = time.monotonic() + 60

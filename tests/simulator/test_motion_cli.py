@@ -11,6 +11,7 @@ import pytest
 
 from commonlab.cli.main import main
 from tests.cli.conftest import Served, cli_config, served  # noqa: F401 (fixtures)
+from tests.helpers import http_client
 from tests.simulator.whatifs import PROPOSED, found_council, table
 
 
@@ -18,7 +19,7 @@ class _Api:
     """The tests' HTTP calls to the served facility, shaped like a TestClient."""
 
     def __init__(self, url: str) -> None:
-        self._http = httpx.Client(base_url=url, timeout=30)
+        self._http = http_client(base_url=url, timeout=30)
 
     def post(self, path: str, **kwargs: object) -> httpx.Response:
         return self._http.post(path, **kwargs)  # type: ignore[arg-type]

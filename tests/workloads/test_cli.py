@@ -11,10 +11,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.cli.test_cli import run
+from tests.helpers import http_client
 from tests.journeys.conftest import Demo
 from tests.journeys.workloads import TEXT_TOML as TRAIN_TOML
 from tests.journeys.workloads import text_dataset
@@ -53,7 +53,7 @@ def test_train_from_the_cli_publishes_a_model_with_its_card_and_lineage(
     assert "succeeded" in out
     assert "models/proj-1/tiny-gpt2@1 published and signed" in out
 
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     version = api.get("/api/v1/artifacts/models/proj-1/tiny-gpt2/versions/1").json()
     assert version["job"] == str(job_id) and version["licenses"] == ["CC0-1.0"]
     paths = {f["path"] for f in version["files"]}
@@ -149,7 +149,7 @@ def test_finetune_from_the_cli_publishes_an_adapter_derived_from_its_base(
     assert code == 0, out + err
     job_id = re.search(r"admitted as job (\d+)", out).group(1)
 
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     version = api.get("/api/v1/artifacts/models/proj-1/base-lora/versions/1").json()
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {
         f["path"] for f in version["files"]
@@ -179,7 +179,7 @@ def test_evaluate_from_the_cli_publishes_the_log_and_the_scores_with_their_root(
     assert code == 0, out + err
     job_id = int(re.search(r"admitted as job (\d+)", out).group(1))
 
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     (evaluation,) = api.get("/api/v1/evaluations",
                             params={"model": "models/proj-1/base@1"}).json()["items"]  # fmt: skip
     assert evaluation["job"] == job_id and evaluation["task"] == "tiny-arithmetic"
@@ -230,7 +230,7 @@ def test_a_cancelled_training_keeps_its_checkpoint_and_a_resubmission_resumes_fr
                          "proj-1/stories", "--out", "resumed", "--time", "10")  # fmt: skip
     assert code == 0, err
     first = int(re.search(r"admitted as job (\d+)", out).group(1))
-    api = httpx.Client(base_url=demo.url, timeout=30,
+    api = http_client(base_url=demo.url, timeout=30,
                        headers={"Authorization": f"Bearer {demo.pi_token}"})  # fmt: skip
     deadline = time.monotonic() + 240
     while not api.get(f"/api/v1/jobs/{first}/metrics").json()["points"]:
@@ -265,6 +265,6 @@ def test_a_job_with_two_accelerators_trains_in_two_processes(demo, capsys, monke
                          "--dataset", "proj-1/stories", "--out", "twice", "--watch")  # fmt: skip
     assert code == 0, out + err
     assert "running the train runtime in 2 process(es)" in out
-    api = httpx.Client(base_url=demo.url, timeout=30)
+    api = http_client(base_url=demo.url, timeout=30)
     card = api.get("/api/v1/artifacts/models/proj-1/twice/versions/1").json()["card"]["body"]
     assert "| processes | 2 |" in card
