@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    port = free_port()
-    settings = Settings(home=tmp_path / "home", port=port, sequencer_interval_ms=5)
-    facility = open_facility(settings)
-    with facility.db.session() as session:
-        token = bootstrap_operator(session)
-    assert token
+@contextmanager
+def serving(facility: Facility, port: int) -> Iterator[str]:
+    """`facility` served by uvicorn on `port` in a thread, until the block ends; its URL."""
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(facility),
@@ -59,9 +55,23 @@ def served(tmp_path: Path) -> Iterator[Served]:
                 break
         except httpx.ConnectError:
             time.sleep(0.05)
-    yield Served(url=url, token=token, facility=facility, settings=settings)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    settings = Settings(home=tmp_path / "home", port=port, sequencer_interval_ms=5)
+    facility = open_facility(settings)
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    assert token
+    with serving(facility, port) as url:
+        yield Served(url=url, token=token, facility=facility, settings=settings)
     facility.close()
 
 

@@ -5,21 +5,17 @@ their own token like any job elsewhere would."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
-from commonlab.app import create_app
 from commonlab.config import Settings
 from commonlab.demo import seed_demo
 from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
-from tests.cli.conftest import Served, free_port
+from tests.cli.conftest import Served, free_port, serving
 from tests.journeys.conftest import Demo
 from tests.journeys.test_journey_2_a_researcher_gets_compute import walk_journey_2
 from tests.journeys.test_journey_3_a_model_and_its_data import SPEECH, TEXT, walk_journey_3
@@ -47,29 +43,15 @@ def slurm_demo(slurm_cluster, tmp_path) -> Iterator[Demo]:
     with facility.db.session() as session:
         pi_token = seed_demo(session)
     assert operator and pi_token
-    config = uvicorn.Config(
-        create_app(facility), host="127.0.0.1", port=port, log_level="warning", log_config=None
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/api/v1/health").status_code == 200:
-                break
-        except httpx.ConnectError:
-            time.sleep(0.05)
-    headers = {"Authorization": f"Bearer {operator}"}
-    applied = httpx.put(f"{url}/api/v1/fleet", json=slurm_cluster.fleet(), headers=headers)
-    assert applied.status_code == 200, applied.text
-    synced = httpx.post(f"{url}/api/v1/fleet/accounts/sync", json={}, headers=headers,
-                        timeout=60)  # fmt: skip
-    assert synced.status_code == 200, synced.text
-    yield Demo(served=Served(url=url, token=operator, facility=facility, settings=settings),
-               pi_token=pi_token)  # fmt: skip
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(facility, port) as url:
+        headers = {"Authorization": f"Bearer {operator}"}
+        applied = httpx.put(f"{url}/api/v1/fleet", json=slurm_cluster.fleet(), headers=headers)
+        assert applied.status_code == 200, applied.text
+        synced = httpx.post(f"{url}/api/v1/fleet/accounts/sync", json={}, headers=headers,
+                            timeout=60)  # fmt: skip
+        assert synced.status_code == 200, synced.text
+        yield Demo(served=Served(url=url, token=operator, facility=facility, settings=settings),
+                   pi_token=pi_token)  # fmt: skip
     facility.close()
 
 
