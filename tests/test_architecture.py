@@ -40,6 +40,8 @@ LAYERS: list[set[str]] = [
     {"wiring", "models", "migrations", "facility", "app", "apidocs", "serve"}
     # what `up --demo` makes, through the domains' services
     | {"demo", "demo_models", "demo_media"},
+    # `commonlab audit`: replays the record with its own code (tested apart, below)
+    {"audit"},
     {"cli"},
 ]
 
@@ -278,6 +280,37 @@ def test_clients_import_schemas_and_services_only() -> None:
             continue
         wrong.append(str(imp))
     assert not wrong, "clients reaching past a domain's schemas and services:\n" + "\n".join(wrong)
+
+
+# The audit re-derives the facility's figures with its own code: from the facility's packages
+# it may read only the entry schemas and the record's pure proof code, never a service, a
+# rule or a table, or it would be the facility checking itself.
+AUDIT_MAY_READ = {
+    "commonlab.errors",
+    "commonlab.record.canonical",
+    "commonlab.record.checkpoint",
+    "commonlab.record.fields",
+    "commonlab.record.merkle",
+    "commonlab.record.note",
+    "commonlab.record.tiles",
+}
+
+
+def _audit_may_read(target: str) -> bool:
+    return (
+        target in AUDIT_MAY_READ
+        or target.startswith("commonlab.audit")
+        or (target.endswith(".events") and package_of(target) in DOMAINS)
+    )
+
+
+def test_the_audit_shares_only_the_entry_schemas_with_the_facility() -> None:
+    wrong = [
+        str(imp)
+        for imp in IMPORTS
+        if package_of(imp.source) == "audit" and not _audit_may_read(imp.target)
+    ]
+    assert not wrong, "the audit reaching into the facility's own code:\n" + "\n".join(wrong)
 
 
 # The checker itself, on code made to break each rule --------------------------------------

@@ -16,7 +16,7 @@ from commonlab.policy.principal import PUBLIC, SYSTEM
 from commonlab.record.checkpoint import generate_witness
 from commonlab.record.fields import UndeclaredEventError, UndeclaredFieldError
 from commonlab.record.models import PrivateOpening
-from commonlab.record.service import commitment
+from commonlab.record.service import ENTRY_SCHEMA, commitment
 from commonlab.record.witnesses import register_witness
 from tests.identity.people import operator_principal
 from tests.record.entries import last_entry, written
@@ -35,7 +35,7 @@ def test_an_entry_is_its_envelope_and_declared_data(facility):
         )
         opening = db.scalar(select(PrivateOpening))
     entry = last_entry(facility.db, "test:private")
-    assert set(entry) == {"type", "time", "actor", "subject", "data", "policy_set"}
+    assert set(entry) == {"type", "time", "actor", "subject", "data", "policy_set", "schema"}
     assert (entry["type"], entry["subject"], entry["actor"]) == (
         "test:private",
         "tenant/1",
@@ -44,6 +44,7 @@ def test_an_entry_is_its_envelope_and_declared_data(facility):
     assert entry["data"]["a"] == [1, 2] and entry["data"]["b"] == 1
     assert entry["data"]["secret"]["commitment"] == commitment(opening.salt, opening.value)
     assert entry["policy_set"] == policy_set_hash()
+    assert entry["schema"] == ENTRY_SCHEMA == 2
     assert appended.type == "test:private" and appended.subject == "tenant/1"
 
 

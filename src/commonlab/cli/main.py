@@ -14,6 +14,7 @@ from commonlab.cli import (
     admin_cmd,
     allocation_cmd,
     artifacts_cmd,
+    audit_cmd,
     compute_cmd,
     governance_cmd,
     record_cmd,
@@ -138,6 +139,7 @@ allocation_cmd.register(app)
 compute_cmd.register(app)
 simulate_cmd.register(app)
 workload_cmd.register(app)
+audit_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

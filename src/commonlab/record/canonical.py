@@ -48,16 +48,20 @@ def canonical_entry(
     subject: str,
     data: dict[str, Any],
     policy_set: str | None = None,
+    schema: int | None = None,
 ) -> bytes:
     """`canonical_json` of a record entry, checking only the parts a caller supplies.
 
     The hot path of every append: the wrapper's own keys are fixed ASCII, so only the values
     need the plain-value check before the one-call encode. `policy_set` (the SHA-256 of the
-    policy set the entry's decision was made under) is left out when None.
+    policy set the entry's decision was made under) and `schema` (the version of the entry
+    schemas it was written under) are left out when None.
     """
     entry = {"type": type, "time": time, "actor": actor, "subject": subject, "data": data}
     if policy_set is not None:
         entry["policy_set"] = policy_set
+    if schema is not None:
+        entry["schema"] = schema
     if (
         _plain_text(type)
         and _plain_text(time)

@@ -34,6 +34,7 @@ from commonlab.record.models import Checkpoint, Entry, PrivateOpening
 __all__ = [
     "MAX_ENTRY_BYTES",
     "PUBLIC_ROLES",
+    "ENTRY_SCHEMA",
     "AppendedEntry",
     "actor_ref",
     "append",
@@ -50,6 +51,10 @@ __all__ = [
     "sequenced_count",
 ]
 
+# The version of the entry schemas (record/fields.py and each domain's events.py) in every
+# entry's envelope; entries without one are version 1. Raise it when an event type gains a
+# field an auditor needs, and say in docs/record.md what changed (the audit reads both).
+ENTRY_SCHEMA = 2
 # tlog-tiles entry bundles prefix each entry with a uint16 length.
 MAX_ENTRY_BYTES = 65_535
 PUBLIC_ROLES = frozenset({Role.DELEGATE, Role.SAFETY_OFFICER, Role.OPERATOR})
@@ -122,6 +127,7 @@ def append(
         subject=subject,
         data=data,
         policy_set=policy_set_hash(),
+        schema=ENTRY_SCHEMA,
     )
     if len(body) > MAX_ENTRY_BYTES:
         raise ValueError(f"record entry of {len(body)} bytes exceeds {MAX_ENTRY_BYTES}")

@@ -1,0 +1,77 @@
+"""One audit: read and verify the log, replay it into every Book, compare with the facility."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from commonlab.audit.allocation import AllocationBook
+from commonlab.audit.artifacts import ArtifactsBook
+from commonlab.audit.compute import ComputeBook
+from commonlab.audit.findings import Findings
+from commonlab.audit.governance import GovernanceBook
+from commonlab.audit.log import VerifiedLog
+from commonlab.audit.published import Published, PublishedError
+from commonlab.audit.replay import Book, Replay
+
+__all__ = ["AuditReport", "audit", "books"]
+
+
+def books() -> list[Book]:
+    """A fresh set of Books, in the order they are compared. Allocation reads governance's
+    members, scale and regulation (entitled shares and the tolerance band come from there)."""
+    governance = GovernanceBook()
+    return [governance, AllocationBook(governance), ArtifactsBook(), ComputeBook()]
+
+
+@dataclass
+class AuditReport:
+    log: str
+    size: int
+    replayed: int
+    unread: dict[str, int]
+    findings: Findings
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.findings.ok
+
+    def as_dict(self) -> dict[str, Any]:
+        f = self.findings
+        return {
+            "log": self.log,
+            "size": self.size,
+            "replayed": self.replayed,
+            "unread": self.unread,
+            "checked": f.checked,
+            "differences": [
+                {"book": d.book, "claim": d.claim, "record": d.replayed, "facility": d.published}
+                for d in f.differences
+            ],
+            "on_commitments": f.on_commitments,
+            "notes": f.notes,
+            "ok": self.ok,
+        }
+
+
+def audit(
+    log: VerifiedLog,
+    published: Published,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> AuditReport:
+    """Replay `log` and compare each Book with `published`. A public route that fails is a
+    difference of its own (the figure could not be checked), never a crash."""
+    replay = Replay(books())
+    progress(f"replaying {log.size} entries")
+    replay.feed(log.entries)
+    findings = Findings()
+    for book in replay.books:
+        progress(f"comparing {book.name}")
+        try:
+            book.compare(published, findings)
+        except PublishedError as exc:
+            findings.compare(book.name, "the facility's public figures", "readable", str(exc))
+    return AuditReport(log.where, log.size, replay.replayed, dict(replay.unread), findings)
