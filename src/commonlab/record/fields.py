@@ -43,10 +43,12 @@ class Fields:
     public: frozenset[str]
     private: frozenset[str]
     known: frozenset[str]  # both: what may be committed
+    about: str  # one line: what the entry records (docs/record.md prints it)
 
-    def __init__(self, *public: str, private: Iterable[str] = ()) -> None:
+    def __init__(self, *public: str, private: Iterable[str] = (), about: str = "") -> None:
         object.__setattr__(self, "public", frozenset(public))
         object.__setattr__(self, "private", frozenset(private))
+        object.__setattr__(self, "about", about)
         object.__setattr__(self, "known", self.public | self.private)
         if both := self.public & self.private:
             raise ValueError(f"fields declared both public and private: {sorted(both)}")
