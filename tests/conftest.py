@@ -49,6 +49,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path_factory, monkeypatch) -> None:
+    """`record watch` and `audit` remember the last checkpoint they verified per URL in the
+    user's state directory; tests reuse ports for different facilities, so each test gets
+    its own, or one facility's checkpoint would read as another's fork."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
 def _close_http_clients() -> Iterator[None]:
     """Close the clients a test made with tests.helpers.http_client."""
     yield

@@ -15,7 +15,9 @@ from commonlab.audit.log import DirectorySource, HttpSource, LogError, read_log
 from commonlab.audit.published import Published
 from commonlab.audit.run import AuditReport, audit
 from commonlab.cli.client import CliError
+from commonlab.cli.record_cmd import default_state_path
 from commonlab.cli.render import console
+from commonlab.record.watch import KeyChanged, LogForked, LogUnreachable, Watcher, WatchState
 
 __all__ = ["register"]
 
@@ -37,12 +39,23 @@ def audit_command(
             "file, else the facility's, trusted on first use"
         ),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="the last checkpoint verified from this facility, shared with `record watch` "
+            "[default: one file per facility under $XDG_STATE_HOME/commonlab/watch]"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Replay the public record and compare it with the facility's API and CSV exports."""
     http = httpx.Client(timeout=60.0)
-    source = DirectorySource(from_tiles) if from_tiles else HttpSource(url, http)
-    verifier_key = key or _verifier_key(url, from_tiles, http)
+    if from_tiles is not None:
+        source = DirectorySource(from_tiles)
+        verifier_key = key or _mirror_key(from_tiles)
+    else:
+        source = HttpSource(url, http)
+        verifier_key = _consistent_with_last_time(url, key, state or default_state_path(url), http)
     say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]… {text}[/dim]"))
     try:
         say(f"reading the log at {source.where}")
@@ -59,15 +72,28 @@ def audit_command(
         raise typer.Exit(1)
 
 
-def _verifier_key(url: str, mirror: Path | None, http: httpx.Client) -> str:
-    if mirror is not None and (mirror / "key").is_file():
-        return (mirror / "key").read_text().strip()
+def _consistent_with_last_time(url: str, key: str | None, state: Path, http: httpx.Client) -> str:
+    """Check the facility's checkpoint against the last one verified from it (by an audit or
+    `record watch`): a log that shrank or forked since is refused before anything is
+    replayed, since a shorter log re-signed would otherwise audit clean. Returns the verifier
+    key, pinned on first use."""
+    watcher = Watcher(url, state_path=state, verifier_key=key, http=http, check_entries=False)
     try:
-        answer = http.get(url.rstrip("/") + "/api/v1/record/key")
-        answer.raise_for_status()
-        return answer.json()["verifier_key"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise CliError(f"no verifier key: give --key (the facility did not say: {exc})") from None
+        watcher.check_once()
+    except (KeyChanged, LogForked) as exc:
+        raise CliError(f"the log at {url} contradicts the one verified before: {exc}") from None
+    except (LogUnreachable, ValueError) as exc:
+        raise CliError(f"cannot read the log at {url}: {exc}") from None
+    pinned = WatchState.load(state)
+    assert pinned is not None  # check_once saved it
+    return pinned.verifier_key
+
+
+def _mirror_key(mirror: Path) -> str:
+    try:
+        return (mirror / "key").read_text().strip()
+    except OSError:
+        raise CliError(f"no verifier key: give --key, or put it in {mirror / 'key'}") from None
 
 
 def _print(report: AuditReport) -> None:
