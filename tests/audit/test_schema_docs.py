@@ -47,8 +47,16 @@ def test_every_domain_with_events_is_documented():
     for domain in ("identity", "governance", "allocation", "artifacts", "compute", "record"):
         assert f"commonlab.{domain}.events" in names
     text = schema_docs.render()
-    for entry_type in declared_events():
+    for entry_type in schema_docs.domain_events():
         assert f"#### `{entry_type}`" in text
+
+
+def test_only_the_domains_event_types_are_documented():
+    # The record's own tests declare event types of their own in the same process.
+    from tests.record.events import SampleEvent
+
+    assert SampleEvent.Entry in declared_events()
+    assert "test:entry" not in schema_docs.render()
 
 
 class _Undeclared(StrEnum):
@@ -71,7 +79,8 @@ def test_problems_names_an_undeclared_type_a_reader_of_nothing_and_a_silent_read
     stray = ModuleType("commonlab.nowhere.events")
     stray._Undeclared = _Undeclared
     _Undeclared.__module__ = stray.__name__
-    monkeypatch.setattr(schema_docs, "event_modules", lambda: [stray])
+    modules = [*schema_docs.event_modules(), stray]
+    monkeypatch.setattr(schema_docs, "event_modules", lambda: modules)
     monkeypatch.setattr(schema_docs, "books", lambda: [_ReadsATypo()])
     found = schema_docs.problems()
     assert any("_Undeclared.Forgotten" in line and "not declared" in line for line in found)
@@ -105,7 +114,7 @@ def test_a_table_shows_fields_about_and_what_the_reading_book_derives(monkeypatc
 
 
 def test_the_version_list_is_derived_from_the_declarations(monkeypatch):
-    live = {t: PastFields(f.public, f.private) for t, f in declared_events().items()}
+    live = {t: PastFields(f.public, f.private) for t, f in schema_docs.domain_events().items()}
     past = dict(live)
     vote = live["governance:vote:cast"]
     past["governance:vote:cast"] = PastFields(vote.public - {"choice"}, vote.private)
