@@ -92,9 +92,11 @@ def found_council(db: Session, actor: Principal, req: CouncilCreate) -> list[Mem
         if len(set(codes)) != len(codes):
             raise InvalidInput("each member state may appear once")
         shares = {m.code: m.contribution for m in req.members}
-        ceiling = regulation.in_force(db).regulation.contribution_ceiling_percent
+        # Nothing can be adopted before the council exists: this is version 0, which the
+        # record carries so that an audit can check every figure derived from it.
+        founding = regulation.in_force(db).regulation
         try:
-            ContributionScale(shares=shares).check(ceiling=ceiling)
+            ContributionScale(shares=shares).check(ceiling=founding.contribution_ceiling_percent)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         members = [MemberState(code=m.code, name=m.name) for m in req.members]
@@ -110,6 +112,7 @@ def found_council(db: Session, actor: Principal, req: CouncilCreate) -> list[Mem
             data={
                 "members": [{"code": m.code, "name": m.name} for m in req.members],
                 "scale": {c: str(v) for c, v in sorted(shares.items())},
+                "regulation": founding.model_dump(mode="json"),
             },
         )
     return members
