@@ -122,6 +122,7 @@ def test_admission_writes_the_job_in_clear_and_its_command_as_a_commitment(lab: 
         "partition": "local",
         "class": "cpu",
         "accelerators": 1,
+        "nodes": 1,
         "level": "CL-1",
         "reserved_hours": "0.09",
         "inputs": [],

@@ -234,7 +234,7 @@ def test_submit_arguments_and_a_clean_job_environment(tmp_path: Path) -> None:
         "--job-name=cl-7",
         "--time=15",
         "--nodes=1",
-        "--ntasks=1",
+        "--ntasks-per-node=1",
         "--cpus-per-task=2",
         "--mem=3000M",
         f"--chdir={tmp_path}",

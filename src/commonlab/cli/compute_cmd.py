@@ -58,9 +58,12 @@ def submit(
     accelerator: Annotated[
         str, typer.Option("--accelerator", "-a", help="accelerator class, e.g. H100 or cpu")
     ] = "cpu",
-    count: Annotated[int, typer.Option("--count", "-n", help="how many accelerators")] = 1,
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="how many accelerators (each node's)")
+    ] = 1,
     cpus: Annotated[int | None, typer.Option(help="CPUs [default: one per accelerator]")] = None,
-    memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB")] = 1,
+    memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB (each node's)")] = 1,
+    nodes: Annotated[int, typer.Option("--nodes", help="nodes to run on, one task each")] = 1,
     minutes: Annotated[int, typer.Option("--time", "-t", help="time limit in minutes")] = 60,
     level: Annotated[str, typer.Option(help="containment level, CL-1 to CL-4")] = "CL-1",
     name: Annotated[str, typer.Option(help="a name for the job")] = "job",
@@ -81,6 +84,7 @@ def submit(
         "accelerator": accelerator,
         "accelerators": count,
         "memory_gb": memory_gb,
+        "nodes": nodes,
         "time_limit_minutes": minutes,
         "level": level,
         "env": _env(env),
@@ -237,7 +241,11 @@ def job_list(
         print_json(items)
         return
     rows = [
-        {**j, "resources": f"{j['accelerators']} {j['accelerator']}", "state": j["state"]}
+        {
+            **j,
+            "resources": f"{_on_nodes(j)}{j['accelerators']} {j['accelerator']}",
+            "state": j["state"],
+        }
         for j in items
     ]
     print_table(
@@ -260,13 +268,20 @@ def show(job_id: JobId, url: Url = None, as_json: Json = False) -> None:
     console.print(
         f"  project {found['project']} · allocation {found['allocation_id']} · "
         f"CL-{found['level']} · partition {found['partition']} ({found['executor']})\n"
-        f"  {found['accelerators']} {found['accelerator']}, {found['cpus']} CPUs, "
-        f"{found['memory_gb']} GB, limit {found['time_limit_minutes']} min\n"
+        f"  {_on_nodes(found)}{found['accelerators']} {found['accelerator']}, "
+        f"{found['cpus']} CPUs, {found['memory_gb']} GB, limit {found['time_limit_minutes']} min\n"
         f"  reserved {found['reserved_hours']} h · charged {found['charged_hours'] or '-'} h"
         + (f" · exit {found['exit_code']}" if found["exit_code"] is not None else "")
     )
     console.print(f"  $ {found['command']}", markup=False, highlight=False)
     print_table(found["transitions"], ["state", "at", "reason"], title="History")
+
+
+def _on_nodes(job: dict[str, Any]) -> str:
+    """`2 nodes × ` before a job's per-node resources; nothing for one node (or an older
+    facility that does not say)."""
+    nodes = int(job.get("nodes") or 1)
+    return f"{nodes} nodes × " if nodes > 1 else ""
 
 
 @job.command("logs")

@@ -64,6 +64,7 @@ FIELDS = declare(
             "partition",
             "class",
             "accelerators",
+            "nodes",
             "level",
             "reserved_hours",
             "inputs",

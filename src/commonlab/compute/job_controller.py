@@ -259,6 +259,7 @@ class JobController:
             memory_gb=job.memory_gb,
             time_limit_minutes=job.time_limit_minutes,
             level=job.level,
+            nodes=job.nodes,
             carried=self._carried(job),
         )
 

@@ -84,6 +84,8 @@ class Job(Base):
     accelerators: Mapped[int] = mapped_column(Integer)
     cpus: Mapped[int] = mapped_column(Integer)
     memory_gb: Mapped[int] = mapped_column(Integer)
+    # On several nodes, accelerators, cpus and memory_gb are each node's.
+    nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     time_limit_minutes: Mapped[int] = mapped_column(Integer)
     level: Mapped[int] = mapped_column(Integer)
     partition_id: Mapped[int] = mapped_column(ForeignKey("compute_partitions.id"))
@@ -116,6 +118,7 @@ class Job(Base):
             "env": self.env,
             "accelerator": self.accelerator,
             "accelerators": self.accelerators,
+            "nodes": self.nodes,
             "cpus": self.cpus,
             "memory_gb": self.memory_gb,
             "time_limit_minutes": self.time_limit_minutes,

@@ -16,6 +16,7 @@ __all__ = [
     "Shape",
     "can_move",
     "charge_hours",
+    "check_nodes",
     "place",
     "reserve_hours",
 ]
@@ -57,9 +58,10 @@ def can_move(current: JobState, target: JobState) -> bool:
 _UNIT_SECONDS = 36
 
 
-def reserve_hours(accelerators: int, time_limit_minutes: int) -> Decimal:
-    """What admission holds: every requested accelerator for the whole time limit."""
-    units = math.ceil(accelerators * time_limit_minutes * 60 / _UNIT_SECONDS)
+def reserve_hours(accelerators: int, time_limit_minutes: int, *, nodes: int = 1) -> Decimal:
+    """What admission holds: every requested accelerator, on each of its nodes, for the
+    whole time limit."""
+    units = math.ceil(nodes * accelerators * time_limit_minutes * 60 / _UNIT_SECONDS)
     return Decimal(units) / 100
 
 
@@ -75,12 +77,14 @@ def charge_hours(accelerators: int, elapsed_seconds: int, reserved: Decimal) -> 
 
 @dataclass(frozen=True)
 class Shape:
-    """What a job asks of one partition (a job runs on whole nodes or part of one)."""
+    """What a job asks of one partition (a job runs on whole nodes or part of one). On
+    several nodes, `accelerators`, `cpus` and `memory_gb` are what it asks of each node."""
 
     accelerator: str
     accelerators: int
     cpus: int
     memory_gb: int
+    nodes: int = 1
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class PartitionView:
     name: str
     accelerator: str
     certified_level: int
+    nodes: int
     nodes_up: int
     accelerators_per_node: int
     cpus_per_node: int
@@ -98,6 +103,14 @@ class PartitionView:
 def _fits(shape: Shape, p: PartitionView) -> bool:
     if p.nodes_up <= 0:
         return False
+    if shape.nodes > 1:
+        # One task a node (Slurm's --ntasks-per-node=1): each node must hold the whole shape.
+        return (
+            shape.nodes <= p.nodes_up
+            and shape.accelerators <= max(p.accelerators_per_node, 1)
+            and shape.cpus <= p.cpus_per_node
+            and shape.memory_gb <= p.memory_gb_per_node
+        )
     if p.accelerators_per_node == 0:
         nodes = 1
     else:
@@ -107,6 +120,33 @@ def _fits(shape: Shape, p: PartitionView) -> bool:
         and shape.cpus <= nodes * p.cpus_per_node
         and shape.memory_gb <= nodes * p.memory_gb_per_node
     )
+
+
+def check_nodes(
+    nodes: int, accelerator: str, partitions: Iterable[PartitionView], *, executor_limit: int | None
+) -> None:
+    """Whether a job may ask for `nodes` nodes of `accelerator` at all: no more than the
+    executor runs one job on (`executor_limit`, None: no limit of its own) and no more than
+    the largest partition of the class has. Raises ValueError naming the limit; nodes that
+    exist but are down or busy are placement's business, not this."""
+    if nodes <= 1:
+        return
+    if executor_limit is not None and nodes > executor_limit:
+        raise ValueError(
+            f"nodes: this facility's executor runs a job on at most {executor_limit} "
+            f"node{'s' if executor_limit != 1 else ''}, and this one asks for {nodes}; "
+            "ask for one node (several nodes need a Slurm facility)"
+        )
+    of_class = [p for p in partitions if p.accelerator == accelerator]
+    if not of_class:
+        return  # placement says that no partition has the class
+    largest = max(of_class, key=lambda p: (p.nodes, p.name))
+    if nodes > largest.nodes:
+        raise ValueError(
+            f"nodes: {nodes} is more than any {accelerator} partition has; the largest, "
+            f"{largest.name}, has {largest.nodes} node{'s' if largest.nodes != 1 else ''}: "
+            f"ask for at most {largest.nodes}"
+        )
 
 
 def place(shape: Shape, level: int, partitions: Iterable[PartitionView]) -> PartitionView:

@@ -75,7 +75,9 @@ def _no_reserved(env: dict[str, str]) -> dict[str, str]:
 
 class JobCreate(Input):
     """A job spec. `accelerators` counts devices of `accelerator` class (CPU partitions count
-    cores); `cpus` defaults to one per accelerator."""
+    cores); `cpus` defaults to one per accelerator. `nodes` above 1 runs the job on that many
+    nodes, one task each, and `accelerators`, `cpus` and `memory_gb` are then each node's
+    (admission bounds it by the largest partition of the class and by the executor)."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "job"
     project: Project
@@ -89,6 +91,7 @@ class JobCreate(Input):
     accelerators: Annotated[Int64, Field(ge=1, le=100_000)] = 1
     cpus: Annotated[Int64, Field(ge=1, le=1_000_000)] | None = None
     memory_gb: Annotated[Int64, Field(ge=1, le=1_000_000)] = 1
+    nodes: Annotated[Int64, Field(ge=1, le=100_000)] = 1
     time_limit_minutes: Annotated[Int64, Field(ge=1, le=43_200)] = 60
     level: Level = Level.CL1
 
@@ -227,6 +230,9 @@ class JobOut(BaseModel):
     accelerators: int
     cpus: int
     memory_gb: int
+    nodes: int = Field(
+        description="nodes it runs on; accelerators, cpus and memory_gb are each node's"
+    )
     time_limit_minutes: int
     level: int
     partition: str

@@ -29,6 +29,7 @@ from commonlab.compute.access import authorize_job as _authorize_job
 from commonlab.compute.access import readable_job
 from commonlab.compute.events import ComputeEvent, job_event
 from commonlab.compute.executors.base import Observed
+from commonlab.compute.executors.registry import kind_of
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.metrics import (
     Curve,
@@ -240,9 +241,9 @@ def fleet_overview(db: Session, actor: Principal) -> dict[str, Any]:
             for row in db.execute(
                 select(
                     Job.partition_id,
-                    func.sum(case((Job.state == running, Job.accelerators), else_=0)).label(
-                        "in_use"
-                    ),
+                    func.sum(
+                        case((Job.state == running, Job.accelerators * Job.nodes), else_=0)
+                    ).label("in_use"),
                     func.sum(case((Job.state == running, 1), else_=0)).label("running"),
                     func.sum(case((Job.state.in_(waiting), 1), else_=0)).label("waiting"),
                 )
@@ -344,20 +345,22 @@ def certify_partition(db: Session, motion: Principal, partition_name: str, level
 
 
 def partition_views(db: Session) -> list[rules.PartitionView]:
-    up = dict(
-        db.execute(
-            select(Node.partition_id, func.count())
-            .where(Node.state == "up")
-            .group_by(Node.partition_id)
-        ).all()
-    )
+    counted = db.execute(
+        select(
+            Node.partition_id,
+            func.count().label("nodes"),
+            func.sum(case((Node.state == "up", 1), else_=0)).label("nodes_up"),
+        ).group_by(Node.partition_id)
+    ).all()
+    nodes = {row.partition_id: (row.nodes, int(row.nodes_up or 0)) for row in counted}
     return [
         rules.PartitionView(
             id=p.id,
             name=p.name,
             accelerator=p.accelerator,
             certified_level=p.certified_level,
-            nodes_up=up.get(p.id, 0),
+            nodes=nodes.get(p.id, (0, 0))[0],
+            nodes_up=nodes.get(p.id, (0, 0))[1],
             accelerators_per_node=p.accelerators_per_node,
             cpus_per_node=p.cpus_per_node,
             memory_gb_per_node=p.memory_gb_per_node,
@@ -435,9 +438,17 @@ def admit(
         accelerators=req.accelerators,
         cpus=req.cpus or req.accelerators,
         memory_gb=req.memory_gb,
+        nodes=req.nodes,
     )
+    fleet = partitions or partition_views(db)
     try:
-        view = rules.place(shape, int(level), partitions or partition_views(db))
+        rules.check_nodes(
+            req.nodes, req.accelerator, fleet, executor_limit=kind_of(executor).max_nodes
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    try:
+        view = rules.place(shape, int(level), fleet)
     except ValueError as exc:
         raise Conflict(str(exc)) from None
     authorize(
@@ -454,7 +465,7 @@ def admit(
         allocation_id=req.allocation_id,
         on=today,
     )
-    hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes)
+    hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes, nodes=req.nodes)
     job = Job(
         name=req.name,
         project=req.project,
@@ -467,6 +478,7 @@ def admit(
         accelerators=req.accelerators,
         cpus=shape.cpus,
         memory_gb=req.memory_gb,
+        nodes=req.nodes,
         time_limit_minutes=req.time_limit_minutes,
         level=int(level),
         partition_id=view.id,
@@ -496,6 +508,7 @@ def admit(
             "partition": view.name,
             "class": job.accelerator,
             "accelerators": job.accelerators,
+            "nodes": job.nodes,
             "level": level.label,
             "reserved_hours": str(hours),
             "inputs": public_inputs,
@@ -540,6 +553,7 @@ def resubmission(db: Session, actor: Principal, job_id: int) -> JobCreate:
             accelerators=old.accelerators,
             cpus=old.cpus,
             memory_gb=old.memory_gb,
+            nodes=old.nodes,
             time_limit_minutes=old.time_limit_minutes,
             level=Level(old.level),
         )
@@ -801,7 +815,8 @@ def _finish(
     state = observed.state
     _move(db, job, state, unless_moved)
     used = rules.charge_hours(
-        observed.accelerators or job.accelerators,
+        # The executor's own count covers every node; without one, each node's times nodes.
+        observed.accelerators or job.accelerators * job.nodes,
         observed.elapsed_seconds,
         Decimal(job.reserved_hours),
     )

@@ -71,6 +71,8 @@ class Handoff:
     memory_gb: int
     time_limit_minutes: int
     level: int  # its containment level: an executor that can't contain it refuses it
+    # Nodes it runs on, one task each; accelerators, cpus and memory_gb are then each node's.
+    nodes: int = 1
     # The `checkpoints/` folder the job it resubmits left, copied into its work folder before
     # it starts (`carry_checkpoints`), so a cancelled or timed-out run resumes where it stopped.
     carried: Path | None = None
@@ -145,6 +147,9 @@ class ExecutorKind:
     reached_by_path: Callable[[Isolation], bool]
     # The start-up line saying how jobs are kept from the facility, and whether it warns.
     describe_isolation: Callable[[Settings, Isolation], tuple[str, bool]]
+    # The most nodes it runs one job on (admission refuses more); None: as many as the
+    # partition has.
+    max_nodes: int | None = None
 
 
 def carry_checkpoints(handoff: Handoff, work: Path, *, uid: int | None, gid: int | None) -> int:

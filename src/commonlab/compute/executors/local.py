@@ -52,6 +52,9 @@ class LocalExecutor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def submit(self, handoff: Handoff) -> str:
+        if handoff.nodes > 1:
+            # Admission refuses it first (KIND.max_nodes); this only guards the executor.
+            raise ExecutorRefused(_ONE_NODE)
         job = self.sandbox.for_job(handoff.workdir, handoff.job_id)
         if not self.sandbox.isolation.isolates and handoff.level > 1:
             raise ExecutorRefused(
@@ -140,6 +143,11 @@ class LocalExecutor:
             os.kill(pid, signal.SIGTERM)
 
 
+_ONE_NODE = (
+    "the local executor runs every job on this one machine: ask for one node "
+    "(several nodes need a Slurm facility)"
+)
+
 # Started as a module of its own, in a session of its own: it outlives commonlab's process.
 _RUNNER = "commonlab.compute.executors.runner"
 
@@ -203,4 +211,6 @@ KIND = ExecutorKind(
     # A uid of its own without a mount namespace reaches `work/` through the folders above.
     reached_by_path=lambda isolation: isolation is Isolation.UID,
     describe_isolation=_describe_isolation,
+    # This machine is the whole fleet: one node.
+    max_nodes=1,
 )

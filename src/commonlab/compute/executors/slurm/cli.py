@@ -162,12 +162,17 @@ class SlurmCli:
         workdir: Path,
         stdout: Path,
         stderr: Path,
+        nodes: int = 1,
         uid: int | None = None,
         gid: int | None = None,
         comment: str = "",
         environment: Mapping[str, str] | None = None,
     ) -> int:
         """Submit a batch script (given on stdin) and return Slurm's job id.
+
+        The job gets `nodes` nodes with one task each; `cpus`, `memory_mb` and `gpus` are
+        what each node's task gets. The script runs on the first node and starts the tasks
+        on every node itself (`srun`).
 
         Root passes `uid` (and `gid`, else the user's own group) to run the job as that user;
         a job never runs as root.
@@ -195,8 +200,8 @@ class SlurmCli:
             f"--partition={partition}",
             f"--job-name={job_name}",
             f"--time={time_limit_minutes}",
-            "--nodes=1",
-            "--ntasks=1",
+            f"--nodes={nodes}",
+            "--ntasks-per-node=1",
             f"--cpus-per-task={cpus}",
             f"--mem={memory_mb}M",
             f"--chdir={workdir}",

@@ -128,6 +128,7 @@ class SlurmExecutor:
                 cpus=handoff.cpus,
                 memory_mb=handoff.memory_gb * 1024,
                 gpus=gpus,
+                nodes=handoff.nodes,
                 workdir=handoff.workdir,
                 stdout=handoff.workdir / "stdout.log",
                 stderr=handoff.workdir / "stderr.log",
