@@ -1,4 +1,5 @@
-"""`commonlab record ...`: the verifier key, verifying a log, and watching one as a witness."""
+"""`commonlab record ...`: the verifier key, verifying a log, watching one as a witness, and
+mirroring one for `commonlab audit --from-tiles`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from commonlab.cli.render import console, print_json
 
 __all__ = ["register"]
 
-record = typer.Typer(help="The public record: its key, verifying it, watching it.")
+record = typer.Typer(help="The public record: its key, verifying it, watching it, mirroring it.")
 
 Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
 
@@ -135,6 +136,43 @@ def watch(
         if once:
             return
         time.sleep(interval)
+
+
+@record.command("mirror")
+def mirror(
+    url: Annotated[str, typer.Argument(help="the facility's base URL")],
+    directory: Annotated[Path, typer.Argument(help="the mirror's folder (made if missing)")],
+    verifier_key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="the log's verifier key (else the mirror's, else trust on first use)"
+        ),
+    ] = None,
+) -> None:
+    """Copy the log's checkpoint, tiles, entry bundles and key into a folder, verified; run it
+    again to fetch only what is new. Then: `commonlab audit URL --from-tiles DIR`."""
+    from commonlab.audit.log import LogError
+    from commonlab.audit.mirror import mirror as mirror_log
+
+    with _progress() as progress:
+        task = progress.add_task("mirroring tiles", total=None)
+        try:
+            report = mirror_log(
+                url,
+                directory,
+                verifier_key=verifier_key,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except LogError as exc:
+            raise CliError(f"the mirror was not updated: {exc}") from None
+        except OSError as exc:
+            raise CliError(f"cannot write the mirror in {directory}: {exc.strerror}") from None
+    grew = "" if report.previous_size is None else f" (was {report.previous_size})"
+    console.print(
+        f"[green]✓[/green] {report.size} entries{grew} verified and mirrored in {directory}: "
+        f"{report.fetched} files fetched, {report.kept} already there, "
+        f"{report.removed} narrower tiles replaced"
+    )
 
 
 @record.command("witness-key")
