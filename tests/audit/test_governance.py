@@ -71,6 +71,12 @@ def council_session(demo: Demo) -> dict[str, int]:  # noqa: F811
     kadri = next(p["id"] for p in people["items"] if p["name"] == "Kadri Tamm")
     seated = api.post("/api/v1/members/EE/delegates", json={"person_id": kadri}, headers=operator)
     assert seated.status_code == 201, seated.text
+    # A delegate's name is public: renamed, the record says so, and the members list shows it.
+    as_delegate("EE")  # her token, made while the demo still knows her by her first name
+    renamed = api.patch(
+        f"/api/v1/people/{kadri}", json={"name": "Kadri Tamm-Kask"}, headers=operator
+    )
+    assert renamed.status_code == 200, renamed.text
 
     for code, choice in [("IT", "yes"), ("SE", "yes"), ("SE", "no"), ("FR", "no"),
                          ("DE", "no"), ("ES", "abstain"), ("EE", "no")]:  # fmt: skip
@@ -139,6 +145,7 @@ def test_the_governance_book_agrees_with_the_facility(demo):  # noqa: F811
     assert award.electorate == frozenset(DELEGATES)  # Estonia voted: a member by then
     # The admission was decided by the five founders: Estonia joined by its effect.
     assert book.motions[ids["admission"]].electorate == frozenset(DELEGATES) - {"EE"}
+    assert list(book.members["EE"].delegates.values()) == ["Kadri Tamm-Kask"]
     assert not findings.notes
 
 
@@ -274,11 +281,22 @@ def test_an_adopted_regulation_that_does_not_hash_to_its_record_is_reported():
     forged = log[6]
     log[6] = entry(6, forged.type, forged.subject, {**forged.data, "sha256": "0" * 64}, "motion/1")
     _, findings = replayed(log)
-    claims = {d.claim for d in findings.differences}
-    assert claims == {
-        "regulation/1 sha256 (on the record)",
-        "motion/1 (on the record) regulation sha256",
-    }
+    said = [(d.claim, d.replayed, d.published) for d in findings.differences]
+    assert said == [
+        ("regulation/1 sha256 (on the record)", regulation_sha256(REGULATION), "0" * 64)
+    ]
+
+
+def test_an_effect_in_the_name_of_a_motion_its_votes_failed_is_reported():
+    log = council_log()
+    france = log[4]
+    log[4] = entry(4, france.type, france.subject, {**france.data, "choice": "no"})
+    _, findings = replayed(log)
+    said = [(d.claim, d.replayed, d.published) for d in findings.differences]
+    assert ("motion/1 (on the record) status", "failed", "passed") in said
+    assert ("motion/1 (on the record) effects", [], ["governance:regulation:adopted"]) in said
+    assert ("motion/1 (on the record) roll call", {"IT": "yes", "FR": "no", "DE": "no"},
+            {"IT": "yes", "FR": "yes", "DE": "no"}) in said  # fmt: skip
 
 
 def test_a_schema_1_founding_leaves_version_0_on_the_facilitys_word():

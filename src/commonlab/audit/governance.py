@@ -20,6 +20,7 @@ The allocation book reads `members`, `scale` and `regulation` (and their `*_at` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -323,6 +324,19 @@ class GovernanceBook(Book):
         if not motion.effects:
             self._freeze_electorate(motion)
         motion.effects.append(entry)
+        if "motion" in entry.data:
+            where = f"{entry.type} #{entry.index} motion"
+            self._checks.append((where, motion_id, entry.data["motion"]))
+
+    def _effect_check(self, entry: Entry, what: str, implied: Any, said: Any) -> None:
+        """Hold one figure of an effect against its motion's payload (`implied`)."""
+        motion_id = _motion_actor(entry)
+        self._checks.append((f"motion/{motion_id} effect: {what}", implied, said))
+
+    def _payload_of(self, entry: Entry) -> dict[str, Any] | None:
+        """The payload of the motion an entry was written in the name of (None: no motion's)."""
+        motion = self.motions.get(_motion_actor(entry) or 0)
+        return None if motion is None else motion.payload
 
     def _freeze_electorate(self, motion: Motion) -> None:
         motion.electorate = frozenset(code for code, m in self.members.items() if m.active)
@@ -370,6 +384,16 @@ class GovernanceBook(Book):
         member = self.members.get(entry.subject_id)
         if member is not None:
             member.delegates.pop(entry.data["delegate"], None)
+
+    @reads(IdentityEvent.PersonUpdated)
+    def _renamed(self, entry: Entry) -> None:
+        """A sitting delegate's new public name (a public role's holder is renamed in clear)."""
+        name = (entry.data.get("changes") or {}).get("name")
+        if not isinstance(name, str):
+            return
+        for member in self.members.values():
+            if entry.subject_id in member.delegates:
+                member.delegates[entry.subject_id] = name
 
     @reads(GovernanceEvent.MotionTabled)
     def _tabled(self, entry: Entry) -> None:
@@ -431,6 +455,9 @@ class GovernanceBook(Book):
         code, motion = entry.subject_id, entry.data["motion"]
         if code in self.members:
             self._checks.append((f"member/{code} admitted", "not yet a member", "a member"))
+        if (payload := self._payload_of(entry)) is not None:
+            self._effect_check(entry, "admits", payload.get("code"), code)
+            self._effect_check(entry, "admits name", payload.get("name"), entry.data["name"])
         self.members[code] = Member(
             code, entry.data["name"], admitted_at=entry.time, admitted_by=motion
         )
@@ -440,6 +467,8 @@ class GovernanceBook(Book):
     def _removed(self, entry: Entry) -> None:
         """A member state leaving the council (its delegates with it), when, by which motion."""
         code, motion = entry.subject_id, entry.data["motion"]
+        if (payload := self._payload_of(entry)) is not None:
+            self._effect_check(entry, "removes", payload.get("code"), code)
         member = self.members.get(code)
         if member is None or not member.active:
             self._checks.append((f"member/{code} removed", "an active member", None))
@@ -450,7 +479,11 @@ class GovernanceBook(Book):
 
     @reads(GovernanceEvent.ScaleAdopted)
     def _scale(self, entry: Entry) -> None:
-        """The contribution scale in force from then on, and the motion that adopted it."""
+        """The contribution scale in force from then on, and the motion that adopted it (its
+        payload's shares, or the scale it admitted or removed a member with)."""
+        if (payload := self._payload_of(entry)) is not None:
+            shares = payload.get("shares", payload.get("scale")) or {}
+            self._effect_check(entry, "scale", _decimals(shares), _decimals(entry.data["shares"]))
         self._adopt_scale(
             entry.time,
             entry.data["shares"],
@@ -476,6 +509,31 @@ class GovernanceBook(Book):
             RegulationVersion(version, data["sha256"], document, entry.time, data["motion"])
         )
         self.regulation = document
+
+    @reads(
+        AllocationEvent.AllocationApproved,
+        ComputeEvent.PartitionCertified,
+        RecordEvent.WitnessRegistered,
+        IdentityEvent.ClearanceGranted,
+    )
+    def _effect_elsewhere(self, entry: Entry) -> None:
+        """That a passed motion took effect in another domain (an allocation approved, a
+        partition certified, a witness registered, a CL-4 clearance granted), as its payload
+        said."""
+        payload = self._payload_of(entry)
+        if payload is None:
+            return  # not written in a motion's name (an operator's clearance below CL-4)
+        check = functools.partial(self._effect_check, entry)
+        if entry.type == AllocationEvent.AllocationApproved:
+            check("approves", f"allocation/{payload.get('allocation_id')}", entry.subject)
+        elif entry.type == ComputeEvent.PartitionCertified:
+            check("certifies", f"partition/{payload.get('partition')}", entry.subject)
+            check("certifies level", f"CL-{payload.get('level')}", entry.data.get("to"))
+        elif entry.type == RecordEvent.WitnessRegistered:
+            check("registers", f"witness/{payload.get('name')}", entry.subject)
+            check("registers key", payload.get("verifier_key"), entry.data.get("verifier_key"))
+        else:
+            check("grants level", "CL-4", entry.data.get("level"))
 
     def _adopt_scale(
         self, time: datetime, shares: Mapping[str, str], *, motion: int | None, scale_id: int | None
@@ -528,28 +586,6 @@ class GovernanceBook(Book):
             return
         expected = EFFECT_OF_KIND.get(motion.kind)
         check("effect", expected, expected if expected in types else types)
-        payload = motion.payload
-        for entry in motion.effects:
-            if entry.type == GovernanceEvent.MemberAdmitted:
-                check("admits", payload.get("code"), entry.subject_id)
-                check("admits name", payload.get("name"), entry.data.get("name"))
-            elif entry.type == GovernanceEvent.MemberRemoved:
-                check("removes", payload.get("code"), entry.subject_id)
-            elif entry.type == GovernanceEvent.ScaleAdopted:
-                shares = payload.get("shares", payload.get("scale")) or {}
-                check("scale", _decimals(shares), _decimals(entry.data.get("shares", {})))
-            elif entry.type == GovernanceEvent.RegulationAdopted:
-                document = payload.get("regulation")
-                implied = None if document is None else regulation_sha256(document)
-                check("regulation sha256", implied, entry.data.get("sha256"))
-            elif entry.type == AllocationEvent.AllocationApproved:
-                check("approves", f"allocation/{payload.get('allocation_id')}", entry.subject)
-            elif entry.type == ComputeEvent.PartitionCertified:
-                check("certifies", f"partition/{payload.get('partition')}", entry.subject)
-                check("certifies level", payload.get("level"), entry.data.get("to"))
-            elif entry.type == RecordEvent.WitnessRegistered:
-                check("registers", f"witness/{payload.get('name')}", entry.subject)
-                check("registers key", payload.get("verifier_key"), entry.data.get("verifier_key"))
 
     # Against the facility -----------------------------------------------------------------
 
