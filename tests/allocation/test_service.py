@@ -314,6 +314,8 @@ def test_an_award_writes_the_decision_and_the_public_grant(world: World) -> None
     assert granted["subject"] == f"allocation/{awarded.id}"
     assert granted["data"]["project"] == f"proj-{proposal_id}"
     assert granted["data"]["country"] == "IT"
+    assert granted["data"]["proposal"] == proposal_id
+    assert granted["data"]["institution"] == awarded.institution_id
     assert granted["data"]["budget"] == {"H100": "800"}
     assert granted["data"]["status"] == "active"
     assert granted["data"]["members"] == sorted([world.pi.pseudonym, world.member.pseudonym])
@@ -350,6 +352,7 @@ def test_a_sub_allocation_is_on_the_record(world: World) -> None:
     assert entry["data"] == {
         "parent": awarded.id,
         "project": f"{awarded.project}.1",
+        "title": "A sub-team",
         "budget": {"H100": "100"},
     }
 
@@ -384,7 +387,7 @@ def test_a_hold_then_a_settle_each_write_their_entry(world: World) -> None:
         (
             "allocation:ledger:reserved",
             f"allocation/{awarded.id}",
-            {"ledger": held, "class": "H100", "hours": "40", "job": "by-hand"},
+            {"ledger": held, "class": "H100", "hours": "40", "job": "by-hand", "on": str(TODAY)},
         )
     ]
     charge, settled = written(
@@ -400,6 +403,7 @@ def test_a_hold_then_a_settle_each_write_their_entry(world: World) -> None:
                 "class": "H100",
                 "hours": "32.5",
                 "job": "by-hand",
+                "on": str(TODAY),
             },
         )
     ]
@@ -422,6 +426,7 @@ def test_a_release_writes_its_entry_and_a_reservation_closes_once(world: World) 
         "class": "H100",
         "hours": "0",
         "job": "by-hand",
+        "on": str(TODAY),
     }
     for again in (
         lambda: world.run(allocation.release, world.operator, held),

@@ -122,7 +122,12 @@ def sub_allocate(
             AllocationEvent.SubAllocated,
             actor=actor,
             subject=f"allocation/{child.id}",
-            data={"parent": parent.id, "project": child.project, "budget": child.budget},
+            data={
+                "parent": parent.id,
+                "project": child.project,
+                "title": child.title,
+                "budget": child.budget,
+            },
         )
     return child
 

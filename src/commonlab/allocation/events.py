@@ -31,25 +31,50 @@ class AllocationEvent(StrEnum):
     HoursReleased = "allocation:ledger:released"
 
 
-_LEDGER_CLOSE = Fields("ledger", "reservation", "class", "hours", "job")
-
 FIELDS = declare(
     AllocationEvent,
     {
         AllocationEvent.CallOpened: Fields(
-            "title", "pool", "pool_percent", "budget", "opens_at", "closes_at"
+            "title",
+            "pool",
+            "pool_percent",
+            "budget",
+            "opens_at",
+            "closes_at",
+            about="a call for proposals opened: its pool, budget (class → hours) and window",
         ),
         AllocationEvent.ProposalSubmitted: Fields(
-            "call", "requested", "level", private=("title", "abstract")
+            "call",
+            "requested",
+            "level",
+            private=("title", "abstract"),
+            about="a proposal submitted to a call: the hours requested; its text committed",
         ),
-        AllocationEvent.ConflictDeclared: Fields(private=("with", "reason")),
-        AllocationEvent.ReviewerAssigned: Fields("reviewer"),
-        AllocationEvent.ReviewSubmitted: Fields("reviewer", private=("scores", "comment")),
-        AllocationEvent.ReplyGiven: Fields(private=("text",)),
-        AllocationEvent.ProposalDecided: Fields("decision", "score"),
+        AllocationEvent.ConflictDeclared: Fields(
+            private=("with", "reason"),
+            about="a reviewer declared a conflict of interest (with whom and why committed)",
+        ),
+        AllocationEvent.ReviewerAssigned: Fields(
+            "reviewer", about="a reviewer assigned to a proposal"
+        ),
+        AllocationEvent.ReviewSubmitted: Fields(
+            "reviewer",
+            private=("scores", "comment"),
+            about="a reviewer's scores and comment submitted (both committed)",
+        ),
+        AllocationEvent.ReplyGiven: Fields(
+            private=("text",), about="the PI's reply to the reviews (committed)"
+        ),
+        AllocationEvent.ProposalDecided: Fields(
+            "decision",
+            "score",
+            about="the panel's decision on a proposal: awarded, awaiting the council or rejected",
+        ),
         AllocationEvent.AllocationGranted: Fields(
             "project",
             "title",
+            "proposal",
+            "institution",
             "country",
             "pool",
             "budget",
@@ -57,12 +82,48 @@ FIELDS = declare(
             "ends_on",
             "status",
             "members",
+            about="an award became an allocation: project, institution and its country, pool, "
+            "hours per class, period, and whether it waits for the council",
         ),
-        AllocationEvent.AllocationApproved: Fields("motion"),
-        AllocationEvent.SubAllocated: Fields("parent", "project", "budget"),
-        AllocationEvent.MemberAdded: Fields("member"),
-        AllocationEvent.HoursReserved: Fields("ledger", "class", "hours", "job"),
-        AllocationEvent.HoursSettled: _LEDGER_CLOSE,
-        AllocationEvent.HoursReleased: _LEDGER_CLOSE,
+        AllocationEvent.AllocationApproved: Fields(
+            "motion", about="the council's passed motion made an allocation active"
+        ),
+        AllocationEvent.SubAllocated: Fields(
+            "parent",
+            "project",
+            "title",
+            "budget",
+            about="a PI divided an allocation: the sub-allocation's project and hours",
+        ),
+        AllocationEvent.MemberAdded: Fields(
+            "member", about="a person (by pseudonym) added to an awarded project"
+        ),
+        AllocationEvent.HoursReserved: Fields(
+            "ledger",
+            "class",
+            "hours",
+            "job",
+            "on",
+            about="hours held on an allocation for a job, on the day (`on`) they count in",
+        ),
+        AllocationEvent.HoursSettled: Fields(
+            "ledger",
+            "reservation",
+            "class",
+            "hours",
+            "job",
+            "on",
+            about="a reservation closed with the hours the job used, delivered on `on` "
+            "(the reservation's day)",
+        ),
+        AllocationEvent.HoursReleased: Fields(
+            "ledger",
+            "reservation",
+            "class",
+            "hours",
+            "job",
+            "on",
+            about="a reservation closed without charge (a refused or cancelled job)",
+        ),
     },
 )

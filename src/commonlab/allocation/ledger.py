@@ -218,7 +218,15 @@ def hold_hours(
         AllocationEvent.HoursReserved,
         actor=actor,
         subject=f"allocation/{allocation.id}",
-        data={"ledger": charge.id, "class": accelerator, "hours": str(hours), "job": job},
+        data={
+            "ledger": charge.id,
+            "class": accelerator,
+            "hours": str(hours),
+            "job": job,
+            # The day the hours count in (a quarter's tranche, a share report): it may differ
+            # from the entry's time, e.g. work done earlier and entered by hand.
+            "on": on.isoformat(),
+        },
     )
     return charge
 
@@ -313,6 +321,7 @@ def close_reservation(
             "class": held.accelerator,
             "hours": str(charge.hours),
             "job": held.job,
+            "on": charge.on.isoformat(),  # the reservation's day, not the closing's
         },
     )
     return charge

@@ -247,6 +247,10 @@ def decide_proposal(
                 data={
                     "project": allocation.project,
                     "title": allocation.title,
+                    "proposal": proposal.id,
+                    # The institution its hours count toward (by id: identity's
+                    # institution/<id> entries name it), and that institution's country.
+                    "institution": allocation.institution_id,
                     "country": allocation.country,
                     "pool": allocation.pool,
                     "budget": allocation.budget,
