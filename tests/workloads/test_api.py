@@ -101,6 +101,7 @@ def test_a_train_workload_is_a_job_with_its_configuration_kept_and_hashed(
                       "out": "models/x/y"}, "out: evaluate publishes to a dataset repository"),
         ("evaluate", {"config": {}}, "config.task: Field required"),
         ("train", {"dataset": "datasets/x/y@main"}, "pin 'datasets/x/y@main' to a version"),
+        ("train", {"nodes": 2}, "runs a job on at most 1 node, and this one asks for 2"),
         ("train", {"config": {"model": {"size": {"n_layers": 2}}}},
          "config.model.size has keys gpt2 does not know: n_layers (it knows: "),
         ("train", {"config": {"model": {"architecture": "llama"}}},

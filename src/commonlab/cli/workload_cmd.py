@@ -7,7 +7,8 @@ without a version (`datasets/lab/corpus`, `…@v1`) are pinned to the version th
 
 Inside the job, `workload run` reads back the configuration the facility stored, pulls the
 dataset and model versions, runs `python -m commonlab.workloads.runtime` (under
-`torch.distributed.run` with one process per accelerator when the job has several), sends
+`torch.distributed.run` with one process per accelerator when the job has several, and
+started on every node by Slurm's `srun` when it has several nodes: `launch_command`), sends
 its metrics to the facility as they come, and publishes what it made with a generated card
 and its lineage: a model version, or an evaluation's log and scores.
 """
@@ -17,8 +18,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,7 +38,7 @@ from commonlab.workloads.card import model_card
 from commonlab.workloads.config import ConfigOf, Kind
 from commonlab.workloads.runtime.metrics import read_metrics
 
-__all__ = ["register"]
+__all__ = ["Rendezvous", "first_node", "launch_command", "register", "rendezvous_port"]
 
 console = Console()
 Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
@@ -72,6 +76,7 @@ def _submit(kind: Kind, **options: Any) -> None:
         "accelerator": options["accelerator"],
         "accelerators": options["count"],
         "memory_gb": options["memory_gb"],
+        "nodes": options["nodes"],
         "time_limit_minutes": options["minutes"],
         "level": options["level"],
     }
@@ -134,7 +139,12 @@ def _command(kind: Kind) -> Any:
         count: Annotated[
             int, typer.Option("--count", "-n", help="accelerators: one process each")
         ] = 1,
-        memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB")] = 4,
+        memory_gb: Annotated[
+            int, typer.Option("--memory-gb", help="memory in GB (each node's)")
+        ] = 4,
+        nodes: Annotated[
+            int, typer.Option("--nodes", help="nodes to train on (Slurm), --count processes each")
+        ] = 1,
         minutes: Annotated[int, typer.Option("--time", "-t", help="time limit in minutes")] = 60,
         level: Annotated[str, typer.Option(help="containment level, CL-1 to CL-4")] = "CL-1",
         name: Annotated[str | None, typer.Option(help="a name for the job")] = None,
@@ -169,6 +179,7 @@ def run() -> None:
     job = client.get(f"/api/v1/jobs/{job_id}")
     kind = Kind(asked["kind"])
     console.print(f"job {job_id}: {kind} workload, configuration {asked['config_sha256'][:12]}…")
+    placement = _placement(job, os.environ)  # before any input is pulled: it may refuse
     data = INPUTS / "dataset"
     model = INPUTS / "model" if asked["model"] else None
     artifacts_cmd.pull_version("dataset", _unkind(asked["dataset"]), data, None)
@@ -177,7 +188,7 @@ def run() -> None:
     OUTPUT.mkdir(exist_ok=True)
     config_file = Path("config.json")
     config_file.write_text(json.dumps(asked["config"]))
-    code = _run_runtime(client, int(job_id), kind, job, config_file, data, model)
+    code = _run_runtime(client, int(job_id), kind, job, placement, config_file, data, model)
     if code != 0:
         raise typer.Exit(code)
     results = json.loads((OUTPUT / "results.json").read_text())
@@ -196,26 +207,157 @@ def _processes(job: dict[str, Any]) -> int:
     return max(1, int(job["accelerators"]))
 
 
+# Launching the runtime on one node or several ----------------------------------------------------
+
+RUNTIME = "commonlab.workloads.runtime"
+# torchrun's own default port; a job's rendezvous takes one of the thousand above it.
+RENDEZVOUS_BASE_PORT = 29500
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where the nodes of one run meet (torchrun's c10d rendezvous): a host and port every
+    node reaches, and an id naming the run."""
+
+    host: str
+    port: int
+    run_id: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def launch_command(
+    runtime_args: Sequence[str],
+    *,
+    python: str,
+    processes: int,
+    nodes: int = 1,
+    rendezvous: Rendezvous | None = None,
+    cpus_per_task: int | None = None,
+    tasks_per_node: int = 1,
+) -> list[str]:
+    """The command line that runs the workload runtime (`runtime_args`: what follows
+    `python -m commonlab.workloads.runtime`), pure, in one of three shapes:
+
+    - one process: `python -m commonlab.workloads.runtime …`;
+    - `processes` on one node: `python -m torch.distributed.run --standalone
+      --nproc_per_node=K -m commonlab.workloads.runtime …`;
+    - `nodes` > 1 (under Slurm, inside the job's allocation): `srun` starts one torchrun
+      agent a node, and the agents meet at `rendezvous` (c10d: the agent on its host serves
+      the store) before each starts its `processes`: `srun --nodes=N --ntasks=N
+      --ntasks-per-node=1 --kill-on-bad-exit=1 [--cpus-per-task=C] python -m
+      torch.distributed.run --nnodes=N --nproc_per_node=K --rdzv-backend=c10d
+      --rdzv-endpoint=HOST:PORT --rdzv-id=ID -m commonlab.workloads.runtime …`.
+      `--kill-on-bad-exit` ends every node's agent when one fails, instead of leaving the
+      others waiting on a collective until the time limit; `--cpus-per-task` is passed on
+      because srun (Slurm 22.05 and later) does not inherit the batch job's.
+
+    `tasks_per_node` is for a test only: a single-node cluster stands in for `nodes` nodes
+    with that many agents on its one node (production runs one agent a node)."""
+    module = ["-m", RUNTIME, *runtime_args]
+    if nodes <= 1:
+        if processes <= 1:
+            return [python, *module]
+        return [python, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={processes}", *module]  # fmt: skip
+    if rendezvous is None:
+        raise ValueError("a run on several nodes needs a rendezvous for its nodes to meet at")
+    srun = [
+        "srun", f"--nodes={-(-nodes // tasks_per_node)}", f"--ntasks={nodes}",
+        f"--ntasks-per-node={tasks_per_node}", "--kill-on-bad-exit=1",
+        *([f"--cpus-per-task={cpus_per_task}"] if cpus_per_task else []),
+    ]  # fmt: skip
+    torchrun = [
+        python, "-m", "torch.distributed.run", f"--nnodes={nodes}",
+        f"--nproc_per_node={max(1, processes)}", "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={rendezvous.endpoint}", f"--rdzv-id={rendezvous.run_id}",
+    ]  # fmt: skip
+    return [*srun, *torchrun, *module]
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a Slurm node list (`SLURM_JOB_NODELIST`), read without asking
+    Slurm: `gpu[07-09,12],cpu1` → `gpu07`, `a,b` → `a`, `node` → `node`."""
+    match = re.match(r"([^,\[]*)(?:\[([^\]]*)\])?([^,]*)", nodelist.strip())
+    if match is None or not (match.group(1) or match.group(2)):
+        raise ValueError(f"{nodelist!r} is not a Slurm node list")
+    prefix, ranges, suffix = match.groups()
+    if ranges is None:
+        return prefix + suffix
+    first = ranges.split(",")[0].split("-")[0]  # zero padding is part of the name: keep it
+    return prefix + first + suffix
+
+
+def rendezvous_port(slurm_job_id: int) -> int:
+    """The port a job's nodes meet at, on its first node: derived from Slurm's job id, so
+    every node computes the same one without talking first (torchrun cannot pick a free port
+    for several nodes: the others must know it in advance), and jobs sharing a first node
+    take different ports unless their ids agree modulo 1000."""
+    return RENDEZVOUS_BASE_PORT + slurm_job_id % 1000
+
+
+@dataclass(frozen=True)
+class _Placement:
+    nodes: int
+    rendezvous: Rendezvous | None
+
+
+def _placement(job: dict[str, Any], env: Mapping[str, str]) -> _Placement:
+    """On how many nodes this job runs, and where they meet: the facility's `nodes` for the
+    job, which Slurm's own count (SLURM_NNODES) must agree with."""
+    nodes = int(job.get("nodes") or 1)
+    slurm_nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
+    if nodes <= 1 and slurm_nodes <= 1:
+        return _Placement(1, None)
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    slurm_job = env.get("SLURM_JOB_ID", "")
+    if not nodelist or not slurm_job.isdigit():
+        raise CliError(
+            f"this job asks for {nodes} nodes and runs outside Slurm (no SLURM_JOB_NODELIST): "
+            "several nodes are started with Slurm's srun; resubmit it with --nodes 1"
+        )
+    if slurm_nodes != nodes:
+        raise CliError(
+            f"the facility admitted this job on {nodes} nodes but Slurm gave it "
+            f"{slurm_nodes} ({nodelist}): the operator should check the partition's nodes"
+        )
+    try:
+        host = first_node(nodelist)
+    except ValueError as exc:
+        raise CliError(f"SLURM_JOB_NODELIST: {exc}") from None
+    port = rendezvous_port(int(slurm_job))
+    return _Placement(nodes, Rendezvous(host=host, port=port, run_id=f"slurm-{slurm_job}"))
+
+
 def _run_runtime(
     client: Client,
     job_id: int,
     kind: Kind,
     job: dict[str, Any],
+    placement: _Placement,
     config: Path,
     data: Path,
     model: Path | None,
 ) -> int:
     args = [
-        "-m", "commonlab.workloads.runtime", kind.value, "--config", str(config),
-        "--data", str(data), "--out", str(OUTPUT), "--scratch", str(SCRATCH),
-        "--metrics", str(METRICS), *(["--model", str(model)] if model else []),
+        kind.value, "--config", str(config), "--data", str(data), "--out", str(OUTPUT),
+        "--scratch", str(SCRATCH), "--metrics", str(METRICS),
+        *(["--model", str(model)] if model else []),
     ]  # fmt: skip
     processes = _processes(job) if kind is not Kind.EVALUATE else 1
-    if processes > 1:
-        args = ["-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={processes}", *args]  # fmt: skip
-    console.print(f"running the {kind} runtime in {processes} process(es)")
-    runtime = subprocess.Popen([sys.executable, *args])
+    command = launch_command(
+        args,
+        python=sys.executable,
+        processes=processes,
+        nodes=placement.nodes,
+        rendezvous=placement.rendezvous,
+        cpus_per_task=int(job["cpus"]) if job.get("cpus") else None,
+    )
+    where = f"{placement.nodes} nodes × " if placement.nodes > 1 else ""
+    console.print(f"running the {kind} runtime in {where}{processes} process(es)")
+    runtime = subprocess.Popen(command)
     offset = 0
     try:
         while True:

@@ -41,7 +41,8 @@ Accelerator = Annotated[
 class WorkloadCreate(Input):
     """A workload to run as a job. `config` is the kind's configuration (TrainConfig,
     FinetuneConfig or EvaluateConfig in `workloads/config.py`), checked before anything is
-    admitted; the job's resources are a job's, as for `POST /api/v1/jobs`."""
+    admitted; the job's resources are a job's, as for `POST /api/v1/jobs`: on several
+    `nodes`, `accelerators` (one process each) and `memory_gb` are each node's."""
 
     project: Project
     config: Annotated[dict[str, Any], Field(max_length=64)]
@@ -53,6 +54,7 @@ class WorkloadCreate(Input):
     accelerator: Accelerator = "cpu"
     accelerators: Annotated[Int64, Field(ge=1, le=100_000)] = 1
     memory_gb: Annotated[Int64, Field(ge=1, le=1_000_000)] = 4
+    nodes: Annotated[Int64, Field(ge=1, le=100_000)] = 1
     time_limit_minutes: Annotated[Int64, Field(ge=1, le=43_200)] = 60
     level: Level = Level.CL1
 

@@ -81,6 +81,9 @@ def _check_refs(kind: Kind, req: WorkloadCreate) -> None:
         raise InvalidInput(f"model: {kind} starts from no model; leave it out")
     if req.model is not None and not req.model.startswith("models/"):
         raise InvalidInput(f"model: {req.model!r} is not a model version (models/ns/name@N)")
+    if kind is Kind.EVALUATE and req.nodes > 1:
+        # The harness runs in one process: the other nodes would be held and charged idle.
+        raise InvalidInput("nodes: evaluate runs in one process on one node; ask for 1")
     if req.out is None:
         raise InvalidInput(f"out: name the repository {kind} publishes to ({out_kind}/ns/name)")
     if not req.out.startswith(f"{out_kind}/"):
@@ -144,6 +147,7 @@ def admit_workload(
         accelerator=req.accelerator,
         accelerators=req.accelerators,
         memory_gb=req.memory_gb,
+        nodes=req.nodes,
         time_limit_minutes=req.time_limit_minutes,
         level=req.level,
     )
