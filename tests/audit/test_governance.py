@@ -310,6 +310,87 @@ def test_a_schema_1_founding_leaves_version_0_on_the_facilitys_word():
     assert book.regulation_at(T0) is None
 
 
+class FacilitySays:
+    """What a facility that kept its council as `council_log` tells it publishes (the public
+    routes' shapes, as governance/api.py renders them)."""
+
+    def __init__(self, provisional: dict[str, Any]) -> None:
+        members = [("IT", "Italy", "40"), ("FR", "France", "30"), ("DE", "Germany", "30")]
+        votes = [("IT", "yes"), ("FR", "yes"), ("DE", "no")]
+        outcome = {"passed": True, "members": 3, "yes": 2, "no": 1, "abstain": 0, "absent": 0,
+                   "yes_contribution_percent": "70"}  # fmt: skip
+        self.routes: dict[str, Any] = {
+            "/api/v1/members": [
+                {
+                    "code": code,
+                    "name": name,
+                    "removed_at": None,
+                    "admitted_by_motion": None,
+                    "contribution": share,
+                    "delegates": [],
+                }
+                for code, name, share in members
+            ],
+            "/api/v1/contribution-scale": {
+                "current": {code: share for code, _, share in members},
+                "history": [{"id": 1, "shares": {c: v for c, _, v in members}, "motion": None}],
+            },
+            "/api/v1/motions": [
+                {
+                    "id": 1,
+                    "kind": "adopt_regulation",
+                    "rule": "double",
+                    "payload": {"regulation": REGULATION},
+                    "tabled_for": "IT",
+                    "opens_at": T0.isoformat(),
+                    "closes_at": (T0 + timedelta(days=7)).isoformat(),
+                    "status": "passed",
+                    "result": outcome,
+                    "votes": [{"member": code, "choice": choice} for code, choice in votes],
+                }
+            ],
+            "/api/v1/regulations": [
+                {"version": 1, "sha256": regulation_sha256(REGULATION), "document": REGULATION},
+                {"version": 0, "sha256": regulation_sha256(provisional), "document": provisional},
+            ],
+            "/api/v1/regulations/in-force": {"version": 1},
+        }
+
+    def json(self, path: str, **params: Any) -> Any:
+        return self.routes[path]
+
+    def pages(self, path: str, **params: Any) -> list[Any]:
+        return self.routes[path]
+
+
+def test_a_schema_1_founding_takes_version_0_from_the_facility_and_says_so():
+    log = council_log()
+    founded = log[0]
+    provisional = founded.data["regulation"]
+    schema_1 = {k: v for k, v in founded.data.items() if k != "regulation"}
+    log[0] = Entry(**{**vars(founded), "data": schema_1, "schema": 1})
+    book = GovernanceBook()
+    Replay([book]).feed(log)
+    findings = Findings()
+    book.compare(FacilitySays(provisional), findings)  # type: ignore[arg-type]
+
+    assert findings.differences == []
+    assert findings.checked["governance"] > 40
+    assert len(findings.notes) == 1 and "facility's word" in findings.notes[0]
+    assert book.regulation_at(T0) == provisional and book.regulation == REGULATION
+
+
+def test_the_facility_publishing_another_version_0_than_the_record_founded_on_is_reported():
+    log = council_log()
+    book = GovernanceBook()
+    Replay([book]).feed(log)
+    findings = Findings()
+    book.compare(FacilitySays({"title": "Another provisional regulation"}), findings)  # type: ignore[arg-type]
+    claims = [d.claim for d in findings.differences]
+    # The facility's version 0 is another document than the one the founding entry carries.
+    assert claims == ["regulation/0 sha256", "regulation/0 document sha256"]
+
+
 # The voting rules -----------------------------------------------------------------------------
 
 EQUAL = {code: Decimal(25) for code in ("IT", "FR", "DE", "ES")}

@@ -671,15 +671,21 @@ class GovernanceBook(Book):
     ) -> None:
         shown = {row["version"]: row for row in rows}
         replayed = {version.version: version for version in self.regulations}
-        if not self.regulations or self.regulations[0].document is None:
+        founding = self.regulations[0] if self.regulations else None
+        if founding is None or founding.version != 0 or founding.document is None:
             # Version 0 is not on the record (schema 1): take the facility's word for it.
             provisional = shown.get(0)
             if provisional is not None:
                 findings.note(SCHEMA_1_REGULATION_NOTE)
-                findings.rests_on_commitments("regulation version 0 (schema-1 founding entry)")
                 document = provisional["document"]
-                replayed[0] = RegulationVersion(0, provisional["sha256"], document, None, None)
-                if len(self.regulations) <= 1:
+                version_0 = RegulationVersion(0, provisional["sha256"], document, None, None)
+                replayed[0] = version_0
+                # The allocation book reads it from here (regulation_at, regulation).
+                if founding is not None and founding.version == 0:
+                    self.regulations[0] = version_0
+                else:
+                    self.regulations.insert(0, version_0)
+                if len(self.regulations) == 1:
                     self.regulation = document
         findings.compare(BOOK, "regulation versions", sorted(replayed), sorted(shown))
         for number, version in sorted(replayed.items()):
