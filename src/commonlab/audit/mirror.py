@@ -41,7 +41,7 @@ from commonlab.record.tiles import (
     tiles_for_tree,
 )
 
-__all__ = ["KEY_FILE", "MirrorReport", "mirror", "needed_paths"]
+__all__ = ["KEY_FILE", "MirrorReport", "facility_key", "mirror", "needed_paths"]
 
 KEY_FILE = "key"
 CHECKPOINT = "checkpoint"
@@ -133,18 +133,26 @@ def _key(directory: Path, given: str | None, source: HttpSource) -> str:
         )
     if given or mirrored:
         return given or mirrored  # type: ignore[return-value]
-    target = source.url.rstrip("/") + "/api/v1/record/key"
+    return facility_key(source.url, source.http)
+
+
+def facility_key(url: str, http: httpx.Client) -> str:
+    """The verifier key the facility at `url` states (`/api/v1/record/key`): trusted on first
+    use, so whoever pins it should keep it. Raises LogError, in words a person can act on,
+    when nothing answers or what answers is no commonlab facility."""
+    target = url.rstrip("/") + "/api/v1/record/key"
     try:
-        answer = source.http.get(target)
+        answer = http.get(target)
     except httpx.HTTPError as exc:
         raise LogError(f"{target} did not answer ({exc})") from None
     try:
         answer.raise_for_status()
         return str(answer.json()["verifier_key"])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        kind = answer.headers.get("content-type", "nothing").split(";")[0]
         raise LogError(
-            f"{source.url} did not say its verifier key (GET {target}: HTTP "
-            f"{answer.status_code}): is it a commonlab facility? Else give --key"
+            f"{url} is not a commonlab facility: GET {target} answered HTTP "
+            f"{answer.status_code} ({kind}), not a verifier key (give --key if it is one)"
         ) from None
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from commonlab.audit.log import DirectorySource, HttpSource, LogError, read_log
+from commonlab.audit.mirror import facility_key
 from commonlab.audit.published import Published
 from commonlab.audit.run import AuditReport, audit
 from commonlab.cli.client import CliError
@@ -77,10 +78,24 @@ def _consistent_with_last_time(url: str, key: str | None, state: Path, http: htt
     `record watch`): a log that shrank or forked since is refused before anything is
     replayed, since a shorter log re-signed would otherwise audit clean. Returns the verifier
     key, pinned on first use."""
+    first_use = WatchState.load(state) is None
+    if key is None and first_use:
+        # A URL that is no facility says so here, not as a "contradiction".
+        try:
+            key = facility_key(url, http)
+        except LogError as exc:
+            raise CliError(str(exc)) from None
     watcher = Watcher(url, state_path=state, verifier_key=key, http=http, check_entries=False)
     try:
         watcher.check_once()
-    except (KeyChanged, LogForked) as exc:
+    except KeyChanged as exc:
+        if first_use:  # nothing was verified before: it is --key that does not fit
+            raise CliError(
+                f"the checkpoint at {url} is not signed by the key given with --key: check "
+                "the key (`commonlab record key --url URL` prints the facility's)"
+            ) from None
+        raise CliError(f"the log at {url} contradicts the one verified before: {exc}") from None
+    except LogForked as exc:
         raise CliError(f"the log at {url} contradicts the one verified before: {exc}") from None
     except (LogUnreachable, ValueError) as exc:
         raise CliError(f"cannot read the log at {url}: {exc}") from None
