@@ -75,6 +75,7 @@ def test_registering_the_fleet_writes_what_it_holds(facility: Facility) -> None:
             "nodes_added": 2,
             "nodes_removed": 0,
             "document_sha256": summary["document_sha256"],
+            "partition_names": ["gpu"],
         }
 
         node = service.set_node_state(db, operator, "gpu-1", "drain")
@@ -90,7 +91,13 @@ def test_the_local_machine_is_registered_once(facility: Facility) -> None:
         assert not service.ensure_local_fleet(db, cpus=4, memory_gb=8)
         [applied] = entries(db, "compute:fleet:")
         assert applied["actor"] == {"id": "system"}
-        assert applied["data"] == {"sites": 1, "partitions": 1, "accelerators": 4, "local": True}
+        assert applied["data"] == {
+            "sites": 1,
+            "partitions": 1,
+            "accelerators": 4,
+            "local": True,
+            "partition_names": ["local"],
+        }
 
 
 def test_only_operators_register_the_fleet(lab: Lab) -> None:

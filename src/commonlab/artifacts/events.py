@@ -29,32 +29,61 @@ class ArtifactsEvent(StrEnum):
     GarbageCollected = "artifacts:store:collected"
 
 
-_PUBLISHED = Fields(
-    "commit",
-    "statement_sha256",
-    "signature",
-    "key",
-    "files",
-    "bytes",
-    "level",
-    "licenses",
-    "lineage",
-    "job",
-    private=("lineage_private",),
-)
-_TAG = Fields("tag", "version", "commit", "from")
+def _published(kind: str) -> Fields:
+    return Fields(
+        "commit",
+        "statement_sha256",
+        "signature",
+        "key",
+        "files",
+        "bytes",
+        "level",
+        "licenses",
+        "lineage",
+        "job",
+        private=("lineage_private",),
+        about=f"a {kind} version is published: its commit, the SHA-256 of its signed in-toto "
+        "statement, the DSSE signature and the key that made it, its size and level; a "
+        "public one's licences and lineage in clear",
+    )
+
+
+def _tag(what: str) -> Fields:
+    return Fields("tag", "version", "commit", "from", about=what)
+
 
 FIELDS = declare(
     ArtifactsEvent,
     {
-        ArtifactsEvent.RepoCreated: Fields("level", "visibility", "repository", "kind"),
-        ArtifactsEvent.DatasetPublished: _PUBLISHED,
-        ArtifactsEvent.ModelPublished: _PUBLISHED,
-        ArtifactsEvent.TagCreated: _TAG,
-        ArtifactsEvent.TagMoved: _TAG,
-        ArtifactsEvent.Downloaded: Fields("level", private=("path", "sha256")),
-        ArtifactsEvent.DownloadRefused: Fields("level", private=("path", "reason")),
-        ArtifactsEvent.Read: Fields("level"),
-        ArtifactsEvent.GarbageCollected: Fields("removed", "bytes", "expired_uploads"),
+        ArtifactsEvent.RepoCreated: Fields(
+            "level",
+            "visibility",
+            "repository",
+            "kind",
+            about="a repository is created at a level and visibility (named only if public)",
+        ),
+        ArtifactsEvent.DatasetPublished: _published("dataset"),
+        ArtifactsEvent.ModelPublished: _published("model"),
+        ArtifactsEvent.TagCreated: _tag("a tag names a version of a repository"),
+        ArtifactsEvent.TagMoved: _tag("a tag is moved to another version (`from`: the one before)"),
+        ArtifactsEvent.Downloaded: Fields(
+            "level",
+            private=("path", "sha256"),
+            about="a file above CL-1 is downloaded (recorded before it is served)",
+        ),
+        ArtifactsEvent.DownloadRefused: Fields(
+            "level",
+            private=("path", "reason"),
+            about="a download of a file at CL-2 or above is refused",
+        ),
+        ArtifactsEvent.Read: Fields(
+            "level", about="a version above CL-1 is read (recorded before it is shown)"
+        ),
+        ArtifactsEvent.GarbageCollected: Fields(
+            "removed",
+            "bytes",
+            "expired_uploads",
+            about="the store removes objects no version references, and expired uploads",
+        ),
     },
 )

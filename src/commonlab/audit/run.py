@@ -18,11 +18,13 @@ from commonlab.audit.replay import Book, Replay
 __all__ = ["AuditReport", "audit", "books"]
 
 
-def books() -> list[Book]:
+def books(log: VerifiedLog | None = None) -> list[Book]:
     """A fresh set of Books, in the order they are compared. Allocation reads governance's
-    members, scale and regulation (entitled shares and the tolerance band come from there)."""
+    members, scale and regulation (entitled shares and the tolerance band come from there);
+    artifacts, the log's checkpoint (a version must be signed by the key that signed it)."""
     governance = GovernanceBook()
-    return [governance, AllocationBook(governance), ArtifactsBook(), ComputeBook()]
+    artifacts = ArtifactsBook(log.note if log else None)
+    return [governance, AllocationBook(governance), artifacts, ComputeBook()]
 
 
 @dataclass
@@ -64,7 +66,7 @@ def audit(
 ) -> AuditReport:
     """Replay `log` and compare each Book with `published`. A public route that fails is a
     difference of its own (the figure could not be checked), never a crash."""
-    replay = Replay(books())
+    replay = Replay(books(log))
     progress(f"replaying {log.size} entries")
     replay.feed(log.entries)
     findings = Findings()

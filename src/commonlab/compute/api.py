@@ -3,13 +3,17 @@ wake the job controller, render."""
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from commonlab.bounded import Int64
-from commonlab.compute import accounts, service
+from commonlab.compute import accounts, reports, service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
@@ -265,3 +269,28 @@ def metrics(
         points=page.points,
         next_after_step=page.next_after_step,
     )
+
+
+# The public jobs report
+
+
+@router.get(
+    "/reports/jobs",
+    summary="Jobs admitted over a period, per partition, level and state, and their hours",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def jobs_report(
+    db: DbSession,
+    principal: CurrentPrincipal,
+    start: Annotated[date, Query(description="the first day counted (UTC), e.g. 2026-10-01")],
+    end: Annotated[date, Query(description="the day after the last one counted (UTC)")],
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Any:
+    report = reports.jobs_report(db, principal, start=start, end=end)
+    if format == "json":
+        return report
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=reports.JOBS_REPORT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(report["rows"])
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")

@@ -37,8 +37,11 @@ def job_event(state: JobState) -> ComputeEvent:
     return ComputeEvent(f"compute:job:{state}")
 
 
-# Every later state of a job says the same kinds of things (compute/service.py: _enter, _finish).
-_JOB_STATE = Fields("project", "reason", "charged_hours", "elapsed_seconds", "exit_code")
+def _job_state(what: str) -> Fields:
+    # Every later state of a job says the same kinds of things (compute/service.py: _enter,
+    # _finish); an end also its charged hours and elapsed seconds.
+    return Fields("project", "reason", "charged_hours", "elapsed_seconds", "exit_code", about=what)
+
 
 FIELDS = declare(
     ComputeEvent,
@@ -51,12 +54,32 @@ FIELDS = declare(
             "nodes_removed",
             "document_sha256",
             "local",
+            "partition_names",
+            about="the fleet is made to match a fleet document (or the local machine): its "
+            "sites, partitions (by name), accelerators and nodes",
         ),
-        ComputeEvent.PartitionCertified: Fields("from", "to", "motion"),
-        ComputeEvent.NodeState: Fields("from", "to"),
-        ComputeEvent.AccountsSynced: Fields("changes", "drift", "force", "accounts"),
+        ComputeEvent.PartitionCertified: Fields(
+            "from",
+            "to",
+            "motion",
+            about="a council motion certifies a partition for another containment level",
+        ),
+        ComputeEvent.NodeState: Fields(
+            "from", "to", about="a node is drained, taken down or brought back"
+        ),
+        ComputeEvent.AccountsSynced: Fields(
+            "changes",
+            "drift",
+            "force",
+            "accounts",
+            about="the executor's accounts are made to mirror projects and allocations",
+        ),
         ComputeEvent.FairshareAdjusted: Fields(
-            "window_days", "fairshare", "delivered_hours", "fair_hours"
+            "window_days",
+            "fairshare",
+            "delivered_hours",
+            "fair_hours",
+            about="the share controller steers the executor's fair-share toward entitlements",
         ),
         ComputeEvent.JobAdmitted: Fields(
             "project",
@@ -70,14 +93,29 @@ FIELDS = declare(
             "inputs",
             "resubmit_of",
             private=("command", "env", "inputs_private"),
+            about="a job is admitted: its project, allocation, partition, accelerator class "
+            "and count (on each of its nodes), level and the hours held for it (its command "
+            "and private inputs committed)",
         ),
-        ComputeEvent.JobCancelRequested: Fields("project", "state"),
-        ComputeEvent.JobQueued: _JOB_STATE,
-        ComputeEvent.JobRunning: _JOB_STATE,
-        ComputeEvent.JobSucceeded: _JOB_STATE,
-        ComputeEvent.JobFailed: _JOB_STATE,
-        ComputeEvent.JobCancelled: _JOB_STATE,
-        ComputeEvent.JobTimedOut: _JOB_STATE,
-        ComputeEvent.JobRefused: _JOB_STATE,
+        ComputeEvent.JobCancelRequested: Fields(
+            "project", "state", about="someone asks a running or queued job to be cancelled"
+        ),
+        ComputeEvent.JobQueued: _job_state("a job joins the executor's queue"),
+        ComputeEvent.JobRunning: _job_state("a job starts running"),
+        ComputeEvent.JobSucceeded: _job_state(
+            "a job ends well: the hours charged and the seconds it ran"
+        ),
+        ComputeEvent.JobFailed: _job_state(
+            "a job ends with an error: the hours charged and the seconds it ran"
+        ),
+        ComputeEvent.JobCancelled: _job_state(
+            "a job is cancelled: the hours charged (none if it never ran)"
+        ),
+        ComputeEvent.JobTimedOut: _job_state(
+            "a job is stopped at its time limit: the hours charged and the seconds it ran"
+        ),
+        ComputeEvent.JobRefused: _job_state(
+            "the executor refuses a job: nothing is charged, its hold is released"
+        ),
     },
 )

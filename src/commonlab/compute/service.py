@@ -142,6 +142,7 @@ def apply_fleet(db: Session, actor: Principal, spec: FleetSpec) -> dict[str, Any
             "nodes_added": nodes_added,
             "nodes_removed": nodes_removed,
             "document_sha256": hashlib.sha256(document).hexdigest(),
+            "partition_names": sorted(p.name for p in spec.partitions),
         }
         record.append(db, ComputeEvent.FleetApplied, actor=actor, subject="fleet", data=summary)
     return {**summary, "certification_pending": pending}
@@ -212,7 +213,13 @@ def ensure_local_fleet(db: Session, *, cpus: int, memory_gb: int) -> bool:
             ComputeEvent.FleetApplied,
             actor=SYSTEM,
             subject="fleet",
-            data={"sites": 1, "partitions": 1, "accelerators": cpus, "local": True},
+            data={
+                "sites": 1,
+                "partitions": 1,
+                "accelerators": cpus,
+                "local": True,
+                "partition_names": ["local"],
+            },
         )
     return True
 
