@@ -1,5 +1,6 @@
-"""Portal pages: the facility at a glance, sign-in and the signed-in person, and the public
-record with an inclusion proof for every entry. Server-rendered; no page needs JavaScript.
+"""Portal pages: the facility at a glance, sign-in and the signed-in person, the public
+record with an inclusion proof for every entry, and how to audit the facility against it.
+Server-rendered; no page needs JavaScript.
 
 Views are thin: parse, call one read or service function, render. Every POST checks its
 CSRF token and origin before anything else happens.
@@ -184,6 +185,18 @@ def entry_bytes(index: EntryIndex, db: DbSession) -> Response:
         reads.entry_bytes(db, index),
         media_type="application/json",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
+    )
+
+
+@router.get("/audit")
+def audit(request: Request, viewer: CurrentViewer) -> Response:
+    """How anyone re-derives the facility's figures from the record: `commonlab audit`."""
+    return render_page(
+        request,
+        viewer,
+        "audit.html",
+        nav="record",
+        verifier_key=request.app.state.facility.signer.verifier_key(),
     )
 
 
