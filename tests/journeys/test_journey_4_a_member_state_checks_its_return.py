@@ -1,14 +1,15 @@
 """Journey 4, a member state checks its return, on the demo facility: Italy's finance ministry
 reads the member-states page — delivered versus entitled share per quarter and over the last
 four, with the tolerance band — and the CSV export backs it: every figure on the page is the
-API's and the CSV's, for the year and for each quarter. (That an auditor recomputes the same
-figures from the public record alone is issue 17's.)"""
+API's and the CSV's, for the year and for each quarter; and an auditor recomputes the same
+figures from the public record alone (`commonlab audit`) and finds no difference."""
 
 from __future__ import annotations
 
 import csv
 import html
 import io
+import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -16,6 +17,7 @@ from decimal import Decimal
 import httpx
 
 from commonlab.portal.allocation_views import _last_quarters
+from tests.audit.logs import settled
 from tests.cli.test_cli import run
 
 
@@ -94,3 +96,13 @@ def test_journey_4_a_member_state_checks_its_return(demo, capsys, monkeypatch):
     # Kenya is no member state: the demo PI's hours are shown apart, never in a state's share.
     outside = {o["country"]: o for o in report["outside_members"]}
     assert "KE" in outside and "KE" not in by_api
+
+    # An auditor recomputes the same figures from the public record alone: the log read
+    # through its tiles and verified, replayed by code that shares nothing with the facility's,
+    # and compared with the facility's figures, the share report's among them.
+    settled(demo.served.facility, demo.url)
+    code, out, err = run(capsys, "audit", demo.url, "--json")
+    assert code == 0, out + err
+    audited = json.loads(out)
+    assert audited["ok"] is True and audited["differences"] == []
+    assert audited["checked"].get("allocation", 0) > 0  # the share report's figures
