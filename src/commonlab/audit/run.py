@@ -11,6 +11,7 @@ from commonlab.audit.artifacts import ArtifactsBook
 from commonlab.audit.compute import ComputeBook
 from commonlab.audit.findings import Findings
 from commonlab.audit.governance import GovernanceBook
+from commonlab.audit.identity import IdentityBook
 from commonlab.audit.log import VerifiedLog
 from commonlab.audit.published import Published, PublishedError
 from commonlab.audit.replay import Book, Replay
@@ -24,7 +25,8 @@ def books(log: VerifiedLog | None = None) -> list[Book]:
     artifacts, the log's checkpoint (a version must be signed by the key that signed it)."""
     governance = GovernanceBook()
     artifacts = ArtifactsBook(log.note if log else None)
-    return [governance, AllocationBook(governance), artifacts, ComputeBook()]
+    identity = IdentityBook()  # institutions: the usage report's names, awards' fallback
+    return [governance, identity, AllocationBook(governance, identity), artifacts, ComputeBook()]
 
 
 @dataclass
