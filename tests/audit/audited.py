@@ -60,9 +60,9 @@ def with_entry(log: VerifiedLog, index: int, **data: Any) -> VerifiedLog:
     return dataclasses.replace(log, entries=entries)
 
 
-def built_demo(demo: Demo) -> Findings:
-    """`up --demo` to the end (its data published, a model trained as job 1 and evaluated as
-    job 2), then audited over HTTP as anyone may."""
+def build_demo_models_for(demo: Demo) -> None:
+    """`up --demo` to the end: its data published, a model trained as job 1 and evaluated as
+    job 2, and everything sequenced."""
     pytest.importorskip("torch")
     pytest.importorskip("inspect_ai")
     facility = demo.served.facility
@@ -78,5 +78,3 @@ def built_demo(demo: Demo) -> Findings:
         )
     assert not any("could not" in line for line in said), said
     facility.sequence_now()
-    log = read_log(HttpSource(demo.url), facility.signer.verifier_key())
-    return audit_books(log, Published(demo.url))

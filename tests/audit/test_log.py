@@ -1,17 +1,29 @@
 """The audit's reading of the log (audit/log.py) and its mirror (audit/mirror.py), on a facility
 served over HTTP: every entry verified against the signed checkpoint, from the facility or
-from a folder; a mirror that grows by what is new; and every way a log can lie refused."""
+from a folder; a mirror that grows by what is new; every way a log can lie refused; and a
+signed entry that does not say what its type declares named, not a crash."""
 
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from commonlab.audit.log import CURRENT_SCHEMA, DirectorySource, HttpSource, LogError, read_log
+from commonlab.audit.log import (
+    CURRENT_SCHEMA,
+    DirectorySource,
+    Entry,
+    HttpSource,
+    LogError,
+    VerifiedLog,
+    read_log,
+)
 from commonlab.audit.mirror import mirror, needed_paths
+from commonlab.audit.published import PublishedError
+from commonlab.audit.run import audit
 from commonlab.record.note import Signer, generate_signer
 from commonlab.record.tiles import decode_entry_bundle, entries_path
 from tests.audit.logs import (
@@ -109,6 +121,18 @@ def test_a_mirror_with_an_entry_edited_does_not_hash_to_its_leaf(served, tmp_pat
         read_log(DirectorySource(tmp_path / "m"), served.facility.signer.verifier_key())
 
 
+@pytest.mark.parametrize(
+    "damage", [b"", b"\x00", b"\xff\xff\x00"], ids=["empty", "cut prefix", "cut entry"]
+)
+def test_a_mirror_with_a_broken_entry_bundle_is_refused(served, tmp_path, damage):  # noqa: F811
+    append_many(served.facility, 3)
+    settled(served.facility, served.url)
+    mirror(served.url, tmp_path / "m", http=http_client())
+    first_bundle(tmp_path / "m").write_bytes(damage)
+    with pytest.raises(LogError, match=r"is not an entry bundle|entries, not"):
+        read_log(DirectorySource(tmp_path / "m"), served.facility.signer.verifier_key())
+
+
 def test_a_checkpoint_from_another_log_is_refused(served, tmp_path):  # noqa: F811
     append_many(served.facility, 3)
     settled(served.facility, served.url)
@@ -164,3 +188,33 @@ def test_the_mirror_refuses_a_rollback_a_fork_and_a_bad_tile_and_stays_as_it_was
     with pytest.raises(LogError, match="the tiles do not hash to the signed root"):
         mirror("http://facility", folder, http=serve_folder(tmp_path / "newer", key))
     unchanged()
+
+
+def test_an_entry_that_does_not_say_what_its_type_declares_is_a_difference_not_a_crash():
+    """The facility signs its own log: one that writes an entry missing its fields gets a
+    finding naming the entry, and the rest of the log is still replayed."""
+
+    def entry(index: int, type_: str, subject: str, data: dict) -> Entry:
+        moment = datetime(2027, 1, 4, tzinfo=UTC)
+        return Entry(index, type_, moment, {"id": "system"}, subject, data, 2, None)
+
+    log = VerifiedLog(
+        "hand-made",
+        2,
+        b"",
+        "",
+        [
+            entry(0, "workloads:workload:admitted", "job/1", {"config_sha256": "ab"}),
+            entry(1, "governance:motion:tabled", "motion/1", {"kind": 7}),
+        ],
+    )
+
+    class NothingPublished:
+        def pages(self, path: str, **params):
+            raise PublishedError(path)
+
+        json = csv = pages
+
+    report = audit(log, NothingPublished())  # type: ignore[arg-type]
+    named = {d.claim for d in report.findings.differences if d.book == "record"}
+    assert "entry 0 (workloads:workload:admitted)" in named

@@ -193,11 +193,22 @@ def _tile_getter(source: Source, size: int):
 def _entry_bodies(source: Source, size: int, reader: TileHashReader) -> Iterator[tuple[int, bytes]]:
     for bundle in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
         width = min(TILE_WIDTH, size - bundle * TILE_WIDTH)
-        bodies = decode_entry_bundle(source.get(entries_path(bundle, width)))
+        first = bundle * TILE_WIDTH
+        try:
+            bundle_bytes = source.get(entries_path(bundle, width))
+        except LogError as exc:
+            raise LogError(
+                f"entries {first}..{first + width - 1} are missing though the signed "
+                f"checkpoint counts {size} entries ({exc})"
+            ) from None
+        try:
+            bodies = decode_entry_bundle(bundle_bytes)
+        except ValueError as exc:
+            raise LogError(f"entry bundle {bundle} is not an entry bundle ({exc})") from None
         if len(bodies) != width:
             raise LogError(f"entry bundle {bundle} has {len(bodies)} entries, not {width}")
         for offset, body in enumerate(bodies):
-            index = bundle * TILE_WIDTH + offset
+            index = first + offset
             if leaf_hash(body) != reader.read(0, index):
                 raise LogError(f"entry {index} does not hash to its leaf in the tiles")
             yield index, body

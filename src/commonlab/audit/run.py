@@ -15,6 +15,7 @@ from commonlab.audit.identity import IdentityBook
 from commonlab.audit.log import VerifiedLog
 from commonlab.audit.published import Published, PublishedError
 from commonlab.audit.replay import Book, Replay
+from commonlab.audit.workloads import WorkloadsBook
 
 __all__ = ["AuditReport", "audit", "books"]
 
@@ -26,7 +27,8 @@ def books(log: VerifiedLog | None = None) -> list[Book]:
     governance = GovernanceBook()
     artifacts = ArtifactsBook(log.note if log else None)
     identity = IdentityBook()  # institutions: the usage report's names, awards' fallback
-    return [governance, identity, AllocationBook(governance, identity), artifacts, ComputeBook()]
+    allocation = AllocationBook(governance, identity)
+    return [governance, identity, allocation, artifacts, ComputeBook(), WorkloadsBook()]
 
 
 @dataclass
@@ -72,6 +74,10 @@ def audit(
     progress(f"replaying {log.size} entries")
     replay.feed(log.entries)
     findings = Findings()
+    for entry, problem in replay.malformed:
+        findings.compare(
+            "record", f"entry {entry.index} ({entry.type})", "readable as declared", problem
+        )
     for book in replay.books:
         progress(f"comparing {book.name}")
         try:

@@ -32,18 +32,42 @@ _CONTACT = ("name", "email", "orcid")
 FIELDS = declare(
     IdentityEvent,
     {
-        IdentityEvent.InstitutionCreated: Fields("name", "country", "kind"),
-        IdentityEvent.InstitutionUpdated: Fields("changes"),
+        IdentityEvent.InstitutionCreated: Fields(
+            "name", "country", "kind", about="an institution registered: its name, country and kind"
+        ),
+        IdentityEvent.InstitutionUpdated: Fields(
+            "changes", about="an institution's name, country or kind changed: the new values"
+        ),
         IdentityEvent.PersonCreated: Fields(
-            "institution", "roles", "bootstrap", "recovery", private=_CONTACT
+            "institution",
+            "roles",
+            "bootstrap",
+            "recovery",
+            private=_CONTACT,
+            about="a person registered by pseudonym: institution and roles, contacts committed",
         ),
-        IdentityEvent.PersonUpdated: Fields("changes", private=_CONTACT),
-        IdentityEvent.RoleGranted: Fields("role", "name"),
-        IdentityEvent.RoleRevoked: Fields("role"),
+        IdentityEvent.PersonUpdated: Fields(
+            "changes",
+            private=_CONTACT,
+            about="a person's details changed: a public role's name in clear, contacts committed",
+        ),
+        IdentityEvent.RoleGranted: Fields(
+            "role", "name", about="a role given to a person (a public role with their name)"
+        ),
+        IdentityEvent.RoleRevoked: Fields("role", about="a role taken from a person"),
         IdentityEvent.TokenIssued: Fields(
-            "holder", "scopes", "expires_at", "job", "project", "level", "recovery"
+            "holder",
+            "scopes",
+            "expires_at",
+            "job",
+            "project",
+            "level",
+            "recovery",
+            about="a token issued: whose, scopes, expiry, and for a job its project and level",
         ),
-        IdentityEvent.TokenRevoked: Fields("holder", "job"),
+        IdentityEvent.TokenRevoked: Fields(
+            "holder", "job", about="a token revoked (a job's token when the job ends)"
+        ),
         IdentityEvent.ClearanceGranted: Fields(
             "holder",
             "level",
@@ -53,7 +77,10 @@ FIELDS = declare(
             "regulation",
             "motion",
             private=("compartments",),
+            about="a clearance granted up to a level, under the policy set and regulation in force",
         ),
-        IdentityEvent.ClearanceRevoked: Fields("holder", "level"),
+        IdentityEvent.ClearanceRevoked: Fields(
+            "holder", "level", about="a clearance withdrawn before it expired"
+        ),
     },
 )

@@ -18,9 +18,17 @@ class RecordEvent(StrEnum):
 FIELDS = declare(
     RecordEvent,
     {
-        RecordEvent.WitnessRegistered: Fields("verifier_key", "motion"),
-        RecordEvent.WitnessRetired: Fields("motion"),
+        RecordEvent.WitnessRegistered: Fields(
+            "verifier_key",
+            "motion",
+            about="a witness whose cosignatures the facility accepts, registered by a motion",
+        ),
+        RecordEvent.WitnessRetired: Fields(
+            "motion", about="a witness retired by a motion: its cosignatures no longer count"
+        ),
         # Only which field was opened: the value goes to the auditor who asked, not the record.
-        RecordEvent.CommitmentOpened: Fields("field"),
+        RecordEvent.CommitmentOpened: Fields(
+            "field", about="a committed field opened to an auditor: which field, not its value"
+        ),
     },
 )

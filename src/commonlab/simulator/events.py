@@ -17,7 +17,13 @@ FIELDS = declare(
     SimulatorEvent,
     {
         SimulatorEvent.WhatIfAttached: Fields(
-            "whatif", "sha256", "policy", "jobs", "in_force", "proposed"
+            "whatif",
+            "sha256",
+            "policy",
+            "jobs",
+            "in_force",
+            "proposed",
+            about="a simulation attached to a motion: the report's hash and its headline figures",
         ),
     },
 )

@@ -29,6 +29,7 @@ FIELDS = declare(
             "dataset",
             "model",
             private=("config", "inputs_private", "out"),
+            about="a train, fine-tune or evaluate job admitted: its kind, inputs and config hash",
         ),
         WorkloadEvent.EvaluationPublished: Fields(
             "job",
@@ -40,6 +41,7 @@ FIELDS = declare(
             "metrics",
             "samples",
             "sample_root",
+            about="an evaluation's scores, and the Merkle root of its per-sample hashes",
         ),
     },
 )
