@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from commonlab.audit.allocation import AllocationBook, last_quarters, quarter_of, tranche_split
+from commonlab.audit.allocation import AllocationBook
 from commonlab.audit.findings import Findings
 from commonlab.audit.governance import GovernanceBook
 from commonlab.audit.identity import IdentityBook
 from commonlab.audit.log import Entry, HttpSource, read_log
 from commonlab.audit.published import Published
 from commonlab.audit.replay import Replay
+from commonlab.audit.shares import last_quarters, quarter_of, tranche_split
 from commonlab.demo import seed_demo
 from commonlab.portal.allocation_views import _last_quarters
 from commonlab.record.sequencer import sequence

@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from commonlab.audit.findings import Findings
-from commonlab.audit.governance import GovernanceBook, regulation_sha256, tally
+from commonlab.audit.governance import GovernanceBook, regulation_sha256
 from commonlab.audit.log import Entry, HttpSource, read_log
 from commonlab.audit.published import Published
 from commonlab.audit.replay import Replay
+from commonlab.audit.voting import tally
 from commonlab.governance.models import MemberState, Motion, Vote
 from commonlab.record.models import Entry as EntryRow
 from tests.cli.conftest import cli_config, served  # noqa: F401  (fixtures)

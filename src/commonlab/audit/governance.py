@@ -6,7 +6,7 @@ admissions, removals, each with its motion), the contribution scale over time, t
 in force over time (version 0 from the founding entry, each adopted version from its motion's
 payload, its SHA-256 checked against the canonical JSON), and every motion with its votes.
 Each closed vote is counted again here, by the audit's own reading of the voting rules
-(`tally`, written from docs/architecture.md, sharing no code with the service), against the
+(`audit/voting.py`, from docs/architecture.md, sharing no code with the service), against the
 members and scale in force when the motion was decided, and the result is held against the
 outcome the facility recorded and against the effect it wrote in the motion's name.
 
@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from typing import Any
 
 from commonlab.allocation.events import AllocationEvent
@@ -34,6 +33,7 @@ from commonlab.audit.findings import Findings
 from commonlab.audit.log import Entry
 from commonlab.audit.published import Published
 from commonlab.audit.replay import Book, reads
+from commonlab.audit.voting import KIND_RULES, QUORUM, Tally, tally
 from commonlab.compute.events import ComputeEvent
 from commonlab.governance.events import GovernanceEvent
 from commonlab.identity.events import IdentityEvent
@@ -41,8 +41,6 @@ from commonlab.record.canonical import canonical_json
 from commonlab.record.events import RecordEvent
 
 __all__ = [
-    "KIND_RULES",
-    "QUORUM",
     "Decision",
     "GovernanceBook",
     "Member",
@@ -50,32 +48,10 @@ __all__ = [
     "Motion",
     "RegulationVersion",
     "ScaleVersion",
-    "Tally",
     "regulation_sha256",
-    "tally",
 ]
 
 BOOK = "governance"
-
-# The voting rules as docs/architecture.md states them: the share of all member states that
-# must take part (yes, no or abstain) for a vote to count, per rule.
-QUORUM: dict[str, Fraction] = {
-    "simple": Fraction(1, 2),
-    "two_thirds": Fraction(2, 3),
-    "double": Fraction(1, 2),
-}
-
-# Which rule each motion kind is decided by (docs/architecture.md, "Governance").
-KIND_RULES: dict[str, str] = {
-    "adopt_regulation": "double",
-    "admit_member": "double",
-    "remove_member": "two_thirds",
-    "set_contribution_scale": "double",
-    "approve_allocation": "simple",
-    "certify_partition": "simple",
-    "register_witness": "simple",
-    "grant_cl4_clearance": "two_thirds",
-}
 
 # The entry a passed motion of each kind must have written in its name.
 EFFECT_OF_KIND: dict[str, str] = {
@@ -94,66 +70,6 @@ SCHEMA_1_REGULATION_NOTE = (
     "(schema 1): version 0 of the regulation, and every figure derived from it, rests on the "
     "facility's word (GET /api/v1/regulations)"
 )
-
-
-# The voting rules ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tally:
-    """A closed vote, counted by the audit."""
-
-    passed: bool
-    reason: str
-    members: int
-    yes: int
-    no: int
-    abstain: int
-    absent: int
-    yes_contribution: Decimal
-
-
-def tally(
-    rule: str,
-    *,
-    votes: Mapping[str, str],
-    members: frozenset[str],
-    weights: Mapping[str, Decimal],
-) -> Tally:
-    """Count a closed vote under `rule` ("simple", "two_thirds" or "double").
-
-    `votes` is each state's last choice ("yes", "no", "abstain"); only states that are members
-    when the vote closes count, and a member that did not vote is absent. Abstentions count
-    towards the quorum only. `weights` is the contribution scale in force, in percent.
-    Raises ValueError for a rule the audit does not know.
-    """
-    if rule not in QUORUM:
-        raise ValueError(f"no voting rule {rule!r}")
-    counted = {code: choice for code, choice in votes.items() if code in members}
-    yes = sum(1 for choice in counted.values() if choice == "yes")
-    no = sum(1 for choice in counted.values() if choice == "no")
-    abstain = sum(1 for choice in counted.values() if choice == "abstain")
-    yes_weight = sum(
-        (weights.get(code, Decimal(0)) for code, c in counted.items() if c == "yes"), Decimal(0)
-    )
-    all_weight = sum((weights.get(code, Decimal(0)) for code in members), Decimal(0))
-
-    def result(passed: bool, reason: str) -> Tally:
-        absent = len(members) - len(counted)
-        return Tally(passed, reason, len(members), yes, no, abstain, absent, yes_weight)
-
-    if not members:
-        return result(False, "no member states")
-    # Quorum exactly met is met: only fewer than the share fails.
-    if Fraction(len(counted), len(members)) < QUORUM[rule]:
-        return result(False, "no quorum")
-    if rule == "simple":
-        return result(yes > no, f"{yes} yes to {no} no")
-    if rule == "two_thirds":
-        return result(yes + no > 0 and 3 * yes >= 2 * (yes + no), f"{yes} yes to {no} no")
-    states = 2 * yes > len(members)
-    weight = all_weight > 0 and 2 * yes_weight > all_weight
-    return result(states and weight, f"{yes} of {len(members)} states, {yes_weight}%")
 
 
 def regulation_sha256(document: Any) -> str:
