@@ -28,6 +28,7 @@ from commonlab.errors import InvalidInput
 from commonlab.facility import Facility
 from tests.compute.helpers import Lab, award_project, entries, service_lab
 from tests.helpers import problem
+from tests.portal.helpers import sign_in
 
 # A Slurm facility's CPU partition: four nodes of 8 cores and 32 GB.
 NODES, CORES, MEMORY = 4, 8, 32
@@ -241,6 +242,10 @@ def test_the_api_shows_nodes_and_refuses_too_many_with_the_limit(client: Any, pr
     assert Decimal(job["reserved_hours"]) == Decimal("3.00")  # 3 nodes × 2 cores × ½ h
     shown = client.get(f"/api/v1/jobs/{job['id']}", headers=project.pi_auth).json()
     assert shown["nodes"] == 3
+    # The portal says so too: on the job's page and in the list of jobs.
+    sign_in(client, project.pi_auth["Authorization"].removeprefix("Bearer "))
+    assert "3 nodes, each 2 cpu" in client.get(f"/jobs/{job['id']}").text
+    assert "3 × 2 cpu" in client.get("/jobs").text
 
     refused = _job(client, project, nodes=NODES + 1)
     assert refused.status_code == 422
