@@ -9,7 +9,7 @@ root, and every entry to its leaf, before a single entry is replayed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,13 +35,22 @@ __all__ = [
     "Entry",
     "HttpSource",
     "LogError",
+    "Progress",
     "Source",
     "VerifiedLog",
+    "quiet",
     "read_log",
 ]
 
 # Entries written before `schema` was in the envelope are schema 1 (see docs/record.md).
 CURRENT_SCHEMA = 2
+
+# What a long step has done so far: (what, done, total), for a progress bar.
+Progress = Callable[[str, int, int], None]
+
+
+def quiet(what: str, done: int, total: int) -> None:
+    """A Progress that shows nothing."""
 
 
 class LogError(Exception):
@@ -147,7 +156,7 @@ class VerifiedLog:
     entries: list[Entry]
 
 
-def read_log(source: Source, verifier_key: str) -> VerifiedLog:
+def read_log(source: Source, verifier_key: str, *, progress: Progress = quiet) -> VerifiedLog:
     """Fetch the checkpoint, tiles and entry bundles from `source`; verify them; parse them.
 
     Raises LogError on anything that does not verify: a bad signature, tiles that do not
@@ -172,7 +181,11 @@ def read_log(source: Source, verifier_key: str) -> VerifiedLog:
         raise LogError(f"the tiles at size {size} are incomplete ({exc})") from None
     if root != checkpoint.root_hash:
         raise LogError(f"the tiles do not hash to the signed root at size {size}")
-    entries = [Entry.parse(i, body) for i, body in _entry_bodies(source, size, reader)]
+    entries = []
+    for index, body in _entry_bodies(source, size, reader):
+        entries.append(Entry.parse(index, body))
+        if index % TILE_WIDTH == TILE_WIDTH - 1 or index == size - 1:
+            progress("verifying the entries", index + 1, size)
     return VerifiedLog(source.where, size, root, note.decode(), entries)
 
 

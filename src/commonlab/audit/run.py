@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,12 +11,14 @@ from commonlab.audit.compute import ComputeBook
 from commonlab.audit.findings import Findings
 from commonlab.audit.governance import GovernanceBook
 from commonlab.audit.identity import IdentityBook
-from commonlab.audit.log import VerifiedLog
+from commonlab.audit.log import Progress, VerifiedLog, quiet
 from commonlab.audit.published import Published, PublishedError
 from commonlab.audit.replay import Book, Replay
 from commonlab.audit.workloads import WorkloadsBook
 
 __all__ = ["AuditReport", "audit", "books"]
+
+REPLAY_STEP = 10_000  # entries replayed between two reports of progress
 
 
 def books(log: VerifiedLog | None = None) -> list[Book]:
@@ -66,22 +67,25 @@ def audit(
     log: VerifiedLog,
     published: Published,
     *,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress = quiet,
 ) -> AuditReport:
     """Replay `log` and compare each Book with `published`. A public route that fails is a
     difference of its own (the figure could not be checked), never a crash."""
     replay = Replay(books(log))
-    progress(f"replaying {log.size} entries")
-    replay.feed(log.entries)
+    total = len(log.entries)
+    for start in range(0, total, REPLAY_STEP):
+        replay.feed(log.entries[start : start + REPLAY_STEP])
+        progress("replaying the entries", min(start + REPLAY_STEP, total), total)
     findings = Findings()
     for entry, problem in replay.malformed:
         findings.compare(
             "record", f"entry {entry.index} ({entry.type})", "readable as declared", problem
         )
-    for book in replay.books:
-        progress(f"comparing {book.name}")
+    for done, book in enumerate(replay.books):
+        progress("comparing with the facility", done, len(replay.books))
         try:
             book.compare(published, findings)
         except PublishedError as exc:
             findings.compare(book.name, "the facility's public figures", "readable", str(exc))
+    progress("comparing with the facility", len(replay.books), len(replay.books))
     return AuditReport(log.where, log.size, replay.replayed, dict(replay.unread), findings)

@@ -4,14 +4,26 @@ print every place they differ from what the facility publishes (exit 1 on any)."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from commonlab.audit.log import DirectorySource, HttpSource, LogError, read_log
+from commonlab.audit.log import Progress as AuditProgress
 from commonlab.audit.mirror import facility_key
 from commonlab.audit.published import Published
 from commonlab.audit.run import AuditReport, audit
@@ -21,6 +33,8 @@ from commonlab.cli.render import console
 from commonlab.record.watch import KeyChanged, LogForked, LogUnreachable, Watcher, WatchState
 
 __all__ = ["register"]
+
+err_console = Console(stderr=True)
 
 
 def audit_command(
@@ -57,20 +71,36 @@ def audit_command(
     else:
         source = HttpSource(url, http)
         verifier_key = _consistent_with_last_time(url, key, state or default_state_path(url), http)
-    say = (lambda _: None) if as_json else (lambda text: console.print(f"[dim]… {text}[/dim]"))
-    try:
-        say(f"reading the log at {source.where}")
-        log = read_log(source, verifier_key)
-    except LogError as exc:
-        raise CliError(f"the record does not verify: {exc}") from None
-    say(f"{log.size} entries verified against the signed checkpoint")
-    report = audit(log, Published(url, http), progress=say)
+    with _bars(quiet=as_json) as progress:
+        try:
+            log = read_log(source, verifier_key, progress=progress)
+        except LogError as exc:
+            raise CliError(f"the record does not verify: {exc}") from None
+        report = audit(log, Published(url, http), progress=progress)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
         _print(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _bars(*, quiet: bool) -> Iterator[AuditProgress]:
+    """One progress bar per step of the audit (verifying, replaying, comparing), on stderr."""
+    if quiet:
+        yield lambda what, done, total: None
+        return
+    tasks: dict[str, TaskID] = {}
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=err_console, transient=False) as bars:
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(what, total=total)
+            bars.update(tasks[what], completed=done, total=total)
+
+        yield progress
 
 
 def _consistent_with_last_time(url: str, key: str | None, state: Path, http: httpx.Client) -> str:
