@@ -24,6 +24,7 @@ from commonlab.record.tiles import (
     new_tile_contents,
     tile_path,
 )
+from tests.helpers import http_client
 from tests.record.events import SampleEvent
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "first_bundle",
     "flip_byte",
     "leaf_tile",
+    "rewrite_first_entry_and_its_leaf_tile",
+    "serve_folder",
     "settled",
     "write_log",
 ]
@@ -59,15 +62,16 @@ def settled(facility: Facility, url: str) -> int:
     raise AssertionError(f"the sequencer did not sign all {total} entries")
 
 
-def leaf_tile(mirror: Path) -> Path:
-    """The mirror's first level-0 tile (full or partial)."""
-    found = sorted((mirror / "tile" / "0").glob("000*"))
+def leaf_tile(mirror: Path, index: int = 0) -> Path:
+    """The mirror's level-0 tile `index` (full or partial)."""
+    found = sorted((mirror / "tile" / "0").glob(f"{index:03d}*"))
     tile = found[0]
     return next(tile.rglob("*")) if tile.is_dir() else tile
 
 
-def first_bundle(mirror: Path) -> Path:
-    found = sorted((mirror / "tile" / "entries").glob("000*"))
+def first_bundle(mirror: Path, index: int = 0) -> Path:
+    """The mirror's entry bundle `index` (the first by default)."""
+    found = sorted((mirror / "tile" / "entries").glob(f"{index:03d}*"))
     bundle = found[0]
     return next(bundle.rglob("*")) if bundle.is_dir() else bundle
 
@@ -80,6 +84,35 @@ def edit_first_entry(bundle: Path) -> None:
     at = next(i for i, byte in enumerate(first) if chr(byte).isdigit())
     first[at] = ord("1") if first[at] != ord("1") else ord("2")
     bundle.write_bytes(encode_entry_bundle([bytes(first), *bodies[1:]]))
+
+
+def rewrite_first_entry_and_its_leaf_tile(mirror: Path, bundle_index: int = 0) -> None:
+    """Change a bundle's first entry and rewrite its leaf tile to match, leaving every tile
+    above as it was: a mirror (or facility) that rewrote history and hoped nobody climbs from
+    the leaves to the signed root. Needs a log past one full tile, so the root is read from a
+    higher tile."""
+    bundle = first_bundle(mirror, bundle_index)
+    edit_first_entry(bundle)
+    tile = leaf_tile(mirror, bundle_index)
+    hashes = tile.read_bytes()
+    first = decode_entry_bundle(bundle.read_bytes())[0]
+    tile.write_bytes(leaf_hash(first) + hashes[32:])
+
+
+def serve_folder(root: Path, verifier_key: str) -> httpx.Client:
+    """A 'facility' that serves a folder as its /log/: what a mirror is shown in a test that
+    needs the facility to lie."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/v1/record/key":
+            return httpx.Response(200, json={"verifier_key": verifier_key})
+        target = root / path.removeprefix("/log/")
+        if path.startswith("/log/") and target.is_file():
+            return httpx.Response(200, content=target.read_bytes())
+        return httpx.Response(404, text="not found")
+
+    return http_client(transport=httpx.MockTransport(answer))
 
 
 def write_log(directory: Path, bodies: list[bytes], signer: Signer) -> None:

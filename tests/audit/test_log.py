@@ -9,7 +9,6 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from commonlab.audit.log import (
@@ -31,7 +30,8 @@ from tests.audit.logs import (
     edit_first_entry,
     first_bundle,
     flip_byte,
-    leaf_tile,
+    rewrite_first_entry_and_its_leaf_tile,
+    serve_folder,
     settled,
     write_log,
 )
@@ -41,22 +41,6 @@ from tests.helpers import http_client
 
 def files_in(directory: Path) -> set[str]:
     return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
-
-
-def serve_folder(root: Path, verifier_key: str) -> httpx.Client:
-    """A 'facility' that serves a folder as its /log/: what a mirror is shown in a test that
-    needs the facility to lie."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path == "/api/v1/record/key":
-            return httpx.Response(200, json={"verifier_key": verifier_key})
-        target = root / path.removeprefix("/log/")
-        if path.startswith("/log/") and target.is_file():
-            return httpx.Response(200, content=target.read_bytes())
-        return httpx.Response(404, text="not found")
-
-    return http_client(transport=httpx.MockTransport(answer))
 
 
 def test_the_log_over_http_is_every_entry_verified_and_parsed(served):  # noqa: F811
@@ -103,21 +87,35 @@ def test_a_mirror_reads_as_the_facility_and_grows_by_only_what_is_new(served, tm
     assert read_log(DirectorySource(folder), key).size == second
 
 
-def test_a_mirror_with_a_tile_byte_flipped_does_not_verify(served, tmp_path):  # noqa: F811
-    append_many(served.facility, 3)
+def test_the_audit_trusts_no_tile_a_mirror_without_them_reads_the_same(served, tmp_path):  # noqa: F811
+    """Tiles are for proofs; the audit hashes the entries themselves up to the signed root."""
+    append_many(served.facility, 300)
     settled(served.facility, served.url)
     mirror(served.url, tmp_path / "m", http=http_client())
-    flip_byte(leaf_tile(tmp_path / "m"), at=5)
-    with pytest.raises(LogError, match="the tiles do not hash to the signed root"):
-        read_log(DirectorySource(tmp_path / "m"), served.facility.signer.verifier_key())
+    key = served.facility.signer.verifier_key()
+    whole = read_log(DirectorySource(tmp_path / "m"), key)
+    for tile in [p for p in (tmp_path / "m" / "tile").iterdir() if p.name != "entries"]:
+        shutil.rmtree(tile)
+    assert read_log(DirectorySource(tmp_path / "m"), key).entries == whole.entries
 
 
-def test_a_mirror_with_an_entry_edited_does_not_hash_to_its_leaf(served, tmp_path):  # noqa: F811
+def test_a_mirror_with_an_entry_edited_does_not_reach_the_signed_root(served, tmp_path):  # noqa: F811
     append_many(served.facility, 3)
     settled(served.facility, served.url)
     mirror(served.url, tmp_path / "m", http=http_client())
     edit_first_entry(first_bundle(tmp_path / "m"))
-    with pytest.raises(LogError, match="entry 0 does not hash to its leaf"):
+    with pytest.raises(LogError, match="do not hash to the signed root"):
+        read_log(DirectorySource(tmp_path / "m"), served.facility.signer.verifier_key())
+
+
+def test_an_entry_rewritten_with_its_leaf_tile_does_not_reach_the_signed_root(served, tmp_path):  # noqa: F811
+    """Leaf tiles are not signed: only what hashes up to the checkpoint's root is. An entry
+    and its leaf tile rewritten together, under untouched higher tiles, must be refused."""
+    append_many(served.facility, 300)
+    settled(served.facility, served.url)
+    mirror(served.url, tmp_path / "m", http=http_client())
+    rewrite_first_entry_and_its_leaf_tile(tmp_path / "m")
+    with pytest.raises(LogError, match="do not hash to the signed root"):
         read_log(DirectorySource(tmp_path / "m"), served.facility.signer.verifier_key())
 
 
@@ -185,7 +183,7 @@ def test_the_mirror_refuses_a_rollback_a_fork_and_a_bad_tile_and_stays_as_it_was
     mirror(served.url, tmp_path / "newer", http=http_client())
     (new_tile,) = {p for p in needed_paths(newer) if p.startswith("tile/0/")} - kept
     flip_byte(tmp_path / "newer" / new_tile, at=40)
-    with pytest.raises(LogError, match="the tiles do not hash to the signed root"):
+    with pytest.raises(LogError, match="is not what the signed entries make"):
         mirror("http://facility", folder, http=serve_folder(tmp_path / "newer", key))
     unchanged()
 
@@ -218,3 +216,14 @@ def test_an_entry_that_does_not_say_what_its_type_declares_is_a_difference_not_a
     report = audit(log, NothingPublished())  # type: ignore[arg-type]
     named = {d.claim for d in report.findings.differences if d.book == "record"}
     assert "entry 0 (workloads:workload:admitted)" in named
+
+
+def test_the_mirror_refuses_an_entry_rewritten_with_its_leaf_tile(served, tmp_path):  # noqa: F811
+    append_many(served.facility, 300)
+    settled(served.facility, served.url)
+    key = served.facility.signer.verifier_key()
+    mirror(served.url, tmp_path / "lying", http=http_client())
+    rewrite_first_entry_and_its_leaf_tile(tmp_path / "lying")
+    with pytest.raises(LogError, match="do not hash to the signed root"):
+        mirror("http://lying", tmp_path / "m", http=serve_folder(tmp_path / "lying", key))
+    assert not (tmp_path / "m" / "checkpoint").exists()

@@ -22,13 +22,7 @@ import httpx
 
 from commonlab.audit.log import HttpSource, LogError
 from commonlab.record.checkpoint import Checkpoint, open_checkpoint
-from commonlab.record.merkle import (
-    ProofError,
-    consistency_proof,
-    leaf_hash,
-    tree_root,
-    verify_consistency,
-)
+from commonlab.record.merkle import HASH_SIZE, CompactRange, leaf_hash
 from commonlab.record.note import NoteError, Verifier
 from commonlab.record.tiles import (
     TILE_HEIGHT,
@@ -36,6 +30,7 @@ from commonlab.record.tiles import (
     TileHashReader,
     decode_entry_bundle,
     entries_path,
+    new_tile_contents,
     parse_tile_path,
     tile_path,
     tiles_for_tree,
@@ -179,43 +174,51 @@ def _mirrored_checkpoint(directory: Path, verifier: Verifier) -> Checkpoint | No
 
 
 def _verify(directory: Path, new: Checkpoint, old: Checkpoint | None) -> None:
-    """The mirror's tiles hash to the new root, it extends the old one, and every entry from
-    the old size on hashes to its leaf."""
+    """What was fetched is what the signed checkpoint says: the new entries hash up to the new
+    root from the subtrees verified last time, and every new tile is exactly what those
+    entries make. Nothing is taken from a tile on trust: a tile is not signed."""
+    first_new = 0 if old is None else old.size
+    if old is not None and first_new == new.size and old.root_hash != new.root_hash:
+        raise LogError(f"two different trees of size {new.size} were signed: a fork")
 
-    def get_tile(level: int, index: int) -> bytes:
-        hashes_at_level = new.size >> (TILE_HEIGHT * level)
-        width = min(TILE_WIDTH, hashes_at_level - index * TILE_WIDTH)
+    def mirrored(level: int, index: int, size: int) -> bytes:
+        width = min(TILE_WIDTH, (size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH)
         return (directory / tile_path(level, index, width)).read_bytes()
 
-    reader = TileHashReader(get_tile)
     try:
-        root = tree_root(new.size, reader)
+        tree = CompactRange.at(
+            first_new, TileHashReader(lambda lv, ix: mirrored(lv, ix, first_new))
+        )
     except (KeyError, ValueError, OSError) as exc:
-        raise LogError(f"the tiles at size {new.size} are incomplete ({exc})") from None
-    if root != new.root_hash:
-        raise LogError(f"the tiles do not hash to the signed root at size {new.size}")
-    if old is not None and old.size != new.size:
+        raise LogError(f"the mirror's tiles at size {first_new} are incomplete ({exc})") from None
+    if old is not None and tree.root() != old.root_hash:
+        raise LogError(f"the mirror's tiles no longer hash to its checkpoint at size {old.size}")
+    leaves = []
+    for bundle in range(first_new // TILE_WIDTH, (new.size + TILE_WIDTH - 1) // TILE_WIDTH):
+        width = min(TILE_WIDTH, new.size - bundle * TILE_WIDTH)
         try:
-            proof = consistency_proof(old.size, new.size, reader)
-            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
-        except (ProofError, KeyError, ValueError) as exc:
+            bodies = decode_entry_bundle((directory / entries_path(bundle, width)).read_bytes())
+        except ValueError as exc:
+            raise LogError(f"entry bundle {bundle} is not an entry bundle ({exc})") from None
+        if len(bodies) != width:
+            raise LogError(f"entry bundle {bundle} has {len(bodies)} entries, not {width}")
+        first = bundle * TILE_WIDTH
+        leaves += [leaf_hash(body) for i, body in enumerate(bodies, first) if i >= first_new]
+    for leaf in leaves:
+        tree.append(leaf)
+    if tree.root() != new.root_hash:
+        if old is not None:
             raise LogError(
                 f"the log of size {new.size} does not extend the one this mirror verified "
                 f"at size {old.size} (root {base64.b64encode(old.root_hash).decode()}): a "
-                f"fork ({exc})"
-            ) from None
-    elif old is not None and old.root_hash != new.root_hash:
-        raise LogError(f"two different trees of size {new.size} were signed: a fork")
-    first_new = 0 if old is None else old.size
-    for bundle in range(first_new // TILE_WIDTH, (new.size + TILE_WIDTH - 1) // TILE_WIDTH):
-        width = min(TILE_WIDTH, new.size - bundle * TILE_WIDTH)
-        bodies = decode_entry_bundle((directory / entries_path(bundle, width)).read_bytes())
-        if len(bodies) != width:
-            raise LogError(f"entry bundle {bundle} has {len(bodies)} entries, not {width}")
-        for offset, body in enumerate(bodies):
-            index = bundle * TILE_WIDTH + offset
-            if index >= first_new and leaf_hash(body) != reader.read(0, index):
-                raise LogError(f"entry {index} does not hash to its leaf in the tiles")
+                "fork, or entries that do not hash to the signed root"
+            )
+        raise LogError(f"the entries do not hash to the signed root at size {new.size}")
+    made = new_tile_contents(first_new, leaves, get_tile=lambda lv, ix: mirrored(lv, ix, first_new))
+    for (level, index), data in made.items():
+        path = directory / tile_path(level, index, len(data) // HASH_SIZE)
+        if not path.is_file() or path.read_bytes() != data:
+            raise LogError(f"tile {level}/{index} is not what the signed entries make")
 
 
 def _remove_superseded(directory: Path, needed: set[str]) -> int:

@@ -93,7 +93,7 @@ def _bars(*, quiet: bool) -> Iterator[AuditProgress]:
         return
     tasks: dict[str, TaskID] = {}
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=err_console, transient=False) as bars:
+    with Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True) as bars:
 
         def progress(what: str, done: int, total: int) -> None:
             if what not in tasks:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "CompactRange",
     "HashReader",
     "MemoryTree",
     "ProofError",
@@ -63,6 +64,50 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
         return hashes[0]
     k = _split_point(n)
     return node_hash(root_from_leaf_hashes(hashes[:k]), root_from_leaf_hashes(hashes[k:]))
+
+
+class CompactRange:
+    """The roots of the maximal full subtrees of the leaves so far: enough for any root.
+
+    How a reader checks many entries against one signed root without trusting any tile:
+    start from nothing (or from the subtrees of an earlier size, checked against that size's
+    root), append each entry's leaf hash, compare `root()` with the checkpoint's.
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []  # (level, hash), largest first
+
+    @classmethod
+    def at(cls, size: int, read: HashReader) -> CompactRange:
+        """The range of the first `size` leaves, its subtrees read with `read` (untrusted
+        until its root is compared with a signed one)."""
+        _check_size(size)
+        compact = cls()
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                compact._stack.append((level, read(level, start >> level)))
+                start += 1 << level
+        compact.size = size
+        return compact
+
+    def append(self, leaf: bytes) -> None:
+        level, node = 0, leaf
+        while self._stack and self._stack[-1][0] == level:
+            _, left = self._stack.pop()
+            node = node_hash(left, node)
+            level += 1
+        self._stack.append((level, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        root = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            root = node_hash(left, root)
+        return root
 
 
 # --- proof generation -------------------------------------------------------

@@ -32,9 +32,9 @@ from commonlab.record.merkle import leaf_hash
 from commonlab.record.models import Checkpoint, Entry, PrivateOpening
 
 __all__ = [
+    "ENTRY_SCHEMA",
     "MAX_ENTRY_BYTES",
     "PUBLIC_ROLES",
-    "ENTRY_SCHEMA",
     "AppendedEntry",
     "actor_ref",
     "append",

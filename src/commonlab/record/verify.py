@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commonlab.record.checkpoint import open_checkpoint
-from commonlab.record.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from commonlab.record.merkle import EMPTY_ROOT, CompactRange, leaf_hash
 from commonlab.record.models import Checkpoint, Entry, Head, Tile
 from commonlab.record.note import NoteError, Verifier
 from commonlab.record.tiles import TILE_WIDTH, inner_hashes, new_tile_contents, tiles_for_tree
 
-__all__ = ["CompactRange", "VerifyReport", "verify_store"]
+__all__ = ["VerifyReport", "verify_store"]
 
 CHUNK = 10_000
 
@@ -36,31 +36,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-class CompactRange:
-    """The roots of the maximal full subtrees of the leaves so far: enough for any root."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[tuple[int, bytes]] = []  # (level, hash), largest first
-
-    def append(self, leaf: bytes) -> None:
-        level, node = 0, leaf
-        while self._stack and self._stack[-1][0] == level:
-            _, left = self._stack.pop()
-            node = node_hash(left, node)
-            level += 1
-        self._stack.append((level, node))
-        self.size += 1
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return EMPTY_ROOT
-        root = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            root = node_hash(left, root)
-        return root
 
 
 def verify_store(

@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 
 from commonlab.record.checkpoint import Checkpoint, open_checkpoint
-from commonlab.record.merkle import ProofError, consistency_proof, tree_root, verify_consistency
+from commonlab.record.merkle import (
+    CompactRange,
+    ProofError,
+    consistency_proof,
+    leaf_hash,
+    tree_root,
+    verify_consistency,
+)
 from commonlab.record.note import NoteError, Verifier
 from commonlab.record.tiles import (
     TILE_HEIGHT,
@@ -128,7 +135,10 @@ class Watcher:
             self._check_consistent(state, checkpoint, reader)
         checked = 0
         if self.check_entries:
-            checked = self._check_entries(previous or 0, checkpoint.size, reader)
+            old_root = None if state is None else base64.b64decode(state.root_hash)
+            checked = self._check_entries(
+                previous or 0, old_root, checkpoint.size, checkpoint.root_hash, reader
+            )
         WatchState(
             url=self.url,
             verifier_key=vkey,
@@ -158,23 +168,38 @@ class Watcher:
                 f"one of size {state.size} ({exc})"
             ) from None
 
-    def _check_entries(self, start: int, size: int, reader: TileHashReader) -> int:
-        """Fetch the entry bundles of new entries and check them against the leaf tiles."""
-        from commonlab.record.merkle import leaf_hash
+    def _check_entries(
+        self,
+        start: int,
+        old_root: bytes | None,
+        size: int,
+        root: bytes,
+        reader: TileHashReader,
+    ) -> int:
+        """Fetch the entry bundles of the new entries and hash them up to the signed root.
 
-        checked = 0
-        first_bundle = start // TILE_WIDTH
-        for bundle in range(first_bundle, (size + TILE_WIDTH - 1) // TILE_WIDTH):
+        Not leaf by leaf against the tiles: a tile is not signed, and a leaf tile rewritten
+        with its entries would pass under untouched higher tiles. The subtrees before
+        `start` come from the tiles and are checked against the root verified last time."""
+        tree = CompactRange.at(start, reader)
+        if old_root is not None and tree.root() != old_root:
+            raise LogForked(f"the tiles before entry {start} do not hash to the verified root")
+        for bundle in range(start // TILE_WIDTH, (size + TILE_WIDTH - 1) // TILE_WIDTH):
             width = min(TILE_WIDTH, size - bundle * TILE_WIDTH)
-            entries = decode_entry_bundle(self._get("/log/" + entries_path(bundle, width)))
+            try:
+                entries = decode_entry_bundle(self._get("/log/" + entries_path(bundle, width)))
+            except ValueError as exc:
+                raise LogForked(f"entry bundle {bundle} is not an entry bundle ({exc})") from None
             if len(entries) != width:
                 raise LogForked(f"entry bundle {bundle} has {len(entries)} entries, not {width}")
-            for offset, entry in enumerate(entries):
-                index = bundle * TILE_WIDTH + offset
-                if index >= start and leaf_hash(entry) != reader.read(0, index):
-                    raise LogForked(f"entry {index} does not hash to its leaf in the tiles")
-                checked += index >= start
-        return checked
+            for index, entry in enumerate(entries, start=bundle * TILE_WIDTH):
+                if index >= start:
+                    tree.append(leaf_hash(entry))
+        if tree.root() != root:
+            raise LogForked(
+                f"entries {start}..{size - 1} do not hash to the signed root at size {size}"
+            )
+        return size - start
 
     def _tile_reader(self, size: int) -> TileHashReader:
         def get_tile(level: int, index: int) -> bytes:
