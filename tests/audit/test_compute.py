@@ -17,28 +17,14 @@ from commonlab.audit.log import Entry
 from commonlab.audit.replay import Replay
 from tests.audit.audited import audit_test_facility, claims
 from tests.cli.conftest import cli_config, served  # noqa: F401  (fixtures)
-from tests.compute.helpers import award_project, run_until
+from tests.compute.helpers import finish_a_job
 
 # A facility of the test's own ------------------------------------------------------------------
 
 
 @pytest.fixture
 def finished_job(client, app, operator):
-    project = award_project(client, operator)
-    made = client.post(
-        "/api/v1/jobs",
-        json={
-            "name": "hello",
-            "project": project.name,
-            "command": "echo hello",
-            "accelerator": "cpu",
-            "accelerators": 1,
-            "time_limit_minutes": 5,
-        },
-        headers=project.member_auth,
-    )
-    assert made.status_code == 201, made.text
-    job = run_until(app.state.jobs, client, made.json()["id"], project.member_auth, {"succeeded"})
+    job = finish_a_job(client, app, operator)
     assert job["charged_hours"] == "0.01", job
     return job
 

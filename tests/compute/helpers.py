@@ -152,6 +152,25 @@ def run_until(
         time.sleep(0.05)
 
 
+def finish_a_job(client: TestClient, app: Any, operator: dict[str, str]) -> dict[str, Any]:
+    """`echo hello` on one cpu, in a new project, run to success through the API; the job."""
+    project = award_project(client, operator)
+    made = client.post(
+        "/api/v1/jobs",
+        json={
+            "name": "hello",
+            "project": project.name,
+            "command": "echo hello",
+            "accelerator": "cpu",
+            "accelerators": 1,
+            "time_limit_minutes": 5,
+        },
+        headers=project.member_auth,
+    )
+    assert made.status_code == 201, made.text
+    return run_until(app.state.jobs, client, made.json()["id"], project.member_auth, {"succeeded"})
+
+
 # Through the services, no HTTP -----------------------------------------------------------------
 
 

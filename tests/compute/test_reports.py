@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.compute.helpers import award_project, run_until
+from tests.compute.helpers import finish_a_job
 from tests.helpers import problem
 
 TODAY = date.today()
@@ -18,21 +18,7 @@ TOMORROW = TODAY + timedelta(days=1)
 
 
 def test_the_report_counts_a_finished_job_for_anyone(client, app, operator):
-    project = award_project(client, operator)
-    made = client.post(
-        "/api/v1/jobs",
-        json={
-            "name": "hello",
-            "project": project.name,
-            "command": "echo hello",
-            "accelerator": "cpu",
-            "accelerators": 1,
-            "time_limit_minutes": 5,
-        },
-        headers=project.member_auth,
-    )
-    assert made.status_code == 201, made.text
-    run_until(app.state.jobs, client, made.json()["id"], project.member_auth, {"succeeded"})
+    finish_a_job(client, app, operator)
     period = {"start": TODAY.isoformat(), "end": TOMORROW.isoformat()}
 
     report = client.get("/api/v1/reports/jobs", params=period)  # no token

@@ -28,8 +28,8 @@ import commonlab
 from commonlab.compute.executors.slurm.cli import SlurmCli
 from commonlab.workloads.runtime.lm import train_causal_lm
 from tests.slurm_fixtures import unique_name
-from tests.workloads.runtime.test_distributed import RELATIVE
-from tests.workloads.runtime.test_lm import job_paths, tiny_config
+from tests.workloads.runtime.test_distributed import RELATIVE, deterministic_config
+from tests.workloads.runtime.test_lm import job_paths
 from tests.workloads.runtime.text_data import text_records, write_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -97,15 +97,7 @@ def test_two_nodes_under_srun_follow_the_one_process_run(slurm_cluster, slurm_ac
     _skip_unless_others_can_run_this_python()
     folder = slurm_cluster.job_dir("two-nodes")
     data = write_jsonl(folder / "data", text_records(200))
-    # As runtime/test_distributed.py: no dropout, so both runs compute the same sums.
-    no_dropout = {"n_layer": 2, "n_embd": 32, "n_head": 2}
-    no_dropout |= {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-    config = tiny_config(
-        model={"architecture": "gpt2", "size": no_dropout},
-        max_steps=8,
-        log_every=2,
-        checkpoint_every=4,
-    )
+    config = deterministic_config()
     # One process, accumulating two micro-batches of 4: the two tasks' global batch of 8.
     single = train_causal_lm(
         config.model_copy(update={"micro_batch_size": 4}), job_paths(tmp_path / "one", data)

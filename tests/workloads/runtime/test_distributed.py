@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from commonlab.workloads.config import TrainConfig
 from commonlab.workloads.runtime.lm import train_causal_lm
 from tests.workloads.runtime.test_lm import job_paths, tiny_config
 from tests.workloads.runtime.text_data import text_records, write_jsonl
@@ -28,17 +29,23 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 RELATIVE = 1e-4
 
 
-@pytest.mark.slow
-def test_two_processes_follow_the_one_process_run(tmp_path: Path) -> None:
-    data = write_jsonl(tmp_path / "data", text_records(200))
+def deterministic_config() -> TrainConfig:
+    """A tiny GPT-2 without dropout, so one process and several compute the same sums (the
+    runs that stand a distributed trajectory beside a single one use it)."""
     no_dropout = {"n_layer": 2, "n_embd": 32, "n_head": 2}
     no_dropout |= {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-    config = tiny_config(
+    return tiny_config(
         model={"architecture": "gpt2", "size": no_dropout},
         max_steps=8,
         log_every=2,
         checkpoint_every=4,
     )
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_process_run(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "data", text_records(200))
+    config = deterministic_config()
     # One process, accumulating two micro-batches of 4: the same sums as two processes of 4.
     single = train_causal_lm(
         config.model_copy(update={"micro_batch_size": 4}), job_paths(tmp_path / "one", data)
