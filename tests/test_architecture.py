@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"allocation"},
     {"artifacts"},
     {"compute"},
+    {"datasearch"},  # indexes over dataset versions' tokens: exact search, for now a library
     {"workloads"},  # train, fine-tune, evaluate: admitted as compute jobs
     {"simulator"},
     {"portal"},
