@@ -189,6 +189,8 @@ def test_an_empty_index_finds_nothing(tmp_path: Path) -> None:
         assert index.manifest.records == 3 and index.manifest.tokens == 1
         assert [(hit.record, hit.offset) for hit in index.locate([2])] == [(2, 0)]
         assert index.record(0) == ()
+    with build(tmp_path / "one-blank", [[]], vocab_size=10, shard=64) as index:
+        assert index.count([2]) == 0 and index.record(0) == ()
 
 
 @pytest.mark.parametrize(
