@@ -19,11 +19,14 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not a batch: a batch on SQLite copies the table and drops the original,
+# which the foreign keys of jobs' transitions, metrics and workloads refuse (SQLite has had
+# ADD and DROP COLUMN since 3.35).
 def upgrade() -> None:
-    with op.batch_alter_table("compute_jobs") as batch:
-        batch.add_column(sa.Column("nodes", sa.Integer(), server_default="1", nullable=False))
+    op.add_column(
+        "compute_jobs", sa.Column("nodes", sa.Integer(), server_default="1", nullable=False)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("compute_jobs") as batch:
-        batch.drop_column("nodes")
+    op.drop_column("compute_jobs", "nodes")
