@@ -74,6 +74,9 @@ class _ReadsATypo(Book):
     def cast(self, entry) -> None:
         pass
 
+    def compare(self, published, findings) -> None:
+        pass
+
 
 def test_problems_names_an_undeclared_type_a_reader_of_nothing_and_a_silent_reader(monkeypatch):
     stray = ModuleType("commonlab.nowhere.events")
@@ -97,6 +100,9 @@ class _ReadsVotes(Book):
         """Each member's latest choice on a motion.
 
         Later paragraphs are for the code's reader, not docs/record.md."""
+
+    def compare(self, published, findings) -> None:
+        pass
 
 
 def test_a_table_shows_fields_about_and_what_the_reading_book_derives(monkeypatch):

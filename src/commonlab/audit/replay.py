@@ -9,6 +9,7 @@ it. Entries no Book reads are counted, never silently lost (`Replay.unread`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -32,7 +33,7 @@ def reads(*types: str) -> Callable[[Handler], Handler]:
     return mark
 
 
-class Book:
+class Book(ABC):
     """One domain's replayed state. Subclasses mark readers with @reads and implement
     `compare`, which checks the state against what the facility publishes."""
 
@@ -54,9 +55,9 @@ class Book:
         reader(self, entry)
         return True
 
+    @abstractmethod
     def compare(self, published: Published, findings: Findings) -> None:
         """Check the replayed state against the facility's published figures."""
-        raise NotImplementedError
 
 
 class Replay:

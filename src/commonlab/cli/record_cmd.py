@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from commonlab.audit.log import LogError
+from commonlab.audit.mirror import mirror as mirror_log
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json
 
@@ -151,9 +153,6 @@ def mirror(
 ) -> None:
     """Copy the log's checkpoint, tiles, entry bundles and key into a folder, verified; run it
     again to fetch only what is new. Then: `commonlab audit URL --from-tiles DIR`."""
-    from commonlab.audit.log import LogError
-    from commonlab.audit.mirror import mirror as mirror_log
-
     with _progress() as progress:
         task = progress.add_task("mirroring tiles", total=None)
         try:
