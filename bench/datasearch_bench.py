@@ -113,25 +113,31 @@ def make_queries(
     return present, absent
 
 
-def timed(function, queries: list[list[int]]) -> list[float]:
-    """Milliseconds per call, one call per query."""
+def timed(function, queries: list[list[int]]) -> list[tuple[float, float]]:
+    """Milliseconds per call, one call per query: wall-clock time, and the CPU time of this
+    thread (which leaves out time spent waiting for a core on a shared machine)."""
     times = []
     for query in queries:
-        started = time.perf_counter_ns()
+        started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
         function(query)
-        times.append((time.perf_counter_ns() - started) / 1e6)
+        times.append(
+            ((time.perf_counter_ns() - started) / 1e6, (time.thread_time_ns() - started_cpu) / 1e6)
+        )
     return times
 
 
-def percentiles(times: list[float]) -> str:
+def percentiles(times: list[tuple[float, float]]) -> str:
     if not times:
         return "none"
-    ordered = sorted(times)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (
-        f"p50 {statistics.median(ordered):.3f} ms, p99 {p99:.3f} ms, "
-        f"max {ordered[-1]:.3f} ms (n={len(ordered)})"
-    )
+
+    def summary(values: list[float]) -> str:
+        ordered = sorted(values)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return f"p50 {statistics.median(ordered):.3f}, p99 {p99:.3f}, max {ordered[-1]:.3f} ms"
+
+    wall = summary([took for took, _ in times])
+    cpu = summary([cpu for _, cpu in times])
+    return f"{wall} (CPU: {cpu}) n={len(times)}"
 
 
 def evict(directory: Path) -> None:
@@ -242,6 +248,14 @@ def main() -> None:
         index_times = timed(index.count, sample)
         print(f"plain scan (bytes.count over all shards, in memory): {percentiles(scan_times)}")
         print(f"  the index on the same {len(sample)} queries: {percentiles(index_times)}")
+    started = time.perf_counter()
+    with ExactIndex(directory, populate=True) as index:
+        opened = time.perf_counter() - started
+        print(f"opened with every page mapped (populate=True): {opened:.1f} s")
+        print(f"count, populated, all:       {percentiles(timed(index.count, every))}")
+        print(f"count, populated, present:   {percentiles(timed(index.count, present))}")
+        locate_times = timed(lambda query: index.locate(query, limit=10), present)
+        print(f"locate (limit 10), populated: {percentiles(locate_times)}")
     print(f"count, cold page cache: {percentiles(cold_counts(directory, every[: arguments.cold]))}")
     print("anchor (published, not measured here): infini-gram ~7 bytes/token, ~20 ms per count")
 
