@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"allocation"},
     {"artifacts"},
     {"compute"},
-    {"datasearch"},  # indexes over dataset versions' tokens: exact search, for now a library
+    {"datasearch"},  # training-data search: indexes (artifacts), opt-outs, search, tracing
     {"workloads"},  # train, fine-tune, evaluate: admitted as compute jobs
     {"simulator"},
     {"portal"},
@@ -56,6 +56,7 @@ DOMAINS = {
     "allocation",
     "compute",
     "artifacts",
+    "datasearch",
     "simulator",
     "workloads",
     "portal",

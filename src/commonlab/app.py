@@ -20,6 +20,7 @@ from commonlab.compute.api import router as compute_router
 from commonlab.compute.executors.registry import kind_of, make_executor
 from commonlab.compute.job_controller import JobController
 from commonlab.compute.service import ensure_local_fleet
+from commonlab.datasearch.api import router as datasearch_router
 from commonlab.facility import Facility
 from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_authenticator, install_error_handlers
@@ -115,6 +116,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.include_router(compute_router)
     app.include_router(workloads_router)
     app.include_router(evaluations_router)
+    app.include_router(datasearch_router)
     app.include_router(simulator_router)
     app.include_router(record_router)
     app.include_router(log_router)

@@ -3,6 +3,7 @@
 from commonlab.allocation import models as allocation_models
 from commonlab.artifacts import models as artifacts_models
 from commonlab.compute import models as compute_models
+from commonlab.datasearch import models as datasearch_models
 from commonlab.db import Base
 from commonlab.governance import models as governance_models
 from commonlab.identity import models as identity_models
@@ -17,6 +18,7 @@ __all__ = [
     "allocation_models",
     "artifacts_models",
     "compute_models",
+    "datasearch_models",
     "governance_models",
     "identity_models",
     "portal_models",

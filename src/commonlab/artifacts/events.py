@@ -68,8 +68,9 @@ FIELDS = declare(
         ArtifactsEvent.TagMoved: _tag("a tag is moved to another version (`from`: the one before)"),
         ArtifactsEvent.Downloaded: Fields(
             "level",
-            private=("path", "sha256"),
-            about="a file above CL-1 is downloaded (recorded before it is served)",
+            private=("path", "sha256", "paths", "files"),
+            about="a file above CL-1 is downloaded, or a version's files read at once by a "
+            "search (recorded before it is served)",
         ),
         ArtifactsEvent.DownloadRefused: Fields(
             "level",

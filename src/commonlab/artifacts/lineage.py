@@ -10,14 +10,35 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.artifacts.models import LineageEdge, Version
+from commonlab.artifacts.models import LineageEdge, Relation, Version
 from commonlab.artifacts.refs import VersionRef
-from commonlab.artifacts.repos import authorize_read, content_denial, find_repo, note_job_read
-from commonlab.artifacts.versions import record_licenses, record_sources, ref_of, resolve
+from commonlab.artifacts.refs import parse_ref as parse_version_ref
+from commonlab.artifacts.repos import (
+    authorize_read,
+    content_denial,
+    find_repo,
+    note_job_read,
+    readable,
+)
+from commonlab.artifacts.versions import (
+    VersionFacts,
+    facts_of,
+    record_licenses,
+    record_sources,
+    ref_of,
+    resolve,
+)
 from commonlab.errors import AccessDenied, NotFound
 from commonlab.policy.principal import Principal
 
-__all__ = ["MAX_LINEAGE_NODES", "lineage", "prov_document"]
+__all__ = [
+    "MAX_LINEAGE_NODES",
+    "derived_versions",
+    "lineage",
+    "links",
+    "prov_document",
+    "training_data",
+]
 
 MAX_LINEAGE_NODES = 10_000
 
@@ -53,6 +74,85 @@ def lineage(
             "nodes": sorted(nodes.values(), key=lambda n: n["ref"]),
             "edges": edges,
         }
+
+
+def derived_versions(
+    db: Session,
+    actor: Principal,
+    ref: str,
+    relations: set[Relation],
+    *,
+    transitive: bool = False,
+) -> list[VersionFacts]:
+    """The versions built from the version `ref` names by one of `relations` (with
+    `transitive`, and from those by the same relations, onwards) that `actor` may read,
+    newest first; in the caller's transaction. A version `actor` may not read is left out
+    without a trace, and so is what was built from it. NotFound when `ref` is not readable."""
+    named = parse_version_ref(ref)
+    repo = find_repo(db, named.repo)
+    authorize_read(actor, repo)
+    root = resolve(db, repo, named.rev)
+    found: dict[int, Version] = {}
+    frontier = [root]
+    while frontier and len(found) < MAX_LINEAGE_NODES:
+        current = frontier.pop()
+        edges = db.scalars(
+            select(LineageEdge).where(
+                LineageEdge.source_id == current.id,
+                LineageEdge.relation.in_([r.value for r in relations]),
+            )
+        )
+        for edge in edges:
+            built = edge.version
+            if built.id in found or built.id == root.id or not readable(actor, built.repo):
+                continue
+            found[built.id] = built
+            if transitive:
+                frontier.append(built)
+    newest_first = sorted(found.values(), key=lambda v: (v.created_at, v.id), reverse=True)
+    return [facts_of(version) for version in newest_first]
+
+
+def training_data(db: Session, actor: Principal, model_ref: str) -> list[VersionFacts]:
+    """The dataset versions the model version `model_ref` names was trained on, and those
+    the models it derives from (a fine-tune's base, onwards) were trained on, that `actor`
+    may read; in the caller's transaction. NotFound when `model_ref` is not readable."""
+    named = parse_version_ref(model_ref)
+    repo = find_repo(db, named.repo)
+    authorize_read(actor, repo)
+    seen = {resolve(db, repo, named.rev).id}
+    frontier = list(seen)
+    datasets: dict[int, Version] = {}
+    while frontier and len(seen) < MAX_LINEAGE_NODES:
+        edges = db.scalars(select(LineageEdge).where(LineageEdge.version_id == frontier.pop()))
+        for edge in edges:
+            source = edge.source
+            if source.id in seen or not readable(actor, source.repo):
+                continue
+            seen.add(source.id)
+            if edge.relation == Relation.TRAINED_ON and source.repo.kind == "dataset":
+                datasets[source.id] = source
+            elif edge.relation == Relation.DERIVED_FROM and source.repo.kind == "model":
+                frontier.append(source.id)
+    return [facts_of(v) for v in sorted(datasets.values(), key=lambda v: v.id)]
+
+
+def links(
+    db: Session, actor: Principal, relation: Relation
+) -> list[tuple[VersionFacts, VersionFacts]]:
+    """Every (version, source) pair joined by `relation` whose both ends `actor` may read,
+    newest version first; in the caller's transaction."""
+    edges = db.scalars(
+        select(LineageEdge)
+        .where(LineageEdge.relation == relation.value)
+        .order_by(LineageEdge.version_id.desc())
+        .limit(MAX_LINEAGE_NODES)
+    )
+    return [
+        (facts_of(edge.version), facts_of(edge.source))
+        for edge in edges
+        if readable(actor, edge.version.repo) and readable(actor, edge.source.repo)
+    ]
 
 
 def _edge(edge: LineageEdge, version: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:

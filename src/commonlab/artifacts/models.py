@@ -55,11 +55,13 @@ class UploadState(StrEnum):
 
 
 class Relation(StrEnum):
-    """How a version came from another: derived from it, trained on it, or evaluated it."""
+    """How a version came from another: derived from it, trained on it, evaluated it, or
+    indexes it (a training-data search index built from a dataset version)."""
 
     DERIVED_FROM = "derived_from"
     TRAINED_ON = "trained_on"
     EVALUATES = "evaluates"
+    INDEXES = "indexes"
     # Not declared: the facility saw the job that made the version read it.
     READ = "read"
 

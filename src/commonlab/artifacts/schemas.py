@@ -180,8 +180,8 @@ class FileEntry(Input):
 def _declarable(relation: Relation) -> Relation:
     if relation == Relation.READ:
         raise ValueError(
-            "'read' is what the facility saw a job read; declare derived_from, trained_on or "
-            "evaluates"
+            "'read' is what the facility saw a job read; declare derived_from, trained_on, "
+            "evaluates or indexes"
         )
     return relation
 

@@ -17,8 +17,14 @@ from commonlab.artifacts.dataset_rows import (
     record_out,
 )
 from commonlab.artifacts.gc import collect_garbage
-from commonlab.artifacts.lineage import lineage, prov_document
-from commonlab.artifacts.models import RepoKind
+from commonlab.artifacts.lineage import (
+    derived_versions,
+    lineage,
+    links,
+    prov_document,
+    training_data,
+)
+from commonlab.artifacts.models import Relation, RepoKind
 from commonlab.artifacts.ports import JobInputs, provide_job_inputs
 from commonlab.artifacts.publish import commit_version
 from commonlab.artifacts.refs import RepoRef, VersionRef, parse_ref
@@ -32,9 +38,12 @@ from commonlab.artifacts.versions import (
     RevisionNotFound,
     VersionFacts,
     VersionView,
+    files_with_sha256,
     get_version,
     list_versions,
+    may_read,
     open_file,
+    open_files,
     open_records,
     project_outputs,
     read_version,
@@ -48,6 +57,7 @@ __all__ = [
     "FileNotInVersion",
     "JobInputs",
     "Registry",
+    "Relation",
     "RepoKind",
     "RepoRef",
     "RevisionNotFound",
@@ -59,14 +69,19 @@ __all__ = [
     "collect_garbage",
     "commit_version",
     "create_repo",
+    "derived_versions",
+    "files_with_sha256",
     "get_repo",
     "get_version",
     "has_record",
     "lineage",
+    "links",
     "list_repos",
     "list_versions",
+    "may_read",
     "open_envelope",
     "open_file",
+    "open_files",
     "open_records",
     "parse_ref",
     "project_outputs",
@@ -81,6 +96,7 @@ __all__ = [
     "set_tag",
     "split_public_refs",
     "start_upload",
+    "training_data",
     "upload_status",
     "version_facts",
     "version_level",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,13 @@ __all__ = [
     "RevisionNotFound",
     "VersionFacts",
     "VersionView",
+    "facts_of",
+    "files_with_sha256",
     "get_version",
     "list_versions",
+    "may_read",
     "open_file",
+    "open_files",
     "open_records",
     "project_outputs",
     "read_version",
@@ -175,6 +180,7 @@ class VersionFacts:
     project: str | None
     public: bool
     job: str | None
+    created_at: datetime | None = None
 
 
 def version_facts(db: Session, actor: Principal, ref: str) -> VersionFacts:
@@ -182,10 +188,45 @@ def version_facts(db: Session, actor: Principal, ref: str) -> VersionFacts:
     read is not found; a read above CL-1 is recorded), in the caller's transaction: a use
     case that checks what a version is within its own. ValueError when `ref` is not a
     version reference pinned to a number (`datasets/ns/name@3`)."""
-    version = _read(db, actor, parse_ref(ref))
+    return facts_of(_read(db, actor, parse_ref(ref)))
+
+
+def facts_of(version: Version) -> VersionFacts:
     repo = version.repo
     return VersionFacts(
-        ref_of(version), int(repo.level), repo.project, is_public(repo), version.job
+        ref_of(version),
+        int(repo.level),
+        repo.project,
+        is_public(repo),
+        version.job,
+        version.created_at,
+    )
+
+
+def may_read(db: Session, actor: Principal, ref: str) -> bool:
+    """Whether `actor` may read the version `ref` names (nothing is recorded: this is the
+    question a list asks before it shows a name); False for what is not a version."""
+    try:
+        named = parse_ref(ref)
+        repo = find_repo(db, named.repo)
+        resolve(db, repo, named.rev)
+    except (ValueError, NotFound):
+        return False
+    return readable(actor, repo)
+
+
+def files_with_sha256(db: Session, ref: str, sha256: str) -> list[str]:
+    """The paths of the version `ref` names whose SHA-256 is `sha256`, whoever asks (the
+    facility matching an opt-out; callers authorize what they show); in the caller's
+    transaction."""
+    named = parse_ref(ref)
+    version = resolve(db, find_repo(db, named.repo), named.rev)
+    return list(
+        db.scalars(
+            select(VersionFile.path).where(
+                VersionFile.version_id == version.id, VersionFile.sha256 == sha256
+            )
+        )
     )
 
 
@@ -209,18 +250,34 @@ def open_file(
     db: Session, actor: Principal, registry: Registry, ref: VersionRef, path: str
 ) -> tuple[Version, VersionFile, Path]:
     """Authorize a download (recorded before it is served above CL-1); the file to send."""
+    version, opened = open_files(db, actor, registry, ref, [path])
+    entry, local = opened[path]
+    return version, entry, local
+
+
+def open_files(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    ref: VersionRef,
+    paths: Iterable[str] | None = None,
+) -> tuple[Version, dict[str, tuple[VersionFile, Path]]]:
+    """Authorize one read of a version's content (recorded before it is served above CL-1,
+    refused and recorded so when denied); the stored files at `paths` (every file when
+    None), each with its entry. A search reads an index's files as one download."""
+    wanted = None if paths is None else list(paths)
     with db.begin():
         repo = find_repo(db, ref.repo)
         authorize_read(actor, repo)
         version = resolve(db, repo, ref.rev)
-        entry = db.scalar(
-            select(VersionFile).where(
-                VersionFile.version_id == version.id, VersionFile.path == path
-            )
-        )
+        query = select(VersionFile).where(VersionFile.version_id == version.id)
+        if wanted is not None:
+            query = query.where(VersionFile.path.in_(wanted))
+        entries = {entry.path: entry for entry in db.scalars(query)}
         note_job_read(db, actor, repo, version)
-        if entry is None:
-            raise FileNotInVersion(f"{repo.repo_id}@{version.number} has no file {path!r}")
+        missing = [path for path in wanted or () if path not in entries]
+        if missing:
+            raise FileNotInVersion(f"{repo.repo_id}@{version.number} has no file {missing[0]!r}")
         subject = subject_of(repo, version.number)
         try:
             authorize(actor, Action.ArtifactsDownload, resource_of(repo), context_of(repo))
@@ -229,12 +286,15 @@ def open_file(
         else:
             denial = None
             if repo.level >= Level.CL2:
+                one = next(iter(entries.values()), None) if len(entries) == 1 else None
                 record.append(
                     db,
                     ArtifactsEvent.Downloaded,
                     actor=actor,
                     subject=subject,
-                    private={"path": path, "sha256": entry.sha256},
+                    private={"path": one.path, "sha256": one.sha256}
+                    if one is not None
+                    else {"paths": sorted(entries)[:100], "files": len(entries)},
                     data={"level": Level(repo.level).label},
                 )
     if denial is not None:
@@ -247,10 +307,12 @@ def open_file(
                     subject=subject,
                     data={"level": Level(repo.level).label},
                     # The reason may name the repository's compartments or project.
-                    private={"path": path, "reason": denial.message},
+                    private={"path": wanted[0] if wanted else "*", "reason": denial.message},
                 )
         raise denial
-    return version, entry, registry.store.path(entry.blake3)
+    return version, {
+        path: (entry, registry.store.path(entry.blake3)) for path, entry in entries.items()
+    }
 
 
 def open_records(

@@ -569,6 +569,13 @@ def resubmission(db: Session, actor: Principal, job_id: int) -> JobCreate:
 # Reading jobs -----------------------------------------------------------------------------------
 
 
+def job_finished(db: Session, job_id: int) -> bool:
+    """Whether job `job_id` has ended (its state is on the public record anyway), in the
+    caller's transaction; a job that does not exist has ended too."""
+    job = db.get(Job, job_id)
+    return job is None or job.state in rules.TERMINAL
+
+
 def get_job(db: Session, actor: Principal, job_id: int) -> Job:
     with db.begin():
         job = readable_job(db, actor, job_id)

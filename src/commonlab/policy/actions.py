@@ -83,6 +83,10 @@ class Action(StrEnum):
     ArtifactsRead = "artifacts:read"
     ArtifactsDownload = "artifacts:download"
     ArtifactsCollect = "artifacts:collect"
+    # datasearch/
+    OptOutFile = "datasearch:optout:file"
+    OptOutRead = "datasearch:optout:read"  # what a filed opt-out names, and who filed it
+    OptOutDecide = "datasearch:optout:decide"
 
     @property
     def scope(self) -> Scope:
@@ -154,6 +158,9 @@ _SCOPES: dict[Action, Scope] = {
     Action.ArtifactsRead: Scope.READ,
     Action.ArtifactsDownload: Scope.READ,
     Action.ArtifactsCollect: Scope.ADMIN,
+    Action.OptOutFile: Scope.WRITE,
+    Action.OptOutRead: Scope.READ,
+    Action.OptOutDecide: Scope.ADMIN,
 }
 
 # A new Action without a scope would fail at its first request; fail at import instead.
