@@ -1,5 +1,6 @@
-"""What a workload is asked to do: the validated configuration of a `train`, `finetune` or
-`evaluate` job, read from the TOML a person writes (examples in `examples/workloads/`).
+"""What a workload is asked to do: the validated configuration of a `train`, `finetune`,
+`evaluate`, `index` or `exclude` job, read from the TOML a person writes (examples in
+`examples/workloads/`) or, for the last two, made by the facility.
 
 The same schemas are read twice: at admission, where a mistake is refused with the field
 and the allowed values before anything runs, and inside the job, where the runtime reads
@@ -12,21 +13,26 @@ import enum
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from commonlab.record.canonical import canonical_json
 from commonlab.schemas import Input
 
 __all__ = [
+    "INDEX_MAX_VOCAB_SIZE",
     "KINDS",
     "ConfigOf",
     "DataSpec",
     "EvaluateConfig",
+    "ExcludeConfig",
+    "Exclusions",
     "FinetuneConfig",
+    "IndexConfig",
     "Kind",
     "LoraSpec",
     "ModelSpec",
     "OptimizerSpec",
+    "RecordAt",
     "TokenizerSpec",
     "TrainConfig",
     "WorkloadConfig",
@@ -38,6 +44,8 @@ class Kind(enum.StrEnum):
     TRAIN = "train"
     FINETUNE = "finetune"
     EVALUATE = "evaluate"
+    INDEX = "index"
+    EXCLUDE = "exclude"
 
 
 KINDS = tuple(kind.value for kind in Kind)
@@ -176,11 +184,94 @@ class EvaluateConfig(Input):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-WorkloadConfig = TrainConfig | FinetuneConfig | EvaluateConfig
-ConfigOf: dict[Kind, type[TrainConfig] | type[FinetuneConfig] | type[EvaluateConfig]] = {
+# Training-data search (issue 18) ---------------------------------------------------------------
+
+# The exact index stores token ids as uint16 and keeps 65535 as the record separator
+# (datasearch.layout.MAX_VOCAB_SIZE, which a test holds this to; not imported, so admission
+# needs no numpy).
+INDEX_MAX_VOCAB_SIZE = 65_535
+MAX_EXCLUDED = 1_000_000
+MAX_OPTOUTS = 100_000
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$"), AfterValidator(str.lower)]
+
+
+class RecordAt(Input):
+    """A record of the dataset version: a file's path in it, and the record's number in the
+    file as the facility numbers them (from 0; JSONL's blank lines are not records)."""
+
+    file: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    index: Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+    @field_validator("file")
+    @classmethod
+    def _inside_the_version(cls, file: str) -> str:
+        if "\\" in file or any(part in ("", ".", "..") for part in file.split("/")):
+            raise ValueError(f"{file!r}: give the file's path inside the version (a/b.jsonl)")
+        return file
+
+
+class Exclusions(Input):
+    """Records left out: by position, and by the content digest of their text (see
+    `datasearch.content`: a record whose text, or any one text member, has the digest)."""
+
+    # The opt-out requests honoured, for the card and the record.
+    optouts: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=MAX_OPTOUTS)] = Field(
+        default_factory=list
+    )
+    records: Annotated[list[RecordAt], Field(max_length=MAX_EXCLUDED)] = Field(default_factory=list)
+    sha256: Annotated[list[Sha256], Field(max_length=MAX_EXCLUDED)] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.records and not self.sha256
+
+
+class IndexConfig(Input):
+    """Build an exact-match search index of a dataset version's text: a byte-level BPE
+    learned from the records, and a suffix array over their token ids."""
+
+    # The text members indexed; None: every text member but the source and licence fields.
+    text_columns: Annotated[list[Column], Field(min_length=1, max_length=64)] | None = None
+    vocab_size: Annotated[int, Field(ge=260, le=INDEX_MAX_VOCAB_SIZE)] = 32_000
+    min_frequency: Annotated[int, Field(ge=1, le=1_000_000)] = 2
+    # How many records the tokenizer learns from (the first ones indexed, streamed).
+    sample_records: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
+    # Index at most this many records (the first ones, in file order).
+    max_records: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = None
+    exclude: Exclusions = Field(default_factory=Exclusions)
+
+    @property
+    def tokenizer(self) -> TokenizerSpec:
+        return TokenizerSpec(
+            vocab_size=self.vocab_size,
+            min_frequency=self.min_frequency,
+            sample_records=self.sample_records,
+        )
+
+
+class ExcludeConfig(Input):
+    """Make a new version of a dataset without the records named (by position or content
+    digest); every other file and record is carried over unchanged."""
+
+    exclude: Exclusions
+
+    @model_validator(mode="after")
+    def _something_to_exclude(self) -> ExcludeConfig:
+        if self.exclude.empty:
+            raise ValueError(
+                "nothing to exclude: name records (exclude.records) or content digests "
+                "(exclude.sha256)"
+            )
+        return self
+
+
+WorkloadConfig = TrainConfig | FinetuneConfig | EvaluateConfig | IndexConfig | ExcludeConfig
+ConfigOf: dict[Kind, type[WorkloadConfig]] = {
     Kind.TRAIN: TrainConfig,
     Kind.FINETUNE: FinetuneConfig,
     Kind.EVALUATE: EvaluateConfig,
+    Kind.INDEX: IndexConfig,
+    Kind.EXCLUDE: ExcludeConfig,
 }
 
 

@@ -1,7 +1,8 @@
 """`python -m commonlab.workloads.runtime <kind> --config C.json --data D [--model M] --out O
 --scratch S --metrics F`: one process of a workload (torchrun starts several of these).
 
-Each kind's module is imported only when asked for: evaluating needs no training code."""
+Each kind's module is imported only when asked for: evaluating needs no training code, and
+indexing or excluding records needs no torch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from commonlab.errors import InvalidInput
+from pydantic import ValidationError
+
+from commonlab.errors import InvalidInput, from_validation
 from commonlab.workloads.config import ConfigOf, Kind
 from commonlab.workloads.runtime.paths import Paths
 
@@ -21,7 +24,18 @@ OUT_OF_MEMORY = 3
 
 
 def _run(kind: Kind, config_data: dict, paths: Paths) -> dict:
-    config = ConfigOf[kind].model_validate(config_data)
+    try:
+        config = ConfigOf[kind].model_validate(config_data)
+    except ValidationError as exc:
+        raise from_validation(exc, where="the configuration", document="config.json") from None
+    if kind is Kind.INDEX:
+        from commonlab.workloads.runtime.index import build
+
+        return build(config, paths)
+    if kind is Kind.EXCLUDE:
+        from commonlab.workloads.runtime.exclude import exclude
+
+        return exclude(config, paths)
     if kind is Kind.EVALUATE:
         from commonlab.workloads.runtime.evaluate import evaluate
 

@@ -11,14 +11,17 @@ import shutil
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from commonlab.workloads.config import TokenizerSpec, TrainConfig
 from commonlab.workloads.runtime.data import iter_records
-from commonlab.workloads.runtime.device import Runtime, barrier
 from commonlab.workloads.runtime.paths import Paths
+
+if TYPE_CHECKING:  # torch is imported where a model trains, not where an index is built
+    from commonlab.workloads.runtime.device import Runtime
 
 __all__ = [
     "END_OF_TEXT",
@@ -70,6 +73,8 @@ def tokenizer_for(config: TrainConfig, paths: Paths, runtime: Runtime) -> PreTra
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return tokenizer
+    from commonlab.workloads.runtime.device import barrier
+
     kept = paths.scratch / SCRATCH_FOLDER
     if runtime.is_main and not has_tokenizer(kept):
         learned = learn_tokenizer(_texts(paths.data, config), config.tokenizer)
