@@ -16,6 +16,7 @@ from commonlab.cli import (
     artifacts_cmd,
     audit_cmd,
     compute_cmd,
+    datasearch_cmd,
     governance_cmd,
     record_cmd,
     simulate_cmd,
@@ -139,6 +140,7 @@ allocation_cmd.register(app)
 compute_cmd.register(app)
 simulate_cmd.register(app)
 workload_cmd.register(app)
+datasearch_cmd.register(app)
 audit_cmd.register(app)
 
 

@@ -194,6 +194,10 @@ def run() -> None:
     results = json.loads((OUTPUT / "results.json").read_text())
     if kind is Kind.EVALUATE:
         _publish_evaluation(client, asked, results)
+    elif kind is Kind.INDEX:
+        _publish_index(client, asked, job, results)
+    elif kind is Kind.EXCLUDE:
+        _publish_without_optouts(client, asked, job, results)
     else:
         _publish_model(client, asked, job, results)
 
@@ -346,7 +350,8 @@ def _run_runtime(
         "--scratch", str(SCRATCH), "--metrics", str(METRICS),
         *(["--model", str(model)] if model else []),
     ]  # fmt: skip
-    processes = _processes(job) if kind is not Kind.EVALUATE else 1
+    # Only training spreads over processes; the others run in one.
+    processes = _processes(job) if kind in (Kind.TRAIN, Kind.FINETUNE) else 1
     command = launch_command(
         args,
         python=sys.executable,
@@ -421,6 +426,49 @@ def _publish_model(
     )
 
 
+def _publish_index(
+    client: Client, asked: dict[str, Any], job: dict[str, Any], results: dict[str, Any]
+) -> None:
+    """The index as a dataset version linked `indexes` to what it indexes, at the job's
+    level and under the data's licences (it holds the data's text, as token ids)."""
+    (OUTPUT / "results.json").unlink()
+    version = artifacts_cmd.push_directory(
+        "dataset",
+        OUTPUT,
+        _unkind(asked["out"]),
+        message=f"search index of {asked['dataset']} by job {job['id']}: "
+        f"{results['records']:,} records, {results['tokens']:,} tokens"
+        + (f", {results['excluded']:,} left out by opt-outs" if results.get("excluded") else ""),
+        lineage=[f"indexes:{asked['dataset']}"],
+        job=str(job["id"]),
+        licenses=_licenses(client, asked["dataset"]) or None,
+        level=job["level"],
+    )
+    console.print(f"{version} indexes {asked['dataset']}: search it with `commonlab search`")
+
+
+def _publish_without_optouts(
+    client: Client, asked: dict[str, Any], job: dict[str, Any], results: dict[str, Any]
+) -> None:
+    """The dataset without its opted-out records, as a new version derived from the old:
+    the published version stays as it was (versions never change), the next one drops them."""
+    (OUTPUT / "results.json").unlink()
+    optouts = asked["config"]["exclude"].get("optouts") or []
+    honoured = f" (opt-outs {', '.join(map(str, optouts))})" if optouts else ""
+    version = artifacts_cmd.push_directory(
+        "dataset",
+        OUTPUT,
+        _unkind(asked["out"]),
+        message=f"{asked['dataset']} without {results['dropped_count']:,} opted-out "
+        f"record(s){honoured}, by job {job['id']}",
+        lineage=[f"derived_from:{asked['dataset']}"],
+        job=str(job["id"]),
+        licenses=_licenses(client, asked["dataset"]) or None,
+        level=job["level"],
+    )
+    console.print(f"{version}: {asked['dataset']} less {results['dropped_count']:,} record(s)")
+
+
 def _publish_evaluation(client: Client, asked: dict[str, Any], results: dict[str, Any]) -> None:
     repo = asked["out"]
     job_id = os.environ["COMMONLAB_JOB_ID"]
@@ -460,6 +508,8 @@ def _publish_evaluation(client: Client, asked: dict[str, Any], results: dict[str
 
 
 def register(app: typer.Typer) -> None:
-    for kind in Kind:
+    # Index and exclude jobs are submitted by `commonlab index build` and `optout apply`,
+    # whose configuration the facility completes (datasearch_cmd).
+    for kind in (Kind.TRAIN, Kind.FINETUNE, Kind.EVALUATE):
         app.command(kind.value)(_command(kind))
     app.add_typer(workload, name="workload")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -395,7 +395,7 @@ def trace(
     left out). Spans are found per index (each dataset has its own tokenizer) and merged on
     the text's characters, keeping the longest."""
     from commonlab.datasearch.schemas import MAX_TRACE_CHARS
-    from commonlab.datasearch.trace import trace_spans
+    from commonlab.datasearch.trace import trace as trace_spans
 
     text = _check_text(text, what="the text to trace", at_most=MAX_TRACE_CHARS)
     if not 1 <= min_tokens <= 64:
@@ -423,6 +423,8 @@ def trace(
             start, end = offsets[span.start][0], offsets[span.end - 1][1]
             while start < end and text[start].isspace():
                 start += 1
+            if _cuts_a_word(text, start, end):
+                continue  # as OLMoTrace does: half a word is no evidence of a copied span
             found = _find(
                 opened,
                 target.dataset.ref,
@@ -448,6 +450,13 @@ def trace(
     return TraceOut(
         model=model, spans=_longest_first_kept(candidates, max_spans), datasets=statuses
     )
+
+
+def _cuts_a_word(text: str, start: int, end: int) -> bool:
+    inside = (start > 0 and text[start - 1].isalnum() and text[start].isalnum()) or (
+        end < len(text) and text[end - 1].isalnum() and text[end].isalnum()
+    )
+    return inside or start >= end
 
 
 def _span_record(opened: OpenedIndex, dataset: str, hit: Hit, fallback: _Fallback) -> SpanRecordOut:
@@ -799,4 +808,19 @@ def _may_read(db: Session, actor: Principal, ref: str) -> bool:
 
 
 def signed_filter(db: Session, registry: Registry) -> dict[str, Any]:
-    raise NotImplementedError  # replaced when the filter module lands
+    """The signed Bloom filter of every honoured opt-out's content digests (see
+    `optout_filter`), signed by the facility's key, which also signs its checkpoints: anyone
+    checks a file or a record offline (`commonlab optout check`)."""
+    from commonlab.datasearch.optout_filter import OptoutFilter, sign_filter
+
+    with db.begin():
+        digests = sorted(_deletion_list(db).digests)
+        optouts = db.scalar(select(func.count()).where(OptOut.state != "rejected")) or 0
+    signer = registry.signer
+    return sign_filter(
+        OptoutFilter.build(digests),
+        signer,
+        signer.verifier_key(),
+        issued_at=utcnow(),
+        optouts=int(optouts),
+    )

@@ -1,5 +1,5 @@
-"""Workload use cases: admit a train, finetune or evaluate workload as a compute job, and
-read back what a workload job was asked to do.
+"""Workload use cases: admit a train, finetune, evaluate, index or exclude workload as a
+compute job, and read back what a workload job was asked to do.
 
 A workload is an ordinary job (admission, allocation, level, placement and charging are
 compute's, unchanged) whose command is `commonlab workload run`: inside the job, that reads
@@ -24,6 +24,7 @@ from commonlab import record
 from commonlab.artifacts import service as artifacts
 from commonlab.compute import service as compute
 from commonlab.compute.schemas import JobCreate
+from commonlab.datasearch import service as datasearch
 from commonlab.db import lock_for_writing
 from commonlab.errors import InvalidInput, from_validation
 from commonlab.policy.principal import Principal
@@ -56,7 +57,12 @@ _NEEDS: dict[Kind, tuple[bool, bool, str]] = {
     Kind.TRAIN: (True, False, "models"),
     Kind.FINETUNE: (True, True, "models"),
     Kind.EVALUATE: (True, True, "datasets"),
+    Kind.INDEX: (True, False, "datasets"),  # a search index: a dataset version `indexes` it
+    Kind.EXCLUDE: (True, False, "datasets"),  # the dataset without its opted-out records
 }
+# The kinds whose configuration the facility completes with what opt-outs exclude: the
+# deletion list is the facility's to apply, never the submitter's to remember.
+_HONOUR_OPTOUTS = (Kind.INDEX, Kind.EXCLUDE)
 
 
 def check_config(kind: Kind, config: dict[str, Any]) -> WorkloadConfig:
@@ -133,7 +139,7 @@ def admit_workload(
     """Admit the workload as one job, in one transaction: compute's admission (which reads
     the inputs as `actor`, so one they may not read, or one above the job's level, refuses
     it), the workload's configuration, and its record entry naming the configuration's hash."""
-    config = check_config(kind, req.config)
+    config = check_config(kind, req.config) if kind not in _HONOUR_OPTOUTS else None
     _check_refs(kind, req)
     if isinstance(config, TrainConfig):
         _check_fits(config, req)
@@ -151,11 +157,15 @@ def admit_workload(
         time_limit_minutes=req.time_limit_minutes,
         level=req.level,
     )
-    stored = config.model_dump(mode="json")
-    digest = config_hash(config)
     with db.begin():
         lock_for_writing(db)
         job = compute.admit(db, actor, spec, executor=executor)
+        if config is None:
+            config = _with_exclusions(db, kind, req)
+        if kind is Kind.INDEX:
+            datasearch.note_index_build(db, job.id, req.dataset or "")
+        stored = config.model_dump(mode="json")
+        digest = config_hash(config)
         workload = Workload(
             job_id=job.id,
             kind=kind.value,
@@ -186,6 +196,39 @@ def admit_workload(
         )
         db.flush()
     return job, workload
+
+
+def _with_exclusions(db: Session, kind: Kind, req: WorkloadCreate) -> WorkloadConfig:
+    """The configuration with every record opt-outs exclude from the dataset version added
+    to what the submitter named (in the admission's transaction, so an opt-out filed a
+    moment before is honoured)."""
+    config = dict(req.config)
+    asked = config.get("exclude") if isinstance(config.get("exclude"), dict) else {}
+    owed = datasearch.exclusions_for(db, req.dataset or "")
+    merged = {
+        field: _union(asked.get(field), owed[field]) for field in ("optouts", "records", "sha256")
+    }
+    if kind is Kind.EXCLUDE and not (merged["records"] or merged["sha256"]):
+        raise InvalidInput(
+            f"dataset: no opt-out names a record of {req.dataset}, and the config names none: "
+            "there is nothing to exclude"
+        )
+    return check_config(kind, {**config, "exclude": merged})
+
+
+def _union(asked: Any, owed: list[Any]) -> list[Any]:
+    """`asked` then what `owed` adds, once each (records compared by file and number)."""
+    items = list(asked) if isinstance(asked, list) else []
+    seen = {_key(item) for item in items}
+    for item in owed:
+        if _key(item) not in seen:
+            seen.add(_key(item))
+            items.append(item)
+    return items
+
+
+def _key(item: Any) -> Any:
+    return (item.get("file"), item.get("index")) if isinstance(item, dict) else item
 
 
 def workload_of_job(db: Session, actor: Principal, job_id: int) -> tuple[Job, Workload]:
