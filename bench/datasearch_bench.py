@@ -13,22 +13,35 @@ big-endian token bytes, held in memory.
 
 The published anchor, not measured here: infini-gram (Liu et al. 2024) takes about 7 bytes
 per token (2 for the token, 5 for its suffix pointer) and about 20 ms per count query.
+
+    python bench/datasearch_bench.py --semantic [--texts 20000] [--vectors 100000]
+
+measures semantic search instead (nothing of the exact index): the model's embedding
+throughput on this CPU, then recall@10 of the HNSW index against exact brute force on the
+same embeddings, with query latency p50/p99 of both, build time and bytes per vector, first
+on the embeddings of `--texts` generated sentences (a grammar over ten topics' word lists,
+seeded; queries are held-out sentences of the same grammar), then at `--vectors` random
+unit vectors: the worst case for any ANN index (in 384 dimensions every point is nearly as
+far from a query as every other), kept for latency and size at scale.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from usearch.index import Index
 
-from commonlab.datasearch import BuildProgress, ExactIndex, build_index
+from commonlab.datasearch import BuildProgress, ExactIndex, build_index, semantic
 from commonlab.datasearch.layout import MANIFEST, TOKEN_DTYPE, shard_files
 
 VOCAB_SIZE = 50_257  # GPT-2's
@@ -191,7 +204,19 @@ def main() -> None:
     parser.add_argument("--scan", type=int, default=20, help="queries timed by the plain scan")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--reuse", action="store_true", help="query an index built before")
+    parser.add_argument("--semantic", action="store_true", help="measure semantic search only")
+    parser.add_argument("--texts", type=int, default=20_000, help="sentences embedded")
+    parser.add_argument("--vectors", type=int, default=100_000, help="random vectors indexed")
+    parser.add_argument("--semantic-queries", type=int, default=500)
     arguments = parser.parse_args()
+    if arguments.semantic:
+        semantic_bench(
+            texts=arguments.texts,
+            vectors=arguments.vectors,
+            queries=arguments.semantic_queries,
+            seed=arguments.seed,
+        )
+        return
     tokens, directory = int(arguments.tokens), arguments.dir
 
     print(f"{tokens:,} tokens, Zipf({ZIPF_EXPONENT}) over {VOCAB_SIZE:,} ids, into {directory}")
@@ -258,6 +283,192 @@ def main() -> None:
         print(f"locate (limit 10), populated: {percentiles(locate_times)}")
     print(f"count, cold page cache: {percentiles(cold_counts(directory, every[: arguments.cold]))}")
     print("anchor (published, not measured here): infini-gram ~7 bytes/token, ~20 ms per count")
+
+
+# Semantic search ------------------------------------------------------------------------
+
+# Ten topics, each its nouns, verbs and closing phrases: sentences of one topic share words
+# and meaning, so their embeddings cluster as a real corpus's do.
+TOPICS = {
+    "weather": (
+        "storm rain cloud wind forecast flood drought heatwave snow temperature",
+        "falls rises spreads arrives eases worsens",
+        "over the coast;across the valley;in the north;this weekend;near the harbour",
+    ),
+    "cooking": (
+        "soup bread sauce oven recipe onion garlic pastry spice dough",
+        "simmers bakes thickens burns rises cools",
+        "in the kitchen;for dinner;on a low heat;with fresh herbs;before serving",
+    ),
+    "football": (
+        "striker goalkeeper referee match league penalty midfielder coach stadium fans",
+        "scores saves wins loses celebrates concedes",
+        "in the final minute;at the stadium;after extra time;in the derby;this season",
+    ),
+    "finance": (
+        "market shares inflation bank loan interest bond investor budget currency",
+        "falls climbs recovers stalls doubles shrinks",
+        "on Wall Street;after the report;this quarter;in early trading;despite the forecast",
+    ),
+    "medicine": (
+        "patient doctor vaccine trial fever symptom surgery nurse clinic dose",
+        "improves recovers worsens responds heals spreads",
+        "in the hospital;after treatment;during the trial;at the clinic;within a week",
+    ),
+    "software": (
+        "compiler server database query bug release library function cache kernel",
+        "crashes compiles returns fails scales updates",
+        "in production;after the upgrade;on every request;under load;in the test suite",
+    ),
+    "astronomy": (
+        "telescope galaxy planet comet orbit star nebula moon eclipse asteroid",
+        "appears orbits collides shines fades rotates",
+        "in the night sky;beyond the solar system;at dawn;through the lens;near Jupiter",
+    ),
+    "farming": (
+        "tractor harvest wheat cattle soil barn orchard seed farmer irrigation",
+        "grows yields ripens fails feeds dries",
+        "in the field;before the frost;after the rain;on the hillside;at the market",
+    ),
+    "music": (
+        "orchestra guitar melody concert singer album drummer chorus violin rhythm",
+        "plays soars fades echoes opens ends",
+        "on stage;in the studio;at the festival;during the encore;on the radio",
+    ),
+    "law": (
+        "judge court verdict appeal lawyer contract witness jury statute ruling",
+        "rules objects appeals testifies overturns delays",
+        "in court;after the hearing;before the trial;on appeal;under the new statute",
+    ),
+}
+ADJECTIVES = ("old", "new", "small", "large", "quiet", "busy", "sudden", "early", "late", "weak")
+LATENCY_QUERIES = 200  # brute force and embedding are timed on this many
+
+
+def synthetic_sentences(count: int, *, seed: int) -> list[str]:
+    """`count` distinct sentences such as "The sudden patient improves within a week while
+    the dose spreads.": a topic's adjective, noun, verb and phrase, a second clause half the
+    time, and one time in five a noun borrowed from another topic."""
+    rng = np.random.default_rng(seed)
+    topics = [(n.split(), v.split(), e.split(";")) for n, v, e in TOPICS.values()]
+    sentences: dict[str, None] = {}  # insertion-ordered, so the output is seeded
+    while len(sentences) < count:
+        nouns, verbs, ends = topics[rng.integers(len(topics))]
+        if rng.random() < 0.2:
+            nouns = nouns + topics[rng.integers(len(topics))][0]
+        parts = [f"the {rng.choice(ADJECTIVES)} {rng.choice(nouns)} {rng.choice(verbs)}"]
+        parts.append(str(rng.choice(ends)))
+        if rng.random() < 0.5:
+            parts.append(f"while the {rng.choice(nouns)} {rng.choice(verbs)}")
+        sentences[" ".join(parts).capitalize() + "."] = None
+    return list(sentences)
+
+
+def random_unit_vectors(count: int, *, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((count, semantic.DIMENSION), dtype=np.float32)
+    for start in range(0, count, 1 << 16):  # in blocks: float64 draws of 1M rows are 3 GB
+        block = rng.standard_normal((min(1 << 16, count - start), semantic.DIMENSION))
+        vectors[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return vectors
+
+
+def recall_at_10(found: list[list[int]], truth: np.ndarray) -> float:
+    shared = [len(set(f[:10]) & set(t[:10])) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(shared)) / 10
+
+
+@contextlib.contextmanager
+def built(vectors: np.ndarray) -> Iterator[tuple[semantic.SemanticIndex, str]]:
+    """The semantic index over `vectors` (record i is row i) in a scratch directory, and a
+    line saying its build time and size."""
+    with tempfile.TemporaryDirectory(prefix="commonlab-semantic-bench-") as scratch:
+        started, started_cpu = time.perf_counter(), time.process_time()
+        manifest = semantic.build_from_vectors(np.arange(len(vectors)), vectors, Path(scratch))
+        wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+        summary = (
+            f"build {wall:,.1f} s (CPU {cpu:,.1f} s, all threads), {manifest.bytes:,} bytes = "
+            f"{manifest.bytes_per_vector:,.0f} bytes/vector ({manifest.dtype}, "
+            f"M {manifest.connectivity}, ef {manifest.expansion_search})"
+        )
+        with semantic.SemanticIndex(Path(scratch)) as index:
+            yield index, summary
+
+
+def ann_against_brute_force(label: str, vectors: np.ndarray, queries: np.ndarray) -> None:
+    """Recall@10 and latency of the semantic index over `vectors` against brute force over
+    the same float32 vectors in memory."""
+    rows = list(queries)
+    truth = semantic.exact_neighbours(vectors, queries, 10)
+    with built(vectors) as (index, summary):
+        print(f"{label}: {summary}")
+        index.search_vector(rows[0], k=10)  # the first query maps the file's first pages
+        found = [[hit.record for hit in index.search_vector(row, k=10)] for row in rows]
+        recall = recall_at_10(found, truth)
+        print(f"  recall@10 against brute force: {recall:.3f}, {len(rows)} queries")
+        ann = timed(lambda row: index.search_vector(row, k=10), rows)
+    brute = timed(lambda row: semantic.exact_neighbours(vectors, row, 10), rows[:LATENCY_QUERIES])
+    print(f"  ANN query, k=10:         {percentiles(ann)}")
+    print(f"  brute force query, k=10: {percentiles(brute)}")
+
+
+def storage_types(vectors: np.ndarray, queries: np.ndarray) -> None:
+    """Recall@10 and size of each storage type, at the module's HNSW settings."""
+    truth = semantic.exact_neighbours(vectors, queries, 10)
+    for dtype in ("f32", "f16", "i8"):
+        index = Index(
+            ndim=semantic.DIMENSION,
+            metric=semantic.METRIC,
+            dtype=dtype,
+            connectivity=semantic.CONNECTIVITY,
+            expansion_add=semantic.EXPANSION_ADD,
+            expansion_search=semantic.EXPANSION_SEARCH,
+        )
+        index.add(np.arange(len(vectors)), vectors)
+        found = index.search(queries, 10).keys.tolist()
+        print(
+            f"  {dtype}: recall@10 {recall_at_10(found, truth):.3f}, "
+            f"{index.serialized_length / len(vectors):,.0f} bytes/vector"
+        )
+
+
+def semantic_bench(*, texts: int, vectors: int, queries: int, seed: int) -> None:
+    started = time.perf_counter()
+    semantic.embed(["load the model"])
+    took = time.perf_counter() - started
+    print(f"model load (imports, weights and their SHA-256 check): {took:.1f} s")
+    sentences = synthetic_sentences(texts + queries, seed=seed)
+    print(f"{len(sentences):,} distinct generated sentences, e.g. {sentences[0]!r}")
+
+    semantic.embed(sentences[:256])  # warms up torch's kernels, so the first batch size is fair
+    for batch_size in (16, 32, 64, 128):
+        started = time.perf_counter()
+        semantic.embed(sentences[:1024], batch_size=batch_size)
+        rate = 1024 / (time.perf_counter() - started)
+        print(f"  embedding, batch {batch_size:>3}: {rate:,.0f} texts/s")
+    started, started_cpu = time.perf_counter(), time.process_time()
+    embeddings = semantic.embed(sentences)
+    took = time.perf_counter() - started
+    print(
+        f"embedding {len(sentences):,} sentences, batch {semantic.DEFAULT_BATCH_SIZE}: "
+        f"{took:,.1f} s = {len(sentences) / took:,.0f} texts/s "
+        f"(CPU {time.process_time() - started_cpu:,.1f} s, all threads)"
+    )
+    one = timed(lambda text: semantic.embed([text]), sentences[:LATENCY_QUERIES])
+    print(f"  embedding one query: {percentiles(one)}")
+
+    corpus, held_out = embeddings[:texts], embeddings[texts:]
+    ann_against_brute_force(f"{texts:,} sentence embeddings", corpus, held_out)
+    storage_types(corpus, held_out)
+    with built(corpus) as (index, _):
+        asked = sentences[texts : texts + LATENCY_QUERIES]
+        whole = timed(lambda text: index.search(text, k=10), asked)
+    print(f"  search(text), its embedding included: {percentiles(whole)}")
+
+    if vectors:
+        points = random_unit_vectors(vectors + queries, seed=seed)
+        label = f"{vectors:,} random unit vectors (the worst case)"
+        ann_against_brute_force(label, points[:vectors], points[vectors:])
 
 
 if __name__ == "__main__":

@@ -124,9 +124,9 @@ def test_recall_at_10_against_brute_force(tmp_path):
 
 def test_exact_neighbours_are_the_nearest_by_cosine():
     rng = np.random.default_rng(3)
-    vectors = rng.standard_normal((200, DIMENSION)).astype(np.float32)
-    query = rng.standard_normal(DIMENSION).astype(np.float32)
-    cosines = (vectors @ query) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    vectors = clustered_unit_vectors(rng, 200, clusters=5)
+    query = 3 * clustered_unit_vectors(rng, 1, clusters=5)[0]  # a query need not be unit
+    cosines = (vectors @ query) / np.linalg.norm(query)
     assert list(exact_neighbours(vectors, query, 5)) == list(np.argsort(-cosines)[:5])
     assert exact_neighbours(vectors, np.stack([query, query]), 5).shape == (2, 5)
 

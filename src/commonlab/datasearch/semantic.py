@@ -275,8 +275,11 @@ class SemanticIndex:
 def exact_neighbours(vectors: np.ndarray, query_vector: np.ndarray, k: int) -> np.ndarray:
     """Brute force: the row positions of the `k` rows of `vectors` nearest to
     `query_vector` by cosine, nearest first; for queries of shape (q, 384), one row each.
-    The yardstick an approximate index's recall is measured against."""
-    rows = _unit(np.asarray(vectors, dtype=np.float32))
+    The yardstick an approximate index's recall is measured against.
+
+    The rows must be unit vectors, as `embed` makes them: they are used as given, so a
+    query costs one pass over them, with no copy."""
+    rows = np.asarray(vectors, dtype=np.float32)
     queries = _unit(np.atleast_2d(np.asarray(query_vector, dtype=np.float32)))
     k = min(k, len(rows))
     if k < 1:
