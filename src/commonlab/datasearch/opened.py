@@ -62,6 +62,13 @@ class IndexedRecord:
     sha256: str
     source: str | None
     license: str | None
+    # The digests of each text member, when the record has several (`content.record_digests`):
+    # a passage hashed alone matches the member it is, not only the whole record.
+    member_sha256: tuple[str, ...] = ()
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return (self.sha256, *self.member_sha256)
 
 
 @dataclass
@@ -71,18 +78,19 @@ class OpenedIndex:
     exact: ExactIndex
     tokenizer: Any  # tokenizers.Tokenizer
     about: dict[str, Any]
-    _records: list[tuple[str, int, str, str | None, str | None]]
+    _records: list[tuple[str, int, str, str | None, str | None, tuple[str, ...]]]
     _by_digest: dict[str, list[int]] | None = field(default=None)
 
     def record(self, number: int) -> IndexedRecord:
-        file, index, sha256, source, license_ = self._records[number]
-        return IndexedRecord(number, file, index, sha256, source, license_)
+        return IndexedRecord(number, *self._records[number])
 
     def records_with_digest(self, sha256: str) -> list[IndexedRecord]:
+        """The records whose text, or one of whose text members, has this digest."""
         if self._by_digest is None:
             by_digest: dict[str, list[int]] = {}
-            for number, row in enumerate(self._records):
-                by_digest.setdefault(row[2], []).append(number)
+            for number in range(len(self._records)):
+                for digest in self.record(number).digests:
+                    by_digest.setdefault(digest, []).append(number)
             self._by_digest = by_digest
         return [self.record(n) for n in self._by_digest.get(sha256, [])]
 
@@ -151,13 +159,14 @@ def _load(key: str, files: Mapping[str, Path]) -> OpenedIndex:
     if about.get("format") != INDEX_FORMAT:
         shutil.rmtree(folder, ignore_errors=True)
         raise InvalidInput(f"that version is not a search index ({ABOUT} names no index format)")
-    records: list[tuple[str, int, str, str | None, str | None]] = []
+    records: list[tuple[str, int, str, str | None, str | None, tuple[str, ...]]] = []
     with (folder / RECORDS).open(encoding="utf-8") as lines:
         for line in lines:
             row = json.loads(line)
-            records.append(
-                (row["file"], int(row["index"]), row["sha256"], row["source"], row["license"])
-            )
+            records.append((
+                row["file"], int(row["index"]), row["sha256"], row["source"], row["license"],
+                tuple(row.get("member_sha256") or ()),
+            ))  # fmt: skip
     return OpenedIndex(
         key=key,
         folder=folder,

@@ -29,7 +29,7 @@ from commonlab.compute import service as compute
 from commonlab.datasearch.events import DatasearchEvent
 from commonlab.datasearch.exact import MAX_QUERY_TOKENS, Hit
 from commonlab.datasearch.models import IndexBuild, OptOut, OptOutMatch
-from commonlab.datasearch.opened import OpenedIndex, is_index, open_index
+from commonlab.datasearch.opened import IndexedRecord, OpenedIndex, is_index, open_index
 from commonlab.datasearch.schemas import (
     DatasetSearched,
     EvidenceOut,
@@ -169,8 +169,10 @@ class _DeletionList:
     places: frozenset[tuple[str, str, int]]
     digests: frozenset[str]
 
-    def drops(self, dataset: str, file: str, index: int, sha256: str) -> bool:
-        return (dataset, file, index) in self.places or sha256 in self.digests
+    def drops(self, dataset: str, entry: IndexedRecord) -> bool:
+        return (dataset, entry.file, entry.index) in self.places or any(
+            digest in self.digests for digest in entry.digests
+        )
 
 
 def _deletion_list(db: Session) -> _DeletionList:
@@ -287,7 +289,7 @@ def _find(
         dropped = 0
         for hit in located:
             entry = opened.record(hit.record)
-            if deletion.drops(dataset, entry.file, entry.index, entry.sha256):
+            if deletion.drops(dataset, entry):
                 dropped += 1
             elif len(hits) < limit:
                 hits.append((hit, hit.record))
