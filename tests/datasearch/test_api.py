@@ -347,3 +347,27 @@ def test_the_signed_filter_holds_opted_out_digests(lab, client, facility):
     assert signed.optouts == 1
     assert signed.filter.might_contain(content_sha256(f"At dusk {PASSAGE}, and then he slept."))
     assert not signed.filter.might_contain(content_sha256("Story 1: something else entirely"))
+
+
+# A core install ---------------------------------------------------------------------------------
+
+CORE_ONLY = """
+import sys
+for name in ("numpy", "pydivsufsort", "tokenizers", "usearch"):
+    sys.modules[name] = None
+import commonlab.app
+from commonlab.cli.main import main
+main(["search", "--help"])
+"""
+
+
+def test_a_core_install_serves_and_says_which_extra_search_needs(lab, monkeypatch):
+    import subprocess
+    import sys
+
+    started = subprocess.run([sys.executable, "-c", CORE_ONLY], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    response = lab.search(q=PASSAGE, dataset=lab.dataset)
+    assert response.status_code == 503
+    assert "commonlab[ml,sim,search]" in problem(response)["detail"]

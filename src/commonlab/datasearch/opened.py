@@ -17,14 +17,17 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from commonlab.datasearch.exact import ExactIndex
 from commonlab.errors import CommonlabError, InvalidInput
+
+if TYPE_CHECKING:
+    from commonlab.datasearch.exact import ExactIndex
 
 __all__ = [
     "ABOUT",
     "INDEX_FORMAT",
+    "MAX_QUERY_TOKENS",
     "RECORDS",
     "TOKENIZER",
     "IndexedRecord",
@@ -38,6 +41,9 @@ INDEX_FORMAT = "commonlab-datasearch-index"
 ABOUT = "about.json"
 RECORDS = "records.jsonl"
 TOKENIZER = "tokenizer.json"
+# The longest query, in tokens (exact.MAX_QUERY_TOKENS, which a test holds this to: not
+# imported, so a core install without numpy serves the routes that say what is missing).
+MAX_QUERY_TOKENS = 4096
 # Indexes kept open per process: each maps its files, and the page cache holds what is hot.
 KEEP_OPEN = 8
 
@@ -145,10 +151,12 @@ def _load(key: str, files: Mapping[str, Path]) -> OpenedIndex:
         raise InvalidInput("that version is not a search index (it has no manifest.json)")
     try:
         from tokenizers import Tokenizer
-    except ImportError:
+
+        from commonlab.datasearch.exact import ExactIndex
+    except ImportError as exc:
         raise ServerLacksSearch(
-            "this server cannot search: it was installed without the tokenizers package "
-            "(pip install 'commonlab[ml,search]')"
+            f"this server cannot search: it was installed without {exc.name} "
+            "(pip install 'commonlab[ml,sim,search]')"
         ) from None
     folder = Path(tempfile.mkdtemp(prefix="commonlab-index-"))
     for path, stored in files.items():

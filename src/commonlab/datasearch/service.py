@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import func, select
@@ -27,9 +27,14 @@ from commonlab.artifacts import service as artifacts
 from commonlab.artifacts.service import Registry, Relation, VersionFacts
 from commonlab.compute import service as compute
 from commonlab.datasearch.events import DatasearchEvent
-from commonlab.datasearch.exact import MAX_QUERY_TOKENS, Hit
 from commonlab.datasearch.models import IndexBuild, OptOut, OptOutMatch
-from commonlab.datasearch.opened import IndexedRecord, OpenedIndex, is_index, open_index
+from commonlab.datasearch.opened import (
+    MAX_QUERY_TOKENS,
+    IndexedRecord,
+    OpenedIndex,
+    is_index,
+    open_index,
+)
 from commonlab.datasearch.schemas import (
     DatasetSearched,
     EvidenceOut,
@@ -51,6 +56,9 @@ from commonlab.errors import Conflict, InvalidInput, NotFound
 from commonlab.policy import Action, authorize, decide
 from commonlab.policy.principal import SYSTEM, Principal
 from commonlab.policy.resources import Resource
+
+if TYPE_CHECKING:
+    from commonlab.datasearch.exact import Hit
 
 __all__ = [
     "MAX_HITS_SHOWN",
