@@ -371,3 +371,9 @@ def test_a_core_install_serves_and_says_which_extra_search_needs(lab, monkeypatc
     response = lab.search(q=PASSAGE, dataset=lab.dataset)
     assert response.status_code == 503
     assert "commonlab[ml,sim,search]" in problem(response)["detail"]
+
+
+def test_the_servers_query_bound_is_the_indexs():
+    from commonlab.datasearch import exact, opened
+
+    assert opened.MAX_QUERY_TOKENS == exact.MAX_QUERY_TOKENS
