@@ -46,7 +46,9 @@ PUBLIC_DATA = _records({
 PRIVATE_DATA = _records({3: {"text": f"Note: {SECRET}.", "source": "internal-wiki"}})
 
 
-def _index_files(tmp_path: Path, name: str, data: bytes) -> dict[str, bytes]:
+def _index_files(
+    tmp_path: Path, name: str, data: bytes, *, semantic: bool = False
+) -> dict[str, bytes]:
     """The index job's output for a dataset holding `data/train.jsonl`."""
     root = tmp_path / name
     (root / "data" / "data").mkdir(parents=True)
@@ -55,7 +57,7 @@ def _index_files(tmp_path: Path, name: str, data: bytes) -> dict[str, bytes]:
                   metrics=root / "metrics.jsonl")  # fmt: skip
     paths.out.mkdir()
     paths.scratch.mkdir()
-    build(IndexConfig(vocab_size=300, min_frequency=1), paths)
+    build(IndexConfig(vocab_size=300, min_frequency=1, semantic=semantic), paths)
     (paths.out / "results.json").unlink()
     return {p.name: p.read_bytes() for p in sorted(paths.out.iterdir())}
 
@@ -88,7 +90,7 @@ class Lab:
                                 {"data/train.jsonl": PUBLIC_DATA}, licenses=["CC-BY-4.0"])  # fmt: skip
         self.index = _publish(
             client, h, _repo(client, h, "dataset", "stories-index"),
-            _index_files(tmp_path, "public", PUBLIC_DATA),
+            _index_files(tmp_path, "public", PUBLIC_DATA, semantic=True),
             lineage=[{"ref": self.dataset, "relation": "indexes"}],
         )  # fmt: skip
         self.model = _publish(
@@ -199,6 +201,30 @@ def test_searching_a_dataset_without_an_index_says_how_to_build_one(lab):
     response = lab.search(q="harbour", dataset=bare)
     assert response.status_code == 422 and "not a search index" in problem(response)["detail"]
     assert fake
+
+
+def test_semantic_search_finds_records_by_meaning_and_honours_optouts(lab, client):
+    def by_meaning(**params):
+        response = client.get("/api/v1/search/semantic", params={"dataset": lab.dataset, **params})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    found = by_meaning(q="a man who tends a lighthouse watches seabirds in the mist", limit=3)
+    assert {hit["record"] for hit in found["hits"][:2]} == {5, 17}
+    top = found["hits"][0]
+    assert 0 < top["score"] <= 1 and "lighthouse" in top["text"]
+    assert top["license"] == "CC-BY-4.0" and top["url"].endswith("file=data/train.jsonl")
+    # The private index has no semantic part, and says so to its reader.
+    mine = client.get("/api/v1/search/semantic", params={"dataset": lab.private, "q": "code"},
+                      headers=lab.owner).json()  # fmt: skip
+    assert mine["datasets"][0]["status"] == "no semantic index" and mine["hits"] == []
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE},
+                headers=lab.novelist)  # fmt: skip
+    after = by_meaning(q="a man who tends a lighthouse watches seabirds in the mist", limit=3)
+    assert not {hit["record"] for hit in after["hits"]} & {5, 17} and after["opted_out"] == 2
+    for bad in ({"q": ""}, {"q": "x" * 2001}, {"q": "sea", "limit": 0}):
+        response = client.get("/api/v1/search/semantic", params={"dataset": lab.dataset, **bad})
+        assert response.status_code == 422
 
 
 # Tracing and membership -----------------------------------------------------------------------

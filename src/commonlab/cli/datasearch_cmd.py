@@ -86,6 +86,9 @@ def index_build(
         str | None, typer.Option(help="the index's repository (name: the project's); NAME-index")
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="tokens the index's tokenizer learns")] = 32_000,
+    semantic: Annotated[
+        bool, typer.Option("--semantic/--exact-only", help="also index by meaning (embeddings)")
+    ] = True,
     memory_gb: Annotated[int, typer.Option("--memory-gb", help="memory in GB")] = 4,
     minutes: Annotated[int, typer.Option("--time", "-t", help="time limit in minutes")] = 60,
     level: Annotated[
@@ -111,7 +114,7 @@ def index_build(
         project,
         pinned,
         target,
-        {"vocab_size": vocab_size},
+        {"vocab_size": vocab_size, "semantic": semantic},
         memory_gb=memory_gb,
         minutes=minutes,
         level=level,
@@ -166,12 +169,19 @@ def search(
     dataset: Dataset = None,
     limit: Annotated[int, typer.Option(help="occurrences shown (1 to 100)")] = 10,
     context: Annotated[int, typer.Option(help="tokens shown each side (0 to 200)")] = 24,
+    meaning: Annotated[
+        bool, typer.Option("--meaning", help="records near in meaning, not verbatim")
+    ] = False,
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
     """Find a passage in a dataset version's records, or in a model's training data: how
-    often it occurs, and each occurrence in context with its record, source and licence."""
+    often it occurs, and each occurrence in context with its record, source and licence.
+    With --meaning, the records nearest in meaning instead (semantic search)."""
     client = _client(url)
+    if meaning:
+        _search_by_meaning(client, query, _where(client, model, dataset), limit, as_json)
+        return
     params = {**_where(client, model, dataset), "q": query, "limit": limit, "context": context}
     found = client.get("/api/v1/search", params=params)
     if as_json:
@@ -202,6 +212,29 @@ def search(
             f"{escape(hit['after'])}…"
         )
         console.print(f"  {base}{hit['url']}", style="dim", soft_wrap=True)
+
+
+def _search_by_meaning(
+    client: Client, query: str, where: dict[str, str], limit: int, as_json: bool
+) -> None:
+    found = client.get("/api/v1/search/semantic", params={**where, "q": query, "limit": limit})
+    if as_json:
+        print_json(found)
+        return
+    for searched in found["datasets"]:
+        if searched["status"] != "searched":
+            console.print(f"{searched['dataset']}: {searched['status']}")
+    base = client.login.url
+    for hit in found["hits"]:
+        console.print(
+            f"\n[bold]{hit['score']:.3f}[/bold] {hit['dataset']} {escape(hit['file'])} record "
+            f"{hit['record']} — source {escape(hit['source'] or 'not stated')}, licence "
+            f"{escape(hit['license'] or 'not stated')}"
+        )
+        console.print(f"  {escape(hit['text'][:200])}")
+        console.print(f"  {base}{hit['url']}", style="dim", soft_wrap=True)
+    if not found["hits"]:
+        console.print("no record found")
 
 
 def trace(

@@ -16,6 +16,7 @@ from commonlab.datasearch.schemas import (
     OptOutDecision,
     OptOutOut,
     SearchOut,
+    SemanticOut,
     TraceOut,
     TraceRequest,
 )
@@ -62,6 +63,25 @@ def search(
 ) -> SearchOut:
     return service.search(
         db, principal, reg, query=q, dataset=dataset, model=model, limit=limit, context=context
+    )
+
+
+@router.get(
+    "/search/semantic",
+    response_model=SemanticOut,
+    summary="Records nearest in meaning to a query, in a dataset or a model's training data",
+)
+def semantic_search(
+    db: DbSession,
+    principal: CurrentPrincipal,
+    reg: Reg,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_PASSAGE_CHARS)],
+    dataset: DatasetRef = None,
+    model: ModelRef = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_HITS_SHOWN)] = 10,
+) -> SemanticOut:
+    return service.semantic_search(
+        db, principal, reg, query=q, dataset=dataset, model=model, limit=limit
     )
 
 

@@ -86,6 +86,7 @@ class OpenedIndex:
     about: dict[str, Any]
     _records: list[tuple[str, int, str, str | None, str | None, tuple[str, ...]]]
     _by_digest: dict[str, list[int]] | None = field(default=None)
+    _semantic: Any = field(default=None)
 
     def record(self, number: int) -> IndexedRecord:
         return IndexedRecord(number, *self._records[number])
@@ -115,8 +116,31 @@ class OpenedIndex:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False) if ids else ""
 
+    @property
+    def has_semantic(self) -> bool:
+        return (self.folder / "semantic.json").exists()
+
+    def semantic(self) -> Any:
+        """The index's semantic index (`semantic.SemanticIndex`), opened on first use."""
+        if self._semantic is None:
+            try:
+                from commonlab.datasearch.semantic import SemanticIndex
+            except ImportError as exc:
+                raise ServerLacksSearch(
+                    f"this server cannot search by meaning: it was installed without "
+                    f"{exc.name} (pip install 'commonlab[ml,sim,search]')"
+                ) from None
+            self._semantic = SemanticIndex(self.folder)
+        return self._semantic
+
+    def text_of(self, number: int, *, at_most: int = 400) -> str:
+        """The start of index record `number`'s text, decoded from its tokens."""
+        return self.decode(list(self.exact.record(number)[:at_most]))
+
     def close(self) -> None:
         self.exact.close()
+        if self._semantic is not None:
+            self._semantic.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "OptOutMatchOut",
     "OptOutOut",
     "SearchOut",
+    "SemanticHitOut",
+    "SemanticOut",
     "SpanOut",
     "SpanRecordOut",
     "TraceOut",
@@ -81,6 +83,28 @@ class SearchOut(BaseModel):
     opted_out: int
     datasets: list[DatasetSearched]
     hits: list[HitOut]
+
+
+class SemanticHitOut(BaseModel):
+    """A record near the query in meaning: its cosine similarity (1: the same direction) and
+    the start of its text."""
+
+    dataset: str
+    file: str
+    record: int
+    source: str | None
+    license: str | None
+    score: float
+    text: str
+    url: str
+
+
+class SemanticOut(BaseModel):
+    query: str
+    # Records dropped because an opt-out names them.
+    opted_out: int
+    datasets: list[DatasetSearched]
+    hits: list[SemanticHitOut]
 
 
 class SpanRecordOut(BaseModel):

@@ -36,6 +36,7 @@ from commonlab.datasearch.opened import (
     open_index,
 )
 from commonlab.datasearch.schemas import (
+    MAX_PASSAGE_CHARS,
     DatasetSearched,
     EvidenceOut,
     HitOut,
@@ -47,6 +48,8 @@ from commonlab.datasearch.schemas import (
     OptOutMatchOut,
     OptOutOut,
     SearchOut,
+    SemanticHitOut,
+    SemanticOut,
     SpanOut,
     SpanRecordOut,
     TraceOut,
@@ -71,6 +74,8 @@ __all__ = [
     "note_index_build",
     "optout_digests",
     "search",
+    "semantic_search",
+    "signed_filter",
     "trace",
 ]
 
@@ -346,8 +351,6 @@ def search(
     """Every occurrence of `query` in the records of a dataset version, or of the training
     data of a model version, that `actor` may read, less the opted-out ones: counted, and
     the first `limit` shown in context with their records, sources and licences."""
-    from commonlab.datasearch.schemas import MAX_PASSAGE_CHARS
-
     query = _check_text(query, what="the query", at_most=MAX_PASSAGE_CHARS)
     if not 1 <= limit <= MAX_HITS_SHOWN:
         raise InvalidInput(f"limit must be 1 to {MAX_HITS_SHOWN}")
@@ -384,6 +387,62 @@ def search(
                 for hit, _ in found.hits
             )
     return SearchOut(query=query, count=count, opted_out=opted_out, datasets=statuses, hits=hits)
+
+
+def semantic_search(
+    db: Session,
+    actor: Principal,
+    registry: Registry,
+    *,
+    query: str,
+    dataset: str | None = None,
+    model: str | None = None,
+    limit: int = 10,
+) -> SemanticOut:
+    """The records nearest in meaning to `query` (all-MiniLM-L6-v2 embeddings in each
+    index's ANN index), across the datasets searched, nearest first, less the opted-out
+    ones. A dataset whose index has no semantic part says so in its status."""
+    query = _check_text(query, what="the query", at_most=MAX_PASSAGE_CHARS)
+    if not 1 <= limit <= MAX_HITS_SHOWN:
+        raise InvalidInput(f"limit must be 1 to {MAX_HITS_SHOWN}")
+    targets = _targets(db, actor, dataset=dataset, model=model)
+    if not any(t.index is not None for t in targets):
+        raise _nothing_searchable(targets, model or dataset or "")
+    with db.begin():
+        deletion = _deletion_list(db)
+    statuses, hits = [], []
+    opted_out = 0
+    for target in targets:
+        status = _status(target)
+        statuses.append(status)
+        if target.index is None:
+            continue
+        opened = _open(db, actor, registry, target.index)
+        if not opened.has_semantic:
+            status.status = "no semantic index"
+            continue
+        fallback = _fallback(db, actor, target.dataset.ref)
+        # Ask for more than shown: opted-out records are dropped after the search.
+        for near in opened.semantic().search(query, k=min(MAX_HITS_SHOWN, limit * 2)):
+            entry = opened.record(near.record)
+            if deletion.drops(target.dataset.ref, entry):
+                opted_out += 1
+                continue
+            status.count += 1
+            hits.append(
+                SemanticHitOut(
+                    dataset=target.dataset.ref,
+                    file=entry.file,
+                    record=entry.index,
+                    source=entry.source or fallback.source,
+                    license=entry.license or fallback.license,
+                    score=round(near.score, 4),
+                    text=opened.text_of(near.record),
+                    url=_record_url(target.dataset.ref, entry.file, entry.index),
+                )
+            )
+    hits.sort(key=lambda hit: -hit.score)
+    return SemanticOut(query=query, opted_out=opted_out, datasets=statuses, hits=hits[:limit])
 
 
 # Tracing ----------------------------------------------------------------------------------------
@@ -509,8 +568,6 @@ def membership(
     model version's training data, as far as the asker may read it, with the evidence: the
     dataset versions, files and records. A digest is compared with each file's SHA-256 and
     each indexed record's content digest (`commonlab optout hash`); a passage is searched."""
-    from commonlab.datasearch.schemas import MAX_PASSAGE_CHARS
-
     if (sha256 is None) == (passage is None):
         raise InvalidInput("give a SHA-256 (sha256=…) or a passage (passage=…), one of them")
     if sha256 is not None:

@@ -12,6 +12,7 @@ from commonlab.portal import (
     allocation_views,
     artifacts_views,
     compute_views,
+    datasearch_views,
     evaluations_views,
     governance_views,
     views,
@@ -33,6 +34,7 @@ def mount_portal(app: FastAPI) -> None:
         admin_views,
         artifacts_views,
         evaluations_views,
+        datasearch_views,
     ):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")

@@ -238,6 +238,9 @@ class IndexConfig(Input):
     sample_records: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
     # Index at most this many records (the first ones, in file order).
     max_records: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = None
+    # Also embed every record (all-MiniLM-L6-v2) into an ANN index for semantic search: a
+    # third pass over the records, at the embedding model's pace (the `search` extra).
+    semantic: bool = False
     exclude: Exclusions = Field(default_factory=Exclusions)
 
     @property

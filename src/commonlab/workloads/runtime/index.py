@@ -137,6 +137,8 @@ def build(config: IndexConfig, paths: Paths) -> dict[str, Any]:
     shutil.rmtree(building, ignore_errors=True)
     tokenizer.save(str(paths.out / TOKENIZER))
 
+    semantic = _semantic(files, config, exclusion, columns, paths) if config.semantic else None
+
     excluded = reading.excluded
     not_found = exclusion.not_found(reading.counts, {rel for rel, _ in files})
     about = {
@@ -156,6 +158,7 @@ def build(config: IndexConfig, paths: Paths) -> dict[str, Any]:
         "text_columns": config.text_columns,
         "tokenizer": TOKENIZER,
         "records_file": RECORDS,
+        "semantic": semantic,
     }
     (paths.out / ABOUT).write_text(json.dumps(about, indent=1) + "\n")
     results = {
@@ -170,6 +173,31 @@ def build(config: IndexConfig, paths: Paths) -> dict[str, Any]:
     }
     (paths.out / RESULTS).write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def _semantic(
+    files: list[tuple[str, Path]],
+    config: IndexConfig,
+    exclusion: Exclusion,
+    columns: frozenset[str] | None,
+    paths: Paths,
+) -> dict[str, Any]:
+    """A third pass: every kept record's text embedded into the semantic index, numbered as
+    the exact index numbers it (the same records, in the same order), beside it in the
+    output. Captions and transcripts are text members, so images, audio and video are
+    found through them."""
+    try:
+        from commonlab.datasearch.semantic import build_semantic_index
+    except ImportError as exc:
+        raise InvalidInput(
+            f"semantic: this job's Python lacks {exc.name} (the `search` extra); "
+            "build the index without semantic search, or install it"
+        ) from None
+    with contextlib.closing(_kept(files, config, exclusion, columns, _Reading())) as third:
+        manifest = build_semantic_index(
+            ((number, kept.text) for number, kept in enumerate(third)), paths.out
+        )
+    return {"model": manifest.model, "records": manifest.count, "bytes": manifest.bytes}
 
 
 def _nothing_to_index(config: IndexConfig) -> str:
