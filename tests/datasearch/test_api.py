@@ -29,20 +29,29 @@ BOOK = "https://example.org/books/the-keeper/chapter-1"
 
 def _records(special: dict[int, dict]) -> bytes:
     rows = [
-        {"text": f"Story {n}: Amina walked to the market and bought {n} oranges.",
-         "source": f"https://example.org/stories/{n}", "license": "CC-BY-4.0"}
+        {
+            "text": f"Story {n}: Amina walked to the market and bought {n} oranges.",
+            "source": f"https://example.org/stories/{n}",
+            "license": "CC-BY-4.0",
+        }
         for n in range(24)
-    ]  # fmt: skip
+    ]
     for n, row in special.items():
         rows[n] = row
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
 
-PUBLIC_DATA = _records({
-    5: {"text": f"At dusk {PASSAGE}, and then he slept.", "source": BOOK, "license": "CC-BY-4.0"},
-    17: {"text": f"She remembered: {PASSAGE}.", "license": "CC-BY-4.0"},
-    20: {"text": "A <script>alert(1)</script> story about the harbour.", "license": "CC0-1.0"},
-})  # fmt: skip
+PUBLIC_DATA = _records(
+    {
+        5: {
+            "text": f"At dusk {PASSAGE}, and then he slept.",
+            "source": BOOK,
+            "license": "CC-BY-4.0",
+        },
+        17: {"text": f"She remembered: {PASSAGE}.", "license": "CC-BY-4.0"},
+        20: {"text": "A <script>alert(1)</script> story about the harbour.", "license": "CC0-1.0"},
+    }
+)
 PRIVATE_DATA = _records({3: {"text": f"Note: {SECRET}.", "source": "internal-wiki"}})
 
 
@@ -53,8 +62,13 @@ def _index_files(
     root = tmp_path / name
     (root / "data" / "data").mkdir(parents=True)
     (root / "data" / "data" / "train.jsonl").write_bytes(data)
-    paths = Paths(data=root / "data", model=None, out=root / "out", scratch=root / "scratch",
-                  metrics=root / "metrics.jsonl")  # fmt: skip
+    paths = Paths(
+        data=root / "data",
+        model=None,
+        out=root / "out",
+        scratch=root / "scratch",
+        metrics=root / "metrics.jsonl",
+    )
     paths.out.mkdir()
     paths.scratch.mkdir()
     build(IndexConfig(vocab_size=300, min_frequency=1, semantic=semantic), paths)
@@ -86,25 +100,41 @@ class Lab:
         _, self.owner = person_with_token(client, operator, "Amina Odhiambo")
         _, self.novelist = person_with_token(client, operator, "Nadia Haddad")
         h = self.owner
-        self.dataset = _publish(client, h, _repo(client, h, "dataset", "stories"),
-                                {"data/train.jsonl": PUBLIC_DATA}, licenses=["CC-BY-4.0"])  # fmt: skip
+        self.dataset = _publish(
+            client,
+            h,
+            _repo(client, h, "dataset", "stories"),
+            {"data/train.jsonl": PUBLIC_DATA},
+            licenses=["CC-BY-4.0"],
+        )
         self.index = _publish(
-            client, h, _repo(client, h, "dataset", "stories-index"),
+            client,
+            h,
+            _repo(client, h, "dataset", "stories-index"),
             _index_files(tmp_path, "public", PUBLIC_DATA, semantic=True),
             lineage=[{"ref": self.dataset, "relation": "indexes"}],
-        )  # fmt: skip
+        )
         self.model = _publish(
-            client, h, _repo(client, h, "model", "stories-gpt2"), {"README.md": b"# a model\n"},
+            client,
+            h,
+            _repo(client, h, "model", "stories-gpt2"),
+            {"README.md": b"# a model\n"},
             lineage=[{"ref": self.dataset, "relation": "trained_on"}],
-        )  # fmt: skip
+        )
         private = dict(visibility="private")
-        self.private = _publish(client, h, _repo(client, h, "dataset", "notes", **private),
-                                {"data/train.jsonl": PRIVATE_DATA})  # fmt: skip
+        self.private = _publish(
+            client,
+            h,
+            _repo(client, h, "dataset", "notes", **private),
+            {"data/train.jsonl": PRIVATE_DATA},
+        )
         self.private_index = _publish(
-            client, h, _repo(client, h, "dataset", "notes-index", **private),
+            client,
+            h,
+            _repo(client, h, "dataset", "notes-index", **private),
             _index_files(tmp_path, "private", PRIVATE_DATA),
             lineage=[{"ref": self.private, "relation": "indexes"}],
-        )  # fmt: skip
+        )
 
     def search(self, headers=None, **params):
         return self.client.get("/api/v1/search", params=params, headers=headers or {})
@@ -154,10 +184,15 @@ def test_a_private_index_is_searched_only_by_its_readers_and_never_named_to_othe
     # A model trained on both: an outsider's search looks only in what they may read.
     h = lab.owner
     both = _publish(
-        lab.client, h, _repo(lab.client, h, "model", "both"), {"README.md": b"#\n"},
-        lineage=[{"ref": lab.dataset, "relation": "trained_on"},
-                 {"ref": lab.private, "relation": "trained_on"}],
-    )  # fmt: skip
+        lab.client,
+        h,
+        _repo(lab.client, h, "model", "both"),
+        {"README.md": b"#\n"},
+        lineage=[
+            {"ref": lab.dataset, "relation": "trained_on"},
+            {"ref": lab.private, "relation": "trained_on"},
+        ],
+    )
     mine = lab.search(h, q=SECRET, model=both).json()
     theirs = lab.search(lab.novelist, q=SECRET, model=both).json()
     assert mine["count"] == 1 and len(mine["datasets"]) == 2
@@ -190,14 +225,20 @@ def test_bad_searches_get_a_clear_4xx(lab, params, status, says):
 
 def test_searching_a_dataset_without_an_index_says_how_to_build_one(lab):
     h = lab.owner
-    bare = _publish(lab.client, h, _repo(lab.client, h, "dataset", "bare"),
-                    {"data/train.jsonl": PUBLIC_DATA})  # fmt: skip
+    bare = _publish(
+        lab.client, h, _repo(lab.client, h, "dataset", "bare"), {"data/train.jsonl": PUBLIC_DATA}
+    )
     response = lab.search(q="harbour", dataset=bare)
     assert response.status_code == 404
     assert f"commonlab index build {bare}" in problem(response)["detail"]
     # A version that is not an index, linked as one, is refused, not served.
-    fake = _publish(lab.client, h, _repo(lab.client, h, "dataset", "fake-index"),
-                    {"manifest.json": b"{}"}, lineage=[{"ref": bare, "relation": "indexes"}])  # fmt: skip
+    fake = _publish(
+        lab.client,
+        h,
+        _repo(lab.client, h, "dataset", "fake-index"),
+        {"manifest.json": b"{}"},
+        lineage=[{"ref": bare, "relation": "indexes"}],
+    )
     response = lab.search(q="harbour", dataset=bare)
     assert response.status_code == 422 and "not a search index" in problem(response)["detail"]
     assert fake
@@ -215,11 +256,11 @@ def test_semantic_search_finds_records_by_meaning_and_honours_optouts(lab, clien
     assert 0 < top["score"] <= 1 and "lighthouse" in top["text"]
     assert top["license"] == "CC-BY-4.0" and top["url"].endswith("file=data/train.jsonl")
     # The private index has no semantic part, and says so to its reader.
-    mine = client.get("/api/v1/search/semantic", params={"dataset": lab.private, "q": "code"},
-                      headers=lab.owner).json()  # fmt: skip
+    mine = client.get(
+        "/api/v1/search/semantic", params={"dataset": lab.private, "q": "code"}, headers=lab.owner
+    ).json()
     assert mine["datasets"][0]["status"] == "no semantic index" and mine["hits"] == []
-    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE},
-                headers=lab.novelist)  # fmt: skip
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist)
     after = by_meaning(q="a man who tends a lighthouse watches seabirds in the mist", limit=3)
     assert not {hit["record"] for hit in after["hits"]} & {5, 17} and after["opted_out"] == 2
     for bad in ({"q": ""}, {"q": "x" * 2001}, {"q": "sea", "limit": 0}):
@@ -241,9 +282,12 @@ def test_trace_finds_the_copied_span_of_a_models_output(lab):
     assert len(longest["text"]) >= len(PASSAGE) - 2
     assert output[longest["start"] : longest["end"]] == longest["text"]
     assert {r["record"] for r in longest["records"]} <= {5, 17}
-    for bad in ({"model": lab.model, "text": ""}, {"model": lab.model, "text": "x" * 20_001},
-                {"model": "models/a/b", "text": "hi"}, {"model": lab.model, "text": "hi",
-                 "min_tokens": 0}):  # fmt: skip
+    for bad in (
+        {"model": lab.model, "text": ""},
+        {"model": lab.model, "text": "x" * 20_001},
+        {"model": "models/a/b", "text": "hi"},
+        {"model": lab.model, "text": "hi", "min_tokens": 0},
+    ):
         assert lab.client.post("/api/v1/trace", json=bad).status_code == 422
 
 
@@ -275,8 +319,9 @@ def test_membership_by_record_digest_by_file_and_by_passage(lab):
 
 
 def test_an_optout_hides_its_records_at_once_and_is_recorded_as_commitments(lab, client, app):
-    response = client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE},
-                           headers=lab.novelist)  # fmt: skip
+    response = client.post(
+        "/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist
+    )
     assert response.status_code == 201, response.text
     optout = response.json()
     assert optout["records"] == 2 and optout["value"] == PASSAGE
@@ -298,24 +343,31 @@ def test_an_optout_hides_its_records_at_once_and_is_recorded_as_commitments(lab,
     # The public sees the opt-out, not what it names; the filer and operators do.
     public = client.get(f"/api/v1/optouts/{optout['id']}").json()
     assert public["value"] is None and public["records"] == 2
-    assert client.get(f"/api/v1/optouts/{optout['id']}", headers=lab.operator).json()[
-        "value"
-    ] == PASSAGE
+    assert (
+        client.get(f"/api/v1/optouts/{optout['id']}", headers=lab.operator).json()["value"]
+        == PASSAGE
+    )
 
     # An operator rejects it (say the filer did not write the book): it stops being honoured.
-    decided = client.post(f"/api/v1/optouts/{optout['id']}/decision",
-                          json={"decision": "rejected", "reason": "not the author"},
-                          headers=lab.operator)  # fmt: skip
+    decided = client.post(
+        f"/api/v1/optouts/{optout['id']}/decision",
+        json={"decision": "rejected", "reason": "not the author"},
+        headers=lab.operator,
+    )
     assert decided.status_code == 200 and decided.json()["state"] == "rejected"
     assert lab.search(q=PASSAGE, dataset=lab.dataset).json()["count"] == 2
-    again = client.post(f"/api/v1/optouts/{optout['id']}/decision",
-                        json={"decision": "upheld", "reason": "x"}, headers=lab.operator)  # fmt: skip
+    again = client.post(
+        f"/api/v1/optouts/{optout['id']}/decision",
+        json={"decision": "upheld", "reason": "x"},
+        headers=lab.operator,
+    )
     assert again.status_code == 409
 
 
 def test_an_optout_of_private_data_shows_its_matches_only_to_readers(lab, client):
-    filed = client.post("/api/v1/optouts", json={"kind": "passage", "value": SECRET},
-                        headers=lab.novelist).json()  # fmt: skip
+    filed = client.post(
+        "/api/v1/optouts", json={"kind": "passage", "value": SECRET}, headers=lab.novelist
+    ).json()
     assert filed["records"] == 1 and filed["matches"] == []  # the filer may not read it
     assert "notes" not in json.dumps(filed)
     owner_view = client.get(f"/api/v1/optouts/{filed['id']}", headers=lab.owner).json()
@@ -324,12 +376,18 @@ def test_an_optout_of_private_data_shows_its_matches_only_to_readers(lab, client
 
 
 def test_an_optout_matching_nothing_is_recorded_and_says_so(lab, client, app):
-    response = client.post("/api/v1/optouts", json={"kind": "url",
-                           "value": "https://nowhere.example/*"}, headers=lab.novelist)  # fmt: skip
+    response = client.post(
+        "/api/v1/optouts",
+        json={"kind": "url", "value": "https://nowhere.example/*"},
+        headers=lab.novelist,
+    )
     assert response.status_code == 201 and response.json()["records"] == 0
     assert len(record_entries(client, app, type="datasearch:optout:filed")) == 1
-    by_source = client.post("/api/v1/optouts", json={"kind": "url",
-                            "value": "https://example.org/books/*"}, headers=lab.novelist)  # fmt: skip
+    by_source = client.post(
+        "/api/v1/optouts",
+        json={"kind": "url", "value": "https://example.org/books/*"},
+        headers=lab.novelist,
+    )
     assert [m["record"] for m in by_source.json()["matches"]] == [5]
 
 
@@ -355,19 +413,22 @@ def test_bad_optouts_are_refused_and_write_nothing(lab, client, app, body, says)
 def test_who_may_file_and_decide(lab, client):
     anonymous = client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE})
     assert anonymous.status_code == 403 and "sign in" in problem(anonymous)["detail"]
-    filed = client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE},
-                        headers=lab.novelist).json()  # fmt: skip
+    filed = client.post(
+        "/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist
+    ).json()
     for who in (lab.novelist, lab.owner):
-        response = client.post(f"/api/v1/optouts/{filed['id']}/decision",
-                               json={"decision": "upheld", "reason": "mine"}, headers=who)  # fmt: skip
+        response = client.post(
+            f"/api/v1/optouts/{filed['id']}/decision",
+            json={"decision": "upheld", "reason": "mine"},
+            headers=who,
+        )
         assert response.status_code == 403
     assert client.get("/api/v1/optouts/999").status_code == 404
     assert client.get(f"/api/v1/optouts/{filed['id']}", headers=lab.owner).json()["value"] is None
 
 
 def test_the_signed_filter_holds_opted_out_digests(lab, client, facility):
-    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE},
-                headers=lab.novelist)  # fmt: skip
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist)
     envelope = client.get("/api/v1/optouts/filter").json()
     signed = verify_filter(envelope, facility.signer.verifier_key())
     assert signed.optouts == 1

@@ -31,18 +31,25 @@ MODEL = "models/proj-1/coastal-gpt2"
 def stories(folder: Path) -> None:
     """Short stories, each with its own source and licence; two quote the novel."""
     rows = [
-        {"text": f"Story {n}: Amina walked to the market and bought {n} oranges for the road.",
-         "source": f"https://example.org/stories/{n}", "license": "CC-BY-4.0"}
+        {
+            "text": f"Story {n}: Amina walked to the market and bought {n} oranges for the road.",
+            "source": f"https://example.org/stories/{n}",
+            "license": "CC-BY-4.0",
+        }
         for n in range(30)
-    ]  # fmt: skip
-    rows[7] = {"text": f"At dusk {PASSAGE}, and then he slept.",
-               "source": f"{BOOK}/chapter-1", "license": "CC-BY-4.0"}  # fmt: skip
-    rows[19] = {"text": f"She remembered the line: {PASSAGE}.",
-                "source": "https://example.org/blog/quotes", "license": "CC-BY-4.0"}  # fmt: skip
+    ]
+    rows[7] = {
+        "text": f"At dusk {PASSAGE}, and then he slept.",
+        "source": f"{BOOK}/chapter-1",
+        "license": "CC-BY-4.0",
+    }
+    rows[19] = {
+        "text": f"She remembered the line: {PASSAGE}.",
+        "source": "https://example.org/blog/quotes",
+        "license": "CC-BY-4.0",
+    }
     (folder / "data").mkdir(parents=True)
-    (folder / "data" / "train.jsonl").write_text(
-        "\n".join(json.dumps(row) for row in rows) + "\n"
-    )
+    (folder / "data" / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
 
 
 def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, tmp_path):
@@ -50,17 +57,48 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
     as_person(monkeypatch, demo, demo.pi_token)
     folder = tmp_path / "coastal-stories"
     stories(folder)
-    code, _, err = run(capsys, "dataset", "push", str(folder), "--repo",
-                       "proj-1/coastal-stories", "--license", "CC-BY-4.0", "-m", "stories")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "dataset",
+        "push",
+        str(folder),
+        "--repo",
+        "proj-1/coastal-stories",
+        "--license",
+        "CC-BY-4.0",
+        "-m",
+        "stories",
+    )
     assert code == 0, err
     config = tmp_path / "train.toml"
     config.write_text(TEXT_TOML)
-    code, out, err = run(capsys, "train", "-p", "proj-1", "--config", str(config),
-                         "--dataset", "proj-1/coastal-stories", "--out", "coastal-gpt2",
-                         "--time", "15", "--watch")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "train",
+        "-p",
+        "proj-1",
+        "--config",
+        str(config),
+        "--dataset",
+        "proj-1/coastal-stories",
+        "--out",
+        "coastal-gpt2",
+        "--time",
+        "15",
+        "--watch",
+    )
     assert code == 0 and "succeeded" in out, out + err
-    code, out, err = run(capsys, "index", "build", "proj-1/coastal-stories", "-p", "proj-1",
-                         "--vocab-size", "400", "--watch")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "index",
+        "build",
+        "proj-1/coastal-stories",
+        "-p",
+        "proj-1",
+        "--vocab-size",
+        "400",
+        "--watch",
+    )
     assert code == 0 and "succeeded" in out, out + err
 
     # The novelist, who belongs to no project, searches the released model's training data.
@@ -74,8 +112,9 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
 
     api = http_client(base_url=demo.url, timeout=60)
     me = {"Authorization": f"Bearer {novelist}"}
-    found = api.get("/api/v1/search", params={"q": PASSAGE, "model": f"{MODEL}@1"},
-                    headers=me).json()  # fmt: skip
+    found = api.get(
+        "/api/v1/search", params={"q": PASSAGE, "model": f"{MODEL}@1"}, headers=me
+    ).json()
     assert found["count"] == 2
     assert {h["record"] for h in found["hits"]} == {7, 19}
     assert all(PASSAGE in (h["match"]).strip() for h in found["hits"])
@@ -92,13 +131,16 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
     optout_id = int(re.search(r"opt-out (\d+)", out).group(1))
 
     # Search honours it at once, before any index is rebuilt.
-    found = api.get("/api/v1/search", params={"q": PASSAGE, "model": f"{MODEL}@1"},
-                    headers=me).json()  # fmt: skip
+    found = api.get(
+        "/api/v1/search", params={"q": PASSAGE, "model": f"{MODEL}@1"}, headers=me
+    ).json()
     assert found["count"] == 0 and found["opted_out"] == 2 and found["hits"] == []
 
     # The record holds the request as commitments: the passage never appears in clear.
-    entries = api.get("/api/v1/record/entries", params={"type": "datasearch:optout:filed",
-                      "subject": f"optout/{optout_id}"}).json()["items"]  # fmt: skip
+    entries = api.get(
+        "/api/v1/record/entries",
+        params={"type": "datasearch:optout:filed", "subject": f"optout/{optout_id}"},
+    ).json()["items"]
     [entry] = [e["entry"] for e in entries]
     assert entry["data"]["records"] == 2
     assert entry["data"]["models_trained_before"] == [f"{MODEL}@1"]
@@ -106,25 +148,31 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
 
     # The data team publishes the next version without those records, and indexes it.
     as_person(monkeypatch, demo, demo.pi_token)
-    code, out, err = run(capsys, "optout", "apply", "proj-1/coastal-stories", "-p", "proj-1",
-                         "--watch")  # fmt: skip
+    code, out, err = run(
+        capsys, "optout", "apply", "proj-1/coastal-stories", "-p", "proj-1", "--watch"
+    )
     assert code == 0 and "succeeded" in out, out + err
     version = api.get(f"/api/v1/artifacts/{DATASET}/versions/2").json()
     assert "without 2 opted-out record(s)" in version["message"]
-    records = api.get(f"/api/v1/artifacts/{DATASET}/versions/2/records",
-                      params={"file": "data/train.jsonl", "limit": 100}).json()["records"]  # fmt: skip
+    records = api.get(
+        f"/api/v1/artifacts/{DATASET}/versions/2/records",
+        params={"file": "data/train.jsonl", "limit": 100},
+    ).json()["records"]
     assert len(records) == 28
     assert not any(PASSAGE in json.dumps(r) for r in records)
-    code, out, err = run(capsys, "index", "build", f"{DATASET}@2", "-p", "proj-1",
-                         "--vocab-size", "400", "--watch")  # fmt: skip
+    code, out, err = run(
+        capsys, "index", "build", f"{DATASET}@2", "-p", "proj-1", "--vocab-size", "400", "--watch"
+    )
     assert code == 0 and "succeeded" in out, out + err
     as_person(monkeypatch, demo, novelist)
-    found = api.get("/api/v1/search", params={"q": PASSAGE, "dataset": f"{DATASET}@2"},
-                    headers=me).json()  # fmt: skip
+    found = api.get(
+        "/api/v1/search", params={"q": PASSAGE, "dataset": f"{DATASET}@2"}, headers=me
+    ).json()
     assert found["count"] == 0 and found["opted_out"] == 0
     assert found["datasets"][0]["index"] == "datasets/proj-1/coastal-stories-index@2"
-    found = api.get("/api/v1/search", params={"q": "Amina walked", "dataset": f"{DATASET}@2"},
-                    headers=me).json()  # fmt: skip
+    found = api.get(
+        "/api/v1/search", params={"q": "Amina walked", "dataset": f"{DATASET}@2"}, headers=me
+    ).json()
     assert found["count"] == 28
 
     # The opt-out lists the released model trained on the data before it, on the API and
