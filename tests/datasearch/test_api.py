@@ -464,3 +464,55 @@ def test_the_servers_query_bound_is_the_indexs():
     from commonlab.datasearch import exact, opened
 
     assert opened.MAX_QUERY_TOKENS == exact.MAX_QUERY_TOKENS
+
+
+# The audit --------------------------------------------------------------------------------------
+
+
+def _audit_optouts(client, app, facility):
+    from commonlab.audit.datasearch import DatasearchBook
+    from commonlab.audit.findings import Findings
+    from commonlab.audit.published import Published
+    from commonlab.audit.replay import Replay
+    from tests.audit.audited import TEST_SERVER, claims, read_test_log
+
+    book = DatasearchBook()
+    Replay([book]).feed(read_test_log(client, app, facility).entries)
+    findings = Findings()
+    book.compare(Published(TEST_SERVER, client), findings)
+    return claims(findings, "datasearch"), findings.checked.get("datasearch", 0)
+
+
+def test_the_audit_finds_the_optouts_the_record_holds_and_names_a_quiet_change(
+    lab, client, app, facility
+):
+    from sqlalchemy import text
+
+    first = client.post(
+        "/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist
+    ).json()
+    client.post(
+        "/api/v1/optouts",
+        json={"kind": "url", "value": "https://nowhere.example/*"},
+        headers=lab.novelist,
+    )
+    client.post(
+        f"/api/v1/optouts/{first['id']}/decision",
+        json={"decision": "rejected", "reason": "not the author"},
+        headers=lab.operator,
+    )
+    differences, checked = _audit_optouts(client, app, facility)
+    assert differences == {} and checked >= 9
+    # Behind the service's back: the rejection undone, and the other opt-out dropped.
+    with facility.db.session() as session, session.begin():
+        session.execute(
+            text(
+                "UPDATE datasearch_optouts SET state = 'filed', reason = NULL "
+                f"WHERE id = {first['id']}"
+            )
+        )
+        session.execute(text(f"DELETE FROM datasearch_optouts WHERE id <> {first['id']}"))
+    differences, _ = _audit_optouts(client, app, facility)
+    assert differences[f"optout/{first['id']} state"] == ("rejected", "filed")
+    assert differences[f"optout/{first['id']} reason"] == ("not the author", None)
+    assert differences["opt-outs"][0] == sorted([first["id"], first["id"] + 1])

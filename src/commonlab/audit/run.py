@@ -8,6 +8,7 @@ from typing import Any
 from commonlab.audit.allocation import AllocationBook
 from commonlab.audit.artifacts import ArtifactsBook
 from commonlab.audit.compute import ComputeBook
+from commonlab.audit.datasearch import DatasearchBook
 from commonlab.audit.findings import Findings
 from commonlab.audit.governance import GovernanceBook
 from commonlab.audit.identity import IdentityBook
@@ -29,7 +30,10 @@ def books(log: VerifiedLog | None = None) -> list[Book]:
     artifacts = ArtifactsBook(log.note if log else None)
     identity = IdentityBook()  # institutions: the usage report's names, awards' fallback
     allocation = AllocationBook(governance, identity)
-    return [governance, identity, allocation, artifacts, ComputeBook(), WorkloadsBook()]
+    return [
+        governance, identity, allocation, artifacts, ComputeBook(), WorkloadsBook(),
+        DatasearchBook(),
+    ]  # fmt: skip
 
 
 @dataclass
