@@ -516,3 +516,44 @@ def test_the_audit_finds_the_optouts_the_record_holds_and_names_a_quiet_change(
     assert differences[f"optout/{first['id']} state"] == ("rejected", "filed")
     assert differences[f"optout/{first['id']} reason"] == ("not the author", None)
     assert differences["opt-outs"][0] == sorted([first["id"], first["id"] + 1])
+
+
+# Index jobs -------------------------------------------------------------------------------------
+
+
+def test_an_index_job_is_admitted_with_the_deletion_list_and_search_says_it_is_building(
+    lab, client, operator
+):
+    from tests.compute.helpers import award_project
+
+    project = award_project(client, operator)
+    h = project.member_auth
+    repo = _repo(client, h, "dataset", "corpus", project=project.name)
+    dataset = _publish(client, h, repo, {"data/train.jsonl": PUBLIC_DATA})
+    asked = {
+        "project": project.name,
+        "dataset": dataset,
+        "config": {"vocab_size": 300},
+        "out": f"datasets/{project.name}/corpus-index",
+    }
+    # With no opt-out filed, an exclude job has nothing to do: refused, nothing held.
+    refused = client.post(
+        "/api/v1/workloads/exclude", headers=h, json={**asked, "out": repo, "config": {}}
+    )
+    assert refused.status_code == 422
+    assert "nothing to exclude" in problem(refused)["detail"]
+    assert (
+        client.get("/api/v1/jobs", params={"project": project.name}, headers=h).json()["items"]
+        == []
+    )
+
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": PASSAGE}, headers=lab.novelist)
+    response = client.post("/api/v1/workloads/index", json=asked, headers=h)
+    assert response.status_code == 201, response.text
+    admitted = response.json()
+    # The facility added what opt-outs exclude, whatever the submitter sent.
+    digest = content_sha256(f"At dusk {PASSAGE}, and then he slept.")
+    assert digest in admitted["config"]["exclude"]["sha256"]
+    searching = lab.search(h, q="harbour", dataset=dataset)
+    assert searching.status_code == 409
+    assert f"by job {admitted['job_id']}" in problem(searching)["detail"]

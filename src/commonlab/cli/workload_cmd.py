@@ -453,6 +453,10 @@ def _publish_without_optouts(
     """The dataset without its opted-out records, as a new version derived from the old:
     the published version stays as it was (versions never change), the next one drops them."""
     (OUTPUT / "results.json").unlink()
+    if not results["dropped_count"]:
+        # The opted-out digests are checked in every version; none was here.
+        console.print(f"no record of {asked['dataset']} is opted out: no new version published")
+        return
     optouts = asked["config"]["exclude"].get("optouts") or []
     honoured = f" (opt-outs {', '.join(map(str, optouts))})" if optouts else ""
     version = artifacts_cmd.push_directory(
