@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from commonlab.datasearch import service as datasearch
-from commonlab.datasearch.schemas import MAX_PASSAGE_CHARS, DatasetSearched, SpanOut
+from commonlab.datasearch.schemas import MAX_PASSAGE_CHARS, DatasetSearched, HitOut, SpanOut
 from commonlab.demo import seed_demo
 from commonlab.identity import service as identity
 from commonlab.identity.models import Person
@@ -33,6 +33,7 @@ from commonlab.identity.service import bootstrap_operator
 from commonlab.policy.principal import SYSTEM, Scope
 from commonlab.portal.datasearch_views import (
     Segment,
+    in_context,
     marked_segments,
     status_line,
     version_url,
@@ -232,6 +233,14 @@ def test_marked_segments(text, spans, expected):
 )
 def test_only_web_addresses_become_links(source, link):
     assert web_url(source) == link
+
+
+def test_the_mark_covers_the_passage_not_the_space_before_it():
+    hit = HitOut(dataset=STORIES, file="f", record=0, source=None, license=None,
+                 before="At dusk", match=" the keeper\n", after="slept", url="/r")  # fmt: skip
+    assert in_context(hit) == ("At dusk ", "the keeper", "\nslept")
+    blank = hit.model_copy(update={"match": "  "})
+    assert in_context(blank) == ("At dusk", "  ", "slept")
 
 
 def test_each_dataset_searched_says_how_it_fared():

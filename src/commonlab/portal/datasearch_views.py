@@ -23,6 +23,7 @@ from commonlab.datasearch import service
 from commonlab.datasearch.schemas import (
     MAX_PASSAGE_CHARS,
     DatasetSearched,
+    HitOut,
     OptOutCreate,
     OptOutDecision,
     OptOutKind,
@@ -41,6 +42,7 @@ from commonlab.portal.pages import CheckedForm, CurrentViewer, Viewer, render_pa
 __all__ = [
     "Segment",
     "StatusLine",
+    "in_context",
     "marked_segments",
     "router",
     "status_line",
@@ -121,6 +123,18 @@ def _occurrence_chart(found: SearchOut) -> BarChart | None:
 
 def _short(label: str) -> str:
     return label if len(label) <= CHART_LABEL else "…" + label[-(CHART_LABEL - 1) :]
+
+
+def in_context(hit: HitOut) -> tuple[str, str, str]:
+    """A hit's text before, matched and after, with the match's own edge spaces moved out of
+    it (a tokenizer folds the space before a word into the word), so the mark covers the
+    passage alone."""
+    match = hit.match.strip()
+    if not match:
+        return hit.before, hit.match, hit.after
+    lead = hit.match[: len(hit.match) - len(hit.match.lstrip())]
+    trail = hit.match[len(hit.match.rstrip()) :]
+    return hit.before + lead, match, trail + hit.after
 
 
 @dataclass(frozen=True)
@@ -240,6 +254,7 @@ def search_page(
         limit=limit,
         more_limit=service.MAX_HITS_SHOWN,
         error=error,
+        in_context=in_context,
         version_url=version_url,
         web_url=web_url,
     )
