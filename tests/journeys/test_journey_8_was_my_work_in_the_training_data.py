@@ -88,18 +88,13 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
         "--watch",
     )
     assert code == 0 and "succeeded" in out, out + err
+    # Indexing the model indexes each dataset of its training data without an index.
     code, out, err = run(
-        capsys,
-        "index",
-        "build",
-        "proj-1/coastal-stories",
-        "-p",
-        "proj-1",
-        "--vocab-size",
-        "400",
-        "--watch",
+        capsys, "index", "build", f"{MODEL}@1", "-p", "proj-1", "--vocab-size", "400", "--watch"
     )
     assert code == 0 and "succeeded" in out, out + err
+    code, out, err = run(capsys, "index", "status", "--model", f"{MODEL}@1")
+    assert code == 0 and "datasets/proj-1/coastal-stories-index@1" in out, out + err
 
     # The novelist, who belongs to no project, searches the released model's training data.
     novelist = demo.token_of("Francesca Conti")

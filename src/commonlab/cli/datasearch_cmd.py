@@ -80,7 +80,9 @@ index_app = typer.Typer(help="Search indexes of dataset versions, built as jobs.
 
 @index_app.command("build")
 def index_build(
-    dataset: Annotated[str, typer.Argument(help="datasets/ns/name[@N]: what to index")],
+    target: Annotated[
+        str, typer.Argument(help="datasets/ns/name[@N], or models/ns/name@N: its training data")
+    ],
     project: Annotated[str, typer.Option("--project", "-p", help="the project to charge")],
     out: Annotated[
         str | None, typer.Option(help="the index's repository (name: the project's); NAME-index")
@@ -98,29 +100,64 @@ def index_build(
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
-    """Build an exact-match search index of a dataset version, as a job charged to the
-    project; it publishes the index as a dataset version linked to what it indexes. Records
-    opted out are left out by the facility."""
+    """Build an exact-match (and, unless --exact-only, semantic) search index of a dataset
+    version, as a job charged to the project; it publishes the index as a dataset version
+    linked to what it indexes. Given a model, one job for each dataset of its training data
+    that has no index yet. Records opted out are left out by the facility."""
     client = _client(url)
-    pinned = _pinned(client, "datasets", dataset) or ""
-    repo = pinned.partition("@")[0]
-    name = out or f"{repo.rsplit('/', 1)[1]}-index"
-    target = name if name.startswith("datasets/") else f"datasets/{project}/{name}"
-    if level is None:
-        level = f"CL-{client.get(f'/api/v1/artifacts/{repo}')['level']}"
-    _admit(
-        client,
-        "index",
-        project,
-        pinned,
-        target,
-        {"vocab_size": vocab_size, "semantic": semantic},
-        memory_gb=memory_gb,
-        minutes=minutes,
-        level=level,
-        watch=watch,
-        as_json=as_json,
-    )
+    if target.startswith("models/"):
+        pinned_model = _pinned(client, "models", target)
+        statuses = client.get("/api/v1/indexes", params={"model": pinned_model})
+        datasets = [s["dataset"] for s in statuses if s["status"] == "no index"]
+        for s in statuses:
+            if s["status"] != "no index":
+                where = s["index"] or f"(job {s['job']})"
+                console.print(f"{s['dataset']}: {s['status']} {where}")
+        if not datasets:
+            console.print(f"every dataset of {target}'s training data you may read is indexed")
+            return
+    else:
+        datasets = [_pinned(client, "datasets", target) or ""]
+    config = {"vocab_size": vocab_size, "semantic": semantic}
+    for pinned in datasets:
+        repo = pinned.partition("@")[0]
+        name = out or f"{repo.rsplit('/', 1)[1]}-index"
+        where = name if name.startswith("datasets/") else f"datasets/{project}/{name}"
+        level_ = level or f"CL-{client.get(f'/api/v1/artifacts/{repo}')['level']}"
+        _admit(
+            client,
+            "index",
+            project,
+            pinned,
+            where,
+            config,
+            memory_gb=memory_gb,
+            minutes=minutes,
+            level=level_,
+            watch=watch,
+            as_json=as_json,
+        )
+
+
+@index_app.command("status")
+def index_status(
+    model: Model = None, dataset: Dataset = None, url: Url = None, as_json: AsJson = False
+) -> None:
+    """Which dataset versions a search would look in, and their indexes."""
+    client = _client(url)
+    statuses = client.get("/api/v1/indexes", params=_where(client, model, dataset))
+    if as_json:
+        print_json(statuses)
+        return
+    rows = [
+        {
+            "dataset": s["dataset"],
+            "status": s["status"],
+            "index": s["index"] or (f"job {s['job']}" if s["job"] else ""),
+        }
+        for s in statuses
+    ]
+    print_table(rows, ["dataset", "status", "index"], title="Indexes")
 
 
 def _admit(

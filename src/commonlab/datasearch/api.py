@@ -11,6 +11,7 @@ from commonlab.artifacts.service import Registry
 from commonlab.datasearch import service
 from commonlab.datasearch.schemas import (
     MAX_PASSAGE_CHARS,
+    DatasetSearched,
     MembershipOut,
     OptOutCreate,
     OptOutDecision,
@@ -64,6 +65,17 @@ def search(
     return service.search(
         db, principal, reg, query=q, dataset=dataset, model=model, limit=limit, context=context
     )
+
+
+@router.get(
+    "/indexes",
+    response_model=list[DatasetSearched],
+    summary="Which dataset versions a search would look in, and their indexes",
+)
+def index_status(
+    db: DbSession, principal: CurrentPrincipal, dataset: DatasetRef = None, model: ModelRef = None
+) -> list[DatasetSearched]:
+    return service.index_status(db, principal, dataset=dataset, model=model)
 
 
 @router.get(

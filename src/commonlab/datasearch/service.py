@@ -69,6 +69,7 @@ __all__ = [
     "exclusions_for",
     "file_optout",
     "get_optout",
+    "index_status",
     "list_optouts",
     "membership",
     "note_index_build",
@@ -136,6 +137,14 @@ def _building(db: Session, dataset: str) -> int | None:
         if not compute.job_finished(db, job_id):
             return job_id
     return None
+
+
+def index_status(
+    db: Session, actor: Principal, *, dataset: str | None = None, model: str | None = None
+) -> list[DatasetSearched]:
+    """The dataset versions a search of `dataset` or `model` would look in (those `actor`
+    may read), each with its newest index, or the job building one, or neither."""
+    return [_status(target) for target in _targets(db, actor, dataset=dataset, model=model)]
 
 
 def _status(target: _Target) -> DatasetSearched:
