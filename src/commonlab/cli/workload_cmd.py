@@ -426,6 +426,13 @@ def _publish_model(
     )
 
 
+def _visibility(client: Client, ref: str) -> str:
+    """The visibility of the repository `ref` is in: an index, or a dataset without opted-out
+    records, holds its data's text and is shown to no one more (a new repository is created
+    so; the facility refuses a write-down anyway, but only after the job's hours are spent)."""
+    return str(client.get(f"/api/v1/artifacts/{ref.partition('@')[0]}")["visibility"])
+
+
 def _publish_index(
     client: Client, asked: dict[str, Any], job: dict[str, Any], results: dict[str, Any]
 ) -> None:
@@ -443,6 +450,7 @@ def _publish_index(
         job=str(job["id"]),
         licenses=_licenses(client, asked["dataset"]) or None,
         level=job["level"],
+        visibility=_visibility(client, asked["dataset"]),
     )
     console.print(f"{version} indexes {asked['dataset']}: search it with `commonlab search`")
 
@@ -469,6 +477,7 @@ def _publish_without_optouts(
         job=str(job["id"]),
         licenses=_licenses(client, asked["dataset"]) or None,
         level=job["level"],
+        visibility=_visibility(client, asked["dataset"]),
     )
     console.print(f"{version}: {asked['dataset']} less {results['dropped_count']:,} record(s)")
 
