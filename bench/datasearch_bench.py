@@ -14,15 +14,18 @@ big-endian token bytes, held in memory.
 The published anchor, not measured here: infini-gram (Liu et al. 2024) takes about 7 bytes
 per token (2 for the token, 5 for its suffix pointer) and about 20 ms per count query.
 
-    python bench/datasearch_bench.py --semantic [--texts 20000] [--vectors 100000]
+    python bench/datasearch_bench.py --semantic [--texts 10000] [--vectors 50000] [--worst-case]
 
 measures semantic search instead (nothing of the exact index): the model's embedding
 throughput on this CPU, then recall@10 of the HNSW index against exact brute force on the
 same embeddings, with query latency p50/p99 of both, build time and bytes per vector, first
 on the embeddings of `--texts` generated sentences (a grammar over ten topics' word lists,
-seeded; queries are held-out sentences of the same grammar), then at `--vectors` random
-unit vectors: the worst case for any ANN index (in 384 dimensions every point is nearly as
-far from a query as every other), kept for latency and size at scale.
+seeded; queries are held-out sentences of the same grammar), then at `--vectors` unit
+vectors scattered around one centre per 100 of them (noise as large as the centre), the
+shape of embeddings of a corpus on many topics, for build time, latency and size at a
+larger scale. With --worst-case those vectors are uniformly random instead: the worst case
+for any ANN index, since in 384 dimensions every point is nearly as far from a query as
+every other.
 """
 
 from __future__ import annotations
@@ -205,8 +208,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--reuse", action="store_true", help="query an index built before")
     parser.add_argument("--semantic", action="store_true", help="measure semantic search only")
-    parser.add_argument("--texts", type=int, default=20_000, help="sentences embedded")
-    parser.add_argument("--vectors", type=int, default=100_000, help="random vectors indexed")
+    parser.add_argument("--texts", type=int, default=10_000, help="sentences embedded")
+    parser.add_argument("--vectors", type=int, default=50_000, help="synthetic vectors indexed")
+    parser.add_argument("--worst-case", action="store_true", help="uniform random vectors")
     parser.add_argument("--semantic-queries", type=int, default=500)
     arguments = parser.parse_args()
     if arguments.semantic:
@@ -214,6 +218,7 @@ def main() -> None:
             texts=arguments.texts,
             vectors=arguments.vectors,
             queries=arguments.semantic_queries,
+            worst_case=arguments.worst_case,
             seed=arguments.seed,
         )
         return
@@ -364,12 +369,20 @@ def synthetic_sentences(count: int, *, seed: int) -> list[str]:
     return list(sentences)
 
 
-def random_unit_vectors(count: int, *, seed: int) -> np.ndarray:
+def synthetic_unit_vectors(count: int, *, clusters: int, seed: int) -> np.ndarray:
+    """`count` unit vectors around `clusters` random centres, with noise of about the
+    centre's length; with no clusters, uniformly random on the sphere."""
     rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(clusters, 1), semantic.DIMENSION))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = 0.05 if clusters else 1.0
     vectors = np.empty((count, semantic.DIMENSION), dtype=np.float32)
     for start in range(0, count, 1 << 16):  # in blocks: float64 draws of 1M rows are 3 GB
-        block = rng.standard_normal((min(1 << 16, count - start), semantic.DIMENSION))
-        vectors[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        size = min(1 << 16, count - start)
+        block = noise * rng.standard_normal((size, semantic.DIMENSION))
+        if clusters:
+            block += centres[rng.integers(0, clusters, size=size)]
+        vectors[start : start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return vectors
 
 
@@ -432,7 +445,7 @@ def storage_types(vectors: np.ndarray, queries: np.ndarray) -> None:
         )
 
 
-def semantic_bench(*, texts: int, vectors: int, queries: int, seed: int) -> None:
+def semantic_bench(*, texts: int, vectors: int, queries: int, worst_case: bool, seed: int) -> None:
     started = time.perf_counter()
     semantic.embed(["load the model"])
     took = time.perf_counter() - started
@@ -466,8 +479,14 @@ def semantic_bench(*, texts: int, vectors: int, queries: int, seed: int) -> None
     print(f"  search(text), its embedding included: {percentiles(whole)}")
 
     if vectors:
-        points = random_unit_vectors(vectors + queries, seed=seed)
-        label = f"{vectors:,} random unit vectors (the worst case)"
+        clusters = 0 if worst_case else max(1, vectors // 100)
+        # The queries are drawn with the vectors, from the same clusters, and held out.
+        points = synthetic_unit_vectors(vectors + queries, clusters=clusters, seed=seed)
+        label = (
+            f"{vectors:,} uniformly random unit vectors (the worst case)"
+            if worst_case
+            else f"{vectors:,} unit vectors around {clusters:,} centres"
+        )
         ann_against_brute_force(label, points[:vectors], points[vectors:])
 
 
