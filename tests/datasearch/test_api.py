@@ -364,14 +364,19 @@ def test_an_optout_hides_its_records_at_once_and_is_recorded_as_commitments(lab,
     assert again.status_code == 409
 
 
-def test_an_optout_of_private_data_shows_its_matches_only_to_readers(lab, client):
+def test_an_optout_of_private_data_shows_its_matches_only_to_readers(lab, client, app):
     filed = client.post(
         "/api/v1/optouts", json={"kind": "passage", "value": SECRET}, headers=lab.novelist
     ).json()
-    assert filed["records"] == 1 and filed["matches"] == []  # the filer may not read it
+    # The filer may not read the data: no match is shown or counted to them, nor in clear
+    # on the record (else opt-outs would be an oracle for what contained data holds).
+    assert filed["records"] == 0 and filed["matches"] == []
     assert "notes" not in json.dumps(filed)
     owner_view = client.get(f"/api/v1/optouts/{filed['id']}", headers=lab.owner).json()
     assert [m["dataset"] for m in owner_view["matches"]] == [lab.private]
+    assert owner_view["records"] == 1
+    [entry] = record_entries(client, app, type="datasearch:optout:filed")
+    assert entry["data"]["records"] == 0 and entry["data"]["datasets"] == []
     assert lab.search(lab.owner, q=SECRET, dataset=lab.private).json()["count"] == 0
 
 

@@ -423,14 +423,13 @@ def _show_optout(optout: dict[str, Any]) -> None:
         + (
             f"matched {records:,} record(s)"
             if records
-            else "matched no record (it is recorded all the same)"
+            else "matched no record you may read (it is recorded all the same)"
         )
     )
     for match in optout["matches"]:
         console.print(f"  {match['dataset']} {escape(match['file'])} record {match['record']}")
-    hidden = records - len(optout["matches"])
-    if hidden > 0:
-        console.print(f"  and {hidden:,} in data you may not read")
+    if records > len(optout["matches"]):
+        console.print(f"  and {records - len(optout['matches']):,} more")
     for model in optout["models"]:
         when = "after the opt-out" if model["after_optout"] else "before the opt-out"
         console.print(f"  trained on it {when}: {model['model']} (from {model['dataset']})")

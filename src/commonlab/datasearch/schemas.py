@@ -198,8 +198,9 @@ class ModelTrainedOut(BaseModel):
 
 class OptOutOut(BaseModel):
     """An opt-out as the asker may see it: what it names (`value`) only for the person who
-    filed it, operators and auditors; matches only in datasets the asker may read (`records`
-    counts them all)."""
+    filed it, operators and auditors; matches only in datasets the asker may read, and
+    `records` counts only those (a count of the others would tell anyone, by filing
+    opt-outs, whether a passage is in data they may not read)."""
 
     id: int
     kind: str

@@ -778,12 +778,15 @@ def file_optout(db: Session, actor: Principal, registry: Registry, req: OptOutCr
             subject=f"optout/{optout.id}",
             data={
                 "kind": req.kind.value,
-                "records": len(matches),
+                "records": sum(1 for m in matches if m.dataset.public),
                 "datasets": [d.ref for d in datasets if d.public],
-                "contained_datasets": sum(1 for d in datasets if not d.public),
                 "models_trained_before": released,
             },
-            private={"requester": actor.pseudonym, "value": value},
+            private={
+                "requester": actor.pseudonym,
+                "value": value,
+                "contained_records": sum(1 for m in matches if not m.dataset.public),
+            },
         )
         db.flush()
         return _optout_out(db, actor, optout)
@@ -871,7 +874,7 @@ def _optout_out(db: Session, actor: Principal, optout: OptOut) -> OptOutOut:
         value=optout.value if may_see_value else None,
         state=optout.state,
         reason=optout.reason,
-        records=len(optout.matches),
+        records=len(matches),
         matches=matches[:MAX_HITS_SHOWN],
         models=models,
         created_at=optout.created_at,
