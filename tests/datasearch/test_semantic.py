@@ -144,6 +144,23 @@ def test_a_damaged_index_file_says_rebuild(tmp_path):
         SemanticIndex(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    ["{", "[]", '{"format": "commonlab-datasearch-exact", "version": 1}', "MODEL", "FIELD"],
+)
+def test_a_foreign_or_damaged_manifest_says_rebuild(tmp_path, manifest):
+    build_from_vectors([0], np.ones((1, DIMENSION), dtype=np.float32), tmp_path)
+    path = tmp_path / SEMANTIC_MANIFEST
+    document = json.loads(path.read_text())
+    if manifest == "MODEL":
+        manifest = json.dumps(document | {"model": "someone/else"})
+    elif manifest == "FIELD":
+        manifest = json.dumps(document | {"unheard_of": 1})
+    path.write_text(manifest)
+    with pytest.raises(InvalidInput, match="rebuild the semantic index"):
+        SemanticIndex(tmp_path)
+
+
 def test_a_second_build_into_the_same_directory_is_refused(tmp_path):
     vectors = clustered_unit_vectors(np.random.default_rng(0), 3, clusters=1)
     build_from_vectors([0, 1, 2], vectors, tmp_path)

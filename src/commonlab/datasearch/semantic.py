@@ -195,13 +195,24 @@ def read_semantic_manifest(directory: Path) -> SemanticManifest:
             f"{directory} holds no semantic index ({SEMANTIC_MANIFEST} is missing): build one "
             "with build_semantic_index, or wait for its build to finish"
         )
-    document = json.loads(path.read_text())
-    if document.get("format") != FORMAT or document.get("version") != FORMAT_VERSION:
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"{path} is not JSON ({error}): rebuild the semantic index") from None
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or document.get("version") != FORMAT_VERSION
+    ):
+        found = document if not isinstance(document, dict) else document.get("format")
         raise InvalidInput(
-            f"{path}: format {document.get('format')!r} version {document.get('version')!r}; "
-            f"this commonlab reads {FORMAT!r} version {FORMAT_VERSION}: rebuild the index"
+            f"{path}: format {found!r}; this commonlab reads {FORMAT!r} version "
+            f"{FORMAT_VERSION}: rebuild the semantic index"
         )
-    manifest = SemanticManifest(**document)
+    try:
+        manifest = SemanticManifest(**document)
+    except TypeError as error:  # a field missing or unknown: written by something else
+        raise InvalidInput(f"{path}: {error}: rebuild the semantic index") from None
     if (manifest.model, manifest.model_sha256) != (MODEL_NAME, MODEL_SHA256):
         raise InvalidInput(
             f"{path}: built with {manifest.model} (weights {manifest.model_sha256[:12]}), but "
