@@ -401,10 +401,9 @@ def _optout_page(
         status=status,
         nav="search",
         optout=optout,
-        # Matches the viewer may not read are counted, never named; past MAX_HITS_SHOWN the
-        # service lists no more, whoever reads.
+        # The service counts and lists only matches the viewer may read, and lists at most
+        # MAX_HITS_SHOWN of them.
         hidden=optout.records - len(optout.matches),
-        capped=len(optout.matches) >= service.MAX_HITS_SHOWN,
         may_decide=optout.state == "filed" and _may_decide(viewer.principal),
         notice=notice,
         typed=typed or {"decision": "", "reason": ""},
