@@ -83,6 +83,10 @@ CLIENT_MAY_ALSO = {
     "commonlab.workloads.config",
     "commonlab.workloads.card",
     "commonlab.workloads.runtime.metrics",
+    # `commonlab membership|optout` hash a file as the facility hashes a record's text, and
+    # `optout check` verifies the signed filter of opted-out digests offline
+    "commonlab.datasearch.content",
+    "commonlab.datasearch.optout_filter",
     # `commonlab simulate` runs the simulator on the laptop, as a library
     "commonlab.simulator.charts",
     "commonlab.simulator.inputs",
