@@ -2,7 +2,8 @@
 training data of a released model for a passage from her book: the exact-match search finds
 the two records holding it, with their sources. She files an opt-out; search stops showing
 them at once, the next version of the dataset (made by a job) and its new index leave them
-out, and the opt-out lists the released model trained on them before.
+out, and the opt-out lists the released model trained on them before. She searches and files
+the opt-out on the portal (Chromium), and the command line shows the same.
 
 The data team's side is real facility work on the local executor: a model trained on the
 dataset, an index built by an index job, the new version by an exclude job."""
@@ -19,8 +20,9 @@ from tests.cli.test_cli import run
 from tests.helpers import http_client
 from tests.journeys.test_journey_2_a_researcher_gets_compute import as_person, text_of
 from tests.journeys.workloads import TEXT_TOML
+from tests.portal.helpers import sign_in_browser
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PASSAGE = "the lighthouse keeper counted the gulls until the fog swallowed the harbour"
 BOOK = "https://example.org/books/the-keeper"
@@ -52,7 +54,41 @@ def stories(folder: Path) -> None:
     (folder / "data" / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
 
 
-def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, tmp_path):
+def walk_the_portal(chromium, url: str, token: str, screenshot) -> int:
+    """The novelist's part on the portal (Chromium, JavaScript off); the opt-out's number."""
+    context = chromium.new_context(
+        base_url=url, java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        sign_in_browser(page, token)
+        page.goto(f"/artifacts/{MODEL}/versions/1")
+        page.get_by_label("Search its training data").fill(PASSAGE)
+        page.get_by_role("button", name="Search", exact=True).first.click()
+        page.wait_for_url("**/search?**")
+        assert page.locator("#results").inner_text().startswith("2 occurrences")
+        hits = page.locator("ol.hits > li")
+        assert hits.count() == 2
+        shown = " ".join(hits.all_inner_texts())
+        assert f"{BOOK}/chapter-1" in shown and "https://example.org/blog/quotes" in shown
+        screenshot(page, "journey-8-search")
+        page.goto("/optouts")
+        page.get_by_label("A passage of text").check()
+        page.get_by_label("The passage, digest or pattern").fill(PASSAGE)
+        page.get_by_role("button", name="File the opt-out").click()
+        page.wait_for_url("**/optouts/*?filed=1")
+        assert "it matched 2 records" in page.get_by_role("status").inner_text()
+        assert f"{MODEL}@1" in page.locator("main").inner_text()
+        screenshot(page, "journey-8-optout")
+        return int(re.search(r"/optouts/(\d+)", page.url).group(1))
+    finally:
+        context.close()
+
+
+def test_journey_8_was_my_work_in_the_training_data(
+    demo, capsys, monkeypatch, tmp_path, chromium, screenshot
+):
     # The data team: the dataset, a model trained on it, and its index, all as jobs.
     as_person(monkeypatch, demo, demo.pi_token)
     folder = tmp_path / "coastal-stories"
@@ -115,8 +151,16 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
     assert all(PASSAGE in (h["match"]).strip() for h in found["hits"])
 
     # By meaning: a paraphrase finds the same records first (the first index embeds them).
-    code, out, err = run(capsys, "search", "--meaning", "a lighthouse keeper watching seabirds "
-                         "in thick fog", "--model", f"{MODEL}@1", "--limit", "2")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "search",
+        "--meaning",
+        "a lighthouse keeper watching seabirds in thick fog",
+        "--model",
+        f"{MODEL}@1",
+        "--limit",
+        "2",
+    )
     assert code == 0, out + err
     assert {int(n) for n in re.findall(r"record (\d+) —", out)} == {7, 19}, out
 
@@ -124,12 +168,15 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
     code, out, err = run(capsys, "membership", "--model", f"{MODEL}@1", "--passage", PASSAGE)
     assert code == 0 and out.startswith("yes"), out + err
 
-    # She files an opt-out: it matches both records and names the model trained on them.
-    code, out, err = run(capsys, "optout", "file", "--passage", PASSAGE)
+    # On the portal, in a browser: she searches from the model's page, sees the two records
+    # with their sources, and files her opt-out through the form.
+    optout_id = walk_the_portal(chromium, demo.url, novelist, screenshot)
+
+    # The command line says the same: it matched both records, and names the model.
+    code, out, err = run(capsys, "optout", "show", str(optout_id))
     assert code == 0, out + err
     assert "matched 2 record(s)" in out
     assert f"trained on it before the opt-out: {MODEL}@1" in out
-    optout_id = int(re.search(r"opt-out (\d+)", out).group(1))
 
     # Search honours it at once, before any index is rebuilt.
     found = api.get(
@@ -162,9 +209,17 @@ def test_journey_8_was_my_work_in_the_training_data(demo, capsys, monkeypatch, t
     assert len(records) == 28
     assert not any(PASSAGE in json.dumps(r) for r in records)
     code, out, err = run(
-        capsys, "index", "build", f"{DATASET}@2", "-p", "proj-1", "--vocab-size", "400",
-        "--exact-only", "--watch",
-    )  # fmt: skip
+        capsys,
+        "index",
+        "build",
+        f"{DATASET}@2",
+        "-p",
+        "proj-1",
+        "--vocab-size",
+        "400",
+        "--exact-only",
+        "--watch",
+    )
     assert code == 0 and "succeeded" in out, out + err
     as_person(monkeypatch, demo, novelist)
     found = api.get(
