@@ -81,13 +81,13 @@ def jsonl(rows: list[dict[str, str]]) -> bytes:
     return ("\n".join(json.dumps(row) for row in rows) + "\n").encode()
 
 
-def built_index(root: Path, data: bytes) -> dict[str, bytes]:
+def built_index(root: Path, data: bytes, *, semantic: bool = False) -> dict[str, bytes]:
     """The files an index job publishes for a dataset holding `data/train.jsonl`."""
     (root / "in" / "data").mkdir(parents=True)
     (root / "in" / "data" / "train.jsonl").write_bytes(data)
     paths = Paths(data=root / "in", model=None, out=root / "out", scratch=root / "scratch",
                   metrics=root / "metrics.jsonl")  # fmt: skip
-    build(IndexConfig(vocab_size=300), paths)
+    build(IndexConfig(vocab_size=300, semantic=semantic), paths)
     return {p.name: p.read_bytes() for p in paths.out.iterdir() if p.name != RESULTS}
 
 
@@ -96,7 +96,7 @@ def indexes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, byt
     """Each dataset's index, built once for the module (building is the slow part)."""
     root = tmp_path_factory.mktemp("indexes")
     return {
-        "stories": built_index(root / "stories", jsonl(story_rows())),
+        "stories": built_index(root / "stories", jsonl(story_rows()), semantic=True),
         "diaries": built_index(root / "diaries", jsonl(diary_rows())),
     }
 
@@ -278,6 +278,27 @@ def test_a_passage_found_in_a_models_training_data_in_context_with_its_records(l
     assert f"<code>commonlab index build {UNINDEXED} -p PROJECT</code>" in body
     # The form keeps what was asked.
     assert f'value="{MODEL}"' in body and f'value="{PASSAGE}"' in body
+
+
+def test_records_near_in_meaning_with_their_sources(lab):
+    page = search(
+        lab.visitor(),
+        q="a man who tends a lighthouse watches seabirds in the mist",
+        model=MODEL,
+        mode="meaning",
+        limit=2,
+    )
+    assert page.status_code == 200, page.text[:500]
+    body, words = page.text, text_of(page.text)
+    assert "near “a man who tends a lighthouse" in words and "similarity" in words
+    for record in (3, 8):
+        assert f'href="{STORY_RECORD.format(record)}"' in body
+    assert 'value="meaning" checked' in body
+    assert "<script>alert(1)" not in body
+    # The member's other dataset is indexed verbatim only, and says how to add meaning.
+    member = search(lab.visitor(lab.pi), q="seabirds", model=MODEL, mode="meaning")
+    assert "searches only verbatim" in text_of(member.text)
+    assert search(lab.visitor(), q="x", model=MODEL, mode="loose").status_code == 400
 
 
 def test_an_outsider_never_sees_the_private_dataset_a_member_does(lab):

@@ -29,6 +29,7 @@ from commonlab.datasearch.schemas import (
     OptOutKind,
     OptOutOut,
     SearchOut,
+    SemanticOut,
     SpanOut,
     TraceOut,
 )
@@ -105,6 +106,13 @@ def status_line(searched: DatasetSearched, *, counted: bool = True) -> StatusLin
             searched.dataset,
             "building",
             f"its index is being built by job {searched.job}: search again when it ends",
+        )
+    if searched.status == "no semantic index":
+        return StatusLine(
+            searched.dataset,
+            "no index",
+            f"its index {searched.index} searches only verbatim; index it by meaning too with",
+            f"commonlab index build {searched.dataset} -p PROJECT",
         )
     return StatusLine(
         searched.dataset,
@@ -219,9 +227,12 @@ def search_page(
     model: Ref = None,
     dataset: Ref = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_HITS_SHOWN)] = HITS_SHOWN,
+    mode: Annotated[str, Query(pattern="^(verbatim|meaning)$")] = "verbatim",
 ) -> Response:
-    """The search form, and what it found when it names a passage and a version."""
+    """The search form, and what it found when it names a passage and a version: every
+    verbatim occurrence, or (mode=meaning) the records nearest in meaning."""
     found: SearchOut | None = None
+    near: SemanticOut | None = None
     error: str | None = None
     status = 200
     where: dict[str, str] = {}
@@ -232,7 +243,11 @@ def search_page(
                 "name the model (models/ns/name@3) or dataset version (datasets/ns/name@3) "
                 "to search"
             )
-        if q is not None and where:
+        if q is not None and where and mode == "meaning":
+            near = service.semantic_search(
+                db, viewer.principal, request.app.state.artifacts, query=q, limit=limit, **where
+            )
+        elif q is not None and where:
             found = service.search(
                 db, viewer.principal, request.app.state.artifacts, query=q, limit=limit, **where
             )
@@ -249,7 +264,11 @@ def search_page(
         target=target,
         in_model="model" in where,
         found=found,
-        statuses=[status_line(d) for d in found.datasets] if found else [],
+        near=near,
+        mode=mode,
+        statuses=[status_line(d, counted=found is not None) for d in (found or near).datasets]
+        if found or near
+        else [],
         chart=_occurrence_chart(found) if found else None,
         limit=limit,
         more_limit=service.MAX_HITS_SHOWN,
