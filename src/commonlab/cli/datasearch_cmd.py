@@ -548,7 +548,7 @@ def optout_check(
     with contextlib.suppress(InvalidInput, UnicodeDecodeError):
         digests.append(text_sha256_of_file(file))
     hit = any(signed.filter.might_contain(d) for d in digests)
-    issued = signed.issued_at.isoformat()
+    issued = signed.issued_at
     if hit:
         console.print(
             f"[bold]opted out[/bold] (filter of {issued}, false positives at "
