@@ -15,6 +15,7 @@ The published anchor, not measured here: infini-gram (Liu et al. 2024) takes abo
 per token (2 for the token, 5 for its suffix pointer) and about 20 ms per count query.
 
     python bench/datasearch_bench.py --semantic [--texts 10000] [--vectors 50000] [--worst-case]
+                                     [--torch-threads N]
 
 measures semantic search instead (nothing of the exact index): the model's embedding
 throughput on this CPU, then recall@10 of the HNSW index against exact brute force on the
@@ -212,8 +213,15 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=50_000, help="synthetic vectors indexed")
     parser.add_argument("--worst-case", action="store_true", help="uniform random vectors")
     parser.add_argument("--semantic-queries", type=int, default=500)
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, help="threads torch embeds with (0: its default)"
+    )
     arguments = parser.parse_args()
     if arguments.semantic:
+        if arguments.torch_threads:
+            import torch
+
+            torch.set_num_threads(arguments.torch_threads)
         semantic_bench(
             texts=arguments.texts,
             vectors=arguments.vectors,

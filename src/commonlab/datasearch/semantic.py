@@ -67,14 +67,16 @@ MODEL_MAX_TOKENS = 256  # word pieces the model reads; it cuts the rest itself
 MAX_TEXT_CHARS = 4096
 MAX_TEXTS_PER_CALL = 65_536  # 96 MiB of float32 vectors
 MAX_BATCH_SIZE = 256
-# Measured on 2 shared cores: 32 texts a batch embed faster than 64 or more (docs/benchmarks.md).
+# sentence-transformers' default; from 16 to 128 texts a batch the rate moves by about 10% on
+# this machine's CPU (docs/benchmarks.md), while memory grows with the batch.
 DEFAULT_BATCH_SIZE = 32
 BUILD_CHUNK = 1024  # texts embedded, then added to the index, at a time
 
 METRIC = "cos"
-# Half precision: recall@10 0.998 against brute force on real embeddings at 917 bytes a
-# vector, where f32 takes 1,685 for no better recall and i8 stops near 0.97, too close to
-# the 0.95 floor (bench/datasearch_bench.py --semantic; docs/benchmarks.md).
+# Half precision: recall@10 0.990 to 0.995 against brute force on sentence embeddings at 917
+# bytes a vector, where f32 takes 1,685 for the same recall and i8 (533 bytes) stops near
+# 0.97 whatever the search depth, too close to the 0.95 floor (bench/datasearch_bench.py
+# --semantic; docs/benchmarks.md).
 VECTOR_DTYPE = "f16"
 CONNECTIVITY = 16  # HNSW's M; usearch's default, pinned so an upgrade cannot change it
 EXPANSION_ADD = 128
