@@ -20,6 +20,7 @@ from rich.markup import escape
 from commonlab.cli import compute_cmd
 from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console, print_json, print_table
+from commonlab.cli.workload_cmd import pin
 from commonlab.datasearch.content import text_sha256_of_file
 from commonlab.errors import InvalidInput
 
@@ -39,24 +40,12 @@ def _client(url: str | None) -> Client:
     return Client(load_login(url=url))
 
 
-def _pinned(client: Client, kinds: str, ref: str | None) -> str | None:
-    """`ns/name`, `kinds/ns/name@tag` → `kinds/ns/name@<number>`."""
-    if ref is None:
-        return None
-    path = ref if ref.startswith(f"{kinds}/") else f"{kinds}/{ref}"
-    repo, _, rev = path.partition("@")
-    if rev.isdigit():
-        return path
-    version = client.get(f"/api/v1/artifacts/{repo}/versions/{rev or 'main'}")
-    return f"{repo}@{version['number']}"
-
-
 def _where(client: Client, model: str | None, dataset: str | None) -> dict[str, str]:
     if (model is None) == (dataset is None):
         raise CliError("name a model (--model models/ns/name@N) or a dataset (--dataset …)")
     if model is not None:
-        return {"model": _pinned(client, "models", model) or ""}
-    return {"dataset": _pinned(client, "datasets", dataset) or ""}
+        return {"model": pin(client, "models", model) or ""}
+    return {"dataset": pin(client, "datasets", dataset) or ""}
 
 
 def _file_sha256(path: Path) -> str:
@@ -106,7 +95,7 @@ def index_build(
     that has no index yet. Records opted out are left out by the facility."""
     client = _client(url)
     if target.startswith("models/"):
-        pinned_model = _pinned(client, "models", target)
+        pinned_model = pin(client, "models", target)
         statuses = client.get("/api/v1/indexes", params={"model": pinned_model})
         datasets = [s["dataset"] for s in statuses if s["status"] == "no index"]
         for s in statuses:
@@ -117,7 +106,7 @@ def index_build(
             console.print(f"every dataset of {target}'s training data you may read is indexed")
             return
     else:
-        datasets = [_pinned(client, "datasets", target) or ""]
+        datasets = [pin(client, "datasets", target) or ""]
     config = {"vocab_size": vocab_size, "semantic": semantic}
     for pinned in datasets:
         repo = pinned.partition("@")[0]
@@ -289,7 +278,7 @@ def trace(
     if file is not None:
         text = _readable(file).read_text(encoding="utf-8", errors="replace")
     client = _client(url)
-    pinned = _pinned(client, "models", model)
+    pinned = pin(client, "models", model)
     found = client.post(
         "/api/v1/trace", json={"model": pinned, "text": text, "min_tokens": min_tokens}
     )
@@ -488,7 +477,7 @@ def optout_apply(
     """Publish the next version of a dataset without the records opt-outs name, as a job
     (the version named stays as published: versions never change)."""
     client = _client(url)
-    pinned = _pinned(client, "datasets", dataset) or ""
+    pinned = pin(client, "datasets", dataset) or ""
     repo = pinned.partition("@")[0]
     level = f"CL-{client.get(f'/api/v1/artifacts/{repo}')['level']}"
     _admit(

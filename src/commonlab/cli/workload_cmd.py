@@ -38,7 +38,7 @@ from commonlab.workloads.card import model_card
 from commonlab.workloads.config import ConfigOf, Kind
 from commonlab.workloads.runtime.metrics import read_metrics
 
-__all__ = ["Rendezvous", "first_node", "launch_command", "register", "rendezvous_port"]
+__all__ = ["Rendezvous", "first_node", "launch_command", "pin", "register", "rendezvous_port"]
 
 console = Console()
 Url = Annotated[str | None, typer.Option("--url", help="facility URL [env: COMMONLAB_URL]")]
@@ -70,8 +70,8 @@ def _submit(kind: Kind, **options: Any) -> None:
         "project": options["project"],
         # As written, not as parsed: the facility fills in the defaults and hashes that.
         "config": config.model_dump(mode="json", exclude_unset=True),
-        "dataset": _pin(client, "datasets", options["dataset"]),
-        "model": _pin(client, "models", options["model"]),
+        "dataset": pin(client, "datasets", options["dataset"]),
+        "model": pin(client, "models", options["model"]),
         "out": _repo_path(kind, options["out"], options["project"]),
         "accelerator": options["accelerator"],
         "accelerators": options["count"],
@@ -96,7 +96,7 @@ def _submit(kind: Kind, **options: Any) -> None:
     console.print(f"Follow it with `commonlab job watch {job_id}`.")
 
 
-def _pin(client: Client, kinds: str, ref: str | None) -> str | None:
+def pin(client: Client, kinds: str, ref: str | None) -> str | None:
     """`ns/name`, `ns/name@tag`, `kinds/ns/name@3` → `kinds/ns/name@<number>` (as now)."""
     if ref is None:
         return None
