@@ -521,6 +521,7 @@ def optout_check(
     """Whether a file (or its text) is opted out, checked against the facility's signed
     filter, offline when --filter and --key are given. A filter never misses what it holds;
     it may say "maybe" of what it does not, at the rate it states."""
+    # The filter needs numpy (the `sim` extra): loaded by the one command that checks it.
     from commonlab.datasearch.optout_filter import verify_filter
 
     if filter_file is not None and key is not None:

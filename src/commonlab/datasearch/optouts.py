@@ -317,6 +317,7 @@ def signed_filter(db: Session, registry: Registry) -> dict[str, Any]:
     """The signed Bloom filter of every honoured opt-out's content digests (see
     `optout_filter`), signed by the facility's key, which also signs its checkpoints: anyone
     checks a file or a record offline (`commonlab optout check`)."""
+    # The filter needs numpy: loaded where used, so a core install serves the other routes.
     from commonlab.datasearch.optout_filter import OptoutFilter, sign_filter
 
     with db.begin():

@@ -18,6 +18,7 @@ from commonlab.datasearch.opened import (
 )
 from commonlab.datasearch.schemas import (
     MAX_PASSAGE_CHARS,
+    MAX_TRACE_CHARS,
     DatasetSearched,
     EvidenceOut,
     HitOut,
@@ -208,7 +209,7 @@ def trace(
     data the asker may read, the rarest first, each with records holding it (opted-out ones
     left out). Spans are found per index (each dataset has its own tokenizer) and merged on
     the text's characters, keeping the longest."""
-    from commonlab.datasearch.schemas import MAX_TRACE_CHARS
+    # trace needs numpy: loaded where used, so a core install serves the other routes.
     from commonlab.datasearch.trace import trace as trace_spans
 
     text = check_text(text, what="the text to trace", at_most=MAX_TRACE_CHARS)
