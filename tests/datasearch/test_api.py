@@ -562,3 +562,28 @@ def test_an_index_job_is_admitted_with_the_deletion_list_and_search_says_it_is_b
     searching = lab.search(h, q="harbour", dataset=dataset)
     assert searching.status_code == 409
     assert f"by job {admitted['job_id']}" in problem(searching)["detail"]
+
+
+def test_digests_of_contained_matches_reach_neither_the_filter_nor_a_jobs_config(
+    lab, client, operator, facility
+):
+    from tests.compute.helpers import award_project
+
+    secret_record = content_sha256(f"Note: {SECRET}.")
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": SECRET}, headers=lab.novelist)
+    signed = verify_filter(
+        client.get("/api/v1/optouts/filter").json(), facility.signer.verifier_key()
+    )
+    assert not signed.filter.might_contain(secret_record) and signed.filter.items == 0
+    project = award_project(client, operator)
+    h = project.member_auth
+    repo = _repo(client, h, "dataset", "corpus", project=project.name)
+    dataset = _publish(client, h, repo, {"data/train.jsonl": PUBLIC_DATA})
+    asked = {
+        "project": project.name,
+        "dataset": dataset,
+        "config": {"vocab_size": 300},
+        "out": f"datasets/{project.name}/corpus-index",
+    }
+    admitted = client.post("/api/v1/workloads/index", json=asked, headers=h).json()
+    assert admitted["config"]["exclude"]["sha256"] == []

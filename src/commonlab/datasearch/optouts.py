@@ -11,7 +11,7 @@ import fnmatch
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,7 +32,6 @@ from commonlab.datasearch.schemas import (
 from commonlab.datasearch.targets import (
     MAX_HITS_SHOWN,
     MAX_LOCATE,
-    deletion_list,
     fallback_of,
     open_index_version,
     record_url,
@@ -42,34 +41,47 @@ from commonlab.datasearch.targets import (
 from commonlab.db import lock_for_writing, utcnow
 from commonlab.errors import Conflict, InvalidInput, NotFound
 from commonlab.policy import Action, authorize, decide
-from commonlab.policy.principal import SYSTEM, Principal
+from commonlab.policy.principal import PUBLIC, SYSTEM, Principal
 from commonlab.policy.resources import Resource
 
-if TYPE_CHECKING:
-    pass
+
+def honoured_digests(db: Session, actor: Principal) -> list[str]:
+    """The content digests honoured opt-outs name that `actor` may know of, in the caller's
+    transaction: those of matched records in data `actor` may read, and those opt-outs by
+    digest name. A matched record in data they may not read is left out: its digest, or how
+    many there are, would tell whoever files a passage whether contained data holds it."""
+    honoured = OptOut.state != "rejected"
+    rows = db.execute(
+        select(OptOutMatch.dataset, OptOutMatch.sha256).join(OptOut).where(honoured)
+    ).all()
+    readable: dict[str, bool] = {}
+    digests = set()
+    for row in rows:
+        if row.dataset not in readable:
+            readable[row.dataset] = artifacts.may_read(db, actor, row.dataset)
+        if readable[row.dataset]:
+            digests.add(row.sha256)
+    digests.update(
+        db.scalars(select(OptOut.value).where(honoured, OptOut.kind == OptOutKind.SHA256))
+    )
+    return sorted(digests)
 
 
-def optout_digests(db: Session) -> list[str]:
-    """The content digests every honoured opt-out names: what the published filter holds."""
-    with db.begin():
-        return sorted(deletion_list(db).digests)
-
-
-def exclusions_for(db: Session, dataset: str) -> dict[str, Any]:
-    """What an index or exclude job of `dataset` must leave out, in the caller's transaction:
-    the records opt-outs matched in that version, and every honoured content digest (so the
-    same content is dropped wherever it appears). The shape of `Exclusions` (workloads)."""
+def exclusions_for(db: Session, actor: Principal, dataset: str) -> dict[str, Any]:
+    """What an index or exclude job of `dataset`, admitted for `actor`, must leave out, in
+    the caller's transaction: the records opt-outs matched in that version, and the content
+    digests `actor` may know of (so the same content is dropped wherever it appears). The
+    shape of `Exclusions` (workloads); the job's configuration is its submitter's to read."""
     rows = db.execute(
         select(OptOutMatch.optout_id, OptOutMatch.file, OptOutMatch.record)
         .join(OptOut)
         .where(OptOut.state != "rejected", OptOutMatch.dataset == dataset)
         .order_by(OptOutMatch.id)
     ).all()
-    deletion = deletion_list(db)
     return {
         "optouts": sorted({row.optout_id for row in rows}),
         "records": [{"file": row.file, "index": row.record} for row in rows],
-        "sha256": sorted(deletion.digests),
+        "sha256": honoured_digests(db, actor),
     }
 
 
@@ -314,14 +326,14 @@ def _may_read(db: Session, actor: Principal, ref: str) -> bool:
 
 
 def signed_filter(db: Session, registry: Registry) -> dict[str, Any]:
-    """The signed Bloom filter of every honoured opt-out's content digests (see
-    `optout_filter`), signed by the facility's key, which also signs its checkpoints: anyone
-    checks a file or a record offline (`commonlab optout check`)."""
+    """The signed Bloom filter of the honoured opt-outs' content digests the public may know
+    of (`honoured_digests`; see `optout_filter`), signed by the facility's key, which also
+    signs its checkpoints: anyone checks a file or a record offline (`optout check`)."""
     # The filter needs numpy: loaded where used, so a core install serves the other routes.
     from commonlab.datasearch.optout_filter import OptoutFilter, sign_filter
 
     with db.begin():
-        digests = sorted(deletion_list(db).digests)
+        digests = honoured_digests(db, PUBLIC)
         optouts = db.scalar(select(func.count()).where(OptOut.state != "rejected")) or 0
     signer = registry.signer
     return sign_filter(

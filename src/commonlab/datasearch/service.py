@@ -14,8 +14,8 @@ from commonlab.datasearch.optouts import (
     exclusions_for,
     file_optout,
     get_optout,
+    honoured_digests,
     list_optouts,
-    optout_digests,
     signed_filter,
 )
 from commonlab.datasearch.search import index_status, membership, search, semantic_search, trace
@@ -28,11 +28,11 @@ __all__ = [
     "exclusions_for",
     "file_optout",
     "get_optout",
+    "honoured_digests",
     "index_status",
     "list_optouts",
     "membership",
     "note_index_build",
-    "optout_digests",
     "search",
     "semantic_search",
     "signed_filter",

@@ -161,7 +161,7 @@ def admit_workload(
         lock_for_writing(db)
         job = compute.admit(db, actor, spec, executor=executor)
         if config is None:
-            config = _with_exclusions(db, kind, req)
+            config = _with_exclusions(db, actor, kind, req)
         if kind is Kind.INDEX:
             datasearch.note_index_build(db, job.id, req.dataset or "")
         stored = config.model_dump(mode="json")
@@ -198,13 +198,15 @@ def admit_workload(
     return job, workload
 
 
-def _with_exclusions(db: Session, kind: Kind, req: WorkloadCreate) -> WorkloadConfig:
+def _with_exclusions(
+    db: Session, actor: Principal, kind: Kind, req: WorkloadCreate
+) -> WorkloadConfig:
     """The configuration with every record opt-outs exclude from the dataset version added
     to what the submitter named (in the admission's transaction, so an opt-out filed a
     moment before is honoured)."""
     config = dict(req.config)
     asked = config.get("exclude") if isinstance(config.get("exclude"), dict) else {}
-    owed = datasearch.exclusions_for(db, req.dataset or "")
+    owed = datasearch.exclusions_for(db, actor, req.dataset or "")
     merged = {
         field: _union(asked.get(field), owed[field]) for field in ("optouts", "records", "sha256")
     }
