@@ -587,3 +587,26 @@ def test_digests_of_contained_matches_reach_neither_the_filter_nor_a_jobs_config
     }
     admitted = client.post("/api/v1/workloads/index", json=asked, headers=h).json()
     assert admitted["config"]["exclude"]["sha256"] == []
+
+
+def test_search_drops_by_digest_only_what_the_searcher_may_know_was_opted_out(
+    lab, client, tmp_path
+):
+    client.post("/api/v1/optouts", json={"kind": "passage", "value": SECRET}, headers=lab.novelist)
+    # The novelist publishes the private record's text in a dataset of her own.
+    copied = _records({9: {"text": f"Note: {SECRET}."}})
+    h = lab.novelist
+    mine = _publish(client, h, _repo(client, h, "dataset", "copies"), {"data/train.jsonl": copied})
+    _publish(
+        client,
+        h,
+        _repo(client, h, "dataset", "copies-index"),
+        _index_files(tmp_path, "copies", copied),
+        lineage=[{"ref": mine, "relation": "indexes"}],
+    )
+    # Dropping it for her would tell her the contained data held it and was opted out.
+    theirs = lab.search(h, q=SECRET, dataset=mine).json()
+    assert theirs["count"] == 1 and theirs["opted_out"] == 0
+    # The private data's owner knows the digest: the same content is dropped for them.
+    owners = lab.search(lab.owner, q=SECRET, dataset=mine).json()
+    assert owners["count"] == 0 and owners["opted_out"] == 1

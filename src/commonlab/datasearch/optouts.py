@@ -33,6 +33,7 @@ from commonlab.datasearch.targets import (
     MAX_HITS_SHOWN,
     MAX_LOCATE,
     fallback_of,
+    honoured_digests,
     open_index_version,
     record_url,
     unique,
@@ -43,28 +44,6 @@ from commonlab.errors import Conflict, InvalidInput, NotFound
 from commonlab.policy import Action, authorize, decide
 from commonlab.policy.principal import PUBLIC, SYSTEM, Principal
 from commonlab.policy.resources import Resource
-
-
-def honoured_digests(db: Session, actor: Principal) -> list[str]:
-    """The content digests honoured opt-outs name that `actor` may know of, in the caller's
-    transaction: those of matched records in data `actor` may read, and those opt-outs by
-    digest name. A matched record in data they may not read is left out: its digest, or how
-    many there are, would tell whoever files a passage whether contained data holds it."""
-    honoured = OptOut.state != "rejected"
-    rows = db.execute(
-        select(OptOutMatch.dataset, OptOutMatch.sha256).join(OptOut).where(honoured)
-    ).all()
-    readable: dict[str, bool] = {}
-    digests = set()
-    for row in rows:
-        if row.dataset not in readable:
-            readable[row.dataset] = artifacts.may_read(db, actor, row.dataset)
-        if readable[row.dataset]:
-            digests.add(row.sha256)
-    digests.update(
-        db.scalars(select(OptOut.value).where(honoured, OptOut.kind == OptOutKind.SHA256))
-    )
-    return sorted(digests)
 
 
 def exclusions_for(db: Session, actor: Principal, dataset: str) -> dict[str, Any]:

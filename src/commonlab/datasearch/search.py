@@ -107,7 +107,7 @@ def search(
     if not searchable:
         raise nothing_searchable(targets, model or dataset or "")
     with db.begin():
-        deletion = deletion_list(db)
+        deletion = deletion_list(db, actor)
     statuses, hits = [], []
     count = opted_out = 0
     for target in targets:
@@ -155,7 +155,7 @@ def semantic_search(
     if not any(t.index is not None for t in targets):
         raise nothing_searchable(targets, model or dataset or "")
     with db.begin():
-        deletion = deletion_list(db)
+        deletion = deletion_list(db, actor)
     statuses, hits = [], []
     opted_out = 0
     for target in targets:
@@ -221,7 +221,7 @@ def trace(
     if not any(t.index is not None for t in targets):
         raise nothing_searchable(targets, model)
     with db.begin():
-        deletion = deletion_list(db)
+        deletion = deletion_list(db, actor)
     candidates: list[SpanOut] = []
     statuses = []
     for target in targets:

@@ -14,12 +14,16 @@ from commonlab.datasearch.optouts import (
     exclusions_for,
     file_optout,
     get_optout,
-    honoured_digests,
     list_optouts,
     signed_filter,
 )
 from commonlab.datasearch.search import index_status, membership, search, semantic_search, trace
-from commonlab.datasearch.targets import MAX_CONTEXT_TOKENS, MAX_HITS_SHOWN, note_index_build
+from commonlab.datasearch.targets import (
+    MAX_CONTEXT_TOKENS,
+    MAX_HITS_SHOWN,
+    honoured_digests,
+    note_index_build,
+)
 
 __all__ = [
     "MAX_CONTEXT_TOKENS",

@@ -151,19 +151,41 @@ class DeletionList:
         )
 
 
-def deletion_list(db: Session) -> DeletionList:
+def honoured_digests(db: Session, actor: Principal) -> list[str]:
+    """The content digests honoured opt-outs name that `actor` may know of, in the caller's
+    transaction: those of matched records in data `actor` may read, and those opt-outs by
+    digest name. A matched record in data they may not read is left out: its digest, or how
+    many there are, would tell whoever files a passage whether contained data holds it."""
     honoured = OptOut.state != "rejected"
     rows = db.execute(
-        select(OptOutMatch.dataset, OptOutMatch.file, OptOutMatch.record, OptOutMatch.sha256)
-        .join(OptOut)
-        .where(honoured)
+        select(OptOutMatch.dataset, OptOutMatch.sha256).join(OptOut).where(honoured)
     ).all()
-    digests = {row.sha256 for row in rows}
+    readable: dict[str, bool] = {}
+    digests = set()
+    for row in rows:
+        if row.dataset not in readable:
+            readable[row.dataset] = artifacts.may_read(db, actor, row.dataset)
+        if readable[row.dataset]:
+            digests.add(row.sha256)
     digests.update(
         db.scalars(select(OptOut.value).where(honoured, OptOut.kind == OptOutKind.SHA256))
     )
+    return sorted(digests)
+
+
+def deletion_list(db: Session, actor: Principal) -> DeletionList:
+    """What answers to `actor` leave out: every record an honoured opt-out matched, and
+    every record whose content digest `actor` may know to be opted out (`honoured_digests`:
+    a digest known only from contained data would let anyone learn, by searching data of
+    their own, what opt-outs matched there)."""
+    rows = db.execute(
+        select(OptOutMatch.dataset, OptOutMatch.file, OptOutMatch.record)
+        .join(OptOut)
+        .where(OptOut.state != "rejected")
+    ).all()
     return DeletionList(
-        frozenset((row.dataset, row.file, row.record) for row in rows), frozenset(digests)
+        frozenset((row.dataset, row.file, row.record) for row in rows),
+        frozenset(honoured_digests(db, actor)),
     )
 
 
