@@ -23,7 +23,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "commonlab"
 
 # Lowest first. A package may import its own layer and those below it, never above.
 LAYERS: list[set[str]] = [
-    {"errors", "bounded", "config", "pagination", "ticker", "schemas"},
+    {"errors", "bounded", "config", "pagination", "ticker", "schemas", "extras"},
     {"db"},
     {"policy"},  # levels, the principal, actions, Cedar
     {"http"},  # problem+json, body limit, sessions, paging, who is asking (installed)

@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from commonlab.cli.extras import extra_for
+from commonlab.extras import extra_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

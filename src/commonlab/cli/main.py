@@ -31,9 +31,9 @@ from commonlab.cli.client import (
     load_saved_login,
     save_login,
 )
-from commonlab.cli.extras import extra_for, missing_extra_message
 from commonlab.cli.render import print_json
 from commonlab.errors import CommonlabError
+from commonlab.extras import extra_for, missing_extra_message
 
 __all__ = ["app", "main"]
 

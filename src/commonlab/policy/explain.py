@@ -68,7 +68,9 @@ _WHO: dict[Action, str] = {
     Action.PartitionCertify: "only a passed council motion certifies a partition",
     Action.WhatIfAttach: "only delegates and operators may attach a simulation to a motion",
     Action.OptOutFile: "only a signed-in person may file an opt-out (a job may not)",
-    Action.OptOutRead: "only the person who filed an opt-out, operators and auditors see what it names",
+    Action.OptOutRead: (
+        "only the person who filed an opt-out, operators and auditors see what it names"
+    ),
     Action.OptOutDecide: "only operators decide on opt-outs",
     Action.RecordCosign: "only auditors may cosign checkpoints",
     Action.WitnessRegister: "only operators may register witness keys (the council decides)",

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from commonlab.errors import InvalidInput, from_validation
+from commonlab.extras import extra_for
 from commonlab.workloads.config import ConfigOf, Kind
 from commonlab.workloads.runtime.paths import Paths
 
@@ -79,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as exc:
         # The job's log says what to fix, on one line, without a traceback.
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        # A package of an extra this Python lacks (the facility's install decides which).
+        extra = extra_for(exc.name or "")
+        install = f"pip install 'commonlab[{extra}]'" if extra else f"install {exc.name}"
+        print(
+            f"error: this {args.kind} workload needs {exc.name}, which the facility's Python "
+            f"lacks: its operator should {install}",
+            file=sys.stderr,
+        )
         return 2
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
