@@ -90,11 +90,15 @@ def test_the_demo_trains_and_evaluates_a_model_with_its_lineage_and_scores(
     pytest.importorskip("torch")
     pytest.importorskip("inspect_ai")
     said = build(demo, pi_token=demo.pi_token)
-    assert len(said) == 5, said
+    assert len(said) == 7, said
     assert said[1].startswith(f"demo: training a tiny GPT-2 on {CORPUS}@1 as job ")
     assert said[2] == f"demo: model published: {MODEL}@1 (lineage: trained on {CORPUS}@1)"
     assert said[3].startswith(f"demo: evaluating {MODEL}@1 on {QA}@1 as job ")
     assert said[4].startswith(f"demo: evaluated {MODEL}@1 on demo-kiswahili-qa: accuracy ")
+    assert said[5].startswith(f"demo: indexing {CORPUS}@1 for search as job ")
+    assert said[6] == (
+        f"demo: search {MODEL}@1's training data at /search or with `commonlab search`"
+    )
 
     api = http_client(base_url=demo.url, timeout=30)
     check_corpus(api)
@@ -111,6 +115,10 @@ def test_the_demo_trains_and_evaluates_a_model_with_its_lineage_and_scores(
     assert scores.status_code == 200, scores.text
     [evaluation] = scores.json()["items"]
     assert evaluation["task"] == "demo-kiswahili-qa" and "accuracy" in evaluation["metrics"]
+    # The corpus is indexed: its images are found by their captions, with their sources.
+    asked = {"q": "Mistari ya rangi", "model": f"{MODEL}@1"}
+    found = api.get("/api/v1/search", params=asked).json()
+    assert found["count"] == 3 and all(hit["source"] for hit in found["hits"]), found
 
     # Restarted: everything is there, so nothing is done and nothing said.
     assert build(demo, pi_token=None) == []

@@ -58,6 +58,10 @@ EVALS = f"datasets/{PROJECT}/tiny-gpt2-kiswahili-evals"
 TASK = "demo-kiswahili-qa"
 TRAIN_JOB = "demo: train a tiny GPT-2"
 EVALUATE_JOB = "demo: evaluate the tiny GPT-2"
+# The corpus's search index (exact only: embedding it would load a second model at start).
+INDEX = f"datasets/{PROJECT}/kiswahili-multimodal-index"
+INDEX_JOB = "demo: index the corpus for search"
+INDEX_CONFIG: dict[str, Any] = {"vocab_size": 2000, "semantic": False}
 LICENSE = "CC0-1.0"
 ML_MISSING = (
     "demo: torch and transformers are not installed, so the demo trains and evaluates no "
@@ -148,6 +152,11 @@ class DemoData:
 
 
 Say = Callable[[str], None]
+
+
+def search_installed() -> bool:
+    """Whether this Python can build a search index (the `search` extra)."""
+    return importlib.util.find_spec("pydivsufsort") is not None
 
 
 def ml_installed() -> bool:
@@ -440,6 +449,24 @@ def train_and_evaluate(
     metrics = _evaluation_metrics(db, registry, pi)
     scores = ", ".join(f"{name} {value:.3g}" for name, value in metrics.items())
     say(f"demo: evaluated {model_ref} on {TASK}: {scores or 'no metrics'}")
+    if _latest(db, pi, INDEX) is None and search_installed():
+        indexed = _run_workload(
+            db,
+            pi,
+            Kind.INDEX,
+            WorkloadCreate(
+                project=PROJECT,
+                config=INDEX_CONFIG,
+                dataset=data.corpus,
+                out=INDEX,
+                name=INDEX_JOB,
+                time_limit_minutes=20,
+            ),
+            announce=lambda job: f"demo: indexing {data.corpus} for search as job {job}",
+            **waiting,
+        )
+        if indexed:
+            say(f"demo: search {model_ref}'s training data at /search or with `commonlab search`")
     return metrics
 
 
@@ -491,7 +518,8 @@ def build_demo_models(
     serves on whatever happens here, and the reason is said."""
     ml = ml_installed() if ml is None else ml
     try:
-        published = [_latest(db, PUBLIC, path) is not None for path in (CORPUS, QA, MODEL, EVALS)]
+        paths = (CORPUS, QA, MODEL, EVALS) + ((INDEX,) if search_installed() else ())
+        published = [_latest(db, PUBLIC, path) is not None for path in paths]
         if all(published[:2]) and (all(published) or not ml):
             if not ml and not all(published):
                 say(ML_MISSING)
