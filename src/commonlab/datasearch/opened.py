@@ -163,6 +163,9 @@ def open_index(key: str, files: Mapping[str, Path]) -> OpenedIndex:
             return _open[key]
     opened = _load(key, files)
     with _lock:
+        if key in _open:  # another request opened it meanwhile: keep one
+            opened.close()
+            return _open[key]
         _open[key] = opened
         while len(_open) > KEEP_OPEN:
             _, oldest = _open.popitem(last=False)
