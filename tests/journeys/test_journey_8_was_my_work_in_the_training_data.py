@@ -54,6 +54,11 @@ def stories(folder: Path) -> None:
     (folder / "data" / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
 
 
+def flat(out: str) -> str:
+    """The command's words as one line: the console wraps long lines at its width."""
+    return " ".join(out.split())
+
+
 def walk_the_portal(chromium, url: str, token: str, screenshot) -> int:
     """The novelist's part on the portal (Chromium, JavaScript off); the opt-out's number."""
     context = chromium.new_context(
@@ -129,17 +134,21 @@ def test_journey_8_was_my_work_in_the_training_data(
         capsys, "index", "build", f"{MODEL}@1", "-p", "proj-1", "--vocab-size", "400", "--watch"
     )
     assert code == 0 and "succeeded" in out, out + err
-    code, out, err = run(capsys, "index", "status", "--model", f"{MODEL}@1")
-    assert code == 0 and "datasets/proj-1/coastal-stories-index@1" in out, out + err
+    code, out, err = run(capsys, "index", "status", "--model", f"{MODEL}@1", "--json")
+    assert code == 0, out + err
+    assert [(s["dataset"], s["status"], s["index"]) for s in json.loads(out)] == [
+        (f"{DATASET}@1", "searched", "datasets/proj-1/coastal-stories-index@1")
+    ]
 
     # The novelist, who belongs to no project, searches the released model's training data.
     novelist = demo.token_of("Francesca Conti")
     as_person(monkeypatch, demo, novelist)
     code, out, err = run(capsys, "search", PASSAGE, "--model", f"{MODEL}@1")
     assert code == 0, out + err
+    out = flat(out)
     assert re.search(r"\b2\b occurrence", out), out
     assert f"{BOOK}/chapter-1" in out and "https://example.org/blog/quotes" in out
-    assert "record 7" in out and "record 19" in out
+    assert "record 7 —" in out and "record 19 —" in out
 
     api = http_client(base_url=demo.url, timeout=60)
     me = {"Authorization": f"Bearer {novelist}"}
@@ -162,7 +171,7 @@ def test_journey_8_was_my_work_in_the_training_data(
         "2",
     )
     assert code == 0, out + err
-    assert {int(n) for n in re.findall(r"record (\d+) —", out)} == {7, 19}, out
+    assert {int(n) for n in re.findall(r"record (\d+) —", flat(out))} == {7, 19}, out
 
     # Membership by passage, with the evidence.
     code, out, err = run(capsys, "membership", "--model", f"{MODEL}@1", "--passage", PASSAGE)
@@ -175,8 +184,8 @@ def test_journey_8_was_my_work_in_the_training_data(
     # The command line says the same: it matched both records, and names the model.
     code, out, err = run(capsys, "optout", "show", str(optout_id))
     assert code == 0, out + err
-    assert "matched 2 record(s)" in out
-    assert f"trained on it before the opt-out: {MODEL}@1" in out
+    assert "matched 2 record(s)" in flat(out)
+    assert f"trained on it before the opt-out: {MODEL}@1" in flat(out)
 
     # Search honours it at once, before any index is rebuilt.
     found = api.get(
