@@ -1,0 +1,153 @@
+"""`commonlab simulate --motion N`: the council's what-if. Read the motion and the regulation
+in force when its vote opened from the facility, run both on one workload, print them side
+by side and attach the summary to the motion."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from commonlab.cli.client import Client, CliError, load_login
+from commonlab.cli.render import console
+from commonlab.errors import from_validation
+
+__all__ = ["simulate_motion"]
+
+
+def simulate_motion(
+    motion_id: int,
+    *,
+    fleet: Any,
+    traces: list[Path],
+    policy: str,
+    url: str | None,
+    out: Path | None,
+    jobs: int | None,
+    load: float | None,
+    max_runtime: float | None,
+    scale_to: int | None,
+    size_scale: int,
+) -> None:
+    """Fetch the motion, the regulation and the scale in force when its vote opened, run
+    both regulations on one workload and attach the comparison to the motion."""
+    from pydantic import ValidationError
+
+    from commonlab.regulation.document import Regulation, regulation_hash
+    from commonlab.simulator.inputs import RegulationDocument
+    from commonlab.simulator.traces import load_trace
+    from commonlab.simulator.whatif import compare, summarise
+
+    client = Client(load_login(url=url))
+    motion = client.get(f"/api/v1/motions/{motion_id}")
+    if motion["kind"] != "adopt_regulation":
+        raise CliError(
+            f"motion {motion_id} is a {motion['kind']} motion: only adopt_regulation motions "
+            "change the shares a simulation compares"
+        )
+    # The vote opens when the motion is tabled unless the tabler set a later time; the portal
+    # compares a decided motion with the regulation in force then too.
+    at = motion["opens_at"]
+    in_force = client.get("/api/v1/regulations/in-force", params={"at": at})
+    scale = _scale_at(client.get("/api/v1/contribution-scale")["history"], at)
+    proposed = Regulation.model_validate(motion["payload"]["regulation"])
+    try:
+        before = RegulationDocument.model_validate(
+            {"regulation": in_force["document"], "contribution_scale": {"shares": scale}}
+        )
+        after = RegulationDocument.model_validate(
+            {"regulation": proposed, "contribution_scale": {"shares": scale}}
+        )
+    except ValidationError as exc:
+        unusable = "the facility's regulation or contribution scale is unusable"
+        raise from_validation(exc, where=unusable, document="regulation") from None
+    comparison, pools = compare(
+        fleet,
+        before,
+        after,
+        [load_trace(path) for path in traces],
+        policy=policy,
+        jobs=jobs,
+        load=load,
+        max_runtime=max_runtime,
+        scale_to=scale_to,
+        size_scale=size_scale,
+    )
+    body = summarise(
+        comparison,
+        pools=pools,
+        traces=[path.name for path in traces],
+        in_force={
+            "title": in_force["document"]["title"],
+            "sha256": in_force["sha256"],
+            "version": in_force["version"],
+        },
+        proposed={"title": proposed.title, "sha256": regulation_hash(proposed)},
+        scale=scale,
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(json.dumps(comparison, indent=1))
+    _print_comparison(motion, body)
+    attached = client.post(f"/api/v1/motions/{motion_id}/simulations", json=body)
+    console.print(
+        f"Attached simulation {attached['id']} to motion {motion_id} (sha256 "
+        f"{attached['sha256'][:16]}…); it shows on the motion's page.",
+        highlight=False,
+    )
+
+
+def _scale_at(history: list[dict[str, Any]], at: str) -> dict[str, str]:
+    """The contribution scale adopted last at or before `at` (ISO 8601)."""
+    moment = datetime.fromisoformat(at)
+    adopted = [s for s in history if datetime.fromisoformat(s["adopted_at"]) <= moment] or history[
+        -1:
+    ]
+    if not adopted:
+        raise CliError("the council has no contribution scale: found the council first")
+    return dict(max(adopted, key=lambda s: s["id"])["shares"])
+
+
+_WHATIF_ROWS = [
+    ("utilisation", lambda f: f"{f['utilisation']:.1%}"),
+    ("mean wait", lambda f: f"{f['mean_wait_h'] * 60:.1f} min"),
+    ("p99 wait", lambda f: f"{f['p99_wait_h'] * 60:.1f} min"),
+    ("mean JCT", lambda f: f"{f['mean_jct_h']:.2f} h"),
+    ("max shortfall / hour", lambda f: f"{f['max_shortfall_hour']:.1%}"),
+    ("Jain (hourly)", lambda f: f"{f['jain_hour']:.3f}"),
+]
+
+
+def _print_comparison(motion: dict[str, Any], body: dict[str, Any]) -> None:
+    workload = body["workload"]
+    before, after = body["in_force"], body["proposed"]
+    console.print(
+        f"[bold]Motion {motion['id']}[/bold]: {motion['title']} — {workload['jobs']:,} jobs on "
+        f"{workload['fleet_accelerators']:,} accelerators, policy {body['policy']}",
+        highlight=False,
+    )
+    for line in workload["how"]:
+        console.print(f"  · {line}", highlight=False, soft_wrap=True)
+    in_force_label = f"in force (v{before['regulation']['version']})"
+    table = Table(title="The regulation in force and the proposal", title_justify="left")
+    for column in ("", in_force_label, "proposed"):
+        table.add_column(column, justify="left" if not column else "right")
+    for label, render in _WHATIF_ROWS:
+        table.add_row(label, render(before["figures"]), render(after["figures"]))
+    console.print(table)
+    pools = Table(title="Per pool: entitled · mean / p99 wait · delivered", title_justify="left")
+    for column in ("pool", in_force_label, "proposed"):
+        pools.add_column(column, justify="left" if column == "pool" else "right")
+
+    def cell(p: dict[str, Any]) -> str:
+        return (
+            f"{p['entitled']:.1%} · {p['mean_wait_h'] * 60:.1f} / {p['p99_wait_h'] * 60:.1f} min"
+            f" · {p['delivered']:.1%}"
+        )
+
+    for name, figures in before["figures"]["pools"].items():
+        pools.add_row(name, cell(figures), cell(after["figures"]["pools"][name]))
+    console.print(pools)
