@@ -1,15 +1,27 @@
 """The share controller: compares what each pool received with what its entitlement gave it
-over a window and moves each pool's fair-share weight in bounded steps. Pure, plain dicts in
-and out; production calls it (accounts.py: Slurm `Fairshare` per member-state account), and
-the simulator runs the same code (simulator/policies.py)."""
+over a window and moves each pool's fair-share weight in bounded steps (`next_weights`), and
+plans caps and bounded reclaim by preemption that hold shares where weights cannot
+(`plan_reclaim`). Pure, plain data in and out; production calls it (accounts.py: Slurm
+`Fairshare`, `GrpTRES` and `scontrol requeue` per member-state account), and the simulator
+runs the same code (simulator/policies.py)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["ControllerSettings", "fair_split", "next_weights"]
+from commonlab.errors import InvalidInput
+
+__all__ = [
+    "ControllerSettings",
+    "ReclaimPlan",
+    "ReclaimSettings",
+    "Running",
+    "fair_split",
+    "next_weights",
+    "plan_reclaim",
+]
 
 
 @dataclass(frozen=True)
@@ -113,3 +125,158 @@ def next_weights(
         moved = weight * math.exp(step)
         result[pool] = min(share * settings.ceiling, max(share * settings.floor, moved))
     return result
+
+
+@dataclass(frozen=True)
+class Running:
+    """One running job as the reclaim plan sees it: `job` is whatever the caller names it by
+    (a Slurm job id, a simulator run), `started` when this run started (seconds, any epoch
+    shared with the other runs), `since_checkpoint` the seconds of work a preemption now
+    would lose (the time since its last checkpoint; its whole run time without
+    checkpoints)."""
+
+    job: Hashable
+    pool: str
+    accelerators: int
+    started: float
+    since_checkpoint: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReclaimSettings:
+    """budget: at most this fraction of the capacity preempted per hour (0 turns preemption
+    off; caps still apply);
+    tolerance: a pool counts as under-served only when it holds less than its target by
+    more than this fraction of what is delivered (points / 100), so noise preempts nothing;
+    repay_s: a pool's credit (accelerator-seconds owed) is repaid over this many seconds:
+    its target is its fair split plus credit / repay_s;
+    repay_max: the repayment moves a target by at most this fraction of its fair split;
+    caps: whether pools at or above their target may start more work while an under-served
+    pool waits (Slurm GrpTRES on the member-state account)."""
+
+    budget: float = 0.05
+    tolerance: float = 0.005
+    repay_s: float = 86_400.0
+    repay_max: float = 0.5
+    caps: bool = True
+
+    def __post_init__(self) -> None:
+        if not (
+            0 <= self.budget <= 1
+            and 0 <= self.tolerance < 1
+            and self.repay_s > 0
+            and 0 <= self.repay_max <= 1
+        ):
+            raise InvalidInput(
+                "reclaim settings need 0 <= budget <= 1, 0 <= tolerance < 1, repay_s > 0 "
+                "and 0 <= repay_max <= 1"
+            )
+
+
+@dataclass(frozen=True)
+class ReclaimPlan:
+    """caps: per pool, the accelerators it may hold (None: no cap); a cap below what the
+    pool holds lets its running jobs finish and starts none. preempt: the jobs to requeue,
+    newest first. reclaim_for: per under-served pool with work waiting, the accelerators
+    of its waiting jobs (in queue order) the plan makes room for. targets: each pool's
+    target in accelerators (its fair split of what is delivered, moved by its credit)."""
+
+    caps: dict[str, int | None]
+    preempt: list[Hashable]
+    reclaim_for: dict[str, int]
+    targets: dict[str, float] = field(default_factory=dict)
+
+
+def plan_reclaim(
+    *,
+    capacity: int,
+    entitled: Mapping[str, float],
+    running: Sequence[Running],
+    waiting: Mapping[str, Sequence[int]],
+    credit: Mapping[str, float] | None = None,
+    preempted_last_hour: float = 0.0,
+    in_use: Mapping[str, float] | None = None,
+    settings: ReclaimSettings = ReclaimSettings(),
+) -> ReclaimPlan:
+    """Caps and preemptions that bring every pool with work waiting to its fair split.
+
+    `capacity`: accelerators of the fleet; `entitled`: share per pool; `running`: the
+    running jobs that may be preempted (all of them, or only the newest of each pool when
+    `in_use` gives what each pool holds in all); `waiting`: per pool the accelerators of
+    its waiting jobs in queue order; `credit`: per pool accelerator-seconds owed (+) or
+    received beyond its fair split (-) so far (the weekly integral the metric measures);
+    `preempted_last_hour`: accelerators preempted in the last hour, against the budget.
+
+    A pool's target is its water-filled fair split of what is delivered (`fair_split` over
+    what each pool holds plus what it waits for), moved by its credit. While some pool with
+    work waiting holds less than its target (by more than the tolerance), every pool at or
+    above its target is capped at its target, so freed capacity goes to the under-served;
+    with nobody under-served there are no caps (work conservation). Each under-served pool
+    reclaims room for its waiting jobs in queue order up to its deficit (a job that would
+    overshoot by more than half its size waits); what free capacity does not cover is
+    taken by preempting the newest runs of pools above their targets, never one that would
+    leave its pool below its target, within the hourly budget."""
+    if capacity <= 0:
+        raise InvalidInput(f"capacity must be a positive number of accelerators, not {capacity}")
+    unknown = {r.pool for r in running} | set(waiting) | set(credit or {}) | set(in_use or {})
+    unknown -= set(entitled)
+    if unknown:
+        raise InvalidInput(f"pools without an entitlement: {', '.join(sorted(unknown))}")
+    if any(r.accelerators <= 0 for r in running) or any(
+        size <= 0 for sizes in waiting.values() for size in sizes
+    ):
+        raise InvalidInput("every running and waiting job needs at least one accelerator")
+    credit = credit or {}
+    if in_use is None:
+        held = dict.fromkeys(entitled, 0.0)
+        for r in running:
+            held[r.pool] += r.accelerators
+    else:
+        held = {p: float(in_use.get(p, 0.0)) for p in entitled}
+    queued = {p: float(sum(waiting.get(p, ()))) for p in entitled}
+    delivered = sum(held.values())
+    fair = fair_split(
+        delivered, entitled=entitled, demand={p: held[p] + queued[p] for p in entitled}
+    )
+    targets = {}
+    for pool, share in fair.items():
+        repay = credit.get(pool, 0.0) / settings.repay_s
+        bound = settings.repay_max * share
+        demand = held[pool] + queued[pool]
+        targets[pool] = min(demand, max(0.0, share + min(bound, max(-bound, repay))))
+    slack = settings.tolerance * delivered
+    under = sorted(
+        (p for p in entitled if queued[p] and held[p] < targets[p] - slack),
+        key=lambda p: held[p] / targets[p],
+    )
+    caps: dict[str, int | None] = dict.fromkeys(entitled)
+    reclaim_for: dict[str, int] = {}
+    if not under:
+        return ReclaimPlan(caps=caps, preempt=[], reclaim_for=reclaim_for, targets=targets)
+    if settings.caps:
+        for pool in entitled:
+            if held[pool] >= targets[pool]:
+                caps[pool] = math.floor(targets[pool])
+    for pool in under:
+        deficit = targets[pool] - held[pool]
+        room = 0
+        for size in waiting.get(pool, ()):
+            if room + size - deficit > size / 2:
+                break
+            room += size
+        if room:
+            reclaim_for[pool] = room
+    need = sum(reclaim_for.values()) - (capacity - delivered)
+    allowance = settings.budget * capacity - preempted_last_hour
+    preempt: list[Hashable] = []
+    spare = {p: held[p] - targets[p] for p in entitled}
+    for r in sorted(running, key=lambda r: r.started, reverse=True):
+        if need <= 0 or allowance <= 0:
+            break
+        if r.accelerators > spare[r.pool] or r.accelerators > allowance:
+            continue
+        preempt.append(r.job)
+        spare[r.pool] -= r.accelerators
+        allowance -= r.accelerators
+        need -= r.accelerators
+    return ReclaimPlan(caps=caps, preempt=preempt, reclaim_for=reclaim_for, targets=targets)
