@@ -73,7 +73,7 @@ class Backfill:
             runs.eligible,
         )
         kept = self._kept
-        window = engine.settings.backfill_window
+        window, caps = engine.settings.backfill_window, engine.policy.caps
         heads: Iterator[Entry]
         if engine.policy.dynamic or engine.n_keys <= engine.settings.scan_queues:
             cursor = queues.heads()
@@ -108,6 +108,8 @@ class Backfill:
             if not waiting[j]:
                 continue
             examined += 1
+            if caps is not None and engine.over_cap(j):
+                continue  # its pool is at its cap (GrpTRES)
             if not reserved:
                 p = choose(j, None)
                 if p >= 0:

@@ -107,6 +107,11 @@ class Engine:
         if self.on_start is not None:
             self.on_start(j, p)
 
+    def over_cap(self, j: int) -> bool:
+        """Whether starting run j would take its pool above the policy's cap (GrpTRES)."""
+        pool = self.runs.pool[j]
+        return self.state.pool_running[pool] + self.runs.size[j] > self.policy.caps[pool]
+
     def finish(self, j: int) -> None:
         """Run j ends now, having run its whole runtime."""
         runs = self.runs
@@ -125,14 +130,15 @@ class Engine:
         state.account(runs.tenant[j], -need)
 
     def preempt(self, j: int) -> int:
-        """Stop run j now and queue a fresh run of its job at the back; returns its key."""
-        runs = self.runs
+        """Stop run j now and queue the next run of its job at the back (from its last
+        checkpoint when the policy checkpoints, else from the beginning); returns its key."""
+        runs, policy = self.runs, self.policy
         p = runs.placed[j]
         self.placement.give_back(j, p)
         self._stop(j)
         if self.on_stop is not None:
             self.on_stop(j, p)
-        r = runs.cut(j)
+        r = runs.cut(j, checkpoint_s=policy.checkpoint_s, restart_s=policy.restart_s)
         key = runs.key[r]
         self.queues.requeue(r, key)
         return key

@@ -26,13 +26,15 @@ class MainPass:
         self.placement = engine.placement
         self.eligible = engine.runs.eligible
         self.depth = engine.settings.main_depth
+        # Per pool, the accelerators it may hold (the policy's caps, Slurm GrpTRES), or None.
+        self.caps = engine.policy.caps
 
     def run(self) -> None:
         # Called at almost every event and usually done after a job or two: what a blocked
         # job needs is read only when one is.
         queues, placement, start = self.queues, self.placement, self.engine.start
         key_heap, version = queues.heap, queues.version
-        depth = self.depth
+        depth, caps = self.depth, self.caps
         blocked: set[int] = set()
         held = []
         behind: list[Entry] = []
@@ -48,6 +50,11 @@ class MainPass:
                     continue
                 i = queues.head[key]
             j = queues.queue[key][i]
+            if caps is not None and self.engine.over_cap(j):
+                # Its pool is at its cap: the job waits without holding partitions.
+                if entry is not None:
+                    held.append(entry)
+                continue
             tried += 1
             p = placement.choose(j, blocked)
             if p >= 0:

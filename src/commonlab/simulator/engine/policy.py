@@ -5,7 +5,7 @@ it reads (the facility's counters and each tenant's delivered accelerator-time).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from commonlab.simulator.inputs import Partition
     from commonlab.simulator.workload import Workload
 
-__all__ = ["Policy", "State"]
+__all__ = ["Policy", "RunningRuns", "State"]
+
+# The running runs, as the engine lists them for a policy's own preemption plan: run
+# numbers, their pools, accelerators and start times, in four parallel lists.
+RunningRuns = tuple[list[int], list[int], list[int], list[float]]
 
 
 class Policy(ABC):
@@ -30,8 +34,16 @@ class Policy(ABC):
     tick: float | None = None
     # True when priorities depend on running work, so a start or end re-ranks the queue.
     dynamic = False
-    # True when the policy reclaims capacity by preempting running jobs (see `reclaimers`).
+    # True when the policy reclaims capacity by preempting running jobs (see `reclaimers`
+    # and `evictions`).
     preempts = False
+    # Seconds between the checkpoints of a running job (None: a preempted job restarts from
+    # the beginning), and the seconds a run resumed from a checkpoint spends restoring it.
+    checkpoint_s: float | None = None
+    restart_s: float = 0.0
+    # Per pool, the accelerators it may hold (Slurm GrpTRES): a job that would take its
+    # pool above its cap does not start. None: no caps. A policy changes the list in place.
+    caps: list[float] | None = None
 
     @abstractmethod
     def bind(self, state: State) -> np.ndarray:
@@ -56,6 +68,12 @@ class Policy(ABC):
     def is_victim(self, pool: int) -> bool:
         """Whether a running job of `pool` may be preempted now."""
         return False
+
+    def evictions(self, running: Callable[[], RunningRuns]) -> list[int]:
+        """Runs to preempt now by the policy's own plan (at every reclaim pass; `running()`
+        lists the running runs when the policy needs them); the engine queues them again
+        as it does any preempted run."""
+        return []
 
 
 class State:

@@ -1,7 +1,8 @@
-"""Reclaim by preemption (Kueue's reclaimWithinCohort), for policies that preempt: every
-backfill interval, waiting jobs of the pools the policy lets reclaim start, preempting the
-newest runs of pools it lets be preempted where nothing is free. Keeps, only for such
-policies, which runs each pool holds on each partition."""
+"""Reclaim by preemption, for policies that preempt: every backfill interval, the runs the
+policy's own plan names are preempted (`Policy.evictions`: commonlab's share controller),
+then waiting jobs of the pools the policy lets reclaim start, preempting the newest runs of
+pools it lets be preempted where nothing is free (Kueue's reclaimWithinCohort). Keeps, only
+for such policies, which runs each pool holds on each partition."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from commonlab.simulator.engine.core import Engine
+    from commonlab.simulator.engine.policy import RunningRuns
 
 __all__ = ["Preemption"]
 
@@ -109,6 +111,24 @@ class Preemption:
                 return chosen
         return None
 
+    def running_runs(self) -> RunningRuns:
+        """Every running run: numbers, pools, accelerators and start times."""
+        runs = self.engine.runs
+        running, placed, start_time = runs.running, runs.placed, runs.start_time
+        listed = [
+            r
+            for p, lists in enumerate(self.run_lists)
+            for listed in lists
+            for r in listed
+            if running[r] and placed[r] == p
+        ]
+        return (
+            listed,
+            [self._pool[r] for r in listed],
+            [self._size[r] for r in listed],
+            [start_time[r] for r in listed],
+        )
+
     def _compact(self) -> None:
         """Drop ended runs from the run lists once they are most of a list."""
         runs = self.engine.runs
@@ -120,14 +140,17 @@ class Preemption:
                     lists[v] = [r for r in listed if running[r] and placed[r] == p]
 
     def run(self) -> None:
-        """One reclaim pass: at most `reclaim_depth` jobs, pools in the order the policy
-        gives (`reclaimers`)."""
+        """One reclaim pass: the policy's evictions, then at most `reclaim_depth` jobs,
+        pools in the order the policy gives (`reclaimers`)."""
         engine = self.engine
         queues, placement, policy = engine.queues, engine.placement, engine.policy
         runs = engine.runs
         size, eligible, pool = runs.size, runs.eligible, runs.pool
         budget = engine.settings.reclaim_depth
         retouch: set[int] = set()
+        for r in policy.evictions(self.running_runs):
+            if runs.running[r]:
+                retouch.add(engine.preempt(r))
         for p_pool in policy.reclaimers():
             cursor = queues.waiting_heads(self.key_pools[p_pool])
             while cursor and budget:

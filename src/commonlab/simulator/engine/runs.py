@@ -38,6 +38,9 @@ class Outcome:
     cut_job: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     cut_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cut_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Seconds of each cut run's work its checkpoint kept (the job's next run resumed from
+    # there); 0 where the job restarted from the beginning.
+    cut_kept: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class Runs:
@@ -49,6 +52,7 @@ class Runs:
         "completions",
         "cut_end",
         "cut_job",
+        "cut_kept",
         "cut_start",
         "eligible",
         "end_time",
@@ -100,6 +104,7 @@ class Runs:
         self.cut_job: list[int] = []
         self.cut_start: list[float] = []
         self.cut_end: list[float] = []
+        self.cut_kept: list[float] = []
 
     def queued(self, j: int) -> None:
         """Run j joins its pool's waiting work."""
@@ -107,22 +112,28 @@ class Runs:
         state.pool_waiting[pool] += 1
         state.pool_queued[pool] += self.size[j]
 
-    def cut(self, j: int) -> int:
+    def cut(self, j: int, *, checkpoint_s: float | None = None, restart_s: float = 0.0) -> int:
         """Run j was preempted now: count what it lost and add the job's next run, queued
         now at the back (its age restarts, as after Slurm's requeue or Kueue's eviction).
-        Returns the new run's number."""
+        Without `checkpoint_s` the next run starts from the beginning; with it, from the
+        run's last checkpoint (taken every `checkpoint_s` seconds from its start), plus
+        `restart_s` to restore it: only the work since that checkpoint and the restart are
+        lost. Returns the new run's number."""
         now = self.state.now
         job = self.origin[j]
         held = now - self.start_time[j]
+        kept = held // checkpoint_s * checkpoint_s if checkpoint_s else 0.0
         self.cut_job.append(job)
         self.cut_start.append(self.start_time[j])
         self.cut_end.append(now)
+        self.cut_kept.append(kept)
         self.preempted_seconds[job] += held
-        self.lost_accelerator_seconds += self.size[j] * held
+        restart = restart_s if checkpoint_s else 0.0
+        self.lost_accelerator_seconds += self.size[j] * (held - kept + restart)
         self.preemptions += 1
         r = len(self.origin)
+        self.runtime.append(self.runtime[j] - kept + restart)
         for column in (
-            self.runtime,
             self.size,
             self.tenant,
             self.pool,
@@ -156,4 +167,5 @@ class Runs:
             cut_job=np.array(self.cut_job, dtype=np.int64),
             cut_start=np.array(self.cut_start),
             cut_end=np.array(self.cut_end),
+            cut_kept=np.array(self.cut_kept),
         )
