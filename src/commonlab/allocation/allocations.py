@@ -43,6 +43,7 @@ __all__ = [
     "awarded_projects",
     "check_awaiting_council",
     "countries_of",
+    "funding_of",
     "get_allocation",
     "get_tranches",
     "my_projects",
@@ -238,6 +239,18 @@ def countries_of(db: Session, allocation_ids: Iterable[int]) -> dict[int, str | 
     return dict(
         db.execute(select(Allocation.id, Allocation.country).where(Allocation.id.in_(ids))).all()
     )
+
+
+def funding_of(db: Session, allocation_ids: Iterable[int]) -> dict[int, tuple[str, str | None]]:
+    """The pool each allocation draws on and the country it is charged to (in the caller's
+    transaction)."""
+    ids = sorted(set(allocation_ids))
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(Allocation.id, Allocation.pool, Allocation.country).where(Allocation.id.in_(ids))
+    )
+    return {row.id: (row.pool, row.country) for row in rows}
 
 
 def awarded_projects(

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from commonlab.bounded import Int64
-from commonlab.compute import accounts, reports, service
+from commonlab.compute import accounts, reports, service, workload_export
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
@@ -50,6 +50,15 @@ def _wake(request: Request) -> None:
 @router.get("/fleet", response_model=FleetOut, summary="Capacity and use per partition")
 def fleet(db: DbSession, principal: CurrentPrincipal) -> dict[str, Any]:
     return service.fleet_overview(db, principal)
+
+
+@router.get(
+    "/fleet/document",
+    response_model=FleetSpec,
+    summary="The fleet as it is, in the fleet document's schema (what the simulator reads)",
+)
+def fleet_document(db: DbSession, principal: CurrentPrincipal) -> FleetSpec:
+    return workload_export.fleet_document(db, principal)
 
 
 @router.put("/fleet", summary="Make the fleet match a fleet document (operators)")
@@ -294,3 +303,35 @@ def jobs_report(
     writer.writeheader()
     writer.writerows(report["rows"])
     return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
+
+
+@router.get(
+    "/reports/workload",
+    summary="Every job of a window, for the simulator: tenants opaque, each job with its pool "
+    "(delegates and operators)",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def workload_report(
+    db: DbSession,
+    principal: CurrentPrincipal,
+    start: Annotated[
+        date | None, Query(description="the first day (UTC); default: 92 days before end")
+    ] = None,
+    end: Annotated[
+        date | None, Query(description="the day after the last one (UTC); default: tomorrow")
+    ] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "csv",
+) -> Any:
+    export = workload_export.export_workload(db, principal, start=start, end=end)
+    summary = export.summary()
+    if format == "json":
+        return {**summary, "rows": [workload_export.as_row(job, export) for job in export.jobs]}
+    headers = {
+        "X-Workload-From": summary["from"],
+        "X-Workload-To": summary["to"],
+        "X-Workload-Jobs": str(summary["jobs"]),
+        "X-Workload-Replayable": str(summary["replayable"]),
+    }
+    return Response(
+        workload_export.to_csv(export), media_type="text/csv; charset=utf-8", headers=headers
+    )

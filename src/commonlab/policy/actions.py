@@ -77,6 +77,8 @@ class Action(StrEnum):
     JobRead = "compute:job:read"
     JobCancel = "compute:job:cancel"
     PartitionCertify = "compute:partition:certify"  # a motion's effect
+    # every job of a window, for what-ifs (tenants opaque, contained work by pool only)
+    WorkloadExport = "compute:workload:export"
     # artifacts/
     ArtifactsRepoCreate = "artifacts:repo:create"
     ArtifactsWrite = "artifacts:write"
@@ -153,6 +155,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.JobRead: Scope.READ,
     Action.JobCancel: Scope.WRITE,
     Action.PartitionCertify: Scope.ADMIN,
+    Action.WorkloadExport: Scope.READ,
     Action.ArtifactsRepoCreate: Scope.WRITE,
     Action.ArtifactsWrite: Scope.WRITE,
     Action.ArtifactsRead: Scope.READ,
