@@ -20,6 +20,7 @@ from commonlab.cli import (
     governance_cmd,
     record_cmd,
     simulate_cmd,
+    simulate_sweep,
     workload_cmd,
 )
 from commonlab.cli.client import (
@@ -139,6 +140,7 @@ governance_cmd.register(app)
 allocation_cmd.register(app)
 compute_cmd.register(app)
 simulate_cmd.register(app)
+simulate_sweep.register(app)
 workload_cmd.register(app)
 datasearch_cmd.register(app)
 audit_cmd.register(app)

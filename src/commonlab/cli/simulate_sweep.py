@@ -1,0 +1,143 @@
+"""`commonlab simulate-sweep`: every policy on every regime of the scenario family (or the
+ones named), the figures side by side and issue 19's targets per regime."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from commonlab.cli.render import console
+
+__all__ = ["register"]
+
+err = Console(stderr=True)
+
+
+def simulate_sweep(
+    regime: Annotated[
+        list[str] | None,
+        typer.Option(help="a regime of the scenario family (repeat; default all: see --list)"),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="fifo, multifactor, drf or commonlab (repeat; default all four)"),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(help="a sixteenth of each fleet over 1.5 weeks: seconds, for tests and CI"),
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, help="the generator's seed")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="folder for sweep.json and sweep.md (the docs' tables)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    list_regimes: Annotated[bool, typer.Option("--list", help="list the regimes and exit")] = False,
+) -> None:
+    """Run the scheduling policies across the regimes of the scenario family (light and
+    overloaded, weeks-long jobs, large gangs, bursty and returning states) under five member
+    states entitled to 30/25/20/15/10%, and check issue 19's targets for commonlab's policy
+    per regime."""
+    from commonlab.simulator import scenarios
+    from commonlab.simulator.sweep import POLICIES, markdown, sweep
+
+    if list_regimes:
+        _print_regimes(scenarios.REGIMES)
+        return
+    with _progress() as progress:
+        report = sweep(regime or (), policy or POLICIES, quick=quick, seed=seed, progress=progress)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(json.dumps(report, indent=1))
+        (out / "sweep.md").write_text(markdown(report))
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    _print(report)
+    if out is not None:
+        console.print(f"wrote {out / 'sweep.json'} and {out / 'sweep.md'}", highlight=False)
+
+
+def _print_regimes(regimes: Any) -> None:
+    table = Table(title="Regimes of the scenario family", title_justify="left")
+    for column in ("regime", "accelerators", "load", "weeks", "largest gang", "what it is"):
+        table.add_column(column, overflow="fold")
+    for r in regimes:
+        table.add_row(
+            r.name,
+            f"{r.accelerators:,}",
+            f"{r.load:g}",
+            f"{r.weeks:g}",
+            f"{r.gang_limit:,}",
+            r.description,
+        )
+    console.print(table)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, str, int, int], None]]:
+    """A bar per (regime, policy) on stderr, so that --json keeps stdout to itself."""
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(regime: str, policy: str, done: int, total: int) -> None:
+            key = f"{regime} {policy}"
+            if key not in tasks:
+                tasks[key] = bar.add_task(key, total=total)
+            bar.update(tasks[key], completed=done)
+
+        yield progress
+
+
+def _print(report: dict[str, Any]) -> None:
+    figures = Table(
+        title=f"Sweep ({report['size']} size, seed {report['seed']}): {report['regulation']}",
+        title_justify="left",
+    )
+    for column in ("regime", "jobs", "policy", "weekly dev.", "utilisation", "mean JCT", "p99"):
+        figures.add_column(column, justify="left" if column in ("regime", "policy") else "right")
+    for entry in report["regimes"]:
+        for i, (name, f) in enumerate(entry["policies"].items()):
+            figures.add_row(
+                entry["regime"] if i == 0 else "",
+                f"{entry['jobs']:,}" if i == 0 else "",
+                name,
+                f"{100 * f['weekly_deviation']:.2f} pt" if f["pool_weeks_waited"] else "-",
+                f"{f['utilisation']:.2%}",
+                f"{f['mean_jct_h']:.2f} h",
+                f"{f['p99_jct_h']:.1f} h",
+            )
+        figures.add_section()
+    console.print(figures)
+    targets = Table(title="commonlab's targets per regime", title_justify="left")
+    for column in ("regime", "target", "verdict", "figures"):
+        targets.add_column(column, overflow="fold")
+    for entry in report["regimes"]:
+        for i, t in enumerate(entry["targets"]):
+            style = {"met": "green", "NOT met": "red"}.get(t["verdict"], "yellow")
+            targets.add_row(
+                entry["regime"] if i == 0 else "",
+                t["name"],
+                f"[{style}]{t['verdict']}[/{style}]",
+                t["detail"],
+            )
+        targets.add_section()
+    console.print(targets)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate-sweep")(simulate_sweep)
