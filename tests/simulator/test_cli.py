@@ -54,18 +54,28 @@ def test_simulate_compares_policies_and_writes_report_and_charts(
             "--fidelity",
         ]
     )
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # whatever the console's width
     assert "Policies side by side" in printed and "commonlab" in printed
     assert "utilisation" in printed and "Fidelity (fifo" in printed
     assert "set aside: 1 jobs: larger than any partition of its classes" in printed
     assert "Largest weekly deviation from the fair share" in printed
     assert "accelerator-hours lost" in printed
     assert "commonlab target: weekly share within ±2 points" in printed
-    assert "commonlab target: utilisation at least FIFO's" in printed
+    assert "commonlab target: utilisation within 0.5 points of the best: " in printed
+    # Dealt by file order, with the numbers of what that and the load did to the workload.
+    assert "warning: no --map, --map-file or --trace-pool: pools dealt round-robin" in printed
+    assert "warning: offered load 1.20 is above 1" in printed
+    assert "Demand against entitlement, and waits (mean / p99) per pool" in printed
     report = json.loads((out / "report.json").read_text())
     assert set(report["policies"]) == {"fifo", "commonlab", "drf"}
     assert report["workload"]["jobs"] == 200
     assert report["workload"]["set_aside"] == {"larger than any partition of its classes": 1}
+    demand = report["workload"]["pools"]
+    assert sum(p["demand_share"] for p in demand.values()) == pytest.approx(1.0)
+    assert demand["national:DE"]["entitled"] == pytest.approx(0.12)
+    assert {c["verdict"] for c in report["targets"]} <= {"met", "NOT met"}
+    for figures in report["policies"].values():
+        assert set(figures["per_pool"]) == set(demand)
     for name in ("policies", "weekly", "shares", "fidelity-fifo"):
         assert (out / f"{name}.svg").stat().st_size > 0
 
@@ -152,3 +162,103 @@ def test_a_bad_node_list_names_the_line(tmp_path: Path, capsys: pytest.CaptureFi
             ]
         )
     assert "nodes.csv line 2: gpu must be an integer, not 'two'" in capsys.readouterr().err
+
+
+def _workload(tmp_path: Path, rows: str, *, waits: bool = True) -> list[str]:
+    """The command line for a trace of `rows` (job_id,tenant,submit,runtime,accelerators
+    [,wait]) on 16 accelerators under the example regulation."""
+    trace = tmp_path / "jobs.csv"
+    header = "job_id,tenant,submit,runtime,accelerators" + (",wait" if waits else "")
+    trace.write_text(header + "\n" + rows)
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        '[[sites]]\nname = "here"\ncountry = "CH"\n\n[[partitions]]\nname = "p"\n'
+        'site = "here"\naccelerator = "H100"\nnodes = 4\naccelerators_per_node = 4\n'
+    )
+    return [
+        "simulate",
+        "--fleet",
+        str(fleet),
+        "--trace",
+        str(trace),
+        "--regulation",
+        str(ROOT / "examples" / "regulation.json"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+
+
+def _error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err
+
+
+ROWS = "".join(f"{i},team{i % 3},{i * 60},{600 + i},{1 + i % 2},{i}\n" for i in range(30))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-runtime-h", "-1"], "--max-runtime-h must be a number of hours, 0 or more"),
+        (["--max-runtime-h", "nan"], "--max-runtime-h must be a number of hours"),
+        (["--max-runtime-h", "inf"], "--max-runtime-h must be a number of hours"),
+        (["--load", "0"], "--load must be above 0 and at most 10, not 0.0"),
+        (["--load", "-0.5"], "--load must be above 0"),
+        (["--load", "11"], "--load must be above 0 and at most 10, not 11.0"),
+        (["--jobs", "0"], "--jobs must be at least 1, not 0"),
+        (["--size-scale", "0"], "--size-scale must be at least 1, not 0"),
+        (["--scale-to", "0"], "--scale-to must be at least 1, not 0"),
+        (["--map", "team0"], "--map 'team0': write NAME=POOL"),
+        (["--map", "team0=XX"], "--map team0=XX: unknown pool 'XX'"),
+        (["--map", "team0=DE"], "tenant 'team1' of"),
+        (["--map", "team*=DE", "--map", "*0=FR"], "tenant 'team0' is mapped twice"),
+        (["--trace-pool", "jobs.csv=DE", "--map", "team1=FR"], "is mapped twice"),
+    ],
+)
+def test_each_bad_option_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    err = _error([*_workload(tmp_path, ROWS), *option], capsys)
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_fidelity_without_recorded_waits_fails_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = "".join(f"{i},team{i % 3},{i * 60},600,1\n" for i in range(10))
+    err = _error([*_workload(tmp_path, rows, waits=False), "--fidelity"], capsys)
+    assert err == (
+        "error: --fidelity: jobs.csv records no queueing wait (a wait column, sacct's Start "
+        "and Submit, Alibaba's scheduled_time): drop --fidelity or give a trace with recorded "
+        "waits"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_operators_map_and_targets_not_tested(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("tenant,pool\nteam0,DE\nteam*,national:FR\n")
+    # Jobs far apart on an idle fleet: none waits, so no share target can be tested.
+    rows = "".join(f"{i},team{i % 3},{i * 3600},600,1,0\n" for i in range(12))
+    main([*_workload(tmp_path, rows), "--map-file", str(mapping), "--max-runtime-h", "0"])
+    printed = " ".join(capsys.readouterr().out.split())  # whatever the console's width
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    demand = report["workload"]["pools"]
+    assert demand["national:DE"]["jobs"] == 4 and demand["national:FR"]["jobs"] == 8
+    assert demand["national:FR"]["demand_share"] == pytest.approx(2 / 3)
+    assert "tenants mapped to pools as the operator said: 1 by name, 2 by pattern" in printed
+    assert "round-robin" not in printed
+    assert "get no work from this workload" in printed
+    assert {c["verdict"] for c in report["targets"]} == {"not tested"}
+    assert (
+        "commonlab target: weekly share within ±2 points of the fair share: not tested (no "
+        "pool waited an hour in any week)" in printed
+    )
+    assert " met" not in printed.replace("NOT met", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from commonlab.simulator.metrics import fidelity, jain, measure
+from commonlab.simulator.metrics import check_targets, fidelity, jain, measure, pool_demand
 from tests.simulator.helpers import fleet, run
 
 TWO = fleet({"name": "p", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 2})
@@ -57,3 +57,69 @@ def test_shares_per_window_against_entitlement() -> None:
     assert hourly["pools"]["py"]["max_shortfall"] == pytest.approx(0.5, abs=1e-3)
     assert hourly["max_shortfall"] == pytest.approx(0.5, abs=1e-3)
     assert np.isclose(sum(s[0] for s in figures["hourly_share"]["pools"].values()), 1.0)
+
+
+def _figures(deviation: float, *, waited: int = 1, utilisation=0.9, jct=1.0, wait=0.5) -> dict:
+    return {
+        "share_week": {
+            "max_abs_deviation": deviation,
+            "pools": {"a": {"windows_waiting": waited}, "b": {"windows_waiting": 0}},
+        },
+        "utilisation": utilisation,
+        "mean_jct_h": jct,
+        "mean_wait_h": wait,
+    }
+
+
+def _verdicts(policies: dict) -> dict[str, str]:
+    return {c["target"]: c["verdict"] for c in check_targets(policies, tolerance=0.02)}
+
+
+SHARE = "weekly share within ±2 points of the fair share"
+NO_WORSE = "weekly deviation no worse than the best of fifo/multifactor"
+UTILISATION = "utilisation within 0.5 points of the best"
+JCT = "mean JCT within 5% of multifactor's"
+
+
+@pytest.mark.parametrize(
+    ("ours", "verdicts"),
+    [
+        (
+            _figures(0.015, utilisation=0.896, jct=1.04),
+            {SHARE: "met", NO_WORSE: "met", UTILISATION: "met", JCT: "met"},
+        ),
+        (
+            _figures(0.05, utilisation=0.89, jct=1.06),
+            {SHARE: "NOT met", NO_WORSE: "NOT met", UTILISATION: "NOT met", JCT: "NOT met"},
+        ),
+        # No pool waited an hour in any week: the share targets show nothing.
+        (
+            _figures(0.0, waited=0),
+            {SHARE: "not tested", NO_WORSE: "not tested", UTILISATION: "met", JCT: "met"},
+        ),
+    ],
+)
+def test_targets_are_met_not_met_or_not_tested(ours: dict, verdicts: dict) -> None:
+    others = {"fifo": _figures(0.04), "multifactor": _figures(0.03)}
+    assert _verdicts({**others, "commonlab": ours}) == verdicts
+
+
+def test_no_job_waiting_under_any_policy_tests_nothing() -> None:
+    idle = {n: _figures(0.0, waited=0, wait=0.0) for n in ("fifo", "multifactor", "commonlab")}
+    assert set(_verdicts(idle).values()) == {"not tested"}
+    assert check_targets({"fifo": idle["fifo"]}, tolerance=0.02) == []
+
+
+def test_demand_per_pool_beside_its_entitlement() -> None:
+    jobs = [
+        {"submit": 0, "runtime": 3600, "size": 2, "tenant": "x"},
+        {"submit": 0, "runtime": 3600, "size": 2, "tenant": "x"},
+        {"submit": 1, "runtime": 3600, "size": 1, "tenant": "y"},
+    ]
+    workload, _, _ = run(
+        TWO, jobs, pools=("px", "py"), entitled=(0.7, 0.3), tenant_pools={"x": "px", "y": "py"}
+    )
+    assert pool_demand(workload, [0.7, 0.3]) == {
+        "px": {"jobs": 2, "accelerator_hours": 4.0, "demand_share": 0.8, "entitled": 0.7},
+        "py": {"jobs": 1, "accelerator_hours": 1.0, "demand_share": 0.2, "entitled": 0.3},
+    }

@@ -8,6 +8,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from commonlab.simulator.inputs import (
     entitlements,
     partitions,
 )
-from commonlab.simulator.metrics import fidelity, measure
+from commonlab.simulator.mapping import PoolMap
+from commonlab.simulator.metrics import check_targets, fidelity, measure, pool_demand
 from commonlab.simulator.policies import make_policy
 from commonlab.simulator.traces import Trace
 from commonlab.simulator.workload import Workload, bind_classes, build_workload
@@ -40,6 +42,7 @@ class Scenario:
     parts: list[Partition]
     eligible: list[tuple[int, ...]]
     entitlements: Entitlements
+    regulation: str = ""  # its title, for the report and the charts
 
     @property
     def capacity(self) -> int:
@@ -56,9 +59,11 @@ def prepare(
     max_runtime: float | None = None,
     scale_to: int | None = None,
     size_scale: int = 1,
+    pool_map: PoolMap | None = None,
 ) -> Scenario:
     """Build the workload for `fleet` under `document`; `load` is relative to `scale_to`
-    accelerators when given (a workload for a fleet of that size), else to the fleet's."""
+    accelerators when given (a workload for a fleet of that size), else to the fleet's;
+    `pool_map` gives each tenant's pool (else pools are dealt round-robin, with a warning)."""
     parts = partitions(fleet)
     shares = entitlements(document)
     capacity = sum(p.size for p in parts)
@@ -70,11 +75,12 @@ def prepare(
         accelerators=scale_to or capacity,
         max_runtime=max_runtime,
         size_scale=size_scale,
+        pool_map=pool_map,
     )
     workload, eligible = bind_classes(workload, parts)
     if not len(workload):
         raise InvalidInput("no job of the traces fits the fleet (see what was set aside)")
-    return Scenario(workload, parts, eligible, shares)
+    return Scenario(workload, parts, eligible, shares, document.regulation.title)
 
 
 def run_policies(
@@ -90,6 +96,8 @@ def run_policies(
     if not policies:
         raise InvalidInput("name at least one --policy")
     workload = scenario.workload
+    if with_fidelity:
+        _check_recorded_waits(workload)
     entitled = [scenario.entitlements.shares[p] for p in workload.pools]
     results: dict[str, Any] = {}
     for name in policies:
@@ -137,9 +145,14 @@ def run_policies(
             "accelerators_requested": int(workload.accelerators.sum()),
             "submission_hours": float(workload.submit[-1] / 3600),
             "how": workload.how,
+            "warnings": workload.warnings,
             "set_aside": dict(workload.set_aside),
             "tenants": len(workload.tenants),
+            "traces": [Path(source).name for source in workload.sources],
+            "offered_load": workload.offered_load,
+            "pools": pool_demand(workload, entitled),
         },
+        "regulation": scenario.regulation,
         "fleet": {
             "accelerators": scenario.capacity,
             "partitions": {
@@ -159,7 +172,21 @@ def run_policies(
             "backfill_window": settings.backfill_window,
         },
         "policies": results,
+        "targets": check_targets(results, tolerance=scenario.entitlements.tolerance),
     }
+
+
+def _check_recorded_waits(workload: Workload) -> None:
+    """Fidelity compares with recorded waits: a workload without them cannot be checked."""
+    recorded = int(np.count_nonzero(~np.isnan(workload.recorded_wait)))
+    if recorded < 2:
+        traces = ", ".join(Path(source).name for source in workload.sources)
+        raise InvalidInput(
+            f"--fidelity: {traces} record{'s' if len(workload.sources) == 1 else ''} "
+            f"{'no' if recorded == 0 else 'only one'} queueing wait (a wait column, sacct's "
+            "Start and Submit, Alibaba's scheduled_time): drop --fidelity or give a trace "
+            "with recorded waits"
+        )
 
 
 def compare_regulations(
@@ -188,6 +215,6 @@ def compare_regulations(
         rebound.pool = remap[workload.pool]
         rebound.pools = list(shares.pools)
         rebound, eligible = bind_classes(rebound, parts)
-        scenario = Scenario(rebound, parts, eligible, shares)
+        scenario = Scenario(rebound, parts, eligible, shares, document.regulation.title)
         report[label] = run_policies(scenario, [policy])
     return report

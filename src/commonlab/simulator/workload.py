@@ -1,6 +1,7 @@
 """A workload: jobs from one or more traces, each tenant mapped to a pool (a member state or
 another pool of the regulation), stacked and time-scaled to fill a facility. `Workload.how`
-says exactly how it was built, for the report."""
+says exactly how it was built, and `Workload.warnings` what of that changes the question the
+run answers (a cut, demand dealt by file order, an overload), with numbers, for the report."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from commonlab.errors import InvalidInput
 from commonlab.simulator.inputs import Partition
+from commonlab.simulator.mapping import PoolMap
 from commonlab.simulator.traces import Trace
 
 __all__ = ["Workload", "bind_classes", "build_workload"]
@@ -20,6 +22,7 @@ __all__ = ["Workload", "bind_classes", "build_workload"]
 # Copies of a trace are shifted in time by multiples of this fraction of its span (mod the
 # span): irrational, so no two copies line up and their bursts spread out.
 _SHIFT = (math.sqrt(5) - 1) / 2
+HOUR, DAY = 3_600.0, 86_400.0
 
 
 @dataclass
@@ -41,6 +44,10 @@ class Workload:
     sources: list[str]
     set_aside: Counter[str] = field(default_factory=Counter)
     how: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # The work offered over the submission window, as a multiple of the capacity it was
+    # built for (None when built without a number of accelerators).
+    offered_load: float | None = None
 
     def __len__(self) -> int:
         return len(self.submit)
@@ -73,6 +80,8 @@ class Workload:
             sources=self.sources,
             set_aside=Counter(self.set_aside),
             how=list(self.how),
+            warnings=list(self.warnings),
+            offered_load=self.offered_load,
         )
 
 
@@ -86,6 +95,7 @@ def build_workload(
     max_runtime: float | None = None,
     tenant_pools: Mapping[str, str] | None = None,
     size_scale: int = 1,
+    pool_map: PoolMap | None = None,
 ) -> Workload:
     """Stack `traces` into one workload for pools `pools`.
 
@@ -99,9 +109,10 @@ def build_workload(
     - `size_scale`: multiply every job's accelerators by this factor (8: each GPU of the
       trace becomes one 8-accelerator node, so a one-node task becomes a one-domain job of
       up to 8 nodes); applied before `load` is computed.
-    - Pools: `tenant_pools` maps trace tenants to pools; otherwise each (trace, copy) is a
+    - Pools: `pool_map` (or `tenant_pools`, exact tenant names) gives each tenant's pool;
+      a tenant it leaves unmapped is an error. Without a map each (trace, copy) is a
       cluster dealt to the pools round-robin (when there are fewer clusters than pools, each
-      cluster's tenants are dealt instead, in order).
+      cluster's tenants are dealt instead, in order), and a warning says so.
     """
     if not traces:
         raise InvalidInput("no trace given: pass at least one --trace")
@@ -116,9 +127,8 @@ def build_workload(
         raise InvalidInput(f"--size-scale must be at least 1, not {size_scale}")
     copies = max(1, math.ceil(jobs / base)) if jobs else 1
     pool_index = {p: i for i, p in enumerate(pools)}
-    unknown = sorted({p for p in (tenant_pools or {}).values() if p not in pool_index})
-    if unknown:
-        raise InvalidInput(f"tenant map names unknown pool(s) {', '.join(unknown)}")
+    mapping = (pool_map or PoolMap.of(dict(tenant_pools or {}))).checked(list(pools))
+    mapped_by: Counter[str] = Counter()
 
     clusters = [(t, c) for t in range(len(traces)) for c in range(copies)]
     deal_clusters = len(clusters) >= len(pools)
@@ -162,8 +172,10 @@ def build_workload(
                 tenants.append(full)
         pool_of = {}
         for name in sorted(names):
-            if tenant_pools and name in tenant_pools:
-                pool_of[name] = pool_index[tenant_pools[name]]
+            if mapping:
+                pool, how_mapped = _mapped_pool(mapping, trace, name)
+                pool_of[name] = pool_index[pool]
+                mapped_by[how_mapped] += copy == 0
             elif deal_clusters:
                 pool_of[name] = cluster % len(pools)
             else:
@@ -209,24 +221,34 @@ def build_workload(
             f"stacked {copies} copies of each trace, copy k shifted by k x 0.618 of its span "
             f"(mod span); kept the first {len(order):,} jobs by submit time"
         )
-    if tenant_pools:
-        how.append(f"tenants mapped to pools by the given map ({len(tenant_pools)} entries)")
-    elif deal_clusters:
+    warnings: list[str] = []
+    if mapping:
         how.append(
-            f"each (trace, copy) is one cluster; {len(clusters)} clusters dealt "
-            f"round-robin to {len(pools)} pools"
+            "tenants mapped to pools as the operator said: "
+            + ", ".join(f"{n} {what}" for what, n in sorted(mapped_by.items()))
         )
     else:
-        how.append(
-            f"{len(clusters)} cluster(s) for {len(pools)} pools: {dealt} (cluster, "
+        dealt_what = (
+            f"each (trace, copy) is one cluster; {len(clusters)} clusters dealt round-robin "
+            f"to {len(pools)} pools"
+            if deal_clusters
+            else f"{len(clusters)} cluster(s) for {len(pools)} pools: {dealt} (cluster, "
             "tenant) pairs dealt round-robin (tenants by name) to the pools"
         )
-    if max_runtime:
-        cut = columns["runtime"] > max_runtime
-        columns["runtime"] = np.minimum(columns["runtime"], max_runtime)
-        how.append(
-            f"runtimes cut to at most {max_runtime / 3600:g} h (maximum job time): "
-            f"{int(cut.sum()):,} jobs cut"
+        how.append(dealt_what)
+    if not mapping and len(pools) > 1:
+        warnings.append(
+            "no --map, --map-file or --trace-pool: pools dealt round-robin by file order, so "
+            "each pool's demand is an accident of ordering"
+            + (" and stacked copies give every pool about the same demand" if copies > 1 else "")
+            + ": "
+            + _demand_spread(columns, len(pools))
+        )
+    idle = [p for i, p in enumerate(pools) if not np.any(columns["pool"] == i)]
+    if idle:
+        warnings.append(
+            f"pool(s) {', '.join(idle)} get no work from this workload: they never wait, so "
+            "their shares are not tested"
         )
     if size_scale > 1:
         columns["accelerators"] = columns["accelerators"] * size_scale
@@ -234,6 +256,22 @@ def build_workload(
             f"job sizes x {size_scale} (a job of n accelerators in the trace asks for "
             f"{size_scale}n; a one-node task stays inside one interconnect domain)"
         )
+    if max_runtime:
+        cut = columns["runtime"] > max_runtime
+        asked = float(np.dot(columns["accelerators"], columns["runtime"]))
+        removed = float(np.dot(columns["accelerators"][cut], columns["runtime"][cut] - max_runtime))
+        columns["runtime"] = np.minimum(columns["runtime"], max_runtime)
+        how.append(
+            f"runtimes cut to at most {max_runtime / 3600:g} h (maximum job time): "
+            f"{int(cut.sum()):,} jobs cut"
+        )
+        if cut.any():
+            warnings.append(
+                f"the {max_runtime / 3600:g} h runtime cut shortened {int(cut.sum()):,} jobs "
+                f"({cut.mean():.1%} of the jobs) and removed {removed / 3600:,.0f} "
+                f"accelerator-hours ({removed / asked:.1%} of the work asked): "
+                "--max-runtime-h 0 keeps every job whole"
+            )
     if load is not None:
         if not accelerators or load <= 0:
             raise InvalidInput("--load needs a positive load and a fleet with accelerators")
@@ -249,6 +287,7 @@ def build_workload(
             )
         columns["submit"] = columns["submit"] * factor
         window = float(columns["submit"][-1])
+        offered: float | None = reached
         how.append(
             f"submit times scaled by {factor:.4g} (arrival rate x {1 / factor:.4g}): over the "
             f"{window / 3600:.1f} h of submissions the work that fits in that window is "
@@ -261,6 +300,10 @@ def build_workload(
         )
     else:
         how.append("submit times as recorded (no arrival-rate scaling)")
+        window = float(columns["submit"][-1])
+        offered = _offered_load(columns, 1.0, accelerators) if accelerators else None
+    if offered is not None and offered > 1.005:
+        warnings.append(_overload(offered, window, accelerators or 0))
     set_aside: Counter[str] = Counter()
     for trace in traces:
         set_aside.update({reason: n * copies for reason, n in trace.set_aside.items()})
@@ -272,7 +315,63 @@ def build_workload(
         sources=[str(t.path) for t in traces],
         set_aside=set_aside,
         how=how,
+        warnings=warnings,
+        offered_load=offered,
     )
+
+
+def _mapped_pool(mapping: PoolMap, trace: Trace, tenant: str) -> tuple[str, str]:
+    """The pool of `tenant` of `trace` under the operator's map, and how it was chosen."""
+    whole = mapping.file_pool(trace.path)
+    rule = mapping.tenant_rule(tenant)
+    if whole and rule and rule.pattern != "*" and rule.pool != whole.pool:
+        raise InvalidInput(
+            f"tenant {tenant!r} of {trace.path} is mapped twice: to {whole.pool} with its file "
+            f"({whole.source}) and to {rule.pool} ({rule.source})"
+        )
+    if whole:
+        return whole.pool, "by trace file"
+    if rule is None:
+        raise InvalidInput(
+            f"tenant {tenant!r} of {trace.path} is in no line of the map: map it, its file "
+            "(--trace-pool), or add a default (--map '*=POOL')"
+        )
+    if rule.pattern == "*":
+        return rule.pool, "by the * default"
+    return rule.pool, "by name" if rule.exact else "by pattern"
+
+
+def _demand_spread(columns: dict[str, np.ndarray], pools: int) -> str:
+    """Each pool's share of the accelerator-time asked, smallest to largest, in words."""
+    work = columns["accelerators"] * columns["runtime"]
+    per_pool = np.bincount(columns["pool"], weights=work, minlength=pools)
+    shares = per_pool / per_pool.sum() if per_pool.sum() else per_pool
+    return f"pools ask for {shares.min():.1%} to {shares.max():.1%} of the work each"
+
+
+def _overload(load: float, window: float, accelerators: int) -> str:
+    """What a load above 1 does over the window: the backlog it leaves grows every day."""
+    per_day = (load - 1) * accelerators * 24
+    return (
+        f"offered load {load:.2f} is above 1 over {_span(window)} of submissions: "
+        f"queues grow without bound, the backlog by about {per_day:,.0f} accelerator-hours "
+        f"a day ({(load - 1) * 24:.1f} h of the whole fleet), "
+        f"{(load - 1) * window / HOUR:,.0f} h of the whole fleet by the last submission"
+    )
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / HOUR:.1f} h" if seconds < 2 * DAY else f"{seconds / DAY:.1f} days"
+
+
+def _offered_load(columns: dict[str, np.ndarray], factor: float, accelerators: int) -> float:
+    """The work that can be done inside the submission window with submit times scaled by
+    `factor` (each job counted up to the window's end), over the capacity in that window."""
+    submit, runtime = columns["submit"], columns["runtime"]
+    acc = columns["accelerators"].astype(np.float64)
+    window = (float(submit[-1]) or 1.0) * factor
+    inside = np.minimum(runtime, window - submit * factor)
+    return float(np.dot(acc, inside)) / (accelerators * window)
 
 
 def _rate_factor(
@@ -283,14 +382,9 @@ def _rate_factor(
     window. Counting only the work inside the window keeps a heavy tail of long jobs from
     stretching the window into one the facility never fills. Found by bisection; the ratio
     falls as f grows."""
-    submit, runtime = columns["submit"], columns["runtime"]
-    acc = columns["accelerators"].astype(np.float64)
-    last = float(submit[-1]) or 1.0
 
     def ratio(f: float) -> float:
-        window = last * f
-        inside = np.minimum(runtime, window - submit * f)
-        return float(np.dot(acc, inside)) / (accelerators * window)
+        return _offered_load(columns, f, accelerators)
 
     low, high = 1e-9, 1.0
     while ratio(high) > load and high < 1e9:
