@@ -27,15 +27,22 @@ Schema = TypeVar("Schema", bound=BaseModel)
 
 
 def read_document(
-    path: Path, schema: type[Schema], *, what: str, check: Callable[[Any], None] | None = None
+    path: Path,
+    schema: type[Schema],
+    *,
+    what: str,
+    check: Callable[[Any], None] | None = None,
+    text: str | None = None,
 ) -> Schema:
     """`path` (TOML if it ends in .toml, else JSON) validated as `schema`. `what` names the
     document in the messages; `check` sees the parsed data first and refuses it with a
-    ValueError whose text says what to fix."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    ValueError whose text says what to fix. `text` is the file's text when the caller has
+    already read it (and checked its size and encoding)."""
+    if text is None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read the {what} ({exc.strerror})") from None
     toml = path.suffix == ".toml"
     try:
         data = tomllib.loads(text) if toml else json.loads(text)
