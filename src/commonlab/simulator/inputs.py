@@ -4,7 +4,6 @@ pool from a regulation and a contribution scale."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -14,11 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from commonlab.compute import fleet_spec
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.errors import InvalidInput
 from commonlab.regulation.document import ContributionScale, Regulation
 from commonlab.schemas import read_document
+from commonlab.simulator.textfile import Table, read_document_text, shown
 
 __all__ = [
     "Entitlements",
@@ -29,6 +28,7 @@ __all__ = [
     "load_regulation",
     "partitions",
     "pool_of_member",
+    "read_node_list",
 ]
 
 NATIONAL_PREFIX = "national:"
@@ -53,6 +53,8 @@ class Partition:
 
 
 NODE_LIST_COLUMNS = ("sn", "gpu", "model")
+# The densest servers carry 8 to 16 accelerators; a few hundred is a typo, not a node.
+MAX_GPUS_PER_NODE = 1_024
 
 
 def load_fleet(path: Path) -> FleetSpec:
@@ -61,30 +63,9 @@ def load_fleet(path: Path) -> FleetSpec:
     original cluster: one partition per (GPU model, GPUs per node), each node its own
     interconnect domain (a pod never spans nodes); nodes without GPUs are left out."""
     if path.suffix.lower() != ".csv":
-        return fleet_spec.load_fleet(path)
-    try:
-        handle = path.open(newline="")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read the node list ({exc.strerror})") from None
-    groups: Counter[tuple[str, int]] = Counter()
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in NODE_LIST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidInput(f"{path}: missing column(s) {', '.join(missing)}")
-        for row in reader:
-            try:
-                gpus = int(row["gpu"])
-            except (TypeError, ValueError):
-                raise InvalidInput(
-                    f"{path} line {reader.line_num}: gpu must be an integer, not {row['gpu']!r}"
-                ) from None
-            if gpus < 0:
-                raise InvalidInput(f"{path} line {reader.line_num}: gpu {gpus} is negative")
-            if gpus:
-                groups[(row["model"].strip(), gpus)] += 1
-    if not groups:
-        raise InvalidInput(f"{path}: no node has GPUs")
+        text = read_document_text(path, what="fleet")
+        return read_document(path, FleetSpec, what="fleet", text=text)
+    groups = read_node_list(path)
     parts = [
         {
             "name": re.sub(r"[^a-z0-9_.-]", "-", f"{model.lower()}-{gpus}"),
@@ -99,6 +80,31 @@ def load_fleet(path: Path) -> FleetSpec:
     return FleetSpec.model_validate(
         {"sites": [{"name": "alibaba", "country": "CN"}], "partitions": parts}
     )
+
+
+def read_node_list(path: Path) -> Counter[tuple[str, int]]:
+    """How many nodes of each (GPU model, GPUs per node) a node list holds; nodes without
+    GPUs are left out."""
+    groups: Counter[tuple[str, int]] = Counter()
+    with Table(
+        path, what="node list", rows_are="nodes", delimiter=",", required=NODE_LIST_COLUMNS
+    ) as table:
+        gpu_at, model_at = table.index["gpu"], table.index["model"]
+        for _, fields in table:
+            text = fields[gpu_at].strip()
+            try:
+                gpus = int(text)
+            except ValueError:
+                raise table.error(f"gpu must be an integer, not {shown(text)}") from None
+            if not 0 <= gpus <= MAX_GPUS_PER_NODE:
+                raise table.error(
+                    f"gpu {shown(text)} is out of range: 0 to {MAX_GPUS_PER_NODE} per node"
+                )
+            if gpus:
+                groups[(fields[model_at].strip(), gpus)] += 1
+    if not groups:
+        raise InvalidInput(f"{path}: no node has GPUs")
+    return groups
 
 
 def partitions(fleet: FleetSpec) -> list[Partition]:
@@ -168,7 +174,8 @@ def entitlements(document: RegulationDocument) -> Entitlements:
 def load_regulation(path: Path) -> RegulationDocument:
     """Read `{"regulation": {...}, "contribution_scale": {"shares": {...}}}` (JSON, or TOML
     when the name ends in .toml)."""
-    return read_document(path, RegulationDocument, what="regulation", check=_not_bare)
+    text = read_document_text(path, what="regulation")
+    return read_document(path, RegulationDocument, what="regulation", check=_not_bare, text=text)
 
 
 def _not_bare(data: Any) -> None:
