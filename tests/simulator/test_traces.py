@@ -64,6 +64,67 @@ def test_sacct_export_loads_jobs_not_steps(tmp_path: Path) -> None:
     assert trace.tenant == ["physics"]
 
 
+HELIOS = (
+    "job_id,user,vc,gpu_num,cpu_num,node_num,state,submit_time,start_time,end_time,duration,queue\n"
+)
+ACME = (
+    "job_id,user,node_num,gpu_num,cpu_num,type,state,submit_time,start_time,end_time,duration,"
+    "queue,gpu_time\n"
+)
+
+
+def test_a_helios_cluster_log_loads_with_its_waits_and_set_asides(tmp_path: Path) -> None:
+    """Helios cluster_log.csv (SC'21): local times without a zone; CPU-only jobs, jobs that
+    never started and jobs still running when the log was cut are counted, not simulated."""
+    path = write(
+        tmp_path,
+        "cluster_log.csv",
+        HELIOS + "1425511,uXBbc,vcJkd,1,1,1,COMPLETED,2020-06-09 18:41:01,2020-06-09 18:41:01,"
+        "2020-06-10 04:55:09,36848,0\n"
+        + "1425512,uVMrF,vchbv,4,16,1,FAILED,2020-06-09 18:41:27,2020-06-09 18:42:27,"
+        "2020-06-09 18:45:36,189,60\n"
+        + "1425513,uVMrF,vchbv,0,16,1,COMPLETED,2020-06-09 18:41:28,2020-06-09 18:41:28,"
+        "2020-06-09 18:45:36,248,0\n"
+        + "1425514,uVMrF,vchbv,8,16,1,CANCELLED,2020-06-09 18:41:29,,,0,0\n"
+        + "1425515,uVMrF,vchbv,8,16,1,RUNNING,2020-06-09 18:41:30,2020-06-09 18:41:31,,0,1\n",
+    )
+    trace = load_trace(path)
+    assert trace.kind == "cluster-log"
+    assert list(trace.runtime) == [36848, 189]
+    assert list(trace.recorded_wait) == [0, 60]
+    assert list(trace.accelerators) == [1, 4]
+    assert trace.tenant == ["uXBbc", "uVMrF"]
+    assert list(trace.line) == [2, 3]
+    assert trace.set_aside == {
+        "asks for no accelerators (CPU-only)": 1,
+        "never ran in the recorded trace (no runtime)": 1,
+        "still running when the trace ends (no end time)": 1,
+    }
+    by_vc = load_trace(path, tenant_column="vc")
+    assert by_vc.tenant == ["vcJkd", "vchbv"]
+    with pytest.raises(InvalidInput, match=r"cluster_log.csv: missing column\(s\) team"):
+        load_trace(path, tenant_column="team")
+
+
+def test_an_acme_trace_loads_with_zoned_times_and_1024_gpu_gangs(tmp_path: Path) -> None:
+    """Acme trace_seren.csv (NSDI'24): times carry a zone; gangs reach 1,024 GPUs."""
+    path = write(
+        tmp_path,
+        "trace_seren.csv",
+        ACME + "5778432,u5907,1,8,128,Other,FAILED,2023-03-01 00:18:22+08:00,"
+        "2023-03-01 00:18:54+08:00,2023-03-01 00:20:51+08:00,117,32,936.0\n"
+        + "5778469,u6000,128,1024,16384,Pretrain,COMPLETED,2023-03-01 00:23:58+08:00,"
+        "2023-03-01 00:24:11+08:00,2023-03-02 00:24:11+08:00,86400,13,88473600.0\n",
+    )
+    trace = load_trace(path)
+    assert trace.kind == "cluster-log"
+    assert list(trace.runtime) == [117, 86400]
+    assert list(trace.recorded_wait) == [32, 13]
+    assert list(trace.accelerators) == [8, 1024]
+    assert trace.submit[1] - trace.submit[0] == 336
+    assert load_trace(path, tenant_column="type").tenant == ["Other", "Pretrain"]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
