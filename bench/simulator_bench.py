@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
 
 from commonlab.simulator.engine import EngineSettings  # noqa: E402
-from commonlab.simulator.inputs import load_fleet, load_regulation  # noqa: E402
+from commonlab.simulator.inputs import load_fleet, load_regulation, partitions  # noqa: E402
 from commonlab.simulator.metrics import measure  # noqa: E402
 from commonlab.simulator.policies import make_policy  # noqa: E402
 from commonlab.simulator.run import prepare, run_policies  # noqa: E402
@@ -94,6 +94,7 @@ def _one(scenario, policy: str, settings: EngineSettings, engine: str = "split")
     figures["cpu_seconds"] = cpu
     figures["jobs_per_s"] = len(workload) / seconds
     figures["digest"] = _digest(outcome)
+    figures["waiting_median"], figures["waiting_10k"] = _queue_depth(workload, outcome)
     return {
         k: figures[k]
         for k in (
@@ -112,7 +113,22 @@ def _one(scenario, policy: str, settings: EngineSettings, engine: str = "split")
         "jain_hour": figures["share_hour"]["jain"],
         "digest": figures["digest"],
         "cpu_seconds": figures["cpu_seconds"],
+        "waiting_median": figures["waiting_median"],
+        "waiting_10k": figures["waiting_10k"],
     }
+
+
+def _queue_depth(workload, outcome, samples: int = 1000) -> tuple[float, float]:
+    """How deep the queue ran while jobs arrived: the median number of jobs waiting
+    (submitted, not yet started) at `samples` even times over the submit span, and the
+    fraction of those times at which 10,000 or more waited."""
+    import numpy as np
+
+    submit = np.sort(workload.submit)
+    start = np.sort(np.nan_to_num(outcome.start, nan=np.inf))
+    times = np.linspace(submit[0], submit[-1], samples)
+    waiting = np.searchsorted(submit, times, "right") - np.searchsorted(start, times, "right")
+    return float(np.median(waiting)), float(np.mean(waiting >= 10_000))
 
 
 def _digest(outcome) -> str:
@@ -148,6 +164,55 @@ def _study(args: argparse.Namespace, jobs: int | None = None) -> Any:
         max_runtime=24 * 3600,
         size_scale=args.size_scale,
     )
+
+
+def _deep(args: argparse.Namespace) -> Any:
+    """The deep-queue workload: --jobs seeded jobs on examples/fleet-100k.toml at --load,
+    runtimes lognormal from minutes to two weeks (median 30 min), gangs of 1 to 1/8 of the
+    fleet (mostly small: each doubling a little over half as likely), one in five bound to
+    H100s, small gangs often inside one domain, 220 tenants in the regulation's 11 pools.
+    Above load 1 the queue grows all run long: tens of thousands wait."""
+    import numpy as np
+
+    from commonlab.simulator.run import Scenario, entitlements
+    from commonlab.simulator.traces import Trace
+    from commonlab.simulator.workload import bind_classes, build_workload
+
+    rng = np.random.default_rng(args.seed)
+    fleet = load_fleet(ROOT / "examples" / "fleet-100k.toml")
+    shares = entitlements(load_regulation(ROOT / "examples" / "regulation.json"))
+    parts_capacity = fleet.accelerators
+    n = args.jobs
+    largest = int(np.log2(parts_capacity // 8))
+    doubling = 0.55 ** np.arange(largest + 1)
+    sizes = 2 ** rng.choice(largest + 1, n, p=doubling / doubling.sum())
+    runtime = np.clip(rng.lognormal(np.log(1800), 2.0, n), 120, 14 * 86_400).round()
+    tenants = 20 * len(shares.pools)
+    tenant = rng.zipf(1.3, n) % tenants
+    trace = Trace(
+        name="deep",
+        path=Path(f"deep-seed{args.seed}"),
+        kind="generated",
+        submit=np.sort(rng.uniform(0, n, n)).tolist(),
+        runtime=runtime.tolist(),
+        accelerators=sizes.tolist(),
+        tenant=[f"t{t:03d}" for t in tenant.tolist()],
+        classes=[("H100",) if bound else () for bound in (rng.random(n) < 0.2).tolist()],
+        one_domain=((sizes <= 64) & (rng.random(n) < 0.5)).tolist(),
+        recorded_wait=[float("nan")] * n,
+        line=list(range(n)),
+    )
+    tenant_pools = {f"t{t:03d}": shares.pools[t % len(shares.pools)] for t in range(tenants)}
+    workload = build_workload(
+        [trace],
+        pools=shares.pools,
+        load=args.load,
+        accelerators=parts_capacity,
+        tenant_pools=tenant_pools,
+    )
+    parts = partitions(fleet)
+    workload, eligible = bind_classes(workload, parts)
+    return Scenario(workload, parts, eligible, shares)
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -188,7 +253,35 @@ def speed(args: argparse.Namespace) -> None:
         del np
 
 
-def _compare(args: argparse.Namespace, scenario) -> None:
+def deep(args: argparse.Namespace) -> None:
+    """The deep-queue workload under every policy; with --compare, beside the engine before
+    issue 14 (which deep queues slowed as they slow the engine before issue 19)."""
+    began = time.perf_counter()
+    scenario = _deep(args)
+    print(
+        f"workload: {len(scenario.workload):,} jobs on {scenario.capacity:,} accelerators, "
+        f"built in {time.perf_counter() - began:.1f} s"
+    )
+    for line in scenario.workload.how:
+        print(f"  {line}")
+    print(f"backfill window {args.window}\n")
+    settings = EngineSettings(backfill_window=args.window)
+    if args.compare:
+        _compare(args, scenario, settings)
+        return
+    print(
+        f"{'policy':<24}{'jobs':>10}{'seconds':>9}{'jobs/s':>9}{'peak MiB':>10}"
+        f"{'util':>7}{'mean JCT h':>11}{'p99 wait h':>11}{'dev/h pt':>9}{'preempt':>9}"
+        f"{'lost h':>9}{'waiting':>9}{'>=10k':>7}"
+    )
+    for policy in args.policies:
+        figures, peak = _in_child(_one, scenario, policy, settings)
+        _row(policy, len(scenario.workload), figures, peak, depth=True)
+
+
+def _compare(
+    args: argparse.Namespace, scenario, settings: EngineSettings = EngineSettings()
+) -> None:
     """Each policy under the engine before the split and the split one, alternating, each
     run in a forked process; per engine the median of --repeat runs (wall and CPU seconds:
     the machine is shared, and CPU time is what the engine itself spent), their ratio, and
@@ -201,7 +294,7 @@ def _compare(args: argparse.Namespace, scenario) -> None:
         runs: dict[str, list[dict]] = {"before": [], "split": []}
         for _ in range(args.repeat):
             for engine in ("before", "split"):
-                figures, _ = _in_child(_one, scenario, policy, EngineSettings(), engine)
+                figures, _ = _in_child(_one, scenario, policy, settings, engine)
                 runs[engine].append(figures)
         wall = {e: statistics.median(f["seconds"] for f in runs[e]) for e in runs}
         cpu = {e: statistics.median(f["cpu_seconds"] for f in runs[e]) for e in runs}
@@ -214,12 +307,15 @@ def _compare(args: argparse.Namespace, scenario) -> None:
         )
 
 
-def _row(policy: str, jobs: int, f: dict, peak: float) -> None:
+def _row(policy: str, jobs: int, f: dict, peak: float, *, depth: bool = False) -> None:
+    """One policy's line; with `depth`, the median number of jobs waiting and the fraction
+    of the submit span during which 10,000 or more waited."""
     print(
         f"{policy:<24}{jobs:>10,}{f['seconds']:>9.1f}{f['jobs_per_s']:>9,.0f}{peak:>10,.0f}"
         f"{f['utilisation']:>7.1%}{f['mean_jct_h']:>11.2f}{f['p99_wait_h']:>11.2f}"
         f"{100 * f['max_dev_hour']:>9.2f}{f['preemptions']:>9,}"
-        f"{f['lost_accelerator_hours']:>9,.0f}",
+        f"{f['lost_accelerator_hours']:>9,.0f}"
+        + (f"{f['waiting_median']:>9,.0f}{f['waiting_10k']:>7.0%}" if depth else ""),
         flush=True,
     )
 
@@ -381,10 +477,24 @@ def main() -> None:
         nargs="+",
         default=["fifo", "multifactor", "multifactor-size", "commonlab", "commonlab+reclaim"],
     )
+    d = sub.add_parser("deep")
+    d.add_argument("--jobs", type=int, default=1_000_000)
+    d.add_argument("--load", type=float, default=1.3)
+    d.add_argument("--seed", type=int, default=19)
+    d.add_argument(
+        "--window", type=int, default=EngineSettings().backfill_window, help="backfill window"
+    )
+    d.add_argument(
+        "--policies",
+        nargs="+",
+        default=["fifo", "multifactor", "drf", "commonlab", "multifactor-size"],
+    )
+    d.add_argument("--compare", action="store_true", help="beside the engine before issue 14")
+    d.add_argument("--repeat", type=int, default=1, help="runs of each engine with --compare")
     f = sub.add_parser("fidelity")
     f.add_argument("--sweep", type=int, nargs="*", default=[512, 128, 64, 56, 48, 40, 32])
     args = parser.parse_args()
-    {"speed": speed, "controller": controller, "fidelity": fidelity}[args.what](args)
+    {"speed": speed, "deep": deep, "controller": controller, "fidelity": fidelity}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class Backfill:
         reserved_part, reserved_until, spare = -1, math.inf, -1
         reserved, reserved_job = False, -1
         touched = set()
+        # Per queue whose scan skipped started runs: how far the pass read it.
+        read_to: dict[int, int] = {}
         now = engine.state.now
         while (cursor or pending) and examined < window and placement.free_total:
             if pending is not None and (not cursor or pending[:2] < cursor[0][:2]):
@@ -102,6 +104,8 @@ class Backfill:
             nxt = i + 1
             while nxt < len(q) and not waiting[q[nxt]]:
                 nxt += 1
+            if nxt > i + 1:
+                read_to[key] = nxt
             if nxt < len(q):
                 k = q[nxt]
                 heapq.heappush(cursor, (-priority(key, k), queued_at[k], key, nxt))
@@ -144,5 +148,7 @@ class Backfill:
                 spare,
                 placement.starts_on[reserved_part],
             ]
+        for key, end in read_to.items():
+            queues.drop_started(key, end)
         for key in touched:
             queues.touch(key)

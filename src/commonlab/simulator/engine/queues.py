@@ -115,6 +115,15 @@ class WaitQueues:
                 j = q[h]
                 heapq.heappush(heap, (-priority(key, j), queued_at[j], version[key], key))
 
+    def drop_started(self, key: int, end: int) -> None:
+        """Drop the runs that started from queue `key` up to index `end` (from its head
+        on: those before it are dropped by `touch`). A pass that read past runs a backfill
+        started calls this so that the next pass does not read past them again: behind a
+        head that waits for long, they pile up by the thousand. Indices into the queue
+        change, so no pass may hold one across this call."""
+        q, h, waiting = self.queue[key], self.head[key], self.waiting
+        q[h:end] = [r for r in q[h:end] if waiting[r]]
+
     def push_next(self, key: int, i: int, heap: list[Entry]) -> None:
         """Push the first waiting run after index i of queue `key` onto `heap`, as
         (-priority, queued at, key, index)."""
