@@ -51,6 +51,8 @@ def test_squeue_running_and_pending_jobs() -> None:
         end=None,  # squeue's end_time is the time limit running out, not an end
         reason="",
         account="cl-tests",
+        submitted=_at(1795832946),
+        requested_tres={"cpu": 2, "mem": 500, "node": 1, "billing": 2},
     )
     pending = jobs[14]
     assert (pending.state, pending.reason, pending.start, pending.exit_code) == (
@@ -60,6 +62,8 @@ def test_squeue_running_and_pending_jobs() -> None:
         None,
     )
     assert pending.alloc_tres == {} and pending.elapsed_seconds == 0
+    # What a waiting job asks for, which the share controller weighs.
+    assert pending.requested_tres["cpu"] == 1 and not pending.requeued
 
 
 def test_squeue_ended_jobs_decode_the_wait_status() -> None:
@@ -240,6 +244,7 @@ def test_submit_arguments_and_a_clean_job_environment(tmp_path: Path) -> None:
         f"--chdir={tmp_path}",
         f"--output={tmp_path / 'out'}",
         f"--error={tmp_path / 'err'}",
+        "--requeue",
         "--gres=gpu:1",
         f"--uid={NOBODY}",
         f"--gid={pwd.getpwnam('nobody').pw_gid}",

@@ -7,14 +7,20 @@ from a country that is not a member state sit under their pool's account instead
 
 A member state's `Fairshare` belongs to the share controller once the account exists: sync
 keeps what it last set, and `steer_shares` moves it in bounded steps so that delivered hours
-follow entitled shares (the same `next_weights` the simulator evaluates).
+follow entitled shares (the same `next_weights` the simulator evaluates). Where weights cannot
+hold shares (long jobs, deep queues), the same step applies the simulator's `plan_reclaim`
+to what Slurm holds now: a cap (`GrpTRES`) on each member state at or above its fair split
+while another waits below its own, and `scontrol requeue` of the newest jobs of states above
+theirs, within an hourly budget. Sync leaves the caps alone: they are the controller's too.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+from collections.abc import Hashable, Mapping
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,20 +30,32 @@ from commonlab.allocation import service as allocation_service
 from commonlab.compute.events import ComputeEvent
 from commonlab.compute.executors.slurm import accounts as slurm_accounts
 from commonlab.compute.executors.slurm.accounts import AccountSpec, Sacctmgr, SlurmTree
+from commonlab.compute.executors.slurm.cli import SlurmJob, SlurmRefused
 from commonlab.compute.executors.slurm.executor import CPU_CLASSES
-from commonlab.compute.models import Job
+from commonlab.compute.models import Job, Node, Partition
 from commonlab.compute.rules import JobState
-from commonlab.compute.share_controller import ControllerSettings, fair_split, next_weights
+from commonlab.compute.share_controller import (
+    ControllerSettings,
+    ReclaimPlan,
+    ReclaimSettings,
+    Running,
+    fair_split,
+    next_weights,
+    plan_reclaim,
+)
 from commonlab.config import Settings
 from commonlab.db import utcnow
 from commonlab.errors import Conflict
 from commonlab.governance.service import active_codes, current_shares
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal
+from commonlab.record.models import Entry
 
 __all__ = [
     "FAIRSHARE_SCALE",
+    "RECLAIM",
     "STEERING",
+    "SlurmControl",
     "desired_accounts",
     "member_account",
     "project_account",
@@ -51,6 +69,19 @@ FAIRSHARE_SCALE = 10_000
 # eager defaults (±25% a step) oscillating (docs/simulator.md), these holding every state
 # within ±2 points a week.
 STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
+# Caps and bounded preemption as the simulator runs them (docs/simulator.md, "The policies").
+RECLAIM = ReclaimSettings()
+# A waiting job held back for one of these reasons could not start if it were given room
+# (a spent budget, a hold, a dependency): it is not demand the controller makes room for.
+_CANNOT_START = ("MinutesLimit", "JobHeld", "Dependency")
+
+
+class SlurmControl(Sacctmgr, Protocol):
+    """What the share controller drives (SlurmCli does): sacctmgr, the queue, requeue."""
+
+    def queue(self) -> dict[int, SlurmJob]: ...
+
+    def requeue(self, slurm_id: int) -> None: ...
 
 
 def _slug(text: str) -> str:
@@ -181,15 +212,18 @@ def sync_accounts(
 def steer_shares(
     db: Session,
     actor: Principal,
-    runner: Sacctmgr | None,
+    runner: SlurmControl | None,
     settings: Settings,
     *,
     window_days: int = 7,
     controller: ControllerSettings = STEERING,
+    reclaim: ReclaimSettings = RECLAIM,
 ) -> dict[str, Any]:
     """One step of the share controller: compare each member state's delivered hours over the
     window with its fair share of them, move its account's Fairshare by a bounded step, and
     record every change. States without work waiting keep drifting back to their entitlement.
+    Then hold shares now (`_reclaim`): cap states at their fair split of what runs while
+    another waits below its own, lift the caps when nobody does, requeue within the budget.
 
     The fair share is the simulator's (`fair_split`, validated at 100,000 accelerators):
     the hours delivered in the window split by entitlement, each state's part capped at
@@ -213,6 +247,9 @@ def steer_shares(
             demand={code: delivered.get(code, 0.0) + asking.get(code, 0.0) for code in shares},
         )
         actual = _ours(slurm_accounts.read_tree(runner), prefix)
+        capacity = _capacity(db)
+        now = utcnow()
+        preempted = _preempted_since(db, now - timedelta(hours=1))
     weights = {}
     for code in shares:
         account = actual.accounts.get(member_account(code, prefix))
@@ -232,12 +269,40 @@ def steer_shares(
         for code, w in new.items()
     }
     moves = {code: (old, to) for code, (old, to) in moves.items() if old != to}
-    desired = {
-        member_account(code, prefix): AccountSpec(
-            name=member_account(code, prefix), parent="root", fairshare=to, budget_minutes=None
-        )
-        for code, (_, to) in moves.items()
+    # One kind of accelerator: the window's hours owed (+) or received beyond the fair split
+    # (-) are that kind's, and the reclaim plan repays them. A fleet of GPUs and CPUs mixes
+    # both kinds in those hours, so there it plans on what runs now alone.
+    credit = (
+        {code: (fair.get(code, 0.0) - delivered.get(code, 0.0)) * 3600 for code in shares}
+        if len(capacity) == 1
+        else {}
+    )
+    plans, held, runs = _plan_reclaim(
+        actual,
+        runner.queue(),
+        prefix=prefix,
+        entitled=shares,
+        capacity=capacity,
+        credit=credit,
+        preempted=preempted,
+        settings=reclaim,
+        now=now,
+    )
+    caps = {
+        code: {tres: cap for tres, p in plans.items() if (cap := p.caps.get(code)) is not None}
+        for code in shares
     }
+    desired = {}
+    for code in shares:
+        name = member_account(code, prefix)
+        fairshare = moves[code][1] if code in moves else actual.accounts[name].fairshare
+        desired[name] = AccountSpec(
+            name=name,
+            parent="root",
+            fairshare=fairshare,
+            budget_minutes=None,
+            grp_tres=caps[code],
+        )
     # Only the member-state accounts move: plan them alone, without reporting the rest as drift.
     plan = slurm_accounts.plan(
         desired,
@@ -247,8 +312,16 @@ def steer_shares(
             default_accounts=actual.default_accounts,
         ),
     )
-    if plan.changes:
-        slurm_accounts.apply(plan, runner)
+    # Caps first: the room a requeue frees must not go back to the state it was taken from.
+    slurm_accounts.apply(plan, runner)
+    capped = {
+        code: {"from": had, "to": caps[code]}
+        for code in shares
+        if (had := actual.accounts[member_account(code, prefix)].grp_tres) != caps[code]
+        and not any(d.account == member_account(code, prefix) for d in plan.drift)
+    }
+    requeued = _requeue(db, runner, plans, runs, settings.executor)
+    if moves:
         with db.begin():
             record.append(
                 db,
@@ -262,14 +335,170 @@ def steer_shares(
                     "fair_hours": {c: round(h, 2) for c, h in sorted(fair.items()) if h},
                 },
             )
+    targets = {
+        tres: {code: round(t, 2) for code, t in sorted(p.targets.items()) if t}
+        for tres, p in plans.items()
+    }
+    if capped or requeued:
+        with db.begin():
+            record.append(
+                db,
+                ComputeEvent.SharesReclaimed,
+                actor=actor,
+                subject="fleet/shares",
+                data={"caps": capped, "requeued": requeued, "targets": targets, "held": held},
+            )
     return {
         "entitled": shares,
         "delivered_hours": delivered,
         "waiting": waiting,
         "fair_hours": fair,
         "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
+        "caps": capped,
+        "requeued": requeued,
+        "targets": targets,
+        "held": held,
         "drift": [d.description for d in plan.drift],
     }
+
+
+def _plan_reclaim(
+    tree: SlurmTree,
+    queue: Mapping[int, SlurmJob],
+    *,
+    prefix: str,
+    entitled: Mapping[str, float],
+    capacity: Mapping[str, int],
+    credit: Mapping[str, float],
+    preempted: Mapping[str, float],
+    settings: ReclaimSettings,
+    now: datetime,
+) -> tuple[dict[str, ReclaimPlan], dict[str, dict[str, int]], dict[Hashable, Running]]:
+    """The reclaim plan per TRES (`gres/gpu`, `cpu`) for what Slurm holds now, and what each
+    member state holds of each (pure). A job belongs to the member state whose account is
+    its account or that account's parent; jobs of other accounts (the open pools, another
+    facility's) only take capacity away. A job counts as a GPU job if it asks for GPUs.
+    Also what each state holds, and the running jobs by Slurm id."""
+    states = {member_account(code, prefix): code for code in entitled}
+    owner = {
+        name: states.get(name) or states.get(account.parent)
+        for name, account in tree.accounts.items()
+    }
+    free = dict(capacity)
+    in_use = {tres: dict.fromkeys(entitled, 0.0) for tres in capacity}
+    running: dict[str, list[Running]] = {tres: [] for tres in capacity}
+    waiting: dict[str, dict[str, list[int]]] = {tres: {} for tres in capacity}
+    for job in sorted(queue.values(), key=_queue_order):
+        tres = "gres/gpu" if job.requested_tres.get("gres/gpu") else "cpu"
+        if tres not in capacity:
+            continue
+        code = owner.get(job.account)
+        size = job.alloc_tres.get(tres, 0)
+        if code is None:
+            free[tres] -= size
+        elif size:
+            in_use[tres][code] += size
+            if job.state == "RUNNING" and job.start is not None:
+                started = job.start.timestamp()
+                lost = now.timestamp() - started  # when it last checkpointed is not known
+                running[tres].append(Running(job.slurm_id, code, size, started, lost))
+        elif job.state == "PENDING" and not any(r in job.reason for r in _CANNOT_START):
+            asks = job.requested_tres.get(tres, 0)
+            if asks:
+                waiting[tres].setdefault(code, []).append(asks)
+    plans = {
+        tres: plan_reclaim(
+            capacity=free[tres],
+            entitled=entitled,
+            running=running[tres],
+            waiting=waiting[tres],
+            credit=credit,
+            preempted_last_hour=preempted.get(tres, 0.0),
+            in_use=in_use[tres],
+            settings=settings,
+        )
+        for tres in capacity
+        if free[tres] > 0  # others' jobs hold it all: nothing to share
+    }
+    held = {
+        tres: {code: round(n) for code, n in sorted(in_use[tres].items()) if n} for tres in capacity
+    }
+    runs = {r.job: r for tres in capacity for r in running[tres]}
+    return plans, held, runs
+
+
+def _queue_order(job: SlurmJob) -> tuple[float, int]:
+    """Waiting jobs in the order they were (re)queued."""
+    since = job.submitted or job.start
+    return (since.timestamp() if since else 0.0, job.slurm_id)
+
+
+def _requeue(
+    db: Session,
+    runner: SlurmControl,
+    plans: Mapping[str, ReclaimPlan],
+    runs: Mapping[Hashable, Running],
+    executor: str,
+) -> list[dict[str, Any]]:
+    """Requeue the planned victims; what was requeued, with commonlab's job id where the job
+    is commonlab's. A job that ended meanwhile is skipped (Slurm refuses to requeue it)."""
+    victims = [(tres, slurm_id) for tres, p in plans.items() for slurm_id in p.preempt]
+    if not victims:
+        return []
+    with db.begin():
+        jobs = dict(
+            db.execute(
+                select(Job.executor_id, Job.id).where(
+                    Job.executor == executor,
+                    Job.executor_id.in_([str(slurm_id) for _, slurm_id in victims]),
+                )
+            ).all()
+        )
+    requeued = []
+    for tres, slurm_id in victims:
+        try:
+            runner.requeue(int(slurm_id))
+        except SlurmRefused:
+            continue  # it ended between reading the queue and now
+        run = runs[slurm_id]
+        requeued.append(
+            {
+                "job": jobs.get(str(slurm_id)),
+                "slurm_job": slurm_id,
+                "state": run.pool,
+                "tres": tres,
+                "accelerators": run.accelerators,
+            }
+        )
+    return requeued
+
+
+def _capacity(db: Session) -> dict[str, int]:
+    """The fleet's accelerators on nodes that are up, per TRES (`gres/gpu`, `cpu`)."""
+    rows = db.execute(
+        select(Partition.accelerator, func.sum(Node.accelerators))
+        .join(Node, Node.partition_id == Partition.id)
+        .where(Node.state == "up")
+        .group_by(Partition.accelerator)
+    ).all()
+    capacity: dict[str, int] = {}
+    for accelerator, count in rows:
+        capacity[_tres(accelerator)] = capacity.get(_tres(accelerator), 0) + int(count or 0)
+    return {tres: count for tres, count in capacity.items() if count > 0}
+
+
+def _preempted_since(db: Session, since: datetime) -> dict[str, float]:
+    """Accelerators the controller requeued since `since`, per TRES (its hourly budget)."""
+    bodies = db.scalars(
+        select(Entry.body).where(
+            Entry.type == str(ComputeEvent.SharesReclaimed), Entry.time >= since
+        )
+    )
+    preempted: dict[str, float] = {}
+    for body in bodies:
+        for job in json.loads(body)["data"].get("requeued", []):
+            preempted[job["tres"]] = preempted.get(job["tres"], 0.0) + job["accelerators"]
+    return preempted
 
 
 def _delivered(db: Session, *, start: date, end: date) -> dict[str, float]:

@@ -21,6 +21,7 @@ class ComputeEvent(StrEnum):
     NodeState = "compute:node:state"
     AccountsSynced = "compute:accounts:synced"
     FairshareAdjusted = "compute:fairshare:adjusted"
+    SharesReclaimed = "compute:shares:reclaimed"
     JobAdmitted = "compute:job:admitted"
     JobQueued = "compute:job:queued"
     JobRunning = "compute:job:running"
@@ -80,6 +81,16 @@ FIELDS = declare(
             "delivered_hours",
             "fair_hours",
             about="the share controller steers the executor's fair-share toward entitlements",
+        ),
+        ComputeEvent.SharesReclaimed: Fields(
+            "caps",
+            "requeued",
+            "targets",
+            "held",
+            about="the share controller caps member states at their fair split while another "
+            "waits below its own (GrpTRES), lifts the caps when nobody does, and requeues the "
+            "newest jobs of states above it: each cap's from and to, each requeued job, and "
+            "every state's target and holding in accelerators",
         ),
         ComputeEvent.JobAdmitted: Fields(
             "project",

@@ -4,9 +4,12 @@
 `apply` makes the planned changes with `sacctmgr -i`. Nothing is overwritten silently: a value
 commonlab manages is changed only while it still equals what commonlab last applied, which is
 kept in Slurm itself, in the Description of the account (`commonlab parent=ms-de fairshare=40
-qos=p-x users=alice,bob`) and of its budget QOS (`commonlab budget=cpu:600`). Anything else that
-differs (a hand edit, an account made by hand) is reported as drift and left alone, unless
-`plan(..., force=True)`.
+qos=p-x grptres=cpu:4 users=alice,bob`) and of its budget QOS (`commonlab budget=cpu:600`).
+Anything else that differs (a hand edit, an account made by hand) is reported as drift and left
+alone, unless `plan(..., force=True)`.
+
+A member state's cap, `GrpTRES` on its account (what all its projects' jobs may hold at once),
+is the share controller's: an AccountSpec without `grp_tres` leaves it as it is.
 
 A project's hard budget is a QOS of the account's own name, its only and default QOS, with
 `GrpTRESMins` and `Flags=NoDecay`: association usage decays with PriorityDecayHalfLife, and a
@@ -61,6 +64,8 @@ class AccountSpec:
     fairshare: int
     budget_minutes: dict[str, int] | None  # per TRES, e.g. {"gres/gpu": 6000}; None: no budget
     users: frozenset[str] = frozenset()
+    # GrpTRES per TRES, e.g. {"gres/gpu": 4}; {}: no cap; None: whatever it is now stays.
+    grp_tres: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class SlurmAccount:
     default_qos: str
     users: frozenset[str]
     description: str
+    grp_tres: dict[str, int] = field(default_factory=dict)  # {} where it has no cap
 
 
 @dataclass(frozen=True)
@@ -136,14 +142,20 @@ def read_tree(runner: Sacctmgr) -> SlurmTree:
     qos: dict[str, frozenset[str]] = {}
     default_qos: dict[str, str] = {}
     users: dict[str, set[str]] = {}
+    caps: dict[str, dict[str, int]] = {}
     assoc = runner.sacctmgr(
-        "-n", "-P", "show", "assoc", "format=account,user,parentname,fairshare,qos,defaultqos"
+        "-n",
+        "-P",
+        "show",
+        "assoc",
+        "format=account,user,parentname,fairshare,qos,defaultqos,grptres",
     )
-    for account, user, parent, fairshare, qos_list, default in _rows(assoc, 6):
+    for account, user, parent, fairshare, qos_list, default, grp_tres in _rows(assoc, 7):
         if user:
             users.setdefault(account, set()).add(user)
             continue
         parents[account] = parent
+        caps[account] = _parse_budget(grp_tres, separator="=")
         fairshares[account] = int(fairshare) if fairshare.lstrip("-").isdigit() else -1
         qos[account] = frozenset(q for q in qos_list.split(",") if q)
         default_qos[account] = default
@@ -156,6 +168,7 @@ def read_tree(runner: Sacctmgr) -> SlurmTree:
             default_qos=default_qos[name],
             users=frozenset(users.get(name, ())),
             description=descriptions.get(name, ""),
+            grp_tres=caps[name],
         )
         for name, parent in parents.items()
         if name != ROOT
@@ -199,6 +212,7 @@ class _Applied:
     fairshare: int | None = None
     qos: str | None = None
     users: frozenset[str] = frozenset()
+    grp_tres: dict[str, int] | None = None  # None: commonlab never capped it
 
 
 _T = TypeVar("_T")
@@ -295,7 +309,18 @@ class _Planner:
         qos = last.qos
         if spec.budget_minutes is not None:
             qos = settle("qos", spec.name, _qos_setting(have), last.qos)
-        applied = _Applied(parent, fairshare, qos, self.users(spec, have, last))
+        caps = last.grp_tres
+        if spec.grp_tres is not None:
+            # An account commonlab never capped had no cap from it.
+            last_cap = last.grp_tres or {}
+            if self.decide(spec.name, "cap (GrpTRES)", spec.grp_tres, have.grp_tres, last_cap):
+                lifted = {**dict.fromkeys(have.grp_tres, -1), **spec.grp_tres}  # -1 lifts
+                assignments.append(f"grptres={_format_budget(lifted, separator='=')}")
+                notes.append(f"cap {_show(have.grp_tres)} → {_show(spec.grp_tres)}")
+                caps = spec.grp_tres
+            elif have.grp_tres == spec.grp_tres:
+                caps = spec.grp_tres
+        applied = _Applied(parent, fairshare, qos, self.users(spec, have, last), caps)
         description = _describe(applied)
         where = ("modify", "account", "where", f"name={spec.name}", "set")
         if assignments:
@@ -469,6 +494,9 @@ def _check(desired: Mapping[str, AccountSpec]) -> None:
         for tres, minutes in (spec.budget_minutes or {}).items():
             if not _TRES.match(tres) or minutes < 0:
                 raise InvalidInput(f"account {spec.name}: budget {tres}={minutes} is not valid")
+        for tres, count in (spec.grp_tres or {}).items():
+            if not _TRES.match(tres) or count < 0:
+                raise InvalidInput(f"account {spec.name}: cap {tres}={count} is not valid")
 
 
 def _parents_first(desired: Mapping[str, AccountSpec]) -> list[AccountSpec]:
@@ -496,6 +524,8 @@ def _describe(applied: _Applied) -> str:
         parts.append(f"fairshare={applied.fairshare}")
     if applied.qos is not None:
         parts.append(f"qos={applied.qos}")
+    if applied.grp_tres:
+        parts.append(f"grptres={_format_budget(applied.grp_tres, separator=':')}")
     parts.append(f"users={','.join(sorted(applied.users))}")
     return " ".join(parts)
 
@@ -512,6 +542,7 @@ def _parse_description(description: str) -> _Applied | None:
         fairshare=int(fairshare) if fairshare.isdigit() else None,
         qos=values.get("qos") or None,
         users=frozenset(u for u in values.get("users", "").split(",") if u),
+        grp_tres=_parse_budget(values["grptres"], separator=":") if "grptres" in values else None,
     )
 
 

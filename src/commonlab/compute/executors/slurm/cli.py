@@ -18,7 +18,7 @@ import pwd
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,10 +116,19 @@ class SlurmJob:
     end: datetime | None
     reason: str  # why it is pending, or ""
     account: str
+    # Known from slurmctld (squeue) only, for jobs it still holds:
+    submitted: datetime | None = None  # when it was (last re)queued
+    requested_tres: dict[str, int] = field(default_factory=dict)  # what it asks for
+    restarts: int = 0  # how often it was requeued after it had started
 
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def requeued(self) -> bool:
+        """Waiting again after it ran: requeued (by the share controller, say), not new."""
+        return self.state == "PENDING" and self.restarts > 0
 
 
 class SlurmCli:
@@ -174,6 +183,12 @@ class SlurmCli:
         what each node's task gets. The script runs on the first node and starts the tasks
         on every node itself (`srun`).
 
+        Every job may be requeued (`--requeue`, whatever the site's JobRequeue): the share
+        controller takes capacity back that way (`requeue`). The job then receives SIGTERM,
+        has KillWait seconds to checkpoint (the workloads' training loop finishes its step and
+        saves one), and later runs again from the top in the same folder, where it finds
+        its checkpoint.
+
         Root passes `uid` (and `gid`, else the user's own group) to run the job as that user;
         a job never runs as root.
         The job's environment is PATH, HOME, USER, LOGNAME and LANG for that user, plus
@@ -207,6 +222,7 @@ class SlurmCli:
             f"--chdir={workdir}",
             f"--output={stdout}",
             f"--error={stderr}",
+            "--requeue",
         ]
         if gpus:
             args.append(f"--gres=gpu:{gpus}")
@@ -283,6 +299,18 @@ class SlurmCli:
         )
         remembered = [int(line) for line in out.split() if line.strip().isdigit()]
         return max(remembered) if remembered else None
+
+    def queue(self) -> dict[int, SlurmJob]:
+        """Every job slurmctld holds that has not ended (running, pending, requeued), with
+        its account, what it asks for, when it was submitted and when it started."""
+        held = parse_squeue(self._run(["squeue", "--json"]), now=datetime.now(UTC))
+        return {job_id: job for job_id, job in held.items() if not job.finished}
+
+    def requeue(self, slurm_id: int) -> None:
+        """Stop a running job and put it back in the queue under the same id (`scontrol
+        requeue`): it receives SIGTERM, then SIGKILL after KillWait, and Slurm holds it for a
+        short while (Reason BeginTime) before it may start again."""
+        self._run(["scontrol", "requeue", str(slurm_id)])
 
     def cancel(self, slurm_id: int) -> None:
         """Cancel a job; one that has already ended (or that Slurm forgot) is not an error."""
@@ -361,6 +389,9 @@ def parse_squeue(text: str, *, now: datetime) -> dict[int, SlurmJob]:
             end=end,
             reason=reason if state == "PENDING" and reason != "None" else "",
             account=raw.get("account") or "",
+            submitted=_from_epoch(raw.get("submit_time")),
+            requested_tres=_parse_tres(raw.get("tres_req_str") or ""),
+            restarts=int(raw.get("restart_cnt") or 0),
         )
     return jobs
 

@@ -56,8 +56,10 @@ _STATES = {
 
 
 def observed_from(job: SlurmJob, accelerator: str | None = None) -> Observed:
-    """Slurm's view of a job in commonlab's terms (pure)."""
-    state = _STATES.get(job.state, JobState.QUEUED)
+    """Slurm's view of a job in commonlab's terms (pure). A job Slurm requeued after it ran
+    stays running for commonlab: it has started, holds its hours and will resume (commonlab
+    has no way back from running to queued)."""
+    state = JobState.RUNNING if job.requeued else _STATES.get(job.state, JobState.QUEUED)
     if accelerator is None or accelerator in CPU_CLASSES:
         used = job.alloc_tres.get("cpu", 0)
     else:
@@ -65,6 +67,8 @@ def observed_from(job: SlurmJob, accelerator: str | None = None) -> Observed:
     reason = job.reason if state == JobState.QUEUED and job.reason not in ("", "None") else ""
     if job.state in ("NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED"):
         reason = f"Slurm: {job.state.lower().replace('_', ' ')}"
+    if job.requeued:
+        reason = f"Slurm requeued it (restart {job.restarts}): it resumes from its checkpoint"
     return Observed(
         state=state,
         exit_code=job.exit_code,

@@ -1,0 +1,155 @@
+"""The production share controller holds shares on the real test Slurm (issue 19): one member
+state floods the node with long jobs, another's job waits; one step of the controller (the
+`steer_shares` the facility runs every `share_steer_minutes`) caps the flooding state at its
+fair split with `GrpTRES`, requeues its newest job, and the waiting state's job starts; the
+next step, with nobody below their fair split, lifts the cap. Real sbatch jobs, no mocks."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from commonlab.compute import accounts
+from commonlab.compute.accounts import member_account
+from commonlab.compute.executors.slurm.accounts import read_tree
+from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob
+from commonlab.compute.share_controller import ReclaimSettings
+from commonlab.config import Settings
+from commonlab.policy.principal import SYSTEM
+from tests.compute.helpers import award_project, run_until
+from tests.compute.test_slurm_jobs import SlurmFacility, submit, sync
+from tests.helpers import record_entries
+
+pytestmark = pytest.mark.slurm
+
+# The node has two CPUs: a budget of half the capacity an hour lets one step requeue one job
+# (the production default, 5% an hour, is sized for fleets of hundreds of accelerators).
+ONE_JOB_AN_HOUR = ReclaimSettings(budget=0.5)
+FLOOD = "sleep 300"
+
+
+@pytest.fixture
+def lab(slurm_cluster, tmp_path, database) -> Iterator[SlurmFacility]:
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database,
+        executor="slurm",
+        job_root=slurm_cluster.job_dir("commonlab"),
+        slurm_user="clrunner-{slot}",  # four run-as users: four jobs with Slurm at once
+        slurm_user_slots=4,
+        slurm_account_prefix=prefix,
+        account_sync_minutes=0,  # this test takes every step itself
+        share_steer_minutes=0,
+    )
+    made = SlurmFacility(settings)
+    applied = made.client.put("/api/v1/fleet", json=slurm_cluster.fleet(), headers=made.operator)
+    assert applied.status_code == 200, applied.text
+    yield made
+    for account in read_tree(SlurmCli()).accounts:
+        if account.startswith(prefix):
+            subprocess.run(["scancel", f"--account={account}"], check=False, timeout=30)
+    made.close()
+
+
+def _step(lab: SlurmFacility) -> dict:
+    with lab.facility.db.session() as db:
+        return accounts.steer_shares(db, SYSTEM, SlurmCli(), lab.settings, reclaim=ONE_JOB_AN_HOUR)
+
+
+def _slurm_jobs(lab: SlurmFacility, *job_ids: int) -> list[SlurmJob]:
+    """The Slurm side of commonlab jobs, in the order given."""
+    ids = []
+    for job_id in job_ids:
+        job = lab.client.get(f"/api/v1/jobs/{job_id}", headers=lab.operator).json()
+        ids.append(int(job["executor_id"]))
+    seen = SlurmCli().queue()
+    return [seen[i] for i in ids]
+
+
+def _wait_for(what, predicate, seconds: float = 40.0):
+    """predicate()'s first answer that is not None, polled every half second."""
+    deadline = time.monotonic() + seconds
+    while (value := predicate()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited for {what} for {seconds:g}s")
+        time.sleep(0.5)
+    return value
+
+
+def _started(lab, flood, more, waiting) -> list[SlurmJob] | None:
+    """The four jobs once the waiting one runs."""
+    jobs = _slurm_jobs(lab, *flood, more["id"], waiting["id"])
+    return jobs if jobs[-1].state == "RUNNING" else None
+
+
+def _running_cpus(jobs: list[SlurmJob], prefix: str) -> dict[str, int]:
+    """CPUs running per member state, from the jobs' accounts' parents."""
+    tree = read_tree(SlurmCli())
+    held: dict[str, int] = {}
+    for job in jobs:
+        if job.state == "RUNNING":
+            state = tree.accounts[job.account].parent.removeprefix(f"{prefix}ms-").upper()
+            held[state] = held.get(state, 0) + job.alloc_tres.get("cpu", 0)
+    return held
+
+
+def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cluster):
+    assert slurm_cluster.cpus == 2, "the scenario fills a two-CPU node"
+    prefix = lab.settings.slurm_account_prefix
+    italy = award_project(lab.client, lab.operator, budget={"cpu": "500"})
+    france = award_project(
+        lab.client, lab.operator, budget={"cpu": "500"}, country="FR", found=False
+    )
+    sync(lab)
+    flood = []
+    for _ in range(2):  # Italy takes the whole node...
+        job = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
+        run_until(lab.jobs, lab.client, job["id"], lab.operator, {"running"}, timeout=40)
+        flood.append(job["id"])
+    # ...and asks for more; France's one job waits behind it.
+    more = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
+    waiting = submit(lab, france, command=FLOOD, time_limit_minutes=10).json()
+    for job in (more, waiting):
+        run_until(lab.jobs, lab.client, job["id"], lab.operator, {"queued"}, timeout=40)
+    jobs = _slurm_jobs(lab, *flood, more["id"], waiting["id"])
+    assert [j.state for j in jobs] == ["RUNNING", "RUNNING", "PENDING", "PENDING"]
+    assert _running_cpus(jobs, prefix) == {"IT": 2}  # entitled 25% each, France has nothing
+
+    step = _step(lab)
+
+    newest = flood[-1]
+    assert [(r["job"], r["state"], r["accelerators"]) for r in step["requeued"]] == [
+        (newest, "IT", 1)
+    ]
+    assert step["caps"]["IT"] == {"from": {}, "to": {"cpu": 1}}  # its fair split of the node
+    assert "FR" not in step["caps"]  # the state below its fair split is never capped
+    it, fr = member_account("IT", prefix), member_account("FR", prefix)
+    tree = read_tree(SlurmCli())
+    assert tree.accounts[it].grp_tres == {"cpu": 1} and tree.accounts[fr].grp_tres == {}
+    # France's job gets the CPU the requeue freed; Italy's others wait on their cap.
+    jobs = _wait_for("France's job to start", lambda: _started(lab, flood, more, waiting))
+    assert _running_cpus(jobs, prefix) == {"IT": 1, "FR": 1}  # both at their fair split
+    requeued, capped = jobs[1], jobs[2]
+    assert requeued.state == "PENDING" and requeued.restarts == 1
+    assert capped.state == "PENDING" and capped.reason == "AssocGrpCpuLimit"
+    # For commonlab the requeued job is still running: it will resume, nothing is charged yet.
+    lab.jobs.tick()
+    again = lab.client.get(f"/api/v1/jobs/{newest}", headers=lab.operator).json()
+    assert again["state"] == "running" and again["charged_hours"] is None, again
+    entry = record_entries(lab.client, lab.app, type="compute:shares:reclaimed")[-1]
+    assert entry["data"]["requeued"][0]["job"] == newest
+    assert entry["data"]["caps"]["IT"]["to"] == {"cpu": 1}
+    assert entry["data"]["held"] == {"cpu": {"IT": 2}}
+
+    # Nobody is below their fair split now: the next step lifts the cap (work conservation)
+    # and requeues nothing.
+    later = _step(lab)
+
+    assert later["requeued"] == [] and later["caps"]["IT"] == {"from": {"cpu": 1}, "to": {}}
+    assert later["held"] == {"cpu": {"FR": 1, "IT": 1}}
+    assert read_tree(SlurmCli()).accounts[it].grp_tres == {}
