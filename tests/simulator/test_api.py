@@ -83,6 +83,9 @@ def test_only_adopt_regulation_motions_carry_a_simulation(client, app, seats):
     assert record_entries(client, app, type="simulator") == []
 
 
+WINDOW = {"from": "2026-09-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+
+
 @pytest.mark.parametrize(
     ("path", "value", "fragment"),
     [
@@ -96,6 +99,25 @@ def test_only_adopt_regulation_motions_carry_a_simulation(client, app, seats):
         ("proposed.regulation.sha256", "f" * 64, "not the regulation motion"),
         ("workload.surprise", 1, "unknown field"),
         ("proposed.figures.pools", {"open_calls": None}, "proposed.figures.pools"),
+        # Which workload it replayed: a kind it knows, the facility's own with its window.
+        ("workload.source", {"kind": "rumour", "jobs": 3}, "workload.source.kind"),
+        ("workload.source", {"kind": "facility", "jobs": 3}, "name the window"),
+        ("workload.source", {**WINDOW, "kind": "facility", "jobs": -1}, "workload.source.jobs"),
+        (
+            "workload.source",
+            {"kind": "facility", "from": "2026-01-01T00:00:00Z", "to": "2027-06-01T00:00:00Z"}
+            | {"jobs": 3},
+            "at most 366 days",
+        ),
+        (
+            "workload.source",
+            {"kind": "facility", "from": "2026-12-01T00:00:00Z", "to": "2026-09-01T00:00:00Z"}
+            | {"jobs": 3},
+            "to must be after from",
+        ),
+        ("workload.source", {**WINDOW, "kind": "facility", "jobs": 3, "from": "soon"}, "from"),
+        ("workload.source", {**WINDOW, "kind": "trace", "jobs": 3}, "drop from/to"),
+        ("workload.source", {**WINDOW, "kind": "facility", "jobs": 3, "by": "x"}, "by"),
     ],
 )
 def test_bad_simulations_are_refused_and_change_nothing(
@@ -106,6 +128,20 @@ def test_bad_simulations_are_refused_and_change_nothing(
     assert fragment in problem(response)["detail"]
     assert client.get(f"/api/v1/motions/{motion}/simulations").json()["items"] == []
     assert record_entries(client, app, type="simulator") == []
+
+
+def test_the_workload_replayed_reads_back_as_sent(client, seats, motion):
+    source = {**WINDOW, "kind": "facility", "jobs": 412}
+    response = _attach(
+        client, seats["IT"], motion, changed(whatif_body(), "workload.source", source)
+    )
+    assert response.status_code == 201, response.text
+    [listed] = client.get(f"/api/v1/motions/{motion}/simulations").json()["items"]
+    assert listed["document"]["workload"]["source"] == {
+        **source,
+        "from": "2026-09-01T00:00:00Z",
+        "to": "2026-12-01T00:00:00Z",
+    }
 
 
 def test_sides_with_different_pools_are_refused(client, seats, motion):

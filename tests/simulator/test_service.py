@@ -5,6 +5,7 @@ neither; the motion's simulations read back, newest last."""
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 
@@ -54,6 +55,7 @@ def test_attaching_a_whatif_stores_it_and_records_its_digest(facility, delegates
         "sha256": digest,
         "policy": "commonlab",
         "jobs": body.workload.jobs,
+        "source": None,  # what it replayed: not stated by this client
         "in_force": {"version": 0, "sha256": body.in_force.regulation.sha256},
         "proposed": {"sha256": body.proposed.regulation.sha256},
     }
@@ -61,6 +63,27 @@ def test_attaching_a_whatif_stores_it_and_records_its_digest(facility, delegates
         assert simulator.latest_whatif(db, delegates["IT"], motion.id) == attached
         listed = simulator.whatifs(db, delegates["IT"], motion.id, PageParams(limit=10))
     assert [w.id for w in listed.items] == [attached.id]
+
+
+def test_a_whatif_says_which_workload_it_replayed(facility, delegates, motion):
+    raw = whatif_body()
+    raw["workload"]["source"] = {
+        "kind": "facility",
+        "from": "2026-09-01T00:00:00Z",
+        "to": "2026-12-02T00:00:00Z",
+        "jobs": 412,
+    }
+    body = WhatIfCreate.model_validate(raw)
+    with facility.db.session() as db:
+        attached = simulator.attach_whatif(db, delegates["FR"], motion.id, body)
+    # Stored and hashed as sent: `from` and `to`, not the model's own names for them.
+    sent = canonical_json(body.model_dump(mode="json", by_alias=True))
+    assert b'"from":"2026-09-01T00:00:00Z"' in sent
+    assert attached.sha256 == hashlib.sha256(sent).hexdigest()
+    source = attached.document.workload.source
+    assert source is not None and (source.kind, source.jobs) == ("facility", 412)
+    assert source.end - source.start == timedelta(days=92)
+    assert last_entry(facility.db, "simulator:whatif:attached")["data"]["source"] == "facility"
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from commonlab.errors import InvalidInput
 from commonlab.simulator.inputs import RegulationDocument
 from commonlab.simulator.schemas import WhatIfCreate
-from commonlab.simulator.whatif import compare, summarise
+from commonlab.simulator.whatif import OwnJobs, compare, own_jobs, pick_workload, replay, summarise
 from tests.simulator.helpers import fleet, trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,3 +58,178 @@ def test_a_pool_the_proposal_closes_is_left_out_and_said_so() -> None:
     WhatIfCreate.model_validate(body)
     assert "directors_reserve" not in body["in_force"]["figures"]["pools"]
     assert any("directors_reserve" in line for line in body["workload"]["how"])
+
+
+# The facility's own jobs -------------------------------------------------------------------
+
+
+def _export(rows: list[dict], *, jobs: int | None = None, left_out: dict | None = None) -> dict:
+    """What GET /api/v1/reports/workload?format=json answers, for `rows` (submit, runtime,
+    accelerators, tenant, pool; runtime None for a job that has not run)."""
+    return {
+        "from": "2026-09-06T00:00:00+00:00",
+        "to": "2026-12-07T00:00:00+00:00",
+        "jobs": len(rows) if jobs is None else jobs,
+        "replayable": sum(r["runtime"] is not None for r in rows),
+        "left_out": left_out or {},
+        "rows": [
+            {"job_id": i, "class": "H100", "wait": 0.0, "state": "succeeded", **row}
+            for i, row in enumerate(rows, start=1)
+        ],
+    }
+
+
+def _own_rows() -> list[dict]:
+    """A facility's quarter: Germany's national project busy, an open call's project light,
+    and one job of a pool neither regulation below shares (a non-member's national pool)."""
+    rows = [
+        {"submit": i * 60.0, "runtime": 1800.0, "accelerators": 4, "tenant": "t1"}
+        | {"pool": "national:DE"}
+        for i in range(30)
+    ]
+    rows += [
+        {"submit": 100.0 + i * 600, "runtime": 600.0, "accelerators": 1, "tenant": "t2"}
+        | {"pool": "open_calls"}
+        for i in range(5)
+    ]
+    rows.append(
+        {
+            "submit": 50.0,
+            "runtime": 60.0,
+            "accelerators": 1,
+            "tenant": "t3",
+            "pool": "national_pools",
+        }
+    )
+    return rows
+
+
+def _replayed(export: dict, **capacity: int) -> dict:
+    in_force, proposed = _documents(**capacity)
+    spec = fleet({"name": "p", "accelerator": "H100", "nodes": 2, "accelerators_per_node": 4})
+    own = own_jobs(export)
+    comparison, pools = replay(spec, in_force, proposed, own, policy="multifactor")
+    return summarise(
+        comparison,
+        pools=pools,
+        traces=[f"the facility's own jobs, {own.window}"],
+        in_force={"title": "now", "sha256": "a" * 64, "version": 3},
+        proposed={"title": "next", "sha256": "b" * 64},
+        scale={"DE": "24"},
+        source={"kind": "facility", "from": export["from"], "to": export["to"], "jobs": 36},
+    )
+
+
+def test_the_facilitys_jobs_replay_as_they_were_each_in_its_own_pool() -> None:
+    export = _export(_own_rows(), jobs=38, left_out={"ended without running": 2})
+    body = _replayed(export, open_calls=20, national_pools=60)
+    document = WhatIfCreate.model_validate(body)
+    pools = body["in_force"]["figures"]["pools"]
+    # Each job kept its pool: nothing dealt, nothing stacked.
+    assert pools["national:DE"]["jobs"] == 30 and pools["open_calls"]["jobs"] == 5
+    assert sum(p["jobs"] for p in pools.values()) == body["workload"]["jobs"] == 35
+    assert body["proposed"]["figures"]["pools"]["national:DE"]["jobs"] == 30
+    how = body["workload"]["how"]
+    assert how[0].startswith("replays the facility's own jobs submitted 2026-09-06–2026-12-06")
+    assert "submit times as recorded (no arrival-rate scaling)" in how
+    assert not any("stacked" in line or "round-robin" in line for line in how)
+    aside = body["workload"]["set_aside"]
+    assert aside["draws on pool national_pools, which both regulations do not share"] == 1
+    assert aside["ended without running"] == 2
+    assert document.workload.source is not None and document.workload.source.kind == "facility"
+    # Thirty 4-accelerator jobs a minute apart on 8 accelerators: Germany's queue waits.
+    assert pools["national:DE"]["mean_wait_h"] > 0
+    assert document.no_difference() is None
+
+
+def test_a_runtime_is_replayed_whole_and_the_submit_times_as_recorded() -> None:
+    rows = [
+        {"submit": 0.0, "runtime": 40 * 3600.0, "accelerators": 8, "tenant": "t1"}
+        | {"pool": "national:DE"},
+        {"submit": 3600.0, "runtime": 60.0, "accelerators": 8, "tenant": "t2"}
+        | {"pool": "open_calls"},
+    ]
+    body = _replayed(_export(rows))
+    figures = body["in_force"]["figures"]
+    # No 24 h cut: the second job waits for the whole 40 h job, less the hour between them.
+    assert figures["pools"]["open_calls"]["mean_wait_h"] == pytest.approx(39, abs=0.02)
+    assert body["workload"]["submission_hours"] == pytest.approx(1.0)
+
+
+def test_a_light_workload_says_it_cannot_show_a_difference() -> None:
+    rows = [
+        {"submit": i * 3600.0, "runtime": 60.0, "accelerators": 1, "tenant": "t1"}
+        | {"pool": "open_calls"}
+        for i in range(3)
+    ]
+    document = WhatIfCreate.model_validate(
+        _replayed(_export(rows), open_calls=20, national_pools=60)
+    )
+    reason = document.no_difference()
+    assert reason is not None and reason.startswith("no job waited under either regulation")
+
+
+def test_equal_figures_say_there_is_no_difference() -> None:
+    body = _run(*_documents(open_calls=20, national_pools=60))
+    body["proposed"]["figures"] = {
+        **body["in_force"]["figures"],
+        "pools": {
+            name: {**pool, "entitled": body["proposed"]["figures"]["pools"][name]["entitled"]}
+            for name, pool in body["in_force"]["figures"]["pools"].items()
+        },
+    }
+    document = WhatIfCreate.model_validate(body)
+    if document.in_force.figures.mean_wait_h == 0:
+        pytest.skip("this workload waited nowhere: the other reason applies")
+    assert document.no_difference() == (
+        "every figure is the same under both regulations: the workload shows no difference"
+    )
+
+
+def test_no_job_of_a_shared_pool_is_an_error_naming_what_to_pass() -> None:
+    rows = [{"submit": 0.0, "runtime": 60.0, "accelerators": 1, "tenant": "t1", "pool": "nowhere"}]
+    with pytest.raises(InvalidInput, match="pass --workload trace --trace FILE"):
+        _replayed(_export(rows))
+
+
+def test_an_export_this_client_cannot_read_is_one_line() -> None:
+    with pytest.raises(InvalidInput, match="not one this client reads"):
+        own_jobs({"from": "2026-09-06", "rows": []})
+    broken = _export(_own_rows())
+    broken["rows"][0]["pool"] = "open_calls"  # t1 now draws on two pools
+    with pytest.raises(InvalidInput, match="tenant t1 two pools"):
+        own_jobs(broken)
+
+
+def _own(ran: int, submitted: int) -> OwnJobs:
+    rows = [
+        {"submit": 0.0, "runtime": 60.0, "accelerators": 1, "tenant": "t1", "pool": "open_calls"}
+    ] * ran
+    return own_jobs(_export(rows, jobs=submitted))
+
+
+@pytest.mark.parametrize(
+    ("choice", "ran", "traces", "expected", "said"),
+    [
+        ("auto", 3, [], "facility", None),
+        ("auto", 3, ["t.csv"], "facility", None),
+        ("facility", 1, [], "facility", None),
+        ("auto", 0, ["t.csv"], "trace", "replaying the published trace(s) t.csv instead"),
+        ("trace", 3, ["t.csv"], "trace", None),
+        ("auto", 0, [], InvalidInput, "pass --trace FILE"),
+        ("facility", 0, ["t.csv"], InvalidInput, "nothing of its own to replay"),
+        ("trace", 3, [], InvalidInput, "--workload trace needs a published trace"),
+    ],
+)
+def test_which_workload_a_whatif_replays(choice, ran, traces, expected, said) -> None:
+    own = _own(ran, submitted=ran + 2)
+    if expected is InvalidInput:
+        with pytest.raises(InvalidInput, match=said) as refused:
+            pick_workload(choice, own, traces)
+        assert "\n" not in str(refused.value)
+        return
+    kind, note = pick_workload(choice, own, traces)
+    assert kind == expected
+    assert note is None if said is None else said in note
+    if note:
+        assert f"hold {ran} that ran (of {ran + 2} submitted)" in note

@@ -1,13 +1,14 @@
 """`commonlab simulate --motion N`: the council's what-if. Read the motion and the regulation
-in force when its vote opened from the facility, run both on one workload, print them side
-by side and attach the summary to the motion."""
+in force when its vote opened from the facility, run both on one workload — by default the
+facility's own jobs of the last quarter on its fleet as it is — print them side by side and
+attach the summary to the motion."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.table import Table
 
@@ -15,7 +16,13 @@ from commonlab.cli.client import Client, CliError, load_login
 from commonlab.cli.render import console
 from commonlab.errors import from_validation
 
+if TYPE_CHECKING:
+    from commonlab.simulator.whatif import WorkloadChoice
+
 __all__ = ["simulate_motion"]
+
+
+WORKLOADS = ("auto", "facility", "trace")
 
 
 def simulate_motion(
@@ -23,6 +30,7 @@ def simulate_motion(
     *,
     fleet: Any,
     traces: list[Path],
+    workload: str = "auto",
     policy: str,
     url: str | None,
     out: Path | None,
@@ -33,14 +41,20 @@ def simulate_motion(
     size_scale: int,
 ) -> None:
     """Fetch the motion, the regulation and the scale in force when its vote opened, run
-    both regulations on one workload and attach the comparison to the motion."""
+    both regulations on one workload and attach the comparison to the motion.
+
+    `workload`: `auto` replays the facility's own jobs of the last 92 days (`fleet` None:
+    on the facility's fleet as it is), falling back to `traces` when the window holds none
+    that ran; `facility` only those; `trace` only the published traces."""
     from pydantic import ValidationError
 
     from commonlab.regulation.document import Regulation, regulation_hash
     from commonlab.simulator.inputs import RegulationDocument
     from commonlab.simulator.traces import load_trace
-    from commonlab.simulator.whatif import compare, summarise
+    from commonlab.simulator.whatif import compare, own_jobs, pick_workload, replay, summarise
 
+    if workload not in WORKLOADS:
+        raise CliError(f"--workload must be one of {', '.join(WORKLOADS)}, not {workload!r}")
     client = Client(load_login(url=url))
     motion = client.get(f"/api/v1/motions/{motion_id}")
     if motion["kind"] != "adopt_regulation":
@@ -64,22 +78,54 @@ def simulate_motion(
     except ValidationError as exc:
         unusable = "the facility's regulation or contribution scale is unusable"
         raise from_validation(exc, where=unusable, document="regulation") from None
-    comparison, pools = compare(
-        fleet,
-        before,
-        after,
-        [load_trace(path) for path in traces],
-        policy=policy,
-        jobs=jobs,
-        load=load,
-        max_runtime=max_runtime,
-        scale_to=scale_to,
-        size_scale=size_scale,
+    own = None
+    if workload != "trace":
+        own = own_jobs(client.get("/api/v1/reports/workload", params={"format": "json"}))
+    kind, fallback = pick_workload(
+        cast("WorkloadChoice", workload), own, [path.name for path in traces]
     )
+    if fallback:
+        console.print(f"[yellow]{fallback}[/yellow]", highlight=False, soft_wrap=True)
+    if fleet is None:
+        fleet = _facility_fleet(client)
+    if kind == "facility" and own is not None:
+        given = {"--jobs": jobs, "--load": load, "--scale-to": scale_to}
+        given["--size-scale"] = size_scale if size_scale != 1 else None
+        reshaping = [option for option, value in given.items() if value is not None]
+        if reshaping:
+            raise CliError(
+                f"{', '.join(reshaping)} reshape a published trace; the facility's own jobs "
+                "replay as they were: drop them, or pass --workload trace"
+            )
+        comparison, pools = replay(fleet, before, after, own, policy=policy)
+        names = [f"the facility's own jobs, {own.window}"]
+        source = {
+            "kind": "facility",
+            "from": own.start.isoformat(),
+            "to": own.end.isoformat(),
+            "jobs": own.jobs,
+        }
+    else:
+        loaded = [load_trace(path) for path in traces]
+        comparison, pools = compare(
+            fleet,
+            before,
+            after,
+            loaded,
+            policy=policy,
+            jobs=jobs,
+            load=load,
+            max_runtime=max_runtime,
+            scale_to=scale_to,
+            size_scale=size_scale,
+        )
+        names = [path.name for path in traces]
+        source = {"kind": "trace", "jobs": sum(len(t) for t in loaded)}
     body = summarise(
         comparison,
         pools=pools,
-        traces=[path.name for path in traces],
+        traces=names,
+        source=source,
         in_force={
             "title": in_force["document"]["title"],
             "sha256": in_force["sha256"],
@@ -98,6 +144,18 @@ def simulate_motion(
         f"{attached['sha256'][:16]}…); it shows on the motion's page.",
         highlight=False,
     )
+
+
+def _facility_fleet(client: Client) -> Any:
+    """The facility's fleet as it is (`GET /api/v1/fleet/document`)."""
+    from commonlab.compute.fleet_spec import FleetSpec
+
+    try:
+        return FleetSpec.model_validate(client.get("/api/v1/fleet/document"))
+    except CliError as exc:
+        if exc.status in (404, 409):
+            raise CliError(f"{exc}: pass --fleet FLEET to simulate on") from None
+        raise
 
 
 def _scale_at(history: list[dict[str, Any]], at: str) -> dict[str, str]:
@@ -131,6 +189,16 @@ def _print_comparison(motion: dict[str, Any], body: dict[str, Any]) -> None:
     )
     for line in workload["how"]:
         console.print(f"  · {line}", highlight=False, soft_wrap=True)
+    for reason, count in sorted(workload["set_aside"].items()):
+        console.print(f"  · set aside: {count:,} jobs: {reason}", highlight=False, soft_wrap=True)
+    from commonlab.simulator.schemas import WhatIfCreate
+
+    light = WhatIfCreate.model_validate(body).no_difference()
+    if light:
+        # Equal columns would read as "the proposal changes nothing", which this workload
+        # cannot tell.
+        console.print(f"[bold]No difference to show[/bold]: {light}.", highlight=False)
+        return
     in_force_label = f"in force (v{before['regulation']['version']})"
     table = Table(title="The regulation in force and the proposal", title_justify="left")
     for column in ("", in_force_label, "proposed"):

@@ -49,6 +49,11 @@ class WhatIfPanel:
     summary: list[tuple[str, str, str]]  # figure, in force, proposed
     pools: list[PoolRow]
     bars: tuple[WaitBar, ...]
+    # Which workload was replayed, in words ("workload not stated" for older attachments).
+    source: str
+    # Why the comparison cannot tell the regulations apart, when it cannot: shown instead of
+    # columns that would read as "the proposal changes nothing".
+    no_difference: str | None
     width: int = WIDTH
     label_width: int = LABEL_WIDTH
     row: int = ROW
@@ -115,7 +120,13 @@ def whatif_panel(whatif: WhatIfOut) -> WhatIfPanel:
         )
         for i, name in enumerate(names)
     )
-    return WhatIfPanel(whatif, summary, rows, bars)
+    workload = doc.workload
+    source = (
+        "workload not stated"
+        if workload.source is None
+        else workload.source.describe(list(workload.traces))
+    )
+    return WhatIfPanel(whatif, summary, rows, bars, source, doc.no_difference())
 
 
 def _label(pool: str) -> str:

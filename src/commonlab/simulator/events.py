@@ -21,9 +21,11 @@ FIELDS = declare(
             "sha256",
             "policy",
             "jobs",
+            "source",
             "in_force",
             "proposed",
-            about="a simulation attached to a motion: the report's hash and its headline figures",
+            about="a simulation attached to a motion: the report's hash, its headline figures and "
+            "which workload it replayed (the facility's own jobs or a published trace)",
         ),
     },
 )

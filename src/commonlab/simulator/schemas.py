@@ -4,10 +4,10 @@ field, so a stored comparison stays small whatever a client sends."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from commonlab.bounded import Int64
 from commonlab.regulation.document import Percent
@@ -21,10 +21,14 @@ __all__ = [
     "WhatIfCreate",
     "WhatIfOut",
     "WorkloadInfo",
+    "WorkloadSource",
+    "window_days",
 ]
 
 MAX_POOLS = 100
 MAX_JOBS = 100_000_000
+# The longest window of its own jobs a facility exports at once (`compute.workload_export`).
+MAX_WINDOW = timedelta(days=366)
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Hours = Annotated[float, Field(ge=0, le=1e7)]
@@ -84,6 +88,47 @@ class Side(_Input):
     figures: Figures
 
 
+def window_days(start: datetime, end: datetime) -> str:
+    """`2026-09-06–2026-12-06` for the window [start, end) of whole UTC days (both shown
+    days included)."""
+    return f"{start.date().isoformat()}–{(end - timedelta(days=1)).date().isoformat()}"
+
+
+class WorkloadSource(_Input):
+    """Which workload a what-if replayed: the facility's own jobs submitted in [from, to)
+    (`GET /api/v1/reports/workload`), or the published trace(s) the workload names."""
+
+    kind: Literal["facility", "trace"]
+    start: datetime | None = Field(default=None, alias="from")
+    end: datetime | None = Field(default=None, alias="to")
+    jobs: Annotated[Int64, Field(ge=0, le=MAX_JOBS)] = Field(
+        description="the jobs of the window (facility) or of the trace(s) before building"
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> WorkloadSource:
+        if self.kind == "trace":
+            if self.start is not None or self.end is not None:
+                raise ValueError("a published trace has no window of the facility's: drop from/to")
+            return self
+        if self.start is None or self.end is None:
+            raise ValueError("the facility's own jobs: name the window, from and to")
+        if not self.start < self.end <= self.start + MAX_WINDOW:
+            raise ValueError(
+                f"to must be after from, by at most {MAX_WINDOW.days} days (the export's window)"
+            )
+        return self
+
+    def describe(self, traces: list[str]) -> str:
+        """What a motion's page says was replayed."""
+        if self.kind == "facility" and self.start is not None and self.end is not None:
+            return (
+                f"replays the facility's own jobs of {window_days(self.start, self.end)}, "
+                f"{self.jobs:,} jobs"
+            )
+        return f"a published trace: {', '.join(traces)} ({self.jobs:,} jobs)"
+
+
 class WorkloadInfo(_Input):
     traces: Annotated[list[Line], Field(min_length=1, max_length=20)]
     jobs: Annotated[Int64, Field(ge=1, le=MAX_JOBS)]
@@ -96,6 +141,8 @@ class WorkloadInfo(_Input):
         dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")], Percent],
         Field(max_length=MAX_POOLS),
     ]
+    # Absent from what-ifs attached before the facility's own jobs could be replayed.
+    source: WorkloadSource | None = None
 
 
 class WhatIfCreate(_Input):
@@ -105,6 +152,27 @@ class WhatIfCreate(_Input):
     workload: WorkloadInfo
     in_force: Side
     proposed: Side
+
+    def no_difference(self) -> str | None:
+        """Why the two sides cannot tell the regulations apart, when they cannot: no job
+        waited under either (a workload this light never tests a share), or every figure is
+        the same. None when the comparison shows something."""
+        before, after = self.in_force.figures, self.proposed.figures
+        if before.mean_wait_h == 0 and after.mean_wait_h == 0:
+            return (
+                "no job waited under either regulation: the workload is too light to show any "
+                "difference between them (every pool got what it asked for at once)"
+            )
+        if _outcomes(before) == _outcomes(after):
+            return (
+                "every figure is the same under both regulations: the workload shows no difference"
+            )
+        return None
+
+
+def _outcomes(figures: Figures) -> dict[str, object]:
+    """What a regulation changed: every figure but the entitlements it sets."""
+    return figures.model_dump(exclude={"pools": {"__all__": {"entitled"}}})
 
 
 class WhatIfOut(BaseModel):

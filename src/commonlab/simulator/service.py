@@ -37,7 +37,7 @@ GOVERNANCE = Resource("governance", "council")
 def attach_whatif(db: Session, actor: Principal, motion_id: int, req: WhatIfCreate) -> WhatIfOut:
     """Store a comparison for an adopt_regulation motion, checked against the motion's own
     proposal and the adopted version it names as in force."""
-    document = req.model_dump(mode="json")
+    document = req.model_dump(mode="json", by_alias=True)
     body = canonical_json(document)
     with db.begin():
         authorize(actor, Action.WhatIfAttach, Resource("motion", str(motion_id)))
@@ -65,6 +65,7 @@ def attach_whatif(db: Session, actor: Principal, motion_id: int, req: WhatIfCrea
                 "sha256": digest,
                 "policy": req.policy,
                 "jobs": req.workload.jobs,
+                "source": None if req.workload.source is None else req.workload.source.kind,
                 "in_force": {
                     "version": req.in_force.regulation.version,
                     "sha256": req.in_force.regulation.sha256,
