@@ -76,7 +76,7 @@ def test_simulate_compares_policies_and_writes_report_and_charts(
     assert {c["verdict"] for c in report["targets"]} <= {"met", "NOT met"}
     for figures in report["policies"].values():
         assert set(figures["per_pool"]) == set(demand)
-    for name in ("policies", "weekly", "shares", "fidelity-fifo"):
+    for name in ("policies", "demand", "weekly", "shares", "fidelity-fifo"):
         assert (out / f"{name}.svg").stat().st_size > 0
 
 
