@@ -411,16 +411,22 @@ def load_cluster_log(
 
 
 _GPU_TRES = re.compile(r"gres/gpu(?::([A-Za-z0-9_.-]+))?=(\d+)")
+_CPU_TRES = re.compile(r"(?:^|,)cpu=(\d+)")
 
 
 def load_sacct(
-    path: Path, *, tenant_column: str | None = None, progress: Progress | None = None
+    path: Path,
+    *,
+    tenant_column: str | None = None,
+    progress: Progress | None = None,
+    cpus_as_accelerators: bool = False,
 ) -> Trace:
     """`sacct -P -o JobID,Account,Submit,Start,End,AllocTRES,Partition` (or ReqTRES). Job
     steps (`123.batch`, `123.0`) are skipped; the accelerator count and class come from
     `gres/gpu[:TYPE]=N` in AllocTRES (ReqTRES when AllocTRES is absent or empty). Partition
     may be present but is not read: the simulated fleet has its own partitions. The tenant is
-    the Account column."""
+    the Account column. `cpus_as_accelerators`: a job without GPUs counts its `cpu=N` (a
+    cluster of CPU partitions, such as the tests' Slurm)."""
     tenant = tenant_column or "Account"
     tres_columns: list[str] = []
 
@@ -435,6 +441,8 @@ def load_sacct(
         # gres/gpu=4 and gres/gpu:a100=4 may both be listed: they count the same GPUs.
         typed = [(kind, int(n)) for kind, n in matches if kind]
         count = sum(n for _, n in typed) if typed else sum(int(n) for _, n in matches)
+        if not matches and cpus_as_accelerators:
+            count = sum(int(n) for n in _CPU_TRES.findall(tres))
         if count > MAX_ACCELERATORS:
             raise row.error(
                 f"gres/gpu {count:,} is out of range: at most {MAX_ACCELERATORS:,} accelerators "
