@@ -4,6 +4,8 @@ and attaches the comparison to the motion."""
 
 from __future__ import annotations
 
+import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 
 from commonlab.cli.main import main
 from tests.cli.conftest import Served, cli_config, served  # noqa: F401 (fixtures)
+from tests.compute.helpers import award_project
 from tests.helpers import http_client
 from tests.simulator.whatifs import PROPOSED, found_council, table
 
@@ -64,6 +67,9 @@ def test_simulate_motion_attaches_the_comparison(
 
     main([*args, "--motion", str(motion), "--load", "1.1", "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
+    # A facility that has run nothing yet: the published trace, and the CLI says so.
+    assert "hold 0 that ran (of 0 submitted)" in printed
+    assert "replaying the published trace(s) jobs.csv instead" in printed
     assert "The regulation in force and the proposal" in printed
     assert "in force (v0)" in printed and "open_calls" in printed
     assert f"Attached simulation 1 to motion {motion}" in printed
@@ -74,6 +80,12 @@ def test_simulate_motion_attaches_the_comparison(
     assert document["policy"] == "commonlab"
     assert document["workload"]["jobs"] == 300
     assert document["workload"]["traces"] == ["jobs.csv"]
+    assert document["workload"]["source"] == {
+        "kind": "trace",
+        "from": None,
+        "to": None,
+        "jobs": 300,
+    }
     assert document["in_force"]["regulation"]["version"] == 0
     pools = document["proposed"]["figures"]["pools"]
     assert pools["open_calls"]["entitled"] == pytest.approx(0.4)
@@ -84,3 +96,103 @@ def test_simulate_motion_attaches_the_comparison(
         main([*args, "--motion", str(other)])
     assert exited.value.code == 1
     assert "only adopt_regulation motions" in capsys.readouterr().err
+
+
+def _run_jobs(api: _Api, operator: dict[str, str], count: int) -> list[dict]:
+    """`count` one-core jobs of one new project (an open call's), submitted together and run
+    to the end by the facility's own job controller on the local machine."""
+    project = award_project(api, operator, found=False)
+    ids = []
+    for i in range(count):
+        made = api.post(
+            "/api/v1/jobs",
+            json={
+                "name": f"work-{i}",
+                "project": project.name,
+                "command": "sleep 0.3",
+                "accelerator": "cpu",
+                "accelerators": 1,
+                "time_limit_minutes": 5,
+            },
+            headers=project.member_auth,
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = [api.get(f"/api/v1/jobs/{i}", headers=project.member_auth).json() for i in ids]
+        if all(j["state"] == "succeeded" for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, [j["state"] for j in jobs]
+        time.sleep(0.2)
+
+
+def test_simulate_motion_replays_the_facilitys_own_jobs_by_default(
+    served: Served,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api = _Api(served.url)
+    operator = {"Authorization": f"Bearer {served.token}"}
+    seats = found_council(api, operator)
+    ran = _run_jobs(api, operator, 4)
+    motion = table(api, seats["DE"], "adopt_regulation", {"regulation": PROPOSED})
+    monkeypatch.setenv("COMMONLAB_TOKEN", seats["DE"]["Authorization"].removeprefix("Bearer "))
+
+    main(["simulate", "--motion", str(motion), "--url", served.url])  # no fleet, no trace
+    printed = capsys.readouterr().out
+    assert "replays the facility's own jobs submitted" in printed
+    assert "4 jobs that ran, each in the pool its project draws on" in printed
+    assert f"Attached simulation 1 to motion {motion}" in printed
+
+    [attached] = api.get(f"/api/v1/motions/{motion}/simulations").json()["items"]
+    workload = attached["document"]["workload"]
+    assert workload["source"]["kind"] == "facility" and workload["source"]["jobs"] == 4
+    assert workload["jobs"] == 4
+    fleet = api.get("/api/v1/fleet").json()
+    assert workload["fleet_accelerators"] == fleet["accelerators"]  # the fleet as it is
+    for side in ("in_force", "proposed"):
+        pools = attached["document"][side]["figures"]["pools"]
+        assert pools["open_calls"]["jobs"] == 4  # each job kept its project's pool
+        assert sum(p["jobs"] for p in pools.values()) == 4
+    today = date.fromisoformat(ran[0]["submitted_at"][:10])
+    window = f"{today - timedelta(days=91)}–{today}"  # the last 92 days, today included
+    assert workload["traces"] == [f"the facility's own jobs, {window}"]
+    # Four short jobs on the local machine: whichever the page shows, it says which it replayed.
+    page = api.get(f"/motions/{motion}").text
+    assert "Workload: replays the facility&#39;s own jobs of" in page or (
+        "Workload: replays the facility's own jobs of" in page
+    )
+    assert ("No difference to show" in printed) == ("No difference to show" in page)
+
+    # Options that reshape a published trace have no meaning for the facility's own jobs.
+    with pytest.raises(SystemExit):
+        main(["simulate", "--motion", str(motion), "--url", served.url, "--load", "1.1"])
+    refused = capsys.readouterr().err
+    assert "--load reshape a published trace" in refused and "--workload trace" in refused
+
+
+def test_a_young_facility_without_a_trace_says_what_to_pass(
+    served: Served,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api = _Api(served.url)
+    seats = found_council(api, {"Authorization": f"Bearer {served.token}"})
+    motion = table(api, seats["DE"], "adopt_regulation", {"regulation": PROPOSED})
+    monkeypatch.setenv("COMMONLAB_TOKEN", seats["DE"]["Authorization"].removeprefix("Bearer "))
+    base = ["simulate", "--motion", str(motion), "--url", served.url]
+
+    for extra, said in [
+        ([], "hold 0 that ran (of 0 submitted): nothing of its own to replay; pass --trace FILE"),
+        (["--workload", "facility"], "nothing of its own to replay"),
+        (["--workload", "trace"], "--workload trace needs a published trace: pass --trace FILE"),
+        (["--workload", "mine"], "--workload must be one of auto, facility, trace"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main([*base, *extra])
+        assert exited.value.code == 1
+        err = capsys.readouterr().err
+        assert said in err, err
+        assert len(err.strip().splitlines()) == 1 or "Traceback" not in err
+    assert api.get(f"/api/v1/motions/{motion}/simulations").json()["items"] == []
