@@ -262,3 +262,24 @@ def test_the_operators_map_and_targets_not_tested(
         "pool waited an hour in any week)" in printed
     )
     assert " met" not in printed.replace("NOT met", "")
+
+
+def test_a_loader_that_reports_progress_gets_a_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from commonlab.simulator import traces
+
+    real = traces.load_trace
+    reported = []
+
+    def load_trace(path: Path, kind: str = "auto", *, progress=None):
+        size = path.stat().st_size
+        progress(size // 2, size)
+        progress(size, size)
+        reported.append(path.name)
+        return real(path, kind)
+
+    monkeypatch.setattr(traces, "load_trace", load_trace)
+    main([*_workload(tmp_path, ROWS), "--policy", "fifo"])
+    assert reported == ["jobs.csv"]
+    assert (tmp_path / "out" / "report.json").exists()

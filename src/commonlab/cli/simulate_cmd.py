@@ -366,10 +366,12 @@ def _print_pools(report: dict[str, Any]) -> None:
     table = Table(
         title="Demand against entitlement, and waits (mean / p99) per pool", title_justify="left"
     )
-    for column in ("pool", "entitled", "asked, acc-h", "share of demand", "jobs"):
-        table.add_column(column, justify="left" if column == "pool" else "right")
+    longest = max((len(pool) for pool in report["workload"]["pools"]), default=4)
+    table.add_column("pool", no_wrap=True, min_width=longest)  # a pool's name is never cut
+    for column in ("entitled", "asked, acc-h", "share of demand", "jobs"):
+        table.add_column(column, justify="right")
     for name in policies:
-        table.add_column(f"{name} wait", justify="right")
+        table.add_column(f"{name} wait", justify="right", no_wrap=True)
     for pool, demand in report["workload"]["pools"].items():
         waits = []
         for figures in policies.values():

@@ -224,6 +224,8 @@ def _weekly(report: dict[str, Any], plt: Any) -> Any:
 
 
 def _shares(report: dict[str, Any], plt: Any) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
     policies = report["policies"]
     names = list(policies)
     tolerance = 100 * report.get("tolerance", 0.02)
@@ -241,6 +243,7 @@ def _shares(report: dict[str, Any], plt: Any) -> Any:
                 ax.plot(*zip(*points, strict=True), lw=1, ms=3, label=pool, **styles[pool])
         ax.axhspan(-tolerance, tolerance, color="#55a868", alpha=0.15, lw=0)
         ax.set_xlim(-0.5, max(days, default=0) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("day", fontsize=8)
         ax.tick_params(labelsize=7)
