@@ -373,6 +373,46 @@ class _Recorded:
         return ""
 
 
+# Caps: GrpTRES on a member state's account, the share controller's --------------------------
+
+CAPPED = replace(MEMBER_STATE, grp_tres={"cpu": 4})
+CAP_NOTED = "commonlab parent=root fairshare=40 grptres=cpu:4 users="
+
+
+def test_a_cap_is_set_recorded_in_the_description_and_lifted() -> None:
+    result = plan({**DESIRED, "ms-de": CAPPED}, _synced())
+
+    assert result.lines() == ["change: ms-de: cap none → cpu=4"]
+    where = ("modify", "account", "where", "name=ms-de", "set")
+    assert _commands(result) == [(*where, "grptres=cpu=4", f"description={CAP_NOTED}")]
+    capped = _edit(_synced(), "ms-de", grp_tres={"cpu": 4}, description=CAP_NOTED)
+    assert plan({**DESIRED, "ms-de": CAPPED}, capped).changes == ()
+    # Sync wants no particular cap: it keeps the controller's, and its note.
+    kept = plan(DESIRED, capped)
+    assert kept.changes == () and kept.drift == ()
+    lifted = plan({**DESIRED, "ms-de": replace(MEMBER_STATE, grp_tres={})}, capped)
+    assert _commands(lifted) == [
+        (*where, "grptres=cpu=-1", "description=commonlab parent=root fairshare=40 users=")
+    ]
+
+
+def test_a_cap_set_by_hand_is_drift_until_forced() -> None:
+    by_hand = _edit(_synced(), "ms-de", grp_tres={"cpu": 9})
+
+    result = plan({**DESIRED, "ms-de": CAPPED}, by_hand)
+
+    assert result.changes == ()
+    [drift] = result.drift
+    assert "cap (GrpTRES) is cpu=9 in Slurm, commonlab wants cpu=4" in drift.description
+    forced = plan({**DESIRED, "ms-de": CAPPED}, by_hand, force=True)
+    assert forced.lines() == ["change: ms-de: cap cpu=9 → cpu=4"]
+
+
+def test_a_cap_slurm_cannot_hold_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="cap cpu=-2 is not valid"):
+        plan({**DESIRED, "ms-de": replace(MEMBER_STATE, grp_tres={"cpu": -2})}, _synced())
+
+
 def test_read_tree_on_real_sacctmgr_output() -> None:
     """Saved after a sync of ms-zz, p-zalpha and p-zbeta, then edits by hand: p-zbeta's
     fairshare 5 → 7 and its QOS without NoDecay, zmallory added to p-zalpha, account zhand."""
@@ -396,6 +436,7 @@ def test_read_tree_on_real_sacctmgr_output() -> None:
         "commonlab budget=cpu:100,gres/gpu:6000",
     )
     assert tree.default_accounts["zalice"] == "p-zalpha"
+    assert all(account.grp_tres == {} for account in tree.accounts.values())  # no caps there
 
     desired = {
         "ms-zz": AccountSpec("ms-zz", "root", 40, None),

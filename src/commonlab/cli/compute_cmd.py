@@ -458,14 +458,29 @@ def fleet_steer(
                 if code in answer["fairshare"]
                 else "unchanged"
             ),
+            "cap": _cap(answer.get("caps", {}).get(code)),
         }
         for code, share in sorted(answer["entitled"].items())
     ]
     print_table(
         rows,
-        ["state", "entitled", "delivered_hours", "fair_hours", "waiting", "fairshare"],
+        ["state", "entitled", "delivered_hours", "fair_hours", "waiting", "fairshare", "cap"],
         title="Share controller",
     )
+    for job in answer.get("requeued", []):
+        console.print(
+            f"requeued Slurm job {job['slurm_job']} (job {job['job'] or '-'}) of {job['state']}: "
+            f"{job['accelerators']} {job['tres']} back for the states below their fair split",
+            highlight=False,
+        )
+
+
+def _cap(change: dict[str, Any] | None) -> str:
+    """A member state's cap (GrpTRES) as this step changed it; "" where it did not."""
+    if change is None:
+        return ""
+    to = ", ".join(f"{tres}={n}" for tres, n in sorted(change["to"].items()))
+    return f"set {to}" if to else "lifted"
 
 
 def register(app: typer.Typer) -> None:

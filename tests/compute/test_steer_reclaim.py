@@ -1,0 +1,107 @@
+"""What the share controller's step reads from Slurm's queue before it plans caps and
+requeues (compute/accounts.py `_plan_reclaim`, pure): whose jobs are whose, what capacity is
+left to the member states, which waiting jobs count as demand. The whole step runs on the
+real test Slurm in test_share_recovery_slurm.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from commonlab.compute.accounts import _plan_reclaim
+from commonlab.compute.executors.slurm.accounts import SlurmAccount, SlurmTree
+from commonlab.compute.executors.slurm.cli import SlurmJob
+from commonlab.compute.share_controller import ReclaimSettings
+
+T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+ENTITLED = {"IT": 0.5, "FR": 0.5}
+# Room for any one job an hour, whatever the capacity in these small cases.
+SETTINGS = ReclaimSettings(budget=1.0)
+
+
+def _account(name: str, parent: str) -> SlurmAccount:
+    return SlurmAccount(name, parent, 1, frozenset(), "", frozenset(), "commonlab")
+
+
+TREE = SlurmTree(
+    accounts={
+        a.name: a
+        for a in (
+            _account("x-ms-it", "root"),
+            _account("x-ms-fr", "root"),
+            _account("x-p-alpha", "x-ms-it"),
+            _account("x-p-beta", "x-ms-fr"),
+            _account("x-pool-open-calls", "root"),  # a project from outside the member states
+            _account("x-p-gamma", "x-pool-open-calls"),
+        )
+    },
+    qos={},
+)
+
+
+def _running(slurm_id: int, account: str, minutes: int, **tres: int) -> SlurmJob:
+    start = T0 + timedelta(minutes=minutes)
+    return SlurmJob(slurm_id, "RUNNING", None, 0, tres, start, None, "", account,
+                    submitted=start, requested_tres=tres)  # fmt: skip
+
+
+def _pending(slurm_id: int, account: str, reason: str = "Resources", **tres: int) -> SlurmJob:
+    return SlurmJob(slurm_id, "PENDING", None, 0, {}, None, None, reason, account,
+                    submitted=T0 + timedelta(minutes=slurm_id), requested_tres=tres)  # fmt: skip
+
+
+def _plan(queue: list[SlurmJob], capacity: dict[str, int]):
+    return _plan_reclaim(
+        TREE,
+        {job.slurm_id: job for job in queue},
+        prefix="x-",
+        entitled=ENTITLED,
+        capacity=capacity,
+        credit={},
+        preempted={},
+        settings=SETTINGS,
+        now=T0 + timedelta(hours=1),
+    )
+
+
+FLOOD = [_running(1, "x-p-alpha", 0, cpu=1), _running(2, "x-p-alpha", 10, cpu=1)]
+
+
+def test_the_newest_job_of_the_state_above_its_split_is_requeued_for_the_one_below() -> None:
+    plans, held, runs = _plan([*FLOOD, _pending(3, "x-p-beta", cpu=1)], {"cpu": 2})
+
+    assert held == {"cpu": {"IT": 2}}
+    assert plans["cpu"].caps == {"IT": 1, "FR": None}
+    assert plans["cpu"].preempt == [2]  # the newest
+    assert runs[2].pool == "IT" and runs[2].since_checkpoint == 50 * 60
+
+
+def test_jobs_outside_the_member_states_take_capacity_but_are_never_requeued() -> None:
+    outside = _running(9, "x-p-gamma", 20, cpu=1)
+    plans, held, _ = _plan([*FLOOD, outside, _pending(3, "x-p-beta", cpu=1)], {"cpu": 4})
+
+    assert held == {"cpu": {"IT": 2}}
+    # Four CPUs, one of them the open pool's: a CPU is free for France, nobody is requeued.
+    assert plans["cpu"].preempt == [] and plans["cpu"].caps["IT"] == 1
+
+    plans, _, _ = _plan([*FLOOD, outside, _pending(3, "x-p-beta", cpu=1)], {"cpu": 3})
+    assert plans["cpu"].preempt == [2]  # the open pool's job is not a victim
+
+
+def test_a_job_that_could_not_start_anyway_is_no_demand() -> None:
+    spent = _pending(3, "x-p-beta", reason="QOSGrpCPUMinutesLimit", cpu=1)
+    plans, _, _ = _plan([*FLOOD, spent], {"cpu": 2})
+
+    assert plans["cpu"].preempt == [] and plans["cpu"].caps == {"IT": None, "FR": None}
+
+
+def test_gpu_jobs_are_planned_apart_from_cpu_jobs() -> None:
+    gpus = [
+        _running(1, "x-p-alpha", 0, cpu=8, **{"gres/gpu": 2}),
+        _running(2, "x-p-alpha", 10, cpu=8, **{"gres/gpu": 2}),
+        _pending(3, "x-p-beta", cpu=8, **{"gres/gpu": 2}),
+    ]
+    plans, held, _ = _plan([*gpus, _running(5, "x-p-beta", 0, cpu=1)], {"gres/gpu": 4, "cpu": 2})
+
+    assert held == {"gres/gpu": {"IT": 4}, "cpu": {"FR": 1}}
+    assert plans["gres/gpu"].preempt == [2] and plans["gres/gpu"].caps["IT"] == 2
+    assert plans["cpu"].preempt == [] and plans["cpu"].caps == {"IT": None, "FR": None}
