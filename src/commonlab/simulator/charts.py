@@ -209,7 +209,9 @@ def _weekly(report: dict[str, Any], plt: Any) -> Any:
             fontsize=6,
             padding=2,
         )
-    ax.axvspan(-tolerance, tolerance, color="#55a868", alpha=0.15, lw=0, label=f"±{tolerance:g}")
+    ax.axvspan(
+        -tolerance, tolerance, color="#55a868", alpha=0.15, lw=0, label=f"±{tolerance:g}", zorder=0
+    )
     ax.axvline(0, color="grey", lw=0.5)
     entitled = report["entitlements"]
     ax.set_yticks(range(len(pools)), [f"{p} ({100 * entitled[p]:.1f}%)" for p in pools], fontsize=8)
