@@ -67,7 +67,11 @@ def test_a_whole_trace_file_to_one_pool() -> None:
     ("mapping", "tenants", "message"),
     [
         (("a=XX",), ("a",), "--map a=XX: unknown pool 'XX'; the regulation's pools are"),
-        (("a=DE", "a=FR"), ("a",), "tenant 'a' is mapped twice: to DE (--map a=DE) and to FR"),
+        (
+            ("a=DE", "a=FR"),
+            ("a",),
+            "tenant 'a' is mapped twice: to national:DE (--map a=DE) and to national:FR",
+        ),
         (
             ("a*=DE", "*b=FR"),
             ("ab",),
@@ -96,6 +100,13 @@ def test_a_tenant_of_a_mapped_file_mapped_elsewhere_by_name_is_an_error() -> Non
         [trace(_jobs("x"))], pools=POOLS, pool_map=_map("*=DE", files=("t=FR",))
     )
     assert _pools_of(workload) == {"x": "national:FR"}
+
+
+def test_the_same_pool_written_two_ways_is_one_mapping() -> None:
+    workload = build_workload(
+        [trace(_jobs("a"))], pools=POOLS, pool_map=_map("a=DE", "a=national:DE")
+    )
+    assert _pools_of(workload) == {"a": "national:DE"}
 
 
 def test_pairs_need_a_name_and_a_pool() -> None:

@@ -59,8 +59,6 @@ class PoolMap:
                     raise InvalidInput(
                         f"{rule.source}: {rule.pattern!r} is not a regular expression ({exc})"
                     ) from None
-        _no_conflicts(self.rules, "tenant")
-        _no_conflicts(self.files, "trace file")
 
     @classmethod
     def of(cls, tenant_pools: dict[str, str] | None) -> PoolMap:
@@ -94,7 +92,8 @@ class PoolMap:
         return next((r for r in self.rules if r.pattern == DEFAULT), None)
 
     def checked(self, pools: Sequence[str]) -> PoolMap:
-        """This map with every pool resolved against `pools` (see `resolve_pool`)."""
+        """This map with every pool resolved against `pools` (see `resolve_pool`), and a
+        name or pattern written twice with two different pools refused."""
 
         def resolved(rules: Iterable[PoolRule]) -> tuple[PoolRule, ...]:
             return tuple(
@@ -102,7 +101,10 @@ class PoolMap:
                 for r in rules
             )
 
-        return PoolMap(resolved(self.rules), resolved(self.files))
+        rules, files = resolved(self.rules), resolved(self.files)
+        _no_conflicts(rules, "tenant")
+        _no_conflicts(files, "trace file")
+        return PoolMap(rules, files)
 
 
 def resolve_pool(name: str, pools: Sequence[str], *, where: str) -> str:
