@@ -169,7 +169,8 @@ def test_simulate_motion_replays_the_facilitys_own_jobs_by_default(
     with pytest.raises(SystemExit):
         main(["simulate", "--motion", str(motion), "--url", served.url, "--load", "1.1"])
     refused = capsys.readouterr().err
-    assert "--load reshape a published trace" in refused and "--workload trace" in refused
+    assert "own jobs replay as they were, so --load (made to shape a published trace)" in refused
+    assert "--workload trace" in refused
 
 
 def test_a_young_facility_without_a_trace_says_what_to_pass(

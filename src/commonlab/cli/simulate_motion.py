@@ -51,7 +51,14 @@ def simulate_motion(
     from commonlab.regulation.document import Regulation, regulation_hash
     from commonlab.simulator.inputs import RegulationDocument
     from commonlab.simulator.traces import load_trace
-    from commonlab.simulator.whatif import compare, own_jobs, pick_workload, replay, summarise
+    from commonlab.simulator.whatif import (
+        EXPORT,
+        compare,
+        own_jobs,
+        pick_workload,
+        replay,
+        summarise,
+    )
 
     if workload not in WORKLOADS:
         raise CliError(f"--workload must be one of {', '.join(WORKLOADS)}, not {workload!r}")
@@ -80,7 +87,7 @@ def simulate_motion(
         raise from_validation(exc, where=unusable, document="regulation") from None
     own = None
     if workload != "trace":
-        own = own_jobs(client.get("/api/v1/reports/workload", params={"format": "json"}))
+        own = own_jobs(client.get(EXPORT, params={"format": "json"}))
     kind, fallback = pick_workload(
         cast("WorkloadChoice", workload), own, [path.name for path in traces]
     )
@@ -94,8 +101,9 @@ def simulate_motion(
         reshaping = [option for option, value in given.items() if value is not None]
         if reshaping:
             raise CliError(
-                f"{', '.join(reshaping)} reshape a published trace; the facility's own jobs "
-                "replay as they were: drop them, or pass --workload trace"
+                f"the facility's own jobs replay as they were, so {', '.join(reshaping)} (made "
+                "to shape a published trace) cannot apply: drop it, or pass --workload trace "
+                "with --trace"
             )
         comparison, pools = replay(fleet, before, after, own, policy=policy)
         names = [f"the facility's own jobs, {own.window}"]

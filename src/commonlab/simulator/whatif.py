@@ -22,6 +22,7 @@ from commonlab.simulator.traces import NO_ACCELERATORS, ZERO_RUNTIME, Trace
 from commonlab.simulator.workload import Workload, bind_classes, build_workload
 
 __all__ = [
+    "EXPORT",
     "MIN_FACILITY_JOBS",
     "OwnJobs",
     "compare",
@@ -36,6 +37,7 @@ _MAX_LINES, _MAX_LINE = 40, 1000
 # trace: a facility that has run nothing yet has no workload of its own to replay.
 MIN_FACILITY_JOBS = 1
 WorkloadChoice = Literal["auto", "facility", "trace"]
+EXPORT = "/api/v1/reports/workload"
 
 
 @dataclass
@@ -56,13 +58,13 @@ class OwnJobs:
         return window_days(self.start, self.end)
 
 
-def own_jobs(export: Mapping[str, Any], *, name: str = "facility") -> OwnJobs:
+def own_jobs(export: Mapping[str, Any]) -> OwnJobs:
     """The export read as a trace: each job that ran, at its submit time (seconds from the
     window's start) with its recorded runtime and wait. Jobs the export could not give a
     runtime are counted as it counted them; the rules for the rest are the plain CSV's."""
     try:
         start, end = (datetime.fromisoformat(export[k]) for k in ("from", "to"))
-        trace = Trace(name=name, path=Path(f"{name}.csv"), kind="facility")
+        trace = Trace(name="the facility's jobs", path=Path(EXPORT), kind="facility")
         pools: dict[str, str] = {}
         for line, row in enumerate(export["rows"], start=2):
             if row["runtime"] is None:
