@@ -195,7 +195,24 @@ def test_an_excel_bom_is_accepted(tmp_path: Path, kind: Kind) -> None:
 @by_name
 def test_1e23_accelerators_are_out_of_range(tmp_path: Path, kind: Kind) -> None:
     line, field = kind.huge_count
-    refused(load_trace, trace_file(tmp_path, kind, kind.ok("1"), line), "line 3: " + field)
+    refused(
+        load_trace, trace_file(tmp_path, kind, kind.ok("1"), line), "line 3: " + field, COUNT_RANGE
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "loads"), [("4.0", 4), ("1e23", None), ("4.5", None), ("nan", None)]
+)
+def test_counts_written_as_decimals(tmp_path: Path, count: str, loads: int | None) -> None:
+    """pandas writes a count as 4.0 when its column has gaps: a whole number is read, 1e23 is
+    out of range, 4.5 and nan are not counts."""
+    path = trace_file(tmp_path, PLAIN, f"9,physics,0,3600,{count},,0,")
+    if loads:
+        assert list(load_trace(path).accelerators) == [loads]
+    elif count == "1e23":
+        refused(load_trace, path, "line 2: accelerators '1e23' " + COUNT_RANGE)
+    else:
+        refused(load_trace, path, f"line 2: accelerators must be an integer, not '{count}'")
 
 
 @by_name

@@ -75,7 +75,7 @@ class Trace:
     kind: str
     submit: array[float] = field(default_factory=lambda: array("d"))
     runtime: array[float] = field(default_factory=lambda: array("d"))
-    accelerators: array[int] = field(default_factory=lambda: array("q"))
+    accelerators: array[int] = field(default_factory=lambda: array("i"))
     tenant: list[str] = field(default_factory=list)
     # Allowed accelerator classes, e.g. ("V100M16", "V100M32"); () means any class.
     classes: list[tuple[str, ...]] = field(default_factory=list)
@@ -153,11 +153,20 @@ class _Row:
         return self.table.error(message)
 
     def integer(self, column: str) -> int:
+        """A whole number, also written as 8.0 or 1e23 (pandas writes a count as 8.0 when its
+        column has gaps); the caller bounds it."""
         text = self.text(column)
         try:
             return int(text)
-        except ValueError:  # also a number of more than 4,300 digits
-            raise self.error(f"{column} must be an integer, not {shown(text)}") from None
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not value.is_integer():  # also NaN, infinities and 4,300 digits or more
+            raise self.error(f"{column} must be an integer, not {shown(text)}")
+        return int(value)
 
     def accelerators(self, column: str, *, ceiling: int = MAX_ACCELERATORS) -> int:
         count = self.integer(column)
