@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from commonlab.cli.client import CliError
@@ -252,7 +260,7 @@ def _load_traces(paths: list[Path]) -> list[Any]:
     if "progress" not in inspect.signature(load_trace).parameters:
         return [load_trace(path) for path in paths]
     traces = []
-    with _progress() as progress:
+    with _progress(DownloadColumn()) as progress:  # bytes read of the file's size
         for path in paths:
 
             def read(done: int, total: int, name: str = path.name) -> None:
@@ -263,11 +271,15 @@ def _load_traces(paths: list[Path]) -> list[Any]:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str, int, int], None]]:
+def _progress(
+    count: ProgressColumn | None = None,
+) -> Iterator[Callable[[str, int, int], None]]:
+    """A transient bar per name: progress(name, done, total); `count` shows done of total
+    (jobs by default)."""
     with Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        count or MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
