@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The engine as issue 19 found it (policy caps and checkpoints in, no deep-queue work yet).
+DEEP_BASELINE = "61645e8"
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
 
 from commonlab.simulator.engine import EngineSettings  # noqa: E402
@@ -63,16 +65,58 @@ def _in_child(fn, *args):
 
 
 def _simulate(engine: str):
-    """The engine to run: the package's, or the one before issue 14 split it (the baseline
-    kept in bench/simulator_engine_before.py)."""
+    """The engine to run: "split" (the package's), "before" (the one before issue 14 split
+    it, kept in bench/simulator_engine_before.py) or the folder of one `_engine_at` made."""
+    if engine == "split":
+        from commonlab.simulator.engine import simulate
+
+        return simulate
     if engine == "before":
         sys.path.insert(0, str(ROOT / "bench"))
         from simulator_engine_before import simulate as before
 
         return before
-    from commonlab.simulator.engine import simulate
+    import importlib
 
-    return simulate
+    folder = Path(engine)
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(folder.name).simulate
+
+
+# What issue 19 changed for deep queues: the parts `_engine_at` takes from the baseline.
+DEEP_PARTS = ("backfill.py", "loop.py", "main_pass.py", "placement.py", "queues.py")
+
+
+def _engine_at(revision: str) -> Path:
+    """The package's engine with its DEEP_PARTS as they were at git `revision`, written
+    into build/ as a package of its own (its imports of itself renamed), so that it runs
+    beside the package's engine in one process, with the same policies and metrics (which
+    keep changing under other work: only the parts timed go back)."""
+    import shutil
+    import subprocess
+
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", f"{revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    name = f"engine_at_{commit}"
+    target = ROOT / "build" / "bench-engines" / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    inside = "src/commonlab/simulator/engine"
+    for source in (ROOT / inside).glob("*.py"):
+        text = source.read_text()
+        if source.name in DEEP_PARTS:
+            text = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{commit}:{inside}/{source.name}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        (target / source.name).write_text(text.replace("commonlab.simulator.engine", name))
+    return target
 
 
 def _one(scenario, policy: str, settings: EngineSettings, engine: str = "split") -> dict:
@@ -89,6 +133,10 @@ def _one(scenario, policy: str, settings: EngineSettings, engine: str = "split")
         settings=settings,
     )
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    if not hasattr(outcome, "cut_kept"):
+        import numpy as np
+
+        outcome.cut_kept = np.zeros(0)  # the engine before issue 14 had no checkpoints
     figures = measure(workload, outcome, capacity=scenario.capacity, entitled=entitled)
     figures["seconds"] = seconds
     figures["cpu_seconds"] = cpu
@@ -168,8 +216,8 @@ def _study(args: argparse.Namespace, jobs: int | None = None) -> Any:
 
 def _deep(args: argparse.Namespace) -> Any:
     """The deep-queue workload: --jobs seeded jobs on examples/fleet-100k.toml at --load,
-    runtimes lognormal from minutes to two weeks (median 30 min), gangs of 1 to 1/8 of the
-    fleet (mostly small: each doubling a little over half as likely), one in five bound to
+    runtimes lognormal from minutes to two weeks (median 2 h), gangs of 1 to 1/8 of the
+    fleet (mostly small: each doubling 0.45 times as likely), one in five bound to
     H100s, small gangs often inside one domain, 220 tenants in the regulation's 11 pools.
     Above load 1 the queue grows all run long: tens of thousands wait."""
     import numpy as np
@@ -184,9 +232,9 @@ def _deep(args: argparse.Namespace) -> Any:
     parts_capacity = fleet.accelerators
     n = args.jobs
     largest = int(np.log2(parts_capacity // 8))
-    doubling = 0.55 ** np.arange(largest + 1)
+    doubling = 0.45 ** np.arange(largest + 1)
     sizes = 2 ** rng.choice(largest + 1, n, p=doubling / doubling.sum())
-    runtime = np.clip(rng.lognormal(np.log(1800), 2.0, n), 120, 14 * 86_400).round()
+    runtime = np.clip(rng.lognormal(np.log(7200), 2.0, n), 120, 14 * 86_400).round()
     tenants = 20 * len(shares.pools)
     tenant = rng.zipf(1.3, n) % tenants
     trace = Trace(
@@ -254,8 +302,8 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def deep(args: argparse.Namespace) -> None:
-    """The deep-queue workload under every policy; with --compare, beside the engine before
-    issue 14 (which deep queues slowed as they slow the engine before issue 19)."""
+    """The deep-queue workload under every policy at backfill window --window; with
+    --compare, the engine at --baseline beside the package's."""
     began = time.perf_counter()
     scenario = _deep(args)
     print(
@@ -267,7 +315,7 @@ def deep(args: argparse.Namespace) -> None:
     print(f"backfill window {args.window}\n")
     settings = EngineSettings(backfill_window=args.window)
     if args.compare:
-        _compare(args, scenario, settings)
+        _compare(args, scenario, settings, baseline=args.baseline)
         return
     print(
         f"{'policy':<24}{'jobs':>10}{'seconds':>9}{'jobs/s':>9}{'peak MiB':>10}"
@@ -280,29 +328,42 @@ def deep(args: argparse.Namespace) -> None:
 
 
 def _compare(
-    args: argparse.Namespace, scenario, settings: EngineSettings = EngineSettings()
+    args: argparse.Namespace,
+    scenario,
+    settings: EngineSettings = EngineSettings(),
+    baseline: str = "before",
 ) -> None:
-    """Each policy under the engine before the split and the split one, alternating, each
-    run in a forked process; per engine the median of --repeat runs (wall and CPU seconds:
-    the machine is shared, and CPU time is what the engine itself spent), their ratio, and
-    whether every run gave the same results."""
+    """Each policy under the `baseline` engine (see `_simulate`) and the package's,
+    alternating, each run in a forked process; per engine the median of --repeat runs (wall
+    and CPU seconds: the machine is shared, and CPU time is what the engine itself spent),
+    their ratio, jobs per CPU second, and whether every run gave the same results."""
+    if baseline == "before":
+        print("before: the engine before issue 14 split it")
+    else:
+        print(f"before: the engine with its {', '.join(DEEP_PARTS)} as at {baseline}")
+        baseline = str(_engine_at(baseline))
     print(
-        f"{'policy':<18}{'before s':>10}{'split s':>10}{'ratio':>8}"
-        f"{'before CPU s':>14}{'split CPU s':>13}{'ratio':>8}{'results':>11}"
+        f"{'policy':<18}{'before s':>10}{'now s':>10}{'ratio':>8}"
+        f"{'before CPU s':>14}{'now CPU s':>13}{'ratio':>8}{'before jobs/s':>15}"
+        f"{'now jobs/s':>12}{'waiting':>9}{'>=10k':>7}{'results':>11}"
     )
+    jobs = len(scenario.workload)
     for policy in args.policies:
-        runs: dict[str, list[dict]] = {"before": [], "split": []}
+        runs: dict[str, list[dict]] = {baseline: [], "split": []}
         for _ in range(args.repeat):
-            for engine in ("before", "split"):
+            for engine in (baseline, "split"):
                 figures, _ = _in_child(_one, scenario, policy, settings, engine)
                 runs[engine].append(figures)
         wall = {e: statistics.median(f["seconds"] for f in runs[e]) for e in runs}
         cpu = {e: statistics.median(f["cpu_seconds"] for f in runs[e]) for e in runs}
         same = len({f["digest"] for e in runs for f in runs[e]}) == 1
+        now = runs["split"][0]
         print(
-            f"{policy:<18}{wall['before']:>10.1f}{wall['split']:>10.1f}"
-            f"{wall['split'] / wall['before']:>8.3f}{cpu['before']:>14.1f}{cpu['split']:>13.1f}"
-            f"{cpu['split'] / cpu['before']:>8.3f}{'identical' if same else 'DIFFER':>11}",
+            f"{policy:<18}{wall[baseline]:>10.1f}{wall['split']:>10.1f}"
+            f"{wall['split'] / wall[baseline]:>8.3f}{cpu[baseline]:>14.1f}{cpu['split']:>13.1f}"
+            f"{cpu['split'] / cpu[baseline]:>8.3f}{jobs / cpu[baseline]:>15,.0f}"
+            f"{jobs / cpu['split']:>12,.0f}{now['waiting_median']:>9,.0f}"
+            f"{now['waiting_10k']:>7.0%}{'identical' if same else 'DIFFER':>11}",
             flush=True,
         )
 
@@ -489,7 +550,16 @@ def main() -> None:
         nargs="+",
         default=["fifo", "multifactor", "drf", "commonlab", "multifactor-size"],
     )
-    d.add_argument("--compare", action="store_true", help="beside the engine before issue 14")
+    d.add_argument(
+        "--compare",
+        action="store_true",
+        help="time the engine at --baseline beside the package's",
+    )
+    d.add_argument(
+        "--baseline",
+        default=DEEP_BASELINE,
+        help="git revision of the engine to compare with (default: as issue 19 found it)",
+    )
     d.add_argument("--repeat", type=int, default=1, help="runs of each engine with --compare")
     f = sub.add_parser("fidelity")
     f.add_argument("--sweep", type=int, nargs="*", default=[512, 128, 64, 56, 48, 40, 32])

@@ -88,6 +88,13 @@ class Backfill:
         reserved_part, reserved_until, spare = -1, math.inf, -1
         reserved, reserved_job = False, -1
         touched = set()
+        # The smallest size found to fit none of a set of eligible partitions but the
+        # reserved one (per set; jobs bound to one domain apart), and the smallest found not
+        # to fit the reserved partition (per binding).
+        unfit_any: dict[tuple[int, ...], int] = {}
+        unfit_whole: dict[tuple[int, ...], int] = {}
+        unfit_reserved = {False: math.inf, True: math.inf}
+        avoid: set[int] = set()
         # Per queue whose scan skipped started runs: how far the pass read it.
         read_to: dict[int, int] = {}
         now = engine.state.now
@@ -127,14 +134,26 @@ class Backfill:
                     reserved_until, reserved_part, spare = self.reservation(j)
                 reserved = True
                 reserved_job = j
+                avoid = {reserved_part}
                 continue
-            # Prefer partitions the reservation does not need; else fit around it.
-            p = choose(j, {reserved_part})
-            if p < 0 and reserved_part in eligible[j] and fits(j, reserved_part):
-                if now + runtime[j] <= reserved_until:
+            # Prefer partitions the reservation does not need; else fit around it. Nothing
+            # ends during a pass, so a size that fits nowhere stays unfit for the rest of it
+            # and so does any larger one: such jobs are turned away without a search.
+            need, whole = size[j], one_domain[j]
+            parts = eligible[j]
+            unfit = unfit_whole if whole else unfit_any
+            p = -1
+            if need < unfit.get(parts, need + 1):
+                p = choose(j, avoid)
+                if p < 0:
+                    unfit[parts] = need
+            if p < 0 and reserved_part in parts and need < unfit_reserved[whole]:
+                if not fits(j, reserved_part):
+                    unfit_reserved[whole] = need
+                elif now + runtime[j] <= reserved_until:
                     p = reserved_part
-                elif not one_domain[j] and size[j] <= spare:
-                    spare -= size[j]
+                elif not whole and need <= spare:
+                    spare -= need
                     p = reserved_part
             if p >= 0:
                 start(j, p)
