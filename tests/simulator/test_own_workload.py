@@ -95,6 +95,7 @@ def test_the_export_holds_each_job_with_its_pool_and_loads_as_a_trace(
     text = response.text
     for project in (finished["project"], *(p.name for p in contained)):
         assert project not in text
+    assert "secret-run" not in text and finished["name"] not in text
     rows = {int(r["job_id"]): r for r in csv.DictReader(io.StringIO(text))}
     assert set(rows) == {finished["id"], *hidden}
     ours = rows[finished["id"]]
