@@ -94,14 +94,14 @@ def test_a_job_that_could_not_start_anyway_is_no_demand() -> None:
     assert plans["cpu"].preempt == [] and plans["cpu"].caps == {"IT": None, "FR": None}
 
 
-def test_gpu_jobs_are_planned_apart_from_cpu_jobs() -> None:
+def test_on_gpus_only_gpu_jobs_are_planned() -> None:
     gpus = [
         _running(1, "x-p-alpha", 0, cpu=8, **{"gres/gpu": 2}),
         _running(2, "x-p-alpha", 10, cpu=8, **{"gres/gpu": 2}),
         _pending(3, "x-p-beta", cpu=8, **{"gres/gpu": 2}),
     ]
-    plans, held, _ = _plan([*gpus, _running(5, "x-p-beta", 0, cpu=1)], {"gres/gpu": 4, "cpu": 2})
+    plans, held, _ = _plan([*gpus, _running(5, "x-p-beta", 0, cpu=1)], {"gres/gpu": 4})
 
-    assert held == {"gres/gpu": {"IT": 4}, "cpu": {"FR": 1}}
+    assert held == {"gres/gpu": {"IT": 4}}  # France's CPU job is no GPU
+    assert list(plans) == ["gres/gpu"]
     assert plans["gres/gpu"].preempt == [2] and plans["gres/gpu"].caps["IT"] == 2
-    assert plans["cpu"].preempt == [] and plans["cpu"].caps == {"IT": None, "FR": None}

@@ -277,12 +277,15 @@ def steer_shares(
         if len(capacity) == 1
         else {}
     )
+    # A cpu= cap would count the CPUs of a state's GPU jobs too and could hold them back: on a
+    # fleet with GPUs, only GPUs are capped and reclaimed (CPU partitions keep Fairshare).
+    reclaimed = {"gres/gpu": capacity["gres/gpu"]} if "gres/gpu" in capacity else capacity
     plans, held, runs = _plan_reclaim(
         actual,
         runner.queue(),
         prefix=prefix,
         entitled=shares,
-        capacity=capacity,
+        capacity=reclaimed,
         credit=credit,
         preempted=preempted,
         settings=reclaim,
