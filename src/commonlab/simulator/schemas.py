@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from commonlab.bounded import Int64
+from commonlab.compute.workload_export import MAX_DAYS
 from commonlab.regulation.document import Percent
 from commonlab.schemas import Input
 
@@ -27,8 +28,8 @@ __all__ = [
 
 MAX_POOLS = 100
 MAX_JOBS = 100_000_000
-# The longest window of its own jobs a facility exports at once (`compute.workload_export`).
-MAX_WINDOW = timedelta(days=366)
+# The longest window of its own jobs a facility exports at once.
+MAX_WINDOW = timedelta(days=MAX_DAYS)
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Hours = Annotated[float, Field(ge=0, le=1e7)]
