@@ -69,6 +69,7 @@ def test_the_page_says_which_workload_was_replayed(client, operator):
         assert response.status_code == 201, response.text
         text = _text(client.get(f"/motions/{motion}").text)
         assert f"Workload: {said}." in text
+        assert "Replayed: jobs.csv; contribution scale" in text
         assert "Utilisation 80.0% 80.0%" in text
 
 
