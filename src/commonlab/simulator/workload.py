@@ -236,14 +236,14 @@ def build_workload(
             "tenant) pairs dealt round-robin (tenants by name) to the pools"
         )
         how.append(dealt_what)
-    if not mapping and len(pools) > 1:
-        warnings.append(
-            "no --map, --map-file or --trace-pool: pools dealt round-robin by file order, so "
-            "each pool's demand is an accident of ordering"
-            + (" and stacked copies give every pool about the same demand" if copies > 1 else "")
-            + ": "
-            + _demand_spread(columns, len(pools))
-        )
+        if len(pools) > 1:
+            stacked = " and stacked copies give every pool about the same demand"
+            warnings.append(
+                "no --map, --map-file or --trace-pool: pools dealt round-robin by file order, "
+                "so each pool's demand is an accident of ordering"
+                + (stacked if copies > 1 else "")
+                + f": {_demand_spread(columns, len(pools))}"
+            )
     idle = [p for i, p in enumerate(pools) if not np.any(columns["pool"] == i)]
     if idle:
         warnings.append(
@@ -257,21 +257,7 @@ def build_workload(
             f"{size_scale}n; a one-node task stays inside one interconnect domain)"
         )
     if max_runtime:
-        cut = columns["runtime"] > max_runtime
-        asked = float(np.dot(columns["accelerators"], columns["runtime"]))
-        removed = float(np.dot(columns["accelerators"][cut], columns["runtime"][cut] - max_runtime))
-        columns["runtime"] = np.minimum(columns["runtime"], max_runtime)
-        how.append(
-            f"runtimes cut to at most {max_runtime / 3600:g} h (maximum job time): "
-            f"{int(cut.sum()):,} jobs cut"
-        )
-        if cut.any():
-            warnings.append(
-                f"the {max_runtime / 3600:g} h runtime cut shortened {int(cut.sum()):,} jobs "
-                f"({cut.mean():.1%} of the jobs) and removed {removed / 3600:,.0f} "
-                f"accelerator-hours ({removed / asked:.1%} of the work asked): "
-                "--max-runtime-h 0 keeps every job whole"
-            )
+        how.append(_cut_runtimes(columns, max_runtime, warnings))
     if load is not None:
         if not accelerators or load <= 0:
             raise InvalidInput("--load needs a positive load and a fleet with accelerators")
@@ -317,6 +303,27 @@ def build_workload(
         how=how,
         warnings=warnings,
         offered_load=offered,
+    )
+
+
+def _cut_runtimes(columns: dict[str, np.ndarray], max_runtime: float, warnings: list[str]) -> str:
+    """Cut runtimes to `max_runtime` in place; returns the how-line, and adds a warning with
+    the work removed when the cut shortened any job."""
+    runtime, acc = columns["runtime"], columns["accelerators"]
+    cut = runtime > max_runtime
+    asked = float(np.dot(acc, runtime))
+    removed = float(np.dot(acc[cut], runtime[cut] - max_runtime))
+    columns["runtime"] = np.minimum(runtime, max_runtime)
+    if cut.any():
+        warnings.append(
+            f"the {max_runtime / HOUR:g} h runtime cut shortened {int(cut.sum()):,} jobs "
+            f"({cut.mean():.1%} of the jobs) and removed {removed / HOUR:,.0f} "
+            f"accelerator-hours ({removed / asked:.1%} of the work asked): "
+            "--max-runtime-h 0 keeps every job whole"
+        )
+    return (
+        f"runtimes cut to at most {max_runtime / HOUR:g} h (maximum job time): "
+        f"{int(cut.sum()):,} jobs cut"
     )
 
 
