@@ -123,6 +123,8 @@ def _print(report: dict[str, Any]) -> None:
             )
         figures.add_section()
     console.print(figures)
+    if len(report["regimes"]) == 1:
+        _print_pools(report["regimes"][0])
     targets = Table(title="commonlab's targets per regime", title_justify="left")
     for column in ("regime", "target", "verdict", "figures"):
         targets.add_column(column, overflow="fold")
@@ -137,6 +139,21 @@ def _print(report: dict[str, Any]) -> None:
             )
         targets.add_section()
     console.print(targets)
+
+
+def _print_pools(entry: dict[str, Any]) -> None:
+    """One regime's largest weekly deviation per pool and policy: which state is short."""
+    per_policy = entry["per_pool_weekly"]
+    table = Table(
+        title=f"{entry['regime']}: largest weekly deviation from the fair share per pool, points",
+        title_justify="left",
+    )
+    table.add_column("pool")
+    for name in per_policy:
+        table.add_column(name, justify="right")
+    for pool in next(iter(per_policy.values()), {}):
+        table.add_row(pool, *(f"{100 * rows[pool]:+.2f}" for rows in per_policy.values()))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
