@@ -78,6 +78,9 @@ def test_simulate_compares_policies_and_writes_report_and_charts(
         assert set(figures["per_pool"]) == set(demand)
     for name in ("policies", "demand", "weekly", "shares", "fidelity-fifo"):
         assert (out / f"{name}.svg").stat().st_size > 0
+    fidelity_chart = (out / "fidelity-fifo.svg").read_text()
+    assert "simulated (fifo) against recorded" in fidelity_chart
+    assert "trace: jobs.csv" in fidelity_chart and "fleet: 16 accelerators" in fidelity_chart
 
 
 def test_simulate_reports_bad_input_on_one_line(
