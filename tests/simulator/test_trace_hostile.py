@@ -285,8 +285,12 @@ NODES = "sn,cpu_milli,memory_mib,gpu,model\n"
         (NODES.encode() + b"n" * 100_000, ["line 2: longer than 64 KiB"]),
         (b"", ["empty file"]),
         (NODES.encode(), ["a header line and no nodes"]),
+        (
+            (NODES + "n1,1,1,8,V100\nn2,1,1,8,V100\nn1,1,1,8,V100\n").encode(),
+            ["line 4: sn 'n1' repeats line 2"],
+        ),
     ],
-    ids=["binary", "latin1", "huge", "nan", "long-line", "empty", "header-only"],
+    ids=["binary", "latin1", "huge", "nan", "long-line", "empty", "header-only", "duplicate"],
 )
 def test_a_hostile_node_list_is_refused(tmp_path: Path, data: bytes, words: list[str]) -> None:
     refused(load_fleet, write(tmp_path, "nodes.csv", data), *words)

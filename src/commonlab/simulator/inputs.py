@@ -86,11 +86,16 @@ def read_node_list(path: Path) -> Counter[tuple[str, int]]:
     """How many nodes of each (GPU model, GPUs per node) a node list holds; nodes without
     GPUs are left out."""
     groups: Counter[tuple[str, int]] = Counter()
+    seen: dict[str, int] = {}  # node name -> its line: a node listed twice would count twice
     with Table(
         path, what="node list", rows_are="nodes", delimiter=",", required=NODE_LIST_COLUMNS
     ) as table:
-        gpu_at, model_at = table.index["gpu"], table.index["model"]
-        for _, fields in table:
+        name_at, gpu_at, model_at = (table.index[c] for c in ("sn", "gpu", "model"))
+        for line, fields in table:
+            name = fields[name_at].strip()
+            if name in seen:
+                raise table.error(f"sn {shown(name)} repeats line {seen[name]}; each node once")
+            seen[name] = line
             text = fields[gpu_at].strip()
             try:
                 gpus = int(text)
