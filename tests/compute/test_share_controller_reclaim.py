@@ -139,7 +139,24 @@ def test_a_gang_larger_than_the_deficit_reclaims_nothing() -> None:
     )
     assert plan.reclaim_for == {}
     assert plan.preempt == []
-    assert plan.caps["b"] == 50  # but b starts nothing more until a's gang runs
+    # But b starts nothing more: a's gang fits a's target (50) and runs when b's end.
+    assert plan.caps == {"a": None, "b": 50}
+    assert plan.under_served == ["a"]
+
+
+def test_a_gang_larger_than_its_pools_target_holds_nobody_back() -> None:
+    # a's target is 20 of 100: a gang of 64 would never run within it; capping b for it
+    # would idle what b leaves.
+    plan = plan_reclaim(
+        capacity=100,
+        entitled={"a": 0.2, "b": 0.8},
+        running=runs("a", [10]) + runs("b", [10] * 9),
+        waiting={"a": [64], "b": [10]},
+        settings=ReclaimSettings(budget=1.0),
+    )
+    assert plan.under_served == ["a"]
+    assert plan.caps == {"a": None, "b": None}
+    assert plan.preempt == []
 
 
 def test_credit_moves_targets_within_bounds() -> None:

@@ -152,10 +152,14 @@ class ReclaimSettings:
     its target is its fair split plus credit / repay_s;
     repay_max: the repayment moves a target by at most this fraction of its fair split;
     caps: whether pools at or above their target may start more work while an under-served
-    pool waits (Slurm GrpTRES on the member-state account)."""
+    pool waits (Slurm GrpTRES on the member-state account);
+    preempt_above: preemption reclaims only for a pool short of its target by more than
+    this fraction of what is delivered; smaller shortfalls wait for running jobs to end
+    under the caps (a preemption loses the work since the last checkpoint and a restart)."""
 
     budget: float = 0.05
     tolerance: float = 0.005
+    preempt_above: float = 0.0
     repay_s: float = 86_400.0
     repay_max: float = 0.5
     caps: bool = True
@@ -166,10 +170,11 @@ class ReclaimSettings:
             and 0 <= self.tolerance < 1
             and self.repay_s > 0
             and 0 <= self.repay_max <= 1
+            and 0 <= self.preempt_above < 1
         ):
             raise InvalidInput(
-                "reclaim settings need 0 <= budget <= 1, 0 <= tolerance < 1, repay_s > 0 "
-                "and 0 <= repay_max <= 1"
+                "reclaim settings need 0 <= budget <= 1, 0 <= tolerance < 1, repay_s > 0, "
+                "0 <= repay_max <= 1 and 0 <= preempt_above < 1"
             )
 
 
@@ -179,12 +184,15 @@ class ReclaimPlan:
     pool holds lets its running jobs finish and starts none. preempt: the jobs to requeue,
     newest first. reclaim_for: per under-served pool with work waiting, the accelerators
     of its waiting jobs (in queue order) the plan makes room for. targets: each pool's
-    target in accelerators (its fair split of what is delivered, moved by its credit)."""
+    target in accelerators (its fair split of what is delivered, moved by its credit).
+    under_served: the pools with work waiting below their targets, most under-served
+    first."""
 
     caps: dict[str, int | None]
     preempt: list[Hashable]
     reclaim_for: dict[str, int]
     targets: dict[str, float] = field(default_factory=dict)
+    under_served: list[str] = field(default_factory=list)
 
 
 def plan_reclaim(
@@ -196,6 +204,7 @@ def plan_reclaim(
     credit: Mapping[str, float] | None = None,
     preempted_last_hour: float = 0.0,
     in_use: Mapping[str, float] | None = None,
+    queued: Mapping[str, float] | None = None,
     settings: ReclaimSettings = ReclaimSettings(),
 ) -> ReclaimPlan:
     """Caps and preemptions that bring every pool with work waiting to its fair split.
@@ -205,20 +214,27 @@ def plan_reclaim(
     `in_use` gives what each pool holds in all); `waiting`: per pool the accelerators of
     its waiting jobs in queue order; `credit`: per pool accelerator-seconds owed (+) or
     received beyond its fair split (-) so far (the weekly integral the metric measures);
-    `preempted_last_hour`: accelerators preempted in the last hour, against the budget.
+    `preempted_last_hour`: accelerators preempted in the last hour, against the budget;
+    `queued`: per pool the accelerators of all its waiting jobs, when `waiting` lists only
+    the first of them.
 
     A pool's target is its water-filled fair split of what is delivered (`fair_split` over
-    what each pool holds plus what it waits for), moved by its credit. While some pool with
-    work waiting holds less than its target (by more than the tolerance), every pool at or
-    above its target is capped at its target, so freed capacity goes to the under-served;
-    with nobody under-served there are no caps (work conservation). Each under-served pool
-    reclaims room for its waiting jobs in queue order up to its deficit (a job that would
-    overshoot by more than half its size waits); what free capacity does not cover is
-    taken by preempting the newest runs of pools above their targets, never one that would
-    leave its pool below its target, within the hourly budget."""
+    what each pool holds plus what it waits for), moved by its credit. A pool with work
+    waiting that holds less than its target (by more than the tolerance) is under-served,
+    and reclaims room for its waiting jobs in queue order up to its shortfall (a job that
+    would overshoot by more than half its size waits: a gang larger than what the pool is
+    owed does not displace others). While some under-served pool's next job fits its
+    target so, every pool at or above its target is capped at it, so freed capacity goes
+    to the under-served; otherwise there are no caps (work conservation: capping others
+    for a job larger than its pool's whole target would idle the machine; with nobody
+    under-served, nothing is capped). What free capacity does not cover, for pools short
+    by more than
+    `preempt_above`, is taken by preempting the newest runs of pools above their targets,
+    never one that would leave its pool below its target, within the hourly budget."""
     if capacity <= 0:
         raise InvalidInput(f"capacity must be a positive number of accelerators, not {capacity}")
-    unknown = {r.pool for r in running} | set(waiting) | set(credit or {}) | set(in_use or {})
+    unknown = {r.pool for r in running} | set(waiting) | set(credit or {})
+    unknown |= set(in_use or {}) | set(queued or {})
     unknown -= set(entitled)
     if unknown:
         raise InvalidInput(f"pools without an entitlement: {', '.join(sorted(unknown))}")
@@ -233,40 +249,50 @@ def plan_reclaim(
             held[r.pool] += r.accelerators
     else:
         held = {p: float(in_use.get(p, 0.0)) for p in entitled}
-    queued = {p: float(sum(waiting.get(p, ()))) for p in entitled}
+    if queued is None:
+        asked = {p: float(sum(waiting.get(p, ()))) for p in entitled}
+    else:
+        asked = {p: float(queued.get(p, 0.0)) for p in entitled}
     delivered = sum(held.values())
     fair = fair_split(
-        delivered, entitled=entitled, demand={p: held[p] + queued[p] for p in entitled}
+        delivered, entitled=entitled, demand={p: held[p] + asked[p] for p in entitled}
     )
     targets = {}
     for pool, share in fair.items():
         repay = credit.get(pool, 0.0) / settings.repay_s
         bound = settings.repay_max * share
-        demand = held[pool] + queued[pool]
+        demand = held[pool] + asked[pool]
         targets[pool] = min(demand, max(0.0, share + min(bound, max(-bound, repay))))
     slack = settings.tolerance * delivered
     under = sorted(
-        (p for p in entitled if queued[p] and held[p] < targets[p] - slack),
+        (p for p in entitled if asked[p] and held[p] < targets[p] - slack),
         key=lambda p: held[p] / targets[p],
     )
     caps: dict[str, int | None] = dict.fromkeys(entitled)
     reclaim_for: dict[str, int] = {}
     if not under:
         return ReclaimPlan(caps=caps, preempt=[], reclaim_for=reclaim_for, targets=targets)
-    if settings.caps:
-        for pool in entitled:
-            if held[pool] >= targets[pool]:
-                caps[pool] = math.floor(targets[pool])
     for pool in under:
         deficit = targets[pool] - held[pool]
         room = 0
         for size in waiting.get(pool, ()):
-            if room + size - deficit > size / 2:
+            if not _within(room + size, deficit, size):
                 break
             room += size
         if room:
             reclaim_for[pool] = room
-    need = sum(reclaim_for.values()) - (capacity - delivered)
+    # A pool whose next job is larger than its whole target is not served by holding the
+    # others back: the capacity they leave would idle.
+    servable = any(
+        waiting.get(pool) and _within(waiting[pool][0], targets[pool], waiting[pool][0])
+        for pool in under
+    )
+    if settings.caps and servable:
+        for pool in entitled:
+            if held[pool] >= targets[pool]:
+                caps[pool] = math.floor(targets[pool])
+    urgent = [p for p in reclaim_for if targets[p] - held[p] > settings.preempt_above * delivered]
+    need = sum(reclaim_for[p] for p in urgent) - (capacity - delivered)
     allowance = settings.budget * capacity - preempted_last_hour
     preempt: list[Hashable] = []
     spare = {p: held[p] - targets[p] for p in entitled}
@@ -279,4 +305,12 @@ def plan_reclaim(
         spare[r.pool] -= r.accelerators
         allowance -= r.accelerators
         need -= r.accelerators
-    return ReclaimPlan(caps=caps, preempt=preempt, reclaim_for=reclaim_for, targets=targets)
+    return ReclaimPlan(
+        caps=caps, preempt=preempt, reclaim_for=reclaim_for, targets=targets, under_served=under
+    )
+
+
+def _within(total: float, allowance: float, size: float) -> bool:
+    """Whether `total` accelerators, the last job of `size`, overshoot `allowance` by at
+    most half that job (the nearest whole job)."""
+    return total - allowance <= size / 2

@@ -290,6 +290,12 @@ def measure(
     def work_until(limit: float) -> tuple[np.ndarray, float]:
         done = acc * (np.clip(end, None, limit) - np.clip(start, None, limit))
         cut = np.clip(outcome.cut_end, None, limit) - np.clip(outcome.cut_start, None, limit)
+        if len(outcome.cut_kept) == len(cut):
+            # The work a cut run's checkpoint kept is done (its job resumed from there).
+            kept_until = np.clip(outcome.cut_start + outcome.cut_kept, None, limit)
+            kept = kept_until - np.clip(outcome.cut_start, None, limit)
+            np.add.at(done, outcome.cut_job, cut_acc * kept)
+            cut = cut - kept
         return done, float(np.dot(cut_acc, cut))
 
     arrivals = float(submit.max()) if len(workload) else 0.0
@@ -298,9 +304,12 @@ def measure(
     horizon = float(start.max()) if len(workload) else 0.0
     done_in_horizon, lost_in_horizon = work_until(horizon)
     in_horizon = float(done_in_horizon.sum())
+    held_by_cut = outcome.cut_end - outcome.cut_start
+    if len(outcome.cut_kept) == len(held_by_cut):
+        held_by_cut = held_by_cut - outcome.cut_kept
     lost_by_pool = np.bincount(
         workload.pool[outcome.cut_job],
-        weights=cut_acc * (outcome.cut_end - outcome.cut_start),
+        weights=cut_acc * held_by_cut,
         minlength=len(workload.pools),
     )
     cuts_by_pool = np.bincount(workload.pool[outcome.cut_job], minlength=len(workload.pools))

@@ -4,16 +4,29 @@ borrowing (Kueue cohorts), and commonlab's: multifactor steered by the share con
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Callable
+
 import numpy as np
 
-from commonlab.compute.share_controller import ControllerSettings, fair_split, next_weights
+from commonlab.compute.share_controller import (
+    ControllerSettings,
+    ReclaimSettings,
+    Running,
+    fair_split,
+    next_weights,
+    plan_reclaim,
+)
 from commonlab.errors import InvalidInput
 from commonlab.simulator.engine import Policy, State
+from commonlab.simulator.engine.policy import RunningRuns
 from commonlab.simulator.fairtree import fair_tree_factors
 
 __all__ = [
     "JOB_SIZE_WEIGHT",
     "POLICIES",
+    "RECLAIM",
     "CommonlabPolicy",
     "DominantResourceFair",
     "FifoBackfill",
@@ -165,32 +178,49 @@ class MultifactorJobSize(Multifactor):
     w_jobsize = JOB_SIZE_WEIGHT
 
 
-class CommonlabPolicy(_ReclaimQuota, Multifactor):
-    """Multifactor whose pool shares are the share controller's weights: what production
-    does by setting the member-state accounts' Fairshare; with Slurm's job-size factor
-    favouring small jobs (PriorityWeightJobSize = JOB_SIZE_WEIGHT, PriorityFavorSmall=YES).
+# commonlab's reclaim settings (docs/simulator.md, "The policies").
+RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.02)
+
+
+class CommonlabPolicy(Multifactor):
+    """Multifactor whose pool shares are the share controller's weights, with caps and
+    bounded reclaim by the controller's plan: what production does by setting the
+    member-state accounts' Fairshare and GrpTRES and requeueing the jobs the plan names;
+    with Slurm's job-size factor favouring small jobs (PriorityWeightJobSize =
+    JOB_SIZE_WEIGHT, PriorityFavorSmall=YES).
 
     At every priority recomputation the policy samples, for each pool with work waiting,
     the accelerators it holds and those its entitlement gives it then
     (`controller.fair_split` over running plus waiting accelerators), in sums that decay
     with half-life `memory`; every `window` seconds the controller compares the two and
     moves the pool's weight by a bounded step, leaving it alone while the error is inside
-    the deadband. With `reclaim`, a pool below its entitled quota also preempts as `drf`
-    does (in Slurm: accounts above their share in a preemptable QOS, PreemptMode=REQUEUE);
-    off by default, since the production wiring only sets Fairshare."""
+    the deadband.
+
+    With `reclaim` (the default), at the first reclaim pass after each recomputation the
+    controller's `plan_reclaim` sees what each pool holds and waits for and the credit
+    each is owed (the decayed fair minus received accelerator-time), caps the pools at or
+    above their targets while an under-served pool waits, and names the newest runs to
+    preempt within the hourly budget; a preempted job resumes from its last checkpoint
+    (every `checkpoint_s`, plus `restart_s` to restore it). `reclaim` is True (the
+    settings `RECLAIM`), a `ReclaimSettings`, or None / False: only the weights (the policy
+    before issue 19)."""
 
     name = "commonlab"
     w_jobsize = JOB_SIZE_WEIGHT
     window = 3_600.0
     # Half-life of the sums the controller compares (0: each window on its own).
     memory = 86_400.0
+    # How many waiting jobs of an under-served pool the reclaim plan looks at.
+    plan_depth = 64
 
     def __init__(
         self,
         settings: ControllerSettings | None = None,
         *,
         memory: float | None = None,
-        reclaim: bool = False,
+        reclaim: ReclaimSettings | bool | None = True,
+        checkpoint_s: float | None = 3_600.0,
+        restart_s: float = 300.0,
         job_size_weight: float | None = None,
     ) -> None:
         super().__init__(job_size_weight=job_size_weight)
@@ -199,11 +229,17 @@ class CommonlabPolicy(_ReclaimQuota, Multifactor):
         )
         if memory is not None:
             self.memory = memory
-        self.preempts = reclaim
+        if (checkpoint_s is not None and checkpoint_s <= 0) or restart_s < 0:
+            raise InvalidInput("the checkpoint interval must be > 0 and the restart cost >= 0")
+        if reclaim is True:
+            reclaim = RECLAIM
+        self.reclaim = reclaim or None
+        self.preempts = self.reclaim is not None
+        self.checkpoint_s = checkpoint_s
+        self.restart_s = restart_s
 
     def bind(self, state: State) -> np.ndarray:
         keys = super().bind(state)
-        self._bind_quota(state)
         self._names = [str(p) for p in range(len(state.workload.pools))]
         self._entitled = dict(zip(self._names, state.entitled, strict=True))
         self._got = [0.0] * len(self._names)
@@ -211,6 +247,10 @@ class CommonlabPolicy(_ReclaimQuota, Multifactor):
         self._sampled = 0.0
         self._window_start = 0.0
         self.history: list[tuple[float, list[float]]] = []
+        self.caps = [math.inf] * len(self._names) if self.reclaim is not None else None
+        self._plan_due = False
+        # (when, accelerators) of the runs this policy preempted, for the hourly budget.
+        self._preempted: deque[tuple[float, int]] = deque()
         return keys
 
     def _sample(self, now: float) -> None:
@@ -231,6 +271,7 @@ class CommonlabPolicy(_ReclaimQuota, Multifactor):
 
     def on_tick(self, now: float) -> None:
         self._sample(now)
+        self._plan_due = self.reclaim is not None
         if now - self._window_start >= self.window:
             weights = next_weights(
                 entitled=self._entitled,
@@ -248,6 +289,47 @@ class CommonlabPolicy(_ReclaimQuota, Multifactor):
                 self._got = [0.0] * len(self._names)
                 self._fair = [0.0] * len(self._names)
         super().on_tick(now)
+
+    def evictions(
+        self, running: Callable[[], RunningRuns], waiting: Callable[[int, int], list[int]]
+    ) -> list[int]:
+        if not self._plan_due or self.reclaim is None or self.caps is None:
+            return []
+        self._plan_due = False
+        state, names, now = self.state, self._names, self.state.now
+        while self._preempted and self._preempted[0][0] <= now - 3_600.0:
+            self._preempted.popleft()
+        known = {
+            "capacity": state.capacity,
+            "entitled": self._entitled,
+            "in_use": {n: state.pool_running[p] for p, n in enumerate(names)},
+            "queued": {n: state.pool_queued[p] for p, n in enumerate(names)},
+            "credit": {n: self._fair[p] - self._got[p] for p, n in enumerate(names)},
+            "preempted_last_hour": sum(size for _, size in self._preempted),
+            "settings": self.reclaim,
+        }
+        # What each pool holds and waits for in all says who is under-served; only then
+        # are the running runs and those pools' first waiting jobs listed.
+        plan = plan_reclaim(running=[], waiting={}, **known)
+        if plan.under_served:
+            runs, pools, sizes, starts = running()
+            every = self.checkpoint_s
+            plan = plan_reclaim(
+                running=[
+                    Running(
+                        r, names[p], size, start, (now - start) % every if every else now - start
+                    )
+                    for r, p, size, start in zip(runs, pools, sizes, starts, strict=True)
+                ],
+                waiting={n: waiting(names.index(n), self.plan_depth) for n in plan.under_served},
+                **known,
+            )
+            size_of = dict(zip(runs, sizes, strict=True))
+            self._preempted.extend((now, size_of[r]) for r in plan.preempt)
+        for p, name in enumerate(names):
+            cap = plan.caps[name]
+            self.caps[p] = math.inf if cap is None else cap
+        return [int(r) for r in plan.preempt]
 
 
 class DominantResourceFair(_ReclaimQuota, Policy):

@@ -69,10 +69,13 @@ class Policy(ABC):
         """Whether a running job of `pool` may be preempted now."""
         return False
 
-    def evictions(self, running: Callable[[], RunningRuns]) -> list[int]:
-        """Runs to preempt now by the policy's own plan (at every reclaim pass; `running()`
-        lists the running runs when the policy needs them); the engine queues them again
-        as it does any preempted run."""
+    def evictions(
+        self, running: Callable[[], RunningRuns], waiting: Callable[[int, int], list[int]]
+    ) -> list[int]:
+        """Runs to preempt now by the policy's own plan, at every reclaim pass. When the
+        policy needs them, `running()` lists the running runs and `waiting(pool, n)` the
+        accelerators of the first n waiting runs of a pool, in the order they would start.
+        The engine queues the runs named again as it does any preempted run."""
         return []
 
 

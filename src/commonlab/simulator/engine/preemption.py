@@ -129,6 +129,17 @@ class Preemption:
             [start_time[r] for r in listed],
         )
 
+    def waiting_sizes(self, pool: int, n: int) -> list[int]:
+        """Accelerators of the first `n` waiting runs of `pool`, highest priority first."""
+        queues, size = self.engine.queues, self.engine.runs.size
+        cursor = queues.waiting_heads(self.key_pools[pool])
+        sizes: list[int] = []
+        while cursor and len(sizes) < n:
+            _, _, key, i = heapq.heappop(cursor)
+            sizes.append(size[queues.queue[key][i]])
+            queues.push_next(key, i, cursor)
+        return sizes
+
     def _compact(self) -> None:
         """Drop ended runs from the run lists once they are most of a list."""
         runs = self.engine.runs
@@ -148,7 +159,7 @@ class Preemption:
         size, eligible, pool = runs.size, runs.eligible, runs.pool
         budget = engine.settings.reclaim_depth
         retouch: set[int] = set()
-        for r in policy.evictions(self.running_runs):
+        for r in policy.evictions(self.running_runs, self.waiting_sizes):
             if runs.running[r]:
                 retouch.add(engine.preempt(r))
         for p_pool in policy.reclaimers():
