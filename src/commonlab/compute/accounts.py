@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -409,8 +410,11 @@ def _plan_reclaim(
             asks = job.requested_tres.get(tres, 0)
             if asks:
                 waiting[tres].setdefault(code, []).append(asks)
-    plans = {
-        tres: plan_reclaim(
+    plans = {}
+    for tres in capacity:
+        if free[tres] <= 0:
+            continue  # others' jobs hold it all: nothing to share
+        plan = plan_reclaim(
             capacity=free[tres],
             entitled=entitled,
             running=running[tres],
@@ -420,9 +424,11 @@ def _plan_reclaim(
             in_use=in_use[tres],
             settings=settings,
         )
-        for tres in capacity
-        if free[tres] > 0  # others' jobs hold it all: nothing to share
-    }
+        # A state with no work at all is not capped at nothing: between two steps (an hour
+        # by default) that cap would hold its first job, which the next step makes room for.
+        idle = {c for c in entitled if not in_use[tres][c] and not waiting[tres].get(c)}
+        caps = {code: None if code in idle else cap for code, cap in plan.caps.items()}
+        plans[tres] = replace(plan, caps=caps)
     held = {
         tres: {code: round(n) for code, n in sorted(in_use[tres].items()) if n} for tres in capacity
     }
