@@ -198,3 +198,11 @@ def test_unknown_policies_and_regimes_are_refused_before_anything_runs(capsys):
     with pytest.raises(SystemExit):
         main(["simulate-sweep", "--regime", "nope"])
     assert "error: unknown regime 'nope'" in capsys.readouterr().err
+
+
+def test_largest_gang_replaces_each_regimes_bound_and_a_bad_one_is_one_line(capsys):
+    report = sweep(["llm-gangs"], ["fifo"], quick=True, largest_gang=8)
+    assert report["largest_gang"] == 8 and report["regimes"][0]["largest_gang"] == 8
+    with pytest.raises(SystemExit):
+        main(["simulate-sweep", "--quick", "--regime", "steady-0.7", "--largest-gang", "4096"])
+    assert "largest_gang must be 1 to 64" in capsys.readouterr().err

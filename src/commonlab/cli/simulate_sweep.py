@@ -35,6 +35,10 @@ def simulate_sweep(
         typer.Option(help="a sixteenth of each fleet over 1.5 weeks: seconds, for tests and CI"),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="the generator's seed")] = 0,
+    largest_gang: Annotated[
+        int | None,
+        typer.Option(min=1, help="replace each regime's largest gang (to see what gangs do)"),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="folder for sweep.json and sweep.md (the docs' tables)")
     ] = None,
@@ -52,7 +56,14 @@ def simulate_sweep(
         _print_regimes(scenarios.REGIMES)
         return
     with _progress() as progress:
-        report = sweep(regime or (), policy or POLICIES, quick=quick, seed=seed, progress=progress)
+        report = sweep(
+            regime or (),
+            policy or POLICIES,
+            quick=quick,
+            seed=seed,
+            largest_gang=largest_gang,
+            progress=progress,
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "sweep.json").write_text(json.dumps(report, indent=1))
@@ -105,7 +116,9 @@ def _progress() -> Iterator[Callable[[str, str, int, int], None]]:
 
 def _print(report: dict[str, Any]) -> None:
     figures = Table(
-        title=f"Sweep ({report['size']} size, seed {report['seed']}): {report['regulation']}",
+        title=f"Sweep ({report['size']} size, seed {report['seed']}"
+        + (f", gangs up to {report['largest_gang']}" if report["largest_gang"] else "")
+        + f"): {report['regulation']}",
         title_justify="left",
     )
     for column in ("regime", "jobs", "policy", "weekly dev.", "utilisation", "mean JCT", "p99"):

@@ -5,7 +5,7 @@ not tested, with the reason)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from commonlab.errors import InvalidInput
@@ -208,9 +208,11 @@ def sweep(
     *,
     quick: bool = False,
     seed: int = 0,
+    largest_gang: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The named regimes (all when none is named) at full size or `quick` size."""
+    """The named regimes (all when none is named) at full size or `quick` size;
+    `largest_gang` replaces each regime's bound on gang sizes (to see what gangs do)."""
     if not policies:
         raise InvalidInput("name at least one --policy")
     unknown = [name for name in policies if name not in KNOWN_POLICIES]
@@ -221,9 +223,12 @@ def sweep(
     chosen = [scenarios.regime(n) for n in regimes] if regimes else list(scenarios.REGIMES)
     if quick:
         chosen = [r.quick() for r in chosen]
+    if largest_gang is not None:
+        chosen = [replace(r, largest_gang=largest_gang) for r in chosen]
     return {
         "size": "quick" if quick else "full",
         "seed": seed,
+        "largest_gang": largest_gang,
         "regulation": "five member states, entitled 30/25/20/15/10% "
         "(examples/regulation-five-states.json)",
         "regimes": [regime_report(r, policies, seed=seed, progress=progress) for r in chosen],
