@@ -185,8 +185,9 @@ def test_latin1_text_is_refused_with_its_byte_offset(tmp_path: Path, kind: Kind)
 
 
 @by_name
-def test_an_excel_bom_is_accepted(tmp_path: Path, kind: Kind) -> None:
-    data = BOM + "\n".join((kind.header, kind.ok("1"), kind.ok("2"), "")).encode()
+def test_an_excel_export_with_a_bom_is_accepted(tmp_path: Path, kind: Kind) -> None:
+    """Excel's "CSV UTF-8": a BOM before the header and CRLF line ends."""
+    data = BOM + "\r\n".join((kind.header, kind.ok("1"), kind.ok("2"), "")).encode()
     trace = load_trace(write(tmp_path, kind.file, data))
     assert trace.kind == kind.name
     assert len(trace) == 2
