@@ -95,8 +95,6 @@ def own_jobs(export: Mapping[str, Any]) -> OwnJobs:
             left_out=Counter({str(k): int(v) for k, v in export["left_out"].items()}),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, InvalidInput):
-            raise
         raise InvalidInput(
             f"the facility's workload export is not one this client reads ({exc!r}): "
             "update commonlab, or pass --workload trace with --trace"
