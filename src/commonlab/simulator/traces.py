@@ -139,15 +139,19 @@ def load_trace(
 class _Row:
     """The fields of one line, read by column name; every refusal names the line and field."""
 
-    __slots__ = ("fields", "table")
+    __slots__ = ("fields", "index", "table")
 
     def __init__(self, table: Table, fields: list[str]) -> None:
         self.table = table
+        self.index = table.index
         self.fields = fields
 
     def text(self, column: str) -> str:
-        at = self.table.index.get(column)
-        return "" if at is None else self.fields[at].strip()
+        """The column's text, stripped; "" for a column the file does not have."""
+        try:
+            return self.fields[self.index[column]].strip()
+        except KeyError:
+            return ""
 
     def error(self, message: str) -> InvalidInput:
         return self.table.error(message)
