@@ -197,3 +197,27 @@ def test_a_young_facility_without_a_trace_says_what_to_pass(
         assert said in err, err
         assert len(err.strip().splitlines()) == 1 or "Traceback" not in err
     assert api.get(f"/api/v1/motions/{motion}/simulations").json()["items"] == []
+
+
+def test_a_workload_too_light_to_show_a_difference_says_so(
+    served: Served,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api = _Api(served.url)
+    seats = found_council(api, {"Authorization": f"Bearer {served.token}"})
+    motion = table(api, seats["DE"], "adopt_regulation", {"regulation": PROPOSED})
+    monkeypatch.setenv("COMMONLAB_TOKEN", seats["DE"]["Authorization"].removeprefix("Bearer "))
+    fleet, _ = _workload(tmp_path)
+    light = tmp_path / "light.csv"  # three one-accelerator jobs an hour apart on 16
+    light.write_text(
+        "job_id,tenant,submit,runtime,accelerators\n"
+        + "".join(f"{i},team{i},{i * 3600},60,1\n" for i in range(3))
+    )
+    args = ["--url", served.url, "--fleet", str(fleet), "--trace", str(light)]
+    main(["simulate", "--motion", str(motion), *args])
+    printed = capsys.readouterr().out
+    assert "No difference to show: no job waited under either regulation" in printed
+    assert "The regulation in force and the proposal" not in printed  # no equal columns
+    assert f"Attached simulation 1 to motion {motion}" in printed
