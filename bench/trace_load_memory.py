@@ -62,13 +62,13 @@ def main() -> None:
     if not args.trace.exists():
         print(f"wrote {write_trace(args.trace, int(args.bytes)):,} jobs to {args.trace}")
     traces = traces_module(args.module)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         traces.load_trace(args.trace)
         print("loaded (the last line should have been refused)")
     except Exception as exc:  # the old loader's errors included tracebacks
         print(f"{type(exc).__name__}: {str(exc)[:200]}")
-    print(f"{time.perf_counter() - start:.1f} s")
+    print(f"{time.perf_counter() - start:.1f} s, {time.process_time() - cpu:.2f} s of CPU")
 
 
 if __name__ == "__main__":
