@@ -65,7 +65,7 @@ def test_where_no_policy_holds_the_tolerance_it_is_not_tested_but_best_still_cou
     )
     share, no_worse, *_ = check_targets(run, tolerance=TOLERANCE)
     assert share.verdict == NOT_TESTED
-    assert share.detail == "no policy holds ±2 points (best: commonlab 3.50)"
+    assert share.detail == "no policy holds ±2 points; best commonlab 3.50"
     assert no_worse.verdict == MET
     worse = figures(drf={"weekly_deviation": 0.04}, commonlab={"weekly_deviation": 0.05})
     worse = {

@@ -285,7 +285,7 @@ def generate(of: Regime, *, seed: int = 0) -> Trace:
             runtime=float(columns["runtime"][i]),
             accelerators=size,
             tenant=str(columns["tenant"][i]),
-            one_domain=size <= NODE,  # a one-node job stays on its node
+            one_domain=size <= NODE,  # a job of one node asks for one domain, as in the study
             line=line,
         )
     achieved = _offered_load(columns, of.accelerators, window)

@@ -113,7 +113,7 @@ def _within_tolerance(figures: Mapping[str, PolicyFigures], tolerance: float) ->
     if not holding:
         best_dev, best = min((f.weekly_deviation, n) for n, f in figures.items())
         return Target(
-            name, NOT_TESTED, f"no policy holds {points} (best: {best} {100 * best_dev:.2f})"
+            name, NOT_TESTED, f"no policy holds {points}; best {best} {100 * best_dev:.2f}"
         )
     verdict = MET if ours.weekly_deviation <= tolerance else NOT_MET
     return Target(name, verdict, f"{100 * ours.weekly_deviation:.2f}; held by {', '.join(holding)}")
