@@ -8,8 +8,10 @@ import pytest
 from commonlab.errors import InvalidInput
 from commonlab.simulator.policies import (
     JOB_SIZE_WEIGHT,
+    SIZE_WEIGHT_FLEET,
     CommonlabPolicy,
     Multifactor,
+    MultifactorJobSize,
     make_policy,
 )
 from tests.simulator.helpers import fleet, run
@@ -57,9 +59,33 @@ def test_the_size_term_is_slurms_favor_small_factor() -> None:
     small = policy.priority(0, 2)
     big = policy.priority(1, 1)
     age = policy.w_age * (2 - 1) / policy.max_age  # the big job is older by a second
-    assert small - big == pytest.approx(1_000 * (1 - 1 / 4) - age)
+    # The weight scales with the fleet (4 of SIZE_WEIGHT_FLEET accelerators).
+    weight = 1_000 * 4 / SIZE_WEIGHT_FLEET
+    assert small - big == pytest.approx(weight * (1 - 1 / 4) - age)
     assert JOB_SIZE_WEIGHT > 0 and CommonlabPolicy().w_jobsize == JOB_SIZE_WEIGHT
     assert make_policy("multifactor").w_jobsize == 0  # the baseline is unchanged
+
+
+def test_the_size_weight_costs_the_same_age_per_accelerator_on_any_fleet() -> None:
+    # Issue 19: unscaled, on 2,416 GPUs a job of 1,024 ranked ~294 days of age below a job
+    # of one. Scaled, a job ranks about one point (10 minutes of age) per accelerator below
+    # a smaller one, on 2,416 accelerators as on the 100,384 the weight was tuned on.
+    days = {}
+    for nodes in (302, 12_548):  # 2,416 and 100,384 accelerators
+        spec = fleet(
+            {"name": "p", "accelerator": "H100", "nodes": nodes, "accelerators_per_node": 8}
+        )
+        jobs = [
+            {"submit": 0, "runtime": 10, "size": 1024, "tenant": "a"},
+            {"submit": 0, "runtime": 10, "size": 1, "tenant": "a"},
+        ]
+        policy = MultifactorJobSize()
+        run(spec, jobs, policy)
+        big, small = policy.key_size.index(1024), policy.key_size.index(1)
+        points = policy.priority(small, 1) - policy.priority(big, 0)
+        days[nodes * 8] = points / policy.w_age * policy.max_age / 86_400
+    assert days[2_416] == pytest.approx(days[100_384])
+    assert 7 < days[2_416] < 7.2
 
 
 def test_fair_share_stays_per_tenant_across_its_size_queues() -> None:

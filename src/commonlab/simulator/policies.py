@@ -27,6 +27,7 @@ __all__ = [
     "JOB_SIZE_WEIGHT",
     "POLICIES",
     "RECLAIM",
+    "SIZE_WEIGHT_FLEET",
     "CommonlabPolicy",
     "DominantResourceFair",
     "FifoBackfill",
@@ -42,7 +43,11 @@ __all__ = [
 # fraction of the fair-share range (10,000). Of 3e4, 1e5, 3e5 and 1e6 tried on the study's
 # workload (docs/simulator.md), 1e5 lowered mean JCT by about 2% at 1M and 3M jobs while
 # keeping utilisation; 1e6 starved the large jobs (utilisation -0.7 points).
+# The weight is for a fleet of SIZE_WEIGHT_FLEET accelerators and scales with the fleet, so
+# a job ranks about one point per accelerator below a smaller one on any fleet: unscaled, on
+# 2,416 GPUs a job of 1,024 ranked ~294 days of age below a job of one (issue 19).
 JOB_SIZE_WEIGHT = 100_000.0
+SIZE_WEIGHT_FLEET = 100_384
 
 
 class FifoBackfill(Policy):
@@ -90,11 +95,12 @@ class Multifactor(Policy):
     size, EASY backfill.
 
     priority = w_fairshare * F(tenant) + w_age * (now - submit) / max_age
-    + w_jobsize * (1 - accelerators / capacity), with F from Fair Tree over decayed usage
-    (half-life `half_life`), recomputed every `tick` seconds (PriorityCalcPeriod). The last
-    term is Slurm's job-size factor with PriorityFavorSmall=YES (PriorityWeightJobSize =
-    w_jobsize; on whole nodes of equal size its node and CPU fractions are both the job's
-    fraction of the accelerators); 0 by default, as in the facility's configuration. Age is
+    + w_jobsize * capacity / SIZE_WEIGHT_FLEET * (1 - accelerators / capacity), with F
+    from Fair Tree over decayed usage (half-life `half_life`), recomputed every `tick`
+    seconds (PriorityCalcPeriod). The last term is Slurm's job-size factor with
+    PriorityFavorSmall=YES (PriorityWeightJobSize = w_jobsize scaled to the fleet; on whole
+    nodes of equal size its node and CPU fractions are both the job's fraction of the
+    accelerators); 0 by default, as in the facility's configuration. Age is
     not capped at max_age (PriorityMaxAge), which keeps the order of waiting jobs fixed
     between recomputations: each (tenant, job size) is one FIFO queue and the engine merges
     their heads; a queue's tenant gives its fair-share factor."""
@@ -129,7 +135,8 @@ class Multifactor(Policy):
             workload.tenant, workload.accelerators, by_size=self.w_jobsize > 0
         )
         capacity = max(state.capacity, 1)
-        self._size_term = [self.w_jobsize * (1 - size / capacity) for size in self.key_size]
+        weight = self.w_jobsize * capacity / SIZE_WEIGHT_FLEET
+        self._size_term = [weight * (1 - size / capacity) for size in self.key_size]
         return keys
 
     def priority(self, key: int, job: int) -> float:
