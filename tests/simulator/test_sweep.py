@@ -140,6 +140,8 @@ def test_the_quick_sweep_runs_a_regime_end_to_end_and_writes_its_tables(
     )
     printed = capsys.readouterr().out
     assert "overload-long" in printed and "commonlab's targets per regime" in printed
+    # The workload's announcements, with their numbers: a load above 1 grows the queues.
+    assert "overload-long: offered load 1.3" in printed
     # One regime: each pool's largest weekly deviation, to see which state is short.
     assert "per pool, points" in printed and "national:NL" in printed
     report = json.loads((out / "sweep.json").read_text())

@@ -136,6 +136,9 @@ def _print(report: dict[str, Any]) -> None:
             )
         figures.add_section()
     console.print(figures)
+    for entry in report["regimes"]:
+        for warning in entry["warnings"]:
+            console.print(f"{entry['regime']}: {warning}", highlight=False)
     if len(report["regimes"]) == 1:
         _print_pools(report["regimes"][0])
     targets = Table(title="commonlab's targets per regime", title_justify="left")

@@ -10,11 +10,19 @@ from typing import Any
 
 from commonlab.errors import InvalidInput
 from commonlab.simulator import scenarios
-from commonlab.simulator.inputs import entitlements, partitions
+from commonlab.simulator.inputs import entitlements
+from commonlab.simulator.mapping import PoolMap
+from commonlab.simulator.metrics import (
+    JCT_SLACK,
+    MET,
+    NOT_MET,
+    NOT_TESTED,
+    OTHERS,
+    UTILISATION_SLACK,
+)
 from commonlab.simulator.policies import POLICIES as KNOWN_POLICIES
-from commonlab.simulator.run import Scenario, run_policies
+from commonlab.simulator.run import prepare, run_policies
 from commonlab.simulator.scenarios import Regime
-from commonlab.simulator.workload import bind_classes, build_workload
 
 __all__ = [
     "MET",
@@ -32,12 +40,7 @@ __all__ = [
 ]
 
 OURS = "commonlab"
-OTHERS = ("fifo", "multifactor", "drf")
 POLICIES = (*OTHERS, OURS)
-MET, NOT_MET, NOT_TESTED = "met", "NOT met", "not tested"
-# The issue's targets besides the share tolerance (which the regulation sets).
-UTILISATION_SLACK = 0.005  # within half a point of the best other policy
-JCT_SLACK = 0.05  # mean JCT within 5% of multifactor's
 # Deviations are compared as printed, to a hundredth of a point: "never worse" is not
 # decided by a difference no table shows.
 SAME_DEVIATION = 0.00005
@@ -166,15 +169,15 @@ def regime_report(
     """One regime: its generated workload on its fleet under the five states' regulation,
     every policy on it, the figures and the targets."""
     trace = scenarios.generate(regime, seed=seed)
-    shares = entitlements(scenarios.five_states_regulation())
-    parts = partitions(scenarios.fleet_for(regime))
+    document = scenarios.five_states_regulation()
     # The trace is already at the regime's load and its tenants are named after their
     # states: no arrival scaling, no runtime cut, an explicit map.
-    workload = build_workload(
-        [trace], pools=shares.pools, tenant_pools=scenarios.tenant_pools(regime)
+    scenario = prepare(
+        scenarios.fleet_for(regime),
+        document,
+        [trace],
+        pool_map=PoolMap.of(scenarios.tenant_pools(regime)),
     )
-    workload, eligible = bind_classes(workload, parts)
-    scenario = Scenario(workload, parts, eligible, shares)
 
     def tick(policy: str, done: int, total: int) -> None:
         if progress:
@@ -189,16 +192,19 @@ def regime_report(
         "accelerators": regime.accelerators,
         "load": regime.load,
         "weeks": regime.weeks,
-        "jobs": len(workload),
+        "jobs": len(scenario.workload),
         "largest_gang": regime.gang_limit,
         "behaviours": scenarios.behaviours(regime),
         "notes": trace.notes,
+        "warnings": report["workload"].get("warnings", []),
         "policies": {name: asdict(f) for name, f in figures.items()},
         "per_pool_weekly": {
             name: {pool: row["worst_deviation"] for pool, row in f["share_week"]["pools"].items()}
             for name, f in report["policies"].items()
         },
-        "targets": [asdict(t) for t in check_targets(figures, tolerance=shares.tolerance)],
+        "targets": [
+            asdict(t) for t in check_targets(figures, tolerance=entitlements(document).tolerance)
+        ],
     }
 
 
