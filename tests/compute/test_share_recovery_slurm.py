@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -17,7 +18,6 @@ from commonlab.compute import accounts
 from commonlab.compute.accounts import member_account
 from commonlab.compute.executors.slurm.accounts import read_tree
 from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob
-from commonlab.compute.share_controller import ReclaimSettings
 from commonlab.config import Settings
 from commonlab.policy.principal import SYSTEM
 from tests.compute.helpers import award_project, run_until
@@ -27,8 +27,9 @@ from tests.helpers import record_entries
 pytestmark = pytest.mark.slurm
 
 # The node has two CPUs: a budget of half the capacity an hour lets one step requeue one job
-# (the production default, 5% an hour, is sized for fleets of hundreds of accelerators).
-ONE_JOB_AN_HOUR = ReclaimSettings(budget=0.5)
+# (production's quarter of the capacity an hour is sized for fleets of many accelerators);
+# everything else as production runs it.
+ONE_JOB_AN_HOUR = replace(accounts.RECLAIM, budget=0.5)
 FLOOD = "sleep 300"
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from commonlab.compute import accounts
 from commonlab.compute.accounts import _plan_reclaim
 from commonlab.compute.executors.slurm.accounts import SlurmAccount, SlurmTree
 from commonlab.compute.executors.slurm.cli import SlurmJob
 from commonlab.compute.share_controller import ReclaimSettings
+from commonlab.simulator.policies import CommonlabPolicy
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 ENTITLED = {"IT": 0.4, "FR": 0.4, "DE": 0.2}  # Germany has no work here
@@ -106,3 +108,10 @@ def test_on_gpus_only_gpu_jobs_are_planned() -> None:
     assert held == {"gres/gpu": {"IT": 4}}  # France's CPU job is no GPU
     assert list(plans) == ["gres/gpu"]
     assert plans["gres/gpu"].preempt == [2] and plans["gres/gpu"].caps["IT"] == 2
+
+
+def test_production_steers_with_the_settings_the_simulator_evaluates() -> None:
+    """What the simulated commonlab policy is judged with is what the facility runs."""
+    simulated = CommonlabPolicy()
+    assert simulated.settings == accounts.STEERING
+    assert simulated.reclaim == accounts.RECLAIM

@@ -16,7 +16,6 @@ theirs, within an hourly budget. Sync leaves the caps alone: they are the contro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -50,7 +49,6 @@ from commonlab.errors import Conflict
 from commonlab.governance.service import active_codes, current_shares
 from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import Principal
-from commonlab.record.models import Entry
 
 __all__ = [
     "FAIRSHARE_SCALE",
@@ -70,8 +68,11 @@ FAIRSHARE_SCALE = 10_000
 # eager defaults (±25% a step) oscillating (docs/simulator.md), these holding every state
 # within ±2 points a week.
 STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
-# Caps and bounded preemption as the simulator runs them (docs/simulator.md, "The policies").
-RECLAIM = ReclaimSettings()
+# Caps and bounded preemption with the settings the simulator evaluates for commonlab's policy
+# (simulator/policies.py RECLAIM, docs/simulator.md "The policies"; a test keeps them equal):
+# at most a quarter of the capacity requeued an hour, and only for a state short of its fair
+# split by more than 2 points; smaller shortfalls wait, under the caps, for jobs to end.
+RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.02)
 # A waiting job held back for one of these reasons could not start if it were given room
 # (a spent budget, a hold, a dependency): it is not demand the controller makes room for.
 _CANNOT_START = ("MinutesLimit", "JobHeld", "Dependency")
@@ -498,14 +499,9 @@ def _capacity(db: Session) -> dict[str, int]:
 
 def _preempted_since(db: Session, since: datetime) -> dict[str, float]:
     """Accelerators the controller requeued since `since`, per TRES (its hourly budget)."""
-    bodies = db.scalars(
-        select(Entry.body).where(
-            Entry.type == str(ComputeEvent.SharesReclaimed), Entry.time >= since
-        )
-    )
     preempted: dict[str, float] = {}
-    for body in bodies:
-        for job in json.loads(body)["data"].get("requeued", []):
+    for data in record.data_since(db, ComputeEvent.SharesReclaimed, since):
+        for job in data.get("requeued", []):
             preempted[job["tres"]] = preempted.get(job["tres"], 0.0) + job["accelerators"]
     return preempted
 

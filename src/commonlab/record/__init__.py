@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PUBLIC_ROLES", "actor_ref", "append", "format_time", "savepoint"]
+__all__ = ["PUBLIC_ROLES", "actor_ref", "append", "data_since", "format_time", "savepoint"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@ names the policy set it was decided under (`policy_set`: its SHA-256), beside th
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -195,6 +196,15 @@ def checkpoint_signed_at(db: Session, size: int) -> datetime | None:
     with db.begin():
         signed = db.get(Checkpoint, size)
         return signed.created_at if signed is not None else None
+
+
+def data_since(db: Session, event: StrEnum | str, since: datetime) -> list[dict[str, Any]]:
+    """What the entries of type `event` written since `since` say in clear, oldest first,
+    sequenced or not (in the caller's transaction): a domain reading back what it recorded."""
+    bodies = db.scalars(
+        select(Entry.body).where(Entry.type == str(event), Entry.time >= since).order_by(Entry.id)
+    )
+    return [json.loads(body)["data"] for body in bodies]
 
 
 def newest_entries(
