@@ -90,7 +90,10 @@ CLIENT_MAY_ALSO = {
     # `commonlab simulate` runs the simulator on the laptop, as a library
     "commonlab.simulator.charts",
     "commonlab.simulator.inputs",
+    "commonlab.simulator.mapping",
     "commonlab.simulator.run",
+    "commonlab.simulator.scenarios",
+    "commonlab.simulator.sweep",
     "commonlab.simulator.traces",
     "commonlab.simulator.whatif",
     # the regulation document, parsed and checked before it is tabled
