@@ -23,6 +23,8 @@ from commonlab.compute.executors.slurm.cli import (
     parse_sacct,
     parse_squeue,
 )
+from commonlab.compute.executors.slurm.executor import observed_from
+from commonlab.compute.rules import JobState
 from commonlab.errors import InvalidInput
 from tests.slurm_fixtures import SlurmCluster, unique_name
 
@@ -64,6 +66,19 @@ def test_squeue_running_and_pending_jobs() -> None:
     assert pending.alloc_tres == {} and pending.elapsed_seconds == 0
     # What a waiting job asks for, which the share controller weighs.
     assert pending.requested_tres["cpu"] == 1 and not pending.requeued
+
+
+def test_a_job_slurm_requeued_after_it_ran_stays_running_for_commonlab() -> None:
+    """The share controller's `scontrol requeue`: Slurm shows the job pending again (held a
+    while, Reason BeginTime) with a restart count; commonlab has no way back to queued."""
+    requeued = SlurmJob(7, "PENDING", None, 0, {}, None, None, "BeginTime", "p-x", restarts=1)
+
+    seen = observed_from(requeued, "cpu")
+
+    assert requeued.requeued and seen.state == JobState.RUNNING
+    assert seen.reason == "Slurm requeued it (restart 1): it resumes from its checkpoint"
+    fresh = SlurmJob(8, "PENDING", None, 0, {}, None, None, "Resources", "p-x")
+    assert not fresh.requeued and observed_from(fresh, "cpu").state == JobState.QUEUED
 
 
 def test_squeue_ended_jobs_decode_the_wait_status() -> None:
