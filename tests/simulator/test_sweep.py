@@ -190,7 +190,7 @@ def test_markdown_marks_a_regime_where_no_pool_waited():
         ]
     }
     text = markdown(report)
-    assert "| r | fifo | - (no pool waited) | 95.00% | 10.00 / 50.0 h |" in text
+    assert "| r | fifo | - (no pool waited) | 95.00% | 10.00 / 50.0 h | 0 |" in text
     assert "| r | not tested (why) |" in text
 
 
@@ -206,5 +206,17 @@ def test_largest_gang_replaces_each_regimes_bound_and_a_bad_one_is_one_line(caps
     report = sweep(["llm-gangs"], ["fifo"], quick=True, largest_gang=8)
     assert report["largest_gang"] == 8 and report["regimes"][0]["largest_gang"] == 8
     with pytest.raises(SystemExit):
-        main(["simulate-sweep", "--quick", "--regime", "steady-0.7", "--largest-gang", "4096"])
+        main(["simulate-sweep", "--quick", "--regime", "steady-0.7", "--largest-gang", "100"])
     assert "largest_gang must be 1 to 64" in capsys.readouterr().err
+    # llm-gangs (144 accelerators) could take it, steady-0.7 (64) cannot: refused before
+    # either runs.
+    ran = []
+    with pytest.raises(InvalidInput, match=r"steady-0\.7: largest_gang"):
+        sweep(
+            ["llm-gangs", "steady-0.7"],
+            ["fifo"],
+            quick=True,
+            largest_gang=100,
+            progress=lambda *step: ran.append(step),
+        )
+    assert ran == []

@@ -121,7 +121,8 @@ def _print(report: dict[str, Any]) -> None:
         + f"): {report['regulation']}",
         title_justify="left",
     )
-    for column in ("regime", "jobs", "policy", "weekly dev.", "utilisation", "mean JCT", "p99"):
+    columns = ("regime", "jobs", "policy", "weekly dev.", "utilisation", "mean JCT", "p99")
+    for column in (*columns, "preempt."):
         figures.add_column(column, justify="left" if column in ("regime", "policy") else "right")
     for entry in report["regimes"]:
         for i, (name, f) in enumerate(entry["policies"].items()):
@@ -133,6 +134,7 @@ def _print(report: dict[str, Any]) -> None:
                 f"{f['utilisation']:.2%}",
                 f"{f['mean_jct_h']:.2f} h",
                 f"{f['p99_jct_h']:.1f} h",
+                f"{f['preemptions']:,}",
             )
         figures.add_section()
     console.print(figures)

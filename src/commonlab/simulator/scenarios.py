@@ -25,6 +25,7 @@ __all__ = [
     "STEADY",
     "Regime",
     "behaviours",
+    "check_regime",
     "five_states_regulation",
     "fleet_for",
     "generate",
@@ -261,7 +262,7 @@ def generate(of: Regime, *, seed: int = 0) -> Trace:
     """The regime's jobs, reproducible from `seed`: per member state a Poisson stream shaped
     by its behaviour, sizes and runtimes drawn independently of the state. The number of
     jobs is calibrated so that the offered load (work inside the window) is the regime's."""
-    _check(of)
+    check_regime(of)
     window = of.weeks * WEEK
     columns = _draw_enough(of, seed=seed)
     # Keep the jobs of a random order up to the one that brings the offered load to the
@@ -297,7 +298,8 @@ def generate(of: Regime, *, seed: int = 0) -> Trace:
     return trace
 
 
-def _check(of: Regime) -> None:
+def check_regime(of: Regime) -> None:
+    """Each field of the regime in range; a bad one is a one-line error naming it."""
     if of.accelerators < NODE or of.accelerators % NODE:
         raise InvalidInput(
             f"regime {of.name}: accelerators must be a positive multiple of {NODE}, "

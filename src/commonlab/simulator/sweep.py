@@ -231,6 +231,8 @@ def sweep(
         chosen = [r.quick() for r in chosen]
     if largest_gang is not None:
         chosen = [replace(r, largest_gang=largest_gang) for r in chosen]
+    for regime in chosen:  # every mistake before the first run, not after
+        scenarios.check_regime(regime)
     return {
         "size": "quick" if quick else "full",
         "seed": seed,
@@ -245,14 +247,16 @@ def markdown(report: Mapping[str, Any]) -> str:
     """Two tables for docs/simulator.md: the figures per regime and policy, and the targets
     per regime."""
     lines = [
-        "| regime | policy | largest weekly deviation | utilisation | mean / p99 JCT |",
-        "|---|---|---:|---:|---:|",
+        "| regime | policy | largest weekly deviation | utilisation | mean / p99 JCT "
+        "| preemptions |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for entry in report["regimes"]:
         for name, f in entry["policies"].items():
             lines.append(
                 f"| {entry['regime']} | {name} | {_deviation_cell(f)} | "
-                f"{f['utilisation']:.2%} | {f['mean_jct_h']:.2f} / {f['p99_jct_h']:.1f} h |"
+                f"{f['utilisation']:.2%} | {f['mean_jct_h']:.2f} / {f['p99_jct_h']:.1f} h | "
+                f"{f['preemptions']:,} |"
             )
     lines += ["", "| regime | " + " | ".join(_target_headers(report)) + " |"]
     lines.append("|---" * (1 + len(_target_headers(report))) + "|")
