@@ -2,7 +2,8 @@
 state floods the node with long jobs, another's job waits; one step of the controller (the
 `steer_shares` the facility runs every `share_steer_minutes`) caps the flooding state at its
 fair split with `GrpTRES`, requeues its newest job, and the waiting state's job starts; the
-next step, with nobody below their fair split, lifts the cap. Real sbatch jobs, no mocks."""
+next step, with nobody below their fair split, lifts the cap; the requeued job runs again in
+its folder and finds what its first run left there. Real sbatch jobs, no mocks."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.slurm
 # (production's quarter of the capacity an hour is sized for fleets of many accelerators);
 # everything else as production runs it.
 ONE_JOB_AN_HOUR = replace(accounts.RECLAIM, budget=0.5)
-FLOOD = "sleep 300"
+# Each run notes itself where a workload keeps its checkpoints, then works for a long time.
+FLOOD = "mkdir -p checkpoints && echo ran >> checkpoints/runs && sleep 300"
 
 
 @pytest.fixture
@@ -80,6 +82,10 @@ def _wait_for(what, predicate, seconds: float = 40.0):
             raise AssertionError(f"waited for {what} for {seconds:g}s")
         time.sleep(0.5)
     return value
+
+
+def _lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def _started(lab, flood, more, waiting) -> list[SlurmJob] | None:
@@ -156,3 +162,15 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
     assert later["requeued"] == [] and later["caps"]["IT"] == {"from": {"cpu": 1}, "to": {}}
     assert later["held"] == {"cpu": {"FR": 1, "IT": 1}}
     assert read_tree(SlurmCli()).accounts[it].grp_tres == {}
+
+    # The requeued job runs again in its own folder and finds what its first run left there.
+    # Slurm holds it a while first (BeginTime): end the jobs ahead of it and lift the hold.
+    for job in (jobs[3], jobs[2]):
+        SlurmCli().cancel(job.slurm_id)
+    subprocess.run(
+        ["scontrol", "update", f"jobid={requeued.slurm_id}", "StartTime=now"],
+        check=True,
+        timeout=30,
+    )
+    runs = lab.settings.jobs_path / str(newest) / "work" / "checkpoints" / "runs"
+    _wait_for("the requeued job to run again", lambda: _lines(runs) == 2 or None)
