@@ -89,7 +89,9 @@ class Regime:
 
     @property
     def gang_limit(self) -> int:
-        return self.largest_gang or max(1, self.accelerators // 8)
+        if self.largest_gang is not None:
+            return self.largest_gang
+        return max(1, self.accelerators // 8)
 
     def resized(self, *, accelerators: int, weeks: float) -> Regime:
         """The same regime on another fleet and window: gangs scale with the fleet, an idle
@@ -313,6 +315,20 @@ def check_regime(of: Regime) -> None:
         raise InvalidInput(
             f"regime {of.name}: largest_gang must be 1 to {of.accelerators}, not {of.gang_limit}"
         )
+    in_range = (
+        ("longest_runtime_h", of.longest_runtime_h, SHORTEST_RUNTIME / HOUR, 365 * 24.0),
+        ("median_runtime_h", of.median_runtime_h, SHORTEST_RUNTIME / HOUR, of.longest_runtime_h),
+        ("runtime_sigma", of.runtime_sigma, 0.0, 5.0),
+        ("gang_decay", of.gang_decay, 0.01, 1.0),
+        ("tenants_per_state", of.tenants_per_state, 1, 1000),
+        ("over_ask", of.over_ask, 0.01, 100.0),
+        ("burst_hours", of.burst_hours, 1.0, of.burst_every_days * 24),
+    )
+    for field, value, low, high in in_range:
+        if not low <= value <= high:  # NaN fails too
+            raise InvalidInput(
+                f"regime {of.name}: {field} must be {low:g} to {high:g}, not {value}"
+            )
     states = {code for code, _ in MEMBER_STATES}
     named = [c for c in (of.over_asking, of.bursty, of.idle_return) if c is not None]
     if len(set(named)) != len(named) or not set(named) <= states:
