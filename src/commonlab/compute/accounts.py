@@ -71,8 +71,8 @@ STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
 # Caps and bounded preemption with the settings the simulator evaluates for commonlab's policy
 # (simulator/policies.py RECLAIM, docs/simulator.md "The policies"; a test keeps them equal):
 # at most a quarter of the capacity requeued an hour, and only for a state short of its fair
-# split by more than 2 points; smaller shortfalls wait, under the caps, for jobs to end.
-RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.02)
+# split by more than 10 points; smaller shortfalls wait, under the caps, for jobs to end.
+RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
 # A waiting job held back for one of these reasons could not start if it were given room
 # (a spent budget, a hold, a dependency): it is not demand the controller makes room for.
 _CANNOT_START = ("MinutesLimit", "JobHeld", "Dependency")
