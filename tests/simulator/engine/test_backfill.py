@@ -10,6 +10,12 @@ import pytest
 from commonlab.simulator.engine.backfill import Backfill
 from commonlab.simulator.engine.main_pass import MainPass
 from tests.simulator.engine.helpers import ONE_BOX, TWO_DOMAINS, arrive, engine
+from tests.simulator.helpers import fleet
+
+TWO_PARTS = fleet(
+    {"name": "h", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 4},
+    {"name": "a", "accelerator": "A100", "nodes": 1, "accelerators_per_node": 4},
+)
 
 
 def running(spec, sizes_and_runtimes, waiting, **kw):
@@ -78,3 +84,61 @@ def test_the_reservation_is_kept_until_its_partition_sees_a_start() -> None:
     e.runs.completions.clear()  # were it recomputed, there would be no reservation
     fill.run()
     assert fill._kept == kept
+
+
+def test_a_size_that_fits_nowhere_turns_away_larger_jobs_but_not_smaller_ones() -> None:
+    # Head of 4 reserved at t=100 (1 free now, none spare). Behind it: a 2 that fits nowhere,
+    # a larger 3 that cannot either, a 1 too long for the reservation, and a 1 that ends in
+    # time; then a second 1 that ends in time but finds nothing free any more.
+    waiting = [
+        {"size": 4, "runtime": 10},
+        {"size": 2, "runtime": 10},
+        {"size": 3, "runtime": 10},
+        {"size": 1, "runtime": 500},
+        {"size": 1, "runtime": 50},
+        {"size": 1, "runtime": 50},
+    ]
+    e = running(ONE_BOX, [(3, 100)], waiting)
+    fill = Backfill(e)
+    fill.run()
+    assert [j for j in range(1, 7) if e.runs.running[j]] == [5]
+    assert fill.backfilled == 1 and e.queues.total == 5
+
+
+def test_a_pass_drops_the_started_runs_it_read_past() -> None:
+    # Two 1s start behind the blocked head; the next pass reads past them once, and drops
+    # them, so that the pass after it does not.
+    waiting = [
+        {"size": 4, "runtime": 10},
+        {"size": 1, "runtime": 50},
+        {"size": 1, "runtime": 50},
+        {"size": 2, "runtime": 10},
+    ]
+    e = running(ONE_BOX, [(1, 100)], waiting)
+    fill = Backfill(e)
+    fill.run()
+    assert [e.runs.running[j] for j in range(1, 5)] == [0, 1, 1, 0]
+    q = e.queues.queue[0]
+    assert q[e.queues.head[0] :] == [1, 2, 3, 4]
+    fill.run()
+    assert q[e.queues.head[0] :] == [1, 4] and e.queues.total == 2
+
+
+def test_a_smaller_job_still_finds_the_partition_a_larger_one_did_not() -> None:
+    # 1 free on each partition; the head of 4 reserves the first. A 2 fits nowhere, a 1
+    # too long for the reservation still takes the other partition's last accelerator.
+    jobs = [
+        {"submit": 0, "runtime": 100, "size": 3},
+        {"submit": 0, "runtime": 200, "size": 3},
+        {"submit": 0, "runtime": 10, "size": 4},
+        {"submit": 0, "runtime": 500, "size": 2},
+        {"submit": 0, "runtime": 500, "size": 1},
+    ]
+    e = engine(TWO_PARTS, jobs)
+    arrive(e, *range(5))
+    e.start(0, 0)
+    e.start(1, 1)
+    fill = Backfill(e)
+    fill.run()
+    assert [j for j in range(2, 5) if e.runs.running[j]] == [4]
+    assert e.runs.placed[4] == 1 and fill.backfilled == 1

@@ -28,6 +28,8 @@ class MainPass:
         self.depth = engine.settings.main_depth
         # Per pool, the accelerators it may hold (the policy's caps, Slurm GrpTRES), or None.
         self.caps = engine.policy.caps
+        self.pool_running = engine.state.pool_running
+        self.pool = engine.runs.pool
 
     def run(self) -> None:
         # Called at almost every event and usually done after a job or two: what a blocked
@@ -35,6 +37,10 @@ class MainPass:
         queues, placement, start = self.queues, self.placement, self.engine.start
         key_heap, version = queues.heap, queues.version
         depth, caps = self.depth, self.caps
+        if caps is not None:
+            parked, pool_running, pool_of = queues.parked, self.pool_running, self.pool
+            if parked:
+                self._unpark(caps)
         blocked: set[int] = set()
         held = []
         behind: list[Entry] = []
@@ -51,9 +57,15 @@ class MainPass:
                 i = queues.head[key]
             j = queues.queue[key][i]
             if caps is not None and self.engine.over_cap(j):
-                # Its pool is at its cap: the job waits without holding partitions.
+                # Its pool is at its cap: the job waits without holding partitions. A queue
+                # of a pool that holds all its cap leaves the heap until the pool runs below
+                # it, rather than be read and put back at every event.
                 if entry is not None:
-                    held.append(entry)
+                    pool = pool_of[j]
+                    if pool_running[pool] >= caps[pool]:
+                        parked.setdefault(pool, []).append(entry)
+                    else:
+                        held.append(entry)
                 continue
             tried += 1
             p = placement.choose(j, blocked)
@@ -77,3 +89,10 @@ class MainPass:
             queues.push_next(key, i, behind)
         for entry in held:
             heapq.heappush(key_heap, entry)
+
+    def _unpark(self, caps: list[float]) -> None:
+        """Queues of pools now below their cap go back to the ranked heap."""
+        parked, pool_running, key_heap = self.queues.parked, self.pool_running, self.queues.heap
+        for pool in [pool for pool in parked if pool_running[pool] < caps[pool]]:
+            for entry in parked.pop(pool):
+                heapq.heappush(key_heap, entry)

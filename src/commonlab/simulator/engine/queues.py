@@ -36,7 +36,17 @@ class WaitQueues:
     a backfill or reclaim pass, which `waiting` tells). `heap` holds one live entry
     (-priority, queued at, version, key) per queue with a waiting head."""
 
-    __slots__ = ("head", "heap", "priority", "queue", "queued_at", "total", "version", "waiting")
+    __slots__ = (
+        "head",
+        "heap",
+        "parked",
+        "priority",
+        "queue",
+        "queued_at",
+        "total",
+        "version",
+        "waiting",
+    )
 
     def __init__(
         self,
@@ -51,6 +61,8 @@ class WaitQueues:
         self.version = [0] * n_keys
         self.waiting = bytearray(n_runs)
         self.heap: list[Entry] = []
+        # Per pool at its cap: the entries the main pass took out of `heap` (main_pass.py).
+        self.parked: dict[int, list[Entry]] = {}
         self.total = 0  # runs waiting
         self.priority = priority
         self.queued_at = queued_at
@@ -93,6 +105,7 @@ class WaitQueues:
     def rerank(self) -> None:
         """Every priority may have changed (a policy tick): rank every queue afresh."""
         self.heap.clear()
+        self.parked.clear()
         self.touch_all()
 
     def touch_all(self) -> None:
@@ -149,9 +162,14 @@ class WaitQueues:
         return cursor
 
     def ranked_heads(self) -> Iterator[Entry]:
-        """The live entries of the ranked heap, best first, read lazily."""
+        """The live entries of the ranked heap and of the parked queues, best first, read
+        lazily."""
         version = self.version
-        return (e for e in sorted_heap(self.heap) if e[2] == version[e[3]])
+        ranked = sorted_heap(self.heap)
+        if self.parked:
+            aside = sorted(e for entries in self.parked.values() for e in entries)
+            ranked = heapq.merge(ranked, aside)
+        return (e for e in ranked if e[2] == version[e[3]])
 
     def waiting_heads(self, keys: Iterable[int]) -> list[Entry]:
         """The first waiting run of each of `keys` as a heap of (-priority, queued at, key,
