@@ -106,6 +106,10 @@ class Backfill:
                 _, _, key, i = heapq.heappop(cursor)
             q = queue[key]
             j = q[i]
+            if caps is not None and waiting[j] and engine.over_cap(j):
+                # Its pool is at its cap (GrpTRES): the pass leaves the whole queue, of one
+                # pool (and with a size factor of one size, so all of it is over the cap).
+                continue
             # The next waiting run of the same queue joins the cursor (queues.push_next,
             # inlined: this runs for every entry a pass scans, started ones included).
             nxt = i + 1
@@ -119,8 +123,6 @@ class Backfill:
             if not waiting[j]:
                 continue
             examined += 1
-            if caps is not None and engine.over_cap(j):
-                continue  # its pool is at its cap (GrpTRES)
             if not reserved:
                 p = choose(j, None)
                 if p >= 0:
