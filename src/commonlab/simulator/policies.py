@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from commonlab.compute import share_controller
 from commonlab.compute.share_controller import (
     ControllerSettings,
     ReclaimSettings,
@@ -185,11 +186,10 @@ class MultifactorJobSize(Multifactor):
     w_jobsize = JOB_SIZE_WEIGHT
 
 
-# commonlab's reclaim settings (docs/simulator.md, "The policies"). Preempting only for a
-# pool short by more than 10 points of what is delivered: at 2 points the quick sweep's
-# overload-1.2 held 0.50 points but lost 2.6 points of utilisation to ~860 preemptions; at
-# 10, 0.55 points and 1.6; caps alone, 1.76 points and 0.5 (bursty: 2.70, 3.29, 5.98).
-RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
+# commonlab's reclaim settings, production's too (bench/reclaim_trade.py weighs others).
+# At 2 points the quick sweep's overload-1.2 held 0.50 points but lost 2.6 points of
+# utilisation to ~860 preemptions; at 10, 0.55 points and 1.6; caps alone, 1.76 and 0.5.
+RECLAIM = share_controller.RECLAIM
 
 
 class CommonlabPolicy(Multifactor):
