@@ -181,8 +181,8 @@ class ReclaimSettings:
 
 # commonlab's settings, in the simulator and in production (docs/simulator.md, "The
 # policies": preempting only for a pool short by more than 10 points kept the quick
-# sweep's overload-1.2 within 0.6 points and gave back a point of utilisation that
-# preempting at 2 points cost).
+# sweep's overload-1.2 within 0.6 points and cost 0.8 points less utilisation than
+# preempting at 2 points).
 RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
 
 

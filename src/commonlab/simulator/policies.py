@@ -187,8 +187,9 @@ class MultifactorJobSize(Multifactor):
 
 
 # commonlab's reclaim settings, production's too (bench/reclaim_trade.py weighs others).
-# At 2 points the quick sweep's overload-1.2 held 0.50 points but lost 2.6 points of
-# utilisation to ~860 preemptions; at 10, 0.55 points and 1.6; caps alone, 1.76 and 0.5.
+# On the quick sweep's overload-1.2 preempting at 2 points held 1.19 points and lost 2.2
+# points of utilisation to ~700 preemptions; at 10, 0.56 and 1.4; caps alone, 1.09 and 0.6
+# (but bursty 5.98 points, against 3.29 at 10).
 RECLAIM = share_controller.RECLAIM
 
 
