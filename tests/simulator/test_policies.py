@@ -3,6 +3,8 @@ queues per (tenant, job size), a smaller job ahead of a bigger one, fair share p
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from commonlab.errors import InvalidInput
@@ -125,3 +127,27 @@ def test_fair_share_stays_per_tenant_across_its_size_queues() -> None:
 def test_a_negative_size_weight_is_refused() -> None:
     with pytest.raises(InvalidInput, match="job-size weight"):
         Multifactor(job_size_weight=-1)
+
+
+class _Capped(Multifactor):
+    """Multifactor (a queue per tenant) whose pool 0 may hold at most two accelerators."""
+
+    def bind(self, state):
+        self.caps = [2, math.inf]
+        return super().bind(state)
+
+
+def test_a_capped_pool_starts_nothing_beyond_its_cap_and_others_pass_it() -> None:
+    # Pool a's four 1-accelerator jobs come first, then b's: a may hold 2, so two of a's
+    # wait while b's two start on the free accelerators; a's next start when its own end.
+    jobs = [{"submit": 0, "runtime": 100, "size": 1, "tenant": "a"} for _ in range(4)]
+    jobs += [{"submit": 1, "runtime": 300, "size": 1, "tenant": "b"} for _ in range(2)]
+    _, outcome, _ = run(
+        FOUR,
+        jobs,
+        _Capped(),
+        pools=("pa", "pb"),
+        entitled=(0.5, 0.5),
+        tenant_pools={"a": "pa", "b": "pb"},
+    )
+    assert outcome.start.tolist() == [0, 0, 100, 100, 1, 1]

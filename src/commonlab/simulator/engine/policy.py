@@ -42,7 +42,8 @@ class Policy(ABC):
     checkpoint_s: float | None = None
     restart_s: float = 0.0
     # Per pool, the accelerators it may hold (Slurm GrpTRES): a job that would take its
-    # pool above its cap does not start. None: no caps. A policy changes the list in place.
+    # pool above its cap does not start. None: no caps. A policy changes the list in place;
+    # its queue keys must each hold jobs of one pool (a pass leaves a capped queue whole).
     caps: list[float] | None = None
 
     @abstractmethod
