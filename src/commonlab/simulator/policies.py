@@ -221,7 +221,8 @@ class CommonlabPolicy(Multifactor):
     window = 3_600.0
     # Half-life of the sums the controller compares (0: each window on its own).
     memory = 86_400.0
-    # How many waiting jobs of an under-served pool the reclaim plan looks at.
+    # How many waiting jobs of an under-served pool, and newest runs of a pool above its
+    # target, the reclaim plan looks at.
     plan_depth = 64
 
     def __init__(
@@ -302,7 +303,9 @@ class CommonlabPolicy(Multifactor):
         super().on_tick(now)
 
     def evictions(
-        self, running: Callable[[], RunningRuns], waiting: Callable[[int, int], list[int]]
+        self,
+        running: Callable[[int, int], RunningRuns],
+        waiting: Callable[[int, int], list[int]],
     ) -> list[int]:
         if not self._plan_due or self.reclaim is None or self.caps is None:
             return []
@@ -310,32 +313,37 @@ class CommonlabPolicy(Multifactor):
         state, names, now = self.state, self._names, self.state.now
         while self._preempted and self._preempted[0][0] <= now - 3_600.0:
             self._preempted.popleft()
+        in_use = {n: state.pool_running[p] for p, n in enumerate(names)}
         known = {
             "capacity": state.capacity,
             "entitled": self._entitled,
-            "in_use": {n: state.pool_running[p] for p, n in enumerate(names)},
+            "in_use": in_use,
             "queued": {n: state.pool_queued[p] for p, n in enumerate(names)},
             "credit": {n: self._fair[p] - self._got[p] for p, n in enumerate(names)},
             "preempted_last_hour": sum(size for _, size in self._preempted),
             "settings": self.reclaim,
         }
-        # What each pool holds and waits for in all says who is under-served; only then
-        # are the running runs and those pools' first waiting jobs listed.
+        # What each pool holds and waits for in all says who is under-served and who holds
+        # more than its target; only then are those pools' newest runs (the only victims
+        # the plan may take) and the under-served pools' first waiting jobs listed.
         plan = plan_reclaim(running=[], waiting={}, **known)
         if plan.under_served:
-            runs, pools, sizes, starts = running()
             every = self.checkpoint_s
+            candidates = []
+            for p, name in enumerate(names):
+                if in_use[name] <= plan.targets[name]:
+                    continue
+                runs, _, sizes, starts = running(p, self.plan_depth)
+                candidates += [
+                    Running(r, name, size, start, (now - start) % every if every else now - start)
+                    for r, size, start in zip(runs, sizes, starts, strict=True)
+                ]
             plan = plan_reclaim(
-                running=[
-                    Running(
-                        r, names[p], size, start, (now - start) % every if every else now - start
-                    )
-                    for r, p, size, start in zip(runs, pools, sizes, starts, strict=True)
-                ],
+                running=candidates,
                 waiting={n: waiting(names.index(n), self.plan_depth) for n in plan.under_served},
                 **known,
             )
-            size_of = dict(zip(runs, sizes, strict=True))
+            size_of = {c.job: c.accelerators for c in candidates}
             self._preempted.extend((now, size_of[r]) for r in plan.preempt)
         for p, name in enumerate(names):
             cap = plan.caps[name]

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Policy", "RunningRuns", "State"]
 
-# The running runs, as the engine lists them for a policy's own preemption plan: run
-# numbers, their pools, accelerators and start times, in four parallel lists.
+# Running runs, as the engine lists them for a policy's own preemption plan: run numbers,
+# their pools, accelerators and start times, in four parallel lists.
 RunningRuns = tuple[list[int], list[int], list[int], list[float]]
 
 
@@ -71,12 +71,15 @@ class Policy(ABC):
         return False
 
     def evictions(
-        self, running: Callable[[], RunningRuns], waiting: Callable[[int, int], list[int]]
+        self,
+        running: Callable[[int, int], RunningRuns],
+        waiting: Callable[[int, int], list[int]],
     ) -> list[int]:
         """Runs to preempt now by the policy's own plan, at every reclaim pass. When the
-        policy needs them, `running()` lists the running runs and `waiting(pool, n)` the
-        accelerators of the first n waiting runs of a pool, in the order they would start.
-        The engine queues the runs named again as it does any preempted run."""
+        policy needs them, `running(pool, n)` lists the newest n running runs of a pool,
+        newest first, and `waiting(pool, n)` the accelerators of the first n waiting runs
+        of a pool, in the order they would start. The engine queues the runs named again
+        as it does any preempted run."""
         return []
 
 

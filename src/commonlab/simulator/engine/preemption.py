@@ -7,6 +7,8 @@ for such policies, which runs each pool holds on each partition."""
 from __future__ import annotations
 
 import heapq
+import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -111,20 +113,25 @@ class Preemption:
                 return chosen
         return None
 
-    def running_runs(self) -> RunningRuns:
-        """Every running run: numbers, pools, accelerators and start times."""
+    def newest_runs(self, pool: int, n: int) -> RunningRuns:
+        """The newest `n` running runs of `pool`, newest first: numbers, pools,
+        accelerators and start times."""
         runs = self.engine.runs
         running, placed, start_time = runs.running, runs.placed, runs.start_time
-        listed = [
-            r
-            for p, lists in enumerate(self.run_lists)
-            for listed in lists
-            for r in listed
-            if running[r] and placed[r] == p
-        ]
+
+        def on(p: int) -> Iterator[int]:
+            # Each partition's list is in start order: read it from the end.
+            return (r for r in reversed(self.run_lists[p][pool]) if running[r] and placed[r] == p)
+
+        merged = heapq.merge(
+            *(on(p) for p in range(len(self.run_lists))),
+            key=start_time.__getitem__,
+            reverse=True,
+        )
+        listed = list(itertools.islice(merged, n))
         return (
             listed,
-            [self._pool[r] for r in listed],
+            [pool] * len(listed),
             [self._size[r] for r in listed],
             [start_time[r] for r in listed],
         )
@@ -159,7 +166,7 @@ class Preemption:
         size, eligible, pool = runs.size, runs.eligible, runs.pool
         budget = engine.settings.reclaim_depth
         retouch: set[int] = set()
-        for r in policy.evictions(self.running_runs, self.waiting_sizes):
+        for r in policy.evictions(self.newest_runs, self.waiting_sizes):
             if runs.running[r]:
                 retouch.add(engine.preempt(r))
         for p_pool in policy.reclaimers():
