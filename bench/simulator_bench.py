@@ -30,12 +30,11 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# The engine as issue 19 found it (policy caps and checkpoints in, no deep-queue work yet).
-DEEP_BASELINE = "61645e8"
 TRACES = ROOT.parent / "shared" / "traces" / "alibaba-gpu-v2023"
 
 from commonlab.simulator.engine import EngineSettings  # noqa: E402
@@ -66,7 +65,7 @@ def _in_child(fn, *args):
 
 def _simulate(engine: str):
     """The engine to run: "split" (the package's), "before" (the one before issue 14 split
-    it, kept in bench/simulator_engine_before.py) or the folder of one `_engine_at` made."""
+    it, kept in bench/simulator_engine_before.py) or the folder `_engine_without` made."""
     if engine == "split":
         from commonlab.simulator.engine import simulate
 
@@ -83,39 +82,37 @@ def _simulate(engine: str):
     return importlib.import_module(folder.name).simulate
 
 
-# What issue 19 changed for deep queues: the parts `_engine_at` takes from the baseline.
-DEEP_PARTS = ("backfill.py", "loop.py", "main_pass.py", "placement.py", "queues.py")
+# Issue 19's commits for deep queues, newest first: `_engine_without` undoes them.
+DEEP_COMMITS = ("83c2bd0", "ac60c9a", "85815d2")
 
 
-def _engine_at(revision: str) -> Path:
-    """The package's engine with its DEEP_PARTS as they were at git `revision`, written
-    into build/ as a package of its own (its imports of itself renamed), so that it runs
-    beside the package's engine in one process, with the same policies and metrics (which
-    keep changing under other work: only the parts timed go back)."""
+def _engine_without(commits: Sequence[str]) -> Path:
+    """The package's engine as it is now with `commits`' changes to it undone, written into
+    build/ as a package of its own (its imports of itself renamed), so that it runs beside
+    the package's engine in one process with the same policies and metrics (which keep
+    changing under other work: only the changes timed are taken back)."""
     import shutil
     import subprocess
+    import tempfile
 
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short=12", f"{revision}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    name = f"engine_at_{commit}"
-    target = ROOT / "build" / "bench-engines" / name
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
     inside = "src/commonlab/simulator/engine"
-    for source in (ROOT / inside).glob("*.py"):
-        text = source.read_text()
-        if source.name in DEEP_PARTS:
-            text = subprocess.run(
-                ["git", "-C", str(ROOT), "show", f"{commit}:{inside}/{source.name}"],
+    name = "engine_without_" + "_".join(commits)
+    target = ROOT / "build" / "bench-engines" / name
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copytree(ROOT / inside, Path(scratch) / inside)
+        for commit in commits:
+            patch = subprocess.run(
+                ["git", "-C", str(ROOT), "show", "--format=", commit, "--", inside],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
-        (target / source.name).write_text(text.replace("commonlab.simulator.engine", name))
+            subprocess.run(["git", "apply", "-R"], input=patch, text=True, cwd=scratch, check=True)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for source in (Path(scratch) / inside).glob("*.py"):
+            text = source.read_text().replace("commonlab.simulator.engine", name)
+            (target / source.name).write_text(text)
     return target
 
 
@@ -303,7 +300,7 @@ def speed(args: argparse.Namespace) -> None:
 
 def deep(args: argparse.Namespace) -> None:
     """The deep-queue workload under every policy at backfill window --window; with
-    --compare, the engine at --baseline beside the package's."""
+    --compare, the engine without the --baseline commits beside the package's."""
     began = time.perf_counter()
     scenario = _deep(args)
     print(
@@ -340,8 +337,8 @@ def _compare(
     if baseline == "before":
         print("before: the engine before issue 14 split it")
     else:
-        print(f"before: the engine with its {', '.join(DEEP_PARTS)} as at {baseline}")
-        baseline = str(_engine_at(baseline))
+        print(f"before: the engine without commits {baseline}")
+        baseline = str(_engine_without(baseline.split(",")))
     print(
         f"{'policy':<18}{'before s':>10}{'now s':>10}{'ratio':>8}"
         f"{'before CPU s':>14}{'now CPU s':>13}{'ratio':>8}{'before jobs/s':>15}"
@@ -553,12 +550,13 @@ def main() -> None:
     d.add_argument(
         "--compare",
         action="store_true",
-        help="time the engine at --baseline beside the package's",
+        help="time the engine without the --baseline commits beside the package's",
     )
     d.add_argument(
         "--baseline",
-        default=DEEP_BASELINE,
-        help="git revision of the engine to compare with (default: as issue 19 found it)",
+        default=",".join(DEEP_COMMITS),
+        help="commits (comma-separated, newest first) whose changes to the engine the "
+        "baseline undoes (default: issue 19's for deep queues)",
     )
     d.add_argument("--repeat", type=int, default=1, help="runs of each engine with --compare")
     f = sub.add_parser("fidelity")
