@@ -181,7 +181,7 @@ class ReclaimSettings:
 
 # commonlab's settings, in the simulator and in production (docs/simulator.md, "The
 # policies": preempting only for a pool short by more than 10 points kept the quick
-# sweep's overload-1.2 within 0.6 points and cost 0.8 points less utilisation than
+# sweep's overload-1.2 within 0.61 points and cost 1.1 points less utilisation than
 # preempting at 2 points).
 RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
 

@@ -187,9 +187,9 @@ class MultifactorJobSize(Multifactor):
 
 
 # commonlab's reclaim settings, production's too (bench/reclaim_trade.py weighs others).
-# On the quick sweep's overload-1.2 preempting at 2 points held 1.19 points and lost 2.2
-# points of utilisation to ~700 preemptions; at 10, 0.56 and 1.4; caps alone, 1.09 and 0.6
-# (but bursty 5.98 points, against 3.29 at 10).
+# On the quick sweep's overload-1.2 preempting at 2 points held 1.25 points and lost 2.5
+# points of utilisation to ~890 preemptions; at 10, 0.61 and 1.4; caps alone, 1.09 and 0.6
+# (but bursty 5.98 points, against 3.14 at 10).
 RECLAIM = share_controller.RECLAIM
 
 
