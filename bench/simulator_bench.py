@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/simulator_bench.py speed --jobs 1000000
     .venv/bin/python bench/simulator_bench.py speed --jobs 1000000 --compare
+    .venv/bin/python bench/simulator_bench.py deep --jobs 200000 --load 1.3 --window 500 --compare
     .venv/bin/python bench/simulator_bench.py controller --jobs 1000000
     .venv/bin/python bench/simulator_bench.py fidelity
 
@@ -13,6 +14,9 @@ backfill pass) on the first --baseline-jobs. With --compare: each policy under t
 as it was before issue 14 split it into parts (bench/simulator_engine_before.py) and the
 split one, alternating, --repeat times each; the best times, their ratio, and whether the
 two gave identical results.
+deep: a seeded workload where tens of thousands of jobs wait (see `_deep`) under every
+policy at backfill window --window, with the queue's depth; with --compare, the engine with
+issue 19's deep-queue commits undone (--baseline) beside the package's, as in speed.
 controller: the study's workload (sizes x 8, load 1.1) at --jobs jobs under multifactor,
 multifactor with commonlab's job-size factor, commonlab, and commonlab with reclaim by
 preemption: what the size factor, the controller and reclaim change.
