@@ -67,6 +67,7 @@ def _figures(deviation: float, *, waited: int = 1, utilisation=0.9, jct=1.0, wai
         },
         "utilisation": utilisation,
         "mean_jct_h": jct,
+        "p99_jct_h": 4 * jct,
         "mean_wait_h": wait,
     }
 
@@ -75,8 +76,8 @@ def _verdicts(policies: dict) -> dict[str, str]:
     return {c["target"]: c["verdict"] for c in check_targets(policies, tolerance=0.02)}
 
 
-SHARE = "weekly share within ±2 points of the fair share"
-NO_WORSE = "weekly deviation no worse than the best of fifo/multifactor"
+SHARE = "weekly share within ±2 points where any policy holds it"
+NO_WORSE = "weekly deviation no worse than the best of fifo/multifactor/drf"
 UTILISATION = "utilisation within 0.5 points of the best"
 JCT = "mean JCT within 5% of multifactor's"
 
@@ -100,7 +101,8 @@ JCT = "mean JCT within 5% of multifactor's"
     ],
 )
 def test_targets_are_met_not_met_or_not_tested(ours: dict, verdicts: dict) -> None:
-    others = {"fifo": _figures(0.04), "multifactor": _figures(0.03)}
+    # multifactor holds ±2 points, so the share target is tested.
+    others = {"fifo": _figures(0.04), "multifactor": _figures(0.015)}
     assert _verdicts({**others, "commonlab": ours}) == verdicts
 
 

@@ -11,15 +11,8 @@ import pytest
 
 from commonlab.cli.main import main
 from commonlab.errors import InvalidInput
-from commonlab.simulator.sweep import (
-    MET,
-    NOT_MET,
-    NOT_TESTED,
-    PolicyFigures,
-    check_targets,
-    markdown,
-    sweep,
-)
+from commonlab.simulator.sweep import markdown, sweep
+from commonlab.simulator.targets import MET, NOT_MET, NOT_TESTED, PolicyFigures, check_targets
 
 TOLERANCE = 0.02
 # A regime where every policy holds its shares, keeps the fleet busy and finishes jobs alike.

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from commonlab.simulator import targets
 from commonlab.simulator.engine import Outcome
+from commonlab.simulator.targets import OURS, PolicyFigures
 from commonlab.simulator.workload import Workload
 
 __all__ = [
@@ -33,13 +35,6 @@ DAY = 86_400.0
 WEEK = 7 * DAY
 # Share figures are integrated on cells of this many seconds.
 RESOLUTION = 60.0
-# The issue's outcome targets for commonlab's policy besides the share tolerance: utilisation
-# within this many points of the best other policy, mean JCT within this fraction of
-# multifactor's.
-UTILISATION_SLACK = 0.005
-JCT_SLACK = 0.05
-OTHERS = ("fifo", "multifactor", "drf")
-MET, NOT_MET, NOT_TESTED = "met", "NOT met", "not tested"
 # A pool's window counts when the pool had work waiting for at least this long in it (half
 # the window for windows under two hours).
 MIN_WAITING = 3_600.0
@@ -474,64 +469,12 @@ def pool_demand(workload: Workload, entitled: Sequence[float]) -> dict[str, dict
 
 
 def check_targets(policies: dict[str, Any], *, tolerance: float) -> list[dict[str, str]]:
-    """The issue's targets for commonlab's policy against the others of the same run, each
-    `met`, `NOT met` or `not tested`: a share target where no pool waited long enough to
-    count, or a speed target where no job waited under any policy, shows nothing about the
-    policy (every policy schedules such a workload alike), so it is not called met."""
-    ours = policies.get("commonlab")
-    if ours is None:
+    """The issue's targets for commonlab's policy in a report (`targets.check_targets`), as
+    the report's JSON: none when commonlab was not run."""
+    if OURS not in policies:
         return []
-    week = ours["share_week"]
-    pools_waited = any(p["windows_waiting"] for p in week["pools"].values())
-    jobs_waited = any(f["mean_wait_h"] > 0 for f in policies.values())
-    worst = week["max_abs_deviation"]
-    no_wait = "no pool waited an hour in any week"
-    checks = [
-        _target(
-            f"weekly share within ±{100 * tolerance:g} points of the fair share",
-            worst <= tolerance,
-            f"largest {100 * worst:.2f}",
-            pools_waited,
-            no_wait,
-        )
+    figures = {name: PolicyFigures.of(f) for name, f in policies.items()}
+    return [
+        {"target": t.name, "verdict": t.verdict, "detail": t.detail}
+        for t in targets.check_targets(figures, tolerance=tolerance)
     ]
-    others = {n: policies[n] for n in OTHERS if n in policies}
-    if others:
-        best, best_name = min((f["share_week"]["max_abs_deviation"], n) for n, f in others.items())
-        checks.append(
-            _target(
-                "weekly deviation no worse than the best of " + "/".join(others),
-                worst <= best + 1e-9,
-                f"{100 * worst:.2f} vs {best_name} {100 * best:.2f}",
-                pools_waited,
-                no_wait,
-            )
-        )
-        top, top_name = max((f["utilisation"], n) for n, f in others.items())
-        checks.append(
-            _target(
-                f"utilisation within {100 * UTILISATION_SLACK:g} points of the best",
-                ours["utilisation"] >= top - UTILISATION_SLACK,
-                f"{ours['utilisation']:.2%} vs {top_name} {top:.2%}",
-                jobs_waited,
-                "no job waited under any policy",
-            )
-        )
-    if "multifactor" in policies:
-        jct = policies["multifactor"]["mean_jct_h"]
-        checks.append(
-            _target(
-                f"mean JCT within {JCT_SLACK:.0%} of multifactor's",
-                ours["mean_jct_h"] <= jct * (1 + JCT_SLACK),
-                f"{ours['mean_jct_h']:.2f} h vs {jct:.2f} h",
-                jobs_waited,
-                "no job waited under any policy",
-            )
-        )
-    return checks
-
-
-def _target(name: str, met: bool, figures: str, tested: bool, why_not: str) -> dict[str, str]:
-    if not tested:
-        return {"target": name, "verdict": NOT_TESTED, "detail": why_not}
-    return {"target": name, "verdict": MET if met else NOT_MET, "detail": figures}
