@@ -35,6 +35,8 @@ from commonlab.compute.executors.slurm.executor import CPU_CLASSES
 from commonlab.compute.models import Job, Node, Partition
 from commonlab.compute.rules import JobState
 from commonlab.compute.share_controller import (
+    RECLAIM,
+    STEERING,
     ControllerSettings,
     ReclaimPlan,
     ReclaimSettings,
@@ -64,15 +66,6 @@ __all__ = [
 
 # Slurm's Fairshare is an integer: a member state's weight (a fraction of 1) times this.
 FAIRSHARE_SCALE = 10_000
-# Small steps, a deadband and a slow return: at 100,000 accelerators the simulator showed the
-# eager defaults (±25% a step) oscillating (docs/simulator.md), these holding every state
-# within ±2 points a week.
-STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
-# Caps and bounded preemption with the settings the simulator evaluates for commonlab's policy
-# (simulator/policies.py RECLAIM, docs/simulator.md "The policies"; a test keeps them equal):
-# at most a quarter of the capacity requeued an hour, and only for a state short of its fair
-# split by more than 10 points; smaller shortfalls wait, under the caps, for jobs to end.
-RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
 # A waiting job held back for one of these reasons could not start if it were given room
 # (a spent budget, a hold, a dependency): it is not demand the controller makes room for.
 _CANNOT_START = ("MinutesLimit", "JobHeld", "Dependency")

@@ -15,6 +15,7 @@ from commonlab.errors import InvalidInput
 
 __all__ = [
     "RECLAIM",
+    "STEERING",
     "ControllerSettings",
     "ReclaimPlan",
     "ReclaimSettings",
@@ -179,7 +180,11 @@ class ReclaimSettings:
             )
 
 
-# commonlab's settings, in the simulator and in production (docs/simulator.md, "The
+# commonlab's weight steps, in the simulator and in production: small steps, a deadband and a
+# slow return (at 100,000 accelerators the eager defaults, ±25% a step, oscillated;
+# docs/simulator.md).
+STEERING = ControllerSettings(max_step=0.05, deadband=0.015, relax=0.1)
+# commonlab's reclaim settings, in the simulator and in production (docs/simulator.md, "The
 # policies": preempting only for a pool short by more than 10 points kept the quick
 # sweep's overload-1.2 within 0.61 points and cost 1.1 points less utilisation than
 # preempting at 2 points).
