@@ -133,6 +133,8 @@ def test_the_facilitys_jobs_replay_as_they_were_each_in_its_own_pool() -> None:
     assert how[0].startswith("replays the facility's own jobs submitted 2026-09-06–2026-12-06")
     assert "submit times as recorded (no arrival-rate scaling)" in how
     assert not any("stacked" in line or "round-robin" in line for line in how)
+    assert any(line.startswith("tenants mapped to pools by the facility") for line in how)
+    assert not any("operator" in line for line in how)
     aside = body["workload"]["set_aside"]
     assert aside["draws on pool national_pools, which both regulations do not share"] == 1
     assert aside["ended without running"] == 2

@@ -96,6 +96,7 @@ def build_workload(
     tenant_pools: Mapping[str, str] | None = None,
     size_scale: int = 1,
     pool_map: PoolMap | None = None,
+    mapped_by: str = "as the operator said",
 ) -> Workload:
     """Stack `traces` into one workload for pools `pools`.
 
@@ -112,7 +113,8 @@ def build_workload(
     - Pools: `pool_map` (or `tenant_pools`, exact tenant names) gives each tenant's pool;
       a tenant it leaves unmapped is an error. Without a map each (trace, copy) is a
       cluster dealt to the pools round-robin (when there are fewer clusters than pools, each
-      cluster's tenants are dealt instead, in order), and a warning says so.
+      cluster's tenants are dealt instead, in order), and a warning says so. `mapped_by`
+      says in the report who mapped them.
     """
     if not traces:
         raise InvalidInput("no trace given: pass at least one --trace")
@@ -224,7 +226,7 @@ def build_workload(
     warnings: list[str] = []
     if mapping:
         how.append(
-            "tenants mapped to pools as the operator said: "
+            f"tenants mapped to pools {mapped_by}: "
             + ", ".join(f"{n} {what}" for what, n in sorted(mapped_by.items()))
         )
     else:
