@@ -182,7 +182,7 @@ def replay(
         [kept],
         pools=pools,
         tenant_pools={t: p for t, p in own.tenant_pools.items() if p in pools},
-        mapped_by="by the facility (each job's project's pool)",
+        mapped_as="by the facility (each job's project's pool)",
     )
     workload.how.insert(
         0,

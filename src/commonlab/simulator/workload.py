@@ -96,7 +96,7 @@ def build_workload(
     tenant_pools: Mapping[str, str] | None = None,
     size_scale: int = 1,
     pool_map: PoolMap | None = None,
-    mapped_by: str = "as the operator said",
+    mapped_as: str = "as the operator said",
 ) -> Workload:
     """Stack `traces` into one workload for pools `pools`.
 
@@ -113,7 +113,7 @@ def build_workload(
     - Pools: `pool_map` (or `tenant_pools`, exact tenant names) gives each tenant's pool;
       a tenant it leaves unmapped is an error. Without a map each (trace, copy) is a
       cluster dealt to the pools round-robin (when there are fewer clusters than pools, each
-      cluster's tenants are dealt instead, in order), and a warning says so. `mapped_by`
+      cluster's tenants are dealt instead, in order), and a warning says so. `mapped_as`
       says in the report who mapped them.
     """
     if not traces:
@@ -226,7 +226,7 @@ def build_workload(
     warnings: list[str] = []
     if mapping:
         how.append(
-            f"tenants mapped to pools {mapped_by}: "
+            f"tenants mapped to pools {mapped_as}: "
             + ", ".join(f"{n} {what}" for what, n in sorted(mapped_by.items()))
         )
     else:
