@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from commonlab.errors import InvalidInput
+from commonlab.simulator.inputs import read_node_list
 from commonlab.simulator.textfile import MAX_LINE_BYTES, UTF8_BOM, Progress, Table, shown
 
 __all__ = [
@@ -367,8 +368,6 @@ def load_alibaba(
         )
     nodes = path.with_name("openb_node_list_gpu_node.csv")
     if nodes.exists():
-        from commonlab.simulator.inputs import read_node_list
-
         groups = read_node_list(nodes)
         trace.source_accelerators = sum(gpus * n for (_, gpus), n in groups.items())
     return trace
