@@ -9,7 +9,7 @@ import pytest
 
 from commonlab.errors import InvalidInput
 from commonlab.simulator.inputs import load_regulation, partitions
-from commonlab.simulator.traces import load_trace
+from commonlab.simulator.traces import NEVER_ENDED, NEVER_RAN, load_trace
 from commonlab.simulator.workload import bind_classes, build_workload
 from tests.simulator.helpers import fleet
 from tests.simulator.helpers import trace as helpers_trace
@@ -55,13 +55,16 @@ def test_sacct_export_loads_jobs_not_steps(tmp_path: Path) -> None:
         "billing=8,cpu=8,gres/gpu:a100=4,gres/gpu=4,node=1|gpu\n"
         + "7.batch|physics|2024-05-01T10:00:00|2024-05-01T10:05:00|"
         "2024-05-01T11:05:00|cpu=8,gres/gpu=4|gpu\n"
-        + "8|bio|2024-05-01T10:00:00|Unknown|Unknown|gres/gpu=2|gpu\n",
+        + "8|bio|2024-05-01T10:00:00|Unknown|Unknown|gres/gpu=2|gpu\n"
+        # Still running when exported: it started, but its runtime is not known yet.
+        + "9|bio|2024-05-01T10:00:00|2024-05-01T10:01:00|Unknown|gres/gpu=2|gpu\n",
     )
     trace = load_trace(path)
     assert trace.kind == "sacct"
     assert list(trace.runtime) == [3600] and list(trace.recorded_wait) == [300]
     assert list(trace.accelerators) == [4] and trace.classes == [("a100",)]
     assert trace.tenant == ["physics"]
+    assert trace.set_aside == {NEVER_RAN: 1, NEVER_ENDED: 1}
 
 
 HELIOS = (

@@ -222,6 +222,28 @@ def _duration(row: _Row, seconds: float, *, what: str, since: str, until: str) -
     return seconds
 
 
+def _recorded_run(
+    row: _Row, trace: Trace, columns: tuple[str, str, str], runtime_word: str
+) -> tuple[float, float, float] | None:
+    """Submit time, runtime and recorded wait of a job logged with its (submit, start, end)
+    `columns`; None, counted in `trace.set_aside`, for a job that never started, was still
+    running when the log was cut, or ran for no time."""
+    submitted, started, ended = columns
+    if row.text(started) in _NO_TIME:
+        trace.set_aside[NEVER_RAN] += 1
+        return None
+    if row.text(ended) in _NO_TIME:
+        trace.set_aside[NEVER_ENDED] += 1
+        return None
+    submit, start, end = (row.time(c) for c in columns)
+    runtime = _duration(row, end - start, what=runtime_word, since=started, until=ended)
+    wait = _duration(row, start - submit, what="wait", since=submitted, until=started)
+    if runtime == 0:
+        trace.set_aside[ZERO_RUNTIME] += 1
+        return None
+    return submit, runtime, wait
+
+
 def _seconds(row: _Row, column: str, *, ceiling: float) -> float:
     """A column of seconds (a runtime, a submit time, a wait): finite, 0 or more, bounded."""
     value = row.number(column)
@@ -390,18 +412,10 @@ def load_cluster_log(
         if count == 0:
             trace.set_aside[NO_ACCELERATORS] += 1
             return
-        if row.text("start_time") in _NO_TIME:
-            trace.set_aside[NEVER_RAN] += 1
+        times = _recorded_run(row, trace, ("submit_time", "start_time", "end_time"), "runtime")
+        if times is None:
             return
-        if row.text("end_time") in _NO_TIME:
-            trace.set_aside[NEVER_ENDED] += 1
-            return
-        submit, start, end = (row.time(c) for c in ("submit_time", "start_time", "end_time"))
-        runtime = _duration(row, end - start, what="runtime", since="start_time", until="end_time")
-        wait = _duration(row, start - submit, what="wait", since="submit_time", until="start_time")
-        if runtime == 0:
-            trace.set_aside[ZERO_RUNTIME] += 1
-            return
+        submit, runtime, wait = times
         trace.add(
             submit=submit,
             runtime=runtime,
@@ -463,15 +477,10 @@ def load_sacct(
         if count == 0:
             trace.set_aside[NO_ACCELERATORS] += 1
             return
-        if row.text("Start") in _NO_TIME:
-            trace.set_aside[NEVER_RAN] += 1
+        times = _recorded_run(row, trace, ("Submit", "Start", "End"), "duration")
+        if times is None:
             return
-        submit, start, end = (row.time(c) for c in ("Submit", "Start", "End"))
-        runtime = _duration(row, end - start, what="duration", since="Start", until="End")
-        wait = _duration(row, start - submit, what="wait", since="Submit", until="Start")
-        if runtime == 0:
-            trace.set_aside[ZERO_RUNTIME] += 1
-            return
+        submit, runtime, wait = times
         trace.add(
             submit=submit,
             runtime=runtime,
