@@ -43,9 +43,11 @@ class EngineSettings:
 
 class Engine:
     """One simulation's parts. `on_start` / `on_stop`, when set (by `Preemption`), hear of
-    every run that starts or stops, with its partition."""
+    every run that starts or stops, with its partition. `changes` counts the runs started,
+    ended and preempted so far (the loop tells by it whether a pass changed anything)."""
 
     __slots__ = (
+        "changes",
         "n_keys",
         "on_start",
         "on_stop",
@@ -84,6 +86,7 @@ class Engine:
         )
         self.on_start = None
         self.on_stop = None
+        self.changes = 0
 
     def start(self, j: int, p: int) -> None:
         """Run j starts on partition p, which it fits: it takes its accelerators, leaves its
@@ -91,6 +94,7 @@ class Engine:
         written here rather than in a method of `Runs`: this runs once per run, and a call
         less per start and end is what kept the split engine as fast as the one before.)"""
         self.placement.take(j, p)
+        self.changes += 1
         queues = self.queues
         queues.waiting[j] = 0
         queues.total -= 1
@@ -123,6 +127,7 @@ class Engine:
             self.on_stop(j, p)
 
     def _stop(self, j: int) -> None:
+        self.changes += 1
         runs, state = self.runs, self.state
         need = runs.size[j]
         runs.running[j] = 0

@@ -1,6 +1,7 @@
 """The event loop: arrivals in submit order, completions from the run table's heap, the
 policy's ticks and the backfill timer; after every event that changed something, the main
-pass, and at every backfill interval the reclaim and backfill passes."""
+pass, and at every backfill interval the reclaim and backfill passes. A backfill pass is
+skipped when the last one started nothing and nothing changed since (see `_unchanged`)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ def simulate(
     eligible partition (see workload.bind_classes).
 
     A preempted job goes back to its queue at the back (its age restarts, as after Slurm's
-    requeue or Kueue's eviction) as a new run numbered from len(workload); it restarts from
-    the beginning, so the accelerator-time of the cut run is lost."""
+    requeue or Kueue's eviction) as a new run numbered from len(workload). It resumes from
+    its last checkpoint when the policy has `checkpoint_s` (plus `restart_s` to restore it),
+    losing only the accelerator-time since; otherwise it restarts from the beginning and the
+    whole cut run is lost (Runs.cut)."""
     state = State(workload, parts, eligible, entitled)
     keys = policy.bind(state)
     engine = Engine(workload, parts, eligible, policy, state, keys, settings)
@@ -61,6 +64,10 @@ def simulate(
     next_tick = tick if tick else math.inf
     interval = settings.backfill_interval if backfills or preemption else math.inf
     next_backfill = interval
+    ticks = 0
+    # What the engine had seen after the last backfill pass that started nothing (None
+    # after one that started something).
+    fruitless: tuple | None = None
     arrival = 0
     done = 0
     report_every = max(1, n // 200)
@@ -104,6 +111,7 @@ def simulate(
             policy.on_tick(now)
             queues.rerank()
             next_tick = now + tick
+            ticks += 1
             changed = True
         if changed and queues.total and placement.free_total:
             main_pass()
@@ -111,7 +119,10 @@ def simulate(
             if queues.total and reclaim_pass:
                 reclaim_pass()
             if queues.total and placement.free_total and backfills:
-                backfill_pass()
+                seen = _unchanged(engine, arrival, ticks)
+                if seen != fruitless:
+                    backfill_pass()
+                    fruitless = seen if engine.changes == seen[0] else None
             next_backfill = now + interval
         elif not queues.total:
             # Nothing waits: the next backfill pass comes one interval after work arrives.
@@ -120,3 +131,16 @@ def simulate(
     if progress:
         progress(done)
     return runs.outcome(events=events, backfilled=backfill.backfilled)
+
+
+def _unchanged(engine: Engine, arrivals: int, ticks: int) -> tuple:
+    """What a backfill pass's outcome depends on, as counts: runs started, ended or
+    preempted, arrivals, policy ticks (which may re-rank the queues), and the policy's caps
+    (its plan at a reclaim pass may change them without a tick). When these are as they
+    were after a pass that started nothing, the next pass starts nothing either: the queues
+    are in the same order (priorities change only at ticks, or with running work) and
+    capacity is as it was, the reservation holds (the run it waits for has not ended) and
+    time only came closer to it, so no job that did not fit before it fits now; the
+    skipped pass would only have kept the same reservation."""
+    caps = engine.policy.caps
+    return (engine.changes, arrivals, ticks, tuple(caps) if caps is not None else None)
