@@ -34,6 +34,24 @@ def test_a_pool_that_grabbed_the_machine_is_capped_and_its_newest_runs_preempted
     assert plan.preempt == ["b9", "b8", "b7", "b6", "b5"]  # newest first
 
 
+def test_the_runs_that_lose_the_least_work_go_first() -> None:
+    # b holds all 100 in ten 10s; a is owed 20. b8 and b9 are the newest but have run 20
+    # and 10 minutes since their start; b1 and b4 passed a checkpoint a minute ago.
+    lost = {"b1": 60.0, "b4": 60.0, "b8": 1_200.0, "b9": 600.0}
+    running = [
+        Running(f"b{i}", "b", 10, started=float(i), since_checkpoint=lost.get(f"b{i}", 3_000.0))
+        for i in range(10)
+    ]
+    plan = plan_reclaim(
+        capacity=100,
+        entitled={"a": 0.2, "b": 0.8},
+        running=running,
+        waiting={"a": [10, 10], "b": [10]},
+        settings=ReclaimSettings(budget=1.0),
+    )
+    assert plan.preempt == ["b4", "b1"]  # the newer of the two that lose a minute first
+
+
 def test_nobody_under_served_means_no_caps_and_no_preemption() -> None:
     # b uses the whole machine but a waits for nothing: work conservation.
     plan = plan_reclaim(

@@ -195,9 +195,10 @@ RECLAIM = ReclaimSettings(budget=0.25, preempt_above=0.10)
 class ReclaimPlan:
     """caps: per pool, the accelerators it may hold (None: no cap); a cap below what the
     pool holds lets its running jobs finish and starts none. preempt: the jobs to requeue,
-    newest first. reclaim_for: per under-served pool with work waiting, the accelerators
-    of its waiting jobs (in queue order) the plan makes room for. targets: each pool's
-    target in accelerators (its fair split of what is delivered, moved by its credit).
+    those that lose the least work first. reclaim_for: per under-served pool with work
+    waiting, the accelerators of its waiting jobs (in queue order) the plan makes room
+    for. targets: each pool's target in accelerators (its fair split of what is
+    delivered, moved by its credit).
     under_served: the pools with work waiting below their targets, most under-served
     first."""
 
@@ -241,9 +242,10 @@ def plan_reclaim(
     to the under-served; otherwise there are no caps (work conservation: capping others
     for a job larger than its pool's whole target would idle the machine; with nobody
     under-served, nothing is capped). What free capacity does not cover, for pools short
-    by more than `preempt_above`, is taken by preempting the newest runs of pools above
-    their targets (a run loses at most its age), never one that would leave its pool below
-    its target, within the hourly budget."""
+    by more than `preempt_above`, is taken by preempting runs of pools above their targets,
+    those that lose the least work first (the time since their last checkpoint; the newest
+    among equals), never one that would leave its pool below its target, within the hourly
+    budget."""
     if capacity <= 0:
         raise InvalidInput(f"capacity must be a positive number of accelerators, not {capacity}")
     unknown = {r.pool for r in running} | set(waiting) | set(credit or {})
@@ -309,7 +311,11 @@ def plan_reclaim(
     allowance = settings.budget * capacity - preempted_last_hour
     preempt: list[Hashable] = []
     spare = {p: held[p] - targets[p] for p in entitled}
-    for r in sorted(running, key=lambda r: r.started, reverse=True):
+    # The least work lost first: a run just past a checkpoint loses less than a newer one.
+    # Against newest first, on the full sweep (docs/simulator.md) commonlab's utilisation
+    # rose 0.04 to 0.27 points above load 1 and its mean JCT fell 2 to 7%, but on
+    # llm-gangs it rose 21% (why is not measured yet).
+    for r in sorted(running, key=lambda r: (r.since_checkpoint, -r.started)):
         if need <= 0 or allowance <= 0:
             break
         if r.accelerators > spare[r.pool] or r.accelerators > allowance:
