@@ -10,8 +10,10 @@ keeps what it last set, and `steer_shares` moves it in bounded steps so that del
 follow entitled shares (the same `next_weights` the simulator evaluates). Where weights cannot
 hold shares (long jobs, deep queues), the same step applies the simulator's `plan_reclaim`
 to what Slurm holds now: a cap (`GrpTRES`) on each member state at or above its fair split
-while another waits below its own, and `scontrol requeue` of the newest jobs of states above
-theirs, within an hourly budget. Sync leaves the caps alone: they are the controller's too.
+while another waits below its own, and `scontrol requeue` of the jobs of states above theirs
+that lose the least work (the facility cannot see when a job last checkpointed, so it counts
+the whole run: the newest go first), within an hourly budget. Sync leaves the caps alone:
+they are the controller's too.
 """
 
 from __future__ import annotations

@@ -236,9 +236,7 @@ class CommonlabPolicy(Multifactor):
         job_size_weight: float | None = None,
     ) -> None:
         super().__init__(job_size_weight=job_size_weight)
-        self.settings = settings or ControllerSettings(
-            gain=1.0, max_step=0.05, deadband=0.015, relax=0.1
-        )
+        self.settings = settings or share_controller.STEERING
         if memory is not None:
             self.memory = memory
         if (checkpoint_s is not None and checkpoint_s <= 0) or restart_s < 0:
