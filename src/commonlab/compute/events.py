@@ -89,7 +89,8 @@ FIELDS = declare(
             "held",
             about="the share controller caps member states at their fair split while another "
             "waits below its own (GrpTRES), lifts the caps when nobody does, and requeues the "
-            "newest jobs of states above it: each cap's from and to, each requeued job, and "
+            "jobs of states above it that lose the least work: each cap's from and to, each "
+            "requeued job, and "
             "every state's target and holding in accelerators",
         ),
         ComputeEvent.JobAdmitted: Fields(
