@@ -180,6 +180,9 @@ def test_only_those_who_attach_whatifs_read_the_workload(client, app, operator, 
         ({"start": "2026-02-01", "end": "2026-01-01"}, "must be after start"),
         ({"start": "2024-01-01", "end": "2026-01-01"}, "at most 366"),
         ({"format": "xml"}, "format"),
+        # The default window of 92 days before this end would fall before year 1.
+        ({"end": "0001-01-01"}, "end 0001-01-01 is out of range"),
+        ({"start": "9999-12-31", "end": "9999-12-31"}, "start 9999-12-31 is out of range"),
     ],
 )
 def test_a_window_that_is_not_one_is_refused_on_one_line(client, operator, params, named):

@@ -48,6 +48,8 @@ __all__ = [
 
 DEFAULT_DAYS = 92  # a quarter
 MAX_DAYS = 366
+# The days a window may name (no job of the facility is older than Unix time).
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 # The simulator's plain CSV (`simulator.traces.load_plain` reads it as it is), plus the pool
 # each job draws on and its state (a running job's runtime is what it has run so far).
 CSV_COLUMNS = ("job_id", "tenant", "pool", "submit", "runtime", "accelerators", "class", "wait")
@@ -112,6 +114,13 @@ class WorkloadExport:
 
 def window(start: date | None, end: date | None, *, today: date | None = None) -> tuple[date, date]:
     """[start, end) in UTC days: by default the last `DEFAULT_DAYS` days up to today included."""
+    for name, day in (("start", start), ("end", end)):
+        # Days near date's own limits would overflow the default window's arithmetic.
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise InvalidInput(
+                f"{name} {day.isoformat()} is out of range: give a day from "
+                f"{EARLIEST_DAY.isoformat()} to {LATEST_DAY.isoformat()}"
+            )
     end = end or (today or utcnow().date()) + timedelta(days=1)
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if end <= start:
