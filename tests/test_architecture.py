@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
     {"workloads"},  # train, fine-tune, evaluate: admitted as compute jobs
     {"simulator"},
     {"portal"},
-    {"wiring", "models", "migrations", "facility", "app", "apidocs", "serve"}
+    {"wiring", "models", "migrations", "facility", "app", "apidocs", "serve", "operations"}
     # what `up --demo` makes, through the domains' services
     | {"demo", "demo_models", "demo_media"},
     # `commonlab audit`: replays the record with its own code (tested apart, below)

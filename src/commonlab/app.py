@@ -26,6 +26,8 @@ from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_authenticator, install_error_handlers
 from commonlab.identity.api import bearer_principal
 from commonlab.identity.api import router as identity_router
+from commonlab.operations.instruments import install_instruments
+from commonlab.operations.limits import install_rate_limits
 from commonlab.policy.principal import SYSTEM
 from commonlab.portal.mount import mount_portal
 from commonlab.record.api import log_router
@@ -110,6 +112,8 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__, "origin": facility.origin}
 
     install_authenticator(app, bearer_principal)
+    install_rate_limits(app, settings)
+    install_instruments(app, facility)
     app.include_router(identity_router)
     app.include_router(governance_router)
     app.include_router(allocation_router)
