@@ -6,6 +6,7 @@ from commonlab.compute import models as compute_models
 from commonlab.datasearch import models as datasearch_models
 from commonlab.db import Base
 from commonlab.governance import models as governance_models
+from commonlab.identity import device_models as identity_device_models
 from commonlab.identity import federation_models as identity_federation_models
 from commonlab.identity import models as identity_models
 from commonlab.portal import models as portal_models
@@ -21,6 +22,7 @@ __all__ = [
     "compute_models",
     "datasearch_models",
     "governance_models",
+    "identity_device_models",
     "identity_federation_models",
     "identity_models",
     "portal_models",
