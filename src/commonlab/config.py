@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import string
 import tomllib
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from pydantic import (
 
 from commonlab.errors import ConfigError, field_and_reason
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "parse_networks"]
 
 ENV_PREFIX = "COMMONLAB_"
 
@@ -94,6 +95,32 @@ class Settings(BaseModel):
     # processes appended (another worker, `admin recover`). Polling every 50 ms burnt ~4% of
     # a core on an idle facility.
     sequencer_interval_ms: int = Field(default=2000, ge=1, le=60_000)
+    # The operator's instruments and rate limits (operations/, docs/operators.md).
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`commonlab up`'s log lines: one JSON object each, or text"
+    )
+    metrics_networks: str = Field(
+        default="127.0.0.0/8,::1/128",
+        description="who may read /metrics: comma-separated networks (the Prometheus "
+        "servers'); empty: nobody",
+    )
+    rate_limit_per_token: float = Field(
+        default=20.0, ge=0, le=1_000_000, description="requests a second per API token; 0: off"
+    )
+    rate_limit_per_address: float = Field(
+        default=50.0, ge=0, le=1_000_000, description="requests a second per address; 0: off"
+    )
+    rate_limit_burst_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=3600,
+        description="a client may send this many seconds' worth of requests at once",
+    )
+    rate_limit_exempt_networks: str = Field(
+        default="127.0.0.0/8,::1/128",
+        description="networks limited per token only, not per address (this machine's own "
+        "jobs; compute nodes behind one address)",
+    )
 
     @field_validator("home", "job_root", "signing_key_path")
     @classmethod
@@ -132,6 +159,11 @@ class Settings(BaseModel):
             )
         return slots
 
+    @field_validator("metrics_networks", "rate_limit_exempt_networks")
+    @classmethod
+    def _networks(cls, text: str) -> str:
+        return ",".join(str(network) for network in parse_networks(text))
+
     @field_validator("log_origin")
     @classmethod
     def _origin_has_no_spaces(cls, origin: str) -> str:
@@ -169,6 +201,23 @@ class Settings(BaseModel):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated networks (`10.0.0.0/8, 2001:db8::/32`, a bare address is its own
+    network); a ValueError names the first that is not one."""
+    networks = []
+    for part in text.split(","):
+        if not (part := part.strip()):
+            continue
+        try:
+            networks.append(ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{part[:50]!r} is not a network: write e.g. 10.0.0.0/8 or 2001:db8::/32, "
+                "comma-separated"
+            ) from None
+    return tuple(networks)
 
 
 def _placeholders(template: str) -> list[str]:
