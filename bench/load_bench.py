@@ -278,6 +278,7 @@ class Traffic:
         self.uploads = 0
         self.delegate = setup.delegates[index % len(setup.delegates)]
         self.last_choice = "no"
+        self.operations = 0
 
     def _call(self, route: str, method: str, path: str, **kwargs) -> httpx.Response | None:
         started = time.perf_counter()
@@ -379,8 +380,13 @@ class Traffic:
         )  # fmt: skip
 
     def one(self) -> None:
-        """One operation, drawn from MIX."""
-        name = self.random.choices(list(MIX), weights=list(MIX.values()))[0]
+        """One operation: each of MIX's once first (so even a short run covers every route),
+        then drawn by their weights."""
+        if self.operations < len(MIX):
+            name = list(MIX)[self.operations]
+        else:
+            name = self.random.choices(list(MIX), weights=list(MIX.values()))[0]
+        self.operations += 1
         getattr(self, name)()
 
     def take(self) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, str]]]:
@@ -415,7 +421,23 @@ def _client_process(setup: Setup, index: int, clients: int, budget: int, command
                     results.put(("samples", index, *traffic.take()))
                     reported = time.monotonic()
             results.put(("samples", index, *traffic.take()))
-            results.put(("done", index, operations, time.monotonic() - began, sent >= budget))
+            # The turns this client had before the stage ended: kept on time, it took them all.
+            turns = math.ceil((end - began - index / rate) / interval) if rate else operations
+            took = time.monotonic() - began
+            results.put(("done", index, operations, max(turns, 0), took, sent >= budget))
+
+
+def job_states(setup: Setup) -> Counter[str]:
+    """How far the jobs the traffic submitted got: their states, read once it stopped."""
+    states: Counter[str] = Counter()
+    after = None
+    with httpx.Client(base_url=setup.url, timeout=60, headers=setup.pi) as api:
+        while True:
+            params = {"project": setup.project, "limit": 500}
+            page = api.get("/api/v1/jobs", params=params | ({"after": after} if after else {}))
+            states.update(job["state"] for job in page.json()["items"])
+            if (after := page.json()["next"]) is None:
+                return states
 
 
 # Stages: the clients at one offered rate ----------------------------------------------------
@@ -429,6 +451,7 @@ class Stage:
     rate: float | None
     seconds: float = 0.0
     operations: int = 0
+    turns: int = 0  # the operations the schedule offered
     exhausted: bool = False  # the clients ran out of --max-requests during it
     samples: list[tuple[str, int, float]] = field(default_factory=list)
     findings: list[tuple[str, int, str]] = field(default_factory=list)
@@ -440,7 +463,7 @@ class Stage:
     @property
     def held(self) -> bool:
         """No 5xx, no connection error, and the offered rate kept (closed loop: no failure)."""
-        kept = self.rate is None or self.exhausted or self.achieved >= HELD_SHARE * self.rate
+        kept = self.rate is None or self.exhausted or self.operations >= HELD_SHARE * self.turns
         return kept and not self.findings
 
     def classes(self) -> Counter[str]:
@@ -492,9 +515,10 @@ class Clients:
                 stage.samples += message[2]
                 stage.findings += message[3]
             elif message is not None:
-                _, _, operations, took, ran_out = message
+                _, _, operations, turns, took, ran_out = message
                 done += 1
                 stage.operations += operations
+                stage.turns += turns
                 stage.seconds = max(stage.seconds, took)
                 exhausted += ran_out
             if time.monotonic() - shown >= every:
@@ -653,6 +677,7 @@ def main(argv: list[str] | None = None) -> Run:
                 stages = [hold]
         finally:
             clients.close()
+        states = job_states(setup)
         print("\nstages:")
         for stage in stages:
             print(_stage_line(stage))
@@ -663,6 +688,10 @@ def main(argv: list[str] | None = None) -> Run:
             if args.rate == "step" and hold is None:
                 print("no rate held: the figures below are the last step's")
             report(stages, result, server.log)
+        print(
+            f"jobs submitted: {states.total():,}; once the traffic stopped: "
+            + ", ".join(f"{state} {n:,}" for state, n in states.most_common())
+        )
     return Run(stages=stages, result=result)
 
 
