@@ -7,6 +7,7 @@ in is chosen, so that a job, untrusted code, sees nothing of it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -23,8 +24,23 @@ from commonlab.policy import validate_policy_set
 from commonlab.record.note import NoteError, Signer, Verifier, generate_signer
 from commonlab.record.sequencer import sequence
 from commonlab.record.store import ProofReader
+from commonlab.record.witnessed import (
+    LogContradictsWitness,
+    contradiction,
+    forks_on_record,
+    latest_cosigned,
+    load_witnessed,
+    record_fork,
+    remember_witnessed,
+    witnessed_path,
+)
 
-__all__ = ["Facility", "open_facility"]
+__all__ = ["RUNNING_LOCK", "Facility", "open_facility"]
+
+# Every process that has the facility open holds this file's shared lock: `commonlab
+# restore` takes it exclusively, so it never writes under a running facility, and no
+# facility starts while a restore writes (operations/backup.py).
+RUNNING_LOCK = "facility.lock"
 
 
 @dataclass
@@ -38,10 +54,18 @@ class Facility:
     # Tiles only grow, so one cache serves every request of this process. After restoring
     # a database backup, restart the process: its cache may hold tiles the backup lacks.
     proofs: ProofReader = field(default_factory=ProofReader)
+    # Forks of the record an operator forced (record/witnessed.py), announced by /health.
+    forks: list[dict[str, object]] = field(default_factory=list)
+    running_lock: int | None = None  # the file descriptor holding RUNNING_LOCK shared
 
     @property
     def origin(self) -> str:
         return self.signer.name
+
+    @property
+    def witnessed_path(self) -> Path:
+        """Where the latest checkpoint a witness cosigned is remembered, outside the database."""
+        return witnessed_path(self.settings.home)
 
     def signer_verifier(self) -> Verifier:
         return Verifier.from_key(self.signer.verifier_key())
@@ -54,10 +78,16 @@ class Facility:
 
     def close(self) -> None:
         self.db.dispose()
+        if self.running_lock is not None:
+            os.close(self.running_lock)
+            self.running_lock = None
 
 
-def open_facility(settings: Settings) -> Facility:
-    """Everything a running facility needs, created on first start and reused after."""
+def open_facility(settings: Settings, *, force_fork: bool = False) -> Facility:
+    """Everything a running facility needs, created on first start and reused after.
+
+    The record must extend the latest checkpoint a witness cosigned, or the facility refuses
+    to start (`_check_record`); `force_fork` starts it anyway and puts the fork on the record."""
     validate_policy_set()
     wiring.connect()
     home = settings.home
@@ -66,10 +96,17 @@ def open_facility(settings: Settings) -> Facility:
     except OSError as exc:
         raise ConfigError(f"COMMONLAB_HOME={home}: cannot create it ({exc.strerror})") from None
     isolation = Sandbox.from_settings(settings).isolation
+    running = _hold_running_lock(home)
     db = Database(settings.db_url)
     migrate(db.engine)
     signer = _load_or_create_signer(settings)
     secret = _load_or_create_secret(home / "keys" / "session.key")
+    try:
+        forks = _check_record(db, signer, witnessed_path(home), force_fork=force_fork)
+    except LogContradictsWitness:
+        db.dispose()
+        os.close(running)
+        raise
     try:
         _lock_down(settings, passage=kind_of(settings.executor).reached_by_path(isolation))
     except OSError as exc:
@@ -78,8 +115,60 @@ def open_facility(settings: Settings) -> Facility:
             "run commonlab as the user that owns the home"
         ) from None
     return Facility(
-        settings=settings, db=db, signer=signer, session_secret=secret, isolation=isolation
+        settings=settings,
+        db=db,
+        signer=signer,
+        session_secret=secret,
+        isolation=isolation,
+        forks=forks,
+        running_lock=running,
     )
+
+
+def _hold_running_lock(home: Path) -> int:
+    fd = os.open(home / RUNNING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"COMMONLAB_HOME={home}: a restore is writing it (commonlab restore): start the "
+            "facility when it has finished"
+        ) from None
+    return fd
+
+
+def _check_record(
+    db: Database, signer: Signer, path: Path, *, force_fork: bool
+) -> list[dict[str, object]]:
+    """Refuse to start on a record that does not extend the latest checkpoint a witness
+    cosigned, as remembered in `path` (record/witnessed.py): a restored older backup, or
+    another facility's keys. Forced, the fork goes on the record and the cosigned
+    checkpoint remembered becomes the restored log's own latest one. Returns the forks on
+    the record, for /health to announce."""
+    verifier = Verifier.from_key(signer.verifier_key())
+    with db.session() as session:
+        with session.begin():
+            remembered = load_witnessed(path)
+            problem = None if remembered is None else contradiction(session, remembered, verifier)
+            if problem and not force_fork:
+                raise LogContradictsWitness(
+                    f"refusing to start: {problem}. Restore a newer backup, or start with "
+                    "`commonlab up --force-fork` to continue this log as a fork, written on "
+                    "the record and announced to every witness"
+                )
+            if problem and remembered:
+                record_fork(session, remembered, reason=problem)
+        if problem:
+            sequence(session, signer)  # the fork is in a signed checkpoint before any request
+        with session.begin():
+            # Also learns cosignatures the file missed (a home older than the file).
+            latest = latest_cosigned(session)
+        if latest is not None:
+            remember_witnessed(path, latest, replace=bool(problem))
+        elif problem:
+            path.unlink()
+        return forks_on_record(session)
 
 
 def _lock_down(settings: Settings, *, passage: bool) -> None:

@@ -158,9 +158,14 @@ def add_witness(req: WitnessIn, db: DbSession, principal: CurrentPrincipal) -> d
 
 
 @router.post("/cosignatures", status_code=201, summary="Submit a witness cosignature")
-def add_cosignature(req: CosignatureIn, db: DbSession) -> dict[str, Any]:
+def add_cosignature(req: CosignatureIn, db: DbSession, request: Request) -> dict[str, Any]:
     # Anyone may deliver a cosignature: it is only kept if a registered witness key made it.
-    cosignature = accept_cosignature(db, size=req.size, line=req.cosignature)
+    cosignature = accept_cosignature(
+        db,
+        size=req.size,
+        line=req.cosignature,
+        remember_in=request.app.state.facility.witnessed_path,
+    )
     return {"size": cosignature.checkpoint_size, "witness": cosignature.witness}
 
 

@@ -7,6 +7,8 @@ need a new checkpoint, to be cosigned again): they are served beside the checkpo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,7 @@ from commonlab.record.checkpoint import CosignatureVerifier, verify_cosignature
 from commonlab.record.events import RecordEvent
 from commonlab.record.models import Checkpoint, Cosignature, Witness
 from commonlab.record.note import NoteError, parse_signature_line
+from commonlab.record.witnessed import cosigned_at, remember_witnessed
 
 __all__ = [
     "accept_cosignature",
@@ -74,8 +77,12 @@ def list_witnesses(db: Session) -> list[Witness]:
         )
 
 
-def accept_cosignature(db: Session, *, size: int, line: str) -> Cosignature:
-    """Store a witness's cosignature over the checkpoint of `size`, if it verifies."""
+def accept_cosignature(
+    db: Session, *, size: int, line: str, remember_in: Path | None = None
+) -> Cosignature:
+    """Store a witness's cosignature over the checkpoint of `size`, if it verifies, and raise
+    the cosigned checkpoint remembered in the file `remember_in` (record/witnessed.py), in
+    the same transaction: a cosignature the file could not keep is not accepted."""
     line = line if line.endswith("\n") else line + "\n"
     try:
         signature, _ = parse_signature_line(line.removesuffix("\n"))
@@ -102,10 +109,12 @@ def accept_cosignature(db: Session, *, size: int, line: str) -> Cosignature:
                 Cosignature.checkpoint_size == size, Cosignature.witness == witness.name
             )
         )
-        if existing is not None:
-            return existing
-        cosignature = Cosignature(
-            checkpoint_size=size, witness=witness.name, line=line, timestamp=timestamp
-        )
-        db.add(cosignature)
-    return cosignature
+        if existing is None:
+            existing = Cosignature(
+                checkpoint_size=size, witness=witness.name, line=line, timestamp=timestamp
+            )
+            db.add(existing)
+            db.flush()
+        if remember_in is not None:
+            remember_witnessed(remember_in, cosigned_at(db, size))
+    return existing
