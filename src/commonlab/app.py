@@ -26,7 +26,9 @@ from commonlab.governance.api import router as governance_router
 from commonlab.http import BodyLimit, install_authenticator, install_error_handlers
 from commonlab.identity.api import bearer_principal
 from commonlab.identity.api import router as identity_router
+from commonlab.identity.oauth_api import router as oauth_router
 from commonlab.operations.instruments import install_instruments
+from commonlab.operations.leader import Duty, Leadership, lease_for
 from commonlab.operations.limits import install_rate_limits
 from commonlab.policy.principal import SYSTEM
 from commonlab.portal.mount import mount_portal
@@ -38,7 +40,7 @@ from commonlab.ticker import Ticker
 from commonlab.workloads.api import router as workloads_router
 from commonlab.workloads.evaluations_api import router as evaluations_router
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "prepare_fleet"]
 
 API_DESCRIPTION = """\
 The API of a commonlab facility. Every error is RFC 9457 `application/problem+json`.
@@ -54,8 +56,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     settings = facility.settings
     sequencer = Sequencer(facility.db, facility.signer, settings=settings)
     closer = Ticker("governance-closer", 5.0, lambda: _close_due_motions(facility))
-    if kind_of(settings.executor).local_fleet:
-        ensure_local_fleet(facility.db.session(), cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
+    prepare_fleet(facility)
     jobs = JobController(
         facility.db,
         settings,
@@ -65,25 +66,32 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
         on_change=sequencer.wake,
     )
 
+    # Admission batches this process's own requests: every process runs it. Its rules hold
+    # across processes because the database holds them (the balance rows it locks).
     admissions = Admissions(facility.db, settings.executor)
-    tickers = [closer, *_account_tickers(facility, jobs)]
+    # Of all the processes serving this facility, one at a time folds the record in and
+    # signs, closes motions, drives the executor and steers Slurm (operations/leader.py).
+    leader = Leadership(
+        lease_for(facility),
+        [
+            Duty("record sequencer", sequencer.start, sequencer.stop),
+            Duty("motion closer", closer.start, closer.stop),
+            *_account_duties(facility, jobs),
+            Duty("job controller", jobs.start, jobs.stop),
+        ],
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_sequencer:
-            sequencer.start()
-            for ticker in tickers:
-                ticker.start()
             admissions.start()
-            jobs.start()
+            leader.start()
         try:
             yield
         finally:
-            jobs.stop()
             admissions.stop()
-            for ticker in tickers:
-                ticker.stop()
-            sequencer.stop()
+            leader.stop()
+            sequencer.stop()  # also a follower's: it detaches its wake-on-commit hooks
 
     app = FastAPI(
         title="commonlab",
@@ -99,6 +107,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     app.state.sequencer = sequencer
     app.state.jobs = jobs
     app.state.admissions = admissions
+    app.state.leader = leader
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
@@ -109,12 +118,17 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness, version and record size")
     def health() -> dict[str, object]:
-        return {"status": "ok", "version": __version__, "origin": facility.origin}
+        answer: dict[str, object] = {"status": "ok", "version": __version__}
+        answer["origin"] = facility.origin
+        if facility.forks:  # forced on a restored log (record/witnessed.py): said everywhere
+            answer["record_forks"] = facility.forks
+        return answer
 
     install_authenticator(app, bearer_principal)
     install_rate_limits(app, settings)
     install_instruments(app, facility)
     app.include_router(identity_router)
+    app.include_router(oauth_router)
     app.include_router(governance_router)
     app.include_router(allocation_router)
     app.include_router(compute_router)
@@ -131,7 +145,13 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     return app
 
 
-def _account_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
+def prepare_fleet(facility: Facility) -> None:
+    """On the local executor, the machine is the fleet: made once, before any worker runs."""
+    if kind_of(facility.settings.executor).local_fleet:
+        ensure_local_fleet(facility.db.session(), cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
+
+
+def _account_duties(facility: Facility, jobs: JobController) -> list[Duty]:
     """With an executor that has accounts (Slurm): keep them in line with governance, and
     steer member-state shares."""
     settings = facility.settings
@@ -149,7 +169,8 @@ def _account_tickers(facility: Facility, jobs: JobController) -> list[Ticker]:
 
     plan = [("account-sync", settings.account_sync_minutes, sync)]
     plan.append(("share-controller", settings.share_steer_minutes, steer))
-    return [Ticker(name, minutes * 60.0, job) for name, minutes, job in plan if minutes]
+    tickers = [(name, Ticker(name, minutes * 60.0, job)) for name, minutes, job in plan if minutes]
+    return [Duty(name, ticker.start, ticker.stop) for name, ticker in tickers]
 
 
 def _memory_gb() -> int:

@@ -5,6 +5,7 @@ the caller's: the operator's first token is handed to `remember_operator`."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -30,12 +31,17 @@ def serve(
     demo: bool,
     console: Console,
     remember_operator: Callable[[str, str], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Run the facility. On its first start `remember_operator(url, token)` is given the
-    operator's admin token, shown once here (the CLI saves it as this user's login)."""
+    operator's admin token, shown once here (the CLI saves it as this user's login).
+
+    With `workers` > 1, uvicorn runs that many worker processes on one socket, each building
+    its app with `worker_app`; what must happen once (migrations, the first operator, the
+    demo's seed, the local fleet) happens here first, in the parent."""
     import uvicorn
 
-    from commonlab.app import create_app
+    from commonlab.app import create_app, prepare_fleet
 
     settings = load_settings(host=host, port=port)
     # Whatever the facility writes from now on (objects, job folders, the database's journal)
@@ -80,6 +86,10 @@ def serve(
         f"executor {settings.executor}"
     )
     console.print(_isolation_line(facility), highlight=False)
+    prepare_fleet(facility)
+    if workers > 1:
+        _serve_workers(facility, workers, demo=demo, pi_token=pi_token, console=console)
+        return
     # No access log: every running job speaks the API (its inputs, metrics, what it
     # publishes), and a line per request would bury what the facility itself says. A reverse
     # proxy in front of a facility keeps the access log where one is wanted.
@@ -92,12 +102,79 @@ def serve(
     )
     server = uvicorn.Server(config)
     if demo:
-        _start_demo_models(facility, server, pi_token, console)
+        _start_demo_models(
+            facility,
+            pi_token,
+            console,
+            started=lambda: bool(server.started),
+            stopping=lambda: bool(server.should_exit),
+        )
     server.run()
 
 
+def worker_app() -> Any:
+    """The app of one worker of `up --workers N`: uvicorn calls this in each worker process.
+    Its settings come from the environment, as the parent's did (with the parent's --host and
+    --port put there); the parent has migrated and bootstrapped the facility already."""
+    from commonlab.app import create_app
+
+    os.umask(0o077)
+    return create_app(open_facility(load_settings()))
+
+
+def _serve_workers(
+    facility: Facility, workers: int, *, demo: bool, pi_token: str | None, console: Console
+) -> None:
+    """Several uvicorn workers on one socket. Each serves requests and appends entries; of
+    them (and of any other host's), one at a time leads (operations/leader.py)."""
+    import uvicorn
+
+    settings = facility.settings
+    os.environ["COMMONLAB_HOST"] = settings.host
+    os.environ["COMMONLAB_PORT"] = str(settings.port)
+    console.print(f"{workers} worker processes; one leads at a time (docs/operators.md)")
+    stopping = threading.Event()
+    if demo:
+        _start_demo_models(
+            facility,
+            pi_token,
+            console,
+            started=lambda: _answers(settings.host, settings.port),
+            stopping=stopping.is_set,
+        )
+    else:
+        facility.close()  # each worker opens its own connections
+    try:
+        uvicorn.run(
+            "commonlab.serve:worker_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+    finally:
+        stopping.set()
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts connections on the port (a worker is up)."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _start_demo_models(
-    facility: Facility, server: Any, pi_token: str | None, console: Console
+    facility: Facility,
+    pi_token: str | None,
+    console: Console,
+    *,
+    started: Callable[[], bool],
+    stopping: Callable[[], bool],
 ) -> None:
     """Publish the demo's data and train and evaluate its model in the background, once the
     server answers: the jobs speak its API, and a newcomer's first page must not wait."""
@@ -105,8 +182,8 @@ def _start_demo_models(
     from commonlab.demo_models import build_demo_models
 
     def work() -> None:
-        while not server.started:
-            if server.should_exit:
+        while not started():
+            if stopping():
                 return
             time.sleep(0.1)
         with facility.db.session() as session:
@@ -116,7 +193,7 @@ def _start_demo_models(
                 pi_token=pi_token,
                 executor=facility.settings.executor,
                 say=lambda line: console.print(line, highlight=False, soft_wrap=True),
-                should_stop=lambda: bool(server.should_exit),
+                should_stop=stopping,
             )
 
     threading.Thread(target=work, name="demo-models", daemon=True).start()

@@ -22,6 +22,7 @@ class Ticker:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()  # started again: a process that leads once more (leader.py)
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 

@@ -15,9 +15,11 @@ from commonlab.cli import (
     allocation_cmd,
     artifacts_cmd,
     audit_cmd,
+    backup_cmd,
     compute_cmd,
     datasearch_cmd,
     governance_cmd,
+    login_cmd,
     record_cmd,
     simulate_cmd,
     simulate_sweep,
@@ -56,12 +58,34 @@ def up(
     host: Annotated[str | None, typer.Option(help="bind address [default 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default 8000]")] = None,
     demo: Annotated[bool, typer.Option(help="seed a small demo facility on first start")] = False,
+    force_fork: Annotated[
+        bool,
+        typer.Option(
+            "--force-fork",
+            help="start on a record shorter than, or different from, the latest checkpoint a "
+            "witness cosigned (a restored older backup): a fork, written on the record",
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256, help="server processes on this port; one leads (docs/operators.md)"
+        ),
+    ] = 1,
 ) -> None:
     """Run the facility here: API and portal, on the embedded defaults unless configured."""
     # Imported here: the server's dependencies are loaded by `up` only, not by every command.
     from commonlab.serve import serve
 
-    serve(host=host, port=port, demo=demo, console=console, remember_operator=_save_operator)
+    serve(
+        host=host,
+        port=port,
+        demo=demo,
+        console=console,
+        remember_operator=_save_operator,
+        force_fork=force_fork,
+        workers=workers,
+    )
 
 
 def _save_operator(url: str, token: str) -> None:
@@ -91,24 +115,6 @@ def _save_operator(url: str, token: str) -> None:
 
 
 @app.command()
-def login(
-    url: Annotated[str, typer.Option(help="facility URL")] = "http://127.0.0.1:8000",
-    token: Annotated[
-        str | None, typer.Option(help="API token (prompted for, hidden, when left out)")
-    ] = None,
-) -> None:
-    """Check a token against a facility and save both for later commands."""
-    if token is None:
-        token = typer.prompt("Token", hide_input=True)
-    creds = Login(url=url.rstrip("/"), token=token.strip())
-    me = Client(creds).get("/api/v1/me")
-    if not me.get("authenticated"):
-        raise CliError("the facility did not accept this token")
-    path = save_login(creds)
-    console.print(f"Logged in to {creds.url} as {_who(me)}; saved in {path}")
-
-
-@app.command()
 def whoami(url: Url = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Who the facility thinks you are (GET /api/v1/me)."""
     me = Client(load_login(url=url)).get("/api/v1/me")
@@ -127,12 +133,7 @@ def whoami(url: Url = None, as_json: Annotated[bool, typer.Option("--json")] = F
         console.print(f"clearance: CL-{clearance['level']} until {clearance['expires_at'][:10]}")
 
 
-def _who(me: dict[str, object]) -> str:
-    person = me.get("person") or {}
-    assert isinstance(person, dict)
-    return f"{person.get('name')} ({person.get('pseudonym')})"
-
-
+login_cmd.register(app)
 admin_cmd.register(app)
 record_cmd.register(app)
 artifacts_cmd.register(app)
@@ -144,6 +145,7 @@ simulate_sweep.register(app)
 workload_cmd.register(app)
 datasearch_cmd.register(app)
 audit_cmd.register(app)
+backup_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

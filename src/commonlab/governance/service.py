@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.db import as_utc, utcnow
+from commonlab.db import as_utc, lock_for_writing, utcnow
 from commonlab.errors import AccessDenied, CommonlabError, Conflict, InvalidInput, NotFound
 from commonlab.governance import effects
 from commonlab.governance.events import GovernanceEvent
@@ -319,7 +319,12 @@ def close_motion(
 ) -> Motion:
     with db.begin():
         authorize(actor, Action.MotionClose, GOVERNANCE)
-        motion = _motion(db, motion_id)
+        # Of two closers at once (a leader and, for a moment, its successor), the second
+        # waits here and then finds the motion decided: it is decided once.
+        lock_for_writing(db)
+        motion = db.get(Motion, motion_id, with_for_update=True, populate_existing=True)
+        if motion is None:
+            raise NotFound(f"no motion with id {motion_id}")
         _close(db, actor, motion, now or utcnow())
     return motion
 

@@ -127,10 +127,15 @@ class Sequencer:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listening = wake_on_commit
-        if wake_on_commit:
-            event.listen(db.sessions, "after_commit", self._after_commit)
-            event.listen(db.sessions, "after_rollback", self._after_rollback)
+        self._wake_on_commit = wake_on_commit
+        self._listening = False
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._wake_on_commit and not self._listening:
+            event.listen(self._db.sessions, "after_commit", self._after_commit)
+            event.listen(self._db.sessions, "after_rollback", self._after_rollback)
+            self._listening = True
 
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(APPENDED_FLAG, False):
@@ -153,6 +158,9 @@ class Sequencer:
     def start(self) -> None:
         if self._thread is not None:
             return
+        # Started again after a stop: a process that leads once more (operations/leader.py).
+        self._stopping.clear()
+        self._listen()
         self.run_once()
         self._thread = threading.Thread(target=self._loop, name="record-sequencer", daemon=True)
         self._thread.start()
