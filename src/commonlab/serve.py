@@ -31,6 +31,7 @@ def serve(
     demo: bool,
     console: Console,
     remember_operator: Callable[[str, str], None] | None = None,
+    force_fork: bool = False,
     workers: int = 1,
 ) -> None:
     """Run the facility. On its first start `remember_operator(url, token)` is given the
@@ -47,7 +48,8 @@ def serve(
     # Whatever the facility writes from now on (objects, job folders, the database's journal)
     # is born readable by this user only: a job must never read it (docs/compute.md).
     os.umask(0o077)
-    facility = open_facility(settings)
+    # Refuses a record that contradicts what a witness cosigned, unless forced (facility.py).
+    facility = open_facility(settings, force_fork=force_fork)
     url = settings.base_url
     with facility.db.session() as session:
         token = bootstrap_operator(session)
@@ -86,6 +88,12 @@ def serve(
         f"executor {settings.executor}"
     )
     console.print(_isolation_line(facility), highlight=False)
+    for fork in facility.forks:
+        console.print(
+            f"[bold red]The record was forked at entry {fork['index']} ({fork['time']}): "
+            f"{fork['reason']}[/bold red]",
+            highlight=False,
+        )
     prepare_fleet(facility)
     if workers > 1:
         _serve_workers(facility, workers, demo=demo, pi_token=pi_token, console=console)
