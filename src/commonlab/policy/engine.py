@@ -40,6 +40,9 @@ _LATTICE = frozenset({Action.ResourceRead, Action.ResourceWrite, Action.JobPlace
 # Forbids whose denial `explain.lattice_denials` states more precisely than their @reason.
 _EXPLAINED_IN_PYTHON = frozenset({"containment-no-write-down"})
 _CONTEXT_LEVELS = ("data_level", "job_level")
+# Parsed entity sets kept, by their JSON text: a request's principal and resource repeat from
+# one decision to the next (a job's admission asks four), and parsing them is half a decision.
+_PARSED_ENTITIES = 4096
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class PolicyEngine:
             )
         self._by_cedar_id, self._by_id = _annotations(text)
         _check_actions_declared(self._schema)
+        self._parsed = functools.lru_cache(maxsize=_PARSED_ENTITIES)(self._parse_entities)
 
     @classmethod
     def from_directory(cls, root: Traversable) -> PolicyEngine:
@@ -137,7 +141,9 @@ class PolicyEngine:
             entities = _entities(principal, resource)
         except (_MalformedRequest, TypeError, ValueError) as exc:
             return self._deny(f"malformed authorization request: {exc}")
-        result = cedarpy.is_authorized(request, self._policies, entities, schema=self._schema)
+        result = cedarpy.is_authorized(
+            request, self._policies, self._parsed(entities), schema=self._schema
+        )
         diagnostics = result.diagnostics
         if diagnostics.errors:
             # An erroring policy is skipped by Cedar; a skipped forbid must not let anyone in.
@@ -173,6 +179,15 @@ class PolicyEngine:
                 decision.reason, action=str(action), policy_hash=decision.policy_hash
             )
         return decision
+
+    def _parse_entities(self, entities: str) -> cedarpy.Entities | str:
+        """The entity set parsed and checked against the schema once, for every decision
+        that names the same principal and resource. A set the schema refuses is left as
+        text: Cedar then says why in the decision's diagnostics, a denial."""
+        try:
+            return cedarpy.Entities.from_json_str(entities, self._schema)
+        except (ValueError, RuntimeError):
+            return entities
 
     def _reason(self, policy_id: str) -> str:
         policy = self._by_id.get(policy_id)
