@@ -61,8 +61,9 @@ DOMAINS = {
     "workloads",
     "portal",
 }
-# What a client (the portal, the CLI) may import from a domain.
-CLIENT_FACING = {"schemas", "service"}
+# What a client (the portal, the CLI) may import from a domain: its schemas and its use cases
+# (`service`, and identity's device grant, whose use cases the portal's /device page calls).
+CLIENT_FACING = {"schemas", "service", "device_grant"}
 CLIENTS = {"portal", "cli"}
 # Pure modules a client may use as they are, and why.
 CLIENT_MAY_ALSO = {

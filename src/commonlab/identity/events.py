@@ -25,6 +25,7 @@ class IdentityEvent(StrEnum):
     TokenRevoked = "identity:token:revoked"
     ClearanceGranted = "identity:clearance:granted"
     ClearanceRevoked = "identity:clearance:revoked"
+    DeviceGrantApproved = "identity:device_grant:approved"
 
 
 _CONTACT = ("name", "email", "orcid")
@@ -81,6 +82,13 @@ FIELDS = declare(
         ),
         IdentityEvent.ClearanceRevoked: Fields(
             "holder", "level", about="a clearance withdrawn before it expired"
+        ),
+        IdentityEvent.DeviceGrantApproved: Fields(
+            "holder",
+            "client",
+            "scopes",
+            about="a person approved a device's sign-in (`commonlab login`): the client, and "
+            "the scopes of the one token it may fetch",
         ),
     },
 )

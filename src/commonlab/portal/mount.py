@@ -13,6 +13,7 @@ from commonlab.portal import (
     artifacts_views,
     compute_views,
     datasearch_views,
+    device_views,
     evaluations_views,
     governance_views,
     views,
@@ -35,6 +36,7 @@ def mount_portal(app: FastAPI) -> None:
         artifacts_views,
         evaluations_views,
         datasearch_views,
+        device_views,
     ):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
