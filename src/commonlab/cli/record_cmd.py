@@ -121,6 +121,8 @@ def watch(
         except KeyChanged as exc:
             raise CliError(str(exc)) from None
         except LogForked as exc:
+            if exc.evidence is not None:  # two signed checkpoints that cannot both be true
+                _alarm(url, exc)
             raise CliError(f"the log at {url} is inconsistent: {exc}") from None
         except LogUnreachable as exc:
             if once:
@@ -201,6 +203,25 @@ def witness_key(
     console.print(f"secret signer key written to {out} (keep it; cosign with --cosign-key {out})")
     console.print("verifier key, for the council's register_witness motion:")
     console.print(verifier, highlight=False, soft_wrap=True)
+
+
+def _alarm(url: str, exc: Exception) -> None:
+    """What a watcher exists for, said so that nobody scrolls past it: on stderr, in red."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    kind = str(exc).split(":", 1)[0]
+    Console(stderr=True).print(
+        Panel(
+            f"{exc}\n\nThe facility at {url} contradicts what this watcher verified before. "
+            "Keep the state file and the evidence; tell the facility's council and the "
+            "other witnesses. This watcher stops here: it will not follow this log again "
+            "until someone decides, in public, what happened.",
+            title=f"[bold]{kind}: THE PUBLIC RECORD WAS REWRITTEN[/bold]",
+            style="bold red",
+        ),
+        highlight=False,
+    )
 
 
 def default_state_path(url: str) -> Path:

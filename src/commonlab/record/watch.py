@@ -34,7 +34,14 @@ __all__ = ["KeyChanged", "LogForked", "LogUnreachable", "WatchState", "Watcher"]
 
 
 class LogForked(Exception):
-    """The log contradicted what this watcher verified before: a fork, rollback or tampering."""
+    """The log contradicted what this watcher verified before: a fork, rollback or tampering.
+
+    `evidence` names the file where both signed checkpoints were kept, when the facility
+    signed the one that contradicts: together they prove the facility said two things."""
+
+    def __init__(self, message: str, *, evidence: Path | None = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 class KeyChanged(LogForked):
@@ -132,7 +139,7 @@ class Watcher:
             raise LogForked(f"the tiles do not hash to the signed root at size {checkpoint.size}")
         previous = None if state is None else state.size
         if state is not None:
-            self._check_consistent(state, checkpoint, reader)
+            self._check_consistent(state, checkpoint, reader, note)
         checked = 0
         if self.check_entries:
             old_root = None if state is None else base64.b64decode(state.root_hash)
@@ -148,25 +155,53 @@ class Watcher:
         ).save(self.state_path)
         return Observation(checkpoint.size, previous, checked, note.decode())
 
-    def _check_consistent(self, state: WatchState, new: Checkpoint, reader: TileHashReader) -> None:
+    def _check_consistent(
+        self, state: WatchState, new: Checkpoint, reader: TileHashReader, note: bytes
+    ) -> None:
+        """The new checkpoint must extend the verified one. A contradiction is said in words a
+        reader cannot mistake, and both signed checkpoints are kept as evidence."""
         old_root = base64.b64decode(state.root_hash)
         if new.size < state.size:
+            evidence = self._keep_evidence(state, note)
             raise LogForked(
-                f"ROLLBACK: the log shrank from {state.size} to {new.size} entries since the "
-                "last verified checkpoint"
+                f"ROLLBACK: {self.url} now serves a log of {new.size} entries, but it signed a "
+                f"log of {state.size} entries that this watcher verified: "
+                f"{state.size - new.size} published entries are gone. A public log never "
+                "shrinks (an older backup restored, or tampering); both signed checkpoints "
+                f"are kept in {evidence}",
+                evidence=evidence,
             )
         if new.size == state.size:
             if new.root_hash != old_root:
-                raise LogForked(f"FORK: two different trees of size {new.size} were signed")
+                evidence = self._keep_evidence(state, note)
+                raise LogForked(
+                    f"FORK: {self.url} signed two different logs of {new.size} entries: the "
+                    "one this watcher verified and the one it serves now; both signed "
+                    f"checkpoints are kept in {evidence}",
+                    evidence=evidence,
+                )
             return
         try:
             proof = consistency_proof(state.size, new.size, reader)
             verify_consistency(state.size, new.size, proof, old_root, new.root_hash)
         except (ProofError, KeyError, ValueError) as exc:
+            evidence = self._keep_evidence(state, note)
             raise LogForked(
-                f"FORK: the checkpoint of size {new.size} is not an extension of the verified "
-                f"one of size {state.size} ({exc})"
+                f"FORK: {self.url} signed a log of {new.size} entries that does not extend "
+                f"the log of {state.size} entries this watcher verified ({exc}): its history "
+                f"was rewritten; both signed checkpoints are kept in {evidence}",
+                evidence=evidence,
             ) from None
+
+    def _keep_evidence(self, state: WatchState, note: bytes) -> Path:
+        """Write the verified checkpoint and the contradicting one, both signed by the log's
+        key, beside the state file (which keeps the verified one: it is never moved back)."""
+        path = self.state_path.with_name(f"{self.state_path.name}.evidence-{state.size}.txt")
+        path.write_text(
+            f"{self.url}\nverified before:\n\n{state.note}\nserved now, contradicting it:"
+            f"\n\n{note.decode()}"
+        )
+        return path
 
     def _check_entries(
         self,
