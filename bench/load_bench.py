@@ -2,7 +2,8 @@
 asserts nothing.
 
     python bench/load_bench.py [--db URL] [--duration S] [--max-requests N] [--clients C]
-                               [--rate step|closed|R] [--stage S] [--start-rate R] [--workers N]
+                               [--rate step|closed|R] [--stage S] [--start-rate R] [--step F]
+                               [--p99-limit MS] [--workers N]
 
 It starts `commonlab up` in a process of its own on a free port, on loopback (SQLite in a
 scratch home by default; with `--db`, a scratch database made on that PostgreSQL server and
@@ -15,18 +16,20 @@ requests) and votes.
 
 `--rate step` (the default) looks for the highest rate the facility holds: it offers
 `--start-rate` operations a second for `--stage` seconds, and multiplies the rate by
-`--step` while a stage holds (no 5xx, no connection error, and the clients kept at least 95%
-of the offered rate); after the first stage that does not hold it bisects between the last
-two rates. The search uses at most half of `--duration`; the rest is spent at the highest
-rate held, and that hold's figures are the result. `--rate R` offers R operations a second
-for the whole duration; `--rate closed` has each client send its next request as soon as the
-last one was answered, and reports throughput.
+`--step` while a stage holds (no 5xx, no connection error, the clients kept at least 95% of
+the offered rate, and p99 over all routes within `--p99-limit`, default 1 s); after the
+first stage that does not hold it bisects between the last two rates. The search uses at
+most half of `--duration`; the rest is spent at the highest rate held, and that hold's
+figures are the result. `--rate R` offers R operations a second for the whole duration;
+`--rate closed` has each client send its next request as soon as the last one was answered,
+and reports throughput.
 
 Rates count operations (an upload is three requests); p50/p99 are per route, measured from
 the request's send to its answer. Every 5xx is a finding: its route and body are printed,
-with the server's log. Everything is bounded: `--duration` (default ten minutes) and
-`--max-requests`. The clients share the machine with the server: on a 2-core machine they
-take some of its CPU.
+with the server's log; a 4xx (this traffic is well-formed) is printed as a refusal. The run
+ends with the states of the jobs it submitted: whether the executor kept up. Everything is
+bounded: `--duration` (default ten minutes) and `--max-requests`. The clients share the
+machine with the server: on a 2-core machine they take some of its CPU.
 """
 
 from __future__ import annotations
@@ -255,10 +258,13 @@ def seed(url: str, operator_token: str) -> Setup:
             motion_id=int(motion.json()["id"]),
             repo=f"datasets/{repo.json()['repo_id']}",
         )
-        # One version, so that the Hub and portal reads of the repository find something.
+        # One version, so that the Hub and portal reads of the repository find something;
+        # then every other operation once, so that the first step is not the server's
+        # first use of each route (votes are left to the clients: each owns a state's).
         first = Traffic(setup, index=0, http=api)
-        first.upload()
-        assert all(200 <= status < 300 for _, status, _ in first.samples), first.samples
+        for operation in ["upload", *(name for name in MIX if name != "vote")]:
+            getattr(first, operation)()
+        assert all(200 <= status < 400 for _, status, _ in first.samples), first.samples
     return setup
 
 
@@ -267,13 +273,15 @@ def seed(url: str, operator_token: str) -> Setup:
 
 class Traffic:
     """One client's operations. Each records (route, status, seconds) per request it makes;
-    a 5xx or a connection error is also kept as a finding, with its body."""
+    a 5xx or a connection error is also kept as a finding, a 4xx as a refusal, with its body
+    (this traffic is all well-formed: a refusal is a surprise too)."""
 
     def __init__(self, setup: Setup, *, index: int, http: httpx.Client) -> None:
         self.setup, self.index, self.http = setup, index, http
         self.random = random.Random(index)
         self.samples: list[tuple[str, int, float]] = []
         self.findings: list[tuple[str, int, str]] = []
+        self.refusals: list[tuple[str, int, str]] = []
         self.record_size = 0
         self.uploads = 0
         self.delegate = setup.delegates[index % len(setup.delegates)]
@@ -291,6 +299,8 @@ class Traffic:
         self.samples.append((route, answer.status_code, time.perf_counter() - started))
         if answer.status_code >= 500:
             self.findings.append((route, answer.status_code, answer.text[:500]))
+        elif answer.status_code >= 400:
+            self.refusals.append((route, answer.status_code, answer.text[:300]))
         return answer
 
     def portal(self) -> None:
@@ -390,9 +400,9 @@ class Traffic:
         getattr(self, name)()
 
     def take(self) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, str]]]:
-        samples, findings = self.samples, self.findings
-        self.samples, self.findings = [], []
-        return samples, findings
+        taken = self.samples, self.findings, self.refusals
+        self.samples, self.findings, self.refusals = [], [], []
+        return taken
 
 
 def _client_process(setup: Setup, index: int, clients: int, budget: int, commands, results):
@@ -455,6 +465,12 @@ class Stage:
     exhausted: bool = False  # the clients ran out of --max-requests during it
     samples: list[tuple[str, int, float]] = field(default_factory=list)
     findings: list[tuple[str, int, str]] = field(default_factory=list)
+    refusals: list[tuple[str, int, str]] = field(default_factory=list)
+    p99_limit_ms: float = math.inf
+
+    @property
+    def p99_ms(self) -> float:
+        return _percentile([seconds for _, _, seconds in self.samples], 0.99) * 1000
 
     @property
     def achieved(self) -> float:
@@ -462,9 +478,21 @@ class Stage:
 
     @property
     def held(self) -> bool:
-        """No 5xx, no connection error, and the offered rate kept (closed loop: no failure)."""
-        kept = self.rate is None or self.exhausted or self.operations >= HELD_SHARE * self.turns
-        return kept and not self.findings
+        return not self.missed
+
+    @property
+    def missed(self) -> str:
+        """Why the stage did not hold, or "": it holds with no 5xx, no connection error, the
+        offered rate kept and p99 within the limit (closed loop: no 5xx or connection error)."""
+        if self.findings:
+            return f"{len(self.findings)} 5xx or connection errors"
+        if self.rate is None or self.exhausted:
+            return ""
+        if self.operations < HELD_SHARE * self.turns:
+            return f"kept {self.operations / self.turns:.0%} of the offered rate"
+        if self.p99_ms > self.p99_limit_ms:
+            return f"p99 over {self.p99_limit_ms:g} ms"
+        return ""
 
     def classes(self) -> Counter[str]:
         return Counter(_class(status) for _, status, _ in self.samples)
@@ -483,7 +511,9 @@ class Clients:
     """The client processes (processes, not threads: they must not share one interpreter
     lock), told one stage at a time what rate to offer."""
 
-    def __init__(self, setup: Setup, *, clients: int, max_requests: int, began: float) -> None:
+    def __init__(
+        self, setup: Setup, *, clients: int, max_requests: int, p99_limit_ms: float, began: float
+    ) -> None:
         context = multiprocessing.get_context("fork")
         self.results = context.Queue()
         self.commands = [context.Queue() for _ in range(clients)]
@@ -499,12 +529,13 @@ class Clients:
         for process in self.processes:
             process.start()
         self.began = began
+        self.p99_limit_ms = p99_limit_ms
         self.exhausted = False
 
     def run(self, label: str, rate: float | None, seconds: float, *, every: float) -> Stage:
         for commands in self.commands:
             commands.put((rate, seconds))
-        stage = Stage(label, rate)
+        stage = Stage(label, rate, p99_limit_ms=self.p99_limit_ms)
         done, exhausted, shown = 0, 0, time.monotonic()
         while done < len(self.commands):
             try:
@@ -514,6 +545,7 @@ class Clients:
             if message is not None and message[0] == "samples":
                 stage.samples += message[2]
                 stage.findings += message[3]
+                stage.refusals += message[4]
             elif message is not None:
                 _, _, operations, turns, took, ran_out = message
                 done += 1
@@ -578,12 +610,13 @@ def _stage_line(stage: Stage) -> str:
     latencies = [seconds for _, _, seconds in stage.samples]
     p50, p99 = (_percentile(latencies, q) * 1000 for q in (0.5, 0.99))
     offered = f"{stage.rate:7.1f}" if stage.rate else " closed"
+    verdict = "held" if stage.held else f"NOT HELD: {stage.missed}"
     classes = stage.classes()
     return (
         f"  {stage.label:<8} offered {offered} ops/s  achieved {stage.achieved:6.1f} ops/s "
         f"{len(stage.samples) / stage.seconds if stage.seconds else 0:6.1f} req/s  "
         f"p50 {p50:6.1f} ms  p99 {p99:7.1f} ms  "
-        f"5xx {classes['5xx']} errors {classes['error']}  {'held' if stage.held else 'NOT HELD'}"
+        f"5xx {classes['5xx']} errors {classes['error']}  {verdict}"
     )
 
 
@@ -606,15 +639,24 @@ def report(stages: list[Stage], result: Stage, log: Path) -> None:
     for stage in stages:
         total += stage.classes()
     print("status classes, whole run: " + ", ".join(f"{k} {v:,}" for k, v in sorted(total.items())))
+    refusals = [refusal for stage in stages for refusal in stage.refusals]
+    if refusals:
+        print(f"\nrefusals: {len(refusals)} 4xx answers")
+        _grouped(refusals)
     findings = [finding for stage in stages for finding in stage.findings]
     if not findings:
         print("no 5xx and no connection errors")
         return
     print(f"\nFINDINGS: {len(findings)} 5xx or connection errors")
-    for (route, status), n in Counter((route, status) for route, status, _ in findings).items():
-        body = next(b for r, s, b in findings if (r, s) == (route, status))
-        print(f"  {route}: {status or 'error'} ×{n}: {body}")
+    _grouped(findings)
     print(f"\nthe server's log ({log}), last lines:\n{_tail(log, 80)}")
+
+
+def _grouped(answers: list[tuple[str, int, str]]) -> None:
+    """One line per route and status: how many, and the first body."""
+    for (route, status), n in Counter((route, status) for route, status, _ in answers).items():
+        body = next(b for r, s, b in answers if (r, s) == (route, status))
+        print(f"  {route}: {status or 'error'} ×{n}: {body}")
 
 
 @dataclass
@@ -639,6 +681,7 @@ def main(argv: list[str] | None = None) -> Run:
     parser.add_argument("--stage", type=float, default=30, help="seconds per step")
     parser.add_argument("--start-rate", type=float, default=10, help="operations a second")
     parser.add_argument("--step", type=float, default=1.5, help="the rate's factor per step")
+    parser.add_argument("--p99-limit", type=float, default=1000, help="ms, for a step to hold")
     parser.add_argument("--workers", type=int, default=None, help="`commonlab up --workers`")
     parser.add_argument("--progress", type=float, default=10, help="seconds between lines")
     args = parser.parse_args(argv)
@@ -661,8 +704,9 @@ def main(argv: list[str] | None = None) -> Run:
             flush=True,
         )
         clients = Clients(
-            setup, clients=args.clients, max_requests=args.max_requests, began=time.monotonic()
-        )
+            setup, clients=args.clients, max_requests=args.max_requests,
+            p99_limit_ms=args.p99_limit, began=time.monotonic(),
+        )  # fmt: skip
         try:
             if args.rate == "step":
                 stages, hold = find_and_hold(
