@@ -74,10 +74,10 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     leader = Leadership(
         lease_for(facility),
         [
-            Duty("record sequencer", sequencer.start, sequencer.stop),
+            Duty("record sequencer", sequencer.start, sequencer.stop, wake=sequencer.wake),
             Duty("motion closer", closer.start, closer.stop),
             *_account_duties(facility, jobs),
-            Duty("job controller", jobs.start, jobs.stop),
+            Duty("job controller", jobs.start, jobs.stop, wake=jobs.wake),
         ],
     )
 
@@ -85,6 +85,7 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_sequencer:
             admissions.start()
+            leader.follow_commits(facility.db)
             leader.start()
         try:
             yield

@@ -215,3 +215,25 @@ def test_the_app_names_its_leadership(facility):
     assert app.state.leader.is_leader is False
     names = [duty.name for duty in app.state.leader.duties]
     assert names == ["record sequencer", "motion closer", "job controller"]
+
+
+def test_a_followers_commit_wakes_the_postgres_leader(facility):
+    if facility.db.is_sqlite:
+        pytest.skip("SQLite's workers have no channel: the leader's ticks find their work")
+    woken: list[str] = []
+    duties = [Duty("sequencer", lambda: None, lambda: None, wake=lambda: woken.append("wake"))]
+    leader = Leadership(lease_for(facility, holder="commonlab leader"), duties, retry_s=0.2)
+    follower = Leadership(lease_for(facility, holder="commonlab follower"), [], retry_s=0.2)
+    leader.start()
+    follower.follow_commits(facility.db)
+    follower.start()
+    try:
+        assert leader.is_leader and not follower.is_leader
+        with facility.db.session() as session, session.begin():
+            session.get_one(Head, 1)  # a commit without entries nudges nobody
+        with facility.db.session() as session, session.begin():
+            record.append(session, SampleEvent.Crash, actor=SYSTEM, subject="s", data={"n": 1})
+        eventually(lambda: woken)
+    finally:
+        follower.stop()
+        leader.stop()
