@@ -3,7 +3,7 @@ asserts nothing.
 
     python bench/load_bench.py [--db URL] [--duration S] [--max-requests N] [--clients C]
                                [--rate step|closed|R] [--stage S] [--start-rate R] [--step F]
-                               [--p99-limit MS] [--workers N]
+                               [--p99-limit MS] [--baseline S] [--workers N]
 
 It starts `commonlab up` in a process of its own on a free port, on loopback (SQLite in a
 scratch home by default; with `--db`, a scratch database made on that PostgreSQL server and
@@ -13,6 +13,10 @@ and a dataset repository. C client processes then send a mix of requests (MIX be
 pages, `/api/v1` lists, the record's checkpoint and tiles, Hub reads, job submissions (the
 jobs really run, on the local executor), artifact uploads (start, chunk, commit: three
 requests) and votes.
+
+Before the mix, the same clients send `GET /api/v1/health` in a closed loop for
+`--baseline` seconds (default 10, outside `--max-requests`): the HTTP stack's ceiling on this
+machine at that moment, the baseline beside the mix's figures.
 
 `--rate step` (the default) looks for the highest rate the facility holds: it offers
 `--start-rate` operations a second for `--stage` seconds, and multiplies the rate by
@@ -303,6 +307,9 @@ class Traffic:
             self.refusals.append((route, answer.status_code, answer.text[:300]))
         return answer
 
+    def health(self) -> None:
+        self._call("GET /api/v1/health", "GET", "/api/v1/health")
+
     def portal(self) -> None:
         route, path = self.random.choice(
             [
@@ -412,7 +419,7 @@ def _client_process(setup: Setup, index: int, clients: int, budget: int, command
         traffic = Traffic(setup, index=index, http=http)
         sent = 0  # requests, against this client's share of --max-requests
         while (command := commands.get()) is not None:
-            rate, seconds = command
+            rate, seconds, only = command
             began = time.monotonic()
             end = began + seconds
             interval = clients / rate if rate else 0.0
@@ -423,8 +430,11 @@ def _client_process(setup: Setup, index: int, clients: int, budget: int, command
                     time.sleep(min(next_at, end) - now)
                     continue
                 before = len(traffic.samples)
-                traffic.one()
-                sent += len(traffic.samples) - before
+                if only:  # the baseline: outside the mix and its --max-requests
+                    getattr(traffic, only)()
+                else:
+                    traffic.one()
+                    sent += len(traffic.samples) - before
                 operations += 1
                 next_at += interval  # behind schedule, the next one goes at once
                 if time.monotonic() - reported >= 1.0:
@@ -532,9 +542,12 @@ class Clients:
         self.p99_limit_ms = p99_limit_ms
         self.exhausted = False
 
-    def run(self, label: str, rate: float | None, seconds: float, *, every: float) -> Stage:
+    def run(
+        self, label: str, rate: float | None, seconds: float, *, every: float, only: str = ""
+    ) -> Stage:
+        """A stage: the mix (or `only` that operation) at `rate` (None: closed loop)."""
         for commands in self.commands:
-            commands.put((rate, seconds))
+            commands.put((rate, seconds, only))
         stage = Stage(label, rate, p99_limit_ms=self.p99_limit_ms)
         done, exhausted, shown = 0, 0, time.monotonic()
         while done < len(self.commands):
@@ -665,6 +678,7 @@ class Run:
 
     stages: list[Stage]
     result: Stage | None
+    baseline: Stage | None
 
     @property
     def samples(self) -> list[tuple[str, int, float]]:
@@ -682,6 +696,9 @@ def main(argv: list[str] | None = None) -> Run:
     parser.add_argument("--start-rate", type=float, default=10, help="operations a second")
     parser.add_argument("--step", type=float, default=1.5, help="the rate's factor per step")
     parser.add_argument("--p99-limit", type=float, default=1000, help="ms, for a step to hold")
+    parser.add_argument(
+        "--baseline", type=float, default=10, help="seconds of GET /health first (0: none)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="`commonlab up --workers`")
     parser.add_argument("--progress", type=float, default=10, help="seconds between lines")
     args = parser.parse_args(argv)
@@ -708,6 +725,12 @@ def main(argv: list[str] | None = None) -> Run:
             p99_limit_ms=args.p99_limit, began=time.monotonic(),
         )  # fmt: skip
         try:
+            baseline = None
+            if args.baseline > 0:
+                baseline = clients.run(
+                    "health", None, args.baseline, every=args.progress, only="health"
+                )
+                print(_stage_line(baseline) + "  (baseline: the HTTP stack alone)", flush=True)
             if args.rate == "step":
                 stages, hold = find_and_hold(
                     clients, duration=args.duration, stage=args.stage, start=args.start_rate,
@@ -723,7 +746,7 @@ def main(argv: list[str] | None = None) -> Run:
             clients.close()
         states = job_states(setup)
         print("\nstages:")
-        for stage in stages:
+        for stage in [baseline, *stages] if baseline else stages:
             print(_stage_line(stage))
         result = hold or (stages[-1] if stages else None)
         if result is None:
@@ -736,7 +759,7 @@ def main(argv: list[str] | None = None) -> Run:
             f"jobs submitted: {states.total():,}; once the traffic stopped: "
             + ", ".join(f"{state} {n:,}" for state, n in states.most_common())
         )
-    return Run(stages=stages, result=result)
+    return Run(stages=stages, result=result, baseline=baseline)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def test_a_short_run_sends_every_kind_of_traffic_without_a_5xx(database, request
     db = request.getfixturevalue("postgres_url") if database == "postgres" else ""
     run = bench.main(
         ["--db", db, "--rate", "closed", "--clients", str(CLIENTS), "--duration", "60",
-         "--max-requests", str(MAX_REQUESTS), "--progress", "60"]
+         "--max-requests", str(MAX_REQUESTS), "--progress", "60", "--baseline", "0.5"]
     )  # fmt: skip
     out = capsys.readouterr().out
 
@@ -65,3 +65,5 @@ def test_a_short_run_sends_every_kind_of_traffic_without_a_5xx(database, request
     # Bounded: a client stops at its share, past it by at most one upload's last requests.
     assert len(run.samples) <= MAX_REQUESTS + 2 * CLIENTS
     assert "per route" in out and "POST /api/v1/jobs" in out
+    # The baseline beside it: the HTTP stack alone, outside the bound.
+    assert {status for _, status, _ in run.baseline.samples} == {200}
