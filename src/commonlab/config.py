@@ -8,12 +8,14 @@ that names the setting.
 
 from __future__ import annotations
 
+import json
 import os
 import string
 import tomllib
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -26,9 +28,51 @@ from pydantic import (
 
 from commonlab.errors import ConfigError, field_and_reason
 
-__all__ = ["Settings", "load_settings", "parse_networks"]
+__all__ = ["OidcProvider", "Settings", "load_settings", "parse_networks"]
 
 ENV_PREFIX = "COMMONLAB_"
+
+
+class OidcProvider(BaseModel):
+    """An OpenID Connect provider people sign in with (identity/federation.py): a
+    university's, a federation's proxy, or ORCID (kind "orcid": linking proves an ORCID iD).
+
+    In TOML, one `[[commonlab.oidc_providers]]` table each; in the environment,
+    COMMONLAB_OIDC_PROVIDERS holds the same list as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="in the portal's URLs")
+    display_name: str = Field(min_length=1, max_length=100, description="'Sign in with ...'")
+    kind: Literal["oidc", "orcid"] = "oidc"
+    issuer: str = Field(description="exactly as the provider's discovery document says it")
+    client_id: str = Field(min_length=1, max_length=300)
+    client_secret: str = Field(default="", max_length=1000, description="empty: a public client")
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    name_claim: str = "name"
+    email_claim: str = "email"
+    affiliation_claim: str = Field(
+        default="schac_home_organization",
+        description="the claim naming the person's institution; empty: the issuer does",
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, issuer: str) -> str:
+        url = urlsplit(issuer)
+        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if not url.netloc or not (url.scheme == "https" or (url.scheme == "http" and loopback)):
+            raise ValueError("must be an https:// URL (http:// only on this machine's loopback)")
+        if url.query or url.fragment:
+            raise ValueError("an issuer has no query or fragment")
+        return issuer
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in scopes:
+            raise ValueError("must include 'openid'")
+        return scopes
 
 
 class Settings(BaseModel):
@@ -121,6 +165,29 @@ class Settings(BaseModel):
         description="networks limited per token only, not per address (this machine's own "
         "jobs; compute nodes behind one address)",
     )
+
+    oidc_providers: tuple[OidcProvider, ...] = Field(
+        default=(),
+        description="OpenID Connect providers people sign in with (TOML tables, or JSON)",
+    )
+
+    @field_validator("oidc_providers", mode="before")
+    @classmethod
+    def _providers_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):  # COMMONLAB_OIDC_PROVIDERS
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list of providers ({exc})") from None
+        return value
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _unique_providers(cls, providers: tuple[OidcProvider, ...]) -> tuple[OidcProvider, ...]:
+        names = [provider.name for provider in providers]
+        if duplicate := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"two providers are named {duplicate!r}")
+        return providers
 
     @field_validator("home", "job_root", "signing_key_path")
     @classmethod

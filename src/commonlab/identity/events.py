@@ -26,6 +26,8 @@ class IdentityEvent(StrEnum):
     ClearanceGranted = "identity:clearance:granted"
     ClearanceRevoked = "identity:clearance:revoked"
     DeviceGrantApproved = "identity:device_grant:approved"
+    PersonLinked = "identity:person:linked"
+    AffiliationMapped = "identity:affiliation:mapped"
 
 
 _CONTACT = ("name", "email", "orcid")
@@ -89,6 +91,20 @@ FIELDS = declare(
             "scopes",
             about="a person approved a device's sign-in (`commonlab login`): the client, and "
             "the scopes of the one token it may fetch",
+        ),
+        IdentityEvent.PersonLinked: Fields(
+            "provider",
+            "issuer",
+            private=("subject",),
+            about="a person's account linked to their identity at an OpenID Connect provider: "
+            "the issuer in clear, the provider's subject committed",
+        ),
+        IdentityEvent.AffiliationMapped: Fields(
+            "affiliation",
+            "institution",
+            "placed",
+            about="an operator's rule: people whose provider asserts this affiliation belong "
+            "to this institution (how many waiting were placed; each also by person:updated)",
         ),
     },
 )
