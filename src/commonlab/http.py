@@ -53,6 +53,7 @@ ERROR_RESPONSES = {
     409: "Conflict with the current state: reload and retry",
     413: "Request body too large",
     422: "Invalid input: `errors` names each field and what to fix",
+    429: "Too many requests from this token or address: retry after `Retry-After` seconds",
     503: "Database busy: retry shortly",
 }
 

@@ -20,6 +20,7 @@ from commonlab.compute.executors.registry import kind_of
 from commonlab.config import load_settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
+from commonlab.operations.instruments import serving_setup
 
 __all__ = ["serve"]
 
@@ -107,6 +108,7 @@ def serve(
         port=settings.port,
         log_level="info",
         access_log=False,
+        log_config=serving_setup(settings),  # JSON lines with request ids; workers' metrics
     )
     server = uvicorn.Server(config)
     if demo:
@@ -161,6 +163,7 @@ def _serve_workers(
             workers=workers,
             log_level="info",
             access_log=False,
+            log_config=serving_setup(settings),  # JSON lines with request ids; workers' metrics
         )
     finally:
         stopping.set()
