@@ -16,6 +16,7 @@ from commonlab.portal import (
     device_views,
     evaluations_views,
     governance_views,
+    sessions_views,
     views,
 )
 from commonlab.portal.errors import install_portal_errors
@@ -37,6 +38,7 @@ def mount_portal(app: FastAPI) -> None:
         evaluations_views,
         datasearch_views,
         device_views,
+        sessions_views,
     ):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")

@@ -19,8 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commonlab.db import utcnow
-from commonlab.errors import AccessDenied, Unauthenticated
+from commonlab.errors import AccessDenied, Conflict, NotFound, Unauthenticated
 from commonlab.identity import service as identity
+from commonlab.policy import Action, Resource, authorize
 from commonlab.policy.principal import PUBLIC, Principal
 from commonlab.portal.models import PortalSession
 
@@ -34,8 +35,12 @@ __all__ = [
     "csrf_matches",
     "csrf_token",
     "end_session",
+    "end_session_of",
+    "end_sessions_of",
+    "live_sessions",
     "raw_session",
     "require_api_csrf",
+    "session_digest",
     "session_principal",
     "start_session",
 ]
@@ -189,3 +194,68 @@ def cookie_max_age(token_expires_at: datetime | None, now: datetime) -> int:
         return SESSION_MAX_AGE
     left = int((token_expires_at - now).total_seconds())
     return max(0, min(SESSION_MAX_AGE, left))
+
+
+# A person's sessions: listed and ended by themself or an operator ----------------------------
+# Who may see and end a person's sessions is who may list and revoke their tokens: a session
+# is a sign-in's credential as a token is. Sessions are not on the public record (they say when
+# someone was online); the tokens revoked beside them are.
+
+
+def session_digest(session_id: str) -> str:
+    """What the server keeps of a session's id (to tell which listed session is this one)."""
+    return _sha256(session_id)
+
+
+def live_sessions(
+    db: Session, actor: Principal, person_id: int, *, limit: int, now: datetime | None = None
+) -> list[PortalSession]:
+    """The person's sessions still open (not ended, not expired), newest first."""
+    authorize(actor, Action.TokenList, Resource.token(person_id))
+    now = now or utcnow()
+    with db.begin():
+        return list(
+            db.scalars(
+                select(PortalSession)
+                .where(
+                    PortalSession.person_id == person_id,
+                    PortalSession.ended_at.is_(None),
+                    PortalSession.expires_at > now,
+                )
+                .order_by(PortalSession.id.desc())
+                .limit(limit)
+            )
+        )
+
+
+def end_session_of(
+    db: Session,
+    actor: Principal,
+    person_id: int,
+    session_row_id: int,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """End one of the person's sessions, whichever browser holds it."""
+    authorize(actor, Action.TokenRevoke, Resource.token(person_id))
+    with db.begin():
+        row = db.get(PortalSession, session_row_id)
+        if row is None or row.person_id != person_id:
+            raise NotFound(f"no session {session_row_id} of this person")
+        if row.ended_at is not None:
+            raise Conflict("this session has ended already")
+        row.ended_at = now or utcnow()
+
+
+def end_sessions_of(
+    db: Session, actor: Principal, person_id: int, *, now: datetime | None = None
+) -> int:
+    """End every open session of the person (signed out everywhere); how many were open."""
+    authorize(actor, Action.TokenRevoke, Resource.token(person_id))
+    with db.begin():
+        ended = db.execute(
+            update(PortalSession)
+            .where(PortalSession.person_id == person_id, PortalSession.ended_at.is_(None))
+            .values(ended_at=now or utcnow())
+        )
+    return int(ended.rowcount or 0)
