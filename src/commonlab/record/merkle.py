@@ -220,6 +220,13 @@ def _subtrees(start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _range_hash(rng: _Range, read: HashReader) -> bytes:
+    start, end = rng
+    width = end - start
+    if width & (width - 1) == 0:
+        # A full subtree (every node range starts at a multiple of its width): one read.
+        # Proofs are mostly these; only the tree's right edge needs folding.
+        level = width.bit_length() - 1
+        return _checked(read(level, start >> level), level, start >> level)
     # Full subtrees of an incomplete right edge fold right-to-left, as MTH does.
     hashes = [_checked(read(level, index), level, index) for level, index in _subtrees(*rng)]
     acc = hashes[-1]

@@ -162,7 +162,41 @@ def append(
 def _write_pending(db: Session) -> None:
     rows = db.info.pop(_PENDING, None)
     if rows:
-        db.execute(insert(Entry.__table__), rows)  # Core executemany: no ORM bookkeeping
+        _insert_entries(db, rows)
+
+
+# The driver's own executemany, its parameters already in the form the driver stores: through
+# SQLAlchemy's Core insert, converting each row's five values cost more than SQLite's insert.
+_INSERT_ENTRIES = {
+    "sqlite": "INSERT INTO record_entries (type, subject, time, body, leaf_hash) "
+    "VALUES (?, ?, ?, ?, ?)",
+    "postgresql": "INSERT INTO record_entries (type, subject, time, body, leaf_hash) "
+    "VALUES (%s, %s, %s, %s, %s)",
+}
+
+
+def _insert_entries(db: Session, rows: list[dict[str, Any]]) -> None:
+    connection = db.connection()
+    dialect = connection.dialect.name
+    if dialect not in _INSERT_ENTRIES:  # pragma: no cover - only SQLite and PostgreSQL run
+        db.execute(insert(Entry.__table__), rows)
+        return
+    connection.exec_driver_sql(
+        _INSERT_ENTRIES[dialect],
+        [
+            (row["type"], row["subject"], _stored_time(row["time"], dialect), row["body"],
+             row["leaf_hash"])
+            for row in rows
+        ],
+    )  # fmt: skip
+
+
+def _stored_time(moment: datetime, dialect: str) -> datetime | str:
+    """The time as `UTCDateTime` stores it: SQLite keeps naive UTC text with microseconds
+    (SQLAlchemy's format, which reads it back), PostgreSQL a timestamp with time zone."""
+    if dialect == "sqlite":
+        return moment.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    return moment
 
 
 @event.listens_for(Session, "after_transaction_end")

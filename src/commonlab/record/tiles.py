@@ -239,32 +239,9 @@ def inner_hashes(tile: bytes) -> bytes:
     return b"".join(h for level in _tile_levels(tile, TILE_HEIGHT)[1:] for h in level)
 
 
-class _HashRow:
-    """A row of hashes over one bytes object, sliced only when a hash is read."""
-
-    __slots__ = ("_count", "_data", "_start")
-
-    def __init__(self, data: bytes, start: int, count: int) -> None:
-        self._data, self._start, self._count = data, start, count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, i: int) -> bytes:
-        if not 0 <= i < self._count:
-            raise IndexError(i)
-        at = self._start + i * HASH_SIZE
-        return self._data[at : at + HASH_SIZE]
-
-
-def _levels_from_inner(tile: bytes, inner: bytes) -> list[_HashRow]:
-    # A proof reads a handful of hashes from a tile: slicing all 511 up front cost more.
-    levels = [_HashRow(tile, 0, TILE_WIDTH)]
-    offset, width = 0, TILE_WIDTH // 2
-    while width:
-        levels.append(_HashRow(inner, offset, width))
-        offset, width = offset + width * HASH_SIZE, width // 2
-    return levels
+# Where each level of a full tile starts among its 511 hashes (the bottom row, then the inner
+# hashes level by level): level r holds 256 >> r hashes from hash 512 - (512 >> r).
+_LEVEL_START = [2 * TILE_WIDTH - (2 * TILE_WIDTH >> r) for r in range(TILE_HEIGHT + 1)]
 
 
 def _tile_root(tile: bytes) -> bytes:
@@ -299,7 +276,10 @@ class TileHashReader:
     def __init__(self, get_tile: GetTile, *, cache_size: int = 1024) -> None:
         self._get_tile = get_tile
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[int, int], list[list[bytes]]] = OrderedDict()
+        # A full tile stored with its inner hashes is kept as its 511 hashes in one bytes
+        # object (a proof reads a handful of them: slicing each when read costs least); any
+        # other tile as its levels, computed as far up as they have been read.
+        self._cache: OrderedDict[tuple[int, int], bytes | list[list[bytes]]] = OrderedDict()
 
     def __call__(self, level: int, index: int) -> bytes:
         return self.read(level, index)
@@ -310,15 +290,18 @@ class TileHashReader:
             raise ValueError(f"no subtree at (level={level}, index={index})")
         tile_level, r = divmod(level, TILE_HEIGHT)
         tile_index, offset = divmod(index << r, TILE_WIDTH)
-        levels = self._levels(tile_level, tile_index, need=offset + (1 << r))
-        _extend_levels(levels, r)
-        return levels[r][offset >> r]
+        tile = self._levels(tile_level, tile_index, need=offset + (1 << r))
+        if type(tile) is bytes:
+            at = (_LEVEL_START[r] + (offset >> r)) * HASH_SIZE
+            return tile[at : at + HASH_SIZE]
+        _extend_levels(tile, r)
+        return tile[r][offset >> r]
 
-    def _levels(self, tile_level: int, tile_index: int, *, need: int) -> list[list[bytes]]:
+    def _levels(self, tile_level: int, tile_index: int, *, need: int) -> bytes | list[list[bytes]]:
         key = (tile_level, tile_index)
         levels = self._cache.get(key)
         # Tiles only grow, so a cached narrower copy is still right for what it holds.
-        if levels is not None and len(levels[0]) >= need:
+        if levels is not None and (type(levels) is bytes or len(levels[0]) >= need):
             self._cache.move_to_end(key)
             return levels
         stored = self._get_tile(tile_level, tile_index)
@@ -337,14 +320,14 @@ class TileHashReader:
                 raise ValueError(
                     f"tile {tile_level}/{tile_index}: inner hashes are {len(inner)} bytes"
                 )
-            levels = _levels_from_inner(data, inner)
+            tile: bytes | list[list[bytes]] = bytes(data) + bytes(inner)
         else:
-            levels = _tile_levels(data, 0)
+            tile = _tile_levels(data, 0)
         if self._cache_size > 0:
-            self._cache[key] = levels
+            self._cache[key] = tile
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return levels
+        return tile
 
 
 def hash_from_tiles(level: int, index: int, *, get_tile: GetTile) -> bytes:
