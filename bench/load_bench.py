@@ -8,11 +8,11 @@ asserts nothing.
 It starts `commonlab up` in a process of its own on a free port, on loopback (SQLite in a
 scratch home by default; with `--db`, a scratch database made on that PostgreSQL server and
 dropped afterwards), and seeds through the API what the traffic needs: a council of ten
-member states with a delegate each and a motion open for votes, a project with an allocation,
-and a dataset repository. C client processes then send a mix of requests (MIX below): portal
-pages, `/api/v1` lists, the record's checkpoint and tiles, Hub reads, job submissions (the
-jobs really run, on the local executor), artifact uploads (start, chunk, commit: three
-requests) and votes.
+member states with a delegate each and a motion open for votes, a project with an
+allocation, and a dataset repository per client. C client processes then send a mix of
+requests (MIX below): portal pages, `/api/v1` lists, the record's checkpoint and tiles, Hub
+reads, job submissions (the jobs really run, on the local executor), artifact uploads
+(start, chunk, commit: three requests) and votes.
 
 Before the mix, the same clients send `GET /api/v1/health` in a closed loop for
 `--baseline` seconds (default 10, outside `--max-requests`): the HTTP stack's ceiling on this
@@ -114,7 +114,10 @@ class Setup:
     delegates: list[dict[str, str]]
     project: str
     motion_id: int
-    repo: str  # kinds/namespace/name, as the artifacts API addresses it
+    # kinds/namespace/name, as the artifacts API addresses them: one per client, as each
+    # researcher publishes their own (concurrent commits to one repository are refused with
+    # a 409 when they keep overtaking each other); the reads read the first.
+    repos: list[str]
 
 
 @dataclass
@@ -224,7 +227,7 @@ def scratch_database(url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def seed(url: str, operator_token: str) -> Setup:
+def seed(url: str, operator_token: str, *, clients: int) -> Setup:
     """Through the API, as an operator and the people it registers would."""
     operator = auth(operator_token)
     with httpx.Client(base_url=url, timeout=60) as api:
@@ -246,12 +249,15 @@ def seed(url: str, operator_token: str) -> Setup:
             headers=delegates[0],
         )
         assert motion.status_code == 201, motion.text
-        repo = api.post(
-            "/api/v1/artifacts/repos",
-            json={"kind": "dataset", "name": "load-test", "project": project.name},
-            headers=project.pi_auth,
-        )
-        assert repo.status_code == 201, repo.text
+        repos = []
+        for index in range(clients):
+            repo = api.post(
+                "/api/v1/artifacts/repos",
+                json={"kind": "dataset", "name": f"load-test-{index}", "project": project.name},
+                headers=project.pi_auth,
+            )
+            assert repo.status_code == 201, repo.text
+            repos.append(f"datasets/{repo.json()['repo_id']}")
         setup = Setup(
             url=url,
             operator=operator,
@@ -260,7 +266,7 @@ def seed(url: str, operator_token: str) -> Setup:
             delegates=delegates,
             project=project.name,
             motion_id=int(motion.json()["id"]),
-            repo=f"datasets/{repo.json()['repo_id']}",
+            repos=repos,
         )
         # One version, so that the Hub and portal reads of the repository find something;
         # then every other operation once, so that the first step is not the server's
@@ -289,6 +295,7 @@ class Traffic:
         self.record_size = 0
         self.uploads = 0
         self.delegate = setup.delegates[index % len(setup.delegates)]
+        self.repos = setup.repos
         self.last_choice = "no"
         self.operations = 0
 
@@ -318,7 +325,10 @@ class Traffic:
                 ("GET /motions/{id}", f"/motions/{self.setup.motion_id}"),
                 ("GET /artifacts?kind=dataset", "/artifacts?kind=dataset"),
                 ("GET /record", "/record"),
-                ("GET /artifacts/{repo}/versions/1", f"/artifacts/{self.setup.repo}/versions/1"),
+                (
+                    "GET /artifacts/{repo}/versions/1",
+                    f"/artifacts/{self.repos[0]}/versions/1",
+                ),
             ]
         )
         self._call(route, "GET", path)
@@ -347,7 +357,7 @@ class Traffic:
         self._call("GET /log/tile/0/{n}", "GET", f"/log/{path}")
 
     def hub(self) -> None:
-        self._call("GET /api/datasets/{repo}", "GET", f"/api/{self.setup.repo}")
+        self._call("GET /api/datasets/{repo}", "GET", f"/api/{self.repos[0]}")
 
     def submit_job(self) -> None:
         body = {
@@ -362,7 +372,7 @@ class Traffic:
         )
 
     def upload(self) -> None:
-        repo, headers = self.setup.repo, self.setup.pi
+        repo, headers = self.repos[self.index % len(self.repos)], self.setup.pi
         data = os.urandom(UPLOAD_BYTES)
         digest = blake3.blake3(data).hexdigest()
         declared = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "blake3": digest}
@@ -591,25 +601,30 @@ class Clients:
 def find_and_hold(
     clients: Clients, *, duration: float, stage: float, start: float, step: float, every: float
 ) -> tuple[list[Stage], Stage | None]:
-    """Step the offered rate up while it holds, bisect once one does not, within half the
-    duration; then hold the highest rate that held for the rest of it."""
+    """Step the offered rate up while it holds (down, if the first does not), bisect between
+    the highest that held and the lowest that did not, within half the duration; then hold
+    the highest rate that held for the rest of it."""
     stages: list[Stage] = []
     search_ends = clients.began + duration / 2
-    rate, good, bad = start, None, None
+    rate, good, bad = round(start, 1), None, None
     while not clients.exhausted and time.monotonic() + stage <= search_ends:
-        result = clients.run(f"step {len(stages) + 1}", round(rate, 1), stage, every=every)
+        result = clients.run(f"step {len(stages) + 1}", rate, stage, every=every)
         stages.append(result)
         print(_stage_line(result), flush=True)
         if result.held:
-            good = round(rate, 1)
+            good = rate
         else:
-            bad = round(rate, 1)
+            bad = rate
         if bad is None:
-            rate *= step
-        elif good is None or bad / good <= 1.1:
+            rate = round(rate * step, 1)
+        elif good is None:
+            rate = round(rate / step, 1)
+            if rate < 1:
+                break
+        elif bad / good <= 1.1:
             break
         else:
-            rate = math.sqrt(good * bad)
+            rate = round(math.sqrt(good * bad), 1)
     left = clients.began + duration - time.monotonic()
     if good is None or clients.exhausted or left < 1:
         return stages, None
@@ -712,7 +727,7 @@ def main(argv: list[str] | None = None) -> Run:
         scratch_database(args.db) as db_url,
         facility_server(Path(tmp) / "home", db_url, args.workers) as (server, token),
     ):
-        setup = seed(server.url, token)
+        setup = seed(server.url, token, clients=args.clients)
         database = "PostgreSQL" if db_url else "SQLite"
         print(
             f"load test on {database}, {args.workers or 1} server worker(s), {args.clients} "
