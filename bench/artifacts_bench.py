@@ -15,12 +15,22 @@ takes the shared-file-system path, as on a laptop or a login node), and `push --
 into a second facility (every byte over HTTP, as from another machine). The median of the
 rounds' push / cp ratios is the figure; every round is printed, since a shared machine moves
 single rounds by a factor of two.
+
+Before the pushes, the same files go through the facility's ingest alone (`--store-rounds`):
+what the store does with a push on a shared file system, without the CLI's start and its HTTP
+requests. Each file is copied in the kernel into an upload's part file (as the CLI copies it:
+one copy at a time, two files in flight), checked (BLAKE3 and SHA-256) and placed, and one
+`make_durable` ends it as a publish does; beside it `cp -r` + fsync and the same ingest with
+the store's previous hashing (`_hash_file_before`, kept here as the baseline).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import mmap
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -29,7 +39,13 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import blake3
+
+from commonlab.artifacts import store as store_module
+from commonlab.artifacts.store import ObjectStore, StoredObject
 
 
 def _files(root: Path, total_mb: int, count: int) -> list[Path]:
@@ -85,6 +101,93 @@ def _push(url: str, token: str, folder: Path, repo: str, cfg: Path, *extra: str)
     return time.perf_counter() - start
 
 
+def _hash_file_before(path: Path) -> StoredObject:
+    """The store's `hash_file` before issue 20 (the baseline): the file mapped, SHA-256 in a
+    helper thread while BLAKE3 runs in the caller's, one file at a time."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return StoredObject(blake3.blake3().hexdigest(), hashlib.sha256().hexdigest(), 0)
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                sha = hashlib.sha256()
+                helper = threading.Thread(target=sha.update, args=(view,), name="sha256")
+                helper.start()
+                try:
+                    b3 = blake3.blake3(view).hexdigest()
+                finally:
+                    helper.join()
+                return StoredObject(b3, sha.hexdigest(), size)
+            finally:
+                view.release()
+
+
+def _cp(src: Path, dest: Path) -> float:
+    """`cp -r` and an fsync of the copies and their folder (a publish's durability)."""
+    start = time.perf_counter()
+    subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
+    # A plain `sync` would also wait for whatever else this machine has written.
+    subprocess.run(["sync", str(dest), *sorted(map(str, dest.iterdir()))], check=True)
+    took = time.perf_counter() - start
+    shutil.rmtree(dest)
+    return took
+
+
+def _store_ingest(files: list[Path], root: Path) -> float:
+    """The facility's side of a push on a shared file system, timed: each file copied into an
+    upload's part file as the CLI copies it, finished (hashed and placed), all made durable."""
+    store = ObjectStore(root)
+    copying = threading.Lock()  # the CLI copies one file at a time, two files in flight
+
+    def one(path: Path) -> StoredObject:
+        upload = secrets.token_urlsafe(18)
+        store.begin_upload(upload)
+        size = path.stat().st_size
+        with copying, path.open("rb") as src, store.part_path(upload).open("r+b") as out:
+            offset = 0
+            while offset < size:
+                offset += os.copy_file_range(src.fileno(), out.fileno(), size - offset, offset)
+        stored = store.finish_upload(upload, expected_sha256=None)
+        assert stored is not None
+        return stored
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as senders:
+        stored = list(senders.map(one, files))
+    store.make_durable([s.blake3 for s in stored])
+    took = time.perf_counter() - start
+    shutil.rmtree(root)
+    return took
+
+
+def bench_store(work: Path, mb: int, count: int, rounds: int) -> None:
+    print(f"facility ingest alone, {mb} MiB in {count} files, {rounds} rounds (page cache warm)")
+    print("  round   cp -r + fsync        ingest, before (baseline)   ingest, now")
+    ratios: dict[str, list[float]] = {"before": [], "now": []}
+    for round_ in range(1, rounds + 1):
+        src = work / "store-src"
+        files = _files(src, mb, count)
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+        cp_s = _cp(src, work / "store-copy")
+        current = store_module.hash_file
+        store_module.hash_file = _hash_file_before
+        try:
+            before_s = _store_ingest(files, work / "store-before")
+        finally:
+            store_module.hash_file = current
+        now_s = _store_ingest(files, work / "store-now")
+        shutil.rmtree(src)
+        ratios["before"].append(cp_s / before_s)
+        ratios["now"].append(cp_s / now_s)
+        cells = [f"{t:6.2f} s {mb / t:5.0f} MiB/s" for t in (cp_s, before_s, now_s)]
+        print(f"  {round_:>5} {cells[0]}  {cells[1]} {ratios['before'][-1]:4.2f}x"
+              f"  {cells[2]} {ratios['now'][-1]:4.2f}x")  # fmt: skip
+    print(f"  ingest / cp, median of the rounds: before {statistics.median(ratios['before']):.2f}x,"
+          f" now {statistics.median(ratios['now']):.2f}x (target >= 0.7x)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingest-mb", type=int, default=2048)
@@ -92,10 +195,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dedup-mb", type=int, default=512)
     parser.add_argument("--dedup-files", type=int, default=100)
+    parser.add_argument("--store-rounds", type=int, default=3)
+    parser.add_argument("--store-only", action="store_true", help="only the facility's ingest")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="artifacts-bench-") as tmp:
         work = Path(tmp)
+        if args.store_rounds:
+            bench_store(work, args.ingest_mb, args.ingest_files, args.store_rounds)
+        if args.store_only:
+            return
         url, token, server, thread = _serve(work / "home")
         objects = work / "home" / "objects"
 
