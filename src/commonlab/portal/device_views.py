@@ -24,7 +24,14 @@ MAX_CODE_CHARS = 32
 
 def _page(request: Request, viewer: Viewer, stage: str, *, status: int = 200, **context: object):
     return render_page(
-        request, viewer, "device.html", status=status, nav="me", stage=stage, **context
+        request,
+        viewer,
+        "device.html",
+        status=status,
+        nav="me",
+        stage=stage,
+        token_days=device_grant.TOKEN_DAYS,
+        **context,
     )
 
 
