@@ -67,11 +67,13 @@ def device_login(
     base: str,
     *,
     scope: str = "read write",
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> str:
-    """Run the device grant against the facility at `base`; the token, once approved."""
+    """Run the device grant against the facility at `base`; the token, once approved.
+    `sleep` and `clock` are the waiting and the time it takes (time.sleep, time.monotonic)."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
     with httpx.Client(base_url=base, timeout=30.0, transport=transport) as http:
         meta = _json(_send(http, "GET", METADATA_PATH), base)
         if DEVICE_CODE_GRANT not in meta.get("grant_types_supported", []):
