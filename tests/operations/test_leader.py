@@ -8,14 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from commonlab import record
 from commonlab.app import create_app
+from commonlab.compute.executors.local import LocalExecutor, _lock_runner
+from commonlab.compute.executors.runner import write_json
 from commonlab.operations.leader import (
     Duty,
     FileLease,
@@ -237,3 +241,23 @@ def test_a_followers_commit_wakes_the_postgres_leader(facility):
     finally:
         follower.stop()
         leader.stop()
+
+
+def test_a_runner_that_is_starting_is_found_not_started_twice(tmp_path: Path):
+    """A leader killed between starting a job's runner and writing launched.json: the runner
+    holds the job's lock, so its successor waits for the runner's pid instead of starting a
+    second runner (the local executor; Slurm finds a job by its name)."""
+    workdir = tmp_path / "jobs" / "7"
+    workdir.mkdir(parents=True)
+    handoff = SimpleNamespace(workdir=workdir)
+    executor = LocalExecutor(slots=1)
+    assert executor.find(handoff) is None  # no runner: it may be started
+    held = _lock_runner(workdir)  # what the runner inherits from the executor
+    assert held is not None
+    try:
+        timer = threading.Timer(0.3, write_json, (workdir / "runner.json", {"pid": 4242}))
+        timer.start()
+        assert executor.find(handoff) == "4242"
+        timer.join()
+    finally:
+        os.close(held)

@@ -9,11 +9,13 @@ runner writes, so a restart of commonlab finds every job again, finished or not.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 from commonlab.compute.executors.base import (
     ExecutorKind,
     ExecutorRefused,
+    ExecutorUnavailable,
     Handoff,
     Observed,
     Tracked,
@@ -68,27 +71,35 @@ class LocalExecutor:
                 "COMMONLAB_SANDBOX to auto (a uid of its own per job)"
             )
         _prepare(handoff.workdir, job, traverse=self.sandbox.isolation is Isolation.UID)
-        carry_checkpoints(handoff, job.work, uid=job.uid, gid=job.uid)
-        write_json(
-            handoff.workdir / "spec.json",
-            {
-                "name": handoff.name,
-                "command": handoff.command,
-                "env": handoff.env,
-                "time_limit_seconds": handoff.time_limit_minutes * 60,
-                "sandbox": job.prefix,
-                "uid": job.uid,
-            },
-        )
-        with open_private(handoff.workdir / "runner.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", _RUNNER, str(handoff.workdir)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                close_fds=True,
+        lock = _lock_runner(handoff.workdir)
+        if lock is None:
+            return _starting(handoff.workdir)  # another controller's runner is starting
+        try:
+            carry_checkpoints(handoff, job.work, uid=job.uid, gid=job.uid)
+            write_json(
+                handoff.workdir / "spec.json",
+                {
+                    "name": handoff.name,
+                    "command": handoff.command,
+                    "env": handoff.env,
+                    "time_limit_seconds": handoff.time_limit_minutes * 60,
+                    "sandbox": job.prefix,
+                    "uid": job.uid,
+                },
             )
+            with open_private(handoff.workdir / "runner.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", _RUNNER, str(handoff.workdir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    close_fds=True,
+                    # The runner inherits the lock and holds it until it ends.
+                    pass_fds=(lock,),
+                )
+        finally:
+            os.close(lock)
         self._children[process.pid] = process
         write_json(handoff.workdir / "launched.json", {"pid": process.pid})
         return str(process.pid)
@@ -99,6 +110,14 @@ class LocalExecutor:
             found = _read(handoff.workdir / name)
             if found is not None:
                 return str(found["pid"])
+        # A controller that died just after starting the runner left no launched.json, and
+        # the runner may not have written runner.json yet: its lock says it is there.
+        if not handoff.workdir.is_dir():
+            return None
+        lock = _lock_runner(handoff.workdir)
+        if lock is None:
+            return _starting(handoff.workdir)
+        os.close(lock)
         return None
 
     def observe(self, jobs: Sequence[Tracked]) -> dict[str, Observed]:
@@ -161,6 +180,32 @@ def _prepare(workdir: Path, job: JobSandbox, *, traverse: bool) -> None:
     if job.uid is not None:
         os.chown(job.work, job.uid, job.uid)
     os.chmod(job.work, 0o700)
+
+
+def _lock_runner(workdir: Path) -> int | None:
+    """Take the job's runner lock (its descriptor), or None while a runner holds it. The
+    executor takes it before starting the runner, which inherits it: from before the runner
+    exists until it ends, a second runner for the job is never started (leader.py's
+    successor, or a restart, looking for a job handed over in that moment)."""
+    fd = os.open(workdir / "runner.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _starting(workdir: Path, *, wait_s: float = 10.0) -> str:
+    """The pid of a runner that holds the job's lock, once it says so."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for name in ("runner.json", "launched.json"):
+            found = _read(workdir / name)
+            if found is not None:
+                return str(found["pid"])
+        time.sleep(0.05)
+    raise ExecutorUnavailable(f"{workdir.name}: its runner is starting and has not said so yet")
 
 
 def _read(path: Path) -> dict[str, object] | None:
