@@ -62,8 +62,9 @@ DOMAINS = {
     "portal",
 }
 # What a client (the portal, the CLI) may import from a domain: its schemas and its use cases
-# (`service`, and identity's device grant, whose use cases the portal's /device page calls).
-CLIENT_FACING = {"schemas", "service", "device_grant"}
+# (`service`, and identity's device grant, whose use cases the portal's /device page calls,
+# and its federation, whose use cases the portal's sign-in with a provider calls).
+CLIENT_FACING = {"schemas", "service", "device_grant", "federation"}
 CLIENTS = {"portal", "cli"}
 # Pure modules a client may use as they are, and why.
 CLIENT_MAY_ALSO = {

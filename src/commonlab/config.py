@@ -333,7 +333,7 @@ def _one_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     name = str(first["loc"][0]) if first["loc"] else "settings"
     setting = ENV_PREFIX + name.upper()
-    if first["type"] == "extra_forbidden":
+    if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
         return f"{name}: unknown setting (known: {', '.join(Settings.model_fields)})"
     _, reason = field_and_reason(first)
     return f"{setting}={first.get('input')!r}: {reason}"

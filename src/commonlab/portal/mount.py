@@ -15,6 +15,7 @@ from commonlab.portal import (
     datasearch_views,
     device_views,
     evaluations_views,
+    federation_views,
     governance_views,
     sessions_views,
     views,
@@ -39,6 +40,7 @@ def mount_portal(app: FastAPI) -> None:
         datasearch_views,
         device_views,
         sessions_views,
+        federation_views,
     ):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")

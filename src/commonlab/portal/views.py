@@ -21,6 +21,7 @@ from commonlab.identity import service as identity
 from commonlab.portal import reads
 from commonlab.portal.allocation_views import my_work
 from commonlab.portal.charts import column_chart, row_chart
+from commonlab.portal.federation_views import sign_in_providers
 from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
 from commonlab.portal.session import SESSION_COOKIE, cookie_max_age, end_session, start_session
 from commonlab.portal.templating import STATIC_DIR, hours_text
@@ -61,7 +62,10 @@ def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
 
 @router.get("/signin")
 def signin_form(request: Request, viewer: CurrentViewer) -> Response:
-    return render_page(request, viewer, "signin.html", nav="signin", error=None)
+    providers = sign_in_providers(request)
+    return render_page(
+        request, viewer, "signin.html", nav="signin", error=None, providers=providers
+    )
 
 
 @router.post("/signin")
