@@ -78,6 +78,12 @@ def researcher(client, operator):
 # The flow ------------------------------------------------------------------------------------
 
 
+def test_the_metadata_is_machine_readable_even_when_refused(client):
+    refused = client.post("/.well-known/oauth-authorization-server")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET"
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
 def test_the_metadata_names_the_device_grant_endpoints(client):
     meta = client.get("/.well-known/oauth-authorization-server").json()
     assert meta["issuer"] == "http://testserver"

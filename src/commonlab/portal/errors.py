@@ -26,8 +26,9 @@ __all__ = ["PortalError", "error_page", "install_portal_errors", "is_portal_path
 
 log = logging.getLogger("commonlab.portal")
 Handler = Callable[[Request, Any], Awaitable[Response]]
-# What stays machine-readable: the API, the tiled log and the OpenAPI docs.
-_MACHINE_PREFIXES = ("/api/", "/log/")
+# What stays machine-readable: the API, the tiled log and the OpenAPI docs, and the
+# well-known documents clients read (OAuth's metadata).
+_MACHINE_PREFIXES = ("/api/", "/log/", "/.well-known/")
 
 _TITLES = {
     400: "Bad request",
