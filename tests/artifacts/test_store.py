@@ -146,3 +146,27 @@ def test_removing_an_object_removes_what_was_derived_from_it(tmp_path):
     assert not store.exists(gone.blake3)
     assert not (store.root / "indexes" / gone.blake3[:2] / f"{gone.blake3}.lines").exists()
     assert (store.root / "indexes" / kept.blake3[:2] / f"{kept.blake3}.lines").exists()
+
+
+def test_an_upload_of_many_batches_is_hashed_as_it_is_written(tmp_path):
+    """Past one batch (8 MiB) the bytes are hashed and written by helpers while the next batch
+    is fetched: the digests kept as they arrived are the bytes' own, and a chunk refused after
+    batches went out is cut back whole once they have landed."""
+    store = ObjectStore(tmp_path / "objects")
+    mib = 1 << 20
+    data = b"".join(i.to_bytes(4, "big") + bytes(range(256)) * 4096 for i in range(20))
+    pieces = [data[i : i + mib] for i in range(0, len(data), mib)]
+    store.begin_upload("r" * 20)
+    with pytest.raises(ValueError):  # two batches go to the helpers, then one piece too many
+        store.append("r" * 20, 0, [*pieces[:17], b"x" * len(data)], limit=len(data))
+    assert store.received("r" * 20) == 0
+
+    store.begin_upload("m" * 20)
+    assert store.append("m" * 20, 0, pieces[:11], limit=len(data)) == 11 * mib
+    assert store.append("m" * 20, 11 * mib, pieces[11:], limit=len(data)) == len(data)
+    assert store._running["m" * 20].size == len(data)  # the digests kept as the bytes came
+    stored = store.finish_upload("m" * 20, expected_sha256=hashlib.sha256(data).hexdigest())
+    want = StoredObject(
+        blake3.blake3(data).hexdigest(), hashlib.sha256(data).hexdigest(), len(data)
+    )
+    assert stored == want and store.path(want.blake3).read_bytes() == data

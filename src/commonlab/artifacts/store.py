@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -110,26 +110,51 @@ class _Hashing:
         self.sha.update(chunk)
         self.size += len(chunk)
 
-    def update_writing(self, pieces: list[bytes], fh: BinaryIO) -> None:
-        """Hash and write a batch: SHA-256 (the slower digest) in a helper thread while this
-        one computes BLAKE3 and writes; both release the GIL on large buffers."""
-
-        def sha() -> None:
-            for piece in pieces:
-                self.sha.update(piece)
-
-        helper = threading.Thread(target=sha, name="sha256")
-        helper.start()
-        try:
-            for piece in pieces:
-                self.b3.update(piece)
-                fh.write(piece)
-                self.size += len(piece)
-        finally:
-            helper.join()
-
     def result(self) -> StoredObject:
         return StoredObject(self.b3.hexdigest(), self.sha.hexdigest(), self.size)
+
+
+class _HashingWriter:
+    """Hashes and writes an upload's batches in two helper threads, SHA-256 (the slower digest)
+    in one and BLAKE3 and the write in the other, while the caller fetches the next batch: the
+    bytes are hashed once, as they are written, and receiving, hashing and writing overlap on
+    both cores (both digests release the GIL on large buffers). One batch is in flight at a
+    time, so at most two are held in memory."""
+
+    def __init__(self, hashing: _Hashing, fh: BinaryIO) -> None:
+        self._hashing = hashing
+        self._fh = fh
+        self._helpers = ThreadPoolExecutor(2, thread_name_prefix="ingest")
+        self._pending: list[Future[None]] = []
+
+    def submit(self, pieces: list[bytes]) -> None:
+        self.wait()
+        self._pending = [
+            self._helpers.submit(self._sha, pieces),
+            self._helpers.submit(self._b3_and_write, pieces),
+        ]
+
+    def wait(self) -> None:
+        """Until the batch in flight is hashed and written; raises what its writing raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._helpers.shutdown()
+
+    def _sha(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._hashing.sha.update(piece)
+
+    def _b3_and_write(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._hashing.b3.update(piece)
+            self._fh.write(piece)
+            self._hashing.size += len(piece)
 
 
 class ObjectStore:
@@ -311,24 +336,31 @@ class ObjectStore:
             written = offset
             batch: list[bytes] = []
             batched = 0
+            writer = None if running is None else _HashingWriter(running, fh)
             try:
                 for chunk in chunks:
                     if written + batched + len(chunk) > limit:
                         raise ValueError(f"more than the declared {limit} bytes")
-                    if running is None:
+                    if writer is None:
                         fh.write(chunk)
                         written += len(chunk)
                         continue
                     batch.append(chunk)
                     batched += len(chunk)
                     if batched >= _BATCH:
-                        running.update_writing(batch, fh)
+                        writer.submit(batch)
                         written, batch, batched = written + batched, [], 0
-                if batch:
-                    running.update_writing(batch, fh)  # type: ignore[union-attr]
-                    written += batched
+                if writer is not None:
+                    if batch:
+                        writer.submit(batch)
+                        written += batched
+                    writer.close()
             except BaseException:
-                # A chunk counts whole or not at all: cut back to where it started.
+                # A chunk counts whole or not at all: cut back to where it started, once the
+                # batch in flight has landed (whatever it raised, the upload is cut back).
+                if writer is not None:
+                    with contextlib.suppress(Exception):
+                        writer.close()
                 fh.flush()
                 fh.truncate(offset)
                 with self._running_lock:
