@@ -1,7 +1,7 @@
 """Benchmarks of the public record (issue: the public record). Prints figures; asserts nothing.
 
     python bench/record_bench.py append   [--db URL] [--entries N] [--batch B]
-    python bench/record_bench.py proofs   [--size N] [--samples K]
+    python bench/record_bench.py proofs   [--size N] [--samples K] [--tree FILE]
     python bench/record_bench.py latency  [--db URL] [--commits K]
 
 Each measures a baseline in the same run: a bare INSERT of the same rows beside
@@ -19,10 +19,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 
 from commonlab import record
 from commonlab.config import Settings
@@ -30,14 +31,22 @@ from commonlab.db import Database, utcnow
 from commonlab.facility import open_facility
 from commonlab.migrations import migrate
 from commonlab.policy.principal import SYSTEM
+from commonlab.record import merkle
 from commonlab.record import service as record_service
 from commonlab.record.canonical import canonical_json
 from commonlab.record.fields import Fields, declare
-from commonlab.record.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from commonlab.record.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from commonlab.record.models import Checkpoint, Entry, Tile
 from commonlab.record.sequencer import Sequencer, sequence
 from commonlab.record.store import ProofReader
-from commonlab.record.tiles import TILE_WIDTH, inner_hashes, new_tile_contents
+from commonlab.record.tiles import TILE_HEIGHT, TILE_WIDTH, inner_hashes, new_tile_contents
 
 
 class BenchEvent(StrEnum):
@@ -163,67 +172,174 @@ def _empty_the_record(facility) -> None:
 # proofs ----------------------------------------------------------------------------------------
 
 
-def bench_proofs(size: int, samples: int) -> None:
+class _TileReaderBefore:
+    """The cached proof path before issue 20, kept as the baseline: tiles read through the
+    session's compiled select, a full tile's levels as row views sliced when read, every
+    node's range split into full subtrees before it is read (`record/tiles.py`,
+    `record/store.py` and `merkle._range_hash` at 1b68185)."""
+
+    class _Row:
+        __slots__ = ("_count", "_data", "_start")
+
+        def __init__(self, data: bytes, start: int, count: int) -> None:
+            self._data, self._start, self._count = data, start, count
+
+        def __len__(self) -> int:
+            return self._count
+
+        def __getitem__(self, i: int) -> bytes:
+            if not 0 <= i < self._count:
+                raise IndexError(i)
+            at = self._start + i * HASH_SIZE
+            return self._data[at : at + HASH_SIZE]
+
+    _TILE = select(Tile.hashes, Tile.inner).where(
+        Tile.level == bindparam("level"), Tile.idx == bindparam("idx")
+    )
+
+    def __init__(self, cache_tiles: int = 4096) -> None:
+        self._cache: OrderedDict[tuple[int, int], list] = OrderedDict()
+        self._cache_tiles = cache_tiles
+        self._db = None
+
+    def inclusion(self, db, index: int, size: int) -> list[bytes]:
+        self._db = db
+        return [self._range_hash(r) for r in merkle._inclusion_ranges(index, size)]
+
+    def consistency(self, db, old_size: int, new_size: int) -> list[bytes]:
+        self._db = db
+        return [self._range_hash(r) for r in merkle._consistency_ranges(old_size, new_size)]
+
+    def root(self, db, size: int) -> bytes:
+        self._db = db
+        return self._range_hash((0, size))
+
+    def _range_hash(self, rng: tuple[int, int]) -> bytes:
+        hashes = [
+            merkle._checked(self.read(level, index), level, index)
+            for level, index in merkle._subtrees(*rng)
+        ]
+        acc = hashes[-1]
+        for h in reversed(hashes[:-1]):
+            acc = node_hash(h, acc)
+        return acc
+
+    def read(self, level: int, index: int) -> bytes:
+        tile_level, r = divmod(level, TILE_HEIGHT)
+        tile_index, offset = divmod(index << r, TILE_WIDTH)
+        levels = self._levels(tile_level, tile_index, need=offset + (1 << r))
+        while len(levels) <= r:
+            prev = levels[-1]
+            levels.append([node_hash(prev[i], prev[i + 1]) for i in range(0, len(prev) - 1, 2)])
+        return levels[r][offset >> r]
+
+    def _levels(self, tile_level: int, tile_index: int, *, need: int) -> list:
+        key = (tile_level, tile_index)
+        levels = self._cache.get(key)
+        if levels is not None and len(levels[0]) >= need:
+            self._cache.move_to_end(key)
+            return levels
+        row = self._db.execute(self._TILE, {"level": tile_level, "idx": tile_index}).first()
+        data, inner = row[0], row[1]
+        if inner is not None and len(data) == TILE_WIDTH * HASH_SIZE:
+            levels = [self._Row(data, 0, TILE_WIDTH)]
+            at, width = 0, TILE_WIDTH // 2
+            while width:
+                levels.append(self._Row(inner, at, width))
+                at, width = at + width * HASH_SIZE, width // 2
+        else:
+            levels = [[data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]]
+        if self._cache_tiles > 0:
+            self._cache[key] = levels
+            if len(self._cache) > self._cache_tiles:
+                self._cache.popitem(last=False)
+        return levels
+
+
+def _build_tree(path: Path, size: int) -> Database:
+    """A tile table of `size` leaves in SQLite at `path`; one built before is used again."""
+    db = Database(f"sqlite:///{path}")
+    migrate(db.engine)
+    with db.session() as session, session.begin():
+        stored = session.scalar(select(func.count()).select_from(Tile).where(Tile.level == 0))
+    if stored == -(-size // TILE_WIDTH):
+        print(f"using the tree of {size:,} leaves built before in {path}", file=sys.stderr)
+        return db
+    print(f"building a tree of {size:,} leaves in tiles ...", file=sys.stderr)
+    start = time.perf_counter()
+    partial: dict[tuple[int, int], bytes] = {}
+    chunk = 256 * 400
+    done = 0
+    with db.session() as session:
+        with session.begin():
+            session.execute(delete(Tile))
+        while done < size:
+            n = min(chunk, size - done)
+            leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(done, done + n)]
+            tiles = new_tile_contents(done, leaves, get_tile=lambda lv, ix: partial[(lv, ix)])
+            with session.begin():
+                for level, index in tiles.keys() & partial.keys():  # tiles that grew
+                    session.execute(delete(Tile).where(Tile.level == level, Tile.idx == index))
+                session.execute(
+                    insert(Tile),
+                    [
+                        {
+                            "level": lv,
+                            "idx": ix,
+                            "hashes": h,
+                            "inner": inner_hashes(h) if len(h) == TILE_WIDTH * 32 else None,
+                        }
+                        for (lv, ix), h in tiles.items()
+                    ],
+                )
+            for key, data in tiles.items():
+                if len(data) < TILE_WIDTH * 32:
+                    partial[key] = data
+                else:
+                    partial.pop(key, None)
+            done += n
+    print(f"built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return db
+
+
+def bench_proofs(size: int, samples: int, tree: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite:///{tmp}/proofs.db")
-        migrate(db.engine)
-        print(f"building a tree of {size:,} leaves in tiles ...", file=sys.stderr)
-        start = time.perf_counter()
-        partial: dict[tuple[int, int], bytes] = {}
-        chunk = 256 * 400
-        done = 0
-        with db.session() as session:
-            while done < size:
-                n = min(chunk, size - done)
-                leaves = [leaf_hash(i.to_bytes(8, "big")) for i in range(done, done + n)]
-                tiles = new_tile_contents(done, leaves, get_tile=lambda lv, ix: partial[(lv, ix)])
-                with session.begin():
-                    for level, index in tiles.keys() & partial.keys():  # tiles that grew
-                        session.execute(delete(Tile).where(Tile.level == level, Tile.idx == index))
-                    session.execute(
-                        insert(Tile),
-                        [
-                            {
-                                "level": lv,
-                                "idx": ix,
-                                "hashes": h,
-                                "inner": inner_hashes(h) if len(h) == TILE_WIDTH * 32 else None,
-                            }
-                            for (lv, ix), h in tiles.items()
-                        ],
-                    )
-                for key, data in tiles.items():
-                    if len(data) < TILE_WIDTH * 32:
-                        partial[key] = data
-                    else:
-                        partial.pop(key, None)
-                done += n
-        print(f"built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        db = _build_tree(tree or Path(tmp) / "proofs.db", size)
+        readers = {
+            "uncached tile reads (baseline)": ProofReader(cache_tiles=0),
+            "cached, before issue 20 (baseline)": _TileReaderBefore(),
+            "cached tile reader": ProofReader(),
+        }
+        times = {label: ([], []) for label in readers}
         rng = random.Random(1)
         with db.session() as session:
-            for label, reader in (
-                ("uncached tile reads (baseline)", ProofReader(cache_tiles=0)),
-                ("cached tile reader", ProofReader()),
-            ):
-                root = reader.root(session, size)
-                incl, cons = [], []
-                for _ in range(samples):
-                    index = rng.randrange(size)
+            roots = {label: reader.root(session, size) for label, reader in readers.items()}
+            assert len(set(roots.values())) == 1, "the readers disagree on the root"
+            root = roots["cached tile reader"]
+            for n in range(samples):
+                index, old = rng.randrange(size), rng.randrange(1, size)
+                old_root = readers["cached tile reader"].root(session, old)
+                # The readers take turns going first, so a busy moment weighs on each alike.
+                order = list(readers.items())
+                for label, reader in order[n % 3 :] + order[: n % 3]:
+                    incl, cons = times[label]
                     t = time.perf_counter()
                     proof = reader.inclusion(session, index, size)
                     incl.append(time.perf_counter() - t)
                     verify_inclusion(leaf_hash(index.to_bytes(8, "big")), index, size, proof, root)
-                    old = rng.randrange(1, size)
                     t = time.perf_counter()
                     proof = reader.consistency(session, old, size)
                     cons.append(time.perf_counter() - t)
-                    verify_consistency(old, size, proof, reader.root(session, old), root)
-                print(f"proofs at {size:,} entries, {samples} random each — {label}")
-                for name, values in (("inclusion", incl), ("consistency", cons)):
-                    print(
-                        f"  {name:12} p50 {1e3 * statistics.median(values):7.3f} ms   "
-                        f"p99 {1e3 * _percentile(values, 0.99):7.3f} ms"
-                    )
+                    verify_consistency(old, size, proof, old_root, root)
+        load = os.getloadavg()[0]
+        print(f"proofs at {size:,} entries, {samples} random each (load average {load:.1f})")
+        for label, (incl, cons) in times.items():
+            print(f"  {label}")
+            for name, values in (("inclusion", incl), ("consistency", cons)):
+                print(
+                    f"    {name:12} p50 {1e3 * statistics.median(values):7.3f} ms   "
+                    f"p99 {1e3 * _percentile(values, 0.99):7.3f} ms"
+                )
         db.dispose()
 
 
@@ -279,11 +395,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10_000_000)
     parser.add_argument("--samples", type=int, default=2_000)
     parser.add_argument("--commits", type=int, default=200)
+    parser.add_argument("--tree", type=Path, help="proofs: keep the built tree in this file")
     args = parser.parse_args()
     if args.what == "append":
         bench_append(args.db, args.entries, args.batch)
     elif args.what == "proofs":
-        bench_proofs(args.size, args.samples)
+        bench_proofs(args.size, args.samples, args.tree)
     else:
         bench_latency(args.db, args.commits)
 
