@@ -31,6 +31,7 @@ from commonlab.config import Settings
 from commonlab.demo import seed_demo
 from commonlab.facility import open_facility
 from commonlab.identity.service import bootstrap_operator
+from commonlab.operations.leader import lease_for
 from tests.artifacts.helpers import push, safetensors_bytes
 from tests.conftest import _reset_postgres
 from tests.helpers import auth
@@ -58,7 +59,10 @@ def demo_app(
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         _reset_postgres(url)
-    facility = open_facility(Settings(home=home, database_url=url))
+    # Rate limits off: thousands of requests from one client would be 429s, not fuzzing.
+    facility = open_facility(
+        Settings(home=home, database_url=url, rate_limit_per_token=0, rate_limit_per_address=0)
+    )
     with facility.db.session() as db:
         operator = bootstrap_operator(db)
     with facility.db.session() as db:
@@ -68,9 +72,12 @@ def demo_app(
     with TestClient(app) as client:
         _publish_artifacts(client, auth(member))
     app.state.sequencer.run_once()  # a signed checkpoint, tiles and proofs to read
+    lease = lease_for(facility)  # a leader, as a served facility has: /api/v1/ready is 200
+    assert lease.try_acquire()
     try:
         yield app, {"operator": auth(operator), "member": auth(member)}
     finally:
+        lease.release()
         facility.close()
 
 
