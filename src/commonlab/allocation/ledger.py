@@ -8,8 +8,11 @@ and holds its hours in one); `reserve`, `settle` and `release` are the by-hand u
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
@@ -25,12 +28,14 @@ from commonlab.allocation.models import Allocation, Balance, Charge
 from commonlab.allocation.rules import ZERO, budget_hours
 from commonlab.allocation.schemas import ReservationCreate
 from commonlab.db import get_or_404, lock_for_writing, utcnow
-from commonlab.errors import Conflict, InvalidInput
+from commonlab.errors import CommonlabError, Conflict, InvalidInput, NotFound
 from commonlab.policy import Action, authorize
 from commonlab.policy.principal import Principal
 from commonlab.regulation.service import in_force as regulation_in_force
 
 __all__ = [
+    "Hold",
+    "check_holds",
     "close_reservation",
     "hold_hours",
     "quarter_balances",
@@ -40,6 +45,7 @@ __all__ = [
     "settle",
     "settled_per_class",
     "usage",
+    "write_holds",
 ]
 
 
@@ -184,58 +190,135 @@ def hold_hours(
     """`reserve` inside the caller's transaction: the compute domain admits a job and holds
     its hours in one transaction, so a refused job leaves neither. A hold `for_job` closes
     only with that job's end (`close_reservation(..., job=...)`), never by hand."""
-    on = on or utcnow().date()
+    hold = Hold(allocation_id, accelerator, hours, on or utcnow().date(), job, for_job)
+    (refusal,) = check_holds(db, actor, [hold])
+    if refusal is not None:
+        raise refusal
+    return write_holds(db, actor, [hold])[0]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Hours to hold on an allocation, counted on day `on`, for `job` (its key)."""
+
+    allocation_id: int
+    accelerator: str
+    hours: Decimal
+    on: date
+    job: str = ""
+    for_job: bool = True
+
+
+def check_holds(
+    db: Session, actor: Principal, holds: Sequence[Hold]
+) -> list[CommonlabError | None]:
+    """Whether each hold may be taken, in order, each counting the ones before it that may
+    (a group of admissions in one transaction): None, or the refusal `hold_hours` would
+    raise. Locks the balance rows it reads and writes nothing else: follow it with
+    `write_holds` of the holds that may, in the same transaction."""
     authorize(actor, Action.LedgerCharge, ALLOCATION)
-    allocation = get_or_404(db, Allocation, allocation_id, "allocation")
+    drawn: dict[tuple[int, str], dict[int, Decimal]] = {}
+    in_force = None
+    refusals: list[CommonlabError | None] = []
+    for hold in holds:
+        try:
+            chain = _chain(db, _holdable(db, hold))
+            for owner in chain:
+                # Lock this quarter's row first, then read what the budget has drawn.
+                if (owner.id, hold.accelerator) not in drawn:
+                    _move_balance(db, owner, hold.accelerator, hold.on, settled=ZERO, held=ZERO)
+                    drawn[owner.id, hold.accelerator] = _drawn_by_quarter(
+                        db, owner, hold.accelerator
+                    )
+                in_force = in_force or regulation_in_force(db).regulation.allocation
+                counted = drawn[owner.id, hold.accelerator]
+                _check_left(owner, hold.accelerator, hold.hours, hold.on, counted, in_force)
+        except (Conflict, InvalidInput, NotFound) as refusal:  # what hold_hours refuses
+            refusals.append(refusal)
+            continue
+        for owner in chain:
+            quarter = rules.quarter_index(owner.starts_on, owner.ends_on, hold.on)
+            assert quarter is not None  # _move_balance refused it otherwise
+            counted = drawn[owner.id, hold.accelerator]
+            counted[quarter] = counted.get(quarter, ZERO) + hold.hours
+        refusals.append(None)
+    return refusals
+
+
+def write_holds(db: Session, actor: Principal, holds: Sequence[Hold]) -> list[Charge]:
+    """Take holds that `check_holds` allowed, in the same transaction: one balance update per
+    quarter's row, one insert for the ledger lines, an entry each. The lines, in order."""
+    authorize(actor, Action.LedgerCharge, ALLOCATION)
+    held: dict[tuple[int, str, int], tuple[Allocation, date, Decimal]] = {}
+    for hold in holds:
+        for owner in _chain(db, db.get_one(Allocation, hold.allocation_id)):
+            quarter = rules.quarter_index(owner.starts_on, owner.ends_on, hold.on)
+            assert quarter is not None  # check_holds refused it otherwise
+            key = (owner.id, hold.accelerator, quarter)
+            before = held[key][2] if key in held else ZERO
+            held[key] = (owner, hold.on, before + hold.hours)
+    for (_, accelerator, _), (owner, on, hours) in held.items():
+        _move_balance(db, owner, accelerator, on, settled=ZERO, held=hours)
+    charges = [
+        Charge(
+            allocation_id=hold.allocation_id,
+            kind="reserve",
+            accelerator=hold.accelerator,
+            hours=hold.hours,
+            job=hold.job,
+            on=hold.on,
+            for_job=hold.for_job,
+        )
+        for hold in holds
+    ]
+    db.add_all(charges)
+    db.flush()
+    for charge in charges:
+        record.append(
+            db,
+            AllocationEvent.HoursReserved,
+            actor=actor,
+            subject=f"allocation/{charge.allocation_id}",
+            data={
+                "ledger": charge.id,
+                "class": charge.accelerator,
+                "hours": str(charge.hours),
+                "job": charge.job,
+                # The day the hours count in (a quarter's tranche, a share report): it may
+                # differ from the entry's time, e.g. work done earlier and entered by hand.
+                "on": charge.on.isoformat(),
+            },
+        )
+    return charges
+
+
+def _holdable(db: Session, hold: Hold) -> Allocation:
+    """The hold's allocation, if hours of its class may be held on it that day."""
+    allocation = get_or_404(db, Allocation, hold.allocation_id, "allocation")
     if allocation.status != "active":
         raise Conflict(f"allocation {allocation.id} is {allocation.status}: it cannot be charged")
     budget = budget_hours(allocation.budget)
-    if accelerator not in budget:
-        raise InvalidInput(f"allocation {allocation.id} has no {accelerator} hours")
-    if not allocation.starts_on <= on < allocation.ends_on:
+    if hold.accelerator not in budget:
+        raise InvalidInput(f"allocation {allocation.id} has no {hold.accelerator} hours")
+    if not allocation.starts_on <= hold.on < allocation.ends_on:
         raise Conflict(
             f"allocation {allocation.id} runs {allocation.starts_on} to {allocation.ends_on}"
         )
-    for owner in _chain(db, allocation):
-        # Lock this quarter's row first, then check what the budget has left.
-        _move_balance(db, owner, accelerator, on, settled=ZERO, held=ZERO)
-        _check_budget(db, owner, accelerator, hours, on)
-    for owner in _chain(db, allocation):
-        _move_balance(db, owner, accelerator, on, settled=ZERO, held=hours)
-    charge = Charge(
-        allocation_id=allocation.id,
-        kind="reserve",
-        accelerator=accelerator,
-        hours=hours,
-        job=job,
-        on=on,
-        for_job=for_job,
-    )
-    db.add(charge)
-    db.flush()
-    record.append(
-        db,
-        AllocationEvent.HoursReserved,
-        actor=actor,
-        subject=f"allocation/{allocation.id}",
-        data={
-            "ledger": charge.id,
-            "class": accelerator,
-            "hours": str(hours),
-            "job": job,
-            # The day the hours count in (a quarter's tranche, a share report): it may differ
-            # from the entry's time, e.g. work done earlier and entered by hand.
-            "on": on.isoformat(),
-        },
-    )
-    return charge
+    return allocation
 
 
-def _check_budget(db: Session, allocation: Allocation, cls: str, hours: Decimal, on: date) -> None:
-    rules_in_force = regulation_in_force(db).regulation.allocation
+def _check_left(
+    allocation: Allocation,
+    cls: str,
+    hours: Decimal,
+    on: date,
+    drawn: dict[int, Decimal],
+    rules_in_force: Any,
+) -> None:
+    """Refuse a hold of `hours` that the quarter's tranche (with carry-over and the grace
+    margin) cannot cover, given what is `drawn` per quarter."""
     budget = budget_hours(allocation.budget)[cls]
     tranches = rules.quarters(budget, allocation.starts_on, allocation.ends_on)
-    drawn = _drawn_by_quarter(db, allocation, cls)
     left = rules.available_hours(
         tranches, drawn, on=on, carry_over_percent=rules_in_force.carry_over_percent
     )

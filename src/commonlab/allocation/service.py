@@ -34,6 +34,8 @@ from commonlab.allocation.allocations import (
     sub_allocate,
 )
 from commonlab.allocation.ledger import (
+    Hold,
+    check_holds,
     close_reservation,
     hold_hours,
     rebuild_balances,
@@ -41,6 +43,7 @@ from commonlab.allocation.ledger import (
     reserve,
     settle,
     usage,
+    write_holds,
 )
 from commonlab.allocation.proposals import (
     calls_query,
@@ -74,6 +77,7 @@ from commonlab.allocation.review import (
 __all__ = [
     "OUTSIDE_MEMBERS",
     "REPORT_GROUPS",
+    "Hold",
     "MyProject",
     "ProjectPage",
     "SuggestedReviewer",
@@ -87,6 +91,7 @@ __all__ = [
     "awarded_projects",
     "calls_query",
     "check_awaiting_council",
+    "check_holds",
     "close_reservation",
     "countries_of",
     "create_call",
@@ -120,4 +125,5 @@ __all__ = [
     "suggested_reviewers",
     "usage",
     "usage_report",
+    "write_holds",
 ]

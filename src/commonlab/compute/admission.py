@@ -1,11 +1,14 @@
 """Group admission: the submissions waiting at one moment are admitted in one transaction.
 
 Each request thread hands its job spec to one admission thread and waits. That thread takes
-everything waiting (up to `max_batch`), admits each job inside its own savepoint — a refusal
-takes back only its own rows and record entries — and commits once. One commit, one read of
-the fleet and one wake of the record's sequencer then serve the whole group, which is what
-lets admission keep up with a burst of submissions. An idle facility admits a lone job at
-once: the thread never waits for a group to fill.
+everything waiting (up to `max_batch`) and admits it with `service.admit_many`: every job's
+rules are checked one after the other, a refusal changes nothing, and the rows of the jobs
+that pass are written together, then committed once. One commit, one read of the fleet, one
+statement per table and one wake of the record's sequencer then serve the whole group, which
+is what lets admission keep up with a burst of submissions. Should writing the group together
+fail (a value one job carries that the database refuses), the group is admitted again one
+job at a time, each in its own savepoint, so that one job's fault is only its own. An idle
+facility admits a lone job at once: the thread never waits for a group to fill.
 """
 
 from __future__ import annotations
@@ -91,13 +94,41 @@ class Admissions:
     def admit_group(self, group: list[Any]) -> None:
         """Admit every request of the group in one transaction; wake each caller after."""
         try:
-            with self.db.session() as db, db.begin():
-                lock_for_writing(db)
-                partitions = service.partition_views(db)
-                for request in group:
-                    try:
-                        with record.savepoint(db):
-                            job = service.admit(
+            try:
+                outcomes = self._together(group)
+            except Exception as exc:
+                log.info("admission group of %d admitted one by one: %s", len(group), exc)
+                outcomes = self._one_by_one(group)
+        except Exception as exc:
+            # The commit itself failed: nothing of this group was admitted.
+            log.warning("admission group of %d failed to commit: %s", len(group), exc)
+            outcomes = [exc] * len(group)
+        for request, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Job):
+                request.job = outcome
+            else:
+                request.error = outcome
+            request.done.set()
+
+    def _together(self, group: list[Any]) -> list[Job | Exception]:
+        submissions = [service.Submission(r.actor, r.spec, r.resubmit_of) for r in group]
+        with self.db.session() as db, db.begin():
+            lock_for_writing(db)
+            partitions = service.partition_views(db)
+            return service.admit_many(
+                db, submissions, executor=self.executor, partitions=partitions
+            )
+
+    def _one_by_one(self, group: list[Any]) -> list[Job | Exception]:
+        outcomes: list[Job | Exception] = []
+        with self.db.session() as db, db.begin():
+            lock_for_writing(db)
+            partitions = service.partition_views(db)
+            for request in group:
+                try:
+                    with record.savepoint(db):
+                        outcomes.append(
+                            service.admit(
                                 db,
                                 request.actor,
                                 request.spec,
@@ -105,15 +136,7 @@ class Admissions:
                                 resubmit_of=request.resubmit_of,
                                 partitions=partitions,
                             )
-                        request.job = job
-                    except Exception as exc:  # the caller's thread raises it
-                        request.error = exc
-        except Exception as exc:
-            # The commit itself failed: nothing of this group was admitted.
-            log.warning("admission group of %d failed to commit: %s", len(group), exc)
-            for request in group:
-                request.job = None
-                request.error = request.error or exc
-        finally:
-            for request in group:
-                request.done.set()
+                        )
+                except Exception as exc:  # the caller's thread raises it
+                    outcomes.append(exc)
+        return outcomes

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,9 @@ __all__ = [
     "Launch",
     "LogChunk",
     "MetricsPage",
+    "Submission",
     "admit",
+    "admit_many",
     "apply_fleet",
     "apply_observed",
     "cancel_job",
@@ -431,8 +433,103 @@ def admit(
     partition certified for its level has its class and shape; the allocation has the hours
     (held now, settled at the end).
 
-    Runs in the caller's transaction (the admission batcher admits several jobs in one, each
-    in its own savepoint); `partitions`, when given, is the fleet read once for all of them."""
+    Runs in the caller's transaction; `partitions`, when given, is the fleet read once."""
+    checked = _check_admission(
+        db, actor, req, executor=executor, resubmit_of=resubmit_of, partitions=partitions
+    )
+    (admitted,) = _write_admissions(db, [checked], executor=executor)
+    if not isinstance(admitted, Job):
+        raise admitted
+    return admitted
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job asked of the admission batcher: by whom, what, and what it resubmits."""
+
+    actor: Principal
+    spec: JobCreate
+    resubmit_of: int | None = None
+
+
+def admit_many(
+    db: Session,
+    submissions: list[Submission],
+    *,
+    executor: str,
+    partitions: list[rules.PartitionView],
+) -> list[Job | Exception]:
+    """Admit several jobs in the caller's transaction, each as `admit` would, in order: the
+    admitted job or the refusal, in each one's place. A refused job changes nothing.
+
+    The rules are checked one job at a time; the rows of those that pass are written
+    together (the jobs, their ledger lines and transitions: one statement each, not one per
+    job), which is what lets a group of admissions share its round trips to the database.
+    A job that names inputs is admitted alone in a savepoint, as reading its inputs writes
+    (a logged read) and a refusal must take that back too."""
+    outcomes: list[Job | Exception | _Checked] = []
+    allocations: dict[tuple[Any, ...], int] = {}
+    for submission in submissions:
+        try:
+            if submission.spec.inputs:
+                with record.savepoint(db):
+                    outcomes.append(
+                        admit(
+                            db,
+                            submission.actor,
+                            submission.spec,
+                            executor=executor,
+                            resubmit_of=submission.resubmit_of,
+                            partitions=partitions,
+                        )
+                    )
+            else:
+                outcomes.append(
+                    _check_admission(
+                        db,
+                        submission.actor,
+                        submission.spec,
+                        executor=executor,
+                        resubmit_of=submission.resubmit_of,
+                        partitions=partitions,
+                        allocations=allocations,
+                    )
+                )
+        except Exception as exc:  # the submitter's request raises it
+            outcomes.append(exc)
+    checked = [outcome for outcome in outcomes if isinstance(outcome, _Checked)]
+    written = iter(_write_admissions(db, checked, executor=executor))
+    return [next(written) if isinstance(o, _Checked) else o for o in outcomes]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A job that passed every rule of admission but the budget's: what writing it takes."""
+
+    actor: Principal
+    req: JobCreate
+    level: Level
+    cpus: int
+    partition: rules.PartitionView
+    allocation_id: int
+    hours: Decimal
+    today: date
+    resubmit_of: int | None
+
+
+def _check_admission(
+    db: Session,
+    actor: Principal,
+    req: JobCreate,
+    *,
+    executor: str,
+    resubmit_of: int | None,
+    partitions: list[rules.PartitionView] | None,
+    allocations: dict[tuple[Any, ...], int] | None = None,
+) -> _Checked:
+    """Every rule of `admit` before the allocation's budget, in its order; raises the
+    refusal. Writes nothing but what reading the inputs writes. `allocations` keeps which
+    allocation pays, by what decides it, for the other jobs of a group (one transaction)."""
     level = Level(req.level)
     levels = input_levels(db, actor, list(req.inputs))
     if actor.person_id is None:
@@ -465,69 +562,92 @@ def admit(
         {"job_level": int(level)},
     )
     today = utcnow().date()
-    chosen = allocation.allocation_for_job(
-        db,
-        project=req.project,
-        accelerator=req.accelerator,
-        allocation_id=req.allocation_id,
-        on=today,
-    )
+    asked = (req.project, req.accelerator, req.allocation_id, today)
+    if chosen := (allocations or {}).get(asked):
+        allocation_id = chosen
+    else:
+        allocation_id = allocation.allocation_for_job(
+            db,
+            project=req.project,
+            accelerator=req.accelerator,
+            allocation_id=req.allocation_id,
+            on=today,
+        ).id
+        if allocations is not None:
+            allocations[asked] = allocation_id
     hours = rules.reserve_hours(req.accelerators, req.time_limit_minutes, nodes=req.nodes)
-    job = Job(
-        name=req.name,
-        project=req.project,
-        allocation_id=chosen.id,
-        submitter_id=actor.person_id,
-        command=req.command,
-        env=dict(req.env),
-        inputs=list(req.inputs),
-        accelerator=req.accelerator,
-        accelerators=req.accelerators,
-        cpus=shape.cpus,
-        memory_gb=req.memory_gb,
-        nodes=req.nodes,
-        time_limit_minutes=req.time_limit_minutes,
-        level=int(level),
-        partition_id=view.id,
-        executor=executor,
-        state=JobState.ADMITTED.value,
-        reason="",
-        reserved_hours=hours,
-        resubmit_of=resubmit_of,
-    )
-    db.add(job)
+    return _Checked(actor, req, level, shape.cpus, view, allocation_id, hours, today, resubmit_of)
+
+
+def _write_admissions(
+    db: Session, checked: list[_Checked], *, executor: str
+) -> list[Job | Exception]:
+    """Hold each checked job's hours, in order, and write those the budget allows: the jobs,
+    their holds, their first transitions and their entries. The job, or the ledger's
+    refusal, in each one's place."""
+    holds = [allocation.Hold(c.allocation_id, c.req.accelerator, c.hours, c.today) for c in checked]
+    refusals = allocation.check_holds(db, SYSTEM, holds)
+    passed = [(c, hold) for c, hold, no in zip(checked, holds, refusals, strict=True) if not no]
+    jobs = [
+        Job(
+            name=c.req.name,
+            project=c.req.project,
+            allocation_id=c.allocation_id,
+            submitter_id=c.actor.person_id,
+            command=c.req.command,
+            env=dict(c.req.env),
+            inputs=list(c.req.inputs),
+            accelerator=c.req.accelerator,
+            accelerators=c.req.accelerators,
+            cpus=c.cpus,
+            memory_gb=c.req.memory_gb,
+            nodes=c.req.nodes,
+            time_limit_minutes=c.req.time_limit_minutes,
+            level=int(c.level),
+            partition_id=c.partition.id,
+            executor=executor,
+            state=JobState.ADMITTED.value,
+            reason="",
+            reserved_hours=c.hours,
+            resubmit_of=c.resubmit_of,
+        )
+        for c, _ in passed
+    ]
+    db.add_all(jobs)
     db.flush()
-    # The ledger refuses (409) when the hours are not there; the job row goes with it.
-    hold = allocation.hold_hours(
-        db, SYSTEM, chosen.id, accelerator=req.accelerator, hours=hours, job=job.key, on=today
-    )
-    job.reservation_id = hold.id
-    db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
-    public_inputs, private_inputs = _inputs_on_record(db, job.inputs)
-    record.append(
-        db,
-        ComputeEvent.JobAdmitted,
-        actor=actor,
-        subject=job.key,
-        data={
-            "project": job.project,
-            "allocation": chosen.id,
-            "partition": view.name,
-            "class": job.accelerator,
-            "accelerators": job.accelerators,
-            "nodes": job.nodes,
-            "level": level.label,
-            "reserved_hours": str(hours),
-            "inputs": public_inputs,
-            **({"resubmit_of": f"job/{resubmit_of}"} if resubmit_of else {}),
-        },
-        private={
-            "command": job.command,
-            "env": job.env,
-            **({"inputs_private": private_inputs} if private_inputs else {}),
-        },
-    )
-    return job
+    holds = [replace(hold, job=job.key) for (_, hold), job in zip(passed, jobs, strict=True)]
+    charges = allocation.write_holds(db, SYSTEM, holds)
+    for job, charge in zip(jobs, charges, strict=True):
+        job.reservation_id = charge.id
+        db.add(JobTransition(job_id=job.id, state=job.state, reason="admitted"))
+    db.flush()  # one statement each, before the entries (an entry's insert would flush each)
+    for (c, _), job in zip(passed, jobs, strict=True):
+        public_inputs, private_inputs = _inputs_on_record(db, job.inputs)
+        record.append(
+            db,
+            ComputeEvent.JobAdmitted,
+            actor=c.actor,
+            subject=job.key,
+            data={
+                "project": job.project,
+                "allocation": c.allocation_id,
+                "partition": c.partition.name,
+                "class": job.accelerator,
+                "accelerators": job.accelerators,
+                "nodes": job.nodes,
+                "level": c.level.label,
+                "reserved_hours": str(c.hours),
+                "inputs": public_inputs,
+                **({"resubmit_of": f"job/{c.resubmit_of}"} if c.resubmit_of else {}),
+            },
+            private={
+                "command": job.command,
+                "env": job.env,
+                **({"inputs_private": private_inputs} if private_inputs else {}),
+            },
+        )
+    admitted = iter(jobs)
+    return [next(admitted) if no is None else no for no in refusals]
 
 
 def _inputs_on_record(db: Session, refs: list[str]) -> tuple[list[str], list[str]]:
