@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -350,3 +351,24 @@ def test_not_ready_when_the_database_is_gone(tmp_path: Path, database: str) -> N
     assert gone.status_code == 503
     assert gone.json()["checks"]["database"] == "failed (see the facility's log)"
     assert gone.json()["detail"].startswith("not ready: database: failed")
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_facility_exports(
+    scraper: TestClient,
+) -> None:
+    dashboard = Path(__file__).parents[2] / "examples" / "grafana" / "commonlab.json"
+    exprs = [
+        target["expr"]
+        for panel in json.loads(dashboard.read_text())["panels"]
+        for target in panel["targets"]
+    ]
+    used = {name for expr in exprs for name in re.findall(r"commonlab_[a-z_]+", expr)}
+    exported = set()
+    for family in text_string_to_metric_families(scraper.get("/metrics").text):
+        exported |= {family.name, f"{family.name}_total", f"{family.name}_bucket"}
+    assert used and used <= exported, used - exported
+    # Job submissions are counted under the route they are made on.
+    assert any('route="/api/v1/jobs"' in expr for expr in exprs)
+    scraper.post("/api/v1/jobs", json={})
+    submitted = samples(scraper, REQUESTS)
+    assert any(("route", "/api/v1/jobs") in labels for labels in submitted)
