@@ -141,6 +141,20 @@ def test_codes_are_kept_only_as_hashes(client, app):
     assert hashlib.sha256(started["device_code"].encode()).hexdigest() in dumped
 
 
+def test_requests_a_day_past_their_expiry_are_deleted_as_new_ones_come(facility):
+    t0 = utcnow()
+    with facility.db.session() as db:
+        old = device_grant.start(db, client_id=CLIENT, scope=None, now=t0)
+        later = t0 + device_grant.LIFETIME + device_grant.KEEP_EXPIRED
+        device_grant.start(db, client_id=CLIENT, scope=None, now=later)
+        with db.begin():
+            assert db.scalar(select(func.count()).select_from(DeviceGrant)) == 2
+        device_grant.start(db, client_id=CLIENT, scope=None, now=later + timedelta(seconds=1))
+        with db.begin():
+            assert db.scalar(select(func.count()).select_from(DeviceGrant)) == 2
+        assert _refusal(db, old.device_code, later) == "invalid_grant"
+
+
 def test_user_codes_are_short_and_unambiguous(client):
     for _ in range(20):
         code = start(client)["user_code"]

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
@@ -71,6 +71,9 @@ TOKEN_DAYS = 30
 # Our device codes are 43 characters; anything far longer is not one of them.
 MAX_CODE_CHARS = 128
 DEFAULT_SCOPES = (Scope.READ, Scope.WRITE)
+# Anyone may ask for codes: requests a day past their expiry are deleted as new ones come, so
+# the table holds about a day of requests whatever the traffic (the rate limits bound that).
+KEEP_EXPIRED = timedelta(days=1)
 
 
 class OAuthError(CommonlabError):
@@ -170,6 +173,7 @@ def start(
     now = now or utcnow()
     device_code = secrets.token_urlsafe(32)
     with db.begin():
+        db.execute(delete(DeviceGrant).where(DeviceGrant.expires_at < now - KEEP_EXPIRED))
         user_code = _unused_user_code(db)
         db.add(
             DeviceGrant(
