@@ -1,6 +1,6 @@
 """Benchmarks of the public record (issue: the public record). Prints figures; asserts nothing.
 
-    python bench/record_bench.py append   [--db URL] [--entries N] [--batch B]
+    python bench/record_bench.py append   [--db URL] [--entries N] [--batch B] [--rounds R]
     python bench/record_bench.py proofs   [--size N] [--samples K] [--tree FILE]
     python bench/record_bench.py latency  [--db URL] [--commits K]
 
@@ -77,7 +77,7 @@ def _percentile(values: list[float], q: float) -> float:
 # append ----------------------------------------------------------------------------------------
 
 
-def bench_append(db_url: str | None, entries: int, batch: int) -> None:
+def bench_append(db_url: str | None, entries: int, batch: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _, facility = _facility(db_url, Path(tmp) / "home")
         dialect = facility.db.engine.dialect.name
@@ -105,17 +105,14 @@ def bench_append(db_url: str | None, entries: int, batch: int) -> None:
                     "leaf_hash": leaf_hash(body),
                 }
             )
-        start = time.perf_counter()
-        with facility.db.session() as session:
-            for i in range(0, entries, batch):
-                with session.begin():
-                    session.execute(insert(Entry), rows[i : i + batch])
-        bare = entries / (time.perf_counter() - start)
-        # Both runs start from an empty log: index growth must not favour either.
-        _empty_the_record(facility)
 
-        def appends() -> float:
-            start = time.perf_counter()
+        def bare() -> None:
+            with facility.db.session() as session:
+                for i in range(0, entries, batch):
+                    with session.begin():
+                        session.execute(insert(Entry), rows[i : i + batch])
+
+        def appends() -> None:
             with facility.db.session() as session:
                 for i in range(0, entries, batch):
                     with session.begin():
@@ -124,29 +121,48 @@ def bench_append(db_url: str | None, entries: int, batch: int) -> None:
                                 session, BenchEvent.Append, actor=SYSTEM, subject=f"s/{i + j}",
                                 data=d,
                             )  # fmt: skip
-            return entries / (time.perf_counter() - start)
 
-        current = record_service._insert_entries
-        record_service._insert_entries = _insert_entries_before
-        try:
-            appended_before = appends()
-        finally:
-            record_service._insert_entries = current
-        _empty_the_record(facility)
-        appended = appends()
+        def appends_before() -> None:
+            current = record_service._insert_entries
+            record_service._insert_entries = _insert_entries_before
+            try:
+                appends()
+            finally:
+                record_service._insert_entries = current
 
-        start = time.perf_counter()
+        # Rounds in turns, each variant from an empty log (index growth must favour none), so a
+        # machine that gets busier midway weighs on all; the median round of each is shown.
+        variants = {
+            "bare INSERT (baseline)": bare,
+            "record.append + commit, before": appends_before,
+            "record.append + commit": appends,
+        }
+        rates: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
+        for _ in range(rounds):
+            for label, run in variants.items():
+                _empty_the_record(facility)
+                wall, cpu = time.perf_counter(), time.process_time()
+                run()
+                rates[label].append(
+                    (entries / (time.perf_counter() - wall), entries / (time.process_time() - cpu))
+                )
+        wall, cpu = time.perf_counter(), time.process_time()
         with facility.db.session() as session:
             total = 0
             while done := sequence(session, facility.signer):
                 total += done
-        sequenced = total / (time.perf_counter() - start)
+        rates["sequencer (tiles + signing)"] = [
+            (total / (time.perf_counter() - wall), total / (time.process_time() - cpu))
+        ]
         facility.close()
-    print(f"append [{dialect}] {entries} entries, {batch} per transaction")
-    print(f"  bare INSERT (baseline)        {bare:12,.0f} entries/s")
-    print(f"  record.append + commit, before{appended_before:12,.0f} entries/s")
-    print(f"  record.append + commit        {appended:12,.0f} entries/s")
-    print(f"  sequencer (tiles + signing)   {sequenced:12,.0f} entries/s")
+    load = os.getloadavg()[0]
+    print(f"append [{dialect}] {entries} entries, {batch} per transaction, median of {rounds} "
+          f"rounds (load average {load:.1f})")  # fmt: skip
+    for label, measured in rates.items():
+        wall_rate = statistics.median(r[0] for r in measured)
+        cpu_rate = statistics.median(r[1] for r in measured)
+        print(f"  {label:32} {wall_rate:9,.0f} entries/s   per second of this process's CPU: "
+              f"{cpu_rate:9,.0f}")  # fmt: skip
 
 
 def _insert_entries_before(db, rows) -> None:
@@ -398,13 +414,14 @@ def main() -> None:
     parser.add_argument("--db", default=os.environ.get("COMMONLAB_BENCH_DATABASE_URL"))
     parser.add_argument("--entries", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3, help="append: rounds of each variant")
     parser.add_argument("--size", type=int, default=10_000_000)
     parser.add_argument("--samples", type=int, default=2_000)
     parser.add_argument("--commits", type=int, default=200)
     parser.add_argument("--tree", type=Path, help="proofs: keep the built tree in this file")
     args = parser.parse_args()
     if args.what == "append":
-        bench_append(args.db, args.entries, args.batch)
+        bench_append(args.db, args.entries, args.batch, args.rounds)
     elif args.what == "proofs":
         bench_proofs(args.size, args.samples, args.tree)
     else:
