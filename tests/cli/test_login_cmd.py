@@ -108,3 +108,18 @@ def test_an_unreachable_facility_is_one_line(capsys):
 def test_an_unknown_scope_is_refused_in_one_line(capsys, served):
     code, _, err = run(capsys, "login", served.url, "--scope", "read root")
     assert code == 1 and "unknown scope 'root'" in err and len(err.splitlines()) == 1
+
+
+def test_logout_revokes_the_saved_token_and_forgets_it(capsys, served, cli_config):
+    waiting = Waiting(capsys, as_operator(served, device_grant.approve))
+    token = login_cmd.device_login(served.url, sleep=waiting.sleep, clock=waiting.clock)
+    cli_config.write_text(f'url = "{served.url}"\ntoken = "{token}"\n')
+    code, out, _ = run(capsys, "logout")
+    assert code == 0 and "revoked its token" in out
+    assert "token" not in cli_config.read_text()
+    me = Client(Login(url=served.url, token=served.token)).get("/api/v1/me")
+    assert me["authenticated"]  # the operator's own token is untouched
+    with pytest.raises(CliError, match="revoked"):
+        Client(Login(url=served.url, token=token)).get("/api/v1/me")
+    code, out, _ = run(capsys, "logout")
+    assert code == 0 and "Not logged in" in out

@@ -15,9 +15,9 @@ import httpx
 import typer
 from rich.console import Console
 
-from commonlab.cli.client import Client, CliError, Login, save_login
+from commonlab.cli.client import Client, CliError, Login, load_saved_login, save_login
 
-__all__ = ["CLIENT_ID", "METADATA_PATH", "device_login", "register"]
+__all__ = ["CLIENT_ID", "METADATA_PATH", "device_login", "register", "revoke_own_token"]
 
 CLIENT_ID = "commonlab-cli"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -30,6 +30,7 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     app.command()(login)
+    app.command()(logout)
 
 
 def login(
@@ -61,6 +62,43 @@ def login(
         raise CliError("the facility did not accept this token")
     path = save_login(creds)
     console.print(f"Logged in to {creds.url} as {_who(me)}; saved in {path}", highlight=False)
+
+
+def logout() -> None:
+    """Revoke the saved login's token at its facility, and forget it here."""
+    saved = load_saved_login()
+    if saved is None or saved.token is None:
+        console.print("Not logged in: nothing to do.")
+        return
+    try:
+        revoked = revoke_own_token(Client(saved))
+    except CliError as exc:
+        if exc.status != 401:  # 401: the token works no more, so there is nothing to revoke
+            raise
+        revoked = False
+    path = save_login(Login(url=saved.url, token=None))
+    what = "revoked its token and forgot it" if revoked else "forgot its token"
+    console.print(f"Logged out of {saved.url}: {what} ({path}).", highlight=False)
+
+
+def revoke_own_token(client: Client) -> bool:
+    """Revoke the token `client` acts with; False when it works no more already."""
+    token = client.login.token or ""
+    key_id = token.split("_")[1] if token.count("_") >= 2 else ""
+    me = client.get("/api/v1/me")
+    if not me.get("authenticated"):
+        return False
+    after: int | None = None
+    while True:
+        params = {"limit": 200, **({"after": after} if after is not None else {})}
+        page = client.get(f"/api/v1/people/{me['person']['id']}/tokens", params=params)
+        for item in page["items"]:
+            if item["key_id"] == key_id:
+                client.delete(f"/api/v1/tokens/{item['id']}")
+                return True
+        after = page.get("next")
+        if after is None:
+            raise CliError("the facility does not list this token: revoke it on /me/sessions")
 
 
 def device_login(
