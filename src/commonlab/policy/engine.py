@@ -43,6 +43,7 @@ _CONTEXT_LEVELS = ("data_level", "job_level")
 # Parsed entity sets kept, by their JSON text: a request's principal and resource repeat from
 # one decision to the next (a job's admission asks four), and parsing them is half a decision.
 _PARSED_ENTITIES = 4096
+_ANSWERS = 4096
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class PolicyEngine:
         self._by_cedar_id, self._by_id = _annotations(text)
         _check_actions_declared(self._schema)
         self._parsed = functools.lru_cache(maxsize=_PARSED_ENTITIES)(self._parse_entities)
+        self._answers: dict[tuple[str, str], tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
 
     @classmethod
     def from_directory(cls, root: Traversable) -> PolicyEngine:
@@ -141,17 +143,14 @@ class PolicyEngine:
             entities = _entities(principal, resource)
         except (_MalformedRequest, TypeError, ValueError) as exc:
             return self._deny(f"malformed authorization request: {exc}")
-        result = cedarpy.is_authorized(
-            request, self._policies, self._parsed(entities), schema=self._schema
-        )
-        diagnostics = result.diagnostics
-        if diagnostics.errors:
+        allowed, cedar_ids, errors = self._answer(request, entities)
+        if errors:
             # An erroring policy is skipped by Cedar; a skipped forbid must not let anyone in.
             return self._deny(
-                "the policy set could not evaluate this request: " + "; ".join(diagnostics.errors)
+                "the policy set could not evaluate this request: " + "; ".join(errors)
             )
-        ids = tuple(self._by_cedar_id.get(pid, pid) for pid in diagnostics.reasons)
-        if result.allowed:
+        ids = tuple(self._by_cedar_id.get(pid, pid) for pid in cedar_ids)
+        if allowed:
             reason = "; ".join(self._reason(pid) for pid in ids)
             return Decision(True, reason, ids, self.policy_hash)
         reasons = [self._reason(pid) for pid in ids if pid not in _EXPLAINED_IN_PYTHON]
@@ -179,6 +178,30 @@ class PolicyEngine:
                 decision.reason, action=str(action), policy_hash=decision.policy_hash
             )
         return decision
+
+    def _answer(
+        self, request: dict[str, object], entities: str
+    ) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+        """Cedar's answer (allowed, the deciding policies, errors), kept by the request's
+        text: the same request against the same entities is the same answer, and the time
+        in the context is whole seconds, so a burst of one person's submissions asks Cedar
+        once a second rather than four times a job."""
+        try:
+            key: tuple[str, str] | None = (entities, json.dumps(request, sort_keys=True))
+        except (TypeError, ValueError):
+            key = None  # Cedar's own encoding says what is wrong with it
+        if key is not None and (known := self._answers.get(key)) is not None:
+            return known
+        result = cedarpy.is_authorized(
+            request, self._policies, self._parsed(entities), schema=self._schema
+        )
+        diagnostics = result.diagnostics
+        answer = (result.allowed, tuple(diagnostics.reasons), tuple(diagnostics.errors))
+        if key is not None:
+            if len(self._answers) >= _ANSWERS:
+                self._answers.clear()  # the seconds moved on: most are stale anyway
+            self._answers[key] = answer
+        return answer
 
     def _parse_entities(self, entities: str) -> cedarpy.Entities | str:
         """The entity set parsed and checked against the schema once, for every decision
