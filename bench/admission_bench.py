@@ -55,6 +55,7 @@ def serve(tree: Path, home: Path, db_url: str, port: int, workers: int) -> None:
 
     import commonlab
     from commonlab.app import create_app
+    from commonlab.compute.job_controller import JobController
     from commonlab.config import load_settings
     from commonlab.facility import open_facility
     from commonlab.identity.service import bootstrap_operator
@@ -73,10 +74,13 @@ def serve(tree: Path, home: Path, db_url: str, port: int, workers: int) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
 
+    # Admitted jobs wait, as on a full cluster: admission only. Patched on the class, as the
+    # app may hand the controller's start to a leader lease before it is returned.
+    JobController.start = lambda self: None  # type: ignore[method-assign]
+
     def worker() -> None:
         facility = open_facility(settings)
         app = create_app(facility)
-        app.state.jobs.start = lambda: None  # admitted jobs wait: admission only
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
 
