@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from commonlab import __version__
 from commonlab.allocation.api import router as allocation_router
@@ -147,9 +148,20 @@ def create_app(facility: Facility, *, run_sequencer: bool = True) -> FastAPI:
 
 
 def prepare_fleet(facility: Facility) -> None:
-    """On the local executor, the machine is the fleet: made once, before any worker runs."""
-    if kind_of(facility.settings.executor).local_fleet:
-        ensure_local_fleet(facility.db.session(), cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
+    """On the local executor, the machine is the fleet: made once, before any worker runs
+    (`up --workers` makes it in the parent)."""
+    if not kind_of(facility.settings.executor).local_fleet:
+        return
+    for attempt in range(2):
+        try:
+            with facility.db.session() as session:
+                ensure_local_fleet(session, cpus=os.cpu_count() or 1, memory_gb=_memory_gb())
+            return
+        except (IntegrityError, OperationalError):
+            # Another process starting at the same moment made it first (or held SQLite's
+            # write lock): the second look finds it.
+            if attempt:
+                raise
 
 
 def _account_duties(facility: Facility, jobs: JobController) -> list[Duty]:
