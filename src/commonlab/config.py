@@ -272,7 +272,9 @@ class Settings(BaseModel):
 
 def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
     """Comma-separated networks (`10.0.0.0/8, 2001:db8::/32`, a bare address is its own
-    network); a ValueError names the first that is not one."""
+    network; `none` or nothing: none); a ValueError names the first that is not one."""
+    if text.strip().lower() == "none":
+        return ()
     networks = []
     for part in text.split(","):
         if not (part := part.strip()):

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commonlab.app import create_app
+from commonlab.config import Settings
 from commonlab.facility import Facility
 from commonlab.operations.limits import Limit, RateLimits, SharedBuckets
 
@@ -162,3 +163,19 @@ def test_a_full_neighbourhood_gives_up_its_longest_idle_bucket() -> None:
     # Key 2 was the longest idle: its client starts again with a full bucket.
     assert buckets.take([Limit("address", 2, rate=0.01)], now=22.0)[1] == 0.0
     assert math.isfinite(buckets.take([newcomer], now=23.0)[1])
+
+
+def test_this_machine_is_exempt_from_the_address_limit_unless_none_is(facility: Facility) -> None:
+    here = ("127.0.0.1", 5000)
+    exempt = limited_app(facility, rate_limit_per_address=1, rate_limit_burst_seconds=1)
+    with TestClient(exempt, client=here) as client:
+        assert [client.get("/api/v1/health").status_code for _ in range(3)] == [200] * 3
+    settings = Settings(home=facility.settings.home, rate_limit_exempt_networks="none")
+    limited = limited_app(
+        facility,
+        rate_limit_per_address=1,
+        rate_limit_burst_seconds=1,
+        rate_limit_exempt_networks=settings.rate_limit_exempt_networks,
+    )
+    with TestClient(limited, client=here) as client:
+        assert [client.get("/api/v1/health").status_code for _ in range(2)] == [200, 429]
