@@ -2,10 +2,14 @@
 an ORCID iD to one's account, and the operators' page of affiliations no rule maps yet.
 
 The flow's rules live in identity/federation.py; these views carry the browser there and
-back. Starting a trip is a form POST (CSRF-checked: no other site can send a signed-in
-person off to link an account of the other site's choosing); the provider sends the browser
-back to /signin/callback with a GET, which carries no CSRF token but is bound to the browser
-by a cookie set when the trip began (SameSite=Lax: sent on that top-level return).
+back. Leaving for the provider is a plain link, not a form: the portal's pages allow forms to
+post only to the portal itself (CSP form-action 'self'), which also stops a form's redirect to
+another site.
+- Signing in needs no CSRF token: a trip another site starts in your browser ends with you
+  signed in as yourself, and a trip's return is bound to the browser that left by a cookie
+  (SameSite=Lax: sent on that top-level return), so nobody's code lands in your browser.
+- Linking does: the link carries the page's CSRF token and must come from the portal's own
+  page, or another site could send a signed-in person to link an account of its choosing.
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ from commonlab.identity import service as identity
 from commonlab.policy.principal import Role
 from commonlab.portal.errors import PortalError
 from commonlab.portal.pages import CheckedForm, CurrentViewer, Viewer, render_page
-from commonlab.portal.session import SESSION_COOKIE, cookie_max_age, end_session, start_session
+from commonlab.portal.session import (
+    SESSION_COOKIE,
+    check_same_origin,
+    cookie_max_age,
+    csrf_matches,
+    end_session,
+    start_session,
+)
 
 __all__ = ["CALLBACK_PATH", "TRIP_COOKIE", "router", "sign_in_providers"]
 
@@ -70,10 +81,8 @@ def _to_provider(request: Request, url: str, trip: str) -> Response:
 # Sign in with a provider ----------------------------------------------------------------------
 
 
-@router.post("/signin/with/{provider}")
-def sign_in_with(
-    request: Request, db: DbSession, provider: ProviderName, _: CheckedForm
-) -> Response:
+@router.get("/signin/with/{provider}")
+def sign_in_with(request: Request, db: DbSession, provider: ProviderName) -> Response:
     chosen = federation.provider_named(sign_in_providers(request), provider)
     url, trip = federation.begin(db, chosen, redirect_uri=_callback_url(request))
     return _to_provider(request, url, trip)
@@ -149,10 +158,22 @@ def accounts(
     )
 
 
-@router.post("/me/accounts/link/{provider}")
+@router.get("/me/accounts/link/{provider}")
 def link(
-    request: Request, db: DbSession, viewer: CurrentViewer, provider: ProviderName, _: CheckedForm
+    request: Request,
+    db: DbSession,
+    viewer: CurrentViewer,
+    provider: ProviderName,
+    csrf: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
+    if reason := check_same_origin(request):
+        raise PortalError(403, f"Refused: {reason}. Nothing was linked.")
+    if not csrf_matches(request, csrf):
+        raise PortalError(
+            403,
+            "This link is out of date or did not come from this site: open your account page "
+            "again.",
+        )
     _require_person(viewer)
     chosen = federation.provider_named(_providers(request), provider)
     url, trip = federation.begin(
