@@ -2,13 +2,14 @@
 asserts nothing.
 
     python bench/admission_bench.py [--seconds S] [--pg URL] [--no-sqlite] [--base TREE]
-                                    [--workers 1,2] [--clients 1,8]
+                                    [--tree TREE] [--workers 1,2] [--clients 1,8]
 
 For each database (SQLite, and PostgreSQL when `--pg` names a cluster: the bench makes a
 database of its own there) and each source tree (this one, and `--base`, a checkout of an
-earlier commit, e.g. `git worktree add /tmp/base <rev>`), a facility is served by uvicorn in
-a process of its own (`serve`, below: the job controller is left stopped, so admitted jobs
-wait as on a full cluster and only admission is measured). One client process then keeps C
+earlier commit, e.g. `git worktree add /tmp/base <rev>`; `--tree` measures another checkout
+in this one's place), a facility is served by uvicorn in a process of its own (`serve`,
+below: the job controller is left stopped, so admitted jobs wait as on a full cluster and
+only admission is measured). One client process then keeps C
 keep-alive connections busy for S seconds on each of: `GET /api/v1/health` (the HTTP stack's
 ceiling: no database, no token), `GET /api/v1/me` (one token's authentication and a read),
 and `POST /api/v1/jobs` (admission with all its rules). Beside them, plain `sbatch --hold`
@@ -347,6 +348,7 @@ def main() -> None:
     parser.add_argument("--pg", default="", help="PostgreSQL admin URL (a cluster to use)")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--base", type=Path, help="a checkout of the baseline commit")
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the tree measured (this one)")
     parser.add_argument("--workers", default="1", help="comma-separated, e.g. 1,2")
     parser.add_argument("--clients", default="1,8", help="comma-separated, e.g. 1,8")
     args = parser.parse_args()
@@ -356,7 +358,8 @@ def main() -> None:
 
     clients = [int(n) for n in args.clients.split(",")]
     workers = [int(n) for n in args.workers.split(",")]
-    trees = [("this tree", ROOT)] + ([("baseline", args.base.resolve())] if args.base else [])
+    trees = [("this tree", args.tree.resolve())]
+    trees += [("baseline", args.base.resolve())] if args.base else []
     databases = ([] if args.no_sqlite else [("SQLite", "")]) + (
         [("PostgreSQL", args.pg)] if args.pg else []
     )
