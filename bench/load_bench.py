@@ -126,9 +126,6 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def token(self, cli_config: Path) -> str:
-        return str(tomllib.loads(cli_config.read_text())["token"])
-
 
 def _cli() -> list[str]:
     beside = Path(sys.executable).parent / "commonlab"
@@ -167,7 +164,7 @@ def facility_server(home: Path, db_url: str, workers: int | None) -> Iterator[tu
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
     try:
         _wait_until_up(server, cli_config)
-        yield server, server.token(cli_config)
+        yield server, str(tomllib.loads(cli_config.read_text())["token"])
     finally:
         _stop(process)
 
@@ -509,7 +506,7 @@ class Stage:
         if self.rate is None or self.exhausted:
             return ""
         if self.operations < HELD_SHARE * self.turns:
-            return f"kept {self.operations / self.turns:.0%} of the offered rate"
+            return f"kept {self.operations / self.turns:.1%} of the offered rate"
         if self.p99_ms > self.p99_limit_ms:
             return f"p99 over {self.p99_limit_ms:g} ms"
         return ""
@@ -705,7 +702,9 @@ def main(argv: list[str] | None = None) -> Run:
     parser.add_argument("--db", default="", help="a PostgreSQL URL (default: SQLite)")
     parser.add_argument("--duration", type=float, default=600, help="seconds, at most")
     parser.add_argument("--max-requests", type=int, default=1_000_000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--clients", type=int, default=8, help="client processes (over ten share delegates)"
+    )
     parser.add_argument("--rate", default="step", help="step, closed, or operations a second")
     parser.add_argument("--stage", type=float, default=30, help="seconds per step")
     parser.add_argument("--start-rate", type=float, default=10, help="operations a second")
