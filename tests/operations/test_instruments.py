@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -372,3 +373,25 @@ def test_the_grafana_dashboard_reads_only_metrics_the_facility_exports(
     scraper.post("/api/v1/jobs", json={})
     submitted = samples(scraper, REQUESTS)
     assert any(("route", "/api/v1/jobs") in labels for labels in submitted)
+
+
+def test_only_small_error_bodies_are_amended(app: Any) -> None:
+    """A stored file served as problem+json (any media type an upload declares) is neither
+    held in memory nor changed: only error answers of a problem's size get the id."""
+    big = {"detail": "x" * 70_000}
+
+    @app.get("/api/v1/test/big-problem")
+    def big_problem() -> JSONResponse:
+        return JSONResponse(big, status_code=400, media_type="application/problem+json")
+
+    @app.get("/api/v1/test/ok-problem")
+    def ok_problem() -> JSONResponse:
+        return JSONResponse({"a": 1}, media_type="application/problem+json")
+
+    app.router.routes[:0] = app.router.routes[-2:]
+    with TestClient(app) as client:
+        large = client.get("/api/v1/test/big-problem")
+        fine = client.get("/api/v1/test/ok-problem")
+    assert large.status_code == 400 and large.json() == big
+    assert fine.json() == {"a": 1}
+    assert large.headers["x-request-id"] and fine.headers["x-request-id"]

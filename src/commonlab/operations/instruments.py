@@ -139,11 +139,16 @@ class RequestInstruments:
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
-                if _is_problem(headers):
+                if status >= 400 and _is_problem(headers):
                     held = message
                     return
             elif message["type"] == "http.response.body" and held is not None:
                 body += message.get("body", b"")
+                if len(body) > _MAX_PROBLEM_BYTES:  # not one of ours: passed on as it is
+                    start, held = held, None
+                    await send(start)
+                    await send({**message, "body": body})
+                    return
                 if message.get("more_body", False):
                     return
                 start, held = held, None
@@ -189,6 +194,10 @@ def _request_id_of(scope: Scope) -> str:
                 return value.decode("ascii")
             break  # only the first one counts
     return uuid.uuid4().hex
+
+
+# Problem bodies are a few hundred bytes: a larger one is passed on unread, not held.
+_MAX_PROBLEM_BYTES = 64 << 10
 
 
 def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
