@@ -122,7 +122,13 @@ def _hammer(clients: int, seconds: float, call: Callable[[httpx.Client], None], 
 
 def bench_admission(db_url: str | None, seconds: float, clients: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(home=Path(tmp) / "home", database_url=db_url or "")
+        # Rate limits off: the bench submits from one token as fast as the facility admits.
+        settings = Settings(
+            home=Path(tmp) / "home",
+            database_url=db_url or "",
+            rate_limit_per_token=0,
+            rate_limit_per_address=0,
+        )
         lab = Served(settings, controller=False)
         dialect = lab.facility.db.engine.dialect.name
         project = lab.project({"cpu": "20000"})
