@@ -6,10 +6,13 @@ which gets an RFC 6749 error and changes nothing."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from commonlab.db import utcnow
 from commonlab.errors import InvalidInput, NotFound, Unauthenticated
@@ -127,6 +130,38 @@ def test_a_device_signs_in_once_a_signed_in_person_approves(client, app, researc
     issues = [e for e in entries if e["type"] == "identity:token:issued"]
     assert issues[-1]["actor"]["id"] == person["pseudonym"]
     assert issues[-1]["data"]["holder"] == person["pseudonym"]
+
+
+def test_two_polls_at_once_fetch_one_token(facility, researcher):
+    _, token = researcher
+    with facility.db.session() as db:
+        started = device_grant.start(db, client_id=CLIENT, scope=None)
+        device_grant.approve(db, identity.authenticate(db, token), started.user_code)
+    barrier = threading.Barrier(2)
+
+    # Each poll dawdles after reading the grant, so that without the row lock both would read
+    # it approved before either marked it used (and both would get a token).
+    def dawdle(conn, cursor, statement, *args):
+        if "FROM identity_device_grants" in statement and "device_code_sha256" in statement:
+            time.sleep(0.3)
+
+    event.listen(facility.db.engine, "after_cursor_execute", dawdle)
+
+    def fetch() -> str:
+        with facility.db.session() as db:
+            barrier.wait()
+            try:
+                device_grant.exchange(db, client_id=CLIENT, device_code=started.device_code)
+            except OAuthError as refused:
+                return refused.error
+            return "token"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = sorted(pool.map(lambda _: fetch(), range(2)))
+    finally:
+        event.remove(facility.db.engine, "after_cursor_execute", dawdle)
+    assert answers == ["invalid_grant", "token"]
 
 
 def test_codes_are_kept_only_as_hashes(client, app):
