@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -100,7 +101,8 @@ def serve(tree: Path, home: Path, db_url: str, port: int, workers: int) -> None:
 
     def stop(*_: object) -> None:
         for pid in children:
-            os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # one that ended already
+                os.kill(pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     for pid in children:
