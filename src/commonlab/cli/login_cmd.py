@@ -7,6 +7,7 @@ expiring token and saves it as the CLI's login, as `login --token` does.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -35,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
 def login(
     url: Annotated[
-        str | None, typer.Argument(help="facility URL [default: --url, or 127.0.0.1:8000]")
+        str | None,
+        typer.Argument(help="facility URL [default: --url, COMMONLAB_URL, 127.0.0.1:8000]"),
     ] = None,
     url_option: Annotated[
         str | None, typer.Option("--url", help="facility URL (the same as the argument)")
@@ -54,7 +56,7 @@ def login(
     with --token, checks and saves that token instead."""
     if url and url_option and url.rstrip("/") != url_option.rstrip("/"):
         raise CliError("give the facility's URL once: as the argument or as --url")
-    base = (url or url_option or DEFAULT_URL).rstrip("/")
+    base = (url or url_option or os.environ.get("COMMONLAB_URL") or DEFAULT_URL).rstrip("/")
     secret = token.strip() if token is not None else device_login(base, scope=scope)
     creds = Login(url=base, token=secret)
     me = Client(creds).get("/api/v1/me")
