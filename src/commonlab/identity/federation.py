@@ -155,10 +155,10 @@ def begin(
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters: RFC 7636 wants 43 to 128
     browser = secrets.token_urlsafe(32)
-    client = _client(provider, redirect_uri)
-    url, _ = client.create_authorization_url(
-        metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
-    )
+    with _client(provider, redirect_uri) as client:
+        url, _ = client.create_authorization_url(
+            metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
+        )
     with db.begin():
         # Trips abandoned a day ago are of no use to anyone.
         db.execute(delete(FederationLogin).where(FederationLogin.expires_at < now - timedelta(1)))

@@ -106,10 +106,9 @@ def callback(
         redirect_uri=_callback_url(request),
     )
     secure = request.app.state.facility.settings.secure_cookies
-    if outcome.linked:
+    if outcome.token_id is None:  # a link: the person is signed in already
         response = RedirectResponse(f"/me/accounts?linked={outcome.provider}", status_code=303)
     else:
-        assert outcome.token_id is not None  # a sign-in always opens a session
         principal = identity.authenticate_token_id(db, outcome.token_id)
         end_session(db, request)  # a session this browser held before ends here
         session_id = start_session(db, principal)
