@@ -285,3 +285,47 @@ def test_restore_refuses_a_running_facility(lab, tmp_path):
     with pytest.raises(BackupError, match=r"is running .* stop it before restoring"):
         restore(lab.settings, tmp_path / "b1")
     assert _snapshot_of(lab) == before
+
+
+def test_a_backup_restores_into_a_new_home(lab, tmp_path, database):
+    """Disaster recovery: the home is gone; the backup brings back the facility and its key."""
+    lab.work(2)
+    backup(lab.settings, tmp_path / "b1")
+    origin, size = lab.facility.signer.verifier_key(), lab.size()
+    lab.stop()
+    new = Settings(home=tmp_path / "new-home", database_url=database, executor="slurm")
+    restore(new, tmp_path / "b1")
+    lab.settings = new
+    facility = lab.start()
+    assert facility.signer.verifier_key() == origin and lab.size() == size
+
+
+def test_a_manifest_naming_a_path_outside_the_backup_is_refused(lab, tmp_path):
+    backup(lab.settings, tmp_path / "b1")
+    manifest_path = tmp_path / "b1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["objects/../../keys/record.key"] = {"sha256": "0" * 64, "bytes": 1}
+    manifest_path.write_text(json.dumps(manifest))
+    lab.stop()
+    with pytest.raises(BackupError, match="which no backup holds"):
+        restore(lab.settings, tmp_path / "b1")
+
+
+def test_a_backup_that_cannot_be_written_leaves_nothing_behind(lab, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(BackupError, match="cannot make"):
+        backup(lab.settings, tmp_path / "a-file" / "b1")
+    # A disk that fills half way: the new folder is removed, not left as half a backup.
+    from commonlab.operations import backup as module
+
+    copy = module._copy
+
+    def fill_up(source: Path, target: Path) -> dict:
+        if target.name == "session.key":
+            raise OSError(28, "No space left on device", str(target))
+        return copy(source, target)
+
+    monkeypatch.setattr(module, "_copy", fill_up)
+    with pytest.raises(BackupError, match=r"the backup failed: .*No space left on device"):
+        backup(lab.settings, tmp_path / "b2")
+    assert not (tmp_path / "b2").exists()

@@ -89,7 +89,11 @@ def backup(settings: Settings, dest: Path, *, progress: Progress | None = None) 
         raise BackupError(f"no facility database at {_sqlite_path(settings)}: nothing to back up")
     if not settings.key_path.is_file():
         raise BackupError(f"no record key at {settings.key_path}: is {home} a facility's home?")
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    made = not dest.exists()
+    try:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot make {dest}: {exc.strerror}") from None
     files: dict[str, dict[str, Any]] = {}
     try:
         # The store's collector removes an object only under the store's exclusive lock
@@ -120,9 +124,14 @@ def backup(settings: Settings, dest: Path, *, progress: Progress | None = None) 
             "files": files,
         }
         _write_new(dest / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    except BaseException:
-        # Half a backup must never pass for one: without its manifest, restore refuses it.
-        (dest / MANIFEST).unlink(missing_ok=True)
+    except BaseException as exc:
+        # Half a backup must never pass for one, nor stay behind: the folder is left as it
+        # was found (new or empty; checked above).
+        _empty(dest, remove=made)
+        if isinstance(exc, OSError):
+            raise BackupError(f"the backup failed: {exc.filename}: {exc.strerror}") from None
+        if isinstance(exc, sqlite3.Error):
+            raise BackupError(f"the backup failed: SQLite said {exc}") from None
         raise
     return Saved(
         path=dest,
@@ -131,6 +140,17 @@ def backup(settings: Settings, dest: Path, *, progress: Progress | None = None) 
         files=len(files) + 1,
         bytes=sum(entry["bytes"] for entry in files.values()),
     )
+
+
+def _empty(folder: Path, *, remove: bool) -> None:
+    if remove:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, home: Path) -> None:
@@ -250,7 +270,23 @@ def restore(settings: Settings, src: Path, *, progress: Progress | None = None) 
         )
     _check_same_facility(settings, manifest, src)
     home = settings.home.resolve()
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return _put_back(settings, src, manifest, home, progress)
+    except OSError as exc:
+        raise BackupError(f"the restore failed: {exc.filename}: {exc.strerror}") from None
+    except sqlite3.Error as exc:
+        raise BackupError(f"the restore failed: SQLite said {exc}") from None
+
+
+def _put_back(
+    settings: Settings,
+    src: Path,
+    manifest: dict[str, Any],
+    home: Path,
+    progress: Progress | None,
+) -> Restored:
+    kind = manifest["database"]
     with _stopped(settings, home):
         if kind == "sqlite":
             _restore_sqlite(src / "database.sqlite", _sqlite_path(settings))
@@ -309,8 +345,16 @@ def verify_backup(src: Path) -> dict[str, Any]:
     ):
         raise BackupError(f"{src}/{MANIFEST} is damaged: a field is missing or wrong")
     database = "database.sqlite" if manifest["database"] == "sqlite" else "database.pgdump"
-    if database not in files:
-        raise BackupError(f"{src}/{MANIFEST} lists no {database}: this backup is damaged")
+    if database not in files or "keys/record.key" not in files:
+        raise BackupError(f"{src}/{MANIFEST} lists no {database} or no record key: it is damaged")
+    known = {database, "keys/record.key", "keys/session.key"}
+    # Only what a backup holds is ever written back: no name may reach elsewhere in the home.
+    if strange := sorted(
+        name
+        for name in files
+        if name not in known and not (name.startswith("objects/") and _OBJECT.match(name[8:]))
+    ):
+        raise BackupError(f"{src}/{MANIFEST} lists {strange[0]!r}, which no backup holds")
     present = {
         path.relative_to(src).as_posix()
         for path in src.rglob("*")
@@ -324,11 +368,21 @@ def verify_backup(src: Path) -> dict[str, Any]:
             problems.append(f"{name} is not a plain file")
             continue
         entry = files[name]
-        if not isinstance(entry, dict) or _sha256(path) != entry.get("sha256"):
+        try:
+            digest = _sha256(path)
+        except OSError as exc:
+            raise BackupError(f"cannot read {path}: {exc.strerror}") from None
+        if not isinstance(entry, dict) or digest != entry.get("sha256"):
             problems.append(f"{name} does not match its SHA-256 in the manifest")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BackupError(f"{src} is damaged: {problems[0]}{more}; nothing was restored")
+    try:
+        key = Signer.from_key((src / "keys" / "record.key").read_text().strip())
+    except (OSError, UnicodeDecodeError, NoteError):
+        raise BackupError(f"{src}/keys/record.key is not a record key: it is damaged") from None
+    if key.verifier_key() != manifest["verifier_key"]:
+        raise BackupError(f"{src}: its record key is not the one its manifest names")
     return manifest
 
 
