@@ -127,15 +127,15 @@ class RequestInstruments:
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
         started_at = time.perf_counter()
-        started = [False]  # whether the answer has begun
+        started = False  # whether the answer has begun
         status = 500
         held: Message | None = None  # a problem+json start, held until its body is amended
         body = b""
 
         async def instrumented_send(message: Message) -> None:
-            nonlocal status, held, body
+            nonlocal status, started, held, body
             if message["type"] == "http.response.start":
-                status, started[0] = message["status"], True
+                status, started = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -153,9 +153,11 @@ class RequestInstruments:
                     return
                 start, held = held, None
                 amended = _with_request_id(body, request_id)
-                headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-                headers.append((b"content-length", str(len(amended)).encode()))
-                await send({**start, "headers": headers})
+                if amended is not body:  # (a HEAD's empty body keeps its length)
+                    headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                    headers.append((b"content-length", str(len(amended)).encode()))
+                    start = {**start, "headers": headers}
+                await send(start)
                 message = {"type": "http.response.body", "body": amended}
             await send(message)
 
@@ -165,7 +167,7 @@ class RequestInstruments:
             # Starlette's outermost layer turns this into the 500 and logs it, outside this
             # middleware: answer here, so the 500 carries the id too, and keep the id set
             # (the request's task ends with it) for the lines logged about it out there.
-            if not started[0]:
+            if not started:
                 internal = problem(
                     500,
                     "Internal error",  # as http's handler of last resort words it
