@@ -422,7 +422,10 @@ class Traffic:
 def _client_process(setup: Setup, index: int, clients: int, budget: int, commands, results):
     """One client: for each stage it is told (rate, seconds), with rate None for closed
     loop, it sends operations on its turns of the schedule and reports every second."""
-    with httpx.Client(base_url=setup.url, timeout=60) as http:
+    # A connection idle for uvicorn's keep-alive timeout (5 s, httpx's expiry too) may be
+    # closed by the server as the client reuses it: a slow client reconnects first.
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    with httpx.Client(base_url=setup.url, timeout=60, limits=limits) as http:
         traffic = Traffic(setup, index=index, http=http)
         sent = 0  # requests, against this client's share of --max-requests
         while (command := commands.get()) is not None:
@@ -717,9 +720,21 @@ def main(argv: list[str] | None = None) -> Run:
     parser.add_argument("--progress", type=float, default=10, help="seconds between lines")
     args = parser.parse_args(argv)
     if args.rate not in ("step", "closed"):
-        args.rate = float(args.rate)
-    if args.clients < 1 or args.duration <= 0 or args.max_requests < 1:
-        parser.error("--clients, --duration and --max-requests must be positive")
+        try:
+            args.rate = float(args.rate)
+        except ValueError:
+            parser.error(f"--rate: step, closed or a number, not {args.rate!r}")
+        if not (args.rate > 0 and math.isfinite(args.rate)):
+            parser.error("--rate: operations a second must be a positive, finite number")
+    if args.clients < 1 or args.max_requests < 1:
+        parser.error("--clients and --max-requests must be at least 1")
+    bounded = all(map(math.isfinite, (args.duration, args.stage, args.start_rate, args.step)))
+    if not (bounded and args.duration > 0 and args.stage > 0 and args.start_rate > 0):
+        parser.error("--duration, --stage and --start-rate must be positive, --step above 1")
+    if not args.step > 1:
+        parser.error("--duration, --stage and --start-rate must be positive, --step above 1")
+    if args.baseline < 0 or not args.p99_limit > 0:
+        parser.error("--baseline must not be negative, --p99-limit must be positive")
 
     with (
         tempfile.TemporaryDirectory(prefix="commonlab-load-") as tmp,
