@@ -179,3 +179,12 @@ def test_this_machine_is_exempt_from_the_address_limit_unless_none_is(facility: 
     )
     with TestClient(limited, client=here) as client:
         assert [client.get("/api/v1/health").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_slow_rate_refills_at_its_own_pace_not_the_burst() -> None:
+    # One request every 10 s, though a burst is 5 s: the bucket holds 1 (never less).
+    buckets = SharedBuckets(None, burst_seconds=5)
+    limit = Limit("token", 5, rate=0.1)
+    assert buckets.take([limit], now=0.0)[1] == 0.0
+    assert buckets.take([limit], now=6.0)[1] == pytest.approx(4.0)
+    assert buckets.take([limit], now=10.0)[1] == 0.0

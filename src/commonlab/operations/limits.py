@@ -108,14 +108,15 @@ class SharedBuckets:
         for step in range(_PROBE):
             slot = (home + step) % self.slots
             key, left, since = _SLOT.unpack_from(self._map, slot * _SLOT.size)
-            # A bucket idle for a whole burst is full: the same as no bucket. A stamp from
-            # the future (the host rebooted since) or a torn value is no bucket either.
-            stale = not (0 <= now - since < self.burst_seconds) or not math.isfinite(left)
+            # A stamp from the future (the host rebooted since) or a torn value is no
+            # bucket; nor is one idle long enough to be full again, which for another key
+            # is taken to be a whole burst (its rate is its own).
+            age = now - since if math.isfinite(left) else -1.0
             if key == limit.key:
-                if stale:
+                if not 0 <= age < capacity / limit.rate:
                     return slot, capacity
-                return slot, min(capacity, max(0.0, left) + (now - since) * limit.rate)
-            if key == 0 or stale:
+                return slot, min(capacity, max(0.0, left) + age * limit.rate)
+            if key == 0 or not 0 <= age < self.burst_seconds:
                 free = slot if free is None else free
             elif since < oldest_since:
                 oldest, oldest_since = slot, since
