@@ -164,6 +164,10 @@ def _serve_workers(
             log_level="info",
             access_log=False,
             log_config=serving_setup(settings),  # JSON lines with request ids; workers' metrics
+            # A worker that does not answer uvicorn's ping within this is killed and started
+            # again. Its first seconds go to importing the server, and on a busy machine the
+            # default 5 s killed workers before they ever served, over and over.
+            timeout_worker_healthcheck=60,
         )
     finally:
         stopping.set()
