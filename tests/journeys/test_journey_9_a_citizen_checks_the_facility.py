@@ -113,6 +113,7 @@ def test_journey_9_a_citizen_checks_the_facility(settings, tmp_path, capsys, mon
         assert code == 0 and f"(was {cosigned_monday})" in out and "cosigned size" in out, err
         cosigned_tuesday = json.loads(state.read_text())["size"]
         assert cosigned_tuesday >= backed_up + 5
+        assert "This log was forked" not in httpx.get(f"{url}/record").text
     facility.close()
 
     # The operator restores Monday's backup: it is told at once what that means.
@@ -158,6 +159,9 @@ def test_journey_9_a_citizen_checks_the_facility(settings, tmp_path, capsys, mon
         entries = httpx.get(f"{url}/api/v1/record/entries", params={"type": "record:log"}).json()
         (entry,) = entries["items"]
         assert entry["index"] == backed_up and entry["entry"]["type"] == "record:log:forked"
+        page = " ".join(httpx.get(f"{url}/record").text.split())
+        assert "This log was forked" in page
+        assert f"{JOURNALIST} had cosigned a checkpoint of {cosigned_tuesday}" in page
     facility.close()
 
 

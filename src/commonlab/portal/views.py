@@ -158,6 +158,8 @@ def record(
         newest_url=_record_url(filters) if before is not None else None,
         older_url=_record_url({**filters, "before": str(older)}) if older is not None else None,
         verifier_key=request.app.state.facility.signer.verifier_key(),
+        # Forks an operator forced on a restored log (record/witnessed.py): said first.
+        forks=request.app.state.facility.forks,
     )
 
 
