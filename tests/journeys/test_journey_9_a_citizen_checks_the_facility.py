@@ -196,6 +196,8 @@ def test_bad_input_to_backup_and_restore_is_one_line_and_changes_nothing(
     facility.sequence_now()
     code, _, err = run(capsys, "backup", str(tmp_path / "b1"))
     assert code == 0, err
+    code, out, err = run(capsys, "restore", "--check", str(tmp_path / "b1"))
+    assert code == 0 and "every file matches its manifest" in out, err
     before = (settings.home / "keys" / "record.key").read_bytes()
     # Restoring into the running facility.
     code, _, err = run(capsys, "restore", str(tmp_path / "b1"))

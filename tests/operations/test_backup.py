@@ -329,3 +329,13 @@ def test_a_backup_that_cannot_be_written_leaves_nothing_behind(lab, tmp_path, mo
     with pytest.raises(BackupError, match=r"the backup failed: .*No space left on device"):
         backup(lab.settings, tmp_path / "b2")
     assert not (tmp_path / "b2").exists()
+
+
+def test_a_damaged_memory_of_the_cosigned_checkpoint_fails_closed(lab):
+    lab.work(1)
+    lab.cosign()
+    lab.stop()
+    (lab.settings.home / "witnessed.json").write_text('{"witnessed": {"size": "many"}}')
+    with pytest.raises(LogContradictsWitness, match=r"witnessed\.json is damaged") as refused:
+        lab.start()
+    assert "\n" not in str(refused.value)
