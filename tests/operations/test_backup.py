@@ -339,3 +339,23 @@ def test_a_damaged_memory_of_the_cosigned_checkpoint_fails_closed(lab):
     with pytest.raises(LogContradictsWitness, match=r"witnessed\.json is damaged") as refused:
         lab.start()
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_dump_that_breaks_half_way_leaves_the_database_as_it_was(lab, tmp_path):
+    """pg_restore failing mid-stream must not let psql commit half a database over the
+    emptied schema (operations/backup.py: _restore_postgres)."""
+    from commonlab.operations.backup import _restore_postgres
+
+    lab.work(300)
+    backup(lab.settings, tmp_path / "b1")
+    dump = tmp_path / "b1" / "database.pgdump"
+    broken = tmp_path / "broken.pgdump"
+    broken.write_bytes(dump.read_bytes()[: dump.stat().st_size * 2 // 3])
+    lab.work(1)
+    before = _snapshot_of(lab)
+    lab.stop()
+    with pytest.raises(BackupError, match="pg_restore could not read"):
+        _restore_postgres(broken, lab.settings)
+    lab.start()
+    assert _snapshot_of(lab) == before

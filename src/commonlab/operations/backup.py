@@ -19,6 +19,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -470,20 +471,44 @@ def _restore_postgres(dump: Path, settings: Settings) -> None:
     """Replace the database's schema with the dump's, in one transaction: a failure leaves
     the database as it was. The schema is emptied first, so tables a later migration added
     do not outlive the restore of an older backup."""
-    script = subprocess.run(
-        [_tool("pg_restore"), "--no-owner", "--no-privileges", "--file=-", str(dump)],
-        capture_output=True,
-        check=False,
-    )
-    if script.returncode != 0:
-        raise BackupError(f"pg_restore could not read {dump}: {_stderr_line(script.stderr)}")
-    sql = b"DROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" + script.stdout
-    _run(
-        [_tool("psql"), "--single-transaction", "--quiet", "-v", "ON_ERROR_STOP=1", "--file=-"],
-        settings,
-        what="psql",
-        stdin=sql,
-    )
+    load = [_tool("psql"), "--single-transaction", "--quiet", "-v", "ON_ERROR_STOP=1"]
+    load += ["--command=DROP SCHEMA public CASCADE; CREATE SCHEMA public;", "--file=-"]
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as psql_errors:
+        # pg_restore turns the dump into SQL, streamed into psql: never the whole dump in
+        # memory. Should pg_restore stop half way, psql is handed a statement that fails, so
+        # it rolls back rather than commit half a database over an emptied schema.
+        script = subprocess.Popen(
+            [_tool("pg_restore"), "--no-owner", "--no-privileges", "--file=-", str(dump)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        url, env = _libpq(settings)
+        psql = subprocess.Popen(
+            [*load, f"--dbname={url}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_errors,
+            env=env,
+        )
+        assert script.stdout is not None and psql.stdin is not None
+        try:
+            while chunk := script.stdout.read(_CHUNK):
+                psql.stdin.write(chunk)
+            if script.wait() != 0:
+                psql.stdin.write(b"\n;SELECT 'pg_restore failed: rolling back'::int;\n")
+            psql.stdin.close()
+        except BrokenPipeError:  # psql stopped on an error: it says which below
+            pass
+        finally:
+            script.stdout.close()
+            script.wait()
+            psql.wait()
+        if script.returncode != 0:
+            errors.seek(0)
+            raise BackupError(f"pg_restore could not read {dump}: {_stderr_line(errors.read())}")
+        if psql.returncode != 0:
+            psql_errors.seek(0)
+            raise BackupError(f"psql failed: {_stderr_line(psql_errors.read())}")
 
 
 def _put(source: Path, target: Path) -> None:
@@ -516,16 +541,21 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(argv: list[str], settings: Settings, *, what: str, stdin: bytes | None = None) -> None:
-    """Run a PostgreSQL client tool on the facility's database; the password goes in the
-    environment, never on a command line others can read."""
+def _libpq(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The database's URL for PostgreSQL's client tools, and their environment: the password
+    goes there, never on a command line others can read."""
     url = make_url(settings.db_url)
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    conninfo = url.set(drivername="postgresql", password=None).render_as_string()
+    return url.set(drivername="postgresql", password=None).render_as_string(), env
+
+
+def _run(argv: list[str], settings: Settings, *, what: str) -> None:
+    """Run a PostgreSQL client tool on the facility's database."""
+    url, env = _libpq(settings)
     done = subprocess.run(
-        [*argv, f"--dbname={conninfo}"], input=stdin, capture_output=True, env=env, check=False
+        [*argv, f"--dbname={url}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
     )
     if done.returncode != 0:
         raise BackupError(f"{what} failed: {_stderr_line(done.stderr)}")
