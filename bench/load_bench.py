@@ -639,9 +639,12 @@ def _stage_line(stage: Stage) -> str:
     p50, p99 = (_percentile(latencies, q) * 1000 for q in (0.5, 0.99))
     offered = f"{stage.rate:7.1f}" if stage.rate else " closed"
     verdict = "held" if stage.held else f"NOT HELD: {stage.missed}"
+    # Achieved counts the stage's wall time, stragglers' last answers included; a step is
+    # judged on the share of its scheduled operations the clients sent.
+    sent = f"sent {stage.operations / stage.turns:6.1%}  " if stage.rate and stage.turns else ""
     classes = stage.classes()
     return (
-        f"  {stage.label:<8} offered {offered} ops/s  achieved {stage.achieved:6.1f} ops/s "
+        f"  {stage.label:<8} offered {offered} ops/s  {sent}achieved {stage.achieved:6.1f} ops/s "
         f"{len(stage.samples) / stage.seconds if stage.seconds else 0:6.1f} req/s  "
         f"p50 {p50:6.1f} ms  p99 {p99:7.1f} ms  "
         f"5xx {classes['5xx']} errors {classes['error']}  {verdict}"
