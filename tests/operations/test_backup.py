@@ -287,6 +287,26 @@ def test_restore_refuses_a_running_facility(lab, tmp_path):
     assert _snapshot_of(lab) == before
 
 
+def test_neither_a_start_nor_a_backup_meets_a_restore_half_done(lab, tmp_path):
+    import fcntl
+    import os
+
+    from commonlab.errors import ConfigError
+
+    lab.stop()
+    # What `restore` holds while it writes (operations/backup.py: _stopped).
+    fd = os.open(lab.settings.home / "facility.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(ConfigError, match="a restore is writing it"):
+            lab.start()
+        with pytest.raises(BackupError, match="a restore is writing"):
+            backup(lab.settings, tmp_path / "b2")
+        assert not (tmp_path / "b2").exists()
+    finally:
+        os.close(fd)
+
+
 def test_a_backup_restores_into_a_new_home(lab, tmp_path, database):
     """Disaster recovery: the home is gone; the backup brings back the facility and its key."""
     lab.work(2)

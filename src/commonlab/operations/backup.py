@@ -90,6 +90,13 @@ def backup(settings: Settings, dest: Path, *, progress: Progress | None = None) 
         raise BackupError(f"no facility database at {_sqlite_path(settings)}: nothing to back up")
     if not settings.key_path.is_file():
         raise BackupError(f"no record key at {settings.key_path}: is {home} a facility's home?")
+    with _not_restoring(home):
+        return _take(settings, dest, home, kind, progress)
+
+
+def _take(
+    settings: Settings, dest: Path, home: Path, kind: str, progress: Progress | None
+) -> Saved:
     made = not dest.exists()
     try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -141,6 +148,23 @@ def backup(settings: Settings, dest: Path, *, progress: Progress | None = None) 
         files=len(files) + 1,
         bytes=sum(entry["bytes"] for entry in files.values()),
     )
+
+
+@contextlib.contextmanager
+def _not_restoring(home: Path) -> Iterator[None]:
+    """Held shared, as a running facility holds it: a restore (which holds it exclusively)
+    is never copied half done."""
+    fd = os.open(home / RUNNING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(
+                f"a restore is writing {home}: back it up when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _empty(folder: Path, *, remove: bool) -> None:
