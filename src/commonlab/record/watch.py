@@ -197,10 +197,17 @@ class Watcher:
         """Write the verified checkpoint and the contradicting one, both signed by the log's
         key, beside the state file (which keeps the verified one: it is never moved back)."""
         path = self.state_path.with_name(f"{self.state_path.name}.evidence-{state.size}.txt")
-        path.write_text(
-            f"{self.url}\nverified before:\n\n{state.note}\nserved now, contradicting it:"
-            f"\n\n{note.decode()}"
-        )
+        try:
+            path.write_text(
+                f"{self.url}\nverified before:\n\n{state.note}\nserved now, contradicting it:"
+                f"\n\n{note.decode()}"
+            )
+        except OSError as exc:  # the alarm matters more than the copy: say where it failed
+            raise LogForked(
+                f"the log at {self.url} contradicts the checkpoint of {state.size} entries in "
+                f"{self.state_path}, and the evidence could not be written to {path} "
+                f"({exc.strerror})"
+            ) from None
         return path
 
     def _check_entries(
