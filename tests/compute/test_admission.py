@@ -51,6 +51,9 @@ def test_the_admission_thread_serves_callers(facility, client, operator):
         )
         ids = [admissions.admit(pi, spec).id for _ in range(3)]
         assert ids == sorted(ids) and len(set(ids)) == 3
+        # The answer names the partition from the group's read of the fleet.
+        job, partition = admissions.admit_placed(pi, spec)
+        assert job.id > ids[-1] and partition == "local"
     finally:
         admissions.stop()
     assert not admissions.running

@@ -39,6 +39,7 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     job: Job | None = None
     error: BaseException | None = None
+    partition: str = ""  # the admitted job's partition, by name (for the answer)
 
 
 class Admissions:
@@ -66,13 +67,20 @@ class Admissions:
 
     def admit(self, actor: Principal, spec: JobCreate, *, resubmit_of: int | None = None) -> Job:
         """Admit a job or raise the refusal, as `service.submit_job` would."""
+        return self.admit_placed(actor, spec, resubmit_of=resubmit_of)[0]
+
+    def admit_placed(
+        self, actor: Principal, spec: JobCreate, *, resubmit_of: int | None = None
+    ) -> tuple[Job, str]:
+        """`admit`, with the name of the partition the job was placed on (the group read
+        the fleet: the answer needs no transaction of its own to name it)."""
         request = _Request(actor, spec, resubmit_of)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
             raise request.error
         assert request.job is not None
-        return request.job
+        return request.job, request.partition
 
     def _loop(self) -> None:
         while True:
@@ -93,12 +101,13 @@ class Admissions:
 
     def admit_group(self, group: list[Any]) -> None:
         """Admit every request of the group in one transaction; wake each caller after."""
+        names: dict[int, str] = {}
         try:
             try:
-                outcomes = self._together(group)
+                outcomes = self._together(group, names)
             except Exception as exc:
                 log.info("admission group of %d admitted one by one: %s", len(group), exc)
-                outcomes = self._one_by_one(group)
+                outcomes = self._one_by_one(group, names)
         except Exception as exc:
             # The commit itself failed: nothing of this group was admitted.
             log.warning("admission group of %d failed to commit: %s", len(group), exc)
@@ -106,24 +115,27 @@ class Admissions:
         for request, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Job):
                 request.job = outcome
+                request.partition = names[outcome.partition_id]
             else:
                 request.error = outcome
             request.done.set()
 
-    def _together(self, group: list[Any]) -> list[Job | Exception]:
+    def _together(self, group: list[Any], names: dict[int, str]) -> list[Job | Exception]:
         submissions = [service.Submission(r.actor, r.spec, r.resubmit_of) for r in group]
         with self.db.session() as db, db.begin():
             lock_for_writing(db)
             partitions = service.partition_views(db)
+            names.update((p.id, p.name) for p in partitions)
             return service.admit_many(
                 db, submissions, executor=self.executor, partitions=partitions
             )
 
-    def _one_by_one(self, group: list[Any]) -> list[Job | Exception]:
+    def _one_by_one(self, group: list[Any], names: dict[int, str]) -> list[Job | Exception]:
         outcomes: list[Job | Exception] = []
         with self.db.session() as db, db.begin():
             lock_for_writing(db)
             partitions = service.partition_views(db)
+            names.update((p.id, p.name) for p in partitions)
             for request in group:
                 try:
                     with record.savepoint(db):

@@ -115,9 +115,9 @@ def steer(
 
 @router.post("/jobs", response_model=JobOut, status_code=201, summary="Submit a job")
 def submit(req: JobCreate, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
-    job = _admit(request, db, principal, req)
+    job, partition = _admit(request, db, principal, req)
     _wake(request)
-    return _admitted(db, job)
+    return _admitted(db, job, partition)
 
 
 def _admit(
@@ -126,20 +126,23 @@ def _admit(
     principal: Any,
     req: JobCreate,
     resubmit_of: int | None = None,
-) -> Job:
+) -> tuple[Job, str | None]:
     """One use case, one transaction (reading the inputs, admitting, holding the hours):
-    through the admission batcher when it runs (a served facility), else directly."""
+    through the admission batcher when it runs (a served facility), else directly. With the
+    job, its partition's name when admission gave it."""
     admissions = request.app.state.admissions
     if admissions.running:
-        return admissions.admit(principal, req, resubmit_of=resubmit_of)
+        return admissions.admit_placed(principal, req, resubmit_of=resubmit_of)
     executor = request.app.state.facility.settings.executor
-    return service.submit_job(db, principal, req, executor=executor, resubmit_of=resubmit_of)
+    job = service.submit_job(db, principal, req, executor=executor, resubmit_of=resubmit_of)
+    return job, None
 
 
-def _admitted(db: Any, job: Job) -> JobOut:
+def _admitted(db: Any, job: Job, partition: str | None) -> JobOut:
     """A job just admitted, from what admission returned (no reading it back)."""
-    with db.begin():
-        partition = service.partition_name(db, job.partition_id)
+    if partition is None:
+        with db.begin():
+            partition = service.partition_name(db, job.partition_id)
     admitted = TransitionOut(state=job.state, reason="admitted", at=job.submitted_at)
     # Its submitter just read every input to admit it: all are theirs to see.
     fields = _fields(job, inputs=job.inputs)
@@ -236,9 +239,9 @@ def cancel(job_id: Id, request: Request, db: DbSession, principal: CurrentPrinci
 )
 def resubmit(job_id: Id, request: Request, db: DbSession, principal: CurrentPrincipal) -> JobOut:
     spec = service.resubmission(db, principal, job_id)
-    new = _admit(request, db, principal, spec, resubmit_of=job_id)
+    new, partition = _admit(request, db, principal, spec, resubmit_of=job_id)
     _wake(request)
-    return _admitted(db, new)
+    return _admitted(db, new, partition)
 
 
 @router.post(
