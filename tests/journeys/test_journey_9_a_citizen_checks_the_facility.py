@@ -133,8 +133,15 @@ def test_journey_9_a_citizen_checks_the_facility(settings, tmp_path, capsys, mon
     assert f"{JOURNALIST} cosigned a checkpoint of {cosigned_tuesday}" in said
     assert "--force-fork" in said
 
-    # Forced, the facility starts as a fork of its log, on the record and announced.
-    facility = open_facility(settings, force_fork=True)
+    # Forced, the facility starts as a fork of its log, on the record and announced (`up
+    # --force-fork` here, its server stopped at once; then served as after any start).
+    with monkeypatch.context() as patch:
+        stop = lambda server: server.config.app.state.facility.close()  # noqa: E731
+        patch.setattr(uvicorn.Server, "run", stop)
+        code, out, err = run(capsys, "up", "--force-fork")
+    assert code == 0, err
+    assert f"The record was forked at entry {backed_up}" in " ".join(out.split())
+    facility = open_facility(settings)
     with serving(facility, settings.port) as url:
         # The journalist's watcher says so, loudly, and keeps both signed checkpoints.
         code, out, err = journalist_watches(capsys, url, state, None)
