@@ -2,7 +2,8 @@
 as fixtures: no mock of the provider anywhere.
 
 `oidc` (session) reads the provider's provider.json (starting it with scripts/oidc_up when it
-is installed but down); tests skip on a laptop without glewlwyd and fail under CI=true.
+is installed but down; each xdist worker has its own, see `_instance`); tests skip on a laptop
+without glewlwyd and fail under CI=true.
 glewlwyd matches redirect URIs exactly, port included, so each served facility registers a
 client of its own (`register_client`) through the provider's administration API.
 
@@ -34,6 +35,7 @@ from commonlab.identity import federation
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
 OIDC_DIR = Path(os.environ.get("COMMONLAB_OIDC_DIR", "/var/tmp/commonlab-oidc"))
+OIDC_PORT = int(os.environ.get("COMMONLAB_OIDC_PORT", "4593"))
 
 
 @dataclass(frozen=True)
@@ -146,13 +148,31 @@ def _answers(issuer: str) -> bool:
         return False
 
 
+def _instance(worker_id: str) -> tuple[Path, int]:
+    """This worker's provider: its folder and port. glewlwyd on SQLite takes one writer at a
+    time (its database layer sets no busy timeout, so a second writer's query fails), so
+    each xdist worker runs its own; a run without xdist uses the one scripts/test started."""
+    if not worker_id.startswith("gw"):
+        return OIDC_DIR, OIDC_PORT
+    number = int(worker_id.removeprefix("gw"))
+    return OIDC_DIR.with_name(f"{OIDC_DIR.name}-{worker_id}"), OIDC_PORT + 1 + number
+
+
 @pytest.fixture(scope="session")
-def oidc() -> Glewlwyd:
-    path = OIDC_DIR / "provider.json"
+def oidc(worker_id: str) -> Glewlwyd:
+    folder, port = _instance(worker_id)
+    path = folder / "provider.json"
     if not (path.exists() and _answers(_read(path).issuer)) and shutil.which("glewlwyd"):
-        subprocess.run([str(ROOT / "scripts" / "oidc_up")], check=False, capture_output=True)
+        environment = {
+            **os.environ,
+            "COMMONLAB_OIDC_DIR": str(folder),
+            "COMMONLAB_OIDC_PORT": str(port),
+        }
+        subprocess.run(
+            [str(ROOT / "scripts" / "oidc_up")], env=environment, check=False, capture_output=True
+        )
     if not path.exists() or not _answers(_read(path).issuer):
-        message = f"no OpenID Connect provider at {OIDC_DIR}: run ./scripts/oidc_up"
+        message = f"no OpenID Connect provider at {folder}: run ./scripts/oidc_up"
         if IN_CI:
             pytest.fail(f"CI=true but {message}")
         pytest.skip(message)
@@ -185,7 +205,9 @@ def sign_in_at_provider(
         # What the provider's login page adds once the person has signed in and consented.
         back = web.get(authorization_url + "&g_continue", follow_redirects=False)
         assert back.status_code == 302, (back.status_code, back.text[:300])
-        return back.headers["location"]
+        location = back.headers["location"]
+        assert "code=" in location, location
+        return location
 
 
 def query_of(url: str) -> dict[str, str]:
