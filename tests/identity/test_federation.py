@@ -294,6 +294,27 @@ def test_a_provider_that_is_down_is_a_clear_refusal_and_nothing_is_kept(
         assert db.scalar(select(func.count()).select_from(FederationLogin)) == 0
 
 
+def test_a_provider_that_stops_answering_before_the_return_is_a_clear_refusal(
+    facility,
+    oidc,  # noqa: F811
+    client,
+    uni_a,
+):
+    state, code, browser = trip(facility, oidc, client, uni_a)
+    # The provider goes away between the trip out and back: its token endpoint, as the
+    # facility knows it from the discovery document, no longer answers.
+    fetched, document = federation._DISCOVERY[uni_a.issuer]
+    gone = {**document, "token_endpoint": "http://127.0.0.1:9/api/oidc/token"}
+    federation._DISCOVERY[uni_a.issuer] = (fetched, gone)
+    before = counts(facility)
+    try:
+        with pytest.raises(federation.ProviderUnavailable, match="did not answer the token"):
+            finish(facility, [uni_a], state, code, browser)
+    finally:
+        federation.forget_providers()
+    assert counts(facility) == before
+
+
 def test_a_discovery_document_naming_another_issuer_is_refused(facility, oidc, client):  # noqa: F811
     # glewlwyd answers on localhost too, but calls itself 127.0.0.1: not the issuer set here.
     other = oidc.provider(client, issuer=oidc.issuer.replace("127.0.0.1", "localhost"))
