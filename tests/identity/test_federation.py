@@ -288,10 +288,15 @@ def test_a_provider_that_is_down_is_a_clear_refusal_and_nothing_is_kept(
     client,
 ):
     down = oidc.provider(client, name="down", issuer="http://127.0.0.1:9/api/oidc")
+    federation.forget_providers()
     with facility.db.session() as db:
-        with pytest.raises(federation.ProviderUnavailable, match="did not answer"):
+        with pytest.raises(federation.ProviderUnavailable, match="did not answer with its"):
+            federation.begin(db, down, redirect_uri=CALLBACK)
+        # Asked again at once, it is not asked: the refusal comes without the wait.
+        with pytest.raises(federation.ProviderUnavailable, match="did not answer moments ago"):
             federation.begin(db, down, redirect_uri=CALLBACK)
         assert db.scalar(select(func.count()).select_from(FederationLogin)) == 0
+    federation.forget_providers()
 
 
 def test_a_provider_that_stops_answering_before_the_return_is_a_clear_refusal(

@@ -44,7 +44,7 @@ def settings(tmp_path, sqlite_template, oidc: Glewlwyd, registered) -> Settings:
     )
 
 
-DOWN = "http://127.0.0.1:9/api/oidc"
+DOWN = "http://127.0.0.1:9/closed-u"  # nothing listens on port 9
 
 
 def start(client, path: str = "/signin/with/uni-a", page: str | None = None):

@@ -98,6 +98,8 @@ SESSION_HOURS = 12
 # (a key the provider rotated in is fetched at once: see _keys).
 METADATA_SECONDS = 600
 HTTP_TIMEOUT_SECONDS = 10.0
+# A provider whose discovery document did not come is not asked again for this long.
+DOWN_SECONDS = 30.0
 # Asymmetric signatures only: never "none", never a MAC keyed with the client secret.
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
 # Tolerated difference between the provider's clock and ours.
@@ -160,8 +162,9 @@ def begin(
             metadata["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
         )
     with db.begin():
-        # Trips abandoned a day ago are of no use to anyone.
-        db.execute(delete(FederationLogin).where(FederationLogin.expires_at < now - timedelta(1)))
+        # Trips past their ten minutes can sign no one in: gone, so that anonymous visitors
+        # starting trips keep at most ten minutes' worth of rows.
+        db.execute(delete(FederationLogin).where(FederationLogin.expires_at < now))
         db.add(
             FederationLogin(
                 state_sha256=_sha256(state),
@@ -702,6 +705,8 @@ except ImportError:  # pragma: no cover (depends on what else is installed)
 # issuer -> (fetched at, discovery document); issuer -> (fetched at, key set)
 _DISCOVERY: dict[str, tuple[float, dict[str, Any]]] = {}
 _KEYS: dict[str, tuple[float, KeySet]] = {}
+# issuer -> until when a provider that did not answer is not asked again
+_DOWN: dict[str, float] = {}
 
 
 def _client(provider: OidcProvider, redirect_uri: str) -> OAuth2Client:
@@ -738,8 +743,19 @@ def _metadata(provider: OidcProvider) -> dict[str, Any]:
     cached = _DISCOVERY.get(provider.issuer)
     if cached is not None and time.monotonic() - cached[0] < METADATA_SECONDS:
         return cached[1]
+    if time.monotonic() < _DOWN.get(provider.issuer, 0.0):
+        raise ProviderUnavailable(
+            f"{provider.display_name} did not answer moments ago: try again in a minute, or "
+            "another way to sign in"
+        )
     url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
-    document = _get_json(provider, url, "discovery document")
+    try:
+        document = _get_json(provider, url, "discovery document")
+    except ProviderUnavailable:
+        # Asked again at once, a provider that is down would hold a worker for the whole
+        # timeout at every click: it is left alone for a while.
+        _DOWN[provider.issuer] = time.monotonic() + DOWN_SECONDS
+        raise
     if document.get("issuer") != provider.issuer:
         raise ProviderUnavailable(
             f"{provider.display_name}'s discovery document names another issuer "
@@ -794,6 +810,7 @@ def forget_providers() -> None:
     """Drop every cached discovery document and key set (tests; a settings reload)."""
     _DISCOVERY.clear()
     _KEYS.clear()
+    _DOWN.clear()
 
 
 # Helpers ------------------------------------------------------------------------------------
