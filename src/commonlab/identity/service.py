@@ -62,7 +62,6 @@ __all__ = [
     "list_people",
     "live_token_counts",
     "live_tokens",
-    "live_tokens",
     "people",
     "people_query",
     "people_with_role",
@@ -975,23 +974,6 @@ def list_institutions(
     """Institutions by name (or newest first), at most `limit`, for those who may read them."""
     order = Institution.id.desc() if newest_first else Institution.name
     query = institutions_query(actor).order_by(order).limit(limit)
-    with db.begin():
-        return list(db.scalars(query))
-
-
-def live_tokens(db: Session, actor: Principal, person_id: int, *, limit: int) -> list[ApiToken]:
-    """A person's own tokens that work now (neither revoked nor expired; their jobs' tokens
-    left out), newest first, at most `limit`: for themself or an operator to revoke."""
-    query = (
-        tokens_query(db, actor, person_id)
-        .where(
-            ApiToken.revoked_at.is_(None),
-            ApiToken.expires_at > utcnow(),
-            ApiToken.project.is_(None),
-        )
-        .order_by(ApiToken.id.desc())
-        .limit(limit)
-    )
     with db.begin():
         return list(db.scalars(query))
 
