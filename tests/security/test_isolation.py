@@ -165,11 +165,16 @@ def attempt(name: str, command: str) -> str:
 
 
 def fingerprint(home: Path) -> dict[str, str]:
-    """Every file of the home but the jobs' and the live database's, by content."""
+    """Every file of the home but the jobs', the live database's and the serving processes'
+    own counters (`run/`: rate-limit buckets and metrics, moved by every request), by
+    content."""
+    live = {"jobs", "run"}
     return {
         str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(home.rglob("*"))
-        if p.is_file() and "jobs" not in p.parts and not p.name.startswith("commonlab.db")
+        if p.is_file()
+        and live.isdisjoint(p.relative_to(home).parts)
+        and not p.name.startswith("commonlab.db")
     }
 
 
