@@ -267,3 +267,32 @@ def test_the_providers_are_checked_when_the_settings_load():
     ):
         with pytest.raises(ConfigError, match=says):
             load_settings({"COMMONLAB_OIDC_PROVIDERS": bad})
+
+
+def test_signing_in_with_a_provider_returns_to_the_page_that_sent_the_person(
+    client,
+    oidc,  # noqa: F811
+    registered,
+):
+    """`commonlab login`'s page sends a person to sign in; they come back to it with their
+    code. Anywhere off this site is never a destination."""
+    sign_in_with_provider(client, oidc, registered)  # the first sign-in: welcome page
+    client.post("/signout", data={"csrf": csrf_of(client.get("/me").text)})
+
+    page = client.get("/signin", params={"next": "/device?user_code=BCDF-GHJK"}).text
+    assert 'href="/signin/with/uni-a?next=/device%3Fuser_code%3DBCDF-GHJK"' in page
+    back = sign_in_with_provider(client, oidc, registered, path=_link_in(page, "uni-a"))
+    assert (back.status_code, back.headers["location"]) == (303, "/device?user_code=BCDF-GHJK")
+    assert "commonlab_signin_return=" in back.headers["set-cookie"]  # deleted on the way
+
+    for elsewhere in ("//evil.example/", "/\\evil.example", "https://evil.example/"):
+        client.post("/signout", data={"csrf": csrf_of(client.get("/me").text)})
+        back = sign_in_with_provider(
+            client, oidc, registered, path="/signin/with/uni-a?next=" + elsewhere
+        )
+        assert (back.status_code, back.headers["location"]) == (303, "/me"), elsewhere
+
+
+def _link_in(page: str, provider: str) -> str:
+    start = page.index(f'href="/signin/with/{provider}') + len('href="')
+    return page[start : page.index('"', start)]

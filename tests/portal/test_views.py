@@ -27,6 +27,7 @@ from commonlab.portal.session import (
     cookie_max_age,
     csrf_token,
     require_api_csrf,
+    return_path,
 )
 from commonlab.record.merkle import leaf_hash, verify_inclusion
 from tests.helpers import problem, sequence_now
@@ -269,6 +270,43 @@ def test_a_revoked_token_is_refused_and_ends_a_session_that_used_it(client, oper
     assert response.status_code == 401
     assert f"Token {issued['key_id']} was revoked" in html.unescape(response.text)
     assert SESSION_COOKIE not in _set_cookie(response)
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "//evil.example/",
+        "/\\evil.example",
+        "/\\/evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "device",
+        "/me\r\nSet-Cookie: x=1",
+        "/me\x00",
+        "/" + "a" * 600,
+        "",
+        None,
+    ],
+)
+def test_a_sign_in_returns_only_to_a_page_of_this_portal(asked):
+    assert return_path(asked) == "/me"
+
+
+def test_the_sign_in_form_returns_to_the_page_that_sent_the_person(client, operator_token):
+    form = client.get("/signin", params={"next": "/device?user_code=BCDF-GHJK"})
+    assert '<input type="hidden" name="next" value="/device?user_code=BCDF-GHJK">' in form.text
+
+    def post(token: str, destination: str) -> Any:
+        data = {"csrf": csrf_of(client.get("/signin").text), "token": token, "next": destination}
+        return client.post("/signin", data=data, follow_redirects=False)
+
+    refused = post("clab_1_nope", "/projects")
+    assert refused.status_code == 401 and 'name="next" value="/projects"' in refused.text
+    assert post(operator_token, "/" + "a" * 5000).status_code == 400  # past the field's bound
+    away = post(operator_token, "//evil.example")
+    assert (away.status_code, away.headers["location"]) == (303, "/me")
+    back = post(operator_token, "/device?user_code=BCDF-GHJK")
+    assert (back.status_code, back.headers["location"]) == (303, "/device?user_code=BCDF-GHJK")
 
 
 def test_me_asks_the_public_to_sign_in(client):

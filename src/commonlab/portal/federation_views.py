@@ -21,7 +21,6 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from commonlab.config import OidcProvider
-from commonlab.db import utcnow
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import federation
 from commonlab.identity import service as identity
@@ -29,12 +28,11 @@ from commonlab.policy.principal import Role
 from commonlab.portal.errors import PortalError
 from commonlab.portal.pages import CheckedForm, CurrentViewer, Viewer, render_page
 from commonlab.portal.session import (
-    SESSION_COOKIE,
+    MAX_RETURN_CHARS,
     check_same_origin,
-    cookie_max_age,
     csrf_matches,
-    end_session,
-    start_session,
+    return_path,
+    signed_in_at,
 )
 
 __all__ = ["CALLBACK_PATH", "TRIP_COOKIE", "router", "sign_in_providers"]
@@ -44,6 +42,8 @@ router = APIRouter(include_in_schema=False)
 CALLBACK_PATH = "/signin/callback"
 # Proves at the callback that this browser began the trip (only its SHA-256 is kept).
 TRIP_COOKIE = "commonlab_signin_trip"
+# The portal page to return to after signing in (a path of this site, checked at both ends).
+RETURN_COOKIE = "commonlab_signin_return"
 ProviderName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 # Long enough for any provider's values; longer is not a sign-in coming back.
 Returned = Annotated[str | None, Query(max_length=4096)]
@@ -66,26 +66,40 @@ def _callback_url(request: Request) -> str:
 
 def _to_provider(request: Request, url: str, trip: str) -> Response:
     response = RedirectResponse(url, status_code=303)
+    _trip_cookie(request, response, TRIP_COOKIE, trip)
+    return response
+
+
+def _trip_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """A cookie only the callback sees, for as long as a trip may last."""
     response.set_cookie(
-        TRIP_COOKIE,
-        trip,
+        name,
+        value,
         max_age=federation.LOGIN_MINUTES * 60,
         path=CALLBACK_PATH,
         httponly=True,
         samesite="lax",
         secure=request.app.state.facility.settings.secure_cookies,
     )
-    return response
 
 
 # Sign in with a provider ----------------------------------------------------------------------
 
 
 @router.get("/signin/with/{provider}")
-def sign_in_with(request: Request, db: DbSession, provider: ProviderName) -> Response:
+def sign_in_with(
+    request: Request,
+    db: DbSession,
+    provider: ProviderName,
+    destination: Annotated[str | None, Query(alias="next", max_length=MAX_RETURN_CHARS)] = None,
+) -> Response:
     chosen = federation.provider_named(sign_in_providers(request), provider)
     url, trip = federation.begin(db, chosen, redirect_uri=_callback_url(request))
-    return _to_provider(request, url, trip)
+    response = _to_provider(request, url, trip)
+    if destination and (to := return_path(destination, default="")):
+        # Where to land once back: only this browser's callback reads it (checked again there).
+        _trip_cookie(request, response, RETURN_COOKIE, to)
+    return response
 
 
 @router.get(CALLBACK_PATH)
@@ -106,25 +120,20 @@ def callback(
         redirect_uri=_callback_url(request),
     )
     secure = request.app.state.facility.settings.secure_cookies
+    response: Response
     if outcome.token_id is None:  # a link: the person is signed in already
         response = RedirectResponse(f"/me/accounts?linked={outcome.provider}", status_code=303)
     else:
         principal = identity.authenticate_token_id(db, outcome.token_id)
-        end_session(db, request)  # a session this browser held before ends here
-        session_id = start_session(db, principal)
-        response = RedirectResponse("/me/accounts?welcome=1" if outcome.created else "/me", 303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_id,
-            max_age=cookie_max_age(principal.token_expires_at, utcnow()),
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=secure,
+        # A newcomer sees their accounts first (where their institution stands); someone
+        # known goes back to the page that sent them to sign in.
+        welcome = "/me/accounts?welcome=1" if outcome.created else None
+        to = welcome or return_path(request.cookies.get(RETURN_COOKIE))
+        response = signed_in_at(db, request, principal, to)
+    for cookie in (TRIP_COOKIE, RETURN_COOKIE):
+        response.delete_cookie(
+            cookie, path=CALLBACK_PATH, httponly=True, samesite="lax", secure=secure
         )
-    response.delete_cookie(
-        TRIP_COOKIE, path=CALLBACK_PATH, httponly=True, samesite="lax", secure=secure
-    )
     return response
 
 

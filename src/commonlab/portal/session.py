@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from commonlab.portal.models import PortalSession
 
 __all__ = [
     "CSRF_HEADER",
+    "MAX_RETURN_CHARS",
     "SESSION_COOKIE",
     "SESSION_MAX_AGE",
     "UNSAFE_METHODS",
@@ -186,6 +188,42 @@ def require_api_csrf(request: Request) -> None:
         )
     if reason := check_same_origin(request):
         raise AccessDenied(f"{reason}: cross-site requests may not change anything")
+
+
+def signed_in_at(
+    db: Session, request: Request, principal: Principal, destination: str
+) -> RedirectResponse:
+    """Sign this browser in as `principal` (a token just proved, or a provider's sign-in):
+    end the session it held, open a new one, and send it on to `destination`."""
+    end_session(db, request)  # a session this browser held before ends here
+    session_id = start_session(db, principal)
+    response = RedirectResponse(destination, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=cookie_max_age(principal.token_expires_at, utcnow()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.facility.settings.secure_cookies,
+    )
+    return response
+
+
+# Where a sign-in may send the browser afterwards: one of the portal's own pages, never another
+# site. Browsers read `//evil.example` and `/\evil.example` as another host, so a path must
+# start with one slash and hold no backslash; control characters end it early.
+MAX_RETURN_CHARS = 512
+
+
+def return_path(value: str | None, *, default: str = "/me") -> str:
+    """`value` if it names a page of this portal by its path (and query), else `default`."""
+    if not value or len(value) > MAX_RETURN_CHARS or not value.isprintable():
+        return default
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    return value if not (parts.scheme or parts.netloc) else default
 
 
 def cookie_max_age(token_expires_at: datetime | None, now: datetime) -> int:

@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from commonlab.db import utcnow
 from commonlab.errors import Unauthenticated
 from commonlab.http import MAX_ID, DbSession
 from commonlab.identity import service as identity
@@ -22,8 +21,14 @@ from commonlab.portal import reads
 from commonlab.portal.allocation_views import my_work
 from commonlab.portal.charts import column_chart, row_chart
 from commonlab.portal.federation_views import sign_in_providers
-from commonlab.portal.pages import CheckedForm, CurrentViewer, render_page
-from commonlab.portal.session import SESSION_COOKIE, cookie_max_age, end_session, start_session
+from commonlab.portal.pages import CheckedForm, CurrentViewer, Viewer, render_page
+from commonlab.portal.session import (
+    MAX_RETURN_CHARS,
+    SESSION_COOKIE,
+    end_session,
+    return_path,
+    signed_in_at,
+)
 from commonlab.portal.templating import STATIC_DIR, hours_text
 
 __all__ = ["router"]
@@ -60,11 +65,27 @@ def home(request: Request, db: DbSession, viewer: CurrentViewer) -> Response:
 # Sign-in ------------------------------------------------------------------------------------
 
 
+# Where to go once signed in (a page that sent the person here), checked by `return_path`.
+ReturnTo = Annotated[str | None, Query(alias="next", max_length=MAX_RETURN_CHARS)]
+
+
 @router.get("/signin")
-def signin_form(request: Request, viewer: CurrentViewer) -> Response:
-    providers = sign_in_providers(request)
+def signin_form(request: Request, viewer: CurrentViewer, destination: ReturnTo = None) -> Response:
+    return _signin_page(request, viewer, return_path(destination), error=None)
+
+
+def _signin_page(
+    request: Request, viewer: Viewer, destination: str, *, error: str | None, status: int = 200
+) -> Response:
     return render_page(
-        request, viewer, "signin.html", nav="signin", error=None, providers=providers
+        request,
+        viewer,
+        "signin.html",
+        status=status,
+        nav="signin",
+        error=error,
+        providers=sign_in_providers(request),
+        destination=destination,
     )
 
 
@@ -75,7 +96,9 @@ def signin(
     viewer: CurrentViewer,
     _: CheckedForm,
     token: Annotated[str, Form()] = "",
+    destination: Annotated[str, Form(alias="next", max_length=MAX_RETURN_CHARS)] = "",
 ) -> Response:
+    to = return_path(destination)
     token = token.strip()
     if not token or len(token) > MAX_TOKEN_CHARS:
         error = (
@@ -83,27 +106,12 @@ def signin(
             if not token
             else ("That is far longer than a commonlab token: paste only the token.")
         )
-        return render_page(request, viewer, "signin.html", status=400, nav="signin", error=error)
+        return _signin_page(request, viewer, to, error=error, status=400)
     try:
         principal = identity.authenticate(db, token)
     except Unauthenticated as exc:
-        return render_page(
-            request, viewer, "signin.html", status=401, nav="signin", error=exc.message
-        )
-    facility = request.app.state.facility
-    end_session(db, request)  # a session this browser held before ends here
-    session_id = start_session(db, principal)
-    response = RedirectResponse("/me", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_id,
-        max_age=cookie_max_age(principal.token_expires_at, utcnow()),
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=facility.settings.secure_cookies,
-    )
-    return response
+        return _signin_page(request, viewer, to, error=exc.message, status=401)
+    return signed_in_at(db, request, principal, to)
 
 
 @router.post("/signout")
