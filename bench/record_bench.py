@@ -165,10 +165,10 @@ def bench_append(db_url: str | None, entries: int, batch: int, rounds: int) -> N
               f"{cpu_rate:9,.0f}")  # fmt: skip
 
 
-def _insert_entries_before(db, rows) -> None:
+def _insert_entries_before(db, pending) -> None:
     """How `record.append` inserted its rows before issue 20: SQLAlchemy Core's executemany,
     each value through the column type's conversion (the baseline)."""
-    db.execute(insert(Entry.__table__), rows)
+    db.execute(insert(Entry.__table__), [entry.row for entry in pending])
 
 
 def _empty_the_record(facility) -> None:

@@ -33,6 +33,7 @@ def test_an_entry_is_its_envelope_and_declared_data(facility):
             data={"b": 1, "a": [1, 2]},
             private={"secret": "the tenant's data"},
         )
+    with facility.db.session() as db:  # written at commit, with the entry
         opening = db.scalar(select(PrivateOpening))
     entry = last_entry(facility.db, "test:private")
     assert set(entry) == {"type", "time", "actor", "subject", "data", "policy_set", "schema"}

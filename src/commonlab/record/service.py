@@ -139,21 +139,10 @@ def append(
         "body": body,
         "leaf_hash": leaf_hash(body),
     }
-    if openings:
-        # The openings need the entry's id: write what is pending first, to keep the order.
-        _write_pending(db)
-        entry_id = db.execute(insert(Entry).values(**row).returning(Entry.id)).scalar_one()
-        db.execute(
-            insert(PrivateOpening),
-            [
-                {"entry_id": entry_id, "field": f, "salt": salt, "value": v}
-                for f, salt, v in openings
-            ],
-        )
-    else:
-        # Plain entries are inserted together just before commit: one executemany per
-        # transaction instead of one statement (or ORM object) per entry.
-        db.info.setdefault(_PENDING, []).append(row)
+    # Entries are inserted together just before commit, in the order appended: one statement
+    # per transaction (and one for the openings of its private fields) instead of one or two
+    # per entry.
+    db.info.setdefault(_PENDING, []).append(_Pending(row, openings))
     db.info[APPENDED_FLAG] = True
     return AppendedEntry(row["type"], subject, body, row["leaf_hash"])
 
@@ -175,20 +164,49 @@ _INSERT_ENTRIES = {
 }
 
 
-def _insert_entries(db: Session, rows: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An entry appended in this transaction, not yet written: its row, and the openings of
+    its private fields (field, salt, canonical value), which need the row's id."""
+
+    row: dict[str, Any]
+    openings: list[tuple[str, bytes, bytes]]
+
+
+def _insert_entries(db: Session, pending: list[_Pending]) -> None:
+    if any(entry.openings for entry in pending):
+        _insert_with_openings(db, pending)
+        return
     connection = db.connection()
     dialect = connection.dialect.name
     if dialect not in _INSERT_ENTRIES:  # pragma: no cover - only SQLite and PostgreSQL run
-        db.execute(insert(Entry.__table__), rows)
+        db.execute(insert(Entry.__table__), [entry.row for entry in pending])
         return
     connection.exec_driver_sql(
         _INSERT_ENTRIES[dialect],
         [
             (row["type"], row["subject"], _stored_time(row["time"], dialect), row["body"],
              row["leaf_hash"])
-            for row in rows
+            for row in (entry.row for entry in pending)
         ],
     )  # fmt: skip
+
+
+def _insert_with_openings(db: Session, pending: list[_Pending]) -> None:
+    """One INSERT ... RETURNING for the entries (ids in the order given, so the log's order is
+    the order appended), then one insert of every opening under its entry's id."""
+    ids = db.scalars(
+        insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+        [entry.row for entry in pending],
+    ).all()
+    db.execute(
+        insert(PrivateOpening),
+        [
+            {"entry_id": entry_id, "field": field, "salt": salt, "value": value}
+            for entry_id, entry in zip(ids, pending, strict=True)
+            for field, salt, value in entry.openings
+        ],
+    )
 
 
 def _stored_time(moment: datetime, dialect: str) -> datetime | str:
