@@ -3,6 +3,7 @@ client of a facility (this one or a remote one: `--url`, `COMMONLAB_URL`, or `lo
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Annotated
 
@@ -10,21 +11,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from commonlab.cli import (
-    admin_cmd,
-    allocation_cmd,
-    artifacts_cmd,
-    audit_cmd,
-    backup_cmd,
-    compute_cmd,
-    datasearch_cmd,
-    governance_cmd,
-    login_cmd,
-    record_cmd,
-    simulate_cmd,
-    simulate_sweep,
-    workload_cmd,
-)
 from commonlab.cli.client import (
     Client,
     CliError,
@@ -133,23 +119,44 @@ def whoami(url: Url = None, as_json: Annotated[bool, typer.Option("--json")] = F
         console.print(f"clearance: CL-{clearance['level']} until {clearance['expires_at'][:10]}")
 
 
-login_cmd.register(app)
-admin_cmd.register(app)
-record_cmd.register(app)
-artifacts_cmd.register(app)
-governance_cmd.register(app)
-allocation_cmd.register(app)
-compute_cmd.register(app)
-simulate_cmd.register(app)
-simulate_sweep.register(app)
-workload_cmd.register(app)
-datasearch_cmd.register(app)
-audit_cmd.register(app)
-backup_cmd.register(app)
+# The module that registers each command, so that running one loads only its own: importing
+# every command's module (and the domains' schemas behind them) cost a second at every start.
+# Listed in the order `--help` shows them; tests/cli/test_main.py checks the table is whole.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "login_cmd": ("login", "logout"),
+    "admin_cmd": ("institution", "person", "role", "token", "clearance", "admin"),
+    "record_cmd": ("record",),
+    "artifacts_cmd": ("dataset", "model", "verify"),
+    "governance_cmd": ("member", "motion", "regulation", "vote"),
+    "allocation_cmd": ("call", "proposal", "review", "allocation", "report"),
+    "compute_cmd": ("job", "fleet"),
+    "simulate_cmd": ("simulate",),
+    "simulate_sweep": ("simulate-sweep",),
+    "workload_cmd": ("train", "finetune", "evaluate", "workload"),
+    "datasearch_cmd": ("index", "search", "trace", "membership", "optout"),
+    "audit_cmd": ("audit",),
+    "backup_cmd": ("backup", "restore"),
+}
+MAIN_COMMANDS = ("up", "whoami")  # defined above, in this module
+_registered: set[str] = set()
+
+
+def register_commands(argv: list[str]) -> None:
+    """Register the module of the command `argv` names; every module for `--help`, a word
+    no module claims (click then lists what there is), or no command at all."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    if word in MAIN_COMMANDS:
+        return
+    owners = [module for module, words in COMMAND_MODULES.items() if word in words]
+    for module in owners or COMMAND_MODULES:
+        if module not in _registered:
+            importlib.import_module(f"commonlab.cli.{module}").register(app)
+            _registered.add(module)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error a person can cause becomes one line and exit status 1."""
+    register_commands(sys.argv[1:] if argv is None else argv)
     try:
         # Outside standalone mode click returns a command's `typer.Exit(code)` instead of
         # exiting with it (`job submit --watch` of a failed job must exit 1, not 0).
