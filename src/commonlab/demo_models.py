@@ -240,9 +240,10 @@ def _latest(db: Session, actor: Principal, path: str) -> int | None:
     not exist or has no version yet."""
     db.expire_all()  # a job publishes through another session: read what it wrote
     try:
-        return artifacts.get_repo(db, actor, _repo(path)).versions[-1].number
-    except (NotFound, IndexError):
+        newest = artifacts.get_repo(db, actor, _repo(path)).newest
+    except NotFound:
         return None
+    return newest.number if newest is not None else None
 
 
 def _repo(path: str) -> artifacts.RepoRef:

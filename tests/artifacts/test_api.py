@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from commonlab.artifacts import service as artifacts
 from commonlab.artifacts import signing
+from commonlab.artifacts.models import Version
+from commonlab.identity import service as identity
 from tests.artifacts.helpers import digests, push, safetensors_bytes, upload
 from tests.helpers import person_with_token, problem, record_entries
 
@@ -612,3 +615,24 @@ def test_a_publish_fsyncs_the_objects_its_uploads_placed(client, researcher, app
     assert synced == [{digests(b"kept")["blake3"], digests(b"one")["blake3"]}]
     assert push(client, h, repo, {"a": b"kept", "b": b"two"}).status_code == 201
     assert synced[1] == {digests(b"two")["blake3"]}
+
+
+def test_a_list_shows_each_repository_s_newest_version_without_reading_its_history(
+    client, facility, researcher
+):
+    h = researcher["headers"]
+    repo = make_repo(client, h, name="long-history")
+    empty = make_repo(client, h, name="no-versions-yet")
+    push(client, h, repo, {"a": b"1"}, tag="stable")
+    for body in (b"2", b"3", b"4"):
+        assert push(client, h, repo, {"a": body}).status_code == 201
+    page = client.get("/api/v1/artifacts/repos", headers=h).json()["items"]
+    listed = {f"datasets/{r['repo_id']}": r for r in page}
+    assert (listed[repo]["latest"], listed[repo]["tags"]) == (4, {"stable": 1})
+    assert listed[empty]["latest"] is None
+
+    with facility.db.session() as db:
+        principal = identity.authenticate(db, h["Authorization"].split()[1])
+        page, _ = artifacts.list_repos(db, principal)  # (held: the session's map is weak)
+        loaded = sorted(o.number for o in db.identity_map.values() if isinstance(o, Version))
+    assert loaded == [1, 4]  # the newest, and the one a tag names: never versions 2 and 3

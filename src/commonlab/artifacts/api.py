@@ -84,7 +84,7 @@ def repo_out(repo: Repo) -> RepoOut:
         level=repo.level,
         description=repo.description,
         created_at=repo.created_at,
-        latest=repo.versions[-1].number if repo.versions else None,
+        latest=repo.newest.number if repo.newest else None,
         tags={tag.name: tag.version.number for tag in repo.tags},
     )
 

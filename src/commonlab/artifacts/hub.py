@@ -182,7 +182,7 @@ def _summary(repo: Any) -> dict[str, Any]:
     """A repository as the Hub lists it: who, when, its newest version's commit and licence
     tags. Nothing read out of its files (a card): listing is knowing it exists, not reading
     what it holds."""
-    newest = repo.versions[-1] if repo.versions else None
+    newest = repo.newest
     item: dict[str, Any] = {
         "_id": f"{repo.kind}-{repo.id}",
         "id": repo.repo_id,

@@ -11,15 +11,19 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    and_,
+    func,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 
 from commonlab.db import Base, UTCDateTime, utcnow
 
@@ -85,6 +89,11 @@ class Repo(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     versions: Mapped[list[Version]] = relationship(back_populates="repo", order_by="Version.number")
+    # The newest version alone, for lists and summaries: reading `versions[-1]` loaded a
+    # repository's whole history (manifests, cards) to show one number.
+    newest: Mapped[Version | None] = relationship(
+        primaryjoin=lambda: _newest_version_of_repo(), viewonly=True, uselist=False
+    )
     tags: Mapped[list[Tag]] = relationship(back_populates="repo", order_by="Tag.name")
 
     @property
@@ -215,3 +224,15 @@ class JobRead(Base):
 
     repo: Mapped[Repo] = relationship()
     version: Mapped[Version | None] = relationship()
+
+
+def _newest_version_of_repo() -> ColumnElement[bool]:
+    """`Repo.newest`'s join: the repository's version with the highest number."""
+    other = aliased(Version)
+    highest = (
+        select(func.max(other.number))
+        .where(other.repo_id == Version.repo_id)
+        .correlate(Version)
+        .scalar_subquery()
+    )
+    return and_(Version.repo_id == Repo.id, Version.number == highest)

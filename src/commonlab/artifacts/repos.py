@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from commonlab import record
 from commonlab.artifacts.events import ArtifactsEvent
-from commonlab.artifacts.models import JobRead, Repo, RepoKind, Version, Visibility
+from commonlab.artifacts.models import JobRead, Repo, RepoKind, Tag, Version, Visibility
 from commonlab.artifacts.refs import RepoRef
 from commonlab.artifacts.schemas import RepoCreate
 from commonlab.db import utcnow
@@ -182,7 +182,7 @@ def get_repo(db: Session, actor: Principal, ref: RepoRef) -> Repo:
         repo = find_repo(db, ref)
         authorize_read(actor, repo)
         note_job_read(db, actor, repo)
-        _ = repo.versions, [tag.version for tag in repo.tags]
+        _ = repo.newest, [tag.version for tag in repo.tags]
     return repo
 
 
@@ -211,15 +211,20 @@ def list_repos(
             batch = query
             if after is not None:
                 batch = batch.where(Repo.id < after if newest_first else Repo.id > after)
-            rows = db.scalars(batch.order_by(order).limit(max(limit + 1, 100))).all()
+            rows = db.scalars(
+                batch.options(*_LISTED).order_by(order).limit(max(limit + 1, 100))
+            ).all()
             found.extend(repo for repo in rows if readable(actor, repo))
             if len(rows) < max(limit + 1, 100):
                 break
             after = rows[-1].id
         page = found[:limit]
-        for repo in page:
-            _ = repo.versions, [tag.version for tag in repo.tags]
     return page, page[-1].id if len(found) > limit else None
+
+
+# What a listed repository shows, loaded for a whole batch at once: its newest version, its
+# tags and the version each names (never its history).
+_LISTED = (selectinload(Repo.newest), selectinload(Repo.tags).selectinload(Tag.version))
 
 
 def _candidates(actor: Principal, *, kind: RepoKind | None, q: str | None) -> Any:

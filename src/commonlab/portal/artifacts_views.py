@@ -62,7 +62,7 @@ def browse(
             "level": r.level,
             "visibility": r.visibility,
             "description": r.description,
-            "latest": r.versions[-1].number if r.versions else None,
+            "latest": r.newest.number if r.newest else None,
         }
         for r in repos
     ]
@@ -83,10 +83,10 @@ def datasets() -> RedirectResponse:
 @router.get("/artifacts/{kinds}/{namespace}/{name}")
 def repo_page(ref: RepoPath, db: DbSession, viewer: CurrentViewer) -> Response:
     repo = service.get_repo(db, viewer.principal, ref)
-    if not repo.versions:
+    if repo.newest is None:
         return RedirectResponse("/artifacts?q=" + ref.name, status_code=303)
     return RedirectResponse(
-        f"/artifacts/{ref}/versions/{repo.versions[-1].number}",
+        f"/artifacts/{ref}/versions/{repo.newest.number}",
         status_code=303,
     )
 
