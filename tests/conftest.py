@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -54,6 +55,28 @@ def _own_state_directory(tmp_path_factory, monkeypatch) -> None:
     user's state directory; tests reuse ports for different facilities, so each test gets
     its own, or one facility's checkpoint would read as another's fork."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
+def _up_in_process_leaves_the_process_alone(monkeypatch) -> Iterator[None]:
+    """`commonlab up` run inside a test (journey 9's refusal and forced start) would configure
+    the whole process's logging through uvicorn (a dictConfig: see above, it breaks every
+    later test of the worker) and set PROMETHEUS_MULTIPROC_DIR for its server processes.
+    Neither may outlive the test: a logging configuration `up` hands uvicorn is not applied
+    here, and the variable is put back."""
+    applies = uvicorn.Config.configure_logging
+
+    def configure_logging(config: uvicorn.Config) -> None:
+        if not isinstance(config.log_config, dict):
+            applies(config)
+
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", configure_logging)
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    yield
+    if before is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
 
 
 @pytest.fixture(autouse=True)
