@@ -118,6 +118,9 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
         job = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
         run_until(lab.jobs, lab.client, job["id"], lab.operator, {"running"}, timeout=40)
         flood.append(job["id"])
+        # Slurm keeps start times in whole seconds: the second job must start in a later
+        # one to be the newer run (the one a requeue costs least), not a tie.
+        time.sleep(1.1)
     # ...and asks for more; France's one job waits behind it.
     more = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
     waiting = submit(lab, france, command=FLOOD, time_limit_minutes=10).json()

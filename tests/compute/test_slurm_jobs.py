@@ -192,7 +192,9 @@ def test_restarting_commonlab_mid_job_charges_once(slurm_facility):
     lab = slurm_facility
     project = award_project(lab.client, lab.operator)
     sync(lab)
-    job = submit(lab, project, command="sleep 3; echo finished").json()
+    # Long enough to be seen running on a loaded machine (a controller step there took 6 s
+    # once, and a 3-s job was seen only once it had ended): the restart must come mid-job.
+    job = submit(lab, project, command="sleep 12; echo finished").json()
     run_until(lab.jobs, lab.client, job["id"], project.pi_auth, {"running"})
     lab.restart()
     done = run_until(lab.jobs, lab.client, job["id"], project.pi_auth, {"succeeded"})
