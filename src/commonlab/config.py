@@ -140,8 +140,10 @@ class Settings(BaseModel):
     # a core on an idle facility.
     sequencer_interval_ms: int = Field(default=2000, ge=1, le=60_000)
     # The operator's instruments and rate limits (operations/, docs/operators.md).
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="`commonlab up`'s log lines: one JSON object each, or text"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="`commonlab up`'s log lines: one JSON object each, or text; auto: text on "
+        "a terminal, JSON where a service manager or a file takes them",
     )
     metrics_networks: str = Field(
         default="127.0.0.0/8,::1/128",

@@ -194,6 +194,23 @@ def test_log_config_makes_every_line_json(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("log_format", "terminal", "formatter"),
+    [
+        ("auto", True, "TextFormatter"),  # a newcomer's `up` in a terminal reads as text
+        ("auto", False, "JsonFormatter"),  # systemd, docker, a file: one JSON object a line
+        ("json", True, "JsonFormatter"),
+        ("text", False, "TextFormatter"),
+    ],
+)
+def test_log_lines_are_text_on_a_terminal_and_json_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_format: str, terminal: bool, formatter: str
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    config = log_config(Settings(home=tmp_path, log_format=log_format))
+    assert config["formatters"]["line"]["()"] == f"commonlab.operations.instruments.{formatter}"
+
+
 # /metrics ---------------------------------------------------------------------------------
 
 REQUESTS = "commonlab_http_requests_total"

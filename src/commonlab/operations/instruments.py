@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -527,7 +528,10 @@ class TextFormatter(logging.Formatter):
 def log_config(settings: Settings) -> dict[str, Any]:
     """The logging configuration of a server process (uvicorn applies it in each worker):
     every line, uvicorn's own included, through one formatter on stderr."""
-    formatter = JsonFormatter if settings.log_format == "json" else TextFormatter
+    as_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    formatter = JsonFormatter if as_json else TextFormatter
     through_root = {"handlers": [], "propagate": True}
     return {
         "version": 1,

@@ -382,7 +382,7 @@ class Leadership:
             return
         self._leading = True
         self.since = utcnow()
-        log.warning("%s leads: %s", self.lease.holder, _names(self))
+        log.info("%s leads: %s", self.lease.holder, _names(self))
         for duty in self.duties:
             try:
                 duty.start()
