@@ -10,6 +10,10 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from commonlab.cli.render import console
+from commonlab.config import load_settings
+from commonlab.operations.backup import backup as take_backup
+from commonlab.operations.backup import restore as put_back
+from commonlab.operations.backup import verify_backup
 
 __all__ = ["register"]
 
@@ -19,8 +23,6 @@ def backup(
 ) -> None:
     """Back up the running facility: its database (one consistent snapshot), object store and
     keys, with a manifest of SHA-256 hashes. It keeps running meanwhile."""
-    from commonlab.config import load_settings
-    from commonlab.operations.backup import backup as take_backup
 
     with _progress() as progress:
         task = progress.add_task("copying objects", total=None)
@@ -47,9 +49,6 @@ def restore(
     """Put a backup back into this facility, which must be stopped. Every hash is checked
     before anything is written. At its next start the facility checks its record against
     the latest checkpoint a witness cosigned, and refuses a log that lost entries."""
-    from commonlab.config import load_settings
-    from commonlab.operations.backup import restore as put_back
-    from commonlab.operations.backup import verify_backup
 
     if check:
         manifest = verify_backup(src)
