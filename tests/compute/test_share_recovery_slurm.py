@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
@@ -19,6 +20,7 @@ from commonlab.compute import accounts
 from commonlab.compute.accounts import member_account
 from commonlab.compute.executors.slurm.accounts import read_tree
 from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob
+from commonlab.compute.rules import charge_hours
 from commonlab.config import Settings
 from commonlab.policy.principal import SYSTEM
 from tests.compute.helpers import award_project, run_until
@@ -177,3 +179,26 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
     )
     runs = lab.settings.jobs_path / str(newest) / "work" / "checkpoints" / "runs"
     _wait_for("the requeued job to run again", lambda: _lines(runs) == 2 or None)
+
+    # Both runs were delivered to Italy: the job is charged for the time of each (its first
+    # run's work is kept by the checkpoint, not lost), up to the hours its admission held.
+    time.sleep(2)  # accounting counts whole seconds: let the second run have some
+    SlurmCli().cancel(requeued.slurm_id)
+    ended = run_until(lab.jobs, lab.client, newest, lab.operator, {"cancelled"}, timeout=40)
+    runs_s = _run_seconds(requeued.slurm_id)
+    assert len(runs_s) == 2 and all(s > 0 for s in runs_s), runs_s
+    assert ended["elapsed_seconds"] == sum(runs_s)
+    reserved = Decimal(ended["reserved_hours"])
+    assert Decimal(ended["charged_hours"]) == charge_hours(1, sum(runs_s), reserved)
+
+
+def _run_seconds(slurm_id: int) -> list[int]:
+    """Each run's elapsed seconds, as accounting keeps them."""
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-D", "-n", "-P", f"-j{slurm_id}", "-o", "ElapsedRaw"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return [int(line) for line in out.split()]

@@ -114,6 +114,14 @@ def test_sacct_ended_jobs() -> None:
     assert all(job.account == "cl-tests" and job.finished for job in jobs.values())
 
 
+def test_a_requeued_job_is_its_last_run_with_the_time_of_every_run() -> None:
+    jobs = parse_sacct((DATA / "sacct_requeued.txt").read_text())
+
+    (job,) = jobs.values()
+    assert (job.state, job.exit_code, job.elapsed_seconds) == ("CANCELLED", 0, 3 + 6)
+    assert (job.start, job.end) == (_at(1796647838), _at(1796647844))
+
+
 def test_sacct_live_jobs() -> None:
     jobs = parse_sacct((DATA / "sacct_live.txt").read_text())
 

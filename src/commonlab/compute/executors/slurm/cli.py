@@ -260,6 +260,8 @@ class SlurmCli:
                             "sacct",
                             "--allusers",
                             "--allocations",
+                            # Every run of a requeued job, each one's time to charge.
+                            "--duplicates",
                             "--noheader",
                             "--parsable2",
                             f"--jobs={','.join(map(str, chunk))}",
@@ -397,9 +399,13 @@ def parse_squeue(text: str, *, now: datetime) -> dict[int, SlurmJob]:
 
 
 def parse_sacct(text: str) -> dict[int, SlurmJob]:
-    """Jobs from `sacct --allocations --noheader --parsable2` with `_SACCT_FIELDS`, times as
-    epoch seconds (`SLURM_TIME_FORMAT=%s`)."""
+    """Jobs from `sacct --allocations --duplicates --noheader --parsable2` with
+    `_SACCT_FIELDS`, times as epoch seconds (`SLURM_TIME_FORMAT=%s`). A requeued job has a
+    record per run, the earlier ones REQUEUED and the current one last: the job is its
+    current run, with the elapsed time of every run (a requeue by the share controller
+    keeps the work since the job's last checkpoint, and the time it ran was delivered)."""
     jobs: dict[int, SlurmJob] = {}
+    earlier: dict[int, int] = {}  # seconds of a job's runs before the one read last
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -417,11 +423,14 @@ def parse_sacct(text: str) -> dict[int, SlurmJob]:
         if state in FINAL_STATES and start is not None:
             exit_code = _from_code_and_signal(row["ExitCode"])
         reason = row["Reason"]
-        jobs[int(job_id_text)] = SlurmJob(
-            slurm_id=int(job_id_text),
+        job_id = int(job_id_text)
+        if (before := jobs.get(job_id)) is not None:
+            earlier[job_id] = before.elapsed_seconds
+        jobs[job_id] = SlurmJob(
+            slurm_id=job_id,
             state=state,
             exit_code=exit_code,
-            elapsed_seconds=int(row["ElapsedRaw"] or 0),
+            elapsed_seconds=earlier.get(job_id, 0) + int(row["ElapsedRaw"] or 0),
             alloc_tres=_parse_tres(row["AllocTRES"]),
             start=start,
             end=end,
