@@ -120,6 +120,9 @@ def test_a_requeued_job_is_its_last_run_with_the_time_of_every_run() -> None:
     (job,) = jobs.values()
     assert (job.state, job.exit_code, job.elapsed_seconds) == ("CANCELLED", 0, 3 + 6)
     assert (job.start, job.end) == (_at(1796647838), _at(1796647844))
+    # A run a node failure ended is the facility's loss, not the researcher's.
+    failed = (DATA / "sacct_requeued.txt").read_text().replace("REQUEUED", "NODE_FAIL")
+    assert parse_sacct(failed)[6431].elapsed_seconds == 6
 
 
 def test_sacct_live_jobs() -> None:

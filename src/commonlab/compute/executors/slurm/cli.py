@@ -402,8 +402,10 @@ def parse_sacct(text: str) -> dict[int, SlurmJob]:
     """Jobs from `sacct --allocations --duplicates --noheader --parsable2` with
     `_SACCT_FIELDS`, times as epoch seconds (`SLURM_TIME_FORMAT=%s`). A requeued job has a
     record per run, the earlier ones REQUEUED and the current one last: the job is its
-    current run, with the elapsed time of every run (a requeue by the share controller
-    keeps the work since the job's last checkpoint, and the time it ran was delivered)."""
+    current run, with the elapsed time of every run requeued before it (a requeue by the
+    share controller keeps the work up to the job's last checkpoint: that time was
+    delivered). A run that ended otherwise (NODE_FAIL, say) is not counted: a failure of
+    the facility's is not the researcher's to pay."""
     jobs: dict[int, SlurmJob] = {}
     earlier: dict[int, int] = {}  # seconds of a job's runs before the one read last
     for line in text.splitlines():
@@ -424,7 +426,7 @@ def parse_sacct(text: str) -> dict[int, SlurmJob]:
             exit_code = _from_code_and_signal(row["ExitCode"])
         reason = row["Reason"]
         job_id = int(job_id_text)
-        if (before := jobs.get(job_id)) is not None:
+        if (before := jobs.get(job_id)) is not None and before.state == "REQUEUED":
             earlier[job_id] = before.elapsed_seconds
         jobs[job_id] = SlurmJob(
             slurm_id=job_id,
