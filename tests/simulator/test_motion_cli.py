@@ -165,6 +165,11 @@ def test_simulate_motion_replays_the_facilitys_own_jobs_by_default(
     )
     assert ("No difference to show" in printed) == ("No difference to show" in page)
 
+    # A window chosen on the command line replays the jobs of those days.
+    day = today.isoformat()
+    main(["simulate", "--motion", str(motion), "--url", served.url, "--since", day])
+    assert f"the facility's own jobs submitted {day}" in capsys.readouterr().out.replace("\n", " ")
+
     # Options that reshape a published trace have no meaning for the facility's own jobs.
     with pytest.raises(SystemExit):
         main(["simulate", "--motion", str(motion), "--url", served.url, "--load", "1.1"])
@@ -189,6 +194,10 @@ def test_a_young_facility_without_a_trace_says_what_to_pass(
         (["--workload", "facility"], "nothing of its own to replay"),
         (["--workload", "trace"], "--workload trace needs a published trace: pass --trace FILE"),
         (["--workload", "mine"], "--workload must be one of auto, facility, trace"),
+        (["--since", "2026-12-05", "--until", "2026-12-01"], "end (2026-12-01) must be after"),
+        (["--since", "2020-01-01", "--until", "2026-01-01"], "at most 366 are exported at once"),
+        (["--since", "2026-01-01", "--workload", "trace", "--trace", "x.csv"], "not with --w"),
+        (["--since", "2026-10-01", "--until", "2026-12-01"], "hold 0 that ran (of 0 submitted)"),
     ]:
         with pytest.raises(SystemExit) as exited:
             main([*base, *extra])
@@ -197,6 +206,15 @@ def test_a_young_facility_without_a_trace_says_what_to_pass(
         assert said in err, err
         assert len(err.strip().splitlines()) == 1 or "Traceback" not in err
     assert api.get(f"/api/v1/motions/{motion}/simulations").json()["items"] == []
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--since", "yesterday"])
+    assert exited.value.code == 2  # the command line's own usage error
+    assert "yesterday" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--since", "2026-10-01", "--fleet", "f.toml", "--trace", "t.csv"])
+    assert "--since and --until choose the facility's jobs a --motion replays" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_workload_too_light_to_show_a_difference_says_so(

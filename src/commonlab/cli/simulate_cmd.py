@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +110,21 @@ def simulate(
             "fleet, else the --trace given), facility, or trace",
         ),
     ] = "auto",
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="with --motion: the first day of the facility's jobs to replay (UTC; default "
+            "92 days before --until)",
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="with --motion: the day after the last one replayed (UTC; default tomorrow)",
+        ),
+    ] = None,
     fidelity: Annotated[
         bool, typer.Option(help="compare simulated with recorded queueing delays")
     ] = False,
@@ -129,7 +145,14 @@ def simulate(
         raise CliError("name the workload: --fleet FLEET and at least one --trace TRACE")
     max_runtime = max_runtime_h * 3600 if max_runtime_h > 0 else None
     pool_map = _pool_map(map_ or [], map_file, trace_pool or [])
+    window = {"start": since, "end": until}
+    if motion is None and any(window.values()):
+        raise CliError("--since and --until choose the facility's jobs a --motion replays")
     if motion is not None:
+        if workload == "trace" and any(window.values()):
+            raise CliError(
+                "--since and --until choose the facility's own jobs: not with --workload trace"
+            )
         if regulation is not None:
             raise CliError("--motion reads both regulations from the facility: drop --regulation")
         names = policy or ["commonlab"]
@@ -145,6 +168,7 @@ def simulate(
             fleet=None if fleet is None else load_fleet(fleet),
             traces=trace or [],
             workload=workload,
+            window={k: v.date() for k, v in window.items() if v is not None},
             policy=names[0],
             url=url,
             out=out,

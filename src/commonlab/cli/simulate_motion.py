@@ -6,7 +6,7 @@ attach the summary to the motion."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +31,7 @@ def simulate_motion(
     fleet: Any,
     traces: list[Path],
     workload: str = "auto",
+    window: dict[str, date] | None = None,
     policy: str,
     url: str | None,
     out: Path | None,
@@ -43,9 +44,10 @@ def simulate_motion(
     """Fetch the motion, the regulation and the scale in force when its vote opened, run
     both regulations on one workload and attach the comparison to the motion.
 
-    `workload`: `auto` replays the facility's own jobs of the last 92 days (`fleet` None:
-    on the facility's fleet as it is), falling back to `traces` when the window holds none
-    that ran; `facility` only those; `trace` only the published traces."""
+    `workload`: `auto` replays the facility's own jobs of the last 92 days, or of `window`
+    (`start`, `end`: the export's days) (`fleet` None: on the facility's fleet as it is),
+    falling back to `traces` when the window holds none that ran; `facility` only those;
+    `trace` only the published traces."""
     from pydantic import ValidationError
 
     from commonlab.regulation.document import Regulation, regulation_hash
@@ -87,7 +89,8 @@ def simulate_motion(
         raise from_validation(exc, where=unusable, document="regulation") from None
     own = None
     if workload != "trace":
-        own = own_jobs(client.get(EXPORT, params={"format": "json"}))
+        days = {key: day.isoformat() for key, day in (window or {}).items()}
+        own = own_jobs(client.get(EXPORT, params={"format": "json", **days}))
     kind, fallback = pick_workload(
         cast("WorkloadChoice", workload), own, [path.name for path in traces]
     )
