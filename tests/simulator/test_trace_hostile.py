@@ -194,6 +194,24 @@ def test_an_excel_export_with_a_bom_is_accepted(tmp_path: Path, kind: Kind) -> N
 
 
 @by_name
+def test_a_file_whose_lines_end_in_a_carriage_return_alone_loads(
+    tmp_path: Path, kind: Kind
+) -> None:
+    """Classic Mac OS line ends (Excel for Mac's "CSV (Macintosh)"), with and without a last
+    line end: read as lines, not refused as one line longer than 64 KiB."""
+    for end in ("\r", ""):
+        data = "\r".join((kind.header, *(kind.ok(str(i)) for i in range(1, 3001)))) + end
+        trace = load_trace(write(tmp_path, kind.file, data.encode()))
+        assert len(trace) == 3000
+
+
+@by_name
+def test_a_long_line_among_carriage_return_lines_is_refused(tmp_path: Path, kind: Kind) -> None:
+    data = "\r".join((kind.header, kind.ok("1"), "x" * 100_000, kind.ok("2"))).encode()
+    refused(load_trace, write(tmp_path, kind.file, data), "line 3: longer than 64 KiB")
+
+
+@by_name
 def test_1e23_accelerators_are_out_of_range(tmp_path: Path, kind: Kind) -> None:
     line, field = kind.huge_count
     refused(

@@ -121,6 +121,21 @@ class Table:
             )
         return header
 
+    def _raw_lines(self) -> Iterator[bytes]:
+        """The file's lines as bytes, each at most MAX_LINE_BYTES + 1 long. Lines end in LF
+        (or CR LF); a file whose first line ends in a CR alone (classic Mac OS, and Excel
+        for Mac's "CSV (Macintosh)") is split at its CRs, each line given an LF."""
+        first = self._handle.readline(MAX_LINE_BYTES + 1)
+        cr = first.find(b"\r")
+        if not first.endswith(b"\n") and 0 <= cr < len(first) - 1:
+            self._handle.seek(0)
+            yield from _cr_lines(self._handle)
+            return
+        raw = first
+        while raw:
+            yield raw
+            raw = self._handle.readline(MAX_LINE_BYTES + 1)
+
     def _next(self) -> list[str] | None:
         try:
             return next(self._reader, None)
@@ -129,7 +144,7 @@ class Table:
 
     def _lines(self) -> Iterator[str]:
         """Decoded lines, each checked before it is decoded: bounded, no NUL, UTF-8."""
-        while raw := self._handle.readline(MAX_LINE_BYTES + 1):
+        for raw in self._raw_lines():
             self.line += 1
             start = self._read
             self._read += len(raw)
@@ -167,6 +182,22 @@ def read_document_text(path: Path, *, what: str) -> str:
     except _BadBytes as exc:
         line = raw[: exc.offset].count(b"\n") + 1
         raise InvalidInput(f"{path} line {line}: {exc.message}") from None
+
+
+def _cr_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """Lines ended by a CR alone, as LF-ended lines of at most MAX_LINE_BYTES + 1 bytes (a
+    longer one is given cut there, without its end, as `readline` would)."""
+    pending = b""
+    while chunk := handle.read(MAX_LINE_BYTES):
+        pending += chunk
+        *complete, pending = pending.split(b"\r")
+        for line in complete:
+            yield line[: MAX_LINE_BYTES + 1] if len(line) > MAX_LINE_BYTES else line + b"\n"
+        if len(pending) > MAX_LINE_BYTES:
+            yield pending[: MAX_LINE_BYTES + 1]
+            return
+    if pending:
+        yield pending
 
 
 def _open(path: Path, what: str) -> BinaryIO:
