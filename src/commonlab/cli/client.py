@@ -1,11 +1,16 @@
-"""The CLI's HTTP client: where the facility is, which token to send, and turning a
-problem+json answer into one line a person can act on."""
+"""The CLI's HTTP client: where the facility is, which token to send, waiting as the
+facility's rate limit asks (429 with Retry-After), and turning a problem+json answer into one
+line a person can act on."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,12 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# A request the facility's rate limit refused (429) is sent again after its Retry-After, at
+# most this often and only when the wait is at most this long: a longer one is the person's
+# to choose. A refused request did nothing (the limit runs before anything else), so sending
+# it again is safe whatever its method.
+RATE_LIMIT_RETRIES = 3
+LONGEST_RETRY_WAIT_S = 30.0
 
 
 class CliError(Exception):
@@ -95,14 +106,17 @@ class Client:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise CliError(
-                f"cannot reach {self.login.url}: is the facility running (commonlab up)?"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise CliError(f"request to {self.login.url} failed: {exc}") from None
+        response = self._send(method, path, **kwargs)
+        for _ in range(RATE_LIMIT_RETRIES):
+            wait = _retry_after(response)
+            if wait is None or wait > LONGEST_RETRY_WAIT_S:
+                break
+            print(
+                f"The facility limits how fast requests come: sending again in {wait:g} s.",
+                file=sys.stderr,
+            )
+            time.sleep(wait)
+            response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise CliError(
                 _problem_line(response), status=response.status_code, problem=_body(response)
@@ -112,6 +126,16 @@ class Client:
         if "json" in response.headers.get("content-type", ""):
             return response.json()
         return response.content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise CliError(
+                f"cannot reach {self.login.url}: is the facility running (commonlab up)?"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.login.url} failed: {exc}") from None
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
@@ -130,6 +154,23 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429's Retry-After asks to wait (delay seconds or an HTTP date, RFC 9110
+    section 10.2.3), or None: not a 429, or no wait it says readably."""
+    if response.status_code != 429:
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _body(response: httpx.Response) -> Any:

@@ -1,0 +1,68 @@
+"""The CLI against a facility that limits how fast a token's requests come (issue 20): a
+refused request (429) is sent again after the Retry-After the facility gives, saying so;
+a wait longer than the CLI waits on its own is the person's to choose, as one line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commonlab.cli.main import main
+from commonlab.config import Settings
+from commonlab.facility import open_facility
+from commonlab.identity.service import bootstrap_operator
+from tests.cli.conftest import free_port, serving
+
+
+@pytest.fixture
+def limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterator[str]:
+    """A facility allowing `request.param` requests a second per token, one at a time."""
+    port = free_port()
+    settings = Settings(
+        home=tmp_path / "home",
+        port=port,
+        rate_limit_per_token=request.param,
+        rate_limit_per_address=0,
+        rate_limit_burst_seconds=1 / request.param,
+    )
+    facility = open_facility(settings)
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    assert token
+    monkeypatch.setenv("COMMONLAB_TOKEN", token)
+    with serving(facility, port) as url:
+        yield url
+    facility.close()
+
+
+@pytest.mark.parametrize("limited", [1.0], indirect=True)
+def test_a_refused_request_is_sent_again_after_the_wait_asked(
+    limited: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["whoami", "--url", limited])  # the token's one request of this second
+    capsys.readouterr()
+
+    main(["whoami", "--url", limited])  # refused at once, then answered
+
+    printed = capsys.readouterr()
+    assert "sending again in 1 s" in printed.err
+    assert "operator" in printed.out
+
+
+@pytest.mark.parametrize("limited", [0.01], indirect=True)
+def test_a_long_wait_is_left_to_the_person(
+    limited: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["whoami", "--url", limited])
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exited:
+        main(["whoami", "--url", limited])
+
+    assert exited.value.code == 1
+    printed = capsys.readouterr()
+    assert "sending again" not in printed.err
+    (line,) = printed.err.strip().splitlines()
+    assert "retry in 100 s (Retry-After), and send fewer (HTTP 429)" in line
