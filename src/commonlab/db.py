@@ -11,11 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Database", "UTCDateTime", "as_utc", "get_or_404", "lock_for_writing", "utcnow"]
+__all__ = [
+    "Base",
+    "Database",
+    "UTCDateTime",
+    "as_utc",
+    "get_or_404",
+    "lock_for_writing",
+    "one_at_a_time",
+    "utcnow",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -86,6 +95,18 @@ def lock_for_writing(db: Session) -> None:
     up front, so writers queue instead. PostgreSQL needs nothing."""
     if db.get_bind().dialect.name == "sqlite":
         db.execute(text("UPDATE record_head SET id = id WHERE 0"))
+
+
+def one_at_a_time(db: Session | Connection, name: str) -> None:
+    """Let one transaction at a time past this point, across every process and host on the
+    database, until it ends: on PostgreSQL a transaction-level advisory lock keyed by `name`
+    (eight ASCII letters, a 64-bit key); SQLite lets one writer in at a time anyway. For
+    what several hosts started at once would each do once (migrate, create the first
+    operator)."""
+    bind = db.get_bind() if isinstance(db, Session) else db
+    if bind.dialect.name == "postgresql":
+        key = int.from_bytes(name.encode("ascii"), "big", signed=True)
+        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class Database:

@@ -7,6 +7,7 @@ in is chosen, so that a job, untrusted code, sees nothing of it."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -238,7 +239,18 @@ def _load_or_create_secret(path: Path) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    """Create `path` (0600) holding `data`, unless it exists: written aside and linked into
+    place, so that hosts started at once on a shared home each find one whole file (the
+    first link wins; the others keep what it holds)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    finally:
+        aside.unlink()

@@ -18,7 +18,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from commonlab import record
-from commonlab.db import as_utc, get_or_404, lock_for_writing, utcnow
+from commonlab.db import as_utc, get_or_404, lock_for_writing, one_at_a_time, utcnow
 from commonlab.errors import AccessDenied, Conflict, InvalidInput, NotFound, Unauthenticated
 from commonlab.identity.events import IdentityEvent
 from commonlab.identity.models import ApiToken, ClearanceGrant, Institution, Person, RoleGrant
@@ -796,8 +796,10 @@ def current_clearance(db: Session, person_id: int) -> ClearanceGrant | None:
 
 
 def bootstrap_operator(db: Session, *, name: str = "Facility operator") -> str | None:
-    """On first start, create an operator and return its admin token; None if one exists."""
+    """On first start, create an operator and return its admin token; None if one exists
+    (also when another host started at the same moment created it)."""
     with db.begin():
+        one_at_a_time(db, "clbootst")
         if _operator_count(db) > 0:
             return None
         person = _new_operator(db, name, bootstrap=True)
