@@ -45,6 +45,20 @@ def test_past_the_address_limit_a_request_gets_429_with_retry_after(facility: Fa
     assert "retry in 1 s" in problem["detail"]
 
 
+def test_a_portal_page_past_the_limit_is_refused_as_a_page(facility: Facility) -> None:
+    app = limited_app(facility, rate_limit_per_address=1, rate_limit_burst_seconds=2)
+    with TestClient(app, client=ALICE) as alice:
+        assert alice.get("/").status_code == 200
+        assert alice.get("/calls").status_code == 200
+        page = alice.get("/calls")
+        api = alice.get("/api/v1/health")  # the same address, an API path: problem+json
+    assert page.status_code == 429 and page.headers["retry-after"] == "1"
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Too many requests" in page.text and "Retry in 1 s" not in page.text
+    assert "More than 1 requests a second from this address: retry in 1 s" in page.text
+    assert api.status_code == 429 and api.headers["content-type"] == "application/problem+json"
+
+
 def test_tokens_are_limited_each_on_its_own(facility: Facility) -> None:
     app = limited_app(facility, rate_limit_per_token=0.5, rate_limit_burst_seconds=6)
     with TestClient(app, client=ALICE) as client:

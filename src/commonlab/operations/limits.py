@@ -171,7 +171,7 @@ class RateLimits:
             limit, wait = self.buckets.take(limits)
             if wait > 0:
                 RATE_LIMITED.labels(limit=limit.kind).inc()
-                await self._refuse(limit, wait)(scope, receive, send)
+                await self._refuse(scope, limit, wait)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -202,17 +202,21 @@ class RateLimits:
             return str(ip_network(f"{ip}/64", strict=False)).encode()
         return str(ip).encode()
 
-    def _refuse(self, limit: Limit, wait: float) -> ASGIApp:
+    def _refuse(self, scope: Scope, limit: Limit, wait: float) -> ASGIApp:
         seconds = max(1, math.ceil(wait))
         whose = "this token" if limit.kind == "token" else "this address"
-        response = problem(
-            429,
-            "Too many requests",
+        detail = (
             f"more than {limit.rate:g} requests a second from {whose}: retry in {seconds} s "
-            "(Retry-After), and send fewer",
-            slug="rate-limited",
-            limit=limit.kind,
+            "(Retry-After), and send fewer"
         )
+        # A page the portal serves is refused as a page (the portal installs `html_refusal`
+        # on the app; a path it does not serve gets None): a person reads it, not a client.
+        html = getattr(scope["app"].state, "html_refusal", None) if "app" in scope else None
+        response = html(scope, 429, "Too many requests", detail) if html is not None else None
+        if response is None:
+            response = problem(
+                429, "Too many requests", detail, slug="rate-limited", limit=limit.kind
+            )
         response.headers["Retry-After"] = str(seconds)
         return response
 

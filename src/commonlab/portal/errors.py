@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from commonlab.errors import CommonlabError, field_and_reason
 from commonlab.http import allowed_methods
@@ -125,6 +126,7 @@ def install_portal_errors(app: FastAPI) -> None:
         return error_page(request, exc.status, exc.message, title=exc.title)
 
     app.add_exception_handler(PortalError, _portal_error)  # type: ignore[arg-type]
+    app.state.html_refusal = _html_refusal
     for exc_class in (
         StarletteHTTPException,
         CommonlabError,
@@ -135,6 +137,15 @@ def install_portal_errors(app: FastAPI) -> None:
     ):
         original = app.exception_handlers.get(exc_class)
         app.add_exception_handler(exc_class, _wrap(original))
+
+
+def _html_refusal(scope: Scope, status: int, title: str, message: str) -> Response | None:
+    """A refusal made before any route runs (the rate limit), as the portal's error page
+    for a portal path; None for the API's paths, which answer problem+json."""
+    request = Request(scope)
+    if not is_portal_path(request.url.path):
+        return None
+    return error_page(request, status, message[:1].upper() + message[1:] + ".", title=title)
 
 
 def _wrap(original: Handler | None) -> Handler:
