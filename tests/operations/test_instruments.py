@@ -28,6 +28,7 @@ from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.operations.instruments import JsonFormatter, log_config, serving_setup
 from commonlab.operations.leader import lease_for
+from tests.helpers import auth, person_with_token, token_for
 
 PROMETHEUS = ("127.0.0.1", 40000)  # an address in the default metrics_networks
 
@@ -248,6 +249,23 @@ def test_metrics_are_read_only_from_the_allowed_networks(facility: Facility) -> 
         assert http.get("/metrics").status_code == 200
     with TestClient(allowed, client=PROMETHEUS) as http:
         assert http.get("/metrics").status_code == 403  # loopback was not named this time
+
+
+def test_an_operators_token_reads_metrics_from_elsewhere(
+    facility: Facility, operator: dict[str, str]
+) -> None:
+    """A scraper behind the proxy, outside metrics_networks: an operator's read-only token
+    lets it in; a plain member's token or none does not, and a bad one is a 401."""
+    app = create_app(facility, run_sequencer=False)
+    with TestClient(app, client=("203.0.113.9", 40000)) as http:
+        me = http.get("/api/v1/me", headers=operator).json()["person"]
+        scraper = auth(token_for(http, operator, me["id"], scopes=["read"]))
+        answer = http.get("/metrics", headers=scraper)
+        assert answer.status_code == 200 and "commonlab_" in answer.text
+        _, member = person_with_token(http, operator, roles=["researcher"])
+        assert http.get("/metrics", headers=member).status_code == 403
+        assert http.get("/metrics").status_code == 403
+        assert http.get("/metrics", headers=auth("clab_x_y")).status_code == 401
 
 
 def test_the_facility_figures_come_from_the_database(

@@ -46,7 +46,8 @@ from commonlab.compute import gauges as compute_gauges
 from commonlab.compute.events import ComputeEvent
 from commonlab.config import Settings, parse_networks
 from commonlab.facility import Facility
-from commonlab.http import PROBLEM_JSON, problem
+from commonlab.http import PROBLEM_JSON, CurrentPrincipal, problem
+from commonlab.policy import Action, Resource, decide
 from commonlab.record import gauges as record_gauges
 
 __all__ = [
@@ -334,13 +335,16 @@ def _metrics_route(app: FastAPI, facility: Facility) -> None:
     figures.register(FacilityFigures(facility, leader=_leader_probe(facility)))
 
     @app.get(METRICS_PATH, include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        if not _allowed(request.client.host if request.client else "", allowed):
+    def metrics(request: Request, principal: CurrentPrincipal) -> Response:
+        # From the scrapers' networks, or (through a proxy) with an operator's read token.
+        near = _allowed(request.client.host if request.client else "", allowed)
+        if not near and not decide(principal, Action.MetricsRead, Resource.fleet()).allowed:
             return problem(
                 403,
                 "Access denied",
                 "/metrics is read from the networks in COMMONLAB_METRICS_NETWORKS (your "
-                "Prometheus servers'); ask the facility's operators",
+                "Prometheus servers'), or with an operator's token; ask the facility's "
+                "operators",
                 slug="metrics-denied",
             )
         body = generate_latest(_process_registry()) + generate_latest(figures)

@@ -79,6 +79,8 @@ class Action(StrEnum):
     PartitionCertify = "compute:partition:certify"  # a motion's effect
     # every job of a window, for what-ifs (tenants opaque, contained work by pool only)
     WorkloadExport = "compute:workload:export"
+    # the Prometheus figures at /metrics, for a scraper outside metrics_networks
+    MetricsRead = "compute:metrics:read"
     # artifacts/
     ArtifactsRepoCreate = "artifacts:repo:create"
     ArtifactsWrite = "artifacts:write"
@@ -156,6 +158,7 @@ _SCOPES: dict[Action, Scope] = {
     Action.JobCancel: Scope.WRITE,
     Action.PartitionCertify: Scope.ADMIN,
     Action.WorkloadExport: Scope.READ,
+    Action.MetricsRead: Scope.READ,
     Action.ArtifactsRepoCreate: Scope.WRITE,
     Action.ArtifactsWrite: Scope.WRITE,
     Action.ArtifactsRead: Scope.READ,
