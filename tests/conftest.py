@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,24 +101,32 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url(worker_id: str) -> Iterator[str]:
     """A migrated PostgreSQL database of this xdist worker's own."""
+    # The pid keeps two test runs sharing one server (two shells, two agents) apart.
+    with empty_postgres_database(f"commonlab_test_{worker_id}_{os.getpid()}") as url:
+        database = Database(url)
+        migrate(database.engine)
+        database.dispose()
+        yield url
+
+
+@contextmanager
+def empty_postgres_database(name: str) -> Iterator[str]:
+    """A new, empty database `name` on the tests' PostgreSQL (dropped after), or a skip
+    where there is none (a failure under CI=true)."""
     if not PG_URL:
         if IN_CI:
             pytest.fail("CI=true but COMMONLAB_TEST_DATABASE_URL is not set: run ./scripts/test")
         pytest.skip("no PostgreSQL: set COMMONLAB_TEST_DATABASE_URL or run ./scripts/test")
-    # The pid keeps two test runs sharing one server (two shells, two agents) apart.
-    name = f"commonlab_test_{worker_id}_{os.getpid()}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    migrate(database.engine)
-    database.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _reset_postgres(url: str) -> None:

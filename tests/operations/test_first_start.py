@@ -6,17 +6,18 @@ one of them creates the first operator and prints its token."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 
 from commonlab.identity.models import Person
-from tests.conftest import PG_URL
+from tests.conftest import _reset_postgres, empty_postgres_database
 
 # One first start, as `up` makes it: open the facility (migrations, keys, the record's
 # check), then the first operator. Each waits at a file barrier so that all go at once.
@@ -40,19 +41,10 @@ STARTS = 4
 
 
 @pytest.fixture
-def fresh_database(worker_id: str) -> str:
+def fresh_database(worker_id: str) -> Iterator[str]:
     """An empty PostgreSQL database, not migrated."""
-    if not PG_URL:
-        pytest.skip("no PostgreSQL: set COMMONLAB_TEST_DATABASE_URL or run ./scripts/test")
-    name = f"commonlab_first_{worker_id}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_postgres_database(f"commonlab_first_{worker_id}_{os.getpid()}") as url:
+        yield url
 
 
 def test_hosts_started_at_once_make_one_facility(fresh_database: str, tmp_path: Path) -> None:
@@ -100,8 +92,6 @@ db.dispose()
 
 
 def test_one_first_operator_when_hosts_create_it_at_once(postgres_url: str, tmp_path: Path) -> None:
-    from tests.conftest import _reset_postgres
-
     _reset_postgres(postgres_url)
     go = tmp_path / "go"
     starts = [
