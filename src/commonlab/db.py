@@ -100,9 +100,9 @@ def lock_for_writing(db: Session) -> None:
 def one_at_a_time(db: Session | Connection, name: str) -> None:
     """Let one transaction at a time past this point, across every process and host on the
     database, until it ends: on PostgreSQL a transaction-level advisory lock keyed by `name`
-    (eight ASCII letters, a 64-bit key); SQLite lets one writer in at a time anyway. For
-    what several hosts started at once would each do once (migrate, create the first
-    operator)."""
+    (eight ASCII letters, a 64-bit key). For what several hosts started at once would each
+    do once (migrate, create the first operator). On SQLite nothing: it serves one host,
+    whose `up` does these once, in its parent process."""
     bind = db.get_bind() if isinstance(db, Session) else db
     if bind.dialect.name == "postgresql":
         key = int.from_bytes(name.encode("ascii"), "big", signed=True)
