@@ -39,6 +39,10 @@ CHROMIUM_ARGS = [
 ]
 # Set to a folder to keep the browser tests' screenshots for a person to look at.
 SCREENSHOT_DIR_ENV = "COMMONLAB_SCREENSHOTS"
+# How long any page action waits before the test gives up. Never a speed check: on a shared CI
+# machine running two test workers beside PyTorch, a page that takes 0.3 s here once took more
+# than 10 s, and a shorter wait only turns a slow moment into a red build.
+PAGE_PATIENCE_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the live server did not start")
@@ -94,9 +98,24 @@ def chromium() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser
+            yield PatientBrowser(browser)
         finally:
             browser.close()
+
+
+class PatientBrowser:
+    """The browser, whose every new context waits PAGE_PATIENCE_MS: no test picks its own."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_context(self, **options: Any) -> Any:
+        context = self._browser.new_context(**options)
+        context.set_default_timeout(PAGE_PATIENCE_MS)
+        return context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
 
 
 @pytest.fixture
@@ -107,7 +126,6 @@ def browser_page(chromium: Any, live_server: LiveServer) -> Iterator[Any]:
         viewport={"width": 1280, "height": 900},
         java_script_enabled=False,
     )
-    context.set_default_timeout(10_000)
     page = context.new_page()
     try:
         yield page

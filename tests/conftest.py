@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -38,6 +39,12 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # mlcroissant) then closes the stream it captured at import, which under pytest is pytest's
 # own stderr capture file, and every later test in that worker fails to read its output.
 PG_URL = os.environ.get("COMMONLAB_TEST_DATABASE_URL", "")
+
+# Hypothesis times every example (200 ms by default) and fails one that runs over: a speed
+# check in disguise, which a busy shared machine fails at random. Property tests check
+# properties; speed belongs in bench/.
+settings.register_profile("commonlab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("commonlab")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -53,7 +53,7 @@ def settled(facility: Facility, url: str) -> int:
     """Wait until the served checkpoint holds every committed entry; its size."""
     with facility.db.session() as session:
         total = session.scalar(select(func.count()).select_from(Entry)) or 0
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         lines = httpx.get(f"{url}/log/checkpoint").text.split("\n")
         if len(lines) > 1 and lines[1].isdigit() and int(lines[1]) >= total:

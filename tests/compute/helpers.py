@@ -138,7 +138,7 @@ def run_until(
     job_id: int,
     headers: dict[str, str],
     states: set[str],
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
     """Tick the job controller until the job reaches one of `states`."""
     deadline = time.monotonic() + timeout

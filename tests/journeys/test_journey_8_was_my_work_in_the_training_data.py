@@ -64,7 +64,6 @@ def walk_the_portal(chromium, url: str, token: str, screenshot) -> int:
     context = chromium.new_context(
         base_url=url, java_script_enabled=False, viewport={"width": 1280, "height": 900}
     )
-    context.set_default_timeout(20_000)
     page = context.new_page()
     try:
         sign_in_browser(page, token)

@@ -97,7 +97,6 @@ def test_journey_a_researcher_signs_in_with_her_institution(
     provider = federated.provider
     before = people(federated.facility)
     ada = chromium.new_context(base_url=federated.url, viewport={"width": 1280, "height": 900})
-    ada.set_default_timeout(15_000)
     page = ada.new_page()
 
     # First sign-in: an account is made from the provider's word, with no roles.
@@ -126,7 +125,6 @@ def test_journey_a_researcher_signs_in_with_her_institution(
     )
     assert made.status_code == 201, made.text
     operator = chromium.new_context(base_url=federated.url)
-    operator.set_default_timeout(15_000)
     op_page = operator.new_page()
     op_page.goto("/signin")
     op_page.get_by_label("API token").fill(federated.operator["Authorization"].split()[1])

@@ -208,7 +208,7 @@ def test_the_docs_page_runs_under_its_policy_in_a_browser(chromium, live_server)
             lambda msg: violations.append(msg.text) if "Content Security" in msg.text else None,
         )
         page.goto("/api/v1/docs")
-        page.wait_for_selector(".opblock", timeout=15_000)
+        page.wait_for_selector(".opblock")
         assert page.locator(".opblock").count() > 50
         assert violations == []
         assert all(url.startswith(live_server.url) for url in requests), requests
