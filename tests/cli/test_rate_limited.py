@@ -4,6 +4,7 @@ a wait longer than the CLI waits on its own is the person's to choose, as one li
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,17 +38,19 @@ def limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> Iterato
     facility.close()
 
 
-@pytest.mark.parametrize("limited", [1.0], indirect=True)
+# One request every 4 s: the second command comes well inside that even on a busy machine
+# (at one a second, a slow first answer let the bucket refill and nothing was refused).
+@pytest.mark.parametrize("limited", [0.25], indirect=True)
 def test_a_refused_request_is_sent_again_after_the_wait_asked(
     limited: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["whoami", "--url", limited])  # the token's one request of this second
+    main(["whoami", "--url", limited])  # the token's one request of these 4 s
     capsys.readouterr()
 
     main(["whoami", "--url", limited])  # refused at once, then answered
 
     printed = capsys.readouterr()
-    assert "sending again in 1 s" in printed.err
+    assert re.search(r"sending again in [1-4] s", printed.err), printed.err
     assert "operator" in printed.out
 
 

@@ -19,6 +19,14 @@ ALICE = ("198.51.100.7", 5000)
 BOB = ("203.0.113.9", 5000)
 
 
+@pytest.fixture(autouse=True)
+def _stopped_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bucket refills during a test: on a busy machine three requests may take more than
+    the second a bucket needs to refill one, and the refusal a test expects would not come.
+    Refilling is tested below, with the time given."""
+    monkeypatch.setattr(SharedBuckets, "clock", staticmethod(lambda: 1_000.0))
+
+
 def limited_app(facility: Facility, **limits: Any) -> Any:
     settings = facility.settings.model_copy(
         update={"rate_limit_per_token": 0, "rate_limit_per_address": 0, **limits}
