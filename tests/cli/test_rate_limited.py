@@ -12,7 +12,7 @@ import pytest
 
 from commonlab.cli.main import main
 from commonlab.config import Settings
-from commonlab.facility import open_facility
+from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
 from tests.cli.conftest import free_port, serving
 
@@ -69,3 +69,32 @@ def test_a_long_wait_is_left_to_the_person(
     assert "sending again" not in printed.err
     (line,) = printed.err.strip().splitlines()
     assert "retry in 100 s (Retry-After), and send fewer (HTTP 429)" in line
+
+
+def test_a_pull_waits_out_the_limit_for_its_files_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version pushed without a limit, then pulled from the same facility served with one
+    request every 2 s per token: the version, its signature and its file each come after
+    the wait asked, the file's stream included (it used to end the pull with an HTTP 429)."""
+    settings = Settings(home=tmp_path / "home", rate_limit_per_token=0, rate_limit_per_address=0)
+    facility = open_facility(settings)
+    with facility.db.session() as session:
+        token = bootstrap_operator(session)
+    assert token
+    monkeypatch.setenv("COMMONLAB_TOKEN", token)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "rows.csv").write_bytes(b"a,b\n1,2\n" * 1000)
+    with serving(facility, free_port()) as url:
+        main(["dataset", "push", str(folder), "--repo", "lab/limited", "--url", url])
+    limited = settings.model_copy(
+        update={"rate_limit_per_token": 0.5, "rate_limit_burst_seconds": 2}
+    )
+    capsys.readouterr()
+    with serving(Facility(**{**vars(facility), "settings": limited}), free_port()) as url:
+        main(["dataset", "pull", "lab/limited@1", str(tmp_path / "copy"), "--url", url])
+    facility.close()
+
+    assert (tmp_path / "copy" / "rows.csv").read_bytes() == (folder / "rows.csv").read_bytes()
+    assert "sending again in" in capsys.readouterr().err

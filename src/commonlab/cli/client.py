@@ -8,6 +8,8 @@ import os
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -108,14 +110,8 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
         for _ in range(RATE_LIMIT_RETRIES):
-            wait = _retry_after(response)
-            if wait is None or wait > LONGEST_RETRY_WAIT_S:
+            if not _waited_out(response):
                 break
-            print(
-                f"The facility limits how fast requests come: sending again in {wait:g} s.",
-                file=sys.stderr,
-            )
-            time.sleep(wait)
             response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise CliError(
@@ -127,9 +123,33 @@ class Client:
             return response.json()
         return response.content
 
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """An answer whose body the caller reads as it comes (a file being downloaded),
+        sent again after a 429 as `request` does; any other refusal is the caller's to read."""
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            with self._reached():
+                opened = self._http.stream(method, path, **kwargs)
+                response = opened.__enter__()
+            try:
+                if attempt < RATE_LIMIT_RETRIES and _retry_after(response) is not None:
+                    response.read()
+                    if _waited_out(response):
+                        continue
+                yield response
+                return
+            finally:
+                opened.__exit__(None, None, None)
+
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
+        with self._reached():
             return self._http.request(method, path, **kwargs)
+
+    @contextmanager
+    def _reached(self) -> Iterator[None]:
+        """httpx's failures to reach the facility, as one line each."""
+        try:
+            yield
         except httpx.ConnectError:
             raise CliError(
                 f"cannot reach {self.login.url}: is the facility running (commonlab up)?"
@@ -154,6 +174,20 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _waited_out(response: httpx.Response) -> bool:
+    """When `response` is a 429 asking for a wait the CLI takes on its own: say so, wait it
+    out and answer True (send the request again); otherwise False."""
+    wait = _retry_after(response)
+    if wait is None or wait > LONGEST_RETRY_WAIT_S:
+        return False
+    print(
+        f"The facility limits how fast requests come: sending again in {wait:g} s.",
+        file=sys.stderr,
+    )
+    time.sleep(wait)
+    return True
 
 
 def _retry_after(response: httpx.Response) -> float | None:
