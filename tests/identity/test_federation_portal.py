@@ -6,6 +6,7 @@ down), never a 500, and changes nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import timedelta
 
@@ -133,9 +134,13 @@ def test_the_provider_saying_no_is_a_page(client, facility):
     assert people(facility) == 0
 
 
-def test_a_provider_that_is_down_is_a_502_page_and_unknown_providers_are_refused(client):
-    answer = start(client, "/signin/with/down")
+def test_a_provider_that_is_down_is_a_502_page_and_unknown_providers_are_refused(client, caplog):
+    with caplog.at_level(logging.WARNING):
+        answer = start(client, "/signin/with/down")
     assert answer.status_code == 502 and "Closed U did not answer" in answer.text
+    # Logged as the one line it is, not as a bug's traceback.
+    (logged,) = [r for r in caplog.records if "/signin/with/down" in r.getMessage()]
+    assert logged.exc_info is None and "Closed U did not answer" in logged.getMessage()
     assert start(client, "/signin/with/nowhere").status_code == 422
     assert start(client, "/signin/with/orcid").status_code == 422  # links only
     for bad in ("UPPER", "a" * 41, "a..b", "%00", "uni-a%0d%0aSet-Cookie:x"):

@@ -105,6 +105,12 @@ def _portal_message(status: int, exc: Exception) -> str:
     return "An unexpected error occurred; it has been logged."
 
 
+def _expected(exc: Exception) -> bool:
+    """Whether `exc` is a condition the facility names (its own errors, HTTP refusals, a
+    database that is busy or unreachable) rather than a bug, whose traceback is logged."""
+    return isinstance(exc, CommonlabError | StarletteHTTPException | OperationalError)
+
+
 def _status(exc: Exception) -> int:
     if isinstance(exc, CommonlabError):
         return exc.status
@@ -153,9 +159,13 @@ def _wrap(original: Handler | None) -> Handler:
         if original is not None and not is_portal_path(request.url.path):
             return await original(request, exc)
         status = _status(exc)
-        if status >= 500:
+        message = _portal_message(status, exc)
+        if status >= 500 and _expected(exc):
+            # A provider that is down, a busy database: known conditions, one line each.
+            log.warning("portal %d on %s: %s", status, request.url.path, message)
+        elif status >= 500:
             log.exception("portal error on %s", request.url.path, exc_info=exc)
-        response = error_page(request, status, _portal_message(status, exc))
+        response = error_page(request, status, message)
         if status == 405:  # RFC 9110: a 405 names the methods the page takes
             response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
