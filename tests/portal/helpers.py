@@ -37,5 +37,5 @@ def sign_in_browser(page: Any, token: str) -> None:
     """Sign in through the form in a Playwright page, and wait for the person's own page."""
     page.goto("/signin")
     page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/me")

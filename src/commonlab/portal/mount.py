@@ -24,24 +24,27 @@ from commonlab.portal.errors import install_portal_errors
 from commonlab.portal.session import cookie_principal
 from commonlab.portal.templating import STATIC_DIR
 
-__all__ = ["mount_portal"]
+__all__ = ["PAGE_MODULES", "mount_portal"]
+
+# Every module of pages, each with its `router`.
+PAGE_MODULES = (
+    views,
+    governance_views,
+    allocation_views,
+    compute_views,
+    admin_views,
+    artifacts_views,
+    evaluations_views,
+    datasearch_views,
+    device_views,
+    sessions_views,
+    federation_views,
+)
 
 
 def mount_portal(app: FastAPI) -> None:
     """Add the pages, their static files, HTML error pages and the cookie sign-in."""
-    for pages in (
-        views,
-        governance_views,
-        allocation_views,
-        compute_views,
-        admin_views,
-        artifacts_views,
-        evaluations_views,
-        datasearch_views,
-        device_views,
-        sessions_views,
-        federation_views,
-    ):
+    for pages in PAGE_MODULES:
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
     install_portal_errors(app)

@@ -7,10 +7,12 @@ The `*_views.py` modules build on this one; it imports none of them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from fastapi import Depends, Form, Request
+from fastapi.params import Form as FormInfo
 from fastapi.responses import Response
 
 from commonlab.errors import Unauthenticated
@@ -65,8 +67,9 @@ def _viewer(request: Request, db: DbSession) -> Viewer:
 CurrentViewer = Annotated[Viewer, Depends(_viewer)]
 
 
-def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
-    """Refuse a POST that did not come from one of this site's own forms."""
+async def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+    """Refuse a POST that did not come from one of this site's own forms, or that sends a
+    field of one value more than once (which value would count is not for a guess)."""
     if reason := check_same_origin(request):
         raise PortalError(403, f"Refused: {reason}. Nothing was changed.")
     if not csrf_matches(request, csrf):
@@ -75,6 +78,29 @@ def _checked_form(request: Request, csrf: Annotated[str, Form()] = "") -> None:
             "This form is out of date or did not come from this site, so nothing was changed. "
             "Reload the page and try again.",
         )
+    form = await request.form()  # parsed once already, for the fields: Starlette keeps it
+    endpoint = request.scope.get("endpoint")
+    single = {"csrf", *_single_valued_fields(endpoint)} if endpoint else {"csrf"}
+    for name in sorted(single):
+        if len(form.getlist(name)) > 1:
+            raise PortalError(
+                400, f"The form sent the field {name!r} more than once. Nothing was changed."
+            )
+
+
+@functools.cache
+def _single_valued_fields(endpoint: Any) -> list[str]:
+    """The names of the form fields `endpoint` takes one value of (its Form() parameters
+    that are not lists), under their aliases."""
+    names = []
+    for name, hint in get_type_hints(endpoint, include_extras=True).items():
+        if get_origin(hint) is not Annotated:
+            continue
+        value_type, *extras = get_args(hint)
+        form = next((e for e in extras if isinstance(e, FormInfo)), None)
+        if form is not None and get_origin(value_type) is not list:
+            names.append(form.alias or name)
+    return names
 
 
 CheckedForm = Annotated[None, Depends(_checked_form)]
