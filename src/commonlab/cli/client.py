@@ -9,7 +9,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -128,18 +128,15 @@ class Client:
         """An answer whose body the caller reads as it comes (a file being downloaded),
         sent again after a 429 as `request` does; any other refusal is the caller's to read."""
         for attempt in range(RATE_LIMIT_RETRIES + 1):
-            with self._reached():
-                opened = self._http.stream(method, path, **kwargs)
-                response = opened.__enter__()
-            try:
+            with ExitStack() as opened:
+                with self._reached():
+                    response = opened.enter_context(self._http.stream(method, path, **kwargs))
                 if attempt < RATE_LIMIT_RETRIES and _retry_after(response) is not None:
-                    response.read()
+                    response.read()  # a refusal's few bytes, so the connection can be reused
                     if _waited_out(response):
                         continue
                 yield response
                 return
-            finally:
-                opened.__exit__(None, None, None)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with self._reached():
