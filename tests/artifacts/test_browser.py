@@ -3,6 +3,8 @@ dataset and a model trained on it, pushed through the API, then browsed as a per
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -94,7 +96,8 @@ def _media_state(page, selector: str, expression: str, wanted: int) -> int:
     """Poll a media element's property until it reaches `wanted` (media load on their own;
     the page runs no script, the test's probe runs in Playwright's own world)."""
     value = -1
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         value = page.locator(selector).evaluate(expression)
         if value >= wanted:
             break

@@ -49,12 +49,15 @@ def serving(facility: Facility, port: int) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    deadline = time.monotonic() + 60
+    while True:
         try:
             if httpx.get(f"{url}/api/v1/health").status_code == 200:
                 break
         except httpx.ConnectError:
-            time.sleep(0.05)
+            pass
+        assert time.monotonic() < deadline, f"the facility on {url} did not start"
+        time.sleep(0.05)
     try:
         yield url
     finally:

@@ -43,7 +43,8 @@ def record_size(url: str) -> int:
 
 
 def wait_for_size(url: str, size: int) -> int:
-    for _ in range(400):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if (now := record_size(url)) >= size:
             return now
         time.sleep(0.05)
