@@ -112,6 +112,15 @@ class Glewlwyd:
         assert answer.status_code == 200, answer.text
         return username, password
 
+    def update_user(self, username: str, **fields: Any) -> None:
+        """Change a user's fields at the provider (their name, e-mail, ...), as its admin."""
+        with self.admin() as web:
+            user = web.get(f"/api/user/{username}")
+            assert user.status_code == 200, user.text
+            changed = {**user.json(), **fields}
+            answer = web.put(f"/api/user/{username}", json=changed)
+        assert answer.status_code == 200, answer.text
+
     def provider(
         self,
         client: Client,

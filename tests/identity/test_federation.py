@@ -23,6 +23,7 @@ from commonlab.identity.federation_models import (
 )
 from commonlab.identity.models import ApiToken, Person
 from commonlab.identity.schemas import InstitutionCreate, PersonCreate, PersonUpdate
+from commonlab.policy.principal import Role
 from tests.identity.people import operator_principal
 from tests.oidc_fixtures import Glewlwyd, oidc, query_of, sign_in_at_provider  # noqa: F401
 from tests.record.entries import last_entry
@@ -127,6 +128,66 @@ def test_the_first_sign_in_creates_the_person_and_the_second_finds_them(
     second = finish(facility, [uni_a], *trip(facility, oidc, client, uni_a))
     assert (second.person_id, second.created) == (first.person_id, False)
     assert counts(facility)[:2] == (before[0] + 1, before[1] + 1)  # a session token more only
+
+
+def test_a_new_name_and_e_mail_at_the_provider_reach_the_person_at_the_next_sign_in(
+    facility,
+    oidc,  # noqa: F811
+    client,
+    uni_a,
+):
+    user = oidc.add_user()
+    first = finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    oidc.update_user(user[0], name="Grace Hopper", email=f"{user[0]}@new.example")
+    finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    with facility.db.session() as db:
+        person = db.get(Person, first.person_id)
+        assert (person.name, person.email) == ("Grace Hopper", f"{user[0]}@new.example")
+    updated = last_entry(facility.db, "identity:person:updated")
+    assert updated["subject"] == f"person/{person.pseudonym}" and updated["data"]["changes"] == {}
+    assert "Grace" not in str(updated)  # private, as every name on the record is
+
+    # A name the person chose here stays theirs; the provider's e-mail still follows.
+    with facility.db.session() as db:
+        me = identity.authenticate_token_id(db, first.token_id)
+        identity.update_person(db, me, person.id, PersonUpdate(name="G. Hopper"))
+    oidc.update_user(user[0], name="Rear Admiral Hopper", email=f"{user[0]}@navy.example")
+    finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    with facility.db.session() as db:
+        person = db.get(Person, first.person_id)
+        assert (person.name, person.email) == ("G. Hopper", f"{user[0]}@navy.example")
+
+
+def test_a_provider_change_waits_while_an_operator_owns_the_name_or_another_has_the_e_mail(
+    facility,
+    oidc,  # noqa: F811
+    client,
+    uni_a,
+    operator,
+):
+    user = oidc.add_user()
+    first = finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    with facility.db.session() as db:
+        identity.grant_role(db, operator, first.person_id, Role.DELEGATE)
+        identity.create_person(
+            db, operator, PersonCreate(name="Someone Else", email="taken@else.example")
+        )
+        before = db.get(Person, first.person_id)
+        name, email = before.name, before.email
+    oidc.update_user(user[0], name="Renamed At Home", email="taken@else.example")
+    finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    with facility.db.session() as db:
+        person = db.get(Person, first.person_id)
+        # A delegate's name is on the record: an operator changes it, not a provider.
+        assert (person.name, person.email) == (name, email)
+    # Once neither holds, the next sign-in brings both.
+    with facility.db.session() as db:
+        identity.revoke_role(db, operator, first.person_id, Role.DELEGATE)
+    oidc.update_user(user[0], email=f"{user[0]}@free.example")
+    finish(facility, [uni_a], *trip(facility, oidc, client, uni_a, user=user))
+    with facility.db.session() as db:
+        person = db.get(Person, first.person_id)
+        assert (person.name, person.email) == ("Renamed At Home", f"{user[0]}@free.example")
 
 
 def test_a_person_is_never_matched_by_e_mail(facility, oidc, client, uni_a, operator):  # noqa: F811

@@ -20,6 +20,8 @@ Rules:
   through an operator's rule (AffiliationMapping); an affiliation no rule maps waits for an
   operator (PendingAffiliation) and the person has no institution meanwhile;
 - a person deactivated at the facility cannot sign in, whatever the provider says;
+- a person's name and e-mail follow what the provider says at each sign-in, unless the
+  person changed them here (`_follow_claims`); nothing else does;
 - every change of a person's access is on the record: a person created, an identity linked,
   an institution set, the session token issued.
 
@@ -64,6 +66,7 @@ from commonlab.identity.schemas import TokenCreate
 from commonlab.identity.service import (
     _add_token,
     _institution_resource,
+    _managed_changes,
     _new_pseudonym,
     _new_token,
     _private_fields,
@@ -343,6 +346,7 @@ def _sign_in(db: Session, provider: OidcProvider, claims: dict[str, Any], now: d
                     "this account is deactivated at the facility: an operator can reactivate "
                     "it; signing in elsewhere does not"
                 )
+            _follow_claims(db, provider, claims, identity, person)
         identity.last_sign_in_at = now
         pending = _place(db, provider, claims, person, now)
         token_id = _session_token(db, person, provider, now)
@@ -372,6 +376,56 @@ def _link(
         if identity is None:
             _add_identity(db, provider, claims, person, actor=actor, now=now)
     return Outcome(person.id, provider.name, False, True, None, None)
+
+
+def _follow_claims(
+    db: Session,
+    provider: OidcProvider,
+    claims: dict[str, Any],
+    identity: FederatedIdentity,
+    person: Person,
+) -> None:
+    """Bring the person's name and e-mail to what the provider says now, where it says
+    something new since its last sign-in and the person kept the provider's value here: a
+    researcher keeps them at their institution. A value the person changed here stays theirs.
+    A change waits (and is tried again at the next sign-in) while the name of a person in a
+    public role is an operator's to change, or another person here has the e-mail."""
+    said = {
+        "name": _claim_text(claims, provider.name_claim, 200),
+        "email": _claim_text(claims, provider.email_claim, 320),
+    }
+    last = {"name": identity.claimed_name, "email": identity.claimed_email}
+    changes: dict[str, str] = {}
+    for field, value in said.items():
+        if value is None or value == last[field]:
+            continue
+        if last[field] is not None and getattr(person, field) == last[field]:
+            if _must_wait(db, person, field, value):
+                continue
+            changes[field] = value
+        setattr(identity, f"claimed_{field}", value)
+    if not changes:
+        return
+    for field, value in changes.items():
+        setattr(person, field, value)
+    record.append(
+        db,
+        IdentityEvent.PersonUpdated,
+        actor=SYSTEM,
+        subject=f"person/{person.pseudonym}",
+        data={"changes": {}},
+        private=changes,
+    )
+
+
+def _must_wait(db: Session, person: Person, field: str, value: str) -> bool:
+    """Whether a provider's new value for `field` must wait rather than be applied now."""
+    if field == "name":
+        return "name" in _managed_changes(person, {"name": value})
+    if "@" not in value:
+        return True  # not an address: nothing to follow
+    taken = select(Person.id).where(Person.email == value, Person.id != person.id)
+    return db.scalar(taken) is not None
 
 
 def _prove_orcid(db: Session, person: Person, orcid: str, actor: Principal) -> None:
@@ -450,6 +504,8 @@ def _add_identity(
         issuer=provider.issuer,
         subject=claims["sub"],
         created_at=now,
+        claimed_name=_claim_text(claims, provider.name_claim, 200),
+        claimed_email=_claim_text(claims, provider.email_claim, 320),
     )
     db.add(identity)
     db.flush()

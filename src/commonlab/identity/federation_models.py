@@ -29,6 +29,11 @@ class FederatedIdentity(Base):
     subject: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the provider last said of the person's name and e-mail (None: nothing usable, or
+    # a link made before the facility kept it): a later sign-in that says otherwise updates
+    # the person, unless the person changed the field here since.
+    claimed_name: Mapped[str | None] = mapped_column(String(200))
+    claimed_email: Mapped[str | None] = mapped_column(String(320))
 
 
 class AffiliationMapping(Base):
