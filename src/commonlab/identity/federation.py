@@ -404,18 +404,8 @@ def _follow_claims(
                 continue
             changes[field] = value
         setattr(identity, f"claimed_{field}", value)
-    if not changes:
-        return
-    for field, value in changes.items():
-        setattr(person, field, value)
-    record.append(
-        db,
-        IdentityEvent.PersonUpdated,
-        actor=SYSTEM,
-        subject=f"person/{person.pseudonym}",
-        data={"changes": {}},
-        private=changes,
-    )
+    if changes:
+        _update_privately(db, person, changes, SYSTEM)
 
 
 def _must_wait(db: Session, person: Person, field: str, value: str) -> bool:
@@ -437,14 +427,23 @@ def _prove_orcid(db: Session, person: Person, orcid: str, actor: Principal) -> N
     clash = db.scalar(select(Person.id).where(Person.orcid == orcid, Person.id != person.id))
     if clash is not None:
         raise Conflict("this ORCID iD belongs to another person here: ask an operator")
-    person.orcid = orcid
+    _update_privately(db, person, {"orcid": orcid}, actor)
+
+
+def _update_privately(
+    db: Session, person: Person, changes: dict[str, str], actor: Principal
+) -> None:
+    """Set fields of a person the record keeps private (name, e-mail, ORCID iD), on the
+    record with their values private."""
+    for field, value in changes.items():
+        setattr(person, field, value)
     record.append(
         db,
         IdentityEvent.PersonUpdated,
         actor=actor,
         subject=f"person/{person.pseudonym}",
         data={"changes": {}},
-        private={"orcid": orcid},
+        private=changes,
     )
 
 
