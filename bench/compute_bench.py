@@ -3,6 +3,7 @@
     python bench/compute_bench.py admission [--db URL] [--seconds S] [--clients C]
     python bench/compute_bench.py latency   [--runs N] [--slurm]
     python bench/compute_bench.py fleet     [--db URL]
+    python bench/compute_bench.py queue     [--db URL] [--jobs N]
 
 `admission` serves a facility with uvicorn over real HTTP and has C clients submit jobs for
 S seconds (the job controller is left stopped, so admitted jobs wait as on a full cluster and
@@ -12,6 +13,10 @@ without HTTP).
 
 `fleet` applies examples/fleet-100k.toml (100,384 accelerators, 12,548 nodes) and times the
 fleet API and portal page beside the same reads of the one-partition local fleet.
+
+`queue` queues N jobs for the 4 slots of the local fleet and times what one job-controller
+tick reads of them (every submission wakes a tick): the whole queue, as before, beside the
+free slots plus `HANDOVER_LOOKAHEAD`, as now, in the same run.
 
 `latency` measures submit-to-running: the time from a job's submission until its command
 starts (the command prints the clock). Through commonlab on the local executor beside a bare
@@ -39,11 +44,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.compute.helpers import Project, award_project
+from tests.compute.helpers import Project, award_project, service_lab
 from tests.helpers import auth
 
 from commonlab.app import create_app
 from commonlab.compute import service as compute
+from commonlab.compute.job_controller import HANDOVER_LOOKAHEAD
 from commonlab.compute.schemas import JobCreate
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
@@ -315,6 +321,37 @@ def bench_fleet(db_url: str | None) -> None:
     print(f"  GET /fleet (page)  median {small[1]:6.1f} ms (local)  {big[1]:6.1f} ms (100k)")
 
 
+def bench_queue(db_url: str | None, jobs: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        facility = open_facility(Settings(home=Path(home), database_url=db_url or ""))
+        with service_lab(facility) as lab:
+            spec = JobCreate(
+                project="proj-1",
+                command="true",
+                accelerator="cpu",
+                accelerators=1,
+                time_limit_minutes=1,
+            )
+            for _ in range(jobs):
+                compute.submit_job(lab.db, lab.pi, spec, executor="local")
+            with facility.db.session() as db:
+                compute.enqueue_admitted(db)
+            print(f"{jobs:,} jobs waiting for 4 local slots, {facility.db.engine.dialect.name}")
+            for label, limit in (
+                ("the whole queue (before)", None),
+                (f"4 free + {HANDOVER_LOOKAHEAD} (now)", 4 + HANDOVER_LOOKAHEAD),
+            ):
+                times = []
+                for _ in range(20):
+                    with facility.db.session() as db:
+                        began = time.perf_counter()
+                        rows = compute.waiting_for_handover(db, "local", limit=limit)
+                        times.append(time.perf_counter() - began)
+                median = statistics.median(times) * 1000
+                print(f"  a tick reads {label:26s} {len(rows):6,} jobs  median {median:7.2f} ms")
+        facility.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -327,11 +364,16 @@ def main(argv: list[str] | None = None) -> None:
     latency.add_argument("--slurm", action="store_true")
     fleet = sub.add_parser("fleet")
     fleet.add_argument("--db", default=None, help="database URL (default: SQLite)")
+    queue = sub.add_parser("queue")
+    queue.add_argument("--db", default=None, help="database URL (default: SQLite)")
+    queue.add_argument("--jobs", type=int, default=3000)
     args = parser.parse_args(argv)
     if args.what == "admission":
         bench_admission(args.db, args.seconds, args.clients)
     elif args.what == "fleet":
         bench_fleet(args.db)
+    elif args.what == "queue":
+        bench_queue(args.db, args.jobs)
     else:
         bench_latency(args.runs, args.slurm)
 

@@ -13,7 +13,7 @@ import pytest
 from commonlab.compute import service
 from commonlab.compute.executors.base import Observed
 from commonlab.compute.executors.fake import FakeExecutor
-from commonlab.compute.job_controller import JobController
+from commonlab.compute.job_controller import HANDOVER_LOOKAHEAD, JobController
 from commonlab.compute.models import Job
 from commonlab.compute.rules import JobState
 from commonlab.compute.schemas import JobCreate
@@ -106,6 +106,32 @@ def test_the_local_slots_are_shared_first_come_first_served(
     controller.tick()
     controller.tick()
     assert [h.job_id for h in fake.handoffs.values()] == [first.id, second.id]
+
+
+def test_a_tick_reads_only_the_waiting_jobs_that_could_start(
+    lab: Lab, fake: FakeExecutor, controller: JobController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a few slots and a long queue (every submission wakes a tick), a tick reads the
+    free slots' worth of the oldest waiting jobs and a few more, not the whole queue; the
+    rest start, in order, as slots free up."""
+    jobs = [submit(lab) for _ in range(HANDOVER_LOOKAHEAD + 12)]
+    read = []
+    real = service.waiting_for_handover
+
+    def counted(db, executor, *, limit=None):
+        found = real(db, executor, limit=limit)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(service, "waiting_for_handover", counted)
+    controller.tick()
+    assert read == [4 + HANDOVER_LOOKAHEAD]  # 4 slots free, of 44 waiting
+    assert [h.job_id for h in fake.handoffs.values()] == [j.id for j in jobs[:4]]
+    for job in jobs[:4]:
+        fake.report(job.id, Observed(state=JobState.SUCCEEDED, exit_code=0, elapsed_seconds=1))
+    controller.tick()  # sees them end
+    controller.tick()
+    assert [h.job_id for h in fake.handoffs.values()] == [j.id for j in jobs[:8]]
 
 
 def test_a_job_the_executor_refuses_ends_refused_and_releases_its_hours(

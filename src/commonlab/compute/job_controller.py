@@ -41,6 +41,10 @@ __all__ = ["JobController"]
 
 log = logging.getLogger("commonlab.compute")
 
+# Waiting jobs a tick reads beyond the free slots, for those it skips (a cancel requested):
+# the rest wait for the next tick.
+HANDOVER_LOOKAHEAD = 32
+
 
 class JobController:
     def __init__(
@@ -123,7 +127,14 @@ class JobController:
 
     def _hand_over(self, db: Session) -> int:
         free = self._free_slots(db)
-        waiting = service.waiting_for_handover(db, self.executor.name)
+        # On an executor of few slots the queue can hold thousands, and every submission
+        # wakes a tick: read only the jobs that could start now, and a few a cancel skips.
+        # (With run-as users, a project whose users are all busy skips its jobs: all are read,
+        # so that another project's job behind them is not held back.)
+        limit = None
+        if free is not None and not self.executor.run_as_users:
+            limit = max(free, 0) + HANDOVER_LOOKAHEAD
+        waiting = service.waiting_for_handover(db, self.executor.name, limit=limit)
         held = self._run_as_held(db) if self.executor.run_as_users else None
         changed = 0
         for job in waiting:

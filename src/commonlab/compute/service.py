@@ -1022,8 +1022,9 @@ def cpus_handed_over(db: Session, executor: str) -> int:
     return int(used or 0)
 
 
-def waiting_for_handover(db: Session, executor: str) -> list[Job]:
-    """Queued jobs of this executor that it does not have yet, oldest first."""
+def waiting_for_handover(db: Session, executor: str, *, limit: int | None = None) -> list[Job]:
+    """Queued jobs of this executor that it does not have yet, oldest first (the first
+    `limit` of them: the job controller asks for no more than it can start)."""
     with db.begin():
         return list(
             db.scalars(
@@ -1034,6 +1035,7 @@ def waiting_for_handover(db: Session, executor: str) -> list[Job]:
                     Job.executor == executor,
                 )
                 .order_by(Job.id)
+                .limit(limit)
             )
         )
 
