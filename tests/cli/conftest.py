@@ -5,19 +5,23 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.orm import Session
 
 from commonlab.app import create_app
 from commonlab.config import Settings
 from commonlab.facility import Facility, open_facility
 from commonlab.identity.service import bootstrap_operator
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,17 +69,33 @@ def serving(facility: Facility, port: int) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+@contextmanager
+def a_new_facility_served(
+    home: Path, prepare: Callable[[Session], T] = lambda _db: None
+) -> Iterator[tuple[Served, T]]:
+    """A new facility with its first operator, served until the block ends, and what `prepare`
+    returned. `prepare` (seeding the demo, say) runs before the facility is served, as
+    `commonlab up` runs it: once served, the facility's own threads write too, and a test's
+    writes would queue behind them for SQLite's lock."""
     port = free_port()
-    settings = Settings(home=tmp_path / "home", port=port, sequencer_interval_ms=5)
+    settings = Settings(home=home, port=port, sequencer_interval_ms=5)
     facility = open_facility(settings)
     with facility.db.session() as session:
         token = bootstrap_operator(session)
     assert token
-    with serving(facility, port) as url:
-        yield Served(url=url, token=token, facility=facility, settings=settings)
-    facility.close()
+    with facility.db.session() as session:
+        prepared = prepare(session)
+    try:
+        with serving(facility, port) as url:
+            yield Served(url=url, token=token, facility=facility, settings=settings), prepared
+    finally:
+        facility.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    with a_new_facility_served(tmp_path / "home") as (served, _):
+        yield served
 
 
 @pytest.fixture(autouse=True)

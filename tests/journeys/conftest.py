@@ -3,7 +3,9 @@ port (`commonlab up --demo` as a newcomer starts it): the CLI and the portal ove
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from commonlab.identity import service as identity
 from commonlab.identity.models import Person
 from commonlab.identity.schemas import TokenCreate
 from commonlab.policy.principal import SYSTEM, Scope
-from tests.cli.conftest import Served, cli_config, served  # noqa: F401  (fixtures)
+from tests.cli.conftest import Served, a_new_facility_served, cli_config, served  # noqa: F401  (fixtures)
 
 
 @dataclass
@@ -41,9 +43,8 @@ class Demo:
 
 
 @pytest.fixture
-def demo(served: Served) -> Demo:  # noqa: F811
-    """`commonlab up --demo`: the seeded facility, served."""
-    with served.facility.db.session() as session:
-        pi_token = seed_demo(session)
-    assert pi_token is not None
-    return Demo(served=served, pi_token=pi_token)
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """`commonlab up --demo`: the facility seeded, then served."""
+    with a_new_facility_served(tmp_path / "home", seed_demo) as (served, pi_token):  # noqa: F811
+        assert pi_token is not None
+        yield Demo(served=served, pi_token=pi_token)
