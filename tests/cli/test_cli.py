@@ -48,6 +48,29 @@ def test_login_saves_a_private_config_and_later_commands_use_it(capsys, served, 
     assert "Facility operator" in out
 
 
+def test_a_saved_login_it_cannot_read_is_one_line_and_not_read_when_the_environment_says_all(
+    capsys, served, cli_config, monkeypatch
+):
+    unreadable = {
+        "Is a directory": cli_config.mkdir,
+        "not UTF-8": lambda: cli_config.write_bytes(b"\xff"),
+    }
+    for reason, make in unreadable.items():
+        make()
+        code, _, err = run(capsys, "whoami")
+        assert code == 1 and err.count("\n") == 1
+        assert f"cannot read the saved login {cli_config} ({reason}" in err
+        # A job's case: its URL and token in the environment, its home not its own to read.
+        monkeypatch.setenv("COMMONLAB_URL", served.url)
+        monkeypatch.setenv("COMMONLAB_TOKEN", served.token)
+        code, out, _ = run(capsys, "whoami")
+        assert code == 0 and "Facility operator" in out
+        monkeypatch.delenv("COMMONLAB_URL")
+        monkeypatch.delenv("COMMONLAB_TOKEN")
+        if cli_config.is_dir():
+            cli_config.rmdir()
+
+
 def test_admin_commands_walk_identity(capsys, served, monkeypatch):
     monkeypatch.setenv("COMMONLAB_URL", served.url)
     monkeypatch.setenv("COMMONLAB_TOKEN", served.token)

@@ -500,6 +500,21 @@ def test_start_up_says_how_jobs_are_isolated(tmp_path):
         closed = closed_to_jobs()
         assert (f"{closed} is closed to other users" in _isolation_line(plain)) == bool(closed)
         plain.close()
+        # ...and its own folder: a job is given its HOME by its path.
+        shut = tmp_path / "shut"
+        shut.mkdir(mode=0o700)
+        closed_home = open_facility(Settings(home=shut / "uid", sandbox="uid"))
+        line = _isolation_line(closed_home)
+        closed_home.close()
+        assert "is closed to other users, so a job can't reach its folder by its path" in line
+        open_to_pass = Path(tempfile.mkdtemp(dir="/tmp"))
+        try:
+            open_to_pass.chmod(0o711)
+            reachable = open_facility(Settings(home=open_to_pass / "uid", sandbox="uid"))
+            assert "can't reach its folder" not in _isolation_line(reachable)
+            reachable.close()
+        finally:
+            shutil.rmtree(open_to_pass)
     hpc = open_facility(Settings(home=tmp_path / "hpc", executor="slurm"))
     line = _isolation_line(hpc)
     hpc.close()

@@ -62,10 +62,18 @@ def config_path() -> Path:
 
 def _read_saved() -> dict[str, Any]:
     path = config_path()
-    if not path.exists():
-        return {}
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CliError(
+            f"cannot read the saved login {path} ({reason}): fix it, delete it, or give "
+            "COMMONLAB_URL and COMMONLAB_TOKEN"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CliError(f"{path} is not valid TOML ({exc}): fix or delete it") from None
 
@@ -79,11 +87,15 @@ def load_saved_login() -> Login | None:
 
 
 def load_login(*, url: str | None = None, token: str | None = None) -> Login:
-    """Flags win over COMMONLAB_URL / COMMONLAB_TOKEN, which win over the saved login."""
-    saved = _read_saved()
-    url = url or os.environ.get("COMMONLAB_URL") or saved.get("url") or DEFAULT_URL
+    """Flags win over COMMONLAB_URL / COMMONLAB_TOKEN, which win over the saved login (not
+    read when they give both: a job's home may hold none, or one it cannot read)."""
+    url = url or os.environ.get("COMMONLAB_URL")
     if token is None:
         token = os.environ.get("COMMONLAB_TOKEN")
+    if url and token is not None:
+        return Login(url=url.rstrip("/"), token=token or None)
+    saved = _read_saved()
+    url = url or saved.get("url") or DEFAULT_URL
     if token is None and saved.get("url", "").rstrip("/") == url.rstrip("/"):
         token = saved.get("token")
     return Login(url=url.rstrip("/"), token=token or None)

@@ -240,6 +240,11 @@ def _describe_isolation(settings: Settings, isolation: Isolation) -> tuple[str, 
     line = f"local jobs: {isolation.describe()}"
     if isolation is Isolation.UID and (closed := closed_to_jobs()):
         line += f"; {closed} is closed to other users, so a job can't run this `commonlab`"
+    if isolation is Isolation.UID and (closed := closed_to_jobs((settings.jobs_path,))):
+        line += (
+            f"; {closed} is closed to other users, so a job can't reach its folder by its "
+            "path (its HOME): let others pass it (chmod o+x) or keep the home elsewhere"
+        )
     if isolation.isolates:
         return line, False
     if os.geteuid() == 0:

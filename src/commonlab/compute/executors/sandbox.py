@@ -242,11 +242,12 @@ def _python_roots() -> tuple[Path, ...]:
     return tuple(p for p in roots if not any(p != q and p.is_relative_to(q) for q in roots))
 
 
-def closed_to_jobs() -> Path | None:
-    """In `uid` mode nothing is mounted for a job: the first folder on the way to this
-    Python or its `commonlab` that other users can't pass (a venv made from a Python under
-    /root), or None. Said at start, since a job calling `commonlab` would then fail."""
-    for root in _python_roots():
+def closed_to_jobs(paths: tuple[Path, ...] | None = None) -> Path | None:
+    """In `uid` mode nothing is mounted for a job: the first folder on the way to one of
+    `paths` (default: this Python and its `commonlab`) that other users can't pass (a venv
+    made from a Python under /root, a facility home under a 0700 folder), or None. Said at
+    start, since a job calling `commonlab`, or reaching its folder by its path, would fail."""
+    for root in _python_roots() if paths is None else paths:
         for folder in (*reversed(root.parents), root):
             if not folder.stat().st_mode & 0o001:
                 return folder
