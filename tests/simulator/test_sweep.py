@@ -11,7 +11,7 @@ import pytest
 
 from commonlab.cli.main import main
 from commonlab.errors import InvalidInput
-from commonlab.simulator.sweep import markdown, sweep
+from commonlab.simulator.sweep import across_seeds, markdown, sweep
 from commonlab.simulator.targets import MET, NOT_MET, NOT_TESTED, PolicyFigures, check_targets
 
 TOLERANCE = 0.02
@@ -154,7 +154,7 @@ def test_the_quick_sweep_runs_a_regime_end_to_end_and_writes_its_tables(
     assert entry["policies"]["commonlab"]["mean_wait_h"] > 1
     verdict = {t["name"]: t["verdict"] for t in entry["targets"]}
     assert verdict["weekly deviation no worse than the best of fifo/multifactor/drf"] != NOT_TESTED
-    assert "| overload-long | commonlab |" in (out / "sweep.md").read_text()
+    assert "| overload-long | 0 | commonlab |" in (out / "sweep.md").read_text()
 
 
 def test_the_same_seed_gives_the_same_sweep_and_json_goes_to_stdout_alone(
@@ -183,8 +183,63 @@ def test_markdown_marks_a_regime_where_no_pool_waited():
         ]
     }
     text = markdown(report)
-    assert "| r | fifo | - (no pool waited) | 95.00% | 10.00 / 50.0 h | 0 |" in text
-    assert "| r | not tested (why) |" in text
+    assert "| r | 0 | fifo | - (no pool waited) | 95.00% | 10.00 / 50.0 h | 0 |" in text
+    assert "| r | 0 | not tested (why) |" in text
+
+
+def draw(seed: int, deviation: float, utilisation: float, verdict: str, waited: int = 10):
+    """One regime's entry as `regime_report` gives it, for one seed, commonlab alone."""
+    figures = {**EVEN.__dict__, "weekly_deviation": deviation, "utilisation": utilisation,
+               "pool_weeks_waited": waited}  # fmt: skip
+    return {
+        "regime": "r",
+        "seed": seed,
+        "policies": {"commonlab": figures},
+        "targets": [{"name": "t", "verdict": verdict, "detail": "why"}],
+    }
+
+
+def test_across_seeds_gives_each_figures_median_and_range_and_which_draws_held_a_target():
+    draws = [
+        draw(0, 0.012, 0.96, MET),
+        draw(1, 0.030, 0.95, NOT_MET),
+        draw(2, 0.015, 0.97, MET),
+        # No pool waited: its deviation measured nothing and counts in no spread.
+        draw(3, 0.0, 0.90, NOT_TESTED, waited=0),
+    ]
+    (entry,) = across_seeds(draws)
+    assert entry["seeds"] == [0, 1, 2, 3]
+    spread = entry["policies"]["commonlab"]
+    assert spread["weekly_deviation"] == {"median": 0.015, "min": 0.012, "max": 0.030}
+    assert spread["utilisation"] == {"median": 0.955, "min": 0.90, "max": 0.97}
+    assert entry["targets"] == [
+        {"name": "t", "seeds": {MET: [0, 2], NOT_MET: [1], NOT_TESTED: [3]}}
+    ]
+    text = markdown({"regimes": draws, "across_seeds": [entry]})
+    assert "| r | commonlab | 1.50 pt (1.20 to 3.00) | 95.50% (90.00 to 97.00) |" in text
+    assert "| r | met in 2 of 4 (NOT met: seed 1) (not tested: seed 3) |" in text
+    # Every draw's own figures follow.
+    assert "| r | 1 | commonlab | 3.00 pt | 95.00% |" in text
+
+
+def test_several_seeds_draw_each_regime_again_and_a_repeated_seed_is_refused(capsys):
+    argv = ["simulate-sweep", "--quick", "--regime", "steady-0.7", "--policy", "fifo"]
+    main([*argv, "--seed", "3", "--seeds", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["seeds"] == [3, 4]
+    assert [e["seed"] for e in report["regimes"]] == [3, 4]
+    # Two draws, two workloads.
+    assert report["regimes"][0]["jobs"] != report["regimes"][1]["jobs"]
+    (entry,) = report["across_seeds"]
+    assert entry["regime"] == "steady-0.7" and entry["seeds"] == [3, 4]
+    main([*argv, "--seeds", "2"])
+    printed = capsys.readouterr().out
+    assert "seeds 0 to 1" in printed and "over the draws" in printed
+    with pytest.raises(InvalidInput, match="different seeds"):
+        sweep(["steady-0.7"], ["fifo"], quick=True, seeds=[1, 1])
+    with pytest.raises(SystemExit):
+        main([*argv, "--seeds", "0"])
+    assert "--seeds" in capsys.readouterr().err
 
 
 def test_unknown_policies_and_regimes_are_refused_before_anything_runs(capsys):

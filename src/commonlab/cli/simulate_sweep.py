@@ -35,6 +35,15 @@ def simulate_sweep(
         typer.Option(help="a sixteenth of each fleet over 1.5 weeks: seconds, for tests and CI"),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, help="the generator's seed")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="draw each regime this many times, seeds --seed, --seed + 1, ...: each "
+            "figure's median and range, and in how many draws each target held",
+        ),
+    ] = 1,
     largest_gang: Annotated[
         int | None,
         typer.Option(min=1, help="replace each regime's largest gang (to see what gangs do)"),
@@ -60,7 +69,7 @@ def simulate_sweep(
             regime or (),
             policy or POLICIES,
             quick=quick,
-            seed=seed,
+            seeds=range(seed, seed + seeds),
             largest_gang=largest_gang,
             progress=progress,
         )
@@ -115,8 +124,11 @@ def _progress() -> Iterator[Callable[[str, str, int, int], None]]:
 
 
 def _print(report: dict[str, Any]) -> None:
+    if report["across_seeds"]:
+        _print_spread(report)
+        return
     figures = Table(
-        title=f"Sweep ({report['size']} size, seed {report['seed']}"
+        title=f"Sweep ({report['size']} size, {_seeds(report['seeds'])}"
         + (f", gangs up to {report['largest_gang']}" if report["largest_gang"] else "")
         + f"): {report['regulation']}",
         title_justify="left",
@@ -154,6 +166,52 @@ def _print(report: dict[str, Any]) -> None:
                 t["name"],
                 f"[{style}]{t['verdict']}[/{style}]",
                 t["detail"],
+            )
+        targets.add_section()
+    console.print(targets)
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]} to {seeds[-1]}"
+
+
+def _print_spread(report: dict[str, Any]) -> None:
+    """Several draws of each regime: each figure's median and range, and in how many draws
+    each target held (every draw's figures are in --json and --out)."""
+    from commonlab.simulator.sweep import SPREAD_FIGURES, seeds_cell, spread_cell
+
+    figures = Table(
+        title=f"Sweep ({report['size']} size, {_seeds(report['seeds'])}"
+        + (f", gangs up to {report['largest_gang']}" if report["largest_gang"] else "")
+        + f"): median (range) over the draws; {report['regulation']}",
+        title_justify="left",
+    )
+    for column in ("regime", "policy", "weekly dev.", "utilisation", "mean JCT"):
+        figures.add_column(column, justify="left" if column in ("regime", "policy") else "right")
+    for entry in report["across_seeds"]:
+        for i, (name, spread) in enumerate(entry["policies"].items()):
+            deviation, utilisation, jct = (spread[f] for f in SPREAD_FIGURES)
+            figures.add_row(
+                entry["regime"] if i == 0 else "",
+                name,
+                spread_cell(deviation, " pt", scale=100),
+                spread_cell(utilisation, "%", scale=100),
+                spread_cell(jct, " h"),
+            )
+        figures.add_section()
+    console.print(figures)
+    targets = Table(title="commonlab's targets per regime, over the draws", title_justify="left")
+    for column in ("regime", "target", "draws"):
+        targets.add_column(column, overflow="fold")
+    for entry in report["across_seeds"]:
+        for i, t in enumerate(entry["targets"]):
+            drawn = len(entry["seeds"])
+            met = len(t["seeds"]["met"])
+            style = "green" if met == drawn else "red" if met == 0 else "yellow"
+            targets.add_row(
+                entry["regime"] if i == 0 else "",
+                t["name"],
+                f"[{style}]{seeds_cell(t['seeds'], drawn)}[/{style}]",
             )
         targets.add_section()
     console.print(targets)
