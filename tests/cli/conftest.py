@@ -105,6 +105,7 @@ def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COMMONLAB_CLI_CONFIG", str(path))
     monkeypatch.delenv("COMMONLAB_URL", raising=False)
     monkeypatch.delenv("COMMONLAB_TOKEN", raising=False)
-    # Wide enough that Rich does not wrap table cells the tests read.
-    monkeypatch.setenv("COLUMNS", "200")
+    # Wide enough that Rich wraps neither the table cells nor the lines the tests read (a line
+    # naming a pytest tmp folder runs past 200 characters).
+    monkeypatch.setenv("COLUMNS", "500")
     return path
