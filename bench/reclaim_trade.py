@@ -38,7 +38,7 @@ def main() -> None:
             # CommonlabPolicy() reads RECLAIM when it is made: the sweep makes it by name.
             policies.RECLAIM = VARIANTS[label] or ReclaimSettings(budget=0.0, caps=False)
             started = time.perf_counter()
-            report = sweep(args.regime or (), ["commonlab"], quick=True, seed=args.seed)
+            report = sweep(args.regime or (), ["commonlab"], quick=True, seeds=[args.seed])
             for regime in report["regimes"]:
                 f = regime["policies"]["commonlab"]
                 print(
