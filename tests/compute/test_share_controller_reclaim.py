@@ -219,3 +219,40 @@ def test_bad_input_is_named(kwargs: dict, message: str) -> None:
         plan_reclaim(**args)
     with pytest.raises(InvalidInput, match="budget"):
         ReclaimSettings(budget=2)
+
+
+def test_a_gang_larger_than_the_hourly_budget_goes_once_its_pool_has_had_its_turn() -> None:
+    # b runs one gang of 80 on a fleet of 100, b's fair split 20; a waits for 40. The budget
+    # is 25 an hour, so the gang is never within the rules; an hour of it beyond b's fair
+    # split is b's turn here.
+    settings = ReclaimSettings(budget=0.25, turn_s=3_600.0)
+    owed = 3_600.0 * 80  # accelerator-seconds b has received beyond its fair split
+
+    def plan(*, credit: float, preempted_last_hour: float = 0.0) -> list[object]:
+        return plan_reclaim(
+            capacity=100,
+            entitled={"a": 0.8, "b": 0.2},
+            running=runs("b", [80]),
+            waiting={"a": [10] * 4},
+            credit={"a": owed, "b": -credit},
+            preempted_last_hour=preempted_last_hour,
+            settings=settings,
+        ).preempt
+
+    assert plan(credit=owed) == ["b0"]
+    assert plan(credit=owed - 1) == []  # its turn is not over yet
+    assert plan(credit=owed, preempted_last_hour=5) == []  # not in an hour with others
+    # Within the budget the old rules hold: never below the pool's target.
+    assert (
+        plan_reclaim(
+            capacity=100,
+            entitled={"a": 0.8, "b": 0.2},
+            running=runs("b", [20]),
+            waiting={"a": [10] * 4},
+            credit={"a": owed, "b": -10 * owed},
+            settings=settings,
+        ).preempt
+        == []
+    )
+    with pytest.raises(InvalidInput, match="turn_s > 0"):
+        ReclaimSettings(turn_s=0)

@@ -157,7 +157,10 @@ class ReclaimSettings:
     pool waits (Slurm GrpTRES on the member-state account);
     preempt_above: preemption reclaims only for a pool short of its target by more than
     this fraction of what is delivered; smaller shortfalls wait for running jobs to end
-    under the caps (a preemption loses the work since the last checkpoint and a restart)."""
+    under the caps (a preemption loses the work since the last checkpoint and a restart);
+    turn_s: a run larger than the whole hourly budget may still be preempted, in an hour
+    when nothing else was, once its pool has received the run's size times this many
+    seconds beyond its fair split: large gangs take turns (`_turn_over`)."""
 
     budget: float = 0.05
     tolerance: float = 0.005
@@ -165,6 +168,7 @@ class ReclaimSettings:
     repay_s: float = 86_400.0
     repay_max: float = 0.5
     caps: bool = True
+    turn_s: float = 4 * 3_600.0
 
     def __post_init__(self) -> None:
         if not (
@@ -173,10 +177,11 @@ class ReclaimSettings:
             and self.repay_s > 0
             and 0 <= self.repay_max <= 1
             and 0 <= self.preempt_above < 1
+            and self.turn_s > 0
         ):
             raise InvalidInput(
                 "reclaim settings need 0 <= budget <= 1, 0 <= tolerance < 1, repay_s > 0, "
-                "0 <= repay_max <= 1 and 0 <= preempt_above < 1"
+                "0 <= repay_max <= 1, 0 <= preempt_above < 1 and turn_s > 0"
             )
 
 
@@ -245,7 +250,8 @@ def plan_reclaim(
     by more than `preempt_above`, is taken by preempting runs of pools above their targets,
     those that lose the least work first (the time since their last checkpoint; the newest
     among equals), never one that would leave its pool below its target, within the hourly
-    budget."""
+    budget; except a run larger than the whole budget whose pool has had its turn
+    (`_turn_over`)."""
     if capacity <= 0:
         raise InvalidInput(f"capacity must be a positive number of accelerators, not {capacity}")
     unknown = {r.pool for r in running} | set(waiting) | set(credit or {})
@@ -318,7 +324,8 @@ def plan_reclaim(
     for r in sorted(running, key=lambda r: (r.since_checkpoint, -r.started)):
         if need <= 0 or allowance <= 0:
             break
-        if r.accelerators > spare[r.pool] or r.accelerators > allowance:
+        within_rules = r.accelerators <= spare[r.pool] and r.accelerators <= allowance
+        if not within_rules and not _turn_over(r, capacity, credit, preempted_last_hour, settings):
             continue
         preempt.append(r.job)
         spare[r.pool] -= r.accelerators
@@ -326,6 +333,29 @@ def plan_reclaim(
         need -= r.accelerators
     return ReclaimPlan(
         caps=caps, preempt=preempt, reclaim_for=reclaim_for, targets=targets, under_served=under
+    )
+
+
+def _turn_over(
+    run: Running,
+    capacity: int,
+    credit: Mapping[str, float],
+    preempted_last_hour: float,
+    settings: ReclaimSettings,
+) -> bool:
+    """Whether a run too large for the rules may go all the same: one larger than the whole
+    hourly budget could never be preempted, and a pool holding one stays far above its
+    share for as long as it runs (a gang of 1,024 is 42% of a fleet of 2,416, more than any
+    state's entitlement). It may go in an hour when nothing else was preempted, once its
+    pool has received its size times `turn_s` beyond its fair split (the credit the
+    controller keeps): its turn is over. Even below its pool's target, since a gang larger
+    than the target cannot run within it at all. On llm-gangs, ten draws: the largest
+    weekly deviation's median 11.66 -> 8.39 points, utilisation 87.87 -> 86.77%
+    (docs/simulator.md)."""
+    return (
+        run.accelerators > settings.budget * capacity
+        and preempted_last_hour == 0
+        and -credit.get(run.pool, 0.0) >= run.accelerators * settings.turn_s
     )
 
 
