@@ -178,7 +178,7 @@ def _seeds(seeds: list[int]) -> str:
 def _print_spread(report: dict[str, Any]) -> None:
     """Several draws of each regime: each figure's median and range, and in how many draws
     each target held (every draw's figures are in --json and --out)."""
-    from commonlab.simulator.sweep import SPREAD_FIGURES, seeds_cell, spread_cell
+    from commonlab.simulator.sweep import seeds_cell, spread_cells  # loaded by the command
 
     figures = Table(
         title=f"Sweep ({report['size']} size, {_seeds(report['seeds'])}"
@@ -190,14 +190,7 @@ def _print_spread(report: dict[str, Any]) -> None:
         figures.add_column(column, justify="left" if column in ("regime", "policy") else "right")
     for entry in report["across_seeds"]:
         for i, (name, spread) in enumerate(entry["policies"].items()):
-            deviation, utilisation, jct = (spread[f] for f in SPREAD_FIGURES)
-            figures.add_row(
-                entry["regime"] if i == 0 else "",
-                name,
-                spread_cell(deviation, " pt", scale=100),
-                spread_cell(utilisation, "%", scale=100),
-                spread_cell(jct, " h"),
-            )
+            figures.add_row(entry["regime"] if i == 0 else "", name, *spread_cells(spread))
         figures.add_section()
     console.print(figures)
     targets = Table(title="commonlab's targets per regime, over the draws", title_justify="left")

@@ -40,6 +40,8 @@ __all__ = [
     "check_targets",
     "markdown",
     "regime_report",
+    "seeds_cell",
+    "spread_cells",
     "sweep",
 ]
 
@@ -157,16 +159,7 @@ def across_seeds(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         policies: dict[str, dict[str, dict[str, float] | None]] = {}
         for name in draws[0]["policies"]:
             runs = [d["policies"][name] for d in draws]
-            policies[name] = {
-                figure: _spread(
-                    [
-                        r[figure]
-                        for r in runs
-                        if figure != "weekly_deviation" or r["pool_weeks_waited"]
-                    ]
-                )
-                for figure in SPREAD_FIGURES
-            }
+            policies[name] = {figure: _spread(runs, figure) for figure in SPREAD_FIGURES}
         targets = []
         for i, target in enumerate(draws[0]["targets"]):
             seeds: dict[str, list[int]] = {MET: [], NOT_MET: [], NOT_TESTED: []}
@@ -184,7 +177,9 @@ def across_seeds(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def _spread(values: Sequence[float]) -> dict[str, float] | None:
+def _spread(runs: Sequence[Mapping[str, Any]], figure: str) -> dict[str, float] | None:
+    # A weekly deviation measured nothing in a draw where no pool waited.
+    values = [r[figure] for r in runs if figure != "weekly_deviation" or r["pool_weeks_waited"]]
     if not values:
         return None
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -222,12 +217,7 @@ def _spread_tables(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     for entry in summary:
         for name, spread in entry["policies"].items():
-            deviation, utilisation, jct = (spread[f] for f in SPREAD_FIGURES)
-            cells = (
-                spread_cell(deviation, " pt", scale=100),
-                spread_cell(utilisation, "%", scale=100),
-                spread_cell(jct, " h"),
-            )
+            cells = spread_cells(spread)
             lines.append(f"| {entry['regime']} | {name} | " + " | ".join(cells) + " |")
     names = [t["name"] for t in summary[0]["targets"]] if summary else []
     lines += ["", "| regime | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
@@ -235,6 +225,16 @@ def _spread_tables(summary: Sequence[Mapping[str, Any]]) -> list[str]:
         cells = [seeds_cell(t["seeds"], len(entry["seeds"])) for t in entry["targets"]]
         lines.append(f"| {entry['regime']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def spread_cells(spread: Mapping[str, Mapping[str, float] | None]) -> tuple[str, str, str]:
+    """One policy's weekly deviation, utilisation and mean JCT over the draws, as cells."""
+    deviation, utilisation, jct = (spread[f] for f in SPREAD_FIGURES)
+    return (
+        spread_cell(deviation, " pt", scale=100),
+        spread_cell(utilisation, "%", scale=100),
+        spread_cell(jct, " h"),
+    )
 
 
 def spread_cell(spread: Mapping[str, float] | None, unit: str, *, scale: float = 1) -> str:
