@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from commonlab.compute import workload_export
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job
 from commonlab.compute.workload_export import job_pool
 from commonlab.simulator.inputs import pool_of_member
 from commonlab.simulator.traces import load_trace
+from commonlab.simulator.whatif import own_jobs
 from tests.compute.helpers import award_project, finish_a_job
 from tests.helpers import auth, person_with_token, problem
 
@@ -39,9 +42,11 @@ def _delegate(client, operator, code: str = "DE") -> dict[str, str]:
     return auth(issued.json()["token"])
 
 
-def _contained_job(facility, allocation_id: int, project: str, *, hours_ago: float) -> int:
-    """A finished CL-3 job written as the job controller leaves one (the local partition is
-    certified for open work only, so none could run there)."""
+def _contained_job(
+    facility, allocation_id: int, project: str, *, hours_ago: float, level: int = 3
+) -> int:
+    """A finished CL-3 job (or of `level`) written as the job controller leaves one (the
+    local partition is certified for open work only, so no contained job could run there)."""
     ended = datetime.now(UTC) - timedelta(hours=hours_ago)
     with facility.db.session() as db, db.begin():
         job = Job(
@@ -58,7 +63,7 @@ def _contained_job(facility, allocation_id: int, project: str, *, hours_ago: flo
             memory_gb=1,
             nodes=1,
             time_limit_minutes=60,
-            level=3,
+            level=level,
             partition_id=1,
             executor="local",
             state="succeeded",
@@ -124,6 +129,58 @@ def test_the_export_holds_each_job_with_its_pool_and_loads_as_a_trace(
     assert row["started_at"] and row["ended_at"] and row["tenant"] == ours["tenant"]
 
 
+def test_every_form_streams_the_same_jobs_batch_by_batch(
+    client, app, operator, facility, monkeypatch
+):
+    # Batches of two: the jobs of three projects (two open, one contained) come in several,
+    # and each batch looks up the pools of allocations it has not seen yet.
+    monkeypatch.setattr(workload_export, "BATCH", 2)
+    waiting = award_project(client, operator)
+    levels = (1, 1, 3)
+    projects = [award_project(client, operator, found=False, level=lv) for lv in levels]
+    for i in range(7):
+        p = projects[i % 3]
+        _contained_job(facility, p.allocation_id, p.name, hours_ago=10 - i, level=levels[i % 3])
+    made = client.post(
+        "/api/v1/jobs",
+        json={"name": "waits", "project": waiting.name, "command": "true"}
+        | {"accelerator": "cpu", "accelerators": 1, "time_limit_minutes": 5},
+        headers=waiting.member_auth,
+    )
+    assert made.status_code == 201, made.text
+
+    answer = client.get("/api/v1/reports/workload", params={"format": "ndjson"}, headers=operator)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert list(lines[0]) == ["window"] and list(lines[-1]) == ["totals"]
+    rows = [line["job"] for line in lines[1:-1]]
+    assert lines[-1]["totals"] == {
+        "jobs": 8,
+        "replayable": 7,
+        "left_out": {"still waiting for a start: its runtime is not known yet": 1},
+    }
+    assert [r["submit"] for r in rows] == sorted(r["submit"] for r in rows)
+    tenants = [r["tenant"] for r in rows[:7]]
+    assert tenants[:3] == ["t1", "t2", "t3"] and tenants[3:6] == tenants[:3]
+
+    whole = client.get("/api/v1/reports/workload", params={"format": "json"}, headers=operator)
+    document = whole.json()
+    assert document["rows"] == rows
+    assert (document["from"], document["to"]) == (
+        lines[0]["window"]["from"],
+        lines[0]["window"]["to"],
+    )
+    assert {k: document[k] for k in ("jobs", "replayable", "left_out")} == lines[-1]["totals"]
+
+    text = client.get("/api/v1/reports/workload", headers=operator)
+    replayed = list(csv.DictReader(io.StringIO(text.text)))
+    assert [int(r["job_id"]) for r in replayed] == [r["job_id"] for r in rows[:7]]
+    assert (text.headers["x-workload-jobs"], text.headers["x-workload-replayable"]) == ("8", "7")
+    own = own_jobs(answer.text.splitlines())
+    assert (len(own.trace), own.jobs) == (7, 8)
+
+
 def test_a_job_not_yet_started_is_counted_but_not_replayed(client, app, operator):
     project = award_project(client, operator)
     delegate = _delegate(client, operator, "IT")
@@ -160,7 +217,7 @@ def test_only_those_who_attach_whatifs_read_the_workload(client, app, operator, 
     _, researcher = person_with_token(client, operator, "Rea Searcher", ["researcher"])
 
     for headers in (researcher, secret.pi_auth):
-        for fmt in ("csv", "json"):
+        for fmt in ("csv", "json", "ndjson"):
             refused = client.get(
                 "/api/v1/reports/workload", params={"format": fmt}, headers=headers
             )

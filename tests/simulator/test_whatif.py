@@ -63,20 +63,23 @@ def test_a_pool_the_proposal_closes_is_left_out_and_said_so() -> None:
 # The facility's own jobs -------------------------------------------------------------------
 
 
-def _export(rows: list[dict], *, jobs: int | None = None, left_out: dict | None = None) -> dict:
-    """What GET /api/v1/reports/workload?format=json answers, for `rows` (submit, runtime,
-    accelerators, tenant, pool; runtime None for a job that has not run)."""
-    return {
-        "from": "2026-09-06T00:00:00+00:00",
-        "to": "2026-12-07T00:00:00+00:00",
+def _export(
+    rows: list[dict], *, jobs: int | None = None, left_out: dict | None = None
+) -> list[str]:
+    """What GET /api/v1/reports/workload?format=ndjson answers, line by line, for `rows`
+    (submit, runtime, accelerators, tenant, pool; runtime None for a job that has not run)."""
+    window = {"from": "2026-09-06T00:00:00+00:00", "to": "2026-12-07T00:00:00+00:00"}
+    totals = {
         "jobs": len(rows) if jobs is None else jobs,
         "replayable": sum(r["runtime"] is not None for r in rows),
         "left_out": left_out or {},
-        "rows": [
-            {"job_id": i, "class": "H100", "wait": 0.0, "state": "succeeded", **row}
-            for i, row in enumerate(rows, start=1)
-        ],
     }
+    jobs_ = [
+        {"job_id": i, "class": "H100", "wait": 0.0, "state": "succeeded", **row}
+        for i, row in enumerate(rows, start=1)
+    ]
+    entries = [{"window": window}, *({"job": job} for job in jobs_), {"totals": totals}]
+    return [json.dumps(entry) for entry in entries]
 
 
 def _own_rows() -> list[dict]:
@@ -104,7 +107,7 @@ def _own_rows() -> list[dict]:
     return rows
 
 
-def _replayed(export: dict, **capacity: int) -> dict:
+def _replayed(export: list[str], **capacity: int) -> dict:
     in_force, proposed = _documents(**capacity)
     spec = fleet({"name": "p", "accelerator": "H100", "nodes": 2, "accelerators_per_node": 4})
     own = own_jobs(export)
@@ -116,7 +119,12 @@ def _replayed(export: dict, **capacity: int) -> dict:
         in_force={"title": "now", "sha256": "a" * 64, "version": 3},
         proposed={"title": "next", "sha256": "b" * 64},
         scale={"DE": "24"},
-        source={"kind": "facility", "from": export["from"], "to": export["to"], "jobs": 36},
+        source={
+            "kind": "facility",
+            "from": own.start.isoformat(),
+            "to": own.end.isoformat(),
+            "jobs": 36,
+        },
     )
 
 
@@ -195,12 +203,27 @@ def test_no_job_of_a_shared_pool_is_an_error_naming_what_to_pass() -> None:
 
 
 def test_an_export_this_client_cannot_read_is_one_line() -> None:
-    with pytest.raises(InvalidInput, match="not one this client reads"):
-        own_jobs({"from": "2026-09-06", "rows": []})
-    broken = _export(_own_rows())
-    broken["rows"][0]["pool"] = "open_calls"  # t1 now draws on two pools
+    whole = _export(_own_rows())
+    for unreadable in (
+        ['{"from": "2026-09-06", "rows": []}'],  # the whole-JSON form, not JSON lines
+        [whole[0], "not json", *whole[1:]],
+        [*whole, whole[1]],  # a job after the totals
+        [whole[0], '{"job": {"submit": 0}}', *whole[1:]],  # a job without its fields
+    ):
+        with pytest.raises(InvalidInput, match="not one this client reads"):
+            own_jobs(unreadable)
+    broken = [json.loads(line) for line in whole]
+    broken[1]["job"]["pool"] = "open_calls"  # t1 now draws on two pools
     with pytest.raises(InvalidInput, match="tenant t1 two pools"):
-        own_jobs(broken)
+        own_jobs([json.dumps(entry) for entry in broken])
+
+
+def test_an_export_cut_short_is_refused_not_replayed_in_part() -> None:
+    whole = _export(_own_rows())
+    for cut in ([], whole[:1], whole[:-1]):
+        with pytest.raises(InvalidInput, match="cut short"):
+            own_jobs(cut)
+    assert len(own_jobs(whole).trace) == len(_own_rows())
 
 
 def _own(ran: int, submitted: int) -> OwnJobs:

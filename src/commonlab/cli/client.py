@@ -150,6 +150,22 @@ class Client:
                 yield response
                 return
 
+    @contextmanager
+    def lines(self, path: str, **kwargs: Any) -> Iterator[Iterator[str]]:
+        """A GET whose answer is read a line at a time as it comes (JSON lines): a refusal
+        is one CliError as `request` raises, and so is a connection lost midway."""
+        with self.stream("GET", path, **kwargs) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise CliError(
+                    _problem_line(response), status=response.status_code, problem=_body(response)
+                )
+            yield self._lines_of(response)
+
+    def _lines_of(self, response: httpx.Response) -> Iterator[str]:
+        with self._reached():
+            yield from response.iter_lines()
+
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with self._reached():
             return self._http.request(method, path, **kwargs)

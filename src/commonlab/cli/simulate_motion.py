@@ -10,6 +10,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import httpx
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from commonlab.cli.client import Client, CliError, load_login
@@ -17,7 +19,9 @@ from commonlab.cli.render import console
 from commonlab.errors import from_validation
 
 if TYPE_CHECKING:
-    from commonlab.simulator.whatif import WorkloadChoice
+    from collections.abc import Iterator
+
+    from commonlab.simulator.whatif import OwnJobs, WorkloadChoice
 
 __all__ = ["simulate_motion"]
 
@@ -54,9 +58,7 @@ def simulate_motion(
     from commonlab.simulator.inputs import RegulationDocument
     from commonlab.simulator.traces import load_trace
     from commonlab.simulator.whatif import (
-        EXPORT,
         compare,
-        own_jobs,
         pick_workload,
         replay,
         summarise,
@@ -90,7 +92,7 @@ def simulate_motion(
     own = None
     if workload != "trace":
         days = {key: day.isoformat() for key, day in (window or {}).items()}
-        own = own_jobs(client.get(EXPORT, params={"format": "json", **days}))
+        own = _facility_jobs(client, days)
     kind, fallback = pick_workload(
         cast("WorkloadChoice", workload), own, [path.name for path in traces]
     )
@@ -230,3 +232,27 @@ def _print_comparison(motion: dict[str, Any], body: dict[str, Any]) -> None:
     for name, figures in before["figures"]["pools"].items():
         pools.add_row(name, cell(figures), cell(after["figures"]["pools"][name]))
     console.print(pools)
+
+
+def _facility_jobs(client: Client, days: dict[str, str]) -> OwnJobs:
+    """The facility's workload export, read a line at a time as it comes (a quarter can be
+    millions of jobs), with a count of the jobs read so far while it runs long."""
+    from commonlab.simulator.whatif import EXPORT, own_jobs
+
+    columns = (TextColumn("reading the facility's jobs"), TextColumn("{task.completed:,}"))
+    params = {"format": "ndjson", **days}
+    # A large window takes the database a while before its first line.
+    timeout = httpx.Timeout(30.0, read=300.0)
+    with (
+        client.lines(EXPORT, params=params, timeout=timeout) as lines,
+        Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar,
+    ):
+        task = bar.add_task("jobs", total=None)
+
+        def counted() -> Iterator[str]:
+            for read, line in enumerate(lines, start=1):
+                if read % 10_000 == 0:
+                    bar.update(task, completed=read)
+                yield line
+
+        return own_jobs(counted())

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from commonlab.bounded import Int64
@@ -315,6 +315,7 @@ def jobs_report(
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 def workload_report(
+    request: Request,
     db: DbSession,
     principal: CurrentPrincipal,
     start: Annotated[
@@ -323,20 +324,16 @@ def workload_report(
     end: Annotated[
         date | None, Query(description="the day after the last one (UTC); default: tomorrow")
     ] = None,
-    format: Annotated[Literal["json", "csv"], Query()] = "csv",
+    format: Annotated[Literal["csv", "json", "ndjson"], Query()] = "csv",
 ) -> Any:
-    export = workload_export.export_workload(db, principal, start=start, end=end)
-    summary = export.summary()
-    if format == "json":
-        # Plain values already: skip FastAPI's encoder, which a quarter's rows would slow.
-        rows = [workload_export.as_row(job, export) for job in export.jobs]
-        return JSONResponse({**summary, "rows": rows})
-    headers = {
-        "X-Workload-From": summary["from"],
-        "X-Workload-To": summary["to"],
-        "X-Workload-Jobs": str(summary["jobs"]),
-        "X-Workload-Replayable": str(summary["replayable"]),
-    }
-    return Response(
-        workload_export.to_csv(export), media_type="text/csv; charset=utf-8", headers=headers
-    )
+    export = workload_export.open_export(db, principal, start=start, end=end)
+    pieces, media_type = workload_export.FORMATS[format]
+    headers = {"X-Workload-From": export.start.isoformat(), "X-Workload-To": export.end.isoformat()}
+    if format == "csv":
+        # The CSV has no room for totals after its rows: they are counted before them.
+        with db.begin():
+            totals = workload_export.count(db, export)
+        headers["X-Workload-Jobs"] = str(totals.jobs)
+        headers["X-Workload-Replayable"] = str(totals.replayable)
+    body = workload_export.streamed(request.app.state.db, export, pieces)
+    return StreamingResponse(body, media_type=media_type, headers=headers)

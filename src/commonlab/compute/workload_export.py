@@ -8,14 +8,21 @@ facility's back is not the facility's work). Projects never appear by name: a te
 number given in order of first submission, and every job of contained work (CL-2 and above)
 shares one tenant per pool, so the export says no more of it than its pool and its times,
 which the record says in clear already.
+
+An export is streamed: its jobs are read a batch at a time and written as they are read, in
+each of its forms (CSV, one JSON object, or JSON lines), so a quarter of millions of jobs
+never sits whole in the facility's memory, nor, reading JSON lines, in the client's.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +33,7 @@ from commonlab.allocation import service as allocation_service
 from commonlab.compute.fleet_spec import FleetSpec
 from commonlab.compute.models import Job, Node, Partition, Site
 from commonlab.compute.rules import TERMINAL, JobState
-from commonlab.db import utcnow
+from commonlab.db import Database, utcnow
 from commonlab.errors import Conflict, InvalidInput, from_validation
 from commonlab.governance.service import active_codes
 from commonlab.policy import Action, Resource, authorize
@@ -34,16 +41,24 @@ from commonlab.policy.levels import Level
 from commonlab.policy.principal import Principal
 
 __all__ = [
+    "BATCH",
     "CSV_COLUMNS",
     "DEFAULT_DAYS",
+    "FORMATS",
     "MAX_DAYS",
+    "ExportWindow",
     "ExportedJob",
-    "WorkloadExport",
+    "Totals",
     "as_row",
-    "export_workload",
+    "count",
+    "csv_pieces",
+    "exported_jobs",
     "fleet_document",
     "job_pool",
-    "to_csv",
+    "json_pieces",
+    "ndjson_pieces",
+    "open_export",
+    "streamed",
 ]
 
 DEFAULT_DAYS = 92  # a quarter
@@ -57,6 +72,9 @@ CSV_EXTRA = ("state",)
 # The simulator's name for a member state's pool (`simulator.inputs.pool_of_member`).
 NATIONAL = "national:"
 NATIONAL_POOLS = "national_pools"
+
+# Jobs read from the database, and written to the answer, at a time.
+BATCH = 2_000
 
 LEFT_WAITING = "still waiting for a start: its runtime is not known yet"
 LEFT_NEVER_RAN = "ended without running"
@@ -83,33 +101,31 @@ class ExportedJob:
 
 
 @dataclass(frozen=True)
-class WorkloadExport:
+class ExportWindow:
+    """The window an export covers, [start, end) in UTC: what `open_export` granted."""
+
     start: datetime
     end: datetime
-    jobs: list[ExportedJob]
 
-    @property
-    def ran(self) -> list[ExportedJob]:
-        """The jobs a simulator can replay: those with a runtime."""
-        return [j for j in self.jobs if j.runtime_s is not None]
 
-    def left_out(self) -> dict[str, int]:
-        """Jobs of the window the CSV leaves out, by reason."""
-        counts: dict[str, int] = {}
-        for job in self.jobs:
-            if job.runtime_s is None:
-                reason = LEFT_NEVER_RAN if job.state in TERMINAL else LEFT_WAITING
-                counts[reason] = counts.get(reason, 0) + 1
-        return counts
+@dataclass
+class Totals:
+    """What an export held, counted as its jobs pass (or, for the CSV's headers, before)."""
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "from": self.start.isoformat(),
-            "to": self.end.isoformat(),
-            "jobs": len(self.jobs),
-            "replayable": len(self.ran),
-            "left_out": self.left_out(),
-        }
+    jobs: int = 0
+    replayable: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def add(self, state: str, *, replayable: bool, count: int = 1) -> None:
+        self.jobs += count
+        if replayable:
+            self.replayable += count
+        else:
+            reason = LEFT_NEVER_RAN if state in TERMINAL else LEFT_WAITING
+            self.left_out[reason] = self.left_out.get(reason, 0) + count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"jobs": self.jobs, "replayable": self.replayable, "left_out": self.left_out}
 
 
 def window(start: date | None, end: date | None, *, today: date | None = None) -> tuple[date, date]:
@@ -136,34 +152,45 @@ def window(start: date | None, end: date | None, *, today: date | None = None) -
     return start, end
 
 
-def export_workload(
+def open_export(
     db: Session, actor: Principal, *, start: date | None = None, end: date | None = None
-) -> WorkloadExport:
-    """Jobs submitted in [start, end) (UTC days; default the last quarter), oldest first."""
+) -> ExportWindow:
+    """May `actor` export the jobs submitted in [start, end) (UTC days; default the last
+    quarter)? The window granted; refused before a byte of the export is sent."""
     first, last = window(start, end)
-    since, until = (datetime.combine(day, time.min, tzinfo=UTC) for day in (first, last))
-    now = utcnow()
     with db.begin():
         authorize(actor, Action.WorkloadExport, Resource.fleet())
-        # Only the columns a replay needs: a quarter of a large facility is many jobs, and
-        # their commands and environments are none of the simulator's business.
-        rows = db.execute(
-            select(*_COLUMNS)
-            .where(Job.submitted_at >= since, Job.submitted_at < until)
-            .order_by(Job.submitted_at, Job.id)
-        ).all()
-        funding = allocation_service.funding_of(db, {j.allocation_id for j in rows})
-        members = active_codes(db)
+    since, until = (datetime.combine(day, time.min, tzinfo=UTC) for day in (first, last))
+    return ExportWindow(start=since, end=until)
+
+
+def exported_jobs(db: Session, export: ExportWindow) -> Iterator[ExportedJob]:
+    """The window's jobs, oldest first, read `BATCH` rows at a time in the caller's
+    transaction: a quarter of a large facility is millions of jobs, and neither the
+    database's answer nor the export is ever held whole."""
+    now = utcnow()
+    members = active_codes(db)
+    funding: dict[int, tuple[str, str | None]] = {}
     tenants: dict[tuple[str, str], str] = {}
-    jobs = []
-    for job in rows:
-        pool_name, country = funding.get(job.allocation_id, (NATIONAL_POOLS, None))
-        pool = job_pool(pool_name, country, members)
-        # Contained work is one tenant per pool: which of its projects ran what stays inside.
-        who = f"contained:{pool}" if job.level >= Level.CL2 else f"project:{job.project}"
-        tenant = tenants.setdefault((who, pool), f"t{len(tenants) + 1}")
-        jobs.append(
-            ExportedJob(
+    # Only the columns a replay needs: their commands and environments are none of the
+    # simulator's business.
+    rows = db.execute(
+        select(*_COLUMNS)
+        .where(Job.submitted_at >= export.start, Job.submitted_at < export.end)
+        .order_by(Job.submitted_at, Job.id),
+        execution_options={"yield_per": BATCH},
+    )
+    for part in rows.partitions():
+        unknown = {job.allocation_id for job in part} - funding.keys()
+        funding.update(allocation_service.funding_of(db, unknown))
+        for job in part:
+            pool_name, country = funding.get(job.allocation_id, (NATIONAL_POOLS, None))
+            pool = job_pool(pool_name, country, members)
+            # Contained work is one tenant per pool: which of its projects ran what stays
+            # inside.
+            who = f"contained:{pool}" if job.level >= Level.CL2 else f"project:{job.project}"
+            tenant = tenants.setdefault((who, pool), f"t{len(tenants) + 1}")
+            yield ExportedJob(
                 job_id=job.id,
                 tenant=tenant,
                 pool=pool,
@@ -175,8 +202,27 @@ def export_workload(
                 accelerators=job.accelerators * job.nodes,
                 accelerator_class=job.accelerator,
             )
-        )
-    return WorkloadExport(start=since, end=until, jobs=jobs)
+
+
+def count(db: Session, export: ExportWindow) -> Totals:
+    """The window's totals without reading its jobs (the CSV says them in its headers,
+    before the rows): the database counts the jobs per state and per which of the times a
+    runtime comes from are known, and `_runs_known` sorts the groups."""
+    known = (
+        Job.started_at.is_not(None),
+        Job.ended_at.is_not(None),
+        Job.elapsed_seconds.is_not(None),
+    )
+    groups = db.execute(
+        select(Job.state, *known, func.count())
+        .where(Job.submitted_at >= export.start, Job.submitted_at < export.end)
+        .group_by(Job.state, *known)
+    )
+    totals = Totals()
+    for state, started, ended, elapsed, jobs in groups:
+        ran = _runs_known(state, started=started, ended=ended, elapsed=elapsed)
+        totals.add(state, replayable=ran, count=jobs)
+    return totals
 
 
 def job_pool(pool: str, country: str | None, members: set[str]) -> str:
@@ -212,19 +258,25 @@ def _started(job: Row[Any]) -> datetime | None:
     return None
 
 
+def _runs_known(state: str, *, started: bool, ended: bool, elapsed: bool) -> bool:
+    """Whether a job's runtime is known from which of its times are (`_runtime`'s cases):
+    the one rule for the rows and for the totals the database counts."""
+    return (elapsed and ended) or (started and (ended or state == JobState.RUNNING))
+
+
 def _runtime(job: Row[Any], now: datetime) -> float | None:
-    if job.elapsed_seconds is not None and job.ended_at is not None:
-        return float(job.elapsed_seconds)
-    if job.started_at is None:
+    known = (job.started_at, job.ended_at, job.elapsed_seconds)
+    started, ended, elapsed = (value is not None for value in known)
+    if not _runs_known(job.state, started=started, ended=ended, elapsed=elapsed):
         return None
-    if job.ended_at is not None:
+    if elapsed and ended:
+        return float(job.elapsed_seconds)
+    if ended:
         return max(0.0, (job.ended_at - job.started_at).total_seconds())
-    if job.state == JobState.RUNNING:
-        return max(0.0, (now - job.started_at).total_seconds())
-    return None
+    return max(0.0, (now - job.started_at).total_seconds())
 
 
-def as_row(job: ExportedJob, export: WorkloadExport) -> dict[str, Any]:
+def as_row(job: ExportedJob, export: ExportWindow) -> dict[str, Any]:
     """One job as the export shows it: the CSV's columns (seconds from the window's start;
     None where a job has no runtime or start yet) and its times."""
     wait = job.wait_s
@@ -244,15 +296,76 @@ def as_row(job: ExportedJob, export: WorkloadExport) -> dict[str, Any]:
     }
 
 
-def to_csv(export: WorkloadExport) -> str:
-    """The replayable jobs as the simulator's plain CSV."""
+# The export's three forms, each written as its jobs are read: pieces of about `BATCH`
+# jobs each, so a response sends few large writes rather than one per job.
+
+
+def csv_pieces(jobs: Iterable[ExportedJob], export: ExportWindow) -> Iterator[str]:
+    """The replayable jobs as the simulator's plain CSV (`load_trace` reads it as it is)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=[*CSV_COLUMNS, *CSV_EXTRA], extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
-    writer.writerows(as_row(job, export) for job in export.ran)
-    return buffer.getvalue()
+    for part in _parts(job for job in jobs if job.runtime_s is not None):
+        writer.writerows(as_row(job, export) for job in part)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def json_pieces(jobs: Iterable[ExportedJob], export: ExportWindow) -> Iterator[str]:
+    """One JSON object: the window, every job in `rows` (those not run yet too), then the
+    totals, which are only known once the rows have passed."""
+    totals = Totals()
+    yield json.dumps({"from": export.start.isoformat(), "to": export.end.isoformat()})[:-1]
+    yield ', "rows": ['
+    first = True
+    for part in _parts(_counted(jobs, totals)):
+        rows = ", ".join(json.dumps(as_row(job, export)) for job in part)
+        yield rows if first else ", " + rows
+        first = False
+    yield "], " + json.dumps(totals.as_dict())[1:]
+
+
+def ndjson_pieces(jobs: Iterable[ExportedJob], export: ExportWindow) -> Iterator[str]:
+    """One JSON object per line, read as it comes: `{"window": {from, to}}`, a `{"job":
+    row}` per job, and `{"totals": {jobs, replayable, left_out}}` last; an answer cut short
+    lacks the last line, so a reader knows it is not whole."""
+    totals = Totals()
+    window = {"from": export.start.isoformat(), "to": export.end.isoformat()}
+    yield json.dumps({"window": window}) + "\n"
+    for part in _parts(_counted(jobs, totals)):
+        yield "".join(json.dumps({"job": as_row(job, export)}) + "\n" for job in part)
+    yield json.dumps({"totals": totals.as_dict()}) + "\n"
+
+
+Pieces = Callable[[Iterable[ExportedJob], ExportWindow], Iterator[str]]
+FORMATS: dict[str, tuple[Pieces, str]] = {
+    "csv": (csv_pieces, "text/csv; charset=utf-8"),
+    "json": (json_pieces, "application/json"),
+    "ndjson": (ndjson_pieces, "application/x-ndjson"),
+}
+
+
+def streamed(database: Database, export: ExportWindow, pieces: Pieces) -> Iterator[str]:
+    """An export in one of its forms, read in a session and transaction of its own: the
+    answer is sent after the route that granted it has returned."""
+    with database.session() as db, db.begin():
+        yield from pieces(exported_jobs(db, export), export)
+
+
+def _counted(jobs: Iterable[ExportedJob], totals: Totals) -> Iterator[ExportedJob]:
+    for job in jobs:
+        totals.add(job.state, replayable=job.runtime_s is not None)
+        yield job
+
+
+def _parts(jobs: Iterable[ExportedJob]) -> Iterator[list[ExportedJob]]:
+    jobs = iter(jobs)
+    while part := list(islice(jobs, BATCH)):
+        yield part
 
 
 def _seconds(value: float) -> float:

@@ -6,8 +6,9 @@ fleet (`compare`) — run it under the regulation in force and the proposed one
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ EXPORT = "/api/v1/reports/workload"
 
 @dataclass
 class OwnJobs:
-    """The facility's own jobs of a window (`GET /api/v1/reports/workload?format=json`): the
+    """The facility's own jobs of a window (`GET /api/v1/reports/workload?format=ndjson`): the
     ones that ran as a trace, the pool each tenant draws on, and what the window held."""
 
     trace: Trace
@@ -58,47 +59,67 @@ class OwnJobs:
         return window_days(self.start, self.end)
 
 
-def own_jobs(export: Mapping[str, Any]) -> OwnJobs:
-    """The export read as a trace: each job that ran, at its submit time (seconds from the
-    window's start) with its recorded runtime and wait. Jobs the export could not give a
-    runtime are counted as it counted them; the rules for the rest are the plain CSV's."""
+def own_jobs(lines: Iterable[str | bytes]) -> OwnJobs:
+    """The export's JSON lines (`GET /api/v1/reports/workload?format=ndjson`) read as they
+    come, as a trace: each job that ran, at its submit time (seconds from the window's
+    start) with its recorded runtime and wait. Jobs the export could not give a runtime are
+    counted as it counted them; the rules for the rest are the plain CSV's. An export
+    without its closing totals was cut short, and is refused rather than replayed in part."""
+    trace = Trace(name="the facility's jobs", path=Path(EXPORT), kind="facility")
+    pools: dict[str, str] = {}
+    window: Mapping[str, Any] | None = None
+    totals: Mapping[str, Any] | None = None
     try:
-        start, end = (datetime.fromisoformat(export[k]) for k in ("from", "to"))
-        trace = Trace(name="the facility's jobs", path=Path(EXPORT), kind="facility")
-        pools: dict[str, str] = {}
-        for line, row in enumerate(export["rows"], start=2):
-            if row["runtime"] is None:
-                continue
-            tenant, pool = str(row["tenant"]), str(row["pool"])
-            if pools.setdefault(tenant, pool) != pool:
-                raise InvalidInput(f"the facility's export gives tenant {tenant} two pools")
-            if int(row["accelerators"]) <= 0:
-                trace.set_aside[NO_ACCELERATORS] += 1
-            elif float(row["runtime"]) <= 0:
-                trace.set_aside[ZERO_RUNTIME] += 1
+        for line, text in enumerate(lines, start=1):
+            entry = json.loads(text)
+            if window is None:
+                window = entry["window"]
+            elif "job" in entry and totals is None:
+                _add_job(trace, pools, entry["job"], line=line)
+            elif "totals" in entry and totals is None:
+                totals = entry["totals"]
             else:
-                trace.add(
-                    submit=float(row["submit"]),
-                    runtime=float(row["runtime"]),
-                    accelerators=int(row["accelerators"]),
-                    tenant=tenant,
-                    classes=(str(row["class"]),) if row["class"] else (),
-                    recorded_wait=float("nan") if row["wait"] is None else float(row["wait"]),
-                    line=line,
-                )
+                raise ValueError(f"line {line} is neither a job nor the totals")
+        if window is None or totals is None:
+            raise InvalidInput(
+                "the facility's workload export ended before its totals: it was cut short "
+                "(a dropped connection, or the facility stopped); run the what-if again"
+            )
         return OwnJobs(
             trace=trace,
             tenant_pools=pools,
-            start=start,
-            end=end,
-            jobs=int(export["jobs"]),
-            left_out=Counter({str(k): int(v) for k, v in export["left_out"].items()}),
+            start=datetime.fromisoformat(window["from"]),
+            end=datetime.fromisoformat(window["to"]),
+            jobs=int(totals["jobs"]),
+            left_out=Counter({str(k): int(v) for k, v in totals["left_out"].items()}),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidInput(
             f"the facility's workload export is not one this client reads ({exc!r}): "
             "update commonlab, or pass --workload trace with --trace"
         ) from None
+
+
+def _add_job(trace: Trace, pools: dict[str, str], row: Mapping[str, Any], *, line: int) -> None:
+    if row["runtime"] is None:
+        return
+    tenant, pool = str(row["tenant"]), str(row["pool"])
+    if pools.setdefault(tenant, pool) != pool:
+        raise InvalidInput(f"the facility's export gives tenant {tenant} two pools")
+    if int(row["accelerators"]) <= 0:
+        trace.set_aside[NO_ACCELERATORS] += 1
+    elif float(row["runtime"]) <= 0:
+        trace.set_aside[ZERO_RUNTIME] += 1
+    else:
+        trace.add(
+            submit=float(row["submit"]),
+            runtime=float(row["runtime"]),
+            accelerators=int(row["accelerators"]),
+            tenant=tenant,
+            classes=(str(row["class"]),) if row["class"] else (),
+            recorded_wait=float("nan") if row["wait"] is None else float(row["wait"]),
+            line=line,
+        )
 
 
 def pick_workload(
