@@ -239,3 +239,53 @@ def test_a_workload_too_light_to_show_a_difference_says_so(
     assert "No difference to show: no job waited under either regulation" in printed
     assert "The regulation in force and the proposal" not in printed  # no equal columns
     assert f"Attached simulation 1 to motion {motion}" in printed
+
+
+class _CutAfter(httpx.SyncByteStream):
+    """An answer body that breaks after its first lines, as a dropped connection does."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    def __iter__(self):
+        yield from self.lines
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+def test_the_export_read_as_it_comes_is_one_line_when_cut_or_refused() -> None:
+    from commonlab.cli.client import Client, CliError, Login
+    from commonlab.cli.simulate_motion import _facility_jobs
+    from commonlab.errors import InvalidInput
+
+    window = (
+        b'{"window": {"from": "2026-09-06T00:00:00+00:00", "to": "2026-12-07T00:00:00+00:00"}}\n'
+    )
+    job = (
+        b'{"job": {"job_id": 1, "tenant": "t1", "pool": "open_calls", "submit": 0.0, '
+        b'"runtime": 60.0, "accelerators": 1, "class": "cpu", "wait": 0.0}}\n'
+    )
+    totals = b'{"totals": {"jobs": 1, "replayable": 1, "left_out": {}}}\n'
+
+    def answer(body: httpx.SyncByteStream | bytes, status: int = 200):
+        def handle(request: httpx.Request) -> httpx.Response:
+            assert request.url.params["format"] == "ndjson"
+            if isinstance(body, bytes):
+                return httpx.Response(
+                    status, content=body, headers={"content-type": "application/json"}
+                )
+            return httpx.Response(status, stream=body)
+
+        return Client(
+            Login(url="http://facility", token="t"), transport=httpx.MockTransport(handle)
+        )
+
+    own = _facility_jobs(answer(window + job + totals), {})
+    assert (len(own.trace), own.jobs, own.tenant_pools) == (1, 1, {"t1": "open_calls"})
+    with pytest.raises(CliError, match="request to http://facility failed: peer closed"):
+        _facility_jobs(answer(_CutAfter([window, job])), {})
+    # Ended cleanly but early (the facility stopped between two pieces): no totals.
+    with pytest.raises(InvalidInput, match="cut short"):
+        _facility_jobs(answer(window + job), {})
+    refused = answer(b'{"detail": "the window is too long"}', status=422)
+    with pytest.raises(CliError, match=r"the window is too long \(HTTP 422\)"):
+        _facility_jobs(refused, {})
