@@ -6,13 +6,21 @@ real test Slurm in test_share_recovery_slurm.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+from sqlalchemy import select
+
+from commonlab.allocation.models import Allocation
 from commonlab.compute import accounts
+from commonlab.compute import service as compute
 from commonlab.compute.accounts import _plan_reclaim
 from commonlab.compute.executors.slurm.accounts import SlurmAccount, SlurmTree
 from commonlab.compute.executors.slurm.cli import SlurmJob
+from commonlab.compute.models import Job, JobMetric, Partition
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.compute.share_controller import ReclaimSettings
 from commonlab.simulator.policies import CommonlabPolicy
+from tests.compute.helpers import award_project
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 ENTITLED = {"IT": 0.4, "FR": 0.4, "DE": 0.2}  # Germany has no work here
@@ -51,7 +59,9 @@ def _pending(slurm_id: int, account: str, reason: str = "Resources", **tres: int
                     submitted=T0 + timedelta(minutes=slurm_id), requested_tres=tres)  # fmt: skip
 
 
-def _plan(queue: list[SlurmJob], capacity: dict[str, int]):
+def _plan(
+    queue: list[SlurmJob], capacity: dict[str, int], checkpoints: dict[int, datetime] | None = None
+):
     return _plan_reclaim(
         TREE,
         {job.slurm_id: job for job in queue},
@@ -62,6 +72,7 @@ def _plan(queue: list[SlurmJob], capacity: dict[str, int]):
         preempted={},
         settings=SETTINGS,
         now=T0 + timedelta(hours=1),
+        checkpoints=checkpoints,
     )
 
 
@@ -76,6 +87,95 @@ def test_the_newest_job_of_the_state_above_its_split_is_requeued_for_the_one_bel
     assert plans["cpu"].caps == {"IT": 1, "FR": None, "DE": None}
     assert plans["cpu"].preempt == [2]  # the newest
     assert runs[2].pool == "IT" and runs[2].since_checkpoint == 50 * 60
+
+
+def test_the_job_that_checkpointed_last_goes_first_and_no_checkpoint_counts_beyond_its_run() -> (
+    None
+):
+    queue = [*FLOOD, _pending(3, "x-p-beta", cpu=1)]
+    # Job 1 (started at 0) saved a checkpoint 5 minutes ago: it loses less than job 2
+    # (started 10 minutes in, none reported), so it goes instead.
+    plans, _, runs = _plan(queue, {"cpu": 2}, {1: T0 + timedelta(minutes=55)})
+    assert plans["cpu"].preempt == [1]
+    assert (runs[1].since_checkpoint, runs[2].since_checkpoint) == (5 * 60, 50 * 60)
+
+    # A checkpoint of an earlier run (before the job was requeued and started again) saved
+    # none of this run's work; a time the job gave from ahead loses nothing, and so makes
+    # the job itself the first to go, never another.
+    _, _, runs = _plan(queue, {"cpu": 2}, {2: T0, 1: T0 + timedelta(days=1)})
+    assert (runs[1].since_checkpoint, runs[2].since_checkpoint) == (0, 50 * 60)
+
+
+def test_checkpoints_are_read_for_the_facilitys_running_jobs_from_their_latest_metric(
+    client, operator, facility
+) -> None:
+    project = award_project(client, operator)
+    now = datetime.now(UTC)
+    with facility.db.session() as db:
+        compute.ensure_local_fleet(db, cpus=2, memory_gb=4)
+        submitter = db.scalar(
+            select(Allocation.pi_id).where(Allocation.id == project.allocation_id)
+        )
+        partition = db.scalar(select(Partition.id))
+    with facility.db.session() as db, db.begin():
+        ids = {}
+        for slurm_id, executor in ((41, "slurm"), (42, "slurm"), (43, "slurm"), (41, "local")):
+            row = _job_row(executor, slurm_id, now) | {
+                "project": project.name,
+                "allocation_id": project.allocation_id,
+                "submitter_id": submitter,
+                "partition_id": partition,
+            }
+            job = Job(**row)
+            db.add(job)
+            db.flush()
+            ids[(slurm_id, executor)] = job.id
+        at = [now - timedelta(minutes=m) for m in (30, 20, 10)]
+        db.add_all(
+            [
+                JobMetric(job_id=ids[(41, "slurm")], name=CHECKPOINT_METRIC, step=1, at=at[0]),
+                JobMetric(job_id=ids[(41, "slurm")], name=CHECKPOINT_METRIC, step=2, at=at[1]),
+                JobMetric(job_id=ids[(41, "slurm")], name="loss", step=3, value=1.0, at=at[2]),
+                JobMetric(job_id=ids[(42, "slurm")], name="loss", step=1, value=1.0, at=at[2]),
+                # A local job of the same number is another job: never read for Slurm's 41.
+                JobMetric(job_id=ids[(41, "local")], name=CHECKPOINT_METRIC, step=9, at=now),
+                JobMetric(job_id=ids[(43, "slurm")], name=CHECKPOINT_METRIC, step=1, at=at[2]),
+            ]
+        )
+    queue = {
+        41: _running(41, "x-p-alpha", 0, cpu=1),
+        42: _running(42, "x-p-alpha", 0, cpu=1),
+        43: _pending(43, "x-p-beta", cpu=1),  # requeued, waiting: no run to lose
+    }
+    with facility.db.session() as db, db.begin():
+        read = accounts._checkpoints(db, "slurm", queue)
+    assert read == {41: at[1]}
+
+
+def _job_row(executor: str, slurm_id: int, now: datetime) -> dict:
+    return {
+        "name": "train",
+        "project": "proj",
+        "allocation_id": 1,
+        "submitter_id": 1,
+        "command": "true",
+        "env": {},
+        "inputs": [],
+        "accelerator": "cpu",
+        "accelerators": 1,
+        "cpus": 1,
+        "memory_gb": 1,
+        "nodes": 1,
+        "time_limit_minutes": 60,
+        "level": 1,
+        "partition_id": 1,
+        "executor": executor,
+        "executor_id": str(slurm_id),
+        "state": "running",
+        "reserved_hours": Decimal(1),
+        "submitted_at": now - timedelta(hours=1),
+        "started_at": now - timedelta(minutes=40),
+    }
 
 
 def test_jobs_outside_the_member_states_take_capacity_but_are_never_requeued() -> None:

@@ -11,9 +11,10 @@ follow entitled shares (the same `next_weights` the simulator evaluates). Where 
 hold shares (long jobs, deep queues), the same step applies the simulator's `plan_reclaim`
 to what Slurm holds now: a cap (`GrpTRES`) on each member state at or above its fair split
 while another waits below its own, and `scontrol requeue` of the jobs of states above theirs
-that lose the least work (the facility cannot see when a job last checkpointed, so it counts
-the whole run: the newest go first), within an hourly budget. Sync leaves the caps alone:
-they are the controller's too.
+that lose the least work, within an hourly budget: the work since the job's last checkpoint,
+as the job reported it (the `checkpoint_step` metric its training loop writes at each save),
+or its whole run when it reported none (so among those, the newest go first). Sync leaves
+the caps alone: they are the controller's too.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from commonlab.compute.executors.slurm import accounts as slurm_accounts
 from commonlab.compute.executors.slurm.accounts import AccountSpec, Sacctmgr, SlurmTree
 from commonlab.compute.executors.slurm.cli import SlurmJob, SlurmRefused
 from commonlab.compute.executors.slurm.executor import CPU_CLASSES
-from commonlab.compute.models import Job, Node, Partition
-from commonlab.compute.rules import JobState
+from commonlab.compute.models import Job, JobMetric, Node, Partition
+from commonlab.compute.rules import CHECKPOINT_METRIC, JobState
 from commonlab.compute.share_controller import (
     RECLAIM,
     STEERING,
@@ -277,9 +278,12 @@ def steer_shares(
     # A cpu= cap would count the CPUs of a state's GPU jobs too and could hold them back: on a
     # fleet with GPUs, only GPUs are capped and reclaimed (CPU partitions keep Fairshare).
     reclaimed = {"gres/gpu": capacity["gres/gpu"]} if "gres/gpu" in capacity else capacity
+    queue = runner.queue()
+    with db.begin():
+        checkpoints = _checkpoints(db, settings.executor, queue)
     plans, held, runs = _plan_reclaim(
         actual,
-        runner.queue(),
+        queue,
         prefix=prefix,
         entitled=shares,
         capacity=reclaimed,
@@ -287,6 +291,7 @@ def steer_shares(
         preempted=preempted,
         settings=reclaim,
         now=now,
+        checkpoints=checkpoints,
     )
     caps = {
         code: {tres: cap for tres, p in plans.items() if (cap := p.caps.get(code)) is not None}
@@ -373,12 +378,16 @@ def _plan_reclaim(
     preempted: Mapping[str, float],
     settings: ReclaimSettings,
     now: datetime,
+    checkpoints: Mapping[int, datetime] | None = None,
 ) -> tuple[dict[str, ReclaimPlan], dict[str, dict[str, int]], dict[Hashable, Running]]:
     """The reclaim plan per TRES (`gres/gpu`, `cpu`) for what Slurm holds now, and what each
     member state holds of each (pure). A job belongs to the member state whose account is
     its account or that account's parent; jobs of other accounts (the open pools, another
     facility's) only take capacity away. A job counts as a GPU job if it asks for GPUs.
+    `checkpoints`: when each running job (by Slurm id) last reported a checkpoint; what a
+    requeue loses is the work since, or the whole run without one.
     Also what each state holds, and the running jobs by Slurm id."""
+    checkpoints = checkpoints or {}
     states = {member_account(code, prefix): code for code in entitled}
     owner = {
         name: states.get(name) or states.get(account.parent)
@@ -400,7 +409,7 @@ def _plan_reclaim(
             in_use[tres][code] += size
             if job.state == "RUNNING" and job.start is not None:
                 started = job.start.timestamp()
-                lost = now.timestamp() - started  # when it last checkpointed is not known
+                lost = _work_lost(job.start, checkpoints.get(job.slurm_id), now)
                 running[tres].append(Running(job.slurm_id, code, size, started, lost))
         elif job.state == "PENDING" and not any(r in job.reason for r in _CANNOT_START):
             asks = job.requested_tres.get(tres, 0)
@@ -430,6 +439,37 @@ def _plan_reclaim(
     }
     runs = {r.job: r for tres in capacity for r in running[tres]}
     return plans, held, runs
+
+
+def _work_lost(started: datetime, checkpoint: datetime | None, now: datetime) -> float:
+    """Seconds of a running job's work a requeue would lose: since its last checkpoint,
+    never more than its run so far (a checkpoint of an earlier run, before a requeue, saved
+    none of this one's work) nor less than nothing (a time the job gave from ahead)."""
+    run = max(0.0, (now - started).total_seconds())
+    if checkpoint is None:
+        return run
+    return min(run, max(0.0, (now - checkpoint).total_seconds()))
+
+
+def _checkpoints(db: Session, executor: str, queue: Mapping[int, SlurmJob]) -> dict[int, datetime]:
+    """When each running job of the queue that is the facility's last reported a checkpoint
+    (the latest `checkpoint_step` metric it posted), by Slurm id. The time is the one the job
+    gave: a job can only make itself look cheaper to requeue by lying, as `_work_lost` keeps
+    it within its own run."""
+    running = [str(job.slurm_id) for job in queue.values() if job.state == "RUNNING"]
+    if not running:
+        return {}
+    rows = db.execute(
+        select(Job.executor_id, func.max(JobMetric.at))
+        .join(JobMetric, JobMetric.job_id == Job.id)
+        .where(
+            Job.executor == executor,
+            Job.executor_id.in_(running),
+            JobMetric.name == CHECKPOINT_METRIC,
+        )
+        .group_by(Job.executor_id)
+    )
+    return {int(slurm_id): at for slurm_id, at in rows}
 
 
 def _queue_order(job: SlurmJob) -> tuple[float, int]:

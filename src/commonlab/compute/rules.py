@@ -10,6 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 __all__ = [
+    "CHECKPOINT_METRIC",
     "TERMINAL",
     "JobState",
     "PartitionView",
@@ -20,6 +21,11 @@ __all__ = [
     "place",
     "reserve_hours",
 ]
+
+# The metric a job's run posts each time it saves a checkpoint (its value: the step saved;
+# `workloads/runtime/loop.py` writes it). The share controller reads when a job last posted
+# it: a job requeued to hold shares loses the work since, so those that lose least go first.
+CHECKPOINT_METRIC = "checkpoint_step"
 
 
 class JobState(StrEnum):

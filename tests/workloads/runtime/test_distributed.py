@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.workloads.config import TrainConfig
 from commonlab.workloads.runtime.lm import train_causal_lm
 from tests.workloads.runtime.test_lm import job_paths, tiny_config
@@ -76,7 +77,9 @@ def test_two_processes_follow_the_one_process_run(tmp_path: Path) -> None:
     assert results["losses"] == pytest.approx(single["losses"], rel=RELATIVE)
     learned = AutoTokenizer.from_pretrained(paths.out).get_vocab()
     assert learned == AutoTokenizer.from_pretrained(tmp_path / "one" / "out").get_vocab()
-    logged = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    lines = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    logged = [entry for entry in lines if CHECKPOINT_METRIC not in entry]
     assert [entry["step"] for entry in logged] == [2, 4, 6, 8]  # once, from the first process
+    assert [entry["step"] for entry in lines if CHECKPOINT_METRIC in entry] == [4, 8]
     checkpoint = paths.scratch / "step-00000008"
     assert sorted(p.name for p in checkpoint.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]

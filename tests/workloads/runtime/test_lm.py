@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.errors import InvalidInput
 from commonlab.workloads.config import TrainConfig
 from commonlab.workloads.runtime.lm import packed_sequences, train_causal_lm
@@ -74,9 +75,12 @@ def test_a_tiny_model_learns_and_its_output_loads_and_generates(
     assert (results["device"], results["precision"], results["processes"]) == ("cpu", "fp32", 1)
     assert json.loads((paths.out / "results.json").read_text()) == results
 
-    logged = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    lines = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    logged = [entry for entry in lines if CHECKPOINT_METRIC not in entry]
     assert [entry["step"] for entry in logged] == [5, 10, 15, 20]
     assert {"loss", "learning_rate", "tokens_per_second", "grad_norm"} <= set(logged[0])
+    saved = [entry[CHECKPOINT_METRIC] for entry in lines if CHECKPOINT_METRIC in entry]
+    assert saved == [10, 20]  # every checkpoint_every steps, and at the end
 
     assert (paths.out / "model.safetensors").is_file()
     model = AutoModelForCausalLM.from_pretrained(paths.out)

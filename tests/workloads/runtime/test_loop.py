@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.errors import InvalidInput
 from commonlab.workloads.config import TrainConfig
 from commonlab.workloads.runtime.device import Runtime
@@ -206,3 +207,13 @@ def test_repeat_epochs_skips_whole_epochs_and_refuses_an_empty_one() -> None:
     assert [next(stream) for _ in range(4)] == ["b", "c", "a", "b"]
     with pytest.raises(InvalidInput, match="nothing here"):
         next(repeat_epochs(lambda: iter(()), empty="nothing here"))
+
+
+def test_each_checkpoint_saved_is_reported_as_a_metric(tmp_path: Path) -> None:
+    """The share controller requeues the jobs that lose least first: it reads when a job last
+    saved a checkpoint from this metric (compute/accounts.py `_checkpoints`)."""
+    _toy_run(tmp_path, checkpoint_every=2, log_every=1)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    saved = [line for line in logged if CHECKPOINT_METRIC in line]
+    assert [(line["step"], line[CHECKPOINT_METRIC]) for line in saved] == [(2, 2), (4, 4), (6, 6)]
+    assert all("loss" not in line and line["time"] > 0 for line in saved)

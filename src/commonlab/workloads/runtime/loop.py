@@ -59,6 +59,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.errors import InvalidInput
 from commonlab.workloads.config import FinetuneConfig, TrainConfig
 from commonlab.workloads.runtime.device import Runtime, barrier
@@ -337,6 +338,7 @@ def train(
                 _save_checkpoint(
                     paths.scratch, model, optimizer, scheduler, scaler, progress, runtime, plan
                 )
+                metrics.write(progress.step, **{CHECKPOINT_METRIC: progress.step})
             if stopping:
                 if runtime.is_main:
                     print(
