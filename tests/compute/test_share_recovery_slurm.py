@@ -1,7 +1,8 @@
 """The production share controller holds shares on the real test Slurm (issue 19): one member
 state floods the node with long jobs, another's job waits; one step of the controller (the
 `steer_shares` the facility runs every `share_steer_minutes`) caps the flooding state at its
-fair split with `GrpTRES`, requeues its newest job, and the waiting state's job starts; the
+fair split with `GrpTRES`, requeues the job that loses least (its newest, or the one that
+reported a checkpoint last), and the waiting state's job starts; the
 next step, with nobody below their fair split, lifts the cap; the requeued job runs again in
 its folder and finds what its first run left there. Real sbatch jobs, no mocks."""
 
@@ -20,7 +21,7 @@ from commonlab.compute import accounts
 from commonlab.compute.accounts import member_account
 from commonlab.compute.executors.slurm.accounts import read_tree
 from commonlab.compute.executors.slurm.cli import SlurmCli, SlurmJob
-from commonlab.compute.rules import charge_hours
+from commonlab.compute.rules import CHECKPOINT_METRIC, charge_hours
 from commonlab.config import Settings
 from commonlab.policy.principal import SYSTEM
 from tests.compute.helpers import award_project, run_until
@@ -107,7 +108,9 @@ def _running_cpus(jobs: list[SlurmJob], prefix: str) -> dict[str, int]:
     return held
 
 
-def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cluster):
+def _overload(lab, slurm_cluster):
+    """Italy's two jobs fill the node, its third and France's one job wait: (Italy's
+    project, the two running jobs oldest first, Italy's waiting one, France's)."""
     assert slurm_cluster.cpus == 2, "the scenario fills a two-CPU node"
     prefix = lab.settings.slurm_account_prefix
     italy = award_project(lab.client, lab.operator, budget={"cpu": "500"})
@@ -131,6 +134,32 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
     jobs = _slurm_jobs(lab, *flood, more["id"], waiting["id"])
     assert [j.state for j in jobs] == ["RUNNING", "RUNNING", "PENDING", "PENDING"]
     assert _running_cpus(jobs, prefix) == {"IT": 2}  # entitled 25% each, France has nothing
+    return italy, flood, more, waiting
+
+
+def test_the_job_that_reported_a_checkpoint_last_is_the_one_requeued(lab, slurm_cluster):
+    """What a requeue loses is the work since the job's last checkpoint: the older of Italy's
+    jobs, which has just saved one (the metric its training loop posts), loses less than
+    the newer one, which has reported none, so it is the one requeued."""
+    italy, flood, _, _ = _overload(lab, slurm_cluster)
+    older = flood[0]
+    posted = lab.client.post(
+        f"/api/v1/jobs/{older}/metrics",
+        json={"points": [{"step": 100, CHECKPOINT_METRIC: 100}]},
+        headers=italy.pi_auth,
+    )
+    assert posted.status_code == 200, posted.text
+
+    step = _step(lab)
+
+    assert [(r["job"], r["state"]) for r in step["requeued"]] == [(older, "IT")]
+    [requeued] = _slurm_jobs(lab, older)
+    assert requeued.state == "PENDING" and requeued.restarts == 1
+
+
+def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cluster):
+    prefix = lab.settings.slurm_account_prefix
+    _, flood, more, waiting = _overload(lab, slurm_cluster)
 
     step = _step(lab)
 
