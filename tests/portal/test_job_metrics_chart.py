@@ -42,14 +42,15 @@ def test_the_job_page_draws_each_metric_with_its_latest_value(client, operator):
     post(client, job, project, [
         {"step": s, "loss": 4.0 / (s + 1), "learning_rate": 1e-3 * (1 - s / 50),
          "tokens_per_second": 1200.0 + s, "zz_custom": 1.0}
+        | ({"checkpoint_step": s} if s % 10 == 9 else {})
         for s in range(50)
     ])  # fmt: skip
     page = client.get(f"/jobs/{job['id']}").text
     charts = re.findall(r"<svg viewBox=\"0 0 320 170\".*?</svg>", page, flags=re.S)
-    assert len(charts) == 4
+    assert len(charts) == 5
     titles = re.findall(r"<title id=\"metric-\d+-title\">([^<]*)</title>", page)
     assert [t.split(" by step")[0] for t in titles] == [
-        "Loss", "Learning rate", "Tokens per second", "zz_custom"
+        "Loss", "Learning rate", "Tokens per second", "Checkpoints (step saved)", "zz_custom"
     ]  # fmt: skip
     assert titles[0] == (
         "Loss by step, from 4 at step 0 to 0.08 at step 49; lowest 0.08, highest 4"

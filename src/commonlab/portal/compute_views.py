@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from commonlab.compute import service
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.compute.schemas import JobState
 from commonlab.errors import AccessDenied, CommonlabError
 from commonlab.http import MAX_ID, DbSession
@@ -80,6 +81,7 @@ METRIC_LABELS = {
     "learning_rate": "Learning rate",
     "tokens_per_second": "Tokens per second",
     "grad_norm": "Gradient norm",
+    CHECKPOINT_METRIC: "Checkpoints (step saved)",
 }
 MAX_CHARTS = 8
 
