@@ -312,7 +312,17 @@ def jobs_report(
     "/reports/workload",
     summary="Every job of a window, for the simulator: tenants opaque, each job with its pool "
     "(delegates and operators)",
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "streamed as read: the CSV (totals in the X-Workload-* headers), "
+            "one JSON object (totals after the rows), or JSON lines (the totals last)",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 def workload_report(
     request: Request,
