@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -180,3 +184,15 @@ def http_client(**options: Any) -> httpx.Client:
     client = httpx.Client(**options)
     OPEN_CLIENTS.append(client)
     return client
+
+
+def bench_script(name: str) -> ModuleType:
+    """bench/<name>.py loaded as a module, for the tests that run a bench on something
+    small so that it cannot rot as the code it calls changes."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -203,3 +204,28 @@ def entries(db: Session, prefix: str) -> list[dict[str, Any]]:
     with db.begin():
         rows = db.scalars(select(Entry).where(Entry.type.startswith(prefix)).order_by(Entry.id))
         return [json.loads(row.body) for row in rows]
+
+
+def job_row(**fields: Any) -> dict[str, Any]:
+    """The columns of a job written straight to the job table, as the job controller leaves
+    one, for states no API call reaches quickly: a running one-CPU job of the local executor
+    on the first partition; `fields` replace any (its allocation and submitter must exist)."""
+    return {
+        "name": "train",
+        "project": "proj",
+        "command": "true",
+        "env": {},
+        "inputs": [],
+        "accelerator": "cpu",
+        "accelerators": 1,
+        "cpus": 1,
+        "memory_gb": 1,
+        "nodes": 1,
+        "time_limit_minutes": 60,
+        "level": 1,
+        "partition_id": 1,
+        "executor": "local",
+        "state": "running",
+        "reserved_hours": Decimal(1),
+        **fields,
+    }

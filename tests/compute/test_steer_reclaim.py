@@ -6,7 +6,6 @@ real test Slurm in test_share_recovery_slurm.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -20,7 +19,7 @@ from commonlab.compute.models import Job, JobMetric, Partition
 from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.compute.share_controller import ReclaimSettings
 from commonlab.simulator.policies import CommonlabPolicy
-from tests.compute.helpers import award_project
+from tests.compute.helpers import award_project, job_row
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 ENTITLED = {"IT": 0.4, "FR": 0.4, "DE": 0.2}  # Germany has no work here
@@ -120,12 +119,16 @@ def test_checkpoints_are_read_for_the_facilitys_running_jobs_from_their_latest_m
     with facility.db.session() as db, db.begin():
         ids = {}
         for slurm_id, executor in ((41, "slurm"), (42, "slurm"), (43, "slurm"), (41, "local")):
-            row = _job_row(executor, slurm_id, now) | {
-                "project": project.name,
-                "allocation_id": project.allocation_id,
-                "submitter_id": submitter,
-                "partition_id": partition,
-            }
+            row = job_row(
+                project=project.name,
+                allocation_id=project.allocation_id,
+                submitter_id=submitter,
+                partition_id=partition,
+                executor=executor,
+                executor_id=str(slurm_id),
+                submitted_at=now - timedelta(hours=1),
+                started_at=now - timedelta(minutes=40),
+            )
             job = Job(**row)
             db.add(job)
             db.flush()
@@ -150,32 +153,6 @@ def test_checkpoints_are_read_for_the_facilitys_running_jobs_from_their_latest_m
     with facility.db.session() as db, db.begin():
         read = accounts._checkpoints(db, "slurm", queue)
     assert read == {41: at[1]}
-
-
-def _job_row(executor: str, slurm_id: int, now: datetime) -> dict:
-    return {
-        "name": "train",
-        "project": "proj",
-        "allocation_id": 1,
-        "submitter_id": 1,
-        "command": "true",
-        "env": {},
-        "inputs": [],
-        "accelerator": "cpu",
-        "accelerators": 1,
-        "cpus": 1,
-        "memory_gb": 1,
-        "nodes": 1,
-        "time_limit_minutes": 60,
-        "level": 1,
-        "partition_id": 1,
-        "executor": executor,
-        "executor_id": str(slurm_id),
-        "state": "running",
-        "reserved_hours": Decimal(1),
-        "submitted_at": now - timedelta(hours=1),
-        "started_at": now - timedelta(minutes=40),
-    }
 
 
 def test_jobs_outside_the_member_states_take_capacity_but_are_never_requeued() -> None:

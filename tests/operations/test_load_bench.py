@@ -5,14 +5,11 @@ the bench kept to its bound, are."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import bench_script
 
 # Every route the mix sends: the first operations of each client go through all of them.
 ROUTES = {
@@ -34,12 +31,7 @@ CLIENTS = 2
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("load_bench", ROOT / "bench" / "load_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["load_bench"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("load_bench")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from commonlab.compute.workload_export import job_pool
 from commonlab.simulator.inputs import pool_of_member
 from commonlab.simulator.traces import load_trace
 from commonlab.simulator.whatif import own_jobs
-from tests.compute.helpers import award_project, finish_a_job
+from tests.compute.helpers import award_project, finish_a_job, job_row
 from tests.helpers import auth, person_with_token, problem
 
 TOMORROW = date.today() + timedelta(days=1)
@@ -50,29 +50,22 @@ def _contained_job(
     ended = datetime.now(UTC) - timedelta(hours=hours_ago)
     with facility.db.session() as db, db.begin():
         job = Job(
-            name="secret-run",
-            project=project,
-            allocation_id=allocation_id,
-            submitter_id=1,
-            command="true",
-            env={},
-            inputs=[],
-            accelerator="cpu",
-            accelerators=2,
-            cpus=2,
-            memory_gb=1,
-            nodes=1,
-            time_limit_minutes=60,
-            level=level,
-            partition_id=1,
-            executor="local",
-            state="succeeded",
-            reserved_hours=Decimal(2),
-            charged_hours=Decimal(1),
-            elapsed_seconds=1800,
-            submitted_at=ended - timedelta(hours=1),
-            started_at=ended - timedelta(minutes=30),
-            ended_at=ended,
+            **job_row(
+                name="secret-run",
+                project=project,
+                allocation_id=allocation_id,
+                submitter_id=1,
+                accelerators=2,
+                cpus=2,
+                level=level,
+                state="succeeded",
+                reserved_hours=Decimal(2),
+                charged_hours=Decimal(1),
+                elapsed_seconds=1800,
+                submitted_at=ended - timedelta(hours=1),
+                started_at=ended - timedelta(minutes=30),
+                ended_at=ended,
+            )
         )
         db.add(job)
         db.flush()

@@ -3,24 +3,18 @@ calls changes (it did once: the sweep's `seed=` became `seeds=`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
 from commonlab.simulator import policies
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "reclaim_trade.py"
+from tests.helpers import bench_script
 
 
 def test_the_reclaim_trade_bench_prints_a_row_per_variant_and_regime(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("reclaim_trade", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_script("reclaim_trade")
     default = policies.RECLAIM
     argv = ["reclaim_trade.py", "--regime", "steady-0.7", "--variant", "caps only"]
     monkeypatch.setattr(sys, "argv", [*argv, "--variant", "weights only"])

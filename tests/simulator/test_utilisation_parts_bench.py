@@ -3,22 +3,17 @@ and the engine it calls change (bench/reclaim_trade.py did once)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "utilisation_parts.py"
+from tests.helpers import bench_script
 
 
 def test_the_bench_prints_what_each_mechanism_costs_per_regime(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("utilisation_parts", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_script("utilisation_parts")
     argv = ["utilisation_parts.py", "--regime", "overload-1.2", "--seeds", "1", "--quick"]
     monkeypatch.setattr(sys, "argv", argv)
     bench.main()
