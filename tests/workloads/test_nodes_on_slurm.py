@@ -26,6 +26,7 @@ import pytest
 
 import commonlab
 from commonlab.compute.executors.slurm.cli import SlurmCli
+from commonlab.compute.rules import CHECKPOINT_METRIC
 from commonlab.workloads.runtime.lm import train_causal_lm
 from tests.slurm_fixtures import unique_name
 from tests.workloads.runtime.test_distributed import RELATIVE, deterministic_config
@@ -140,7 +141,9 @@ def test_two_nodes_under_srun_follow_the_one_process_run(slurm_cluster, slurm_ac
     assert results["processes"] == 2
     assert results["tokens"] == single["tokens"]
     assert results["losses"] == pytest.approx(single["losses"], rel=RELATIVE)
-    logged = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    lines = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    logged = [entry for entry in lines if CHECKPOINT_METRIC not in entry]
     assert [entry["step"] for entry in logged] == [2, 4, 6, 8]  # once, from rank 0 only
+    assert [entry["step"] for entry in lines if CHECKPOINT_METRIC in entry] == [4, 8]
     checkpoint = paths.scratch / "step-00000008"
     assert sorted(p.name for p in checkpoint.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
