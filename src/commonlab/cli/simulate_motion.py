@@ -237,6 +237,7 @@ def _print_comparison(motion: dict[str, Any], body: dict[str, Any]) -> None:
 def _facility_jobs(client: Client, days: dict[str, str]) -> OwnJobs:
     """The facility's workload export, read a line at a time as it comes (a quarter can be
     millions of jobs), with a count of the jobs read so far while it runs long."""
+    # Here, as in `simulate_motion`: the simulator loads numpy, which no other command needs.
     from commonlab.simulator.whatif import EXPORT, own_jobs
 
     columns = (TextColumn("reading the facility's jobs"), TextColumn("{task.completed:,}"))
