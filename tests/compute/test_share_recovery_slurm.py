@@ -153,8 +153,14 @@ def test_the_job_that_reported_a_checkpoint_last_is_the_one_requeued(lab, slurm_
     step = _step(lab)
 
     assert [(r["job"], r["state"]) for r in step["requeued"]] == [(older, "IT")]
-    [requeued] = _slurm_jobs(lab, older)
-    assert requeued.state == "PENDING" and requeued.restarts == 1
+    # Slurm passes it through COMPLETING on its way back to the queue.
+    requeued = _wait_for("the requeued job to queue again", lambda: _pending(lab, older))
+    assert requeued.restarts == 1
+
+
+def _pending(lab: SlurmFacility, job_id: int) -> SlurmJob | None:
+    [job] = _slurm_jobs(lab, job_id)
+    return job if job.state == "PENDING" else None
 
 
 def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cluster):

@@ -20,12 +20,13 @@ from pydantic import (
 )
 
 from commonlab.bounded import MAX_ID, Int64
-from commonlab.compute.rules import JobState
+from commonlab.compute.rules import CHECKPOINT_METRIC, JobState
 from commonlab.errors import InvalidInput
 from commonlab.policy.levels import Level
 from commonlab.schemas import Input
 
 __all__ = [
+    "CHECKPOINT_METRIC",
     "MAX_METRIC_NAMES",
     "MAX_METRIC_POINTS",
     "METRIC_NAME",

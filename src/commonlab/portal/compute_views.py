@@ -15,8 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from commonlab.compute import service
-from commonlab.compute.rules import CHECKPOINT_METRIC
-from commonlab.compute.schemas import JobState
+from commonlab.compute.schemas import CHECKPOINT_METRIC, JobState
 from commonlab.errors import AccessDenied, CommonlabError
 from commonlab.http import MAX_ID, DbSession
 from commonlab.portal.errors import PortalError
