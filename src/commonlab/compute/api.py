@@ -341,8 +341,7 @@ def workload_report(
     headers = {"X-Workload-From": export.start.isoformat(), "X-Workload-To": export.end.isoformat()}
     if format == "csv":
         # The CSV has no room for totals after its rows: they are counted before them.
-        with db.begin():
-            totals = workload_export.count(db, export)
+        totals = workload_export.count(db, export)
         headers["X-Workload-Jobs"] = str(totals.jobs)
         headers["X-Workload-Replayable"] = str(totals.replayable)
     body = workload_export.streamed(request.app.state.db, export, pieces)

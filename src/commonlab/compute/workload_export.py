@@ -206,18 +206,20 @@ def exported_jobs(db: Session, export: ExportWindow) -> Iterator[ExportedJob]:
 
 def count(db: Session, export: ExportWindow) -> Totals:
     """The window's totals without reading its jobs (the CSV says them in its headers,
-    before the rows): the database counts the jobs per state and per which of the times a
-    runtime comes from are known, and `_runs_known` sorts the groups."""
+    before the rows), in a transaction of its own: the database counts the jobs per state
+    and per which of the times a runtime comes from are known, and `_runs_known` sorts the
+    groups."""
     known = (
         Job.started_at.is_not(None),
         Job.ended_at.is_not(None),
         Job.elapsed_seconds.is_not(None),
     )
-    groups = db.execute(
-        select(Job.state, *known, func.count())
-        .where(Job.submitted_at >= export.start, Job.submitted_at < export.end)
-        .group_by(Job.state, *known)
-    )
+    with db.begin():
+        groups = db.execute(
+            select(Job.state, *known, func.count())
+            .where(Job.submitted_at >= export.start, Job.submitted_at < export.end)
+            .group_by(Job.state, *known)
+        ).all()
     totals = Totals()
     for state, started, ended, elapsed, jobs in groups:
         ran = _runs_known(state, started=started, ended=ended, elapsed=elapsed)
