@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
 
 from commonlab.app import create_app
 from commonlab.config import Settings
@@ -55,6 +56,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Databases -----------------------------------------------------------------------------------
+
+# Every engine that has connected, so a test can tell which it left holding connections.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+event.listen(Engine, "engine_connect", lambda connection: _ENGINES.add(connection.engine))
+
+
+def _held(engine: Engine) -> int:
+    """Connections `engine`'s pool holds, idle or in use (a NullPool, the leader lease's,
+    holds none between uses)."""
+    pool = engine.pool
+    if not hasattr(pool, "checkedin"):
+        return 0
+    return pool.checkedin() + pool.checkedout()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _no_database_connection_outlives_its_test() -> Iterator[None]:
+    """An engine a test (or the code it runs) opened and never disposed keeps its idle
+    connections until the garbage collector deletes them, in whatever later test it runs,
+    where psycopg's ResourceWarning fails that innocent test. So each test disposes what it
+    opened: this fails the test that did not, naming the database."""
+    before = set(_ENGINES)
+    yield
+    left = [
+        engine.url.render_as_string(hide_password=True)
+        for engine in set(_ENGINES) - before
+        if _held(engine)
+    ]
+    del before
+    assert not left, f"this test left connections open (close the Facility or dispose): {left}"
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +159,7 @@ def empty_postgres_database(name: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()  # holds no connection while the database is in use
     try:
         yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -180,7 +212,11 @@ def settings(tmp_path: Path, database: str) -> Settings:
 def facility(settings: Settings) -> Iterator[Facility]:
     fac = open_facility(settings)
     yield fac
+    # Disposing an engine leaves alone a connection still checked out (a session never
+    # closed, a streamed answer never read to its end): say so here rather than let it leak.
+    held = fac.db.engine.pool.checkedout()  # type: ignore[attr-defined]
     fac.close()
+    assert not held, f"{held} database connection(s) still checked out when the test ended"
 
 
 @pytest.fixture

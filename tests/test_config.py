@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pytest
 
 from commonlab.config import Settings, load_settings
@@ -60,7 +62,7 @@ def test_bad_toml_and_unknown_keys(tmp_path):
 
 
 def test_a_supplied_signing_key_must_exist_and_keeps_its_origin(tmp_path):
-    from commonlab.facility import open_facility
+    from commonlab.facility import RUNNING_LOCK, open_facility
 
     with pytest.raises(ConfigError, match="no such file"):
         open_facility(load_settings({}, home=tmp_path, signing_key_path=tmp_path / "nope.key"))
@@ -72,6 +74,11 @@ def test_a_supplied_signing_key_must_exist_and_keeps_its_origin(tmp_path):
     garbage.write_text("not a key")
     with pytest.raises(ConfigError, match="not a signer key"):
         open_facility(load_settings({}, home=tmp_path / "g", signing_key_path=garbage))
+    # A start that failed holds nothing: `restore` may take the home (the conftest's guard
+    # sees that its database connections were let go too).
+    for home in (tmp_path, tmp_path / "g"):
+        with open(home / RUNNING_LOCK, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_a_relative_home_is_made_absolute_where_it_is_read(tmp_path, monkeypatch):

@@ -97,24 +97,26 @@ def open_facility(settings: Settings, *, force_fork: bool = False) -> Facility:
     except OSError as exc:
         raise ConfigError(f"COMMONLAB_HOME={home}: cannot create it ({exc.strerror})") from None
     isolation = Sandbox.from_settings(settings).isolation
-    running = _hold_running_lock(home)
-    db = Database(settings.db_url)
-    migrate(db.engine)
-    signer = _load_or_create_signer(settings)
-    secret = _load_or_create_secret(home / "keys" / "session.key")
-    try:
+    # What is opened here is released again if the start fails partway (a bad key, a
+    # record that contradicts its witness, a home it cannot lock down): a caller that
+    # catches the error, `up` retried or a test, is left holding no connection and no lock.
+    with contextlib.ExitStack() as opened:
+        running = _hold_running_lock(home)
+        opened.callback(os.close, running)
+        db = Database(settings.db_url)
+        opened.callback(db.dispose)
+        migrate(db.engine)
+        signer = _load_or_create_signer(settings)
+        secret = _load_or_create_secret(home / "keys" / "session.key")
         forks = _check_record(db, signer, witnessed_path(home), force_fork=force_fork)
-    except LogContradictsWitness:
-        db.dispose()
-        os.close(running)
-        raise
-    try:
-        _lock_down(settings, passage=kind_of(settings.executor).reached_by_path(isolation))
-    except OSError as exc:
-        raise ConfigError(
-            f"COMMONLAB_HOME={home}: cannot make {exc.filename} private ({exc.strerror}); "
-            "run commonlab as the user that owns the home"
-        ) from None
+        try:
+            _lock_down(settings, passage=kind_of(settings.executor).reached_by_path(isolation))
+        except OSError as exc:
+            raise ConfigError(
+                f"COMMONLAB_HOME={home}: cannot make {exc.filename} private ({exc.strerror}); "
+                "run commonlab as the user that owns the home"
+            ) from None
+        opened.pop_all()
     return Facility(
         settings=settings,
         db=db,

@@ -4,6 +4,7 @@ the caller's: the operator's first token is handed to `remember_operator`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -51,75 +52,78 @@ def serve(
     os.umask(0o077)
     # Refuses a record that contradicts what a witness cosigned, unless forced (facility.py).
     facility = open_facility(settings, force_fork=force_fork)
-    url = settings.base_url
-    with facility.db.session() as session:
-        token = bootstrap_operator(session)
-    if token is not None:
-        _announce_operator(console, token)
-        if remember_operator is not None:
-            remember_operator(url, token)
-    pi_token = None
-    if demo:
-        from commonlab.demo import seed_demo
-
+    # Closed when the server stops: `up` run inside another process (a test) leaves no
+    # database connection or lock behind.
+    with contextlib.closing(facility):
+        url = settings.base_url
         with facility.db.session() as session:
-            pi_token = seed_demo(session)
-        if pi_token is not None:
-            console.print("Seeded the demo facility (institutions, people, clearances).")
-            console.print(
-                Panel(
-                    "Run a job as Wanjiru Kamau, PI of the demo project proj-1, on this "
-                    "machine (from another shell):",
-                    title="try a job",
+            token = bootstrap_operator(session)
+        if token is not None:
+            _announce_operator(console, token)
+            if remember_operator is not None:
+                remember_operator(url, token)
+        pi_token = None
+        if demo:
+            from commonlab.demo import seed_demo
+
+            with facility.db.session() as session:
+                pi_token = seed_demo(session)
+            if pi_token is not None:
+                console.print("Seeded the demo facility (institutions, people, clearances).")
+                console.print(
+                    Panel(
+                        "Run a job as Wanjiru Kamau, PI of the demo project proj-1, on this "
+                        "machine (from another shell):",
+                        title="try a job",
+                    )
                 )
-            )
-            # Printed unwrapped, so the token survives copy and paste; with this facility's
-            # URL and the full path of its CLI, so it works pasted anywhere, whatever login
-            # the shell has saved.
+                # Printed unwrapped, so the token survives copy and paste; with this facility's
+                # URL and the full path of its CLI, so it works pasted anywhere, whatever login
+                # the shell has saved.
+                console.print(
+                    f"COMMONLAB_URL={url} COMMONLAB_TOKEN={pi_token} {cli_path()} job submit "
+                    "-p proj-1 --watch -- 'echo hello from the facility'",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+        console.print(
+            f"commonlab on [bold]{url}[/bold]  (portal {url}/, API {url}/api/v1/docs, "
+            f"record {url}/log/checkpoint)\n"
+            f"home {settings.home.resolve()}, database {settings.db_url.split('://')[0]}, "
+            f"executor {settings.executor}"
+        )
+        console.print(_isolation_line(facility), highlight=False)
+        for fork in facility.forks:
             console.print(
-                f"COMMONLAB_URL={url} COMMONLAB_TOKEN={pi_token} {cli_path()} job submit "
-                "-p proj-1 --watch -- 'echo hello from the facility'",
-                soft_wrap=True,
+                f"[bold red]The record was forked at entry {fork['index']} ({fork['time']}): "
+                f"{fork['reason']}[/bold red]",
                 highlight=False,
             )
-    console.print(
-        f"commonlab on [bold]{url}[/bold]  (portal {url}/, API {url}/api/v1/docs, "
-        f"record {url}/log/checkpoint)\n"
-        f"home {settings.home.resolve()}, database {settings.db_url.split('://')[0]}, "
-        f"executor {settings.executor}"
-    )
-    console.print(_isolation_line(facility), highlight=False)
-    for fork in facility.forks:
-        console.print(
-            f"[bold red]The record was forked at entry {fork['index']} ({fork['time']}): "
-            f"{fork['reason']}[/bold red]",
-            highlight=False,
+        prepare_fleet(facility)
+        if workers > 1:
+            _serve_workers(facility, workers, demo=demo, pi_token=pi_token, console=console)
+            return
+        # No access log: every running job speaks the API (its inputs, metrics, what it
+        # publishes), and a line per request would bury what the facility itself says. A reverse
+        # proxy in front of a facility keeps the access log where one is wanted.
+        config = uvicorn.Config(
+            create_app(facility),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            log_config=serving_setup(settings),  # JSON lines with request ids; workers' metrics
         )
-    prepare_fleet(facility)
-    if workers > 1:
-        _serve_workers(facility, workers, demo=demo, pi_token=pi_token, console=console)
-        return
-    # No access log: every running job speaks the API (its inputs, metrics, what it
-    # publishes), and a line per request would bury what the facility itself says. A reverse
-    # proxy in front of a facility keeps the access log where one is wanted.
-    config = uvicorn.Config(
-        create_app(facility),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        log_config=serving_setup(settings),  # JSON lines with request ids; workers' metrics
-    )
-    server = uvicorn.Server(config)
-    if demo:
-        _start_demo_models(
-            facility,
-            pi_token,
-            console,
-            started=lambda: bool(server.started),
-            stopping=lambda: bool(server.should_exit),
-        )
-    server.run()
+        server = uvicorn.Server(config)
+        if demo:
+            _start_demo_models(
+                facility,
+                pi_token,
+                console,
+                started=lambda: bool(server.started),
+                stopping=lambda: bool(server.should_exit),
+            )
+        server.run()
 
 
 def worker_app() -> Any:

@@ -388,6 +388,8 @@ def test_not_ready_when_the_database_is_gone(tmp_path: Path, database: str) -> N
     finally:
         lease.release()
         facility.close()
+        if database.startswith("postgresql"):
+            admin.dispose()
     assert gone.status_code == 503
     assert gone.json()["checks"]["database"] == "failed (see the facility's log)"
     assert gone.json()["detail"].startswith("not ready: database: failed")

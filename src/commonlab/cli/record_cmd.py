@@ -58,15 +58,17 @@ def _verify_local(verifier_key: str | None) -> None:
     from commonlab.record.verify import verify_store
 
     facility = open_facility(load_settings())
-    verifier = Verifier.from_key(verifier_key or facility.signer.verifier_key())
-    with facility.db.session() as session:
-        total = record.sequenced_count(session)
-        with _progress() as progress:
-            task = progress.add_task("verifying entries", total=total)
-            report = verify_store(
-                session, verifier, progress=lambda done: progress.update(task, completed=done)
-            )
-    facility.close()
+    try:
+        verifier = Verifier.from_key(verifier_key or facility.signer.verifier_key())
+        with facility.db.session() as session:
+            total = record.sequenced_count(session)
+            with _progress() as progress:
+                task = progress.add_task("verifying entries", total=total)
+                report = verify_store(
+                    session, verifier, progress=lambda done: progress.update(task, completed=done)
+                )
+    finally:
+        facility.close()
     console.print(
         f"{report.entries} entries, {report.checkpoints} checkpoints, {report.tiles} tiles "
         f"checked; {report.pending} entries waiting to be sequenced"
