@@ -2,7 +2,8 @@
 state floods the node with long jobs, another's job waits; one step of the controller (the
 `steer_shares` the facility runs every `share_steer_minutes`) caps the flooding state at its
 fair split with `GrpTRES`, requeues the job that loses least (its newest, or the one that
-reported a checkpoint last), and the waiting state's job starts; the
+reported a checkpoint last), pins the waiting state's job to the top of the queue, and that
+job starts; the
 next step, with nobody below their fair split, lifts the cap; the requeued job runs again in
 its folder and finds what its first run left there. Real sbatch jobs, no mocks."""
 
@@ -126,9 +127,11 @@ def _overload(lab, slurm_cluster):
         # Slurm keeps start times in whole seconds: the second job must start in a later
         # one to be the newer run (the one a requeue costs least), not a tie.
         time.sleep(1.1)
-    # ...and asks for more; France's one job waits behind it.
-    more = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
+    # France's one job waits, and Italy asks for more after it: France's is the older, the
+    # one Slurm holds room for (Reason=Resources) whatever the fair-share factors say yet.
     waiting = submit(lab, france, command=FLOOD, time_limit_minutes=10).json()
+    time.sleep(1.1)  # a later submit second: Italy's is the younger
+    more = submit(lab, italy, command=FLOOD, time_limit_minutes=10).json()
     for job in (more, waiting):
         run_until(lab.jobs, lab.client, job["id"], lab.operator, {"queued"}, timeout=40)
     jobs = _slurm_jobs(lab, *flood, more["id"], waiting["id"])
@@ -158,6 +161,16 @@ def test_the_job_that_reported_a_checkpoint_last_is_the_one_requeued(lab, slurm_
     assert requeued.restarts == 1
 
 
+def _capped(lab: SlurmFacility, job: dict) -> SlurmJob | None:
+    [seen] = _slurm_jobs(lab, job["id"])
+    return seen if seen.reason == "AssocGrpCpuLimit" else None
+
+
+def _waits_for_resources(lab: SlurmFacility, job: dict) -> SlurmJob | None:
+    [seen] = _slurm_jobs(lab, job["id"])
+    return seen if seen.reason == "Resources" else None
+
+
 def _pending(lab: SlurmFacility, job_id: int) -> SlurmJob | None:
     [job] = _slurm_jobs(lab, job_id)
     return job if job.state == "PENDING" else None
@@ -166,6 +179,7 @@ def _pending(lab: SlurmFacility, job_id: int) -> SlurmJob | None:
 def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cluster):
     prefix = lab.settings.slurm_account_prefix
     _, flood, more, waiting = _overload(lab, slurm_cluster)
+    _wait_for("France's job to wait for Resources", lambda: _waits_for_resources(lab, waiting))
 
     step = _step(lab)
 
@@ -177,15 +191,30 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
     # France, below its split, is never capped; Germany and Spain, with no work, are not
     # capped at nothing (their first job would wait for the next step).
     assert set(step["caps"]) == {"IT"}
+    # France, at nothing of its target, has its job pinned to the top until it starts.
+    france = _slurm_jobs(lab, waiting["id"])[0].slurm_id
+    assert step["pinned"] == [
+        {"job": waiting["id"], "slurm_job": france, "state": "FR", "tres": "cpu"}
+    ]
+    shown = subprocess.run(
+        ["scontrol", "show", "job", str(france)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert f"Nice={-accounts.PIN_NICE}" in shown.split()
     it, fr = member_account("IT", prefix), member_account("FR", prefix)
     tree = read_tree(SlurmCli())
     assert tree.accounts[it].grp_tres == {"cpu": 1} and tree.accounts[fr].grp_tres == {}
     # France's job gets the CPU the requeue freed; Italy's others wait on their cap.
     jobs = _wait_for("France's job to start", lambda: _started(lab, flood, more, waiting))
     assert _running_cpus(jobs, prefix) == {"IT": 1, "FR": 1}  # both at their fair split
-    requeued, capped = jobs[1], jobs[2]
+    requeued = jobs[1]
     assert requeued.state == "PENDING" and requeued.restarts == 1
-    assert capped.state == "PENDING" and capped.reason == "AssocGrpCpuLimit"
+    # Slurm gives a waiting job its reason at its next scheduling cycle.
+    capped = _wait_for("Italy's waiting job to be held by its cap", lambda: _capped(lab, more))
+    assert capped.state == "PENDING"
     # For commonlab the requeued job is still running: it will resume, nothing is charged yet.
     lab.jobs.tick()
     again = lab.client.get(f"/api/v1/jobs/{newest}", headers=lab.operator).json()
@@ -194,12 +223,14 @@ def test_an_overload_is_capped_and_requeued_and_the_shares_recover(lab, slurm_cl
     assert entry["data"]["requeued"][0]["job"] == newest
     assert entry["data"]["caps"]["IT"]["to"] == {"cpu": 1}
     assert entry["data"]["held"] == {"cpu": {"IT": 2}}
+    assert entry["data"]["pinned"] == step["pinned"]
 
     # Nobody is below their fair split now: the next step lifts the cap (work conservation)
     # and requeues nothing.
     later = _step(lab)
 
     assert later["requeued"] == [] and later["caps"]["IT"] == {"from": {"cpu": 1}, "to": {}}
+    assert later["pinned"] == []  # Italy's waiting jobs: a state above its target
     assert later["held"] == {"cpu": {"FR": 1, "IT": 1}}
     assert read_tree(SlurmCli()).accounts[it].grp_tres == {}
 

@@ -18,6 +18,7 @@ from commonlab.compute.executors.slurm.cli import (
     SlurmJob,
     SlurmRefused,
     SlurmUnavailable,
+    _number,
     _parse_tres,
     _slurm_message,
     parse_sacct,
@@ -55,6 +56,7 @@ def test_squeue_running_and_pending_jobs() -> None:
         account="cl-tests",
         submitted=_at(1795832946),
         requested_tres={"cpu": 2, "mem": 500, "node": 1, "billing": 2},
+        priority=10000,  # the share controller reads it to tell a pinned job
     )
     pending = jobs[14]
     assert (pending.state, pending.reason, pending.start, pending.exit_code) == (
@@ -66,6 +68,14 @@ def test_squeue_running_and_pending_jobs() -> None:
     assert pending.alloc_tres == {} and pending.elapsed_seconds == 0
     # What a waiting job asks for, which the share controller weighs.
     assert pending.requested_tres["cpu"] == 1 and not pending.requeued
+
+
+def test_squeue_priority_reads_either_form_of_number() -> None:
+    """v0.0.38 writes a plain integer; later versions `{"set", "infinite", "number"}`."""
+    assert _number(10000) == 10000
+    assert _number({"set": True, "infinite": False, "number": 4242}) == 4242
+    assert _number({"set": False, "number": 7}) == 0
+    assert _number(None) == 0 and _number("high") == 0
 
 
 def test_a_job_slurm_requeued_after_it_ran_stays_running_for_commonlab() -> None:

@@ -5,6 +5,7 @@ real test Slurm in test_share_recovery_slurm.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from commonlab.allocation.models import Allocation
 from commonlab.compute import accounts
 from commonlab.compute import service as compute
-from commonlab.compute.accounts import _plan_reclaim
+from commonlab.compute.accounts import PIN_NICE, _plan_reclaim, _to_pin
 from commonlab.compute.executors.slurm.accounts import SlurmAccount, SlurmTree
 from commonlab.compute.executors.slurm.cli import SlurmJob
 from commonlab.compute.models import Job, JobMetric, Partition
@@ -187,8 +188,33 @@ def test_on_gpus_only_gpu_jobs_are_planned() -> None:
     assert plans["gres/gpu"].preempt == [2] and plans["gres/gpu"].caps["IT"] == 2
 
 
+def _pins(queue: list[SlurmJob], capacity: dict[str, int]) -> list[tuple[int, str, str]]:
+    plans, held, _ = _plan(queue, capacity)
+    return _to_pin(TREE, {j.slurm_id: j for j in queue}, "x-", ENTITLED, plans, held)
+
+
+def test_the_job_slurm_holds_room_for_is_pinned_while_its_state_is_at_or_under_target() -> None:
+    # France holds nothing and its job is the one Slurm holds room for: pinned.
+    assert _pins([*FLOOD, _pending(3, "x-p-beta", cpu=2)], {"cpu": 2}) == [(3, "FR", "cpu")]
+    # Italy, above its target, does not get its next job pinned; nor does a job pending for
+    # another reason (Priority: not the one Slurm holds room for), nor the open pool's.
+    queue = [
+        *FLOOD,
+        _pending(3, "x-p-alpha", cpu=1),
+        _pending(4, "x-p-beta", reason="Priority", cpu=1),
+        _pending(5, "x-p-gamma", cpu=1),
+    ]
+    assert _pins(queue, {"cpu": 2}) == []
+
+
+def test_a_pinned_job_is_not_pinned_again() -> None:
+    pinned = replace(_pending(3, "x-p-beta", cpu=2), priority=PIN_NICE + 10_000)
+    assert _pins([*FLOOD, pinned], {"cpu": 2}) == []
+
+
 def test_production_steers_with_the_settings_the_simulator_evaluates() -> None:
     """What the simulated commonlab policy is judged with is what the facility runs."""
     simulated = CommonlabPolicy()
     assert simulated.settings == accounts.STEERING
     assert simulated.reclaim == accounts.RECLAIM
+    assert simulated.pin  # production pins as the simulated policy does

@@ -8,6 +8,8 @@ import math
 import pytest
 
 from commonlab.errors import InvalidInput
+from commonlab.simulator.engine import State
+from commonlab.simulator.inputs import partitions
 from commonlab.simulator.policies import (
     JOB_SIZE_WEIGHT,
     SIZE_WEIGHT_FLEET,
@@ -16,7 +18,8 @@ from commonlab.simulator.policies import (
     MultifactorJobSize,
     make_policy,
 )
-from tests.simulator.helpers import fleet, run
+from commonlab.simulator.workload import bind_classes, build_workload
+from tests.simulator.helpers import fleet, run, trace
 
 FOUR = fleet({"name": "p", "accelerator": "H100", "nodes": 1, "accelerators_per_node": 4})
 
@@ -151,3 +154,50 @@ def test_a_capped_pool_starts_nothing_beyond_its_cap_and_others_pass_it() -> Non
         tenant_pools={"a": "pa", "b": "pb"},
     )
     assert outcome.start.tolist() == [0, 0, 100, 100, 1, 1]
+
+
+def _bound_commonlab(**options) -> tuple[CommonlabPolicy, State]:
+    """commonlab's policy bound to a two-pool facility of four accelerators, each pool
+    entitled to half; pool pa's job 0 of 4 accelerators waits, pool pb's jobs 1 and 2 of
+    one."""
+    jobs = [{"submit": 0, "runtime": 100, "size": 4, "tenant": "a"}]
+    jobs += [{"submit": 0, "runtime": 100, "size": 1, "tenant": "b"} for _ in range(2)]
+    parts = partitions(FOUR)
+    workload = build_workload(
+        [trace(jobs)], pools=["pa", "pb"], tenant_pools={"a": "pa", "b": "pb"}
+    )
+    workload, eligible = bind_classes(workload, parts)
+    state = State(workload, parts, eligible, [0.5, 0.5])
+    policy = CommonlabPolicy(**options)
+    policy.bind(state)
+    return policy, state
+
+
+def _reserve(policy: CommonlabPolicy, state: State, run: int, *, held: list[int]) -> None:
+    """The last backfill pass held room for `run`; the pools hold `held`; the last plan's
+    targets are two accelerators each; then a recalculation."""
+    state.reserved, state.reserved_pool = run, int(state.workload.pool[run])
+    state.pool_running = list(held)
+    policy._targets = {"0": 2.0, "1": 2.0}
+    policy.on_tick(state.now)
+
+
+def test_the_reserved_job_of_a_pool_at_or_under_its_target_keeps_the_top_until_it_starts():
+    policy, state = _bound_commonlab()
+    before = policy.priority(0, 1)
+
+    _reserve(policy, state, 0, held=[2, 2])  # pa at its target: its gang is pinned
+
+    assert policy.priority(0, 0) > 1e9 > before
+    # Pinned until it starts (a Nice on Slurm stays), even once its pool holds more.
+    _reserve(policy, state, 1, held=[3, 2])
+    assert policy.priority(0, 0) > 1e9
+
+
+def test_the_reserved_job_of_a_pool_above_its_target_is_not_pinned():
+    policy, state = _bound_commonlab()
+    _reserve(policy, state, 1, held=[0, 3])  # pb above its target
+    assert policy.priority(1, 1) < 1e9
+    unpinned, state = _bound_commonlab(pin=False)
+    _reserve(unpinned, state, 0, held=[0, 0])
+    assert unpinned.priority(0, 0) < 1e9

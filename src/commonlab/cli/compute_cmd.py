@@ -473,6 +473,13 @@ def fleet_steer(
             f"{job['accelerators']} {job['tres']} back for the states below their fair split",
             highlight=False,
         )
+    for job in answer.get("pinned", []):
+        console.print(
+            f"pinned Slurm job {job['slurm_job']} (job {job['job'] or '-'}) of {job['state']} "
+            "to the top of the queue: Slurm holds room for it, and its state is at or under "
+            "its target",
+            highlight=False,
+        )
 
 
 def _cap(change: dict[str, Any] | None) -> str:

@@ -46,6 +46,7 @@ from commonlab.compute.share_controller import (
     Running,
     fair_split,
     next_weights,
+    pins,
     plan_reclaim,
 )
 from commonlab.config import Settings
@@ -72,6 +73,10 @@ FAIRSHARE_SCALE = 10_000
 # A waiting job held back for one of these reasons could not start if it were given room
 # (a spent budget, a hold, a dependency): it is not demand the controller makes room for.
 _CANNOT_START = ("MinutesLimit", "JobHeld", "Dependency")
+# The Nice that pins a job to the top of the queue: far above any priority multifactor gives
+# (its weights sum to tens of thousands here; the job-size weight grows with the fleet), so
+# a job's priority at or above it says it is pinned already.
+PIN_NICE = 100_000_000
 
 
 class SlurmControl(Sacctmgr, Protocol):
@@ -80,6 +85,8 @@ class SlurmControl(Sacctmgr, Protocol):
     def queue(self) -> dict[int, SlurmJob]: ...
 
     def requeue(self, slurm_id: int) -> None: ...
+
+    def pin(self, slurm_id: int, nice: int) -> None: ...
 
 
 def _slug(text: str) -> str:
@@ -326,6 +333,9 @@ def steer_shares(
         and not any(d.account == member_account(code, prefix) for d in plan.drift)
     }
     requeued = _requeue(db, runner, plans, runs, settings.executor)
+    pinned = _pin(
+        db, runner, _to_pin(actual, queue, prefix, shares, plans, held), settings.executor
+    )
     if moves:
         with db.begin():
             record.append(
@@ -344,14 +354,20 @@ def steer_shares(
         tres: {code: round(t, 2) for code, t in sorted(p.targets.items()) if t}
         for tres, p in plans.items()
     }
-    if capped or requeued:
+    if capped or requeued or pinned:
         with db.begin():
             record.append(
                 db,
                 ComputeEvent.SharesReclaimed,
                 actor=actor,
                 subject="fleet/shares",
-                data={"caps": capped, "requeued": requeued, "targets": targets, "held": held},
+                data={
+                    "caps": capped,
+                    "requeued": requeued,
+                    "pinned": pinned,
+                    "targets": targets,
+                    "held": held,
+                },
             )
     return {
         "entitled": shares,
@@ -361,6 +377,7 @@ def steer_shares(
         "fairshare": {code: {"from": a, "to": b} for code, (a, b) in moves.items()},
         "caps": capped,
         "requeued": requeued,
+        "pinned": pinned,
         "targets": targets,
         "held": held,
         "drift": [d.description for d in plan.drift],
@@ -388,17 +405,13 @@ def _plan_reclaim(
     requeue loses is the work since, or the whole run without one.
     Also what each state holds, and the running jobs by Slurm id."""
     checkpoints = checkpoints or {}
-    states = {member_account(code, prefix): code for code in entitled}
-    owner = {
-        name: states.get(name) or states.get(account.parent)
-        for name, account in tree.accounts.items()
-    }
+    owner = _owners(tree, prefix, entitled)
     free = dict(capacity)
     in_use = {tres: dict.fromkeys(entitled, 0.0) for tres in capacity}
     running: dict[str, list[Running]] = {tres: [] for tres in capacity}
     waiting: dict[str, dict[str, list[int]]] = {tres: {} for tres in capacity}
     for job in sorted(queue.values(), key=_queue_order):
-        tres = "gres/gpu" if job.requested_tres.get("gres/gpu") else "cpu"
+        tres = _tres_of(job)
         if tres not in capacity:
             continue
         code = owner.get(job.account)
@@ -439,6 +452,75 @@ def _plan_reclaim(
     }
     runs = {r.job: r for tres in capacity for r in running[tres]}
     return plans, held, runs
+
+
+def _owners(tree: SlurmTree, prefix: str, entitled: Mapping[str, float]) -> dict[str, str | None]:
+    """The member state each account's jobs belong to: the state whose account it is or is
+    under (None for the open pools' and others')."""
+    states = {member_account(code, prefix): code for code in entitled}
+    return {
+        name: states.get(name) or states.get(account.parent)
+        for name, account in tree.accounts.items()
+    }
+
+
+def _tres_of(job: SlurmJob) -> str:
+    """What a job is counted in: GPUs if it asks for any, else CPUs."""
+    return "gres/gpu" if job.requested_tres.get("gres/gpu") else "cpu"
+
+
+def _to_pin(
+    tree: SlurmTree,
+    queue: Mapping[int, SlurmJob],
+    prefix: str,
+    entitled: Mapping[str, float],
+    plans: Mapping[str, ReclaimPlan],
+    held: Mapping[str, Mapping[str, int]],
+) -> list[tuple[int, str, str]]:
+    """The jobs to pin (pure): each member state's job Slurm shows pending for Resources (the
+    one its scheduler holds room for) whose state holds no more than its target, and that
+    is not pinned already; as (Slurm id, state, TRES). The simulator pins the same job
+    (`share_controller.pins`)."""
+    owner = _owners(tree, prefix, entitled)
+    chosen = []
+    for job in sorted(queue.values(), key=_queue_order):
+        code, tres = owner.get(job.account), _tres_of(job)
+        if job.state != "PENDING" or job.reason != "Resources" or code is None:
+            continue
+        plan = plans.get(tres)
+        if plan is None or job.priority >= PIN_NICE:
+            continue
+        if pins(held.get(tres, {}).get(code, 0), plan.targets.get(code, 0.0)):
+            chosen.append((job.slurm_id, code, tres))
+    return chosen
+
+
+def _pin(
+    db: Session, runner: SlurmControl, chosen: list[tuple[int, str, str]], executor: str
+) -> list[dict[str, Any]]:
+    """Pin the chosen jobs; what was pinned, with commonlab's job id where the job is
+    commonlab's. A job that started or ended meanwhile is skipped (Slurm refuses it)."""
+    if not chosen:
+        return []
+    with db.begin():
+        jobs = dict(
+            db.execute(
+                select(Job.executor_id, Job.id).where(
+                    Job.executor == executor,
+                    Job.executor_id.in_([str(slurm_id) for slurm_id, _, _ in chosen]),
+                )
+            ).all()
+        )
+    pinned = []
+    for slurm_id, code, tres in chosen:
+        try:
+            runner.pin(slurm_id, PIN_NICE)
+        except SlurmRefused:
+            continue
+        pinned.append(
+            {"job": jobs.get(str(slurm_id)), "slurm_job": slurm_id, "state": code, "tres": tres}
+        )
+    return pinned
 
 
 def _work_lost(started: datetime, checkpoint: datetime | None, now: datetime) -> float:

@@ -85,13 +85,15 @@ FIELDS = declare(
         ComputeEvent.SharesReclaimed: Fields(
             "caps",
             "requeued",
+            "pinned",
             "targets",
             "held",
             about="the share controller caps member states at their fair split while another "
-            "waits below its own (GrpTRES), lifts the caps when nobody does, and requeues the "
-            "jobs of states above it that lose the least work: each cap's from and to, each "
-            "requeued job, and "
-            "every state's target and holding in accelerators",
+            "waits below its own (GrpTRES), lifts the caps when nobody does, requeues the "
+            "jobs of states above it that lose the least work, and pins to the top of the "
+            "queue the job Slurm holds room for when its state is at or under its target: "
+            "each cap's from and to, each requeued and pinned job, and every state's target "
+            "and holding in accelerators",
         ),
         ComputeEvent.JobAdmitted: Fields(
             "project",

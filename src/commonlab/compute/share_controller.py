@@ -22,6 +22,7 @@ __all__ = [
     "Running",
     "fair_split",
     "next_weights",
+    "pins",
     "plan_reclaim",
 ]
 
@@ -334,6 +335,17 @@ def plan_reclaim(
     return ReclaimPlan(
         caps=caps, preempt=preempt, reclaim_for=reclaim_for, targets=targets, under_served=under
     )
+
+
+def pins(held: float, target: float) -> bool:
+    """Whether the job the scheduler holds room for (the first that cannot start: Slurm's
+    pending job with Reason=Resources) is pinned to the top of the queue until it starts:
+    when its pool holds no more than its target. Under a fair-share order a job that ranks
+    higher arrives while a large job's room drains, starts in what has drained and the
+    drain begins again; the pin lets the drain finish. Pinning every such job let pools
+    above their share keep the top (`overload-1.5` 0.87 -> 2.90 points); pinned only at or
+    under target, utilisation rose in every draw measured (docs/simulator.md)."""
+    return held <= target
 
 
 def _turn_over(

@@ -17,6 +17,7 @@ from commonlab.compute.share_controller import (
     Running,
     fair_split,
     next_weights,
+    pins,
     plan_reclaim,
 )
 from commonlab.errors import InvalidInput
@@ -191,6 +192,8 @@ class MultifactorJobSize(Multifactor):
 # points of utilisation to ~890 preemptions; at 10, 0.61 and 1.4; caps alone, 1.09 and 0.6
 # (but bursty 5.98 points, against 3.14 at 10).
 RECLAIM = share_controller.RECLAIM
+# The priority of a pinned run: above any the factors give (pinned runs oldest first).
+PINNED = 1e12
 
 
 class CommonlabPolicy(Multifactor):
@@ -214,7 +217,12 @@ class CommonlabPolicy(Multifactor):
     preempt within the hourly budget; a preempted job resumes from its last checkpoint
     (every `checkpoint_s`, plus `restart_s` to restore it). `reclaim` is True (the
     settings `RECLAIM`), a `ReclaimSettings`, or None / False: only the weights (the policy
-    before issue 19)."""
+    before issue 19).
+
+    With `pin` (the default; it needs reclaim), at each recomputation the run the last
+    backfill pass held room for goes to the top of the queue until it starts when its pool
+    holds no more than its target in the last plan (`share_controller.pins`; production
+    sets a negative Nice on the job Slurm shows pending for Resources)."""
 
     name = "commonlab"
     w_jobsize = JOB_SIZE_WEIGHT
@@ -224,6 +232,7 @@ class CommonlabPolicy(Multifactor):
     # How many waiting jobs of an under-served pool, and newest runs of a pool above its
     # target, the reclaim plan looks at.
     plan_depth = 64
+    pin = True
 
     def __init__(
         self,
@@ -234,9 +243,12 @@ class CommonlabPolicy(Multifactor):
         checkpoint_s: float | None = 3_600.0,
         restart_s: float = 300.0,
         job_size_weight: float | None = None,
+        pin: bool | None = None,
     ) -> None:
         super().__init__(job_size_weight=job_size_weight)
         self.settings = settings or share_controller.STEERING
+        if pin is not None:
+            self.pin = pin
         if memory is not None:
             self.memory = memory
         if (checkpoint_s is not None and checkpoint_s <= 0) or restart_s < 0:
@@ -261,7 +273,16 @@ class CommonlabPolicy(Multifactor):
         self._plan_due = False
         # (when, accelerators) of the runs this policy preempted, for the hourly budget.
         self._preempted: deque[tuple[float, int]] = deque()
+        # Runs pinned to the top of the queue (until they start), and each pool's target in
+        # the last reclaim plan.
+        self._pinned: set[int] = set()
+        self._targets: dict[str, float] = {}
         return keys
+
+    def priority(self, key: int, job: int) -> float:
+        if job in self._pinned:
+            return PINNED - self._queued[job]
+        return super().priority(key, job)
 
     def _sample(self, now: float) -> None:
         state = self.state
@@ -299,6 +320,17 @@ class CommonlabPolicy(Multifactor):
                 self._got = [0.0] * len(self._names)
                 self._fair = [0.0] * len(self._names)
         super().on_tick(now)
+        self._pin_reserved()
+
+    def _pin_reserved(self) -> None:
+        """Pin the run the last backfill pass held room for, if its pool is at or under
+        its target; a pin stays until the run starts, as a job's Nice does on Slurm."""
+        state = self.state
+        run, pool = state.reserved, state.reserved_pool
+        if not self.pin or run < 0 or run in self._pinned or not self._targets:
+            return
+        if pins(state.pool_running[pool], self._targets[self._names[pool]]):
+            self._pinned.add(run)
 
     def evictions(
         self,
@@ -346,6 +378,7 @@ class CommonlabPolicy(Multifactor):
         for p, name in enumerate(names):
             cap = plan.caps[name]
             self.caps[p] = math.inf if cap is None else cap
+        self._targets = plan.targets
         return [int(r) for r in plan.preempt]
 
 

@@ -107,6 +107,10 @@ class State:
         # When each job (or each re-queued run of a preempted job, numbered from
         # len(workload)) joined its queue: its submit time, or when it was preempted.
         self.queued_at: list[float] = workload.submit.tolist()
+        # The run the last backfill pass held room for (Slurm's pending job with Reason
+        # Resources) and its pool; -1 before any.
+        self.reserved = -1
+        self.reserved_pool = -1
         # Delivered accelerator-seconds per tenant, integrated lazily at starts and ends.
         self._tenant_rate = [0] * n_tenants
         self._tenant_since = [0.0] * n_tenants

@@ -120,6 +120,7 @@ class SlurmJob:
     submitted: datetime | None = None  # when it was (last re)queued
     requested_tres: dict[str, int] = field(default_factory=dict)  # what it asks for
     restarts: int = 0  # how often it was requeued after it had started
+    priority: int = 0  # its priority now (multifactor's factors, less its Nice)
 
     @property
     def finished(self) -> bool:
@@ -314,6 +315,11 @@ class SlurmCli:
         short while (Reason BeginTime) before it may start again."""
         self._run(["scontrol", "requeue", str(slurm_id)])
 
+    def pin(self, slurm_id: int, nice: int) -> None:
+        """Put a pending job ahead of every other until it starts: a negative Nice (`scontrol
+        update`; only an operator may lower one) is taken from its priority."""
+        self._run(["scontrol", "update", f"JobId={slurm_id}", f"Nice={-nice}"])
+
     def cancel(self, slurm_id: int) -> None:
         """Cancel a job; one that has already ended (or that Slurm forgot) is not an error."""
         try:
@@ -394,8 +400,16 @@ def parse_squeue(text: str, *, now: datetime) -> dict[int, SlurmJob]:
             submitted=_from_epoch(raw.get("submit_time")),
             requested_tres=_parse_tres(raw.get("tres_req_str") or ""),
             restarts=int(raw.get("restart_cnt") or 0),
+            priority=_number(raw.get("priority")),
         )
     return jobs
+
+
+def _number(value: object) -> int:
+    """An integer of squeue's JSON: plain in v0.0.38, `{"set": …, "number": …}` later."""
+    if isinstance(value, dict):
+        value = value.get("number") if value.get("set", True) else 0
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def parse_sacct(text: str) -> dict[int, SlurmJob]:
