@@ -20,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -77,12 +78,23 @@ class SlurmCluster:
         os.chown(path, self.uid, self.gid)
         return path
 
-    def restart_daemons(self) -> None:
-        """Restart slurmdbd, slurmctld and slurmd (jobs keep running), and wait until Slurm
-        answers again. Waits for other workers' Slurm tests to finish first."""
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """The cluster to this test alone: waits for other workers' Slurm tests to finish,
+        and holds theirs back until the block ends (a test that fills the node, or restarts
+        the daemons)."""
         if _held_lock is not None:
             fcntl.flock(_held_lock, fcntl.LOCK_EX)
         try:
+            yield
+        finally:
+            if _held_lock is not None:
+                fcntl.flock(_held_lock, fcntl.LOCK_SH)
+
+    def restart_daemons(self) -> None:
+        """Restart slurmdbd, slurmctld and slurmd (jobs keep running), and wait until Slurm
+        answers again. Waits for other workers' Slurm tests to finish first."""
+        with self.alone():
             subprocess.run(
                 [str(ROOT / "scripts" / "slurm_restart")],
                 check=True,
@@ -90,9 +102,6 @@ class SlurmCluster:
                 capture_output=True,
             )
             _wait_until_answering(SlurmCli(timeout=10), seconds=60)
-        finally:
-            if _held_lock is not None:
-                fcntl.flock(_held_lock, fcntl.LOCK_SH)
 
 
 def _wait_until_answering(cli: SlurmCli, *, seconds: float) -> None:

@@ -41,6 +41,12 @@ FLOOD = "mkdir -p checkpoints && echo ran >> checkpoints/runs && sleep 300"
 
 @pytest.fixture
 def lab(slurm_cluster, tmp_path, database) -> Iterator[SlurmFacility]:
+    # The scenario fills the node: another worker's job there would change who waits.
+    with slurm_cluster.alone():
+        yield from _lab(slurm_cluster, tmp_path, database)
+
+
+def _lab(slurm_cluster, tmp_path, database) -> Iterator[SlurmFacility]:
     prefix = f"t{uuid.uuid4().hex[:6]}-"
     settings = Settings(
         home=tmp_path / "home",
