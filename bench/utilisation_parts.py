@@ -8,7 +8,8 @@ utilisation goes").
 Utilisation in points, as the sweep measures it. The steps: `fifo`; the fair-share order
 (`multifactor` with the job-size factor and the share controller's weights, nothing else:
 `CommonlabPolicy(reclaim=None)`); with the caps (`GrpTRES` at the target while a state is
-under-served; no preemption); and with preemption too (commonlab's policy as it runs). Each
+under-served; no preemption); and with preemption too (commonlab's policy before the pin of
+session 15). Each
 cell is the median over the draws, with the range.
 """
 
@@ -30,9 +31,10 @@ from commonlab.simulator.run import prepare
 # Each step adds one mechanism to the one before.
 STEPS: dict[str, Callable[[], Policy]] = {
     "fifo": FifoBackfill,
-    "the fair-share order": lambda: CommonlabPolicy(reclaim=None),
-    "the caps": lambda: CommonlabPolicy(reclaim=replace(RECLAIM, budget=0.0)),
-    "preemption": CommonlabPolicy,
+    "the fair-share order": lambda: CommonlabPolicy(reclaim=None, pin=False),
+    "the caps": lambda: CommonlabPolicy(reclaim=replace(RECLAIM, budget=0.0), pin=False),
+    # Without the pin (session 15), as the figures in docs/simulator.md were measured.
+    "preemption": lambda: CommonlabPolicy(pin=False),
 }
 ABOVE_LOAD_1 = ("overload-1.2", "overload-1.5", "bursty", "idle-return", "overload-long")
 

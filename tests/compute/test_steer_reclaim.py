@@ -188,9 +188,12 @@ def test_on_gpus_only_gpu_jobs_are_planned() -> None:
     assert plans["gres/gpu"].preempt == [2] and plans["gres/gpu"].caps["IT"] == 2
 
 
-def _pins(queue: list[SlurmJob], capacity: dict[str, int]) -> list[tuple[int, str, str]]:
+def _pins(
+    queue: list[SlurmJob], capacity: dict[str, int], settings: ReclaimSettings = SETTINGS
+) -> list[tuple[int, str, str]]:
     plans, held, _ = _plan(queue, capacity)
-    return _to_pin(TREE, {j.slurm_id: j for j in queue}, "x-", ENTITLED, plans, held)
+    jobs = {j.slurm_id: j for j in queue}
+    return _to_pin(TREE, jobs, "x-", ENTITLED, plans, held, capacity, settings)
 
 
 def test_the_job_slurm_holds_room_for_is_pinned_while_its_state_is_at_or_under_target() -> None:
@@ -205,6 +208,14 @@ def test_the_job_slurm_holds_room_for_is_pinned_while_its_state_is_at_or_under_t
         _pending(5, "x-p-gamma", cpu=1),
     ]
     assert _pins(queue, {"cpu": 2}) == []
+
+
+def test_a_job_larger_than_the_hourly_budget_is_not_pinned() -> None:
+    """It could not be taken back but by its turn: pinned, its state would hold far above
+    its share for its whole run."""
+    queue = [*FLOOD, _pending(3, "x-p-beta", cpu=2)]
+    assert _pins(queue, {"cpu": 2}, ReclaimSettings(budget=0.5)) == []
+    assert _pins(queue, {"cpu": 2}, ReclaimSettings(budget=1.0)) == [(3, "FR", "cpu")]
 
 
 def test_a_pinned_job_is_not_pinned_again() -> None:

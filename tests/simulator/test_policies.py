@@ -4,6 +4,7 @@ queues per (tenant, job size), a smaller job ahead of a bigger one, fair share p
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from commonlab.simulator.engine import State
 from commonlab.simulator.inputs import partitions
 from commonlab.simulator.policies import (
     JOB_SIZE_WEIGHT,
+    RECLAIM,
     SIZE_WEIGHT_FLEET,
     CommonlabPolicy,
     Multifactor,
@@ -168,7 +170,8 @@ def _bound_commonlab(**options) -> tuple[CommonlabPolicy, State]:
     )
     workload, eligible = bind_classes(workload, parts)
     state = State(workload, parts, eligible, [0.5, 0.5])
-    policy = CommonlabPolicy(**options)
+    # A budget of the whole fleet an hour: the gang of four is within it.
+    policy = CommonlabPolicy(**{"reclaim": replace(RECLAIM, budget=1.0), **options})
     policy.bind(state)
     return policy, state
 
@@ -177,6 +180,7 @@ def _reserve(policy: CommonlabPolicy, state: State, run: int, *, held: list[int]
     """The last backfill pass held room for `run`; the pools hold `held`; the last plan's
     targets are two accelerators each; then a recalculation."""
     state.reserved, state.reserved_pool = run, int(state.workload.pool[run])
+    state.reserved_size = int(state.workload.accelerators[run])
     state.pool_running = list(held)
     policy._targets = {"0": 2.0, "1": 2.0}
     policy.on_tick(state.now)
@@ -201,3 +205,10 @@ def test_the_reserved_job_of_a_pool_above_its_target_is_not_pinned():
     unpinned, state = _bound_commonlab(pin=False)
     _reserve(unpinned, state, 0, held=[0, 0])
     assert unpinned.priority(0, 0) < 1e9
+
+
+def test_a_run_larger_than_the_hourly_budget_is_not_pinned():
+    """Preemption could not take it back but by its turn (`share_controller.pins`)."""
+    policy, state = _bound_commonlab(reclaim=RECLAIM)  # a quarter of four accelerators
+    _reserve(policy, state, 0, held=[0, 0])
+    assert policy.priority(0, 0) < 1e9

@@ -333,9 +333,8 @@ def steer_shares(
         and not any(d.account == member_account(code, prefix) for d in plan.drift)
     }
     requeued = _requeue(db, runner, plans, runs, settings.executor)
-    pinned = _pin(
-        db, runner, _to_pin(actual, queue, prefix, shares, plans, held), settings.executor
-    )
+    chosen = _to_pin(actual, queue, prefix, shares, plans, held, reclaimed, reclaim)
+    pinned = _pin(db, runner, chosen, settings.executor)
     if moves:
         with db.begin():
             record.append(
@@ -476,11 +475,13 @@ def _to_pin(
     entitled: Mapping[str, float],
     plans: Mapping[str, ReclaimPlan],
     held: Mapping[str, Mapping[str, int]],
+    capacity: Mapping[str, int],
+    settings: ReclaimSettings,
 ) -> list[tuple[int, str, str]]:
     """The jobs to pin (pure): each member state's job Slurm shows pending for Resources (the
-    one its scheduler holds room for) whose state holds no more than its target, and that
-    is not pinned already; as (Slurm id, state, TRES). The simulator pins the same job
-    (`share_controller.pins`)."""
+    one its scheduler holds room for) whose state holds no more than its target, within
+    the hourly preemption budget, and not pinned already; as (Slurm id, state, TRES). The
+    simulator pins the same job (`share_controller.pins`)."""
     owner = _owners(tree, prefix, entitled)
     chosen = []
     for job in sorted(queue.values(), key=_queue_order):
@@ -490,7 +491,8 @@ def _to_pin(
         plan = plans.get(tres)
         if plan is None or job.priority >= PIN_NICE:
             continue
-        if pins(held.get(tres, {}).get(code, 0), plan.targets.get(code, 0.0)):
+        target, size = plan.targets.get(code, 0.0), job.requested_tres.get(tres, 0)
+        if pins(held.get(tres, {}).get(code, 0), target, size, capacity[tres], settings):
             chosen.append((job.slurm_id, code, tres))
     return chosen
 

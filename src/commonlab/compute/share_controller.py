@@ -337,15 +337,21 @@ def plan_reclaim(
     )
 
 
-def pins(held: float, target: float) -> bool:
+def pins(
+    held: float, target: float, size: float, capacity: float, settings: ReclaimSettings
+) -> bool:
     """Whether the job the scheduler holds room for (the first that cannot start: Slurm's
-    pending job with Reason=Resources) is pinned to the top of the queue until it starts:
-    when its pool holds no more than its target. Under a fair-share order a job that ranks
-    higher arrives while a large job's room drains, starts in what has drained and the
-    drain begins again; the pin lets the drain finish. Pinning every such job let pools
-    above their share keep the top (`overload-1.5` 0.87 -> 2.90 points); pinned only at or
-    under target, utilisation rose in every draw measured (docs/simulator.md)."""
-    return held <= target
+    pending job with Reason=Resources), `size` accelerators of `capacity`, is pinned to the
+    top of the queue until it starts: when its pool holds no more than its `target`, and
+    the job is no larger than the hourly preemption budget.
+
+    Under a fair-share order a job that ranks higher arrives while a large job's room
+    drains, starts in what has drained, and the drain begins again; the pin lets the drain
+    finish. Pinning every such job let pools above their share keep the top (`overload-1.5`
+    0.87 -> 2.90 points). A run larger than the budget cannot be taken back but by its turn
+    (`_turn_over`): pinned, it held its pool far above its share (`llm-gangs`, ten draws:
+    worse than the best other policy in 3, against none with the bound; docs/simulator.md)."""
+    return held <= target and size <= settings.budget * capacity
 
 
 def _turn_over(

@@ -221,8 +221,9 @@ class CommonlabPolicy(Multifactor):
 
     With `pin` (the default; it needs reclaim), at each recomputation the run the last
     backfill pass held room for goes to the top of the queue until it starts when its pool
-    holds no more than its target in the last plan (`share_controller.pins`; production
-    sets a negative Nice on the job Slurm shows pending for Resources)."""
+    holds no more than its target in the last plan and the run is within the hourly
+    preemption budget (`share_controller.pins`; production sets a negative Nice on the job
+    Slurm shows pending for Resources)."""
 
     name = "commonlab"
     w_jobsize = JOB_SIZE_WEIGHT
@@ -324,12 +325,16 @@ class CommonlabPolicy(Multifactor):
 
     def _pin_reserved(self) -> None:
         """Pin the run the last backfill pass held room for, if its pool is at or under
-        its target; a pin stays until the run starts, as a job's Nice does on Slurm."""
+        its target and the run within the hourly preemption budget (`pins`); a pin stays
+        until the run starts, as a job's Nice does on Slurm."""
         state = self.state
         run, pool = state.reserved, state.reserved_pool
         if not self.pin or run < 0 or run in self._pinned or not self._targets:
             return
-        if pins(state.pool_running[pool], self._targets[self._names[pool]]):
+        target = self._targets[self._names[pool]]
+        if pins(
+            state.pool_running[pool], target, state.reserved_size, state.capacity, self.reclaim
+        ):
             self._pinned.add(run)
 
     def evictions(

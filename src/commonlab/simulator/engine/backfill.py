@@ -169,10 +169,9 @@ class Backfill:
                 spare,
                 placement.starts_on[reserved_part],
             ]
-            engine.state.reserved, engine.state.reserved_pool = (
-                reserved_job,
-                runs.pool[reserved_job],
-            )
+            state = engine.state
+            state.reserved, state.reserved_pool = reserved_job, runs.pool[reserved_job]
+            state.reserved_size = size[reserved_job]
         for key, end in read_to.items():
             queues.drop_started(key, end)
         for key in touched:

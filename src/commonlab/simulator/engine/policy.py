@@ -111,6 +111,7 @@ class State:
         # Resources) and its pool; -1 before any.
         self.reserved = -1
         self.reserved_pool = -1
+        self.reserved_size = 0
         # Delivered accelerator-seconds per tenant, integrated lazily at starts and ends.
         self._tenant_rate = [0] * n_tenants
         self._tenant_since = [0.0] * n_tenants
