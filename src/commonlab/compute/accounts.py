@@ -497,6 +497,19 @@ def _to_pin(
     return chosen
 
 
+def _commonlab_ids(db: Session, executor: str, slurm_ids: list[Hashable]) -> dict[str, int]:
+    """commonlab's job id of each Slurm job that is the facility's, by Slurm id (a string)."""
+    with db.begin():
+        return dict(
+            db.execute(
+                select(Job.executor_id, Job.id).where(
+                    Job.executor == executor,
+                    Job.executor_id.in_([str(slurm_id) for slurm_id in slurm_ids]),
+                )
+            ).all()
+        )
+
+
 def _pin(
     db: Session, runner: SlurmControl, chosen: list[tuple[int, str, str]], executor: str
 ) -> list[dict[str, Any]]:
@@ -504,15 +517,7 @@ def _pin(
     commonlab's. A job that started or ended meanwhile is skipped (Slurm refuses it)."""
     if not chosen:
         return []
-    with db.begin():
-        jobs = dict(
-            db.execute(
-                select(Job.executor_id, Job.id).where(
-                    Job.executor == executor,
-                    Job.executor_id.in_([str(slurm_id) for slurm_id, _, _ in chosen]),
-                )
-            ).all()
-        )
+    jobs = _commonlab_ids(db, executor, [slurm_id for slurm_id, _, _ in chosen])
     pinned = []
     for slurm_id, code, tres in chosen:
         try:
@@ -574,15 +579,7 @@ def _requeue(
     victims = [(tres, slurm_id) for tres, p in plans.items() for slurm_id in p.preempt]
     if not victims:
         return []
-    with db.begin():
-        jobs = dict(
-            db.execute(
-                select(Job.executor_id, Job.id).where(
-                    Job.executor == executor,
-                    Job.executor_id.in_([str(slurm_id) for _, slurm_id in victims]),
-                )
-            ).all()
-        )
+    jobs = _commonlab_ids(db, executor, [slurm_id for _, slurm_id in victims])
     requeued = []
     for tres, slurm_id in victims:
         try:
